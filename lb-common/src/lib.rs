@@ -1,0 +1,303 @@
+//! Types shared by xlb's XDP programs (`lb-ebpf`) and its agent (`lb-userspace`).
+//!
+//! Every struct here is the key or value of a BPF map, so each is `#[repr(C)]`
+//! with explicit padding fields (hash-map keys are compared byte by byte, so no
+//! byte may be left uninitialised) and a compile-time size check. Addresses and
+//! ports are kept in network byte order, exactly as they sit in the packet.
+#![no_std]
+
+use core::mem::{align_of, size_of};
+
+/// Names of the maps the agent pins under its pin directory (default `/sys/fs/bpf/xlb`).
+pub mod map_names {
+    pub const SERVICES: &str = "SERVICES";
+    pub const REALS: &str = "REALS";
+    pub const MAGLEV: &str = "MAGLEV";
+    pub const CONNTRACK: &str = "CONNTRACK";
+    pub const IFACES: &str = "IFACES";
+    pub const TX_PORTS: &str = "TX_PORTS";
+    pub const SERVICE_STATS: &str = "SERVICE_STATS";
+    pub const REAL_STATS: &str = "REAL_STATS";
+    pub const GLOBAL_STATS: &str = "GLOBAL_STATS";
+    /// Every pinned map, in a stable order.
+    pub const ALL: [&str; 9] = [
+        SERVICES,
+        REALS,
+        MAGLEV,
+        CONNTRACK,
+        IFACES,
+        TX_PORTS,
+        SERVICE_STATS,
+        REAL_STATS,
+        GLOBAL_STATS,
+    ];
+}
+
+/// Name of the director XDP program in the object file.
+pub const PROG_DIRECTOR: &str = "xlb_director";
+/// Name of the XDP program that passes everything (for veth peers in labs).
+pub const PROG_PASS: &str = "xlb_pass";
+
+/// Read-only globals the loader sets before the program is verified.
+pub mod globals {
+    /// Size of each service's Maglev table (a prime).
+    pub const MAGLEV_TABLE_SIZE: &str = "MAGLEV_TABLE_SIZE";
+}
+
+/// Default sizes, used as the maps' compiled-in `max_entries`; the agent
+/// overrides them from its configuration at load time.
+pub mod defaults {
+    pub const MAX_SERVICES: u32 = 64;
+    pub const MAX_REALS: u32 = 4096;
+    pub const CONNTRACK_SIZE: u32 = 1 << 20;
+    pub const MAGLEV_TABLE_SIZE: u32 = 65537;
+    pub const MAX_IFACES: u32 = 64;
+}
+
+/// Address family tags used in keys (not the kernel's AF_* values, so that the
+/// tag also says how many address words are meaningful).
+pub const FAMILY_V4: u8 = 4;
+pub const FAMILY_V6: u8 = 6;
+
+/// IP protocol numbers the data plane balances.
+pub const PROTO_TCP: u8 = 6;
+pub const PROTO_UDP: u8 = 17;
+
+/// Real-server id 0 is never allocated: a Maglev slot holding 0 means "no real".
+pub const REAL_NONE: u32 = 0;
+
+/// How a packet reaches its real server (LVS forwarding methods).
+pub mod method {
+    /// Direct routing: rewrite the destination MAC only.
+    pub const DR: u8 = 1;
+    /// Masquerading (NAT).
+    pub const NAT: u8 = 2;
+    /// IP-in-IP tunnelling.
+    pub const TUN: u8 = 3;
+}
+
+/// How a new connection picks its real server.
+pub mod sched {
+    /// Maglev consistent hashing over a weighted lookup table.
+    pub const MH: u8 = 1;
+}
+
+/// `ServiceInfo::flags`: the service forwards; when clear its packets go to the stack.
+pub const SERVICE_F_ACTIVE: u32 = 1;
+/// `RealInfo::flags`: the slot holds a configured real server.
+pub const REAL_F_PRESENT: u32 = 1;
+/// `RealInfo::flags`: its next hop is known, so it can take packets. Flows to a
+/// real without it are rescheduled.
+pub const REAL_F_REACHABLE: u32 = 2;
+
+/// An IPv4 or IPv6 address in network byte order; IPv4 uses `addr[0]` only and
+/// leaves the other words zero.
+pub type Addr = [u32; 4];
+
+/// Key of `SERVICES`: a virtual service (VIP, port, protocol).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ServiceKey {
+    pub addr: Addr,
+    /// Network byte order.
+    pub port: u16,
+    pub proto: u8,
+    pub family: u8,
+}
+
+/// Value of `SERVICES`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ServiceInfo {
+    /// Index into `MAGLEV` (times the table size) and `SERVICE_STATS`.
+    pub id: u32,
+    /// `SERVICE_F_*`.
+    pub flags: u32,
+    /// `sched::*`.
+    pub sched: u8,
+    /// Default `method::*` for the service's reals.
+    pub method: u8,
+    pub _pad: [u8; 2],
+}
+
+/// Value of `REALS`, indexed by real id.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RealInfo {
+    pub addr: Addr,
+    /// Network byte order.
+    pub port: u16,
+    pub family: u8,
+    /// `method::*`.
+    pub method: u8,
+    /// Next-hop MAC address of the real server (DR).
+    pub mac: [u8; 6],
+    pub _pad: [u8; 2],
+    /// Interface the real server is reached through.
+    pub ifindex: u32,
+    pub weight: u32,
+    /// The service this real belongs to (reals are per service, as in IPVS).
+    pub service_id: u32,
+    /// `REAL_F_*`.
+    pub flags: u32,
+}
+
+/// Key of `CONNTRACK`: a flow's 5-tuple as the client sent it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    pub src: Addr,
+    pub dst: Addr,
+    /// Network byte order.
+    pub sport: u16,
+    /// Network byte order.
+    pub dport: u16,
+    pub proto: u8,
+    pub family: u8,
+    pub _pad: [u8; 2],
+}
+
+/// Value of `CONNTRACK`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowState {
+    pub real_id: u32,
+    pub service_id: u32,
+    /// `bpf_ktime_get_ns()` when the flow was first seen.
+    pub created_ns: u64,
+}
+
+/// Value of `IFACES`, keyed by ifindex: what the data plane needs to send out of an interface.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IfaceInfo {
+    pub mac: [u8; 6],
+    pub _pad: [u8; 2],
+}
+
+/// Per-CPU counters of one service or one real server.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub packets: u64,
+    pub bytes: u64,
+    pub new_conns: u64,
+}
+
+/// Per-CPU counters of what the program did with every packet it saw.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GlobalCounters {
+    /// Packets handed to the stack (not ours, inactive service, or not parseable).
+    pub pass: u64,
+    /// Packets dropped (a service with no usable real server).
+    pub drop: u64,
+    /// Internal failures (map updates, missing interface data).
+    pub error: u64,
+    /// Packets forwarded out of the interface they came in on.
+    pub tx: u64,
+    /// Packets forwarded out of another interface.
+    pub redirect: u64,
+    /// Of `pass`: frames too short or with bad headers.
+    pub malformed: u64,
+    /// Of `pass`: IP fragments, which the stack reassembles.
+    pub fragments: u64,
+}
+
+macro_rules! assert_layout {
+    ($t:ty, $size:expr, $align:expr) => {
+        const _: () = assert!(size_of::<$t>() == $size && align_of::<$t>() == $align);
+    };
+}
+assert_layout!(ServiceKey, 20, 4);
+assert_layout!(ServiceInfo, 12, 4);
+assert_layout!(RealInfo, 44, 4);
+assert_layout!(FlowKey, 40, 4);
+assert_layout!(FlowState, 16, 8);
+assert_layout!(IfaceInfo, 8, 1);
+assert_layout!(Counters, 24, 8);
+assert_layout!(GlobalCounters, 56, 8);
+
+#[cfg(feature = "user")]
+mod pod {
+    use super::*;
+    // SAFETY: all are repr(C), Copy, with explicit padding, so every byte is initialised.
+    unsafe impl aya::Pod for ServiceKey {}
+    unsafe impl aya::Pod for ServiceInfo {}
+    unsafe impl aya::Pod for RealInfo {}
+    unsafe impl aya::Pod for FlowKey {}
+    unsafe impl aya::Pod for FlowState {}
+    unsafe impl aya::Pod for IfaceInfo {}
+    unsafe impl aya::Pod for Counters {}
+    unsafe impl aya::Pod for GlobalCounters {}
+}
+
+/// Hash of a flow's 5-tuple, used to pick its Maglev slot. Kernel and tests
+/// share it so a fixture can predict which real a new flow lands on.
+#[inline(always)]
+pub fn flow_hash(key: &FlowKey) -> u32 {
+    // murmur3's 32-bit mixing over the words of the tuple: cheap, branch-free
+    // and unrolled, so the verifier sees a straight line.
+    let ports = (key.sport as u32) << 16 | key.dport as u32;
+    let tail = (key.proto as u32) << 8 | key.family as u32;
+    let words = [
+        key.src[0], key.src[1], key.src[2], key.src[3], key.dst[0], key.dst[1], key.dst[2],
+        key.dst[3], ports, tail,
+    ];
+    let mut h: u32 = 0x9747_b28c;
+    let mut i = 0;
+    while i < words.len() {
+        let mut k = words[i].wrapping_mul(0xcc9e_2d51);
+        k = k.rotate_left(15).wrapping_mul(0x1b87_3593);
+        h ^= k;
+        h = h.rotate_left(13).wrapping_mul(5).wrapping_add(0xe654_6b64);
+        i += 1;
+    }
+    h ^= 40;
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x85eb_ca6b);
+    h ^= h >> 13;
+    h = h.wrapping_mul(0xc2b2_ae35);
+    h ^ (h >> 16)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flow_hash_depends_on_every_field() {
+        let base = FlowKey {
+            src: [0x0a00_0001, 0, 0, 0],
+            dst: [0x0a00_0064, 0, 0, 0],
+            sport: 1234,
+            dport: 80,
+            proto: PROTO_TCP,
+            family: FAMILY_V4,
+            _pad: [0; 2],
+        };
+        let h = flow_hash(&base);
+        let variants = [
+            FlowKey {
+                sport: 1235,
+                ..base
+            },
+            FlowKey { dport: 81, ..base },
+            FlowKey {
+                proto: PROTO_UDP,
+                ..base
+            },
+            FlowKey {
+                src: [0x0a00_0002, 0, 0, 0],
+                ..base
+            },
+            FlowKey {
+                dst: [0x0a00_0064, 0, 0, 1],
+                ..base
+            },
+        ];
+        for v in variants {
+            assert_ne!(flow_hash(&v), h, "{v:?}");
+        }
+    }
+}

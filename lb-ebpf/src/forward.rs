@@ -1,0 +1,33 @@
+//! LVS direct routing: the frame leaves unchanged but for its MAC addresses,
+//! towards a real server that holds the VIP on a non-ARPing interface.
+
+use crate::{
+    maps::{IFACES, TX_PORTS},
+    parse::ptr_at,
+    stats::Fate,
+};
+use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
+use lb_common::RealInfo;
+use network_types::eth::EthHdr;
+
+/// Rewrites the MACs for `real` and returns the XDP action with the counter it belongs to.
+#[inline(always)]
+pub fn direct_route(ctx: &XdpContext, real: &RealInfo) -> (u32, Fate) {
+    let Some(iface) = (unsafe { IFACES.get(real.ifindex) }) else {
+        return (xdp_action::XDP_ABORTED, Fate::Error);
+    };
+    let Some(eth) = ptr_at::<EthHdr>(ctx, 0) else {
+        return (xdp_action::XDP_ABORTED, Fate::Error);
+    };
+    unsafe {
+        (*eth).dst_addr = real.mac;
+        (*eth).src_addr = iface.mac;
+    }
+    if real.ifindex == ctx.ingress_ifindex() as u32 {
+        return (xdp_action::XDP_TX, Fate::Tx);
+    }
+    match TX_PORTS.redirect(real.ifindex, 0) {
+        Ok(action) => (action, Fate::Redirect),
+        Err(_) => (xdp_action::XDP_ABORTED, Fate::Error),
+    }
+}

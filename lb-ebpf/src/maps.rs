@@ -1,0 +1,56 @@
+//! Every map the director program uses. Sizes here are defaults: the agent
+//! sets the real `max_entries` from its configuration when it loads the object.
+
+use aya_ebpf::{
+    Global,
+    btf_maps::{Array, DevMapHash, HashMap, LruHashMap, PerCpuArray},
+    macros::btf_map,
+};
+use lb_common::{
+    Counters, FlowKey, FlowState, GlobalCounters, IfaceInfo, RealInfo, ServiceInfo, ServiceKey,
+    defaults,
+};
+
+const MAX_SERVICES: usize = defaults::MAX_SERVICES as usize;
+const MAX_REALS: usize = defaults::MAX_REALS as usize;
+const MAX_IFACES: usize = defaults::MAX_IFACES as usize;
+
+/// Size of one service's Maglev table; set by the loader (read-only after load,
+/// so the verifier treats it as a constant).
+#[unsafe(no_mangle)]
+pub static MAGLEV_TABLE_SIZE: Global<u32> = Global::new(defaults::MAGLEV_TABLE_SIZE);
+
+/// (VIP, port, protocol) → service.
+#[btf_map]
+pub static SERVICES: HashMap<ServiceKey, ServiceInfo, MAX_SERVICES> = HashMap::new();
+
+/// Real id → real server. Id 0 is never used.
+#[btf_map]
+pub static REALS: Array<RealInfo, MAX_REALS> = Array::new();
+
+/// Maglev tables of all services back to back: slot `id * size + hash % size` holds a real id.
+#[btf_map]
+pub static MAGLEV: Array<u32, { MAX_SERVICES * defaults::MAGLEV_TABLE_SIZE as usize }> =
+    Array::new();
+
+/// 5-tuple → the real server the flow was sent to. LRU, so idle flows age out under pressure.
+#[btf_map]
+pub static CONNTRACK: LruHashMap<FlowKey, FlowState, { defaults::CONNTRACK_SIZE as usize }> =
+    LruHashMap::new();
+
+/// Ifindex → what is needed to send from that interface (its MAC).
+#[btf_map]
+pub static IFACES: HashMap<u32, IfaceInfo, MAX_IFACES> = HashMap::new();
+
+/// Ifindex → device, for XDP_REDIRECT to an interface other than the ingress one.
+#[btf_map]
+pub static TX_PORTS: DevMapHash<MAX_IFACES> = DevMapHash::new();
+
+#[btf_map]
+pub static SERVICE_STATS: PerCpuArray<Counters, MAX_SERVICES> = PerCpuArray::new();
+
+#[btf_map]
+pub static REAL_STATS: PerCpuArray<Counters, MAX_REALS> = PerCpuArray::new();
+
+#[btf_map]
+pub static GLOBAL_STATS: PerCpuArray<GlobalCounters, 1> = PerCpuArray::new();

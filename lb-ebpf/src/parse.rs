@@ -1,0 +1,121 @@
+//! Bounds-checked header parsing: Ethernet (one optional 802.1Q tag), IPv4
+//! (with options) or IPv6, then TCP or UDP ports.
+
+use aya_ebpf::programs::XdpContext;
+use core::mem::size_of;
+use lb_common::{FAMILY_V4, FAMILY_V6, FlowKey, PROTO_TCP, PROTO_UDP};
+use network_types::{
+    eth::{EthHdr, EtherType},
+    ip::{Ipv4Hdr, Ipv6Hdr},
+    tcp::TcpHdr,
+    udp::UdpHdr,
+    vlan::VlanHdr,
+};
+
+/// Why a packet is not balanced; each maps to a counter and XDP_PASS.
+pub enum Skip {
+    /// Not IP, not TCP/UDP, or another tag stack: not ours to judge.
+    NotOurs,
+    /// Too short or inconsistent headers.
+    Malformed,
+    /// An IP fragment; the stack reassembles it.
+    Fragment,
+}
+
+const IPV6_FRAGMENT: u8 = 44;
+const IPV4_MF: u8 = 0x1;
+
+/// A pointer to a `T` at `offset`, or `None` if it would run past the frame.
+#[inline(always)]
+pub fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Option<*mut T> {
+    let start = ctx.data();
+    if start + offset + size_of::<T>() > ctx.data_end() {
+        return None;
+    }
+    Some((start + offset) as *mut T)
+}
+
+#[inline(always)]
+fn words4(b: [u8; 4]) -> [u32; 4] {
+    [u32::from_ne_bytes(b), 0, 0, 0]
+}
+
+#[inline(always)]
+fn words16(b: [u8; 16]) -> [u32; 4] {
+    [
+        u32::from_ne_bytes([b[0], b[1], b[2], b[3]]),
+        u32::from_ne_bytes([b[4], b[5], b[6], b[7]]),
+        u32::from_ne_bytes([b[8], b[9], b[10], b[11]]),
+        u32::from_ne_bytes([b[12], b[13], b[14], b[15]]),
+    ]
+}
+
+/// The 5-tuple of a TCP or UDP packet, or why the director leaves it alone.
+#[inline(always)]
+pub fn parse(ctx: &XdpContext) -> Result<FlowKey, Skip> {
+    let eth: *const EthHdr = ptr_at(ctx, 0).ok_or(Skip::Malformed)?;
+    let mut ether_type = unsafe { (*eth).ether_type };
+    let mut l3 = EthHdr::LEN;
+    if ether_type == EtherType::Ieee8021q as u16 {
+        let vlan: *const VlanHdr = ptr_at(ctx, l3).ok_or(Skip::Malformed)?;
+        ether_type = unsafe { (*vlan).ether_type };
+        l3 += VlanHdr::LEN;
+    }
+
+    let mut flow = FlowKey::default();
+    let l4;
+    if ether_type == EtherType::Ipv4 as u16 {
+        let ip: *const Ipv4Hdr = ptr_at(ctx, l3).ok_or(Skip::Malformed)?;
+        let ip = unsafe { &*ip };
+        // Masking keeps the offset provably small for the verifier.
+        let ihl = ((ip.vihl & 0x0f) as usize) * 4;
+        if ip.vihl >> 4 != 4 || ihl < Ipv4Hdr::LEN {
+            return Err(Skip::Malformed);
+        }
+        if (ip.tot_len() as usize) < ihl || l3 + ihl > ctx.data_end() - ctx.data() {
+            return Err(Skip::Malformed);
+        }
+        if ip.frag_flags() & IPV4_MF != 0 || ip.frag_offset() != 0 {
+            return Err(Skip::Fragment);
+        }
+        flow.family = FAMILY_V4;
+        flow.proto = ip.proto;
+        flow.src = words4(ip.src_addr);
+        flow.dst = words4(ip.dst_addr);
+        l4 = l3 + (ihl & 0x3c);
+    } else if ether_type == EtherType::Ipv6 as u16 {
+        let ip: *const Ipv6Hdr = ptr_at(ctx, l3).ok_or(Skip::Malformed)?;
+        let ip = unsafe { &*ip };
+        if ip.vcf[0] >> 4 != 6 {
+            return Err(Skip::Malformed);
+        }
+        if ip.next_hdr == IPV6_FRAGMENT {
+            return Err(Skip::Fragment);
+        }
+        flow.family = FAMILY_V6;
+        flow.proto = ip.next_hdr;
+        flow.src = words16(ip.src_addr);
+        flow.dst = words16(ip.dst_addr);
+        l4 = l3 + Ipv6Hdr::LEN;
+    } else {
+        return Err(Skip::NotOurs);
+    }
+
+    if flow.proto == PROTO_TCP {
+        let tcp: *const TcpHdr = ptr_at(ctx, l4).ok_or(Skip::Malformed)?;
+        let tcp = unsafe { &*tcp };
+        if (tcp.doff() as usize) < 5 {
+            return Err(Skip::Malformed);
+        }
+        flow.sport = u16::from_ne_bytes(tcp.source);
+        flow.dport = u16::from_ne_bytes(tcp.dest);
+    } else if flow.proto == PROTO_UDP {
+        let udp: *const UdpHdr = ptr_at(ctx, l4).ok_or(Skip::Malformed)?;
+        let udp = unsafe { &*udp };
+        flow.sport = u16::from_ne_bytes(udp.src);
+        flow.dport = u16::from_ne_bytes(udp.dst);
+    } else {
+        return Err(Skip::NotOurs);
+    }
+    Ok(flow)
+}

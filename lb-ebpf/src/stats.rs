@@ -1,0 +1,59 @@
+//! Per-CPU counters: no atomics needed, the agent sums the CPUs when it reads.
+
+use crate::maps::{GLOBAL_STATS, REAL_STATS, SERVICE_STATS};
+use aya_ebpf::btf_maps::PerCpuArray;
+use lb_common::{Counters, GlobalCounters};
+
+/// Which global counter a packet's fate adds to.
+#[derive(Clone, Copy)]
+pub enum Fate {
+    Pass,
+    Malformed,
+    Fragment,
+    Drop,
+    Error,
+    Tx,
+    Redirect,
+}
+
+#[inline(always)]
+pub fn global(fate: Fate) {
+    let Some(c) = GLOBAL_STATS.get_ptr_mut(0) else {
+        return;
+    };
+    let c: &mut GlobalCounters = unsafe { &mut *c };
+    match fate {
+        Fate::Pass => c.pass += 1,
+        Fate::Malformed => {
+            c.pass += 1;
+            c.malformed += 1;
+        }
+        Fate::Fragment => {
+            c.pass += 1;
+            c.fragments += 1;
+        }
+        Fate::Drop => c.drop += 1,
+        Fate::Error => c.error += 1,
+        Fate::Tx => c.tx += 1,
+        Fate::Redirect => c.redirect += 1,
+    }
+}
+
+#[inline(always)]
+fn add<const N: usize>(map: &PerCpuArray<Counters, N>, index: u32, bytes: u64, new_conn: bool) {
+    if let Some(c) = map.get_ptr_mut(index) {
+        let c = unsafe { &mut *c };
+        c.packets += 1;
+        c.bytes += bytes;
+        if new_conn {
+            c.new_conns += 1;
+        }
+    }
+}
+
+/// Accounts one forwarded packet to its service and real server.
+#[inline(always)]
+pub fn forwarded(service_id: u32, real_id: u32, bytes: u64, new_conn: bool) {
+    add(&SERVICE_STATS, service_id, bytes, new_conn);
+    add(&REAL_STATS, real_id, bytes, new_conn);
+}

@@ -1,0 +1,93 @@
+//! `xlb run`: config → next hops → data plane, then keep next hops fresh
+//! until SIGTERM or SIGINT.
+
+use crate::{
+    EBPF_OBJECT,
+    config::{self, Config},
+    dataplane::{DataPlane, DesiredReal, DesiredService, XdpDataPlane},
+    logging,
+    neigh::Resolver,
+};
+use anyhow::{Context, Result};
+use std::{path::Path, time::Duration};
+use tokio::signal::unix::{SignalKind, signal};
+use tracing::{info, warn};
+
+/// How long start-up waits for a real server's neighbour entry.
+const RESOLVE_WAIT: Duration = Duration::from_secs(3);
+/// How often next hops are looked up again (MAC changes, reals coming up).
+const REFRESH: Duration = Duration::from_secs(5);
+
+/// Resolves every real's next hop; an unreachable real is kept, marked so.
+pub async fn desired_state(
+    resolver: &Resolver,
+    config: &Config,
+    wait: Duration,
+) -> Vec<DesiredService> {
+    let mut out = Vec::with_capacity(config.services.len());
+    for svc in &config.services {
+        let mut reals = Vec::with_capacity(svc.reals.len());
+        for real in &svc.reals {
+            let next_hop = match resolver.next_hop(real.address, wait).await {
+                Ok(h) => Some(h),
+                Err(e) => {
+                    warn!(service = %svc.id, real = %real.address, error = %e, "real server unreachable, left out of scheduling");
+                    None
+                }
+            };
+            reals.push(DesiredReal {
+                real: *real,
+                next_hop,
+            });
+        }
+        out.push(DesiredService {
+            service: svc.clone(),
+            reals,
+        });
+    }
+    out
+}
+
+pub async fn run(config_path: &Path, keep_dataplane: bool) -> Result<()> {
+    let config = config::load(config_path)?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let resolver = Resolver::new()?;
+    let mut desired = desired_state(&resolver, &config, RESOLVE_WAIT).await;
+
+    let mut plane = XdpDataPlane::start(EBPF_OBJECT, &config.dataplane, logging::kernel_level())?;
+    let started = async {
+        logging::forward_ebpf_logs(plane.ebpf_mut())?;
+        plane.apply(&desired).context("programming the XDP maps")
+    }
+    .await;
+    if let Err(e) = started {
+        plane.shutdown(false)?;
+        return Err(e);
+    }
+    let reals: usize = desired.iter().map(|d| d.reals.len()).sum();
+    let attached: Vec<String> = plane
+        .attachments()
+        .map(|(i, m)| format!("{i} ({m:?})"))
+        .collect();
+    info!(services = desired.len(), reals, interfaces = %attached.join(", "), "xlb forwarding");
+
+    let mut tick = tokio::time::interval(REFRESH);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = sigterm.recv() => { info!("SIGTERM: stopping"); break; }
+            _ = sigint.recv() => { info!("SIGINT: stopping"); break; }
+            _ = tick.tick() => {
+                let fresh = desired_state(&resolver, &config, Duration::ZERO).await;
+                if fresh != desired {
+                    match plane.apply(&fresh) {
+                        Ok(()) => { info!("next hops changed, maps updated"); desired = fresh; }
+                        Err(e) => warn!(error = %format!("{e:#}"), "updating maps failed; will retry"),
+                    }
+                }
+            }
+        }
+    }
+    plane.shutdown(keep_dataplane)
+}

@@ -1,0 +1,209 @@
+//! The agent's configuration: a TOML file turned into a validated model.
+//! Every error names `file:line:col`; a file with any error yields no model,
+//! so nothing is ever half-applied.
+
+mod raw;
+mod validate;
+
+use std::{fmt, net::IpAddr, path::PathBuf};
+
+pub use validate::parse;
+
+/// How the XDP program is attached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum XdpMode {
+    /// In the driver; fails where the driver has no XDP support.
+    Native,
+    /// In the generic (skb) path; works on every interface, slower.
+    Generic,
+    /// Native, falling back to generic with a logged reason.
+    Auto,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    pub fn number(self) -> u8 {
+        match self {
+            Protocol::Tcp => lb_common::PROTO_TCP,
+            Protocol::Udp => lb_common::PROTO_UDP,
+        }
+    }
+
+    pub fn from_number(n: u8) -> Option<Protocol> {
+        match n {
+            lb_common::PROTO_TCP => Some(Protocol::Tcp),
+            lb_common::PROTO_UDP => Some(Protocol::Udp),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Protocol::Tcp => "TCP",
+            Protocol::Udp => "UDP",
+        })
+    }
+}
+
+/// How a new connection picks its real server. Names follow ipvsadm's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scheduler {
+    /// Maglev hashing.
+    Mh,
+}
+
+impl Scheduler {
+    pub fn name(self) -> &'static str {
+        match self {
+            Scheduler::Mh => "mh",
+        }
+    }
+
+    pub fn code(self) -> u8 {
+        match self {
+            Scheduler::Mh => lb_common::sched::MH,
+        }
+    }
+
+    pub fn from_code(code: u8) -> Option<Scheduler> {
+        (code == lb_common::sched::MH).then_some(Scheduler::Mh)
+    }
+}
+
+/// How packets reach the real server (LVS forwarding methods).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+    /// Direct routing (ipvsadm -g, "Route").
+    Dr,
+}
+
+impl Method {
+    pub fn code(self) -> u8 {
+        match self {
+            Method::Dr => lb_common::method::DR,
+        }
+    }
+
+    pub fn from_code(code: u8) -> Option<Method> {
+        (code == lb_common::method::DR).then_some(Method::Dr)
+    }
+
+    /// The word ipvsadm prints in its Forward column.
+    pub fn ipvsadm_name(self) -> &'static str {
+        match self {
+            Method::Dr => "Route",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    pub dataplane: Dataplane,
+    pub services: Vec<Service>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Dataplane {
+    pub interfaces: Vec<String>,
+    pub xdp_mode: XdpMode,
+    pub pin_path: PathBuf,
+    pub maglev_table_size: u32,
+    pub max_services: u32,
+    pub max_reals: u32,
+    pub conntrack_size: u32,
+}
+
+/// A virtual service is identified as in IPVS: address, port, protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ServiceId {
+    pub vip: IpAddr,
+    pub port: u16,
+    pub protocol: Protocol,
+}
+
+impl fmt::Display for ServiceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.protocol, SocketText(self.vip, self.port))
+    }
+}
+
+/// `addr:port` with IPv6 in brackets, as ipvsadm prints it.
+pub struct SocketText(pub IpAddr, pub u16);
+
+impl fmt::Display for SocketText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            IpAddr::V4(a) => write!(f, "{a}:{}", self.1),
+            IpAddr::V6(a) => write!(f, "[{a}]:{}", self.1),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Service {
+    pub id: ServiceId,
+    pub scheduler: Scheduler,
+    pub method: Method,
+    /// An inactive service is known to the data plane but its packets go to the stack.
+    pub active: bool,
+    pub reals: Vec<Real>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Real {
+    pub address: IpAddr,
+    pub port: u16,
+    /// 0 takes no new connections; existing ones continue.
+    pub weight: u32,
+}
+
+/// One problem in the file, with where it is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: String,
+    pub line: usize,
+    pub col: usize,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file, self.line, self.col, self.message
+        )
+    }
+}
+
+/// Every problem found in a file, one per line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// Reads and validates `path`.
+pub fn load(path: &std::path::Path) -> anyhow::Result<Config> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("{}: cannot read config: {e}", path.display()))?;
+    Ok(parse(&path.display().to_string(), &text)?)
+}

@@ -1,0 +1,58 @@
+//! The TOML file as written, with the position of every value kept so that
+//! validation errors can point at it.
+
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct File {
+    pub dataplane: Spanned<Dataplane>,
+    #[serde(default, rename = "service")]
+    pub services: Vec<Spanned<Service>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dataplane {
+    pub interfaces: Spanned<Vec<Spanned<String>>>,
+    #[serde(default)]
+    pub xdp_mode: Option<Spanned<String>>,
+    #[serde(default)]
+    pub pin_path: Option<Spanned<String>>,
+    #[serde(default)]
+    pub maglev_table_size: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub max_services: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub max_reals: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub conntrack_size: Option<Spanned<i64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Service {
+    pub vip: Spanned<String>,
+    pub port: Spanned<i64>,
+    #[serde(default)]
+    pub protocol: Option<Spanned<String>>,
+    #[serde(default)]
+    pub scheduler: Option<Spanned<String>>,
+    #[serde(default)]
+    pub method: Option<Spanned<String>>,
+    #[serde(default)]
+    pub active: Option<Spanned<bool>>,
+    #[serde(default, rename = "real")]
+    pub reals: Vec<Spanned<Real>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Real {
+    pub address: Spanned<String>,
+    #[serde(default)]
+    pub port: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub weight: Option<Spanned<i64>>,
+}

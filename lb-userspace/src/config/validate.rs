@@ -1,0 +1,411 @@
+//! Turns the raw TOML into a [`Config`], collecting every error with its position.
+
+use super::{
+    Config, ConfigError, ConfigErrors, Dataplane, Method, Protocol, Real, Scheduler, Service,
+    ServiceId, XdpMode, raw,
+};
+use lb_common::defaults;
+use std::{collections::HashMap, net::IpAddr, ops::Range, path::PathBuf};
+use toml::Spanned;
+
+/// LVS schedulers xlb knows by name but does not run yet: named in errors so a
+/// keepalived user sees why their choice is refused rather than "unknown".
+const LVS_SCHEDULERS: [&str; 10] = [
+    "rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq",
+];
+const LVS_METHODS: [&str; 2] = ["nat", "tun"];
+/// Largest table the agent accepts (Maglev tables are per service and preallocated).
+const MAX_MAGLEV_TABLE: u32 = 1_048_573;
+const MAX_WEIGHT: i64 = 65535;
+
+/// Parses and validates the text of a config file named `file`.
+pub fn parse(file: &str, text: &str) -> Result<Config, ConfigErrors> {
+    let mut v = Validator {
+        file,
+        text,
+        errors: Vec::new(),
+    };
+    let raw: raw::File = match toml::from_str(text) {
+        Ok(raw) => raw,
+        Err(e) => {
+            v.error(e.span().unwrap_or(0..0), e.message().trim_end());
+            return Err(ConfigErrors(v.errors));
+        }
+    };
+    let dataplane = v.dataplane(&raw.dataplane);
+    let mut services: Vec<(Service, Range<usize>)> = Vec::new();
+    let mut seen: HashMap<ServiceId, usize> = HashMap::new();
+    for svc in &raw.services {
+        if let Some(s) = v.service(svc) {
+            if let Some(first) = seen.get(&s.id) {
+                let line = v.position(*first).0;
+                v.error(
+                    svc.span(),
+                    format!("service {} is already defined at line {line}", s.id),
+                );
+            } else {
+                seen.insert(s.id, svc.span().start);
+                services.push((s, svc.span()));
+            }
+        }
+    }
+    if let Some(dp) = &dataplane {
+        v.capacity(dp, raw.dataplane.span(), &services);
+    }
+    match dataplane {
+        Some(dataplane) if v.errors.is_empty() => Ok(Config {
+            dataplane,
+            services: services.into_iter().map(|(s, _)| s).collect(),
+        }),
+        _ => Err(ConfigErrors(v.errors)),
+    }
+}
+
+struct Validator<'a> {
+    file: &'a str,
+    text: &'a str,
+    errors: Vec<ConfigError>,
+}
+
+impl Validator<'_> {
+    /// 1-based line and column (in characters) of byte `offset`.
+    fn position(&self, offset: usize) -> (usize, usize) {
+        let before = &self.text[..offset.min(self.text.len())];
+        let line = before.matches('\n').count() + 1;
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        (line, before[line_start..].chars().count() + 1)
+    }
+
+    fn error(&mut self, span: Range<usize>, message: impl Into<String>) {
+        let (line, col) = self.position(span.start);
+        self.errors.push(ConfigError {
+            file: self.file.to_string(),
+            line,
+            col,
+            message: message.into(),
+        });
+    }
+
+    fn dataplane(&mut self, dp: &Spanned<raw::Dataplane>) -> Option<Dataplane> {
+        let raw = dp.get_ref();
+        let before = self.errors.len();
+        if raw.interfaces.get_ref().is_empty() {
+            self.error(
+                raw.interfaces.span(),
+                "`interfaces` lists no interface to attach XDP to",
+            );
+        }
+        let mut interfaces: Vec<String> = Vec::new();
+        for name in raw.interfaces.get_ref() {
+            let n = name.get_ref();
+            if n.is_empty() || n.len() > 15 || n.contains(['/', ' ']) {
+                self.error(name.span(), format!("`{n}` is not a valid interface name"));
+            } else if interfaces.contains(n) {
+                self.error(name.span(), format!("interface `{n}` is listed twice"));
+            } else {
+                interfaces.push(n.clone());
+            }
+        }
+        let xdp_mode = match raw.xdp_mode.as_ref() {
+            None => XdpMode::Auto,
+            Some(m) => match m.get_ref().as_str() {
+                "native" => XdpMode::Native,
+                "generic" => XdpMode::Generic,
+                "auto" => XdpMode::Auto,
+                other => {
+                    self.error(
+                        m.span(),
+                        format!(
+                            "unknown xdp_mode `{other}`, expected `native`, `generic` or `auto`"
+                        ),
+                    );
+                    XdpMode::Auto
+                }
+            },
+        };
+        let pin_path = match raw.pin_path.as_ref() {
+            None => PathBuf::from("/sys/fs/bpf/xlb"),
+            Some(p) => {
+                let path = PathBuf::from(p.get_ref());
+                if !path.is_absolute() {
+                    self.error(
+                        p.span(),
+                        "`pin_path` must be an absolute path on a bpffs mount",
+                    );
+                }
+                path
+            }
+        };
+        let maglev_table_size = self.number(
+            &raw.maglev_table_size,
+            defaults::MAGLEV_TABLE_SIZE,
+            1..=MAX_MAGLEV_TABLE as i64,
+        );
+        if let Some(m) = &raw.maglev_table_size
+            && !is_prime(maglev_table_size)
+        {
+            self.error(
+                m.span(),
+                format!("`maglev_table_size` must be a prime (such as 65537 or 131071), not {maglev_table_size}"),
+            );
+        }
+        let max_services = self.number(&raw.max_services, defaults::MAX_SERVICES, 1..=4096);
+        let max_reals = self.number(&raw.max_reals, defaults::MAX_REALS, 2..=1 << 20);
+        let conntrack_size = self.number(
+            &raw.conntrack_size,
+            defaults::CONNTRACK_SIZE,
+            1024..=1 << 27,
+        );
+        if let Some(m) = &raw.maglev_table_size
+            && u64::from(max_services) * u64::from(maglev_table_size) > u64::from(u32::MAX / 4)
+        {
+            self.error(
+                m.span(),
+                "`max_services` × `maglev_table_size` is too large for one map",
+            );
+        }
+        (self.errors.len() == before).then_some(Dataplane {
+            interfaces,
+            xdp_mode,
+            pin_path,
+            maglev_table_size,
+            max_services,
+            max_reals,
+            conntrack_size,
+        })
+    }
+
+    fn number(
+        &mut self,
+        value: &Option<Spanned<i64>>,
+        default: u32,
+        range: std::ops::RangeInclusive<i64>,
+    ) -> u32 {
+        let Some(v) = value else { return default };
+        let n = *v.get_ref();
+        if !range.contains(&n) {
+            self.error(
+                v.span(),
+                format!("{n} is out of range ({}..={})", range.start(), range.end()),
+            );
+            return default;
+        }
+        n as u32
+    }
+
+    fn address(&mut self, s: &Spanned<String>, what: &str) -> Option<IpAddr> {
+        match s.get_ref().parse::<IpAddr>() {
+            Ok(a) if a.is_unspecified() || a.is_multicast() => {
+                self.error(s.span(), format!("{what} `{a}` must be a unicast address"));
+                None
+            }
+            Ok(a) => Some(a),
+            Err(_) => {
+                self.error(
+                    s.span(),
+                    format!("{what} `{}` is not an IP address", s.get_ref()),
+                );
+                None
+            }
+        }
+    }
+
+    fn port(&mut self, p: &Spanned<i64>) -> Option<u16> {
+        match u16::try_from(*p.get_ref()) {
+            Ok(port) if port != 0 => Some(port),
+            _ => {
+                self.error(
+                    p.span(),
+                    format!("port {} is out of range (1..=65535)", p.get_ref()),
+                );
+                None
+            }
+        }
+    }
+
+    fn service(&mut self, svc: &Spanned<raw::Service>) -> Option<Service> {
+        let raw = svc.get_ref();
+        let before = self.errors.len();
+        let vip = self.address(&raw.vip, "vip");
+        let port = self.port(&raw.port);
+        let protocol = match raw.protocol.as_ref() {
+            None => Protocol::Tcp,
+            Some(p) => match p.get_ref().as_str() {
+                "tcp" => Protocol::Tcp,
+                "udp" => Protocol::Udp,
+                other => {
+                    self.error(
+                        p.span(),
+                        format!("unknown protocol `{other}`, expected `tcp` or `udp`"),
+                    );
+                    Protocol::Tcp
+                }
+            },
+        };
+        let scheduler = match raw.scheduler.as_ref() {
+            None => Scheduler::Mh,
+            Some(s) => match s.get_ref().as_str() {
+                "mh" => Scheduler::Mh,
+                other if LVS_SCHEDULERS.contains(&other) => {
+                    self.error(
+                        s.span(),
+                        format!("scheduler `{other}` is not supported yet; supported: mh"),
+                    );
+                    Scheduler::Mh
+                }
+                other => {
+                    self.error(
+                        s.span(),
+                        format!("unknown scheduler `{other}`; supported: mh"),
+                    );
+                    Scheduler::Mh
+                }
+            },
+        };
+        let method = match raw.method.as_ref() {
+            None => Method::Dr,
+            Some(m) => match m.get_ref().as_str() {
+                "dr" => Method::Dr,
+                other if LVS_METHODS.contains(&other) => {
+                    self.error(
+                        m.span(),
+                        format!("forwarding method `{other}` is not supported yet; supported: dr"),
+                    );
+                    Method::Dr
+                }
+                other => {
+                    self.error(
+                        m.span(),
+                        format!("unknown forwarding method `{other}`; supported: dr"),
+                    );
+                    Method::Dr
+                }
+            },
+        };
+        let active = raw.active.as_ref().is_none_or(|a| *a.get_ref());
+
+        let mut reals: Vec<(Real, Range<usize>)> = Vec::new();
+        for r in &raw.reals {
+            let rr = r.get_ref();
+            let address = self.address(&rr.address, "real server address");
+            let real_port = match rr.port.as_ref() {
+                None => port,
+                Some(p) => self.port(p),
+            };
+            let weight = match rr.weight.as_ref() {
+                None => 1,
+                Some(w) if (0..=MAX_WEIGHT).contains(w.get_ref()) => *w.get_ref() as u32,
+                Some(w) => {
+                    self.error(
+                        w.span(),
+                        format!("weight {} is out of range (0..={MAX_WEIGHT})", w.get_ref()),
+                    );
+                    1
+                }
+            };
+            let (Some(address), Some(real_port), Some(vip), Some(port)) =
+                (address, real_port, vip, port)
+            else {
+                continue;
+            };
+            if address.is_ipv4() != vip.is_ipv4() {
+                self.error(
+                    rr.address.span(),
+                    format!("real server {address} is not of the VIP's address family"),
+                );
+                continue;
+            }
+            if method == Method::Dr && real_port != port {
+                let span = rr.port.as_ref().map_or(r.span(), |p| p.span());
+                self.error(span, format!(
+                    "direct routing cannot change the port: real server port {real_port} differs from the service port {port}"
+                ));
+                continue;
+            }
+            if let Some((_, first)) = reals
+                .iter()
+                .find(|(x, _)| x.address == address && x.port == real_port)
+            {
+                let line = self.position(first.start).0;
+                self.error(
+                    r.span(),
+                    format!(
+                        "real server {address} port {real_port} is already listed at line {line}"
+                    ),
+                );
+                continue;
+            }
+            reals.push((
+                Real {
+                    address,
+                    port: real_port,
+                    weight,
+                },
+                r.span(),
+            ));
+        }
+        if self.errors.len() != before {
+            return None;
+        }
+        Some(Service {
+            id: ServiceId {
+                vip: vip?,
+                port: port?,
+                protocol,
+            },
+            scheduler,
+            method,
+            active,
+            reals: reals.into_iter().map(|(r, _)| r).collect(),
+        })
+    }
+
+    /// Checks that the services fit the data plane's preallocated maps.
+    fn capacity(
+        &mut self,
+        dp: &Dataplane,
+        dp_span: Range<usize>,
+        services: &[(Service, Range<usize>)],
+    ) {
+        if let Some((_, span)) = services.get(dp.max_services as usize) {
+            self.error(
+                span.clone(),
+                format!("more services than `max_services` ({})", dp.max_services),
+            );
+        }
+        // Real id 0 is reserved, so one slot fewer than max_reals is usable.
+        let reals: usize = services.iter().map(|(s, _)| s.reals.len()).sum();
+        if reals >= dp.max_reals as usize {
+            self.error(
+                dp_span,
+                format!(
+                    "{reals} real servers in all do not fit `max_reals` ({}; one slot is reserved)",
+                    dp.max_reals
+                ),
+            );
+        }
+        for (s, span) in services {
+            let live = s.reals.iter().filter(|r| r.weight > 0).count();
+            if live > dp.maglev_table_size as usize {
+                self.error(span.clone(), format!(
+                    "service {} has {live} real servers, more than the Maglev table has slots ({})",
+                    s.id, dp.maglev_table_size
+                ));
+            }
+        }
+    }
+}
+
+fn is_prime(n: u32) -> bool {
+    if n < 2 {
+        return false;
+    }
+    let mut d = 2u32;
+    while d.saturating_mul(d) <= n {
+        if n % d == 0 {
+            return false;
+        }
+        d += 1;
+    }
+    true
+}

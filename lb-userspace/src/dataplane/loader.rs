@@ -1,0 +1,150 @@
+//! Loading the XDP object with the configured map sizes, attaching it to
+//! interfaces, and pinning its maps.
+
+use crate::config::{self, XdpMode};
+use anyhow::{Context, Result, bail};
+use aya::{
+    Ebpf, EbpfLoader,
+    programs::{Xdp, xdp::XdpLinkId},
+};
+use lb_common::{PROG_DIRECTOR, globals, map_names};
+use std::path::Path;
+use tracing::{info, warn};
+
+/// Loads the embedded object sized for `dp`, with kernel-side logging enabled up to `log_level`
+/// (aya-log's numbering: 1 error … 5 trace), and verifies the director program.
+pub fn load(object: &[u8], dp: &config::Dataplane, log_level: u8) -> Result<Ebpf> {
+    let maglev_entries = dp
+        .max_services
+        .checked_mul(dp.maglev_table_size)
+        .context("max_services × maglev_table_size overflows")?;
+    let mut ebpf = EbpfLoader::new()
+        .override_global(globals::MAGLEV_TABLE_SIZE, &dp.maglev_table_size, true)
+        .override_global("AYA_LOG_LEVEL", &log_level, false)
+        .map_max_entries(map_names::SERVICES, dp.max_services)
+        .map_max_entries(map_names::SERVICE_STATS, dp.max_services)
+        .map_max_entries(map_names::REALS, dp.max_reals)
+        .map_max_entries(map_names::REAL_STATS, dp.max_reals)
+        .map_max_entries(map_names::MAGLEV, maglev_entries)
+        .map_max_entries(map_names::CONNTRACK, dp.conntrack_size)
+        .load(object)
+        .context("loading the XDP object into the kernel")?;
+    let prog: &mut Xdp = ebpf
+        .program_mut(PROG_DIRECTOR)
+        .context("the XDP object has no director program")?
+        .try_into()?;
+    prog.load()
+        .context("the kernel verifier rejected the director program")?;
+    Ok(ebpf)
+}
+
+/// Attaches the director to `ifname` in `mode`; returns the link and the mode in effect.
+pub fn attach(ebpf: &mut Ebpf, ifname: &str, mode: XdpMode) -> Result<(XdpLinkId, XdpMode)> {
+    use aya::programs::xdp::XdpMode as Flags;
+    let prog: &mut Xdp = ebpf
+        .program_mut(PROG_DIRECTOR)
+        .context("the XDP object has no director program")?
+        .try_into()?;
+    match mode {
+        XdpMode::Native => prog
+            .attach(ifname, Flags::Driver)
+            .map(|l| (l, XdpMode::Native))
+            .with_context(|| format!("attaching XDP in native mode to {ifname}")),
+        XdpMode::Generic => prog
+            .attach(ifname, Flags::Skb)
+            .map(|l| (l, XdpMode::Generic))
+            .with_context(|| format!("attaching XDP in generic mode to {ifname}")),
+        XdpMode::Auto => match prog.attach(ifname, Flags::Driver) {
+            Ok(l) => Ok((l, XdpMode::Native)),
+            Err(e) => {
+                warn!(interface = ifname, reason = %error_chain(&e), "native XDP unavailable, using generic mode");
+                prog.attach(ifname, Flags::Skb)
+                    .map(|l| (l, XdpMode::Generic))
+                    .with_context(|| format!("attaching XDP in generic mode to {ifname}"))
+            }
+        },
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}
+
+const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+const BPF_FS_ROOT: &str = "/sys/fs/bpf";
+
+fn is_bpffs(path: &Path) -> bool {
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else {
+        return false;
+    };
+    // SAFETY: statfs writes into the zeroed struct we own; the path is NUL-terminated.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    unsafe { libc::statfs(c.as_ptr(), &mut st) == 0 && st.f_type as i64 == BPF_FS_MAGIC }
+}
+
+/// Makes sure `dir` can live on bpffs: mounts bpffs at /sys/fs/bpf when the
+/// pin path is under it and nothing is mounted there yet (as bpftool does).
+pub fn ensure_bpffs(dir: &Path) -> Result<()> {
+    let root = Path::new(BPF_FS_ROOT);
+    if !dir.starts_with(root) || is_bpffs(root) {
+        return Ok(());
+    }
+    // SAFETY: plain mount(2) with static NUL-terminated strings.
+    let rc = unsafe {
+        libc::mount(
+            c"bpffs".as_ptr(),
+            c"/sys/fs/bpf".as_ptr(),
+            c"bpf".as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if rc != 0 {
+        bail!(
+            "mounting bpffs at {BPF_FS_ROOT}: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    info!("mounted bpffs at {BPF_FS_ROOT}");
+    Ok(())
+}
+
+/// Pins every xlb map under `dir` (created if needed).
+pub fn pin_maps(ebpf: &Ebpf, dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    if !is_bpffs(dir) {
+        bail!(
+            "{} is not on a bpffs mount: set pin_path to a directory under one",
+            dir.display()
+        );
+    }
+    for name in map_names::ALL {
+        let map = ebpf
+            .map(name)
+            .with_context(|| format!("map {name} missing from the object"))?;
+        map.pin(dir.join(name))
+            .with_context(|| format!("pinning {name} under {}", dir.display()))?;
+    }
+    info!(dir = %dir.display(), "maps pinned");
+    Ok(())
+}
+
+/// Removes xlb's pins from `dir` and the directory if it is then empty.
+pub fn unpin_maps(dir: &Path) -> Result<()> {
+    for name in map_names::ALL {
+        match std::fs::remove_file(dir.join(name)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => bail!("removing pin {}: {e}", dir.join(name).display()),
+        }
+    }
+    let _ = std::fs::remove_dir(dir);
+    Ok(())
+}

@@ -1,0 +1,46 @@
+//! The seam between the agent and whatever forwards packets. The agent builds
+//! the desired state (services, their reals, each real's next hop) and hands
+//! it to a [`DataPlane`]; the XDP implementation turns it into map writes.
+
+mod loader;
+mod tables;
+mod xdp;
+
+pub use xdp::XdpDataPlane;
+
+use crate::config::{Real, Service};
+
+/// Where frames for a real server go on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NextHop {
+    /// Interface the real server is reached through.
+    pub ifindex: u32,
+    /// The real server's MAC address.
+    pub mac: [u8; 6],
+    /// The MAC address of that interface, the frame's new source.
+    pub src_mac: [u8; 6],
+}
+
+/// A real server as the data plane must use it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DesiredReal {
+    pub real: Real,
+    /// `None` while the real cannot be reached (no route, no neighbour entry):
+    /// it is then left out of scheduling.
+    pub next_hop: Option<NextHop>,
+}
+
+/// A service as the data plane must forward it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DesiredService {
+    pub service: Service,
+    pub reals: Vec<DesiredReal>,
+}
+
+/// Something that forwards packets for services: XDP today, IPVS as fallback.
+pub trait DataPlane {
+    /// Makes the data plane forward exactly `services`: adds what is new,
+    /// changes what differs and removes what is gone. Existing flows stay on
+    /// their real server while it remains configured.
+    fn apply(&mut self, services: &[DesiredService]) -> anyhow::Result<()>;
+}

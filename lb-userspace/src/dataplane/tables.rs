@@ -1,0 +1,324 @@
+//! Keeps the director's maps equal to the desired state: allocates service
+//! and real ids, builds Maglev tables, and writes only what changed, in an
+//! order that never lets a packet see a half-made service.
+
+use super::{DesiredService, NextHop};
+use crate::{
+    config::{Real, ServiceId},
+    maglev,
+};
+use anyhow::{Context, Result};
+use aya::{
+    Ebpf,
+    maps::{Array, HashMap, MapData, PerCpuArray, PerCpuValues, xdp::DevMapHash},
+    util::nr_cpus,
+};
+use lb_common::{
+    Counters, IfaceInfo, REAL_F_PRESENT, REAL_F_REACHABLE, REAL_NONE, RealInfo, SERVICE_F_ACTIVE,
+    ServiceInfo, ServiceKey, map_names,
+};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::IpAddr,
+};
+
+/// What the maps hold for one service.
+struct Installed {
+    id: u32,
+    info: ServiceInfo,
+    /// (address, port) → real id.
+    reals: BTreeMap<(IpAddr, u16), u32>,
+    /// The service's Maglev table as last written (real ids).
+    table: Vec<u32>,
+}
+
+pub struct Tables {
+    table_size: u32,
+    max_services: u32,
+    max_reals: u32,
+    services: BTreeMap<ServiceId, Installed>,
+    written_reals: BTreeMap<u32, RealInfo>,
+    ifaces: BTreeSet<u32>,
+}
+
+pub fn addr_words(a: IpAddr) -> [u32; 4] {
+    match a {
+        IpAddr::V4(v4) => [u32::from_ne_bytes(v4.octets()), 0, 0, 0],
+        IpAddr::V6(v6) => {
+            let o = v6.octets();
+            std::array::from_fn(|i| {
+                u32::from_ne_bytes([o[4 * i], o[4 * i + 1], o[4 * i + 2], o[4 * i + 3]])
+            })
+        }
+    }
+}
+
+pub fn service_key(id: &ServiceId) -> ServiceKey {
+    ServiceKey {
+        addr: addr_words(id.vip),
+        port: id.port.to_be(),
+        proto: id.protocol.number(),
+        family: if id.vip.is_ipv4() {
+            lb_common::FAMILY_V4
+        } else {
+            lb_common::FAMILY_V6
+        },
+    }
+}
+
+fn map<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut aya::maps::Map> {
+    ebpf.map_mut(name)
+        .with_context(|| format!("map {name} missing from the object"))
+}
+
+impl Tables {
+    pub fn new(table_size: u32, max_services: u32, max_reals: u32) -> Tables {
+        Tables {
+            table_size,
+            max_services,
+            max_reals,
+            services: BTreeMap::new(),
+            written_reals: BTreeMap::new(),
+            ifaces: BTreeSet::new(),
+        }
+    }
+
+    pub fn apply(&mut self, ebpf: &mut Ebpf, desired: &[DesiredService]) -> Result<()> {
+        self.write_ifaces(ebpf, desired)?;
+        let wanted: BTreeSet<ServiceId> = desired.iter().map(|d| d.service.id).collect();
+        // Removals first, so their ids are free for what is added.
+        let gone: Vec<ServiceId> = self
+            .services
+            .keys()
+            .filter(|k| !wanted.contains(k))
+            .copied()
+            .collect();
+        for id in gone {
+            self.remove_service(ebpf, &id)?;
+        }
+        for d in desired {
+            self.upsert_service(ebpf, d)?;
+        }
+        Ok(())
+    }
+
+    fn write_ifaces(&mut self, ebpf: &mut Ebpf, desired: &[DesiredService]) -> Result<()> {
+        let hops: BTreeMap<u32, NextHop> = desired
+            .iter()
+            .flat_map(|d| d.reals.iter().filter_map(|r| r.next_hop))
+            .map(|h| (h.ifindex, h))
+            .collect();
+        {
+            let mut ifaces: HashMap<_, u32, IfaceInfo> =
+                HashMap::try_from(map(ebpf, map_names::IFACES)?)?;
+            for (ifindex, hop) in &hops {
+                ifaces.insert(
+                    ifindex,
+                    IfaceInfo {
+                        mac: hop.src_mac,
+                        _pad: [0; 2],
+                    },
+                    0,
+                )?;
+            }
+        }
+        let mut ports: DevMapHash<_> = DevMapHash::try_from(map(ebpf, map_names::TX_PORTS)?)?;
+        for ifindex in hops.keys() {
+            if !self.ifaces.contains(ifindex) {
+                ports
+                    .insert(*ifindex, *ifindex, None, 0)
+                    .with_context(|| format!("adding ifindex {ifindex} to TX_PORTS"))?;
+            }
+        }
+        // Interfaces no longer used by any real stay in IFACES/TX_PORTS: harmless, and a
+        // flow in flight may still need them until its real is rewritten.
+        self.ifaces.extend(hops.keys());
+        Ok(())
+    }
+
+    fn free_service_id(&self) -> Result<u32> {
+        let used: BTreeSet<u32> = self.services.values().map(|s| s.id).collect();
+        (0..self.max_services)
+            .find(|i| !used.contains(i))
+            .context("no free service slot (raise max_services)")
+    }
+
+    fn free_real_id(&self, taken: &BTreeSet<u32>) -> Result<u32> {
+        (1..self.max_reals)
+            .find(|i| !self.written_reals.contains_key(i) && !taken.contains(i))
+            .context("no free real server slot (raise max_reals)")
+    }
+
+    fn upsert_service(&mut self, ebpf: &mut Ebpf, d: &DesiredService) -> Result<()> {
+        let key = service_key(&d.service.id);
+        let existing = self.services.remove(&d.service.id);
+        let is_new = existing.is_none();
+        let id = match &existing {
+            Some(i) => i.id,
+            None => self.free_service_id()?,
+        };
+        let mut old_reals = existing
+            .as_ref()
+            .map(|i| i.reals.clone())
+            .unwrap_or_default();
+        let old_table = existing.map(|i| i.table).unwrap_or_default();
+        if is_new {
+            reset_counters(ebpf, map_names::SERVICE_STATS, id)?;
+        }
+
+        // 1. Reals: keep ids of reals that stay, allocate new ones.
+        let mut reals: BTreeMap<(IpAddr, u16), u32> = BTreeMap::new();
+        let mut taken = BTreeSet::new();
+        for r in &d.reals {
+            let k = (r.real.address, r.real.port);
+            let rid = match old_reals.remove(&k) {
+                Some(rid) => rid,
+                None => {
+                    let rid = self.free_real_id(&taken)?;
+                    reset_counters(ebpf, map_names::REAL_STATS, rid)?;
+                    rid
+                }
+            };
+            taken.insert(rid);
+            reals.insert(k, rid);
+            let info = real_info(&r.real, r.next_hop, id, d.service.method.code());
+            if self.written_reals.get(&rid) != Some(&info) {
+                let mut m: Array<_, RealInfo> = Array::try_from(map(ebpf, map_names::REALS)?)?;
+                m.set(rid, info, 0)?;
+                self.written_reals.insert(rid, info);
+            }
+        }
+
+        // 2. The Maglev table over reals that are reachable and have weight.
+        let names: Vec<(u32, Vec<u8>, u32)> = d
+            .reals
+            .iter()
+            .filter(|r| r.next_hop.is_some())
+            .map(|r| {
+                let rid = reals[&(r.real.address, r.real.port)];
+                (
+                    rid,
+                    format!("{}:{}", r.real.address, r.real.port).into_bytes(),
+                    r.real.weight,
+                )
+            })
+            .collect();
+        let backends: Vec<maglev::Backend> = names
+            .iter()
+            .map(|(_, k, w)| maglev::Backend { key: k, weight: *w })
+            .collect();
+        let table: Vec<u32> = match maglev::build(&backends, self.table_size) {
+            Some(t) => t.into_iter().map(|i| names[i as usize].0).collect(),
+            None => vec![REAL_NONE; self.table_size as usize],
+        };
+        self.write_table(ebpf, id, &old_table, &table)?;
+
+        // 3. The service entry last: a new service becomes visible complete.
+        let info = ServiceInfo {
+            id,
+            flags: if d.service.active {
+                SERVICE_F_ACTIVE
+            } else {
+                0
+            },
+            sched: d.service.scheduler.code(),
+            method: d.service.method.code(),
+            _pad: [0; 2],
+        };
+        let unchanged = !is_new
+            && self
+                .services
+                .get(&d.service.id)
+                .is_some_and(|s| s.info == info);
+        if !unchanged {
+            let mut m: HashMap<_, ServiceKey, ServiceInfo> =
+                HashMap::try_from(map(ebpf, map_names::SERVICES)?)?;
+            m.insert(key, info, 0)?;
+        }
+
+        // 4. Reals no longer listed: nothing in the table points at them now.
+        for rid in old_reals.into_values() {
+            self.clear_real(ebpf, rid)?;
+        }
+        self.services.insert(
+            d.service.id,
+            Installed {
+                id,
+                info,
+                reals,
+                table,
+            },
+        );
+        Ok(())
+    }
+
+    fn write_table(&self, ebpf: &mut Ebpf, id: u32, old: &[u32], new: &[u32]) -> Result<()> {
+        let mut m: Array<_, u32> = Array::try_from(map(ebpf, map_names::MAGLEV)?)?;
+        let base = id * self.table_size;
+        for (slot, &rid) in new.iter().enumerate() {
+            if old.get(slot) != Some(&rid) {
+                m.set(base + slot as u32, rid, 0)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn clear_real(&mut self, ebpf: &mut Ebpf, rid: u32) -> Result<()> {
+        let mut m: Array<_, RealInfo> = Array::try_from(map(ebpf, map_names::REALS)?)?;
+        m.set(rid, RealInfo::default(), 0)?;
+        self.written_reals.remove(&rid);
+        Ok(())
+    }
+
+    fn remove_service(&mut self, ebpf: &mut Ebpf, id: &ServiceId) -> Result<()> {
+        let Some(inst) = self.services.remove(id) else {
+            return Ok(());
+        };
+        {
+            let mut m: HashMap<_, ServiceKey, ServiceInfo> =
+                HashMap::try_from(map(ebpf, map_names::SERVICES)?)?;
+            m.remove(&service_key(id))?;
+        }
+        self.write_table(
+            ebpf,
+            inst.id,
+            &inst.table,
+            &vec![REAL_NONE; self.table_size as usize],
+        )?;
+        for rid in inst.reals.into_values() {
+            self.clear_real(ebpf, rid)?;
+        }
+        Ok(())
+    }
+}
+
+fn real_info(real: &Real, hop: Option<NextHop>, service_id: u32, method: u8) -> RealInfo {
+    RealInfo {
+        addr: addr_words(real.address),
+        port: real.port.to_be(),
+        family: if real.address.is_ipv4() {
+            lb_common::FAMILY_V4
+        } else {
+            lb_common::FAMILY_V6
+        },
+        method,
+        mac: hop.map_or([0; 6], |h| h.mac),
+        _pad: [0; 2],
+        ifindex: hop.map_or(0, |h| h.ifindex),
+        weight: real.weight,
+        service_id,
+        // An unreachable real stays listed (for status) but takes no packets.
+        flags: REAL_F_PRESENT | if hop.is_some() { REAL_F_REACHABLE } else { 0 },
+    }
+}
+
+fn reset_counters(ebpf: &mut Ebpf, name: &str, index: u32) -> Result<()> {
+    let cpus = nr_cpus().map_err(|(_, e)| e).context("counting CPUs")?;
+    let mut m: PerCpuArray<&mut MapData, Counters> = PerCpuArray::try_from(map(ebpf, name)?)?;
+    m.set(
+        index,
+        PerCpuValues::try_from(vec![Counters::default(); cpus])?,
+        0,
+    )?;
+    Ok(())
+}

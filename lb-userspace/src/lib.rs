@@ -1,0 +1,14 @@
+//! The xlb agent as a library: the binary in `main.rs` and the integration
+//! tests both drive it through these modules.
+
+pub mod agent;
+pub mod cli;
+pub mod config;
+pub mod dataplane;
+pub mod logging;
+pub mod maglev;
+pub mod neigh;
+pub mod status;
+
+/// The XDP object built by `cargo xtask build-ebpf`, embedded so the agent is one file.
+pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(env!("XLB_EBPF_OBJECT"));

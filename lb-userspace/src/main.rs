@@ -1,0 +1,43 @@
+use clap::Parser;
+use std::process::ExitCode;
+use xlb::{
+    agent,
+    cli::{Cli, Command},
+    config, logging, status,
+};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Check { config } => config::load(&config).map(|c| {
+            let reals: usize = c.services.iter().map(|s| s.reals.len()).sum();
+            println!(
+                "{}: ok, {} services, {reals} real servers",
+                config.display(),
+                c.services.len()
+            );
+        }),
+        Command::Status { pin_path } => status::render(&pin_path).map(|s| print!("{s}")),
+        Command::Run {
+            config,
+            keep_dataplane,
+        } => logging::init(&cli.log_level).and_then(|()| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?
+                .block_on(agent::run(&config, keep_dataplane))
+        }),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        // Config errors already start with file:line:col, like a compiler's.
+        Err(e) if e.is::<config::ConfigErrors>() => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("xlb: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

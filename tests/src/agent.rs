@@ -1,0 +1,94 @@
+//! The xlb agent as a child process in a namespace: started and waited for
+//! until it forwards, stopped with SIGTERM (SIGKILL if it hangs) on drop.
+
+use crate::netns::Netns;
+use anyhow::{Context, Result, bail};
+use std::{
+    io::{BufRead, BufReader},
+    path::Path,
+    process::{Child, Stdio},
+    sync::mpsc,
+    time::Duration,
+};
+
+const AGENT_READY: Duration = Duration::from_secs(30);
+
+/// A running `xlb run`; stopped (SIGTERM, then SIGKILL) on drop.
+pub struct Agent {
+    child: Child,
+    log: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Agent {
+    /// Starts `xlb run --config CONFIG` in `ns` and waits until it forwards.
+    pub fn start(ns: &Netns, xlb: &Path, config: &Path) -> Result<Agent> {
+        let mut child = ns
+            .command(xlb)
+            .args(["run", "--config"])
+            .arg(config)
+            .stdin(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting {}", xlb.display()))?;
+        let stderr = child.stderr.take().expect("piped");
+        let (tx, rx) = mpsc::channel();
+        let log = std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("  agent | {line}");
+                if line.contains("xlb forwarding") {
+                    let _ = tx.send(());
+                }
+            }
+        });
+        let mut agent = Agent {
+            child,
+            log: Some(log),
+        };
+        let deadline = std::time::Instant::now() + AGENT_READY;
+        loop {
+            if rx.recv_timeout(Duration::from_millis(100)).is_ok() {
+                return Ok(agent);
+            }
+            if let Some(st) = agent.child.try_wait()? {
+                bail!("the agent exited before forwarding ({st})");
+            }
+            if std::time::Instant::now() > deadline {
+                bail!("the agent did not start forwarding within {AGENT_READY:?}");
+            }
+        }
+    }
+
+    /// SIGTERM and wait; fails unless the agent exits cleanly.
+    pub fn stop(mut self) -> Result<()> {
+        let st = self.terminate()?;
+        if !st.success() {
+            bail!("the agent exited with {st}");
+        }
+        Ok(())
+    }
+
+    fn terminate(&mut self) -> Result<std::process::ExitStatus> {
+        if let Some(st) = self.child.try_wait()? {
+            return Ok(st);
+        }
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        for _ in 0..100 {
+            if let Some(st) = self.child.try_wait()? {
+                if let Some(log) = self.log.take() {
+                    let _ = log.join();
+                }
+                return Ok(st);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.child.kill()?;
+        Ok(self.child.wait()?)
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.terminate();
+    }
+}

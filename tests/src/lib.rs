@@ -1,0 +1,31 @@
+//! Testbed for xlb: network namespaces wired as an LVS-DR lab (client,
+//! director, real servers on one bridge), HTTP reals that answer with their
+//! name, and clients that report which real answered.
+//!
+//! Everything lives in namespaces this process creates and deletes; nothing
+//! touches the root namespace's interfaces, routes or sysctls.
+
+pub mod agent;
+pub mod http;
+pub mod lab;
+pub mod netns;
+
+pub use netns::sweep_stale;
+
+/// Fail clearly unless running as root (namespaces, veths and XDP need it).
+pub fn require_root() -> anyhow::Result<()> {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        anyhow::bail!("the xlb testbed needs root (network namespaces, veths, XDP); run as root");
+    }
+    Ok(())
+}
+
+/// Serialises the tests that create namespaces, so a test can assert that no
+/// namespace of this process is left behind.
+#[cfg(test)]
+pub(crate) fn ns_test_guard() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}

@@ -1,0 +1,54 @@
+//! Building the XDP object and the agent.
+
+use crate::setup::{self, Need};
+use anyhow::{Context, Result, bail};
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask sits in the workspace")
+        .to_path_buf()
+}
+
+pub fn ebpf_object() -> PathBuf {
+    root().join("target/ebpf/bpfel-unknown-none/release/lb-ebpf")
+}
+
+pub fn run_checked(cmd: &mut Command) -> Result<()> {
+    let st = cmd.status().with_context(|| format!("running {cmd:?}"))?;
+    if !st.success() {
+        bail!("{cmd:?} failed ({st})");
+    }
+    Ok(())
+}
+
+/// `cargo xtask build-ebpf`: the XDP object, with BTF, for bpfel-unknown-none.
+pub fn ebpf(need: Need) -> Result<PathBuf> {
+    setup::ensure(need)?;
+    let major = setup::nightly_llvm_major()?;
+    run_checked(
+        Command::new("cargo")
+            .args(["+nightly", "build", "--release", "--target-dir"])
+            .arg(root().join("target/ebpf"))
+            .current_dir(root().join("lb-ebpf"))
+            .env("PATH", setup::build_path(major))
+            // The host workspace's RUSTFLAGS must not leak into the BPF build.
+            .env_remove("RUSTFLAGS")
+            .env_remove("RUSTC_WORKSPACE_WRAPPER"),
+    )?;
+    Ok(ebpf_object())
+}
+
+/// The agent binary (release), with the object embedded.
+pub fn agent() -> Result<PathBuf> {
+    run_checked(
+        Command::new("cargo")
+            .args(["build", "--release", "-p", "lb-userspace", "--bin", "xlb"])
+            .current_dir(root()),
+    )?;
+    Ok(root().join("target/release/xlb"))
+}

@@ -1,0 +1,175 @@
+//! `cargo xtask lab`: a client, a director running the agent, and three real
+//! servers (weights 1, 2, 3) in network namespaces; HTTP requests through the
+//! VIP show where the director sends them. Everything is removed at the end,
+//! on failure and on Ctrl-C.
+
+use crate::{build, setup::Need};
+use anyhow::{Context, Result, bail};
+use std::{
+    collections::BTreeMap,
+    io::Write,
+    path::{Path, PathBuf},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+use xlb_testbed::{
+    agent::Agent,
+    http::get_name,
+    lab::{DrLab, LabOptions},
+};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Forwarding method (dr; nat and tun arrive with the data-plane issues).
+    #[arg(long, default_value = "dr")]
+    method: String,
+    /// LVS scheduler name.
+    #[arg(long, default_value = "mh")]
+    scheduler: String,
+    /// Use IPv6 for every address and the VIP.
+    #[arg(long)]
+    ipv6: bool,
+    /// How many HTTP requests (each a new connection) to send.
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    requests: u32,
+    /// XDP attach mode for the agent (native, generic, auto).
+    #[arg(long, default_value = "auto")]
+    xdp_mode: String,
+    /// Leave the lab up after the requests and print how to enter it; Ctrl-C removes it.
+    #[arg(long)]
+    keep: bool,
+}
+
+const WEIGHTS: [u32; 3] = [1, 2, 3];
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The agent's config for `lab`.
+pub fn config_toml(lab: &DrLab, scheduler: &str, method: &str, xdp_mode: &str) -> String {
+    let mut s = format!(
+        "# Written by `cargo xtask lab`.\n[dataplane]\ninterfaces = [\"{}\"]\nxdp_mode = \"{xdp_mode}\"\n\n\
+         [[service]]\nvip = \"{}\"\nport = {}\nprotocol = \"tcp\"\nscheduler = \"{scheduler}\"\nmethod = \"{method}\"\n",
+        lab.director_if, lab.vip, lab.port
+    );
+    for r in &lab.reals {
+        s.push_str(&format!(
+            "\n[[service.real]]\naddress = \"{}\"\nweight = {}\n",
+            r.addr, r.weight
+        ));
+    }
+    s
+}
+
+fn work_dir() -> Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("xlb-lab-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+pub fn run(args: &Args) -> Result<()> {
+    xlb_testbed::require_root()?;
+    let object = build::ebpf(Need::Lab)?;
+    let xlb = build::agent()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst))
+            .context("installing the Ctrl-C handler")?;
+    }
+    xlb_testbed::sweep_stale()?;
+
+    let lab = DrLab::build(&LabOptions {
+        weights: WEIGHTS.to_vec(),
+        ipv6: args.ipv6,
+        port: 80,
+        peer_xdp: Some((object, lb_common::PROG_PASS.to_string())),
+    })?;
+    let dir = work_dir()?;
+    let result = drive(args, &lab, &xlb, &dir, &stop);
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+fn drive(args: &Args, lab: &DrLab, xlb: &Path, dir: &Path, stop: &AtomicBool) -> Result<()> {
+    let config = dir.join("xlb.toml");
+    std::fs::write(
+        &config,
+        config_toml(lab, &args.scheduler, &args.method, &args.xdp_mode),
+    )?;
+    build::run_checked(
+        std::process::Command::new(xlb)
+            .arg("check")
+            .arg("--config")
+            .arg(&config),
+    )
+    .context("the lab's config was refused (see above)")?;
+    let agent = Agent::start(&lab.director, xlb, &config)?;
+
+    let vip = lab.vip_socket();
+    let mut seen: BTreeMap<String, u32> = lab.reals.iter().map(|r| (r.name.clone(), 0)).collect();
+    let mut failed = 0u32;
+    let mut last_error = None;
+    let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    for i in 1..=args.requests {
+        if stop.load(Ordering::SeqCst) {
+            bail!("interrupted");
+        }
+        match get_name(&lab.client, vip, REQUEST_TIMEOUT) {
+            Ok(name) => *seen.entry(name).or_default() += 1,
+            Err(e) => {
+                failed += 1;
+                last_error = Some(e);
+            }
+        }
+        // On a terminal one line redrawn in place; in a log, a line every tenth of the run.
+        if tty || i % (args.requests / 10).max(1) == 0 || i == args.requests {
+            let dist: Vec<String> = seen.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let line = format!(
+                "lab: {i}/{} sent, {failed} failed, {}",
+                args.requests,
+                dist.join(" ")
+            );
+            if tty {
+                eprint!("\r{line}   ");
+                let _ = std::io::stderr().flush();
+            } else {
+                eprintln!("{line}");
+            }
+        }
+    }
+    if tty {
+        eprintln!();
+    }
+    let ok = args.requests - failed;
+    let dist: Vec<String> = seen.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let weights: Vec<String> = lab
+        .reals
+        .iter()
+        .map(|r| format!("{}={}", r.name, r.weight))
+        .collect();
+    eprintln!("lab: weights {}", weights.join(" "));
+    println!("lab: {ok}/{} ok, {}", args.requests, dist.join(" "));
+
+    if args.keep {
+        eprintln!("\n{}", lab.describe());
+        eprintln!(
+            "Agent status: nsenter --net={} {} status\nMaps: bpftool map dump pinned /sys/fs/bpf/xlb/SERVICES\nPress Ctrl-C to remove the lab.",
+            lab.director.path().display(),
+            xlb.display()
+        );
+        while !stop.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    agent.stop()?;
+    if failed > 0 {
+        bail!(
+            "{failed} of {} requests failed; last error: {:#}",
+            args.requests,
+            last_error.expect("a failure")
+        );
+    }
+    Ok(())
+}

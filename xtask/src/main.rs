@@ -1,0 +1,53 @@
+//! `cargo xtask <command>`: the one entry point for building, testing and the lab.
+
+mod build;
+mod lab;
+mod setup;
+mod test;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use std::process::{Command, ExitCode};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install what is missing: nightly rust-src, LLVM, bpf-linker, lab tools.
+    Setup,
+    /// Build the XDP object (target/ebpf/bpfel-unknown-none/release/lb-ebpf).
+    BuildEbpf,
+    /// Build everything and run the agent: `cargo xtask run -- run --config FILE`.
+    Run {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// fmt, clippy, unit tests, XDP fixture tests and network-namespace integration tests.
+    Test(test::Args),
+    /// Build a namespace lab, run the agent in it and send requests through the VIP.
+    Lab(lab::Args),
+}
+
+fn main() -> ExitCode {
+    let result: Result<()> = match Cli::parse().command {
+        Cmd::Setup => setup::ensure(setup::Need::Lab),
+        Cmd::BuildEbpf => build::ebpf(setup::Need::Build).map(|p| println!("{}", p.display())),
+        Cmd::Run { args } => build::ebpf(setup::Need::Build)
+            .and_then(|_| build::agent())
+            .and_then(|bin| build::run_checked(Command::new(bin).args(args))),
+        Cmd::Test(args) => test::run(&args),
+        Cmd::Lab(args) => lab::run(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
