@@ -1,0 +1,131 @@
+//! Shared by the integration tests: frame builders and where the built artefacts are.
+#![allow(dead_code)] // each test file uses a different part
+
+use std::path::PathBuf;
+
+pub const ETH_IPV4: u16 = 0x0800;
+pub const ETH_IPV6: u16 = 0x86dd;
+pub const ETH_VLAN: u16 = 0x8100;
+pub const ETH_QINQ: u16 = 0x88a8;
+pub const ETH_ARP: u16 = 0x0806;
+pub const IP_TCP: u8 = 6;
+pub const IP_UDP: u8 = 17;
+pub const IP_ICMP: u8 = 1;
+
+fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The agent binary: `XLB_BIN` (set by `cargo xtask test`) or the release build.
+pub fn xlb_bin() -> PathBuf {
+    let p = std::env::var_os("XLB_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target/release/xlb"));
+    assert!(
+        p.exists(),
+        "{} missing: run `cargo xtask test`",
+        p.display()
+    );
+    p
+}
+
+/// The XDP object built by `cargo xtask build-ebpf`.
+pub fn ebpf_object() -> PathBuf {
+    workspace().join("target/ebpf/bpfel-unknown-none/release/lb-ebpf")
+}
+
+pub fn eth(dst: [u8; 6], src: [u8; 6], ethertype: u16, payload: &[u8]) -> Vec<u8> {
+    let mut f = Vec::with_capacity(14 + payload.len());
+    f.extend_from_slice(&dst);
+    f.extend_from_slice(&src);
+    f.extend_from_slice(&ethertype.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// An 802.1Q-tagged frame.
+pub fn eth_vlan(dst: [u8; 6], src: [u8; 6], vid: u16, ethertype: u16, payload: &[u8]) -> Vec<u8> {
+    let mut inner = vid.to_be_bytes().to_vec();
+    inner.extend_from_slice(&ethertype.to_be_bytes());
+    inner.extend_from_slice(payload);
+    eth(dst, src, ETH_VLAN, &inner)
+}
+
+fn checksum(data: &[u8]) -> u16 {
+    let mut sum = 0u32;
+    for c in data.chunks(2) {
+        sum += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// IPv4 header (with `options`, a multiple of 4 bytes) and payload; `frag` is the flags+offset word.
+pub fn ipv4(
+    src: [u8; 4],
+    dst: [u8; 4],
+    proto: u8,
+    options: &[u8],
+    frag: u16,
+    payload: &[u8],
+) -> Vec<u8> {
+    assert_eq!(options.len() % 4, 0);
+    let hlen = 20 + options.len();
+    let mut h = vec![0u8; hlen];
+    h[0] = 0x40 | (hlen / 4) as u8;
+    h[2..4].copy_from_slice(&((hlen + payload.len()) as u16).to_be_bytes());
+    h[4..6].copy_from_slice(&0x1234u16.to_be_bytes());
+    h[6..8].copy_from_slice(&frag.to_be_bytes());
+    h[8] = 64;
+    h[9] = proto;
+    h[12..16].copy_from_slice(&src);
+    h[16..20].copy_from_slice(&dst);
+    h[20..].copy_from_slice(options);
+    let c = checksum(&h);
+    h[10..12].copy_from_slice(&c.to_be_bytes());
+    h.extend_from_slice(payload);
+    h
+}
+
+pub fn ipv6(src: [u8; 16], dst: [u8; 16], next: u8, payload: &[u8]) -> Vec<u8> {
+    let mut h = vec![0u8; 40];
+    h[0] = 0x60;
+    h[4..6].copy_from_slice(&(payload.len() as u16).to_be_bytes());
+    h[6] = next;
+    h[7] = 64;
+    h[8..24].copy_from_slice(&src);
+    h[24..40].copy_from_slice(&dst);
+    h.extend_from_slice(payload);
+    h
+}
+
+/// A 20-byte TCP SYN header (checksum left zero: the data plane never reads it).
+pub fn tcp(sport: u16, dport: u16) -> Vec<u8> {
+    let mut t = vec![0u8; 20];
+    t[0..2].copy_from_slice(&sport.to_be_bytes());
+    t[2..4].copy_from_slice(&dport.to_be_bytes());
+    t[4..8].copy_from_slice(&1000u32.to_be_bytes());
+    t[12] = 5 << 4;
+    t[13] = 0x02;
+    t[14..16].copy_from_slice(&64240u16.to_be_bytes());
+    t
+}
+
+pub fn udp(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+    let mut u = vec![0u8; 8];
+    u[0..2].copy_from_slice(&sport.to_be_bytes());
+    u[2..4].copy_from_slice(&dport.to_be_bytes());
+    u[4..6].copy_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+    u.extend_from_slice(payload);
+    u
+}
+
+/// `frame` with its destination and source MACs replaced.
+pub fn with_macs(frame: &[u8], dst: [u8; 6], src: [u8; 6]) -> Vec<u8> {
+    let mut f = frame.to_vec();
+    f[0..6].copy_from_slice(&dst);
+    f[6..12].copy_from_slice(&src);
+    f
+}

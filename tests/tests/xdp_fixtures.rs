@@ -1,0 +1,683 @@
+//! The director program, packet by packet, through BPF_PROG_TEST_RUN:
+//! each fixture is an input frame, the XDP action expected, and the frame
+//! expected out. Runs inside a private network namespace (its `lo` is the
+//! ingress device, a veth pair the redirect target); nothing is attached.
+
+mod common;
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{Array, HashMap, MapData, PerCpuArray, xdp::DevMapHash},
+    programs::{TestRun, TestRunOptions, Xdp},
+};
+use common::*;
+use lb_common::{
+    Counters, FAMILY_V4, FAMILY_V6, FlowKey, FlowState, GlobalCounters, IfaceInfo, PROG_DIRECTOR,
+    REAL_F_PRESENT, REAL_F_REACHABLE, RealInfo, SERVICE_F_ACTIVE, ServiceInfo, ServiceKey, globals,
+    map_names, method, sched,
+};
+use xlb_testbed::netns::Netns;
+
+const XDP_ABORTED: u32 = 0;
+const XDP_DROP: u32 = 1;
+const XDP_PASS: u32 = 2;
+const XDP_TX: u32 = 3;
+const XDP_REDIRECT: u32 = 4;
+
+const TABLE: u32 = 13;
+const LO: u32 = 1;
+
+const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xcc];
+const DIRECTOR_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
+const EGRESS_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
+const REAL_A_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0a];
+const REAL_B_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0b];
+const REAL_C_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0c];
+
+const CLIENT4: [u8; 4] = [10, 0, 0, 1];
+const VIP4: [u8; 4] = [10, 0, 0, 100];
+const OTHER4: [u8; 4] = [10, 0, 0, 99];
+const CLIENT6: [u8; 16] = [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+const VIP6: [u8; 16] = [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0];
+
+fn addr4(a: [u8; 4]) -> [u32; 4] {
+    [u32::from_ne_bytes(a), 0, 0, 0]
+}
+
+fn addr6(a: [u8; 16]) -> [u32; 4] {
+    std::array::from_fn(|i| {
+        u32::from_ne_bytes([a[4 * i], a[4 * i + 1], a[4 * i + 2], a[4 * i + 3]])
+    })
+}
+
+/// The loaded director with helpers to program its maps and run frames.
+struct Director {
+    ebpf: Ebpf,
+    /// ifindex of the veth used as a redirect target.
+    other_if: u32,
+}
+
+impl Director {
+    fn load(other_if: u32) -> Director {
+        let mut ebpf = EbpfLoader::new()
+            .override_global(globals::MAGLEV_TABLE_SIZE, &TABLE, true)
+            .map_max_entries(map_names::MAGLEV, TABLE * lb_common::defaults::MAX_SERVICES)
+            .map_max_entries(map_names::CONNTRACK, 4096)
+            .load(xlb::EBPF_OBJECT)
+            .expect("load object");
+        let prog: &mut Xdp = ebpf.program_mut(PROG_DIRECTOR).unwrap().try_into().unwrap();
+        prog.load().expect("verifier accepts the director");
+        let mut d = Director { ebpf, other_if };
+        d.iface(LO, DIRECTOR_MAC);
+        d.iface(other_if, EGRESS_MAC);
+        let mut ports: DevMapHash<_> =
+            DevMapHash::try_from(d.ebpf.map_mut(map_names::TX_PORTS).unwrap()).unwrap();
+        ports.insert(other_if, other_if, None, 0).unwrap();
+        d
+    }
+
+    fn iface(&mut self, ifindex: u32, mac: [u8; 6]) {
+        let mut m: HashMap<_, u32, IfaceInfo> =
+            HashMap::try_from(self.ebpf.map_mut(map_names::IFACES).unwrap()).unwrap();
+        m.insert(ifindex, IfaceInfo { mac, _pad: [0; 2] }, 0)
+            .unwrap();
+    }
+
+    fn service(&mut self, addr: [u32; 4], family: u8, port: u16, proto: u8, id: u32, active: bool) {
+        let key = ServiceKey {
+            addr,
+            port: port.to_be(),
+            proto,
+            family,
+        };
+        let info = ServiceInfo {
+            id,
+            flags: if active { SERVICE_F_ACTIVE } else { 0 },
+            sched: sched::MH,
+            method: method::DR,
+            _pad: [0; 2],
+        };
+        let mut m: HashMap<_, ServiceKey, ServiceInfo> =
+            HashMap::try_from(self.ebpf.map_mut(map_names::SERVICES).unwrap()).unwrap();
+        m.insert(key, info, 0).unwrap();
+    }
+
+    fn real(&mut self, id: u32, service_id: u32, mac: [u8; 6], ifindex: u32, reachable: bool) {
+        let info = RealInfo {
+            method: method::DR,
+            mac,
+            ifindex,
+            weight: 1,
+            service_id,
+            flags: REAL_F_PRESENT | if reachable { REAL_F_REACHABLE } else { 0 },
+            ..RealInfo::default()
+        };
+        let mut m: Array<_, RealInfo> =
+            Array::try_from(self.ebpf.map_mut(map_names::REALS).unwrap()).unwrap();
+        m.set(id, info, 0).unwrap();
+    }
+
+    /// Points every slot of `service_id`'s Maglev table at `real_id`.
+    fn table(&mut self, service_id: u32, real_id: u32) {
+        let mut m: Array<_, u32> =
+            Array::try_from(self.ebpf.map_mut(map_names::MAGLEV).unwrap()).unwrap();
+        for slot in 0..TABLE {
+            m.set(service_id * TABLE + slot, real_id, 0).unwrap();
+        }
+    }
+
+    fn run(&self, frame: &[u8], ingress: u32) -> (u32, Vec<u8>) {
+        let prog: &Xdp = self
+            .ebpf
+            .program(PROG_DIRECTOR)
+            .unwrap()
+            .try_into()
+            .unwrap();
+        let mut out = vec![0u8; frame.len() + 256];
+        // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index, egress_ifindex.
+        let ctx: Vec<u8> = [0, frame.len() as u32, 0, ingress, 0, 0]
+            .iter()
+            .flat_map(|w: &u32| w.to_ne_bytes())
+            .collect();
+        let r = prog
+            .test_run(TestRunOptions {
+                data_in: Some(frame),
+                data_out: Some(&mut out),
+                ctx_in: Some(&ctx),
+                ..TestRunOptions::new()
+            })
+            .expect("BPF_PROG_TEST_RUN");
+        out.truncate(r.data_size_out as usize);
+        (r.return_value, out)
+    }
+
+    fn conntrack(&self, key: &FlowKey) -> Option<FlowState> {
+        let m: HashMap<&MapData, FlowKey, FlowState> =
+            HashMap::try_from(self.ebpf.map(map_names::CONNTRACK).unwrap()).unwrap();
+        m.get(key, 0).ok()
+    }
+
+    fn counters(&self, name: &str, index: u32) -> Counters {
+        let m: PerCpuArray<&MapData, Counters> =
+            PerCpuArray::try_from(self.ebpf.map(name).unwrap()).unwrap();
+        m.get(&index, 0)
+            .unwrap()
+            .iter()
+            .fold(Counters::default(), |a, c| Counters {
+                packets: a.packets + c.packets,
+                bytes: a.bytes + c.bytes,
+                new_conns: a.new_conns + c.new_conns,
+            })
+    }
+
+    fn global(&self) -> GlobalCounters {
+        let m: PerCpuArray<&MapData, GlobalCounters> =
+            PerCpuArray::try_from(self.ebpf.map(map_names::GLOBAL_STATS).unwrap()).unwrap();
+        let mut g = GlobalCounters::default();
+        for c in m.get(&0, 0).unwrap().iter() {
+            g.pass += c.pass;
+            g.drop += c.drop;
+            g.error += c.error;
+            g.tx += c.tx;
+            g.redirect += c.redirect;
+            g.malformed += c.malformed;
+            g.fragments += c.fragments;
+        }
+        g
+    }
+}
+
+/// Runs `f` against a freshly loaded director inside a private namespace.
+fn with_director(f: impl FnOnce(&mut Director) + Send) {
+    xlb_testbed::require_root().unwrap();
+    let ns = Netns::create("fix").unwrap();
+    ns.run(
+        "ip",
+        &[
+            "link", "add", "name", "fa", "type", "veth", "peer", "name", "fb",
+        ],
+    )
+    .unwrap();
+    ns.run("ip", &["link", "set", "fa", "up"]).unwrap();
+    ns.run("ip", &["link", "set", "fb", "up"]).unwrap();
+    ns.enter(|| {
+        // SAFETY: the name is NUL-terminated.
+        let other = unsafe { libc::if_nametoindex(c"fa".as_ptr()) };
+        assert_ne!(other, 0);
+        let mut d = Director::load(other);
+        f(&mut d);
+    })
+    .unwrap();
+}
+
+/// The standard setup: TCP 80 and UDP 53 on VIP4 (services 0 and 1), TCP 80 on
+/// VIP6 (service 2), each with its whole table on one real reached via `lo`.
+fn standard(d: &mut Director) {
+    d.service(addr4(VIP4), FAMILY_V4, 80, IP_TCP, 0, true);
+    d.service(addr4(VIP4), FAMILY_V4, 53, IP_UDP, 1, true);
+    d.service(addr6(VIP6), FAMILY_V6, 80, IP_TCP, 2, true);
+    d.real(1, 0, REAL_A_MAC, LO, true);
+    d.real(2, 1, REAL_B_MAC, LO, true);
+    d.real(3, 2, REAL_C_MAC, LO, true);
+    d.table(0, 1);
+    d.table(1, 2);
+    d.table(2, 3);
+}
+
+struct Fixture {
+    what: &'static str,
+    input: Vec<u8>,
+    action: u32,
+    /// `None`: the frame must come out unchanged.
+    output: Option<Vec<u8>>,
+}
+
+fn run_fixtures(d: &Director, fixtures: &[Fixture]) {
+    for fx in fixtures {
+        let (action, out) = d.run(&fx.input, LO);
+        assert_eq!(action, fx.action, "{}: action", fx.what);
+        let want = fx.output.as_deref().unwrap_or(&fx.input);
+        assert_eq!(out, want, "{}: output frame", fx.what);
+    }
+}
+
+fn tcp4(dst: [u8; 4], dport: u16) -> Vec<u8> {
+    eth(
+        DIRECTOR_MAC,
+        CLIENT_MAC,
+        ETH_IPV4,
+        &ipv4(CLIENT4, dst, IP_TCP, &[], 0, &tcp(40000, dport)),
+    )
+}
+
+#[test]
+fn direct_routing_rewrites_only_the_macs() {
+    with_director(|d| {
+        standard(d);
+        let t4 = tcp4(VIP4, 80);
+        let u4 = eth(
+            DIRECTOR_MAC,
+            CLIENT_MAC,
+            ETH_IPV4,
+            &ipv4(CLIENT4, VIP4, IP_UDP, &[], 0, &udp(5353, 53, b"query")),
+        );
+        let t6 = eth(
+            DIRECTOR_MAC,
+            CLIENT_MAC,
+            ETH_IPV6,
+            &ipv6(CLIENT6, VIP6, IP_TCP, &tcp(40000, 80)),
+        );
+        let opts = eth(
+            DIRECTOR_MAC,
+            CLIENT_MAC,
+            ETH_IPV4,
+            &ipv4(
+                CLIENT4,
+                VIP4,
+                IP_TCP,
+                &[0x01, 0x01, 0x01, 0x00],
+                0,
+                &tcp(40001, 80),
+            ),
+        );
+        let tagged = eth_vlan(
+            DIRECTOR_MAC,
+            CLIENT_MAC,
+            42,
+            ETH_IPV4,
+            &ipv4(CLIENT4, VIP4, IP_TCP, &[], 0, &tcp(40002, 80)),
+        );
+        run_fixtures(
+            d,
+            &[
+                Fixture {
+                    what: "TCP/IPv4",
+                    output: Some(with_macs(&t4, REAL_A_MAC, DIRECTOR_MAC)),
+                    input: t4,
+                    action: XDP_TX,
+                },
+                Fixture {
+                    what: "UDP/IPv4",
+                    output: Some(with_macs(&u4, REAL_B_MAC, DIRECTOR_MAC)),
+                    input: u4,
+                    action: XDP_TX,
+                },
+                Fixture {
+                    what: "TCP/IPv6",
+                    output: Some(with_macs(&t6, REAL_C_MAC, DIRECTOR_MAC)),
+                    input: t6,
+                    action: XDP_TX,
+                },
+                Fixture {
+                    what: "IPv4 with options",
+                    output: Some(with_macs(&opts, REAL_A_MAC, DIRECTOR_MAC)),
+                    input: opts,
+                    action: XDP_TX,
+                },
+                Fixture {
+                    what: "802.1Q tag kept",
+                    output: Some(with_macs(&tagged, REAL_A_MAC, DIRECTOR_MAC)),
+                    input: tagged,
+                    action: XDP_TX,
+                },
+            ],
+        );
+        let g = d.global();
+        assert_eq!((g.tx, g.pass, g.drop, g.error), (5, 0, 0, 0));
+    });
+}
+
+#[test]
+fn udp_over_ipv6_is_forwarded() {
+    with_director(|d| {
+        d.service(addr6(VIP6), FAMILY_V6, 53, IP_UDP, 0, true);
+        d.real(1, 0, REAL_B_MAC, LO, true);
+        d.table(0, 1);
+        let f = eth(
+            DIRECTOR_MAC,
+            CLIENT_MAC,
+            ETH_IPV6,
+            &ipv6(CLIENT6, VIP6, IP_UDP, &udp(5353, 53, b"q")),
+        );
+        run_fixtures(
+            d,
+            &[Fixture {
+                what: "UDP/IPv6",
+                output: Some(with_macs(&f, REAL_B_MAC, DIRECTOR_MAC)),
+                input: f,
+                action: XDP_TX,
+            }],
+        );
+    });
+}
+
+#[test]
+fn another_egress_interface_is_a_redirect() {
+    with_director(|d| {
+        d.service(addr4(VIP4), FAMILY_V4, 80, IP_TCP, 0, true);
+        d.real(1, 0, REAL_A_MAC, d.other_if, true);
+        d.table(0, 1);
+        let f = tcp4(VIP4, 80);
+        run_fixtures(
+            d,
+            &[Fixture {
+                what: "redirect",
+                output: Some(with_macs(&f, REAL_A_MAC, EGRESS_MAC)),
+                input: f,
+                action: XDP_REDIRECT,
+            }],
+        );
+        assert_eq!(d.global().redirect, 1);
+    });
+}
+
+#[test]
+fn traffic_that_is_not_a_service_passes_untouched() {
+    with_director(|d| {
+        standard(d);
+        let arp = eth([0xff; 6], CLIENT_MAC, ETH_ARP, &[0u8; 28]);
+        let icmp = eth(
+            DIRECTOR_MAC,
+            CLIENT_MAC,
+            ETH_IPV4,
+            &ipv4(CLIENT4, VIP4, IP_ICMP, &[], 0, &[8, 0, 0, 0, 0, 1, 0, 1]),
+        );
+        let udp_on_tcp_port = eth(
+            DIRECTOR_MAC,
+            CLIENT_MAC,
+            ETH_IPV4,
+            &ipv4(CLIENT4, VIP4, IP_UDP, &[], 0, &udp(1, 80, b"x")),
+        );
+        let qinq = eth(
+            DIRECTOR_MAC,
+            CLIENT_MAC,
+            ETH_QINQ,
+            &[0, 1, 0x81, 0, 0, 2, 0x08, 0],
+        );
+        run_fixtures(
+            d,
+            &[
+                Fixture {
+                    what: "other port",
+                    input: tcp4(VIP4, 81),
+                    action: XDP_PASS,
+                    output: None,
+                },
+                Fixture {
+                    what: "other address",
+                    input: tcp4(OTHER4, 80),
+                    action: XDP_PASS,
+                    output: None,
+                },
+                Fixture {
+                    what: "UDP to a TCP-only port",
+                    input: udp_on_tcp_port,
+                    action: XDP_PASS,
+                    output: None,
+                },
+                Fixture {
+                    what: "ARP",
+                    input: arp,
+                    action: XDP_PASS,
+                    output: None,
+                },
+                Fixture {
+                    what: "ICMP to the VIP",
+                    input: icmp,
+                    action: XDP_PASS,
+                    output: None,
+                },
+                Fixture {
+                    what: "802.1ad double tag",
+                    input: qinq,
+                    action: XDP_PASS,
+                    output: None,
+                },
+            ],
+        );
+        let g = d.global();
+        assert_eq!((g.pass, g.tx), (6, 0));
+        assert_eq!(d.counters(map_names::SERVICE_STATS, 0).packets, 0);
+    });
+}
+
+#[test]
+fn malformed_frames_are_never_forwarded() {
+    with_director(|d| {
+        standard(d);
+        let good = tcp4(VIP4, 80);
+        let mut bad_ihl = good.clone();
+        bad_ihl[14] = 0x44; // IHL 4: shorter than the fixed header
+        let mut long_ihl = good.clone();
+        long_ihl[14] = 0x4f; // IHL 15: 60 bytes of header the frame does not have
+        long_ihl.truncate(14 + 40);
+        let mut wrong_version = good.clone();
+        wrong_version[14] = 0x65;
+        let mut short_total = good.clone();
+        short_total[16..18].copy_from_slice(&10u16.to_be_bytes()); // total length < header
+        let mut bad_doff = good.clone();
+        bad_doff[14 + 20 + 12] = 4 << 4;
+        let t6 = eth(
+            DIRECTOR_MAC,
+            CLIENT_MAC,
+            ETH_IPV6,
+            &ipv6(CLIENT6, VIP6, IP_TCP, &tcp(40000, 80)),
+        );
+        let cases = [
+            // Frames shorter than an Ethernet header never reach XDP (BPF_PROG_TEST_RUN
+            // refuses them with EINVAL, as drivers drop them), so the shortest case is a
+            // header announcing a VLAN tag that is not there.
+            ("Ethernet header only", good[..14].to_vec()),
+            (
+                "truncated VLAN tag",
+                eth_vlan(DIRECTOR_MAC, CLIENT_MAC, 1, ETH_IPV4, &[])[..16].to_vec(),
+            ),
+            ("truncated IPv4", good[..14 + 12].to_vec()),
+            ("bad IHL", bad_ihl),
+            ("IHL past the frame", long_ihl),
+            ("IP version 6 in an IPv4 frame", wrong_version),
+            ("total length below header", short_total),
+            ("truncated TCP", good[..14 + 20 + 10].to_vec()),
+            ("TCP data offset below 5", bad_doff),
+            ("truncated IPv6", t6[..14 + 30].to_vec()),
+            ("truncated TCP over IPv6", t6[..14 + 40 + 8].to_vec()),
+            (
+                "truncated UDP",
+                eth(
+                    DIRECTOR_MAC,
+                    CLIENT_MAC,
+                    ETH_IPV4,
+                    &ipv4(CLIENT4, VIP4, IP_UDP, &[], 0, &udp(1, 53, b"")),
+                )[..14 + 20 + 4]
+                    .to_vec(),
+            ),
+        ];
+        let fixtures: Vec<Fixture> = cases
+            .into_iter()
+            .map(|(what, input)| Fixture {
+                what,
+                input,
+                action: XDP_PASS,
+                output: None,
+            })
+            .collect();
+        run_fixtures(d, &fixtures);
+        let g = d.global();
+        assert_eq!(g.malformed, fixtures.len() as u64);
+        assert_eq!((g.tx, g.redirect, g.drop), (0, 0, 0));
+        assert_eq!(d.counters(map_names::REAL_STATS, 1).packets, 0);
+    });
+}
+
+#[test]
+fn fragments_go_to_the_stack() {
+    with_director(|d| {
+        standard(d);
+        let first = eth(
+            DIRECTOR_MAC,
+            CLIENT_MAC,
+            ETH_IPV4,
+            &ipv4(CLIENT4, VIP4, IP_TCP, &[], 0x2000, &tcp(40000, 80)),
+        );
+        let later = eth(
+            DIRECTOR_MAC,
+            CLIENT_MAC,
+            ETH_IPV4,
+            &ipv4(CLIENT4, VIP4, IP_TCP, &[], 0x0003, &[0u8; 24]),
+        );
+        let mut frag6 = vec![IP_TCP, 0, 0, 0x01, 0, 0, 0, 7];
+        frag6.extend_from_slice(&tcp(40000, 80));
+        let v6 = eth(
+            DIRECTOR_MAC,
+            CLIENT_MAC,
+            ETH_IPV6,
+            &ipv6(CLIENT6, VIP6, 44, &frag6),
+        );
+        run_fixtures(
+            d,
+            &[
+                Fixture {
+                    what: "IPv4 first fragment (MF)",
+                    input: first,
+                    action: XDP_PASS,
+                    output: None,
+                },
+                Fixture {
+                    what: "IPv4 later fragment",
+                    input: later,
+                    action: XDP_PASS,
+                    output: None,
+                },
+                Fixture {
+                    what: "IPv6 fragment header",
+                    input: v6,
+                    action: XDP_PASS,
+                    output: None,
+                },
+            ],
+        );
+        assert_eq!(d.global().fragments, 3);
+    });
+}
+
+#[test]
+fn inactive_service_passes_and_empty_table_drops() {
+    with_director(|d| {
+        d.service(addr4(VIP4), FAMILY_V4, 80, IP_TCP, 0, false);
+        d.real(1, 0, REAL_A_MAC, LO, true);
+        d.table(0, 1);
+        d.service(addr4(VIP4), FAMILY_V4, 443, IP_TCP, 1, true);
+        run_fixtures(
+            d,
+            &[
+                Fixture {
+                    what: "inactive service",
+                    input: tcp4(VIP4, 80),
+                    action: XDP_PASS,
+                    output: None,
+                },
+                Fixture {
+                    what: "service without reals",
+                    input: tcp4(VIP4, 443),
+                    action: XDP_DROP,
+                    output: None,
+                },
+            ],
+        );
+        let g = d.global();
+        assert_eq!((g.pass, g.drop), (1, 1));
+        // Becoming active is all it takes to forward.
+        d.service(addr4(VIP4), FAMILY_V4, 80, IP_TCP, 0, true);
+        assert_eq!(d.run(&tcp4(VIP4, 80), LO).0, XDP_TX);
+    });
+}
+
+fn flow_of_tcp4(sport: u16, dport: u16) -> FlowKey {
+    FlowKey {
+        src: addr4(CLIENT4),
+        dst: addr4(VIP4),
+        sport: sport.to_be(),
+        dport: dport.to_be(),
+        proto: IP_TCP,
+        family: FAMILY_V4,
+        _pad: [0; 2],
+    }
+}
+
+#[test]
+fn an_existing_flow_stays_on_its_real() {
+    with_director(|d| {
+        standard(d);
+        d.real(4, 0, REAL_B_MAC, LO, true);
+        let syn = tcp4(VIP4, 80);
+        let (action, out) = d.run(&syn, LO);
+        assert_eq!(action, XDP_TX);
+        assert_eq!(out[0..6], REAL_A_MAC);
+        let state = d
+            .conntrack(&flow_of_tcp4(40000, 80))
+            .expect("flow recorded");
+        assert_eq!((state.real_id, state.service_id), (1, 0));
+
+        // The table now sends new flows to real 4, but the flow keeps real 1.
+        d.table(0, 4);
+        for _ in 0..3 {
+            let (action, out) = d.run(&syn, LO);
+            assert_eq!(action, XDP_TX);
+            assert_eq!(out[0..6], REAL_A_MAC, "existing flow moved");
+        }
+        let other = eth(
+            DIRECTOR_MAC,
+            CLIENT_MAC,
+            ETH_IPV4,
+            &ipv4(CLIENT4, VIP4, IP_TCP, &[], 0, &tcp(40001, 80)),
+        );
+        assert_eq!(
+            d.run(&other, LO).1[0..6],
+            REAL_B_MAC,
+            "a new flow follows the table"
+        );
+
+        let a = d.counters(map_names::REAL_STATS, 1);
+        assert_eq!((a.packets, a.new_conns), (4, 1));
+        assert_eq!(a.bytes, 4 * syn.len() as u64);
+        let s = d.counters(map_names::SERVICE_STATS, 0);
+        assert_eq!((s.packets, s.new_conns), (5, 2));
+
+        // Once its real is gone the flow is scheduled again, by the table.
+        d.real(1, 0, REAL_A_MAC, LO, false);
+        assert_eq!(d.run(&syn, LO).1[0..6], REAL_B_MAC);
+        assert_eq!(d.conntrack(&flow_of_tcp4(40000, 80)).unwrap().real_id, 4);
+    });
+}
+
+#[test]
+fn a_flow_recorded_for_another_service_is_not_reused() {
+    with_director(|d| {
+        standard(d);
+        // A stale entry naming a real of service 1 must not steer service 0's flow.
+        let mut ct: HashMap<_, FlowKey, FlowState> =
+            HashMap::try_from(d.ebpf.map_mut(map_names::CONNTRACK).unwrap()).unwrap();
+        ct.insert(
+            flow_of_tcp4(40000, 80),
+            FlowState {
+                real_id: 2,
+                service_id: 1,
+                created_ns: 0,
+            },
+            0,
+        )
+        .unwrap();
+        assert_eq!(d.run(&tcp4(VIP4, 80), LO).1[0..6], REAL_A_MAC);
+    });
+}
+
+#[test]
+fn missing_interface_data_aborts_instead_of_sending_garbage() {
+    with_director(|d| {
+        d.service(addr4(VIP4), FAMILY_V4, 80, IP_TCP, 0, true);
+        d.real(1, 0, REAL_A_MAC, 9999, true); // no IFACES entry for 9999
+        d.table(0, 1);
+        assert_eq!(d.run(&tcp4(VIP4, 80), LO).0, XDP_ABORTED);
+        assert_eq!(d.global().error, 1);
+    });
+}
