@@ -1,0 +1,199 @@
+//! The `xlb` binary's contract with an operator: bad input is refused with a
+//! located message and a non-zero exit, and nothing is applied.
+
+mod common;
+
+use common::xlb_bin;
+use std::{path::PathBuf, process::Command};
+
+const GOOD: &str = r#"[dataplane]
+interfaces = ["eth0"]
+
+[[service]]
+vip = "10.0.0.100"
+port = 80
+
+[[service.real]]
+address = "10.0.0.11"
+weight = 2
+"#;
+
+fn write(name: &str, text: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("xlb-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn check(text: &str) -> (bool, String) {
+    let path = write("c.toml", text);
+    let out = Command::new(xlb_bin())
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8(out.stderr)
+        .unwrap()
+        .replace(&path.display().to_string(), "FILE");
+    (out.status.success(), stderr)
+}
+
+#[test]
+fn a_valid_config_checks_out() {
+    let (ok, err) = check(GOOD);
+    assert!(ok, "{err}");
+    let example = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/dr.toml");
+    let out = Command::new(xlb_bin())
+        .args(["check", "--config"])
+        .arg(example)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn every_config_error_names_file_line_and_column() {
+    let cases: &[(&str, &str)] = &[
+        (
+            "[dataplane]\ninterfaces = [\"eth0\"]\nxdp_mode = \"fast\"\n",
+            "FILE:3:12: unknown xdp_mode `fast`, expected `native`, `generic` or `auto`",
+        ),
+        (
+            "[dataplane]\ninterfaces = [\"eth0\"]\nbogus = 1\n",
+            "FILE:3:1: unknown field `bogus`",
+        ),
+        (
+            "[dataplane]\ninterfaces = []\n",
+            "FILE:2:14: `interfaces` lists no interface",
+        ),
+        (
+            "[[service]]\nvip = \"10.0.0.1\"\nport = 80\n",
+            "FILE:1:1: missing field `dataplane`",
+        ),
+        (
+            &GOOD.replace("vip = \"10.0.0.100\"", "vip = \"10.0.0.300\""),
+            "FILE:5:7: vip `10.0.0.300` is not an IP address",
+        ),
+        (
+            &GOOD.replace("port = 80", "port = 70000"),
+            "FILE:6:8: port 70000 is out of range (1..=65535)",
+        ),
+        (
+            &GOOD.replace("port = 80", "port = 80\nprotocol = \"sctp\""),
+            "FILE:7:12: unknown protocol `sctp`, expected `tcp` or `udp`",
+        ),
+        (
+            &GOOD.replace("port = 80", "port = 80\nscheduler = \"wrr\""),
+            "FILE:7:13: scheduler `wrr` is not supported yet; supported: mh",
+        ),
+        (
+            &GOOD.replace("port = 80", "port = 80\nscheduler = \"fastest\""),
+            "FILE:7:13: unknown scheduler `fastest`; supported: mh",
+        ),
+        (
+            &GOOD.replace("port = 80", "port = 80\nmethod = \"nat\""),
+            "FILE:7:10: forwarding method `nat` is not supported yet; supported: dr",
+        ),
+        (
+            &GOOD.replace("weight = 2", "weight = -1"),
+            "FILE:10:10: weight -1 is out of range (0..=65535)",
+        ),
+        (
+            &GOOD.replace("weight = 2", "weight = 2\nport = 8080"),
+            "FILE:11:8: direct routing cannot change the port: real server port 8080 differs from the service port 80",
+        ),
+        (
+            &GOOD.replace("address = \"10.0.0.11\"", "address = \"fd00::11\""),
+            "FILE:9:11: real server fd00::11 is not of the VIP's address family",
+        ),
+        (
+            &format!("{GOOD}\n[[service.real]]\naddress = \"10.0.0.11\"\n"),
+            "FILE:12:1: real server 10.0.0.11 port 80 is already listed at line 8",
+        ),
+        (
+            &format!("{GOOD}\n[[service]]\nvip = \"10.0.0.100\"\nport = 80\n"),
+            "FILE:12:1: service TCP 10.0.0.100:80 is already defined at line 4",
+        ),
+        (
+            &GOOD.replace(
+                "interfaces = [\"eth0\"]",
+                "interfaces = [\"eth0\"]\nmaglev_table_size = 65536",
+            ),
+            "FILE:3:21: `maglev_table_size` must be a prime (such as 65537 or 131071), not 65536",
+        ),
+        ("[dataplane\n", "FILE:1:11: "),
+    ];
+    for (text, want) in cases {
+        let (ok, err) = check(text);
+        assert!(!ok, "accepted:\n{text}");
+        assert!(
+            err.lines().any(|l| l.starts_with(want)),
+            "want `{want}`, got:\n{err}\nfor:\n{text}"
+        );
+    }
+}
+
+#[test]
+fn all_errors_are_reported_at_once() {
+    let text = GOOD
+        .replace("port = 80", "port = 0")
+        .replace("weight = 2", "weight = 100000");
+    let (ok, err) = check(&text);
+    assert!(!ok);
+    assert!(err.contains("FILE:6:8: port 0 is out of range"), "{err}");
+    assert!(
+        err.contains("FILE:10:10: weight 100000 is out of range"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_bad_config_applies_nothing() {
+    xlb_testbed::require_root().unwrap();
+    let pin = format!("/sys/fs/bpf/xlb-cli-{}", std::process::id());
+    let text = GOOD.replace(
+        "interfaces = [\"eth0\"]",
+        &format!("interfaces = [\"eth0\"]\npin_path = \"{pin}\"\nxdp_mode = \"turbo\""),
+    );
+    let path = write("bad.toml", &text);
+    let out = Command::new(xlb_bin())
+        .args(["run", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(":4:12: unknown xdp_mode `turbo`"), "{err}");
+    assert!(
+        !std::path::Path::new(&pin).exists(),
+        "a refused config left pins behind"
+    );
+}
+
+#[test]
+fn bad_command_lines_and_missing_files_fail_clearly() {
+    let out = Command::new(xlb_bin()).args(["run"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--config"));
+
+    let out = Command::new(xlb_bin())
+        .args(["check", "--config", "/nonexistent/xlb.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("/nonexistent/xlb.toml: cannot read config")
+    );
+
+    let out = Command::new(xlb_bin())
+        .args(["status", "--pin-path", "/nonexistent/xlb"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is the xlb agent running?"));
+}

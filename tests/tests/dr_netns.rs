@@ -1,0 +1,239 @@
+//! The agent for real: a namespace lab (client, director, three reals on a
+//! bridge), `xlb run` in the director, TCP connections through the VIP.
+
+mod common;
+
+use aya::maps::{Array, Map, MapData};
+use common::{ebpf_object, xlb_bin};
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    process::Command,
+    time::Duration,
+};
+use xlb_testbed::{
+    agent::Agent,
+    http::{HttpConn, get_name},
+    lab::{DrLab, LabOptions},
+};
+
+const PIN: &str = "/sys/fs/bpf/xlb";
+const TIMEOUT: Duration = Duration::from_secs(3);
+
+fn lab(ipv6: bool) -> DrLab {
+    xlb_testbed::require_root().unwrap();
+    DrLab::build(&LabOptions {
+        weights: vec![1, 2, 3],
+        ipv6,
+        port: 80,
+        peer_xdp: Some((ebpf_object(), lb_common::PROG_PASS.to_string())),
+    })
+    .unwrap()
+}
+
+fn write_config(lab: &DrLab, dir: &Path) -> PathBuf {
+    let mut s = format!(
+        "[dataplane]\ninterfaces = [\"eth0\"]\nxdp_mode = \"native\"\n\n[[service]]\nvip = \"{}\"\nport = 80\nprotocol = \"tcp\"\nscheduler = \"mh\"\nmethod = \"dr\"\n",
+        lab.vip
+    );
+    for r in &lab.reals {
+        s.push_str(&format!(
+            "\n[[service.real]]\naddress = \"{}\"\nweight = {}\n",
+            r.addr, r.weight
+        ));
+    }
+    let path = dir.join("xlb.toml");
+    std::fs::write(&path, s).unwrap();
+    path
+}
+
+fn tmp(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("xlb-test-{}-{tag}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn spread(lab: &DrLab, n: usize) -> BTreeMap<String, usize> {
+    let mut seen = BTreeMap::new();
+    for _ in 0..n {
+        let name =
+            get_name(&lab.client, lab.vip_socket(), TIMEOUT).expect("request through the VIP");
+        *seen.entry(name).or_insert(0) += 1;
+    }
+    seen
+}
+
+fn bpftool_dump(map: &str) -> serde_json::Value {
+    let out = Command::new("bpftool")
+        .args(["map", "dump", "pinned", &format!("{PIN}/{map}"), "-j"])
+        .output()
+        .expect("bpftool installed (cargo xtask setup)");
+    assert!(
+        out.status.success(),
+        "bpftool: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn xdp_attached(lab: &DrLab) -> bool {
+    lab.director
+        .run("ip", &["-d", "link", "show", "eth0"])
+        .unwrap()
+        .contains("prog/xdp")
+}
+
+#[test]
+fn connections_through_the_vip_reach_every_real_and_stay_put() {
+    let lab = lab(false);
+    let dir = tmp("v4");
+    let config = write_config(&lab, &dir);
+    let agent = Agent::start(&lab.director, &xlb_bin(), &config).unwrap();
+    assert!(xdp_attached(&lab));
+
+    // New connections spread over all three reals.
+    let seen = spread(&lab, 60);
+    assert_eq!(seen.len(), 3, "not every real was used: {seen:?}");
+    assert_eq!(seen.values().sum::<usize>(), 60);
+
+    // Long-lived connections each keep their real, even after the Maglev
+    // table is rewritten to point every new flow elsewhere.
+    let mut conns: Vec<(HttpConn, String)> = (0..6)
+        .map(|_| {
+            let mut c = HttpConn::open(&lab.client, lab.vip_socket(), TIMEOUT).unwrap();
+            let first = c.ask().unwrap();
+            (c, first)
+        })
+        .collect();
+    let maglev = MapData::from_pin(format!("{PIN}/MAGLEV")).unwrap();
+    let mut maglev: Array<MapData, u32> = Map::from_map_data(maglev).unwrap().try_into().unwrap();
+    let table: Vec<u32> = maglev.iter().map(Result::unwrap).collect();
+    let target = table[0];
+    for (slot, &rid) in table.iter().enumerate() {
+        if rid != target && rid != 0 {
+            maglev.set(slot as u32, target, 0).unwrap();
+        }
+    }
+    for (c, first) in &mut conns {
+        for _ in 0..5 {
+            assert_eq!(
+                &c.ask().unwrap(),
+                first,
+                "connection {} changed real",
+                c.local_addr()
+            );
+        }
+    }
+    let after = spread(&lab, 10);
+    assert_eq!(
+        after.len(),
+        1,
+        "new connections should all follow the rewritten table: {after:?}"
+    );
+
+    // bpftool shows named fields, thanks to BTF.
+    let ct = bpftool_dump("CONNTRACK");
+    let entry = &ct.as_array().unwrap()[0]["formatted"];
+    for field in ["src", "dst", "sport", "dport", "proto", "family"] {
+        assert!(
+            entry["key"].get(field).is_some(),
+            "CONNTRACK key lacks {field}: {entry}"
+        );
+    }
+    for field in ["real_id", "service_id", "created_ns"] {
+        assert!(
+            entry["value"].get(field).is_some(),
+            "CONNTRACK value lacks {field}: {entry}"
+        );
+    }
+    let svc = bpftool_dump("SERVICES");
+    let entry = &svc.as_array().unwrap()[0]["formatted"];
+    assert_eq!(entry["key"]["port"], serde_json::json!(80u16.to_be()));
+    for field in ["id", "flags", "sched", "method"] {
+        assert!(
+            entry["value"].get(field).is_some(),
+            "SERVICES value lacks {field}: {entry}"
+        );
+    }
+
+    // xlb status: the service, each real with its weight, and counters.
+    let out = Command::new(xlb_bin()).arg("status").output().unwrap();
+    assert!(out.status.success());
+    let status = String::from_utf8(out.stdout).unwrap();
+    assert!(status.contains("TCP  10.250.0.100:80 mh"), "{status}");
+    for r in &lab.reals {
+        let line = status
+            .lines()
+            .find(|l| l.contains(&format!("-> {}:80", r.addr)))
+            .unwrap_or_else(|| panic!("{} missing:\n{status}", r.addr));
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(cols[2], "Route", "{line}");
+        assert_eq!(cols[3], r.weight.to_string(), "{line}");
+        assert!(
+            cols[4].parse::<u64>().unwrap() > 0,
+            "no connections counted: {line}"
+        );
+    }
+
+    drop(conns);
+    agent.stop().unwrap();
+    assert!(!xdp_attached(&lab), "XDP still attached after SIGTERM");
+    assert!(
+        !Path::new(PIN).join("SERVICES").exists(),
+        "maps still pinned after SIGTERM"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn ipv6_connections_are_balanced_too() {
+    let lab = lab(true);
+    let dir = tmp("v6");
+    let config = write_config(&lab, &dir);
+    let agent = Agent::start(&lab.director, &xlb_bin(), &config).unwrap();
+    let seen = spread(&lab, 45);
+    assert_eq!(seen.len(), 3, "not every real was used: {seen:?}");
+    agent.stop().unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn keep_dataplane_leaves_forwarding_running_and_the_next_agent_takes_over() {
+    let lab = lab(false);
+    let dir = tmp("keep");
+    let config = write_config(&lab, &dir);
+    let mut child = lab
+        .director
+        .command(xlb_bin())
+        .args(["run", "--keep-dataplane", "--config"])
+        .arg(&config)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait for forwarding, then stop the agent.
+    let mut ok = false;
+    for _ in 0..100 {
+        if get_name(&lab.client, lab.vip_socket(), Duration::from_millis(300)).is_ok() {
+            ok = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(ok, "agent never forwarded");
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert!(child.wait().unwrap().success());
+
+    // No agent, yet the VIP still answers and the maps are still there.
+    assert!(xdp_attached(&lab));
+    assert_eq!(spread(&lab, 9).values().sum::<usize>(), 9);
+    assert!(Path::new(PIN).join("CONNTRACK").exists());
+
+    // A new agent replaces what was left and cleans up on exit.
+    let agent = Agent::start(&lab.director, &xlb_bin(), &config).unwrap();
+    assert_eq!(spread(&lab, 6).values().sum::<usize>(), 6);
+    agent.stop().unwrap();
+    assert!(!xdp_attached(&lab));
+    assert!(!Path::new(PIN).exists() || std::fs::read_dir(PIN).unwrap().next().is_none());
+    let _ = std::fs::remove_dir_all(dir);
+}
