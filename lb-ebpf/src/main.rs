@@ -43,7 +43,7 @@ fn director(ctx: &XdpContext) -> (u32, Fate) {
         proto: flow.proto,
         family: flow.family,
     };
-    let Some(service) = (unsafe { SERVICES.get(&key) }) else {
+    let Some(service) = (unsafe { SERVICES.get(key) }) else {
         return (xdp_action::XDP_PASS, Fate::Pass);
     };
     if service.flags & SERVICE_F_ACTIVE == 0 {

@@ -154,7 +154,8 @@ pub fn ensure(need: Need) -> Result<()> {
     }
 
     let apt_cmd = format!("apt-get update && apt-get install -y {}", apt.join(" "));
-    if !apt.is_empty() && !(is_root() && is_debian_like()) {
+    let can_apt = is_root() && is_debian_like();
+    if !apt.is_empty() && !can_apt {
         let mut msg = String::from("missing build tools; run these, then try again:\n");
         msg.push_str(&format!(
             "  sudo sh -c '{apt_cmd}'   (or your distribution's LLVM {major} development package)\n"
