@@ -7,7 +7,7 @@ use std::{
     io::{BufRead, BufReader},
     path::Path,
     process::{Child, Stdio},
-    sync::mpsc,
+    sync::{Arc, Mutex, PoisonError, mpsc},
     time::Duration,
 };
 
@@ -17,13 +17,20 @@ const AGENT_READY: Duration = Duration::from_secs(30);
 pub struct Agent {
     child: Child,
     log: Option<std::thread::JoinHandle<()>>,
+    lines: Arc<Mutex<Vec<String>>>,
 }
 
 impl Agent {
     /// Starts `xlb run --config CONFIG` in `ns` and waits until it forwards.
     pub fn start(ns: &Netns, xlb: &Path, config: &Path) -> Result<Agent> {
+        Agent::start_with(ns, xlb, config, &[])
+    }
+
+    /// As [`Agent::start`], with extra arguments to `xlb` (such as `--log-level debug`).
+    pub fn start_with(ns: &Netns, xlb: &Path, config: &Path, extra: &[&str]) -> Result<Agent> {
         let mut child = ns
             .command(xlb)
+            .args(extra)
             .args(["run", "--config"])
             .arg(config)
             .stdin(Stdio::null())
@@ -32,17 +39,23 @@ impl Agent {
             .with_context(|| format!("starting {}", xlb.display()))?;
         let stderr = child.stderr.take().expect("piped");
         let (tx, rx) = mpsc::channel();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = lines.clone();
         let log = std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 eprintln!("  agent | {line}");
                 if line.contains("xlb forwarding") {
                     let _ = tx.send(());
                 }
+                sink.lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(line);
             }
         });
         let mut agent = Agent {
             child,
             log: Some(log),
+            lines,
         };
         let deadline = std::time::Instant::now() + AGENT_READY;
         loop {
@@ -56,6 +69,14 @@ impl Agent {
                 bail!("the agent did not start forwarding within {AGENT_READY:?}");
             }
         }
+    }
+
+    /// What the agent has written to stderr so far, a line per entry.
+    pub fn log(&self) -> Vec<String> {
+        self.lines
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// SIGTERM and wait; fails unless the agent exits cleanly.

@@ -50,13 +50,6 @@ impl HttpServer {
             let _ = t.join();
         }
     }
-
-    /// Let the threads run on for the rest of the process (used by `DrLab::keep`).
-    pub(crate) fn detach(&mut self) {
-        self.thread = None;
-        // A private flag nobody sets: Drop's stop() no longer reaches the threads.
-        self.stop = Arc::new(AtomicBool::new(false));
-    }
 }
 
 impl Drop for HttpServer {

@@ -74,8 +74,6 @@ pub struct DrLab {
     ipv6: bool,
     /// Keeps the peer XDP program attached while the lab lives.
     peer_ebpf: Option<Ebpf>,
-    /// Set by `keep`: Drop must then leave everything in place.
-    kept: bool,
 }
 
 impl DrLab {
@@ -172,7 +170,6 @@ impl DrLab {
             director_if: "eth0".to_string(),
             ipv6,
             peer_ebpf,
-            kept: false,
         };
         lab.wait_reachable()?;
         Ok(lab)
@@ -236,41 +233,9 @@ impl DrLab {
         let _ = writeln!(s, "Try: ip netns exec {client} curl -s http://{vip}/");
         let _ = writeln!(
             s,
-            "HTTP servers and the peer XDP program live only as long as this process."
-        );
-        let names: Vec<&str> = [&self.switch, &self.client, &self.director]
-            .into_iter()
-            .chain(self.reals.iter().map(|r| &r.ns))
-            .map(Netns::name)
-            .collect();
-        let _ = writeln!(
-            s,
-            "Remove: for n in {}; do ip netns del $n; done",
-            names.join(" ")
+            "The lab (HTTP servers, peer XDP program, namespaces) lives as long as this process."
         );
         s
-    }
-
-    /// Leave the namespaces in place after this value (and the process) is
-    /// gone; returns their names. The HTTP servers and the peer XDP program
-    /// keep running only until the process exits (the program's bpf_link dies
-    /// with its fd), so an agent started later needs its own peer program.
-    /// (GRO on the peer also enables veth XDP delivery, but dropped frames in
-    /// a trial, so it is not used as a substitute.)
-    pub fn keep(mut self) -> Vec<String> {
-        self.kept = true;
-        // Keep the attachment for the rest of the process.
-        std::mem::forget(self.peer_ebpf.take());
-        for r in &mut self.reals {
-            r.server.detach();
-        }
-        let mut names = vec![
-            self.switch.disown(),
-            self.client.disown(),
-            self.director.disown(),
-        ];
-        names.extend(self.reals.iter_mut().map(|r| r.ns.disown()));
-        names
     }
 
     /// Bounded wait until the client reaches the director and every real.
@@ -315,9 +280,6 @@ impl DrLab {
 
 impl Drop for DrLab {
     fn drop(&mut self) {
-        if self.kept {
-            return;
-        }
         // Detach XDP and stop servers before the namespaces go (fields drop after).
         drop(self.peer_ebpf.take());
         for r in &mut self.reals {
@@ -564,34 +526,6 @@ attributes #0 = { nounwind }
         };
         let err = DrLab::build(&opts).err().expect("missing object must fail");
         assert!(format!("{err:#}").contains("/nonexistent/xlb.o"), "{err:#}");
-        assert_eq!(our_namespaces(), Vec::<String>::new());
-        Ok(())
-    }
-
-    #[test]
-    fn keep_leaves_namespaces_and_servers() -> Result<()> {
-        crate::require_root()?;
-        let _guard = crate::ns_test_guard();
-        let lab = DrLab::build(&LabOptions {
-            weights: vec![1],
-            ..LabOptions::default()
-        })?;
-        let real = SocketAddr::new(lab.reals[0].addr, lab.port);
-        let client_name = lab.client.name().to_string();
-        let names = lab.keep();
-        // Re-own them first so they are removed even if an assert fails.
-        let owned: Vec<Netns> = names
-            .iter()
-            .map(|n| Netns::adopt(n))
-            .collect::<Result<_>>()?;
-        assert_eq!(owned.len(), 4);
-        let client = owned
-            .iter()
-            .find(|ns| ns.name() == client_name)
-            .expect("client kept");
-        // Servers keep answering while this process lives.
-        assert_eq!(get_name(client, real, T)?, "real1");
-        drop(owned);
         assert_eq!(our_namespaces(), Vec::<String>::new());
         Ok(())
     }

@@ -30,7 +30,6 @@ static SEQ: AtomicU32 = AtomicU32::new(0);
 /// A network namespace created by this process (`ip netns add`), deleted on Drop.
 #[derive(Debug)]
 pub struct Netns {
-    /// Empty once disowned, which tells Drop to leave the namespace alone.
     name: String,
 }
 
@@ -74,9 +73,6 @@ impl Netns {
     }
 
     fn open(&self) -> Result<File> {
-        if self.name.is_empty() {
-            bail!("namespace was disowned");
-        }
         File::open(self.path()).with_context(|| format!("open {}", self.path().display()))
     }
 
@@ -170,31 +166,10 @@ impl Netns {
         self.enter(|| std::fs::write(&path, value))?
             .with_context(|| format!("sysctl {key}={value} in {}", self.name))
     }
-
-    /// Take ownership of an existing namespace of this testbed (for example
-    /// one left by `DrLab::keep`); it is deleted on Drop like a created one.
-    pub fn adopt(name: &str) -> Result<Netns> {
-        if owner_pid(name).is_none() {
-            bail!("{name:?} is not a testbed namespace name");
-        }
-        let ns = Netns {
-            name: name.to_string(),
-        };
-        ns.open()?;
-        Ok(ns)
-    }
-
-    /// Forget the namespace without deleting it; returns its name.
-    pub(crate) fn disown(&mut self) -> String {
-        std::mem::take(&mut self.name)
-    }
 }
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        if self.name.is_empty() {
-            return;
-        }
         if let Err(e) = remove_netns(&self.name) {
             eprintln!("xlb-testbed: could not delete netns {}: {e:#}", self.name);
         }

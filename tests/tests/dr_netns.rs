@@ -31,9 +31,9 @@ fn lab(ipv6: bool) -> DrLab {
     .unwrap()
 }
 
-fn write_config(lab: &DrLab, dir: &Path) -> PathBuf {
+fn write_config(lab: &DrLab, dir: &Path, mode: &str) -> PathBuf {
     let mut s = format!(
-        "[dataplane]\ninterfaces = [\"eth0\"]\nxdp_mode = \"native\"\n\n[[service]]\nvip = \"{}\"\nport = 80\nprotocol = \"tcp\"\nscheduler = \"mh\"\nmethod = \"dr\"\n",
+        "[dataplane]\ninterfaces = [\"eth0\"]\nxdp_mode = \"{mode}\"\n\n[[service]]\nvip = \"{}\"\nport = 80\nprotocol = \"tcp\"\nscheduler = \"mh\"\nmethod = \"dr\"\n",
         lab.vip
     );
     for r in &lab.reals {
@@ -87,7 +87,7 @@ fn xdp_attached(lab: &DrLab) -> bool {
 fn connections_through_the_vip_reach_every_real_and_stay_put() {
     let lab = lab(false);
     let dir = tmp("v4");
-    let config = write_config(&lab, &dir);
+    let config = write_config(&lab, &dir, "native");
     let agent = Agent::start(&lab.director, &xlb_bin(), &config).unwrap();
     assert!(xdp_attached(&lab));
 
@@ -185,14 +185,45 @@ fn connections_through_the_vip_reach_every_real_and_stay_put() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// Also covers generic (skb) mode and the kernel's aya-log records reaching
+/// the agent's log at debug level.
 #[test]
-fn ipv6_connections_are_balanced_too() {
+fn ipv6_in_generic_mode_with_kernel_logs() {
     let lab = lab(true);
     let dir = tmp("v6");
-    let config = write_config(&lab, &dir);
-    let agent = Agent::start(&lab.director, &xlb_bin(), &config).unwrap();
+    let config = write_config(&lab, &dir, "generic");
+    let agent = Agent::start_with(
+        &lab.director,
+        &xlb_bin(),
+        &config,
+        &["--log-level", "debug"],
+    )
+    .unwrap();
+    assert!(
+        lab.director
+            .run("ip", &["-d", "link", "show", "eth0"])
+            .unwrap()
+            .contains("xdpgeneric")
+    );
     let seen = spread(&lab, 45);
     assert_eq!(seen.len(), 3, "not every real was used: {seen:?}");
+    // The log ring is read asynchronously; allow it a moment (bounded).
+    let mut flows = 0;
+    for _ in 0..50 {
+        flows = agent
+            .log()
+            .iter()
+            .filter(|l| l.contains("new flow on service 0 -> real"))
+            .count();
+        if flows >= 45 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        flows >= 45,
+        "only {flows} kernel log lines for 45 new connections"
+    );
     agent.stop().unwrap();
     let _ = std::fs::remove_dir_all(dir);
 }
@@ -201,7 +232,7 @@ fn ipv6_connections_are_balanced_too() {
 fn keep_dataplane_leaves_forwarding_running_and_the_next_agent_takes_over() {
     let lab = lab(false);
     let dir = tmp("keep");
-    let config = write_config(&lab, &dir);
+    let config = write_config(&lab, &dir, "native");
     let mut child = lab
         .director
         .command(xlb_bin())
