@@ -19,19 +19,32 @@ const RESOLVE_WAIT: Duration = Duration::from_secs(3);
 const REFRESH: Duration = Duration::from_secs(5);
 
 /// Resolves every real's next hop; an unreachable real is kept, marked so.
+/// Logs a real when it becomes unreachable or reachable again (relative to `before`).
 pub async fn desired_state(
     resolver: &Resolver,
     config: &Config,
     wait: Duration,
+    before: Option<&[DesiredService]>,
 ) -> Vec<DesiredService> {
     let mut out = Vec::with_capacity(config.services.len());
     for svc in &config.services {
+        let previous = before.and_then(|b| b.iter().find(|d| d.service.id == svc.id));
         let mut reals = Vec::with_capacity(svc.reals.len());
         for real in &svc.reals {
+            let was_reachable = previous
+                .and_then(|p| p.reals.iter().find(|r| r.real == *real))
+                .map(|r| r.next_hop.is_some());
             let next_hop = match resolver.next_hop(real.address, wait).await {
-                Ok(h) => Some(h),
+                Ok(h) => {
+                    if was_reachable == Some(false) {
+                        info!(service = %svc.id, real = %real.address, "real server reachable again");
+                    }
+                    Some(h)
+                }
                 Err(e) => {
-                    warn!(service = %svc.id, real = %real.address, error = %e, "real server unreachable, left out of scheduling");
+                    if was_reachable != Some(false) {
+                        warn!(service = %svc.id, real = %real.address, error = %e, "real server unreachable, left out of scheduling");
+                    }
                     None
                 }
             };
@@ -53,7 +66,7 @@ pub async fn run(config_path: &Path, keep_dataplane: bool) -> Result<()> {
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
     let resolver = Resolver::new()?;
-    let mut desired = desired_state(&resolver, &config, RESOLVE_WAIT).await;
+    let mut desired = desired_state(&resolver, &config, RESOLVE_WAIT, None).await;
 
     let mut plane = XdpDataPlane::start(EBPF_OBJECT, &config.dataplane, logging::kernel_level())?;
     let started = async {
@@ -79,7 +92,7 @@ pub async fn run(config_path: &Path, keep_dataplane: bool) -> Result<()> {
             _ = sigterm.recv() => { info!("SIGTERM: stopping"); break; }
             _ = sigint.recv() => { info!("SIGINT: stopping"); break; }
             _ = tick.tick() => {
-                let fresh = desired_state(&resolver, &config, Duration::ZERO).await;
+                let fresh = desired_state(&resolver, &config, Duration::ZERO, Some(&desired)).await;
                 if fresh != desired {
                     match plane.apply(&fresh) {
                         Ok(()) => { info!("next hops changed, maps updated"); desired = fresh; }

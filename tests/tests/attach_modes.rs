@@ -146,3 +146,65 @@ fn an_unreachable_real_is_listed_but_not_scheduled() {
     assert!(line.ends_with("unreachable"), "{line}");
     agent.stop().unwrap();
 }
+
+#[test]
+fn a_real_that_comes_up_later_is_added() {
+    let s = setup("later");
+    // The real lives behind v1, moved to its own namespace and left down for now.
+    let real = Netns::create("lreal").unwrap();
+    s.ns.run("ip", &["link", "set", "v1", "netns", real.name()])
+        .unwrap();
+    s.ns.run("ip", &["addr", "add", "10.77.1.1/24", "dev", "v0"])
+        .unwrap();
+    real.run("ip", &["addr", "add", "10.77.1.9/24", "dev", "v1"])
+        .unwrap();
+    let text = format!(
+        "[dataplane]\ninterfaces = [\"v0\"]\nxdp_mode = \"native\"\npin_path = \"{}\"\n\n\
+         [[service]]\nvip = \"10.77.1.100\"\nport = 80\n\n[[service.real]]\naddress = \"10.77.1.9\"\n",
+        s.pin
+    );
+    let config = s.dir.join("later.toml");
+    std::fs::write(&config, text).unwrap();
+    let agent = Agent::start(&s.ns, &xlb_bin(), &config).unwrap();
+    let status = || {
+        let out = Command::new(xlb_bin())
+            .args(["status", "--pin-path", &s.pin])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(status().contains("unreachable"), "{}", status());
+
+    real.run("ip", &["link", "set", "v1", "up"]).unwrap();
+    // The agent looks again every 5 s; give it a few rounds, bounded.
+    let mut now = String::new();
+    for _ in 0..150 {
+        now = status();
+        if now.contains("-> 10.77.1.9:80") && !now.contains("unreachable") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(
+        !now.contains("unreachable"),
+        "real never became reachable:\n{now}"
+    );
+    assert!(
+        agent
+            .log()
+            .iter()
+            .any(|l| l.contains("real server reachable again"))
+    );
+
+    // Its slots in the Maglev table now name it.
+    let maglev = aya::maps::MapData::from_pin(format!("{}/MAGLEV", s.pin)).unwrap();
+    let maglev: aya::maps::Array<_, u32> = aya::maps::Map::from_map_data(maglev)
+        .unwrap()
+        .try_into()
+        .unwrap();
+    assert!(
+        maglev.iter().take(65537).all(|r| r.unwrap() != 0),
+        "table not filled"
+    );
+    agent.stop().unwrap();
+}

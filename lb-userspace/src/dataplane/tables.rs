@@ -96,8 +96,34 @@ impl Tables {
         for id in gone {
             self.remove_service(ebpf, &id)?;
         }
-        for d in desired {
-            self.upsert_service(ebpf, d)?;
+        let result = desired
+            .iter()
+            .try_for_each(|d| self.upsert_service(ebpf, d));
+        if result.is_err() {
+            // Some slots may hold what was being written: forget what the
+            // tables are believed to hold, so the next apply rewrites them all.
+            for s in self.services.values_mut() {
+                s.table.clear();
+            }
+        }
+        result.and_then(|()| self.sweep_reals(ebpf))
+    }
+
+    /// Clears real slots no service owns (left by an apply that failed half way).
+    fn sweep_reals(&mut self, ebpf: &mut Ebpf) -> Result<()> {
+        let owned: BTreeSet<u32> = self
+            .services
+            .values()
+            .flat_map(|s| s.reals.values().copied())
+            .collect();
+        let stray: Vec<u32> = self
+            .written_reals
+            .keys()
+            .filter(|r| !owned.contains(r))
+            .copied()
+            .collect();
+        for rid in stray {
+            self.clear_real(ebpf, rid)?;
         }
         Ok(())
     }
@@ -144,24 +170,28 @@ impl Tables {
     }
 
     fn free_real_id(&self, taken: &BTreeSet<u32>) -> Result<u32> {
+        let owned: BTreeSet<u32> = self
+            .services
+            .values()
+            .flat_map(|s| s.reals.values().copied())
+            .collect();
         (1..self.max_reals)
-            .find(|i| !self.written_reals.contains_key(i) && !taken.contains(i))
+            .find(|i| !owned.contains(i) && !taken.contains(i))
             .context("no free real server slot (raise max_reals)")
     }
 
     fn upsert_service(&mut self, ebpf: &mut Ebpf, d: &DesiredService) -> Result<()> {
         let key = service_key(&d.service.id);
-        let existing = self.services.remove(&d.service.id);
+        // The record of what is installed is replaced only once every write succeeded.
+        let existing = self.services.get(&d.service.id);
         let is_new = existing.is_none();
-        let id = match &existing {
+        let id = match existing {
             Some(i) => i.id,
             None => self.free_service_id()?,
         };
-        let mut old_reals = existing
-            .as_ref()
-            .map(|i| i.reals.clone())
-            .unwrap_or_default();
-        let old_table = existing.map(|i| i.table).unwrap_or_default();
+        let old_info = existing.map(|i| i.info);
+        let mut old_reals = existing.map(|i| i.reals.clone()).unwrap_or_default();
+        let old_table = existing.map(|i| i.table.clone()).unwrap_or_default();
         if is_new {
             reset_counters(ebpf, map_names::SERVICE_STATS, id)?;
         }
@@ -225,12 +255,7 @@ impl Tables {
             method: d.service.method.code(),
             _pad: [0; 2],
         };
-        let unchanged = !is_new
-            && self
-                .services
-                .get(&d.service.id)
-                .is_some_and(|s| s.info == info);
-        if !unchanged {
+        if old_info != Some(info) {
             let mut m: HashMap<_, ServiceKey, ServiceInfo> =
                 HashMap::try_from(map(ebpf, map_names::SERVICES)?)?;
             m.insert(key, info, 0)?;
