@@ -204,6 +204,33 @@ pub struct GlobalCounters {
     pub fragments: u64,
 }
 
+/// Summing the per-CPU copies of a counter set.
+impl core::ops::Add for Counters {
+    type Output = Counters;
+    fn add(self, o: Counters) -> Counters {
+        Counters {
+            packets: self.packets + o.packets,
+            bytes: self.bytes + o.bytes,
+            new_conns: self.new_conns + o.new_conns,
+        }
+    }
+}
+
+impl core::ops::Add for GlobalCounters {
+    type Output = GlobalCounters;
+    fn add(self, o: GlobalCounters) -> GlobalCounters {
+        GlobalCounters {
+            pass: self.pass + o.pass,
+            drop: self.drop + o.drop,
+            error: self.error + o.error,
+            tx: self.tx + o.tx,
+            redirect: self.redirect + o.redirect,
+            malformed: self.malformed + o.malformed,
+            fragments: self.fragments + o.fragments,
+        }
+    }
+}
+
 macro_rules! assert_layout {
     ($t:ty, $size:expr, $align:expr) => {
         const _: () = assert!(size_of::<$t>() == $size && align_of::<$t>() == $align);

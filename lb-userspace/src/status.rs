@@ -30,12 +30,8 @@ fn addr(words: [u32; 4], family: u8) -> IpAddr {
     }
 }
 
-fn sum(values: &[Counters]) -> Counters {
-    values.iter().fold(Counters::default(), |a, c| Counters {
-        packets: a.packets + c.packets,
-        bytes: a.bytes + c.bytes,
-        new_conns: a.new_conns + c.new_conns,
-    })
+fn sum<T: Copy + Default + std::ops::Add<Output = T>>(values: &[T]) -> T {
+    values.iter().fold(T::default(), |a, c| a + *c)
 }
 
 const LEFT: usize = 48;
@@ -119,18 +115,7 @@ pub fn render(dir: &Path) -> Result<String> {
             )?;
         }
     }
-    let g = global
-        .get(&0, 0)?
-        .iter()
-        .fold(GlobalCounters::default(), |a, c| GlobalCounters {
-            pass: a.pass + c.pass,
-            drop: a.drop + c.drop,
-            error: a.error + c.error,
-            tx: a.tx + c.tx,
-            redirect: a.redirect + c.redirect,
-            malformed: a.malformed + c.malformed,
-            fragments: a.fragments + c.fragments,
-        });
+    let g = sum(&global.get(&0, 0)?);
     writeln!(
         out,
         "Packets: tx {} redirect {} pass {} (malformed {}, fragments {}) drop {} error {}",

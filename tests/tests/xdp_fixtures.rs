@@ -163,27 +163,16 @@ impl Director {
         m.get(&index, 0)
             .unwrap()
             .iter()
-            .fold(Counters::default(), |a, c| Counters {
-                packets: a.packets + c.packets,
-                bytes: a.bytes + c.bytes,
-                new_conns: a.new_conns + c.new_conns,
-            })
+            .fold(Counters::default(), |a, c| a + *c)
     }
 
     fn global(&self) -> GlobalCounters {
         let m: PerCpuArray<&MapData, GlobalCounters> =
             PerCpuArray::try_from(self.ebpf.map(map_names::GLOBAL_STATS).unwrap()).unwrap();
-        let mut g = GlobalCounters::default();
-        for c in m.get(&0, 0).unwrap().iter() {
-            g.pass += c.pass;
-            g.drop += c.drop;
-            g.error += c.error;
-            g.tx += c.tx;
-            g.redirect += c.redirect;
-            g.malformed += c.malformed;
-            g.fragments += c.fragments;
-        }
-        g
+        m.get(&0, 0)
+            .unwrap()
+            .iter()
+            .fold(GlobalCounters::default(), |a, c| a + *c)
     }
 }
 

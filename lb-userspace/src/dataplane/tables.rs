@@ -111,11 +111,7 @@ impl Tables {
 
     /// Clears real slots no service owns (left by an apply that failed half way).
     fn sweep_reals(&mut self, ebpf: &mut Ebpf) -> Result<()> {
-        let owned: BTreeSet<u32> = self
-            .services
-            .values()
-            .flat_map(|s| s.reals.values().copied())
-            .collect();
+        let owned = self.owned_real_ids();
         let stray: Vec<u32> = self
             .written_reals
             .keys()
@@ -169,12 +165,16 @@ impl Tables {
             .context("no free service slot (raise max_services)")
     }
 
-    fn free_real_id(&self, taken: &BTreeSet<u32>) -> Result<u32> {
-        let owned: BTreeSet<u32> = self
-            .services
+    /// Real ids that belong to an installed service.
+    fn owned_real_ids(&self) -> BTreeSet<u32> {
+        self.services
             .values()
             .flat_map(|s| s.reals.values().copied())
-            .collect();
+            .collect()
+    }
+
+    fn free_real_id(&self, taken: &BTreeSet<u32>) -> Result<u32> {
+        let owned = self.owned_real_ids();
         (1..self.max_reals)
             .find(|i| !owned.contains(i) && !taken.contains(i))
             .context("no free real server slot (raise max_reals)")

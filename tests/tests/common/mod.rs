@@ -1,5 +1,5 @@
 //! Shared by the integration tests: frame builders and where the built artefacts are.
-#![allow(dead_code)] // each test file uses a different part
+#![allow(dead_code, unused_imports)] // each test file uses a different part
 
 use std::path::PathBuf;
 
@@ -8,8 +8,7 @@ pub const ETH_IPV6: u16 = 0x86dd;
 pub const ETH_VLAN: u16 = 0x8100;
 pub const ETH_QINQ: u16 = 0x88a8;
 pub const ETH_ARP: u16 = 0x0806;
-pub const IP_TCP: u8 = 6;
-pub const IP_UDP: u8 = 17;
+pub use lb_common::{PROTO_TCP as IP_TCP, PROTO_UDP as IP_UDP};
 pub const IP_ICMP: u8 = 1;
 
 fn workspace() -> PathBuf {
