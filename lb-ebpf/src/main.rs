@@ -50,25 +50,22 @@ fn director(ctx: &XdpContext) -> (u32, Fate) {
         return (xdp_action::XDP_PASS, Fate::Pass);
     }
 
-    // An existing flow keeps its real while that real is still configured for the service.
-    let mut new_conn = false;
-    let mut real = conntrack::lookup(&flow, service.id).and_then(|id| usable(id, service.id));
-    if real.is_none() {
-        let Some(id) = sched::pick(service, &flow) else {
-            return (xdp_action::XDP_DROP, Fate::Drop);
-        };
-        let Some(picked) = usable(id, service.id) else {
-            return (xdp_action::XDP_DROP, Fate::Drop);
-        };
-        if !conntrack::record(&flow, service.id, id) {
-            return (xdp_action::XDP_ABORTED, Fate::Error);
+    // An existing flow keeps its real while that real is still usable in this service.
+    let existing = conntrack::lookup(&flow, service.id).and_then(|id| usable(id, service.id));
+    let (real_id, real, new_conn) = match existing {
+        Some((id, real)) => (id, real, false),
+        None => {
+            let Some((id, real)) =
+                sched::pick(service, &flow).and_then(|id| usable(id, service.id))
+            else {
+                return (xdp_action::XDP_DROP, Fate::Drop);
+            };
+            if !conntrack::record(&flow, service.id, id) {
+                return (xdp_action::XDP_ABORTED, Fate::Error);
+            }
+            debug!(ctx, "new flow on service {} -> real {}", service.id, id);
+            (id, real, true)
         }
-        debug!(ctx, "new flow on service {} -> real {}", service.id, id);
-        new_conn = true;
-        real = Some(picked);
-    }
-    let Some((real_id, real)) = real else {
-        return (xdp_action::XDP_DROP, Fate::Drop);
     };
 
     let bytes = (ctx.data_end() - ctx.data()) as u64;
