@@ -57,6 +57,10 @@ impl Setup {
 impl Drop for Setup {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
+        // The agent leaves its lock file (removing a lock others may hold is racy);
+        // a test's private pin path gets a private lock file, so tidy it here.
+        let flat = self.pin.trim_matches('/').replace('/', "_");
+        let _ = std::fs::remove_file(format!("/run/xlb/{flat}.lock"));
     }
 }
 
