@@ -10,5 +10,8 @@ pub mod maglev;
 pub mod neigh;
 pub mod status;
 
-/// The XDP object built by `cargo xtask build-ebpf`, embedded so the agent is one file.
+/// Where the XDP object built by `cargo xtask build-ebpf` was read from at compile time.
+pub const EBPF_OBJECT_PATH: &str = env!("XLB_EBPF_OBJECT");
+
+/// That object, embedded so the agent is one file.
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(env!("XLB_EBPF_OBJECT"));

@@ -184,6 +184,23 @@ impl DrLab {
         DIRECTOR_PEER
     }
 
+    /// An `xlb` config balancing the lab's service over its reals from the
+    /// director's interface.
+    pub fn agent_config(&self, scheduler: &str, method: &str, xdp_mode: &str) -> String {
+        let mut s = format!(
+            "[dataplane]\ninterfaces = [\"{}\"]\nxdp_mode = \"{xdp_mode}\"\n\n\
+             [[service]]\nvip = \"{}\"\nport = {}\nprotocol = \"tcp\"\nscheduler = \"{scheduler}\"\nmethod = \"{method}\"\n",
+            self.director_if, self.vip, self.port
+        );
+        for r in &self.reals {
+            s.push_str(&format!(
+                "\n[[service.real]]\naddress = \"{}\"\nweight = {}\n",
+                r.addr, r.weight
+            ));
+        }
+        s
+    }
+
     /// How a human can look around in each namespace (for `--keep`).
     pub fn describe(&self) -> String {
         use std::fmt::Write;

@@ -4,7 +4,7 @@
 mod common;
 
 use aya::maps::{Array, Map, MapData};
-use common::{ebpf_object, xlb_bin};
+use common::xlb_bin;
 use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
@@ -26,24 +26,17 @@ fn lab(ipv6: bool) -> DrLab {
         weights: vec![1, 2, 3],
         ipv6,
         port: 80,
-        peer_xdp: Some((ebpf_object(), lb_common::PROG_PASS.to_string())),
+        peer_xdp: Some((
+            xlb::EBPF_OBJECT_PATH.into(),
+            lb_common::PROG_PASS.to_string(),
+        )),
     })
     .unwrap()
 }
 
 fn write_config(lab: &DrLab, dir: &Path, mode: &str) -> PathBuf {
-    let mut s = format!(
-        "[dataplane]\ninterfaces = [\"eth0\"]\nxdp_mode = \"{mode}\"\n\n[[service]]\nvip = \"{}\"\nport = 80\nprotocol = \"tcp\"\nscheduler = \"mh\"\nmethod = \"dr\"\n",
-        lab.vip
-    );
-    for r in &lab.reals {
-        s.push_str(&format!(
-            "\n[[service.real]]\naddress = \"{}\"\nweight = {}\n",
-            r.addr, r.weight
-        ));
-    }
     let path = dir.join("xlb.toml");
-    std::fs::write(&path, s).unwrap();
+    std::fs::write(&path, lab.agent_config("mh", "dr", mode)).unwrap();
     path
 }
 

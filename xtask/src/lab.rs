@@ -46,22 +46,6 @@ pub struct Args {
 const WEIGHTS: [u32; 3] = [1, 2, 3];
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// The agent's config for `lab`.
-pub fn config_toml(lab: &DrLab, scheduler: &str, method: &str, xdp_mode: &str) -> String {
-    let mut s = format!(
-        "# Written by `cargo xtask lab`.\n[dataplane]\ninterfaces = [\"{}\"]\nxdp_mode = \"{xdp_mode}\"\n\n\
-         [[service]]\nvip = \"{}\"\nport = {}\nprotocol = \"tcp\"\nscheduler = \"{scheduler}\"\nmethod = \"{method}\"\n",
-        lab.director_if, lab.vip, lab.port
-    );
-    for r in &lab.reals {
-        s.push_str(&format!(
-            "\n[[service.real]]\naddress = \"{}\"\nweight = {}\n",
-            r.addr, r.weight
-        ));
-    }
-    s
-}
-
 fn work_dir() -> Result<PathBuf> {
     let dir = std::env::temp_dir().join(format!("xlb-lab-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
@@ -96,7 +80,10 @@ fn drive(args: &Args, lab: &DrLab, xlb: &Path, dir: &Path, stop: &AtomicBool) ->
     let config = dir.join("xlb.toml");
     std::fs::write(
         &config,
-        config_toml(lab, &args.scheduler, &args.method, &args.xdp_mode),
+        format!(
+            "# Written by `cargo xtask lab`.\n{}",
+            lab.agent_config(&args.scheduler, &args.method, &args.xdp_mode)
+        ),
     )?;
     build::run_checked(
         std::process::Command::new(xlb)

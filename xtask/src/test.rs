@@ -22,7 +22,9 @@ fn cargo(args: &[&str]) -> Command {
 
 pub fn run(args: &Args) -> Result<()> {
     xlb_testbed::require_root()?;
-    setup::ensure(Need::Lab)?;
+    // Building the object first installs whatever is missing (setup), nightly rustfmt included.
+    eprintln!("== XDP object");
+    build::ebpf(Need::Lab)?;
     let major = setup::nightly_llvm_major()?;
 
     eprintln!("== fmt");
@@ -32,9 +34,6 @@ pub fn run(args: &Args) -> Result<()> {
             .args(["+nightly", "fmt", "--check"])
             .current_dir(root().join("lb-ebpf")),
     )?;
-
-    eprintln!("== XDP object");
-    build::ebpf(Need::Lab)?;
 
     eprintln!("== clippy");
     run_checked(&mut cargo(&[

@@ -28,11 +28,6 @@ pub fn xlb_bin() -> PathBuf {
     p
 }
 
-/// The XDP object built by `cargo xtask build-ebpf`.
-pub fn ebpf_object() -> PathBuf {
-    workspace().join("target/ebpf/bpfel-unknown-none/release/lb-ebpf")
-}
-
 pub fn eth(dst: [u8; 6], src: [u8; 6], ethertype: u16, payload: &[u8]) -> Vec<u8> {
     let mut f = Vec::with_capacity(14 + payload.len());
     f.extend_from_slice(&dst);
