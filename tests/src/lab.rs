@@ -34,6 +34,9 @@ pub struct LabOptions {
     /// attach (driver mode) to the switch-side peer of the director's veth:
     /// veth delivers native XDP_TX frames only to a peer that runs XDP.
     pub peer_xdp: Option<(PathBuf, String)>,
+    /// Where the agent pins its maps. Tests default to a directory of their
+    /// own so that several test runs on one machine never share maps.
+    pub pin_path: PathBuf,
 }
 
 impl Default for LabOptions {
@@ -43,6 +46,7 @@ impl Default for LabOptions {
             ipv6: false,
             port: 80,
             peer_xdp: None,
+            pin_path: PathBuf::from(format!("/sys/fs/bpf/xlb-test-{}", std::process::id())),
         }
     }
 }
@@ -71,6 +75,7 @@ pub struct DrLab {
     pub director_addr: IpAddr,
     pub client_addr: IpAddr,
     pub director_if: String,
+    pub pin_path: PathBuf,
     ipv6: bool,
     /// Keeps the peer XDP program attached while the lab lives.
     peer_ebpf: Option<Ebpf>,
@@ -168,6 +173,7 @@ impl DrLab {
             director_addr,
             client_addr,
             director_if: "eth0".to_string(),
+            pin_path: opts.pin_path.clone(),
             ipv6,
             peer_ebpf,
         };
@@ -188,9 +194,12 @@ impl DrLab {
     /// director's interface.
     pub fn agent_config(&self, scheduler: &str, method: &str, xdp_mode: &str) -> String {
         let mut s = format!(
-            "[dataplane]\ninterfaces = [\"{}\"]\nxdp_mode = \"{xdp_mode}\"\n\n\
+            "[dataplane]\ninterfaces = [\"{}\"]\nxdp_mode = \"{xdp_mode}\"\npin_path = \"{}\"\n\n\
              [[service]]\nvip = \"{}\"\nport = {}\nprotocol = \"tcp\"\nscheduler = \"{scheduler}\"\nmethod = \"{method}\"\n",
-            self.director_if, self.vip, self.port
+            self.director_if,
+            self.pin_path.display(),
+            self.vip,
+            self.port
         );
         for r in &self.reals {
             s.push_str(&format!(

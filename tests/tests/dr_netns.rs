@@ -17,7 +17,6 @@ use xlb_testbed::{
     lab::{DrLab, LabOptions},
 };
 
-const PIN: &str = "/sys/fs/bpf/xlb";
 const TIMEOUT: Duration = Duration::from_secs(3);
 
 fn lab(ipv6: bool) -> DrLab {
@@ -30,6 +29,7 @@ fn lab(ipv6: bool) -> DrLab {
             xlb::EBPF_OBJECT_PATH.into(),
             lb_common::PROG_PASS.to_string(),
         )),
+        ..LabOptions::default()
     })
     .unwrap()
 }
@@ -56,9 +56,9 @@ fn spread(lab: &DrLab, n: usize) -> BTreeMap<String, usize> {
     seen
 }
 
-fn bpftool_dump(map: &str) -> serde_json::Value {
+fn bpftool_dump(lab: &DrLab, map: &str) -> serde_json::Value {
     let out = Command::new("bpftool")
-        .args(["map", "dump", "pinned", &format!("{PIN}/{map}"), "-j"])
+        .args(["map", "dump", "pinned", &lab.pin_path.join(map).display().to_string(), "-j"])
         .output()
         .expect("bpftool installed (cargo xtask setup)");
     assert!(
@@ -98,7 +98,7 @@ fn connections_through_the_vip_reach_every_real_and_stay_put() {
             (c, first)
         })
         .collect();
-    let maglev = MapData::from_pin(format!("{PIN}/MAGLEV")).unwrap();
+    let maglev = MapData::from_pin(lab.pin_path.join("MAGLEV")).unwrap();
     let mut maglev: Array<MapData, u32> = Map::from_map_data(maglev).unwrap().try_into().unwrap();
     let table: Vec<u32> = maglev.iter().map(Result::unwrap).collect();
     let target = table[0];
@@ -125,7 +125,7 @@ fn connections_through_the_vip_reach_every_real_and_stay_put() {
     );
 
     // bpftool shows named fields, thanks to BTF.
-    let ct = bpftool_dump("CONNTRACK");
+    let ct = bpftool_dump(&lab, "CONNTRACK");
     let entry = &ct.as_array().unwrap()[0]["formatted"];
     for field in ["src", "dst", "sport", "dport", "proto", "family"] {
         assert!(
@@ -139,7 +139,7 @@ fn connections_through_the_vip_reach_every_real_and_stay_put() {
             "CONNTRACK value lacks {field}: {entry}"
         );
     }
-    let svc = bpftool_dump("SERVICES");
+    let svc = bpftool_dump(&lab, "SERVICES");
     let entry = &svc.as_array().unwrap()[0]["formatted"];
     assert_eq!(entry["key"]["port"], serde_json::json!(80u16.to_be()));
     for field in ["id", "flags", "sched", "method"] {
@@ -172,7 +172,7 @@ fn connections_through_the_vip_reach_every_real_and_stay_put() {
     agent.stop().unwrap();
     assert!(!xdp_attached(&lab), "XDP still attached after SIGTERM");
     assert!(
-        !Path::new(PIN).join("SERVICES").exists(),
+        !lab.pin_path.join("SERVICES").exists(),
         "maps still pinned after SIGTERM"
     );
     let _ = std::fs::remove_dir_all(dir);
@@ -251,13 +251,13 @@ fn keep_dataplane_leaves_forwarding_running_and_the_next_agent_takes_over() {
     // No agent, yet the VIP still answers and the maps are still there.
     assert!(xdp_attached(&lab));
     assert_eq!(spread(&lab, 9).values().sum::<usize>(), 9);
-    assert!(Path::new(PIN).join("CONNTRACK").exists());
+    assert!(lab.pin_path.join("CONNTRACK").exists());
 
     // A new agent replaces what was left and cleans up on exit.
     let agent = Agent::start(&lab.director, &xlb_bin(), &config).unwrap();
     assert_eq!(spread(&lab, 6).values().sum::<usize>(), 6);
     agent.stop().unwrap();
     assert!(!xdp_attached(&lab));
-    assert!(!Path::new(PIN).exists() || std::fs::read_dir(PIN).unwrap().next().is_none());
+    assert!(!lab.pin_path.exists() || std::fs::read_dir(&lab.pin_path).unwrap().next().is_none());
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -69,6 +69,8 @@ pub fn run(args: &Args) -> Result<()> {
         ipv6: args.ipv6,
         port: 80,
         peer_xdp: Some((object, lb_common::PROG_PASS.to_string())),
+        // The lab is for looking around with bpftool: use the agent's default.
+        pin_path: "/sys/fs/bpf/xlb".into(),
     })?;
     let dir = work_dir()?;
     let result = drive(args, &lab, &xlb, &dir, &stop);
