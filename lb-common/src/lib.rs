@@ -19,8 +19,11 @@ pub mod map_names {
     pub const SERVICE_STATS: &str = "SERVICE_STATS";
     pub const REAL_STATS: &str = "REAL_STATS";
     pub const GLOBAL_STATS: &str = "GLOBAL_STATS";
+    pub const SETTINGS: &str = "SETTINGS";
+    pub const REAL_CONNS: &str = "REAL_CONNS";
+    pub const REAL_CONNS_GONE: &str = "REAL_CONNS_GONE";
     /// Every pinned map, in a stable order.
-    pub const ALL: [&str; 9] = [
+    pub const ALL: [&str; 12] = [
         SERVICES,
         REALS,
         MAGLEV,
@@ -30,6 +33,9 @@ pub mod map_names {
         SERVICE_STATS,
         REAL_STATS,
         GLOBAL_STATS,
+        SETTINGS,
+        REAL_CONNS,
+        REAL_CONNS_GONE,
     ];
 }
 
@@ -76,10 +82,30 @@ pub mod method {
     pub const TUN: u8 = 3;
 }
 
-/// How a new connection picks its real server.
+/// `RealInfo::tun_type` for `method::TUN` (IPVS's IP_VS_CONN_F_TUNNEL_TYPE_*).
+pub mod tun {
+    /// IP-in-IP: IPv4 or IPv6 outer header chosen by the real's family.
+    pub const IPIP: u8 = 0;
+    /// Generic UDP Encapsulation (variant 1: the inner IP header follows the UDP header).
+    pub const GUE: u8 = 1;
+}
+
+/// How a new connection picks its real server (ipvsadm's scheduler names).
 pub mod sched {
     /// Maglev consistent hashing over a weighted lookup table.
     pub const MH: u8 = 1;
+    pub const RR: u8 = 2;
+    pub const WRR: u8 = 3;
+    pub const LC: u8 = 4;
+    pub const WLC: u8 = 5;
+    pub const LBLC: u8 = 6;
+    pub const LBLCR: u8 = 7;
+    pub const DH: u8 = 8;
+    pub const SH: u8 = 9;
+    pub const SED: u8 = 10;
+    pub const NQ: u8 = 11;
+    pub const FO: u8 = 12;
+    pub const OVF: u8 = 13;
 }
 
 /// `ServiceInfo::flags`: the service forwards; when clear its packets go to the stack.
@@ -93,6 +119,13 @@ pub const REAL_F_REACHABLE: u32 = 2;
 /// An IPv4 or IPv6 address in network byte order; IPv4 uses `addr[0]` only and
 /// leaves the other words zero.
 pub type Addr = [u32; 4];
+
+/// `SERVICES` flag: sh/mh hash the source port too (`sh-port`, `mh-port`).
+pub const SERVICE_F_HASH_PORT: u32 = 2;
+/// `SERVICES` flag: sh/mh try the next real when the hashed one is unusable (`*-fallback`).
+pub const SERVICE_F_FALLBACK: u32 = 4;
+/// `SERVICES` flag: clients keep their real for `persist_timeout_s` (IPVS persistent service).
+pub const SERVICE_F_PERSISTENT: u32 = 8;
 
 /// Key of `SERVICES`: a virtual service (VIP, port, protocol).
 #[repr(C)]
@@ -118,6 +151,13 @@ pub struct ServiceInfo {
     /// Default `method::*` for the service's reals.
     pub method: u8,
     pub _pad: [u8; 2],
+    /// Used length of the service's slice of the scheduler table (wrr
+    /// sequence); table-hashing schedulers use the whole table.
+    pub table_len: u32,
+    /// Persistence timeout in seconds (with `SERVICE_F_PERSISTENT`).
+    pub persist_timeout_s: u32,
+    /// Mask applied to the client address for persistence (IPv4 in word 0).
+    pub persist_mask: Addr,
 }
 
 /// Value of `REALS`, indexed by real id.
@@ -132,7 +172,9 @@ pub struct RealInfo {
     pub method: u8,
     /// Next-hop MAC address of the real server (DR).
     pub mac: [u8; 6],
-    pub _pad: [u8; 2],
+    /// `tun::*`, for `method::TUN`.
+    pub tun_type: u8,
+    pub _pad: u8,
     /// Interface the real server is reached through.
     pub ifindex: u32,
     pub weight: u32,
@@ -140,6 +182,12 @@ pub struct RealInfo {
     pub service_id: u32,
     /// `REAL_F_*`.
     pub flags: u32,
+    /// GUE destination port, network byte order.
+    pub tun_port: u16,
+    pub _pad2: [u8; 2],
+    /// Connection thresholds (IPVS `uthreshold` / `lthreshold`); 0 = none.
+    pub u_threshold: u32,
+    pub l_threshold: u32,
 }
 
 /// Key of `CONNTRACK`: a flow's 5-tuple as the client sent it.
@@ -172,7 +220,48 @@ pub struct FlowState {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct IfaceInfo {
     pub mac: [u8; 6],
-    pub _pad: [u8; 2],
+    /// The interface's MTU (for "fragmentation needed" when encapsulating).
+    pub mtu: u16,
+}
+
+/// Value of `SETTINGS` (one entry): data-plane-wide settings the agent may
+/// change at run time.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Settings {
+    /// Outer source address of IPv4 tunnels (word 0).
+    pub tun_src_v4: Addr,
+    /// Outer source address of IPv6 tunnels.
+    pub tun_src_v6: Addr,
+    /// Idle timeouts in seconds (IPVS `--set tcp tcpfin udp`).
+    pub tcp_timeout_s: u32,
+    pub tcp_fin_timeout_s: u32,
+    pub udp_timeout_s: u32,
+    pub _pad: u32,
+}
+
+/// Connection counts of one real server, as ipvsadm's ActiveConn / InActConn.
+/// `REAL_CONNS` is counted by the data plane (atomic adds); `REAL_CONNS_GONE`
+/// is written by the agent alone, for connections that left the flow table
+/// without the data plane seeing it (expiry sweeps, LRU eviction). The live
+/// count is the difference, see [`ConnCounts::live`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ConnCounts {
+    pub active: u32,
+    pub inactive: u32,
+}
+
+impl ConnCounts {
+    /// Connections still open: counted minus gone (wrapping, as both only grow
+    /// or are corrected together).
+    #[inline(always)]
+    pub fn live(self, gone: ConnCounts) -> ConnCounts {
+        ConnCounts {
+            active: self.active.wrapping_sub(gone.active),
+            inactive: self.inactive.wrapping_sub(gone.inactive),
+        }
+    }
 }
 
 /// Per-CPU counters of one service or one real server.
@@ -237,11 +326,13 @@ macro_rules! assert_layout {
     };
 }
 assert_layout!(ServiceKey, 20, 4);
-assert_layout!(ServiceInfo, 12, 4);
-assert_layout!(RealInfo, 44, 4);
+assert_layout!(ServiceInfo, 36, 4);
+assert_layout!(RealInfo, 56, 4);
 assert_layout!(FlowKey, 40, 4);
 assert_layout!(FlowState, 16, 8);
-assert_layout!(IfaceInfo, 8, 1);
+assert_layout!(IfaceInfo, 8, 2);
+assert_layout!(Settings, 48, 4);
+assert_layout!(ConnCounts, 8, 4);
 assert_layout!(Counters, 24, 8);
 assert_layout!(GlobalCounters, 56, 8);
 
@@ -255,6 +346,8 @@ mod pod {
     unsafe impl aya::Pod for FlowKey {}
     unsafe impl aya::Pod for FlowState {}
     unsafe impl aya::Pod for IfaceInfo {}
+    unsafe impl aya::Pod for Settings {}
+    unsafe impl aya::Pod for ConnCounts {}
     unsafe impl aya::Pod for Counters {}
     unsafe impl aya::Pod for GlobalCounters {}
 }

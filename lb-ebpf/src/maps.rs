@@ -7,8 +7,8 @@ use aya_ebpf::{
     macros::btf_map,
 };
 use lb_common::{
-    Counters, FlowKey, FlowState, GlobalCounters, IfaceInfo, RealInfo, ServiceInfo, ServiceKey,
-    defaults,
+    ConnCounts, Counters, FlowKey, FlowState, GlobalCounters, IfaceInfo, RealInfo, ServiceInfo,
+    ServiceKey, Settings, defaults,
 };
 
 const MAX_SERVICES: usize = defaults::MAX_SERVICES as usize;
@@ -54,3 +54,15 @@ pub static REAL_STATS: PerCpuArray<Counters, MAX_REALS> = PerCpuArray::new();
 
 #[btf_map]
 pub static GLOBAL_STATS: PerCpuArray<GlobalCounters, 1> = PerCpuArray::new();
+
+/// Data-plane-wide settings (tunnel sources, timeouts); one entry, written by the agent.
+#[btf_map]
+pub static SETTINGS: Array<Settings, 1> = Array::new();
+
+/// Real id → connections counted by the data plane (atomic adds, never written by the agent).
+#[btf_map]
+pub static REAL_CONNS: Array<ConnCounts, MAX_REALS> = Array::new();
+
+/// Real id → connections the agent saw leave the flow table (written by the agent only).
+#[btf_map]
+pub static REAL_CONNS_GONE: Array<ConnCounts, MAX_REALS> = Array::new();

@@ -42,12 +42,13 @@ impl Resolver {
                 "{addr} is routed via {gw}: direct routing needs the real server on a directly connected network"
             );
         }
-        let src_mac = self.link_mac(ifindex).await?;
+        let (src_mac, mtu) = self.link(ifindex).await?;
         if let Some(mac) = self.neighbour(addr, ifindex).await? {
             return Ok(NextHop {
                 ifindex,
                 mac,
                 src_mac,
+                mtu,
             });
         }
         prod(addr);
@@ -59,6 +60,7 @@ impl Resolver {
                     ifindex,
                     mac,
                     src_mac,
+                    mtu,
                 });
             }
         }
@@ -90,19 +92,30 @@ impl Resolver {
         Ok((oif, gateway, route.header.kind))
     }
 
-    async fn link_mac(&self, ifindex: u32) -> Result<[u8; 6]> {
+    /// The MAC address and MTU of interface `ifindex`.
+    async fn link(&self, ifindex: u32) -> Result<([u8; 6], u16)> {
         let mut links = self.handle.link().get().match_index(ifindex).execute();
         let link = links
             .try_next()
             .await?
             .with_context(|| format!("interface {ifindex} vanished"))?;
-        link.attributes
+        let mac = link
+            .attributes
             .iter()
             .find_map(|a| match a {
                 LinkAttribute::Address(mac) => mac.as_slice().try_into().ok(),
                 _ => None,
             })
-            .with_context(|| format!("interface {ifindex} has no Ethernet address"))
+            .with_context(|| format!("interface {ifindex} has no Ethernet address"))?;
+        let mtu = link
+            .attributes
+            .iter()
+            .find_map(|a| match a {
+                LinkAttribute::Mtu(m) => Some((*m).min(u16::MAX as u32) as u16),
+                _ => None,
+            })
+            .unwrap_or(1500);
+        Ok((mac, mtu))
     }
 
     async fn neighbour(&self, addr: IpAddr, ifindex: u32) -> Result<Option<[u8; 6]>> {

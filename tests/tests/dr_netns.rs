@@ -58,7 +58,13 @@ fn spread(lab: &DrLab, n: usize) -> BTreeMap<String, usize> {
 
 fn bpftool_dump(lab: &DrLab, map: &str) -> serde_json::Value {
     let out = Command::new("bpftool")
-        .args(["map", "dump", "pinned", &lab.pin_path.join(map).display().to_string(), "-j"])
+        .args([
+            "map",
+            "dump",
+            "pinned",
+            &lab.pin_path.join(map).display().to_string(),
+            "-j",
+        ])
         .output()
         .expect("bpftool installed (cargo xtask setup)");
     assert!(
@@ -150,8 +156,16 @@ fn connections_through_the_vip_reach_every_real_and_stay_put() {
     }
 
     // xlb status: the service, each real with its weight, and counters.
-    let out = Command::new(xlb_bin()).arg("status").output().unwrap();
-    assert!(out.status.success());
+    let out = Command::new(xlb_bin())
+        .args(["status", "--pin-path"])
+        .arg(&lab.pin_path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let status = String::from_utf8(out.stdout).unwrap();
     assert!(status.contains("TCP  10.250.0.100:80 mh"), "{status}");
     for r in &lab.reals {

@@ -79,8 +79,7 @@ impl Director {
     fn iface(&mut self, ifindex: u32, mac: [u8; 6]) {
         let mut m: HashMap<_, u32, IfaceInfo> =
             HashMap::try_from(self.ebpf.map_mut(map_names::IFACES).unwrap()).unwrap();
-        m.insert(ifindex, IfaceInfo { mac, _pad: [0; 2] }, 0)
-            .unwrap();
+        m.insert(ifindex, IfaceInfo { mac, mtu: 1500 }, 0).unwrap();
     }
 
     fn service(&mut self, addr: [u32; 4], family: u8, port: u16, proto: u8, id: u32, active: bool) {
@@ -95,7 +94,7 @@ impl Director {
             flags: if active { SERVICE_F_ACTIVE } else { 0 },
             sched: sched::MH,
             method: method::DR,
-            _pad: [0; 2],
+            ..ServiceInfo::default()
         };
         let mut m: HashMap<_, ServiceKey, ServiceInfo> =
             HashMap::try_from(self.ebpf.map_mut(map_names::SERVICES).unwrap()).unwrap();

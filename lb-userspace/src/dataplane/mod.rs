@@ -19,6 +19,8 @@ pub struct NextHop {
     pub mac: [u8; 6],
     /// The MAC address of that interface, the frame's new source.
     pub src_mac: [u8; 6],
+    /// That interface's MTU.
+    pub mtu: u16,
 }
 
 /// A real server as the data plane must use it.

@@ -138,7 +138,7 @@ impl Tables {
                     ifindex,
                     IfaceInfo {
                         mac: hop.src_mac,
-                        _pad: [0; 2],
+                        mtu: hop.mtu,
                     },
                     0,
                 )?;
@@ -253,7 +253,7 @@ impl Tables {
             },
             sched: d.service.scheduler.code(),
             method: d.service.method.code(),
-            _pad: [0; 2],
+            ..ServiceInfo::default()
         };
         if old_info != Some(info) {
             let mut m: HashMap<_, ServiceKey, ServiceInfo> =
@@ -328,12 +328,12 @@ fn real_info(real: &Real, hop: Option<NextHop>, service_id: u32, method: u8) -> 
         },
         method,
         mac: hop.map_or([0; 6], |h| h.mac),
-        _pad: [0; 2],
         ifindex: hop.map_or(0, |h| h.ifindex),
         weight: real.weight,
         service_id,
         // An unreachable real stays listed (for status) but takes no packets.
         flags: REAL_F_PRESENT | if hop.is_some() { REAL_F_REACHABLE } else { 0 },
+        ..RealInfo::default()
     }
 }
 
