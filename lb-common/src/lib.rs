@@ -22,8 +22,9 @@ pub mod map_names {
     pub const SETTINGS: &str = "SETTINGS";
     pub const REAL_CONNS: &str = "REAL_CONNS";
     pub const REAL_CONNS_GONE: &str = "REAL_CONNS_GONE";
+    pub const NAT_REPLIES: &str = "NAT_REPLIES";
     /// Every pinned map, in a stable order.
-    pub const ALL: [&str; 12] = [
+    pub const ALL: [&str; 13] = [
         SERVICES,
         REALS,
         MAGLEV,
@@ -36,6 +37,7 @@ pub mod map_names {
         SETTINGS,
         REAL_CONNS,
         REAL_CONNS_GONE,
+        NAT_REPLIES,
     ];
 }
 
@@ -213,6 +215,104 @@ pub struct FlowState {
     pub service_id: u32,
     /// `bpf_ktime_get_ns()` when the flow was first seen.
     pub created_ns: u64,
+    /// `bpf_ktime_get_ns()` of the last packet, in either direction; the
+    /// agent expires the flow `conn::timeout_s(state)` after it.
+    pub seen_ns: u64,
+    /// `conn::*`; changed with compare-and-swap so that exactly one CPU
+    /// moves the real's counts on a transition (64-bit: the BPF target has
+    /// no 32-bit atomics).
+    pub state: u64,
+}
+
+/// Connection states, as IPVS names them (its `IP_VS_TCP_S_*` numbering), and
+/// the transitions xlb applies. xlb sees the client's packets for every method
+/// (and the replies only in NAT), so it follows IPVS's input-only TCP table
+/// for all methods; NAT replies only refresh the timer.
+pub mod conn {
+    use super::Settings;
+
+    pub const NONE: u32 = 0;
+    pub const ESTABLISHED: u32 = 1;
+    pub const SYN_SENT: u32 = 2;
+    pub const SYN_RECV: u32 = 3;
+    pub const FIN_WAIT: u32 = 4;
+    pub const TIME_WAIT: u32 = 5;
+    pub const CLOSE: u32 = 6;
+    pub const CLOSE_WAIT: u32 = 7;
+    pub const LAST_ACK: u32 = 8;
+    pub const LISTEN: u32 = 9;
+    pub const SYNACK: u32 = 10;
+    /// Any UDP flow (IPVS's single UDP state).
+    pub const UDP: u32 = 11;
+    /// An entry already uncounted and about to be replaced; never counted.
+    pub const RELEASED: u32 = u32::MAX;
+
+    /// IPVS defaults (`ipvsadm --set 900 120 300`).
+    pub const DEFAULT_TCP_S: u32 = 900;
+    pub const DEFAULT_TCP_FIN_S: u32 = 120;
+    pub const DEFAULT_UDP_S: u32 = 300;
+
+    /// TCP flag bits as in the header's 13th byte.
+    pub const TCP_FIN: u8 = 0x01;
+    pub const TCP_SYN: u8 = 0x02;
+    pub const TCP_RST: u8 = 0x04;
+    pub const TCP_ACK: u8 = 0x10;
+
+    /// Counted as ActiveConn (IPVS since Linux 4.8 also counts the
+    /// handshake states as active); everything else is InActConn.
+    #[inline(always)]
+    pub fn is_active(state: u32) -> bool {
+        matches!(state, ESTABLISHED | SYN_SENT | SYN_RECV | SYNACK)
+    }
+
+    /// The state after a client packet with TCP `flags`, per IPVS's
+    /// input-only table (RST, then SYN, then FIN, then ACK decide).
+    #[inline(always)]
+    pub fn tcp_next(state: u32, flags: u8) -> u32 {
+        if flags & TCP_RST != 0 {
+            match state {
+                SYN_RECV | LAST_ACK | LISTEN | SYNACK => state,
+                _ => CLOSE,
+            }
+        } else if flags & TCP_SYN != 0 {
+            match state {
+                ESTABLISHED | SYN_SENT => ESTABLISHED,
+                _ => SYN_RECV,
+            }
+        } else if flags & TCP_FIN != 0 {
+            match state {
+                NONE => CLOSE,
+                ESTABLISHED => FIN_WAIT,
+                SYN_RECV | SYNACK => TIME_WAIT,
+                _ => state,
+            }
+        } else if flags & TCP_ACK != 0 {
+            match state {
+                NONE | SYN_RECV | SYNACK => ESTABLISHED,
+                LAST_ACK => CLOSE,
+                _ => state,
+            }
+        } else {
+            // IPVS: a segment with none of the four flags closes the entry.
+            CLOSE
+        }
+    }
+
+    /// Idle time after which a flow in `state` expires (IPVS's timeout table,
+    /// with the three values `ipvsadm --set` changes taken from `settings`).
+    #[inline(always)]
+    pub fn timeout_s(state: u32, settings: &Settings) -> u32 {
+        match state {
+            ESTABLISHED => settings.tcp_timeout_s,
+            FIN_WAIT => settings.tcp_fin_timeout_s,
+            UDP => settings.udp_timeout_s,
+            NONE => 2,
+            CLOSE => 10,
+            SYN_RECV | CLOSE_WAIT => 60,
+            LAST_ACK => 30,
+            _ => 120,
+        }
+    }
 }
 
 /// Value of `IFACES`, keyed by ifindex: what the data plane needs to send out of an interface.
@@ -248,8 +348,9 @@ pub struct Settings {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ConnCounts {
-    pub active: u32,
-    pub inactive: u32,
+    // 64-bit because the BPF target has no 32-bit atomics.
+    pub active: u64,
+    pub inactive: u64,
 }
 
 impl ConnCounts {
@@ -329,10 +430,10 @@ assert_layout!(ServiceKey, 20, 4);
 assert_layout!(ServiceInfo, 36, 4);
 assert_layout!(RealInfo, 56, 4);
 assert_layout!(FlowKey, 40, 4);
-assert_layout!(FlowState, 16, 8);
+assert_layout!(FlowState, 32, 8);
 assert_layout!(IfaceInfo, 8, 2);
 assert_layout!(Settings, 48, 4);
-assert_layout!(ConnCounts, 8, 4);
+assert_layout!(ConnCounts, 16, 8);
 assert_layout!(Counters, 24, 8);
 assert_layout!(GlobalCounters, 56, 8);
 

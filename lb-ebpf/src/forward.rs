@@ -1,5 +1,5 @@
-//! LVS direct routing: the frame leaves unchanged but for its MAC addresses,
-//! towards a real server that holds the VIP on a non-ARPing interface.
+//! Sending a rewritten frame on: XDP_TX out of the ingress interface, or a
+//! redirect through `TX_PORTS` to another one. LVS direct routing on top.
 
 use crate::{
     maps::{IFACES, TX_PORTS},
@@ -10,24 +10,31 @@ use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
 use lb_common::RealInfo;
 use network_types::eth::EthHdr;
 
-/// Rewrites the MACs for `real` and returns the XDP action with the counter it belongs to.
+/// Sets the frame's MACs and sends it out of `ifindex`.
+#[inline(always)]
+pub fn send(ctx: &XdpContext, ifindex: u32, src: [u8; 6], dst: [u8; 6]) -> (u32, Fate) {
+    let Some(eth) = ptr_at::<EthHdr>(ctx, 0) else {
+        return (xdp_action::XDP_ABORTED, Fate::Error);
+    };
+    unsafe {
+        (*eth).dst_addr = dst;
+        (*eth).src_addr = src;
+    }
+    if ifindex == ctx.ingress_ifindex() as u32 {
+        return (xdp_action::XDP_TX, Fate::Tx);
+    }
+    match TX_PORTS.redirect(ifindex, 0) {
+        Ok(action) => (action, Fate::Redirect),
+        Err(_) => (xdp_action::XDP_ABORTED, Fate::Error),
+    }
+}
+
+/// LVS direct routing: the frame leaves unchanged but for its MAC addresses,
+/// towards a real server that holds the VIP on a non-ARPing interface.
 #[inline(always)]
 pub fn direct_route(ctx: &XdpContext, real: &RealInfo) -> (u32, Fate) {
     let Some(iface) = (unsafe { IFACES.get(real.ifindex) }) else {
         return (xdp_action::XDP_ABORTED, Fate::Error);
     };
-    let Some(eth) = ptr_at::<EthHdr>(ctx, 0) else {
-        return (xdp_action::XDP_ABORTED, Fate::Error);
-    };
-    unsafe {
-        (*eth).dst_addr = real.mac;
-        (*eth).src_addr = iface.mac;
-    }
-    if real.ifindex == ctx.ingress_ifindex() as u32 {
-        return (xdp_action::XDP_TX, Fate::Tx);
-    }
-    match TX_PORTS.redirect(real.ifindex, 0) {
-        Ok(action) => (action, Fate::Redirect),
-        Err(_) => (xdp_action::XDP_ABORTED, Fate::Error),
-    }
+    send(ctx, real.ifindex, iface.mac, real.mac)
 }

@@ -1,15 +1,22 @@
 //! xlb's XDP director: parse → service → conntrack or scheduler → forward → stats.
 #![no_std]
 #![no_main]
+// Atomic intrinsics for connection counting (see conntrack.rs).
+#![allow(internal_features)]
+#![feature(core_intrinsics)]
 
 mod conntrack;
+mod csum;
 mod forward;
 mod maps;
+mod nat;
 mod parse;
 mod sched;
 mod stats;
 
-use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
+use aya_ebpf::{
+    bindings::xdp_action, helpers::bpf_ktime_get_ns, macros::xdp, programs::XdpContext,
+};
 use aya_log_ebpf::debug;
 use lb_common::{REAL_F_REACHABLE, RealInfo, SERVICE_F_ACTIVE, ServiceKey, method};
 use maps::{REALS, SERVICES};
@@ -31,12 +38,14 @@ pub fn xlb_pass(_ctx: XdpContext) -> u32 {
 
 #[inline(always)]
 fn director(ctx: &XdpContext) -> (u32, Fate) {
-    let flow = match parse::parse(ctx) {
-        Ok(flow) => flow,
+    let pkt = match parse::parse(ctx) {
+        Ok(pkt) => pkt,
         Err(Skip::NotOurs) => return (xdp_action::XDP_PASS, Fate::Pass),
         Err(Skip::Malformed) => return (xdp_action::XDP_PASS, Fate::Malformed),
         Err(Skip::Fragment) => return (xdp_action::XDP_PASS, Fate::Fragment),
     };
+    let flow = &pkt.flow;
+    let now = unsafe { bpf_ktime_get_ns() };
     let key = ServiceKey {
         addr: flow.dst,
         port: flow.dport,
@@ -44,23 +53,38 @@ fn director(ctx: &XdpContext) -> (u32, Fate) {
         family: flow.family,
     };
     let Some(service) = (unsafe { SERVICES.get(key) }) else {
-        return (xdp_action::XDP_PASS, Fate::Pass);
+        // Not for a service; perhaps a real server's reply to a NAT flow.
+        return nat::reply(ctx, &pkt, now).unwrap_or((xdp_action::XDP_PASS, Fate::Pass));
     };
     if service.flags & SERVICE_F_ACTIVE == 0 {
         return (xdp_action::XDP_PASS, Fate::Pass);
     }
 
     // An existing flow keeps its real while that real is still usable in this service.
-    let existing = conntrack::lookup(&flow, service.id).and_then(|id| usable(id, service.id));
+    let entry = conntrack::lookup(flow);
+    let existing = entry.and_then(|e| {
+        // SAFETY: `e` points into the flow table.
+        let (service_id, real_id) = unsafe { ((*e).service_id, (*e).real_id) };
+        (service_id == service.id)
+            .then(|| usable(real_id, service.id))
+            .flatten()
+    });
     let (real_id, real, new_conn) = match existing {
-        Some((id, real)) => (id, real, false),
+        Some((id, real)) => {
+            if let Some(e) = entry {
+                conntrack::client_packet(e, flow.proto, pkt.tcp_flags, now);
+            }
+            (id, real, false)
+        }
         None => {
-            let Some((id, real)) =
-                sched::pick(service, &flow).and_then(|id| usable(id, service.id))
+            let Some((id, real)) = sched::pick(service, flow).and_then(|id| usable(id, service.id))
             else {
                 return (xdp_action::XDP_DROP, Fate::Drop);
             };
-            if !conntrack::record(&flow, service.id, id) {
+            if let Some(e) = entry {
+                conntrack::release(e);
+            }
+            if !conntrack::record(flow, service.id, id, pkt.tcp_flags, now) {
                 return (xdp_action::XDP_ABORTED, Fate::Error);
             }
             debug!(ctx, "new flow on service {} -> real {}", service.id, id);
@@ -71,6 +95,7 @@ fn director(ctx: &XdpContext) -> (u32, Fate) {
     let bytes = (ctx.data_end() - ctx.data()) as u64;
     let verdict = match real.method {
         method::DR => forward::direct_route(ctx, real),
+        method::NAT => nat::inbound(ctx, &pkt, real, new_conn),
         _ => (xdp_action::XDP_ABORTED, Fate::Error),
     };
     if matches!(verdict.1, Fate::Tx | Fate::Redirect) {

@@ -66,3 +66,9 @@ pub static REAL_CONNS: Array<ConnCounts, MAX_REALS> = Array::new();
 /// Real id → connections the agent saw leave the flow table (written by the agent only).
 #[btf_map]
 pub static REAL_CONNS_GONE: Array<ConnCounts, MAX_REALS> = Array::new();
+
+/// NAT replies: the 5-tuple a real server answers with → the client's flow
+/// (its `CONNTRACK` key), so the reply can be rewritten back to the VIP.
+#[btf_map]
+pub static NAT_REPLIES: LruHashMap<FlowKey, FlowKey, { defaults::CONNTRACK_SIZE as usize }> =
+    LruHashMap::new();

@@ -1,5 +1,6 @@
 //! Bounds-checked header parsing: Ethernet (one optional 802.1Q tag), IPv4
-//! (with options) or IPv6, then TCP or UDP ports.
+//! (with options) or IPv6 (with up to `MAX_EXT_HEADERS` extension headers),
+//! then TCP or UDP ports.
 
 use aya_ebpf::programs::XdpContext;
 use core::mem::size_of;
@@ -22,8 +23,26 @@ pub enum Skip {
     Fragment,
 }
 
+const IPV6_HOP_BY_HOP: u8 = 0;
+const IPV6_ROUTING: u8 = 43;
 const IPV6_FRAGMENT: u8 = 44;
+const IPV6_AUTH: u8 = 51;
+const IPV6_DEST_OPTS: u8 = 60;
+/// More extension headers than this and the packet goes to the stack: the
+/// bound keeps the verifier's loop short and real traffic rarely has two.
+const MAX_EXT_HEADERS: usize = 4;
 const IPV4_MF: u8 = 0x1;
+
+/// A parsed packet: its flow and where its headers are.
+pub struct Packet {
+    pub flow: FlowKey,
+    /// Offset of the IP header.
+    pub l3: usize,
+    /// Offset of the TCP or UDP header.
+    pub l4: usize,
+    /// TCP flags (`lb_common::conn::TCP_*`); 0 for UDP.
+    pub tcp_flags: u8,
+}
 
 /// A pointer to a `T` at `offset`, or `None` if it would run past the frame.
 #[inline(always)]
@@ -50,9 +69,34 @@ fn words16(b: [u8; 16]) -> [u32; 4] {
     ]
 }
 
-/// The 5-tuple of a TCP or UDP packet, or why the director leaves it alone.
+/// The offset of the upper-layer header after the IPv6 extension headers
+/// starting at `off` with type `next`, and its protocol.
 #[inline(always)]
-pub fn parse(ctx: &XdpContext) -> Result<FlowKey, Skip> {
+fn skip_ipv6_ext(ctx: &XdpContext, mut next: u8, mut off: usize) -> Result<(u8, usize), Skip> {
+    for _ in 0..MAX_EXT_HEADERS {
+        match next {
+            IPV6_FRAGMENT => return Err(Skip::Fragment),
+            IPV6_HOP_BY_HOP | IPV6_ROUTING | IPV6_DEST_OPTS | IPV6_AUTH => {
+                let hdr: *const [u8; 2] = ptr_at(ctx, off).ok_or(Skip::Malformed)?;
+                let [nh, len] = unsafe { *hdr };
+                // AH counts 4-byte units minus 2, the others 8-byte units minus 1.
+                let size = if next == IPV6_AUTH {
+                    (len as usize + 2) * 4
+                } else {
+                    (len as usize + 1) * 8
+                };
+                next = nh;
+                off += size & 0x7ff;
+            }
+            _ => return Ok((next, off)),
+        }
+    }
+    Err(Skip::NotOurs)
+}
+
+/// The flow of a TCP or UDP packet, or why the director leaves it alone.
+#[inline(always)]
+pub fn parse(ctx: &XdpContext) -> Result<Packet, Skip> {
     let eth: *const EthHdr = ptr_at(ctx, 0).ok_or(Skip::Malformed)?;
     let mut ether_type = unsafe { (*eth).ether_type };
     let mut l3 = EthHdr::LEN;
@@ -89,26 +133,27 @@ pub fn parse(ctx: &XdpContext) -> Result<FlowKey, Skip> {
         if ip.vcf[0] >> 4 != 6 {
             return Err(Skip::Malformed);
         }
-        if ip.next_hdr == IPV6_FRAGMENT {
-            return Err(Skip::Fragment);
-        }
+        let (proto, off) = skip_ipv6_ext(ctx, ip.next_hdr, l3 + Ipv6Hdr::LEN)?;
         flow.family = FAMILY_V6;
-        flow.proto = ip.next_hdr;
+        flow.proto = proto;
         flow.src = words16(ip.src_addr);
         flow.dst = words16(ip.dst_addr);
-        l4 = l3 + Ipv6Hdr::LEN;
+        l4 = off;
     } else {
         return Err(Skip::NotOurs);
     }
 
+    let mut tcp_flags = 0;
     if flow.proto == PROTO_TCP {
-        let tcp: *const TcpHdr = ptr_at(ctx, l4).ok_or(Skip::Malformed)?;
-        let tcp = unsafe { &*tcp };
+        let tcp_ptr: *const TcpHdr = ptr_at(ctx, l4).ok_or(Skip::Malformed)?;
+        let tcp = unsafe { &*tcp_ptr };
         if (tcp.doff() as usize) < 5 {
             return Err(Skip::Malformed);
         }
         flow.sport = u16::from_ne_bytes(tcp.source);
         flow.dport = u16::from_ne_bytes(tcp.dest);
+        // Byte 13 holds CWR..FIN; the 20-byte header is known to be in bounds.
+        tcp_flags = unsafe { *(tcp_ptr as *const u8).add(13) };
     } else if flow.proto == PROTO_UDP {
         let udp: *const UdpHdr = ptr_at(ctx, l4).ok_or(Skip::Malformed)?;
         let udp = unsafe { &*udp };
@@ -117,5 +162,10 @@ pub fn parse(ctx: &XdpContext) -> Result<FlowKey, Skip> {
     } else {
         return Err(Skip::NotOurs);
     }
-    Ok(flow)
+    Ok(Packet {
+        flow,
+        l3,
+        l4,
+        tcp_flags,
+    })
 }

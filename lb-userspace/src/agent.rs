@@ -17,6 +17,8 @@ use tracing::{info, warn};
 const RESOLVE_WAIT: Duration = Duration::from_secs(3);
 /// How often next hops are looked up again (MAC changes, reals coming up).
 const REFRESH: Duration = Duration::from_secs(5);
+/// How often idle flows are expired: the precision of every flow timeout.
+const SWEEP: Duration = Duration::from_secs(2);
 
 /// Resolves every real's next hop; an unreachable real is kept, marked so.
 /// Logs a real when it becomes unreachable or reachable again (relative to `before`).
@@ -87,10 +89,17 @@ pub async fn run(config_path: &Path, keep_dataplane: bool) -> Result<()> {
 
     let mut tick = tokio::time::interval(REFRESH);
     tick.tick().await;
+    let mut sweep = tokio::time::interval(SWEEP);
+    sweep.tick().await;
     loop {
         tokio::select! {
             _ = sigterm.recv() => { info!("SIGTERM: stopping"); break; }
             _ = sigint.recv() => { info!("SIGINT: stopping"); break; }
+            _ = sweep.tick() => {
+                if let Err(e) = plane.maintain() {
+                    warn!(error = %format!("{e:#}"), "expiring idle flows failed; will retry");
+                }
+            }
             _ = tick.tick() => {
                 let fresh = desired_state(&resolver, &config, Duration::ZERO, Some(&desired)).await;
                 if fresh != desired {

@@ -650,7 +650,8 @@ fn a_flow_recorded_for_another_service_is_not_reused() {
             FlowState {
                 real_id: 2,
                 service_id: 1,
-                created_ns: 0,
+                state: lb_common::conn::ESTABLISHED as u64,
+                ..FlowState::default()
             },
             0,
         )

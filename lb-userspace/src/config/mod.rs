@@ -82,23 +82,31 @@ impl Scheduler {
 pub enum Method {
     /// Direct routing (ipvsadm -g, "Route").
     Dr,
+    /// Masquerading (ipvsadm -m, "Masq"): destination rewritten both ways.
+    Nat,
 }
 
 impl Method {
     pub fn code(self) -> u8 {
         match self {
             Method::Dr => lb_common::method::DR,
+            Method::Nat => lb_common::method::NAT,
         }
     }
 
     pub fn from_code(code: u8) -> Option<Method> {
-        (code == lb_common::method::DR).then_some(Method::Dr)
+        match code {
+            lb_common::method::DR => Some(Method::Dr),
+            lb_common::method::NAT => Some(Method::Nat),
+            _ => None,
+        }
     }
 
     /// The word ipvsadm prints in its Forward column.
     pub fn ipvsadm_name(self) -> &'static str {
         match self {
             Method::Dr => "Route",
+            Method::Nat => "Masq",
         }
     }
 }
@@ -118,6 +126,16 @@ pub struct Dataplane {
     pub max_services: u32,
     pub max_reals: u32,
     pub conntrack_size: u32,
+    pub timeouts: Timeouts,
+}
+
+/// Idle timeouts in seconds of established TCP, closing TCP and UDP flows
+/// (what `ipvsadm --set tcp tcpfin udp` sets).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    pub tcp: u32,
+    pub tcp_fin: u32,
+    pub udp: u32,
 }
 
 /// A virtual service is identified as in IPVS: address, port, protocol.

@@ -28,6 +28,12 @@ pub struct Dataplane {
     pub max_reals: Option<Spanned<i64>>,
     #[serde(default)]
     pub conntrack_size: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub tcp_timeout: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub tcp_fin_timeout: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub udp_timeout: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -2,9 +2,9 @@
 
 use super::{
     Config, ConfigError, ConfigErrors, Dataplane, Method, Protocol, Real, Scheduler, Service,
-    ServiceId, XdpMode, raw,
+    ServiceId, Timeouts, XdpMode, raw,
 };
-use lb_common::defaults;
+use lb_common::{conn, defaults};
 use std::{collections::HashMap, net::IpAddr, ops::Range, path::PathBuf};
 use toml::Spanned;
 
@@ -13,7 +13,7 @@ use toml::Spanned;
 const LVS_SCHEDULERS: [&str; 10] = [
     "rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq",
 ];
-const LVS_METHODS: [&str; 2] = ["nat", "tun"];
+const LVS_METHODS: [&str; 1] = ["tun"];
 /// Largest table the agent accepts (Maglev tables are per service and preallocated).
 const MAX_MAGLEV_TABLE: u32 = 1_048_573;
 const MAX_WEIGHT: i64 = 65535;
@@ -164,6 +164,17 @@ impl Validator<'_> {
                 "`max_services` × `maglev_table_size` is too large for one map",
             );
         }
+        // IPVS accepts any positive number of seconds; a month is plenty.
+        const MAX_TIMEOUT: i64 = 31 * 24 * 3600;
+        let timeouts = Timeouts {
+            tcp: self.number(&raw.tcp_timeout, conn::DEFAULT_TCP_S, 1..=MAX_TIMEOUT),
+            tcp_fin: self.number(
+                &raw.tcp_fin_timeout,
+                conn::DEFAULT_TCP_FIN_S,
+                1..=MAX_TIMEOUT,
+            ),
+            udp: self.number(&raw.udp_timeout, conn::DEFAULT_UDP_S, 1..=MAX_TIMEOUT),
+        };
         (self.errors.len() == before).then_some(Dataplane {
             interfaces,
             xdp_mode,
@@ -172,6 +183,7 @@ impl Validator<'_> {
             max_services,
             max_reals,
             conntrack_size,
+            timeouts,
         })
     }
 
@@ -264,23 +276,26 @@ impl Validator<'_> {
         };
         let method = match raw.method.as_ref() {
             None => Method::Dr,
-            Some(m) => match m.get_ref().as_str() {
-                "dr" => Method::Dr,
-                other if LVS_METHODS.contains(&other) => {
-                    self.error(
+            Some(m) => {
+                match m.get_ref().as_str() {
+                    "dr" => Method::Dr,
+                    "nat" => Method::Nat,
+                    other if LVS_METHODS.contains(&other) => {
+                        self.error(
                         m.span(),
-                        format!("forwarding method `{other}` is not supported yet; supported: dr"),
+                        format!("forwarding method `{other}` is not supported yet; supported: dr, nat"),
                     );
-                    Method::Dr
+                        Method::Dr
+                    }
+                    other => {
+                        self.error(
+                            m.span(),
+                            format!("unknown forwarding method `{other}`; supported: dr, nat"),
+                        );
+                        Method::Dr
+                    }
                 }
-                other => {
-                    self.error(
-                        m.span(),
-                        format!("unknown forwarding method `{other}`; supported: dr"),
-                    );
-                    Method::Dr
-                }
-            },
+            }
         };
         let active = raw.active.as_ref().is_none_or(|a| *a.get_ref());
 

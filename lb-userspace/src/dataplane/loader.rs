@@ -26,7 +26,10 @@ pub fn load(object: &[u8], dp: &config::Dataplane, log_level: u8) -> Result<Ebpf
         .map_max_entries(map_names::REALS, dp.max_reals)
         .map_max_entries(map_names::REAL_STATS, dp.max_reals)
         .map_max_entries(map_names::MAGLEV, maglev_entries)
+        .map_max_entries(map_names::REAL_CONNS, dp.max_reals)
+        .map_max_entries(map_names::REAL_CONNS_GONE, dp.max_reals)
         .map_max_entries(map_names::CONNTRACK, dp.conntrack_size)
+        .map_max_entries(map_names::NAT_REPLIES, dp.conntrack_size)
         .load(object)
         .context("loading the XDP object into the kernel")?;
     let prog: &mut Xdp = ebpf

@@ -3,6 +3,7 @@
 //! it to a [`DataPlane`]; the XDP implementation turns it into map writes.
 
 mod loader;
+mod sweep;
 mod tables;
 mod xdp;
 
@@ -45,4 +46,8 @@ pub trait DataPlane {
     /// changes what differs and removes what is gone. Existing flows stay on
     /// their real server while it remains configured.
     fn apply(&mut self, services: &[DesiredService]) -> anyhow::Result<()>;
+
+    /// Periodic housekeeping the data plane needs from the agent (XDP:
+    /// expiring idle flows and keeping connection counts true).
+    fn maintain(&mut self) -> anyhow::Result<()>;
 }

@@ -14,8 +14,8 @@ use aya::{
     util::nr_cpus,
 };
 use lb_common::{
-    Counters, IfaceInfo, REAL_F_PRESENT, REAL_F_REACHABLE, REAL_NONE, RealInfo, SERVICE_F_ACTIVE,
-    ServiceInfo, ServiceKey, map_names,
+    ConnCounts, Counters, IfaceInfo, REAL_F_PRESENT, REAL_F_REACHABLE, REAL_NONE, RealInfo,
+    SERVICE_F_ACTIVE, ServiceInfo, ServiceKey, map_names,
 };
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -206,6 +206,7 @@ impl Tables {
                 None => {
                     let rid = self.free_real_id(&taken)?;
                     reset_counters(ebpf, map_names::REAL_STATS, rid)?;
+                    zero_conns(ebpf, rid)?;
                     rid
                 }
             };
@@ -335,6 +336,18 @@ fn real_info(real: &Real, hop: Option<NextHop>, service_id: u32, method: u8) -> 
         flags: REAL_F_PRESENT | if hop.is_some() { REAL_F_REACHABLE } else { 0 },
         ..RealInfo::default()
     }
+}
+
+/// Makes the live connection count of a newly allocated real id zero: the
+/// agent may only write the "gone" side, so it sets that to what was counted.
+fn zero_conns(ebpf: &mut Ebpf, rid: u32) -> Result<()> {
+    let counted = {
+        let m: Array<_, ConnCounts> = Array::try_from(map(ebpf, map_names::REAL_CONNS)?)?;
+        m.get(&rid, 0)?
+    };
+    let mut gone: Array<_, ConnCounts> = Array::try_from(map(ebpf, map_names::REAL_CONNS_GONE)?)?;
+    gone.set(rid, counted, 0)?;
+    Ok(())
 }
 
 fn reset_counters(ebpf: &mut Ebpf, name: &str, index: u32) -> Result<()> {

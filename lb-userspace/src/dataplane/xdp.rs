@@ -1,25 +1,27 @@
 //! The XDP data plane: one agent owns a pin directory, loads the director,
 //! pins its maps, attaches it, and keeps the maps equal to the desired state.
 
-use super::{DataPlane, DesiredService, loader, tables::Tables};
+use super::{DataPlane, DesiredService, loader, sweep, tables::Tables};
 use crate::config::{self, XdpMode};
 use anyhow::{Context, Result, bail};
+use aya::maps::{Array, xdp::DevMapHash};
 use aya::{
     Ebpf,
     programs::{Xdp, links::FdLink, xdp::XdpLinkId},
 };
-use lb_common::PROG_DIRECTOR;
+use lb_common::{PROG_DIRECTOR, Settings, map_names};
 use std::{
     fs::File,
     path::{Path, PathBuf},
 };
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 pub struct XdpDataPlane {
     ebpf: Ebpf,
     tables: Tables,
     pin_dir: PathBuf,
     attached: Vec<(String, XdpLinkId, XdpMode)>,
+    settings: Settings,
     /// Held for the agent's life: one agent per pin directory.
     _lock: File,
 }
@@ -50,6 +52,12 @@ impl XdpDataPlane {
             tables: Tables::new(dp.maglev_table_size, dp.max_services, dp.max_reals),
             pin_dir: dp.pin_path.clone(),
             attached: Vec::new(),
+            settings: Settings {
+                tcp_timeout_s: dp.timeouts.tcp,
+                tcp_fin_timeout_s: dp.timeouts.tcp_fin,
+                udp_timeout_s: dp.timeouts.udp,
+                ..Settings::default()
+            },
             _lock: lock,
         };
         if let Err(e) = plane.pin_and_attach(dp) {
@@ -62,7 +70,24 @@ impl XdpDataPlane {
 
     fn pin_and_attach(&mut self, dp: &config::Dataplane) -> Result<()> {
         loader::pin_maps(&self.ebpf, &self.pin_dir)?;
+        let mut settings: Array<_, Settings> = Array::try_from(
+            self.ebpf
+                .map_mut(map_names::SETTINGS)
+                .context("SETTINGS map missing")?,
+        )?;
+        settings.set(0, self.settings, 0)?;
         for ifname in &dp.interfaces {
+            // Every attached interface is a redirect target: NAT replies leave
+            // through the client side, which need not hold any real server.
+            let ifindex = ifindex(ifname)?;
+            let mut ports: DevMapHash<_> = DevMapHash::try_from(
+                self.ebpf
+                    .map_mut(map_names::TX_PORTS)
+                    .context("TX_PORTS map missing")?,
+            )?;
+            ports
+                .insert(ifindex, ifindex, None, 0)
+                .with_context(|| format!("adding {ifname} to TX_PORTS"))?;
             let (link, mode) = loader::attach(&mut self.ebpf, ifname, dp.xdp_mode)?;
             info!(interface = %ifname, mode = ?mode, "XDP director attached");
             self.attached.push((ifname.clone(), link, mode));
@@ -127,6 +152,27 @@ impl XdpDataPlane {
 impl DataPlane for XdpDataPlane {
     fn apply(&mut self, services: &[DesiredService]) -> Result<()> {
         self.tables.apply(&mut self.ebpf, services)
+    }
+
+    fn maintain(&mut self) -> Result<()> {
+        let swept = sweep::sweep(&mut self.ebpf, &self.settings, sweep::monotonic_ns())?;
+        if swept.expired > 0 {
+            debug!(
+                expired = swept.expired,
+                live = swept.live,
+                "idle flows expired"
+            );
+        }
+        Ok(())
+    }
+}
+
+fn ifindex(name: &str) -> Result<u32> {
+    let c = std::ffi::CString::new(name).context("interface name")?;
+    // SAFETY: a valid NUL-terminated string.
+    match unsafe { libc::if_nametoindex(c.as_ptr()) } {
+        0 => bail!("interface {name} does not exist"),
+        i => Ok(i),
     }
 }
 

@@ -1,0 +1,177 @@
+//! LVS-NAT (masquerading): client → VIP:vport becomes client → RIP:rport on
+//! the way in, and the real server's replies become VIP:vport → client on the
+//! way out. The next hop of either comes from the kernel's FIB; when the FIB
+//! has no neighbour yet the rewritten packet goes to the stack, which
+//! resolves it and forwards.
+
+use crate::{
+    conntrack, csum,
+    forward::send,
+    maps::{CONNTRACK, NAT_REPLIES},
+    parse::{Packet, ptr_at},
+    stats::Fate,
+};
+use aya_ebpf::{
+    bindings::{BPF_FIB_LKUP_RET_SUCCESS, bpf_fib_lookup, xdp_action},
+    helpers::bpf_fib_lookup as fib_lookup,
+    programs::XdpContext,
+};
+use core::mem::size_of;
+use lb_common::{FAMILY_V4, FlowKey, PROTO_TCP, PROTO_UDP, RealInfo};
+
+const AF_INET: u8 = 2;
+const AF_INET6: u8 = 10;
+
+/// Which end of the packet is rewritten.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum End {
+    Src,
+    Dst,
+}
+
+/// Offsets of the address in the IP header, of the port and checksum in the L4 header.
+#[inline(always)]
+fn offsets(family: u8, proto: u8, end: End) -> (usize, usize, usize) {
+    let addr = match (family == FAMILY_V4, end) {
+        (true, End::Src) => 12,
+        (true, End::Dst) => 16,
+        (false, End::Src) => 8,
+        (false, End::Dst) => 24,
+    };
+    let port = if end == End::Src { 0 } else { 2 };
+    let check = if proto == PROTO_TCP { 16 } else { 6 };
+    (addr, port, check)
+}
+
+/// Rewrites one end of the packet to `addr`:`port` (network order) and fixes
+/// the IPv4 header checksum and the TCP/UDP checksum incrementally.
+#[inline(always)]
+fn rewrite(ctx: &XdpContext, pkt: &Packet, end: End, addr: &[u32; 4], port: u16) -> Option<()> {
+    let flow = &pkt.flow;
+    let (addr_off, port_off, check_off) = offsets(flow.family, flow.proto, end);
+    let (old_addr, old_port) = match end {
+        End::Src => (flow.src, flow.sport),
+        End::Dst => (flow.dst, flow.dport),
+    };
+    let words = if flow.family == FAMILY_V4 { 1 } else { 4 };
+
+    let l4_check: *mut u16 = ptr_at(ctx, pkt.l4 + check_off)?;
+    let l4_port: *mut u16 = ptr_at(ctx, pkt.l4 + port_off)?;
+    // SAFETY: both pointers were bounds-checked against the frame.
+    unsafe {
+        let old_check = *l4_check;
+        // IPv4 UDP with checksum 0 carries none; leave it so.
+        if !(flow.proto == PROTO_UDP && flow.family == FAMILY_V4 && old_check == 0) {
+            let mut c = csum::update_addr(old_check, &old_addr, addr, words);
+            c = csum::update16(c, old_port, port);
+            if flow.proto == PROTO_UDP && c == 0 {
+                c = 0xffff;
+            }
+            *l4_check = c;
+        }
+        *l4_port = port;
+    }
+
+    if flow.family == FAMILY_V4 {
+        let ip_addr: *mut u32 = ptr_at(ctx, pkt.l3 + addr_off)?;
+        let ip_check: *mut u16 = ptr_at(ctx, pkt.l3 + 10)?;
+        unsafe {
+            *ip_check = csum::update32(*ip_check, old_addr[0], addr[0]);
+            *ip_addr = addr[0];
+        }
+    } else {
+        let ip_addr: *mut [u32; 4] = ptr_at(ctx, pkt.l3 + addr_off)?;
+        unsafe { *ip_addr = *addr };
+    }
+    Some(())
+}
+
+/// Sends the rewritten packet towards `dst` using the kernel's FIB, or hands
+/// it to the stack when the FIB cannot give a next hop.
+#[inline(always)]
+fn route(ctx: &XdpContext, family: u8, proto: u8, src: &[u32; 4], dst: &[u32; 4]) -> (u32, Fate) {
+    // SAFETY: all-zero is a valid bpf_fib_lookup (plain integers and unions of them).
+    let mut params: bpf_fib_lookup = unsafe { core::mem::zeroed() };
+    params.l4_protocol = proto;
+    params.ifindex = ctx.ingress_ifindex() as u32;
+    params.__bindgen_anon_1.tot_len = (ctx.data_end() - ctx.data()) as u16;
+    if family == FAMILY_V4 {
+        params.family = AF_INET;
+        params.__bindgen_anon_3.ipv4_src = src[0];
+        params.__bindgen_anon_4.ipv4_dst = dst[0];
+    } else {
+        params.family = AF_INET6;
+        params.__bindgen_anon_3.ipv6_src = *src;
+        params.__bindgen_anon_4.ipv6_dst = *dst;
+    }
+    let rc = unsafe {
+        fib_lookup(
+            ctx.ctx as *mut _,
+            &mut params,
+            size_of::<bpf_fib_lookup>() as i32,
+            0,
+        )
+    };
+    if rc != BPF_FIB_LKUP_RET_SUCCESS as i64 {
+        return (xdp_action::XDP_PASS, Fate::Pass);
+    }
+    send(ctx, params.ifindex, params.smac, params.dmac)
+}
+
+/// The 5-tuple of the real server's replies to `flow` sent to `real`.
+#[inline(always)]
+fn reply_key(flow: &FlowKey, real: &RealInfo) -> FlowKey {
+    FlowKey {
+        src: real.addr,
+        dst: flow.src,
+        sport: real.port,
+        dport: flow.sport,
+        proto: flow.proto,
+        family: flow.family,
+        _pad: [0; 2],
+    }
+}
+
+/// Client → VIP: rewrite to the real server and send it there. A new flow
+/// also gets its reply entry.
+#[inline(always)]
+pub fn inbound(ctx: &XdpContext, pkt: &Packet, real: &RealInfo, new_flow: bool) -> (u32, Fate) {
+    if new_flow
+        && NAT_REPLIES
+            .insert(&reply_key(&pkt.flow, real), pkt.flow, 0)
+            .is_err()
+    {
+        return (xdp_action::XDP_ABORTED, Fate::Error);
+    }
+    if rewrite(ctx, pkt, End::Dst, &real.addr, real.port).is_none() {
+        return (xdp_action::XDP_ABORTED, Fate::Error);
+    }
+    route(
+        ctx,
+        pkt.flow.family,
+        pkt.flow.proto,
+        &pkt.flow.src,
+        &real.addr,
+    )
+}
+
+/// Real server → client: if this is the reply of a NAT flow, rewrite its
+/// source back to the VIP and send it to the client; anything else is not
+/// ours and goes to the stack.
+#[inline(always)]
+pub fn reply(ctx: &XdpContext, pkt: &Packet, now: u64) -> Option<(u32, Fate)> {
+    let client = unsafe { NAT_REPLIES.get(&pkt.flow) }?;
+    let client = *client;
+    let entry = CONNTRACK.get_ptr_mut(&client)?;
+    conntrack::reply_packet(entry, now);
+    if rewrite(ctx, pkt, End::Src, &client.dst, client.dport).is_none() {
+        return Some((xdp_action::XDP_ABORTED, Fate::Error));
+    }
+    Some(route(
+        ctx,
+        pkt.flow.family,
+        pkt.flow.proto,
+        &client.dst,
+        &client.src,
+    ))
+}
