@@ -12,9 +12,9 @@ use aya::{
 };
 use common::*;
 use lb_common::{
-    Counters, FAMILY_V4, FAMILY_V6, FlowKey, FlowState, GlobalCounters, IfaceInfo, PROG_DIRECTOR,
-    REAL_F_PRESENT, REAL_F_REACHABLE, RealInfo, SERVICE_F_ACTIVE, ServiceInfo, ServiceKey, globals,
-    map_names, method, sched,
+    ConnCounts, Counters, FAMILY_V4, FAMILY_V6, FlowKey, FlowState, GlobalCounters, IfaceInfo,
+    PROG_DIRECTOR, REAL_F_PRESENT, REAL_F_REACHABLE, RealInfo, SERVICE_F_ACTIVE, ServiceInfo,
+    ServiceKey, globals, map_names, method, sched,
 };
 use xlb_testbed::netns::Netns;
 
@@ -99,6 +99,60 @@ impl Director {
         let mut m: HashMap<_, ServiceKey, ServiceInfo> =
             HashMap::try_from(self.ebpf.map_mut(map_names::SERVICES).unwrap()).unwrap();
         m.insert(key, info, 0).unwrap();
+    }
+
+    /// A service forwarding with `method` (`service` is a DR one).
+    #[allow(clippy::too_many_arguments)]
+    fn service_with(
+        &mut self,
+        addr: [u32; 4],
+        family: u8,
+        port: u16,
+        proto: u8,
+        id: u32,
+        method: u8,
+    ) {
+        self.service(addr, family, port, proto, id, true);
+        let key = ServiceKey {
+            addr,
+            port: port.to_be(),
+            proto,
+            family,
+        };
+        let mut m: HashMap<_, ServiceKey, ServiceInfo> =
+            HashMap::try_from(self.ebpf.map_mut(map_names::SERVICES).unwrap()).unwrap();
+        let mut info = m.get(&key, 0).unwrap();
+        info.method = method;
+        m.insert(key, info, 0).unwrap();
+    }
+
+    /// A NAT real server `addr`:`port`, next hop left to the FIB.
+    fn nat_real(&mut self, id: u32, service_id: u32, addr: [u32; 4], family: u8, port: u16) {
+        let info = RealInfo {
+            addr,
+            port: port.to_be(),
+            family,
+            method: method::NAT,
+            weight: 1,
+            service_id,
+            flags: REAL_F_PRESENT | REAL_F_REACHABLE,
+            ..RealInfo::default()
+        };
+        let mut m: Array<_, RealInfo> =
+            Array::try_from(self.ebpf.map_mut(map_names::REALS).unwrap()).unwrap();
+        m.set(id, info, 0).unwrap();
+    }
+
+    fn conns(&self, real_id: u32) -> ConnCounts {
+        let m: Array<&MapData, ConnCounts> =
+            Array::try_from(self.ebpf.map(map_names::REAL_CONNS).unwrap()).unwrap();
+        m.get(&real_id, 0).unwrap()
+    }
+
+    fn nat_reply(&self, key: &FlowKey) -> Option<FlowKey> {
+        let m: HashMap<&MapData, FlowKey, FlowKey> =
+            HashMap::try_from(self.ebpf.map(map_names::NAT_REPLIES).unwrap()).unwrap();
+        m.get(key, 0).ok()
     }
 
     fn real(&mut self, id: u32, service_id: u32, mac: [u8; 6], ifindex: u32, reachable: bool) {
@@ -668,5 +722,370 @@ fn missing_interface_data_aborts_instead_of_sending_garbage() {
         d.table(0, 1);
         assert_eq!(d.run(&tcp4(VIP4, 80), LO).0, XDP_ABORTED);
         assert_eq!(d.global().error, 1);
+    });
+}
+
+// ---- Connection states and counts ----
+
+fn tcp4_flags(sport: u16, flags: u8) -> Vec<u8> {
+    let mut t = tcp(sport, 80);
+    t[13] = flags;
+    eth(
+        DIRECTOR_MAC,
+        CLIENT_MAC,
+        ETH_IPV4,
+        &ipv4(CLIENT4, VIP4, IP_TCP, &[], 0, &t),
+    )
+}
+
+#[test]
+fn tcp_states_follow_ipvs_and_move_the_connection_counts() {
+    use lb_common::conn;
+    const SYN: u8 = 0x02;
+    const ACK: u8 = 0x10;
+    const FIN_ACK: u8 = 0x11;
+    const RST: u8 = 0x04;
+    with_director(|d| {
+        standard(d);
+        let state = |d: &Director, sport| d.conntrack(&flow_of_tcp4(sport, 80)).unwrap().state;
+        let counts = |d: &Director| {
+            let c = d.conns(1);
+            (c.active, c.inactive)
+        };
+        // Handshake: SYN_RECV counts as active (IPVS since Linux 4.8), then ESTABLISHED.
+        d.run(&tcp4_flags(41000, SYN), LO);
+        assert_eq!(state(d, 41000), u64::from(conn::SYN_RECV));
+        assert_eq!(counts(d), (1, 0));
+        d.run(&tcp4_flags(41000, ACK), LO);
+        assert_eq!(state(d, 41000), u64::from(conn::ESTABLISHED));
+        assert_eq!(counts(d), (1, 0));
+        // Repeated packets in a state change nothing.
+        d.run(&tcp4_flags(41000, ACK), LO);
+        assert_eq!(counts(d), (1, 0));
+        // Client FIN: FIN_WAIT, inactive.
+        d.run(&tcp4_flags(41000, FIN_ACK), LO);
+        assert_eq!(state(d, 41000), u64::from(conn::FIN_WAIT));
+        assert_eq!(counts(d), (0, 1));
+        // A second connection reset mid-handshake stays SYN_RECV (IPVS's table);
+        // reset once established, it closes.
+        d.run(&tcp4_flags(41001, SYN), LO);
+        d.run(&tcp4_flags(41001, RST), LO);
+        assert_eq!(state(d, 41001), u64::from(conn::SYN_RECV));
+        d.run(&tcp4_flags(41001, ACK), LO);
+        d.run(&tcp4_flags(41001, RST), LO);
+        assert_eq!(state(d, 41001), u64::from(conn::CLOSE));
+        assert_eq!(counts(d), (0, 2));
+        // A flow first seen mid-stream (after a failover) is established at once.
+        d.run(&tcp4_flags(41002, ACK), LO);
+        assert_eq!(state(d, 41002), u64::from(conn::ESTABLISHED));
+        assert_eq!(counts(d), (1, 2));
+        // UDP flows are inactive connections, as in IPVS.
+        let u4 = eth(
+            DIRECTOR_MAC,
+            CLIENT_MAC,
+            ETH_IPV4,
+            &ipv4(CLIENT4, VIP4, IP_UDP, &[], 0, &udp(5353, 53, b"q")),
+        );
+        d.run(&u4, LO);
+        let c = d.conns(2);
+        assert_eq!((c.active, c.inactive), (0, 1));
+    });
+}
+
+#[test]
+fn a_flow_moved_off_a_vanished_real_is_uncounted_there() {
+    with_director(|d| {
+        standard(d);
+        d.real(4, 0, REAL_B_MAC, LO, true);
+        d.run(&tcp4_flags(42000, 0x02), LO);
+        assert_eq!(d.conns(1).active, 1);
+        d.real(1, 0, REAL_A_MAC, LO, false);
+        d.table(0, 4);
+        d.run(&tcp4_flags(42000, 0x10), LO);
+        assert_eq!(d.conns(1).active, 0, "old real still counts the flow");
+        assert_eq!(d.conns(4).active, 1);
+    });
+}
+
+// ---- IPv6 extension headers ----
+
+/// An 8-byte extension header (hop-by-hop, routing or destination options)
+/// whose next header is `inner_next`, followed by `body`.
+fn ipv6_ext(inner_next: u8, body: &[u8]) -> Vec<u8> {
+    let mut h = vec![inner_next, 0, 1, 4, 0, 0, 0, 0];
+    h.extend_from_slice(body);
+    h
+}
+
+#[test]
+fn ipv6_extension_headers_are_skipped_up_to_a_bound() {
+    const HOP: u8 = 0;
+    const DEST: u8 = 60;
+    const FRAG: u8 = 44;
+    with_director(|d| {
+        standard(d);
+        let t = tcp(40000, 80);
+        // Hop-by-hop then destination options, then TCP: balanced.
+        let two = ipv6_ext(DEST, &ipv6_ext(IP_TCP, &t));
+        let f = eth(
+            DIRECTOR_MAC,
+            CLIENT_MAC,
+            ETH_IPV6,
+            &ipv6(CLIENT6, VIP6, HOP, &two),
+        );
+        let (action, out) = d.run(&f, LO);
+        assert_eq!(action, XDP_TX);
+        assert_eq!(out, with_macs(&f, REAL_C_MAC, DIRECTOR_MAC));
+        // Five of them: more than the bound, so the stack gets it.
+        let mut body = t.clone();
+        for _ in 0..4 {
+            body = ipv6_ext(if body == t { IP_TCP } else { DEST }, &body);
+        }
+        let five = ipv6_ext(DEST, &body);
+        let f = eth(
+            DIRECTOR_MAC,
+            CLIENT_MAC,
+            ETH_IPV6,
+            &ipv6(CLIENT6, VIP6, HOP, &five),
+        );
+        assert_eq!(d.run(&f, LO), (XDP_PASS, f.clone()));
+        // A fragment header behind hop-by-hop: a fragment, to the stack.
+        let frag = ipv6_ext(FRAG, &[IP_TCP, 0, 0, 1, 0, 0, 0, 1]);
+        let f = eth(
+            DIRECTOR_MAC,
+            CLIENT_MAC,
+            ETH_IPV6,
+            &ipv6(CLIENT6, VIP6, HOP, &frag),
+        );
+        let before = d.global().fragments;
+        assert_eq!(d.run(&f, LO), (XDP_PASS, f.clone()));
+        assert_eq!(d.global().fragments, before + 1);
+        // An extension header running past the frame: malformed, to the stack.
+        let cut = vec![IP_TCP, 200, 0, 0, 0, 0, 0, 0];
+        let f = eth(
+            DIRECTOR_MAC,
+            CLIENT_MAC,
+            ETH_IPV6,
+            &ipv6(CLIENT6, VIP6, DEST, &cut),
+        );
+        let before = d.global().malformed;
+        assert_eq!(d.run(&f, LO), (XDP_PASS, f.clone()));
+        assert_eq!(d.global().malformed, before + 1);
+    });
+}
+
+// ---- NAT ----
+
+const FA_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xfa];
+const FB_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xfb];
+const RIP4: [u8; 4] = [10, 1, 0, 11];
+const RIP4_NO_NEIGH: [u8; 4] = [10, 1, 0, 12];
+const RIP6: [u8; 16] = [0xfd, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x11];
+
+/// A two-armed NAT director: clients behind `fb` (10.0.0.0/24, fd00::/64),
+/// reals behind `fa` (10.1.0.0/24, fd01::/64), neighbours permanent so the
+/// FIB answers; forwarding on, as an LVS-NAT director needs.
+fn with_nat_director(f: impl FnOnce(&mut Director, u32, u32) + Send) {
+    xlb_testbed::require_root().unwrap();
+    let ns = Netns::create("nat").unwrap();
+    let ip = |args: &[&str]| ns.run("ip", args).unwrap();
+    ip(&[
+        "link", "add", "name", "fa", "type", "veth", "peer", "name", "fb",
+    ]);
+    ip(&["link", "set", "fa", "address", "02:00:00:00:00:fa", "up"]);
+    ip(&["link", "set", "fb", "address", "02:00:00:00:00:fb", "up"]);
+    ip(&["addr", "add", "10.1.0.1/24", "dev", "fa"]);
+    ip(&["addr", "add", "10.0.0.254/24", "dev", "fb"]);
+    ip(&["-6", "addr", "add", "fd01::1/64", "dev", "fa", "nodad"]);
+    ip(&["-6", "addr", "add", "fd00::fe/64", "dev", "fb", "nodad"]);
+    for (addr, dev, mac) in [
+        ("10.1.0.11", "fa", "02:00:00:00:00:0a"),
+        ("fd01::11", "fa", "02:00:00:00:00:0a"),
+        ("10.0.0.1", "fb", "02:00:00:00:00:cc"),
+        ("fd00::1", "fb", "02:00:00:00:00:cc"),
+    ] {
+        ip(&[
+            "neigh",
+            "replace",
+            addr,
+            "lladdr",
+            mac,
+            "dev",
+            dev,
+            "nud",
+            "permanent",
+        ]);
+    }
+    ns.sysctl("net.ipv4.ip_forward", "1").unwrap();
+    ns.sysctl("net.ipv6.conf.all.forwarding", "1").unwrap();
+    ns.enter(|| {
+        let fa = unsafe { libc::if_nametoindex(c"fa".as_ptr()) };
+        let fb = unsafe { libc::if_nametoindex(c"fb".as_ptr()) };
+        let mut d = Director::load(fa);
+        let mut ports: DevMapHash<_> =
+            DevMapHash::try_from(d.ebpf.map_mut(map_names::TX_PORTS).unwrap()).unwrap();
+        ports.insert(fb, fb, None, 0).unwrap();
+        f(&mut d, fa, fb);
+    })
+    .unwrap();
+}
+
+fn frame4(src: [u8; 4], dst: [u8; 4], l4: &[u8], proto: u8, macs: ([u8; 6], [u8; 6])) -> Vec<u8> {
+    let mut f = eth(macs.0, macs.1, ETH_IPV4, &ipv4(src, dst, proto, &[], 0, l4));
+    fix_l4_checksum(&mut f);
+    f
+}
+
+fn frame6(src: [u8; 16], dst: [u8; 16], l4: &[u8], proto: u8, macs: ([u8; 6], [u8; 6])) -> Vec<u8> {
+    let mut f = eth(macs.0, macs.1, ETH_IPV6, &ipv6(src, dst, proto, l4));
+    fix_l4_checksum(&mut f);
+    f
+}
+
+#[test]
+fn nat_rewrites_both_directions_with_valid_checksums_ipv4_tcp() {
+    with_nat_director(|d, fa, fb| {
+        d.service_with(addr4(VIP4), FAMILY_V4, 80, IP_TCP, 0, method::NAT);
+        d.nat_real(1, 0, addr4(RIP4), FAMILY_V4, 8080);
+        d.table(0, 1);
+        let mut payload = tcp(40000, 80);
+        payload.extend_from_slice(b"GET / HTTP/1.0\r\n\r\n");
+        let input = frame4(CLIENT4, VIP4, &payload, IP_TCP, (DIRECTOR_MAC, CLIENT_MAC));
+        let mut rewritten = payload.clone();
+        rewritten[2..4].copy_from_slice(&8080u16.to_be_bytes());
+        let want = frame4(CLIENT4, RIP4, &rewritten, IP_TCP, (REAL_A_MAC, FA_MAC));
+        let (action, out) = d.run(&input, fb);
+        assert_eq!(action, XDP_REDIRECT);
+        assert_eq!(out, want, "inbound frame");
+        assert!(checksums_valid(&out));
+        // The reply tuple is remembered.
+        let reply_key = FlowKey {
+            src: addr4(RIP4),
+            dst: addr4(CLIENT4),
+            sport: 8080u16.to_be(),
+            dport: 40000u16.to_be(),
+            proto: IP_TCP,
+            family: FAMILY_V4,
+            _pad: [0; 2],
+        };
+        assert_eq!(d.nat_reply(&reply_key), Some(flow_of_tcp4(40000, 80)));
+
+        // The real's SYN-ACK goes back to the client from the VIP.
+        let mut back = tcp(8080, 40000);
+        back[13] = 0x12;
+        let reply = frame4(RIP4, CLIENT4, &back, IP_TCP, (FA_MAC, REAL_A_MAC));
+        let mut restored = back.clone();
+        restored[0..2].copy_from_slice(&80u16.to_be_bytes());
+        let want = frame4(VIP4, CLIENT4, &restored, IP_TCP, (CLIENT_MAC, FB_MAC));
+        let (action, out) = d.run(&reply, fa);
+        assert_eq!(action, XDP_REDIRECT);
+        assert_eq!(out, want, "reply frame");
+        assert!(checksums_valid(&out));
+
+        // A packet from the real that belongs to no flow is not ours.
+        let stray = frame4(
+            RIP4,
+            CLIENT4,
+            &tcp(8080, 40001),
+            IP_TCP,
+            (FA_MAC, REAL_A_MAC),
+        );
+        assert_eq!(d.run(&stray, fa), (XDP_PASS, stray.clone()));
+    });
+}
+
+#[test]
+fn nat_over_ipv6_udp_rewrites_both_directions() {
+    with_nat_director(|d, fa, fb| {
+        d.service_with(addr6(VIP6), FAMILY_V6, 53, IP_UDP, 0, method::NAT);
+        d.nat_real(1, 0, addr6(RIP6), FAMILY_V6, 5300);
+        d.table(0, 1);
+        let input = frame6(
+            CLIENT6,
+            VIP6,
+            &udp(5353, 53, b"query"),
+            IP_UDP,
+            (DIRECTOR_MAC, CLIENT_MAC),
+        );
+        let want = frame6(
+            CLIENT6,
+            RIP6,
+            &udp(5353, 5300, b"query"),
+            IP_UDP,
+            (REAL_A_MAC, FA_MAC),
+        );
+        let (action, out) = d.run(&input, fb);
+        assert_eq!(action, XDP_REDIRECT);
+        assert_eq!(out, want);
+        assert!(checksums_valid(&out));
+        let reply = frame6(
+            RIP6,
+            CLIENT6,
+            &udp(5300, 5353, b"answer"),
+            IP_UDP,
+            (FA_MAC, REAL_A_MAC),
+        );
+        let want = frame6(
+            VIP6,
+            CLIENT6,
+            &udp(53, 5353, b"answer"),
+            IP_UDP,
+            (CLIENT_MAC, FB_MAC),
+        );
+        let (action, out) = d.run(&reply, fa);
+        assert_eq!(action, XDP_REDIRECT);
+        assert_eq!(out, want);
+        assert!(checksums_valid(&out));
+    });
+}
+
+#[test]
+fn nat_keeps_an_absent_ipv4_udp_checksum_absent() {
+    with_nat_director(|d, _fa, fb| {
+        d.service_with(addr4(VIP4), FAMILY_V4, 53, IP_UDP, 0, method::NAT);
+        d.nat_real(1, 0, addr4(RIP4), FAMILY_V4, 53);
+        d.table(0, 1);
+        // udp() leaves the checksum 0: "no checksum" in IPv4.
+        let input = eth(
+            DIRECTOR_MAC,
+            CLIENT_MAC,
+            ETH_IPV4,
+            &ipv4(CLIENT4, VIP4, IP_UDP, &[], 0, &udp(5353, 53, b"q")),
+        );
+        let want = eth(
+            REAL_A_MAC,
+            FA_MAC,
+            ETH_IPV4,
+            &ipv4(CLIENT4, RIP4, IP_UDP, &[], 0, &udp(5353, 53, b"q")),
+        );
+        assert_eq!(d.run(&input, fb), (XDP_REDIRECT, want));
+    });
+}
+
+#[test]
+fn nat_without_a_neighbour_hands_the_rewritten_packet_to_the_stack() {
+    with_nat_director(|d, _fa, fb| {
+        d.service_with(addr4(VIP4), FAMILY_V4, 80, IP_TCP, 0, method::NAT);
+        d.nat_real(1, 0, addr4(RIP4_NO_NEIGH), FAMILY_V4, 80);
+        d.table(0, 1);
+        let input = frame4(
+            CLIENT4,
+            VIP4,
+            &tcp(40000, 80),
+            IP_TCP,
+            (DIRECTOR_MAC, CLIENT_MAC),
+        );
+        // MACs untouched: the kernel resolves the neighbour and forwards.
+        let want = frame4(
+            CLIENT4,
+            RIP4_NO_NEIGH,
+            &tcp(40000, 80),
+            IP_TCP,
+            (DIRECTOR_MAC, CLIENT_MAC),
+        );
+        let (action, out) = d.run(&input, fb);
+        assert_eq!(action, XDP_PASS);
+        assert_eq!(out, want);
+        assert!(checksums_valid(&out));
     });
 }

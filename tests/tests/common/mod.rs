@@ -123,3 +123,60 @@ pub fn with_macs(frame: &[u8], dst: [u8; 6], src: [u8; 6]) -> Vec<u8> {
     f[6..12].copy_from_slice(&src);
     f
 }
+
+/// One's complement sum of `data` as 16-bit big-endian words (no final inversion).
+fn sum16(data: &[u8]) -> u32 {
+    data.chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
+        .sum()
+}
+
+fn fold(mut sum: u32) -> u16 {
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    sum as u16
+}
+
+/// Recomputes from scratch the TCP or UDP checksum of an untagged Ethernet
+/// frame carrying IPv4 (no options) or IPv6 (no extension headers), so tests
+/// can state expected frames independently of the data plane's incremental
+/// updates. An IPv4 UDP checksum of 0 ("none") is left alone.
+pub fn fix_l4_checksum(frame: &mut [u8]) {
+    let ethertype = u16::from_be_bytes([frame[12], frame[13]]);
+    let (pseudo, proto, l4) = if ethertype == ETH_IPV4 {
+        let ip = &frame[14..34];
+        let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+        let mut p = ip[12..20].to_vec();
+        p.extend_from_slice(&[0, ip[9]]);
+        p.extend_from_slice(&((total - 20) as u16).to_be_bytes());
+        (p, ip[9], 34)
+    } else {
+        let ip = &frame[14..54];
+        let mut p = ip[8..40].to_vec();
+        p.extend_from_slice(&[0, 0]);
+        p.extend_from_slice(&ip[4..6]);
+        p.extend_from_slice(&[0, 0, 0, ip[6]]);
+        (p, ip[6], 54)
+    };
+    let off = if proto == IP_TCP { 16 } else { 6 };
+    if proto == IP_UDP && ethertype == ETH_IPV4 && frame[l4 + 6..l4 + 8] == [0, 0] {
+        return;
+    }
+    frame[l4 + off..l4 + off + 2].copy_from_slice(&[0, 0]);
+    let mut c = !fold(sum16(&pseudo) + sum16(&frame[l4..]));
+    if proto == IP_UDP && c == 0 {
+        c = 0xffff;
+    }
+    frame[l4 + off..l4 + off + 2].copy_from_slice(&c.to_be_bytes());
+}
+
+/// Whether the frame's IPv4 header checksum and TCP/UDP checksum are right
+/// (checked by summing, independently of `fix_l4_checksum`).
+pub fn checksums_valid(frame: &[u8]) -> bool {
+    let mut copy = frame.to_vec();
+    fix_l4_checksum(&mut copy);
+    let ethertype = u16::from_be_bytes([frame[12], frame[13]]);
+    let ip_ok = ethertype != ETH_IPV4 || fold(sum16(&frame[14..34])) == 0xffff;
+    ip_ok && copy == frame
+}
