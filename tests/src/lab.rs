@@ -1,6 +1,8 @@
-//! The LVS-DR topology: client, director and real servers on one bridge, each
-//! in its own namespace, with the VIP on the director's eth0 and on every
-//! real's `lo`.
+//! The LVS lab topologies, each host in its own namespace. DR: client,
+//! director and real servers on one bridge, the VIP on the director's eth0
+//! and on every real's `lo`. NAT: the classic two-armed director, clients on
+//! one bridge (director eth0, holding the VIP), real servers on a second one
+//! (director eth1) with the director as their default gateway.
 
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::path::PathBuf;
@@ -20,7 +22,22 @@ const VIP_HOST: u16 = 100;
 const MAX_REALS: usize = (VIP_HOST - FIRST_REAL) as usize;
 /// Switch-side name of the director's veth (where `peer_xdp` attaches).
 const DIRECTOR_PEER: &str = "dir";
+/// Switch-side name of the director's inner veth (NAT).
+const DIRECTOR_INNER_PEER: &str = "dir1";
 const REACH_TIMEOUT: Duration = Duration::from_secs(5);
+/// Client-side and real-side networks (third octet / IPv6 group).
+const OUTER_NET: u16 = 250;
+const INNER_NET: u16 = 251;
+/// NAT reals listen here, not on the service port, so the rewrite shows.
+pub const NAT_REAL_PORT: u16 = 8080;
+
+/// Which LVS forwarding method the lab is wired for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LabMethod {
+    #[default]
+    Dr,
+    Nat,
+}
 
 #[derive(Debug, Clone)]
 pub struct LabOptions {
@@ -34,6 +51,8 @@ pub struct LabOptions {
     /// attach (driver mode) to the switch-side peer of the director's veth:
     /// veth delivers native XDP_TX frames only to a peer that runs XDP.
     pub peer_xdp: Option<(PathBuf, String)>,
+    /// The forwarding method the topology is built for.
+    pub method: LabMethod,
     /// Where the agent pins its maps. Tests default to a directory of their
     /// own so that several test runs on one machine never share maps.
     pub pin_path: PathBuf,
@@ -46,6 +65,7 @@ impl Default for LabOptions {
             ipv6: false,
             port: 80,
             peer_xdp: None,
+            method: LabMethod::Dr,
             pin_path: PathBuf::from(format!("/sys/fs/bpf/xlb-test-{}", std::process::id())),
         }
     }
@@ -76,6 +96,7 @@ pub struct DrLab {
     pub client_addr: IpAddr,
     pub director_if: String,
     pub pin_path: PathBuf,
+    pub method: LabMethod,
     ipv6: bool,
     /// Keeps the peer XDP program attached while the lab lives.
     peer_ebpf: Option<Ebpf>,
@@ -103,9 +124,11 @@ impl DrLab {
             eprintln!("xlb-testbed: sweeping stale namespaces failed: {e:#}");
         }
         let ipv6 = opts.ipv6;
-        let vip = host_addr(ipv6, VIP_HOST);
-        let director_addr = host_addr(ipv6, 2);
-        let client_addr = host_addr(ipv6, 10);
+        let nat = opts.method == LabMethod::Nat;
+        let vip = host_addr(ipv6, OUTER_NET, VIP_HOST);
+        let director_addr = host_addr(ipv6, OUTER_NET, 2);
+        let client_addr = host_addr(ipv6, OUTER_NET, 10);
+        let gateway = host_addr(ipv6, INNER_NET, 1);
 
         let switch = Netns::create("sw")?;
         switch.run(
@@ -123,32 +146,60 @@ impl DrLab {
             ],
         )?;
         switch.run("ip", &["link", "set", "br0", "up"])?;
+        let real_bridge = if nat { "br1" } else { "br0" };
+        if nat {
+            switch.run(
+                "ip",
+                &["link", "add", "br1", "type", "bridge", "forward_delay", "0"],
+            )?;
+            switch.run("ip", &["link", "set", "br1", "up"])?;
+        }
 
-        let client = add_host(&switch, "cl", "cl", ipv6)?;
+        let client = add_host(&switch, "cl", "cl")?;
         add_addr(&client, "eth0", client_addr, false)?;
 
-        let director = add_host(&switch, "dir", DIRECTOR_PEER, ipv6)?;
+        let director = add_host(&switch, "dir", DIRECTOR_PEER)?;
         add_addr(&director, "eth0", director_addr, false)?;
         // The director owns the VIP on the wire: it answers ARP/ND for it.
         add_addr(&director, "eth0", vip, true)?;
+        if nat {
+            add_port(&switch, &director, DIRECTOR_INNER_PEER, "eth1", "br1")?;
+            add_addr(&director, "eth1", gateway, false)?;
+            // LVS-NAT: the director routes between the two networks.
+            director.sysctl("net.ipv4.ip_forward", "1")?;
+            director.sysctl("net.ipv6.conf.all.forwarding", "1")?;
+        }
 
         let mut reals = Vec::with_capacity(opts.weights.len());
         for (i, &weight) in opts.weights.iter().enumerate() {
             let n = i + 1;
-            let ns = add_host(&switch, &format!("r{n}"), &format!("r{n}"), ipv6)?;
-            // LVS-DR: reals accept VIP traffic but never answer ARP for it,
-            // and never use it as the source of their own ARP requests.
-            for dev in ["all", "eth0"] {
-                ns.sysctl(&format!("net.ipv4.conf.{dev}.arp_ignore"), "1")?;
-                ns.sysctl(&format!("net.ipv4.conf.{dev}.arp_announce"), "2")?;
-            }
-            let addr = host_addr(ipv6, FIRST_REAL + i as u16);
-            add_addr(&ns, "eth0", addr, false)?;
-            add_addr(&ns, "lo", vip, true)?;
+            let ns = Netns::create(&format!("r{n}"))?;
+            add_port(&switch, &ns, &format!("r{n}"), "eth0", real_bridge)?;
+            let (addr, listen_port) = if nat {
+                let addr = host_addr(ipv6, INNER_NET, FIRST_REAL + i as u16);
+                add_addr(&ns, "eth0", addr, false)?;
+                // LVS-NAT: replies must go back through the director.
+                ns.run(
+                    "ip",
+                    &["route", "add", "default", "via", &gateway.to_string()],
+                )?;
+                (addr, NAT_REAL_PORT)
+            } else {
+                // LVS-DR: reals accept VIP traffic but never answer ARP for it,
+                // and never use it as the source of their own ARP requests.
+                for dev in ["all", "eth0"] {
+                    ns.sysctl(&format!("net.ipv4.conf.{dev}.arp_ignore"), "1")?;
+                    ns.sysctl(&format!("net.ipv4.conf.{dev}.arp_announce"), "2")?;
+                }
+                let addr = host_addr(ipv6, OUTER_NET, FIRST_REAL + i as u16);
+                add_addr(&ns, "eth0", addr, false)?;
+                add_addr(&ns, "lo", vip, true)?;
+                (addr, opts.port)
+            };
             let name = format!("real{n}");
             // Wildcard bind so packets addressed to the VIP are accepted too.
             let bind = if ipv6 { "[::]" } else { "0.0.0.0" };
-            let server = serve_name(&ns, format!("{bind}:{}", opts.port).parse()?, &name)?;
+            let server = serve_name(&ns, format!("{bind}:{listen_port}").parse()?, &name)?;
             reals.push(Real {
                 name,
                 ns,
@@ -158,8 +209,13 @@ impl DrLab {
             });
         }
 
+        let peers: &[&str] = if nat {
+            &[DIRECTOR_PEER, DIRECTOR_INNER_PEER]
+        } else {
+            &[DIRECTOR_PEER]
+        };
         let peer_ebpf = match &opts.peer_xdp {
-            Some((path, prog)) => Some(attach_peer_xdp(&switch, path, prog)?),
+            Some((path, prog)) => Some(attach_peer_xdp(&switch, path, prog, peers)?),
             None => None,
         };
 
@@ -174,6 +230,7 @@ impl DrLab {
             client_addr,
             director_if: "eth0".to_string(),
             pin_path: opts.pin_path.clone(),
+            method: opts.method,
             ipv6,
             peer_ebpf,
         };
@@ -193,17 +250,24 @@ impl DrLab {
     /// An `xlb` config balancing the lab's service over its reals from the
     /// director's interface.
     pub fn agent_config(&self, scheduler: &str, method: &str, xdp_mode: &str) -> String {
+        let interfaces = match self.method {
+            LabMethod::Nat => "\"eth0\", \"eth1\"",
+            LabMethod::Dr => "\"eth0\"",
+        };
         let mut s = format!(
-            "[dataplane]\ninterfaces = [\"{}\"]\nxdp_mode = \"{xdp_mode}\"\npin_path = \"{}\"\n\n\
+            "[dataplane]\ninterfaces = [{interfaces}]\nxdp_mode = \"{xdp_mode}\"\npin_path = \"{}\"\n\n\
              [[service]]\nvip = \"{}\"\nport = {}\nprotocol = \"tcp\"\nscheduler = \"{scheduler}\"\nmethod = \"{method}\"\n",
-            self.director_if,
             self.pin_path.display(),
             self.vip,
             self.port
         );
+        let real_port = match self.method {
+            LabMethod::Nat => NAT_REAL_PORT,
+            LabMethod::Dr => self.port,
+        };
         for r in &self.reals {
             s.push_str(&format!(
-                "\n[[service.real]]\naddress = \"{}\"\nweight = {}\n",
+                "\n[[service.real]]\naddress = \"{}\"\nport = {real_port}\nweight = {}\n",
                 r.addr, r.weight
             ));
         }
@@ -266,42 +330,66 @@ impl DrLab {
 
     /// Bounded wait until the client reaches the director and every real.
     fn wait_reachable(&self) -> Result<()> {
-        let mut targets = vec![(SocketAddr::new(self.director_addr, self.port), false)];
-        targets.extend(
-            self.reals
-                .iter()
-                .map(|r| (SocketAddr::new(r.addr, self.port), true)),
-        );
         let deadline = Instant::now() + REACH_TIMEOUT;
-        self.client.enter(|| -> Result<()> {
-            for (target, must_accept) in targets {
-                // Each attempt is short; the deadline bounds the whole wait.
-                for attempt in 0.. {
-                    let err = match TcpStream::connect_timeout(&target, Duration::from_millis(250))
-                    {
-                        Ok(_) => break,
-                        // A refusal proves the host answered (nothing listens there).
-                        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-                            if !must_accept {
-                                break;
-                            }
-                            e
-                        }
-                        Err(e) => e,
-                    };
-                    if Instant::now() >= deadline || attempt >= 200 {
-                        return Err(anyhow!(err)).with_context(|| {
-                            format!(
-                                "{target} not reachable from the client within {REACH_TIMEOUT:?}"
-                            )
-                        });
-                    }
-                    std::thread::sleep(Duration::from_millis(20));
-                }
+        let director = vec![(SocketAddr::new(self.director_addr, self.port), false)];
+        let reals: Vec<(SocketAddr, bool)> = match self.method {
+            LabMethod::Nat => self
+                .reals
+                .iter()
+                .map(|r| (SocketAddr::new(r.addr, NAT_REAL_PORT), true))
+                .collect(),
+            LabMethod::Dr => self
+                .reals
+                .iter()
+                .map(|r| (SocketAddr::new(r.addr, self.port), true))
+                .collect(),
+        };
+        // NAT reals sit behind the director: only it reaches them directly.
+        match self.method {
+            LabMethod::Nat => {
+                wait_connect(&self.client, director, deadline)?;
+                wait_connect(&self.director, reals, deadline)
             }
-            Ok(())
-        })?
+            LabMethod::Dr => wait_connect(
+                &self.client,
+                director.into_iter().chain(reals).collect(),
+                deadline,
+            ),
+        }
     }
+}
+
+/// Bounded wait until `from` connects to every target (a refusal counts
+/// when `must_accept` is false: it proves the host answered).
+fn wait_connect(from: &Netns, targets: Vec<(SocketAddr, bool)>, deadline: Instant) -> Result<()> {
+    from.enter(|| -> Result<()> {
+        for (target, must_accept) in targets {
+            // Each attempt is short; the deadline bounds the whole wait.
+            for attempt in 0.. {
+                let err = match TcpStream::connect_timeout(&target, Duration::from_millis(250)) {
+                    Ok(_) => break,
+                    // A refusal proves the host answered (nothing listens there).
+                    Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                        if !must_accept {
+                            break;
+                        }
+                        e
+                    }
+                    Err(e) => e,
+                };
+                if Instant::now() >= deadline || attempt >= 200 {
+                    return Err(anyhow!(err)).with_context(|| {
+                        format!(
+                            "{target} not reachable from {} within {REACH_TIMEOUT:?}",
+                            from.name()
+                        )
+                    });
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        Ok(())
+    })?
 }
 
 impl Drop for DrLab {
@@ -314,25 +402,30 @@ impl Drop for DrLab {
     }
 }
 
-/// 10.250.0.`host` or fd00:250::`host` (same digits, so real1 is .11 / ::11).
-fn host_addr(ipv6: bool, host: u16) -> IpAddr {
+/// 10.`net`.0.`host` or fd00:`net`::`host` (same digits, so real1 is .11 / ::11).
+fn host_addr(ipv6: bool, net: u16, host: u16) -> IpAddr {
     let text = if ipv6 {
-        format!("fd00:250::{host}")
+        format!("fd00:{net}::{host}")
     } else {
-        format!("10.250.0.{host}")
+        format!("10.{net}.0.{host}")
     };
     text.parse().expect("address plan yields valid addresses")
 }
 
-/// New namespace for a host, wired to the bridge with `eth0` inside and
-/// `port_name` on the switch; links up and TX checksum offload off.
-fn add_host(switch: &Netns, role: &str, port_name: &str, ipv6: bool) -> Result<Netns> {
+/// New namespace for a host, wired to bridge `br0` with `eth0` inside and
+/// `port_name` on the switch.
+fn add_host(switch: &Netns, role: &str, port_name: &str) -> Result<Netns> {
     let ns = Netns::create(role)?;
-    if ipv6 {
-        // Addresses are usable at once instead of after duplicate detection.
-        ns.sysctl("net.ipv6.conf.all.accept_dad", "0")?;
-        ns.sysctl("net.ipv6.conf.default.accept_dad", "0")?;
-    }
+    add_port(switch, &ns, port_name, "eth0", "br0")?;
+    Ok(ns)
+}
+
+/// Wires `ns` to `bridge`: `dev` inside, `port_name` on the switch; links up,
+/// TX checksum offload off, IPv6 addresses usable at once.
+fn add_port(switch: &Netns, ns: &Netns, port_name: &str, dev: &str, bridge: &str) -> Result<()> {
+    // Addresses are usable at once instead of after duplicate detection.
+    ns.sysctl("net.ipv6.conf.all.accept_dad", "0")?;
+    ns.sysctl("net.ipv6.conf.default.accept_dad", "0")?;
     // Created from inside the switch namespace with the peer placed directly
     // in the host namespace: neither end ever exists in the root namespace.
     switch.run(
@@ -345,18 +438,18 @@ fn add_host(switch: &Netns, role: &str, port_name: &str, ipv6: bool) -> Result<N
             "veth",
             "peer",
             "name",
-            "eth0",
+            dev,
             "netns",
             ns.name(),
         ],
     )?;
-    switch.run("ip", &["link", "set", port_name, "master", "br0", "up"])?;
-    ns.run("ip", &["link", "set", "eth0", "up"])?;
+    switch.run("ip", &["link", "set", port_name, "master", bridge, "up"])?;
+    ns.run("ip", &["link", "set", dev, "up"])?;
     // A locally sent packet carries only a partial checksum with offload on,
     // and XDP_TX would forward it unfixed.
-    ns.run("ethtool", &["-K", "eth0", "tx", "off"])
+    ns.run("ethtool", &["-K", dev, "tx", "off"])
         .context("ethtool (Debian package `ethtool`)")?;
-    Ok(ns)
+    Ok(())
 }
 
 /// Add `addr` to `dev`: the subnet prefix, or a host prefix for the VIP.
@@ -377,9 +470,14 @@ fn add_addr(ns: &Netns, dev: &str, addr: IpAddr, host_only: bool) -> Result<()> 
 }
 
 /// Load `prog` from `path` and attach it in driver mode to the director's
-/// switch-side veth. The attach resolves the interface in the calling
-/// thread's namespace, so it runs inside the switch namespace.
-fn attach_peer_xdp(switch: &Netns, path: &std::path::Path, prog: &str) -> Result<Ebpf> {
+/// switch-side veths `peers`. The attach resolves the interface in the
+/// calling thread's namespace, so it runs inside the switch namespace.
+fn attach_peer_xdp(
+    switch: &Netns,
+    path: &std::path::Path,
+    prog: &str,
+    peers: &[&str],
+) -> Result<Ebpf> {
     let mut ebpf =
         Ebpf::load_file(path).with_context(|| format!("load eBPF object {}", path.display()))?;
     let program: &mut Xdp = ebpf
@@ -390,14 +488,16 @@ fn attach_peer_xdp(switch: &Netns, path: &std::path::Path, prog: &str) -> Result
     program
         .load()
         .with_context(|| format!("load XDP program {prog:?}"))?;
-    switch
-        .enter(|| program.attach(DIRECTOR_PEER, XdpMode::Driver))?
-        .with_context(|| {
-            format!(
-                "attach {prog:?} (driver mode) to {DIRECTOR_PEER} in {}",
-                switch.name()
-            )
-        })?;
+    for peer in peers {
+        switch
+            .enter(|| program.attach(peer, XdpMode::Driver))?
+            .with_context(|| {
+                format!(
+                    "attach {prog:?} (driver mode) to {peer} in {}",
+                    switch.name()
+                )
+            })?;
+    }
     Ok(ebpf)
 }
 
@@ -441,7 +541,7 @@ mod tests {
         };
         let lab = DrLab::build(&opts)?;
         assert_eq!(lab.reals.len(), 3);
-        assert_eq!(lab.reals[0].addr, host_addr(ipv6, 11));
+        assert_eq!(lab.reals[0].addr, host_addr(ipv6, OUTER_NET, 11));
         for r in &lab.reals {
             let got = get_name(&lab.client, SocketAddr::new(r.addr, lab.port), T)?;
             assert_eq!(got, r.name);
@@ -558,7 +658,7 @@ attributes #0 = { nounwind }
 
     #[test]
     fn address_plan() {
-        assert_eq!(host_addr(false, 100).to_string(), "10.250.0.100");
-        assert_eq!(host_addr(true, 12).to_string(), "fd00:250::12");
+        assert_eq!(host_addr(false, OUTER_NET, 100).to_string(), "10.250.0.100");
+        assert_eq!(host_addr(true, OUTER_NET, 12).to_string(), "fd00:250::12");
     }
 }

@@ -18,13 +18,13 @@ use std::{
 use xlb_testbed::{
     agent::Agent,
     http::get_name,
-    lab::{DrLab, LabOptions},
+    lab::{DrLab, LabMethod, LabOptions},
 };
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Forwarding method (dr; nat and tun arrive with the data-plane issues).
-    #[arg(long, default_value = "dr")]
+    /// Forwarding method: dr (one bridge) or nat (two-armed director, reals routing through it).
+    #[arg(long, default_value = "dr", value_parser = ["dr", "nat"])]
     method: String,
     /// LVS scheduler name.
     #[arg(long, default_value = "mh")]
@@ -69,6 +69,10 @@ pub fn run(args: &Args) -> Result<()> {
         ipv6: args.ipv6,
         port: 80,
         peer_xdp: Some((object, lb_common::PROG_PASS.to_string())),
+        method: match args.method.as_str() {
+            "nat" => LabMethod::Nat,
+            _ => LabMethod::Dr,
+        },
         // The lab is for looking around with bpftool: use the agent's default.
         pin_path: "/sys/fs/bpf/xlb".into(),
     })?;

@@ -1,0 +1,204 @@
+//! LVS-NAT end to end: a two-armed director (clients on eth0, real servers
+//! on eth1 routing through it), real TCP and UDP traffic through the VIP.
+//! The reals listen on another port than the service, so every answer proves
+//! both rewrites (in and back out) happened.
+
+mod common;
+
+use common::xlb_bin;
+use std::{
+    collections::BTreeMap,
+    net::{SocketAddr, UdpSocket},
+    path::PathBuf,
+    process::Command,
+    time::Duration,
+};
+use xlb_testbed::{
+    agent::Agent,
+    http::{HttpConn, get_name},
+    lab::{DrLab, LabMethod, LabOptions},
+};
+
+const TIMEOUT: Duration = Duration::from_secs(3);
+
+fn lab(ipv6: bool) -> DrLab {
+    DrLab::build(&LabOptions {
+        weights: vec![1, 2, 3],
+        ipv6,
+        method: LabMethod::Nat,
+        peer_xdp: Some((
+            xlb::EBPF_OBJECT_PATH.into(),
+            lb_common::PROG_PASS.to_string(),
+        )),
+        ..LabOptions::default()
+    })
+    .expect("build the NAT lab")
+}
+
+fn start(lab: &DrLab, tag: &str, extra: &str) -> (Agent, PathBuf) {
+    let dir = std::env::temp_dir().join(format!("xlb-nat-{}-{tag}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("xlb.toml");
+    let mut config = lab.agent_config("mh", "nat", "native");
+    config.push_str(extra);
+    std::fs::write(&path, config).unwrap();
+    let agent = Agent::start(&lab.director, &xlb_bin(), &path).unwrap();
+    (agent, dir)
+}
+
+fn spread(lab: &DrLab, n: usize) -> BTreeMap<String, usize> {
+    let mut seen = BTreeMap::new();
+    for _ in 0..n {
+        let name =
+            get_name(&lab.client, lab.vip_socket(), TIMEOUT).expect("request through the VIP");
+        *seen.entry(name).or_insert(0) += 1;
+    }
+    seen
+}
+
+fn status(lab: &DrLab) -> String {
+    let out = Command::new(xlb_bin())
+        .args(["status", "--pin-path"])
+        .arg(&lab.pin_path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn tcp_through_the_director(ipv6: bool) {
+    let lab = lab(ipv6);
+    let (agent, dir) = start(&lab, if ipv6 { "v6" } else { "v4" }, "");
+    let seen = spread(&lab, 60);
+    assert_eq!(seen.len(), 3, "not every real was used: {seen:?}");
+    assert_eq!(seen.values().sum::<usize>(), 60);
+
+    // Long-lived connections keep their real across many exchanges.
+    let mut conns: Vec<(HttpConn, String)> = (0..4)
+        .map(|_| {
+            let mut c = HttpConn::open(&lab.client, lab.vip_socket(), TIMEOUT).unwrap();
+            let first = c.ask().unwrap();
+            (c, first)
+        })
+        .collect();
+    for _ in 0..5 {
+        for (c, first) in &mut conns {
+            assert_eq!(&c.ask().unwrap(), first);
+        }
+    }
+
+    let status = status(&lab);
+    for r in &lab.reals {
+        let line = status
+            .lines()
+            .find(|l| {
+                l.contains(&format!(
+                    "{}:{}",
+                    fmt_addr(r.addr),
+                    xlb_testbed::lab::NAT_REAL_PORT
+                ))
+            })
+            .unwrap_or_else(|| panic!("{} missing:\n{status}", r.addr));
+        assert_eq!(line.split_whitespace().nth(2), Some("Masq"), "{line}");
+    }
+    drop(conns);
+    agent.stop().unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+fn fmt_addr(a: std::net::IpAddr) -> String {
+    match a {
+        std::net::IpAddr::V4(v4) => v4.to_string(),
+        std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+    }
+}
+
+#[test]
+fn nat_tcp_ipv4() {
+    tcp_through_the_director(false);
+}
+
+#[test]
+fn nat_tcp_ipv6() {
+    tcp_through_the_director(true);
+}
+
+/// UDP: every real runs an echo server on the real port that prefixes its
+/// name; the client talks to the VIP and must get answers from the VIP.
+#[test]
+fn nat_udp_ipv4_answers_come_from_the_vip() {
+    let lab = lab(false);
+    let echo_port = 5300;
+    let mut servers = Vec::new();
+    for r in &lab.reals {
+        let name = r.name.clone();
+        let sock =
+            r.ns.enter(|| UdpSocket::bind(("0.0.0.0", echo_port)))
+                .unwrap()
+                .unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        servers.push(std::thread::spawn(move || {
+            let mut buf = [0u8; 512];
+            // Bounded: 50 receive polls of at most 200 ms each.
+            for _ in 0..50 {
+                if let Ok((n, from)) = sock.recv_from(&mut buf) {
+                    let mut answer = name.clone().into_bytes();
+                    answer.push(b':');
+                    answer.extend_from_slice(&buf[..n]);
+                    let _ = sock.send_to(&answer, from);
+                }
+            }
+        }));
+    }
+    let extra = format!(
+        "\n[[service]]\nvip = \"{}\"\nport = 53\nprotocol = \"udp\"\nscheduler = \"mh\"\nmethod = \"nat\"\n{}",
+        lab.vip,
+        lab.reals
+            .iter()
+            .map(|r| format!(
+                "\n[[service.real]]\naddress = \"{}\"\nport = {echo_port}\n",
+                r.addr
+            ))
+            .collect::<String>()
+    );
+    let (agent, dir) = start(&lab, "udp", &extra);
+    let vip = SocketAddr::new(lab.vip, 53);
+    let answers: Vec<(String, SocketAddr)> = lab
+        .client
+        .enter(|| {
+            let mut got = Vec::new();
+            for i in 0..12 {
+                // A new source port per query: a new flow each time.
+                let s = UdpSocket::bind("0.0.0.0:0").unwrap();
+                s.set_read_timeout(Some(TIMEOUT)).unwrap();
+                s.send_to(format!("q{i}").as_bytes(), vip).unwrap();
+                let mut buf = [0u8; 512];
+                let (n, from) = s.recv_from(&mut buf).expect("UDP answer through the VIP");
+                got.push((String::from_utf8_lossy(&buf[..n]).into_owned(), from));
+            }
+            got
+        })
+        .unwrap();
+    for (i, (text, from)) in answers.iter().enumerate() {
+        assert_eq!(*from, vip, "answer {i} did not come from the VIP");
+        assert!(text.ends_with(&format!(":q{i}")), "{text}");
+    }
+    let names: std::collections::BTreeSet<&str> = answers
+        .iter()
+        .map(|(t, _)| t.split(':').next().unwrap())
+        .collect();
+    assert!(
+        names.len() >= 2,
+        "UDP flows all went to one real: {names:?}"
+    );
+    agent.stop().unwrap();
+    for s in servers {
+        s.join().unwrap();
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
