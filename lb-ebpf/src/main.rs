@@ -59,6 +59,9 @@ fn director(ctx: &XdpContext) -> (u32, Fate) {
     if service.flags & SERVICE_F_ACTIVE == 0 {
         return (xdp_action::XDP_PASS, Fate::Pass);
     }
+    if pkt.icmp_error {
+        return icmp_error(ctx, &pkt, service.id);
+    }
 
     // An existing flow keeps its real while that real is still usable in this service.
     let entry = conntrack::lookup(flow);
@@ -102,6 +105,29 @@ fn director(ctx: &XdpContext) -> (u32, Fate) {
         stats::forwarded(service.id, real_id, bytes, new_conn);
     }
     verdict
+}
+
+/// An ICMP error about a flow goes to the real server that flow is on (so
+/// that, say, "fragmentation needed" from a router near the client reaches
+/// the real that sent the too-big reply); it never creates a flow.
+#[inline(always)]
+fn icmp_error(ctx: &XdpContext, pkt: &parse::Packet, service_id: u32) -> (u32, Fate) {
+    let Some(entry) = conntrack::lookup(&pkt.flow) else {
+        return (xdp_action::XDP_PASS, Fate::Pass);
+    };
+    // SAFETY: `entry` points into the flow table.
+    let (flow_service, real_id) = unsafe { ((*entry).service_id, (*entry).real_id) };
+    if flow_service != service_id {
+        return (xdp_action::XDP_PASS, Fate::Pass);
+    }
+    let Some((_, real)) = usable(real_id, service_id) else {
+        return (xdp_action::XDP_PASS, Fate::Pass);
+    };
+    match real.method {
+        method::DR => forward::direct_route(ctx, real),
+        // NAT would have to rewrite the quoted header too; the stack gets it.
+        _ => (xdp_action::XDP_PASS, Fate::Pass),
+    }
 }
 
 /// The real server `id` if it belongs to `service_id` and can take packets.

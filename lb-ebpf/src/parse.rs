@@ -42,6 +42,64 @@ pub struct Packet {
     pub l4: usize,
     /// TCP flags (`lb_common::conn::TCP_*`); 0 for UDP.
     pub tcp_flags: u8,
+    /// An ICMP error about a packet of `flow`: `flow` is the client's flow
+    /// rebuilt from the quoted header (which is the reply, VIP → client),
+    /// and `l4` the ICMP header.
+    pub icmp_error: bool,
+}
+
+const ICMP: u8 = 1;
+const ICMPV6: u8 = 58;
+
+/// For an ICMP / ICMPv6 error (destination unreachable, fragmentation needed
+/// or packet too big, time exceeded, parameter problem) at `l4`, the client
+/// flow its quoted packet belongs to. The quote is the VIP's reply to the
+/// client, so the tuple is reversed.
+#[inline(always)]
+fn icmp_error_flow(ctx: &XdpContext, family: u8, l4: usize) -> Result<FlowKey, Skip> {
+    let icmp: *const [u8; 8] = ptr_at(ctx, l4).ok_or(Skip::Malformed)?;
+    let kind = unsafe { (*icmp)[0] };
+    let error = if family == FAMILY_V4 {
+        matches!(kind, 3 | 11 | 12)
+    } else {
+        matches!(kind, 1..=4)
+    };
+    if !error {
+        return Err(Skip::NotOurs);
+    }
+    let quoted = l4 + 8;
+    let mut flow = FlowKey {
+        family,
+        ..FlowKey::default()
+    };
+    let ports_at = if family == FAMILY_V4 {
+        let ip: *const Ipv4Hdr = ptr_at(ctx, quoted).ok_or(Skip::Malformed)?;
+        let ip = unsafe { &*ip };
+        let ihl = ((ip.vihl & 0x0f) as usize) * 4;
+        if ihl < Ipv4Hdr::LEN {
+            return Err(Skip::Malformed);
+        }
+        flow.proto = ip.proto;
+        flow.src = words4(ip.dst_addr);
+        flow.dst = words4(ip.src_addr);
+        quoted + (ihl & 0x3c)
+    } else {
+        let ip: *const Ipv6Hdr = ptr_at(ctx, quoted).ok_or(Skip::Malformed)?;
+        let ip = unsafe { &*ip };
+        flow.proto = ip.next_hdr;
+        flow.src = words16(ip.dst_addr);
+        flow.dst = words16(ip.src_addr);
+        quoted + Ipv6Hdr::LEN
+    };
+    if flow.proto != PROTO_TCP && flow.proto != PROTO_UDP {
+        return Err(Skip::NotOurs);
+    }
+    // Source and destination port lead both TCP and UDP headers.
+    let ports: *const [u16; 2] = ptr_at(ctx, ports_at).ok_or(Skip::Malformed)?;
+    let [sport, dport] = unsafe { *ports };
+    flow.sport = dport;
+    flow.dport = sport;
+    Ok(flow)
 }
 
 /// A pointer to a `T` at `offset`, or `None` if it would run past the frame.
@@ -143,6 +201,17 @@ pub fn parse(ctx: &XdpContext) -> Result<Packet, Skip> {
         return Err(Skip::NotOurs);
     }
 
+    if flow.proto == ICMP && flow.family == FAMILY_V4
+        || flow.proto == ICMPV6 && flow.family == FAMILY_V6
+    {
+        return Ok(Packet {
+            flow: icmp_error_flow(ctx, flow.family, l4)?,
+            l3,
+            l4,
+            tcp_flags: 0,
+            icmp_error: true,
+        });
+    }
     let mut tcp_flags = 0;
     if flow.proto == PROTO_TCP {
         let tcp_ptr: *const TcpHdr = ptr_at(ctx, l4).ok_or(Skip::Malformed)?;
@@ -167,5 +236,6 @@ pub fn parse(ctx: &XdpContext) -> Result<Packet, Skip> {
         l3,
         l4,
         tcp_flags,
+        icmp_error: false,
     })
 }

@@ -1089,3 +1089,66 @@ fn nat_without_a_neighbour_hands_the_rewritten_packet_to_the_stack() {
         assert!(checksums_valid(&out));
     });
 }
+
+// ---- ICMP errors ----
+
+/// An ICMP(v6) error of `kind` from a router to the VIP, quoting the
+/// VIP's reply `quoted` (an IP packet).
+fn icmp_error4(kind: u8, code: u8, quoted: &[u8]) -> Vec<u8> {
+    let mut body = vec![kind, code, 0, 0, 0, 0, 0x05, 0xdc];
+    body.extend_from_slice(quoted);
+    eth(
+        DIRECTOR_MAC,
+        CLIENT_MAC,
+        ETH_IPV4,
+        &ipv4([192, 0, 2, 1], VIP4, IP_ICMP, &[], 0, &body),
+    )
+}
+
+#[test]
+fn icmp_errors_follow_the_flow_they_quote() {
+    const ICMPV6: u8 = 58;
+    with_director(|d| {
+        standard(d);
+        // No flow yet: the error is not ours.
+        let reply = ipv4(VIP4, CLIENT4, IP_TCP, &[], 0, &tcp(80, 40000));
+        let frag_needed = icmp_error4(3, 4, &reply);
+        assert_eq!(d.run(&frag_needed, LO), (XDP_PASS, frag_needed.clone()));
+        // Once the flow exists, the error goes to its real, like the flow.
+        d.run(&tcp4(VIP4, 80), LO);
+        assert_eq!(
+            d.run(&frag_needed, LO),
+            (XDP_TX, with_macs(&frag_needed, REAL_A_MAC, DIRECTOR_MAC))
+        );
+        // It creates no flow and counts no connection.
+        assert_eq!(d.conns(1).active, 1);
+        // An echo request to the VIP is not an error: the stack answers it.
+        let echo = icmp_error4(8, 0, b"ping");
+        assert_eq!(d.run(&echo, LO), (XDP_PASS, echo.clone()));
+        // A quote cut short is malformed.
+        let cut = icmp_error4(3, 4, &reply[..22]);
+        assert_eq!(d.run(&cut, LO).0, XDP_PASS);
+
+        // ICMPv6 packet too big about an IPv6 flow.
+        let t6 = eth(
+            DIRECTOR_MAC,
+            CLIENT_MAC,
+            ETH_IPV6,
+            &ipv6(CLIENT6, VIP6, IP_TCP, &tcp(40000, 80)),
+        );
+        d.run(&t6, LO);
+        let mut body = vec![2, 0, 0, 0, 0, 0, 0x05, 0x00];
+        body.extend_from_slice(&ipv6(VIP6, CLIENT6, IP_TCP, &tcp(80, 40000)));
+        let router6 = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+        let too_big = eth(
+            DIRECTOR_MAC,
+            CLIENT_MAC,
+            ETH_IPV6,
+            &ipv6(router6, VIP6, ICMPV6, &body),
+        );
+        assert_eq!(
+            d.run(&too_big, LO),
+            (XDP_TX, with_macs(&too_big, REAL_C_MAC, DIRECTOR_MAC))
+        );
+    });
+}
