@@ -138,7 +138,7 @@ fn reply_key(flow: &FlowKey, real: &RealInfo) -> FlowKey {
 pub fn inbound(ctx: &XdpContext, pkt: &Packet, real: &RealInfo, new_flow: bool) -> (u32, Fate) {
     if new_flow
         && NAT_REPLIES
-            .insert(&reply_key(&pkt.flow, real), pkt.flow, 0)
+            .insert(reply_key(&pkt.flow, real), pkt.flow, 0)
             .is_err()
     {
         return (xdp_action::XDP_ABORTED, Fate::Error);
@@ -160,9 +160,9 @@ pub fn inbound(ctx: &XdpContext, pkt: &Packet, real: &RealInfo, new_flow: bool) 
 /// ours and goes to the stack.
 #[inline(always)]
 pub fn reply(ctx: &XdpContext, pkt: &Packet, now: u64) -> Option<(u32, Fate)> {
-    let client = unsafe { NAT_REPLIES.get(&pkt.flow) }?;
+    let client = unsafe { NAT_REPLIES.get(pkt.flow) }?;
     let client = *client;
-    let entry = CONNTRACK.get_ptr_mut(&client)?;
+    let entry = CONNTRACK.get_ptr_mut(client)?;
     conntrack::reply_packet(entry, now);
     if rewrite(ctx, pkt, End::Src, &client.dst, client.dport).is_none() {
         return Some((xdp_action::XDP_ABORTED, Fate::Error));
