@@ -5,7 +5,9 @@
 
 mod common;
 
+use aya::maps::{Array, HashMap, Map, MapData};
 use common::xlb_bin;
+use lb_common::{ConnCounts, FlowKey, FlowState};
 use std::{
     collections::BTreeMap,
     net::{SocketAddr, UdpSocket},
@@ -36,10 +38,18 @@ fn lab(ipv6: bool) -> DrLab {
 }
 
 fn start(lab: &DrLab, tag: &str, extra: &str) -> (Agent, PathBuf) {
+    start_with_timeout(lab, tag, extra, 300)
+}
+
+fn start_with_timeout(lab: &DrLab, tag: &str, extra: &str, udp_timeout: u32) -> (Agent, PathBuf) {
     let dir = std::env::temp_dir().join(format!("xlb-nat-{}-{tag}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("xlb.toml");
-    let mut config = lab.agent_config("mh", "nat", "native");
+    let mut config = lab.agent_config("mh", "nat", "native").replacen(
+        "[dataplane]\n",
+        &format!("[dataplane]\nudp_timeout = {udp_timeout}\n"),
+        1,
+    );
     config.push_str(extra);
     std::fs::write(&path, config).unwrap();
     let agent = Agent::start(&lab.director, &xlb_bin(), &path).unwrap();
@@ -166,7 +176,8 @@ fn nat_udp_ipv4_answers_come_from_the_vip() {
             ))
             .collect::<String>()
     );
-    let (agent, dir) = start(&lab, "udp", &extra);
+    // A one-second UDP timeout, so expiry can be watched within the test.
+    let (agent, dir) = start_with_timeout(&lab, "udp", &extra, 1);
     let vip = SocketAddr::new(lab.vip, 53);
     let answers: Vec<(String, SocketAddr)> = lab
         .client
