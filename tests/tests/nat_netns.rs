@@ -207,6 +207,51 @@ fn nat_udp_ipv4_answers_come_from_the_vip() {
         names.len() >= 2,
         "UDP flows all went to one real: {names:?}"
     );
+
+    // Idle UDP flows expire after udp_timeout: the agent removes them, with
+    // their reply entries, and each real's live count drops back to zero.
+    let udp_flows = |lab: &DrLab| -> usize {
+        let ct = MapData::from_pin(lab.pin_path.join("CONNTRACK")).unwrap();
+        let ct: HashMap<MapData, FlowKey, FlowState> =
+            Map::from_map_data(ct).unwrap().try_into().unwrap();
+        ct.keys()
+            .filter_map(Result::ok)
+            .filter(|k| k.proto == lb_common::PROTO_UDP)
+            .count()
+    };
+    let mut left = usize::MAX;
+    for _ in 0..100 {
+        left = udp_flows(&lab);
+        if left == 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(left, 0, "idle UDP flows never expired");
+    let read = |name: &str| -> Vec<ConnCounts> {
+        let m = MapData::from_pin(lab.pin_path.join(name)).unwrap();
+        let m: Array<MapData, ConnCounts> = Map::from_map_data(m).unwrap().try_into().unwrap();
+        m.iter().map(Result::unwrap).collect()
+    };
+    let (counted, gone) = (read("REAL_CONNS"), read("REAL_CONNS_GONE"));
+    let inactive: u64 = counted.iter().map(|c| c.inactive).sum();
+    assert!(inactive >= 12, "UDP flows were not counted: {inactive}");
+    for (c, g) in counted.iter().zip(&gone) {
+        assert_eq!(
+            c.live(*g),
+            ConnCounts::default(),
+            "live connections left after expiry"
+        );
+    }
+    let replies = MapData::from_pin(lab.pin_path.join("NAT_REPLIES")).unwrap();
+    let replies: HashMap<MapData, FlowKey, FlowKey> =
+        Map::from_map_data(replies).unwrap().try_into().unwrap();
+    let udp_replies = replies
+        .keys()
+        .filter_map(Result::ok)
+        .filter(|k| k.proto == lb_common::PROTO_UDP)
+        .count();
+    assert_eq!(udp_replies, 0, "NAT reply entries outlived their flows");
     agent.stop().unwrap();
     for s in servers {
         s.join().unwrap();
