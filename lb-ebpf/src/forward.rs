@@ -1,5 +1,6 @@
-//! LVS direct routing: the frame leaves unchanged but for its MAC addresses,
-//! towards a real server that holds the VIP on a non-ARPing interface.
+//! Sending a frame to a real server's next hop, and LVS direct routing: the
+//! frame leaves unchanged but for its MAC addresses, towards a real server
+//! that holds the VIP on a non-ARPing interface.
 
 use crate::{
     maps::{IFACES, TX_PORTS},
@@ -13,6 +14,15 @@ use network_types::eth::EthHdr;
 /// Rewrites the MACs for `real` and returns the XDP action with the counter it belongs to.
 #[inline(always)]
 pub fn direct_route(ctx: &XdpContext, real: &RealInfo) -> (u32, Fate) {
+    to_next_hop(ctx, real)
+}
+
+/// Sends the frame as it now stands to `real`'s next hop (its MAC, or for a
+/// routed tunnel the gateway's): destination MAC `real.mac`, source the
+/// egress interface's; XDP_TX if that is the ingress interface, else
+/// XDP_REDIRECT through `TX_PORTS`.
+#[inline(always)]
+pub fn to_next_hop(ctx: &XdpContext, real: &RealInfo) -> (u32, Fate) {
     let Some(iface) = (unsafe { IFACES.get(real.ifindex) }) else {
         return (xdp_action::XDP_ABORTED, Fate::Error);
     };

@@ -8,6 +8,7 @@ mod maps;
 mod parse;
 mod sched;
 mod stats;
+mod tun;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use aya_log_ebpf::debug;
@@ -71,6 +72,7 @@ fn director(ctx: &XdpContext) -> (u32, Fate) {
     let bytes = (ctx.data_end() - ctx.data()) as u64;
     let verdict = match real.method {
         method::DR => forward::direct_route(ctx, real),
+        method::TUN => tun::encapsulate(ctx, real, &flow),
         _ => (xdp_action::XDP_ABORTED, Fate::Error),
     };
     if matches!(verdict.1, Fate::Tx | Fate::Redirect) {

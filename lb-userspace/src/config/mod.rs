@@ -5,7 +5,11 @@
 mod raw;
 mod validate;
 
-use std::{fmt, net::IpAddr, path::PathBuf};
+use std::{
+    fmt,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    path::PathBuf,
+};
 
 pub use validate::parse;
 
@@ -82,23 +86,58 @@ impl Scheduler {
 pub enum Method {
     /// Direct routing (ipvsadm -g, "Route").
     Dr,
+    /// IP tunnelling (ipvsadm -i, "Tunnel").
+    Tun,
 }
 
 impl Method {
     pub fn code(self) -> u8 {
         match self {
             Method::Dr => lb_common::method::DR,
+            Method::Tun => lb_common::method::TUN,
         }
     }
 
     pub fn from_code(code: u8) -> Option<Method> {
-        (code == lb_common::method::DR).then_some(Method::Dr)
+        match code {
+            lb_common::method::DR => Some(Method::Dr),
+            lb_common::method::TUN => Some(Method::Tun),
+            _ => None,
+        }
     }
 
     /// The word ipvsadm prints in its Forward column.
     pub fn ipvsadm_name(self) -> &'static str {
         match self {
             Method::Dr => "Route",
+            Method::Tun => "Tunnel",
+        }
+    }
+}
+
+/// The encapsulation of a `tun` service (keepalived's `type`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tunnel {
+    /// IP in IP: the outer header is IPv4 or IPv6 after the real's address.
+    Ipip,
+    /// Generic UDP Encapsulation to this UDP port on the real server.
+    Gue { port: u16 },
+}
+
+impl Tunnel {
+    /// `RealInfo::tun_type`.
+    pub fn code(self) -> u8 {
+        match self {
+            Tunnel::Ipip => lb_common::tun::IPIP,
+            Tunnel::Gue { .. } => lb_common::tun::GUE,
+        }
+    }
+
+    /// `RealInfo::tun_port` (network byte order; 0 for IPIP).
+    pub fn port_be(self) -> u16 {
+        match self {
+            Tunnel::Ipip => 0,
+            Tunnel::Gue { port } => port.to_be(),
         }
     }
 }
@@ -118,6 +157,10 @@ pub struct Dataplane {
     pub max_services: u32,
     pub max_reals: u32,
     pub conntrack_size: u32,
+    /// Outer source of IPv4 tunnels; `None`: the kernel's source towards the reals.
+    pub tunnel_source_v4: Option<Ipv4Addr>,
+    /// Outer source of IPv6 tunnels; `None`: as for IPv4.
+    pub tunnel_source_v6: Option<Ipv6Addr>,
 }
 
 /// A virtual service is identified as in IPVS: address, port, protocol.
@@ -151,6 +194,8 @@ pub struct Service {
     pub id: ServiceId,
     pub scheduler: Scheduler,
     pub method: Method,
+    /// The encapsulation, for `Method::Tun` only.
+    pub tunnel: Option<Tunnel>,
     /// An inactive service is known to the data plane but its packets go to the stack.
     pub active: bool,
     pub reals: Vec<Real>,

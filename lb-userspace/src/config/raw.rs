@@ -28,6 +28,10 @@ pub struct Dataplane {
     pub max_reals: Option<Spanned<i64>>,
     #[serde(default)]
     pub conntrack_size: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub tunnel_source_v4: Option<Spanned<String>>,
+    #[serde(default)]
+    pub tunnel_source_v6: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -43,6 +47,10 @@ pub struct Service {
     pub method: Option<Spanned<String>>,
     #[serde(default)]
     pub active: Option<Spanned<bool>>,
+    #[serde(default)]
+    pub tunnel: Option<Spanned<String>>,
+    #[serde(default)]
+    pub gue_port: Option<Spanned<i64>>,
     #[serde(default, rename = "real")]
     pub reals: Vec<Spanned<Real>>,
 }
