@@ -23,7 +23,7 @@ use xlb_testbed::{
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Forwarding method (dr; nat and tun arrive with the data-plane issues).
+    /// Forwarding method (dr, tun); with tun the reals unwrap with `xlb decap`.
     #[arg(long, default_value = "dr")]
     method: String,
     /// LVS scheduler name.
@@ -71,6 +71,7 @@ pub fn run(args: &Args) -> Result<()> {
         peer_xdp: Some((object, lb_common::PROG_PASS.to_string())),
         // The lab is for looking around with bpftool: use the agent's default.
         pin_path: "/sys/fs/bpf/xlb".into(),
+        udp_port: None,
     })?;
     let dir = work_dir()?;
     let result = drive(args, &lab, &xlb, &dir, &stop);
@@ -94,6 +95,12 @@ fn drive(args: &Args, lab: &DrLab, xlb: &Path, dir: &Path, stop: &AtomicBool) ->
             .arg(&config),
     )
     .context("the lab's config was refused (see above)")?;
+    // TUN reals unwrap the tunnel themselves; this kernel may lack the ipip module.
+    let decaps = if args.method == "tun" {
+        lab.start_decap(xlb, None)?
+    } else {
+        Vec::new()
+    };
     let agent = Agent::start(&lab.director, xlb, &config)?;
 
     let vip = lab.vip_socket();
@@ -153,12 +160,19 @@ fn drive(args: &Args, lab: &DrLab, xlb: &Path, dir: &Path, stop: &AtomicBool) ->
         }
     }
     agent.stop()?;
+    for d in decaps {
+        d.stop()?;
+    }
     if failed > 0 {
         bail!(
             "{failed} of {} requests failed; last error: {:#}",
             args.requests,
             last_error.expect("a failure")
         );
+    }
+    let unused: Vec<&String> = seen.iter().filter(|(_, n)| **n == 0).map(|(k, _)| k).collect();
+    if !unused.is_empty() {
+        bail!("real servers never used: {unused:?}");
     }
     Ok(())
 }
