@@ -272,7 +272,13 @@ fn outer_v6(
 /// UDP (checksum 0: RFC 6935 allows it for tunnels over IPv6, and IPVS sends
 /// it so over both families) and the GUE header at `at`.
 #[inline(always)]
-fn gue_header(ctx: &XdpContext, at: usize, real: &RealInfo, inner: &Inner, hash: u32) -> Option<()> {
+fn gue_header(
+    ctx: &XdpContext,
+    at: usize,
+    real: &RealInfo,
+    inner: &Inner,
+    hash: u32,
+) -> Option<()> {
     let udp: *mut UdpHdr = ptr_at(ctx, at)?;
     let gue: *mut [u8; GUE_HDR] = ptr_at(ctx, at + UdpHdr::LEN)?;
     let sport = GUE_SPORT_BASE | (hash & GUE_SPORT_MASK) as u16;

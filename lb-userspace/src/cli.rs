@@ -37,7 +37,8 @@ pub enum Command {
         /// Directory the agent pinned its maps in.
         #[arg(long, default_value = "/sys/fs/bpf/xlb")]
         pin_path: PathBuf,
-    },    /// On a TUN real server: unwrap IPIP/IPv6/GUE tunnels for the local VIPs in XDP
+    },
+    /// On a TUN real server: unwrap IPIP/IPv6/GUE tunnels for the local VIPs in XDP
     /// until SIGTERM/SIGINT, then detach.
     Decap {
         /// Interface the tunnelled packets arrive on.

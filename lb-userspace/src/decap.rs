@@ -47,11 +47,7 @@ async fn lo_addresses(handle: &rtnetlink::Handle) -> Result<BTreeSet<IpAddr>> {
         .context("no `lo` interface in this namespace")?
         .header
         .index;
-    let mut addrs = handle
-        .address()
-        .get()
-        .set_link_index_filter(lo)
-        .execute();
+    let mut addrs = handle.address().get().set_link_index_filter(lo).execute();
     let mut out = BTreeSet::new();
     while let Some(a) = addrs.try_next().await? {
         if a.header.scope != AddressScope::Universe {

@@ -42,7 +42,12 @@ impl Agent {
     }
 
     /// Runs `xlb ARGS` in `ns` and waits until its log shows `ready`.
-    fn spawn(ns: &Netns, xlb: &Path, args: &[&std::ffi::OsStr], ready: &'static str) -> Result<Agent> {
+    fn spawn(
+        ns: &Netns,
+        xlb: &Path,
+        args: &[&std::ffi::OsStr],
+        ready: &'static str,
+    ) -> Result<Agent> {
         let mut child = ns
             .command(xlb)
             .args(args)

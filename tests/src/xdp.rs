@@ -121,7 +121,14 @@ impl Director {
     }
 
     /// An active Maglev service `id` on `vip`:`port`/`proto` forwarding with `method`.
-    pub fn service(&mut self, vip: IpAddr, port: u16, proto: u8, id: u32, method: u8) -> Result<()> {
+    pub fn service(
+        &mut self,
+        vip: IpAddr,
+        port: u16,
+        proto: u8,
+        id: u32,
+        method: u8,
+    ) -> Result<()> {
         let key = ServiceKey {
             addr: addr_words(vip),
             port: port.to_be(),
@@ -227,7 +234,8 @@ impl Decap {
             .program_mut(decap::PROG)
             .context("no decap program")?
             .try_into()?;
-        prog.load().context("the verifier refused the decap program")?;
+        prog.load()
+            .context("the verifier refused the decap program")?;
         Ok(Decap { ebpf })
     }
 

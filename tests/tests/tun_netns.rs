@@ -54,7 +54,11 @@ fn tunnel(ipv6: bool, gue: bool) {
     let dir = tmp(&format!("tun-{ipv6}-{gue}"));
     let config = dir.join("xlb.toml");
     let gue_port = gue.then_some(GUE_PORT);
-    std::fs::write(&config, lab.agent_config_gue("mh", "tun", "native", gue_port)).unwrap();
+    std::fs::write(
+        &config,
+        lab.agent_config_gue("mh", "tun", "native", gue_port),
+    )
+    .unwrap();
     let decaps = lab.start_decap(&xlb_bin(), gue_port).unwrap();
     let agent = Agent::start(&lab.director, &xlb_bin(), &config).unwrap();
 
@@ -77,7 +81,8 @@ fn tunnel(ipv6: bool, gue: bool) {
     // (the client's socket is connected to it and takes nothing else).
     let udp_target = std::net::SocketAddr::new(lab.vip, UDP_PORT);
     let udp = tally(
-        (0..REQUESTS).map(|_| udp_ask(&lab.client, udp_target, TIMEOUT).expect("UDP through the tunnel")),
+        (0..REQUESTS)
+            .map(|_| udp_ask(&lab.client, udp_target, TIMEOUT).expect("UDP through the tunnel")),
     );
     assert_eq!(udp.len(), 3, "not every real was used over UDP: {udp:?}");
 

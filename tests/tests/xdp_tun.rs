@@ -47,7 +47,15 @@ fn ip(f: Fam, v4: [u8; 4], v6: [u8; 16]) -> IpAddr {
 }
 
 /// An IPv4 header with every field chosen, checksum computed here.
-fn ipv4_hdr(tos: u8, id: u16, df: bool, proto: u8, src: [u8; 4], dst: [u8; 4], payload: &[u8]) -> Vec<u8> {
+fn ipv4_hdr(
+    tos: u8,
+    id: u16,
+    df: bool,
+    proto: u8,
+    src: [u8; 4],
+    dst: [u8; 4],
+    payload: &[u8],
+) -> Vec<u8> {
     let mut h = vec![0u8; 20];
     h[0] = 0x45;
     h[1] = tos;
@@ -90,7 +98,12 @@ fn ether_type(f: Fam) -> u16 {
 }
 
 fn client_frame(f: Fam, df: bool, extra: usize) -> Vec<u8> {
-    eth(DIRECTOR_MAC, CLIENT_MAC, ether_type(f), &inner(f, df, extra))
+    eth(
+        DIRECTOR_MAC,
+        CLIENT_MAC,
+        ether_type(f),
+        &inner(f, df, extra),
+    )
 }
 
 fn flow(f: Fam) -> FlowKey {
@@ -250,7 +263,12 @@ fn expected_packet_too_big(original: &[u8], mtu: u32) -> Vec<u8> {
     pseudo.extend_from_slice(&icmp);
     let c = checksum(&pseudo);
     icmp[2..4].copy_from_slice(&c.to_be_bytes());
-    eth(CLIENT_MAC, DIRECTOR_MAC, ETH_IPV6, &ipv6(VIP6, CLIENT6, 58, &icmp))
+    eth(
+        CLIENT_MAC,
+        DIRECTOR_MAC,
+        ETH_IPV6,
+        &ipv6(VIP6, CLIENT6, 58, &icmp),
+    )
 }
 
 #[test]
@@ -351,7 +369,11 @@ fn decap_unwraps_every_encapsulation() {
             let wrapped = expected_tunnel(inner_f, outer, gue, true, &pkt);
             let (action, out) = d.run(&wrapped).unwrap();
             assert_eq!(action, XDP_PASS);
-            assert_eq!(out, unwrapped(inner_f, &pkt), "{inner_f:?} in {outer:?}, gue {gue}");
+            assert_eq!(
+                out,
+                unwrapped(inner_f, &pkt),
+                "{inner_f:?} in {outer:?}, gue {gue}"
+            );
         }
         // GUE variant 1: the IP header right after UDP.
         let pkt = inner(Fam::V6, true, 0);
@@ -378,7 +400,10 @@ fn decap_unwraps_every_encapsulation() {
         let tagged = eth_vlan(REAL_MAC, DIRECTOR_MAC, 7, ETH_IPV4, &wrapped[14..]);
         assert_eq!(
             d.run(&tagged).unwrap(),
-            (XDP_PASS, eth_vlan(REAL_MAC, DIRECTOR_MAC, 7, ETH_IPV4, &pkt))
+            (
+                XDP_PASS,
+                eth_vlan(REAL_MAC, DIRECTOR_MAC, 7, ETH_IPV4, &pkt)
+            )
         );
     });
 }
@@ -393,7 +418,8 @@ fn decap_leaves_everything_else_untouched() {
         };
         let not_vip = expected_tunnel(Fam::V4, Fam::V4, false, true, &other_dst);
         let plain = client_frame(Fam::V4, true, 0);
-        let mut other_port = expected_tunnel(Fam::V4, Fam::V4, true, true, &inner(Fam::V4, true, 0));
+        let mut other_port =
+            expected_tunnel(Fam::V4, Fam::V4, true, true, &inner(Fam::V4, true, 0));
         other_port[14 + 20 + 2..14 + 20 + 4].copy_from_slice(&6081u16.to_be_bytes());
         let mut control = expected_tunnel(Fam::V4, Fam::V4, true, true, &inner(Fam::V4, true, 0));
         control[14 + 20 + 8] = 0x20; // GUE control message

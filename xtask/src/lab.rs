@@ -170,7 +170,11 @@ fn drive(args: &Args, lab: &DrLab, xlb: &Path, dir: &Path, stop: &AtomicBool) ->
             last_error.expect("a failure")
         );
     }
-    let unused: Vec<&String> = seen.iter().filter(|(_, n)| **n == 0).map(|(k, _)| k).collect();
+    let unused: Vec<&String> = seen
+        .iter()
+        .filter(|(_, n)| **n == 0)
+        .map(|(k, _)| k)
+        .collect();
     if !unused.is_empty() {
         bail!("real servers never used: {unused:?}");
     }

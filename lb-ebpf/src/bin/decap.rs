@@ -188,7 +188,7 @@ fn inner_is_local(ctx: &XdpContext, at: usize, proto: u8) -> Option<u16> {
     } else {
         return None;
     };
-    unsafe { DECAP_VIPS.get(&key) }?;
+    unsafe { DECAP_VIPS.get(key) }?;
     Some(ether_type)
 }
 

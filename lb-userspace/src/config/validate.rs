@@ -164,26 +164,24 @@ impl Validator<'_> {
                 "`max_services` × `maglev_table_size` is too large for one map",
             );
         }
-        let tunnel_source_v4 = raw
-            .tunnel_source_v4
-            .as_ref()
-            .and_then(|a| match self.address(a, "`tunnel_source_v4`")? {
+        let tunnel_source_v4 = raw.tunnel_source_v4.as_ref().and_then(|a| {
+            match self.address(a, "`tunnel_source_v4`")? {
                 IpAddr::V4(v4) => Some(v4),
                 IpAddr::V6(_) => {
                     self.error(a.span(), "`tunnel_source_v4` must be an IPv4 address");
                     None
                 }
-            });
-        let tunnel_source_v6 = raw
-            .tunnel_source_v6
-            .as_ref()
-            .and_then(|a| match self.address(a, "`tunnel_source_v6`")? {
+            }
+        });
+        let tunnel_source_v6 = raw.tunnel_source_v6.as_ref().and_then(|a| {
+            match self.address(a, "`tunnel_source_v6`")? {
                 IpAddr::V6(v6) => Some(v6),
                 IpAddr::V4(_) => {
                     self.error(a.span(), "`tunnel_source_v6` must be an IPv6 address");
                     None
                 }
-            });
+            }
+        });
         (self.errors.len() == before).then_some(Dataplane {
             interfaces,
             xdp_mode,
@@ -404,7 +402,10 @@ impl Validator<'_> {
             .into_iter()
             .flatten()
             {
-                self.error(span, "`tunnel` and `gue_port` apply only to method = \"tun\"");
+                self.error(
+                    span,
+                    "`tunnel` and `gue_port` apply only to method = \"tun\"",
+                );
             }
             return None;
         }
@@ -431,7 +432,10 @@ impl Validator<'_> {
             (true, Some(p)) => self.port(p).map(|port| Tunnel::Gue { port }),
             (true, None) => {
                 let span = raw.tunnel.as_ref().map_or(0..0, |t| t.span());
-                self.error(span, "tunnel = \"gue\" needs `gue_port` (the real servers' GUE UDP port)");
+                self.error(
+                    span,
+                    "tunnel = \"gue\" needs `gue_port` (the real servers' GUE UDP port)",
+                );
                 None
             }
         }

@@ -217,10 +217,14 @@ impl Tables {
             })
         };
         if sources.v4.is_none() && tunnels(false) {
-            warn!("no IPv4 tunnel source (set `tunnel_source_v4`): IPv4 tunnels fail until one is known");
+            warn!(
+                "no IPv4 tunnel source (set `tunnel_source_v4`): IPv4 tunnels fail until one is known"
+            );
         }
         if sources.v6.is_none() && tunnels(true) {
-            warn!("no IPv6 tunnel source (set `tunnel_source_v6`): IPv6 tunnels fail until one is known");
+            warn!(
+                "no IPv6 tunnel source (set `tunnel_source_v6`): IPv6 tunnels fail until one is known"
+            );
         }
         self.written_sources = sources;
         Ok(())
