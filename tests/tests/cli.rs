@@ -43,17 +43,21 @@ fn check(text: &str) -> (bool, String) {
 fn a_valid_config_checks_out() {
     let (ok, err) = check(GOOD);
     assert!(ok, "{err}");
-    let example = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/dr.toml");
-    let out = Command::new(xlb_bin())
-        .args(["check", "--config"])
-        .arg(example)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    for example in ["dr.toml", "tun.toml"] {
+        let example = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../examples")
+            .join(example);
+        let out = Command::new(xlb_bin())
+            .args(["check", "--config"])
+            .arg(example)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
 
 #[test]
