@@ -1,12 +1,14 @@
-//! Points `XLB_EBPF_OBJECT` at the XDP object so `lib.rs` can embed it.
+//! Points `XLB_EBPF_OBJECT` and `XLB_DECAP_OBJECT` at the XDP objects so
+//! `lib.rs` can embed them.
 use std::path::PathBuf;
 
-fn main() {
-    println!("cargo:rerun-if-env-changed=XLB_EBPF_OBJECT");
-    let path = match std::env::var_os("XLB_EBPF_OBJECT") {
+fn object(env: &str, file: &str) {
+    println!("cargo:rerun-if-env-changed={env}");
+    let path = match std::env::var_os(env) {
         Some(p) => PathBuf::from(p),
         None => PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../target/ebpf/bpfel-unknown-none/release/lb-ebpf"),
+            .join("../target/ebpf/bpfel-unknown-none/release")
+            .join(file),
     };
     if !path.exists() {
         panic!(
@@ -15,5 +17,10 @@ fn main() {
         );
     }
     println!("cargo:rerun-if-changed={}", path.display());
-    println!("cargo:rustc-env=XLB_EBPF_OBJECT={}", path.display());
+    println!("cargo:rustc-env={env}={}", path.display());
+}
+
+fn main() {
+    object("XLB_EBPF_OBJECT", "lb-ebpf");
+    object("XLB_DECAP_OBJECT", "xlb-decap");
 }

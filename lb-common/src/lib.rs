@@ -365,6 +365,28 @@ impl ConnCounts {
     }
 }
 
+/// The decapsulation program `xlb decap` attaches on real servers (a separate
+/// object, so its few small maps are all a real server loads).
+pub mod decap {
+    /// Name of the XDP program in the decap object.
+    pub const PROG: &str = "xlb_decap";
+    /// `DecapVip` → 1: inner destinations that are decapsulated.
+    pub const VIPS: &str = "DECAP_VIPS";
+    /// Read-only global: GUE UDP port in network byte order; 0 leaves UDP alone.
+    pub const GUE_PORT: &str = "DECAP_GUE_PORT";
+    /// Capacity of `DECAP_VIPS`.
+    pub const MAX_VIPS: u32 = 256;
+}
+
+/// Key of the decap program's `DECAP_VIPS`: an address whose tunnelled packets are unwrapped.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct DecapVip {
+    pub addr: Addr,
+    pub family: u8,
+    pub _pad: [u8; 3],
+}
+
 /// Per-CPU counters of one service or one real server.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -392,6 +414,9 @@ pub struct GlobalCounters {
     pub malformed: u64,
     /// Of `pass`: IP fragments, which the stack reassembles.
     pub fragments: u64,
+    /// Of `tx`: ICMP "fragmentation needed" / ICMPv6 "packet too big" sent
+    /// back to the client because the tunnelled packet would exceed the egress MTU.
+    pub too_big: u64,
 }
 
 /// Summing the per-CPU copies of a counter set.
@@ -417,6 +442,7 @@ impl core::ops::Add for GlobalCounters {
             redirect: self.redirect + o.redirect,
             malformed: self.malformed + o.malformed,
             fragments: self.fragments + o.fragments,
+            too_big: self.too_big + o.too_big,
         }
     }
 }
@@ -435,7 +461,8 @@ assert_layout!(IfaceInfo, 8, 2);
 assert_layout!(Settings, 48, 4);
 assert_layout!(ConnCounts, 16, 8);
 assert_layout!(Counters, 24, 8);
-assert_layout!(GlobalCounters, 56, 8);
+assert_layout!(GlobalCounters, 64, 8);
+assert_layout!(DecapVip, 20, 4);
 
 #[cfg(feature = "user")]
 mod pod {
@@ -451,6 +478,7 @@ mod pod {
     unsafe impl aya::Pod for ConnCounts {}
     unsafe impl aya::Pod for Counters {}
     unsafe impl aya::Pod for GlobalCounters {}
+    unsafe impl aya::Pod for DecapVip {}
 }
 
 /// Hash of a flow's 5-tuple, used to pick its Maglev slot. Kernel and tests

@@ -1,5 +1,6 @@
 //! Sending a rewritten frame on: XDP_TX out of the ingress interface, or a
-//! redirect through `TX_PORTS` to another one. LVS direct routing on top.
+//! redirect through `TX_PORTS` to another one; a real server's next hop; LVS
+//! direct routing.
 
 use crate::{
     maps::{IFACES, TX_PORTS},
@@ -33,6 +34,15 @@ pub fn send(ctx: &XdpContext, ifindex: u32, src: [u8; 6], dst: [u8; 6]) -> (u32,
 /// towards a real server that holds the VIP on a non-ARPing interface.
 #[inline(always)]
 pub fn direct_route(ctx: &XdpContext, real: &RealInfo) -> (u32, Fate) {
+    to_next_hop(ctx, real)
+}
+
+/// Sends the frame as it now stands to `real`'s next hop (its MAC, or for a
+/// routed tunnel the gateway's): destination MAC `real.mac`, source the
+/// egress interface's; XDP_TX if that is the ingress interface, else
+/// XDP_REDIRECT through `TX_PORTS`.
+#[inline(always)]
+pub fn to_next_hop(ctx: &XdpContext, real: &RealInfo) -> (u32, Fate) {
     let Some(iface) = (unsafe { IFACES.get(real.ifindex) }) else {
         return (xdp_action::XDP_ABORTED, Fate::Error);
     };

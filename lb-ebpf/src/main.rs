@@ -13,6 +13,7 @@ mod nat;
 mod parse;
 mod sched;
 mod stats;
+mod tun;
 
 use aya_ebpf::{
     bindings::xdp_action, helpers::bpf_ktime_get_ns, macros::xdp, programs::XdpContext,
@@ -99,6 +100,7 @@ fn director(ctx: &XdpContext) -> (u32, Fate) {
     let verdict = match real.method {
         method::DR => forward::direct_route(ctx, real),
         method::NAT => nat::inbound(ctx, &pkt, real, new_conn),
+        method::TUN => tun::encapsulate(ctx, real, flow),
         _ => (xdp_action::XDP_ABORTED, Fate::Error),
     };
     if matches!(verdict.1, Fate::Tx | Fate::Redirect) {
@@ -125,6 +127,7 @@ fn icmp_error(ctx: &XdpContext, pkt: &parse::Packet, service_id: u32) -> (u32, F
     };
     match real.method {
         method::DR => forward::direct_route(ctx, real),
+        method::TUN => tun::encapsulate(ctx, real, &pkt.flow),
         // NAT would have to rewrite the quoted header too; the stack gets it.
         _ => (xdp_action::XDP_PASS, Fate::Pass),
     }

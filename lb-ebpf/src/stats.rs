@@ -14,6 +14,8 @@ pub enum Fate {
     Error,
     Tx,
     Redirect,
+    /// An ICMP "too big" answered back out of the ingress interface (XDP_TX).
+    TooBig,
 }
 
 #[inline(always)]
@@ -36,6 +38,10 @@ pub fn global(fate: Fate) {
         Fate::Error => c.error += 1,
         Fate::Tx => c.tx += 1,
         Fate::Redirect => c.redirect += 1,
+        Fate::TooBig => {
+            c.tx += 1;
+            c.too_big += 1;
+        }
     }
 }
 

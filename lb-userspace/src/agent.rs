@@ -36,7 +36,11 @@ pub async fn desired_state(
             let was_reachable = previous
                 .and_then(|p| p.reals.iter().find(|r| r.real == *real))
                 .map(|r| r.next_hop.is_some());
-            let next_hop = match resolver.next_hop(real.address, wait).await {
+            let resolved = match svc.method {
+                config::Method::Tun => resolver.tunnel_next_hop(real.address, wait).await,
+                _ => resolver.next_hop(real.address, wait).await,
+            };
+            let next_hop = match resolved {
                 Ok(h) => {
                     if was_reachable == Some(false) {
                         info!(service = %svc.id, real = %real.address, "real server reachable again");

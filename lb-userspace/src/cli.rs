@@ -1,7 +1,7 @@
-//! Command line: `xlb run`, `xlb check`, `xlb status`.
+//! Command line: `xlb run`, `xlb check`, `xlb status`, `xlb decap`.
 
-use clap::{Parser, Subcommand};
-use std::path::PathBuf;
+use clap::{Parser, Subcommand, ValueEnum};
+use std::{net::IpAddr, path::PathBuf};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -38,4 +38,39 @@ pub enum Command {
         #[arg(long, default_value = "/sys/fs/bpf/xlb")]
         pin_path: PathBuf,
     },
+    /// On a TUN real server: unwrap IPIP/IPv6/GUE tunnels for the local VIPs in XDP
+    /// until SIGTERM/SIGINT, then detach.
+    Decap {
+        /// Interface the tunnelled packets arrive on.
+        #[arg(long)]
+        iface: String,
+        /// A VIP to unwrap packets for (repeatable); default: every global address on `lo`,
+        /// read again every 2 s.
+        #[arg(long = "vip")]
+        vips: Vec<IpAddr>,
+        /// UDP port of GUE tunnels (the director's `gue_port`); without it UDP is left alone.
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+        gue_port: Option<u16>,
+        /// XDP attach mode.
+        #[arg(long, value_enum, default_value = "auto")]
+        xdp_mode: Mode,
+    },
+}
+
+/// `--xdp-mode` values.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Mode {
+    Native,
+    Generic,
+    Auto,
+}
+
+impl From<Mode> for crate::config::XdpMode {
+    fn from(m: Mode) -> Self {
+        match m {
+            Mode::Native => crate::config::XdpMode::Native,
+            Mode::Generic => crate::config::XdpMode::Generic,
+            Mode::Auto => crate::config::XdpMode::Auto,
+        }
+    }
 }

@@ -5,6 +5,7 @@ pub mod agent;
 pub mod cli;
 pub mod config;
 pub mod dataplane;
+pub mod decap;
 pub mod logging;
 pub mod maglev;
 pub mod neigh;
@@ -15,3 +16,8 @@ pub const EBPF_OBJECT_PATH: &str = env!("XLB_EBPF_OBJECT");
 
 /// That object, embedded so the agent is one file.
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(env!("XLB_EBPF_OBJECT"));
+
+/// `xlb decap`'s XDP object (built alongside the director's), embedded too.
+pub static DECAP_OBJECT: &[u8] = aya::include_bytes_aligned!(env!("XLB_DECAP_OBJECT"));
+/// Where it was read from at compile time.
+pub const DECAP_OBJECT_PATH: &str = env!("XLB_DECAP_OBJECT");

@@ -3,7 +3,7 @@ use std::process::ExitCode;
 use xlb::{
     agent,
     cli::{Cli, Command},
-    config, logging, status,
+    config, decap, logging, status,
 };
 
 fn main() -> ExitCode {
@@ -26,6 +26,23 @@ fn main() -> ExitCode {
                 .enable_all()
                 .build()?
                 .block_on(agent::run(&config, keep_dataplane))
+        }),
+        Command::Decap {
+            iface,
+            vips,
+            gue_port,
+            xdp_mode,
+        } => logging::init(&cli.log_level).and_then(|()| {
+            let opts = decap::Options {
+                iface,
+                vips,
+                gue_port,
+                xdp_mode: xdp_mode.into(),
+            };
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?
+                .block_on(decap::run(&opts))
         }),
     };
     match result {

@@ -21,6 +21,15 @@ pub struct Resolver {
     handle: Handle,
 }
 
+/// What the kernel's route lookup for one address says.
+struct Route {
+    ifindex: u32,
+    gateway: Option<IpAddr>,
+    /// The source address the kernel would use towards it (RTA_PREFSRC).
+    source: Option<IpAddr>,
+    kind: RouteType,
+}
+
 impl Resolver {
     /// Opens a route netlink socket in the caller's network namespace.
     pub fn new() -> Result<Resolver> {
@@ -33,41 +42,59 @@ impl Resolver {
     /// Fails when the real is not on a directly connected network, which
     /// direct routing needs.
     pub async fn next_hop(&self, addr: IpAddr, wait: Duration) -> Result<NextHop> {
-        let (ifindex, gateway, kind) = self.route(addr).await?;
-        if kind == RouteType::Local {
-            bail!("{addr} is an address of this host");
-        }
-        if let Some(gw) = gateway {
+        let route = self.route(addr).await?;
+        if let Some(gw) = route.gateway {
             bail!(
                 "{addr} is routed via {gw}: direct routing needs the real server on a directly connected network"
             );
         }
-        let (src_mac, mtu) = self.link(ifindex).await?;
-        if let Some(mac) = self.neighbour(addr, ifindex).await? {
-            return Ok(NextHop {
-                ifindex,
-                mac,
-                src_mac,
-                mtu,
-            });
+        self.resolve(addr, &route, addr, wait).await
+    }
+
+    /// The next hop of a tunnel endpoint `addr`: unlike direct routing the
+    /// real may sit behind a router, whose MAC is then the frame's destination.
+    pub async fn tunnel_next_hop(&self, addr: IpAddr, wait: Duration) -> Result<NextHop> {
+        let route = self.route(addr).await?;
+        let on_link = route.gateway.unwrap_or(addr);
+        self.resolve(addr, &route, on_link, wait).await
+    }
+
+    /// Completes the next hop of `addr` over `route` with the MAC of `on_link`
+    /// (the real itself or its gateway), prodding resolution when needed.
+    async fn resolve(
+        &self,
+        addr: IpAddr,
+        route: &Route,
+        on_link: IpAddr,
+        wait: Duration,
+    ) -> Result<NextHop> {
+        if route.kind == RouteType::Local {
+            bail!("{addr} is an address of this host");
         }
-        prod(addr);
+        let ifindex = route.ifindex;
+        let (src_mac, mtu) = self.link(ifindex).await?;
+        let hop = |mac| NextHop {
+            ifindex,
+            mac,
+            src_mac,
+            mtu,
+            source: route.source,
+        };
+        if let Some(mac) = self.neighbour(on_link, ifindex).await? {
+            return Ok(hop(mac));
+        }
+        prod(on_link);
         let deadline = tokio::time::Instant::now() + wait;
         while tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(50)).await;
-            if let Some(mac) = self.neighbour(addr, ifindex).await? {
-                return Ok(NextHop {
-                    ifindex,
-                    mac,
-                    src_mac,
-                    mtu,
-                });
+            if let Some(mac) = self.neighbour(on_link, ifindex).await? {
+                return Ok(hop(mac));
             }
         }
-        bail!("no neighbour entry for {addr} after {wait:?}: is it up and on the link?")
+        bail!("no neighbour entry for {on_link} after {wait:?}: is it up and on the link?")
     }
 
-    async fn route(&self, addr: IpAddr) -> Result<(u32, Option<IpAddr>, RouteType)> {
+    async fn route(&self, addr: IpAddr) -> Result<Route> {
         let prefix = if addr.is_ipv4() { 32 } else { 128 };
         let msg = RouteMessageBuilder::<IpAddr>::new()
             .destination_prefix(addr, prefix)
@@ -81,15 +108,21 @@ impl Resolver {
             .with_context(|| format!("no route to {addr}"))?;
         let mut oif = None;
         let mut gateway = None;
+        let mut source = None;
         for attr in &route.attributes {
             match attr {
                 RouteAttribute::Oif(i) => oif = Some(*i),
                 RouteAttribute::Gateway(g) => gateway = route_addr(g),
+                RouteAttribute::PrefSource(a) => source = route_addr(a),
                 _ => {}
             }
         }
-        let oif = oif.with_context(|| format!("the route to {addr} names no interface"))?;
-        Ok((oif, gateway, route.header.kind))
+        Ok(Route {
+            ifindex: oif.with_context(|| format!("the route to {addr} names no interface"))?,
+            gateway,
+            source,
+            kind: route.header.kind,
+        })
     }
 
     /// The MAC address and MTU of interface `ifindex`.

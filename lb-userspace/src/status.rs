@@ -118,8 +118,8 @@ pub fn render(dir: &Path) -> Result<String> {
     let g = sum(&global.get(&0, 0)?);
     writeln!(
         out,
-        "Packets: tx {} redirect {} pass {} (malformed {}, fragments {}) drop {} error {}",
-        g.tx, g.redirect, g.pass, g.malformed, g.fragments, g.drop, g.error
+        "Packets: tx {} (icmp too big {}) redirect {} pass {} (malformed {}, fragments {}) drop {} error {}",
+        g.tx, g.too_big, g.redirect, g.pass, g.malformed, g.fragments, g.drop, g.error
     )?;
     Ok(out)
 }

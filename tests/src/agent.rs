@@ -28,11 +28,29 @@ impl Agent {
 
     /// As [`Agent::start`], with extra arguments to `xlb` (such as `--log-level debug`).
     pub fn start_with(ns: &Netns, xlb: &Path, config: &Path, extra: &[&str]) -> Result<Agent> {
+        let mut args: Vec<&std::ffi::OsStr> = extra.iter().map(|a| a.as_ref()).collect();
+        args.extend(["run".as_ref(), "--config".as_ref(), config.as_os_str()]);
+        Agent::spawn(ns, xlb, &args, "xlb forwarding")
+    }
+
+    /// `xlb decap ARGS` in `ns` (a TUN real server), once it has attached.
+    pub fn start_decap(ns: &Netns, xlb: &Path, args: &[&str]) -> Result<Agent> {
+        let mut all = vec!["decap"];
+        all.extend_from_slice(args);
+        let all: Vec<&std::ffi::OsStr> = all.iter().map(|a| a.as_ref()).collect();
+        Agent::spawn(ns, xlb, &all, "xlb decapsulating")
+    }
+
+    /// Runs `xlb ARGS` in `ns` and waits until its log shows `ready`.
+    fn spawn(
+        ns: &Netns,
+        xlb: &Path,
+        args: &[&std::ffi::OsStr],
+        ready: &'static str,
+    ) -> Result<Agent> {
         let mut child = ns
             .command(xlb)
-            .args(extra)
-            .args(["run", "--config"])
-            .arg(config)
+            .args(args)
             .stdin(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -44,7 +62,7 @@ impl Agent {
         let log = std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 eprintln!("  agent | {line}");
-                if line.contains("xlb forwarding") {
+                if line.contains(ready) {
                     let _ = tx.send(());
                 }
                 sink.lock()

@@ -12,8 +12,10 @@ use anyhow::{Context, Result, anyhow, bail};
 use aya::Ebpf;
 use aya::programs::{Xdp, XdpMode};
 
+use crate::agent::Agent;
 use crate::http::{HttpServer, serve_name};
 use crate::netns::Netns;
+use crate::udp::{UdpServer, serve_udp_name};
 
 /// Host part of the first real's address (10.250.0.11, fd00:250::11).
 const FIRST_REAL: u16 = 11;
@@ -56,6 +58,9 @@ pub struct LabOptions {
     /// Where the agent pins its maps. Tests default to a directory of their
     /// own so that several test runs on one machine never share maps.
     pub pin_path: PathBuf,
+    /// Also a UDP service on this port: each real answers datagrams to the
+    /// VIP with its name.
+    pub udp_port: Option<u16>,
 }
 
 impl Default for LabOptions {
@@ -67,6 +72,7 @@ impl Default for LabOptions {
             peer_xdp: None,
             method: LabMethod::Dr,
             pin_path: PathBuf::from(format!("/sys/fs/bpf/xlb-test-{}", std::process::id())),
+            udp_port: None,
         }
     }
 }
@@ -79,6 +85,7 @@ pub struct Real {
     pub addr: IpAddr,
     pub weight: u32,
     pub server: HttpServer,
+    pub udp: Option<UdpServer>,
 }
 
 pub struct DrLab {
@@ -97,6 +104,7 @@ pub struct DrLab {
     pub director_if: String,
     pub pin_path: PathBuf,
     pub method: LabMethod,
+    pub udp_port: Option<u16>,
     ipv6: bool,
     /// Keeps the peer XDP program attached while the lab lives.
     peer_ebpf: Option<Ebpf>,
@@ -200,12 +208,19 @@ impl DrLab {
             // Wildcard bind so packets addressed to the VIP are accepted too.
             let bind = if ipv6 { "[::]" } else { "0.0.0.0" };
             let server = serve_name(&ns, format!("{bind}:{listen_port}").parse()?, &name)?;
+            // DR/TUN: bound to the VIP itself, so replies leave from the VIP.
+            let udp_addr = if nat { addr } else { vip };
+            let udp = match opts.udp_port {
+                Some(port) => Some(serve_udp_name(&ns, SocketAddr::new(udp_addr, port), &name)?),
+                None => None,
+            };
             reals.push(Real {
                 name,
                 ns,
                 addr,
                 weight,
                 server,
+                udp,
             });
         }
 
@@ -231,6 +246,7 @@ impl DrLab {
             director_if: "eth0".to_string(),
             pin_path: opts.pin_path.clone(),
             method: opts.method,
+            udp_port: opts.udp_port,
             ipv6,
             peer_ebpf,
         };
@@ -250,28 +266,65 @@ impl DrLab {
     /// An `xlb` config balancing the lab's service over its reals from the
     /// director's interface.
     pub fn agent_config(&self, scheduler: &str, method: &str, xdp_mode: &str) -> String {
+        self.agent_config_gue(scheduler, method, xdp_mode, None)
+    }
+
+    /// As [`DrLab::agent_config`]; with `gue_port` a `tun` service uses GUE
+    /// to that port instead of IPIP. The UDP service is included when the lab has one.
+    pub fn agent_config_gue(
+        &self,
+        scheduler: &str,
+        method: &str,
+        xdp_mode: &str,
+        gue_port: Option<u16>,
+    ) -> String {
         let interfaces = match self.method {
             LabMethod::Nat => "\"eth0\", \"eth1\"",
             LabMethod::Dr => "\"eth0\"",
         };
         let mut s = format!(
-            "[dataplane]\ninterfaces = [{interfaces}]\nxdp_mode = \"{xdp_mode}\"\npin_path = \"{}\"\n\n\
-             [[service]]\nvip = \"{}\"\nport = {}\nprotocol = \"tcp\"\nscheduler = \"{scheduler}\"\nmethod = \"{method}\"\n",
+            "[dataplane]\ninterfaces = [{interfaces}]\nxdp_mode = \"{xdp_mode}\"\npin_path = \"{}\"\n",
             self.pin_path.display(),
-            self.vip,
-            self.port
         );
-        let real_port = match self.method {
-            LabMethod::Nat => NAT_REAL_PORT,
-            LabMethod::Dr => self.port,
-        };
-        for r in &self.reals {
+        let services = std::iter::once(("tcp", self.port)).chain(self.udp_port.map(|p| ("udp", p)));
+        for (protocol, port) in services {
             s.push_str(&format!(
-                "\n[[service.real]]\naddress = \"{}\"\nport = {real_port}\nweight = {}\n",
-                r.addr, r.weight
+                "\n[[service]]\nvip = \"{}\"\nport = {port}\nprotocol = \"{protocol}\"\nscheduler = \"{scheduler}\"\nmethod = \"{method}\"\n",
+                self.vip,
             ));
+            if let Some(gue) = gue_port {
+                s.push_str(&format!("tunnel = \"gue\"\ngue_port = {gue}\n"));
+            }
+            // NAT reals listen on their own port (TCP only; UDP keeps the service's).
+            let real_port = match self.method {
+                LabMethod::Nat if protocol == "tcp" => NAT_REAL_PORT,
+                _ => port,
+            };
+            for r in &self.reals {
+                s.push_str(&format!(
+                    "\n[[service.real]]\naddress = \"{}\"\nport = {real_port}\nweight = {}\n",
+                    r.addr, r.weight
+                ));
+            }
         }
         s
+    }
+
+    /// Starts `xlb decap` on every real's `eth0` (VIPs from its `lo`), as TUN
+    /// real servers without kernel tunnel modules need; stopped on drop.
+    pub fn start_decap(&self, xlb: &std::path::Path, gue_port: Option<u16>) -> Result<Vec<Agent>> {
+        let port = gue_port.map(|p| p.to_string());
+        let mut args = vec!["--iface", "eth0"];
+        if let Some(p) = &port {
+            args.extend(["--gue-port", p.as_str()]);
+        }
+        self.reals
+            .iter()
+            .map(|r| {
+                Agent::start_decap(&r.ns, xlb, &args)
+                    .with_context(|| format!("xlb decap on {}", r.name))
+            })
+            .collect()
     }
 
     /// How a human can look around in each namespace (for `--keep`).
@@ -398,6 +451,7 @@ impl Drop for DrLab {
         drop(self.peer_ebpf.take());
         for r in &mut self.reals {
             r.server.stop();
+            drop(r.udp.take());
         }
     }
 }

@@ -9,6 +9,8 @@ pub mod agent;
 pub mod http;
 pub mod lab;
 pub mod netns;
+pub mod udp;
+pub mod xdp;
 
 pub use netns::sweep_stale;
 

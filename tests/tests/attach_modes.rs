@@ -206,9 +206,16 @@ fn a_real_that_comes_up_later_is_added() {
         .unwrap()
         .try_into()
         .unwrap();
-    assert!(
-        maglev.iter().take(65537).all(|r| r.unwrap() != 0),
-        "table not filled"
-    );
+    // The agent writes the real before its table slots (so a packet never
+    // meets a slot naming a real not yet written): wait for the table, bounded.
+    let mut filled = false;
+    for _ in 0..100 {
+        filled = maglev.iter().take(65537).all(|r| r.unwrap() != 0);
+        if filled {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(filled, "table not filled");
     agent.stop().unwrap();
 }

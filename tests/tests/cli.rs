@@ -43,17 +43,21 @@ fn check(text: &str) -> (bool, String) {
 fn a_valid_config_checks_out() {
     let (ok, err) = check(GOOD);
     assert!(ok, "{err}");
-    let example = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/dr.toml");
-    let out = Command::new(xlb_bin())
-        .args(["check", "--config"])
-        .arg(example)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    for example in ["dr.toml", "tun.toml"] {
+        let example = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../examples")
+            .join(example);
+        let out = Command::new(xlb_bin())
+            .args(["check", "--config"])
+            .arg(example)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
 
 #[test]
@@ -96,8 +100,47 @@ fn every_config_error_names_file_line_and_column() {
             "FILE:7:13: unknown scheduler `fastest`; supported: mh",
         ),
         (
-            &GOOD.replace("port = 80", "port = 80\nmethod = \"nat\""),
-            "FILE:7:10: forwarding method `nat` is not supported yet; supported: dr",
+            &GOOD.replace("port = 80", "port = 80\nmethod = \"fullnat\""),
+            "FILE:7:10: unknown forwarding method `fullnat`; supported: dr, nat, tun",
+        ),
+        (
+            &GOOD.replace("port = 80", "port = 80\ntunnel = \"gue\"\ngue_port = 6080"),
+            "FILE:7:10: `tunnel` and `gue_port` apply only to method = \"tun\"",
+        ),
+        (
+            &GOOD.replace("port = 80", "port = 80\nmethod = \"tun\"\ntunnel = \"gre\""),
+            "FILE:8:10: unknown tunnel `gre`, expected `ipip` or `gue`",
+        ),
+        (
+            &GOOD.replace("port = 80", "port = 80\nmethod = \"tun\"\ntunnel = \"gue\""),
+            "FILE:8:10: tunnel = \"gue\" needs `gue_port` (the real servers' GUE UDP port)",
+        ),
+        (
+            &GOOD.replace("port = 80", "port = 80\nmethod = \"tun\"\ntunnel = \"gue\"\ngue_port = 70000"),
+            "FILE:9:12: port 70000 is out of range (1..=65535)",
+        ),
+        (
+            &GOOD.replace("port = 80", "port = 80\nmethod = \"tun\"\ngue_port = 6080"),
+            "FILE:8:12: `gue_port` applies only to tunnel = \"gue\"",
+        ),
+        (
+            &GOOD.replace("port = 80", "port = 80\nmethod = \"tun\"")
+                .replace("weight = 2", "weight = 2\nport = 8080"),
+            "FILE:12:8: tunnelling cannot change the port: real server port 8080 differs from the service port 80",
+        ),
+        (
+            &GOOD.replace(
+                "interfaces = [\"eth0\"]",
+                "interfaces = [\"eth0\"]\ntunnel_source_v4 = \"fd00::1\"\ntunnel_source_v6 = \"nope\"",
+            ),
+            "FILE:3:20: `tunnel_source_v4` must be an IPv4 address",
+        ),
+        (
+            &GOOD.replace(
+                "interfaces = [\"eth0\"]",
+                "interfaces = [\"eth0\"]\ntunnel_source_v6 = \"nope\"",
+            ),
+            "FILE:3:20: `tunnel_source_v6` `nope` is not an IP address",
         ),
         (
             &GOOD.replace("weight = 2", "weight = -1"),
@@ -136,6 +179,22 @@ fn every_config_error_names_file_line_and_column() {
             "want `{want}`, got:\n{err}\nfor:\n{text}"
         );
     }
+}
+
+#[test]
+fn a_tunnel_service_may_cross_address_families() {
+    let text = GOOD
+        .replace(
+            "interfaces = [\"eth0\"]",
+            "interfaces = [\"eth0\"]\ntunnel_source_v6 = \"fd00::2\"",
+        )
+        .replace(
+            "port = 80",
+            "port = 80\nmethod = \"tun\"\ntunnel = \"gue\"\ngue_port = 6080",
+        )
+        .replace("address = \"10.0.0.11\"", "address = \"fd00::11\"");
+    let (ok, err) = check(&text);
+    assert!(ok, "{err}");
 }
 
 #[test]

@@ -23,8 +23,9 @@ use xlb_testbed::{
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Forwarding method: dr (one bridge) or nat (two-armed director, reals routing through it).
-    #[arg(long, default_value = "dr", value_parser = ["dr", "nat"])]
+    /// Forwarding method: dr (one bridge), nat (two-armed director, reals
+    /// routing through it) or tun (reals unwrap with `xlb decap`).
+    #[arg(long, default_value = "dr", value_parser = ["dr", "nat", "tun"])]
     method: String,
     /// LVS scheduler name.
     #[arg(long, default_value = "mh")]
@@ -75,6 +76,7 @@ pub fn run(args: &Args) -> Result<()> {
         },
         // The lab is for looking around with bpftool: use the agent's default.
         pin_path: "/sys/fs/bpf/xlb".into(),
+        udp_port: None,
     })?;
     let dir = work_dir()?;
     let result = drive(args, &lab, &xlb, &dir, &stop);
@@ -98,6 +100,12 @@ fn drive(args: &Args, lab: &DrLab, xlb: &Path, dir: &Path, stop: &AtomicBool) ->
             .arg(&config),
     )
     .context("the lab's config was refused (see above)")?;
+    // TUN reals unwrap the tunnel themselves; this kernel may lack the ipip module.
+    let decaps = if args.method == "tun" {
+        lab.start_decap(xlb, None)?
+    } else {
+        Vec::new()
+    };
     let agent = Agent::start(&lab.director, xlb, &config)?;
 
     let vip = lab.vip_socket();
@@ -157,12 +165,23 @@ fn drive(args: &Args, lab: &DrLab, xlb: &Path, dir: &Path, stop: &AtomicBool) ->
         }
     }
     agent.stop()?;
+    for d in decaps {
+        d.stop()?;
+    }
     if failed > 0 {
         bail!(
             "{failed} of {} requests failed; last error: {:#}",
             args.requests,
             last_error.expect("a failure")
         );
+    }
+    let unused: Vec<&String> = seen
+        .iter()
+        .filter(|(_, n)| **n == 0)
+        .map(|(k, _)| k)
+        .collect();
+    if !unused.is_empty() {
+        bail!("real servers never used: {unused:?}");
     }
     Ok(())
 }

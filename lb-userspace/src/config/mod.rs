@@ -5,7 +5,11 @@
 mod raw;
 mod validate;
 
-use std::{fmt, net::IpAddr, path::PathBuf};
+use std::{
+    fmt,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    path::PathBuf,
+};
 
 pub use validate::parse;
 
@@ -84,6 +88,8 @@ pub enum Method {
     Dr,
     /// Masquerading (ipvsadm -m, "Masq"): destination rewritten both ways.
     Nat,
+    /// IP tunnelling (ipvsadm -i, "Tunnel").
+    Tun,
 }
 
 impl Method {
@@ -91,6 +97,7 @@ impl Method {
         match self {
             Method::Dr => lb_common::method::DR,
             Method::Nat => lb_common::method::NAT,
+            Method::Tun => lb_common::method::TUN,
         }
     }
 
@@ -98,6 +105,7 @@ impl Method {
         match code {
             lb_common::method::DR => Some(Method::Dr),
             lb_common::method::NAT => Some(Method::Nat),
+            lb_common::method::TUN => Some(Method::Tun),
             _ => None,
         }
     }
@@ -107,6 +115,34 @@ impl Method {
         match self {
             Method::Dr => "Route",
             Method::Nat => "Masq",
+            Method::Tun => "Tunnel",
+        }
+    }
+}
+
+/// The encapsulation of a `tun` service (keepalived's `type`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tunnel {
+    /// IP in IP: the outer header is IPv4 or IPv6 after the real's address.
+    Ipip,
+    /// Generic UDP Encapsulation to this UDP port on the real server.
+    Gue { port: u16 },
+}
+
+impl Tunnel {
+    /// `RealInfo::tun_type`.
+    pub fn code(self) -> u8 {
+        match self {
+            Tunnel::Ipip => lb_common::tun::IPIP,
+            Tunnel::Gue { .. } => lb_common::tun::GUE,
+        }
+    }
+
+    /// `RealInfo::tun_port` (network byte order; 0 for IPIP).
+    pub fn port_be(self) -> u16 {
+        match self {
+            Tunnel::Ipip => 0,
+            Tunnel::Gue { port } => port.to_be(),
         }
     }
 }
@@ -127,6 +163,10 @@ pub struct Dataplane {
     pub max_reals: u32,
     pub conntrack_size: u32,
     pub timeouts: Timeouts,
+    /// Outer source of IPv4 tunnels; `None`: the kernel's source towards the reals.
+    pub tunnel_source_v4: Option<Ipv4Addr>,
+    /// Outer source of IPv6 tunnels; `None`: as for IPv4.
+    pub tunnel_source_v6: Option<Ipv6Addr>,
 }
 
 /// Idle timeouts in seconds of established TCP, closing TCP and UDP flows
@@ -169,6 +209,8 @@ pub struct Service {
     pub id: ServiceId,
     pub scheduler: Scheduler,
     pub method: Method,
+    /// The encapsulation, for `Method::Tun` only.
+    pub tunnel: Option<Tunnel>,
     /// An inactive service is known to the data plane but its packets go to the stack.
     pub active: bool,
     pub reals: Vec<Real>,

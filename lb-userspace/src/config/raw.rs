@@ -34,6 +34,9 @@ pub struct Dataplane {
     pub tcp_fin_timeout: Option<Spanned<i64>>,
     #[serde(default)]
     pub udp_timeout: Option<Spanned<i64>>,
+    pub tunnel_source_v4: Option<Spanned<String>>,
+    #[serde(default)]
+    pub tunnel_source_v6: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -49,6 +52,10 @@ pub struct Service {
     pub method: Option<Spanned<String>>,
     #[serde(default)]
     pub active: Option<Spanned<bool>>,
+    #[serde(default)]
+    pub tunnel: Option<Spanned<String>>,
+    #[serde(default)]
+    pub gue_port: Option<Spanned<i64>>,
     #[serde(default, rename = "real")]
     pub reals: Vec<Spanned<Real>>,
 }

@@ -2,7 +2,7 @@
 
 use super::{
     Config, ConfigError, ConfigErrors, Dataplane, Method, Protocol, Real, Scheduler, Service,
-    ServiceId, Timeouts, XdpMode, raw,
+    ServiceId, Timeouts, Tunnel, XdpMode, raw,
 };
 use lb_common::{conn, defaults};
 use std::{collections::HashMap, net::IpAddr, ops::Range, path::PathBuf};
@@ -13,7 +13,6 @@ use toml::Spanned;
 const LVS_SCHEDULERS: [&str; 10] = [
     "rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq",
 ];
-const LVS_METHODS: [&str; 1] = ["tun"];
 /// Largest table the agent accepts (Maglev tables are per service and preallocated).
 const MAX_MAGLEV_TABLE: u32 = 1_048_573;
 const MAX_WEIGHT: i64 = 65535;
@@ -175,6 +174,24 @@ impl Validator<'_> {
             ),
             udp: self.number(&raw.udp_timeout, conn::DEFAULT_UDP_S, 1..=MAX_TIMEOUT),
         };
+        let tunnel_source_v4 = raw.tunnel_source_v4.as_ref().and_then(|a| {
+            match self.address(a, "`tunnel_source_v4`")? {
+                IpAddr::V4(v4) => Some(v4),
+                IpAddr::V6(_) => {
+                    self.error(a.span(), "`tunnel_source_v4` must be an IPv4 address");
+                    None
+                }
+            }
+        });
+        let tunnel_source_v6 = raw.tunnel_source_v6.as_ref().and_then(|a| {
+            match self.address(a, "`tunnel_source_v6`")? {
+                IpAddr::V6(v6) => Some(v6),
+                IpAddr::V4(_) => {
+                    self.error(a.span(), "`tunnel_source_v6` must be an IPv6 address");
+                    None
+                }
+            }
+        });
         (self.errors.len() == before).then_some(Dataplane {
             interfaces,
             xdp_mode,
@@ -184,6 +201,8 @@ impl Validator<'_> {
             max_reals,
             conntrack_size,
             timeouts,
+            tunnel_source_v4,
+            tunnel_source_v6,
         })
     }
 
@@ -276,28 +295,21 @@ impl Validator<'_> {
         };
         let method = match raw.method.as_ref() {
             None => Method::Dr,
-            Some(m) => {
-                match m.get_ref().as_str() {
-                    "dr" => Method::Dr,
-                    "nat" => Method::Nat,
-                    other if LVS_METHODS.contains(&other) => {
-                        self.error(
+            Some(m) => match m.get_ref().as_str() {
+                "dr" => Method::Dr,
+                "nat" => Method::Nat,
+                "tun" => Method::Tun,
+                other => {
+                    self.error(
                         m.span(),
-                        format!("forwarding method `{other}` is not supported yet; supported: dr, nat"),
+                        format!("unknown forwarding method `{other}`; supported: dr, nat, tun"),
                     );
-                        Method::Dr
-                    }
-                    other => {
-                        self.error(
-                            m.span(),
-                            format!("unknown forwarding method `{other}`; supported: dr, nat"),
-                        );
-                        Method::Dr
-                    }
+                    Method::Dr
                 }
-            }
+            },
         };
         let active = raw.active.as_ref().is_none_or(|a| *a.get_ref());
+        let tunnel = self.tunnel(raw, method);
 
         let mut reals: Vec<(Real, Range<usize>)> = Vec::new();
         for r in &raw.reals {
@@ -323,17 +335,23 @@ impl Validator<'_> {
             else {
                 continue;
             };
-            if address.is_ipv4() != vip.is_ipv4() {
+            // A tunnel may cross families (IPv4 in IPv6 and back); DR cannot.
+            if method != Method::Tun && address.is_ipv4() != vip.is_ipv4() {
                 self.error(
                     rr.address.span(),
                     format!("real server {address} is not of the VIP's address family"),
                 );
                 continue;
             }
-            if method == Method::Dr && real_port != port {
+            if matches!(method, Method::Dr | Method::Tun) && real_port != port {
                 let span = rr.port.as_ref().map_or(r.span(), |p| p.span());
+                let what = if method == Method::Dr {
+                    "direct routing"
+                } else {
+                    "tunnelling"
+                };
                 self.error(span, format!(
-                    "direct routing cannot change the port: real server port {real_port} differs from the service port {port}"
+                    "{what} cannot change the port: real server port {real_port} differs from the service port {port}"
                 ));
                 continue;
             }
@@ -370,9 +388,60 @@ impl Validator<'_> {
             },
             scheduler,
             method,
+            tunnel,
             active,
             reals: reals.into_iter().map(|(r, _)| r).collect(),
         })
+    }
+
+    /// The `tunnel` and `gue_port` keys: only for `method = "tun"`, where
+    /// `tunnel` defaults to IPIP and GUE needs its port.
+    fn tunnel(&mut self, raw: &raw::Service, method: Method) -> Option<Tunnel> {
+        if method != Method::Tun {
+            for span in [
+                raw.tunnel.as_ref().map(|t| t.span()),
+                raw.gue_port.as_ref().map(|p| p.span()),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                self.error(
+                    span,
+                    "`tunnel` and `gue_port` apply only to method = \"tun\"",
+                );
+            }
+            return None;
+        }
+        let gue = match raw.tunnel.as_ref() {
+            None => false,
+            Some(t) => match t.get_ref().as_str() {
+                "ipip" => false,
+                "gue" => true,
+                other => {
+                    self.error(
+                        t.span(),
+                        format!("unknown tunnel `{other}`, expected `ipip` or `gue`"),
+                    );
+                    return None;
+                }
+            },
+        };
+        match (gue, raw.gue_port.as_ref()) {
+            (false, None) => Some(Tunnel::Ipip),
+            (false, Some(p)) => {
+                self.error(p.span(), "`gue_port` applies only to tunnel = \"gue\"");
+                None
+            }
+            (true, Some(p)) => self.port(p).map(|port| Tunnel::Gue { port }),
+            (true, None) => {
+                let span = raw.tunnel.as_ref().map_or(0..0, |t| t.span());
+                self.error(
+                    span,
+                    "tunnel = \"gue\" needs `gue_port` (the real servers' GUE UDP port)",
+                );
+                None
+            }
+        }
     }
 
     /// Checks that the services fit the data plane's preallocated maps.

@@ -43,11 +43,17 @@ pub fn load(object: &[u8], dp: &config::Dataplane, log_level: u8) -> Result<Ebpf
 
 /// Attaches the director to `ifname` in `mode`; returns the link and the mode in effect.
 pub fn attach(ebpf: &mut Ebpf, ifname: &str, mode: XdpMode) -> Result<(XdpLinkId, XdpMode)> {
-    use aya::programs::xdp::XdpMode as Flags;
     let prog: &mut Xdp = ebpf
         .program_mut(PROG_DIRECTOR)
         .context("the XDP object has no director program")?
         .try_into()?;
+    attach_program(prog, ifname, mode)
+}
+
+/// Attaches a loaded XDP program to `ifname` in `mode` (auto: native, else
+/// generic with the reason logged); returns the link and the mode in effect.
+pub fn attach_program(prog: &mut Xdp, ifname: &str, mode: XdpMode) -> Result<(XdpLinkId, XdpMode)> {
+    use aya::programs::xdp::XdpMode as Flags;
     match mode {
         XdpMode::Native => prog
             .attach(ifname, Flags::Driver)

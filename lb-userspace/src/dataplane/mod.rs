@@ -7,9 +7,12 @@ mod sweep;
 mod tables;
 mod xdp;
 
+pub use loader::attach_program;
+pub use tables::addr_words;
 pub use xdp::XdpDataPlane;
 
 use crate::config::{Real, Service};
+use std::net::IpAddr;
 
 /// Where frames for a real server go on the wire.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,6 +25,9 @@ pub struct NextHop {
     pub src_mac: [u8; 6],
     /// That interface's MTU.
     pub mtu: u16,
+    /// The source address the kernel picks towards the real (its route's
+    /// preferred source): the default outer source of tunnels.
+    pub source: Option<IpAddr>,
 }
 
 /// A real server as the data plane must use it.

@@ -4,7 +4,7 @@
 
 use super::{DesiredService, NextHop};
 use crate::{
-    config::{Real, ServiceId},
+    config::{Method, Real, ServiceId, Tunnel},
     maglev,
 };
 use anyhow::{Context, Result};
@@ -15,12 +15,13 @@ use aya::{
 };
 use lb_common::{
     ConnCounts, Counters, IfaceInfo, REAL_F_PRESENT, REAL_F_REACHABLE, REAL_NONE, RealInfo,
-    SERVICE_F_ACTIVE, ServiceInfo, ServiceKey, map_names,
+    SERVICE_F_ACTIVE, ServiceInfo, ServiceKey, Settings, map_names,
 };
 use std::{
     collections::{BTreeMap, BTreeSet},
-    net::IpAddr,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
 };
+use tracing::{info, warn};
 
 /// What the maps hold for one service.
 struct Installed {
@@ -39,6 +40,16 @@ pub struct Tables {
     services: BTreeMap<ServiceId, Installed>,
     written_reals: BTreeMap<u32, RealInfo>,
     ifaces: BTreeSet<u32>,
+    /// Tunnel sources from the config; `None` picks the kernel's source towards the reals.
+    configured_sources: TunnelSources,
+    written_sources: TunnelSources,
+}
+
+/// Outer source addresses of tunnels, one per outer family.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TunnelSources {
+    pub v4: Option<Ipv4Addr>,
+    pub v6: Option<Ipv6Addr>,
 }
 
 pub fn addr_words(a: IpAddr) -> [u32; 4] {
@@ -80,11 +91,20 @@ impl Tables {
             services: BTreeMap::new(),
             written_reals: BTreeMap::new(),
             ifaces: BTreeSet::new(),
+            configured_sources: TunnelSources::default(),
+            written_sources: TunnelSources::default(),
         }
+    }
+
+    /// Fixes the tunnel sources instead of following the routes to the reals.
+    pub fn set_configured_sources(&mut self, sources: TunnelSources) {
+        self.configured_sources = sources;
     }
 
     pub fn apply(&mut self, ebpf: &mut Ebpf, desired: &[DesiredService]) -> Result<()> {
         self.write_ifaces(ebpf, desired)?;
+        // Before any real is written, so a tunnel never starts without its source.
+        self.write_tunnel_sources(ebpf, desired)?;
         let wanted: BTreeSet<ServiceId> = desired.iter().map(|d| d.service.id).collect();
         // Removals first, so their ids are free for what is added.
         let gone: Vec<ServiceId> = self
@@ -158,6 +178,58 @@ impl Tables {
         Ok(())
     }
 
+    /// Writes the tunnel sources into `SETTINGS`, leaving its other fields
+    /// as they are. Unconfigured, a family's source is the one the kernel
+    /// picks towards the first reachable tunnel real of that family (the
+    /// route's preferred source), as IPVS's tunnels get it from the route.
+    fn write_tunnel_sources(&mut self, ebpf: &mut Ebpf, desired: &[DesiredService]) -> Result<()> {
+        let routed = |v6: bool| {
+            desired
+                .iter()
+                .filter(|d| d.service.method == Method::Tun)
+                .flat_map(|d| d.reals.iter())
+                .filter(|r| r.real.address.is_ipv6() == v6)
+                .find_map(|r| r.next_hop.and_then(|h| h.source))
+        };
+        let sources = TunnelSources {
+            v4: self.configured_sources.v4.or_else(|| match routed(false) {
+                Some(IpAddr::V4(a)) => Some(a),
+                _ => None,
+            }),
+            v6: self.configured_sources.v6.or_else(|| match routed(true) {
+                Some(IpAddr::V6(a)) => Some(a),
+                _ => None,
+            }),
+        };
+        if sources == self.written_sources {
+            return Ok(());
+        }
+        let mut m: Array<_, Settings> = Array::try_from(map(ebpf, map_names::SETTINGS)?)?;
+        let mut settings = m.get(&0, 0)?;
+        settings.tun_src_v4 = sources.v4.map_or([0; 4], |a| addr_words(a.into()));
+        settings.tun_src_v6 = sources.v6.map_or([0; 4], |a| addr_words(a.into()));
+        m.set(0, settings, 0)?;
+        info!(v4 = ?sources.v4, v6 = ?sources.v6, "tunnel sources");
+        let tunnels = |v6: bool| {
+            desired.iter().any(|d| {
+                d.service.method == Method::Tun
+                    && d.reals.iter().any(|r| r.real.address.is_ipv6() == v6)
+            })
+        };
+        if sources.v4.is_none() && tunnels(false) {
+            warn!(
+                "no IPv4 tunnel source (set `tunnel_source_v4`): IPv4 tunnels fail until one is known"
+            );
+        }
+        if sources.v6.is_none() && tunnels(true) {
+            warn!(
+                "no IPv6 tunnel source (set `tunnel_source_v6`): IPv6 tunnels fail until one is known"
+            );
+        }
+        self.written_sources = sources;
+        Ok(())
+    }
+
     fn free_service_id(&self) -> Result<u32> {
         let used: BTreeSet<u32> = self.services.values().map(|s| s.id).collect();
         (0..self.max_services)
@@ -212,7 +284,7 @@ impl Tables {
             };
             taken.insert(rid);
             reals.insert(k, rid);
-            let info = real_info(&r.real, r.next_hop, id, d.service.method.code());
+            let info = real_info(&r.real, r.next_hop, id, d);
             if self.written_reals.get(&rid) != Some(&info) {
                 let mut m: Array<_, RealInfo> = Array::try_from(map(ebpf, map_names::REALS)?)?;
                 m.set(rid, info, 0)?;
@@ -318,7 +390,8 @@ impl Tables {
     }
 }
 
-fn real_info(real: &Real, hop: Option<NextHop>, service_id: u32, method: u8) -> RealInfo {
+fn real_info(real: &Real, hop: Option<NextHop>, service_id: u32, d: &DesiredService) -> RealInfo {
+    let tunnel = d.service.tunnel.unwrap_or(Tunnel::Ipip);
     RealInfo {
         addr: addr_words(real.address),
         port: real.port.to_be(),
@@ -327,7 +400,9 @@ fn real_info(real: &Real, hop: Option<NextHop>, service_id: u32, method: u8) -> 
         } else {
             lb_common::FAMILY_V6
         },
-        method,
+        method: d.service.method.code(),
+        tun_type: tunnel.code(),
+        tun_port: tunnel.port_be(),
         mac: hop.map_or([0; 6], |h| h.mac),
         ifindex: hop.map_or(0, |h| h.ifindex),
         weight: real.weight,

@@ -1,7 +1,10 @@
 //! The XDP data plane: one agent owns a pin directory, loads the director,
 //! pins its maps, attaches it, and keeps the maps equal to the desired state.
 
-use super::{DataPlane, DesiredService, loader, sweep, tables::Tables};
+use super::{
+    DataPlane, DesiredService, loader, sweep,
+    tables::{Tables, TunnelSources},
+};
 use crate::config::{self, XdpMode};
 use anyhow::{Context, Result, bail};
 use aya::maps::{Array, xdp::DevMapHash};
@@ -60,6 +63,10 @@ impl XdpDataPlane {
             },
             _lock: lock,
         };
+        plane.tables.set_configured_sources(TunnelSources {
+            v4: dp.tunnel_source_v4,
+            v6: dp.tunnel_source_v6,
+        });
         if let Err(e) = plane.pin_and_attach(dp) {
             plane.detach_all();
             let _ = loader::unpin_maps(&plane.pin_dir);

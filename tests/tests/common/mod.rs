@@ -45,7 +45,8 @@ pub fn eth_vlan(dst: [u8; 6], src: [u8; 6], vid: u16, ethertype: u16, payload: &
     eth(dst, src, ETH_VLAN, &inner)
 }
 
-fn checksum(data: &[u8]) -> u16 {
+/// RFC 1071 checksum of `data` (odd length padded with a zero byte).
+pub fn checksum(data: &[u8]) -> u16 {
     let mut sum = 0u32;
     for c in data.chunks(2) {
         sum += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));

@@ -1,0 +1,21 @@
+//! Internet checksums (RFC 1071) with the kernel's `bpf_csum_diff`, which sums
+//! 32-bit words in memory order: the folded result stored in memory order is
+//! the checksum's bytes, whatever the CPU's endianness.
+
+use aya_ebpf::helpers::bpf_csum_diff;
+
+/// Adds the `len` bytes at `ptr` (a multiple of 4, at most 512, checked
+/// readable by the caller) to the partial sum `seed`.
+#[inline(always)]
+pub fn add(ptr: *const u8, len: u32, seed: u32) -> u32 {
+    let sum = unsafe { bpf_csum_diff(core::ptr::null_mut(), 0, ptr as *mut u32, len, seed) };
+    sum as u32
+}
+
+/// The checksum field's two bytes for the partial sum `sum`.
+#[inline(always)]
+pub fn finish(sum: u32) -> [u8; 2] {
+    let mut s = (sum & 0xffff) + (sum >> 16);
+    s = (s & 0xffff) + (s >> 16);
+    (!(s as u16)).to_ne_bytes()
+}
