@@ -1,14 +1,17 @@
 //! Testbed for xlb: network namespaces wired as an LVS-DR lab (client,
 //! director, real servers on one bridge), HTTP reals that answer with their
-//! name, and clients that report which real answered.
+//! name, and clients that report which real answered; qemu guests running
+//! Debian's kernel for what the host kernel lacks (IPVS, ipip).
 //!
-//! Everything lives in namespaces this process creates and deletes; nothing
-//! touches the root namespace's interfaces, routes or sysctls.
+//! Everything lives in namespaces this process creates and deletes, or inside
+//! guests; nothing touches the root namespace's interfaces, routes or sysctls.
 
 pub mod agent;
+pub mod frames;
 pub mod http;
 pub mod lab;
 pub mod netns;
+pub mod qemu;
 pub mod udp;
 pub mod xdp;
 

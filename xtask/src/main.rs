@@ -18,7 +18,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Install what is missing: nightly rust-src, LLVM, bpf-linker, lab tools.
+    /// Install what is missing: nightly rust-src, LLVM, bpf-linker, lab and test tools, guest kernel.
     Setup,
     /// Build the XDP object (target/ebpf/bpfel-unknown-none/release/lb-ebpf).
     BuildEbpf,
@@ -35,7 +35,7 @@ enum Cmd {
 
 fn main() -> ExitCode {
     let result: Result<()> = match Cli::parse().command {
-        Cmd::Setup => setup::ensure(setup::Need::Lab),
+        Cmd::Setup => setup::ensure(setup::Need::Test),
         Cmd::BuildEbpf => build::ebpf(setup::Need::Build).map(|p| println!("{}", p.display())),
         Cmd::Run { args } => build::ebpf(setup::Need::Build)
             .and_then(|_| build::agent())

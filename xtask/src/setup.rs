@@ -1,6 +1,7 @@
 //! `cargo xtask setup`: installs what building the XDP side needs, and the
-//! tools the lab and tests use, when missing. Idempotent; where it cannot
-//! install (not root, not Debian/Ubuntu) it prints the commands to run.
+//! tools the lab and tests use (the qemu guest tests' kernel included), when
+//! missing. Idempotent; where it cannot install (not root, not Debian/Ubuntu)
+//! it prints the commands to run.
 
 use anyhow::{Context, Result, bail};
 use std::{
@@ -15,6 +16,9 @@ pub enum Need {
     Build,
     /// Building plus the lab's and tests' tools (ethtool, bpftool).
     Lab,
+    /// All of the above plus the qemu guest tests' qemu, busybox, ipvsadm
+    /// and guest kernel (Debian's, downloaded into the guest cache).
+    Test,
 }
 
 fn output(cmd: &mut Command) -> Option<String> {
@@ -116,6 +120,28 @@ fn run(cmd: &mut Command) -> Result<()> {
 
 /// Checks everything `need` requires and installs what is missing.
 pub fn ensure(need: Need) -> Result<()> {
+    install(need)?;
+    if need == Need::Test {
+        guest_kernel()?;
+    }
+    Ok(())
+}
+
+/// The guest tests' kernel, in their cache; apt's package lists are fetched
+/// first if they do not know it yet.
+fn guest_kernel() -> Result<()> {
+    if xlb_testbed::qemu::kernel::Kernel::get().is_ok() {
+        return Ok(());
+    }
+    if is_root() && is_debian_like() {
+        run(Command::new("apt-get").args(["update", "-qq"]))?;
+    }
+    xlb_testbed::qemu::kernel::Kernel::get()
+        .map(|_| ())
+        .context("fetching the qemu guest tests' kernel")
+}
+
+fn install(need: Need) -> Result<()> {
     let major = nightly_llvm_major()?;
     let mut apt: Vec<String> = Vec::new();
     let mut steps: Vec<String> = Vec::new();
@@ -142,11 +168,20 @@ pub fn ensure(need: Need) -> Result<()> {
             llvm_bin(major).display()
         ));
     }
-    if need == Need::Lab {
-        for (tool, pkg) in [("ethtool", "ethtool"), ("bpftool", "bpftool")] {
-            if !has_program(tool) {
-                apt.push(pkg.into());
-            }
+    let mut tools = Vec::new();
+    if need != Need::Build {
+        tools.extend([("ethtool", "ethtool"), ("bpftool", "bpftool")]);
+    }
+    if need == Need::Test {
+        tools.extend([
+            ("qemu-system-x86_64", "qemu-system-x86"),
+            ("busybox", "busybox-static"),
+            ("ipvsadm", "ipvsadm"),
+        ]);
+    }
+    for (tool, pkg) in tools {
+        if !has_program(tool) {
+            apt.push(pkg.into());
         }
     }
     if apt.is_empty() && steps.is_empty() {

@@ -22,9 +22,10 @@ fn cargo(args: &[&str]) -> Command {
 
 pub fn run(args: &Args) -> Result<()> {
     xlb_testbed::require_root()?;
-    // Building the object first installs whatever is missing (setup), nightly rustfmt included.
+    // Building the object first installs whatever is missing (setup), nightly
+    // rustfmt included, and the qemu guest tests' tools and kernel.
     eprintln!("== XDP object");
-    build::ebpf(Need::Lab)?;
+    build::ebpf(Need::Test)?;
     let major = setup::nightly_llvm_major()?;
 
     eprintln!("== fmt");
