@@ -1,6 +1,9 @@
 //! xlb's XDP director: parse → service → conntrack or scheduler → forward → stats.
 #![no_std]
 #![no_main]
+// atomic_xadd: the rr/wrr cursor's fetch-and-add (see sched/table.rs).
+#![feature(core_intrinsics)]
+#![allow(internal_features)]
 
 mod conntrack;
 mod forward;
