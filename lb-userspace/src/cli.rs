@@ -37,5 +37,8 @@ pub enum Command {
         /// Directory the agent pinned its maps in.
         #[arg(long, default_value = "/sys/fs/bpf/xlb")]
         pin_path: PathBuf,
+        /// Show persistence templates per real (ipvsadm's --persistent-conn).
+        #[arg(long)]
+        persistent_conn: bool,
     },
 }

@@ -193,9 +193,21 @@ impl DrLab {
     /// An `xlb` config balancing the lab's service over its reals from the
     /// director's interface.
     pub fn agent_config(&self, scheduler: &str, method: &str, xdp_mode: &str) -> String {
+        self.agent_config_with(scheduler, method, xdp_mode, "")
+    }
+
+    /// As [`DrLab::agent_config`], with `extra` TOML lines in the service
+    /// (scheduler flags, persistence).
+    pub fn agent_config_with(
+        &self,
+        scheduler: &str,
+        method: &str,
+        xdp_mode: &str,
+        extra: &str,
+    ) -> String {
         let mut s = format!(
             "[dataplane]\ninterfaces = [\"{}\"]\nxdp_mode = \"{xdp_mode}\"\npin_path = \"{}\"\n\n\
-             [[service]]\nvip = \"{}\"\nport = {}\nprotocol = \"tcp\"\nscheduler = \"{scheduler}\"\nmethod = \"{method}\"\n",
+             [[service]]\nvip = \"{}\"\nport = {}\nprotocol = \"tcp\"\nscheduler = \"{scheduler}\"\nmethod = \"{method}\"\n{extra}",
             self.director_if,
             self.pin_path.display(),
             self.vip,

@@ -26,8 +26,9 @@ pub struct Args {
     /// Forwarding method (dr; nat and tun arrive with the data-plane issues).
     #[arg(long, default_value = "dr")]
     method: String,
-    /// LVS scheduler name.
-    #[arg(long, default_value = "mh")]
+    /// LVS scheduler name (rr wrr lc wlc lblc lblcr dh sh sed nq mh fo ovf).
+    /// wrr's default shows the weights exactly: 50/100/150 of 300.
+    #[arg(long, default_value = "wrr")]
     scheduler: String,
     /// Use IPv6 for every address and the VIP.
     #[arg(long)]

@@ -181,9 +181,11 @@ pub fn sequence(service: &ServiceInfo) -> Option<u32> {
     }
     let cursor = SCHED_CURSORS.get_ptr_mut(service.id)?;
     // An atomic add that returns the old value (BPF_FETCH): the BPF target
-    // has no compare-and-swap, so core's atomic types lack fetch_add.
+    // has no compare-and-swap, so core's atomic types lack fetch_add. SeqCst,
+    // because LLVM lowers a relaxed add to the non-fetching BPF_ADD and hands
+    // back the operand instead of the old value.
     // SAFETY: an aligned u64 in a map value.
-    let advance = |by: u64| unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(cursor, by) };
+    let advance = |by: u64| unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::SeqCst }>(cursor, by) };
     let mut walk = Sequence {
         service_id: service.id,
         base: buffer_base(service, size),

@@ -133,23 +133,24 @@ impl Sequence {
     }
 }
 
-/// A hashed table lookup (dh, sh, mh): the slot `probe(0)` names, or with
-/// `fallback` the first usable real of `probe(1)`, `probe(2)`, …; an empty
-/// slot ends the walk. `probe(k)` is the slot of the k-th probe.
+/// A hashed table lookup (dh, sh, mh): the real in slot `first`, or with
+/// `fallback` the first usable real of slots `probe(0)`, `probe(1)`, … (256
+/// probes at most); an empty slot ends the walk.
 pub fn hashed(
     table: &[Option<usize>],
     reals: &mut [Real],
     fallback: bool,
+    first: usize,
     probe: impl Fn(u32) -> usize,
 ) -> Option<usize> {
-    let first = table[probe(0)]?;
+    let first = table[first]?;
     if reals[first].usable() {
         return Some(first);
     }
     if !fallback {
         return None;
     }
-    for k in 1..=MAX_REALS_PER_SERVICE {
+    for k in 0..MAX_REALS_PER_SERVICE {
         let i = table[probe(k)]?;
         if reals[i].usable() {
             return Some(i);
@@ -302,12 +303,12 @@ mod tests {
     fn hashed_lookup_falls_back_only_when_asked() {
         let table = vec![Some(0), Some(1), Some(2), None];
         let mut r = reals(&[(1, 0, 0), (0, 0, 0), (1, 0, 0)]);
-        let probe = |k: u32| (1 + k as usize) % 4;
-        assert_eq!(hashed(&table, &mut r, false, probe), None);
-        assert_eq!(hashed(&table, &mut r, true, probe), Some(2));
+        let probe = |k: u32| (2 + k as usize) % 4;
+        assert_eq!(hashed(&table, &mut r, false, 1, probe), None);
+        assert_eq!(hashed(&table, &mut r, true, 1, probe), Some(2));
         r[2].weight = 0;
         // The walk stops at the empty slot.
-        assert_eq!(hashed(&table, &mut r, true, probe), None);
+        assert_eq!(hashed(&table, &mut r, true, 1, probe), None);
     }
 
     #[test]
