@@ -75,7 +75,10 @@ fn monotonic_ns() -> u64 {
 }
 
 /// Live persistence templates per real id (IPVS's PersistConn).
-fn persist_counts(dir: &Path, services: &[(ServiceKey, ServiceInfo)]) -> Result<BTreeMap<u32, u64>> {
+fn persist_counts(
+    dir: &Path,
+    services: &[(ServiceKey, ServiceInfo)],
+) -> Result<BTreeMap<u32, u64>> {
     let templates: HashMap<MapData, ServiceAddr, Affinity> =
         open(dir, map_names::PERSIST)?.try_into()?;
     let timeouts: BTreeMap<u32, u64> = services

@@ -27,10 +27,7 @@ fn start(weights: &[u32], scheduler: &str, extra: &str) -> (DrLab, Agent, PathBu
         ..LabOptions::default()
     })
     .unwrap();
-    let dir = std::env::temp_dir().join(format!(
-        "xlb-sched-{}-{scheduler}",
-        std::process::id()
-    ));
+    let dir = std::env::temp_dir().join(format!("xlb-sched-{}-{scheduler}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("xlb.toml");
     std::fs::write(
@@ -99,10 +96,14 @@ fn sh_keeps_a_client_on_one_real_and_sh_port_spreads_it() {
 fn persistence_holds_a_client_across_connections() {
     let (lab, agent, dir) = start(&[1, 1, 1], "rr", "persistence_timeout = 300\n");
     let seen = spread(&lab, 12);
-    assert_eq!(seen.len(), 1, "rr would rotate; persistence must not: {seen:?}");
+    assert_eq!(
+        seen.len(),
+        1,
+        "rr would rotate; persistence must not: {seen:?}"
+    );
     let out = lab
         .director
-        .command(&xlb_bin())
+        .command(xlb_bin())
         .args(["status", "--persistent-conn", "--pin-path"])
         .arg(&lab.pin_path)
         .output()

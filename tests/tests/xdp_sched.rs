@@ -15,8 +15,8 @@ use common::*;
 use lb_common::{
     Affinity, ConnCounts, FAMILY_V4, IfaceInfo, PROG_DIRECTOR, REAL_F_PRESENT, REAL_F_REACHABLE,
     RealInfo, SERVICE_F_ACTIVE, SERVICE_F_FALLBACK, SERVICE_F_HASH_PORT, SERVICE_F_PERSISTENT,
-    SERVICE_F_TABLE_B, ServiceAddr, ServiceInfo, ServiceKey, globals, map_names, sched,
-    sched_hash, sched_layout,
+    SERVICE_F_TABLE_B, ServiceAddr, ServiceInfo, ServiceKey, globals, map_names, sched, sched_hash,
+    sched_layout,
 };
 use xlb::sched::{
     model::{self, Real, Rule},
@@ -178,7 +178,11 @@ impl Director {
             XDP_DROP => None,
             XDP_TX => {
                 assert_eq!(out[6..12], DIRECTOR_MAC, "source MAC");
-                assert_eq!(out[12..r.data_size_out as usize], frame[12..], "rest of the frame");
+                assert_eq!(
+                    out[12..r.data_size_out as usize],
+                    frame[12..],
+                    "rest of the frame"
+                );
                 let id = u32::from(out[4]) << 8 | u32::from(out[5]);
                 Some(id as usize - 1)
             }
@@ -210,7 +214,9 @@ fn wrr_and_rr_follow_ipvs_sequences_including_skips() {
             cursor: 0,
         };
         d.install(sched::WRR, 0, &reals, &ids(&m.seq));
-        let got: Vec<usize> = (0..18).map(|p| d.new_flow(CLIENT, 1000 + p).unwrap()).collect();
+        let got: Vec<usize> = (0..18)
+            .map(|p| d.new_flow(CLIENT, 1000 + p).unwrap())
+            .collect();
         assert_eq!(got[..9], [0, 0, 1, 0, 1, 2, 0, 1, 2], "A A B A B C A B C");
         let want: Vec<usize> = (0..18).map(|_| m.next(&mut reals).unwrap()).collect();
         assert_eq!(got, want);
@@ -218,7 +224,9 @@ fn wrr_and_rr_follow_ipvs_sequences_including_skips() {
         // Real A unreachable: its turns pass to the next entry, and are consumed.
         reals[0].reachable = false;
         d.install(sched::WRR, 0, &reals, &ids(&m.seq));
-        let got: Vec<usize> = (0..9).map(|p| d.new_flow(CLIENT, 2000 + p).unwrap()).collect();
+        let got: Vec<usize> = (0..9)
+            .map(|p| d.new_flow(CLIENT, 2000 + p).unwrap())
+            .collect();
         let want: Vec<usize> = (0..9).map(|_| m.next(&mut reals).unwrap()).collect();
         assert_eq!(got, want);
         assert!(!got.contains(&0));
@@ -231,15 +239,19 @@ fn rr_cycles_over_reals_with_weight() {
         let reals = vec![Real::new(1), Real::new(0), Real::new(5)];
         let weights: Vec<u32> = reals.iter().map(|r| r.weight).collect();
         d.install(sched::RR, 0, &reals, &ids(&tables::rr_sequence(&weights)));
-        let got: Vec<usize> = (0..6).map(|p| d.new_flow(CLIENT, 1000 + p).unwrap()).collect();
+        let got: Vec<usize> = (0..6)
+            .map(|p| d.new_flow(CLIENT, 1000 + p).unwrap())
+            .collect();
         assert_eq!(got, [0, 2, 0, 2, 0, 2]);
     });
 }
 
+/// (weight, active, inactive) of each real.
+type Spec = [(u32, u32, u32)];
+
 #[test]
 fn least_connection_family_matches_the_model() {
-    // (weight, active, inactive) per real.
-    let cases: &[(u8, Rule, &[(u32, u32, u32)])] = &[
+    let cases: &[(u8, Rule, &Spec)] = &[
         (sched::LC, Rule::Lc, &[(1, 1, 0), (1, 0, 200), (1, 0, 300)]),
         (sched::LC, Rule::Lc, &[(0, 0, 0), (1, 3, 0), (1, 3, 0)]),
         (sched::WLC, Rule::Wlc, &[(1, 1, 0), (3, 2, 0), (2, 1, 5)]),
@@ -417,7 +429,11 @@ fn persistence_keeps_a_masked_client_until_its_template_expires() {
         t.last_ns = t.last_ns.wrapping_sub(301_000_000_000);
         templates.insert(key, t, 0).unwrap();
         assert_eq!(d.new_flow([10, 0, 7, 9], 1100), Some(2));
-        assert_eq!(d.new_flow([10, 0, 7, 10], 1101), Some(2), "new template holds");
+        assert_eq!(
+            d.new_flow([10, 0, 7, 10], 1101),
+            Some(2),
+            "new template holds"
+        );
 
         // A drained real (weight 0) ends its templates.
         reals[2].weight = 0;
@@ -456,7 +472,12 @@ fn lblcr_adds_reals_to_a_destination_set() {
         let mut reals = vec![Real::new(2), Real::new(2), Real::new(2)];
         let mut set = Vec::new();
         d.install(sched::LBLCR, 0, &reals, &[]);
-        for (port, loads) in [(1, [0, 0, 0]), (2, [3, 0, 0]), (3, [3, 3, 0]), (4, [0, 1, 0])] {
+        for (port, loads) in [
+            (1, [0, 0, 0]),
+            (2, [3, 0, 0]),
+            (3, [3, 3, 0]),
+            (4, [0, 1, 0]),
+        ] {
             for (r, a) in reals.iter_mut().zip(loads) {
                 r.active = a;
             }

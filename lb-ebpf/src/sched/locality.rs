@@ -67,7 +67,7 @@ fn key(service: &ServiceInfo, flow: &FlowKey) -> ServiceAddr {
 pub fn lblc(service: &ServiceInfo, flow: &FlowKey) -> Option<u32> {
     let key = key(service, flow);
     let now = unsafe { bpf_ktime_get_ns() };
-    if let Some(entry) = LBLC.get_ptr_mut(&key) {
+    if let Some(entry) = LBLC.get_ptr_mut(key) {
         let entry = unsafe { &mut *entry };
         if now.wrapping_sub(entry.last_ns) < LOCALITY_EXPIRE_NS {
             entry.last_ns = now;
@@ -85,7 +85,7 @@ pub fn lblc(service: &ServiceInfo, flow: &FlowKey) -> Option<u32> {
         _pad: 0,
         last_ns: now,
     };
-    let _ = LBLC.insert(&key, entry, 0);
+    let _ = LBLC.insert(key, entry, 0);
     Some(id)
 }
 
@@ -203,7 +203,7 @@ impl Step for Contains {
 pub fn lblcr(service: &ServiceInfo, flow: &FlowKey) -> Option<u32> {
     let key = key(service, flow);
     let now = unsafe { bpf_ktime_get_ns() };
-    if let Some(set) = LBLCR.get_ptr_mut(&key) {
+    if let Some(set) = LBLCR.get_ptr_mut(key) {
         let set = unsafe { &mut *set };
         if now.wrapping_sub(set.last_ns) < LOCALITY_EXPIRE_NS {
             set.last_ns = now;
@@ -234,12 +234,13 @@ pub fn lblcr(service: &ServiceInfo, flow: &FlowKey) -> Option<u32> {
                 found: false,
             };
             each(MAX, &mut has);
-            if !has.found && set.len < MAX {
-                if let Some(slot) = set.reals.get_mut(set.len as usize) {
-                    *slot = id;
-                    set.len += 1;
-                    set.modified_ns = now;
-                }
+            if !has.found
+                && set.len < MAX
+                && let Some(slot) = set.reals.get_mut(set.len as usize)
+            {
+                *slot = id;
+                set.len += 1;
+                set.modified_ns = now;
             }
             return Some(id);
         }
@@ -251,6 +252,6 @@ pub fn lblcr(service: &ServiceInfo, flow: &FlowKey) -> Option<u32> {
     fresh.modified_ns = now;
     fresh.len = 1;
     fresh.reals[0] = id;
-    let _ = LBLCR.insert(&key, fresh, 0);
+    let _ = LBLCR.insert(key, fresh, 0);
     Some(id)
 }

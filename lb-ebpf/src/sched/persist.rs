@@ -23,7 +23,7 @@ pub fn pick(service: &ServiceInfo, flow: &FlowKey) -> Option<u32> {
     };
     let now = unsafe { bpf_ktime_get_ns() };
     let timeout = service.persist_timeout_s as u64 * 1_000_000_000;
-    if let Some(entry) = PERSIST.get_ptr_mut(&key) {
+    if let Some(entry) = PERSIST.get_ptr_mut(key) {
         let entry = unsafe { &mut *entry };
         let fresh = now.wrapping_sub(entry.last_ns) < timeout;
         if fresh
@@ -42,6 +42,6 @@ pub fn pick(service: &ServiceInfo, flow: &FlowKey) -> Option<u32> {
     };
     // A full map evicts its least recently used template; a failed insert
     // only costs this client its persistence.
-    let _ = PERSIST.insert(&key, entry, 0);
+    let _ = PERSIST.insert(key, entry, 0);
     Some(id)
 }

@@ -5,8 +5,7 @@ use super::threshold;
 use crate::maps::{REAL_CONNS, REAL_CONNS_GONE, REALS, SERVICE_REALS};
 use core::ptr::read_volatile;
 use lb_common::{
-    ConnCounts, REAL_F_REACHABLE, REAL_NONE, RealInfo, SERVICE_F_TABLE_B, ServiceInfo,
-    sched_layout,
+    ConnCounts, REAL_F_REACHABLE, REAL_NONE, RealInfo, SERVICE_F_TABLE_B, ServiceInfo, sched_layout,
 };
 
 /// Active and inactive connections now: counted by the data plane, minus

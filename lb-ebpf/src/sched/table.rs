@@ -185,7 +185,8 @@ pub fn sequence(service: &ServiceInfo) -> Option<u32> {
     // because LLVM lowers a relaxed add to the non-fetching BPF_ADD and hands
     // back the operand instead of the old value.
     // SAFETY: an aligned u64 in a map value.
-    let advance = |by: u64| unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::SeqCst }>(cursor, by) };
+    let advance =
+        |by: u64| unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::SeqCst }>(cursor, by) };
     let mut walk = Sequence {
         service_id: service.id,
         base: buffer_base(service, size),

@@ -498,19 +498,17 @@ impl Validator<'_> {
         let mask = match raw.persistence_granularity.as_ref() {
             None => full,
             Some(g) => match (g.get_ref(), vip) {
-                (raw::Granularity::Netmask(m), IpAddr::V4(_)) => {
-                    match m.parse::<Ipv4Addr>() {
-                        Ok(a) if u32::from(a).leading_ones() == u32::from(a).count_ones() => {
-                            IpAddr::V4(a)
-                        }
-                        _ => {
-                            self.error(g.span(), format!(
+                (raw::Granularity::Netmask(m), IpAddr::V4(_)) => match m.parse::<Ipv4Addr>() {
+                    Ok(a) if u32::from(a).leading_ones() == u32::from(a).count_ones() => {
+                        IpAddr::V4(a)
+                    }
+                    _ => {
+                        self.error(g.span(), format!(
                                 "`{m}` is not an IPv4 netmask (contiguous ones, such as 255.255.255.0)"
                             ));
-                            full
-                        }
+                        full
                     }
-                }
+                },
                 (raw::Granularity::Prefix(p), IpAddr::V6(_)) if (1..=128).contains(p) => {
                     IpAddr::V6(Ipv6Addr::from(u128::MAX << (128 - *p as u32)))
                 }

@@ -233,7 +233,9 @@ impl Tables {
             reals.insert(k, rid);
             let info = real_info(&r.real, r.next_hop, id, d.service.method.code());
             let before = self.written_reals.get(&rid);
-            if before.is_none_or(|b| (b.u_threshold, b.l_threshold) != (info.u_threshold, info.l_threshold)) {
+            if before.is_none_or(|b| {
+                (b.u_threshold, b.l_threshold) != (info.u_threshold, info.l_threshold)
+            }) {
                 // New thresholds start from "not overloaded", as IPVS clears the flag on edit.
                 let mut m: Array<_, u32> = Array::try_from(map(ebpf, map_names::REAL_OVERLOAD)?)?;
                 m.set(rid, 0, 0)?;

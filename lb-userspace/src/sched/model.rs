@@ -219,11 +219,14 @@ mod tests {
             .collect()
     }
 
-    /// (weight, active, inactive) per real → expected choice per rule.
+    /// (weight, active, inactive) of each real.
+    type Spec = [(u32, u32, u32)];
+
+    /// Reals → expected choice per rule.
     #[test]
     fn least_connection_family_as_ipvs() {
         use Rule::*;
-        let cases: &[(&[(u32, u32, u32)], Rule, Option<usize>)] = &[
+        let cases: &[(&Spec, Rule, Option<usize>)] = &[
             // lc: overhead = active × 256 + inactive; weights ignored but 0.
             (&[(1, 1, 0), (1, 0, 200), (1, 0, 300)], Lc, Some(1)),
             (&[(1, 0, 5), (9, 0, 5)], Lc, Some(0)),

@@ -118,10 +118,7 @@ mod tests {
     fn sh_deals_weight_buckets_each() {
         let t = sh_buckets(&[1, 2, 0, 3]);
         let want = [0, 1, 1, 2, 3, 3, 3, 0, 1, 1];
-        assert_eq!(
-            t[..10].iter().map(|b| b.unwrap()).collect::<Vec<_>>(),
-            want
-        );
+        assert_eq!(t[..10].iter().map(|b| b.unwrap()).collect::<Vec<_>>(), want);
         let count = |i| t.iter().filter(|&&b| b == Some(i)).count();
         // 256 buckets over cycles of 7: 36 full cycles (252) then 0, 1, 1, 2.
         assert_eq!((count(0), count(1), count(2), count(3)), (37, 74, 37, 108));
