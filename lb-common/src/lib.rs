@@ -23,8 +23,14 @@ pub mod map_names {
     pub const REAL_CONNS: &str = "REAL_CONNS";
     pub const REAL_CONNS_GONE: &str = "REAL_CONNS_GONE";
     pub const NAT_REPLIES: &str = "NAT_REPLIES";
+    pub const SERVICE_REALS: &str = "SERVICE_REALS";
+    pub const SCHED_CURSORS: &str = "SCHED_CURSORS";
+    pub const REAL_OVERLOAD: &str = "REAL_OVERLOAD";
+    pub const PERSIST: &str = "PERSIST";
+    pub const LBLC: &str = "LBLC";
+    pub const LBLCR: &str = "LBLCR";
     /// Every pinned map, in a stable order.
-    pub const ALL: [&str; 13] = [
+    pub const ALL: [&str; 19] = [
         SERVICES,
         REALS,
         MAGLEV,
@@ -38,6 +44,12 @@ pub mod map_names {
         REAL_CONNS,
         REAL_CONNS_GONE,
         NAT_REPLIES,
+        SERVICE_REALS,
+        SCHED_CURSORS,
+        REAL_OVERLOAD,
+        PERSIST,
+        LBLC,
+        LBLCR,
     ];
 }
 
@@ -60,6 +72,8 @@ pub mod defaults {
     pub const CONNTRACK_SIZE: u32 = 1 << 20;
     pub const MAGLEV_TABLE_SIZE: u32 = 65537;
     pub const MAX_IFACES: u32 = 64;
+    /// Entries of `PERSIST` (persistence templates), `LBLC` and `LBLCR` (LRU maps).
+    pub const AFFINITY_SIZE: u32 = 65536;
 }
 
 /// Address family tags used in keys (not the kernel's AF_* values, so that the
@@ -128,6 +142,45 @@ pub const SERVICE_F_HASH_PORT: u32 = 2;
 pub const SERVICE_F_FALLBACK: u32 = 4;
 /// `SERVICES` flag: clients keep their real for `persist_timeout_s` (IPVS persistent service).
 pub const SERVICE_F_PERSISTENT: u32 = 8;
+/// `SERVICES` flag: the live copy of the service's real list and scheduler
+/// table is the second one (double buffering, see [`sched_layout`]).
+pub const SERVICE_F_TABLE_B: u32 = 16;
+
+/// Where a service's scheduling state sits in the shared arrays.
+///
+/// Each service owns `MAX_REALS_PER_SERVICE` × 2 slots of `SERVICE_REALS`
+/// (its reals in configured order, ended by `REAL_NONE`) and one
+/// `MAGLEV_TABLE_SIZE` slice of `MAGLEV`. Maglev uses the whole slice; the
+/// other table schedulers (rr/wrr sequence, dh/sh buckets) use its two halves
+/// as two buffers. `SERVICE_F_TABLE_B` names the live buffer, so the agent
+/// writes the idle one completely and then flips the flag with one update of
+/// the service entry.
+pub mod sched_layout {
+    /// Most reals one service may have (bounds every scheduling loop).
+    pub const MAX_REALS_PER_SERVICE: u32 = 256;
+    /// Buckets of a dh or sh table (IPVS's `IP_VS_DH_TAB_SIZE` / `IP_VS_SH_TAB_SIZE`).
+    pub const HASH_BUCKETS: u32 = 256;
+
+    /// First `SERVICE_REALS` slot of a service's live (or idle) real list.
+    #[inline(always)]
+    pub fn reals_base(service_id: u32, table_b: bool) -> u32 {
+        (service_id * 2 + table_b as u32) * MAX_REALS_PER_SERVICE
+    }
+
+    /// First `MAGLEV` slot of a service's rr/wrr/dh/sh buffer.
+    #[inline(always)]
+    pub fn table_base(service_id: u32, table_size: u32, table_b: bool) -> u32 {
+        service_id * table_size + if table_b { table_size / 2 } else { 0 }
+    }
+}
+
+/// IPVS defaults the schedulers keep (sysctls in IPVS, constants here).
+pub mod sched_time {
+    /// An lblc/lblcr entry unused this long is forgotten, and an lblcr set not
+    /// changed this long drops its most loaded real (`lblc_expiration`,
+    /// `lblcr_expiration`: 24 hours).
+    pub const LOCALITY_EXPIRE_NS: u64 = 24 * 3600 * 1_000_000_000;
+}
 
 /// Key of `SERVICES`: a virtual service (VIP, port, protocol).
 #[repr(C)]
@@ -387,6 +440,51 @@ pub struct DecapVip {
     pub _pad: [u8; 3],
 }
 
+/// Key of `PERSIST`, `LBLC` and `LBLCR`: an address seen by one service (the
+/// masked client address for persistence, the destination address for lblc/lblcr).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ServiceAddr {
+    pub service_id: u32,
+    pub addr: Addr,
+}
+
+/// Value of `PERSIST` and `LBLC`: the real an address is tied to, and when
+/// that tie was last used (`bpf_ktime_get_ns()`, CLOCK_MONOTONIC).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Affinity {
+    pub real_id: u32,
+    pub _pad: u32,
+    pub last_ns: u64,
+}
+
+/// Value of `LBLCR`: the set of reals serving one destination address, in
+/// IPVS's order (the most recently added first).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReplicaSet {
+    /// Last time the entry was used.
+    pub last_ns: u64,
+    /// Last time a real was added to or dropped from the set.
+    pub modified_ns: u64,
+    pub len: u32,
+    pub _pad: u32,
+    pub reals: [u32; sched_layout::MAX_REALS_PER_SERVICE as usize],
+}
+
+impl Default for ReplicaSet {
+    fn default() -> ReplicaSet {
+        ReplicaSet {
+            last_ns: 0,
+            modified_ns: 0,
+            len: 0,
+            _pad: 0,
+            reals: [REAL_NONE; sched_layout::MAX_REALS_PER_SERVICE as usize],
+        }
+    }
+}
+
 /// Per-CPU counters of one service or one real server.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -463,6 +561,9 @@ assert_layout!(ConnCounts, 16, 8);
 assert_layout!(Counters, 24, 8);
 assert_layout!(GlobalCounters, 64, 8);
 assert_layout!(DecapVip, 20, 4);
+assert_layout!(ServiceAddr, 20, 4);
+assert_layout!(Affinity, 16, 8);
+assert_layout!(ReplicaSet, 1048, 8);
 
 #[cfg(feature = "user")]
 mod pod {
@@ -479,6 +580,55 @@ mod pod {
     unsafe impl aya::Pod for Counters {}
     unsafe impl aya::Pod for GlobalCounters {}
     unsafe impl aya::Pod for DecapVip {}
+    unsafe impl aya::Pod for ServiceAddr {}
+    unsafe impl aya::Pod for Affinity {}
+    unsafe impl aya::Pod for ReplicaSet {}
+}
+
+/// The hashes the table schedulers use, after IPVS: the data plane and the
+/// agent's reference model share them, so tests can predict every choice.
+pub mod sched_hash {
+    use super::{Addr, FAMILY_V6};
+
+    /// IPVS's address fold, in host order: IPv4 as is, IPv6 the XOR of its words.
+    #[inline(always)]
+    pub fn fold(family: u8, addr: &Addr) -> u32 {
+        let w = if family == FAMILY_V6 {
+            addr[0] ^ addr[1] ^ addr[2] ^ addr[3]
+        } else {
+            addr[0]
+        };
+        u32::from_be(w)
+    }
+
+    /// dh: bucket of a destination address (multiplicative hash, IPVS's constant).
+    #[inline(always)]
+    pub fn dh_bucket(fold: u32) -> u32 {
+        fold.wrapping_mul(2_654_435_761) & (super::sched_layout::HASH_BUCKETS - 1)
+    }
+
+    /// sh: bucket of a source address (and port with `sh-port`), moved on by
+    /// `offset` for the fallback walk, as IPVS's `ip_vs_sh_hashkey`.
+    #[inline(always)]
+    pub fn sh_bucket(fold: u32, port: u16, offset: u32) -> u32 {
+        // hash_32(v, 8): the top 8 bits of v × GOLDEN_RATIO_32.
+        let h = (port as u32).wrapping_add(fold).wrapping_mul(0x61c8_8647) >> 24;
+        offset.wrapping_add(h) & (super::sched_layout::HASH_BUCKETS - 1)
+    }
+
+    /// mh: hash of a source address (and port with `mh-port`) for probe
+    /// `offset` (IPVS keys a siphash per service; xlb uses a fixed mixer so
+    /// every director picks the same real).
+    #[inline(always)]
+    pub fn mh(fold: u32, port: u16, offset: u32) -> u32 {
+        let mut h = offset.wrapping_add(port as u32).wrapping_add(fold);
+        // murmur3's finaliser: every input bit moves every output bit.
+        h ^= h >> 16;
+        h = h.wrapping_mul(0x85eb_ca6b);
+        h ^= h >> 13;
+        h = h.wrapping_mul(0xc2b2_ae35);
+        h ^ (h >> 16)
+    }
 }
 
 /// Hash of a flow's 5-tuple, used to pick its Maglev slot. Kernel and tests

@@ -1,7 +1,7 @@
 //! xlb's XDP director: parse → service → conntrack or scheduler → forward → stats.
 #![no_std]
 #![no_main]
-// Atomic intrinsics for connection counting (see conntrack.rs).
+// Atomic intrinsics: connection counts (conntrack.rs), the rr/wrr cursor (sched/table.rs).
 #![allow(internal_features)]
 #![feature(core_intrinsics)]
 
@@ -55,7 +55,7 @@ fn director(ctx: &XdpContext) -> (u32, Fate) {
     };
     let Some(service) = (unsafe { SERVICES.get(key) }) else {
         // Not for a service; perhaps a real server's reply to a NAT flow.
-        return nat::reply(ctx, &pkt, now).unwrap_or((xdp_action::XDP_PASS, Fate::Pass));
+        return nat::reply(ctx, &pkt, now);
     };
     if service.flags & SERVICE_F_ACTIVE == 0 {
         return (xdp_action::XDP_PASS, Fate::Pass);
@@ -127,8 +127,8 @@ fn icmp_error(ctx: &XdpContext, pkt: &parse::Packet, service_id: u32) -> (u32, F
     };
     match real.method {
         method::DR => forward::direct_route(ctx, real),
-        method::TUN => tun::encapsulate(ctx, real, &pkt.flow),
-        // NAT would have to rewrite the quoted header too; the stack gets it.
+        // NAT would have to rewrite the quoted header too, and TUN would double
+        // the verifier's work on the encapsulation path: the stack gets those.
         _ => (xdp_action::XDP_PASS, Fate::Pass),
     }
 }

@@ -7,8 +7,8 @@ use aya_ebpf::{
     macros::btf_map,
 };
 use lb_common::{
-    ConnCounts, Counters, FlowKey, FlowState, GlobalCounters, IfaceInfo, RealInfo, ServiceInfo,
-    ServiceKey, Settings, defaults,
+    Affinity, ConnCounts, Counters, FlowKey, FlowState, GlobalCounters, IfaceInfo, RealInfo,
+    ReplicaSet, ServiceAddr, ServiceInfo, ServiceKey, Settings, defaults, sched_layout,
 };
 
 const MAX_SERVICES: usize = defaults::MAX_SERVICES as usize;
@@ -72,3 +72,39 @@ pub static REAL_CONNS_GONE: Array<ConnCounts, MAX_REALS> = Array::new();
 #[btf_map]
 pub static NAT_REPLIES: LruHashMap<FlowKey, FlowKey, { defaults::CONNTRACK_SIZE as usize }> =
     LruHashMap::new();
+/// Each service's reals in configured order (IPVS's list order), two buffers
+/// per service, ended by `REAL_NONE`: slot `(id × 2 + buffer) × 256 + i`.
+#[btf_map]
+pub static SERVICE_REALS: Array<
+    u32,
+    { MAX_SERVICES * 2 * sched_layout::MAX_REALS_PER_SERVICE as usize },
+> = Array::new();
+
+/// Service id → position in its rr/wrr sequence. One counter shared by all
+/// CPUs (atomic adds), so the sequence holds across CPUs.
+#[btf_map]
+pub static SCHED_CURSORS: Array<u64, MAX_SERVICES> = Array::new();
+
+/// Real id → 1 while the real is over its connection thresholds (IPVS's
+/// IP_VS_DEST_F_OVERLOAD, which needs memory between the two thresholds).
+#[btf_map]
+pub static REAL_OVERLOAD: Array<u32, MAX_REALS> = Array::new();
+
+/// Persistence templates: (service, masked client address) → real, last use.
+#[btf_map]
+pub static PERSIST: LruHashMap<ServiceAddr, Affinity, { defaults::AFFINITY_SIZE as usize }> =
+    LruHashMap::new();
+
+/// lblc: (service, destination address) → real, last use.
+#[btf_map]
+pub static LBLC: LruHashMap<ServiceAddr, Affinity, { defaults::AFFINITY_SIZE as usize }> =
+    LruHashMap::new();
+
+/// lblcr: (service, destination address) → its set of reals.
+#[btf_map]
+pub static LBLCR: LruHashMap<ServiceAddr, ReplicaSet, { defaults::AFFINITY_SIZE as usize }> =
+    LruHashMap::new();
+
+/// Where a new lblcr set is built (too large for the 512-byte stack).
+#[btf_map]
+pub static LBLCR_SCRATCH: PerCpuArray<ReplicaSet, 1> = PerCpuArray::new();

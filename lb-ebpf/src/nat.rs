@@ -8,7 +8,7 @@ use crate::{
     conntrack, csum,
     forward::send,
     maps::{CONNTRACK, NAT_REPLIES},
-    parse::{Packet, ptr_at},
+    parse::{self, Packet, ptr_at},
     stats::Fate,
 };
 use aya_ebpf::{
@@ -29,7 +29,8 @@ enum End {
     Dst,
 }
 
-/// Offsets of the address in the IP header, of the port and checksum in the L4 header.
+/// Offsets of the address in the IP header, of the port and checksum (in
+/// 16-bit words) in the L4 header.
 #[inline(always)]
 fn offsets(family: u8, proto: u8, end: End) -> (usize, usize, usize) {
     let addr = match (family == FAMILY_V4, end) {
@@ -38,8 +39,8 @@ fn offsets(family: u8, proto: u8, end: End) -> (usize, usize, usize) {
         (false, End::Src) => 8,
         (false, End::Dst) => 24,
     };
-    let port = if end == End::Src { 0 } else { 2 };
-    let check = if proto == PROTO_TCP { 16 } else { 6 };
+    let port = if end == End::Src { 0 } else { 1 };
+    let check = if proto == PROTO_TCP { 8 } else { 3 };
     (addr, port, check)
 }
 
@@ -54,10 +55,18 @@ fn rewrite(ctx: &XdpContext, pkt: &Packet, end: End, addr: &[u32; 4], port: u16)
         End::Dst => (flow.dst, flow.dport),
     };
     let words = if flow.family == FAMILY_V4 { 1 } else { 4 };
+    let at = parse::headers(ctx).ok()?;
 
-    let l4_check: *mut u16 = ptr_at(ctx, pkt.l4 + check_off)?;
-    let l4_port: *mut u16 = ptr_at(ctx, pkt.l4 + port_off)?;
-    // SAFETY: both pointers were bounds-checked against the frame.
+    // One bounds check covering ports and checksum (the first 18 bytes of a
+    // TCP header, 8 of UDP): separate checks get merged by LLVM in a way the
+    // verifier cannot follow.
+    let l4: *mut u16 = if flow.proto == PROTO_TCP {
+        ptr_at::<[u16; 9]>(ctx, at.l4)? as *mut u16
+    } else {
+        ptr_at::<[u16; 4]>(ctx, at.l4)? as *mut u16
+    };
+    // SAFETY: the indices are within the bounds-checked header.
+    let (l4_check, l4_port) = unsafe { (l4.add(check_off), l4.add(port_off)) };
     unsafe {
         let old_check = *l4_check;
         // IPv4 UDP with checksum 0 carries none; leave it so.
@@ -73,14 +82,14 @@ fn rewrite(ctx: &XdpContext, pkt: &Packet, end: End, addr: &[u32; 4], port: u16)
     }
 
     if flow.family == FAMILY_V4 {
-        let ip_addr: *mut u32 = ptr_at(ctx, pkt.l3 + addr_off)?;
-        let ip_check: *mut u16 = ptr_at(ctx, pkt.l3 + 10)?;
+        let ip_addr: *mut u32 = ptr_at(ctx, at.l3 + addr_off)?;
+        let ip_check: *mut u16 = ptr_at(ctx, at.l3 + 10)?;
         unsafe {
             *ip_check = csum::update32(*ip_check, old_addr[0], addr[0]);
             *ip_addr = addr[0];
         }
     } else {
-        let ip_addr: *mut [u32; 4] = ptr_at(ctx, pkt.l3 + addr_off)?;
+        let ip_addr: *mut [u32; 4] = ptr_at(ctx, at.l3 + addr_off)?;
         unsafe { *ip_addr = *addr };
     }
     Some(())
@@ -134,7 +143,9 @@ fn reply_key(flow: &FlowKey, real: &RealInfo) -> FlowKey {
 
 /// Client → VIP: rewrite to the real server and send it there. A new flow
 /// also gets its reply entry.
-#[inline(always)]
+// Not inlined: the FIB lookup's parameters get a stack frame of their own
+// rather than enlarging the director's, which the scheduler's calls add to.
+#[inline(never)]
 pub fn inbound(ctx: &XdpContext, pkt: &Packet, real: &RealInfo, new_flow: bool) -> (u32, Fate) {
     if new_flow
         && NAT_REPLIES
@@ -158,20 +169,26 @@ pub fn inbound(ctx: &XdpContext, pkt: &Packet, real: &RealInfo, new_flow: bool) 
 /// Real server → client: if this is the reply of a NAT flow, rewrite its
 /// source back to the VIP and send it to the client; anything else is not
 /// ours and goes to the stack.
-#[inline(always)]
-pub fn reply(ctx: &XdpContext, pkt: &Packet, now: u64) -> Option<(u32, Fate)> {
-    let client = unsafe { NAT_REPLIES.get(pkt.flow) }?;
+// Not inlined, as `inbound`.
+#[inline(never)]
+pub fn reply(ctx: &XdpContext, pkt: &Packet, now: u64) -> (u32, Fate) {
+    const NOT_OURS: (u32, Fate) = (xdp_action::XDP_PASS, Fate::Pass);
+    let Some(client) = (unsafe { NAT_REPLIES.get(pkt.flow) }) else {
+        return NOT_OURS;
+    };
     let client = *client;
-    let entry = CONNTRACK.get_ptr_mut(client)?;
+    let Some(entry) = CONNTRACK.get_ptr_mut(client) else {
+        return NOT_OURS;
+    };
     conntrack::reply_packet(entry, now);
     if rewrite(ctx, pkt, End::Src, &client.dst, client.dport).is_none() {
-        return Some((xdp_action::XDP_ABORTED, Fate::Error));
+        return (xdp_action::XDP_ABORTED, Fate::Error);
     }
-    Some(route(
+    route(
         ctx,
         pkt.flow.family,
         pkt.flow.proto,
         &client.dst,
         &client.src,
-    ))
+    )
 }

@@ -36,15 +36,10 @@ const IPV4_MF: u8 = 0x1;
 /// A parsed packet: its flow and where its headers are.
 pub struct Packet {
     pub flow: FlowKey,
-    /// Offset of the IP header.
-    pub l3: usize,
-    /// Offset of the TCP or UDP header.
-    pub l4: usize,
     /// TCP flags (`lb_common::conn::TCP_*`); 0 for UDP.
     pub tcp_flags: u8,
     /// An ICMP error about a packet of `flow`: `flow` is the client's flow
-    /// rebuilt from the quoted header (which is the reply, VIP → client),
-    /// and `l4` the ICMP header.
+    /// rebuilt from the quoted header (which is the reply, VIP → client).
     pub icmp_error: bool,
 }
 
@@ -152,9 +147,22 @@ fn skip_ipv6_ext(ctx: &XdpContext, mut next: u8, mut off: usize) -> Result<(u8, 
     Err(Skip::NotOurs)
 }
 
-/// The flow of a TCP or UDP packet, or why the director leaves it alone.
+/// Where a packet's IP and transport headers are.
+pub struct Headers {
+    /// Offset of the IP header.
+    pub l3: usize,
+    /// Offset of the transport (or ICMP) header.
+    pub l4: usize,
+    pub family: u8,
+    pub proto: u8,
+}
+
+/// Walks Ethernet, VLAN and IP (options, extension headers) to the transport
+/// header. Forwarding code that rewrites headers walks again rather than
+/// carrying offsets from `parse`: offsets kept alive across the scheduler
+/// would make the verifier check it once per header layout.
 #[inline(always)]
-pub fn parse(ctx: &XdpContext) -> Result<Packet, Skip> {
+pub fn headers(ctx: &XdpContext) -> Result<Headers, Skip> {
     let eth: *const EthHdr = ptr_at(ctx, 0).ok_or(Skip::Malformed)?;
     let mut ether_type = unsafe { (*eth).ether_type };
     let mut l3 = EthHdr::LEN;
@@ -163,9 +171,6 @@ pub fn parse(ctx: &XdpContext) -> Result<Packet, Skip> {
         ether_type = unsafe { (*vlan).ether_type };
         l3 += VlanHdr::LEN;
     }
-
-    let mut flow = FlowKey::default();
-    let l4;
     if ether_type == EtherType::Ipv4 as u16 {
         let ip: *const Ipv4Hdr = ptr_at(ctx, l3).ok_or(Skip::Malformed)?;
         let ip = unsafe { &*ip };
@@ -180,25 +185,54 @@ pub fn parse(ctx: &XdpContext) -> Result<Packet, Skip> {
         if ip.frag_flags() & IPV4_MF != 0 || ip.frag_offset() != 0 {
             return Err(Skip::Fragment);
         }
-        flow.family = FAMILY_V4;
-        flow.proto = ip.proto;
-        flow.src = words4(ip.src_addr);
-        flow.dst = words4(ip.dst_addr);
-        l4 = l3 + (ihl & 0x3c);
+        Ok(Headers {
+            l3,
+            l4: l3 + (ihl & 0x3c),
+            family: FAMILY_V4,
+            proto: ip.proto,
+        })
     } else if ether_type == EtherType::Ipv6 as u16 {
         let ip: *const Ipv6Hdr = ptr_at(ctx, l3).ok_or(Skip::Malformed)?;
         let ip = unsafe { &*ip };
         if ip.vcf[0] >> 4 != 6 {
             return Err(Skip::Malformed);
         }
-        let (proto, off) = skip_ipv6_ext(ctx, ip.next_hdr, l3 + Ipv6Hdr::LEN)?;
-        flow.family = FAMILY_V6;
-        flow.proto = proto;
+        let (proto, l4) = skip_ipv6_ext(ctx, ip.next_hdr, l3 + Ipv6Hdr::LEN)?;
+        Ok(Headers {
+            l3,
+            l4,
+            family: FAMILY_V6,
+            proto,
+        })
+    } else {
+        Err(Skip::NotOurs)
+    }
+}
+
+/// The flow of a TCP or UDP packet, or why the director leaves it alone.
+#[inline(always)]
+pub fn parse(ctx: &XdpContext) -> Result<Packet, Skip> {
+    let Headers {
+        l3,
+        l4,
+        family,
+        proto,
+    } = headers(ctx)?;
+    let mut flow = FlowKey {
+        family,
+        proto,
+        ..FlowKey::default()
+    };
+    if family == FAMILY_V4 {
+        let ip: *const Ipv4Hdr = ptr_at(ctx, l3).ok_or(Skip::Malformed)?;
+        let ip = unsafe { &*ip };
+        flow.src = words4(ip.src_addr);
+        flow.dst = words4(ip.dst_addr);
+    } else {
+        let ip: *const Ipv6Hdr = ptr_at(ctx, l3).ok_or(Skip::Malformed)?;
+        let ip = unsafe { &*ip };
         flow.src = words16(ip.src_addr);
         flow.dst = words16(ip.dst_addr);
-        l4 = off;
-    } else {
-        return Err(Skip::NotOurs);
     }
 
     if flow.proto == ICMP && flow.family == FAMILY_V4
@@ -206,8 +240,6 @@ pub fn parse(ctx: &XdpContext) -> Result<Packet, Skip> {
     {
         return Ok(Packet {
             flow: icmp_error_flow(ctx, flow.family, l4)?,
-            l3,
-            l4,
             tcp_flags: 0,
             icmp_error: true,
         });
@@ -233,8 +265,6 @@ pub fn parse(ctx: &XdpContext) -> Result<Packet, Skip> {
     }
     Ok(Packet {
         flow,
-        l3,
-        l4,
         tcp_flags,
         icmp_error: false,
     })

@@ -37,6 +37,9 @@ pub enum Command {
         /// Directory the agent pinned its maps in.
         #[arg(long, default_value = "/sys/fs/bpf/xlb")]
         pin_path: PathBuf,
+        /// Show persistence templates per real (ipvsadm's --persistent-conn).
+        #[arg(long)]
+        persistent_conn: bool,
     },
     /// On a TUN real server: unwrap IPIP/IPv6/GUE tunnels for the local VIPs in XDP
     /// until SIGTERM/SIGINT, then detach.

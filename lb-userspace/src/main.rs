@@ -17,7 +17,17 @@ fn main() -> ExitCode {
                 c.services.len()
             );
         }),
-        Command::Status { pin_path } => status::render(&pin_path).map(|s| print!("{s}")),
+        Command::Status {
+            pin_path,
+            persistent_conn,
+        } => {
+            let view = if persistent_conn {
+                status::View::PersistentConn
+            } else {
+                status::View::Default
+            };
+            status::render(&pin_path, view).map(|s| print!("{s}"))
+        }
         Command::Run {
             config,
             keep_dataplane,

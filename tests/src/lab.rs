@@ -266,17 +266,42 @@ impl DrLab {
     /// An `xlb` config balancing the lab's service over its reals from the
     /// director's interface.
     pub fn agent_config(&self, scheduler: &str, method: &str, xdp_mode: &str) -> String {
-        self.agent_config_gue(scheduler, method, xdp_mode, None)
+        self.agent_config_full(scheduler, method, xdp_mode, None, "")
     }
 
     /// As [`DrLab::agent_config`]; with `gue_port` a `tun` service uses GUE
-    /// to that port instead of IPIP. The UDP service is included when the lab has one.
+    /// to that port instead of IPIP.
     pub fn agent_config_gue(
         &self,
         scheduler: &str,
         method: &str,
         xdp_mode: &str,
         gue_port: Option<u16>,
+    ) -> String {
+        self.agent_config_full(scheduler, method, xdp_mode, gue_port, "")
+    }
+
+    /// As [`DrLab::agent_config`], with `extra` TOML lines in the service
+    /// (scheduler flags, persistence).
+    pub fn agent_config_with(
+        &self,
+        scheduler: &str,
+        method: &str,
+        xdp_mode: &str,
+        extra: &str,
+    ) -> String {
+        self.agent_config_full(scheduler, method, xdp_mode, None, extra)
+    }
+
+    /// The lab's config: the TCP service, and the UDP one when the lab has
+    /// one, each with `extra` lines; GUE with `gue_port` for `tun`.
+    fn agent_config_full(
+        &self,
+        scheduler: &str,
+        method: &str,
+        xdp_mode: &str,
+        gue_port: Option<u16>,
+        extra: &str,
     ) -> String {
         let interfaces = match self.method {
             LabMethod::Nat => "\"eth0\", \"eth1\"",
@@ -289,7 +314,7 @@ impl DrLab {
         let services = std::iter::once(("tcp", self.port)).chain(self.udp_port.map(|p| ("udp", p)));
         for (protocol, port) in services {
             s.push_str(&format!(
-                "\n[[service]]\nvip = \"{}\"\nport = {port}\nprotocol = \"{protocol}\"\nscheduler = \"{scheduler}\"\nmethod = \"{method}\"\n",
+                "\n[[service]]\nvip = \"{}\"\nport = {port}\nprotocol = \"{protocol}\"\nscheduler = \"{scheduler}\"\nmethod = \"{method}\"\n{extra}",
                 self.vip,
             ));
             if let Some(gue) = gue_port {

@@ -92,12 +92,38 @@ fn every_config_error_names_file_line_and_column() {
             "FILE:7:12: unknown protocol `sctp`, expected `tcp` or `udp`",
         ),
         (
-            &GOOD.replace("port = 80", "port = 80\nscheduler = \"wrr\""),
-            "FILE:7:13: scheduler `wrr` is not supported yet; supported: mh",
+            &GOOD.replace("port = 80", "port = 80\nscheduler = \"fastest\""),
+            "FILE:7:13: unknown scheduler `fastest`; expected one of rr, wrr, lc, wlc, lblc, lblcr, dh, sh, sed, nq, mh, fo, ovf",
         ),
         (
-            &GOOD.replace("port = 80", "port = 80\nscheduler = \"fastest\""),
-            "FILE:7:13: unknown scheduler `fastest`; supported: mh",
+            &GOOD.replace(
+                "port = 80",
+                "port = 80\nscheduler = \"wrr\"\nscheduler_flags = [\"sh-port\", \"mh-turbo\"]",
+            ),
+            "FILE:8:20: flag `sh-port` belongs to scheduler `sh`, not `wrr`",
+        ),
+        (
+            &GOOD.replace("port = 80", "port = 80\nscheduler_flags = [\"mh-turbo\"]"),
+            "FILE:7:20: unknown scheduler flag `mh-turbo`; expected one of sh-port, sh-fallback, mh-port, mh-fallback",
+        ),
+        (
+            &GOOD.replace(
+                "port = 80",
+                "port = 80\npersistence_timeout = 300\npersistence_granularity = \"255.0.255.0\"",
+            ),
+            "FILE:8:27: `255.0.255.0` is not an IPv4 netmask (contiguous ones, such as 255.255.255.0)",
+        ),
+        (
+            &GOOD.replace("port = 80", "port = 80\npersistence_granularity = 24"),
+            "FILE:7:27: `persistence_granularity` needs `persistence_timeout`",
+        ),
+        (
+            &GOOD.replace("port = 80", "port = 80\npersistence_timeout = 0"),
+            "FILE:7:23: 0 is out of range (1..=31536000)",
+        ),
+        (
+            &GOOD.replace("weight = 2", "weight = 2\nuthreshold = 10\nlthreshold = 20"),
+            "FILE:12:14: lthreshold 20 is above uthreshold 10; a real would never take connections again",
         ),
         (
             &GOOD.replace("port = 80", "port = 80\nmethod = \"fullnat\""),

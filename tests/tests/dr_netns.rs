@@ -36,7 +36,13 @@ fn lab(ipv6: bool) -> DrLab {
 
 fn write_config(lab: &DrLab, dir: &Path, mode: &str) -> PathBuf {
     let path = dir.join("xlb.toml");
-    std::fs::write(&path, lab.agent_config("mh", "dr", mode)).unwrap();
+    // mh-port: IPVS's mh hashes the client address alone; with the port too,
+    // one client's connections spread over the reals.
+    std::fs::write(
+        &path,
+        lab.agent_config_with("mh", "dr", mode, "scheduler_flags = [\"mh-port\"]\n"),
+    )
+    .unwrap();
     path
 }
 
@@ -176,8 +182,9 @@ fn connections_through_the_vip_reach_every_real_and_stay_put() {
         let cols: Vec<&str> = line.split_whitespace().collect();
         assert_eq!(cols[2], "Route", "{line}");
         assert_eq!(cols[3], r.weight.to_string(), "{line}");
+        // Forward Weight ActiveConn InActConn, then Conns.
         assert!(
-            cols[4].parse::<u64>().unwrap() > 0,
+            cols[6].parse::<u64>().unwrap() > 0,
             "no connections counted: {line}"
         );
     }

@@ -45,7 +45,7 @@ fn start_with_timeout(lab: &DrLab, tag: &str, extra: &str, udp_timeout: u32) -> 
     let dir = std::env::temp_dir().join(format!("xlb-nat-{}-{tag}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("xlb.toml");
-    let mut config = lab.agent_config("mh", "nat", "native").replacen(
+    let mut config = lab.agent_config("wrr", "nat", "native").replacen(
         "[dataplane]\n",
         &format!("[dataplane]\nudp_timeout = {udp_timeout}\n"),
         1,
@@ -166,7 +166,7 @@ fn nat_udp_ipv4_answers_come_from_the_vip() {
         }));
     }
     let extra = format!(
-        "\n[[service]]\nvip = \"{}\"\nport = 53\nprotocol = \"udp\"\nscheduler = \"mh\"\nmethod = \"nat\"\n{}",
+        "\n[[service]]\nvip = \"{}\"\nport = 53\nprotocol = \"udp\"\nscheduler = \"rr\"\nmethod = \"nat\"\n{}",
         lab.vip,
         lab.reals
             .iter()

@@ -56,7 +56,7 @@ fn tunnel(ipv6: bool, gue: bool) {
     let gue_port = gue.then_some(GUE_PORT);
     std::fs::write(
         &config,
-        lab.agent_config_gue("mh", "tun", "native", gue_port),
+        lab.agent_config_gue("wrr", "tun", "native", gue_port),
     )
     .unwrap();
     let decaps = lab.start_decap(&xlb_bin(), gue_port).unwrap();

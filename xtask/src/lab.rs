@@ -27,8 +27,9 @@ pub struct Args {
     /// routing through it) or tun (reals unwrap with `xlb decap`).
     #[arg(long, default_value = "dr", value_parser = ["dr", "nat", "tun"])]
     method: String,
-    /// LVS scheduler name.
-    #[arg(long, default_value = "mh")]
+    /// LVS scheduler name (rr wrr lc wlc lblc lblcr dh sh sed nq mh fo ovf).
+    /// wrr's default shows the weights exactly: 50/100/150 of 300.
+    #[arg(long, default_value = "wrr")]
     scheduler: String,
     /// Use IPv6 for every address and the VIP.
     #[arg(long)]

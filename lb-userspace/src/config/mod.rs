@@ -59,25 +59,87 @@ impl fmt::Display for Protocol {
 /// How a new connection picks its real server. Names follow ipvsadm's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Scheduler {
+    Rr,
+    Wrr,
+    Lc,
+    Wlc,
+    Lblc,
+    Lblcr,
+    Dh,
+    Sh,
+    Sed,
+    Nq,
     /// Maglev hashing.
     Mh,
+    /// Weighted failover.
+    Fo,
+    /// Overflow-connection.
+    Ovf,
 }
 
 impl Scheduler {
+    /// Every scheduler with its name and data-plane code.
+    pub const ALL: [(Scheduler, &'static str, u8); 13] = {
+        use lb_common::sched::*;
+        [
+            (Scheduler::Rr, "rr", RR),
+            (Scheduler::Wrr, "wrr", WRR),
+            (Scheduler::Lc, "lc", LC),
+            (Scheduler::Wlc, "wlc", WLC),
+            (Scheduler::Lblc, "lblc", LBLC),
+            (Scheduler::Lblcr, "lblcr", LBLCR),
+            (Scheduler::Dh, "dh", DH),
+            (Scheduler::Sh, "sh", SH),
+            (Scheduler::Sed, "sed", SED),
+            (Scheduler::Nq, "nq", NQ),
+            (Scheduler::Mh, "mh", MH),
+            (Scheduler::Fo, "fo", FO),
+            (Scheduler::Ovf, "ovf", OVF),
+        ]
+    };
+
     pub fn name(self) -> &'static str {
-        match self {
-            Scheduler::Mh => "mh",
-        }
+        Self::ALL.iter().find(|e| e.0 == self).map_or("?", |e| e.1)
     }
 
     pub fn code(self) -> u8 {
-        match self {
-            Scheduler::Mh => lb_common::sched::MH,
-        }
+        Self::ALL.iter().find(|e| e.0 == self).map_or(0, |e| e.2)
     }
 
     pub fn from_code(code: u8) -> Option<Scheduler> {
-        (code == lb_common::sched::MH).then_some(Scheduler::Mh)
+        Self::ALL.iter().find(|e| e.2 == code).map(|e| e.0)
+    }
+
+    pub fn from_name(name: &str) -> Option<Scheduler> {
+        Self::ALL.iter().find(|e| e.1 == name).map(|e| e.0)
+    }
+}
+
+/// keepalived's scheduler flags (IPVS's sched-flag-1/2 for sh and mh).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SchedFlags {
+    /// `sh-port` / `mh-port`: hash the client's port with its address.
+    pub hash_port: bool,
+    /// `sh-fallback` / `mh-fallback`: try other reals when the hashed one cannot take the flow.
+    pub fallback: bool,
+}
+
+/// A persistent service: clients keep their real across connections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Persistence {
+    /// Seconds a client's template lives after its last new connection.
+    pub timeout_s: u32,
+    /// Client addresses are grouped by this mask (IPv4 netmask or IPv6 prefix).
+    pub mask: IpAddr,
+}
+
+impl Persistence {
+    /// The mask as ipvsadm prints it: a netmask for IPv4, a prefix length for IPv6.
+    pub fn mask_text(&self) -> String {
+        match self.mask {
+            IpAddr::V4(m) => m.to_string(),
+            IpAddr::V6(m) => u128::from(m).leading_ones().to_string(),
+        }
     }
 }
 
@@ -213,6 +275,8 @@ pub struct Service {
     pub tunnel: Option<Tunnel>,
     /// An inactive service is known to the data plane but its packets go to the stack.
     pub active: bool,
+    pub flags: SchedFlags,
+    pub persistence: Option<Persistence>,
     pub reals: Vec<Real>,
 }
 
@@ -222,6 +286,10 @@ pub struct Real {
     pub port: u16,
     /// 0 takes no new connections; existing ones continue.
     pub weight: u32,
+    /// Connections (active + inactive) at which the real stops taking new ones; 0: none.
+    pub u_threshold: u32,
+    /// Connections below which it takes them again; 0: 3/4 of `u_threshold`.
+    pub l_threshold: u32,
 }
 
 /// One problem in the file, with where it is.

@@ -56,6 +56,12 @@ pub struct Service {
     pub tunnel: Option<Spanned<String>>,
     #[serde(default)]
     pub gue_port: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub scheduler_flags: Option<Spanned<Vec<Spanned<String>>>>,
+    #[serde(default)]
+    pub persistence_timeout: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub persistence_granularity: Option<Spanned<Granularity>>,
     #[serde(default, rename = "real")]
     pub reals: Vec<Spanned<Real>>,
 }
@@ -68,4 +74,16 @@ pub struct Real {
     pub port: Option<Spanned<i64>>,
     #[serde(default)]
     pub weight: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub uthreshold: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub lthreshold: Option<Spanned<i64>>,
+}
+
+/// `persistence_granularity`: a netmask (IPv4) or a prefix length (IPv6).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Granularity {
+    Netmask(String),
+    Prefix(i64),
 }

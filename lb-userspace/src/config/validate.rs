@@ -1,18 +1,28 @@
 //! Turns the raw TOML into a [`Config`], collecting every error with its position.
 
 use super::{
-    Config, ConfigError, ConfigErrors, Dataplane, Method, Protocol, Real, Scheduler, Service,
-    ServiceId, Timeouts, Tunnel, XdpMode, raw,
+    Config, ConfigError, ConfigErrors, Dataplane, Method, Persistence, Protocol, Real, SchedFlags,
+    Scheduler, Service, ServiceId, Timeouts, Tunnel, XdpMode, raw,
 };
-use lb_common::{conn, defaults};
-use std::{collections::HashMap, net::IpAddr, ops::Range, path::PathBuf};
+use crate::sched::tables::wrr_len;
+use lb_common::{conn, defaults, sched_layout};
+use std::{
+    collections::HashMap,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    ops::Range,
+    path::PathBuf,
+};
 use toml::Spanned;
 
-/// LVS schedulers xlb knows by name but does not run yet: named in errors so a
-/// keepalived user sees why their choice is refused rather than "unknown".
-const LVS_SCHEDULERS: [&str; 10] = [
-    "rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq",
+/// keepalived's scheduler flags, with the scheduler each belongs to.
+const SCHED_FLAGS: [(&str, Scheduler); 4] = [
+    ("sh-port", Scheduler::Sh),
+    ("sh-fallback", Scheduler::Sh),
+    ("mh-port", Scheduler::Mh),
+    ("mh-fallback", Scheduler::Mh),
 ];
+/// Longest persistence timeout accepted (one year), in seconds.
+const MAX_PERSISTENCE: i64 = 365 * 24 * 3600;
 /// Largest table the agent accepts (Maglev tables are per service and preallocated).
 const MAX_MAGLEV_TABLE: u32 = 1_048_573;
 const MAX_WEIGHT: i64 = 65535;
@@ -275,24 +285,21 @@ impl Validator<'_> {
         };
         let scheduler = match raw.scheduler.as_ref() {
             None => Scheduler::Mh,
-            Some(s) => match s.get_ref().as_str() {
-                "mh" => Scheduler::Mh,
-                other if LVS_SCHEDULERS.contains(&other) => {
-                    self.error(
-                        s.span(),
-                        format!("scheduler `{other}` is not supported yet; supported: mh"),
-                    );
-                    Scheduler::Mh
-                }
-                other => {
-                    self.error(
-                        s.span(),
-                        format!("unknown scheduler `{other}`; supported: mh"),
-                    );
-                    Scheduler::Mh
-                }
-            },
+            Some(s) => Scheduler::from_name(s.get_ref()).unwrap_or_else(|| {
+                let names: Vec<&str> = Scheduler::ALL.iter().map(|e| e.1).collect();
+                self.error(
+                    s.span(),
+                    format!(
+                        "unknown scheduler `{}`; expected one of {}",
+                        s.get_ref(),
+                        names.join(", ")
+                    ),
+                );
+                Scheduler::Mh
+            }),
         };
+        let flags = self.sched_flags(raw.scheduler_flags.as_ref(), scheduler);
+        let persistence = self.persistence(raw, vip);
         let method = match raw.method.as_ref() {
             None => Method::Dr,
             Some(m) => match m.get_ref().as_str() {
@@ -319,6 +326,17 @@ impl Validator<'_> {
                 None => port,
                 Some(p) => self.port(p),
             };
+            let u_threshold = self.number(&rr.uthreshold, 0, 0..=i64::from(u32::MAX));
+            let l_threshold = self.number(&rr.lthreshold, 0, 0..=i64::from(u32::MAX));
+            if let Some(l) = &rr.lthreshold
+                && u_threshold != 0
+                && l_threshold > u_threshold
+            {
+                self.error(
+                    l.span(),
+                    format!("lthreshold {l_threshold} is above uthreshold {u_threshold}; a real would never take connections again"),
+                );
+            }
             let weight = match rr.weight.as_ref() {
                 None => 1,
                 Some(w) if (0..=MAX_WEIGHT).contains(w.get_ref()) => *w.get_ref() as u32,
@@ -373,6 +391,8 @@ impl Validator<'_> {
                     address,
                     port: real_port,
                     weight,
+                    u_threshold,
+                    l_threshold,
                 },
                 r.span(),
             ));
@@ -390,6 +410,8 @@ impl Validator<'_> {
             method,
             tunnel,
             active,
+            flags,
+            persistence,
             reals: reals.into_iter().map(|(r, _)| r).collect(),
         })
     }
@@ -468,7 +490,32 @@ impl Validator<'_> {
                 ),
             );
         }
+        let half = dp.maglev_table_size / 2;
         for (s, span) in services {
+            if s.reals.len() > sched_layout::MAX_REALS_PER_SERVICE as usize {
+                self.error(
+                    span.clone(),
+                    format!(
+                        "service {} has {} real servers; at most {} per service",
+                        s.id,
+                        s.reals.len(),
+                        sched_layout::MAX_REALS_PER_SERVICE
+                    ),
+                );
+            }
+            let weights: Vec<u32> = s.reals.iter().map(|r| r.weight).collect();
+            let need = match s.scheduler {
+                Scheduler::Wrr => wrr_len(&weights),
+                Scheduler::Rr => weights.len() as u64,
+                Scheduler::Sh | Scheduler::Dh => u64::from(sched_layout::HASH_BUCKETS),
+                _ => 0,
+            };
+            if need > u64::from(half) {
+                self.error(span.clone(), format!(
+                    "service {}: the {} table needs {need} slots but half a Maglev table holds {half}; raise `maglev_table_size` (or use smaller weights with the same ratios)",
+                    s.id, s.scheduler.name()
+                ));
+            }
             let live = s.reals.iter().filter(|r| r.weight > 0).count();
             if live > dp.maglev_table_size as usize {
                 self.error(span.clone(), format!(
@@ -477,6 +524,102 @@ impl Validator<'_> {
                 ));
             }
         }
+    }
+}
+
+impl Validator<'_> {
+    fn sched_flags(
+        &mut self,
+        raw: Option<&Spanned<Vec<Spanned<String>>>>,
+        scheduler: Scheduler,
+    ) -> SchedFlags {
+        let mut flags = SchedFlags::default();
+        for f in raw.map_or(&[][..], |v| v.get_ref().as_slice()) {
+            let name = f.get_ref().as_str();
+            match SCHED_FLAGS.iter().find(|(n, _)| *n == name) {
+                None => {
+                    let names: Vec<&str> = SCHED_FLAGS.iter().map(|(n, _)| *n).collect();
+                    self.error(
+                        f.span(),
+                        format!(
+                            "unknown scheduler flag `{name}`; expected one of {}",
+                            names.join(", ")
+                        ),
+                    );
+                }
+                Some((_, owner)) if *owner != scheduler => self.error(
+                    f.span(),
+                    format!(
+                        "flag `{name}` belongs to scheduler `{}`, not `{}`",
+                        owner.name(),
+                        scheduler.name()
+                    ),
+                ),
+                Some(_) if name.ends_with("-port") => flags.hash_port = true,
+                Some(_) => flags.fallback = true,
+            }
+        }
+        flags
+    }
+
+    fn persistence(&mut self, raw: &raw::Service, vip: Option<IpAddr>) -> Option<Persistence> {
+        let Some(t) = &raw.persistence_timeout else {
+            if let Some(g) = &raw.persistence_granularity {
+                self.error(
+                    g.span(),
+                    "`persistence_granularity` needs `persistence_timeout`",
+                );
+            }
+            return None;
+        };
+        let timeout_s = self.number(&raw.persistence_timeout, 0, 1..=MAX_PERSISTENCE);
+        let vip = vip?;
+        let full = if vip.is_ipv4() {
+            IpAddr::V4(Ipv4Addr::BROADCAST)
+        } else {
+            IpAddr::V6(Ipv6Addr::from(u128::MAX))
+        };
+        let mask = match raw.persistence_granularity.as_ref() {
+            None => full,
+            Some(g) => match (g.get_ref(), vip) {
+                (raw::Granularity::Netmask(m), IpAddr::V4(_)) => match m.parse::<Ipv4Addr>() {
+                    Ok(a) if u32::from(a).leading_ones() == u32::from(a).count_ones() => {
+                        IpAddr::V4(a)
+                    }
+                    _ => {
+                        self.error(g.span(), format!(
+                                "`{m}` is not an IPv4 netmask (contiguous ones, such as 255.255.255.0)"
+                            ));
+                        full
+                    }
+                },
+                (raw::Granularity::Prefix(p), IpAddr::V6(_)) if (1..=128).contains(p) => {
+                    IpAddr::V6(Ipv6Addr::from(u128::MAX << (128 - *p as u32)))
+                }
+                (raw::Granularity::Prefix(p), IpAddr::V6(_)) => {
+                    self.error(
+                        g.span(),
+                        format!("prefix length {p} is out of range (1..=128)"),
+                    );
+                    full
+                }
+                (_, IpAddr::V4(_)) => {
+                    self.error(
+                        g.span(),
+                        "an IPv4 service takes a netmask here, such as \"255.255.255.0\"",
+                    );
+                    full
+                }
+                (_, IpAddr::V6(_)) => {
+                    self.error(
+                        g.span(),
+                        "an IPv6 service takes a prefix length here, such as 64",
+                    );
+                    full
+                }
+            },
+        };
+        (timeout_s > 0 && t.get_ref() > &0).then_some(Persistence { timeout_s, mask })
     }
 }
 

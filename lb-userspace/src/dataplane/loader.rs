@@ -30,6 +30,12 @@ pub fn load(object: &[u8], dp: &config::Dataplane, log_level: u8) -> Result<Ebpf
         .map_max_entries(map_names::REAL_CONNS_GONE, dp.max_reals)
         .map_max_entries(map_names::CONNTRACK, dp.conntrack_size)
         .map_max_entries(map_names::NAT_REPLIES, dp.conntrack_size)
+        .map_max_entries(
+            map_names::SERVICE_REALS,
+            dp.max_services * 2 * lb_common::sched_layout::MAX_REALS_PER_SERVICE,
+        )
+        .map_max_entries(map_names::SCHED_CURSORS, dp.max_services)
+        .map_max_entries(map_names::REAL_OVERLOAD, dp.max_reals)
         .load(object)
         .context("loading the XDP object into the kernel")?;
     let prog: &mut Xdp = ebpf

@@ -1,11 +1,19 @@
 //! Keeps the director's maps equal to the desired state: allocates service
-//! and real ids, builds Maglev tables, and writes only what changed, in an
+//! and real ids, builds scheduler tables, and writes only what changed, in an
 //! order that never lets a packet see a half-made service.
+//!
+//! Maglev tables are rewritten in place, slot by slot: a flow that hashes to
+//! a slot being changed goes to the old or the new owner, both valid. The
+//! other schedulers' state (the real list, the rr/wrr sequence, dh/sh
+//! buckets) is double-buffered: the idle copy is written completely, then
+//! one update of the `SERVICES` entry (atomic for readers: the hash map swaps
+//! the element) flips `SERVICE_F_TABLE_B` to it.
 
 use super::{DesiredService, NextHop};
 use crate::{
-    config::{Method, Real, ServiceId, Tunnel},
+    config::{Method, Real, Scheduler, Service, ServiceId, Tunnel},
     maglev,
+    sched::tables as sched_tables,
 };
 use anyhow::{Context, Result};
 use aya::{
@@ -15,7 +23,8 @@ use aya::{
 };
 use lb_common::{
     ConnCounts, Counters, IfaceInfo, REAL_F_PRESENT, REAL_F_REACHABLE, REAL_NONE, RealInfo,
-    SERVICE_F_ACTIVE, ServiceInfo, ServiceKey, Settings, map_names,
+    SERVICE_F_ACTIVE, SERVICE_F_FALLBACK, SERVICE_F_HASH_PORT, SERVICE_F_PERSISTENT,
+    SERVICE_F_TABLE_B, ServiceInfo, ServiceKey, Settings, map_names, sched_layout,
 };
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -29,7 +38,17 @@ struct Installed {
     info: ServiceInfo,
     /// (address, port) → real id.
     reals: BTreeMap<(IpAddr, u16), u32>,
-    /// The service's Maglev table as last written (real ids).
+    /// The service's slice of `MAGLEV` as last written (real ids); empty
+    /// when unknown, so the next write covers every slot.
+    table: Vec<u32>,
+    /// The live real list and rr/wrr/dh/sh table (double-buffered).
+    sched: SchedState,
+}
+
+/// What the live buffer of a service holds.
+#[derive(Clone, Default, PartialEq, Eq)]
+struct SchedState {
+    list: Vec<u32>,
     table: Vec<u32>,
 }
 
@@ -264,6 +283,7 @@ impl Tables {
         let old_info = existing.map(|i| i.info);
         let mut old_reals = existing.map(|i| i.reals.clone()).unwrap_or_default();
         let old_table = existing.map(|i| i.table.clone()).unwrap_or_default();
+        let existing_sched = existing.map(|i| i.sched.clone());
         if is_new {
             reset_counters(ebpf, map_names::SERVICE_STATS, id)?;
         }
@@ -285,14 +305,103 @@ impl Tables {
             taken.insert(rid);
             reals.insert(k, rid);
             let info = real_info(&r.real, r.next_hop, id, d);
-            if self.written_reals.get(&rid) != Some(&info) {
+            let before = self.written_reals.get(&rid);
+            if before.is_none_or(|b| {
+                (b.u_threshold, b.l_threshold) != (info.u_threshold, info.l_threshold)
+            }) {
+                // New thresholds start from "not overloaded", as IPVS clears the flag on edit.
+                let mut m: Array<_, u32> = Array::try_from(map(ebpf, map_names::REAL_OVERLOAD)?)?;
+                m.set(rid, 0, 0)?;
+            }
+            if before != Some(&info) {
                 let mut m: Array<_, RealInfo> = Array::try_from(map(ebpf, map_names::REALS)?)?;
                 m.set(rid, info, 0)?;
                 self.written_reals.insert(rid, info);
             }
         }
 
-        // 2. The Maglev table over reals that are reachable and have weight.
+        // 2. Scheduler state: the real list and the scheduler's table.
+        let list: Vec<u32> = d
+            .reals
+            .iter()
+            .map(|r| reals[&(r.real.address, r.real.port)])
+            .collect();
+        let was_b = old_info.is_some_and(|i| i.flags & SERVICE_F_TABLE_B != 0);
+        let old_sched = existing_sched.unwrap_or_default();
+        let (table, sched, table_b) = if d.service.scheduler == Scheduler::Mh {
+            let table = self.maglev_table(d, &reals);
+            self.write_table(ebpf, id, &old_table, &table)?;
+            let sched = SchedState {
+                list,
+                table: Vec::new(),
+            };
+            let table_b = if sched.list != old_sched.list {
+                self.write_list(ebpf, id, !was_b, &sched.list)?;
+                !was_b
+            } else {
+                was_b
+            };
+            (table, sched, table_b)
+        } else {
+            let sched = SchedState {
+                table: sched_table(d, &reals),
+                list,
+            };
+            if sched != old_sched || is_new {
+                // Fill the idle buffer completely before the flip below.
+                let idle = !was_b;
+                self.write_list(ebpf, id, idle, &sched.list)?;
+                let mut image = if old_table.len() == self.table_size as usize {
+                    old_table.clone()
+                } else {
+                    vec![REAL_NONE; self.table_size as usize]
+                };
+                let base = sched_layout::table_base(0, self.table_size, idle) as usize;
+                let half = (self.table_size / 2) as usize;
+                for (i, slot) in image[base..base + half].iter_mut().enumerate() {
+                    *slot = sched.table.get(i).copied().unwrap_or(REAL_NONE);
+                }
+                self.write_table(ebpf, id, &old_table, &image)?;
+                (image, sched, idle)
+            } else {
+                (old_table.clone(), sched, was_b)
+            }
+        };
+
+        // 3. The service entry last: a new service becomes visible complete.
+        let info = service_info(&d.service, id, table_b, &sched);
+        if old_info != Some(info) {
+            let mut m: HashMap<_, ServiceKey, ServiceInfo> =
+                HashMap::try_from(map(ebpf, map_names::SERVICES)?)?;
+            m.insert(key, info, 0)?;
+        }
+        if matches!(d.service.scheduler, Scheduler::Rr | Scheduler::Wrr)
+            && (is_new || sched.table != old_sched.table)
+        {
+            // A new sequence starts from its beginning, as IPVS restarts wrr.
+            let mut m: Array<_, u64> = Array::try_from(map(ebpf, map_names::SCHED_CURSORS)?)?;
+            m.set(id, 0, 0)?;
+        }
+
+        // 4. Reals no longer listed: nothing in the table points at them now.
+        for rid in old_reals.into_values() {
+            self.clear_real(ebpf, rid)?;
+        }
+        self.services.insert(
+            d.service.id,
+            Installed {
+                id,
+                info,
+                reals,
+                table,
+                sched,
+            },
+        );
+        Ok(())
+    }
+
+    /// Weighted Maglev table over the reals that are reachable and have weight.
+    fn maglev_table(&self, d: &DesiredService, reals: &BTreeMap<(IpAddr, u16), u32>) -> Vec<u32> {
         let names: Vec<(u32, Vec<u8>, u32)> = d
             .reals
             .iter()
@@ -310,43 +419,21 @@ impl Tables {
             .iter()
             .map(|(_, k, w)| maglev::Backend { key: k, weight: *w })
             .collect();
-        let table: Vec<u32> = match maglev::build(&backends, self.table_size) {
+        match maglev::build(&backends, self.table_size) {
             Some(t) => t.into_iter().map(|i| names[i as usize].0).collect(),
             None => vec![REAL_NONE; self.table_size as usize],
-        };
-        self.write_table(ebpf, id, &old_table, &table)?;
-
-        // 3. The service entry last: a new service becomes visible complete.
-        let info = ServiceInfo {
-            id,
-            flags: if d.service.active {
-                SERVICE_F_ACTIVE
-            } else {
-                0
-            },
-            sched: d.service.scheduler.code(),
-            method: d.service.method.code(),
-            ..ServiceInfo::default()
-        };
-        if old_info != Some(info) {
-            let mut m: HashMap<_, ServiceKey, ServiceInfo> =
-                HashMap::try_from(map(ebpf, map_names::SERVICES)?)?;
-            m.insert(key, info, 0)?;
         }
+    }
 
-        // 4. Reals no longer listed: nothing in the table points at them now.
-        for rid in old_reals.into_values() {
-            self.clear_real(ebpf, rid)?;
+    /// Writes a real list, ended by `REAL_NONE`, into one buffer of the service.
+    fn write_list(&self, ebpf: &mut Ebpf, id: u32, table_b: bool, list: &[u32]) -> Result<()> {
+        let mut m: Array<_, u32> = Array::try_from(map(ebpf, map_names::SERVICE_REALS)?)?;
+        let base = sched_layout::reals_base(id, table_b);
+        for (i, &rid) in list.iter().chain([REAL_NONE].iter()).enumerate() {
+            if i < sched_layout::MAX_REALS_PER_SERVICE as usize {
+                m.set(base + i as u32, rid, 0)?;
+            }
         }
-        self.services.insert(
-            d.service.id,
-            Installed {
-                id,
-                info,
-                reals,
-                table,
-            },
-        );
         Ok(())
     }
 
@@ -383,10 +470,72 @@ impl Tables {
             &inst.table,
             &vec![REAL_NONE; self.table_size as usize],
         )?;
+        for buffer in [false, true] {
+            self.write_list(ebpf, inst.id, buffer, &[])?;
+        }
         for rid in inst.reals.into_values() {
             self.clear_real(ebpf, rid)?;
         }
         Ok(())
+    }
+}
+
+/// The rr/wrr sequence or dh/sh buckets as real ids, over the reals that
+/// are reachable (IPVS's list holds the reals keepalived has added); empty
+/// for schedulers without a table.
+fn sched_table(d: &DesiredService, ids: &BTreeMap<(IpAddr, u16), u32>) -> Vec<u32> {
+    let up: Vec<(u32, u32)> = d
+        .reals
+        .iter()
+        .filter(|r| r.next_hop.is_some())
+        .map(|r| (ids[&(r.real.address, r.real.port)], r.real.weight))
+        .collect();
+    let weights: Vec<u32> = up.iter().map(|&(_, w)| w).collect();
+    let by_position = |i: usize| up[i].0;
+    match d.service.scheduler {
+        Scheduler::Wrr => sched_tables::wrr_sequence(&weights)
+            .into_iter()
+            .map(by_position)
+            .collect(),
+        Scheduler::Rr => sched_tables::rr_sequence(&weights)
+            .into_iter()
+            .map(by_position)
+            .collect(),
+        Scheduler::Sh => sched_tables::sh_buckets(&weights)
+            .into_iter()
+            .map(|b| b.map_or(REAL_NONE, by_position))
+            .collect(),
+        Scheduler::Dh => sched_tables::dh_buckets(up.len())
+            .into_iter()
+            .map(|b| b.map_or(REAL_NONE, by_position))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The `SERVICES` value: flags, scheduler, persistence and the live buffer.
+fn service_info(s: &Service, id: u32, table_b: bool, sched: &SchedState) -> ServiceInfo {
+    let mut flags = 0;
+    for (on, bit) in [
+        (s.active, SERVICE_F_ACTIVE),
+        (s.flags.hash_port, SERVICE_F_HASH_PORT),
+        (s.flags.fallback, SERVICE_F_FALLBACK),
+        (s.persistence.is_some(), SERVICE_F_PERSISTENT),
+        (table_b, SERVICE_F_TABLE_B),
+    ] {
+        if on {
+            flags |= bit;
+        }
+    }
+    ServiceInfo {
+        id,
+        flags,
+        sched: s.scheduler.code(),
+        method: s.method.code(),
+        table_len: sched.table.len() as u32,
+        persist_timeout_s: s.persistence.map_or(0, |p| p.timeout_s),
+        persist_mask: s.persistence.map_or([0; 4], |p| addr_words(p.mask)),
+        ..ServiceInfo::default()
     }
 }
 
@@ -409,6 +558,8 @@ fn real_info(real: &Real, hop: Option<NextHop>, service_id: u32, d: &DesiredServ
         service_id,
         // An unreachable real stays listed (for status) but takes no packets.
         flags: REAL_F_PRESENT | if hop.is_some() { REAL_F_REACHABLE } else { 0 },
+        u_threshold: real.u_threshold,
+        l_threshold: real.l_threshold,
         ..RealInfo::default()
     }
 }
