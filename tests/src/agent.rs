@@ -28,6 +28,17 @@ impl Agent {
 
     /// As [`Agent::start`], with extra arguments to `xlb` (such as `--log-level debug`).
     pub fn start_with(ns: &Netns, xlb: &Path, config: &Path, extra: &[&str]) -> Result<Agent> {
+        Agent::start_within(ns, xlb, config, extra, AGENT_READY)
+    }
+
+    /// As [`Agent::start_with`], waiting up to `ready` (large configs take longer to apply).
+    pub fn start_within(
+        ns: &Netns,
+        xlb: &Path,
+        config: &Path,
+        extra: &[&str],
+        ready: Duration,
+    ) -> Result<Agent> {
         let mut child = ns
             .command(xlb)
             .args(extra)
@@ -57,7 +68,7 @@ impl Agent {
             log: Some(log),
             lines,
         };
-        let deadline = std::time::Instant::now() + AGENT_READY;
+        let deadline = std::time::Instant::now() + ready;
         loop {
             if rx.recv_timeout(Duration::from_millis(100)).is_ok() {
                 return Ok(agent);
@@ -66,9 +77,14 @@ impl Agent {
                 bail!("the agent exited before forwarding ({st})");
             }
             if std::time::Instant::now() > deadline {
-                bail!("the agent did not start forwarding within {AGENT_READY:?}");
+                bail!("the agent did not start forwarding within {ready:?}");
             }
         }
+    }
+
+    /// The agent's process id (to read its memory use in /proc).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// What the agent has written to stderr so far, a line per entry.
