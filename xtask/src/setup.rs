@@ -15,6 +15,8 @@ pub enum Need {
     Build,
     /// Building plus the lab's and tests' tools (ethtool, bpftool).
     Lab,
+    /// The lab's needs plus the bench's peer (nftables).
+    Bench,
 }
 
 fn output(cmd: &mut Command) -> Option<String> {
@@ -142,12 +144,15 @@ pub fn ensure(need: Need) -> Result<()> {
             llvm_bin(major).display()
         ));
     }
-    if need == Need::Lab {
+    if need != Need::Build {
         for (tool, pkg) in [("ethtool", "ethtool"), ("bpftool", "bpftool")] {
             if !has_program(tool) {
                 apt.push(pkg.into());
             }
         }
+    }
+    if need == Need::Bench && !has_program("nft") {
+        apt.push("nftables".into());
     }
     if apt.is_empty() && steps.is_empty() {
         return Ok(());
