@@ -7,7 +7,11 @@ use std::{
     io::{BufRead, BufReader},
     path::Path,
     process::{Child, Stdio},
-    sync::{Arc, Mutex, PoisonError, mpsc},
+    sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicBool, Ordering},
+        mpsc,
+    },
     time::Duration,
 };
 
@@ -28,16 +32,18 @@ impl Agent {
 
     /// As [`Agent::start`], with extra arguments to `xlb` (such as `--log-level debug`).
     pub fn start_with(ns: &Netns, xlb: &Path, config: &Path, extra: &[&str]) -> Result<Agent> {
-        Agent::start_within(ns, xlb, config, extra, AGENT_READY)
+        Agent::start_within(ns, xlb, config, extra, AGENT_READY, &AtomicBool::new(false))
     }
 
-    /// As [`Agent::start_with`], waiting up to `ready` (large configs take longer to apply).
+    /// As [`Agent::start_with`], waiting up to `ready` (large configs take
+    /// longer to apply) and giving up (the agent is stopped) once `cancel` is set.
     pub fn start_within(
         ns: &Netns,
         xlb: &Path,
         config: &Path,
         extra: &[&str],
         ready: Duration,
+        cancel: &AtomicBool,
     ) -> Result<Agent> {
         let mut child = ns
             .command(xlb)
@@ -75,6 +81,9 @@ impl Agent {
             }
             if let Some(st) = agent.child.try_wait()? {
                 bail!("the agent exited before forwarding ({st})");
+            }
+            if cancel.load(Ordering::SeqCst) {
+                bail!("interrupted while the agent was starting");
             }
             if std::time::Instant::now() > deadline {
                 bail!("the agent did not start forwarding within {ready:?}");
