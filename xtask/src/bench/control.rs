@@ -21,18 +21,24 @@ use std::{
 use xlb_testbed::{agent::Agent, netns::Netns};
 
 pub struct Opts {
+    /// Maglev builds.
     pub runs: usize,
-    /// Services in the apply figure (each with `REALS_PER_SERVICE` reals).
+    /// The configs the agent applies, smallest first.
+    pub apply: Vec<ApplySize>,
+}
+
+/// One apply figure: `services` services with `REALS_PER_SERVICE` reals each.
+pub struct ApplySize {
     pub services: u32,
+    pub starts: usize,
+    /// Longest wait for one start; beyond it the figure is only a lower bound.
+    pub limit: Duration,
 }
 
 pub const REALS_PER_SERVICE: u32 = 100;
 /// A prime above 100 × reals per service (Maglev's 1% rule), far below the
 /// default 65537 so 1,000 tables stay at 40 MB.
 pub const APPLY_TABLE_SIZE: u32 = 10007;
-/// Generous: the whole config is written through one syscall per map entry.
-const APPLY_READY: Duration = Duration::from_secs(300);
-const APPLY_RUNS_MAX: usize = 3;
 
 pub fn run(
     opts: &Opts,
@@ -164,14 +170,11 @@ fn rss_mib(pid: u32) -> Result<f64> {
     Ok(kib / 1024.0)
 }
 
+/// The apply figures for every size in `opts.apply`, in one namespace.
 fn apply(opts: &Opts, xlb: &Path, progress: &mut Progress, stop: &AtomicBool) -> Result<Vec<Row>> {
-    let what = format!(
-        "{} services x {REALS_PER_SERVICE} reals, maglev_table_size {APPLY_TABLE_SIZE}",
-        opts.services
-    );
     progress.step(
         Section::Control,
-        &format!("apply {what}: namespace, neighbours"),
+        "apply: namespace with 100 reals' neighbours",
     );
     let ns = Netns::create("ctl")?;
     ns.run(
@@ -196,51 +199,95 @@ fn apply(opts: &Opts, xlb: &Path, progress: &mut Progress, stop: &AtomicBool) ->
         }
         std::fs::write(&batch, cmds)?;
         ns.run("ip", &["-batch", &batch.to_string_lossy()])?;
-        let config = work.join("apply.toml");
-        std::fs::write(&config, apply_config(opts.services, &pin))?;
-
-        let (mut secs, mut rss) = (Vec::new(), Vec::new());
-        let runs = opts.runs.min(APPLY_RUNS_MAX);
-        for run in 1..=runs {
-            if stop.load(Ordering::SeqCst) {
-                bail!("interrupted");
-            }
-            progress.step(
-                Section::Control,
-                &format!("apply {what}: agent start {run}/{runs}"),
-            );
-            let t = Instant::now();
-            let agent = Agent::start_within(&ns, xlb, &config, &[], APPLY_READY)?;
-            secs.push(t.elapsed().as_secs_f64());
-            rss.push(rss_mib(agent.pid())?);
-            agent.stop()?;
-            remove_pin_dir(&pin);
-            progress.done(&format!(
-                "{:.2} s to forwarding, {:.1} MiB RSS",
-                secs[run - 1],
-                rss[run - 1]
-            ));
+        let mut rows = Vec::new();
+        for size in &opts.apply {
+            rows.extend(apply_size(size, &ns, xlb, &work, &pin, progress, stop)?);
         }
-        Ok(vec![
-            Row::measured(
-                Section::Control,
-                "apply config, start to maps ready",
-                "s",
-                Summary::of(&secs).context("no runs")?,
-            )
-            .method(format!("{what}; {runs} agent starts")),
-            Row::measured(
-                Section::Control,
-                "agent RSS after applying",
-                "MiB",
-                Summary::of(&rss).context("no runs")?,
-            )
-            .method(what.clone()),
-        ])
+        Ok(rows)
     })();
     remove_pin_dir(&pin);
     let _ = std::fs::remove_dir_all(&work);
     result
+}
+
+/// Starts the agent `size.starts` times on a config of `size.services`
+/// services; a start that is not forwarding within `size.limit` ends the
+/// size with a lower bound instead of a figure.
+fn apply_size(
+    size: &ApplySize,
+    ns: &Netns,
+    xlb: &Path,
+    work: &Path,
+    pin: &Path,
+    progress: &mut Progress,
+    stop: &AtomicBool,
+) -> Result<Vec<Row>> {
+    let what = format!("{} services x {REALS_PER_SERVICE} reals", size.services);
+    let how = format!("maglev_table_size {APPLY_TABLE_SIZE}");
+    let config = work.join(format!("apply-{}.toml", size.services));
+    std::fs::write(&config, apply_config(size.services, pin))?;
+    let (mut secs, mut rss) = (Vec::new(), Vec::new());
+    for start in 1..=size.starts {
+        if stop.load(Ordering::SeqCst) {
+            bail!("interrupted");
+        }
+        progress.step(
+            Section::Control,
+            &format!("apply {what} ({how}): agent start {start}/{}", size.starts),
+        );
+        let t = Instant::now();
+        let agent = Agent::start_within(ns, xlb, &config, &[], size.limit, stop);
+        let elapsed = t.elapsed();
+        let agent = match agent {
+            Ok(a) => a,
+            Err(e) if elapsed >= size.limit && !stop.load(Ordering::SeqCst) => {
+                remove_pin_dir(pin);
+                progress.done(&format!(
+                    "not forwarding after {:.0} s: {e:#}",
+                    elapsed.as_secs_f64()
+                ));
+                let why = format!(
+                    "not forwarding after {:.0} s (limit)",
+                    size.limit.as_secs_f64()
+                );
+                return Ok(vec![
+                    Row::not_measured(
+                        Section::Control,
+                        &format!("apply {what}, start to maps ready"),
+                        "s",
+                        &why,
+                    )
+                    .method(how),
+                ]);
+            }
+            Err(e) => return Err(e),
+        };
+        secs.push(elapsed.as_secs_f64());
+        rss.push(rss_mib(agent.pid())?);
+        agent.stop()?;
+        remove_pin_dir(pin);
+        progress.done(&format!(
+            "{:.2} s to forwarding, {:.1} MiB RSS",
+            secs[secs.len() - 1],
+            rss[rss.len() - 1]
+        ));
+    }
+    Ok(vec![
+        Row::measured(
+            Section::Control,
+            &format!("apply {what}, start to maps ready"),
+            "s",
+            Summary::of(&secs).context("no starts")?,
+        )
+        .method(format!("{how}; {} agent starts", size.starts)),
+        Row::measured(
+            Section::Control,
+            &format!("agent RSS after applying {what}"),
+            "MiB",
+            Summary::of(&rss).context("no starts")?,
+        )
+        .method(how),
+    ])
 }
 
 #[cfg(test)]

@@ -464,9 +464,10 @@ fn with_agent<R>(
     result
 }
 
-/// The agent unpins its maps on exit; its private directory and lock file are ours to remove.
+/// The agent unpins its maps when it exits cleanly, not when it is killed;
+/// its private pin directory and lock file are ours to remove.
 pub fn remove_pin_dir(pin: &Path) {
-    let _ = std::fs::remove_dir(pin);
+    let _ = std::fs::remove_dir_all(pin);
     let flat = pin.to_string_lossy().trim_matches('/').replace('/', "_");
     let _ = std::fs::remove_file(format!("/run/xlb/{flat}.lock"));
 }

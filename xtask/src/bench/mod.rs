@@ -20,7 +20,7 @@ use std::{
         Arc,
         atomic::{AtomicBool, Ordering},
     },
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 #[derive(clap::Args)]
@@ -84,7 +84,11 @@ impl Plan {
                 },
                 control: control::Opts {
                     runs: 3,
-                    services: 100,
+                    apply: vec![control::ApplySize {
+                        services: 100,
+                        starts: 3,
+                        limit: Duration::from_secs(60),
+                    }],
                 },
             }
         } else {
@@ -100,7 +104,26 @@ impl Plan {
                 },
                 control: control::Opts {
                     runs: 5,
-                    services: 1000,
+                    // The agent's apply time grows faster than linearly with the
+                    // number of reals, so the middle size shows the trend when the
+                    // largest does not finish within its limit.
+                    apply: vec![
+                        control::ApplySize {
+                            services: 100,
+                            starts: 3,
+                            limit: Duration::from_secs(60),
+                        },
+                        control::ApplySize {
+                            services: 300,
+                            starts: 1,
+                            limit: Duration::from_secs(180),
+                        },
+                        control::ApplySize {
+                            services: 1000,
+                            starts: 1,
+                            limit: Duration::from_secs(240),
+                        },
+                    ],
                 },
             }
         }
