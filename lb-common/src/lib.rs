@@ -58,6 +58,33 @@ pub const PROG_DIRECTOR: &str = "xlb_director";
 /// Name of the XDP program that passes everything (for veth peers in labs).
 pub const PROG_PASS: &str = "xlb_pass";
 
+/// The benchmark's own XDP programs (`lb-ebpf/src/bin/bench_floor.rs`, object
+/// `bench-floor`), kept out of the production object; `cargo xtask bench` loads them.
+pub mod bench {
+    /// XDP_DROP and nothing else: the cost of running any XDP program.
+    pub const PROG_DROP: &str = "bench_drop";
+    /// Swaps the Ethernet addresses and returns XDP_TX: the floor a forwarder cannot beat.
+    pub const PROG_MAC_SWAP: &str = "bench_mac_swap";
+    /// Traffic generator for live-frames mode: spreads frames over `GEN_FLOWS` UDP source ports.
+    pub const PROG_GEN: &str = "bench_gen";
+    /// Counts and drops IPv4 UDP frames to `PORT`; passes the rest (ARP).
+    pub const PROG_COUNT: &str = "bench_count";
+    /// Per-CPU u64: frames `bench_gen` has sent.
+    pub const MAP_GEN_SEQ: &str = "BENCH_GEN_SEQ";
+    /// One entry: the Ethernet/IPv4/UDP headers `bench_gen` writes into every frame.
+    pub const MAP_GEN_HEADERS: &str = "BENCH_GEN_HEADERS";
+    /// Bytes of those headers (14 + 20 + 8).
+    pub const GEN_HEADERS_LEN: usize = 42;
+    /// Per-CPU u64: frames `bench_count` has counted.
+    pub const MAP_RX: &str = "BENCH_RX";
+    /// UDP destination port of the generated traffic.
+    pub const PORT: u16 = 7777;
+    /// First UDP source port of the generated flows.
+    pub const GEN_SPORT_BASE: u16 = 10000;
+    /// Distinct flows (source ports) the generator cycles through.
+    pub const GEN_FLOWS: u16 = 4096;
+}
+
 /// Read-only globals the loader sets before the program is verified.
 pub mod globals {
     /// Size of each service's Maglev table (a prime).

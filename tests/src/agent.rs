@@ -7,7 +7,11 @@ use std::{
     io::{BufRead, BufReader},
     path::Path,
     process::{Child, Stdio},
-    sync::{Arc, Mutex, PoisonError, mpsc},
+    sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicBool, Ordering},
+        mpsc,
+    },
     time::Duration,
 };
 
@@ -28,9 +32,22 @@ impl Agent {
 
     /// As [`Agent::start`], with extra arguments to `xlb` (such as `--log-level debug`).
     pub fn start_with(ns: &Netns, xlb: &Path, config: &Path, extra: &[&str]) -> Result<Agent> {
+        Agent::start_within(ns, xlb, config, extra, AGENT_READY, &AtomicBool::new(false))
+    }
+
+    /// As [`Agent::start_with`], waiting up to `ready` (large configs take
+    /// longer to apply) and giving up (the agent is stopped) once `cancel` is set.
+    pub fn start_within(
+        ns: &Netns,
+        xlb: &Path,
+        config: &Path,
+        extra: &[&str],
+        ready: Duration,
+        cancel: &AtomicBool,
+    ) -> Result<Agent> {
         let mut args: Vec<&std::ffi::OsStr> = extra.iter().map(|a| a.as_ref()).collect();
         args.extend(["run".as_ref(), "--config".as_ref(), config.as_os_str()]);
-        Agent::spawn(ns, xlb, &args, "xlb forwarding")
+        Agent::spawn(ns, xlb, &args, "xlb forwarding", ready, cancel)
     }
 
     /// `xlb decap ARGS` in `ns` (a TUN real server), once it has attached.
@@ -38,15 +55,19 @@ impl Agent {
         let mut all = vec!["decap"];
         all.extend_from_slice(args);
         let all: Vec<&std::ffi::OsStr> = all.iter().map(|a| a.as_ref()).collect();
-        Agent::spawn(ns, xlb, &all, "xlb decapsulating")
+        let never = AtomicBool::new(false);
+        Agent::spawn(ns, xlb, &all, "xlb decapsulating", AGENT_READY, &never)
     }
 
-    /// Runs `xlb ARGS` in `ns` and waits until its log shows `ready`.
+    /// Runs `xlb ARGS` in `ns` and waits up to `ready` until its log shows
+    /// `marker`, giving up once `cancel` is set.
     fn spawn(
         ns: &Netns,
         xlb: &Path,
         args: &[&std::ffi::OsStr],
-        ready: &'static str,
+        marker: &'static str,
+        ready: Duration,
+        cancel: &AtomicBool,
     ) -> Result<Agent> {
         let mut child = ns
             .command(xlb)
@@ -62,7 +83,7 @@ impl Agent {
         let log = std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 eprintln!("  agent | {line}");
-                if line.contains(ready) {
+                if line.contains(marker) {
                     let _ = tx.send(());
                 }
                 sink.lock()
@@ -75,7 +96,7 @@ impl Agent {
             log: Some(log),
             lines,
         };
-        let deadline = std::time::Instant::now() + AGENT_READY;
+        let deadline = std::time::Instant::now() + ready;
         loop {
             if rx.recv_timeout(Duration::from_millis(100)).is_ok() {
                 return Ok(agent);
@@ -83,10 +104,18 @@ impl Agent {
             if let Some(st) = agent.child.try_wait()? {
                 bail!("the agent exited before forwarding ({st})");
             }
+            if cancel.load(Ordering::SeqCst) {
+                bail!("interrupted while the agent was starting");
+            }
             if std::time::Instant::now() > deadline {
-                bail!("the agent did not start forwarding within {AGENT_READY:?}");
+                bail!("the agent did not start forwarding within {ready:?}");
             }
         }
+    }
+
+    /// The agent's process id (to read its memory use in /proc).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// What the agent has written to stderr so far, a line per entry.

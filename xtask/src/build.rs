@@ -18,6 +18,11 @@ pub fn ebpf_object() -> PathBuf {
     root().join("target/ebpf/bpfel-unknown-none/release/lb-ebpf")
 }
 
+/// The bench's own XDP programs (floor, generator, counter), built alongside.
+pub fn bench_floor_object() -> PathBuf {
+    root().join("target/ebpf/bpfel-unknown-none/release/bench-floor")
+}
+
 pub fn run_checked(cmd: &mut Command) -> Result<()> {
     let st = cmd.status().with_context(|| format!("running {cmd:?}"))?;
     if !st.success() {
@@ -26,7 +31,7 @@ pub fn run_checked(cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
-/// `cargo xtask build-ebpf`: the XDP object, with BTF, for bpfel-unknown-none.
+/// `cargo xtask build-ebpf`: the XDP objects (xlb's and the bench's), with BTF, for bpfel-unknown-none.
 pub fn ebpf(need: Need) -> Result<PathBuf> {
     setup::ensure(need)?;
     let major = setup::nightly_llvm_major()?;

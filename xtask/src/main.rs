@@ -1,5 +1,6 @@
 //! `cargo xtask <command>`: the one entry point for building, testing and the lab.
 
+mod bench;
 mod build;
 mod lab;
 mod setup;
@@ -31,6 +32,8 @@ enum Cmd {
     Test(test::Args),
     /// Build a namespace lab, run the agent in it and send requests through the VIP.
     Lab(lab::Args),
+    /// Measure per-packet cost, live forwarding and the control plane (root; see bench/README.md).
+    Bench(bench::Args),
 }
 
 fn main() -> ExitCode {
@@ -42,6 +45,7 @@ fn main() -> ExitCode {
             .and_then(|bin| build::run_checked(Command::new(bin).args(args))),
         Cmd::Test(args) => test::run(&args),
         Cmd::Lab(args) => lab::run(&args),
+        Cmd::Bench(args) => bench::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -19,6 +19,8 @@ pub enum Need {
     /// All of the above plus the qemu guest tests' qemu, busybox, ipvsadm
     /// and guest kernel (Debian's, downloaded into the guest cache).
     Test,
+    /// The lab's needs plus the bench's peer (nftables).
+    Bench,
 }
 
 fn output(cmd: &mut Command) -> Option<String> {
@@ -178,6 +180,9 @@ fn install(need: Need) -> Result<()> {
             ("busybox", "busybox-static"),
             ("ipvsadm", "ipvsadm"),
         ]);
+    }
+    if need == Need::Bench {
+        tools.push(("nft", "nftables"));
     }
     for (tool, pkg) in tools {
         if !has_program(tool) {

@@ -1,0 +1,314 @@
+//! Control-plane figures: Maglev table build time and disruption (the
+//! lb-userspace bench target `maglev`), and the agent applying a large config:
+//! time from start to maps ready, and its resident memory once applied.
+
+use super::{
+    Progress,
+    live::remove_pin_dir,
+    report::{Row, Section},
+    stats::Summary,
+};
+use crate::build::root;
+use anyhow::{Context, Result, bail, ensure};
+use std::{
+    collections::BTreeMap,
+    fmt::Write as _,
+    path::{Path, PathBuf},
+    process::Command,
+    sync::atomic::{AtomicBool, Ordering},
+    time::{Duration, Instant},
+};
+use xlb_testbed::{agent::Agent, netns::Netns};
+
+pub struct Opts {
+    /// Maglev builds.
+    pub runs: usize,
+    /// The configs the agent applies, smallest first.
+    pub apply: Vec<ApplySize>,
+}
+
+/// One apply figure: `services` services with `REALS_PER_SERVICE` reals each.
+pub struct ApplySize {
+    pub services: u32,
+    pub starts: usize,
+    /// Longest wait for one start; beyond it the figure is only a lower bound.
+    pub limit: Duration,
+}
+
+pub const REALS_PER_SERVICE: u32 = 100;
+/// A prime above 100 × reals per service (Maglev's 1% rule), far below the
+/// default 65537 so 1,000 tables stay at 40 MB.
+pub const APPLY_TABLE_SIZE: u32 = 10007;
+
+pub fn run(
+    opts: &Opts,
+    xlb: &Path,
+    progress: &mut Progress,
+    stop: &AtomicBool,
+) -> Result<Vec<Row>> {
+    let mut rows = maglev(opts, progress)?;
+    if stop.load(Ordering::SeqCst) {
+        bail!("interrupted");
+    }
+    rows.extend(apply(opts, xlb, progress, stop)?);
+    rows.push(Row::not_measured(
+        Section::Control,
+        "agent RSS and CPU, 10,000 health checks",
+        "MiB",
+        "health checks are not implemented yet",
+    ));
+    Ok(rows)
+}
+
+/// Runs the `maglev` bench target and reads its `name value` lines.
+fn maglev(opts: &Opts, progress: &mut Progress) -> Result<Vec<Row>> {
+    progress.step(
+        Section::Control,
+        "Maglev: M = 65537, 1,000 reals (cargo bench -p lb-userspace --bench maglev)",
+    );
+    let out = Command::new("cargo")
+        .args([
+            "bench",
+            "-q",
+            "-p",
+            "lb-userspace",
+            "--bench",
+            "maglev",
+            "--",
+            "--runs",
+        ])
+        .arg(opts.runs.to_string())
+        .current_dir(root())
+        .output()
+        .context("running cargo bench")?;
+    ensure!(
+        out.status.success(),
+        "cargo bench --bench maglev failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let figures = parse_figures(&String::from_utf8_lossy(&out.stdout));
+    let get = |k: &str| {
+        figures
+            .get(k)
+            .with_context(|| format!("the maglev bench printed no {k}"))
+    };
+    let build = Summary::of(get("build_ms")?).context("no build times")?;
+    let moved = get("moved_share")?[0] * 100.0;
+    let minimum = get("minimum_share")?[0] * 100.0;
+    progress.done(&format!(
+        "{:.2} ms per build; {moved:.2}% of slots moved (minimum {minimum:.2}%)",
+        build.median
+    ));
+    Ok(vec![
+        Row::measured(
+            Section::Control,
+            "Maglev build, M=65537, 1,000 reals",
+            "ms",
+            build,
+        )
+        .method(format!("{} builds, weights 1", opts.runs)),
+        Row::measured(
+            Section::Control,
+            "Maglev slots moved when 1 of 1,000 leaves",
+            "%",
+            Summary::of(&[moved]).expect("one value"),
+        )
+        .method("M=65537")
+        .ratio_to("minimum (the leaver's slots)", Some(minimum)),
+    ])
+}
+
+/// `name value` lines to name → values (in order).
+fn parse_figures(text: &str) -> BTreeMap<String, Vec<f64>> {
+    let mut m: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for line in text.lines() {
+        if let Some((k, v)) = line.trim().split_once(' ')
+            && let Ok(v) = v.trim().parse::<f64>()
+        {
+            m.entry(k.to_string()).or_default().push(v);
+        }
+    }
+    m
+}
+
+/// The agent config: `services` TCP services on 10.203.x.y:80, each with the
+/// same 100 reals 10.202.0.1..=100 reached through `a0`.
+fn apply_config(services: u32, pin: &Path) -> String {
+    let mut s = format!(
+        "# Written by `cargo xtask bench`.\n[dataplane]\ninterfaces = [\"a0\"]\nxdp_mode = \"native\"\n\
+         pin_path = \"{}\"\nmaglev_table_size = {APPLY_TABLE_SIZE}\nmax_services = {}\n\
+         max_reals = {}\nconntrack_size = 65536\n",
+        pin.display(),
+        services.next_power_of_two(),
+        (services * REALS_PER_SERVICE + 1).next_power_of_two(),
+    );
+    for i in 0..services {
+        let _ = write!(
+            s,
+            "\n[[service]]\nvip = \"10.203.{}.{}\"\nport = 80\nprotocol = \"tcp\"\nscheduler = \"mh\"\nmethod = \"dr\"\n",
+            i / 250,
+            i % 250 + 1
+        );
+        for r in 1..=REALS_PER_SERVICE {
+            let _ = write!(
+                s,
+                "[[service.real]]\naddress = \"10.202.0.{r}\"\nweight = 1\n"
+            );
+        }
+    }
+    s
+}
+
+fn rss_mib(pid: u32) -> Result<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .context("no VmRSS")?;
+    Ok(kib / 1024.0)
+}
+
+/// The apply figures for every size in `opts.apply`, in one namespace.
+fn apply(opts: &Opts, xlb: &Path, progress: &mut Progress, stop: &AtomicBool) -> Result<Vec<Row>> {
+    progress.step(
+        Section::Control,
+        "apply: namespace with 100 reals' neighbours",
+    );
+    let ns = Netns::create("ctl")?;
+    ns.run(
+        "ip",
+        &["link", "add", "a0", "type", "veth", "peer", "name", "a1"],
+    )?;
+    ns.run("ip", &["link", "set", "a0", "up"])?;
+    ns.run("ip", &["link", "set", "a1", "up"])?;
+    ns.run("ip", &["addr", "add", "10.202.0.254/24", "dev", "a0"])?;
+    let work = std::env::temp_dir().join(format!("xlb-bench-ctl-{}", std::process::id()));
+    std::fs::create_dir_all(&work)?;
+    let pin = PathBuf::from(format!("/sys/fs/bpf/xlb-bench-{}-ctl", std::process::id()));
+    let result = (|| -> Result<Vec<Row>> {
+        // Permanent neighbours: the figure is the agent's work, not ARP's.
+        let batch = work.join("neigh.batch");
+        let mut cmds = String::new();
+        for r in 1..=REALS_PER_SERVICE {
+            let _ = writeln!(
+                cmds,
+                "neigh replace 10.202.0.{r} lladdr 02:c0:00:00:00:{r:02x} dev a0 nud permanent"
+            );
+        }
+        std::fs::write(&batch, cmds)?;
+        ns.run("ip", &["-batch", &batch.to_string_lossy()])?;
+        let mut rows = Vec::new();
+        for size in &opts.apply {
+            rows.extend(apply_size(size, &ns, xlb, &work, &pin, progress, stop)?);
+        }
+        Ok(rows)
+    })();
+    remove_pin_dir(&pin);
+    let _ = std::fs::remove_dir_all(&work);
+    result
+}
+
+/// Starts the agent `size.starts` times on a config of `size.services`
+/// services; a start that is not forwarding within `size.limit` ends the
+/// size with a lower bound instead of a figure.
+fn apply_size(
+    size: &ApplySize,
+    ns: &Netns,
+    xlb: &Path,
+    work: &Path,
+    pin: &Path,
+    progress: &mut Progress,
+    stop: &AtomicBool,
+) -> Result<Vec<Row>> {
+    let what = format!("{} services x {REALS_PER_SERVICE} reals", size.services);
+    let how = format!("maglev_table_size {APPLY_TABLE_SIZE}");
+    let config = work.join(format!("apply-{}.toml", size.services));
+    std::fs::write(&config, apply_config(size.services, pin))?;
+    let (mut secs, mut rss) = (Vec::new(), Vec::new());
+    for start in 1..=size.starts {
+        if stop.load(Ordering::SeqCst) {
+            bail!("interrupted");
+        }
+        progress.step(
+            Section::Control,
+            &format!("apply {what} ({how}): agent start {start}/{}", size.starts),
+        );
+        let t = Instant::now();
+        let agent = Agent::start_within(ns, xlb, &config, &[], size.limit, stop);
+        let elapsed = t.elapsed();
+        let agent = match agent {
+            Ok(a) => a,
+            Err(e) if elapsed >= size.limit && !stop.load(Ordering::SeqCst) => {
+                remove_pin_dir(pin);
+                progress.done(&format!(
+                    "not forwarding after {:.0} s: {e:#}",
+                    elapsed.as_secs_f64()
+                ));
+                let why = format!(
+                    "not forwarding after {:.0} s (limit)",
+                    size.limit.as_secs_f64()
+                );
+                return Ok(vec![
+                    Row::not_measured(
+                        Section::Control,
+                        &format!("apply {what}, start to maps ready"),
+                        "s",
+                        &why,
+                    )
+                    .method(how),
+                ]);
+            }
+            Err(e) => return Err(e),
+        };
+        secs.push(elapsed.as_secs_f64());
+        rss.push(rss_mib(agent.pid())?);
+        agent.stop()?;
+        remove_pin_dir(pin);
+        progress.done(&format!(
+            "{:.2} s to forwarding, {:.1} MiB RSS",
+            secs[secs.len() - 1],
+            rss[rss.len() - 1]
+        ));
+    }
+    Ok(vec![
+        Row::measured(
+            Section::Control,
+            &format!("apply {what}, start to maps ready"),
+            "s",
+            Summary::of(&secs).context("no starts")?,
+        )
+        .method(format!("{how}; {} agent starts", size.starts)),
+        Row::measured(
+            Section::Control,
+            &format!("agent RSS after applying {what}"),
+            "MiB",
+            Summary::of(&rss).context("no starts")?,
+        )
+        .method(how),
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn figures_are_parsed_by_name_in_order() {
+        let m = parse_figures("build_ms 2.5\nnoise\nbuild_ms 3\nmoved_share 0.007\n");
+        assert_eq!(m["build_ms"], vec![2.5, 3.0]);
+        assert_eq!(m["moved_share"], vec![0.007]);
+        assert_eq!(m.len(), 2);
+    }
+
+    #[test]
+    fn apply_config_has_every_service_and_real() {
+        let c = apply_config(3, Path::new("/sys/fs/bpf/x"));
+        assert_eq!(c.matches("[[service]]").count(), 3);
+        assert_eq!(c.matches("[[service.real]]").count(), 300);
+        assert!(c.contains("max_services = 4\n"));
+        assert!(c.contains("max_reals = 512\n"));
+        assert!(c.contains("vip = \"10.203.0.3\""));
+    }
+}

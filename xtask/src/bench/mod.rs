@@ -1,0 +1,195 @@
+//! `cargo xtask bench`: how fast xlb is, next to what it replaces, measured in
+//! one run on this machine. Sections: per-packet cost (`pktcost.rs`), live
+//! forwarding on veth (`live.rs`), control plane (`control.rs`); `report.rs`
+//! prints the table and writes `bench/results/<date>-<sha>.json`.
+//! Everything runs in namespaces the bench creates and removes, and every
+//! loop is bounded in packets and time.
+
+mod control;
+mod frames;
+mod live;
+mod pktcost;
+mod report;
+mod stats;
+
+use crate::{build, setup::Need};
+use anyhow::{Context, Result};
+use report::{Facts, Row, Section};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// A subset with fewer runs (under 3 minutes).
+    #[arg(long)]
+    quick: bool,
+    /// Run one section only.
+    #[arg(long, value_parser = ["pktcost", "live", "control"])]
+    only: Option<String>,
+}
+
+/// One progress line per step on stderr, with the time since the start.
+pub struct Progress {
+    start: Instant,
+    step: u32,
+}
+
+impl Progress {
+    fn new() -> Progress {
+        Progress {
+            start: Instant::now(),
+            step: 0,
+        }
+    }
+
+    pub fn step(&mut self, section: Section, what: &str) {
+        self.step += 1;
+        eprintln!(
+            "bench [{:>3}s] {:>2}. {}: {what}",
+            self.start.elapsed().as_secs(),
+            self.step,
+            section.name()
+        );
+    }
+
+    pub fn done(&self, result: &str) {
+        eprintln!("               -> {result}");
+    }
+}
+
+/// Sizes for a full run and for `--quick`.
+struct Plan {
+    pktcost: pktcost::Opts,
+    live: live::Opts,
+    control: control::Opts,
+}
+
+impl Plan {
+    fn new(quick: bool) -> Plan {
+        if quick {
+            Plan {
+                pktcost: pktcost::Opts {
+                    runs: 5,
+                    repeat: 1_000_000,
+                    calls: 20_000,
+                },
+                live: live::Opts {
+                    runs: 3,
+                    seconds: 1.0,
+                },
+                control: control::Opts {
+                    runs: 3,
+                    apply: vec![control::ApplySize {
+                        services: 100,
+                        starts: 3,
+                        limit: Duration::from_secs(60),
+                    }],
+                },
+            }
+        } else {
+            Plan {
+                pktcost: pktcost::Opts {
+                    runs: 5,
+                    repeat: 5_000_000,
+                    calls: 200_000,
+                },
+                live: live::Opts {
+                    runs: 5,
+                    seconds: 3.0,
+                },
+                control: control::Opts {
+                    runs: 5,
+                    // The agent's apply time grows faster than linearly with the
+                    // number of reals, so the middle size shows the trend when the
+                    // largest does not finish within its limit.
+                    apply: vec![
+                        control::ApplySize {
+                            services: 100,
+                            starts: 3,
+                            limit: Duration::from_secs(60),
+                        },
+                        control::ApplySize {
+                            services: 300,
+                            starts: 1,
+                            limit: Duration::from_secs(180),
+                        },
+                        control::ApplySize {
+                            services: 1000,
+                            starts: 1,
+                            limit: Duration::from_secs(240),
+                        },
+                    ],
+                },
+            }
+        }
+    }
+}
+
+pub fn run(args: &Args) -> Result<()> {
+    xlb_testbed::require_root().context("cargo xtask bench")?;
+    let xlb_object = build::ebpf(Need::Bench)?;
+    let floor_object = build::bench_floor_object();
+    let xlb = build::agent()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst))
+            .context("installing the Ctrl-C handler")?;
+    }
+    xlb_testbed::sweep_stale()?;
+
+    let facts = Facts::gather(&build::root(), args.quick)?;
+    let plan = Plan::new(args.quick);
+    let wanted = |s: Section| args.only.as_deref().is_none_or(|o| o == s.name());
+    let mut progress = Progress::new();
+    let mut rows: Vec<Row> = Vec::new();
+    for section in Section::ALL.into_iter().filter(|&s| wanted(s)) {
+        let got = match section {
+            Section::PktCost => pktcost::run(
+                &plan.pktcost,
+                &xlb_object,
+                &floor_object,
+                &mut progress,
+                &stop,
+            ),
+            Section::Live => live::run(
+                &plan.live,
+                &live::Artefacts {
+                    xlb: &xlb,
+                    xlb_object: &xlb_object,
+                    floor_object: &floor_object,
+                },
+                &mut progress,
+                &stop,
+            ),
+            Section::Control => control::run(&plan.control, &xlb, &mut progress, &stop),
+        };
+        rows.extend(got.with_context(|| format!("bench section {}", section.name()))?);
+    }
+
+    println!("{}", report::table(&rows));
+    let dir = build::root().join("bench/results");
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join(facts.result_name());
+    std::fs::write(
+        &path,
+        serde_json::to_string_pretty(&report::json(&facts, &rows))? + "\n",
+    )
+    .with_context(|| format!("writing {}", path.display()))?;
+    println!(
+        "{} on {} ({} CPUs, kernel {}), commit {}{}; results in {}",
+        if args.quick { "quick run" } else { "full run" },
+        facts.cpu,
+        facts.nproc,
+        facts.kernel,
+        &facts.git_sha[..12.min(facts.git_sha.len())],
+        if facts.git_dirty { " (dirty)" } else { "" },
+        path.strip_prefix(build::root()).unwrap_or(&path).display()
+    );
+    Ok(())
+}
