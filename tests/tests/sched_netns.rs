@@ -125,3 +125,58 @@ fn persistence_holds_a_client_across_connections() {
     assert_eq!(cols[3], "1", "PersistConn: {line}");
     finish(agent, dir);
 }
+
+/// The status line of real `addr`, split: `->`, address, Forward,
+/// Weight, ActiveConn, InActConn, ...
+fn real_columns(lab: &DrLab, addr: std::net::IpAddr) -> Vec<String> {
+    let out = std::process::Command::new(xlb_bin())
+        .args(["status", "--pin-path"])
+        .arg(&lab.pin_path)
+        .output()
+        .unwrap();
+    let status = String::from_utf8(out.stdout).unwrap();
+    status
+        .lines()
+        .find(|l| l.contains(&format!("-> {addr}:")))
+        .unwrap_or_else(|| panic!("{addr} missing:\n{status}"))
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
+}
+
+/// lc with the data plane's own connection counts: two long-lived
+/// connections occupy real1 and real2 (ties go to the first real), so every
+/// new connection goes to real3, whose finished connections count only as
+/// inactive (overhead 1 each against 256 for an active one). Status shows the
+/// counts ipvsadm would.
+#[test]
+fn lc_sends_new_connections_to_the_least_loaded_real() {
+    use xlb_testbed::http::HttpConn;
+    let (lab, agent, dir) = start(&[1, 1, 1], "lc", "");
+    let mut held: Vec<(HttpConn, String)> = (0..2)
+        .map(|_| {
+            let mut c = HttpConn::open(&lab.client, lab.vip_socket(), TIMEOUT).unwrap();
+            let name = c.ask().unwrap();
+            (c, name)
+        })
+        .collect();
+    let names: Vec<&str> = held.iter().map(|(_, n)| n.as_str()).collect();
+    assert_eq!(names, ["real1", "real2"]);
+
+    let seen = spread(&lab, 12);
+    assert_eq!(counts(&seen, &["real1", "real2", "real3"]), [0, 0, 12]);
+
+    // ActiveConn / InActConn: one established each on real1 and real2; real3
+    // holds the 12 closed ones (FIN seen: inactive until they expire).
+    let cols = |i: usize| real_columns(&lab, lab.reals[i].addr);
+    assert_eq!(cols(0)[4..6], ["1", "0"], "{:?}", cols(0));
+    assert_eq!(cols(1)[4..6], ["1", "0"], "{:?}", cols(1));
+    assert_eq!(cols(2)[4..6], ["0", "12"], "{:?}", cols(2));
+
+    // The held connections still work and stayed on their reals.
+    for (c, name) in &mut held {
+        assert_eq!(&c.ask().unwrap(), name);
+    }
+    drop(held);
+    finish(agent, dir);
+}

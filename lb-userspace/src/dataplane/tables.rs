@@ -264,11 +264,14 @@ impl Tables {
             .collect()
     }
 
-    fn free_real_id(&self, taken: &BTreeSet<u32>) -> Result<u32> {
-        let owned = self.owned_real_ids();
-        (1..self.max_reals)
-            .find(|i| !owned.contains(i) && !taken.contains(i))
-            .context("no free real server slot (raise max_reals)")
+    /// The lowest id from `*from` on that is not in `taken`; `*from` moves
+    /// past it, so allocating a service's reals is one pass, not one per real.
+    fn free_real_id(&self, taken: &BTreeSet<u32>, from: &mut u32) -> Result<u32> {
+        let rid = (*from..self.max_reals)
+            .find(|i| !taken.contains(i))
+            .context("no free real server slot (raise max_reals)")?;
+        *from = rid + 1;
+        Ok(rid)
     }
 
     fn upsert_service(&mut self, ebpf: &mut Ebpf, d: &DesiredService) -> Result<()> {
@@ -290,13 +293,16 @@ impl Tables {
 
         // 1. Reals: keep ids of reals that stay, allocate new ones.
         let mut reals: BTreeMap<(IpAddr, u16), u32> = BTreeMap::new();
-        let mut taken = BTreeSet::new();
+        // Ids in use anywhere (this service's old reals included), computed
+        // once: rebuilding it per new real made large applies quadratic.
+        let mut taken = self.owned_real_ids();
+        let mut next_free = 1;
         for r in &d.reals {
             let k = (r.real.address, r.real.port);
             let rid = match old_reals.remove(&k) {
                 Some(rid) => rid,
                 None => {
-                    let rid = self.free_real_id(&taken)?;
+                    let rid = self.free_real_id(&taken, &mut next_free)?;
                     reset_counters(ebpf, map_names::REAL_STATS, rid)?;
                     zero_conns(ebpf, rid)?;
                     rid
