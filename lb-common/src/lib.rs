@@ -111,6 +111,9 @@ pub const FAMILY_V6: u8 = 6;
 /// IP protocol numbers the data plane balances.
 pub const PROTO_TCP: u8 = 6;
 pub const PROTO_UDP: u8 = 17;
+/// IP protocol numbers of the tunnels TUN sends and `xlb decap` unwraps.
+pub const PROTO_IPIP: u8 = 4;
+pub const PROTO_IPV6: u8 = 41;
 
 /// Real-server id 0 is never allocated: a Maglev slot holding 0 means "no real".
 pub const REAL_NONE: u32 = 0;
@@ -209,6 +212,34 @@ pub mod sched_time {
     pub const LOCALITY_EXPIRE_NS: u64 = 24 * 3600 * 1_000_000_000;
 }
 
+/// `ip` as the maps hold it.
+pub fn addr_words(ip: core::net::IpAddr) -> Addr {
+    match ip {
+        core::net::IpAddr::V4(v4) => [u32::from_ne_bytes(v4.octets()), 0, 0, 0],
+        core::net::IpAddr::V6(v6) => {
+            let o = v6.octets();
+            core::array::from_fn(|i| {
+                u32::from_ne_bytes([o[4 * i], o[4 * i + 1], o[4 * i + 2], o[4 * i + 3]])
+            })
+        }
+    }
+}
+
+/// The address a map holds as `words` with family tag `family`.
+pub fn addr_ip(words: Addr, family: u8) -> core::net::IpAddr {
+    let b: [[u8; 4]; 4] = words.map(u32::to_ne_bytes);
+    if family == FAMILY_V4 {
+        core::net::Ipv4Addr::from(b[0]).into()
+    } else {
+        core::net::Ipv6Addr::from(*b.as_flattened().first_chunk::<16>().expect("16 bytes")).into()
+    }
+}
+
+/// The family tag (`FAMILY_V4` / `FAMILY_V6`) of `ip`.
+pub fn family_of(ip: core::net::IpAddr) -> u8 {
+    if ip.is_ipv4() { FAMILY_V4 } else { FAMILY_V6 }
+}
+
 /// Key of `SERVICES`: a virtual service (VIP, port, protocol).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -285,6 +316,24 @@ pub struct FlowKey {
     pub proto: u8,
     pub family: u8,
     pub _pad: [u8; 2],
+}
+
+impl FlowKey {
+    /// The tuple a NAT real server answers this client flow with when the
+    /// flow was sent to `real`: what `NAT_REPLIES` is keyed by. The data
+    /// plane writes it and the agent's expiry deletes it, so both use this.
+    #[inline(always)]
+    pub fn nat_reply(&self, real: &RealInfo) -> FlowKey {
+        FlowKey {
+            src: real.addr,
+            dst: self.src,
+            sport: real.port,
+            dport: self.sport,
+            proto: self.proto,
+            family: self.family,
+            _pad: [0; 2],
+        }
+    }
 }
 
 /// Value of `CONNTRACK`.
@@ -690,6 +739,44 @@ pub fn flow_hash(key: &FlowKey) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn addresses_round_trip_through_map_words() {
+        use core::net::IpAddr;
+        for text in ["10.1.2.3", "fd00:250::11", "::ffff:10.0.0.1"] {
+            let ip: IpAddr = text.parse().unwrap();
+            let words = addr_words(ip);
+            assert_eq!(addr_ip(words, family_of(ip)), ip, "{text}");
+        }
+        // IPv4 uses the first word only, bytes in packet order.
+        let v4 = addr_words("10.1.2.3".parse().unwrap());
+        assert_eq!(
+            (v4[0].to_ne_bytes(), &v4[1..]),
+            ([10, 1, 2, 3], &[0, 0, 0][..])
+        );
+    }
+
+    #[test]
+    fn a_nat_reply_swaps_the_client_and_the_real() {
+        let flow = FlowKey {
+            src: [1, 0, 0, 0],
+            dst: [2, 0, 0, 0],
+            sport: 1000,
+            dport: 80,
+            proto: PROTO_TCP,
+            family: FAMILY_V4,
+            _pad: [0; 2],
+        };
+        let real = RealInfo {
+            addr: [3, 0, 0, 0],
+            port: 8080,
+            ..RealInfo::default()
+        };
+        let reply = flow.nat_reply(&real);
+        assert_eq!((reply.src, reply.sport), ([3, 0, 0, 0], 8080));
+        assert_eq!((reply.dst, reply.dport), ([1, 0, 0, 0], 1000));
+        assert_eq!((reply.proto, reply.family), (PROTO_TCP, FAMILY_V4));
+    }
 
     #[test]
     fn flow_hash_depends_on_every_field() {

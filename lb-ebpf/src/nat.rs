@@ -17,7 +17,7 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use core::mem::size_of;
-use lb_common::{FAMILY_V4, FlowKey, PROTO_TCP, PROTO_UDP, RealInfo};
+use lb_common::{FAMILY_V4, PROTO_TCP, PROTO_UDP, RealInfo};
 
 const AF_INET: u8 = 2;
 const AF_INET6: u8 = 10;
@@ -127,20 +127,6 @@ fn route(ctx: &XdpContext, family: u8, proto: u8, src: &[u32; 4], dst: &[u32; 4]
     send(ctx, params.ifindex, params.smac, params.dmac)
 }
 
-/// The 5-tuple of the real server's replies to `flow` sent to `real`.
-#[inline(always)]
-fn reply_key(flow: &FlowKey, real: &RealInfo) -> FlowKey {
-    FlowKey {
-        src: real.addr,
-        dst: flow.src,
-        sport: real.port,
-        dport: flow.sport,
-        proto: flow.proto,
-        family: flow.family,
-        _pad: [0; 2],
-    }
-}
-
 /// Client → VIP: rewrite to the real server and send it there. A new flow
 /// also gets its reply entry.
 // Not inlined: the FIB lookup's parameters get a stack frame of their own
@@ -149,7 +135,7 @@ fn reply_key(flow: &FlowKey, real: &RealInfo) -> FlowKey {
 pub fn inbound(ctx: &XdpContext, pkt: &Packet, real: &RealInfo, new_flow: bool) -> (u32, Fate) {
     if new_flow
         && NAT_REPLIES
-            .insert(reply_key(&pkt.flow, real), pkt.flow, 0)
+            .insert(pkt.flow.nat_reply(real), pkt.flow, 0)
             .is_err()
     {
         return (xdp_action::XDP_ABORTED, Fate::Error);

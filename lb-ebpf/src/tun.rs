@@ -19,7 +19,9 @@ use crate::{
     stats::Fate,
 };
 use aya_ebpf::{bindings::xdp_action, helpers::bpf_xdp_adjust_head, programs::XdpContext};
-use lb_common::{FAMILY_V4, FAMILY_V6, FlowKey, RealInfo, flow_hash, tun};
+use lb_common::{
+    FAMILY_V4, FAMILY_V6, FlowKey, PROTO_IPIP, PROTO_IPV6, PROTO_UDP, RealInfo, flow_hash, tun,
+};
 use network_types::{
     eth::{EthHdr, EtherType},
     ip::{Ipv4Hdr, Ipv6Hdr},
@@ -27,9 +29,6 @@ use network_types::{
     vlan::VlanHdr,
 };
 
-const IPPROTO_IPIP: u8 = 4;
-const IPPROTO_IPV6: u8 = 41;
-const IPPROTO_UDP: u8 = 17;
 const GUE_HDR: usize = 4;
 const TTL: u8 = 64;
 /// DF in the first byte of the IPv4 flags/offset field.
@@ -133,7 +132,7 @@ fn inner(ctx: &XdpContext, l3: usize, family: u8) -> Option<Inner> {
         let ip: *const Ipv4Hdr = ptr_at(ctx, l3)?;
         let ip = unsafe { &*ip };
         Inner {
-            proto: IPPROTO_IPIP,
+            proto: PROTO_IPIP,
             len: u16::from_be_bytes(ip.tot_len) as usize,
             tos: ip.tos,
             id: ip.id,
@@ -143,7 +142,7 @@ fn inner(ctx: &XdpContext, l3: usize, family: u8) -> Option<Inner> {
         let ip: *const Ipv6Hdr = ptr_at(ctx, l3)?;
         let ip = unsafe { &*ip };
         Inner {
-            proto: IPPROTO_IPV6,
+            proto: PROTO_IPV6,
             len: Ipv6Hdr::LEN + u16::from_be_bytes(ip.payload_len) as usize,
             tos: ip.vcf[0] << 4 | ip.vcf[1] >> 4,
             id: [0; 2],
@@ -195,7 +194,7 @@ fn set_ether_type(ctx: &XdpContext, l3: usize, ether_type: u16) -> Option<()> {
 #[inline(always)]
 fn outer_proto(real: &RealInfo, inner: &Inner) -> u8 {
     if real.tun_type == tun::GUE {
-        IPPROTO_UDP
+        PROTO_UDP
     } else {
         inner.proto
     }

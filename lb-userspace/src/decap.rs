@@ -10,7 +10,7 @@ use aya::{
     programs::Xdp,
 };
 use futures::TryStreamExt;
-use lb_common::{DecapVip, FAMILY_V4, FAMILY_V6, decap};
+use lb_common::{DecapVip, addr_words, decap, family_of};
 use netlink_packet_route::address::{AddressAttribute, AddressScope};
 use std::{collections::BTreeSet, net::IpAddr, time::Duration};
 use tokio::signal::unix::{SignalKind, signal};
@@ -32,8 +32,8 @@ pub struct Options {
 
 fn key(addr: IpAddr) -> DecapVip {
     DecapVip {
-        addr: crate::dataplane::addr_words(addr),
-        family: if addr.is_ipv4() { FAMILY_V4 } else { FAMILY_V6 },
+        addr: addr_words(addr),
+        family: family_of(addr),
         _pad: [0; 3],
     }
 }

@@ -6,12 +6,13 @@ use anyhow::{Context, Result};
 use aya::maps::{Array, HashMap, Map, MapData, PerCpuArray};
 use lb_common::{
     Affinity, ConnCounts, Counters, GlobalCounters, REAL_F_PRESENT, REAL_F_REACHABLE, RealInfo,
-    SERVICE_F_ACTIVE, SERVICE_F_PERSISTENT, ServiceAddr, ServiceInfo, ServiceKey, map_names,
+    SERVICE_F_ACTIVE, SERVICE_F_PERSISTENT, ServiceAddr, ServiceInfo, ServiceKey, addr_ip,
+    map_names,
 };
 use std::collections::BTreeMap;
 use std::{
     fmt::Write,
-    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    net::{IpAddr, Ipv4Addr},
     path::Path,
 };
 
@@ -20,15 +21,6 @@ fn open(dir: &Path, name: &str) -> Result<Map> {
     let data = MapData::from_pin(&path)
         .with_context(|| format!("cannot open {} (is the xlb agent running?)", path.display()))?;
     Ok(Map::from_map_data(data)?)
-}
-
-fn addr(words: [u32; 4], family: u8) -> IpAddr {
-    let b: Vec<u8> = words.iter().flat_map(|w| w.to_ne_bytes()).collect();
-    if family == lb_common::FAMILY_V4 {
-        IpAddr::V4(Ipv4Addr::new(b[0], b[1], b[2], b[3]))
-    } else {
-        IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(b).expect("16 bytes")))
-    }
 }
 
 fn sum<T: Copy + Default + std::ops::Add<Output = T>>(values: &[T]) -> T {
@@ -53,7 +45,7 @@ fn persistence_text(key: &ServiceKey, info: &ServiceInfo) -> String {
     }
     let p = Persistence {
         timeout_s: info.persist_timeout_s,
-        mask: addr(info.persist_mask, key.family),
+        mask: addr_ip(info.persist_mask, key.family),
     };
     let mut s = format!(" persistent {}", p.timeout_s);
     let full = match p.mask {
@@ -118,7 +110,7 @@ pub fn render(dir: &Path, view: View) -> Result<String> {
         (
             k.proto,
             k.family,
-            addr(k.addr, k.family),
+            addr_ip(k.addr, k.family),
             u16::from_be(k.port),
         )
     });
@@ -164,7 +156,7 @@ pub fn render(dir: &Path, view: View) -> Result<String> {
         };
         let head = format!(
             "{proto:<4} {} {sched}{}{flags}",
-            SocketText(addr(key.addr, key.family), u16::from_be(key.port)),
+            SocketText(addr_ip(key.addr, key.family), u16::from_be(key.port)),
             persistence_text(key, info)
         );
         let c = sum(&svc_stats.get(&info.id, 0)?);
@@ -180,9 +172,9 @@ pub fn render(dir: &Path, view: View) -> Result<String> {
             .iter()
             .filter(|(_, r)| r.service_id == info.id)
             .collect();
-        mine.sort_by_key(|(_, r)| (addr(r.addr, r.family), u16::from_be(r.port)));
+        mine.sort_by_key(|(_, r)| (addr_ip(r.addr, r.family), u16::from_be(r.port)));
         for (id, r) in mine {
-            let name = SocketText(addr(r.addr, r.family), u16::from_be(r.port)).to_string();
+            let name = SocketText(addr_ip(r.addr, r.family), u16::from_be(r.port)).to_string();
             let live = conns.get(id, 0)?.live(gone.get(id, 0)?);
             if view == View::PersistentConn {
                 writeln!(

@@ -12,9 +12,9 @@ use aya::{
     programs::{TestRun, TestRunOptions, Xdp},
 };
 use lb_common::{
-    DecapVip, FAMILY_V4, FAMILY_V6, GlobalCounters, IfaceInfo, PROG_DIRECTOR, REAL_F_PRESENT,
-    REAL_F_REACHABLE, RealInfo, SERVICE_F_ACTIVE, ServiceInfo, ServiceKey, Settings, decap,
-    globals, map_names, method, sched, tun,
+    DecapVip, GlobalCounters, IfaceInfo, PROG_DIRECTOR, REAL_F_PRESENT, REAL_F_REACHABLE, RealInfo,
+    SERVICE_F_ACTIVE, ServiceInfo, ServiceKey, Settings, addr_words, decap, family_of, globals,
+    map_names, method, sched, tun,
 };
 use std::net::IpAddr;
 
@@ -28,23 +28,6 @@ pub const XDP_REDIRECT: u32 = 4;
 pub const LO: u32 = 1;
 /// Maglev table size of the loaded director (small: fixtures fill it whole).
 const TABLE: u32 = 13;
-
-/// An address as the maps hold it (network byte order words).
-pub fn addr_words(a: IpAddr) -> [u32; 4] {
-    match a {
-        IpAddr::V4(v4) => [u32::from_ne_bytes(v4.octets()), 0, 0, 0],
-        IpAddr::V6(v6) => {
-            let o = v6.octets();
-            std::array::from_fn(|i| {
-                u32::from_ne_bytes([o[4 * i], o[4 * i + 1], o[4 * i + 2], o[4 * i + 3]])
-            })
-        }
-    }
-}
-
-fn family(a: IpAddr) -> u8 {
-    if a.is_ipv4() { FAMILY_V4 } else { FAMILY_V6 }
-}
 
 /// Runs `prog` on `frame` arriving on `ingress`.
 fn test_run(prog: &Xdp, frame: &[u8], ingress: u32) -> Result<(u32, Vec<u8>)> {
@@ -133,7 +116,7 @@ impl Director {
             addr: addr_words(vip),
             port: port.to_be(),
             proto,
-            family: family(vip),
+            family: family_of(vip),
         };
         let info = ServiceInfo {
             id,
@@ -154,7 +137,7 @@ impl Director {
         let info = RealInfo {
             addr: addr_words(real.addr),
             port: port.to_be(),
-            family: family(real.addr),
+            family: family_of(real.addr),
             method: method::TUN,
             mac: real.mac,
             tun_type: if real.gue_port.is_some() {
@@ -244,7 +227,7 @@ impl Decap {
             HashMap::try_from(self.ebpf.map_mut(decap::VIPS).context("DECAP_VIPS")?)?;
         let key = DecapVip {
             addr: addr_words(addr),
-            family: family(addr),
+            family: family_of(addr),
             _pad: [0; 3],
         };
         m.insert(key, 1, 0)?;

@@ -7,11 +7,11 @@
 mod common;
 
 use common::*;
-use lb_common::{FAMILY_V4, FAMILY_V6, FlowKey, flow_hash, method};
+use lb_common::{FAMILY_V4, FAMILY_V6, FlowKey, addr_words, flow_hash, method};
 use std::net::IpAddr;
 use xlb_testbed::{
     netns::Netns,
-    xdp::{Decap, Director, LO, TunReal, XDP_ABORTED, XDP_PASS, XDP_TX, addr_words, tun_output},
+    xdp::{Decap, Director, LO, TunReal, XDP_ABORTED, XDP_PASS, XDP_TX, tun_output},
 };
 
 const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xcc];

@@ -11,12 +11,14 @@ use aya_ebpf::{
     macros::{btf_map, xdp},
     programs::XdpContext,
 };
-use lb_common::bench::{GEN_FLOWS, GEN_HEADERS_LEN, GEN_SPORT_BASE, PORT};
+use lb_common::{
+    PROTO_UDP,
+    bench::{GEN_FLOWS, GEN_HEADERS_LEN, GEN_SPORT_BASE, PORT},
+};
 
 const ETH_LEN: usize = 14;
 const IPV4_LEN: usize = 20;
 const ETH_P_IPV4: [u8; 2] = [0x08, 0x00];
-const IPPROTO_UDP: u8 = 17;
 
 #[btf_map]
 static BENCH_GEN_SEQ: PerCpuArray<u64, 1> = PerCpuArray::new();
@@ -92,7 +94,7 @@ pub fn bench_count(ctx: XdpContext) -> u32 {
         let ihl = usize::from(*ip & 0x0f) * 4;
         *(p.add(12) as *const [u8; 2]) == ETH_P_IPV4
             && ihl == IPV4_LEN
-            && *ip.add(9) == IPPROTO_UDP
+            && *ip.add(9) == PROTO_UDP
             && *(ip.add(IPV4_LEN + 2) as *const [u8; 2]) == PORT.to_be_bytes()
     };
     if !ours {

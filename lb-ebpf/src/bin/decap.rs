@@ -17,7 +17,7 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use core::mem::size_of;
-use lb_common::{DecapVip, FAMILY_V4, FAMILY_V6, decap};
+use lb_common::{DecapVip, FAMILY_V4, FAMILY_V6, PROTO_IPIP, PROTO_IPV6, PROTO_UDP, decap};
 use network_types::{
     eth::{EthHdr, EtherType},
     ip::{Ipv4Hdr, Ipv6Hdr},
@@ -25,9 +25,6 @@ use network_types::{
     vlan::VlanHdr,
 };
 
-const IPPROTO_IPIP: u8 = 4;
-const IPPROTO_IPV6: u8 = 41;
-const IPPROTO_UDP: u8 = 17;
 /// IPv4 "more fragments" and offset bits: a fragment cannot be unwrapped alone.
 const IPV4_FRAGMENT: [u8; 2] = [0x3f, 0xff];
 const GUE_HDR: usize = 4;
@@ -127,8 +124,8 @@ fn outer_v6(ctx: &XdpContext, l3: usize) -> Option<(usize, u8)> {
 #[inline(always)]
 fn payload(ctx: &XdpContext, at: usize, proto: u8) -> Option<(usize, u8)> {
     match proto {
-        IPPROTO_IPIP | IPPROTO_IPV6 => Some((at, proto)),
-        IPPROTO_UDP => gue(ctx, at),
+        PROTO_IPIP | PROTO_IPV6 => Some((at, proto)),
+        PROTO_UDP => gue(ctx, at),
         _ => None,
     }
 }
@@ -150,8 +147,8 @@ fn gue(ctx: &XdpContext, at: usize) -> Option<(usize, u8)> {
             Some((at + UdpHdr::LEN + GUE_HDR + options, g[1]))
         }
         1 => match g[0] >> 4 {
-            4 => Some((at + UdpHdr::LEN, IPPROTO_IPIP)),
-            6 => Some((at + UdpHdr::LEN, IPPROTO_IPV6)),
+            4 => Some((at + UdpHdr::LEN, PROTO_IPIP)),
+            6 => Some((at + UdpHdr::LEN, PROTO_IPV6)),
             _ => None,
         },
         _ => None,
@@ -162,7 +159,7 @@ fn gue(ctx: &XdpContext, at: usize) -> Option<(usize, u8)> {
 /// addressed to one of the VIPs.
 #[inline(always)]
 fn inner_is_local(ctx: &XdpContext, at: usize, proto: u8) -> Option<u16> {
-    let (key, ether_type) = if proto == IPPROTO_IPIP {
+    let (key, ether_type) = if proto == PROTO_IPIP {
         let ip: *const Ipv4Hdr = ptr_at(ctx, at)?;
         let ip = unsafe { &*ip };
         if ip.vihl >> 4 != 4 {
@@ -171,7 +168,7 @@ fn inner_is_local(ctx: &XdpContext, at: usize, proto: u8) -> Option<u16> {
         let mut addr = [0u32; 4];
         addr[0] = u32::from_ne_bytes(ip.dst_addr);
         (vip(addr, FAMILY_V4), EtherType::Ipv4 as u16)
-    } else if proto == IPPROTO_IPV6 {
+    } else if proto == PROTO_IPV6 {
         let ip: *const Ipv6Hdr = ptr_at(ctx, at)?;
         let ip = unsafe { &*ip };
         if ip.vcf[0] >> 4 != 6 {

@@ -8,7 +8,6 @@ mod tables;
 mod xdp;
 
 pub use loader::attach_program;
-pub use tables::addr_words;
 pub use xdp::XdpDataPlane;
 
 use crate::config::{Real, Service};

@@ -38,19 +38,6 @@ pub fn expired(state: u32, seen_ns: u64, now_ns: u64, settings: &Settings) -> bo
     now_ns.saturating_sub(seen_ns) > timeout_ns
 }
 
-/// The tuple a NAT real server answers `flow` with.
-fn reply_key(flow: &FlowKey, real: &RealInfo) -> FlowKey {
-    FlowKey {
-        src: real.addr,
-        dst: flow.src,
-        sport: real.port,
-        dport: flow.sport,
-        proto: flow.proto,
-        family: flow.family,
-        _pad: [0; 2],
-    }
-}
-
 /// One walk over the flow table at time `now_ns`.
 pub fn sweep(ebpf: &mut Ebpf, settings: &Settings, now_ns: u64) -> Result<Swept> {
     let mut done = Swept::default();
@@ -82,7 +69,7 @@ pub fn sweep(ebpf: &mut Ebpf, settings: &Settings, now_ns: u64) -> Result<Swept>
     for (key, value) in doomed {
         let real = reals.get(&value.real_id, 0).unwrap_or_default();
         if real.method == lb_common::method::NAT && real.service_id == value.service_id {
-            replies.push(reply_key(&key, &real));
+            replies.push(key.nat_reply(&real));
         }
         deleted.push((key, value));
     }

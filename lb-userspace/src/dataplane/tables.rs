@@ -24,7 +24,8 @@ use aya::{
 use lb_common::{
     ConnCounts, Counters, IfaceInfo, REAL_F_PRESENT, REAL_F_REACHABLE, REAL_NONE, RealInfo,
     SERVICE_F_ACTIVE, SERVICE_F_FALLBACK, SERVICE_F_HASH_PORT, SERVICE_F_PERSISTENT,
-    SERVICE_F_TABLE_B, ServiceInfo, ServiceKey, Settings, map_names, sched_layout,
+    SERVICE_F_TABLE_B, ServiceInfo, ServiceKey, Settings, addr_words, family_of, map_names,
+    sched_layout,
 };
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -71,28 +72,12 @@ pub struct TunnelSources {
     pub v6: Option<Ipv6Addr>,
 }
 
-pub fn addr_words(a: IpAddr) -> [u32; 4] {
-    match a {
-        IpAddr::V4(v4) => [u32::from_ne_bytes(v4.octets()), 0, 0, 0],
-        IpAddr::V6(v6) => {
-            let o = v6.octets();
-            std::array::from_fn(|i| {
-                u32::from_ne_bytes([o[4 * i], o[4 * i + 1], o[4 * i + 2], o[4 * i + 3]])
-            })
-        }
-    }
-}
-
 pub fn service_key(id: &ServiceId) -> ServiceKey {
     ServiceKey {
         addr: addr_words(id.vip),
         port: id.port.to_be(),
         proto: id.protocol.number(),
-        family: if id.vip.is_ipv4() {
-            lb_common::FAMILY_V4
-        } else {
-            lb_common::FAMILY_V6
-        },
+        family: family_of(id.vip),
     }
 }
 
@@ -550,11 +535,7 @@ fn real_info(real: &Real, hop: Option<NextHop>, service_id: u32, d: &DesiredServ
     RealInfo {
         addr: addr_words(real.address),
         port: real.port.to_be(),
-        family: if real.address.is_ipv4() {
-            lb_common::FAMILY_V4
-        } else {
-            lb_common::FAMILY_V6
-        },
+        family: family_of(real.address),
         method: d.service.method.code(),
         tun_type: tunnel.code(),
         tun_port: tunnel.port_be(),

@@ -24,8 +24,8 @@ use aya::{
 };
 use lb_common::{
     Counters, FAMILY_V4, FAMILY_V6, FlowKey, FlowState, GlobalCounters, IfaceInfo, PROG_DIRECTOR,
-    REAL_F_PRESENT, REAL_F_REACHABLE, RealInfo, SERVICE_F_ACTIVE, ServiceInfo, ServiceKey, bench,
-    globals, map_names, method, sched,
+    REAL_F_PRESENT, REAL_F_REACHABLE, RealInfo, SERVICE_F_ACTIVE, ServiceInfo, ServiceKey,
+    addr_words, bench, globals, map_names, method, sched,
 };
 use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
@@ -280,24 +280,14 @@ fn flow_key(dst: IpAddr, sport: u16) -> FlowKey {
         IpAddr::V6(d) => (IpAddr::V6(CLIENT6), IpAddr::V6(d), FAMILY_V6),
     };
     FlowKey {
-        src: words(src),
-        dst: words(dst),
+        src: addr_words(src),
+        dst: addr_words(dst),
         sport: sport.to_be(),
         dport: VIP_PORT.to_be(),
         proto: TCP,
         family,
         ..FlowKey::default()
     }
-}
-
-/// An address as the maps hold it: its bytes in order, IPv4 in the first word.
-fn words(a: IpAddr) -> [u32; 4] {
-    let mut bytes = [0u8; 16];
-    match a {
-        IpAddr::V4(v) => bytes[..4].copy_from_slice(&v.octets()),
-        IpAddr::V6(v) => bytes = v.octets(),
-    }
-    std::array::from_fn(|i| u32::from_ne_bytes(bytes[4 * i..4 * i + 4].try_into().unwrap()))
 }
 
 /// struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index, egress_ifindex.
@@ -454,7 +444,7 @@ impl Director {
                 )?;
             }
             let key = ServiceKey {
-                addr: words(vip),
+                addr: addr_words(vip),
                 port: VIP_PORT.to_be(),
                 proto: TCP,
                 family: if vip.is_ipv4() { FAMILY_V4 } else { FAMILY_V6 },
