@@ -29,14 +29,21 @@ pub const LO: u32 = 1;
 /// Maglev table size of the loaded director (small: fixtures fill it whole).
 const TABLE: u32 = 13;
 
-/// Runs `prog` on `frame` arriving on `ingress`.
-fn test_run(prog: &Xdp, frame: &[u8], ingress: u32) -> Result<(u32, Vec<u8>)> {
-    let mut out = vec![0u8; frame.len() + 512];
-    // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index, egress_ifindex.
-    let ctx: Vec<u8> = [0, frame.len() as u32, 0, ingress, 0, 0]
+/// The `struct xdp_md` BPF_PROG_TEST_RUN takes as context for a frame of
+/// `len` bytes arriving on `ingress`: data, data_end, data_meta,
+/// ingress_ifindex, rx_queue_index, egress_ifindex.
+pub fn xdp_md(len: usize, ingress: u32) -> Vec<u8> {
+    [0, len as u32, 0, ingress, 0, 0]
         .iter()
         .flat_map(|w: &u32| w.to_ne_bytes())
-        .collect();
+        .collect()
+}
+
+/// Runs `prog` once on `frame` arriving on `ingress`: the XDP action and
+/// the frame as the program left it.
+pub fn test_run(prog: &Xdp, frame: &[u8], ingress: u32) -> Result<(u32, Vec<u8>)> {
+    let mut out = vec![0u8; frame.len() + 512];
+    let ctx = xdp_md(frame.len(), ingress);
     let r = prog
         .test_run(TestRunOptions {
             data_in: Some(frame),

@@ -8,7 +8,7 @@ mod common;
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, HashMap, MapData, PerCpuArray, xdp::DevMapHash},
-    programs::{TestRun, TestRunOptions, Xdp},
+    programs::Xdp,
 };
 use common::*;
 use lb_common::{
@@ -16,7 +16,7 @@ use lb_common::{
     PROG_DIRECTOR, REAL_F_PRESENT, REAL_F_REACHABLE, RealInfo, SERVICE_F_ACTIVE, ServiceInfo,
     ServiceKey, globals, map_names, method, sched,
 };
-use xlb_testbed::netns::Netns;
+use xlb_testbed::{netns::Netns, xdp};
 
 const XDP_ABORTED: u32 = 0;
 const XDP_DROP: u32 = 1;
@@ -186,22 +186,7 @@ impl Director {
             .unwrap()
             .try_into()
             .unwrap();
-        let mut out = vec![0u8; frame.len() + 256];
-        // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index, egress_ifindex.
-        let ctx: Vec<u8> = [0, frame.len() as u32, 0, ingress, 0, 0]
-            .iter()
-            .flat_map(|w: &u32| w.to_ne_bytes())
-            .collect();
-        let r = prog
-            .test_run(TestRunOptions {
-                data_in: Some(frame),
-                data_out: Some(&mut out),
-                ctx_in: Some(&ctx),
-                ..TestRunOptions::new()
-            })
-            .expect("BPF_PROG_TEST_RUN");
-        out.truncate(r.data_size_out as usize);
-        (r.return_value, out)
+        xdp::test_run(prog, frame, ingress).expect("BPF_PROG_TEST_RUN")
     }
 
     fn conntrack(&self, key: &FlowKey) -> Option<FlowState> {

@@ -9,7 +9,7 @@ mod common;
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, HashMap, MapData},
-    programs::{TestRun, TestRunOptions, Xdp},
+    programs::Xdp,
 };
 use common::*;
 use lb_common::{
@@ -22,7 +22,7 @@ use xlb::sched::{
     model::{self, Real, Rule},
     tables,
 };
-use xlb_testbed::netns::Netns;
+use xlb_testbed::{netns::Netns, xdp};
 
 const XDP_DROP: u32 = 1;
 const XDP_TX: u32 = 3;
@@ -161,28 +161,12 @@ impl Director {
             .unwrap()
             .try_into()
             .unwrap();
-        let mut out = vec![0u8; frame.len() + 64];
-        let ctx: Vec<u8> = [0, frame.len() as u32, 0, LO, 0, 0]
-            .iter()
-            .flat_map(|w: &u32| w.to_ne_bytes())
-            .collect();
-        let r = prog
-            .test_run(TestRunOptions {
-                data_in: Some(&frame),
-                data_out: Some(&mut out),
-                ctx_in: Some(&ctx),
-                ..TestRunOptions::new()
-            })
-            .expect("BPF_PROG_TEST_RUN");
-        match r.return_value {
+        let (action, out) = xdp::test_run(prog, &frame, LO).expect("BPF_PROG_TEST_RUN");
+        match action {
             XDP_DROP => None,
             XDP_TX => {
                 assert_eq!(out[6..12], DIRECTOR_MAC, "source MAC");
-                assert_eq!(
-                    out[12..r.data_size_out as usize],
-                    frame[12..],
-                    "rest of the frame"
-                );
+                assert_eq!(out[12..], frame[12..], "rest of the frame");
                 let id = u32::from(out[4]) << 8 | u32::from(out[5]);
                 Some(id as usize - 1)
             }

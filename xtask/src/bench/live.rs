@@ -16,7 +16,6 @@
 use super::{
     Progress,
     frames::{self, ETH_IPV4, UDP},
-    pktcost::xdp_md,
     report::{Row, Section},
     stats::Summary,
 };
@@ -33,7 +32,7 @@ use std::{
     sync::atomic::{AtomicBool, Ordering},
     time::{Duration, Instant},
 };
-use xlb_testbed::{agent::Agent, netns::Netns};
+use xlb_testbed::{agent::Agent, netns::Netns, xdp::xdp_md};
 
 pub struct Opts {
     pub runs: usize,

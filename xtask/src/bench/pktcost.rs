@@ -32,7 +32,7 @@ use std::{
     path::Path,
     sync::atomic::{AtomicBool, Ordering},
 };
-use xlb_testbed::netns::Netns;
+use xlb_testbed::{netns::Netns, xdp::xdp_md};
 
 pub const XDP_DROP: u32 = 1;
 pub const XDP_PASS: u32 = 2;
@@ -288,14 +288,6 @@ fn flow_key(dst: IpAddr, sport: u16) -> FlowKey {
         family,
         ..FlowKey::default()
     }
-}
-
-/// struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index, egress_ifindex.
-pub fn xdp_md(len: usize, ingress: u32) -> Vec<u8> {
-    [0, len as u32, 0, ingress, 0, 0]
-        .iter()
-        .flat_map(|w: &u32| w.to_ne_bytes())
-        .collect()
 }
 
 /// One BPF_PROG_TEST_RUN call: the action and the kernel's ns per repeat.
