@@ -4,6 +4,7 @@
 //! one bridge (director eth0, holding the VIP), real servers on a second one
 //! (director eth1) with the director as their default gateway.
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -13,7 +14,7 @@ use aya::Ebpf;
 use aya::programs::{Xdp, XdpMode};
 
 use crate::agent::Agent;
-use crate::http::{HttpServer, serve_name};
+use crate::http::{HttpServer, get_name, serve_name};
 use crate::netns::Netns;
 use crate::udp::{UdpServer, serve_udp_name};
 
@@ -256,6 +257,34 @@ impl DrLab {
 
     pub fn vip_socket(&self) -> SocketAddr {
         SocketAddr::new(self.vip, self.port)
+    }
+
+    /// `n` new HTTP connections from the client to the VIP, each answered
+    /// by a real's name: how many each real answered.
+    pub fn spread(&self, n: usize, timeout: Duration) -> Result<BTreeMap<String, usize>> {
+        let mut seen = BTreeMap::new();
+        for i in 0..n {
+            let name = get_name(&self.client, self.vip_socket(), timeout)
+                .with_context(|| format!("request {} of {n} through the VIP", i + 1))?;
+            *seen.entry(name).or_insert(0) += 1;
+        }
+        Ok(seen)
+    }
+
+    /// What `xlb status` prints for this lab's pinned maps.
+    pub fn status(&self, xlb: &std::path::Path) -> Result<String> {
+        let out = std::process::Command::new(xlb)
+            .args(["status", "--pin-path"])
+            .arg(&self.pin_path)
+            .output()
+            .with_context(|| format!("running {}", xlb.display()))?;
+        if !out.status.success() {
+            bail!(
+                "xlb status failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(String::from_utf8(out.stdout)?)
     }
 
     /// Switch-side name of the director's veth (where `peer_xdp` attaches).

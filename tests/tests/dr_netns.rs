@@ -6,7 +6,6 @@ mod common;
 use aya::maps::{Array, Map, MapData};
 use common::xlb_bin;
 use std::{
-    collections::BTreeMap,
     path::{Path, PathBuf},
     process::Command,
     time::Duration,
@@ -52,16 +51,6 @@ fn tmp(tag: &str) -> PathBuf {
     d
 }
 
-fn spread(lab: &DrLab, n: usize) -> BTreeMap<String, usize> {
-    let mut seen = BTreeMap::new();
-    for _ in 0..n {
-        let name =
-            get_name(&lab.client, lab.vip_socket(), TIMEOUT).expect("request through the VIP");
-        *seen.entry(name).or_insert(0) += 1;
-    }
-    seen
-}
-
 fn bpftool_dump(lab: &DrLab, map: &str) -> serde_json::Value {
     let out = Command::new("bpftool")
         .args([
@@ -97,7 +86,7 @@ fn connections_through_the_vip_reach_every_real_and_stay_put() {
     assert!(xdp_attached(&lab));
 
     // New connections spread over all three reals.
-    let seen = spread(&lab, 60);
+    let seen = lab.spread(60, TIMEOUT).unwrap();
     assert_eq!(seen.len(), 3, "not every real was used: {seen:?}");
     assert_eq!(seen.values().sum::<usize>(), 60);
 
@@ -129,7 +118,7 @@ fn connections_through_the_vip_reach_every_real_and_stay_put() {
             );
         }
     }
-    let after = spread(&lab, 10);
+    let after = lab.spread(10, TIMEOUT).unwrap();
     assert_eq!(
         after.len(),
         1,
@@ -162,17 +151,7 @@ fn connections_through_the_vip_reach_every_real_and_stay_put() {
     }
 
     // xlb status: the service, each real with its weight, and counters.
-    let out = Command::new(xlb_bin())
-        .args(["status", "--pin-path"])
-        .arg(&lab.pin_path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let status = String::from_utf8(out.stdout).unwrap();
+    let status = lab.status(&xlb_bin()).unwrap();
     assert!(status.contains("TCP  10.250.0.100:80 mh"), "{status}");
     for r in &lab.reals {
         let line = status
@@ -219,7 +198,7 @@ fn ipv6_in_generic_mode_with_kernel_logs() {
             .unwrap()
             .contains("xdpgeneric")
     );
-    let seen = spread(&lab, 45);
+    let seen = lab.spread(45, TIMEOUT).unwrap();
     assert_eq!(seen.len(), 3, "not every real was used: {seen:?}");
     // The log ring is read asynchronously; allow it a moment (bounded).
     let mut flows = 0;
@@ -271,12 +250,12 @@ fn keep_dataplane_leaves_forwarding_running_and_the_next_agent_takes_over() {
 
     // No agent, yet the VIP still answers and the maps are still there.
     assert!(xdp_attached(&lab));
-    assert_eq!(spread(&lab, 9).values().sum::<usize>(), 9);
+    assert_eq!(lab.spread(9, TIMEOUT).unwrap().values().sum::<usize>(), 9);
     assert!(lab.pin_path.join("CONNTRACK").exists());
 
     // A new agent replaces what was left and cleans up on exit.
     let agent = Agent::start(&lab.director, &xlb_bin(), &config).unwrap();
-    assert_eq!(spread(&lab, 6).values().sum::<usize>(), 6);
+    assert_eq!(lab.spread(6, TIMEOUT).unwrap().values().sum::<usize>(), 6);
     agent.stop().unwrap();
     assert!(!xdp_attached(&lab));
     assert!(!lab.pin_path.exists() || std::fs::read_dir(&lab.pin_path).unwrap().next().is_none());

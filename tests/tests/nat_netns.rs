@@ -9,15 +9,13 @@ use aya::maps::{Array, HashMap, Map, MapData};
 use common::xlb_bin;
 use lb_common::{ConnCounts, FlowKey, FlowState};
 use std::{
-    collections::BTreeMap,
     net::{SocketAddr, UdpSocket},
     path::PathBuf,
-    process::Command,
     time::Duration,
 };
 use xlb_testbed::{
     agent::Agent,
-    http::{HttpConn, get_name},
+    http::HttpConn,
     lab::{DrLab, LabMethod, LabOptions},
 };
 
@@ -56,34 +54,10 @@ fn start_with_timeout(lab: &DrLab, tag: &str, extra: &str, udp_timeout: u32) -> 
     (agent, dir)
 }
 
-fn spread(lab: &DrLab, n: usize) -> BTreeMap<String, usize> {
-    let mut seen = BTreeMap::new();
-    for _ in 0..n {
-        let name =
-            get_name(&lab.client, lab.vip_socket(), TIMEOUT).expect("request through the VIP");
-        *seen.entry(name).or_insert(0) += 1;
-    }
-    seen
-}
-
-fn status(lab: &DrLab) -> String {
-    let out = Command::new(xlb_bin())
-        .args(["status", "--pin-path"])
-        .arg(&lab.pin_path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
 fn tcp_through_the_director(ipv6: bool) {
     let lab = lab(ipv6);
     let (agent, dir) = start(&lab, if ipv6 { "v6" } else { "v4" }, "");
-    let seen = spread(&lab, 60);
+    let seen = lab.spread(60, TIMEOUT).unwrap();
     assert_eq!(seen.len(), 3, "not every real was used: {seen:?}");
     assert_eq!(seen.values().sum::<usize>(), 60);
 
@@ -101,7 +75,7 @@ fn tcp_through_the_director(ipv6: bool) {
         }
     }
 
-    let status = status(&lab);
+    let status = lab.status(&xlb_bin()).unwrap();
     for r in &lab.reals {
         let line = status
             .lines()

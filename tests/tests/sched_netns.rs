@@ -8,7 +8,6 @@ use common::xlb_bin;
 use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 use xlb_testbed::{
     agent::Agent,
-    http::get_name,
     lab::{DrLab, LabOptions},
 };
 
@@ -39,17 +38,6 @@ fn start(weights: &[u32], scheduler: &str, extra: &str) -> (DrLab, Agent, PathBu
     (lab, agent, dir)
 }
 
-/// `n` new connections from the client; answers per real name.
-fn spread(lab: &DrLab, n: usize) -> BTreeMap<String, usize> {
-    let mut seen = BTreeMap::new();
-    for _ in 0..n {
-        let name =
-            get_name(&lab.client, lab.vip_socket(), TIMEOUT).expect("request through the VIP");
-        *seen.entry(name).or_insert(0) += 1;
-    }
-    seen
-}
-
 fn counts(seen: &BTreeMap<String, usize>, names: &[&str]) -> Vec<usize> {
     names
         .iter()
@@ -65,7 +53,7 @@ fn finish(agent: Agent, dir: PathBuf) {
 #[test]
 fn wrr_splits_90_connections_40_30_20() {
     let (lab, agent, dir) = start(&[4, 3, 2], "wrr", "");
-    let seen = spread(&lab, 90);
+    let seen = lab.spread(90, TIMEOUT).unwrap();
     assert_eq!(counts(&seen, &["real1", "real2", "real3"]), [40, 30, 20]);
     finish(agent, dir);
 }
@@ -73,7 +61,7 @@ fn wrr_splits_90_connections_40_30_20() {
 #[test]
 fn rr_splits_evenly_whatever_the_weights() {
     let (lab, agent, dir) = start(&[1, 2, 3], "rr", "");
-    let seen = spread(&lab, 30);
+    let seen = lab.spread(30, TIMEOUT).unwrap();
     assert_eq!(counts(&seen, &["real1", "real2", "real3"]), [10, 10, 10]);
     finish(agent, dir);
 }
@@ -81,13 +69,13 @@ fn rr_splits_evenly_whatever_the_weights() {
 #[test]
 fn sh_keeps_a_client_on_one_real_and_sh_port_spreads_it() {
     let (lab, agent, dir) = start(&[1, 1, 1], "sh", "");
-    let seen = spread(&lab, 20);
+    let seen = lab.spread(20, TIMEOUT).unwrap();
     assert_eq!(seen.len(), 1, "one client, one real: {seen:?}");
     finish(agent, dir);
     drop(lab);
 
     let (lab, agent, dir) = start(&[1, 1, 1], "sh", "scheduler_flags = [\"sh-port\"]\n");
-    let seen = spread(&lab, 30);
+    let seen = lab.spread(30, TIMEOUT).unwrap();
     assert!(seen.len() > 1, "sh-port hashes the port too: {seen:?}");
     finish(agent, dir);
 }
@@ -95,7 +83,7 @@ fn sh_keeps_a_client_on_one_real_and_sh_port_spreads_it() {
 #[test]
 fn persistence_holds_a_client_across_connections() {
     let (lab, agent, dir) = start(&[1, 1, 1], "rr", "persistence_timeout = 300\n");
-    let seen = spread(&lab, 12);
+    let seen = lab.spread(12, TIMEOUT).unwrap();
     assert_eq!(
         seen.len(),
         1,
@@ -129,12 +117,7 @@ fn persistence_holds_a_client_across_connections() {
 /// The status line of real `addr`, split: `->`, address, Forward,
 /// Weight, ActiveConn, InActConn, ...
 fn real_columns(lab: &DrLab, addr: std::net::IpAddr) -> Vec<String> {
-    let out = std::process::Command::new(xlb_bin())
-        .args(["status", "--pin-path"])
-        .arg(&lab.pin_path)
-        .output()
-        .unwrap();
-    let status = String::from_utf8(out.stdout).unwrap();
+    let status = lab.status(&xlb_bin()).unwrap();
     status
         .lines()
         .find(|l| l.contains(&format!("-> {addr}:")))
@@ -163,7 +146,7 @@ fn lc_sends_new_connections_to_the_least_loaded_real() {
     let names: Vec<&str> = held.iter().map(|(_, n)| n.as_str()).collect();
     assert_eq!(names, ["real1", "real2"]);
 
-    let seen = spread(&lab, 12);
+    let seen = lab.spread(12, TIMEOUT).unwrap();
     assert_eq!(counts(&seen, &["real1", "real2", "real3"]), [0, 0, 12]);
 
     // ActiveConn / InActConn: one established each on real1 and real2; real3

@@ -5,7 +5,7 @@
 mod common;
 
 use common::xlb_bin;
-use std::{collections::BTreeMap, path::PathBuf, process::Command, time::Duration};
+use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 use xlb_testbed::{
     agent::Agent,
     http::{HttpConn, get_name},
@@ -87,15 +87,7 @@ fn tunnel(ipv6: bool, gue: bool) {
     assert_eq!(udp.len(), 3, "not every real was used over UDP: {udp:?}");
 
     // The status shows tunnelled reals; the director saw only the client's packets.
-    let out = Command::new("nsenter")
-        .arg(format!("--net={}", lab.director.path().display()))
-        .arg(xlb_bin())
-        .args(["status", "--pin-path"])
-        .arg(&lab.pin_path)
-        .output()
-        .unwrap();
-    let status = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{status}");
+    let status = lab.status(&xlb_bin()).unwrap();
     assert_eq!(status.matches(" Tunnel ").count(), 6, "{status}");
     assert!(status.contains("error 0"), "{status}");
 
