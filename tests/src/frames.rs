@@ -17,9 +17,10 @@ pub fn eth(dst: [u8; 6], src: [u8; 6], ethertype: u16, payload: &[u8]) -> Vec<u8
     f
 }
 
-/// The Internet checksum (RFC 1071) of `data`, folded into `sum` (a partial
-/// sum, such as a pseudo-header's).
-fn checksum(mut sum: u32, data: &[u8]) -> u16 {
+/// The Internet checksum (RFC 1071) of `data` (an odd length padded with a
+/// zero byte), folded into `sum` (a partial sum, such as a pseudo-header's;
+/// 0 for none). A correct header sums, checksum included, to 0.
+pub fn checksum(mut sum: u32, data: &[u8]) -> u16 {
     for c in data.chunks(2) {
         sum += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
     }

@@ -66,7 +66,7 @@ fn ipv4_hdr(
     h[9] = proto;
     h[12..16].copy_from_slice(&src);
     h[16..20].copy_from_slice(&dst);
-    let c = checksum(&h);
+    let c = checksum(0, &h);
     h[10..12].copy_from_slice(&c.to_be_bytes());
     h.extend_from_slice(payload);
     h
@@ -245,7 +245,7 @@ fn expected_frag_needed(original: &[u8], mtu: u16) -> Vec<u8> {
     let mut icmp = vec![3, 4, 0, 0, 0, 0];
     icmp.extend_from_slice(&mtu.to_be_bytes());
     icmp.extend_from_slice(&original[..68]);
-    let c = checksum(&icmp);
+    let c = checksum(0, &icmp);
     icmp[2..4].copy_from_slice(&c.to_be_bytes());
     let packet = ipv4_hdr(0, 0, false, IP_ICMP, VIP4, CLIENT4, &icmp);
     eth(CLIENT_MAC, DIRECTOR_MAC, ETH_IPV4, &packet)
@@ -261,7 +261,7 @@ fn expected_packet_too_big(original: &[u8], mtu: u32) -> Vec<u8> {
     pseudo.extend_from_slice(&(icmp.len() as u32).to_be_bytes());
     pseudo.extend_from_slice(&[0, 0, 0, 58]);
     pseudo.extend_from_slice(&icmp);
-    let c = checksum(&pseudo);
+    let c = checksum(0, &pseudo);
     icmp[2..4].copy_from_slice(&c.to_be_bytes());
     eth(
         CLIENT_MAC,

@@ -3,15 +3,13 @@
 //! measured here reads them (UDP over IPv4 allows 0 for "none").
 
 use std::net::{Ipv4Addr, Ipv6Addr};
+use xlb_testbed::frames::checksum;
+pub use xlb_testbed::frames::eth;
 
 pub const ETH_IPV4: u16 = 0x0800;
 pub const ETH_IPV6: u16 = 0x86dd;
 pub const TCP: u8 = lb_common::PROTO_TCP;
 pub const UDP: u8 = lb_common::PROTO_UDP;
-
-pub fn eth(dst: [u8; 6], src: [u8; 6], ethertype: u16, payload: &[u8]) -> Vec<u8> {
-    [&dst[..], &src[..], &ethertype.to_be_bytes(), payload].concat()
-}
 
 /// A TCP header (SYN, no options) or a UDP header with `payload`.
 pub fn l4(proto: u8, sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
@@ -27,17 +25,6 @@ pub fn l4(proto: u8, sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
     }
 }
 
-fn checksum(data: &[u8]) -> u16 {
-    let mut sum: u32 = data
-        .chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
 pub fn ipv4(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, l4: &[u8]) -> Vec<u8> {
     let total = (20 + l4.len()) as u16;
     let mut h = vec![0x45, 0];
@@ -45,7 +32,7 @@ pub fn ipv4(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, l4: &[u8]) -> Vec<u8> {
     h.extend_from_slice(&[0, 1, 0x40, 0, 64, proto, 0, 0]);
     h.extend_from_slice(&src.octets());
     h.extend_from_slice(&dst.octets());
-    let c = checksum(&h);
+    let c = checksum(0, &h);
     h[10..12].copy_from_slice(&c.to_be_bytes());
     h.extend_from_slice(l4);
     h
@@ -73,7 +60,7 @@ mod tests {
             UDP,
             &l4(UDP, 1, 2, b"x"),
         );
-        assert_eq!(checksum(&p[..20]), 0);
+        assert_eq!(checksum(0, &p[..20]), 0);
         assert_eq!(u16::from_be_bytes([p[2], p[3]]) as usize, p.len());
     }
 
