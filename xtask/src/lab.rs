@@ -9,10 +9,7 @@ use std::{
     collections::BTreeMap,
     io::Write,
     path::{Path, PathBuf},
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
+    sync::atomic::{AtomicBool, Ordering},
     time::Duration,
 };
 use xlb_testbed::{
@@ -58,12 +55,7 @@ pub fn run(args: &Args) -> Result<()> {
     xlb_testbed::require_root()?;
     let object = build::ebpf(Need::Lab)?;
     let xlb = build::agent()?;
-    let stop = Arc::new(AtomicBool::new(false));
-    {
-        let stop = stop.clone();
-        ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst))
-            .context("installing the Ctrl-C handler")?;
-    }
+    let stop = crate::interrupt_flag()?;
     xlb_testbed::sweep_stale()?;
 
     let lab = DrLab::build(&LabOptions {

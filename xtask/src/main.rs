@@ -6,9 +6,25 @@ mod lab;
 mod setup;
 mod test;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use std::process::{Command, ExitCode};
+use std::{
+    process::{Command, ExitCode},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+};
+
+/// A flag that Ctrl-C sets, so long-running commands can stop between steps
+/// and clean up what they created.
+fn interrupt_flag() -> Result<Arc<AtomicBool>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
+        .context("installing the Ctrl-C handler")?;
+    Ok(stop)
+}
 
 #[derive(Parser)]
 #[command(name = "cargo xtask")]

@@ -15,13 +15,7 @@ mod stats;
 use crate::{build, setup::Need};
 use anyhow::{Context, Result};
 use report::{Facts, Row, Section};
-use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -135,12 +129,7 @@ pub fn run(args: &Args) -> Result<()> {
     let xlb_object = build::ebpf(Need::Bench)?;
     let floor_object = build::bench_floor_object();
     let xlb = build::agent()?;
-    let stop = Arc::new(AtomicBool::new(false));
-    {
-        let stop = stop.clone();
-        ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst))
-            .context("installing the Ctrl-C handler")?;
-    }
+    let stop = crate::interrupt_flag()?;
     xlb_testbed::sweep_stale()?;
 
     let facts = Facts::gather(&build::root(), args.quick)?;
