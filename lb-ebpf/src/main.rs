@@ -19,7 +19,7 @@ use aya_ebpf::{
     bindings::xdp_action, helpers::bpf_ktime_get_ns, macros::xdp, programs::XdpContext,
 };
 use aya_log_ebpf::debug;
-use lb_common::{REAL_F_REACHABLE, RealInfo, SERVICE_F_ACTIVE, ServiceKey, method};
+use lb_common::{FlowState, REAL_F_REACHABLE, RealInfo, SERVICE_F_ACTIVE, ServiceKey, method};
 use maps::{REALS, SERVICES};
 use parse::Skip;
 use stats::Fate;
@@ -66,18 +66,10 @@ fn director(ctx: &XdpContext) -> (u32, Fate) {
 
     // An existing flow keeps its real while that real is still usable in this service.
     let entry = conntrack::lookup(flow);
-    let existing = entry.and_then(|e| {
-        // SAFETY: `e` points into the flow table.
-        let (service_id, real_id) = unsafe { ((*e).service_id, (*e).real_id) };
-        (service_id == service.id)
-            .then(|| usable(real_id, service.id))
-            .flatten()
-    });
+    let existing = entry.and_then(|e| flow_real(e, service.id).map(|(id, real)| (e, id, real)));
     let (real_id, real, new_conn) = match existing {
-        Some((id, real)) => {
-            if let Some(e) = entry {
-                conntrack::client_packet(e, flow.proto, pkt.tcp_flags, now);
-            }
+        Some((e, id, real)) => {
+            conntrack::client_packet(e, flow.proto, pkt.tcp_flags, now);
             (id, real, false)
         }
         None => {
@@ -114,15 +106,8 @@ fn director(ctx: &XdpContext) -> (u32, Fate) {
 /// the real that sent the too-big reply); it never creates a flow.
 #[inline(always)]
 fn icmp_error(ctx: &XdpContext, pkt: &parse::Packet, service_id: u32) -> (u32, Fate) {
-    let Some(entry) = conntrack::lookup(&pkt.flow) else {
-        return (xdp_action::XDP_PASS, Fate::Pass);
-    };
-    // SAFETY: `entry` points into the flow table.
-    let (flow_service, real_id) = unsafe { ((*entry).service_id, (*entry).real_id) };
-    if flow_service != service_id {
-        return (xdp_action::XDP_PASS, Fate::Pass);
-    }
-    let Some((_, real)) = usable(real_id, service_id) else {
+    let Some((_, real)) = conntrack::lookup(&pkt.flow).and_then(|e| flow_real(e, service_id))
+    else {
         return (xdp_action::XDP_PASS, Fate::Pass);
     };
     match real.method {
@@ -131,6 +116,18 @@ fn icmp_error(ctx: &XdpContext, pkt: &parse::Packet, service_id: u32) -> (u32, F
         // the verifier's work on the encapsulation path: the stack gets those.
         _ => (xdp_action::XDP_PASS, Fate::Pass),
     }
+}
+
+/// The real a flow table entry names, if the entry was made for `service_id`
+/// and that real can still take its packets.
+#[inline(always)]
+fn flow_real(entry: *mut FlowState, service_id: u32) -> Option<(u32, &'static RealInfo)> {
+    // SAFETY: `entry` points into the flow table.
+    let (flow_service, real_id) = unsafe { ((*entry).service_id, (*entry).real_id) };
+    if flow_service != service_id {
+        return None;
+    }
+    usable(real_id, service_id)
 }
 
 /// The real server `id` if it belongs to `service_id` and can take packets.
