@@ -10,6 +10,7 @@ pub mod logging;
 pub mod maglev;
 pub mod neigh;
 pub mod sched;
+pub mod script;
 pub mod status;
 
 /// Where the XDP object built by `cargo xtask build-ebpf` was read from at compile time.

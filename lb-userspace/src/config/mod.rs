@@ -2,8 +2,11 @@
 //! Every error names `file:line:col`; a file with any error yields no model,
 //! so nothing is ever half-applied.
 
+pub mod check;
+pub mod global;
 mod raw;
 mod validate;
+pub mod vrrp;
 
 use std::{
     fmt,
@@ -211,12 +214,33 @@ impl Tunnel {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
+    pub global: global::Global,
     pub dataplane: Dataplane,
     pub services: Vec<Service>,
+    pub vrrp: vrrp::Vrrp,
+    pub static_net: vrrp::StaticNet,
+}
+
+/// A script or program to run: argv, run without a shell (keepalived splits
+/// the quoted string into words the same way). A shell is used only when
+/// the command names one (`/bin/sh -c "…"`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Command(pub Vec<String>);
+
+/// Which data plane forwards (`[dataplane] kind`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DataplaneKind {
+    #[default]
+    Xdp,
+    /// The kernel's IPVS over generic netlink.
+    Ipvs,
+    /// XDP, falling back to IPVS with a logged reason when attaching fails.
+    Auto,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Dataplane {
+    pub kind: DataplaneKind,
     pub interfaces: Vec<String>,
     pub xdp_mode: XdpMode,
     pub pin_path: PathBuf,
@@ -229,6 +253,10 @@ pub struct Dataplane {
     pub tunnel_source_v4: Option<Ipv4Addr>,
     /// Outer source of IPv6 tunnels; `None`: as for IPv4.
     pub tunnel_source_v6: Option<Ipv6Addr>,
+    /// IPVS's `expire_nodest_conn`: flows of a real that left the service are
+    /// dropped (and their state freed) at their next packet instead of
+    /// continuing until they end.
+    pub expire_nodest_conn: bool,
 }
 
 /// Idle timeouts in seconds of established TCP, closing TCP and UDP flows
@@ -240,17 +268,51 @@ pub struct Timeouts {
     pub udp: u32,
 }
 
-/// A virtual service is identified as in IPVS: address, port, protocol.
+/// A virtual service is identified as in IPVS: address, port and protocol,
+/// or a firewall mark (keepalived's `virtual_server fwmark N`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ServiceId {
-    pub vip: IpAddr,
-    pub port: u16,
-    pub protocol: Protocol,
+pub enum ServiceId {
+    Addr {
+        vip: IpAddr,
+        port: u16,
+        protocol: Protocol,
+    },
+    /// Packets the firewall marked with `mark`; only the IPVS data plane can
+    /// see marks (XDP runs before netfilter).
+    Fwmark { mark: u32, ipv6: bool },
+}
+
+impl ServiceId {
+    /// The VIP, port and protocol of an address service; `None` for fwmark services.
+    pub fn addr(&self) -> Option<(IpAddr, u16, Protocol)> {
+        match *self {
+            ServiceId::Addr {
+                vip,
+                port,
+                protocol,
+            } => Some((vip, port, protocol)),
+            ServiceId::Fwmark { .. } => None,
+        }
+    }
+
+    pub fn is_ipv6(&self) -> bool {
+        match *self {
+            ServiceId::Addr { vip, .. } => vip.is_ipv6(),
+            ServiceId::Fwmark { ipv6, .. } => ipv6,
+        }
+    }
 }
 
 impl fmt::Display for ServiceId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}", self.protocol, SocketText(self.vip, self.port))
+        match *self {
+            ServiceId::Addr {
+                vip,
+                port,
+                protocol,
+            } => write!(f, "{protocol} {}", SocketText(vip, port)),
+            ServiceId::Fwmark { mark, .. } => write!(f, "FWM {mark}"),
+        }
     }
 }
 
@@ -278,9 +340,10 @@ pub struct Service {
     pub flags: SchedFlags,
     pub persistence: Option<Persistence>,
     pub reals: Vec<Real>,
+    pub lifecycle: check::ServiceLifecycle,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Real {
     pub address: IpAddr,
     pub port: u16,
@@ -290,6 +353,7 @@ pub struct Real {
     pub u_threshold: u32,
     /// Connections below which it takes them again; 0: 3/4 of `u_threshold`.
     pub l_threshold: u32,
+    pub lifecycle: check::RealLifecycle,
 }
 
 /// One problem in the file, with where it is.

@@ -72,13 +72,18 @@ pub struct TunnelSources {
     pub v6: Option<Ipv6Addr>,
 }
 
-pub fn service_key(id: &ServiceId) -> ServiceKey {
-    ServiceKey {
-        addr: addr_words(id.vip),
-        port: id.port.to_be(),
-        proto: id.protocol.number(),
-        family: family_of(id.vip),
-    }
+/// The `SERVICES` key of an address service; fwmark services have none
+/// (the config refuses them with the XDP data plane).
+pub fn service_key(id: &ServiceId) -> Result<ServiceKey> {
+    let (vip, port, protocol) = id
+        .addr()
+        .with_context(|| format!("{id}: the XDP data plane cannot see firewall marks"))?;
+    Ok(ServiceKey {
+        addr: addr_words(vip),
+        port: port.to_be(),
+        proto: protocol.number(),
+        family: family_of(vip),
+    })
 }
 
 fn map<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut aya::maps::Map> {
@@ -260,7 +265,7 @@ impl Tables {
     }
 
     fn upsert_service(&mut self, ebpf: &mut Ebpf, d: &DesiredService) -> Result<()> {
-        let key = service_key(&d.service.id);
+        let key = service_key(&d.service.id)?;
         // The record of what is installed is replaced only once every write succeeded.
         let existing = self.services.get(&d.service.id);
         let is_new = existing.is_none();
@@ -453,7 +458,7 @@ impl Tables {
         {
             let mut m: HashMap<_, ServiceKey, ServiceInfo> =
                 HashMap::try_from(map(ebpf, map_names::SERVICES)?)?;
-            m.remove(&service_key(id))?;
+            m.remove(&service_key(id)?)?;
         }
         self.write_table(
             ebpf,

@@ -63,8 +63,11 @@ pub fn parse(file: &str, text: &str) -> Result<Config, ConfigErrors> {
     }
     match dataplane {
         Some(dataplane) if v.errors.is_empty() => Ok(Config {
+            global: Default::default(),
             dataplane,
             services: services.into_iter().map(|(s, _)| s).collect(),
+            vrrp: Default::default(),
+            static_net: Default::default(),
         }),
         _ => Err(ConfigErrors(v.errors)),
     }
@@ -203,6 +206,8 @@ impl Validator<'_> {
             }
         });
         (self.errors.len() == before).then_some(Dataplane {
+            kind: Default::default(),
+            expire_nodest_conn: false,
             interfaces,
             xdp_mode,
             pin_path,
@@ -393,6 +398,7 @@ impl Validator<'_> {
                     weight,
                     u_threshold,
                     l_threshold,
+                    lifecycle: Default::default(),
                 },
                 r.span(),
             ));
@@ -401,7 +407,7 @@ impl Validator<'_> {
             return None;
         }
         Some(Service {
-            id: ServiceId {
+            id: ServiceId::Addr {
                 vip: vip?,
                 port: port?,
                 protocol,
@@ -413,6 +419,7 @@ impl Validator<'_> {
             flags,
             persistence,
             reals: reals.into_iter().map(|(r, _)| r).collect(),
+            lifecycle: Default::default(),
         })
     }
 

@@ -1,0 +1,260 @@
+//! The desired state of the data plane, composed from the config, what the
+//! agent learned at run time (checker verdicts, VRRP mastership) and the
+//! cached next hops. Pure, so every rule is unit-tested here.
+
+use super::hops::Hops;
+use crate::{
+    config::{Config, Real, Service, ServiceId},
+    dataplane::{DesiredReal, DesiredService},
+};
+use std::{
+    collections::{HashMap, HashSet},
+    net::IpAddr,
+};
+
+/// A real server of one service (the same address may serve several).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RealKey {
+    pub service: ServiceId,
+    pub address: IpAddr,
+    pub port: u16,
+}
+
+/// A checker's verdict on a real server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Health {
+    /// Up; `weight` overrides the configured one (MISC_CHECK `misc_dynamic`).
+    Up {
+        weight: Option<u32>,
+    },
+    Down,
+}
+
+/// What the agent knows at run time beside the config.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Runtime {
+    /// Verdicts so far; a real with checkers and no verdict yet is down
+    /// under `alpha`, up otherwise.
+    pub health: HashMap<RealKey, Health>,
+    /// VRRP instances that are Master now.
+    pub masters: HashSet<String>,
+}
+
+impl Runtime {
+    /// The VRRP instance that owns `vip`, if any instance lists it.
+    fn owner(config: &Config, vip: IpAddr) -> Option<&str> {
+        config.vrrp.instances.iter().find_map(|i| {
+            i.virtual_ipaddress
+                .iter()
+                .chain(&i.virtual_ipaddress_excluded)
+                .any(|a| a.address == vip)
+                .then_some(i.name.as_str())
+        })
+    }
+
+    /// Whether the data plane should forward `svc`'s packets: a VIP that a
+    /// VRRP instance owns is forwarded only while that instance is Master,
+    /// so a Backup that still receives packets (stale ARP caches) leaves
+    /// them to its stack instead of forwarding them a second time.
+    pub fn service_active(&self, config: &Config, svc: &Service) -> bool {
+        let owner = svc.id.addr().and_then(|(vip, ..)| Self::owner(config, vip));
+        svc.active && owner.is_none_or(|name| self.masters.contains(name))
+    }
+
+    /// The verdict that applies to `real` of `svc` now.
+    pub fn health_of(&self, svc: &Service, real: &Real) -> Health {
+        let key = RealKey {
+            service: svc.id,
+            address: real.address,
+            port: real.port,
+        };
+        match self.health.get(&key) {
+            Some(h) => *h,
+            None if !real.lifecycle.checks.is_empty() && svc.lifecycle.alpha => Health::Down,
+            None => Health::Up { weight: None },
+        }
+    }
+}
+
+/// The reals `svc` forwards to now, with their effective weights: a down
+/// real is left out, or kept at weight 0 with `inhibit_on_failure`.
+fn live_reals(svc: &Service, runtime: &Runtime, hops: &Hops) -> Vec<DesiredReal> {
+    svc.reals
+        .iter()
+        .filter_map(|real| {
+            let weight = match runtime.health_of(svc, real) {
+                Health::Up { weight } => weight.unwrap_or(real.weight),
+                Health::Down if real.lifecycle.inhibit_on_failure => 0,
+                Health::Down => return None,
+            };
+            Some(DesiredReal {
+                real: Real {
+                    weight,
+                    ..real.clone()
+                },
+                next_hop: hops.get(real.address, svc.method),
+            })
+        })
+        .collect()
+}
+
+/// Every service as the data plane must forward it now.
+pub fn compose(config: &Config, runtime: &Runtime, hops: &Hops) -> Vec<DesiredService> {
+    config
+        .services
+        .iter()
+        .map(|svc| DesiredService {
+            service: Service {
+                active: runtime.service_active(config, svc),
+                ..svc.clone()
+            },
+            reals: live_reals(svc, runtime, hops),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{
+        self,
+        check::{Check, CheckCommon, CheckKind},
+        vrrp::{Instance, VirtualAddress},
+    };
+    use std::time::Duration;
+
+    fn config() -> Config {
+        config::parse(
+            "t.toml",
+            r#"
+[dataplane]
+interfaces = ["eth0"]
+[[service]]
+vip = "10.0.0.1"
+port = 80
+[[service.real]]
+address = "10.1.0.1"
+weight = 3
+[[service.real]]
+address = "10.1.0.2"
+weight = 2
+"#,
+        )
+        .unwrap()
+    }
+
+    fn checked(mut c: Config) -> Config {
+        for r in &mut c.services[0].reals {
+            r.lifecycle.checks.push(Check {
+                kind: CheckKind::Tcp,
+                common: CheckCommon {
+                    connect_ip: None,
+                    connect_port: None,
+                    bindto: None,
+                    bind_port: None,
+                    connect_timeout: Duration::from_secs(1),
+                    retry: 1,
+                    delay_before_retry: Duration::from_secs(1),
+                    delay_loop: Duration::from_secs(1),
+                    warmup: None,
+                    fwmark: None,
+                },
+            });
+        }
+        c
+    }
+
+    fn weights(d: &[DesiredService]) -> Vec<(IpAddr, u32)> {
+        d[0].reals
+            .iter()
+            .map(|r| (r.real.address, r.real.weight))
+            .collect()
+    }
+
+    fn key(c: &Config, i: usize) -> RealKey {
+        RealKey {
+            service: c.services[0].id,
+            address: c.services[0].reals[i].address,
+            port: c.services[0].reals[i].port,
+        }
+    }
+
+    #[test]
+    fn down_real_leaves_or_is_inhibited() {
+        let mut c = checked(config());
+        let mut rt = Runtime::default();
+        rt.health.insert(key(&c, 0), Health::Down);
+        let d = compose(&c, &rt, &Hops::default());
+        assert_eq!(weights(&d), vec![("10.1.0.2".parse().unwrap(), 2)]);
+        c.services[0].reals[0].lifecycle.inhibit_on_failure = true;
+        let d = compose(&c, &rt, &Hops::default());
+        assert_eq!(
+            weights(&d),
+            vec![
+                ("10.1.0.1".parse().unwrap(), 0),
+                ("10.1.0.2".parse().unwrap(), 2)
+            ]
+        );
+    }
+
+    #[test]
+    fn alpha_starts_checked_reals_down_and_dynamic_weight_applies() {
+        let mut c = checked(config());
+        c.services[0].lifecycle.alpha = true;
+        let mut rt = Runtime::default();
+        assert!(compose(&c, &rt, &Hops::default())[0].reals.is_empty());
+        rt.health.insert(key(&c, 1), Health::Up { weight: Some(7) });
+        let d = compose(&c, &rt, &Hops::default());
+        assert_eq!(weights(&d), vec![("10.1.0.2".parse().unwrap(), 7)]);
+    }
+
+    #[test]
+    fn owned_vip_is_active_only_while_master() {
+        let mut c = config();
+        let mut instance = Instance {
+            name: "VI_1".into(),
+            interface: "eth0".into(),
+            vrid: 51,
+            version: 2,
+            priority: 100,
+            initial_state: Default::default(),
+            advert_int: Duration::from_secs(1),
+            preempt: true,
+            preempt_delay: Duration::ZERO,
+            accept: true,
+            auth: None,
+            mcast_src_ip: None,
+            unicast_src_ip: None,
+            unicast_peers: vec![],
+            check_unicast_src: false,
+            virtual_ipaddress: vec![],
+            virtual_ipaddress_excluded: vec![],
+            virtual_routes: vec![],
+            virtual_rules: vec![],
+            track_interfaces: vec![],
+            track_scripts: vec![],
+            track_files: vec![],
+            vmac: None,
+            garp: Default::default(),
+            notify: Default::default(),
+        };
+        let mut rt = Runtime::default();
+        c.vrrp.instances.push(instance.clone());
+        assert!(
+            compose(&c, &rt, &Hops::default())[0].service.active,
+            "VIP of no instance"
+        );
+        instance.virtual_ipaddress.push(VirtualAddress {
+            address: "10.0.0.1".parse().unwrap(),
+            prefix: 32,
+            dev: None,
+            brd: None,
+            scope: None,
+            label: None,
+        });
+        c.vrrp.instances[0] = instance;
+        assert!(!compose(&c, &rt, &Hops::default())[0].service.active);
+        rt.masters.insert("VI_1".into());
+        assert!(compose(&c, &rt, &Hops::default())[0].service.active);
+    }
+}

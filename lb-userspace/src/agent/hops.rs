@@ -1,0 +1,76 @@
+//! Next hops of every configured real server, looked up through the kernel
+//! (routes and neighbours) and kept between lookups, so that composing the
+//! desired state on a checker or VRRP event costs no netlink round trip.
+
+use crate::{
+    config::{Config, Method},
+    dataplane::NextHop,
+    neigh::Resolver,
+};
+use std::{collections::HashMap, net::IpAddr, time::Duration};
+use tracing::{info, warn};
+
+/// Where a real is reached: directly (DR, NAT) or as a tunnel endpoint (TUN).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct HopKey {
+    pub address: IpAddr,
+    pub tunnel: bool,
+}
+
+/// The last lookup of every real's next hop; `None`: unreachable (no route,
+/// no neighbour entry), so the real is left out of scheduling.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Hops(pub HashMap<HopKey, Option<NextHop>>);
+
+impl Hops {
+    pub fn get(&self, address: IpAddr, method: Method) -> Option<NextHop> {
+        let key = HopKey {
+            address,
+            tunnel: method == Method::Tun,
+        };
+        self.0.get(&key).copied().flatten()
+    }
+}
+
+/// Looks up every real's next hop, waiting up to `wait` for a neighbour
+/// entry; logs a real when it becomes unreachable or reachable again
+/// relative to `before`.
+pub async fn resolve(resolver: &Resolver, config: &Config, wait: Duration, before: &Hops) -> Hops {
+    let mut out = Hops::default();
+    for svc in &config.services {
+        let tunnel = svc.method == Method::Tun;
+        let addresses = svc
+            .reals
+            .iter()
+            .map(|r| r.address)
+            .chain(svc.lifecycle.sorry_server.map(|s| s.address));
+        for address in addresses {
+            let key = HopKey { address, tunnel };
+            if out.0.contains_key(&key) {
+                continue;
+            }
+            let resolved = if tunnel {
+                resolver.tunnel_next_hop(address, wait).await
+            } else {
+                resolver.next_hop(address, wait).await
+            };
+            let was_reachable = before.0.get(&key).map(Option::is_some);
+            let hop = match resolved {
+                Ok(h) => {
+                    if was_reachable == Some(false) {
+                        info!(real = %address, "real server reachable again");
+                    }
+                    Some(h)
+                }
+                Err(e) => {
+                    if was_reachable != Some(false) {
+                        warn!(real = %address, error = %e, "real server unreachable, left out of scheduling");
+                    }
+                    None
+                }
+            };
+            out.0.insert(key, hop);
+        }
+    }
+    out
+}

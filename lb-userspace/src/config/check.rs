@@ -1,0 +1,174 @@
+//! The health-check part of the model: checkers per real server and the
+//! service-level lifecycle (quorum, sorry server, alpha/omega). Defaults are
+//! keepalived's.
+
+use super::Command;
+use std::{net::IpAddr, time::Duration};
+
+/// Options every checker shares (keepalived's common checker keywords).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckCommon {
+    /// Default: the real server's address.
+    pub connect_ip: Option<IpAddr>,
+    /// Default: the real server's port.
+    pub connect_port: Option<u16>,
+    /// `bindto`: local source address.
+    pub bindto: Option<IpAddr>,
+    pub bind_port: Option<u16>,
+    /// Default 5 s; bounds the whole attempt (connect, exchange, close).
+    pub connect_timeout: Duration,
+    /// Failed attempts before the real is marked down (keepalived `retry`,
+    /// old `nb_get_retry`; default 1, i.e. the first failure).
+    pub retry: u32,
+    /// Pause between a failed attempt and the retry (default 1 s).
+    pub delay_before_retry: Duration,
+    /// Pause between checks (default: the service's `delay_loop`).
+    pub delay_loop: Duration,
+    /// `warmup`: a random delay up to this before the first check.
+    pub warmup: Option<Duration>,
+    /// `fwmark`: mark set on the checker's packets (SO_MARK).
+    pub fwmark: Option<u32>,
+}
+
+/// `url { path P; status_code C; digest D }`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Url {
+    pub path: String,
+    /// Accepted status codes as inclusive ranges (`status_code 200-299 304`);
+    /// empty: any 2xx.
+    pub status_codes: Vec<(u16, u16)>,
+    /// MD5 of the body, as keepalived's genhash prints it.
+    pub digest: Option<[u8; 16]>,
+}
+
+/// `http_protocol`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum HttpProtocol {
+    #[default]
+    Http10,
+    /// `1.0C`: HTTP/1.0 with `Connection: close`.
+    Http10Close,
+    Http11,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpCheck {
+    /// `SSL_GET` (rustls) instead of `HTTP_GET`.
+    pub tls: bool,
+    pub urls: Vec<Url>,
+    /// `virtualhost`: the Host header (default: the service's `virtualhost`, else the address).
+    pub virtualhost: Option<String>,
+    /// `enable_sni`: send the virtualhost as TLS SNI.
+    pub sni: bool,
+    pub protocol: HttpProtocol,
+}
+
+/// `DNS_CHECK` query type.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DnsType {
+    A,
+    Ns,
+    Cname,
+    #[default]
+    Soa,
+    Mx,
+    Txt,
+    Aaaa,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CheckKind {
+    Tcp,
+    Http(HttpCheck),
+    /// `SMTP_CHECK`: banner, then HELO with this name (default: the host name).
+    Smtp {
+        helo_name: Option<String>,
+    },
+    Dns {
+        qtype: DnsType,
+        /// Default ".".
+        name: String,
+    },
+    Udp {
+        payload: Vec<u8>,
+        /// `require_reply [HEX]`: `Some(empty)` needs any reply, `Some(bytes)` that prefix.
+        require_reply: Option<Vec<u8>>,
+    },
+    /// ICMP / ICMPv6 echo.
+    Ping,
+    Misc {
+        path: Command,
+        /// Default: the check's `delay_loop`.
+        timeout: Duration,
+        /// `misc_dynamic`: exit code 2–255 sets weight = code − 2.
+        dynamic: bool,
+        /// `user USER [GROUP]` (default: `global_defs script_user`).
+        user: Option<String>,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Check {
+    pub kind: CheckKind,
+    pub common: CheckCommon,
+}
+
+/// How a real server leaves and rejoins the pool, and what is said about it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RealLifecycle {
+    /// Every checker must pass for the real to be up; none: always up.
+    pub checks: Vec<Check>,
+    /// `inhibit_on_failure`: keep a down real with weight 0 instead of removing it.
+    pub inhibit_on_failure: bool,
+    pub notify_up: Option<Command>,
+    pub notify_down: Option<Command>,
+}
+
+/// `sorry_server ADDR PORT`: takes traffic only while every real is down.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SorryServer {
+    pub address: IpAddr,
+    pub port: u16,
+    /// `sorry_server_inhibit`: keep it with weight 0 instead of removing it.
+    pub inhibit: bool,
+}
+
+/// Service-level checker settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceLifecycle {
+    /// `delay_loop` (default 60 s): checkers' default interval.
+    pub delay_loop: Duration,
+    /// `alpha`: reals start down until their first successful check.
+    pub alpha: bool,
+    /// `omega`: run `quorum_down` and notify_down for every real when the
+    /// service is removed (reload or stop).
+    pub omega: bool,
+    /// `quorum` (default 1): sum of up reals' weights needed for the service to be up.
+    pub quorum: u32,
+    /// `hysteresis` (default 0): the service goes up at quorum + h, down below quorum − h.
+    pub hysteresis: u32,
+    pub quorum_up: Option<Command>,
+    pub quorum_down: Option<Command>,
+    pub sorry_server: Option<SorryServer>,
+    /// `ha_suspend`: run checkers only while a VRRP instance owns the VIP.
+    pub ha_suspend: bool,
+    /// `virtualhost`: default Host header of HTTP checkers.
+    pub virtualhost: Option<String>,
+}
+
+impl Default for ServiceLifecycle {
+    fn default() -> Self {
+        ServiceLifecycle {
+            delay_loop: Duration::from_secs(60),
+            alpha: false,
+            omega: false,
+            quorum: 1,
+            hysteresis: 0,
+            quorum_up: None,
+            quorum_down: None,
+            sorry_server: None,
+            ha_suspend: false,
+            virtualhost: None,
+        }
+    }
+}

@@ -1,0 +1,273 @@
+//! The VRRP part of the model: instances, sync groups, tracked scripts and
+//! files, and the static addresses, routes and rules of the host. Both
+//! front ends (TOML and keepalived.conf) produce these types; durations are
+//! exact (`advert_int 0.1` is 10 centiseconds), defaults are keepalived's.
+
+use super::Command;
+use std::{
+    net::{IpAddr, Ipv4Addr},
+    path::PathBuf,
+    time::Duration,
+};
+
+/// Everything VRRP runs: empty when the director is alone.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Vrrp {
+    pub instances: Vec<Instance>,
+    pub sync_groups: Vec<SyncGroup>,
+    pub scripts: Vec<TrackScriptDef>,
+    pub track_files: Vec<TrackFileDef>,
+}
+
+/// The state an instance starts in (`state MASTER|BACKUP`). keepalived
+/// treats MASTER as a hint only: the election still decides.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum InitialState {
+    #[default]
+    Backup,
+    Master,
+}
+
+/// `authentication { auth_type PASS; auth_pass X }` (VRRPv2 only; AH is refused).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Auth {
+    /// Up to 8 bytes, sent zero-padded and compared as given.
+    pub pass: String,
+}
+
+/// `vrrp_instance NAME { … }`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Instance {
+    pub name: String,
+    /// `interface`: where adverts are sent and received.
+    pub interface: String,
+    /// `virtual_router_id` 1–255.
+    pub vrid: u8,
+    /// `version` 2 or 3 (default: `global_defs vrrp_version`, else 2).
+    pub version: u8,
+    /// `priority` 1–255; 255 only for the address owner.
+    pub priority: u8,
+    pub initial_state: InitialState,
+    /// `advert_int`; v2 accepts whole seconds only, v3 centiseconds up to 40.95 s.
+    pub advert_int: Duration,
+    /// Preempt a lower-priority Master (default true; `nopreempt` turns it off).
+    pub preempt: bool,
+    /// `preempt_delay`: time after start-up during which no preemption happens.
+    pub preempt_delay: Duration,
+    /// `accept` / `no_accept`: whether a Master accepts packets to VIPs it
+    /// does not own (v3 Accept_Mode).
+    pub accept: bool,
+    pub auth: Option<Auth>,
+    /// `mcast_src_ip`: source of multicast adverts (default: the interface's primary address).
+    pub mcast_src_ip: Option<IpAddr>,
+    /// `unicast_src_ip`: source of unicast adverts.
+    pub unicast_src_ip: Option<IpAddr>,
+    /// `unicast_peer { … }`: when non-empty, adverts go to each peer instead of multicast.
+    pub unicast_peers: Vec<IpAddr>,
+    /// `check_unicast_src`: drop adverts whose source is not a listed peer.
+    pub check_unicast_src: bool,
+    pub virtual_ipaddress: Vec<VirtualAddress>,
+    pub virtual_ipaddress_excluded: Vec<VirtualAddress>,
+    pub virtual_routes: Vec<Route>,
+    pub virtual_rules: Vec<Rule>,
+    pub track_interfaces: Vec<TrackInterface>,
+    pub track_scripts: Vec<TrackRef>,
+    pub track_files: Vec<TrackRef>,
+    /// `use_vmac [NAME]`: send and own VIPs on a macvlan with the VRRP MAC.
+    pub vmac: Option<Vmac>,
+    /// Gratuitous ARP / unsolicited NA timing (instance values override global ones).
+    pub garp: Garp,
+    pub notify: Notify,
+}
+
+/// `use_vmac`: the macvlan's name (default `vrrp.VRID`, `vrrp6.VRID` for IPv6)
+/// and whether adverts leave from the base interface (`vmac_xmit_base`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Vmac {
+    pub name: String,
+    pub xmit_base: bool,
+}
+
+/// Gratuitous ARP and unsolicited neighbour advertisement timing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Garp {
+    /// `garp_master_delay`: second burst this long after becoming Master (default 5 s; 0: none).
+    pub master_delay: Duration,
+    /// `garp_master_repeat`: packets per burst (default 5).
+    pub master_repeat: u32,
+    /// `garp_master_refresh`: repeat a burst this often while Master (default: never).
+    pub master_refresh: Option<Duration>,
+    /// `garp_master_refresh_repeat`: packets per refresh burst (default 1).
+    pub master_refresh_repeat: u32,
+    /// `garp_interval` / `gna_interval`: pause between packets of a burst (default 0).
+    pub interval: Duration,
+}
+
+impl Default for Garp {
+    fn default() -> Self {
+        Garp {
+            master_delay: Duration::from_secs(5),
+            master_repeat: 5,
+            master_refresh: None,
+            master_refresh_repeat: 1,
+            interval: Duration::ZERO,
+        }
+    }
+}
+
+/// `ip addr` scope names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    Global,
+    Site,
+    Link,
+    Host,
+    Nowhere,
+}
+
+/// One `virtual_ipaddress` / `static_ipaddress` line:
+/// `ADDR[/PREFIX] [brd B] [dev D] [scope S] [label L]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VirtualAddress {
+    pub address: IpAddr,
+    /// Default 32 (IPv4) / 128 (IPv6).
+    pub prefix: u8,
+    /// Default: the instance's interface (or its VMAC).
+    pub dev: Option<String>,
+    pub brd: Option<Ipv4Addr>,
+    pub scope: Option<Scope>,
+    pub label: Option<String>,
+}
+
+/// A route's type (`blackhole`, `unreachable`, `prohibit`, `throw` or a normal route).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RouteKind {
+    #[default]
+    Unicast,
+    Blackhole,
+    Unreachable,
+    Prohibit,
+    Throw,
+}
+
+/// One `virtual_routes` / `static_routes` line:
+/// `[TYPE] DEST[/PREFIX] [via GW] [src S] [dev D] [table T] [metric M] [scope S]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Route {
+    pub kind: RouteKind,
+    pub dest: IpAddr,
+    pub prefix: u8,
+    pub via: Option<IpAddr>,
+    pub src: Option<IpAddr>,
+    pub dev: Option<String>,
+    /// Routing table number (default main, 254).
+    pub table: Option<u32>,
+    pub metric: Option<u32>,
+    pub scope: Option<Scope>,
+}
+
+/// What a policy rule does with matching packets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RuleAction {
+    Table(u32),
+    Blackhole,
+    Unreachable,
+    Prohibit,
+}
+
+/// One `virtual_rules` / `static_rules` line:
+/// `[from A/P] [to A/P] [fwmark M[/MASK]] [iif I] [oif O] [priority N] (table T|blackhole|…)`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rule {
+    /// The rule's family when neither `from` nor `to` says it.
+    pub ipv6: bool,
+    pub from: Option<(IpAddr, u8)>,
+    pub to: Option<(IpAddr, u8)>,
+    pub fwmark: Option<(u32, Option<u32>)>,
+    pub iif: Option<String>,
+    pub oif: Option<String>,
+    pub priority: Option<u32>,
+    pub action: RuleAction,
+}
+
+/// `track_interface { DEV [weight W] }`: weight 0 means link down → Fault;
+/// otherwise the priority changes by W while the link is down.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrackInterface {
+    pub name: String,
+    pub weight: i32,
+}
+
+/// `track_script { NAME [weight W] }` / `track_file { NAME [weight W] }`:
+/// a reference to a definition, optionally overriding its weight.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrackRef {
+    pub name: String,
+    pub weight: Option<i32>,
+}
+
+/// `vrrp_script NAME { … }`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrackScriptDef {
+    pub name: String,
+    pub script: Command,
+    /// Default 1 s.
+    pub interval: Duration,
+    /// Default: `interval`.
+    pub timeout: Duration,
+    /// Priority change while failing (negative) or while succeeding (positive);
+    /// 0: failure puts the instance in Fault.
+    pub weight: i32,
+    /// `weight W reverse`: apply the weight on success instead.
+    pub weight_reverse: bool,
+    /// Successes needed to be up (default 1).
+    pub rise: u32,
+    /// Failures needed to be down (default 1).
+    pub fall: u32,
+    /// `init_fail`: start in the failed state.
+    pub init_fail: bool,
+    /// `user USER [GROUP]` (default: `global_defs script_user`).
+    pub user: Option<String>,
+}
+
+/// `vrrp_track_file NAME { file PATH; weight W; init_file [V] [overwrite] }`:
+/// the priority changes by the number in the file × W.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrackFileDef {
+    pub name: String,
+    pub path: PathBuf,
+    pub weight: i32,
+    /// Create the file with this value at start when missing (`init_file`).
+    pub init: Option<i64>,
+}
+
+/// `notify_*` scripts of an instance or a sync group.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Notify {
+    pub master: Option<Command>,
+    pub backup: Option<Command>,
+    pub fault: Option<Command>,
+    pub stop: Option<Command>,
+    /// `notify`: called on every change with `INSTANCE|GROUP name state priority`.
+    pub any: Option<Command>,
+}
+
+/// `vrrp_sync_group NAME { group { A B } … }`: members change state together.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SyncGroup {
+    pub name: String,
+    pub members: Vec<String>,
+    pub notify: Notify,
+    pub track_interfaces: Vec<TrackInterface>,
+    pub track_scripts: Vec<TrackRef>,
+    pub track_files: Vec<TrackRef>,
+}
+
+/// `static_ipaddress`, `static_routes`, `static_rules`: applied at start,
+/// removed at stop.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StaticNet {
+    pub addresses: Vec<VirtualAddress>,
+    pub routes: Vec<Route>,
+    pub rules: Vec<Rule>,
+}
