@@ -9,6 +9,7 @@ pub mod decap;
 pub mod logging;
 pub mod maglev;
 pub mod neigh;
+pub mod net;
 pub mod sched;
 pub mod script;
 pub mod status;
