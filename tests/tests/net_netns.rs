@@ -648,6 +648,8 @@ fn vmac_create_reuse_replace_and_delete() {
         link["flags"].as_array().unwrap().contains(&"UP".into()),
         "{link}"
     );
+    // No EUI-64 link-local from the MAC every router of the group shares.
+    assert_eq!(link["inet6_addr_gen_mode"], "none", "{link}");
     assert_eq!(
         read_sysctl(&ns, "/proc/sys/net/ipv4/conf/vrrp.51/arp_ignore"),
         "1"
