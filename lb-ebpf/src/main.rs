@@ -55,7 +55,11 @@ fn director(ctx: &XdpContext) -> (u32, Fate) {
         family: flow.family,
     };
     let Some(service) = (unsafe { SERVICES.get(key) }) else {
-        // Not for a service; perhaps a real server's reply to a NAT flow.
+        // Not for a service; perhaps a real server's reply to a NAT flow,
+        // if there are NAT services (else the reply lookup is saved).
+        if !nat::configured() {
+            return (xdp_action::XDP_PASS, Fate::Pass);
+        }
         return nat::reply(ctx, &pkt, now);
     };
     if service.flags & SERVICE_F_ACTIVE == 0 {

@@ -8,7 +8,7 @@ use crate::{
     conntrack, csum,
     forward::send,
     icmp_nat::{self, Way},
-    maps::{CONNTRACK, NAT_REPLIES},
+    maps::{CONNTRACK, NAT_REPLIES, SETTINGS},
     parse::{self, Packet, ptr_at},
     stats::Fate,
 };
@@ -18,7 +18,7 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use core::mem::size_of;
-use lb_common::{FAMILY_V4, PROTO_TCP, PROTO_UDP, RealInfo};
+use lb_common::{FAMILY_V4, PROTO_TCP, PROTO_UDP, RealInfo, SETTINGS_F_NAT};
 
 const AF_INET: u8 = 2;
 const AF_INET6: u8 = 10;
@@ -158,6 +158,15 @@ pub fn inbound(ctx: &XdpContext, pkt: &Packet, real: &RealInfo, new_flow: bool) 
         &pkt.flow.src,
         &real.addr,
     )
+}
+
+/// Whether the agent has NAT services (`SETTINGS_F_NAT`): only then can
+/// traffic for no service be a NAT reply.
+#[inline(always)]
+pub fn configured() -> bool {
+    SETTINGS
+        .get(0)
+        .is_some_and(|s| s.flags & SETTINGS_F_NAT != 0)
 }
 
 /// Real server → client: if this is the reply of a NAT flow, rewrite its

@@ -13,8 +13,8 @@ use aya::{
 use common::*;
 use lb_common::{
     ConnCounts, Counters, FAMILY_V4, FAMILY_V6, FlowKey, FlowState, GlobalCounters, IfaceInfo,
-    PROG_DIRECTOR, REAL_F_PRESENT, REAL_F_REACHABLE, RealInfo, SERVICE_F_ACTIVE, ServiceInfo,
-    ServiceKey, globals, map_names, method, sched,
+    PROG_DIRECTOR, REAL_F_PRESENT, REAL_F_REACHABLE, RealInfo, SERVICE_F_ACTIVE, SETTINGS_F_NAT,
+    ServiceInfo, ServiceKey, Settings, globals, map_names, method, sched,
 };
 use xlb_testbed::{netns::Netns, xdp};
 
@@ -141,6 +141,18 @@ impl Director {
         let mut m: Array<_, RealInfo> =
             Array::try_from(self.ebpf.map_mut(map_names::REALS).unwrap()).unwrap();
         m.set(id, info, 0).unwrap();
+    }
+
+    /// Sets or clears `SETTINGS_F_NAT`, which the agent keeps set while it
+    /// has NAT services.
+    fn nat_flag(&mut self, on: bool) {
+        let mut m: Array<_, Settings> =
+            Array::try_from(self.ebpf.map_mut(map_names::SETTINGS).unwrap()).unwrap();
+        let settings = Settings {
+            flags: if on { SETTINGS_F_NAT } else { 0 },
+            ..m.get(&0, 0).unwrap()
+        };
+        m.set(0, settings, 0).unwrap();
     }
 
     fn conns(&self, real_id: u32) -> ConnCounts {
@@ -910,6 +922,8 @@ fn with_nat_director(f: impl FnOnce(&mut Director, u32, u32) + Send) {
         let mut ports: DevMapHash<_> =
             DevMapHash::try_from(d.ebpf.map_mut(map_names::TX_PORTS).unwrap()).unwrap();
         ports.insert(fb, fb, None, 0).unwrap();
+        // As the agent does when it has NAT services.
+        d.nat_flag(true);
         f(&mut d, fa, fb);
     })
     .unwrap();
@@ -976,6 +990,36 @@ fn nat_rewrites_both_directions_with_valid_checksums_ipv4_tcp() {
             (FA_MAC, REAL_A_MAC),
         );
         assert_eq!(d.run(&stray, fa), (XDP_PASS, stray.clone()));
+    });
+}
+
+/// Without NAT services (the agent clears `SETTINGS_F_NAT`) traffic for no
+/// service is not looked up as a reply: even a reply tuple passes untouched.
+#[test]
+fn without_nat_services_replies_are_not_looked_up() {
+    with_nat_director(|d, fa, fb| {
+        d.service_with(addr4(VIP4), FAMILY_V4, 80, IP_TCP, 0, method::NAT);
+        d.nat_real(1, 0, addr4(RIP4), FAMILY_V4, 8080);
+        d.table(0, 1);
+        let syn = frame4(
+            CLIENT4,
+            VIP4,
+            &tcp(40000, 80),
+            IP_TCP,
+            (DIRECTOR_MAC, CLIENT_MAC),
+        );
+        assert_eq!(d.run(&syn, fb).0, XDP_REDIRECT);
+        let reply = frame4(
+            RIP4,
+            CLIENT4,
+            &tcp(8080, 40000),
+            IP_TCP,
+            (FA_MAC, REAL_A_MAC),
+        );
+        d.nat_flag(false);
+        assert_eq!(d.run(&reply, fa), (XDP_PASS, reply.clone()));
+        d.nat_flag(true);
+        assert_eq!(d.run(&reply, fa).0, XDP_REDIRECT);
     });
 }
 
