@@ -466,8 +466,14 @@ pub struct Settings {
     pub tcp_timeout_s: u32,
     pub tcp_fin_timeout_s: u32,
     pub udp_timeout_s: u32,
-    pub _pad: u32,
+    /// `SETTINGS_F_*`.
+    pub flags: u32,
 }
+
+/// `Settings` flag: some service uses NAT, so traffic that is for no
+/// service may be a real server's reply (a `NAT_REPLIES` lookup); without
+/// it such traffic passes at once.
+pub const SETTINGS_F_NAT: u32 = 1;
 
 /// Connection counts of one real server, as ipvsadm's ActiveConn / InActConn.
 /// `REAL_CONNS` is counted by the data plane (atomic adds); `REAL_CONNS_GONE`

@@ -8,6 +8,7 @@
 mod conntrack;
 mod csum;
 mod forward;
+mod icmp_nat;
 mod maps;
 mod nat;
 mod parse;
@@ -54,24 +55,31 @@ fn director(ctx: &XdpContext) -> (u32, Fate) {
         family: flow.family,
     };
     let Some(service) = (unsafe { SERVICES.get(key) }) else {
-        // Not for a service; perhaps a real server's reply to a NAT flow.
+        // Not for a service; perhaps a real server's reply to a NAT flow,
+        // if there are NAT services (else the reply lookup is saved).
+        if !nat::configured() {
+            return (xdp_action::XDP_PASS, Fate::Pass);
+        }
         return nat::reply(ctx, &pkt, now);
     };
     if service.flags & SERVICE_F_ACTIVE == 0 {
         return (xdp_action::XDP_PASS, Fate::Pass);
     }
-    if pkt.icmp_error {
-        return icmp_error(ctx, &pkt, service.id);
-    }
 
-    // An existing flow keeps its real while that real is still usable in this service.
+    // An existing flow keeps its real while that real is still usable in this
+    // service. An ICMP error about a flow (say "fragmentation needed" from a
+    // router near the client) goes to the flow's real by the flow's method,
+    // through the same forwarding calls (one call site each keeps the
+    // verifier's work down); it never creates a flow or moves its state.
     let entry = conntrack::lookup(flow);
     let existing = entry.and_then(|e| flow_real(e, service.id).map(|(id, real)| (e, id, real)));
     let (real_id, real, new_conn) = match existing {
+        Some((_, id, real)) if pkt.icmp_error => (id, real, false),
         Some((e, id, real)) => {
             conntrack::client_packet(e, flow.proto, pkt.tcp_flags, now);
             (id, real, false)
         }
+        None if pkt.icmp_error => return (xdp_action::XDP_PASS, Fate::Pass),
         None => {
             let Some((id, real)) = sched::pick(service, flow).and_then(|id| usable(id, service.id))
             else {
@@ -99,23 +107,6 @@ fn director(ctx: &XdpContext) -> (u32, Fate) {
         stats::forwarded(service.id, real_id, bytes, new_conn);
     }
     verdict
-}
-
-/// An ICMP error about a flow goes to the real server that flow is on (so
-/// that, say, "fragmentation needed" from a router near the client reaches
-/// the real that sent the too-big reply); it never creates a flow.
-#[inline(always)]
-fn icmp_error(ctx: &XdpContext, pkt: &parse::Packet, service_id: u32) -> (u32, Fate) {
-    let Some((_, real)) = conntrack::lookup(&pkt.flow).and_then(|e| flow_real(e, service_id))
-    else {
-        return (xdp_action::XDP_PASS, Fate::Pass);
-    };
-    match real.method {
-        method::DR => forward::direct_route(ctx, real),
-        // NAT would have to rewrite the quoted header too, and TUN would double
-        // the verifier's work on the encapsulation path: the stack gets those.
-        _ => (xdp_action::XDP_PASS, Fate::Pass),
-    }
 }
 
 /// The real a flow table entry names, if the entry was made for `service_id`

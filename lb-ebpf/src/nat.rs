@@ -7,7 +7,8 @@
 use crate::{
     conntrack, csum,
     forward::send,
-    maps::{CONNTRACK, NAT_REPLIES},
+    icmp_nat::{self, Way},
+    maps::{CONNTRACK, NAT_REPLIES, SETTINGS},
     parse::{self, Packet, ptr_at},
     stats::Fate,
 };
@@ -17,7 +18,7 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use core::mem::size_of;
-use lb_common::{FAMILY_V4, PROTO_TCP, PROTO_UDP, RealInfo};
+use lb_common::{FAMILY_V4, PROTO_TCP, PROTO_UDP, RealInfo, SETTINGS_F_NAT};
 
 const AF_INET: u8 = 2;
 const AF_INET6: u8 = 10;
@@ -128,11 +129,18 @@ fn route(ctx: &XdpContext, family: u8, proto: u8, src: &[u32; 4], dst: &[u32; 4]
 }
 
 /// Client → VIP: rewrite to the real server and send it there. A new flow
-/// also gets its reply entry.
+/// also gets its reply entry. An ICMP error about the flow goes to the same
+/// real, rewritten as the flow is (icmp_nat.rs).
 // Not inlined: the FIB lookup's parameters get a stack frame of their own
 // rather than enlarging the director's, which the scheduler's calls add to.
 #[inline(never)]
 pub fn inbound(ctx: &XdpContext, pkt: &Packet, real: &RealInfo, new_flow: bool) -> (u32, Fate) {
+    if pkt.icmp_error {
+        let Some(src) = icmp_nat::rewrite(ctx, Way::ToReal, &real.addr, real.port) else {
+            return (xdp_action::XDP_ABORTED, Fate::Error);
+        };
+        return route(ctx, pkt.flow.family, pkt.flow.proto, &src, &real.addr);
+    }
     if new_flow
         && NAT_REPLIES
             .insert(pkt.flow.nat_reply(real), pkt.flow, 0)
@@ -152,9 +160,20 @@ pub fn inbound(ctx: &XdpContext, pkt: &Packet, real: &RealInfo, new_flow: bool) 
     )
 }
 
+/// Whether the agent has NAT services (`SETTINGS_F_NAT`): only then can
+/// traffic for no service be a NAT reply.
+#[inline(always)]
+pub fn configured() -> bool {
+    SETTINGS
+        .get(0)
+        .is_some_and(|s| s.flags & SETTINGS_F_NAT != 0)
+}
+
 /// Real server → client: if this is the reply of a NAT flow, rewrite its
 /// source back to the VIP and send it to the client; anything else is not
-/// ours and goes to the stack.
+/// ours and goes to the stack. An ICMP error quoting a packet of the flow
+/// (client → real) leaves from the VIP, quoting client → VIP:vport; it does
+/// not move the flow's state.
 // Not inlined, as `inbound`.
 #[inline(never)]
 pub fn reply(ctx: &XdpContext, pkt: &Packet, now: u64) -> (u32, Fate) {
@@ -166,6 +185,12 @@ pub fn reply(ctx: &XdpContext, pkt: &Packet, now: u64) -> (u32, Fate) {
     let Some(entry) = CONNTRACK.get_ptr_mut(client) else {
         return NOT_OURS;
     };
+    if pkt.icmp_error {
+        let Some(dst) = icmp_nat::rewrite(ctx, Way::ToClient, &client.dst, client.dport) else {
+            return (xdp_action::XDP_ABORTED, Fate::Error);
+        };
+        return route(ctx, pkt.flow.family, pkt.flow.proto, &client.dst, &dst);
+    }
     conntrack::reply_packet(entry, now);
     if rewrite(ctx, pkt, End::Src, &client.dst, client.dport).is_none() {
         return (xdp_action::XDP_ABORTED, Fate::Error);

@@ -71,7 +71,7 @@ fn icmp_error_flow(ctx: &XdpContext, family: u8, l4: usize) -> Result<FlowKey, S
         let ip: *const Ipv4Hdr = ptr_at(ctx, quoted).ok_or(Skip::Malformed)?;
         let ip = unsafe { &*ip };
         let ihl = ((ip.vihl & 0x0f) as usize) * 4;
-        if ihl < Ipv4Hdr::LEN {
+        if ip.vihl >> 4 != 4 || ihl < Ipv4Hdr::LEN {
             return Err(Skip::Malformed);
         }
         flow.proto = ip.proto;
@@ -81,6 +81,9 @@ fn icmp_error_flow(ctx: &XdpContext, family: u8, l4: usize) -> Result<FlowKey, S
     } else {
         let ip: *const Ipv6Hdr = ptr_at(ctx, quoted).ok_or(Skip::Malformed)?;
         let ip = unsafe { &*ip };
+        if ip.vcf[0] >> 4 != 6 {
+            return Err(Skip::Malformed);
+        }
         flow.proto = ip.next_hdr;
         flow.src = words16(ip.dst_addr);
         flow.dst = words16(ip.src_addr);

@@ -2,7 +2,8 @@
 //! director and real servers on one bridge, the VIP on the director's eth0
 //! and on every real's `lo`. NAT: the classic two-armed director, clients on
 //! one bridge (director eth0, holding the VIP), real servers on a second one
-//! (director eth1) with the director as their default gateway.
+//! (director eth1) with the director as their default gateway; or one-armed,
+//! everything on one bridge and the reals on a subnet of their own.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr, TcpStream};
@@ -40,6 +41,10 @@ pub enum LabMethod {
     #[default]
     Dr,
     Nat,
+    /// LVS-NAT with a one-armed director: client, director and reals share
+    /// one bridge; the reals sit on their own subnet with the director's
+    /// second address on `eth0` as their gateway.
+    NatOneArm,
 }
 
 #[derive(Debug, Clone)]
@@ -133,7 +138,8 @@ impl DrLab {
             eprintln!("xlb-testbed: sweeping stale namespaces failed: {e:#}");
         }
         let ipv6 = opts.ipv6;
-        let nat = opts.method == LabMethod::Nat;
+        let nat = matches!(opts.method, LabMethod::Nat | LabMethod::NatOneArm);
+        let two_arms = opts.method == LabMethod::Nat;
         let vip = host_addr(ipv6, OUTER_NET, VIP_HOST);
         let director_addr = host_addr(ipv6, OUTER_NET, 2);
         let client_addr = host_addr(ipv6, OUTER_NET, 10);
@@ -155,8 +161,8 @@ impl DrLab {
             ],
         )?;
         switch.run("ip", &["link", "set", "br0", "up"])?;
-        let real_bridge = if nat { "br1" } else { "br0" };
-        if nat {
+        let real_bridge = if two_arms { "br1" } else { "br0" };
+        if two_arms {
             switch.run(
                 "ip",
                 &["link", "add", "br1", "type", "bridge", "forward_delay", "0"],
@@ -172,8 +178,17 @@ impl DrLab {
         // The director owns the VIP on the wire: it answers ARP/ND for it.
         add_addr(&director, "eth0", vip, true)?;
         if nat {
-            add_port(&switch, &director, DIRECTOR_INNER_PEER, "eth1", "br1")?;
-            add_addr(&director, "eth1", gateway, false)?;
+            if two_arms {
+                add_port(&switch, &director, DIRECTOR_INNER_PEER, "eth1", "br1")?;
+                add_addr(&director, "eth1", gateway, false)?;
+            } else {
+                add_addr(&director, "eth0", gateway, false)?;
+                // Packets the stack forwards (no neighbour yet for XDP) leave
+                // by the interface they came in on: no redirects to the reals.
+                for dev in ["all", "eth0"] {
+                    director.sysctl(&format!("net.ipv4.conf.{dev}.send_redirects"), "0")?;
+                }
+            }
             // LVS-NAT: the director routes between the two networks.
             director.sysctl("net.ipv4.ip_forward", "1")?;
             director.sysctl("net.ipv6.conf.all.forwarding", "1")?;
@@ -225,7 +240,7 @@ impl DrLab {
             });
         }
 
-        let peers: &[&str] = if nat {
+        let peers: &[&str] = if two_arms {
             &[DIRECTOR_PEER, DIRECTOR_INNER_PEER]
         } else {
             &[DIRECTOR_PEER]
@@ -334,7 +349,7 @@ impl DrLab {
     ) -> String {
         let interfaces = match self.method {
             LabMethod::Nat => "\"eth0\", \"eth1\"",
-            LabMethod::Dr => "\"eth0\"",
+            LabMethod::Dr | LabMethod::NatOneArm => "\"eth0\"",
         };
         let mut s = format!(
             "[dataplane]\ninterfaces = [{interfaces}]\nxdp_mode = \"{xdp_mode}\"\npin_path = \"{}\"\n",
@@ -351,7 +366,7 @@ impl DrLab {
             }
             // NAT reals listen on their own port (TCP only; UDP keeps the service's).
             let real_port = match self.method {
-                LabMethod::Nat if protocol == "tcp" => NAT_REAL_PORT,
+                LabMethod::Nat | LabMethod::NatOneArm if protocol == "tcp" => NAT_REAL_PORT,
                 _ => port,
             };
             for r in &self.reals {
@@ -440,7 +455,7 @@ impl DrLab {
         let deadline = Instant::now() + REACH_TIMEOUT;
         let director = vec![(SocketAddr::new(self.director_addr, self.port), false)];
         let reals: Vec<(SocketAddr, bool)> = match self.method {
-            LabMethod::Nat => self
+            LabMethod::Nat | LabMethod::NatOneArm => self
                 .reals
                 .iter()
                 .map(|r| (SocketAddr::new(r.addr, NAT_REAL_PORT), true))
@@ -453,7 +468,7 @@ impl DrLab {
         };
         // NAT reals sit behind the director: only it reaches them directly.
         match self.method {
-            LabMethod::Nat => {
+            LabMethod::Nat | LabMethod::NatOneArm => {
                 wait_connect(&self.client, director, deadline)?;
                 wait_connect(&self.director, reals, deadline)
             }

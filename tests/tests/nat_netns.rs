@@ -1,5 +1,7 @@
 //! LVS-NAT end to end: a two-armed director (clients on eth0, real servers
-//! on eth1 routing through it), real TCP and UDP traffic through the VIP.
+//! on eth1 routing through it) and a one-armed one (one interface, the reals
+//! on their own subnet routing through it), real TCP and UDP traffic through
+//! the VIP.
 //! The reals listen on another port than the service, so every answer proves
 //! both rewrites (in and back out) happened.
 
@@ -22,10 +24,14 @@ use xlb_testbed::{
 const TIMEOUT: Duration = Duration::from_secs(3);
 
 fn lab(ipv6: bool) -> DrLab {
+    lab_with(LabMethod::Nat, ipv6)
+}
+
+fn lab_with(method: LabMethod, ipv6: bool) -> DrLab {
     DrLab::build(&LabOptions {
         weights: vec![1, 2, 3],
         ipv6,
-        method: LabMethod::Nat,
+        method,
         peer_xdp: Some((
             xlb::EBPF_OBJECT_PATH.into(),
             lb_common::PROG_PASS.to_string(),
@@ -54,8 +60,8 @@ fn start_with_timeout(lab: &DrLab, tag: &str, extra: &str, udp_timeout: u32) -> 
     (agent, dir)
 }
 
-fn tcp_through_the_director(ipv6: bool) {
-    let lab = lab(ipv6);
+fn tcp_through_the_director(method: LabMethod, ipv6: bool) {
+    let lab = lab_with(method, ipv6);
     let (agent, dir) = start(&lab, if ipv6 { "v6" } else { "v4" }, "");
     let seen = lab.spread(60, TIMEOUT).unwrap();
     assert_eq!(seen.len(), 3, "not every real was used: {seen:?}");
@@ -103,12 +109,27 @@ fn fmt_addr(a: std::net::IpAddr) -> String {
 
 #[test]
 fn nat_tcp_ipv4() {
-    tcp_through_the_director(false);
+    tcp_through_the_director(LabMethod::Nat, false);
 }
 
 #[test]
 fn nat_tcp_ipv6() {
-    tcp_through_the_director(true);
+    tcp_through_the_director(LabMethod::Nat, true);
+}
+
+/// One interface: requests and replies both come in and leave by `eth0`
+/// (XDP_TX). An answer with the real's name can only come back through both
+/// rewrites: without the inbound one the director's own (empty) port 80
+/// would refuse, without the reply one the client would drop the real's
+/// source address.
+#[test]
+fn nat_one_armed_tcp_ipv4() {
+    tcp_through_the_director(LabMethod::NatOneArm, false);
+}
+
+#[test]
+fn nat_one_armed_tcp_ipv6() {
+    tcp_through_the_director(LabMethod::NatOneArm, true);
 }
 
 /// UDP: every real runs an echo server on the real port that prefixes its

@@ -8,6 +8,7 @@ use common::xlb_bin;
 use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 use xlb_testbed::{
     agent::Agent,
+    http::HttpConn,
     lab::{DrLab, LabOptions},
 };
 
@@ -16,6 +17,17 @@ const TIMEOUT: Duration = Duration::from_secs(3);
 /// A lab with `weights`, the agent running `scheduler` with `extra` service
 /// lines; returns the lab, the agent and its config directory.
 fn start(weights: &[u32], scheduler: &str, extra: &str) -> (DrLab, Agent, PathBuf) {
+    start_with(weights, scheduler, |lab| {
+        lab.agent_config_with(scheduler, "dr", "generic", extra)
+    })
+}
+
+/// As [`start`], the agent's config written by `config`.
+fn start_with(
+    weights: &[u32],
+    scheduler: &str,
+    config: impl FnOnce(&DrLab) -> String,
+) -> (DrLab, Agent, PathBuf) {
     xlb_testbed::require_root().unwrap();
     let lab = DrLab::build(&LabOptions {
         weights: weights.to_vec(),
@@ -28,13 +40,9 @@ fn start(weights: &[u32], scheduler: &str, extra: &str) -> (DrLab, Agent, PathBu
     .unwrap();
     let dir = std::env::temp_dir().join(format!("xlb-sched-{}-{scheduler}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("xlb.toml");
-    std::fs::write(
-        &config,
-        lab.agent_config_with(scheduler, "dr", "generic", extra),
-    )
-    .unwrap();
-    let agent = Agent::start(&lab.director, &xlb_bin(), &config).unwrap();
+    let path = dir.join("xlb.toml");
+    std::fs::write(&path, config(&lab)).unwrap();
+    let agent = Agent::start(&lab.director, &xlb_bin(), &path).unwrap();
     (lab, agent, dir)
 }
 
@@ -134,7 +142,6 @@ fn real_columns(lab: &DrLab, addr: std::net::IpAddr) -> Vec<String> {
 /// counts ipvsadm would.
 #[test]
 fn lc_sends_new_connections_to_the_least_loaded_real() {
-    use xlb_testbed::http::HttpConn;
     let (lab, agent, dir) = start(&[1, 1, 1], "lc", "");
     let mut held: Vec<(HttpConn, String)> = (0..2)
         .map(|_| {
@@ -161,5 +168,150 @@ fn lc_sends_new_connections_to_the_least_loaded_real() {
         assert_eq!(&c.ask().unwrap(), name);
     }
     drop(held);
+    finish(agent, dir);
+}
+
+/// Opens `n` connections one after the other and keeps them open (each is
+/// active on its real until dropped): the connections and the real each
+/// one reached.
+fn hold(lab: &DrLab, n: usize) -> (Vec<HttpConn>, Vec<String>) {
+    (0..n)
+        .map(|_| {
+            let mut c = HttpConn::open(&lab.client, lab.vip_socket(), TIMEOUT).unwrap();
+            let name = c.ask().unwrap();
+            (c, name)
+        })
+        .unzip()
+}
+
+fn names(reals: &[usize]) -> Vec<String> {
+    reals.iter().map(|i| format!("real{i}")).collect()
+}
+
+/// wlc, weights 1, 2, 3, every connection held (overhead 256 each): the
+/// least overhead per weight, ties to the first real. lc would go 1 2 3 1 2 3.
+#[test]
+fn wlc_follows_active_connections_per_weight() {
+    let (lab, agent, dir) = start(&[1, 2, 3], "wlc", "");
+    // Per weight before each: (0,0,0) (256,0,0) (256,0,0) (256,128,85)
+    // (256,128,170) (256,256,170); the seventh sees 256 everywhere.
+    let (held, seen) = hold(&lab, 7);
+    assert_eq!(seen, names(&[1, 2, 3, 3, 2, 3, 1]));
+    drop(held);
+    finish(agent, dir);
+}
+
+/// sed: (active + 1) / weight, no idle preference: the heaviest real first.
+#[test]
+fn sed_counts_the_new_connection_against_each_weight() {
+    let (lab, agent, dir) = start(&[1, 2, 3], "sed", "");
+    // (1,1/2,1/3) (1,1/2,2/3) (1,1,2/3) (1,1,1) (2,1,1) (2,3/2,1)
+    let (held, seen) = hold(&lab, 6);
+    assert_eq!(seen, names(&[3, 2, 3, 1, 2, 3]));
+    drop(held);
+    finish(agent, dir);
+}
+
+/// nq: any idle real first (in list order), then sed's rule; sed itself
+/// would start with real3.
+#[test]
+fn nq_sends_to_an_idle_real_first() {
+    let (lab, agent, dir) = start(&[1, 2, 3], "nq", "");
+    // Three idle reals in turn; then sed over (2, 2/2, 2/3), (2, 1, 1).
+    let (held, seen) = hold(&lab, 5);
+    assert_eq!(seen, names(&[1, 2, 3, 3, 2]));
+    drop(held);
+    finish(agent, dir);
+}
+
+/// fo: every new connection to the highest-weight real, however loaded.
+#[test]
+fn fo_sends_everything_to_the_highest_weight() {
+    let (lab, agent, dir) = start(&[1, 3, 2], "fo", "");
+    let (held, seen) = hold(&lab, 4);
+    assert_eq!(seen, names(&[2, 2, 2, 2]));
+    let more = lab.spread(6, TIMEOUT).unwrap();
+    assert_eq!(counts(&more, &["real1", "real2", "real3"]), [0, 6, 0]);
+    drop(held);
+    finish(agent, dir);
+}
+
+/// ovf: the highest-weight real until its active connections exceed its
+/// weight, then the next weight down.
+#[test]
+fn ovf_overflows_to_the_next_weight_when_active_exceeds_weight() {
+    let (lab, agent, dir) = start(&[1, 3, 2], "ovf", "");
+    // real2 takes active 0..=3, real3 0..=2, real1 0..=1.
+    let (held, seen) = hold(&lab, 9);
+    assert_eq!(seen, names(&[2, 2, 2, 2, 3, 3, 3, 1, 1]));
+    drop(held);
+    finish(agent, dir);
+}
+
+/// lblc and lblcr on one VIP (one destination address): closed connections
+/// all stay on the destination's real (wlc alone would rotate); held ones
+/// move on when the real is overloaded (active > weight while a real is
+/// under half load). Then real1's connections close: lblcr takes the least
+/// loaded of the destination's set (real1, two inactive), lblc stays on its
+/// one real (real3, not overloaded).
+fn locality(scheduler: &str, last: usize) {
+    let (lab, agent, dir) = start(&[1, 1, 1], scheduler, "");
+    let seen = lab.spread(6, TIMEOUT).unwrap();
+    assert_eq!(counts(&seen, &["real1", "real2", "real3"]), [6, 0, 0]);
+    let (mut held, seen) = hold(&lab, 5);
+    assert_eq!(seen, names(&[1, 1, 2, 2, 3]));
+    held.drain(..2);
+    let (more, seen) = hold(&lab, 1);
+    assert_eq!(
+        seen,
+        names(&[last]),
+        "{scheduler} after real1's connections closed"
+    );
+    drop((held, more));
+    finish(agent, dir);
+}
+
+#[test]
+fn lblc_keeps_the_destination_on_its_real_until_overloaded() {
+    locality("lblc", 3);
+}
+
+#[test]
+fn lblcr_takes_the_least_loaded_of_the_destination_set() {
+    locality("lblcr", 1);
+}
+
+/// uthreshold 2 / lthreshold 1 on real1 (fo's choice, weight 3): two
+/// connections stop it (total active + inactive reaches 2), closing them
+/// is not enough (inactive still counts), and only when they expire (total
+/// 0, below lthreshold) does it take new connections again.
+#[test]
+fn thresholds_stop_and_resume_new_connections() {
+    let (lab, agent, dir) = start_with(&[3, 2, 1], "fo", |lab| {
+        lab.agent_config_with("fo", "dr", "generic", "")
+            .replacen("[dataplane]\n", "[dataplane]\ntcp_fin_timeout = 1\n", 1)
+            .replacen(
+                "weight = 3\n",
+                "weight = 3\nuthreshold = 2\nlthreshold = 1\n",
+                1,
+            )
+    });
+    let (held, seen) = hold(&lab, 3);
+    assert_eq!(seen, names(&[1, 1, 2]));
+    drop(held);
+    let seen = lab.spread(2, TIMEOUT).unwrap();
+    assert_eq!(counts(&seen, &["real1", "real2", "real3"]), [0, 2, 0]);
+    // Bounded wait for the closed flows to expire (1 s FIN timeout, 2 s sweep).
+    let mut total = Vec::new();
+    for _ in 0..100 {
+        total = real_columns(&lab, lab.reals[0].addr)[4..6].to_vec();
+        if total == ["0", "0"] {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(total, ["0", "0"], "real1's flows never expired");
+    let seen = lab.spread(1, TIMEOUT).unwrap();
+    assert_eq!(counts(&seen, &["real1", "real2", "real3"]), [1, 0, 0]);
     finish(agent, dir);
 }

@@ -13,8 +13,8 @@ use aya::{
 use common::*;
 use lb_common::{
     ConnCounts, Counters, FAMILY_V4, FAMILY_V6, FlowKey, FlowState, GlobalCounters, IfaceInfo,
-    PROG_DIRECTOR, REAL_F_PRESENT, REAL_F_REACHABLE, RealInfo, SERVICE_F_ACTIVE, ServiceInfo,
-    ServiceKey, globals, map_names, method, sched,
+    PROG_DIRECTOR, REAL_F_PRESENT, REAL_F_REACHABLE, RealInfo, SERVICE_F_ACTIVE, SETTINGS_F_NAT,
+    ServiceInfo, ServiceKey, Settings, globals, map_names, method, sched,
 };
 use xlb_testbed::{netns::Netns, xdp};
 
@@ -141,6 +141,18 @@ impl Director {
         let mut m: Array<_, RealInfo> =
             Array::try_from(self.ebpf.map_mut(map_names::REALS).unwrap()).unwrap();
         m.set(id, info, 0).unwrap();
+    }
+
+    /// Sets or clears `SETTINGS_F_NAT`, which the agent keeps set while it
+    /// has NAT services.
+    fn nat_flag(&mut self, on: bool) {
+        let mut m: Array<_, Settings> =
+            Array::try_from(self.ebpf.map_mut(map_names::SETTINGS).unwrap()).unwrap();
+        let settings = Settings {
+            flags: if on { SETTINGS_F_NAT } else { 0 },
+            ..m.get(&0, 0).unwrap()
+        };
+        m.set(0, settings, 0).unwrap();
     }
 
     fn conns(&self, real_id: u32) -> ConnCounts {
@@ -910,6 +922,8 @@ fn with_nat_director(f: impl FnOnce(&mut Director, u32, u32) + Send) {
         let mut ports: DevMapHash<_> =
             DevMapHash::try_from(d.ebpf.map_mut(map_names::TX_PORTS).unwrap()).unwrap();
         ports.insert(fb, fb, None, 0).unwrap();
+        // As the agent does when it has NAT services.
+        d.nat_flag(true);
         f(&mut d, fa, fb);
     })
     .unwrap();
@@ -976,6 +990,36 @@ fn nat_rewrites_both_directions_with_valid_checksums_ipv4_tcp() {
             (FA_MAC, REAL_A_MAC),
         );
         assert_eq!(d.run(&stray, fa), (XDP_PASS, stray.clone()));
+    });
+}
+
+/// Without NAT services (the agent clears `SETTINGS_F_NAT`) traffic for no
+/// service is not looked up as a reply: even a reply tuple passes untouched.
+#[test]
+fn without_nat_services_replies_are_not_looked_up() {
+    with_nat_director(|d, fa, fb| {
+        d.service_with(addr4(VIP4), FAMILY_V4, 80, IP_TCP, 0, method::NAT);
+        d.nat_real(1, 0, addr4(RIP4), FAMILY_V4, 8080);
+        d.table(0, 1);
+        let syn = frame4(
+            CLIENT4,
+            VIP4,
+            &tcp(40000, 80),
+            IP_TCP,
+            (DIRECTOR_MAC, CLIENT_MAC),
+        );
+        assert_eq!(d.run(&syn, fb).0, XDP_REDIRECT);
+        let reply = frame4(
+            RIP4,
+            CLIENT4,
+            &tcp(8080, 40000),
+            IP_TCP,
+            (FA_MAC, REAL_A_MAC),
+        );
+        d.nat_flag(false);
+        assert_eq!(d.run(&reply, fa), (XDP_PASS, reply.clone()));
+        d.nat_flag(true);
+        assert_eq!(d.run(&reply, fa).0, XDP_REDIRECT);
     });
 }
 
@@ -1135,5 +1179,325 @@ fn icmp_errors_follow_the_flow_they_quote() {
             d.run(&too_big, LO),
             (XDP_TX, with_macs(&too_big, REAL_C_MAC, DIRECTOR_MAC))
         );
+    });
+}
+
+// ---- ICMP errors of NAT flows ----
+
+const ROUTER4: [u8; 4] = [192, 0, 2, 1];
+const ROUTER6: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+const ICMPV6: u8 = 58;
+
+/// An ICMP message: type, code, checksum (computed here over the whole
+/// message), the 4 bytes `rest`, then `quoted`.
+fn icmp4_msg(kind: u8, code: u8, rest: [u8; 4], quoted: &[u8]) -> Vec<u8> {
+    let mut m = vec![kind, code, 0, 0];
+    m.extend_from_slice(&rest);
+    m.extend_from_slice(quoted);
+    let c = checksum(0, &m);
+    m[2..4].copy_from_slice(&c.to_be_bytes());
+    m
+}
+
+/// An ICMPv6 message from `src` to `dst`, its checksum over the pseudo-header.
+fn icmp6_msg(src: [u8; 16], dst: [u8; 16], kind: u8, code: u8, quoted: &[u8]) -> Vec<u8> {
+    let mut m = vec![kind, code, 0, 0, 0, 0, 0x05, 0x00];
+    m.extend_from_slice(quoted);
+    let mut pseudo = [src, dst].concat();
+    pseudo.extend_from_slice(&(m.len() as u32).to_be_bytes());
+    pseudo.extend_from_slice(&[0, 0, 0, ICMPV6]);
+    let c = checksum(0, &[&pseudo[..], &m[..]].concat());
+    m[2..4].copy_from_slice(&c.to_be_bytes());
+    m
+}
+
+/// A TCP segment `sport` → `dport` with a checksum valid for `src` → `dst`
+/// (IPv4): the quoted copy must carry it through unchanged.
+fn tcp4_segment(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {
+    let f = frame4(
+        src,
+        dst,
+        &tcp(sport, dport),
+        IP_TCP,
+        (CLIENT_MAC, CLIENT_MAC),
+    );
+    f[34..].to_vec()
+}
+
+/// `segment` with its ports replaced and nothing else (its checksum stays).
+fn with_ports(segment: &[u8], sport: u16, dport: u16) -> Vec<u8> {
+    let mut s = segment.to_vec();
+    s[0..2].copy_from_slice(&sport.to_be_bytes());
+    s[2..4].copy_from_slice(&dport.to_be_bytes());
+    s
+}
+
+/// NAT service 0 on VIP4:80/TCP to RIP4:8080 with the client's flow made.
+fn nat_tcp4_flow(d: &mut Director, fb: u32) {
+    d.service_with(addr4(VIP4), FAMILY_V4, 80, IP_TCP, 0, method::NAT);
+    d.nat_real(1, 0, addr4(RIP4), FAMILY_V4, 8080);
+    d.table(0, 1);
+    let syn = frame4(
+        CLIENT4,
+        VIP4,
+        &tcp(40000, 80),
+        IP_TCP,
+        (DIRECTOR_MAC, CLIENT_MAC),
+    );
+    assert_eq!(d.run(&syn, fb).0, XDP_REDIRECT);
+}
+
+#[test]
+fn icmp_error_about_a_nat_flow_reaches_its_real_rewritten() {
+    with_nat_director(|d, _fa, fb| {
+        nat_tcp4_flow(d, fb);
+        let before = d.conntrack(&flow_of_tcp4(40000, 80)).unwrap();
+        let conns = (d.conns(1).active, d.conns(1).inactive);
+        let seg = tcp4_segment(VIP4, CLIENT4, 80, 40000);
+        let seen = with_ports(&seg, 8080, 40000);
+        // Whole quote, a quote cut after 8 bytes of TCP (the minimum ICMP
+        // requires: no TCP checksum in it), a quoted header with options.
+        let nop: &[u8] = &[1, 1, 1, 0];
+        let cases = [
+            ("whole quote", &[][..], &seg[..], &seen[..]),
+            ("quote cut after the ports", &[], &seg[..8], &seen[..8]),
+            ("quoted IPv4 options", nop, &seg[..], &seen[..]),
+        ];
+        for (what, options, quoted_l4, rewritten_l4) in cases {
+            let quote = ipv4(VIP4, CLIENT4, IP_TCP, options, 0, quoted_l4);
+            let error = eth(
+                DIRECTOR_MAC,
+                CLIENT_MAC,
+                ETH_IPV4,
+                &ipv4(
+                    ROUTER4,
+                    VIP4,
+                    IP_ICMP,
+                    &[],
+                    0,
+                    &icmp4_msg(3, 4, [0, 0, 0x05, 0xdc], &quote),
+                ),
+            );
+            // Built from scratch: outer destination and quoted source are the
+            // real's, every checksum computed here but the quoted TCP one,
+            // which stays as it was (as IPVS leaves it).
+            let quote = ipv4(RIP4, CLIENT4, IP_TCP, options, 0, rewritten_l4);
+            let want = eth(
+                REAL_A_MAC,
+                FA_MAC,
+                ETH_IPV4,
+                &ipv4(
+                    ROUTER4,
+                    RIP4,
+                    IP_ICMP,
+                    &[],
+                    0,
+                    &icmp4_msg(3, 4, [0, 0, 0x05, 0xdc], &quote),
+                ),
+            );
+            let (action, out) = d.run(&error, fb);
+            assert_eq!(action, XDP_REDIRECT, "{what}: action");
+            assert_eq!(out, want, "{what}: frame");
+        }
+        // Errors neither make nor move the flow.
+        assert_eq!(
+            d.conntrack(&flow_of_tcp4(40000, 80)).unwrap().state,
+            before.state
+        );
+        assert_eq!((d.conns(1).active, d.conns(1).inactive), conns);
+    });
+}
+
+#[test]
+fn icmp_error_from_a_nat_real_leaves_from_the_vip() {
+    with_nat_director(|d, fa, fb| {
+        nat_tcp4_flow(d, fb);
+        // What the real got from the client, and the error it answers with.
+        let seg = tcp4_segment(CLIENT4, RIP4, 40000, 8080);
+        let quote = ipv4(CLIENT4, RIP4, IP_TCP, &[], 0, &seg);
+        let msg = icmp4_msg(3, 3, [0; 4], &quote);
+        let error = eth(
+            FA_MAC,
+            REAL_A_MAC,
+            ETH_IPV4,
+            &ipv4(RIP4, CLIENT4, IP_ICMP, &[], 0, &msg),
+        );
+        let quote = ipv4(CLIENT4, VIP4, IP_TCP, &[], 0, &with_ports(&seg, 40000, 80));
+        let msg = icmp4_msg(3, 3, [0; 4], &quote);
+        let want = eth(
+            CLIENT_MAC,
+            FB_MAC,
+            ETH_IPV4,
+            &ipv4(VIP4, CLIENT4, IP_ICMP, &[], 0, &msg),
+        );
+        assert_eq!(d.run(&error, fa), (XDP_REDIRECT, want));
+
+        // One about another flow (no reply entry) is the stack's.
+        let other = ipv4(
+            CLIENT4,
+            RIP4,
+            IP_TCP,
+            &[],
+            0,
+            &with_ports(&seg, 40001, 8080),
+        );
+        let msg = icmp4_msg(3, 3, [0; 4], &other);
+        let stray = eth(
+            FA_MAC,
+            REAL_A_MAC,
+            ETH_IPV4,
+            &ipv4(RIP4, CLIENT4, IP_ICMP, &[], 0, &msg),
+        );
+        assert_eq!(d.run(&stray, fa), (XDP_PASS, stray.clone()));
+    });
+}
+
+#[test]
+fn malformed_icmp_errors_of_nat_flows_go_to_the_stack_untouched() {
+    with_nat_director(|d, fa, fb| {
+        nat_tcp4_flow(d, fb);
+        let quote = ipv4(VIP4, CLIENT4, IP_TCP, &[], 0, &tcp(80, 40000));
+        let to_vip = |msg: &[u8]| {
+            eth(
+                DIRECTOR_MAC,
+                CLIENT_MAC,
+                ETH_IPV4,
+                &ipv4(ROUTER4, VIP4, IP_ICMP, &[], 0, msg),
+            )
+        };
+        let mut bad_ihl = quote.clone();
+        bad_ihl[0] = 0x44;
+        let mut not_v4 = quote.clone();
+        not_v4[0] = 0x65;
+        let cases = [
+            ("ICMP header cut short", to_vip(&[3, 4, 0, 0])),
+            (
+                "quote cut in its IP header",
+                to_vip(&icmp4_msg(3, 4, [0; 4], &quote[..16])),
+            ),
+            (
+                "quote cut before the ports",
+                to_vip(&icmp4_msg(3, 4, [0; 4], &quote[..22])),
+            ),
+            (
+                "quoted IHL below 5",
+                to_vip(&icmp4_msg(3, 4, [0; 4], &bad_ihl)),
+            ),
+            (
+                "quoted version not 4",
+                to_vip(&icmp4_msg(3, 4, [0; 4], &not_v4)),
+            ),
+        ];
+        for (what, frame) in cases {
+            assert_eq!(d.run(&frame, fb), (XDP_PASS, frame.clone()), "{what}");
+        }
+        let from_real = ipv4(CLIENT4, RIP4, IP_TCP, &[], 0, &tcp(40000, 8080));
+        let cut = eth(
+            FA_MAC,
+            REAL_A_MAC,
+            ETH_IPV4,
+            &ipv4(
+                RIP4,
+                CLIENT4,
+                IP_ICMP,
+                &[],
+                0,
+                &icmp4_msg(3, 3, [0; 4], &from_real[..22]),
+            ),
+        );
+        assert_eq!(
+            d.run(&cut, fa),
+            (XDP_PASS, cut.clone()),
+            "reply side, cut quote"
+        );
+    });
+}
+
+#[test]
+fn icmpv6_errors_of_nat_flows_are_rewritten_both_ways() {
+    with_nat_director(|d, fa, fb| {
+        d.service_with(addr6(VIP6), FAMILY_V6, 53, IP_UDP, 0, method::NAT);
+        d.nat_real(1, 0, addr6(RIP6), FAMILY_V6, 5300);
+        d.table(0, 1);
+        let query = frame6(
+            CLIENT6,
+            VIP6,
+            &udp(5353, 53, b"query"),
+            IP_UDP,
+            (DIRECTOR_MAC, CLIENT_MAC),
+        );
+        assert_eq!(d.run(&query, fb).0, XDP_REDIRECT);
+
+        // Packet too big from a router on the client's side, quoting the answer.
+        let answer = frame6(
+            VIP6,
+            CLIENT6,
+            &udp(53, 5353, b"answer"),
+            IP_UDP,
+            (CLIENT_MAC, CLIENT_MAC),
+        );
+        let quote = answer[14..].to_vec();
+        let mut seen = quote.clone();
+        seen[8..24].copy_from_slice(&RIP6);
+        seen[40..42].copy_from_slice(&5300u16.to_be_bytes());
+        let error = eth(
+            DIRECTOR_MAC,
+            CLIENT_MAC,
+            ETH_IPV6,
+            &ipv6(
+                ROUTER6,
+                VIP6,
+                ICMPV6,
+                &icmp6_msg(ROUTER6, VIP6, 2, 0, &quote),
+            ),
+        );
+        let want = eth(
+            REAL_A_MAC,
+            FA_MAC,
+            ETH_IPV6,
+            &ipv6(
+                ROUTER6,
+                RIP6,
+                ICMPV6,
+                &icmp6_msg(ROUTER6, RIP6, 2, 0, &seen),
+            ),
+        );
+        assert_eq!(d.run(&error, fb), (XDP_REDIRECT, want), "to the real");
+
+        // Port unreachable from the real, quoting the query as it got it.
+        let got = frame6(
+            CLIENT6,
+            RIP6,
+            &udp(5353, 5300, b"query"),
+            IP_UDP,
+            (FA_MAC, FA_MAC),
+        );
+        let quote = got[14..].to_vec();
+        let mut sent = quote.clone();
+        sent[24..40].copy_from_slice(&VIP6);
+        sent[42..44].copy_from_slice(&53u16.to_be_bytes());
+        let error = eth(
+            FA_MAC,
+            REAL_A_MAC,
+            ETH_IPV6,
+            &ipv6(
+                RIP6,
+                CLIENT6,
+                ICMPV6,
+                &icmp6_msg(RIP6, CLIENT6, 1, 4, &quote),
+            ),
+        );
+        let want = eth(
+            CLIENT_MAC,
+            FB_MAC,
+            ETH_IPV6,
+            &ipv6(
+                VIP6,
+                CLIENT6,
+                ICMPV6,
+                &icmp6_msg(VIP6, CLIENT6, 1, 4, &sent),
+            ),
+        );
+        assert_eq!(d.run(&error, fa), (XDP_REDIRECT, want), "to the client");
     });
 }

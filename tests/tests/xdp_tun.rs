@@ -240,6 +240,60 @@ fn without_a_tunnel_source_nothing_is_sent() {
     .unwrap();
 }
 
+/// A router's ICMP error to the VIP about the VIP's reply to the client
+/// (IP layer): fragmentation needed / packet too big, quoting the reply.
+fn icmp_error_to_vip(f: Fam, df: bool) -> Vec<u8> {
+    const ROUTER4: [u8; 4] = [192, 0, 2, 1];
+    const ROUTER6: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+    let reply = tcp(PORT, SPORT);
+    match f {
+        Fam::V4 => {
+            let mut m = vec![3, 4, 0, 0, 0, 0, 0x05, 0xdc];
+            m.extend_from_slice(&ipv4_hdr(0, 1, true, IP_TCP, VIP4, CLIENT4, &reply));
+            let c = checksum(0, &m);
+            m[2..4].copy_from_slice(&c.to_be_bytes());
+            ipv4_hdr(TOS, 0x1234, df, 1, ROUTER4, VIP4, &m)
+        }
+        Fam::V6 => {
+            let mut m = vec![2, 0, 0, 0, 0, 0, 0x05, 0x00];
+            m.extend_from_slice(&ipv6(VIP6, CLIENT6, IP_TCP, &reply));
+            let mut pseudo = [ROUTER6, VIP6].concat();
+            pseudo.extend_from_slice(&(m.len() as u32).to_be_bytes());
+            pseudo.extend_from_slice(&[0, 0, 0, 58]);
+            let c = checksum(0, &[&pseudo[..], &m[..]].concat());
+            m[2..4].copy_from_slice(&c.to_be_bytes());
+            ipv6_hdr(TOS, 0, 58, ROUTER6, VIP6, &m)
+        }
+    }
+}
+
+#[test]
+fn icmp_errors_about_a_tunnelled_flow_are_tunnelled_to_its_real() {
+    for (inner_f, outer, gue) in ALL {
+        with_director(outer, gue, MTU, |d| {
+            let what = format!("{inner_f:?} in {outer:?}, gue {gue}");
+            let error = icmp_error_to_vip(inner_f, true);
+            let frame = eth(DIRECTOR_MAC, CLIENT_MAC, ether_type(inner_f), &error);
+            // No flow yet: the stack's.
+            assert_eq!(
+                d.run(&frame, LO).unwrap(),
+                (XDP_PASS, frame.clone()),
+                "{what}"
+            );
+            d.run(&client_frame(inner_f, true, 0), LO).unwrap();
+            // The flow's real gets it, wrapped as the flow's packets are
+            // (same flow hash, so the same GUE port and flow label).
+            let (action, out) = d.run(&frame, LO).unwrap();
+            assert_eq!(action, XDP_TX, "{what}");
+            assert_eq!(
+                out,
+                expected_tunnel(inner_f, outer, gue, true, &error),
+                "{what}"
+            );
+        });
+    }
+}
+
 /// ICMP "fragmentation needed" from the VIP to the client quoting 68 bytes.
 fn expected_frag_needed(original: &[u8], mtu: u16) -> Vec<u8> {
     let mut icmp = vec![3, 4, 0, 0, 0, 0];

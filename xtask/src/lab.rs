@@ -24,9 +24,10 @@ pub struct Args {
     /// routing through it) or tun (reals unwrap with `xlb decap`).
     #[arg(long, default_value = "dr", value_parser = ["dr", "nat", "tun"])]
     method: String,
-    /// LVS scheduler name (rr wrr lc wlc lblc lblcr dh sh sed nq mh fo ovf).
-    /// wrr's default shows the weights exactly: 50/100/150 of 300.
-    #[arg(long, default_value = "wrr")]
+    /// LVS scheduler. wrr's default shows the weights exactly: 50/100/150
+    /// of 300. With one client sending one connection at a time, some pick
+    /// one real every time (see the summary line).
+    #[arg(long, default_value = "wrr", value_parser = SCHEDULERS)]
     scheduler: String,
     /// Use IPv6 for every address and the VIP.
     #[arg(long)]
@@ -40,6 +41,46 @@ pub struct Args {
     /// Leave the lab up after the requests and print how to enter it; Ctrl-C removes it.
     #[arg(long)]
     keep: bool,
+    /// Where the agent pins its maps (another directory lets labs run side by side).
+    #[arg(long, default_value = "/sys/fs/bpf/xlb")]
+    pin_path: PathBuf,
+}
+
+/// Every scheduler the agent accepts.
+const SCHEDULERS: [&str; 13] = [
+    "rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "mh", "fo", "ovf",
+];
+
+/// Which reals the lab's traffic (one client, one VIP, each connection
+/// closed before the next opens) must reach under a scheduler.
+#[derive(Debug, PartialEq, Eq)]
+enum Spread {
+    /// Every real answers some requests.
+    Every,
+    /// One real answers them all: the one named, or any one (a hash).
+    One(Option<&'static str>, &'static str),
+}
+
+fn spread(scheduler: &str) -> Spread {
+    match scheduler {
+        "sh" | "mh" => Spread::One(None, "one client address hashes to one real"),
+        "dh" => Spread::One(None, "one destination address hashes to one real"),
+        "lblc" | "lblcr" => Spread::One(
+            None,
+            "one destination address stays on its real while that is not overloaded",
+        ),
+        "fo" => Spread::One(Some("real3"), "the highest weight takes everything"),
+        "ovf" => Spread::One(
+            Some("real3"),
+            "the highest weight takes connections while active <= weight",
+        ),
+        "sed" => Spread::One(
+            Some("real3"),
+            "with no connection open, (active + 1) / weight is least for the highest weight",
+        ),
+        "nq" => Spread::One(Some("real1"), "an idle real first, in list order"),
+        _ => Spread::Every,
+    }
 }
 
 const WEIGHTS: [u32; 3] = [1, 2, 3];
@@ -67,8 +108,8 @@ pub fn run(args: &Args) -> Result<()> {
             "nat" => LabMethod::Nat,
             _ => LabMethod::Dr,
         },
-        // The lab is for looking around with bpftool: use the agent's default.
-        pin_path: "/sys/fs/bpf/xlb".into(),
+        // The lab is for looking around with bpftool: the agent's default unless asked.
+        pin_path: args.pin_path.clone(),
         udp_port: None,
     })?;
     let dir = work_dir()?;
@@ -168,13 +209,51 @@ fn drive(args: &Args, lab: &DrLab, xlb: &Path, dir: &Path, stop: &AtomicBool) ->
             last_error.expect("a failure")
         );
     }
-    let unused: Vec<&String> = seen
+    check_spread(&args.scheduler, &seen)
+}
+
+/// Whether the requests reached the reals `scheduler` must send them to.
+fn check_spread(scheduler: &str, seen: &BTreeMap<String, u32>) -> Result<()> {
+    let used: Vec<&str> = seen
         .iter()
-        .filter(|(_, n)| **n == 0)
-        .map(|(k, _)| k)
+        .filter(|(_, n)| **n > 0)
+        .map(|(k, _)| k.as_str())
         .collect();
-    if !unused.is_empty() {
-        bail!("real servers never used: {unused:?}");
+    match spread(scheduler) {
+        Spread::Every if used.len() < seen.len() => {
+            bail!("{scheduler}: real servers never used (every one should be): {used:?} used")
+        }
+        Spread::Every => {}
+        Spread::One(want, why) => {
+            let right = used.len() == 1 && want.is_none_or(|w| used[0] == w);
+            if !right {
+                bail!(
+                    "{scheduler} should send everything to {} ({why}); used: {used:?}",
+                    want.unwrap_or("one real")
+                );
+            }
+            println!("lab: {scheduler}: one real, as expected: {why}");
+        }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_real_schedulers_must_use_exactly_that_real() {
+        let seen = |counts: [u32; 3]| -> BTreeMap<String, u32> {
+            (1..=3)
+                .map(|i| (format!("real{i}"), counts[i - 1]))
+                .collect()
+        };
+        assert!(check_spread("wrr", &seen([50, 100, 150])).is_ok());
+        assert!(check_spread("rr", &seen([0, 150, 150])).is_err());
+        assert!(check_spread("sh", &seen([0, 300, 0])).is_ok());
+        assert!(check_spread("sh", &seen([1, 299, 0])).is_err());
+        assert!(check_spread("fo", &seen([0, 0, 300])).is_ok());
+        assert!(check_spread("fo", &seen([0, 300, 0])).is_err());
+    }
 }

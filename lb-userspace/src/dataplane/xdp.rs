@@ -12,7 +12,7 @@ use aya::{
     Ebpf,
     programs::{Xdp, links::FdLink, xdp::XdpLinkId},
 };
-use lb_common::{PROG_DIRECTOR, Settings, map_names};
+use lb_common::{PROG_DIRECTOR, SETTINGS_F_NAT, Settings, map_names};
 use std::{
     fs::File,
     path::{Path, PathBuf},
@@ -158,7 +158,20 @@ impl XdpDataPlane {
 
 impl DataPlane for XdpDataPlane {
     fn apply(&mut self, services: &[DesiredService]) -> Result<()> {
-        self.tables.apply(&mut self.ebpf, services)
+        // The data plane looks up NAT replies only under SETTINGS_F_NAT: it
+        // goes up before the first NAT service is written and down after the
+        // last one is removed.
+        let nat = services
+            .iter()
+            .any(|d| d.service.method == config::Method::Nat);
+        if nat {
+            self.set_nat_flag(true)?;
+        }
+        self.tables.apply(&mut self.ebpf, services)?;
+        if !nat {
+            self.set_nat_flag(false)?;
+        }
+        Ok(())
     }
 
     fn maintain(&mut self) -> Result<()> {
@@ -170,6 +183,31 @@ impl DataPlane for XdpDataPlane {
                 "idle flows expired"
             );
         }
+        Ok(())
+    }
+}
+
+impl XdpDataPlane {
+    /// Sets or clears `SETTINGS_F_NAT` (the entry also holds the tunnel
+    /// sources `Tables` writes, so it is read and written back).
+    fn set_nat_flag(&mut self, on: bool) -> Result<()> {
+        let flags = if on {
+            self.settings.flags | SETTINGS_F_NAT
+        } else {
+            self.settings.flags & !SETTINGS_F_NAT
+        };
+        if flags == self.settings.flags {
+            return Ok(());
+        }
+        let mut m: Array<_, Settings> = Array::try_from(
+            self.ebpf
+                .map_mut(map_names::SETTINGS)
+                .context("SETTINGS map missing")?,
+        )?;
+        let mut current = m.get(&0, 0)?;
+        current.flags = flags;
+        m.set(0, current, 0)?;
+        self.settings.flags = flags;
         Ok(())
     }
 }

@@ -3,8 +3,9 @@
 //! ```text
 //!  gen ns               dir ns (the director)             real ns
 //!  g0 10.201.1.2 ──── d0 10.201.1.1   d1 10.201.2.1 ──── r0 10.201.2.2
-//!  bench_gen          xlb (agent) or                     bench_count
-//!  (live frames)      xlb_pass + nftables DNAT           (counts, drops)
+//!  bench_gen          xlb (agent: DR, or NAT on          bench_count
+//!  (live frames)      d0 + d1) or xlb_pass +             (counts, drops)
+//!                     nftables DNAT
 //! ```
 //!
 //! The generator is the bench-floor object's `bench_gen` run by
@@ -65,6 +66,8 @@ const VIP: Ipv4Addr = Ipv4Addr::new(10, 201, 0, 100);
 pub enum Forwarder {
     /// The real agent, DR, mh, one real.
     XlbDr,
+    /// The real agent, NAT (two-armed: d0 and d1), mh, one real.
+    XlbNat,
     /// The kernel: an XDP_PASS program on d0 (native XDP on veth needs one to
     /// receive the generator's frames), then nftables DNAT to the real.
     NftDnat,
@@ -94,7 +97,7 @@ pub const CASES: &[Case] = &[
     },
     Case {
         name: "xlb NAT, veth",
-        forwarder: Err("NAT forwarding is not on main yet"),
+        forwarder: Ok(Forwarder::XlbNat),
         vs: Some(NFT_DNAT),
     },
     Case {
@@ -129,9 +132,9 @@ pub fn run(
         };
         progress.step(Section::Live, case.name);
         let (summary, delivered) = match forwarder {
-            Forwarder::XlbDr => {
+            Forwarder::XlbDr | Forwarder::XlbNat => {
                 let pin = PathBuf::from(format!("/sys/fs/bpf/xlb-bench-{}", std::process::id()));
-                let result = with_agent(&topo, art.xlb, &pin, |t| t.measure(opts, stop));
+                let result = with_agent(&topo, art.xlb, &pin, forwarder, |t| t.measure(opts, stop));
                 remove_pin_dir(&pin);
                 result?
             }
@@ -432,13 +435,20 @@ impl Topology {
     }
 }
 
-/// The agent in the director namespace, native XDP on d0, DR to the one real.
+/// The agent in the director namespace, native XDP on d0, DR to the one
+/// real; or NAT, on d0 and d1 (the real's side, a redirect target).
 fn with_agent<R>(
     topo: &Topology,
     xlb: &Path,
     pin: &Path,
+    forwarder: Forwarder,
     f: impl FnOnce(&Topology) -> Result<R>,
 ) -> Result<R> {
+    let (interfaces, method) = if forwarder == Forwarder::XlbNat {
+        ("\"d0\", \"d1\"", "nat")
+    } else {
+        ("\"d0\"", "dr")
+    };
     let dir = std::env::temp_dir().join(format!("xlb-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let config = dir.join("live.toml");
@@ -446,12 +456,12 @@ fn with_agent<R>(
         &config,
         format!(
             "# Written by `cargo xtask bench`.\n\
-             [dataplane]\ninterfaces = [\"d0\"]\nxdp_mode = \"native\"\npin_path = \"{}\"\n\
+             [dataplane]\ninterfaces = [{interfaces}]\nxdp_mode = \"native\"\npin_path = \"{}\"\n\
              conntrack_size = 65536\n\n\
-             [[service]]\nvip = \"{VIP}\"\nport = {}\nprotocol = \"udp\"\nscheduler = \"mh\"\nmethod = \"dr\"\n\n\
-             [[service.real]]\naddress = \"{REAL_IP}\"\nweight = 1\n",
+             [[service]]\nvip = \"{VIP}\"\nport = {port}\nprotocol = \"udp\"\nscheduler = \"mh\"\nmethod = \"{method}\"\n\n\
+             [[service.real]]\naddress = \"{REAL_IP}\"\nport = {port}\nweight = 1\n",
             pin.display(),
-            bench::PORT
+            port = bench::PORT
         ),
     )?;
     let result = Agent::start(&topo.dir, xlb, &config).and_then(|agent| {
