@@ -315,3 +315,27 @@ fn thresholds_stop_and_resume_new_connections() {
     assert_eq!(counts(&seen, &["real1", "real2", "real3"]), [1, 0, 0]);
     finish(agent, dir);
 }
+
+#[test]
+fn dh_sends_every_connection_to_the_vip_to_one_real() {
+    // One VIP: dh's destination hash picks the same real for every client and port.
+    let (lab, agent, dir) = start(&[1, 1, 1], "dh", "");
+    let seen = lab.spread(20, TIMEOUT).unwrap();
+    assert_eq!(seen.len(), 1, "one destination, one real: {seen:?}");
+    assert_eq!(seen.values().sum::<usize>(), 20);
+    finish(agent, dir);
+}
+
+#[test]
+fn weight_zero_takes_no_new_connections_under_every_scheduler() {
+    // Not dh: as in IPVS, a destination hashed to a weight-0 real gets no
+    // real at all (dh never falls back), so those connections fail.
+    for scheduler in ["rr", "wrr", "wlc", "mh", "sh", "nq"] {
+        let (lab, agent, dir) = start(&[0, 1, 1], scheduler, "");
+        let seen = lab.spread(12, TIMEOUT).unwrap();
+        assert_eq!(seen.get("real1"), None, "{scheduler}: {seen:?}");
+        assert_eq!(seen.values().sum::<usize>(), 12, "{scheduler}: {seen:?}");
+        finish(agent, dir);
+        drop(lab);
+    }
+}
