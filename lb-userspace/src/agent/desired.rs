@@ -4,7 +4,7 @@
 
 use super::hops::Hops;
 use crate::{
-    config::{Config, Real, Service, ServiceId},
+    config::{Command, Config, Real, Service, ServiceId},
     dataplane::{DesiredReal, DesiredService},
 };
 use std::{
@@ -38,11 +38,15 @@ pub struct Runtime {
     pub health: HashMap<RealKey, Health>,
     /// VRRP instances that are Master now.
     pub masters: HashSet<String>,
+    /// Whether each service has its quorum (keepalived's `quorum_state_up`):
+    /// state, because hysteresis makes the threshold depend on it. A service
+    /// not in the map has the state it would start with.
+    pub quorum: HashMap<ServiceId, bool>,
 }
 
 impl Runtime {
     /// The VRRP instance that owns `vip`, if any instance lists it.
-    fn owner(config: &Config, vip: IpAddr) -> Option<&str> {
+    pub fn owner(config: &Config, vip: IpAddr) -> Option<&str> {
         config.vrrp.instances.iter().find_map(|i| {
             i.virtual_ipaddress
                 .iter()
@@ -77,12 +81,20 @@ impl Runtime {
 }
 
 /// The reals `svc` forwards to now, with their effective weights: a down
-/// real is left out, or kept at weight 0 with `inhibit_on_failure`.
+/// real is left out, or kept at weight 0 with `inhibit_on_failure`. While
+/// the service lacks its quorum and has a sorry server, the sorry server
+/// replaces the live reals (keepalived's rule); a `sorry_server_inhibit`
+/// sorry server stays at weight 0 otherwise.
 fn live_reals(svc: &Service, runtime: &Runtime, hops: &Hops) -> Vec<DesiredReal> {
-    svc.reals
+    let sorry = svc.lifecycle.sorry_server;
+    let sorry_active = sorry.is_some() && !runtime.quorum_up(svc);
+    let mut out: Vec<DesiredReal> = svc
+        .reals
         .iter()
         .filter_map(|real| {
             let weight = match runtime.health_of(svc, real) {
+                Health::Up { .. } if sorry_active && real.lifecycle.inhibit_on_failure => 0,
+                Health::Up { .. } if sorry_active => return None,
                 Health::Up { weight } => weight.unwrap_or(real.weight),
                 Health::Down if real.lifecycle.inhibit_on_failure => 0,
                 Health::Down => return None,
@@ -95,7 +107,146 @@ fn live_reals(svc: &Service, runtime: &Runtime, hops: &Hops) -> Vec<DesiredReal>
                 next_hop: hops.get(real.address, svc.method),
             })
         })
-        .collect()
+        .collect();
+    if let Some(s) = sorry
+        && (sorry_active || s.inhibit)
+    {
+        let weight = u32::from(sorry_active);
+        match out
+            .iter_mut()
+            .find(|d| d.real.address == s.address && d.real.port == s.port)
+        {
+            // A sorry server that is also a real keeps one entry.
+            Some(d) => d.real.weight = d.real.weight.max(weight),
+            None => out.push(DesiredReal {
+                real: Real {
+                    address: s.address,
+                    port: s.port,
+                    weight,
+                    u_threshold: 0,
+                    l_threshold: 0,
+                    lifecycle: Default::default(),
+                },
+                next_hop: hops.get(s.address, svc.method),
+            }),
+        }
+    }
+    out
+}
+
+/// Something the agent must announce (scripts, notify FIFO) after a change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Notice {
+    /// A real server went up or down (`notify_up` / `notify_down`, FIFO `RS` line).
+    Real {
+        key: RealKey,
+        up: bool,
+        command: Option<Command>,
+    },
+    /// A service gained or lost its quorum (`quorum_up` / `quorum_down`, FIFO `VS` line).
+    Quorum {
+        service: ServiceId,
+        up: bool,
+        command: Option<Command>,
+    },
+}
+
+impl Runtime {
+    /// Sum of the effective weights of the reals of `svc` that are up.
+    pub fn weight_sum(&self, svc: &Service) -> u64 {
+        svc.reals
+            .iter()
+            .map(|r| match self.health_of(svc, r) {
+                Health::Up { weight } => u64::from(weight.unwrap_or(r.weight)),
+                Health::Down => 0,
+            })
+            .sum()
+    }
+
+    /// Whether `svc` has its quorum: the remembered state, or the one it
+    /// starts with (weights ≥ quorum + hysteresis).
+    pub fn quorum_up(&self, svc: &Service) -> bool {
+        self.quorum.get(&svc.id).copied().unwrap_or_else(|| {
+            let l = &svc.lifecycle;
+            self.weight_sum(svc) >= u64::from(l.quorum) + u64::from(l.hysteresis)
+        })
+    }
+
+    /// Records a checker's verdict on `key` and returns what changed: the
+    /// real going up or down, and the service crossing its quorum
+    /// (gained at ≥ quorum + hysteresis, lost below quorum − hysteresis or
+    /// when no weight is left, as keepalived does).
+    pub fn set_health(&mut self, config: &Config, key: RealKey, health: Health) -> Vec<Notice> {
+        let Some(svc) = config.services.iter().find(|s| s.id == key.service) else {
+            return Vec::new();
+        };
+        let Some(real) = svc
+            .reals
+            .iter()
+            .find(|r| r.address == key.address && r.port == key.port)
+        else {
+            return Vec::new();
+        };
+        let was_quorum = self.quorum_up(svc);
+        let was_up = matches!(self.health_of(svc, real), Health::Up { .. });
+        self.health.insert(key, health);
+        let up = matches!(health, Health::Up { .. });
+        let mut notices = Vec::new();
+        if up != was_up {
+            let l = &real.lifecycle;
+            notices.push(Notice::Real {
+                key,
+                up,
+                command: if up { &l.notify_up } else { &l.notify_down }.clone(),
+            });
+        }
+        let l = &svc.lifecycle;
+        let sum = self.weight_sum(svc);
+        let quorum = if was_quorum {
+            let threshold = u64::from(l.quorum).saturating_sub(u64::from(l.hysteresis));
+            sum > 0 && sum >= threshold
+        } else {
+            sum >= u64::from(l.quorum) + u64::from(l.hysteresis)
+        };
+        self.quorum.insert(svc.id, quorum);
+        if quorum != was_quorum {
+            notices.push(Notice::Quorum {
+                service: svc.id,
+                up: quorum,
+                command: if quorum { &l.quorum_up } else { &l.quorum_down }.clone(),
+            });
+        }
+        notices
+    }
+
+    /// What `omega` services announce when the agent stops: every real that
+    /// is up goes down, then the service loses its quorum.
+    pub fn stopping(&self, config: &Config) -> Vec<Notice> {
+        let mut notices = Vec::new();
+        for svc in config.services.iter().filter(|s| s.lifecycle.omega) {
+            for real in &svc.reals {
+                if matches!(self.health_of(svc, real), Health::Up { .. }) {
+                    notices.push(Notice::Real {
+                        key: RealKey {
+                            service: svc.id,
+                            address: real.address,
+                            port: real.port,
+                        },
+                        up: false,
+                        command: real.lifecycle.notify_down.clone(),
+                    });
+                }
+            }
+            if self.quorum_up(svc) {
+                notices.push(Notice::Quorum {
+                    service: svc.id,
+                    up: false,
+                    command: svc.lifecycle.quorum_down.clone(),
+                });
+            }
+        }
+        notices
+    }
 }
 
 /// Every service as the data plane must forward it now.
