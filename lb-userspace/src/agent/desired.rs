@@ -269,7 +269,7 @@ mod tests {
     use super::*;
     use crate::config::{
         self,
-        check::{Check, CheckCommon, CheckKind},
+        check::{Check, CheckCommon, CheckKind, SorryServer},
         vrrp::{Instance, VirtualAddress},
     };
     use std::time::Duration;
@@ -407,5 +407,124 @@ weight = 2
         assert!(!compose(&c, &rt, &Hops::default())[0].service.active);
         rt.masters.insert("VI_1".into());
         assert!(compose(&c, &rt, &Hops::default())[0].service.active);
+    }
+
+    fn cmd(w: &str) -> Option<Command> {
+        Some(Command(vec![w.into()]))
+    }
+
+    #[test]
+    fn quorum_crossings_with_hysteresis_notify_once() {
+        // Weights 3 and 2; quorum 4 ± 1: up at ≥ 5, down below 3.
+        let mut c = checked(config());
+        let l = &mut c.services[0].lifecycle;
+        l.quorum = 4;
+        l.hysteresis = 1;
+        l.quorum_up = cmd("up");
+        l.quorum_down = cmd("down");
+        c.services[0].reals[0].lifecycle.notify_down = cmd("rs-down");
+        let mut rt = Runtime::default();
+        assert!(rt.quorum_up(&c.services[0]), "starts with 5");
+        let n = rt.set_health(&c, key(&c, 1), Health::Down);
+        assert_eq!(
+            n,
+            vec![Notice::Real {
+                key: key(&c, 1),
+                up: false,
+                command: None
+            }],
+            "3 is not below 4 - 1: quorum kept"
+        );
+        let n = rt.set_health(&c, key(&c, 0), Health::Down);
+        assert_eq!(n.len(), 2);
+        assert_eq!(
+            n[0],
+            Notice::Real {
+                key: key(&c, 0),
+                up: false,
+                command: cmd("rs-down")
+            }
+        );
+        assert_eq!(
+            n[1],
+            Notice::Quorum {
+                service: c.services[0].id,
+                up: false,
+                command: cmd("down")
+            }
+        );
+        // Same verdict again: nothing to say.
+        assert!(rt.set_health(&c, key(&c, 0), Health::Down).is_empty());
+        // 3 is below 4 + 1: still no quorum; 5 regains it.
+        let n = rt.set_health(&c, key(&c, 0), Health::Up { weight: None });
+        assert_eq!(n.len(), 1);
+        assert!(!rt.quorum_up(&c.services[0]));
+        let n = rt.set_health(&c, key(&c, 1), Health::Up { weight: None });
+        assert_eq!(
+            n[1],
+            Notice::Quorum {
+                service: c.services[0].id,
+                up: true,
+                command: cmd("up")
+            }
+        );
+        // A dynamic weight can lose the quorum without a real going down.
+        let n = rt.set_health(&c, key(&c, 0), Health::Up { weight: Some(0) });
+        assert!(matches!(n[..], [Notice::Quorum { up: false, .. }]), "{n:?}");
+    }
+
+    #[test]
+    fn sorry_server_only_while_quorum_is_lost() {
+        let mut c = checked(config());
+        c.services[0].lifecycle.sorry_server = Some(SorryServer {
+            address: "10.1.0.99".parse().unwrap(),
+            port: 80,
+            inhibit: false,
+        });
+        let sorry: IpAddr = "10.1.0.99".parse().unwrap();
+        let mut rt = Runtime::default();
+        let d = compose(&c, &rt, &Hops::default());
+        assert!(!weights(&d).iter().any(|(a, _)| *a == sorry));
+        rt.set_health(&c, key(&c, 0), Health::Down);
+        let d = compose(&c, &rt, &Hops::default());
+        assert_eq!(weights(&d), vec![("10.1.0.2".parse().unwrap(), 2)]);
+        rt.set_health(&c, key(&c, 1), Health::Down);
+        let d = compose(&c, &rt, &Hops::default());
+        assert_eq!(weights(&d), vec![(sorry, 1)], "every real down");
+        rt.set_health(&c, key(&c, 1), Health::Up { weight: None });
+        let d = compose(&c, &rt, &Hops::default());
+        assert_eq!(weights(&d), vec![("10.1.0.2".parse().unwrap(), 2)]);
+        // sorry_server_inhibit: present at weight 0 while not needed.
+        c.services[0]
+            .lifecycle
+            .sorry_server
+            .as_mut()
+            .unwrap()
+            .inhibit = true;
+        let d = compose(&c, &rt, &Hops::default());
+        assert_eq!(
+            weights(&d),
+            vec![("10.1.0.2".parse().unwrap(), 2), (sorry, 0)]
+        );
+        // Quorum lost with a sorry server: live inhibit_on_failure reals stay at 0.
+        c.services[0].lifecycle.quorum = 3;
+        c.services[0].reals[1].lifecycle.inhibit_on_failure = true;
+        rt.set_health(&c, key(&c, 1), Health::Up { weight: Some(1) });
+        let d = compose(&c, &rt, &Hops::default());
+        assert_eq!(
+            weights(&d),
+            vec![("10.1.0.2".parse().unwrap(), 0), (sorry, 1)]
+        );
+    }
+
+    #[test]
+    fn omega_announces_every_live_real_and_the_quorum_at_stop() {
+        let mut c = checked(config());
+        let rt = Runtime::default();
+        assert!(rt.stopping(&c).is_empty(), "without omega");
+        c.services[0].lifecycle.omega = true;
+        let n = rt.stopping(&c);
+        assert_eq!(n.len(), 3);
+        assert!(matches!(n[2], Notice::Quorum { up: false, .. }));
     }
 }

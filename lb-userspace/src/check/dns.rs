@@ -52,7 +52,11 @@ fn query(id: u16, qtype: DnsType, name: &str) -> Option<Vec<u8>> {
     m.extend_from_slice(&id.to_be_bytes());
     m.extend_from_slice(&0x0100u16.to_be_bytes()); // standard query, RD
     m.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, 0]); // one question
-    for label in name.trim_end_matches('.').split('.').filter(|_| name != ".") {
+    for label in name
+        .trim_end_matches('.')
+        .split('.')
+        .filter(|_| name != ".")
+    {
         if label.is_empty() || label.len() > 63 {
             return None;
         }

@@ -88,7 +88,9 @@ fn request(
         HttpProtocol::Http10Close => ("1.0", "Connection: close\r\n"),
         HttpProtocol::Http11 => ("1.1", "Connection: close\r\n"),
     };
-    format!("GET {path} HTTP/{version}\r\nUser-Agent: xlb-check\r\nHost: {host}{port}\r\n{close}\r\n")
+    format!(
+        "GET {path} HTTP/{version}\r\nUser-Agent: xlb-check\r\nHost: {host}{port}\r\n{close}\r\n"
+    )
 }
 
 /// Sends the request and reads the response until the server closes.

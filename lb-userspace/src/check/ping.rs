@@ -16,7 +16,10 @@ pub async fn probe(target: &Target, wait: Duration) -> Probe {
     match tokio::time::timeout(wait, echo(target)).await {
         Ok(Ok(())) => Probe::pass(),
         Ok(Err(e)) => Probe::fail(format!("ping {}: {e}", target.addr.ip())),
-        Err(_) => Probe::fail(format!("ping {}: no reply within {wait:?}", target.addr.ip())),
+        Err(_) => Probe::fail(format!(
+            "ping {}: no reply within {wait:?}",
+            target.addr.ip()
+        )),
     }
 }
 
@@ -39,15 +42,20 @@ async fn echo(target: &Target) -> io::Result<()> {
     // SAFETY: the Socket owns its descriptor until the AsyncFd drops it.
     let sock = unsafe { AsyncFd::register(sock) }?;
     let dest = SockAddr::from(SocketAddr::new(target.addr.ip(), 0));
-    sock.async_io(tokio::io::Interest::WRITABLE, |s| s.send_to(&request, &dest))
-        .await?;
+    sock.async_io(tokio::io::Interest::WRITABLE, |s| {
+        s.send_to(&request, &dest)
+    })
+    .await?;
     let mut buf = [MaybeUninit::<u8>::uninit(); 1500];
     loop {
         let (n, from) = sock
             .async_io(tokio::io::Interest::READABLE, |s| s.recv_from(&mut buf))
             .await?;
         // SAFETY: recv_from initialised the first n bytes.
-        let data: Vec<u8> = buf[..n].iter().map(|b| unsafe { b.assume_init() }).collect();
+        let data: Vec<u8> = buf[..n]
+            .iter()
+            .map(|b| unsafe { b.assume_init() })
+            .collect();
         let from_target = from.as_socket().map(|a| a.ip()) == Some(target.addr.ip());
         if from_target && is_reply(v6, id, &data) {
             return Ok(());

@@ -21,12 +21,7 @@ use crate::{
         check::{Check, CheckKind},
     },
 };
-use std::{
-    collections::HashSet,
-    net::SocketAddr,
-    sync::Arc,
-    time::Duration,
-};
+use std::{collections::HashSet, net::SocketAddr, sync::Arc, time::Duration};
 use tokio::{
     sync::{Mutex, Semaphore, mpsc, watch},
     task::JoinSet,
@@ -186,7 +181,10 @@ impl Job {
         };
         match tokio::time::timeout(bound, probe(&self.check, &self.target, &self.env)).await {
             Ok(p) => p,
-            Err(_) => Probe::fail(format!("no answer from {} within {bound:?}", self.target.addr)),
+            Err(_) => Probe::fail(format!(
+                "no answer from {} within {bound:?}",
+                self.target.addr
+            )),
         }
     }
 
@@ -306,7 +304,11 @@ mod tests {
         );
         assert_eq!(combine(&[UP, Health::Down]), Health::Down);
         assert_eq!(
-            combine(&[Health::Up { weight: Some(4) }, UP, Health::Up { weight: Some(2) }]),
+            combine(&[
+                Health::Up { weight: Some(4) },
+                UP,
+                Health::Up { weight: Some(2) }
+            ]),
             Health::Up { weight: Some(2) }
         );
         assert_eq!(combine(&[UP, UP]), UP);
