@@ -420,7 +420,9 @@ impl Validator<'_> {
 
     fn hex(&mut self, s: &Spanned<String>, what: &str) -> Option<Vec<u8>> {
         let text = s.get_ref();
-        let bytes: Option<Vec<u8>> = text.len().is_multiple_of(2)
+        let bytes: Option<Vec<u8>> = text
+            .len()
+            .is_multiple_of(2)
             .then(|| {
                 (0..text.len())
                     .step_by(2)
