@@ -4,7 +4,7 @@
 
 use super::hops::Hops;
 use crate::{
-    config::{Config, Real, Service, ServiceId},
+    config::{Command, Config, Real, Service, ServiceId},
     dataplane::{DesiredReal, DesiredService},
 };
 use std::{
@@ -38,11 +38,15 @@ pub struct Runtime {
     pub health: HashMap<RealKey, Health>,
     /// VRRP instances that are Master now.
     pub masters: HashSet<String>,
+    /// Whether each service has its quorum (keepalived's `quorum_state_up`):
+    /// state, because hysteresis makes the threshold depend on it. A service
+    /// not in the map has the state it would start with.
+    pub quorum: HashMap<ServiceId, bool>,
 }
 
 impl Runtime {
     /// The VRRP instance that owns `vip`, if any instance lists it.
-    fn owner(config: &Config, vip: IpAddr) -> Option<&str> {
+    pub fn owner(config: &Config, vip: IpAddr) -> Option<&str> {
         config.vrrp.instances.iter().find_map(|i| {
             i.virtual_ipaddress
                 .iter()
@@ -77,12 +81,20 @@ impl Runtime {
 }
 
 /// The reals `svc` forwards to now, with their effective weights: a down
-/// real is left out, or kept at weight 0 with `inhibit_on_failure`.
+/// real is left out, or kept at weight 0 with `inhibit_on_failure`. While
+/// the service lacks its quorum and has a sorry server, the sorry server
+/// replaces the live reals (keepalived's rule); a `sorry_server_inhibit`
+/// sorry server stays at weight 0 otherwise.
 fn live_reals(svc: &Service, runtime: &Runtime, hops: &Hops) -> Vec<DesiredReal> {
-    svc.reals
+    let sorry = svc.lifecycle.sorry_server;
+    let sorry_active = sorry.is_some() && !runtime.quorum_up(svc);
+    let mut out: Vec<DesiredReal> = svc
+        .reals
         .iter()
         .filter_map(|real| {
             let weight = match runtime.health_of(svc, real) {
+                Health::Up { .. } if sorry_active && real.lifecycle.inhibit_on_failure => 0,
+                Health::Up { .. } if sorry_active => return None,
                 Health::Up { weight } => weight.unwrap_or(real.weight),
                 Health::Down if real.lifecycle.inhibit_on_failure => 0,
                 Health::Down => return None,
@@ -95,7 +107,146 @@ fn live_reals(svc: &Service, runtime: &Runtime, hops: &Hops) -> Vec<DesiredReal>
                 next_hop: hops.get(real.address, svc.method),
             })
         })
-        .collect()
+        .collect();
+    if let Some(s) = sorry
+        && (sorry_active || s.inhibit)
+    {
+        let weight = u32::from(sorry_active);
+        match out
+            .iter_mut()
+            .find(|d| d.real.address == s.address && d.real.port == s.port)
+        {
+            // A sorry server that is also a real keeps one entry.
+            Some(d) => d.real.weight = d.real.weight.max(weight),
+            None => out.push(DesiredReal {
+                real: Real {
+                    address: s.address,
+                    port: s.port,
+                    weight,
+                    u_threshold: 0,
+                    l_threshold: 0,
+                    lifecycle: Default::default(),
+                },
+                next_hop: hops.get(s.address, svc.method),
+            }),
+        }
+    }
+    out
+}
+
+/// Something the agent must announce (scripts, notify FIFO) after a change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Notice {
+    /// A real server went up or down (`notify_up` / `notify_down`, FIFO `RS` line).
+    Real {
+        key: RealKey,
+        up: bool,
+        command: Option<Command>,
+    },
+    /// A service gained or lost its quorum (`quorum_up` / `quorum_down`, FIFO `VS` line).
+    Quorum {
+        service: ServiceId,
+        up: bool,
+        command: Option<Command>,
+    },
+}
+
+impl Runtime {
+    /// Sum of the effective weights of the reals of `svc` that are up.
+    pub fn weight_sum(&self, svc: &Service) -> u64 {
+        svc.reals
+            .iter()
+            .map(|r| match self.health_of(svc, r) {
+                Health::Up { weight } => u64::from(weight.unwrap_or(r.weight)),
+                Health::Down => 0,
+            })
+            .sum()
+    }
+
+    /// Whether `svc` has its quorum: the remembered state, or the one it
+    /// starts with (weights ≥ quorum + hysteresis).
+    pub fn quorum_up(&self, svc: &Service) -> bool {
+        self.quorum.get(&svc.id).copied().unwrap_or_else(|| {
+            let l = &svc.lifecycle;
+            self.weight_sum(svc) >= u64::from(l.quorum) + u64::from(l.hysteresis)
+        })
+    }
+
+    /// Records a checker's verdict on `key` and returns what changed: the
+    /// real going up or down, and the service crossing its quorum
+    /// (gained at ≥ quorum + hysteresis, lost below quorum − hysteresis or
+    /// when no weight is left, as keepalived does).
+    pub fn set_health(&mut self, config: &Config, key: RealKey, health: Health) -> Vec<Notice> {
+        let Some(svc) = config.services.iter().find(|s| s.id == key.service) else {
+            return Vec::new();
+        };
+        let Some(real) = svc
+            .reals
+            .iter()
+            .find(|r| r.address == key.address && r.port == key.port)
+        else {
+            return Vec::new();
+        };
+        let was_quorum = self.quorum_up(svc);
+        let was_up = matches!(self.health_of(svc, real), Health::Up { .. });
+        self.health.insert(key, health);
+        let up = matches!(health, Health::Up { .. });
+        let mut notices = Vec::new();
+        if up != was_up {
+            let l = &real.lifecycle;
+            notices.push(Notice::Real {
+                key,
+                up,
+                command: if up { &l.notify_up } else { &l.notify_down }.clone(),
+            });
+        }
+        let l = &svc.lifecycle;
+        let sum = self.weight_sum(svc);
+        let quorum = if was_quorum {
+            let threshold = u64::from(l.quorum).saturating_sub(u64::from(l.hysteresis));
+            sum > 0 && sum >= threshold
+        } else {
+            sum >= u64::from(l.quorum) + u64::from(l.hysteresis)
+        };
+        self.quorum.insert(svc.id, quorum);
+        if quorum != was_quorum {
+            notices.push(Notice::Quorum {
+                service: svc.id,
+                up: quorum,
+                command: if quorum { &l.quorum_up } else { &l.quorum_down }.clone(),
+            });
+        }
+        notices
+    }
+
+    /// What `omega` services announce when the agent stops: every real that
+    /// is up goes down, then the service loses its quorum.
+    pub fn stopping(&self, config: &Config) -> Vec<Notice> {
+        let mut notices = Vec::new();
+        for svc in config.services.iter().filter(|s| s.lifecycle.omega) {
+            for real in &svc.reals {
+                if matches!(self.health_of(svc, real), Health::Up { .. }) {
+                    notices.push(Notice::Real {
+                        key: RealKey {
+                            service: svc.id,
+                            address: real.address,
+                            port: real.port,
+                        },
+                        up: false,
+                        command: real.lifecycle.notify_down.clone(),
+                    });
+                }
+            }
+            if self.quorum_up(svc) {
+                notices.push(Notice::Quorum {
+                    service: svc.id,
+                    up: false,
+                    command: svc.lifecycle.quorum_down.clone(),
+                });
+            }
+        }
+        notices
+    }
 }
 
 /// Every service as the data plane must forward it now.
@@ -118,7 +269,7 @@ mod tests {
     use super::*;
     use crate::config::{
         self,
-        check::{Check, CheckCommon, CheckKind},
+        check::{Check, CheckCommon, CheckKind, SorryServer},
         vrrp::{Instance, VirtualAddress},
     };
     use std::time::Duration;
@@ -256,5 +407,124 @@ weight = 2
         assert!(!compose(&c, &rt, &Hops::default())[0].service.active);
         rt.masters.insert("VI_1".into());
         assert!(compose(&c, &rt, &Hops::default())[0].service.active);
+    }
+
+    fn cmd(w: &str) -> Option<Command> {
+        Some(Command(vec![w.into()]))
+    }
+
+    #[test]
+    fn quorum_crossings_with_hysteresis_notify_once() {
+        // Weights 3 and 2; quorum 4 ± 1: up at ≥ 5, down below 3.
+        let mut c = checked(config());
+        let l = &mut c.services[0].lifecycle;
+        l.quorum = 4;
+        l.hysteresis = 1;
+        l.quorum_up = cmd("up");
+        l.quorum_down = cmd("down");
+        c.services[0].reals[0].lifecycle.notify_down = cmd("rs-down");
+        let mut rt = Runtime::default();
+        assert!(rt.quorum_up(&c.services[0]), "starts with 5");
+        let n = rt.set_health(&c, key(&c, 1), Health::Down);
+        assert_eq!(
+            n,
+            vec![Notice::Real {
+                key: key(&c, 1),
+                up: false,
+                command: None
+            }],
+            "3 is not below 4 - 1: quorum kept"
+        );
+        let n = rt.set_health(&c, key(&c, 0), Health::Down);
+        assert_eq!(n.len(), 2);
+        assert_eq!(
+            n[0],
+            Notice::Real {
+                key: key(&c, 0),
+                up: false,
+                command: cmd("rs-down")
+            }
+        );
+        assert_eq!(
+            n[1],
+            Notice::Quorum {
+                service: c.services[0].id,
+                up: false,
+                command: cmd("down")
+            }
+        );
+        // Same verdict again: nothing to say.
+        assert!(rt.set_health(&c, key(&c, 0), Health::Down).is_empty());
+        // 3 is below 4 + 1: still no quorum; 5 regains it.
+        let n = rt.set_health(&c, key(&c, 0), Health::Up { weight: None });
+        assert_eq!(n.len(), 1);
+        assert!(!rt.quorum_up(&c.services[0]));
+        let n = rt.set_health(&c, key(&c, 1), Health::Up { weight: None });
+        assert_eq!(
+            n[1],
+            Notice::Quorum {
+                service: c.services[0].id,
+                up: true,
+                command: cmd("up")
+            }
+        );
+        // A dynamic weight can lose the quorum without a real going down.
+        let n = rt.set_health(&c, key(&c, 0), Health::Up { weight: Some(0) });
+        assert!(matches!(n[..], [Notice::Quorum { up: false, .. }]), "{n:?}");
+    }
+
+    #[test]
+    fn sorry_server_only_while_quorum_is_lost() {
+        let mut c = checked(config());
+        c.services[0].lifecycle.sorry_server = Some(SorryServer {
+            address: "10.1.0.99".parse().unwrap(),
+            port: 80,
+            inhibit: false,
+        });
+        let sorry: IpAddr = "10.1.0.99".parse().unwrap();
+        let mut rt = Runtime::default();
+        let d = compose(&c, &rt, &Hops::default());
+        assert!(!weights(&d).iter().any(|(a, _)| *a == sorry));
+        rt.set_health(&c, key(&c, 0), Health::Down);
+        let d = compose(&c, &rt, &Hops::default());
+        assert_eq!(weights(&d), vec![("10.1.0.2".parse().unwrap(), 2)]);
+        rt.set_health(&c, key(&c, 1), Health::Down);
+        let d = compose(&c, &rt, &Hops::default());
+        assert_eq!(weights(&d), vec![(sorry, 1)], "every real down");
+        rt.set_health(&c, key(&c, 1), Health::Up { weight: None });
+        let d = compose(&c, &rt, &Hops::default());
+        assert_eq!(weights(&d), vec![("10.1.0.2".parse().unwrap(), 2)]);
+        // sorry_server_inhibit: present at weight 0 while not needed.
+        c.services[0]
+            .lifecycle
+            .sorry_server
+            .as_mut()
+            .unwrap()
+            .inhibit = true;
+        let d = compose(&c, &rt, &Hops::default());
+        assert_eq!(
+            weights(&d),
+            vec![("10.1.0.2".parse().unwrap(), 2), (sorry, 0)]
+        );
+        // Quorum lost with a sorry server: live inhibit_on_failure reals stay at 0.
+        c.services[0].lifecycle.quorum = 3;
+        c.services[0].reals[1].lifecycle.inhibit_on_failure = true;
+        rt.set_health(&c, key(&c, 1), Health::Up { weight: Some(1) });
+        let d = compose(&c, &rt, &Hops::default());
+        assert_eq!(
+            weights(&d),
+            vec![("10.1.0.2".parse().unwrap(), 0), (sorry, 1)]
+        );
+    }
+
+    #[test]
+    fn omega_announces_every_live_real_and_the_quorum_at_stop() {
+        let mut c = checked(config());
+        let rt = Runtime::default();
+        assert!(rt.stopping(&c).is_empty(), "without omega");
+        c.services[0].lifecycle.omega = true;
+        let n = rt.stopping(&c);
+        assert_eq!(n.len(), 3);
+        assert!(matches!(n[2], Notice::Quorum { up: false, .. }));
     }
 }

@@ -7,6 +7,7 @@ pub mod hops;
 
 use crate::{
     EBPF_OBJECT,
+    check::{lifecycle::Announcer, runner::Checkers},
     config::{self, Config},
     dataplane::{DataPlane, DesiredService, XdpDataPlane},
     logging,
@@ -77,6 +78,7 @@ pub async fn run(config_path: &Path, keep_dataplane: bool) -> Result<()> {
     let mut hops = hops::resolve(&resolver, &config, RESOLVE_WAIT, &Hops::default()).await;
     let mut runtime = Runtime::default();
     let desired = desired::compose(&config, &runtime, &hops);
+    let mut announcer = Announcer::new(&config)?;
 
     let mut plane = XdpDataPlane::start(EBPF_OBJECT, &config.dataplane, logging::kernel_level())?;
     let started = async {
@@ -96,8 +98,12 @@ pub async fn run(config_path: &Path, keep_dataplane: bool) -> Result<()> {
     info!(services = desired.len(), reals, interfaces = %attached.join(", "), "xlb forwarding");
     let mut fwd = Forwarding { plane, desired };
 
-    // Components (checkers, VRRP) get a clone of `_events`; the loop owns the receiver.
-    let (_events, mut inbox) = mpsc::channel::<Event>(EVENT_QUEUE);
+    // Components (checkers, VRRP) get a clone of `events`; the loop owns the receiver.
+    let (events, mut inbox) = mpsc::channel::<Event>(EVENT_QUEUE);
+    let checkers = Checkers::start(&config, events.clone());
+    if !checkers.is_empty() {
+        info!(checks = checkers.len(), "health checks started");
+    }
 
     let mut tick = tokio::time::interval(REFRESH);
     tick.tick().await;
@@ -109,8 +115,9 @@ pub async fn run(config_path: &Path, keep_dataplane: bool) -> Result<()> {
             _ = sigint.recv() => { info!("SIGINT: stopping"); break; }
             Some(event) = inbox.recv() => match event {
                 Event::Health { key, health } => {
-                    runtime.health.insert(key, health);
+                    let notices = runtime.set_health(&config, key, health);
                     fwd.update(&config, &runtime, &hops, "real server health changed");
+                    announcer.announce(notices);
                 }
                 Event::Mastership { instance, master, applied } => {
                     if master {
@@ -119,6 +126,7 @@ pub async fn run(config_path: &Path, keep_dataplane: bool) -> Result<()> {
                         runtime.masters.remove(&instance);
                     }
                     fwd.update(&config, &runtime, &hops, "VRRP mastership changed");
+                    checkers.set_masters(&runtime.masters);
                     // The instance may have stopped waiting; nothing to undo then.
                     let _ = applied.send(());
                 }
@@ -134,5 +142,7 @@ pub async fn run(config_path: &Path, keep_dataplane: bool) -> Result<()> {
             }
         }
     }
+    checkers.stop().await;
+    announcer.announce_and_wait(runtime.stopping(&config)).await;
     fwd.plane.shutdown(keep_dataplane)
 }

@@ -7,6 +7,8 @@ mod sweep;
 mod tables;
 mod xdp;
 
+pub use tables::MaglevChurn;
+
 pub use loader::attach_program;
 pub use xdp::XdpDataPlane;
 

@@ -31,7 +31,7 @@ use std::{
     collections::{BTreeMap, BTreeSet},
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
 };
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 /// What the maps hold for one service.
 struct Installed {
@@ -63,6 +63,20 @@ pub struct Tables {
     /// Tunnel sources from the config; `None` picks the kernel's source towards the reals.
     configured_sources: TunnelSources,
     written_sources: TunnelSources,
+    /// How much each Maglev service's table moved (read by the metrics endpoint).
+    maglev_churn: BTreeMap<ServiceId, MaglevChurn>,
+}
+
+/// Disruption of a Maglev service by table rewrites: each moved slot sends
+/// the flows hashing to it (new ones, and pinned ones whose real left) elsewhere.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MaglevChurn {
+    /// Rewrites of an existing table.
+    pub changes: u64,
+    /// Slots whose real changed, over all rewrites.
+    pub slots_moved: u64,
+    /// Slots moved by the latest rewrite.
+    pub last_moved: u64,
 }
 
 /// Outer source addresses of tunnels, one per outer family.
@@ -102,7 +116,13 @@ impl Tables {
             ifaces: BTreeSet::new(),
             configured_sources: TunnelSources::default(),
             written_sources: TunnelSources::default(),
+            maglev_churn: BTreeMap::new(),
         }
+    }
+
+    /// Per Maglev service, how many table slots moved on changes so far.
+    pub fn maglev_churn(&self) -> &BTreeMap<ServiceId, MaglevChurn> {
+        &self.maglev_churn
     }
 
     /// Fixes the tunnel sources instead of following the routes to the reals.
@@ -326,6 +346,14 @@ impl Tables {
         let old_sched = existing_sched.unwrap_or_default();
         let (table, sched, table_b) = if d.service.scheduler == Scheduler::Mh {
             let table = self.maglev_table(d, &reals);
+            if old_table.len() == table.len() && old_table != table {
+                let moved = old_table.iter().zip(&table).filter(|(a, b)| a != b).count() as u64;
+                let churn = self.maglev_churn.entry(d.service.id).or_default();
+                churn.changes += 1;
+                churn.slots_moved += moved;
+                churn.last_moved = moved;
+                debug!(service = %d.service.id, moved, of = table.len(), "Maglev table entries moved");
+            }
             self.write_table(ebpf, id, &old_table, &table)?;
             let sched = SchedState {
                 list,

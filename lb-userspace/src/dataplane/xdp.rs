@@ -103,6 +103,13 @@ impl XdpDataPlane {
     }
 
     /// The object, for forwarding its log ring to the agent's log.
+    /// How much each Maglev service's table moved on changes (for metrics).
+    pub fn maglev_churn(
+        &self,
+    ) -> &std::collections::BTreeMap<crate::config::ServiceId, super::MaglevChurn> {
+        self.tables.maglev_churn()
+    }
+
     pub fn ebpf_mut(&mut self) -> &mut Ebpf {
         &mut self.ebpf
     }

@@ -1,6 +1,8 @@
 //! The TOML file as written, with the position of every value kept so that
 //! validation errors can point at it.
 
+pub mod check;
+
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -64,6 +66,27 @@ pub struct Service {
     pub persistence_granularity: Option<Spanned<Granularity>>,
     #[serde(default, rename = "real")]
     pub reals: Vec<Spanned<Real>>,
+    // Checker settings and lifecycle (config/validate/check.rs).
+    #[serde(default)]
+    pub delay_loop: Option<Spanned<check::Seconds>>,
+    #[serde(default)]
+    pub alpha: Option<Spanned<bool>>,
+    #[serde(default)]
+    pub omega: Option<Spanned<bool>>,
+    #[serde(default)]
+    pub quorum: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub hysteresis: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub quorum_up: Option<Spanned<check::CommandText>>,
+    #[serde(default)]
+    pub quorum_down: Option<Spanned<check::CommandText>>,
+    #[serde(default)]
+    pub sorry_server: Option<Spanned<check::SorryServer>>,
+    #[serde(default)]
+    pub ha_suspend: Option<Spanned<bool>>,
+    #[serde(default)]
+    pub virtualhost: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -78,6 +101,14 @@ pub struct Real {
     pub uthreshold: Option<Spanned<i64>>,
     #[serde(default)]
     pub lthreshold: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub inhibit_on_failure: Option<Spanned<bool>>,
+    #[serde(default)]
+    pub notify_up: Option<Spanned<check::CommandText>>,
+    #[serde(default)]
+    pub notify_down: Option<Spanned<check::CommandText>>,
+    #[serde(default, rename = "check")]
+    pub checks: Vec<Spanned<check::Check>>,
 }
 
 /// `persistence_granularity`: a netmask (IPv4) or a prefix length (IPv6).

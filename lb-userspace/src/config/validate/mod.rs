@@ -1,5 +1,7 @@
 //! Turns the raw TOML into a [`Config`], collecting every error with its position.
 
+mod check;
+
 use super::{
     Config, ConfigError, ConfigErrors, Dataplane, Method, Persistence, Protocol, Real, SchedFlags,
     Scheduler, Service, ServiceId, Timeouts, Tunnel, XdpMode, raw,
@@ -322,6 +324,7 @@ impl Validator<'_> {
         };
         let active = raw.active.as_ref().is_none_or(|a| *a.get_ref());
         let tunnel = self.tunnel(raw, method);
+        let lifecycle = self.service_lifecycle(raw, vip, port);
 
         let mut reals: Vec<(Real, Range<usize>)> = Vec::new();
         for r in &raw.reals {
@@ -353,6 +356,7 @@ impl Validator<'_> {
                     1
                 }
             };
+            let real_lifecycle = self.real_lifecycle(rr, &lifecycle);
             let (Some(address), Some(real_port), Some(vip), Some(port)) =
                 (address, real_port, vip, port)
             else {
@@ -398,7 +402,7 @@ impl Validator<'_> {
                     weight,
                     u_threshold,
                     l_threshold,
-                    lifecycle: Default::default(),
+                    lifecycle: real_lifecycle,
                 },
                 r.span(),
             ));
@@ -419,7 +423,7 @@ impl Validator<'_> {
             flags,
             persistence,
             reals: reals.into_iter().map(|(r, _)| r).collect(),
-            lifecycle: Default::default(),
+            lifecycle,
         })
     }
 

@@ -1,0 +1,146 @@
+//! keepalived's LVS notify FIFO: one line per change, `RS [ip]:tcp:port
+//! [vip]:tcp:port UP|DOWN` for a real and `VS [vip]:tcp:port UP|DOWN` for a
+//! service's quorum (`FWM N` for fwmark services), as keepalived writes them.
+
+use crate::{agent::desired::RealKey, config::ServiceId};
+use anyhow::{Context, Result};
+use std::{
+    fs::{File, OpenOptions},
+    io::{ErrorKind, Write},
+    net::IpAddr,
+    os::unix::fs::{FileTypeExt, OpenOptionsExt},
+    path::Path,
+};
+use tracing::warn;
+
+/// A notify FIFO opened for writing.
+pub struct FifoWriter {
+    file: File,
+    path: String,
+}
+
+impl FifoWriter {
+    /// Opens `path`, creating the FIFO (mode 0600) when it does not exist.
+    /// Opened read-write and non-blocking, as keepalived does, so that
+    /// writing never waits for a reader.
+    pub fn open(path: &Path) -> Result<FifoWriter> {
+        match std::fs::metadata(path) {
+            Ok(m) if m.file_type().is_fifo() => {}
+            Ok(_) => anyhow::bail!("{} exists and is not a FIFO", path.display()),
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o600))
+                    .with_context(|| format!("creating FIFO {}", path.display()))?
+            }
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        }
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+            .with_context(|| format!("opening FIFO {}", path.display()))?;
+        Ok(FifoWriter {
+            file,
+            path: path.display().to_string(),
+        })
+    }
+
+    /// Writes one line; a full FIFO (no reader draining it) loses the line.
+    pub fn write_line(&mut self, line: &str) {
+        if let Err(e) = self.file.write_all(line.as_bytes()) {
+            warn!(fifo = %self.path, error = %e, "notify FIFO line lost");
+        }
+    }
+}
+
+/// `[addr]:proto:port`, keepalived's `inet_sockaddrtotrio`.
+fn trio(addr: IpAddr, protocol: &str, port: u16) -> String {
+    format!("[{addr}]:{protocol}:{port}")
+}
+
+fn service_text(service: ServiceId) -> String {
+    match service {
+        ServiceId::Addr {
+            vip,
+            port,
+            protocol,
+        } => trio(vip, &protocol.to_string().to_lowercase(), port),
+        ServiceId::Fwmark { mark, .. } => format!("FWM {mark}"),
+    }
+}
+
+fn state(up: bool) -> &'static str {
+    if up { "UP" } else { "DOWN" }
+}
+
+pub fn rs_line(key: &RealKey, up: bool) -> String {
+    let protocol = key
+        .service
+        .addr()
+        .map_or("tcp".to_string(), |(_, _, p)| p.to_string().to_lowercase());
+    format!(
+        "RS {} {} {}\n",
+        trio(key.address, &protocol, key.port),
+        service_text(key.service),
+        state(up)
+    )
+}
+
+pub fn vs_line(service: ServiceId, up: bool) -> String {
+    format!("VS {} {}\n", service_text(service), state(up))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Protocol;
+
+    #[test]
+    fn keepalived_line_format() {
+        let svc = ServiceId::Addr {
+            vip: "10.0.0.1".parse().unwrap(),
+            port: 80,
+            protocol: Protocol::Tcp,
+        };
+        let key = RealKey {
+            service: svc,
+            address: "10.1.0.2".parse().unwrap(),
+            port: 8080,
+        };
+        assert_eq!(
+            rs_line(&key, false),
+            "RS [10.1.0.2]:tcp:8080 [10.0.0.1]:tcp:80 DOWN\n"
+        );
+        assert_eq!(vs_line(svc, true), "VS [10.0.0.1]:tcp:80 UP\n");
+        let v6 = ServiceId::Addr {
+            vip: "2001:db8::1".parse().unwrap(),
+            port: 53,
+            protocol: Protocol::Udp,
+        };
+        assert_eq!(vs_line(v6, false), "VS [2001:db8::1]:udp:53 DOWN\n");
+        let fwm = ServiceId::Fwmark {
+            mark: 7,
+            ipv6: false,
+        };
+        assert_eq!(vs_line(fwm, true), "VS FWM 7 UP\n");
+    }
+
+    #[test]
+    fn writes_lines_without_a_reader() {
+        let dir = std::env::temp_dir().join(format!("xlb-fifo-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("lvs.fifo");
+        let mut w = FifoWriter::open(&path).unwrap();
+        w.write_line("VS FWM 1 UP\n");
+        let mut reader = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&path)
+            .unwrap();
+        let mut buf = [0u8; 64];
+        let n = std::io::Read::read(&mut reader, &mut buf).unwrap();
+        assert_eq!(&buf[..n], b"VS FWM 1 UP\n");
+        drop((w, reader));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

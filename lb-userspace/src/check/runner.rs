@@ -1,0 +1,324 @@
+//! Schedules every configured check as its own task in the agent's runtime
+//! and reports each real server's combined verdict to the agent loop when
+//! it changes.
+//!
+//! keepalived's rules: a real that is up goes down after `retry` failed
+//! attempts in a row (`delay_before_retry` apart) and comes back after one
+//! success; checks repeat every `delay_loop`; the first runs after a random
+//! `warmup` delay (or a little jitter, so that thousands of checks do not
+//! start together). A real with several checks is up only while all pass.
+//! Each attempt is bounded by its timeout and at most [`CONCURRENCY`]
+//! attempts run at once, so a hung real server delays no other check.
+
+use super::{Env, Probe, Target, probe, self_bounded};
+use crate::{
+    agent::{
+        Event,
+        desired::{Health, RealKey, Runtime},
+    },
+    config::{
+        Config,
+        check::{Check, CheckKind},
+    },
+};
+use std::{collections::HashSet, net::SocketAddr, sync::Arc, time::Duration};
+use tokio::{
+    sync::{Mutex, Semaphore, mpsc, watch},
+    task::JoinSet,
+};
+use tracing::{debug, info};
+
+/// Attempts in flight at once, over all checks.
+pub const CONCURRENCY: usize = 256;
+/// Time a self-bounded probe (UDP, ping, script) gets beyond its own timeout.
+const MARGIN: Duration = Duration::from_secs(1);
+
+/// The running checks; dropping it (or [`Checkers::stop`]) ends them all.
+pub struct Checkers {
+    tasks: JoinSet<()>,
+    masters: watch::Sender<HashSet<String>>,
+}
+
+/// The verdicts of one real's checks and what was last reported for it.
+struct RealVerdicts {
+    key: RealKey,
+    checks: Vec<Health>,
+    reported: Health,
+}
+
+/// One check of one real, with what it needs to run.
+struct Job {
+    check: Check,
+    slot: usize,
+    target: Target,
+    env: Arc<Env>,
+    real: Arc<Mutex<RealVerdicts>>,
+    /// `ha_suspend`: the VRRP instance that must be Master here for the check to run.
+    suspend_unless: Option<String>,
+    initial: Health,
+}
+
+impl Checkers {
+    /// Starts the checks of every real in `config`; verdict changes go to `events`.
+    pub fn start(config: &Config, events: mpsc::Sender<Event>) -> Checkers {
+        let (masters, _) = watch::channel(HashSet::new());
+        let limit = Arc::new(Semaphore::new(CONCURRENCY));
+        let mut tasks = JoinSet::new();
+        let runtime = Runtime::default();
+        for svc in &config.services {
+            let env = Arc::new(Env {
+                virtualhost: svc.lifecycle.virtualhost.clone(),
+                script_user: config.global.script_user.clone(),
+                script_security: config.global.enable_script_security,
+            });
+            let suspend_unless = svc
+                .lifecycle
+                .ha_suspend
+                .then(|| svc.id.addr())
+                .flatten()
+                .and_then(|(vip, ..)| Runtime::owner(config, vip))
+                .map(str::to_string);
+            for real in svc.reals.iter().filter(|r| !r.lifecycle.checks.is_empty()) {
+                // The verdict the data plane starts with (down under `alpha`).
+                let initial = runtime.health_of(svc, real);
+                let key = RealKey {
+                    service: svc.id,
+                    address: real.address,
+                    port: real.port,
+                };
+                let verdicts = Arc::new(Mutex::new(RealVerdicts {
+                    key,
+                    checks: vec![initial; real.lifecycle.checks.len()],
+                    reported: initial,
+                }));
+                for (slot, check) in real.lifecycle.checks.iter().enumerate() {
+                    let job = Job {
+                        check: check.clone(),
+                        slot,
+                        target: Target::of(&check.common, SocketAddr::new(real.address, real.port)),
+                        env: env.clone(),
+                        real: verdicts.clone(),
+                        suspend_unless: suspend_unless.clone(),
+                        initial,
+                    };
+                    tasks.spawn(job.run(limit.clone(), events.clone(), masters.subscribe()));
+                }
+            }
+        }
+        Checkers { tasks, masters }
+    }
+
+    /// How many checks run.
+    pub fn len(&self) -> usize {
+        self.tasks.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tasks.is_empty()
+    }
+
+    /// Tells `ha_suspend` checks which VRRP instances are Master now.
+    pub fn set_masters(&self, masters: &HashSet<String>) {
+        self.masters.send_replace(masters.clone());
+    }
+
+    /// Ends every check (a running MISC_CHECK script is killed with it).
+    pub async fn stop(mut self) {
+        self.tasks.abort_all();
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+impl Job {
+    async fn run(
+        self,
+        limit: Arc<Semaphore>,
+        events: mpsc::Sender<Event>,
+        mut masters: watch::Receiver<HashSet<String>>,
+    ) {
+        let common = &self.check.common;
+        tokio::time::sleep(first_delay(common.warmup, common.delay_loop)).await;
+        let mut state = self.initial;
+        let mut failures = 0u32;
+        loop {
+            if let Some(owner) = &self.suspend_unless
+                && masters.wait_for(|m| m.contains(owner)).await.is_err()
+            {
+                return;
+            }
+            let result = {
+                let Ok(_permit) = limit.acquire().await else {
+                    return;
+                };
+                self.attempt().await
+            };
+            let (next, pause) = step(
+                state,
+                &mut failures,
+                &result,
+                common.retry,
+                common.delay_before_retry,
+                common.delay_loop,
+            );
+            if let Probe::Fail(why) = &result {
+                debug!(real = %self.target.addr, failures, "check failed: {why}");
+            }
+            if next != state {
+                state = next;
+                self.report(state, &events).await;
+            }
+            tokio::time::sleep(pause).await;
+        }
+    }
+
+    /// One attempt, bounded by the check's timeout.
+    async fn attempt(&self) -> Probe {
+        let common = &self.check.common;
+        let bound = match &self.check.kind {
+            CheckKind::Misc { timeout, .. } => *timeout + MARGIN,
+            kind if self_bounded(kind) => common.connect_timeout + MARGIN,
+            _ => common.connect_timeout,
+        };
+        match tokio::time::timeout(bound, probe(&self.check, &self.target, &self.env)).await {
+            Ok(p) => p,
+            Err(_) => Probe::fail(format!(
+                "no answer from {} within {bound:?}",
+                self.target.addr
+            )),
+        }
+    }
+
+    /// Records this check's verdict and tells the agent when the real's
+    /// combined verdict changed (under the lock, so reports stay in order).
+    async fn report(&self, state: Health, events: &mpsc::Sender<Event>) {
+        let mut real = self.real.lock().await;
+        real.checks[self.slot] = state;
+        let combined = combine(&real.checks);
+        if combined == real.reported {
+            return;
+        }
+        real.reported = combined;
+        info!(real = %self.target.addr, service = %real.key.service, verdict = ?combined, "real server health changed");
+        // The agent is stopping when the loop is gone; nothing to tell then.
+        let _ = events
+            .send(Event::Health {
+                key: real.key,
+                health: combined,
+            })
+            .await;
+    }
+}
+
+/// keepalived's state machine for one check: the next verdict and how
+/// long to wait before the next attempt.
+fn step(
+    state: Health,
+    failures: &mut u32,
+    result: &Probe,
+    retry: u32,
+    delay_before_retry: Duration,
+    delay_loop: Duration,
+) -> (Health, Duration) {
+    match result {
+        Probe::Pass { weight } => {
+            *failures = 0;
+            (Health::Up { weight: *weight }, delay_loop)
+        }
+        Probe::Fail(_) => {
+            *failures = failures.saturating_add(1);
+            match state {
+                Health::Up { .. } if *failures < retry.max(1) => (state, delay_before_retry),
+                _ => (Health::Down, delay_loop),
+            }
+        }
+    }
+}
+
+/// A real is up only while every check passes; a dynamic weight (the
+/// smallest, if several checks set one) replaces the configured one.
+fn combine(checks: &[Health]) -> Health {
+    let mut weight: Option<u32> = None;
+    for c in checks {
+        match c {
+            Health::Down => return Health::Down,
+            Health::Up { weight: Some(w) } => weight = Some(weight.map_or(*w, |x| x.min(*w))),
+            Health::Up { weight: None } => {}
+        }
+    }
+    Health::Up { weight }
+}
+
+/// Delay before a check's first attempt: random up to `warmup`, else a
+/// random tenth of the interval at most, which spreads checks that start together.
+fn first_delay(warmup: Option<Duration>, delay_loop: Duration) -> Duration {
+    let span = warmup.unwrap_or(delay_loop / 10);
+    span.mul_f64(fastrand::f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: Duration = Duration::from_secs(1);
+    const LOOP: Duration = Duration::from_secs(10);
+    const UP: Health = Health::Up { weight: None };
+
+    fn fail() -> Probe {
+        Probe::fail("x")
+    }
+
+    #[test]
+    fn down_after_retry_failures_in_a_row_up_after_one_success() {
+        let mut n = 0;
+        let mut state = UP;
+        for _ in 0..2 {
+            let (next, pause) = step(state, &mut n, &fail(), 3, S, LOOP);
+            assert_eq!((next, pause), (UP, S), "still up, retrying soon");
+            state = next;
+        }
+        let (next, pause) = step(state, &mut n, &fail(), 3, S, LOOP);
+        assert_eq!((next, pause), (Health::Down, LOOP));
+        let (next, _) = step(Health::Down, &mut n, &fail(), 3, S, LOOP);
+        assert_eq!(next, Health::Down);
+        let (next, pause) = step(Health::Down, &mut n, &Probe::pass(), 3, S, LOOP);
+        assert_eq!((next, pause), (UP, LOOP));
+        assert_eq!(n, 0);
+        // A success between failures starts the count again.
+        step(UP, &mut n, &fail(), 2, S, LOOP);
+        step(UP, &mut n, &Probe::pass(), 2, S, LOOP);
+        assert_eq!(step(UP, &mut n, &fail(), 2, S, LOOP).0, UP);
+        // retry 1 (and 0): the first failure takes the real down.
+        let mut m = 0;
+        assert_eq!(step(UP, &mut m, &fail(), 1, S, LOOP).0, Health::Down);
+        let mut m = 0;
+        assert_eq!(step(UP, &mut m, &fail(), 0, S, LOOP).0, Health::Down);
+    }
+
+    #[test]
+    fn dynamic_weight_and_combination() {
+        let mut n = 0;
+        let w = Probe::Pass { weight: Some(5) };
+        assert_eq!(
+            step(UP, &mut n, &w, 1, S, LOOP).0,
+            Health::Up { weight: Some(5) }
+        );
+        assert_eq!(combine(&[UP, Health::Down]), Health::Down);
+        assert_eq!(
+            combine(&[
+                Health::Up { weight: Some(4) },
+                UP,
+                Health::Up { weight: Some(2) }
+            ]),
+            Health::Up { weight: Some(2) }
+        );
+        assert_eq!(combine(&[UP, UP]), UP);
+    }
+
+    #[test]
+    fn first_delay_stays_within_warmup() {
+        for _ in 0..100 {
+            assert!(first_delay(Some(S), LOOP) <= S);
+            assert!(first_delay(None, LOOP) <= LOOP / 10);
+        }
+    }
+}

@@ -1,0 +1,443 @@
+//! Health checks against real servers in the namespace lab: the test breaks
+//! a real (HTTP 500, wrong body, answer slower than the timeout, process
+//! killed, port blocked with nftables, MISC_CHECK exit codes) and repairs
+//! it; the real must leave the pool (or drop to weight 0 with
+//! `inhibit_on_failure`), take no traffic while out, and come back.
+//! Quorum scripts must fire on crossing, the sorry server must take the
+//! traffic only while every real is down.
+
+mod common;
+
+use common::xlb_bin;
+use std::{
+    collections::BTreeMap,
+    io::{Read, Write},
+    net::{IpAddr, SocketAddr, TcpListener, TcpStream},
+    path::{Path, PathBuf},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering},
+    },
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
+use xlb_testbed::{
+    agent::Agent,
+    lab::{DrLab, LabOptions},
+    netns::Netns,
+};
+
+const TIMEOUT: Duration = Duration::from_secs(3);
+/// Longest a state change may take to show (checks run every 0.3 s).
+const SETTLE: Duration = Duration::from_secs(30);
+const HEALTH_PATH: &str = "/health";
+/// md5("ok\n"): what the health URL answers while the real is fine.
+const OK_DIGEST: &str = "eff5bc1ef8ec9d03e640fc4370f5eacd";
+
+/// How a [`ModeServer`] answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+enum Mode {
+    Ok,
+    Error500,
+    WrongBody,
+    /// Answers after 2 s, longer than the checks' 1 s timeout.
+    Slow,
+}
+
+/// A real's HTTP server whose behaviour the test switches: `/health`
+/// answers "ok" (or fails as the mode says); other paths answer the real's
+/// name, as the lab's servers do, and are counted.
+struct ModeServer {
+    mode: Arc<AtomicU8>,
+    traffic: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl ModeServer {
+    fn start(ns: &Netns, name: &str) -> ModeServer {
+        let listener = ns
+            .enter(|| TcpListener::bind("0.0.0.0:80"))
+            .unwrap()
+            .unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let mode = Arc::new(AtomicU8::new(Mode::Ok as u8));
+        let traffic = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (mode, traffic, stop, name) = (
+                mode.clone(),
+                traffic.clone(),
+                stop.clone(),
+                name.to_string(),
+            );
+            std::thread::spawn(move || {
+                let mut conns = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    match listener.accept() {
+                        Ok((s, _)) => {
+                            let (mode, traffic, name) =
+                                (mode.clone(), traffic.clone(), name.clone());
+                            conns.push(std::thread::spawn(move || {
+                                let _ = answer(s, &mode, &traffic, &name);
+                            }));
+                        }
+                        Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                    }
+                }
+                for c in conns {
+                    let _ = c.join();
+                }
+            })
+        };
+        ModeServer {
+            mode,
+            traffic,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn set(&self, mode: Mode) {
+        self.mode.store(mode as u8, Ordering::SeqCst);
+    }
+
+    fn traffic(&self) -> usize {
+        self.traffic.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for ModeServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn answer(
+    mut s: TcpStream,
+    mode: &AtomicU8,
+    traffic: &AtomicUsize,
+    name: &str,
+) -> std::io::Result<()> {
+    s.set_nonblocking(false)?;
+    s.set_read_timeout(Some(TIMEOUT))?;
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 8192 {
+        let n = s.read(&mut buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&head);
+    let path = text.split(' ').nth(1).unwrap_or_default().to_string();
+    let (status, body) = if path == HEALTH_PATH {
+        match mode.load(Ordering::SeqCst) {
+            m if m == Mode::Error500 as u8 => ("500 Internal Server Error", "broken\n".to_string()),
+            m if m == Mode::WrongBody as u8 => ("200 OK", "changed\n".to_string()),
+            m if m == Mode::Slow as u8 => {
+                std::thread::sleep(Duration::from_secs(2));
+                ("200 OK", "ok\n".to_string())
+            }
+            _ => ("200 OK", "ok\n".to_string()),
+        }
+    } else {
+        traffic.fetch_add(1, Ordering::SeqCst);
+        ("200 OK", format!("{name}\n"))
+    };
+    let response = format!(
+        "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(response.as_bytes())?;
+    let _ = s.shutdown(std::net::Shutdown::Write);
+    Ok(())
+}
+
+/// The lab with `n` reals and a scratch directory for configs and script output.
+fn lab(n: usize, tag: &str) -> (DrLab, PathBuf) {
+    xlb_testbed::require_root().unwrap();
+    let lab = DrLab::build(&LabOptions {
+        weights: vec![1; n],
+        peer_xdp: Some((
+            xlb::EBPF_OBJECT_PATH.into(),
+            lb_common::PROG_PASS.to_string(),
+        )),
+        ..LabOptions::default()
+    })
+    .unwrap();
+    let dir = std::env::temp_dir().join(format!("xlb-check-{}-{tag}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    (lab, dir)
+}
+
+/// A config with one DR service and the given reals, each with its own
+/// extra lines (lifecycle keys, then `[[service.real.check]]` tables).
+fn config(lab: &DrLab, service_extra: &str, reals: &[(IpAddr, String)]) -> String {
+    let mut s = format!(
+        "[dataplane]\ninterfaces = [\"eth0\"]\nxdp_mode = \"generic\"\npin_path = \"{}\"\n\n[[service]]\nvip = \"{}\"\nport = {}\nscheduler = \"rr\"\nmethod = \"dr\"\ndelay_loop = 0.3\n{service_extra}\n",
+        lab.pin_path.display(),
+        lab.vip,
+        lab.port
+    );
+    for (addr, extra) in reals {
+        s.push_str(&format!(
+            "\n[[service.real]]\naddress = \"{addr}\"\nweight = 1\n{extra}\n"
+        ));
+    }
+    s
+}
+
+fn start(lab: &DrLab, dir: &Path, text: &str) -> Agent {
+    let path = dir.join("xlb.toml");
+    std::fs::write(&path, text).unwrap();
+    Agent::start(&lab.director, &xlb_bin(), &path).unwrap()
+}
+
+/// Reals and weights in `xlb status`.
+fn pool(lab: &DrLab) -> BTreeMap<IpAddr, u32> {
+    let status = lab.status(&xlb_bin()).unwrap();
+    status
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix("-> "))
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            let addr: SocketAddr = w.next()?.parse().ok()?;
+            let weight = w.nth(1)?.parse().ok()?;
+            Some((addr.ip(), weight))
+        })
+        .collect()
+}
+
+/// Polls `cond` (bounded by [`SETTLE`]) until it holds.
+fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + SETTLE;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn file_lines(p: &Path) -> Vec<String> {
+    std::fs::read_to_string(p)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn sh(script: &str) -> String {
+    format!("[\"/bin/sh\", \"-c\", {script:?}]")
+}
+
+fn http_check(retry: u32) -> String {
+    format!(
+        "[[service.real.check]]\ntype = \"http\"\nconnect_timeout = 1\nretry = {retry}\ndelay_before_retry = 0.2\nurl = [{{ path = \"{HEALTH_PATH}\", digest = \"{OK_DIGEST}\" }}]\n"
+    )
+}
+
+/// Sends `n` requests through the VIP; all must be answered.
+fn spread(lab: &DrLab, n: usize) -> BTreeMap<String, usize> {
+    lab.spread(n, TIMEOUT).unwrap()
+}
+
+#[test]
+fn http_check_failures_remove_and_restore_reals_quorum_and_sorry_server() {
+    let (mut lab, dir) = lab(4, "http");
+    // real1..3 get switchable servers; real4 is only the sorry server.
+    let mut servers: Vec<Option<ModeServer>> = Vec::new();
+    for r in lab.reals.iter_mut().take(3) {
+        r.server.stop();
+        servers.push(Some(ModeServer::start(&r.ns, &r.name)));
+    }
+    let notify = dir.join("notify");
+    let quorum = dir.join("quorum");
+    let service = format!(
+        "quorum_up = {}\nquorum_down = {}\nsorry_server = {{ address = \"{}\" }}",
+        sh(&format!("echo up >> {}", quorum.display())),
+        sh(&format!("echo down >> {}", quorum.display())),
+        lab.reals[3].addr
+    );
+    let reals: Vec<(IpAddr, String)> = (0..3)
+        .map(|i| {
+            let name = &lab.reals[i].name;
+            let lifecycle = format!(
+                "{}notify_up = {}\nnotify_down = {}\n",
+                if i == 2 {
+                    "inhibit_on_failure = true\n"
+                } else {
+                    ""
+                },
+                sh(&format!("echo {name} up >> {}", notify.display())),
+                sh(&format!("echo {name} down >> {}", notify.display())),
+            );
+            (lab.reals[i].addr, lifecycle + &http_check(2))
+        })
+        .collect();
+    let agent = start(&lab, &dir, &config(&lab, &service, &reals));
+    let [a1, a2, a3, a4] = [0, 1, 2, 3].map(|i| lab.reals[i].addr);
+    wait_for("every checked real in the pool", || {
+        pool(&lab) == BTreeMap::from([(a1, 1), (a2, 1), (a3, 1)])
+    });
+    let seen = spread(&lab, 30);
+    assert!(!seen.contains_key("real4"), "sorry server unused: {seen:?}");
+
+    // real2 breaks in each way in turn: out after the retries, no traffic, back after repair.
+    // `None`: the process is killed.
+    for breakage in [
+        Some(Mode::Error500),
+        Some(Mode::WrongBody),
+        Some(Mode::Slow),
+        None,
+    ] {
+        let killed = breakage.is_none();
+        let mode = breakage.unwrap_or(Mode::Ok);
+        if killed {
+            servers[1] = None; // the process dies: connection refused
+        } else {
+            servers[1].as_ref().unwrap().set(mode);
+        }
+        wait_for(&format!("real2 out ({mode:?}, killed {killed})"), || {
+            !pool(&lab).contains_key(&a2)
+        });
+        let before = servers[1].as_ref().map_or(0, ModeServer::traffic);
+        let seen = spread(&lab, 30);
+        assert!(!seen.contains_key("real2"), "{mode:?}: {seen:?}");
+        assert_eq!(servers[1].as_ref().map_or(0, ModeServer::traffic), before);
+        if killed {
+            servers[1] = Some(ModeServer::start(&lab.reals[1].ns, "real2"));
+        } else {
+            servers[1].as_ref().unwrap().set(Mode::Ok);
+        }
+        wait_for(&format!("real2 back ({mode:?})"), || {
+            pool(&lab).get(&a2) == Some(&1)
+        });
+        wait_for("real2 takes traffic again", || {
+            spread(&lab, 9).contains_key("real2")
+        });
+    }
+    wait_for("notify scripts of real2", || {
+        let lines = file_lines(&notify);
+        lines.iter().filter(|l| *l == "real2 down").count() == 4
+            && lines.iter().filter(|l| *l == "real2 up").count() == 4
+    });
+
+    // inhibit_on_failure: real3 stays at weight 0 and gets no new connections.
+    servers[2].as_ref().unwrap().set(Mode::Error500);
+    wait_for("real3 at weight 0", || pool(&lab).get(&a3) == Some(&0));
+    let before = servers[2].as_ref().unwrap().traffic();
+    let seen = spread(&lab, 30);
+    assert!(!seen.contains_key("real3"), "{seen:?}");
+    assert_eq!(servers[2].as_ref().unwrap().traffic(), before);
+
+    // Every real down: quorum lost, only the sorry server takes traffic.
+    assert!(file_lines(&quorum).is_empty(), "no crossing yet");
+    servers[0].as_ref().unwrap().set(Mode::Error500);
+    servers[1].as_ref().unwrap().set(Mode::Error500);
+    wait_for("the sorry server alone", || {
+        pool(&lab) == BTreeMap::from([(a3, 0), (a4, 1)])
+    });
+    let seen = spread(&lab, 20);
+    assert_eq!(seen, BTreeMap::from([("real4".to_string(), 20)]));
+    wait_for("quorum_down", || file_lines(&quorum) == ["down"]);
+
+    // One real back: quorum regained, the sorry server leaves.
+    servers[0].as_ref().unwrap().set(Mode::Ok);
+    wait_for("real1 back, sorry server gone", || {
+        pool(&lab) == BTreeMap::from([(a1, 1), (a3, 0)])
+    });
+    let seen = spread(&lab, 20);
+    assert_eq!(seen, BTreeMap::from([("real1".to_string(), 20)]));
+    wait_for("quorum_up", || file_lines(&quorum) == ["down", "up"]);
+
+    agent.stop().unwrap();
+    drop(servers);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn tcp_check_follows_kills_and_nftables_blocks_misc_check_follows_exit_codes() {
+    let (mut lab, dir) = lab(2, "tcp-misc");
+    let code = dir.join("real2.code");
+    std::fs::write(&code, "0").unwrap();
+    let tcp = "[[service.real.check]]\ntype = \"tcp\"\nconnect_timeout = 0.5\nretry = 2\ndelay_before_retry = 0.2\n".to_string();
+    let misc = format!(
+        "[[service.real.check]]\ntype = \"misc\"\nmisc_path = {}\nmisc_timeout = 2\nmisc_dynamic = true\n",
+        sh(&format!("exit $(cat {})", code.display()))
+    );
+    let reals = vec![(lab.reals[0].addr, tcp), (lab.reals[1].addr, misc)];
+    let agent = start(&lab, &dir, &config(&lab, "", &reals));
+    let [a1, a2] = [0, 1].map(|i| lab.reals[i].addr);
+    wait_for("both reals in the pool", || {
+        pool(&lab) == BTreeMap::from([(a1, 1), (a2, 1)])
+    });
+
+    // TCP_CHECK: the server process dies, then comes back.
+    lab.reals[0].server.stop();
+    wait_for("real1 out after its server died", || {
+        !pool(&lab).contains_key(&a1)
+    });
+    assert_eq!(
+        spread(&lab, 10),
+        BTreeMap::from([("real2".to_string(), 10)])
+    );
+    lab.reals[0].server =
+        xlb_testbed::http::serve_name(&lab.reals[0].ns, "0.0.0.0:80".parse().unwrap(), "real1")
+            .unwrap();
+    wait_for("real1 back", || pool(&lab).get(&a1) == Some(&1));
+
+    // TCP_CHECK: SYNs dropped by nftables, so the connect times out.
+    let ns = &lab.reals[0].ns;
+    ns.run("nft", &["add", "table", "inet", "xlbcheck"])
+        .unwrap();
+    ns.run(
+        "nft",
+        &["add chain inet xlbcheck input { type filter hook input priority 0 ; }"],
+    )
+    .unwrap();
+    ns.run("nft", &["add rule inet xlbcheck input tcp dport 80 drop"])
+        .unwrap();
+    wait_for("real1 out while blocked", || !pool(&lab).contains_key(&a1));
+    assert_eq!(
+        spread(&lab, 10),
+        BTreeMap::from([("real2".to_string(), 10)])
+    );
+    ns.run("nft", &["delete", "table", "inet", "xlbcheck"])
+        .unwrap();
+    wait_for("real1 back after unblocking", || {
+        pool(&lab).get(&a1) == Some(&1)
+    });
+
+    // MISC_CHECK with misc_dynamic: 1 down, 0 up, 2–255 up with weight code − 2.
+    std::fs::write(&code, "1").unwrap();
+    wait_for("real2 out on exit 1", || !pool(&lab).contains_key(&a2));
+    assert_eq!(
+        spread(&lab, 10),
+        BTreeMap::from([("real1".to_string(), 10)])
+    );
+    std::fs::write(&code, "7").unwrap();
+    wait_for("real2 at weight 5 on exit 7", || {
+        pool(&lab).get(&a2) == Some(&5)
+    });
+    std::fs::write(&code, "2").unwrap();
+    wait_for("real2 at weight 0 on exit 2", || {
+        pool(&lab).get(&a2) == Some(&0)
+    });
+    assert_eq!(
+        spread(&lab, 10),
+        BTreeMap::from([("real1".to_string(), 10)])
+    );
+    std::fs::write(&code, "0").unwrap();
+    wait_for("real2 back at its weight on exit 0", || {
+        pool(&lab).get(&a2) == Some(&1)
+    });
+
+    agent.stop().unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
