@@ -2,8 +2,8 @@
 //! and reports each real server's combined verdict to the agent loop when
 //! it changes.
 //!
-//! keepalived's rules: a real that is up goes down after `retry` failed
-//! attempts in a row (`delay_before_retry` apart) and comes back after one
+//! keepalived's rules: a real that is up goes down when an attempt and its
+//! `retry` retries (`delay_before_retry` apart) all fail, and comes back after one
 //! success; checks repeat every `delay_loop`; the first runs after a random
 //! `warmup` delay (or a little jitter, so that thousands of checks do not
 //! start together). A real with several checks is up only while all pass.
@@ -227,7 +227,7 @@ fn step(
         Probe::Fail(_) => {
             *failures = failures.saturating_add(1);
             match state {
-                Health::Up { .. } if *failures < retry.max(1) => (state, delay_before_retry),
+                Health::Up { .. } if *failures <= retry => (state, delay_before_retry),
                 _ => (Health::Down, delay_loop),
             }
         }
@@ -268,10 +268,10 @@ mod tests {
     }
 
     #[test]
-    fn down_after_retry_failures_in_a_row_up_after_one_success() {
+    fn down_after_retry_plus_one_failures_in_a_row_up_after_one_success() {
         let mut n = 0;
         let mut state = UP;
-        for _ in 0..2 {
+        for _ in 0..3 {
             let (next, pause) = step(state, &mut n, &fail(), 3, S, LOOP);
             assert_eq!((next, pause), (UP, S), "still up, retrying soon");
             state = next;
@@ -284,12 +284,12 @@ mod tests {
         assert_eq!((next, pause), (UP, LOOP));
         assert_eq!(n, 0);
         // A success between failures starts the count again.
-        step(UP, &mut n, &fail(), 2, S, LOOP);
-        step(UP, &mut n, &Probe::pass(), 2, S, LOOP);
-        assert_eq!(step(UP, &mut n, &fail(), 2, S, LOOP).0, UP);
-        // retry 1 (and 0): the first failure takes the real down.
-        let mut m = 0;
-        assert_eq!(step(UP, &mut m, &fail(), 1, S, LOOP).0, Health::Down);
+        step(UP, &mut n, &fail(), 1, S, LOOP);
+        step(UP, &mut n, &Probe::pass(), 1, S, LOOP);
+        assert_eq!(step(UP, &mut n, &fail(), 1, S, LOOP).0, UP);
+        // retry 1 (keepalived's default): the second failure in a row takes it down.
+        assert_eq!(step(UP, &mut n, &fail(), 1, S, LOOP).0, Health::Down);
+        // retry 0: the first failure does.
         let mut m = 0;
         assert_eq!(step(UP, &mut m, &fail(), 0, S, LOOP).0, Health::Down);
     }

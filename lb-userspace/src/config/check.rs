@@ -17,8 +17,8 @@ pub struct CheckCommon {
     pub bind_port: Option<u16>,
     /// Default 5 s; bounds the whole attempt (connect, exchange, close).
     pub connect_timeout: Duration,
-    /// Failed attempts before the real is marked down (keepalived `retry`,
-    /// old `nb_get_retry`; default 1, i.e. the first failure).
+    /// Retries of a failed attempt before the real is marked down (keepalived
+    /// `retry`, old `nb_get_retry`; default 1: two failures in a row).
     pub retry: u32,
     /// Pause between a failed attempt and the retry (default 1 s).
     pub delay_before_retry: Duration,

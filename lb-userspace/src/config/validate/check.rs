@@ -283,7 +283,7 @@ impl Validator<'_> {
                 true,
                 Duration::from_secs(5),
             ),
-            retry: self.number(&raw.retry, 1, 1..=1_000_000),
+            retry: self.number(&raw.retry, 1, 0..=1_000_000),
             delay_before_retry: self.seconds_or(
                 &raw.delay_before_retry,
                 "delay_before_retry",
