@@ -78,7 +78,12 @@ pub enum Command {
 #[group(skip)]
 pub struct SourceArgs {
     /// xlb's TOML configuration.
-    #[arg(long, short)]
+    #[arg(
+        long,
+        short,
+        required_unless_present = "keepalived_conf",
+        conflicts_with = "keepalived_conf"
+    )]
     config: Option<PathBuf>,
     /// A keepalived.conf instead of TOML.
     #[arg(long)]

@@ -154,7 +154,7 @@ pub fn virtual_server(
         GroupMember::Addr(_, p) => *p,
         GroupMember::Fwmark(_) => 0,
     };
-    let mut reals: Vec<Real> = Vec::new();
+    let mut reals: Vec<(Real, Pos)> = Vec::new();
     let mut seen: HashMap<(IpAddr, u16), usize> = HashMap::new();
     for k in selected.iter().filter(|k| k.name() == "real_server") {
         if let Some(r) = real_server(cx, k, vs_port, s.lifecycle.delay_loop) {
@@ -168,7 +168,7 @@ pub fn virtual_server(
                 );
             } else {
                 seen.insert((r.address, r.port), k.pos().line);
-                reals.push(r);
+                reals.push((r, k.pos().clone()));
             }
         }
     }
@@ -203,17 +203,48 @@ pub fn virtual_server(
             continue;
         }
         // A group's reals on port 0 take each member's port.
-        let reals = reals
-            .iter()
-            .map(|r| Real {
+        let mut ok = true;
+        let mut members_reals = Vec::new();
+        for (r, pos) in &reals {
+            let r = Real {
                 port: if r.port == 0 {
                     id.addr().map_or(0, |a| a.1)
                 } else {
                     r.port
                 },
                 ..r.clone()
-            })
-            .collect();
+            };
+            if let Some((vip, port, _)) = id.addr() {
+                // A tunnel may cross families (IPv4 in IPv6 and back); DR and NAT cannot.
+                if s.method != Method::Tun && r.address.is_ipv4() != vip.is_ipv4() {
+                    cx.diag.error(
+                        pos,
+                        format!(
+                            "real server {} is not of the VIP's address family",
+                            r.address
+                        ),
+                    );
+                    ok = false;
+                }
+                if matches!(s.method, Method::Dr | Method::Tun) && r.port != port {
+                    let what = if s.method == Method::Dr {
+                        "direct routing"
+                    } else {
+                        "tunnelling"
+                    };
+                    cx.diag.error(pos, format!(
+                        "{what} cannot change the port: real server port {} differs from the service port {port}",
+                        r.port
+                    ));
+                    ok = false;
+                }
+            }
+            members_reals.push(r);
+        }
+        if !ok {
+            continue;
+        }
+        let reals = members_reals;
         out.push((
             Service {
                 id,

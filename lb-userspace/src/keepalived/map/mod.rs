@@ -33,7 +33,7 @@ fn dataplane(
     vrrp: &Vrrp,
     static_net: &StaticNet,
     services: &[Service],
-    timeouts: Option<Timeouts>,
+    g: &global::Extra,
 ) -> Dataplane {
     let mut interfaces: Vec<String> = Vec::new();
     let mut add = |name: &str| {
@@ -51,6 +51,9 @@ fn dataplane(
             }
         }
     }
+    if let (true, Some(d)) = (interfaces.is_empty(), &g.default_interface) {
+        interfaces.push(d.clone());
+    }
     let fwmark = services
         .iter()
         .any(|s| matches!(s.id, ServiceId::Fwmark { .. }));
@@ -67,7 +70,7 @@ fn dataplane(
         max_services: defaults::MAX_SERVICES,
         max_reals: defaults::MAX_REALS,
         conntrack_size: defaults::CONNTRACK_SIZE,
-        timeouts: timeouts.unwrap_or(Timeouts {
+        timeouts: g.timeouts.unwrap_or(Timeouts {
             tcp: conn::DEFAULT_TCP_S,
             tcp_fin: conn::DEFAULT_TCP_FIN_S,
             udp: conn::DEFAULT_UDP_S,
@@ -83,7 +86,12 @@ pub fn config(nodes: &[Node], diag: &mut Diag) -> Config {
     let top = cx.select(Area::Top, nodes);
     let mut config = Config {
         global: Default::default(),
-        dataplane: dataplane(&Default::default(), &Default::default(), &[], None),
+        dataplane: dataplane(
+            &Default::default(),
+            &Default::default(),
+            &[],
+            &global::Extra::default(),
+        ),
         services: Vec::new(),
         vrrp: Default::default(),
         static_net: Default::default(),
@@ -171,12 +179,7 @@ pub fn config(nodes: &[Node], diag: &mut Diag) -> Config {
         }
     }
     vrrp::cross_check(&mut cx, &top, &config, g.strict);
-    config.dataplane = dataplane(
-        &config.vrrp,
-        &config.static_net,
-        &config.services,
-        g.timeouts,
-    );
+    config.dataplane = dataplane(&config.vrrp, &config.static_net, &config.services, &g);
     let has_instances = top.iter().any(|n| n.name() == "vrrp_instance");
     if !config.services.is_empty() && config.dataplane.interfaces.is_empty() && !has_instances {
         let pos = top
@@ -184,7 +187,7 @@ pub fn config(nodes: &[Node], diag: &mut Diag) -> Config {
             .find(|n| n.name() == "virtual_server")
             .map(|n| n.pos().clone());
         if let Some(pos) = pos {
-            cx.diag.error(&pos, "xlb cannot tell which interfaces to forward on: no vrrp_instance names an interface (use a TOML config with [dataplane] interfaces)");
+            cx.diag.error(&pos, "xlb cannot tell which interfaces to forward on: no vrrp_instance or static address names one (set 'default_interface' in global_defs)");
         }
     }
     config

@@ -33,6 +33,10 @@ pub fn script(cx: &mut Ctx, n: &Node) -> Option<TrackScriptDef> {
         user: None,
     };
     for k in cx.select(Area::VrrpScript, n.children()) {
+        if k.name() == "init_fail" {
+            d.init_fail = true;
+            continue;
+        }
         let a = &k.args[0];
         match k.name() {
             "script" => script = cx.command(k),
@@ -63,8 +67,7 @@ pub fn script(cx: &mut Ctx, n: &Node) -> Option<TrackScriptDef> {
             }
             "rise" => d.rise = cx.uint(a, "rise", 1..=u32::MAX).unwrap_or(1),
             "fall" => d.fall = cx.uint(a, "fall", 1..=u32::MAX).unwrap_or(1),
-            "user" => d.user = Some(cx.user(k)),
-            _ => d.init_fail = true,
+            _ => d.user = Some(cx.user(k)), // user
         }
     }
     d.interval = interval;
@@ -575,6 +578,14 @@ pub fn cross_check(cx: &mut Ctx, top: &[&Node], config: &Config, strict: bool) {
             names.insert(format!("{kind} {name}"), n.pos().line);
         }
     }
+    // Names count as defined even when their block had errors (already
+    // reported), so one mistake is not reported again at every reference.
+    let defined = |kind: &str| -> Vec<&str> {
+        top.iter()
+            .filter(|n| n.name() == kind)
+            .map(|n| n.args[0].text.as_str())
+            .collect()
+    };
     // VRIDs are per interface and address family.
     let mut vrids: HashMap<(&str, u8, bool), (&str, usize)> = HashMap::new();
     for n in top.iter().filter(|n| n.name() == "vrrp_instance") {
@@ -597,17 +608,12 @@ pub fn cross_check(cx: &mut Ctx, top: &[&Node], config: &Config, strict: bool) {
             );
         }
         for k in n.children() {
-            let (defined, what): (Vec<&str>, &str) = match k.name() {
-                "track_script" => (
-                    vrrp.scripts.iter().map(|s| s.name.as_str()).collect(),
-                    "vrrp_script",
-                ),
-                "track_file" => (
-                    vrrp.track_files.iter().map(|s| s.name.as_str()).collect(),
-                    "vrrp_track_file",
-                ),
+            let what = match k.name() {
+                "track_script" => "vrrp_script",
+                "track_file" => "vrrp_track_file",
                 _ => continue,
             };
+            let defined = defined(what);
             for l in k.children() {
                 if !defined.contains(&l.name()) {
                     let hint = super::hint::closest(l.name(), defined.iter().copied())
@@ -655,7 +661,7 @@ pub fn cross_check(cx: &mut Ctx, top: &[&Node], config: &Config, strict: bool) {
             }
         }
     }
-    let instances: Vec<&str> = vrrp.instances.iter().map(|i| i.name.as_str()).collect();
+    let instances = defined("vrrp_instance");
     let mut member_of: HashMap<String, String> = HashMap::new();
     for n in top.iter().filter(|n| n.name() == "vrrp_sync_group") {
         let group = &n.args[0].text;
