@@ -64,7 +64,8 @@ const MAIL: &str = "xlb sends no e-mail alerts; use notify scripts";
 const SNMP: &str = "xlb has no SNMP agent";
 const DBUS: &str = "xlb has no D-Bus interface";
 const FIREWALL: &str = "xlb adds no firewall rules";
-const PRIO: &str = "xlb runs as one process; set its priority with systemd or nice";
+const PRIO: &str =
+    "process priority and swapping are the service manager's to set (systemd), not xlb's";
 const LOWER_PRIO: &str = "xlb does not react to lower-priority adverts beyond the RFC";
 const CHECK_DEFAULT: &str = "set it in each checker";
 

@@ -141,7 +141,7 @@ fn reference(line: &Chars, from: usize) -> Result<Option<(usize, usize, String)>
         }
         let name: String = line[s..e].iter().map(|c| c.0).collect();
         if braced {
-            if !line.get(e).is_some_and(|c| c.0 == '}') {
+            if line.get(e).is_none_or(|c| c.0 != '}') {
                 return Err((
                     line[i].1,
                     format!("'${{{name}' is missing its closing '}}'"),

@@ -44,6 +44,7 @@ pub fn check(cx: &mut Ctx, n: &Node, delay_loop: Duration) -> Option<Check> {
     let (mut payload, mut require_reply) = (Vec::new(), None);
     let (mut misc_path, mut misc_timeout, mut misc_dynamic, mut user) = (None, None, false, None);
     let mut retry_kw: Option<&str> = None;
+    let mut misc_given = false;
     for k in cx.select(area, n.children()) {
         let a = || &k.args[0];
         match k.name() {
@@ -125,7 +126,10 @@ pub fn check(cx: &mut Ctx, n: &Node, delay_loop: Duration) -> Option<Check> {
                     None => Vec::new(),
                 })
             }
-            "misc_path" => misc_path = cx.command(k),
+            "misc_path" => {
+                misc_given = true;
+                misc_path = cx.command(k);
+            }
             "misc_timeout" => misc_timeout = cx.secs(a(), "misc_timeout", HOUR),
             "misc_dynamic" => misc_dynamic = true,
             _ => user = Some(cx.user(k)), // user
@@ -157,7 +161,9 @@ pub fn check(cx: &mut Ctx, n: &Node, delay_loop: Duration) -> Option<Check> {
                 user,
             },
             None => {
-                cx.diag.error(n.pos(), "MISC_CHECK needs 'misc_path'");
+                if !misc_given {
+                    cx.diag.error(n.pos(), "MISC_CHECK needs 'misc_path'");
+                }
                 return None;
             }
         },
@@ -206,7 +212,7 @@ fn url(cx: &mut Ctx, n: &Node) -> Option<Url> {
 
 fn hex(cx: &mut Ctx, t: &Token, what: &str) -> Option<Vec<u8>> {
     let s = t.text.as_str();
-    let ok = s.len() % 2 == 0 && s.chars().all(|c| c.is_ascii_hexdigit());
+    let ok = s.len().is_multiple_of(2) && s.chars().all(|c| c.is_ascii_hexdigit());
     if !ok {
         cx.diag.error(
             &t.pos,

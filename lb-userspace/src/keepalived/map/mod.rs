@@ -325,6 +325,30 @@ impl Ctx<'_> {
     /// the words of the line. Trailing `USER [GROUP]` after a quoted script
     /// is refused: xlb runs notify scripts as `script_user`.
     pub fn command(&mut self, n: &Node) -> Option<Command> {
+        let c = self.command_words(n)?;
+        // keepalived 1.x ran scripts through /bin/sh; xlb (like keepalived
+        // 2.x) executes the program itself, so shell syntax would only fail
+        // at every run.
+        let shell = |i: usize, w: &str| {
+            let operator = ["|", "||", "&&", ";", "&"].contains(&w)
+                || w.starts_with(['<', '>'])
+                || w.starts_with("2>");
+            operator || (i == 0 && w.contains(['<', '>', '|', '&', ';', '`', '$', '(', ')']))
+        };
+        let is_shell = ["sh", "bash", "dash", "ash", "zsh", "ksh"]
+            .contains(&c.0[0].rsplit('/').next().unwrap_or_default());
+        let found = c.0.iter().enumerate().find(|(i, w)| shell(*i, w));
+        if let (false, Some((_, w))) = (is_shell, found) {
+            self.diag.error(
+                &n.args[0].pos,
+                format!("'{w}' is shell syntax: xlb runs scripts without a shell (write \"/bin/sh -c '…'\")"),
+            );
+            return None;
+        }
+        Some(c)
+    }
+
+    fn command_words(&mut self, n: &Node) -> Option<Command> {
         let first = &n.args[0];
         if first.quoted {
             if let Some(extra) = n.args.get(1) {

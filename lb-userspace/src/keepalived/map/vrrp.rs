@@ -18,6 +18,7 @@ const DAY: f64 = 86400.0;
 pub fn script(cx: &mut Ctx, n: &Node) -> Option<TrackScriptDef> {
     let name = n.args[0].text.clone();
     let mut script = None;
+    let mut script_given = false;
     let mut interval = Duration::from_secs(1);
     let mut timeout = None;
     let mut d = TrackScriptDef {
@@ -39,7 +40,10 @@ pub fn script(cx: &mut Ctx, n: &Node) -> Option<TrackScriptDef> {
         }
         let a = &k.args[0];
         match k.name() {
-            "script" => script = cx.command(k),
+            "script" => {
+                script_given = true;
+                script = cx.command(k);
+            }
             "interval" => match cx.secs(a, "interval", DAY) {
                 Some(i) if !i.is_zero() => interval = i,
                 Some(_) => cx.diag.error(
@@ -78,8 +82,10 @@ pub fn script(cx: &mut Ctx, n: &Node) -> Option<TrackScriptDef> {
             Some(d)
         }
         None => {
-            cx.diag
-                .error(n.pos(), format!("vrrp_script '{}' has no 'script'", d.name));
+            if !script_given {
+                cx.diag
+                    .error(n.pos(), format!("vrrp_script '{}' has no 'script'", d.name));
+            }
             None
         }
     }
