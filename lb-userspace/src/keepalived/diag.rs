@@ -60,11 +60,12 @@ impl Diag {
         self.errors.len()
     }
 
-    pub fn finish<T>(self, value: T) -> Result<super::Loaded, ConfigErrors>
-    where
-        T: Into<Option<crate::config::Config>>,
-    {
-        match value.into() {
+    /// The model if nothing was wrong, else every error.
+    pub fn finish(
+        self,
+        config: Option<crate::config::Config>,
+    ) -> Result<super::Loaded, ConfigErrors> {
+        match config {
             Some(config) if self.errors.is_empty() => Ok(super::Loaded {
                 config,
                 warnings: self.warnings,

@@ -43,5 +43,5 @@ pub fn load(path: &Path, opts: &Options) -> Result<Loaded, ConfigErrors> {
     let lines = include::read(path, opts.config_id.as_deref(), &mut diag);
     let nodes = tree::build(lines, &mut diag);
     let config = map::config(&nodes, &mut diag);
-    diag.finish(config)
+    diag.finish(Some(config))
 }

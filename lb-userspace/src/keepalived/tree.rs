@@ -107,3 +107,64 @@ pub fn build(lines: Vec<Line>, diag: &mut Diag) -> Vec<Node> {
     }
     root
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keepalived::lexer;
+    use std::rc::Rc;
+
+    fn lines(text: &str) -> Vec<Line> {
+        let file: Rc<str> = "t.conf".into();
+        text.lines()
+            .enumerate()
+            .map(|(i, l)| {
+                let (chars, _) = lexer::decomment(&lexer::chars(l)).unwrap();
+                lexer::words(&chars)
+                    .into_iter()
+                    .map(|w| Token {
+                        text: w.text,
+                        pos: Pos {
+                            file: file.clone(),
+                            line: i + 1,
+                            col: w.col,
+                        },
+                        quoted: w.quoted,
+                    })
+                    .collect()
+            })
+            .filter(|l: &Line| !l.is_empty())
+            .collect()
+    }
+
+    #[test]
+    fn braces_on_the_line_the_next_line_or_glued() {
+        let mut d = Diag::new(false);
+        let nodes = build(
+            lines(
+                "vrrp_instance A\n{\n  unicast_peer{\n    10.0.0.1 }\n  track_interface { eth0 eth1 }\n}\n",
+            ),
+            &mut d,
+        );
+        assert_eq!(d.error_count(), 0);
+        assert_eq!(nodes.len(), 1);
+        let a = &nodes[0];
+        assert_eq!((a.name(), a.args[0].text.as_str()), ("vrrp_instance", "A"));
+        let kids: Vec<&str> = a.children().iter().map(|n| n.name()).collect();
+        assert_eq!(kids, ["unicast_peer", "track_interface"]);
+        assert_eq!(a.children()[0].children()[0].name(), "10.0.0.1");
+        let t = &a.children()[1].children()[0];
+        assert_eq!((t.name(), t.args[0].text.as_str()), ("eth0", "eth1"));
+    }
+
+    #[test]
+    fn unbalanced_braces_are_located() {
+        let mut d = Diag::new(false);
+        build(lines("a {\n  b {\n}\n}\n}\n{\n"), &mut d);
+        let e = d.finish(None).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "t.conf:5:1: unexpected '}' (no block is open)\nt.conf:6:1: '{' without a keyword before it"
+        );
+    }
+}
