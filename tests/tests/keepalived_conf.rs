@@ -334,6 +334,10 @@ fn errors_are_exact_located_and_all_reported() {
             "k.conf:5:19: unsupported keyword 'auth_type AH' (IPsec AH authentication was removed from VRRP (RFC 3768 keeps only PASS, RFC 9568 none))\n",
         ),
         (
+            "vrrp_sync_group G {\n    group {\n        VI_1\n    }\n    notify_master /bin/notify VI_1\n}\nvrrp_instance VI_1 {\n    interface eth0\n    virtual_router_id 1\n}\n",
+            "k.conf:5:31: unsupported keyword 'notify_master … VI_1' (running one script as its own user; xlb runs scripts as global_defs script_user (quote the command if these words are its arguments))\n",
+        ),
+        (
             "vrrp_script s {\n    script \"/bin/check\n}\n",
             "k.conf:2:12: unterminated quote\nk.conf:1:1: vrrp_script 's' has no 'script'\n",
         ),
@@ -454,5 +458,33 @@ fn dump_config_fills_in_every_default() {
         out.stdout.contains("maglev_table_size = "),
         "{}",
         out.stdout
+    );
+}
+
+#[test]
+fn run_and_check_share_the_loader_and_refuse_before_touching_anything() {
+    // The agent reads the file before it loads or pins anything, through the
+    // same loader as `check`: the same refusal, the same exit code.
+    let dir = fixtures();
+    let check = xlb(
+        &dir,
+        &["check", "--keepalived-conf", "003-unicast-master.conf"],
+    );
+    let run = xlb(
+        &dir,
+        &["run", "--keepalived-conf", "003-unicast-master.conf"],
+    );
+    assert_eq!((check.code, run.code), (Some(1), Some(1)));
+    assert_eq!(check.stderr, run.stderr);
+    assert_eq!(
+        run.stderr,
+        "003-unicast-master.conf:14:29: unknown keyword 'laber' in virtual_ipaddress (did you mean 'label'?)\n"
+    );
+    // --config-id and --lenient belong to keepalived.conf.
+    let out = xlb(&dir, &["check", "-c", "x.toml", "--lenient"]);
+    assert_eq!(out.code, Some(1));
+    assert_eq!(
+        out.stderr,
+        "xlb: --config-id and --lenient apply to --keepalived-conf only\n"
     );
 }

@@ -348,28 +348,27 @@ impl Ctx<'_> {
         Some(c)
     }
 
+    /// keepalived reads words after a quoted script, and after any
+    /// notify/quorum script, as `USER [GROUP]` to run it as.
     fn command_words(&mut self, n: &Node) -> Option<Command> {
         let first = &n.args[0];
-        if first.quoted {
-            if let Some(extra) = n.args.get(1) {
-                self.diag.unsupported(
-                    &extra.pos,
-                    n.name(),
-                    "running one script as its own user; xlb runs scripts as global_defs script_user",
-                );
-                return None;
-            }
-            return self.words(first, n.name());
-        }
-        if n.args.len() > 1 && n.name().starts_with("notify") {
+        let takes_user =
+            first.quoted || n.name().starts_with("notify") || n.name().starts_with("quorum_");
+        if let (true, Some(user)) = (takes_user, n.args.get(1)) {
+            // With --lenient the script still runs, as script_user.
             self.diag.unsupported(
-                &n.args[1].pos,
-                n.name(),
-                "running one script as its own user; xlb runs scripts as global_defs script_user (quote the command if these are its arguments)",
+                &user.pos,
+                &format!("{} … {}", n.name(), user.text),
+                "running one script as its own user; xlb runs scripts as global_defs script_user (quote the command if these words are its arguments)",
             );
-            return None;
         }
-        Some(Command(n.args.iter().map(|t| t.text.clone()).collect()))
+        if first.quoted {
+            self.words(first, n.name())
+        } else if takes_user {
+            Some(Command(vec![first.text.clone()]))
+        } else {
+            Some(Command(n.args.iter().map(|t| t.text.clone()).collect()))
+        }
     }
 
     fn words(&mut self, t: &Token, what: &str) -> Option<Command> {
