@@ -169,6 +169,8 @@ const TOP: &[Kw] = &[
 
 const GLOBAL: &[Kw] = &[
     leaf("router_id", 1, 1),
+    // keepalived 1.x's name for router_id.
+    leaf("lvs_id", 1, 1),
     leaf("script_user", 1, 2),
     flag("enable_script_security"),
     leaf("vrrp_version", 1, 1),
@@ -366,6 +368,10 @@ const VIRTUAL_SERVER: &[Kw] = &[
     leaf("ip_family", 1, 1),
     no(flag("ops"), "one-packet scheduling is not implemented"),
     no(
+        leaf("nat_mask", 1, 1),
+        "obsolete: keepalived ignores it too",
+    ),
+    no(
         leaf("persistence_engine", 1, 1),
         "persistence engines (SIP) are not implemented",
     ),
@@ -407,6 +413,10 @@ const REAL_SERVER: &[Kw] = &[
     multi(block("UDP_CHECK", 0, 0)),
     multi(block("PING_CHECK", 0, 0)),
     multi(block("MISC_CHECK", 0, 0)),
+    no(
+        leaf("lvs_method", 1, MANY),
+        "xlb has one forwarding method per service; set lb_kind on the virtual_server",
+    ),
     no(block("BFD_CHECK", 0, 0), "BFD is not implemented"),
     no(
         block("FILE_CHECK", 0, 0),

@@ -31,7 +31,7 @@ pub fn map(cx: &mut Ctx, n: &Node, g: &mut Global) -> Extra {
     for k in cx.select(Area::Global, n.children()) {
         let a = || &k.args[0];
         match k.name() {
-            "router_id" => g.router_id = Some(a().text.clone()),
+            "router_id" | "lvs_id" => g.router_id = Some(a().text.clone()),
             "script_user" => g.script_user = Some(cx.user(k)),
             "enable_script_security" => g.enable_script_security = true,
             "vrrp_version" => {
