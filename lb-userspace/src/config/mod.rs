@@ -14,6 +14,7 @@ use std::{
     path::PathBuf,
 };
 
+pub(crate) use validate::capacity_problems;
 pub use validate::parse;
 
 /// How the XDP program is attached.

@@ -165,6 +165,7 @@ pub fn config(nodes: &[Node], diag: &mut Diag) -> Config {
         });
     }
     let mut seen: HashMap<ServiceId, Pos> = HashMap::new();
+    let mut service_pos: Vec<Pos> = Vec::new();
     for n in top.iter().filter(|n| n.name() == "virtual_server") {
         for (s, pos) in lvs::virtual_server(&mut cx, n, &groups) {
             if let Some(first) = seen.get(&s.id) {
@@ -173,13 +174,20 @@ pub fn config(nodes: &[Node], diag: &mut Diag) -> Config {
                     format!("service {} is already defined at {first}", s.id),
                 );
             } else {
-                seen.insert(s.id, pos);
+                seen.insert(s.id, pos.clone());
+                service_pos.push(pos);
                 config.services.push(s);
             }
         }
     }
     vrrp::cross_check(&mut cx, &top, &config, g.strict);
     config.dataplane = dataplane(&config.vrrp, &config.static_net, &config.services, &g);
+    let services: Vec<&Service> = config.services.iter().collect();
+    for (at, message) in crate::config::capacity_problems(&config.dataplane, &services) {
+        if let Some(pos) = at.and_then(|i| service_pos.get(i)).or(service_pos.first()) {
+            cx.diag.error(pos, message);
+        }
+    }
     let has_instances = top.iter().any(|n| n.name() == "vrrp_instance");
     if !config.services.is_empty() && config.dataplane.interfaces.is_empty() && !has_instances {
         let pos = top
