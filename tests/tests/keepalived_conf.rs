@@ -337,7 +337,7 @@ fn errors_are_exact_located_and_all_reported() {
         ),
         (
             "vrrp_instance VI_1 {\n    interface eth0\n    virtual_router_id 1\n    authentication {\n        auth_type AH\n        auth_pass 123456789\n    }\n}\n",
-            "k.conf:5:19: unsupported keyword 'auth_type AH' (IPsec AH authentication was removed from VRRP (RFC 3768 keeps only PASS, RFC 9568 none))\n",
+            "k.conf:5:19: invalid value 'AH' for 'auth_type' (xlb does not implement IPsec AH, which RFC 3768 removed from VRRP; use PASS on every peer)\n",
         ),
         (
             "vrrp_sync_group G {\n    group {\n        VI_1\n    }\n    notify_master /bin/notify VI_1\n}\nvrrp_instance VI_1 {\n    interface eth0\n    virtual_router_id 1\n}\n",

@@ -367,10 +367,10 @@ impl Settings {
             "protocol" => match a().text.as_str() {
                 "TCP" => self.protocol = Protocol::Tcp,
                 "UDP" => self.protocol = Protocol::Udp,
-                "SCTP" => {
-                    cx.diag
-                        .unsupported(&a().pos, "protocol SCTP", "xlb forwards TCP and UDP only")
-                }
+                "SCTP" => cx.diag.error(
+                    &a().pos,
+                    "invalid value 'SCTP' for 'protocol' (xlb forwards TCP and UDP only)",
+                ),
                 _ => cx.diag.error(
                     &a().pos,
                     format!(

@@ -521,7 +521,9 @@ fn authentication(cx: &mut Ctx, k: &Node, version: u8) -> Option<Auth> {
             match v.text.as_str() {
                 "PASS" => kind = Some(v),
                 "AH" => {
-                    cx.diag.unsupported(&v.pos, "auth_type AH", "IPsec AH authentication was removed from VRRP (RFC 3768 keeps only PASS, RFC 9568 none)");
+                    // Not a --lenient warning: dropping it would leave the
+                    // instance unable to talk to its AH peers.
+                    cx.diag.error(&v.pos, "invalid value 'AH' for 'auth_type' (xlb does not implement IPsec AH, which RFC 3768 removed from VRRP; use PASS on every peer)");
                     return None;
                 }
                 _ => {
