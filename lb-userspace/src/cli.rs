@@ -1,4 +1,5 @@
-//! Command line: `xlb run`, `xlb check`, `xlb status`, `xlb decap`.
+//! Command line: `xlb run`, `xlb check`, `xlb convert`, `xlb dump-config`,
+//! `xlb status`, `xlb decap`.
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::{net::IpAddr, path::PathBuf};
@@ -21,16 +22,28 @@ pub struct Cli {
 pub enum Command {
     /// Load the XDP director, program it from the config and run until SIGTERM/SIGINT.
     Run {
-        #[arg(long, short)]
-        config: PathBuf,
+        #[command(flatten)]
+        source: SourceArgs,
         /// On exit leave XDP attached and the maps pinned (forwarding continues).
         #[arg(long)]
         keep_dataplane: bool,
     },
     /// Validate a config file and exit: 0 if valid, 1 with file:line:col errors if not.
     Check {
-        #[arg(long, short)]
-        config: PathBuf,
+        #[command(flatten)]
+        source: SourceArgs,
+    },
+    /// Print a keepalived.conf as xlb's TOML configuration.
+    Convert {
+        /// The keepalived.conf to convert.
+        file: PathBuf,
+        #[command(flatten)]
+        keepalived: KeepalivedArgs,
+    },
+    /// Print the effective configuration, every default filled in, as TOML.
+    DumpConfig {
+        #[command(flatten)]
+        source: SourceArgs,
     },
     /// Print services, real servers, weights and counters from the running data plane.
     Status {
@@ -58,6 +71,65 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "auto")]
         xdp_mode: Mode,
     },
+}
+
+/// Where the configuration comes from: `-c FILE.toml` or `--keepalived-conf FILE`.
+#[derive(Debug, clap::Args)]
+#[group(skip)]
+pub struct SourceArgs {
+    /// xlb's TOML configuration.
+    #[arg(
+        long,
+        short,
+        required_unless_present = "keepalived_conf",
+        conflicts_with = "keepalived_conf"
+    )]
+    config: Option<PathBuf>,
+    /// A keepalived.conf instead of TOML.
+    #[arg(long)]
+    keepalived_conf: Option<PathBuf>,
+    #[command(flatten)]
+    keepalived: KeepalivedArgs,
+}
+
+/// How a keepalived.conf is read.
+#[derive(Debug, clap::Args)]
+#[group(skip)]
+pub struct KeepalivedArgs {
+    /// Selects keepalived's `@ID` conditional lines (keepalived's --config-id).
+    #[arg(long)]
+    config_id: Option<String>,
+    /// Keywords xlb cannot honour become warnings (and are ignored) instead of errors.
+    #[arg(long)]
+    lenient: bool,
+}
+
+impl KeepalivedArgs {
+    pub fn options(&self) -> crate::keepalived::Options {
+        crate::keepalived::Options {
+            config_id: self.config_id.clone(),
+            lenient: self.lenient,
+        }
+    }
+}
+
+impl SourceArgs {
+    pub fn source(&self) -> anyhow::Result<crate::config::Source> {
+        use crate::config::Source;
+        match (&self.config, &self.keepalived_conf) {
+            (Some(c), None) if self.keepalived.config_id.is_none() && !self.keepalived.lenient => {
+                Ok(Source::Toml(c.clone()))
+            }
+            (Some(_), None) => {
+                anyhow::bail!("--config-id and --lenient apply to --keepalived-conf only")
+            }
+            (None, Some(k)) => Ok(Source::Keepalived {
+                path: k.clone(),
+                options: self.keepalived.options(),
+            }),
+            _ => anyhow::bail!("give exactly one of --config and --keepalived-conf"),
+        }
+    }
 }
 
 /// `--xdp-mode` values.

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod dataplane;
 pub mod decap;
+pub mod keepalived;
 pub mod logging;
 pub mod maglev;
 pub mod neigh;

@@ -9,14 +9,26 @@ use xlb::{
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Check { config } => config::load(&config).map(|c| {
+        Command::Check { source } => source.source().and_then(|source| {
+            let c = config::load_from(&source)?;
             let reals: usize = c.services.iter().map(|s| s.reals.len()).sum();
             println!(
-                "{}: ok, {} services, {reals} real servers",
-                config.display(),
-                c.services.len()
+                "{}: ok, {} services, {reals} real servers, {} VRRP instances",
+                source.path().display(),
+                c.services.len(),
+                c.vrrp.instances.len()
             );
+            Ok(())
         }),
+        Command::Convert { file, keepalived } => config::load_from(&config::Source::Keepalived {
+            path: file,
+            options: keepalived.options(),
+        })
+        .map(|c| print!("{}", xlb::keepalived::emit::to_toml(&c, false))),
+        Command::DumpConfig { source } => source
+            .source()
+            .and_then(|s| config::load_from(&s))
+            .map(|c| print!("{}", xlb::keepalived::emit::to_toml(&c, true))),
         Command::Status {
             pin_path,
             persistent_conn,
@@ -29,13 +41,14 @@ fn main() -> ExitCode {
             status::render(&pin_path, view).map(|s| print!("{s}"))
         }
         Command::Run {
-            config,
+            source,
             keep_dataplane,
-        } => logging::init(&cli.log_level).and_then(|()| {
+        } => source.source().and_then(|source| {
+            logging::init(&cli.log_level)?;
             tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?
-                .block_on(agent::run(&config, keep_dataplane))
+                .block_on(agent::run(&source, keep_dataplane))
         }),
         Command::Decap {
             iface,

@@ -16,7 +16,7 @@ use crate::{
 use anyhow::{Context, Result};
 use desired::{Health, RealKey, Runtime};
 use hops::Hops;
-use std::{path::Path, time::Duration};
+use std::time::Duration;
 use tokio::{
     signal::unix::{SignalKind, signal},
     sync::{mpsc, oneshot},
@@ -70,8 +70,8 @@ impl Forwarding {
     }
 }
 
-pub async fn run(config_path: &Path, keep_dataplane: bool) -> Result<()> {
-    let config = config::load(config_path)?;
+pub async fn run(source: &config::Source, keep_dataplane: bool) -> Result<()> {
+    let config = config::load_from(source)?;
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
     let resolver = Resolver::new()?;

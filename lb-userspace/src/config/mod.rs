@@ -14,6 +14,7 @@ use std::{
     path::PathBuf,
 };
 
+pub(crate) use validate::capacity_problems;
 pub use validate::parse;
 
 /// How the XDP program is attached.
@@ -398,4 +399,38 @@ pub fn load(path: &std::path::Path) -> anyhow::Result<Config> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| anyhow::anyhow!("{}: cannot read config: {e}", path.display()))?;
     Ok(parse(&path.display().to_string(), &text)?)
+}
+
+/// Where the configuration comes from: xlb's TOML or a keepalived.conf.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    Toml(PathBuf),
+    Keepalived {
+        path: PathBuf,
+        options: crate::keepalived::Options,
+    },
+}
+
+impl Source {
+    pub fn path(&self) -> &std::path::Path {
+        match self {
+            Source::Toml(p) | Source::Keepalived { path: p, .. } => p,
+        }
+    }
+}
+
+/// Reads the configuration from either front end: `xlb run`, `xlb check`
+/// and `xlb dump-config` all come through here, so both formats give the
+/// same model. Warnings (keepalived.conf with `--lenient`) go to stderr.
+pub fn load_from(source: &Source) -> anyhow::Result<Config> {
+    match source {
+        Source::Toml(path) => load(path),
+        Source::Keepalived { path, options } => {
+            let loaded = crate::keepalived::load(path, options)?;
+            for w in &loaded.warnings {
+                eprintln!("{}:{}:{}: warning: {}", w.file, w.line, w.col, w.message);
+            }
+            Ok(loaded.config)
+        }
+    }
 }

@@ -69,7 +69,7 @@ impl Validator<'_> {
     pub(super) fn command(&mut self, v: &Spanned<CommandText>, what: &str) -> Option<Command> {
         let words = match v.get_ref() {
             CommandText::Argv(a) => Some(a.clone()),
-            CommandText::Line(l) => shlex::split(l),
+            CommandText::Line(l) => shell_words::split(l).ok(),
         };
         match words {
             Some(w) if w.first().is_some_and(|p| !p.is_empty()) => Some(Command(w)),

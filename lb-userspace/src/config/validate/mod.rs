@@ -484,58 +484,77 @@ impl Validator<'_> {
         dp_span: Range<usize>,
         services: &[(Service, Range<usize>)],
     ) {
-        if let Some((_, span)) = services.get(dp.max_services as usize) {
-            self.error(
-                span.clone(),
-                format!("more services than `max_services` ({})", dp.max_services),
-            );
-        }
-        // Real id 0 is reserved, so one slot fewer than max_reals is usable.
-        let reals: usize = services.iter().map(|(s, _)| s.reals.len()).sum();
-        if reals >= dp.max_reals as usize {
-            self.error(
-                dp_span,
-                format!(
-                    "{reals} real servers in all do not fit `max_reals` ({}; one slot is reserved)",
-                    dp.max_reals
-                ),
-            );
-        }
-        let half = dp.maglev_table_size / 2;
-        for (s, span) in services {
-            if s.reals.len() > sched_layout::MAX_REALS_PER_SERVICE as usize {
-                self.error(
-                    span.clone(),
-                    format!(
-                        "service {} has {} real servers; at most {} per service",
-                        s.id,
-                        s.reals.len(),
-                        sched_layout::MAX_REALS_PER_SERVICE
-                    ),
-                );
-            }
-            let weights: Vec<u32> = s.reals.iter().map(|r| r.weight).collect();
-            let need = match s.scheduler {
-                Scheduler::Wrr => wrr_len(&weights),
-                Scheduler::Rr => weights.len() as u64,
-                Scheduler::Sh | Scheduler::Dh => u64::from(sched_layout::HASH_BUCKETS),
-                _ => 0,
-            };
-            if need > u64::from(half) {
-                self.error(span.clone(), format!(
-                    "service {}: the {} table needs {need} slots but half a Maglev table holds {half}; raise `maglev_table_size` (or use smaller weights with the same ratios)",
-                    s.id, s.scheduler.name()
-                ));
-            }
-            let live = s.reals.iter().filter(|r| r.weight > 0).count();
-            if live > dp.maglev_table_size as usize {
-                self.error(span.clone(), format!(
-                    "service {} has {live} real servers, more than the Maglev table has slots ({})",
-                    s.id, dp.maglev_table_size
-                ));
-            }
+        let list: Vec<&Service> = services.iter().map(|(s, _)| s).collect();
+        for (at, message) in capacity_problems(dp, &list) {
+            let span = at.map_or(dp_span.clone(), |i| services[i].1.clone());
+            self.error(span, message);
         }
     }
+}
+
+/// Where the services do not fit the data plane's preallocated maps: the
+/// index of the service at fault (`None`: the data plane as a whole) and
+/// the message. Shared with the keepalived.conf front end.
+pub(crate) fn capacity_problems(
+    dp: &Dataplane,
+    services: &[&Service],
+) -> Vec<(Option<usize>, String)> {
+    let mut out = Vec::new();
+    if services.len() > dp.max_services as usize {
+        out.push((
+            Some(dp.max_services as usize),
+            format!("more services than `max_services` ({})", dp.max_services),
+        ));
+    }
+    // Real id 0 is reserved, so one slot fewer than max_reals is usable.
+    let reals: usize = services.iter().map(|s| s.reals.len()).sum();
+    if reals >= dp.max_reals as usize {
+        out.push((
+            None,
+            format!(
+                "{reals} real servers in all do not fit `max_reals` ({}; one slot is reserved)",
+                dp.max_reals
+            ),
+        ));
+    }
+    let half = dp.maglev_table_size / 2;
+    for (i, s) in services.iter().enumerate() {
+        if s.reals.len() > sched_layout::MAX_REALS_PER_SERVICE as usize {
+            out.push((
+                Some(i),
+                format!(
+                    "service {} has {} real servers; at most {} per service",
+                    s.id,
+                    s.reals.len(),
+                    sched_layout::MAX_REALS_PER_SERVICE
+                ),
+            ));
+        }
+        let weights: Vec<u32> = s.reals.iter().map(|r| r.weight).collect();
+        let need = match s.scheduler {
+            Scheduler::Wrr => wrr_len(&weights),
+            Scheduler::Rr => weights.len() as u64,
+            Scheduler::Sh | Scheduler::Dh => u64::from(sched_layout::HASH_BUCKETS),
+            _ => 0,
+        };
+        if need > u64::from(half) {
+            out.push((Some(i), format!(
+                "service {}: the {} table needs {need} slots but half a Maglev table holds {half}; raise `maglev_table_size` (or use smaller weights with the same ratios)",
+                s.id, s.scheduler.name()
+            )));
+        }
+        let live = s.reals.iter().filter(|r| r.weight > 0).count();
+        if live > dp.maglev_table_size as usize {
+            out.push((
+                Some(i),
+                format!(
+                    "service {} has {live} real servers, more than the Maglev table has slots ({})",
+                    s.id, dp.maglev_table_size
+                ),
+            ));
+        }
+    }
+    out
 }
 
 impl Validator<'_> {

@@ -1,0 +1,76 @@
+//! Positions and the error/warning list every stage appends to.
+
+use crate::config::{ConfigError, ConfigErrors};
+use std::{fmt, rc::Rc};
+
+/// Where a token starts: file (as named by the user or the include), 1-based line and column.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pos {
+    pub file: Rc<str>,
+    pub line: usize,
+    pub col: usize,
+}
+
+impl fmt::Display for Pos {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.file, self.line, self.col)
+    }
+}
+
+pub struct Diag {
+    lenient: bool,
+    errors: Vec<ConfigError>,
+    warnings: Vec<ConfigError>,
+}
+
+fn at(pos: &Pos, message: String) -> ConfigError {
+    ConfigError {
+        file: pos.file.to_string(),
+        line: pos.line,
+        col: pos.col,
+        message,
+    }
+}
+
+impl Diag {
+    pub fn new(lenient: bool) -> Diag {
+        Diag {
+            lenient,
+            errors: Vec::new(),
+            warnings: Vec::new(),
+        }
+    }
+
+    pub fn error(&mut self, pos: &Pos, message: impl Into<String>) {
+        self.errors.push(at(pos, message.into()));
+    }
+
+    /// A keyword keepalived accepts but xlb does not honour: an error, or
+    /// with `lenient` a warning (the caller then ignores the keyword).
+    pub fn unsupported(&mut self, pos: &Pos, what: &str, reason: &str) {
+        let e = at(pos, format!("unsupported keyword '{what}' ({reason})"));
+        if self.lenient {
+            self.warnings.push(e);
+        } else {
+            self.errors.push(e);
+        }
+    }
+
+    pub fn error_count(&self) -> usize {
+        self.errors.len()
+    }
+
+    /// The model if nothing was wrong, else every error.
+    pub fn finish(
+        self,
+        config: Option<crate::config::Config>,
+    ) -> Result<super::Loaded, ConfigErrors> {
+        match config {
+            Some(config) if self.errors.is_empty() => Ok(super::Loaded {
+                config,
+                warnings: self.warnings,
+            }),
+            _ => Err(ConfigErrors(self.errors)),
+        }
+    }
+}

@@ -1,0 +1,225 @@
+//! Reads a keepalived.conf and the files it includes into one list of
+//! token lines, applying `@id` conditions and `$NAME` parameters as
+//! keepalived's `read_line()` does, in the same order: comments, then the
+//! `@id` condition, then definitions, then substitution, then `include`.
+
+use super::{
+    diag::{Diag, Pos},
+    lexer, params,
+    params::Params,
+};
+use std::{
+    path::{Path, PathBuf},
+    rc::Rc,
+};
+
+/// Includes nested deeper than this are refused (keepalived has no limit;
+/// a runaway glob should not exhaust the agent).
+const MAX_DEPTH: usize = 16;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Token {
+    pub text: String,
+    pub pos: Pos,
+    pub quoted: bool,
+}
+
+pub type Line = Vec<Token>;
+
+pub fn read(path: &Path, config_id: Option<&str>, diag: &mut Diag) -> Vec<Line> {
+    let mut r = Reader {
+        config_id,
+        params: Params::default(),
+        stack: Vec::new(),
+        out: Vec::new(),
+        diag,
+    };
+    r.file(path, None);
+    r.out
+}
+
+struct Reader<'a, 'd> {
+    config_id: Option<&'a str>,
+    params: Params,
+    /// Canonical paths of the files being read, outermost first.
+    stack: Vec<(PathBuf, String)>,
+    out: Vec<Line>,
+    diag: &'d mut Diag,
+}
+
+impl Reader<'_, '_> {
+    fn file(&mut self, path: &Path, from: Option<&Pos>) {
+        let shown: Rc<str> = path.display().to_string().into();
+        let here = Pos {
+            file: shown.clone(),
+            line: 1,
+            col: 1,
+        };
+        let at = from.unwrap_or(&here).clone();
+        let canonical = match path.canonicalize() {
+            Ok(c) => c,
+            Err(e) => {
+                self.diag.error(&at, format!("cannot read '{shown}': {e}"));
+                return;
+            }
+        };
+        if let Some(i) = self.stack.iter().position(|(c, _)| *c == canonical) {
+            let mut chain: Vec<&str> = self.stack[i..].iter().map(|(_, s)| s.as_str()).collect();
+            chain.push(&shown);
+            self.diag
+                .error(&at, format!("include cycle: {}", chain.join(" -> ")));
+            return;
+        }
+        if self.stack.len() >= MAX_DEPTH {
+            self.diag.error(
+                &at,
+                format!("includes nested deeper than {MAX_DEPTH} files"),
+            );
+            return;
+        }
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) => {
+                self.diag.error(&at, format!("cannot read '{shown}': {e}"));
+                return;
+            }
+        };
+        self.stack.push((canonical, shown.to_string()));
+        let mut multiline: Option<String> = None;
+        for (i, raw) in text.lines().enumerate() {
+            let pos = |col| Pos {
+                file: shown.clone(),
+                line: i + 1,
+                col,
+            };
+            let (line, cont) = match lexer::decomment(&lexer::chars(raw.trim_end_matches('\r'))) {
+                Ok(l) => l,
+                Err(col) => {
+                    self.diag.error(&pos(col), "unterminated quote");
+                    continue;
+                }
+            };
+            if let Some(name) = &multiline {
+                let text: String = line.iter().map(|c| c.0).collect();
+                self.params.extend(name, text);
+                if !cont {
+                    multiline = None;
+                }
+                continue;
+            }
+            if line.is_empty() {
+                continue;
+            }
+            let Some(line) = self.condition(line) else {
+                continue;
+            };
+            if let Some((name, first)) = params::definition(&line) {
+                self.params.define(name.clone(), first);
+                if cont {
+                    multiline = Some(name);
+                }
+                continue;
+            }
+            if cont {
+                self.diag.error(
+                    &pos(line.last().map_or(1, |c| c.1 + 1)),
+                    "a '\\' continues only a '$NAME=' definition onto the next line",
+                );
+                continue;
+            }
+            let lines = match self.params.substitute(line) {
+                Ok(l) => l,
+                Err((col, msg)) => {
+                    self.diag.error(&pos(col), msg);
+                    continue;
+                }
+            };
+            for l in lines {
+                let tokens: Line = lexer::words(&l)
+                    .into_iter()
+                    .map(|w| Token {
+                        text: w.text,
+                        pos: pos(w.col),
+                        quoted: w.quoted,
+                    })
+                    .collect();
+                if tokens
+                    .first()
+                    .is_some_and(|t| t.text == "include" && !t.quoted)
+                {
+                    self.include(path, &tokens);
+                } else if !tokens.is_empty() {
+                    self.out.push(tokens);
+                }
+            }
+        }
+        self.stack.pop();
+    }
+
+    /// `@ID rest` keeps `rest` only when `--config-id` is ID; `@^ID rest` only when it is not.
+    fn condition(&self, line: lexer::Chars) -> Option<lexer::Chars> {
+        if line[0].0 != '@' {
+            return Some(line);
+        }
+        let negate = line.get(1).is_some_and(|c| c.0 == '^');
+        let start = 1 + usize::from(negate);
+        let end = line.iter().position(|c| c.0.is_whitespace())?;
+        let id: String = line[start..end].iter().map(|c| c.0).collect();
+        let matches = self.config_id == Some(id.as_str());
+        (matches != negate).then(|| {
+            let rest = line[end..]
+                .iter()
+                .position(|c| !c.0.is_whitespace())
+                .unwrap_or(0);
+            line[end + rest..].to_vec()
+        })
+    }
+
+    /// `include PATTERN`: every file the glob matches, relative to the including file.
+    fn include(&mut self, current: &Path, tokens: &[Token]) {
+        let kw = &tokens[0];
+        if tokens.len() != 2 {
+            self.diag.error(
+                &kw.pos,
+                "'include' takes exactly one file name or glob pattern",
+            );
+            return;
+        }
+        let pattern = &tokens[1];
+        let full = match current.parent() {
+            Some(dir) if !Path::new(&pattern.text).is_absolute() => dir.join(&pattern.text),
+            _ => PathBuf::from(&pattern.text),
+        };
+        let paths = match glob::glob(&full.to_string_lossy()) {
+            Ok(p) => p,
+            Err(e) => {
+                self.diag.error(
+                    &pattern.pos,
+                    format!("bad include pattern '{}': {e}", pattern.text),
+                );
+                return;
+            }
+        };
+        let mut matched = 0;
+        for p in paths {
+            match p {
+                Ok(p) if p.is_dir() => {}
+                Ok(p) => {
+                    matched += 1;
+                    self.file(&p, Some(&pattern.pos));
+                }
+                Err(e) => self.diag.error(&pattern.pos, format!("include: {e}")),
+            }
+        }
+        if matched == 0 {
+            self.diag.error(
+                &pattern.pos,
+                format!(
+                    "include '{}' matches no file (looked for {})",
+                    pattern.text,
+                    full.display()
+                ),
+            );
+        }
+    }
+}

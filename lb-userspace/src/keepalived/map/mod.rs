@@ -1,0 +1,405 @@
+//! The keyword tree onto the model: each block's keywords are checked
+//! against the table in `keywords.rs` (unknown → error with a hint,
+//! unsupported → error or, lenient, warning), then mapped by area.
+
+mod check;
+mod global;
+mod lvs;
+mod net;
+mod vrrp;
+
+use super::{
+    diag::{Diag, Pos},
+    hint,
+    include::Token,
+    keywords::{Area, Blk},
+    tree::Node,
+};
+use crate::config::{
+    Command, Config, Dataplane, DataplaneKind, Service, ServiceId, Timeouts, XdpMode,
+    vrrp::{StaticNet, Vrrp},
+};
+use lb_common::{conn, defaults};
+use std::{collections::HashMap, net::IpAddr, ops::RangeInclusive, path::PathBuf, time::Duration};
+
+pub struct Ctx<'d> {
+    pub diag: &'d mut Diag,
+}
+
+/// The data plane a keepalived.conf gets: xlb's defaults, attached to the
+/// interfaces its VRRP instances (else its addresses) name; fwmark services
+/// need IPVS.
+fn dataplane(
+    vrrp: &Vrrp,
+    static_net: &StaticNet,
+    services: &[Service],
+    g: &global::Extra,
+) -> Dataplane {
+    let mut interfaces: Vec<String> = Vec::new();
+    let mut add = |name: &str| {
+        if !interfaces.iter().any(|i| i == name) {
+            interfaces.push(name.to_string());
+        }
+    };
+    for i in &vrrp.instances {
+        add(&i.interface);
+    }
+    if vrrp.instances.is_empty() {
+        for a in &static_net.addresses {
+            if let Some(d) = &a.dev {
+                add(d);
+            }
+        }
+    }
+    if let (true, Some(d)) = (interfaces.is_empty(), &g.default_interface) {
+        interfaces.push(d.clone());
+    }
+    let fwmark = services
+        .iter()
+        .any(|s| matches!(s.id, ServiceId::Fwmark { .. }));
+    Dataplane {
+        kind: if fwmark {
+            DataplaneKind::Ipvs
+        } else {
+            DataplaneKind::Xdp
+        },
+        interfaces,
+        xdp_mode: XdpMode::Auto,
+        pin_path: PathBuf::from("/sys/fs/bpf/xlb"),
+        maglev_table_size: defaults::MAGLEV_TABLE_SIZE,
+        max_services: defaults::MAX_SERVICES,
+        max_reals: defaults::MAX_REALS,
+        conntrack_size: defaults::CONNTRACK_SIZE,
+        timeouts: g.timeouts.unwrap_or(Timeouts {
+            tcp: conn::DEFAULT_TCP_S,
+            tcp_fin: conn::DEFAULT_TCP_FIN_S,
+            udp: conn::DEFAULT_UDP_S,
+        }),
+        tunnel_source_v4: None,
+        tunnel_source_v6: None,
+        expire_nodest_conn: false,
+    }
+}
+
+pub fn config(nodes: &[Node], diag: &mut Diag) -> Config {
+    let mut cx = Ctx { diag };
+    let top = cx.select(Area::Top, nodes);
+    let mut config = Config {
+        global: Default::default(),
+        dataplane: dataplane(
+            &Default::default(),
+            &Default::default(),
+            &[],
+            &global::Extra::default(),
+        ),
+        services: Vec::new(),
+        vrrp: Default::default(),
+        static_net: Default::default(),
+    };
+    let mut g = global::Extra::default();
+    for n in top.iter().filter(|n| n.name() == "global_defs") {
+        g = global::map(&mut cx, n, &mut config.global);
+    }
+    let mut sync_daemon_iface = None;
+    let mut groups: HashMap<String, (Pos, Vec<lvs::GroupMember>)> = HashMap::new();
+    for n in &top {
+        match n.name() {
+            "static_ipaddress" => {
+                for line in n.children() {
+                    if let Some(mut a) = net::address(&mut cx, line, "static_ipaddress") {
+                        if a.dev.is_none() {
+                            a.dev = g.default_interface.clone();
+                        }
+                        config.static_net.addresses.push(a);
+                    }
+                }
+            }
+            "static_routes" => config.static_net.routes.extend(
+                n.children()
+                    .iter()
+                    .filter_map(|l| net::route(&mut cx, l, "static_routes")),
+            ),
+            "static_rules" => config.static_net.rules.extend(
+                n.children()
+                    .iter()
+                    .filter_map(|l| net::rule(&mut cx, l, "static_rules")),
+            ),
+            "vrrp_script" => config.vrrp.scripts.extend(vrrp::script(&mut cx, n)),
+            "vrrp_track_file" => config.vrrp.track_files.extend(vrrp::track_file(&mut cx, n)),
+            "vrrp_sync_group" => config.vrrp.sync_groups.extend(vrrp::sync_group(&mut cx, n)),
+            "vrrp_instance" => {
+                if let Some((i, sd)) = vrrp::instance(&mut cx, n, &config.global, &g) {
+                    if let Some(sd) = sd {
+                        sync_daemon_iface = Some(sd);
+                    }
+                    config.vrrp.instances.push(i);
+                }
+            }
+            "virtual_server_group" => {
+                let name = cx.arg(n, 0).text.clone();
+                if let Some((first, _)) = groups.get(&name) {
+                    let line = first.line;
+                    cx.diag.error(
+                        n.pos(),
+                        format!("virtual_server_group '{name}' is already defined at line {line}"),
+                    );
+                } else {
+                    let members = lvs::group(&mut cx, n);
+                    groups.insert(name, (n.pos().clone(), members));
+                }
+            }
+            _ => {}
+        }
+    }
+    if let Some((iface, instance)) = sync_daemon_iface
+        && config.global.lvs_sync_daemon.is_none()
+    {
+        config.global.lvs_sync_daemon = Some(crate::config::global::SyncDaemon {
+            interface: iface,
+            instance,
+            id: 0,
+            maxlen: None,
+            port: None,
+            ttl: None,
+            group: None,
+        });
+    }
+    let mut seen: HashMap<ServiceId, Pos> = HashMap::new();
+    let mut service_pos: Vec<Pos> = Vec::new();
+    for n in top.iter().filter(|n| n.name() == "virtual_server") {
+        for (s, pos) in lvs::virtual_server(&mut cx, n, &groups) {
+            if let Some(first) = seen.get(&s.id) {
+                cx.diag.error(
+                    &pos,
+                    format!("service {} is already defined at {first}", s.id),
+                );
+            } else {
+                seen.insert(s.id, pos.clone());
+                service_pos.push(pos);
+                config.services.push(s);
+            }
+        }
+    }
+    vrrp::cross_check(&mut cx, &top, &config, g.strict);
+    config.dataplane = dataplane(&config.vrrp, &config.static_net, &config.services, &g);
+    let services: Vec<&Service> = config.services.iter().collect();
+    for (at, message) in crate::config::capacity_problems(&config.dataplane, &services) {
+        if let Some(pos) = at.and_then(|i| service_pos.get(i)).or(service_pos.first()) {
+            cx.diag.error(pos, message);
+        }
+    }
+    let has_instances = top.iter().any(|n| n.name() == "vrrp_instance");
+    if !config.services.is_empty() && config.dataplane.interfaces.is_empty() && !has_instances {
+        let pos = top
+            .iter()
+            .find(|n| n.name() == "virtual_server")
+            .map(|n| n.pos().clone());
+        if let Some(pos) = pos {
+            cx.diag.error(&pos, "xlb cannot tell which interfaces to forward on: no vrrp_instance or static address names one (set 'default_interface' in global_defs)");
+        }
+    }
+    config
+}
+
+impl Ctx<'_> {
+    /// The nodes of a block that xlb maps: unknown keywords, wrong shapes
+    /// and unsupported keywords are reported and left out.
+    pub fn select<'n>(&mut self, area: Area, nodes: &'n [Node]) -> Vec<&'n Node> {
+        let table = area.keywords();
+        let mut first: HashMap<&str, usize> = HashMap::new();
+        let mut out = Vec::new();
+        for n in nodes {
+            let Some(kw) = table.iter().find(|k| k.name == n.name()) else {
+                let hint = hint::closest(n.name(), table.iter().map(|k| k.name))
+                    .map(|h| format!(" (did you mean '{h}'?)"))
+                    .unwrap_or_default();
+                self.diag.error(
+                    n.pos(),
+                    format!("unknown keyword '{}' in {}{hint}", n.name(), area.name()),
+                );
+                continue;
+            };
+            if let Some(reason) = kw.unsupported {
+                self.diag.unsupported(n.pos(), n.name(), reason);
+                continue;
+            }
+            let mut ok = true;
+            match (kw.block, &n.block) {
+                (Blk::Yes, None) => {
+                    self.diag
+                        .error(n.pos(), format!("'{}' needs a '{{ … }}' block", n.name()));
+                    ok = false;
+                }
+                (Blk::No, Some(_)) => {
+                    self.diag
+                        .error(n.pos(), format!("'{}' takes no block", n.name()));
+                    ok = false;
+                }
+                _ => {}
+            }
+            let count = n.args.len();
+            if count < kw.min || count > kw.max {
+                let want = match (kw.min, kw.max) {
+                    (0, 0) => "no value".to_string(),
+                    (a, b) if a == b => format!("{a} value{}", if a == 1 { "" } else { "s" }),
+                    (a, usize::MAX) => {
+                        format!("at least {a} value{}", if a == 1 { "" } else { "s" })
+                    }
+                    (a, b) => format!("{a} to {b} values"),
+                };
+                let at = n.args.get(kw.max).map_or(n.pos(), |t| &t.pos);
+                self.diag
+                    .error(at, format!("'{}' takes {want}, found {count}", n.name()));
+                ok = false;
+            }
+            if !kw.multi {
+                if let Some(line) = first.get(n.name()) {
+                    self.diag.error(
+                        n.pos(),
+                        format!("'{}' is already set at line {line}", n.name()),
+                    );
+                    ok = false;
+                } else {
+                    first.insert(kw.name, n.pos().line);
+                }
+            }
+            if ok {
+                out.push(n);
+            }
+        }
+        out
+    }
+
+    /// Argument `i` (the table guaranteed it exists).
+    pub fn arg<'n>(&self, n: &'n Node, i: usize) -> &'n Token {
+        &n.args[i]
+    }
+
+    fn bad(&mut self, t: &Token, what: &str, expected: &str) {
+        self.diag.error(
+            &t.pos,
+            format!(
+                "invalid value '{}' for '{what}' (expected {expected})",
+                t.text
+            ),
+        );
+    }
+
+    pub fn int(&mut self, t: &Token, what: &str, range: RangeInclusive<i64>) -> Option<i64> {
+        match t.text.parse::<i64>() {
+            Ok(v) if range.contains(&v) => Some(v),
+            _ => {
+                self.bad(
+                    t,
+                    what,
+                    &format!("an integer {}..={}", range.start(), range.end()),
+                );
+                None
+            }
+        }
+    }
+
+    pub fn uint(&mut self, t: &Token, what: &str, range: RangeInclusive<u32>) -> Option<u32> {
+        let r = i64::from(*range.start())..=i64::from(*range.end());
+        self.int(t, what, r).map(|v| v as u32)
+    }
+
+    /// Seconds, with a fraction allowed (`0.001`), up to `max`.
+    pub fn secs(&mut self, t: &Token, what: &str, max: f64) -> Option<Duration> {
+        match t.text.parse::<f64>() {
+            Ok(v) if v.is_finite() && (0.0..=max).contains(&v) => Some(Duration::from_secs_f64(v)),
+            _ => {
+                self.bad(t, what, &format!("seconds 0..={max}"));
+                None
+            }
+        }
+    }
+
+    pub fn ip(&mut self, t: &Token, what: &str) -> Option<IpAddr> {
+        match t.text.parse::<IpAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                self.bad(t, what, "an IP address");
+                None
+            }
+        }
+    }
+
+    pub fn port(&mut self, t: &Token, what: &str) -> Option<u16> {
+        self.int(t, what, 0..=65535).map(|v| v as u16)
+    }
+
+    /// A script: one quoted string split into words as keepalived does, or
+    /// the words of the line. Trailing `USER [GROUP]` after a quoted script
+    /// is refused: xlb runs notify scripts as `script_user`.
+    pub fn command(&mut self, n: &Node) -> Option<Command> {
+        let c = self.command_words(n)?;
+        // keepalived 1.x ran scripts through /bin/sh; xlb (like keepalived
+        // 2.x) executes the program itself, so shell syntax would only fail
+        // at every run.
+        let shell = |i: usize, w: &str| {
+            let operator = ["|", "||", "&&", ";", "&"].contains(&w)
+                || w.starts_with(['<', '>'])
+                || w.starts_with("2>");
+            operator || (i == 0 && w.contains(['<', '>', '|', '&', ';', '`', '$', '(', ')']))
+        };
+        let is_shell = ["sh", "bash", "dash", "ash", "zsh", "ksh"]
+            .contains(&c.0[0].rsplit('/').next().unwrap_or_default());
+        let found = c.0.iter().enumerate().find(|(i, w)| shell(*i, w));
+        if let (false, Some((_, w))) = (is_shell, found) {
+            self.diag.error(
+                &n.args[0].pos,
+                format!("'{w}' is shell syntax: xlb runs scripts without a shell (write \"/bin/sh -c '…'\")"),
+            );
+            return None;
+        }
+        Some(c)
+    }
+
+    /// keepalived reads words after a quoted script, and after any
+    /// notify/quorum script, as `USER [GROUP]` to run it as.
+    fn command_words(&mut self, n: &Node) -> Option<Command> {
+        let first = &n.args[0];
+        let takes_user =
+            first.quoted || n.name().starts_with("notify") || n.name().starts_with("quorum_");
+        if let (true, Some(user)) = (takes_user, n.args.get(1)) {
+            // With --lenient the script still runs, as script_user.
+            self.diag.unsupported(
+                &user.pos,
+                &format!("{} … {}", n.name(), user.text),
+                "running one script as its own user; xlb runs scripts as global_defs script_user (quote the command if these words are its arguments)",
+            );
+        }
+        if first.quoted {
+            self.words(first, n.name())
+        } else if takes_user {
+            Some(Command(vec![first.text.clone()]))
+        } else {
+            Some(Command(n.args.iter().map(|t| t.text.clone()).collect()))
+        }
+    }
+
+    fn words(&mut self, t: &Token, what: &str) -> Option<Command> {
+        match shell_words::split(&t.text) {
+            Ok(w) if !w.is_empty() => Some(Command(w)),
+            Ok(_) => {
+                self.bad(t, what, "a command");
+                None
+            }
+            Err(e) => {
+                self.diag
+                    .error(&t.pos, format!("cannot split '{}' into words: {e}", t.text));
+                None
+            }
+        }
+    }
+
+    /// `USER [GROUP]` as one string.
+    pub fn user(&mut self, n: &Node) -> String {
+        n.args
+            .iter()
+            .map(|t| t.text.as_str())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}

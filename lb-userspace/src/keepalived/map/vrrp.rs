@@ -1,0 +1,717 @@
+//! `vrrp_script`, `vrrp_track_file`, `vrrp_sync_group`, `vrrp_instance`,
+//! and the cross-checks between them.
+
+use super::{Ctx, global::Extra, net};
+use crate::config::{
+    Config,
+    global::Global,
+    vrrp::{
+        Auth, InitialState, Instance, Notify, SyncGroup, TrackFileDef, TrackInterface, TrackRef,
+        TrackScriptDef, Vmac,
+    },
+};
+use crate::keepalived::{keywords::Area, tree::Node};
+use std::{collections::HashMap, path::PathBuf, time::Duration};
+
+const DAY: f64 = 86400.0;
+
+pub fn script(cx: &mut Ctx, n: &Node) -> Option<TrackScriptDef> {
+    let name = n.args[0].text.clone();
+    let mut script = None;
+    let mut script_given = false;
+    let mut interval = Duration::from_secs(1);
+    let mut timeout = None;
+    let mut d = TrackScriptDef {
+        name,
+        script: crate::config::Command(Vec::new()),
+        interval,
+        timeout: interval,
+        weight: 0,
+        weight_reverse: false,
+        rise: 1,
+        fall: 1,
+        init_fail: false,
+        user: None,
+    };
+    for k in cx.select(Area::VrrpScript, n.children()) {
+        if k.name() == "init_fail" {
+            d.init_fail = true;
+            continue;
+        }
+        let a = &k.args[0];
+        match k.name() {
+            "script" => {
+                script_given = true;
+                script = cx.command(k);
+            }
+            "interval" => match cx.secs(a, "interval", DAY) {
+                Some(i) if !i.is_zero() => interval = i,
+                Some(_) => cx.diag.error(
+                    &a.pos,
+                    "invalid value '0' for 'interval' (expected seconds above 0)",
+                ),
+                None => {}
+            },
+            "timeout" => timeout = cx.secs(a, "timeout", DAY),
+            "weight" => {
+                d.weight = cx.int(a, "weight", -254..=254).unwrap_or(0) as i32;
+                if let Some(r) = k.args.get(1) {
+                    if r.text == "reverse" {
+                        d.weight_reverse = true;
+                    } else {
+                        cx.diag.error(
+                            &r.pos,
+                            format!(
+                                "invalid value '{}' after 'weight' (expected 'reverse')",
+                                r.text
+                            ),
+                        );
+                    }
+                }
+            }
+            "rise" => d.rise = cx.uint(a, "rise", 1..=u32::MAX).unwrap_or(1),
+            "fall" => d.fall = cx.uint(a, "fall", 1..=u32::MAX).unwrap_or(1),
+            _ => d.user = Some(cx.user(k)), // user
+        }
+    }
+    d.interval = interval;
+    d.timeout = timeout.unwrap_or(interval);
+    match script {
+        Some(s) => {
+            d.script = s;
+            Some(d)
+        }
+        None => {
+            if !script_given {
+                cx.diag
+                    .error(n.pos(), format!("vrrp_script '{}' has no 'script'", d.name));
+            }
+            None
+        }
+    }
+}
+
+pub fn track_file(cx: &mut Ctx, n: &Node) -> Option<TrackFileDef> {
+    let mut d = TrackFileDef {
+        name: n.args[0].text.clone(),
+        path: PathBuf::new(),
+        weight: 1,
+        init: None,
+    };
+    let mut file = false;
+    for k in cx.select(Area::TrackFile, n.children()) {
+        match k.name() {
+            "file" => {
+                d.path = PathBuf::from(&k.args[0].text);
+                file = true;
+            }
+            "weight" => {
+                d.weight = cx.int(&k.args[0], "weight", -254..=254).unwrap_or(1) as i32;
+                if let Some(r) = k.args.get(1) {
+                    cx.diag.unsupported(
+                        &r.pos,
+                        "weight … reverse",
+                        "not implemented for track files",
+                    );
+                }
+            }
+            _ => {
+                let mut init = 0;
+                for a in &k.args {
+                    if a.text == "overwrite" {
+                        cx.diag.unsupported(
+                            &a.pos,
+                            "init_file … overwrite",
+                            "xlb only creates a missing file",
+                        );
+                    } else if let Some(v) = cx.int(a, "init_file", -254..=254) {
+                        init = v;
+                    }
+                }
+                d.init = Some(init);
+            }
+        }
+    }
+    if !file {
+        cx.diag.error(
+            n.pos(),
+            format!("vrrp_track_file '{}' has no 'file'", d.name),
+        );
+        return None;
+    }
+    Some(d)
+}
+
+fn notify(cx: &mut Ctx, k: &Node, notify: &mut Notify) -> bool {
+    let slot = match k.name() {
+        "notify_master" => &mut notify.master,
+        "notify_backup" => &mut notify.backup,
+        "notify_fault" => &mut notify.fault,
+        "notify_stop" => &mut notify.stop,
+        "notify" => &mut notify.any,
+        _ => return false,
+    };
+    *slot = cx.command(k);
+    true
+}
+
+/// `NAME [weight W]` lines of track blocks.
+fn track_weight(cx: &mut Ctx, line: &Node, reverse_ok: bool) -> Option<i32> {
+    match line.args.as_slice() {
+        [] => None,
+        [w, v, rest @ ..] if w.text == "weight" => {
+            if let Some(r) = rest.first() {
+                if r.text == "reverse" && reverse_ok && rest.len() == 1 {
+                    cx.diag.unsupported(&r.pos, "weight … reverse", "reverse weights on track lines are not implemented; set it on the vrrp_script");
+                } else {
+                    cx.diag
+                        .error(&r.pos, format!("unexpected '{}' after the weight", r.text));
+                }
+            }
+            cx.int(v, "weight", -254..=254).map(|w| w as i32)
+        }
+        [w, ..] => {
+            let hint = super::hint::closest(&w.text, ["weight"])
+                .map(|h| format!(" (did you mean '{h}'?)"))
+                .unwrap_or_default();
+            cx.diag.error(
+                &w.pos,
+                format!("unknown keyword '{}' in {}{hint}", w.text, "a track line"),
+            );
+            None
+        }
+    }
+}
+
+struct Tracks {
+    interfaces: Vec<TrackInterface>,
+    scripts: Vec<TrackRef>,
+    files: Vec<TrackRef>,
+}
+
+fn tracks(cx: &mut Ctx, k: &Node, t: &mut Tracks) -> bool {
+    match k.name() {
+        "track_interface" => {
+            for l in k.children() {
+                let weight = track_weight(cx, l, false).unwrap_or(0);
+                t.interfaces.push(TrackInterface {
+                    name: l.name().to_string(),
+                    weight,
+                });
+            }
+        }
+        "track_script" | "track_file" => {
+            for l in k.children() {
+                let weight = track_weight(cx, l, true);
+                let r = TrackRef {
+                    name: l.name().to_string(),
+                    weight,
+                };
+                if k.name() == "track_script" {
+                    t.scripts.push(r);
+                } else {
+                    t.files.push(r);
+                }
+            }
+        }
+        _ => return false,
+    }
+    true
+}
+
+pub fn sync_group(cx: &mut Ctx, n: &Node) -> Option<SyncGroup> {
+    let mut g = SyncGroup {
+        name: n.args[0].text.clone(),
+        members: Vec::new(),
+        notify: Notify::default(),
+        track_interfaces: Vec::new(),
+        track_scripts: Vec::new(),
+        track_files: Vec::new(),
+    };
+    let mut t = Tracks {
+        interfaces: Vec::new(),
+        scripts: Vec::new(),
+        files: Vec::new(),
+    };
+    let mut has_group = false;
+    for k in cx.select(Area::SyncGroup, n.children()) {
+        if k.name() == "group" {
+            has_group = true;
+            for l in k.children() {
+                for w in l.words() {
+                    g.members.push(w.text.clone());
+                }
+            }
+        } else if !notify(cx, k, &mut g.notify) {
+            tracks(cx, k, &mut t);
+        }
+    }
+    if !has_group || g.members.is_empty() {
+        cx.diag.error(
+            n.pos(),
+            format!(
+                "vrrp_sync_group '{}' names no instance (add 'group {{ VI_1 … }}')",
+                g.name
+            ),
+        );
+        return None;
+    }
+    g.track_interfaces = t.interfaces;
+    g.track_scripts = t.scripts;
+    g.track_files = t.files;
+    Some(g)
+}
+
+/// The instance, and `lvs_sync_daemon_interface` (old form of the global
+/// `lvs_sync_daemon IFACE INSTANCE`) when given.
+pub fn instance(
+    cx: &mut Ctx,
+    n: &Node,
+    global: &Global,
+    extra: &Extra,
+) -> Option<(Instance, Option<(String, String)>)> {
+    let name = n.args[0].text.clone();
+    let errors = cx.diag.error_count();
+    let mut i = Instance {
+        name: name.clone(),
+        interface: String::new(),
+        vrid: 0,
+        version: global.vrrp_version,
+        priority: 100,
+        initial_state: InitialState::Backup,
+        advert_int: Duration::from_secs(1),
+        preempt: true,
+        preempt_delay: Duration::ZERO,
+        accept: !extra.strict,
+        auth: None,
+        mcast_src_ip: None,
+        unicast_src_ip: None,
+        unicast_peers: Vec::new(),
+        check_unicast_src: extra.check_unicast_src,
+        virtual_ipaddress: Vec::new(),
+        virtual_ipaddress_excluded: Vec::new(),
+        virtual_routes: Vec::new(),
+        virtual_rules: Vec::new(),
+        track_interfaces: Vec::new(),
+        track_scripts: Vec::new(),
+        track_files: Vec::new(),
+        vmac: None,
+        garp: global.garp,
+        notify: Notify::default(),
+    };
+    let mut t = Tracks {
+        interfaces: Vec::new(),
+        scripts: Vec::new(),
+        files: Vec::new(),
+    };
+    let mut sync_iface = None;
+    let mut advert: Option<&Node> = None;
+    let mut auth: Option<&Node> = None;
+    let mut vmac: Option<&Node> = None;
+    let mut xmit_base = false;
+    let (mut has_iface, mut has_vrid) = (false, false);
+    let selected = cx.select(Area::Instance, n.children());
+    for k in &selected {
+        let k: &Node = k;
+        if notify(cx, k, &mut i.notify) || tracks(cx, k, &mut t) {
+            continue;
+        }
+        let a = || &k.args[0];
+        match k.name() {
+            "state" => match a().text.as_str() {
+                "MASTER" => i.initial_state = InitialState::Master,
+                "BACKUP" => i.initial_state = InitialState::Backup,
+                _ => cx.diag.error(
+                    &a().pos,
+                    format!(
+                        "invalid value '{}' for 'state' (expected MASTER or BACKUP)",
+                        a().text
+                    ),
+                ),
+            },
+            "interface" => {
+                i.interface = a().text.clone();
+                has_iface = true;
+            }
+            "virtual_router_id" => {
+                has_vrid = true;
+                if let Some(v) = cx.uint(a(), "virtual_router_id", 1..=255) {
+                    i.vrid = v as u8;
+                }
+            }
+            "priority" => {
+                if let Some(v) = cx.uint(a(), "priority", 1..=255) {
+                    i.priority = v as u8;
+                }
+            }
+            "advert_int" => advert = Some(k),
+            "version" => {
+                if let Some(v) = cx.uint(a(), "version", 2..=3) {
+                    i.version = v as u8;
+                }
+            }
+            "nopreempt" => i.preempt = false,
+            "preempt" => i.preempt = true,
+            "preempt_delay" => {
+                if let Some(d) = cx.secs(a(), "preempt_delay", 1000.0) {
+                    i.preempt_delay = d;
+                }
+            }
+            "accept" => i.accept = true,
+            "no_accept" => i.accept = false,
+            "authentication" => auth = Some(k),
+            "mcast_src_ip" => i.mcast_src_ip = cx.ip(a(), "mcast_src_ip"),
+            "unicast_src_ip" => i.unicast_src_ip = cx.ip(a(), "unicast_src_ip"),
+            "unicast_peer" => {
+                for l in k.children() {
+                    if let Some(extra) = l.args.first() {
+                        cx.diag.unsupported(
+                            &extra.pos,
+                            &extra.text,
+                            "per-peer options are not implemented",
+                        );
+                    }
+                    if let Some(p) = cx.ip(&l.kw, "unicast_peer") {
+                        i.unicast_peers.push(p);
+                    }
+                }
+            }
+            "check_unicast_src" => i.check_unicast_src = true,
+            "virtual_ipaddress" | "virtual_ipaddress_excluded" => {
+                let block: &'static str = if k.name() == "virtual_ipaddress" {
+                    "virtual_ipaddress"
+                } else {
+                    "virtual_ipaddress_excluded"
+                };
+                let list: Vec<_> = k
+                    .children()
+                    .iter()
+                    .filter_map(|l| net::address(cx, l, block))
+                    .collect();
+                if block == "virtual_ipaddress" {
+                    i.virtual_ipaddress.extend(list);
+                } else {
+                    i.virtual_ipaddress_excluded.extend(list);
+                }
+            }
+            "virtual_routes" => {
+                let list: Vec<_> = k
+                    .children()
+                    .iter()
+                    .filter_map(|l| net::route(cx, l, "virtual_routes"))
+                    .collect();
+                i.virtual_routes.extend(list);
+            }
+            "virtual_rules" => {
+                let list: Vec<_> = k
+                    .children()
+                    .iter()
+                    .filter_map(|l| net::rule(cx, l, "virtual_rules"))
+                    .collect();
+                i.virtual_rules.extend(list);
+            }
+            "use_vmac" => vmac = Some(k),
+            "vmac_xmit_base" => xmit_base = true,
+            "garp_master_delay" => {
+                if let Some(d) = cx.secs(a(), k.name(), 3600.0) {
+                    i.garp.master_delay = d;
+                }
+            }
+            "garp_master_repeat" => {
+                if let Some(v) = cx.uint(a(), k.name(), 1..=255) {
+                    i.garp.master_repeat = v;
+                }
+            }
+            "garp_master_refresh" => {
+                if let Some(d) = cx.secs(a(), k.name(), 3600.0) {
+                    i.garp.master_refresh = (!d.is_zero()).then_some(d);
+                }
+            }
+            "garp_master_refresh_repeat" => {
+                if let Some(v) = cx.uint(a(), k.name(), 1..=255) {
+                    i.garp.master_refresh_repeat = v;
+                }
+            }
+            "garp_interval" | "gna_interval" => {
+                if let Some(d) = cx.secs(a(), k.name(), 1.0) {
+                    i.garp.interval = d;
+                }
+            }
+            _ => sync_iface = Some((a().text.clone(), name.clone())), // lvs_sync_daemon_interface
+        }
+    }
+    if let Some(k) = advert {
+        let t = &k.args[0];
+        let max = if i.version == 2 { 255.0 } else { 40.95 };
+        if let Some(d) = cx.secs(t, "advert_int", max) {
+            let cs = d.as_secs_f64() * 100.0;
+            let whole = if i.version == 2 {
+                d.subsec_nanos() == 0
+            } else {
+                (cs - cs.round()).abs() < 1e-6
+            };
+            if d.is_zero() || !whole {
+                let unit = if i.version == 2 {
+                    "whole seconds 1..=255 for VRRPv2"
+                } else {
+                    "centiseconds 0.01..=40.95 for VRRPv3"
+                };
+                cx.diag.error(
+                    &t.pos,
+                    format!(
+                        "invalid value '{}' for 'advert_int' (expected {unit})",
+                        t.text
+                    ),
+                );
+            } else {
+                i.advert_int = Duration::from_millis((cs.round() as u64) * 10);
+            }
+        }
+    }
+    if let Some(k) = auth {
+        i.auth = authentication(cx, k, i.version);
+    }
+    match (vmac, xmit_base) {
+        (Some(k), _) => {
+            let ipv6 = i
+                .virtual_ipaddress
+                .first()
+                .is_some_and(|a| a.address.is_ipv6());
+            let name = k.args.first().map_or_else(
+                || format!("{}.{}", if ipv6 { "vrrp6" } else { "vrrp" }, i.vrid),
+                |t| t.text.clone(),
+            );
+            i.vmac = Some(Vmac { name, xmit_base });
+        }
+        (None, true) => {
+            let k = selected
+                .iter()
+                .find(|k| k.name() == "vmac_xmit_base")
+                .map(|k| k.pos().clone());
+            if let Some(pos) = k {
+                cx.diag.error(&pos, "'vmac_xmit_base' needs 'use_vmac'");
+            }
+        }
+        (None, false) => {}
+    }
+    if !has_iface {
+        cx.diag.error(
+            n.pos(),
+            format!("vrrp_instance '{name}' has no 'interface'"),
+        );
+    }
+    if !has_vrid {
+        cx.diag.error(
+            n.pos(),
+            format!("vrrp_instance '{name}' has no 'virtual_router_id'"),
+        );
+    }
+    i.track_interfaces = t.interfaces;
+    i.track_scripts = t.scripts;
+    i.track_files = t.files;
+    (cx.diag.error_count() == errors).then_some((i, sync_iface))
+}
+
+fn authentication(cx: &mut Ctx, k: &Node, version: u8) -> Option<Auth> {
+    let mut kind = None;
+    let mut pass = None;
+    for a in cx.select(Area::Auth, k.children()) {
+        let v = &a.args[0];
+        if a.name() == "auth_type" {
+            match v.text.as_str() {
+                "PASS" => kind = Some(v),
+                "AH" => {
+                    // Not a --lenient warning: dropping it would leave the
+                    // instance unable to talk to its AH peers.
+                    cx.diag.error(&v.pos, "invalid value 'AH' for 'auth_type' (xlb does not implement IPsec AH, which RFC 3768 removed from VRRP; use PASS on every peer)");
+                    return None;
+                }
+                _ => {
+                    cx.diag.error(
+                        &v.pos,
+                        format!(
+                            "invalid value '{}' for 'auth_type' (expected PASS or AH)",
+                            v.text
+                        ),
+                    );
+                    return None;
+                }
+            }
+        } else if v.text.len() > 8 {
+            cx.diag.error(&v.pos, format!("'auth_pass' is {} bytes long; VRRP carries at most 8 (keepalived would silently use '{}')", v.text.len(), &v.text[..v.text.char_indices().nth(8).map_or(v.text.len(), |c| c.0).min(8)]));
+            return None;
+        } else {
+            pass = Some(v.text.clone());
+        }
+    }
+    if version == 3 {
+        cx.diag.error(k.pos(), "VRRPv3 has no authentication (RFC 9568); remove the 'authentication' block or use version 2");
+        return None;
+    }
+    match (kind, pass) {
+        (Some(_), Some(pass)) => Some(Auth { pass }),
+        _ => {
+            cx.diag.error(
+                k.pos(),
+                "'authentication' needs both 'auth_type PASS' and 'auth_pass'",
+            );
+            None
+        }
+    }
+}
+
+/// References between blocks, checked once everything is read.
+pub fn cross_check(cx: &mut Ctx, top: &[&Node], config: &Config, strict: bool) {
+    let vrrp = &config.vrrp;
+    let mut names: HashMap<String, usize> = HashMap::new();
+    for n in top.iter() {
+        let kind = n.name();
+        if ![
+            "vrrp_instance",
+            "vrrp_script",
+            "vrrp_sync_group",
+            "vrrp_track_file",
+        ]
+        .contains(&kind)
+        {
+            continue;
+        }
+        let name = &n.args[0].text;
+        if let Some(line) = names.get(&format!("{kind} {name}")) {
+            cx.diag.error(
+                n.pos(),
+                format!("{kind} '{name}' is already defined at line {line}"),
+            );
+        } else {
+            names.insert(format!("{kind} {name}"), n.pos().line);
+        }
+    }
+    // Names count as defined even when their block had errors (already
+    // reported), so one mistake is not reported again at every reference.
+    let defined = |kind: &str| -> Vec<&str> {
+        top.iter()
+            .filter(|n| n.name() == kind)
+            .map(|n| n.args[0].text.as_str())
+            .collect()
+    };
+    // VRIDs are per interface and address family.
+    let mut vrids: HashMap<(&str, u8, bool), (&str, usize)> = HashMap::new();
+    for n in top.iter().filter(|n| n.name() == "vrrp_instance") {
+        let Some(i) = vrrp.instances.iter().find(|i| i.name == n.args[0].text) else {
+            continue;
+        };
+        let ipv6 = i
+            .virtual_ipaddress
+            .first()
+            .is_some_and(|a| a.address.is_ipv6());
+        if let Some((other, line)) = vrids.get(&(i.interface.as_str(), i.vrid, ipv6)) {
+            cx.diag.error(n.pos(), format!(
+                "virtual_router_id {} is already used on {} by vrrp_instance '{other}' (line {line})",
+                i.vrid, i.interface
+            ));
+        } else {
+            vrids.insert(
+                (i.interface.as_str(), i.vrid, ipv6),
+                (&i.name, n.pos().line),
+            );
+        }
+        for k in n.children() {
+            let what = match k.name() {
+                "track_script" => "vrrp_script",
+                "track_file" => "vrrp_track_file",
+                _ => continue,
+            };
+            let defined = defined(what);
+            for l in k.children() {
+                if !defined.contains(&l.name()) {
+                    let hint = super::hint::closest(l.name(), defined.iter().copied())
+                        .map(|h| format!(" (did you mean '{h}'?)"))
+                        .unwrap_or_default();
+                    cx.diag.error(
+                        l.pos(),
+                        format!(
+                            "{} names '{}', but no {what} '{}' is defined{hint}",
+                            k.name(),
+                            l.name(),
+                            l.name()
+                        ),
+                    );
+                }
+            }
+        }
+        if strict {
+            if !i.unicast_peers.is_empty() {
+                cx.diag.error(
+                    n.pos(),
+                    format!(
+                        "vrrp_instance '{}': vrrp_strict forbids unicast_peer",
+                        i.name
+                    ),
+                );
+            }
+            if i.virtual_ipaddress.is_empty() {
+                cx.diag.error(
+                    n.pos(),
+                    format!(
+                        "vrrp_instance '{}': vrrp_strict needs at least one virtual_ipaddress",
+                        i.name
+                    ),
+                );
+            }
+            if i.version == 2 && i.virtual_ipaddress.iter().any(|a| a.address.is_ipv6()) {
+                cx.diag.error(
+                    n.pos(),
+                    format!(
+                        "vrrp_instance '{}': vrrp_strict forbids IPv6 addresses with VRRPv2",
+                        i.name
+                    ),
+                );
+            }
+        }
+    }
+    let instances = defined("vrrp_instance");
+    let mut member_of: HashMap<String, String> = HashMap::new();
+    for n in top.iter().filter(|n| n.name() == "vrrp_sync_group") {
+        let group = &n.args[0].text;
+        for l in n
+            .children()
+            .iter()
+            .filter(|k| k.name() == "group")
+            .flat_map(|k| k.children())
+        {
+            for w in l.words() {
+                if !instances.contains(&w.text.as_str()) {
+                    let hint = super::hint::closest(&w.text, instances.iter().copied())
+                        .map(|h| format!(" (did you mean '{h}'?)"))
+                        .unwrap_or_default();
+                    cx.diag.error(&w.pos, format!("vrrp_sync_group '{group}' names '{}', but no vrrp_instance '{}' is defined{hint}", w.text, w.text));
+                } else if let Some(other) = member_of.insert(w.text.clone(), group.clone()) {
+                    cx.diag.error(
+                        &w.pos,
+                        format!(
+                            "vrrp_instance '{}' is already in vrrp_sync_group '{other}'",
+                            w.text
+                        ),
+                    );
+                }
+            }
+        }
+    }
+    if let Some(sd) = &config.global.lvs_sync_daemon
+        && !instances.contains(&sd.instance.as_str())
+    {
+        let pos = top
+            .iter()
+            .find(|n| n.name() == "global_defs")
+            .map(|n| n.pos().clone());
+        if let Some(pos) = pos {
+            cx.diag.error(
+                &pos,
+                format!(
+                    "lvs_sync_daemon names vrrp_instance '{}', which is not defined",
+                    sd.instance
+                ),
+            );
+        }
+    }
+}

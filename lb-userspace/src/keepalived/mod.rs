@@ -1,0 +1,47 @@
+//! keepalived.conf as a second front end: the file is read as keepalived
+//! reads it (comments, quotes, `include`, `$NAME` parameters, `@id` lines),
+//! built into a tree of keyword nodes, and mapped onto the same model the
+//! TOML front end produces. Unlike keepalived, nothing is silently ignored:
+//! unknown keywords and bad values are errors with `file:line:col`, and
+//! keywords xlb cannot honour are errors too unless `lenient` is set.
+
+mod diag;
+pub mod emit;
+mod hint;
+mod include;
+mod keywords;
+mod lexer;
+mod map;
+mod params;
+mod tree;
+
+use crate::config::{Config, ConfigError, ConfigErrors};
+use std::path::Path;
+
+pub use diag::Pos;
+
+/// How to read a keepalived.conf.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Options {
+    /// `--config-id`: selects `@ID` lines (and drops `@^ID` lines).
+    pub config_id: Option<String>,
+    /// `--lenient`: keywords xlb cannot honour become warnings and are ignored.
+    pub lenient: bool,
+}
+
+/// A model read from keepalived.conf, with the warnings `lenient` allowed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Loaded {
+    pub config: Config,
+    pub warnings: Vec<ConfigError>,
+}
+
+/// Reads `path` (and everything it includes) into a validated model; every
+/// problem found is reported, not just the first.
+pub fn load(path: &Path, opts: &Options) -> Result<Loaded, ConfigErrors> {
+    let mut diag = diag::Diag::new(opts.lenient);
+    let lines = include::read(path, opts.config_id.as_deref(), &mut diag);
+    let nodes = tree::build(lines, &mut diag);
+    let config = map::config(&nodes, &mut diag);
+    diag.finish(Some(config))
+}
