@@ -1,4 +1,4 @@
-//! Command line: `xlb run`, `xlb check`, `xlb status`, `xlb decap`.
+//! Command line: `xlb run`, `xlb check`, `xlb status`, `xlb ipvsadm`, `xlb decap`.
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::{net::IpAddr, path::PathBuf};
@@ -41,6 +41,9 @@ pub enum Command {
         #[arg(long)]
         persistent_conn: bool,
     },
+    /// ipvsadm's listing (-L -n, --stats, --rate, --exact, --thresholds, --persistent-conn,
+    /// -t/-u/-f) of the running data plane: the pinned XDP maps, else the kernel's IPVS.
+    Ipvsadm(crate::ipvsadm::args::IpvsadmArgs),
     /// On a TUN real server: unwrap IPIP/IPv6/GUE tunnels for the local VIPs in XDP
     /// until SIGTERM/SIGINT, then detach.
     Decap {
