@@ -159,9 +159,13 @@ fn same_service(a: &ServiceEntry, b: &ServiceEntry) -> bool {
         && a.netmask == b.netmask
 }
 
-fn same_dest(a: &DestEntry, b: &DestEntry) -> bool {
-    let tunnel = a.fwd != fwd::TUNNEL || (a.tun_type, a.tun_port) == (b.tun_type, b.tun_port);
-    a.fwd == b.fwd
+/// Whether the kernel's `have` already is `want`. The kernel turns the
+/// method of a real that is a local address into Local whatever it was
+/// given, so Local matches any method.
+fn same_dest(have: &DestEntry, want: &DestEntry) -> bool {
+    let (a, b) = (have, want);
+    let tunnel = b.fwd != fwd::TUNNEL || (a.tun_type, a.tun_port) == (b.tun_type, b.tun_port);
+    (a.fwd == b.fwd || a.fwd == fwd::LOCALNODE)
         && a.weight == b.weight
         && a.u_threshold == b.u_threshold
         && a.l_threshold == b.l_threshold

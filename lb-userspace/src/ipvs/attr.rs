@@ -24,6 +24,7 @@ pub mod cmd {
     pub const GET_DAEMON: u8 = 11;
     pub const SET_CONFIG: u8 = 12;
     pub const GET_CONFIG: u8 = 13;
+    pub const SET_INFO: u8 = 14;
     pub const GET_INFO: u8 = 15;
     pub const FLUSH: u8 = 17;
 }
@@ -61,9 +62,9 @@ impl Emitable for IpvsMessage {
 
 impl ParseableParametrized<[u8], GenlHeader> for IpvsMessage {
     fn parse_with_param(buf: &[u8], header: GenlHeader) -> Result<Self, DecodeError> {
-        // GET_INFO replies reuse the top-level numbers 1 and 2 for the version
-        // and the connection table size.
-        let info = header.cmd == cmd::GET_INFO;
+        // Info messages reuse the top-level numbers 1 and 2 for the version
+        // and the connection table size; the kernel answers GET_INFO with SET_INFO.
+        let info = header.cmd == cmd::GET_INFO || header.cmd == cmd::SET_INFO;
         let attrs = parse_all(buf, |nla| Attr::parse(nla, info))?;
         Ok(IpvsMessage {
             cmd: header.cmd,
@@ -548,10 +549,12 @@ mod tests {
 
     #[test]
     fn info_replies_read_attributes_1_and_2_as_version_and_size() {
-        let msg = IpvsMessage {
-            cmd: cmd::GET_INFO,
-            attrs: vec![Attr::InfoVersion(0x010201), Attr::InfoConnTabSize(4096)],
-        };
-        assert_eq!(round_trip(&msg), msg);
+        for cmd in [cmd::GET_INFO, cmd::SET_INFO] {
+            let msg = IpvsMessage {
+                cmd,
+                attrs: vec![Attr::InfoVersion(0x010201), Attr::InfoConnTabSize(4096)],
+            };
+            assert_eq!(round_trip(&msg), msg);
+        }
     }
 }
