@@ -53,7 +53,7 @@ fn case(si: usize, mi: usize, ki: usize, weights: [Option<u32>; 2]) -> Case {
     let _ = writeln!(toml, "scheduler = \"{sched}\"\nmethod = \"{method}\"");
     let mut head = format!("-A {svc} -s {sched}");
     // Persistence on every third scheduler, with a netmask on half of those.
-    if si % 3 == 0 {
+    if si.is_multiple_of(3) {
         toml.push_str("persistence_timeout = 300\n");
         head.push_str(" -p 300");
         if mi == 1 {
@@ -75,7 +75,7 @@ fn case(si: usize, mi: usize, ki: usize, weights: [Option<u32>; 2]) -> Case {
         sorted.sort_by_key(|f| !f.ends_with("fallback"));
         let _ = write!(head, " -b {}", sorted.join(","));
     }
-    let gue = method == "tun" && si % 2 == 0;
+    let gue = method == "tun" && si.is_multiple_of(2);
     if gue {
         toml.push_str("tunnel = \"gue\"\ngue_port = 6080\n");
     }
@@ -138,6 +138,10 @@ const V6_RULES: [&str; 2] = [
 
 const DATAPLANE: &str = "[dataplane]\nkind = \"ipvs\"\ninterfaces = []\nmax_services = 200\n\
 tcp_timeout = 800\ntcp_fin_timeout = 100\nudp_timeout = 200\n";
+
+/// XDP first, on an interface the guest does not have.
+const AUTO_CONFIG: &str = "[dataplane]\nkind = \"auto\"\ninterfaces = [\"xlb-none0\"]\n\
+[[service]]\nvip = \"10.50.0.1\"\nport = 80\nscheduler = \"wlc\"\n[[service.real]]\naddress = \"10.50.0.2\"\n";
 
 /// Config A: the whole matrix. Config B changes three services: a weight,
 /// a removed real, a removed service.
@@ -256,7 +260,14 @@ echo ==ipvsadm-list-b; ipvsadm -Ln
 echo ==xlb-list-b; xlb ipvsadm -Ln
 kill $pid; wait $pid
 echo ==after-stop; ipvsadm -Ln
-cat /tmp/a.log /tmp/b.log >&2
+# kind = "auto": XDP cannot attach to an interface that does not exist, so IPVS forwards.
+/usr/local/bin/xlb run -c /etc/xlb/c.toml 2>/tmp/c.log &
+pid=$!
+wait_agent /tmp/c.log $pid || exit 1
+echo ==rules-c; ipvsadm -S -n
+echo ==fallback; grep -c "falling back to the kernel's IPVS" /tmp/c.log
+kill $pid; wait $pid
+cat /tmp/a.log /tmp/b.log /tmp/c.log >&2
 "#
     );
     let mods = modules();
@@ -268,6 +279,7 @@ cat /tmp/a.log /tmp/b.log >&2
         .program("socat")
         .data("/etc/xlb/a.toml", a)
         .data("/etc/xlb/b.toml", b)
+        .data("/etc/xlb/c.toml", AUTO_CONFIG)
         .modules(&mods)
         .memory_mib(768)
         .timeout(Duration::from_secs(240))
@@ -337,6 +349,12 @@ cat /tmp/a.log /tmp/b.log >&2
         "{}",
         out.console
     );
+    assert_eq!(
+        s["rules-c"], "-A -t 10.50.0.1:80 -s wlc\n-a -t 10.50.0.1:80 -r 10.50.0.2:80 -g -w 1\n",
+        "{}",
+        out.console
+    );
+    assert_eq!(s["fallback"], "1\n", "{}", out.console);
 }
 
 const DIFFERENTIAL: [&str; 6] = ["rr", "wrr", "dh", "sh", "lc", "wlc"];

@@ -297,3 +297,110 @@ impl DataPlane for IpvsDataPlane {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{self, SchedFlags};
+    use crate::dataplane::DesiredReal;
+
+    fn desired(text: &str) -> Vec<DesiredService> {
+        let c = config::parse("t.toml", text).unwrap();
+        c.services
+            .into_iter()
+            .map(|s| DesiredService {
+                reals: s
+                    .reals
+                    .iter()
+                    .map(|r| DesiredReal {
+                        real: r.clone(),
+                        next_hop: None,
+                    })
+                    .collect(),
+                service: s,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_service_becomes_ipvss_attributes() {
+        let d = desired(
+            r#"
+[dataplane]
+kind = "ipvs"
+interfaces = []
+[[service]]
+vip = "10.0.0.1"
+port = 53
+protocol = "udp"
+scheduler = "sh"
+scheduler_flags = ["sh-port", "sh-fallback"]
+method = "tun"
+tunnel = "gue"
+gue_port = 6080
+persistence_timeout = 60
+persistence_granularity = "255.255.0.0"
+[[service.real]]
+address = "10.1.0.1"
+weight = 7
+uthreshold = 10
+lthreshold = 5
+"#,
+        );
+        let (svc, dests) = entries(&d[0]);
+        assert_eq!(svc.scheduler, "sh");
+        assert_eq!(
+            svc.flags,
+            svc_flags::PERSISTENT | svc_flags::SCHED1 | svc_flags::SCHED2
+        );
+        assert_eq!(
+            (svc.timeout, svc.netmask.to_ne_bytes()),
+            (60, [255, 255, 0, 0])
+        );
+        let r = &dests[0];
+        assert_eq!(
+            (r.fwd, r.weight, r.u_threshold, r.l_threshold),
+            (fwd::TUNNEL, 7, 10, 5)
+        );
+        assert_eq!((r.tun_type, r.tun_port, r.port), (tun_type::GUE, 6080, 53));
+    }
+
+    #[test]
+    fn without_persistence_the_netmask_keeps_every_bit() {
+        let d = desired(
+            "[dataplane]\nkind = \"ipvs\"\ninterfaces = []\n[[service]]\nvip = \"2001:db8::1\"\nport = 80\nmethod = \"nat\"\n\
+             [[service]]\nfwmark = 3\n",
+        );
+        let (v6, _) = entries(&d[0]);
+        assert_eq!((v6.flags, v6.netmask), (0, 128));
+        let (fwm, _) = entries(&d[1]);
+        assert_eq!(fwm.netmask, u32::MAX);
+        assert_eq!(svc_flags::of(SchedFlags::default()), 0);
+    }
+
+    #[test]
+    fn a_local_real_reported_as_local_needs_no_change() {
+        let d = desired(
+            "[dataplane]\nkind = \"ipvs\"\ninterfaces = []\n[[service]]\nvip = \"10.0.0.1\"\nport = 80\n\
+             [[service.real]]\naddress = \"10.0.0.2\"\n",
+        );
+        let (_, dests) = entries(&d[0]);
+        let want = &dests[0];
+        let local = DestEntry {
+            fwd: fwd::LOCALNODE,
+            active: 3,
+            ..want.clone()
+        };
+        assert!(same_dest(&local, want));
+        let heavier = DestEntry {
+            weight: 2,
+            ..want.clone()
+        };
+        assert!(!same_dest(&heavier, want));
+        let masq = DestEntry {
+            fwd: fwd::MASQ,
+            ..want.clone()
+        };
+        assert!(!same_dest(&masq, want));
+    }
+}
