@@ -136,7 +136,7 @@ const V6_RULES: [&str; 2] = [
     "-a -t [2001:db8::1]:443 -r [2001:db8::2]:443 -g -w 4",
 ];
 
-const DATAPLANE: &str = "[dataplane]\nkind = \"ipvs\"\ninterfaces = []\nmax_services = 200\n\
+const DATAPLANE: &str = "[dataplane]\nkind = \"ipvs\"\ninterfaces = []\n\
 tcp_timeout = 800\ntcp_fin_timeout = 100\nudp_timeout = 200\n";
 
 /// XDP first, on an interface the guest does not have.

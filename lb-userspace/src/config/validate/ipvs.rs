@@ -212,6 +212,21 @@ address = "2001:db8::2"
     }
 
     #[test]
+    fn xdp_map_sizes_do_not_bound_ipvs() {
+        let mut text =
+            String::from("[dataplane]\nkind = \"ipvs\"\ninterfaces = []\nmax_services = 1\n");
+        for port in 1..=3 {
+            text.push_str(&format!("[[service]]\nvip = \"10.0.0.1\"\nport = {port}\n"));
+        }
+        assert_eq!(parse("t.toml", &text).unwrap().services.len(), 3);
+        let xdp = text.replace(
+            "kind = \"ipvs\"\ninterfaces = []",
+            "interfaces = [\"eth0\"]",
+        );
+        assert!(errors(&xdp)[0].contains("more services than `max_services` (1)"));
+    }
+
+    #[test]
     fn mixed_or_missing_service_names_are_located_errors() {
         let e = errors(
             "[dataplane]\nkind = \"ipvs\"\ninterfaces = []\n[[service]]\nfwmark = 1\nvip = \"10.0.0.1\"\nfamily = \"ipx\"\n",

@@ -62,7 +62,10 @@ pub fn parse(file: &str, text: &str) -> Result<Config, ConfigErrors> {
     }
     if let Some(dp) = &dataplane {
         v.fwmark_needs_ipvs(dp.kind, &raw.services);
-        v.capacity(dp, raw.dataplane.span(), &services);
+        // The map sizes bound XDP only; the kernel's IPVS grows as needed.
+        if dp.kind != DataplaneKind::Ipvs {
+            v.capacity(dp, raw.dataplane.span(), &services);
+        }
     }
     match dataplane {
         Some(dataplane) if v.errors.is_empty() => Ok(Config {
