@@ -240,6 +240,7 @@ pid=$!
 wait_agent /tmp/a.log $pid || exit 1
 echo ==rules-a; ipvsadm -S -n
 echo ==timeout; ipvsadm -L --timeout
+echo ==xlb-timeout; xlb ipvsadm -L --timeout
 {compare}
 # Five flows to the local service (one datagram each, from a client address
 # of this host and new ports): scheduled and counted.
@@ -268,6 +269,14 @@ echo ==rules-c; ipvsadm -S -n
 echo ==fallback; grep -c "falling back to the kernel's IPVS" /tmp/c.log
 kill $pid; wait $pid
 cat /tmp/a.log /tmp/b.log /tmp/c.log >&2
+# Sync daemons (the agents, which had none configured, stopped any): one with
+# the kernel's defaults, one with every option.
+ip link set dummy0 multicast on
+ipvsadm --start-daemon master --mcast-interface lo --syncid 5 || exit 1
+ipvsadm --start-daemon backup --mcast-interface dummy0 --syncid 7 --sync-maxlen 1000 \
+    --mcast-group 224.0.0.99 --mcast-port 9000 --mcast-ttl 3 || exit 1
+echo ==ipvsadm-daemon; ipvsadm -L --daemon
+echo ==xlb-daemon; xlb ipvsadm -L --daemon
 "#
     );
     let mods = modules();
@@ -306,6 +315,7 @@ cat /tmp/a.log /tmp/b.log /tmp/c.log >&2
         diff(&rules_a, &got_a)
     );
     assert_eq!(s["timeout"], "Timeout (tcp tcpfin udp): 800 100 200\n");
+    assert_eq!(s["xlb-timeout"], s["timeout"]);
     for (name, _) in views {
         let (theirs, ours) = (&s[&format!("ipvsadm-{name}")], &s[&format!("xlb-{name}")]);
         assert!(
@@ -355,6 +365,12 @@ cat /tmp/a.log /tmp/b.log /tmp/c.log >&2
         out.console
     );
     assert_eq!(s["fallback"], "1\n", "{}", out.console);
+    assert!(
+        s["ipvsadm-daemon"].lines().count() == 2 && s["xlb-daemon"] == s["ipvsadm-daemon"],
+        "--- ipvsadm ---\n{}--- xlb ipvsadm ---\n{}",
+        s["ipvsadm-daemon"],
+        s["xlb-daemon"]
+    );
 }
 
 const DIFFERENTIAL: [&str; 6] = ["rr", "wrr", "dh", "sh", "lc", "wlc"];

@@ -60,14 +60,15 @@ impl IpvsDataPlane {
 
     fn reconcile_daemons(&mut self, want: Option<Sync>) -> Result<()> {
         let wanted = want.as_ref().map(|s| daemon(&s.config, s.master));
+        let mut running = false;
         for d in self.ipvs.daemons()? {
-            if Some(&d) != wanted.as_ref() {
+            if wanted.as_ref().is_some_and(|w| is_running(&d, w)) {
+                running = true;
+            } else {
                 self.ipvs.del_daemon(d.master)?;
             }
         }
-        if let Some(d) = &wanted
-            && !self.ipvs.daemons()?.contains(d)
-        {
+        if let Some(d) = wanted.as_ref().filter(|_| !running) {
             self.ipvs
                 .add_daemon(d)
                 .with_context(|| format!("starting the IPVS sync daemon on {}", d.interface))?;
@@ -96,6 +97,21 @@ fn daemon(c: &SyncDaemon, master: bool) -> Daemon {
         port: c.port,
         ttl: c.ttl,
     }
+}
+
+/// Whether the kernel's daemon `have` is `want`: the kernel reports its
+/// defaults (maxlen, group, port, ttl) for what `want` leaves unset.
+fn is_running(have: &Daemon, want: &Daemon) -> bool {
+    fn same<T: PartialEq>(have: Option<T>, want: Option<T>) -> bool {
+        want.is_none() || have == want
+    }
+    have.master == want.master
+        && have.interface == want.interface
+        && have.sync_id == want.sync_id
+        && same(have.maxlen, want.maxlen)
+        && same(have.group, want.group)
+        && same(have.port, want.port)
+        && same(have.ttl, want.ttl)
 }
 
 /// What IPVS calls the service's netmask: the persistence granularity, else every bit.
@@ -376,6 +392,42 @@ lthreshold = 5
         let (fwm, _) = entries(&d[1]);
         assert_eq!(fwm.netmask, u32::MAX);
         assert_eq!(svc_flags::of(SchedFlags::default()), 0);
+    }
+
+    #[test]
+    fn a_running_daemon_with_the_kernels_defaults_is_the_one_wanted() {
+        let want = Daemon {
+            master: true,
+            interface: "eth1".into(),
+            sync_id: 5,
+            maxlen: None,
+            group: None,
+            port: Some(8848),
+            ttl: None,
+        };
+        let have = Daemon {
+            maxlen: Some(1472),
+            group: Some("224.0.0.81".parse().unwrap()),
+            ttl: Some(1),
+            ..want.clone()
+        };
+        assert!(is_running(&have, &want));
+        for other in [
+            Daemon {
+                master: false,
+                ..have.clone()
+            },
+            Daemon {
+                sync_id: 6,
+                ..have.clone()
+            },
+            Daemon {
+                port: Some(8849),
+                ..have.clone()
+            },
+        ] {
+            assert!(!is_running(&other, &want), "{other:?}");
+        }
     }
 
     #[test]

@@ -460,8 +460,10 @@ impl Nla for DaemonAttr {
         match self {
             DaemonAttr::State(v) | DaemonAttr::SyncId(v) => emit_u32(b, *v).expect("4 bytes"),
             DaemonAttr::McastIfn(s) => emit_cstr(b, s),
-            DaemonAttr::SyncMaxlen(v) => emit_u16(b, *v).expect("2 bytes"),
-            DaemonAttr::McastPort(v) => emit_u16_be(b, *v).expect("2 bytes"),
+            // The kernel keeps the port in host order here (unlike service ports).
+            DaemonAttr::SyncMaxlen(v) | DaemonAttr::McastPort(v) => {
+                emit_u16(b, *v).expect("2 bytes")
+            }
             DaemonAttr::McastGroup(a) => b.copy_from_slice(a),
             DaemonAttr::McastGroup6(a) => b.copy_from_slice(a),
             DaemonAttr::McastTtl(v) => b[0] = *v,
@@ -480,7 +482,7 @@ impl DaemonAttr {
             4 => DaemonAttr::SyncMaxlen(parse_u16(v)?),
             5 if v.len() == 4 => DaemonAttr::McastGroup([v[0], v[1], v[2], v[3]]),
             6 => DaemonAttr::McastGroup6(parse_addr16(v)?),
-            7 => DaemonAttr::McastPort(parse_u16_be(v)?),
+            7 => DaemonAttr::McastPort(parse_u16(v)?),
             8 => DaemonAttr::McastTtl(parse_u8(v)?),
             _ => DaemonAttr::Other(other(nla)),
         })

@@ -42,6 +42,12 @@ pub struct IpvsadmArgs {
     /// The -f service is IPv6.
     #[arg(short = '6', long = "ipv6")]
     pub ipv6: bool,
+    /// The connection timeouts (tcp, tcpfin, udp) instead of the services.
+    #[arg(long)]
+    pub timeout: bool,
+    /// The sync daemons instead of the services (the kernel's IPVS only).
+    #[arg(long)]
+    pub daemon: bool,
     /// Where the XDP data plane's maps are pinned; without maps there, the kernel's IPVS is listed.
     #[arg(long, default_value = "/sys/fs/bpf/xlb")]
     pub pin_path: PathBuf,

@@ -21,6 +21,12 @@ pub struct Listing {
 
 /// The text `xlb ipvsadm ARGS` prints.
 pub fn run(args: &IpvsadmArgs) -> Result<String> {
+    if args.timeout {
+        return Ok(render::timeouts(source::timeouts(&args.pin_path)?));
+    }
+    if args.daemon {
+        return Ok(render::daemons(&source::daemons(&args.pin_path)?));
+    }
     let listing = source::read(&args.pin_path)?;
     let format = render::Format {
         view: args.view(),

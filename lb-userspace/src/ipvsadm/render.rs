@@ -4,7 +4,7 @@
 use super::{Listing, args::View};
 use crate::config::ServiceId;
 use crate::ipvs::{
-    DestEntry, ServiceEntry,
+    Daemon, DestEntry, ServiceEntry, Timeouts,
     types::{fwd, svc_flags},
 };
 use std::{cmp::Ordering, fmt::Write, net::IpAddr};
@@ -42,6 +42,43 @@ pub fn render(listing: &Listing, format: Format) -> Option<String> {
         service(&mut out, s, format);
     }
     Some(out)
+}
+
+/// `ipvsadm -L --timeout`.
+pub fn timeouts(t: Timeouts) -> String {
+    format!(
+        "Timeout (tcp tcpfin udp): {} {} {}\n",
+        t.tcp, t.tcp_fin, t.udp
+    )
+}
+
+/// `ipvsadm -L --daemon`: the master's line, then the backup's.
+pub fn daemons(daemons: &[Daemon]) -> String {
+    let mut out = String::new();
+    for master in [true, false] {
+        for d in daemons.iter().filter(|d| d.master == master) {
+            let role = if master { "master" } else { "backup" };
+            let _ = write!(
+                out,
+                "{role} sync daemon (mcast={}, syncid={}",
+                d.interface, d.sync_id
+            );
+            if let Some(m) = d.maxlen.filter(|&m| m != 0) {
+                let _ = write!(out, ", maxlen={m}");
+            }
+            if let Some(g) = d.group {
+                let _ = write!(out, ", group={g}");
+            }
+            if let Some(p) = d.port.filter(|&p| p != 0) {
+                let _ = write!(out, ", port={p}");
+            }
+            if let Some(t) = d.ttl.filter(|&t| t != 0) {
+                let _ = write!(out, ", ttl={t}");
+            }
+            out.push_str(")\n");
+        }
+    }
+    out
 }
 
 fn title(out: &mut String, view: View) {
@@ -464,6 +501,40 @@ mod tests {
             only: Some(tcp("10.9.9.9", 1)),
         };
         assert_eq!(render(&probe_state(), f), None);
+    }
+
+    #[test]
+    fn daemons_and_timeouts_read_as_ipvsadm_prints_them() {
+        let backup = Daemon {
+            master: false,
+            interface: "dummy0".into(),
+            sync_id: 7,
+            maxlen: Some(1024),
+            group: Some("224.0.0.99".parse().unwrap()),
+            port: Some(9000),
+            ttl: Some(3),
+        };
+        let master = Daemon {
+            master: true,
+            interface: "lo".into(),
+            sync_id: 5,
+            maxlen: Some(1472),
+            group: Some("224.0.0.81".parse().unwrap()),
+            port: Some(8848),
+            ttl: Some(1),
+        };
+        // As the guest's ipvsadm 1.31 printed them (the master first).
+        assert_eq!(
+            daemons(&[backup, master]),
+            "master sync daemon (mcast=lo, syncid=5, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)\n\
+             backup sync daemon (mcast=dummy0, syncid=7, maxlen=1024, group=224.0.0.99, port=9000, ttl=3)\n"
+        );
+        let t = Timeouts {
+            tcp: 900,
+            tcp_fin: 120,
+            udp: 300,
+        };
+        assert_eq!(timeouts(t), "Timeout (tcp tcpfin udp): 900 120 300\n");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use super::Listing;
 use crate::config::{Method, Protocol, Scheduler, ServiceId};
 use crate::ipvs::{
-    DestEntry, Ipvs, ServiceEntry, Stats,
+    Daemon, DestEntry, Ipvs, ServiceEntry, Stats, Timeouts,
     types::{fwd, svc_flags},
 };
 use crate::status::{open, persist_counts, sum};
@@ -12,7 +12,8 @@ use anyhow::Result;
 use aya::maps::{Array, HashMap, MapData, PerCpuArray};
 use lb_common::{
     ConnCounts, Counters, FAMILY_V4, REAL_F_PRESENT, RealInfo, SERVICE_F_FALLBACK,
-    SERVICE_F_HASH_PORT, SERVICE_F_PERSISTENT, ServiceInfo, ServiceKey, addr_ip, map_names,
+    SERVICE_F_HASH_PORT, SERVICE_F_PERSISTENT, ServiceInfo, ServiceKey, Settings, addr_ip,
+    map_names,
 };
 use std::{net::IpAddr, path::Path};
 
@@ -21,9 +22,36 @@ const IPVS_VERSION: u32 = 0x010201;
 /// The connection table size the XDP listing reports (IPVS's default).
 const XDP_TAB_SIZE: u32 = 4096;
 
+/// Whether `pin_dir` holds a running XDP data plane's maps.
+fn xdp(pin_dir: &Path) -> bool {
+    pin_dir.join(map_names::SERVICES).exists()
+}
+
+/// The timeouts: XDP's SETTINGS, else the kernel's IPVS's.
+pub fn timeouts(pin_dir: &Path) -> Result<Timeouts> {
+    if !xdp(pin_dir) {
+        return Ipvs::connect()?.timeouts();
+    }
+    let settings: Array<MapData, Settings> = open(pin_dir, map_names::SETTINGS)?.try_into()?;
+    let s = settings.get(&0, 0)?;
+    Ok(Timeouts {
+        tcp: s.tcp_timeout_s,
+        tcp_fin: s.tcp_fin_timeout_s,
+        udp: s.udp_timeout_s,
+    })
+}
+
+/// The sync daemons: the kernel's IPVS's (XDP has none).
+pub fn daemons(pin_dir: &Path) -> Result<Vec<Daemon>> {
+    if xdp(pin_dir) {
+        return Ok(Vec::new());
+    }
+    Ipvs::connect()?.daemons()
+}
+
 /// The XDP maps when `pin_dir` holds them, else the kernel's IPVS.
 pub fn read(pin_dir: &Path) -> Result<Listing> {
-    if pin_dir.join(map_names::SERVICES).exists() {
+    if xdp(pin_dir) {
         from_maps(pin_dir)
     } else {
         from_kernel(&mut Ipvs::connect()?)
