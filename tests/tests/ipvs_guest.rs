@@ -431,6 +431,7 @@ fn kernel_ipvs_schedules_as_xlbs_model() {
             );
         }
     }
+    script.push_str(&open_close_script(&weights));
     script.push_str("echo ==conns; ipvsadm -Lnc\n");
     let mut modules = vec!["ip_vs".to_string(), "dummy".to_string()];
     modules.extend(DIFFERENTIAL.iter().map(|s| format!("ip_vs_{s}")));
@@ -487,7 +488,138 @@ fn kernel_ipvs_schedules_as_xlbs_model() {
             ));
         }
     }
+    for (n, sched) in ["lc", "wlc"].into_iter().enumerate() {
+        let vip = format!("10.43.{n}.1:9");
+        let order: Vec<usize> = s[&format!("order-tcp-{sched}")]
+            .lines()
+            .filter_map(|l| l.strip_prefix("  -> 10.41.0."))
+            .map(|l| l.split(':').next().unwrap().parse::<usize>().unwrap() - 1)
+            .collect();
+        let listed: Vec<u32> = order.iter().map(|&i| weights[i]).collect();
+        let mut got: Vec<Option<usize>> = vec![None; OPEN_CLOSE_CLIENTS];
+        for l in s["conns"].lines() {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            if f.len() == 6 && f[0] == "TCP" && f[4] == vip {
+                let client: usize = f[3][8..].split(':').next().unwrap().parse().unwrap();
+                let real: usize = f[5][8..].split(':').next().unwrap().parse().unwrap();
+                got[client - 1] = order.iter().position(|&i| i == real - 1);
+            }
+        }
+        let want = predict_open_close(sched, &listed);
+        if got != want {
+            failures.push(format!(
+                "{sched} open/close: kernel {got:?}\n{:width$}model  {want:?}",
+                "",
+                width = sched.len() + 13
+            ));
+        }
+    }
     assert!(failures.is_empty(), "{}\n{out}", failures.join("\n"));
+}
+
+/// The scripted pattern: `Open(c)` connects client c (10.42.0.c) and holds
+/// the connection, `Close(c)` closes it (IPVS then counts it inactive).
+#[derive(Clone, Copy)]
+enum Step {
+    Open(usize),
+    Close(usize),
+}
+
+const OPEN_CLOSE: [Step; 17] = {
+    use Step::*;
+    [
+        Open(1),
+        Open(2),
+        Open(3),
+        Open(4),
+        Open(5),
+        Open(6),
+        Close(2),
+        Close(3),
+        Open(7),
+        Open(8),
+        Close(1),
+        Open(9),
+        Open(10),
+        Close(5),
+        Open(11),
+        Close(7),
+        Open(12),
+    ]
+};
+const OPEN_CLOSE_CLIENTS: usize = 12;
+
+/// TCP services on 10.43.{0,1}.1:9 (lc, wlc) with local reals and a local
+/// listener; each step waits until IPVS's counts show it (bounded). socat
+/// runs by path so that `$!` is its pid, not a subshell's.
+fn open_close_script(weights: &[u32]) -> String {
+    let mut script = String::from(
+        "socat TCP-LISTEN:9,fork,reuseaddr EXEC:'sleep 600' >/dev/null 2>&1 &\n\
+         counts() { ipvsadm -Ln -t $1 | awk '$1 == \"->\" && $2 != \"RemoteAddress:Port\" {a += $5; i += $6} END {print a, i}'; }\n\
+         settle() { n=0; while [ \"$(counts $1)\" != \"$2\" ] && [ $n -lt 100 ]; do sleep 0.1; n=$((n+1)); done; \
+         [ \"$(counts $1)\" = \"$2\" ] || { echo \"$1 never reached $2: $(counts $1)\" >&2; exit 1; }; }\n",
+    );
+    for (n, sched) in ["lc", "wlc"].into_iter().enumerate() {
+        let vip = format!("10.43.{n}.1:9");
+        let _ = writeln!(
+            script,
+            "ip addr add 10.43.{n}.1/32 dev dummy0\nipvsadm -A -t {vip} -s {sched} || exit 1"
+        );
+        for (i, w) in weights.iter().enumerate() {
+            let _ = writeln!(
+                script,
+                "ipvsadm -a -t {vip} -r 10.41.0.{}:9 -g -w {w} || exit 1",
+                i + 1
+            );
+        }
+        let _ = writeln!(
+            script,
+            "echo ==order-tcp-{sched}; ipvsadm -Ln --nosort -t {vip}"
+        );
+        let (mut active, mut inactive) = (0, 0);
+        for step in OPEN_CLOSE {
+            match step {
+                Step::Open(c) => {
+                    active += 1;
+                    let _ = writeln!(
+                        script,
+                        "/usr/local/bin/socat TCP:{vip},bind=10.42.0.{c} EXEC:'sleep 600' >/dev/null 2>&1 &\nc{n}_{c}=$!"
+                    );
+                }
+                Step::Close(c) => {
+                    active -= 1;
+                    inactive += 1;
+                    let _ = writeln!(script, "kill $c{n}_{c}");
+                }
+            }
+            let _ = writeln!(script, "settle {vip} \"{active} {inactive}\"");
+        }
+    }
+    script
+}
+
+/// The model's real (a list position) for each client of [`OPEN_CLOSE`].
+fn predict_open_close(sched: &str, weights: &[u32]) -> Vec<Option<usize>> {
+    let rule = if sched == "lc" { Rule::Lc } else { Rule::Wlc };
+    let mut reals: Vec<Real> = weights.iter().map(|&w| Real::new(w)).collect();
+    let mut chosen = vec![None; OPEN_CLOSE_CLIENTS];
+    for step in OPEN_CLOSE {
+        match step {
+            Step::Open(c) => {
+                let pick = model::least(&mut reals, rule);
+                if let Some(i) = pick {
+                    reals[i].active += 1;
+                }
+                chosen[c - 1] = pick;
+            }
+            Step::Close(c) => {
+                let i = chosen[c - 1].expect("closed a connection that was opened");
+                reals[i].active -= 1;
+                reals[i].inactive += 1;
+            }
+        }
+    }
+    chosen
 }
 
 /// The model's real (a list position) for each of `clients` new flows:
