@@ -683,10 +683,13 @@ pub mod sched_hash {
         u32::from_be(w)
     }
 
-    /// dh: bucket of a destination address (multiplicative hash, IPVS's constant).
+    /// dh: bucket of a destination address: `hash_32(addr, 8)`, the top 8
+    /// bits of addr × GOLDEN_RATIO_32, as IPVS's `ip_vs_dh_hashkey` (kernels
+    /// before 3.x took the low bits of addr × 2654435761; the guest test
+    /// against 6.1's IPVS pins this one).
     #[inline(always)]
     pub fn dh_bucket(fold: u32) -> u32 {
-        fold.wrapping_mul(2_654_435_761) & (super::sched_layout::HASH_BUCKETS - 1)
+        fold.wrapping_mul(0x61c8_8647) >> 24
     }
 
     /// sh: bucket of a source address (and port with `sh-port`), moved on by

@@ -1,5 +1,5 @@
 //! Command line: `xlb run`, `xlb check`, `xlb convert`, `xlb dump-config`,
-//! `xlb status`, `xlb decap`.
+//! `xlb status`, `xlb ipvsadm`, `xlb decap`.
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::{net::IpAddr, path::PathBuf};
@@ -54,6 +54,9 @@ pub enum Command {
         #[arg(long)]
         persistent_conn: bool,
     },
+    /// ipvsadm's listing (-L -n, --stats, --rate, --exact, --thresholds, --persistent-conn,
+    /// -t/-u/-f) of the running data plane: the pinned XDP maps, else the kernel's IPVS.
+    Ipvsadm(crate::ipvsadm::args::IpvsadmArgs),
     /// On a TUN real server: unwrap IPIP/IPv6/GUE tunnels for the local VIPs in XDP
     /// until SIGTERM/SIGINT, then detach.
     Decap {

@@ -7,6 +7,8 @@ pub mod cli;
 pub mod config;
 pub mod dataplane;
 pub mod decap;
+pub mod ipvs;
+pub mod ipvsadm;
 pub mod keepalived;
 pub mod logging;
 pub mod maglev;

@@ -3,7 +3,7 @@ use std::process::ExitCode;
 use xlb::{
     agent,
     cli::{Cli, Command},
-    config, decap, logging, status,
+    config, decap, ipvsadm, logging, status,
 };
 
 fn main() -> ExitCode {
@@ -40,6 +40,7 @@ fn main() -> ExitCode {
             };
             status::render(&pin_path, view).map(|s| print!("{s}"))
         }
+        Command::Ipvsadm(args) => ipvsadm::run(&args).map(|s| print!("{s}")),
         Command::Run {
             source,
             keep_dataplane,

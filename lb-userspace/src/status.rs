@@ -16,14 +16,14 @@ use std::{
     path::Path,
 };
 
-fn open(dir: &Path, name: &str) -> Result<Map> {
+pub(crate) fn open(dir: &Path, name: &str) -> Result<Map> {
     let path = dir.join(name);
     let data = MapData::from_pin(&path)
         .with_context(|| format!("cannot open {} (is the xlb agent running?)", path.display()))?;
     Ok(Map::from_map_data(data)?)
 }
 
-fn sum<T: Copy + Default + std::ops::Add<Output = T>>(values: &[T]) -> T {
+pub(crate) fn sum<T: Copy + Default + std::ops::Add<Output = T>>(values: &[T]) -> T {
     values.iter().fold(T::default(), |a, c| a + *c)
 }
 
@@ -67,7 +67,7 @@ fn monotonic_ns() -> u64 {
 }
 
 /// Live persistence templates per real id (IPVS's PersistConn).
-fn persist_counts(
+pub(crate) fn persist_counts(
     dir: &Path,
     services: &[(ServiceKey, ServiceInfo)],
 ) -> Result<BTreeMap<u32, u64>> {

@@ -168,6 +168,39 @@ fn connections_through_the_vip_reach_every_real_and_stay_put() {
         );
     }
 
+    // xlb ipvsadm: the same maps as ipvsadm -L -n prints IPVS's state.
+    let out = std::process::Command::new(xlb_bin())
+        .args(["ipvsadm", "-L", "-n", "--pin-path"])
+        .arg(&lab.pin_path)
+        .output()
+        .unwrap();
+    let listing = String::from_utf8(out.stdout).unwrap();
+    let mut want = String::from(
+        "IP Virtual Server version 1.2.1 (size=4096)\n\
+         Prot LocalAddress:Port Scheduler Flags\n  \
+         -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n\
+         TCP  10.250.0.100:80 mh (mh-port)\n",
+    );
+    for r in &lab.reals {
+        // The connection counts as xlb status read them (the held connections are idle).
+        let cols: Vec<String> = status
+            .lines()
+            .find(|l| l.contains(&format!("-> {}:80", r.addr)))
+            .unwrap()
+            .split_whitespace()
+            .map(str::to_string)
+            .collect();
+        want.push_str(&format!(
+            "  -> {:<28} {:<7} {:<6} {:<10} {:<10}\n",
+            format!("{}:80", r.addr),
+            "Route",
+            r.weight,
+            cols[4],
+            cols[5]
+        ));
+    }
+    assert_eq!(listing, want, "{}", String::from_utf8_lossy(&out.stderr));
+
     drop(conns);
     agent.stop().unwrap();
     assert!(!xdp_attached(&lab), "XDP still attached after SIGTERM");

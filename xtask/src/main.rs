@@ -5,6 +5,7 @@ mod build;
 mod lab;
 mod setup;
 mod test;
+mod vm_test;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -46,6 +47,8 @@ enum Cmd {
     },
     /// fmt, clippy, unit tests, XDP fixture tests and network-namespace integration tests.
     Test(test::Args),
+    /// Only the qemu guest tests: the guest harness and the IPVS data plane against kernel IPVS.
+    VmTest,
     /// Build a namespace lab, run the agent in it and send requests through the VIP.
     Lab(lab::Args),
     /// Measure per-packet cost, live forwarding and the control plane (root; see bench/README.md).
@@ -60,6 +63,7 @@ fn main() -> ExitCode {
             .and_then(|_| build::agent())
             .and_then(|bin| build::run_checked(Command::new(bin).args(args))),
         Cmd::Test(args) => test::run(&args),
+        Cmd::VmTest => vm_test::run(),
         Cmd::Lab(args) => lab::run(&args),
         Cmd::Bench(args) => bench::run(&args),
     };

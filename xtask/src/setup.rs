@@ -179,6 +179,8 @@ fn install(need: Need) -> Result<()> {
             ("qemu-system-x86_64", "qemu-system-x86"),
             ("busybox", "busybox-static"),
             ("ipvsadm", "ipvsadm"),
+            // The IPVS guest tests send connections with it (busybox nc binds no source).
+            ("socat", "socat"),
         ]);
     }
     if need == Need::Bench {

@@ -4,13 +4,12 @@
 
 pub mod desired;
 pub mod hops;
+mod plane;
 
 use crate::{
-    EBPF_OBJECT,
     check::{lifecycle::Announcer, runner::Checkers},
     config::{self, Config},
-    dataplane::{DataPlane, DesiredService, XdpDataPlane},
-    logging,
+    dataplane::{DataPlane, DesiredService},
     neigh::Resolver,
 };
 use anyhow::{Context, Result};
@@ -49,7 +48,7 @@ pub enum Event {
 
 /// The data plane with the state it was last given.
 struct Forwarding {
-    plane: XdpDataPlane,
+    plane: Box<dyn DataPlane>,
     desired: Vec<DesiredService>,
 }
 
@@ -62,7 +61,7 @@ impl Forwarding {
         }
         match self.plane.apply(&fresh) {
             Ok(()) => {
-                info!("{why}: maps updated");
+                info!("{why}: data plane updated");
                 self.desired = fresh;
             }
             Err(e) => warn!(error = %format!("{e:#}"), "{why}: updating maps failed; will retry"),
@@ -80,22 +79,13 @@ pub async fn run(source: &config::Source, keep_dataplane: bool) -> Result<()> {
     let desired = desired::compose(&config, &runtime, &hops);
     let mut announcer = Announcer::new(&config)?;
 
-    let mut plane = XdpDataPlane::start(EBPF_OBJECT, &config.dataplane, logging::kernel_level())?;
-    let started = async {
-        logging::forward_ebpf_logs(plane.ebpf_mut())?;
-        plane.apply(&desired).context("programming the XDP maps")
-    }
-    .await;
-    if let Err(e) = started {
+    let mut plane = plane::start(&config)?;
+    if let Err(e) = plane.apply(&desired).context("programming the data plane") {
         plane.shutdown(false)?;
         return Err(e);
     }
     let reals: usize = desired.iter().map(|d| d.reals.len()).sum();
-    let attached: Vec<String> = plane
-        .attachments()
-        .map(|(i, m)| format!("{i} ({m:?})"))
-        .collect();
-    info!(services = desired.len(), reals, interfaces = %attached.join(", "), "xlb forwarding");
+    info!(services = desired.len(), reals, data_plane = %plane.describe(), "xlb forwarding");
     let mut fwd = Forwarding { plane, desired };
 
     // Components (checkers, VRRP) get a clone of `events`; the loop owns the receiver.
@@ -121,11 +111,14 @@ pub async fn run(source: &config::Source, keep_dataplane: bool) -> Result<()> {
                 }
                 Event::Mastership { instance, master, applied } => {
                     if master {
-                        runtime.masters.insert(instance);
+                        runtime.masters.insert(instance.clone());
                     } else {
                         runtime.masters.remove(&instance);
                     }
                     fwd.update(&config, &runtime, &hops, "VRRP mastership changed");
+                    if let Err(e) = fwd.plane.mastership(&instance, master) {
+                        warn!(error = %format!("{e:#}"), "data plane did not follow the mastership change");
+                    }
                     checkers.set_masters(&runtime.masters);
                     // The instance may have stopped waiting; nothing to undo then.
                     let _ = applied.send(());

@@ -2,11 +2,13 @@
 //! the desired state (services, their reals, each real's next hop) and hands
 //! it to a [`DataPlane`]; the XDP implementation turns it into map writes.
 
+pub mod ipvs;
 mod loader;
 mod sweep;
 mod tables;
 mod xdp;
 
+pub use ipvs::IpvsDataPlane;
 pub use tables::MaglevChurn;
 
 pub use loader::attach_program;
@@ -57,4 +59,17 @@ pub trait DataPlane {
     /// Periodic housekeeping the data plane needs from the agent (XDP:
     /// expiring idle flows and keeping connection counts true).
     fn maintain(&mut self) -> anyhow::Result<()>;
+
+    /// A VRRP instance became Master or stopped being Master (IPVS: the
+    /// sync daemon follows the instance `lvs_sync_daemon` names).
+    fn mastership(&mut self, _instance: &str, _master: bool) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    /// One line for the log: what forwards and where.
+    fn describe(&self) -> String;
+
+    /// Stops forwarding, or with `keep` leaves the data plane running
+    /// without the agent.
+    fn shutdown(self: Box<Self>, keep: bool) -> anyhow::Result<()>;
 }

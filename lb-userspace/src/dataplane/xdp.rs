@@ -136,7 +136,7 @@ impl XdpDataPlane {
 
     /// Stops forwarding: detaches and unpins, or with `keep` leaves the
     /// program attached (links pinned next to the maps) and the maps pinned.
-    pub fn shutdown(mut self, keep: bool) -> Result<()> {
+    pub fn stop(mut self, keep: bool) -> Result<()> {
         if !keep {
             self.detach_all();
             loader::unpin_maps(&self.pin_dir)?;
@@ -191,6 +191,18 @@ impl DataPlane for XdpDataPlane {
             );
         }
         Ok(())
+    }
+
+    fn describe(&self) -> String {
+        let attached: Vec<String> = self
+            .attachments()
+            .map(|(i, m)| format!("{i} ({m:?})"))
+            .collect();
+        format!("XDP on {}", attached.join(", "))
+    }
+
+    fn shutdown(self: Box<Self>, keep: bool) -> Result<()> {
+        self.stop(keep)
     }
 }
 

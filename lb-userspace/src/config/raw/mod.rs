@@ -17,6 +17,8 @@ pub struct File {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Dataplane {
+    #[serde(default)]
+    pub kind: Option<Spanned<String>>,
     pub interfaces: Spanned<Vec<Spanned<String>>>,
     #[serde(default)]
     pub xdp_mode: Option<Spanned<String>>,
@@ -44,8 +46,15 @@ pub struct Dataplane {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Service {
-    pub vip: Spanned<String>,
-    pub port: Spanned<i64>,
+    /// `vip` + `port` (+ `protocol`), or `fwmark` (+ `family`).
+    #[serde(default)]
+    pub vip: Option<Spanned<String>>,
+    #[serde(default)]
+    pub port: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub fwmark: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub family: Option<Spanned<String>>,
     #[serde(default)]
     pub protocol: Option<Spanned<String>>,
     #[serde(default)]

@@ -3,8 +3,8 @@
 mod check;
 
 use super::{
-    Config, ConfigError, ConfigErrors, Dataplane, Method, Persistence, Protocol, Real, SchedFlags,
-    Scheduler, Service, ServiceId, Timeouts, Tunnel, XdpMode, raw,
+    Config, ConfigError, ConfigErrors, Dataplane, DataplaneKind, Method, Persistence, Protocol,
+    Real, SchedFlags, Scheduler, Service, ServiceId, Timeouts, Tunnel, XdpMode, raw,
 };
 use crate::sched::tables::wrr_len;
 use lb_common::{conn, defaults, sched_layout};
@@ -15,6 +15,8 @@ use std::{
     path::PathBuf,
 };
 use toml::Spanned;
+
+mod ipvs;
 
 /// keepalived's scheduler flags, with the scheduler each belongs to.
 const SCHED_FLAGS: [(&str, Scheduler); 4] = [
@@ -61,7 +63,11 @@ pub fn parse(file: &str, text: &str) -> Result<Config, ConfigErrors> {
         }
     }
     if let Some(dp) = &dataplane {
-        v.capacity(dp, raw.dataplane.span(), &services);
+        v.fwmark_needs_ipvs(dp.kind, &raw.services);
+        // The map sizes bound XDP only; the kernel's IPVS grows as needed.
+        if dp.kind != DataplaneKind::Ipvs {
+            v.capacity(dp, raw.dataplane.span(), &services);
+        }
     }
     match dataplane {
         Some(dataplane) if v.errors.is_empty() => Ok(Config {
@@ -103,7 +109,9 @@ impl Validator<'_> {
     fn dataplane(&mut self, dp: &Spanned<raw::Dataplane>) -> Option<Dataplane> {
         let raw = dp.get_ref();
         let before = self.errors.len();
-        if raw.interfaces.get_ref().is_empty() {
+        let kind = self.kind(raw.kind.as_ref());
+        // IPVS forwards whatever reaches the host; it attaches to nothing.
+        if raw.interfaces.get_ref().is_empty() && kind != DataplaneKind::Ipvs {
             self.error(
                 raw.interfaces.span(),
                 "`interfaces` lists no interface to attach XDP to",
@@ -208,7 +216,7 @@ impl Validator<'_> {
             }
         });
         (self.errors.len() == before).then_some(Dataplane {
-            kind: Default::default(),
+            kind,
             expire_nodest_conn: false,
             interfaces,
             xdp_mode,
@@ -274,8 +282,9 @@ impl Validator<'_> {
     fn service(&mut self, svc: &Spanned<raw::Service>) -> Option<Service> {
         let raw = svc.get_ref();
         let before = self.errors.len();
-        let vip = self.address(&raw.vip, "vip");
-        let port = self.port(&raw.port);
+        let ident = self.ident(raw, svc.span());
+        let vip = ident.family_addr();
+        let port = ident.port();
         let protocol = match raw.protocol.as_ref() {
             None => Protocol::Tcp,
             Some(p) => match p.get_ref().as_str() {
@@ -370,7 +379,8 @@ impl Validator<'_> {
                 );
                 continue;
             }
-            if matches!(method, Method::Dr | Method::Tun) && real_port != port {
+            if matches!(method, Method::Dr | Method::Tun) && real_port != port && !ident.is_fwmark()
+            {
                 let span = rr.port.as_ref().map_or(r.span(), |p| p.span());
                 let what = if method == Method::Dr {
                     "direct routing"
@@ -411,11 +421,7 @@ impl Validator<'_> {
             return None;
         }
         Some(Service {
-            id: ServiceId::Addr {
-                vip: vip?,
-                port: port?,
-                protocol,
-            },
+            id: ident.id(protocol)?,
             scheduler,
             method,
             tunnel,

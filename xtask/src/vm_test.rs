@@ -1,0 +1,33 @@
+//! `cargo xtask vm-test`: only the qemu guest tests (the harness's own and
+//! the IPVS data plane's against a real kernel IPVS). `cargo xtask test`
+//! runs them too, with the rest of the workspace's tests.
+
+use crate::{
+    build::{self, root, run_checked},
+    setup::Need,
+};
+use anyhow::Result;
+use std::process::Command;
+
+pub fn run() -> Result<()> {
+    xlb_testbed::require_root()?;
+    // The XDP object is embedded in the agent; building it also installs
+    // qemu, busybox, ipvsadm and the guest kernel when missing.
+    build::ebpf(Need::Test)?;
+    let xlb = build::agent()?;
+    run_checked(
+        Command::new("cargo")
+            .args([
+                "test",
+                "-p",
+                "xlb-tests",
+                "--test",
+                "qemu_guest",
+                "--test",
+                "ipvs_guest",
+            ])
+            .env("XLB_BIN", &xlb)
+            .args(["--", "--test-threads=1"])
+            .current_dir(root()),
+    )
+}
