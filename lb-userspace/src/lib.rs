@@ -2,6 +2,7 @@
 //! tests both drive it through these modules.
 
 pub mod agent;
+pub mod alert;
 pub mod check;
 pub mod cli;
 pub mod config;

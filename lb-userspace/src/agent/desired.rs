@@ -309,6 +309,7 @@ weight = 2
                     delay_loop: Duration::from_secs(1),
                     warmup: None,
                     fwmark: None,
+                    smtp_alert: None,
                 },
             });
         }
@@ -388,6 +389,7 @@ weight = 2
             vmac: None,
             garp: Default::default(),
             notify: Default::default(),
+            smtp_alert: None,
         };
         let mut rt = Runtime::default();
         c.vrrp.instances.push(instance.clone());

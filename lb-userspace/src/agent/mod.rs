@@ -7,6 +7,7 @@ pub mod hops;
 mod plane;
 
 use crate::{
+    alert::Alerter,
     check::{lifecycle::Announcer, runner::Checkers},
     config::{self, Config},
     dataplane::{DataPlane, DesiredService},
@@ -30,6 +31,8 @@ const REFRESH: Duration = Duration::from_secs(5);
 const SWEEP: Duration = Duration::from_secs(2);
 /// Events waiting for the loop; senders wait when it is full.
 const EVENT_QUEUE: usize = 1024;
+/// How long a stopping agent waits for queued alerts to go out.
+const ALERT_FLUSH: Duration = Duration::from_secs(3);
 
 /// What the agent's components tell the loop.
 #[derive(Debug)]
@@ -78,6 +81,7 @@ pub async fn run(source: &config::Source, keep_dataplane: bool) -> Result<()> {
     let mut runtime = Runtime::default();
     let desired = desired::compose(&config, &runtime, &hops);
     let mut announcer = Announcer::new(&config)?;
+    let alerts = Alerter::start(&config)?;
 
     let mut plane = plane::start(&config)?;
     if let Err(e) = plane.apply(&desired).context("programming the data plane") {
@@ -90,7 +94,7 @@ pub async fn run(source: &config::Source, keep_dataplane: bool) -> Result<()> {
 
     // Components (checkers, VRRP) get a clone of `events`; the loop owns the receiver.
     let (events, mut inbox) = mpsc::channel::<Event>(EVENT_QUEUE);
-    let checkers = Checkers::start(&config, events.clone());
+    let checkers = Checkers::start(&config, events.clone(), &alerts);
     if !checkers.is_empty() {
         info!(checks = checkers.len(), "health checks started");
     }
@@ -107,6 +111,7 @@ pub async fn run(source: &config::Source, keep_dataplane: bool) -> Result<()> {
                 Event::Health { key, health } => {
                     let notices = runtime.set_health(&config, key, health);
                     fwd.update(&config, &runtime, &hops, "real server health changed");
+                    alerts.quorum_changes(&config, &runtime, &notices);
                     announcer.announce(notices);
                 }
                 Event::Mastership { instance, master, applied } => {
@@ -136,6 +141,11 @@ pub async fn run(source: &config::Source, keep_dataplane: bool) -> Result<()> {
         }
     }
     checkers.stop().await;
-    announcer.announce_and_wait(runtime.stopping(&config)).await;
+    let stopping = runtime.stopping(&config);
+    alerts.stopping(&config, &stopping);
+    announcer.announce_and_wait(stopping).await;
+    if !alerts.flush(ALERT_FLUSH).await {
+        warn!("stopping with alerts not yet delivered");
+    }
     fwd.plane.shutdown(keep_dataplane)
 }

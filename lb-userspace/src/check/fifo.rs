@@ -54,11 +54,11 @@ impl FifoWriter {
 }
 
 /// `[addr]:proto:port`, keepalived's `inet_sockaddrtotrio`.
-fn trio(addr: IpAddr, protocol: &str, port: u16) -> String {
+pub(crate) fn trio(addr: IpAddr, protocol: &str, port: u16) -> String {
     format!("[{addr}]:{protocol}:{port}")
 }
 
-fn service_text(service: ServiceId) -> String {
+pub(crate) fn service_text(service: ServiceId) -> String {
     match service {
         ServiceId::Addr {
             vip,

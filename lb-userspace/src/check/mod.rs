@@ -186,6 +186,7 @@ mod tests {
                 delay_loop: Duration::from_secs(1),
                 warmup: None,
                 fwmark: None,
+                smtp_alert: None,
             },
         }
     }

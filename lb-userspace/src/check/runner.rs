@@ -16,6 +16,7 @@ use crate::{
         Event,
         desired::{Health, RealKey, Runtime},
     },
+    alert::Alerter,
     config::{
         Config,
         check::{Check, CheckKind},
@@ -56,11 +57,14 @@ struct Job {
     /// `ha_suspend`: the VRRP instance that must be Master here for the check to run.
     suspend_unless: Option<String>,
     initial: Health,
+    /// Mails this check's changes when `Some` (its `smtp_alert` applies).
+    alerts: Option<Alerter>,
 }
 
 impl Checkers {
-    /// Starts the checks of every real in `config`; verdict changes go to `events`.
-    pub fn start(config: &Config, events: mpsc::Sender<Event>) -> Checkers {
+    /// Starts the checks of every real in `config`; verdict changes go to
+    /// `events`, and each check's changes are mailed through `alerts`.
+    pub fn start(config: &Config, events: mpsc::Sender<Event>, alerts: &Alerter) -> Checkers {
         let (masters, _) = watch::channel(HashSet::new());
         let limit = Arc::new(Semaphore::new(CONCURRENCY));
         let mut tasks = JoinSet::new();
@@ -100,6 +104,7 @@ impl Checkers {
                         real: verdicts.clone(),
                         suspend_unless: suspend_unless.clone(),
                         initial,
+                        alerts: alerts.wants_check(real, check).then(|| alerts.clone()),
                     };
                     tasks.spawn(job.run(limit.clone(), events.clone(), masters.subscribe()));
                 }
@@ -165,7 +170,11 @@ impl Job {
             }
             if next != state {
                 state = next;
-                self.report(state, &events).await;
+                let why = match &result {
+                    Probe::Fail(why) => Some(why.as_str()),
+                    Probe::Pass { .. } => None,
+                };
+                self.report(state, why, &events).await;
             }
             tokio::time::sleep(pause).await;
         }
@@ -188,12 +197,20 @@ impl Job {
         }
     }
 
-    /// Records this check's verdict and tells the agent when the real's
-    /// combined verdict changed (under the lock, so reports stay in order).
-    async fn report(&self, state: Health, events: &mpsc::Sender<Event>) {
+    /// Records this check's verdict (mailing it, as keepalived does for every
+    /// checker change) and tells the agent when the real's combined verdict
+    /// changed (under the lock, so reports stay in order). `why`: the failure.
+    async fn report(&self, state: Health, why: Option<&str>, events: &mpsc::Sender<Event>) {
         let mut real = self.real.lock().await;
-        real.checks[self.slot] = state;
+        let before = std::mem::replace(&mut real.checks[self.slot], state);
         let combined = combine(&real.checks);
+        let up = |h: Health| matches!(h, Health::Up { .. });
+        // Only up/down is mailed, not a new `misc_dynamic` weight.
+        if let Some(alerts) = &self.alerts
+            && up(before) != up(state)
+        {
+            alerts.check_changed(&real.key, &self.check.kind, up(state), up(combined), why);
+        }
         if combined == real.reported {
             return;
         }

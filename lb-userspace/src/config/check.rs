@@ -28,6 +28,9 @@ pub struct CheckCommon {
     pub warmup: Option<Duration>,
     /// `fwmark`: mark set on the checker's packets (SO_MARK).
     pub fwmark: Option<u32>,
+    /// `smtp_alert` for this checker's real-server alerts (an xlb extension;
+    /// unset: the real's setting).
+    pub smtp_alert: Option<bool>,
 }
 
 /// `url { path P; status_code C; digest D }`.
@@ -122,6 +125,9 @@ pub struct RealLifecycle {
     pub inhibit_on_failure: bool,
     pub notify_up: Option<Command>,
     pub notify_down: Option<Command>,
+    /// `smtp_alert`: email when a checker changes this real's state (unset:
+    /// global `smtp_alert_checker`, else `smtp_alert`, else yes, as keepalived).
+    pub smtp_alert: Option<bool>,
 }
 
 /// `sorry_server ADDR PORT`: takes traffic only while every real is down.
@@ -154,6 +160,9 @@ pub struct ServiceLifecycle {
     pub ha_suspend: bool,
     /// `virtualhost`: default Host header of HTTP checkers.
     pub virtualhost: Option<String>,
+    /// `smtp_alert`: email on quorum changes (unset: global
+    /// `smtp_alert_checker`, else `smtp_alert`, else no).
+    pub smtp_alert: Option<bool>,
 }
 
 impl Default for ServiceLifecycle {
@@ -169,6 +178,7 @@ impl Default for ServiceLifecycle {
             sorry_server: None,
             ha_suspend: false,
             virtualhost: None,
+            smtp_alert: None,
         }
     }
 }

@@ -4,6 +4,7 @@ use super::{Command, vrrp::Garp};
 use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
     path::PathBuf,
+    time::Duration,
 };
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -30,6 +31,21 @@ pub struct Global {
     /// `lvs_sync_daemon IFACE INSTANCE [id N] [maxlen N] [port N] [ttl N] [group ADDR]`
     /// (IPVS data plane only).
     pub lvs_sync_daemon: Option<SyncDaemon>,
+    /// `notification_email { … }`: who gets alerts; empty: no alerts.
+    pub notification_email: Vec<String>,
+    /// `notification_email_from` (default `xlb@<host name>`).
+    pub notification_email_from: Option<String>,
+    /// `smtp_server HOST [PORT]` (port 25 unless given); unset: no alerts.
+    pub smtp_server: Option<(String, u16)>,
+    /// `smtp_helo_name` (default: the host name).
+    pub smtp_helo_name: Option<String>,
+    /// `smtp_connect_timeout` (default 30 s): bounds each delivery attempt.
+    pub smtp_connect_timeout: Duration,
+    /// `smtp_alert`, `smtp_alert_vrrp`, `smtp_alert_checker`: defaults of the
+    /// objects' own `smtp_alert` (see `alert::inherit`); unset is not "no".
+    pub smtp_alert: Option<bool>,
+    pub smtp_alert_vrrp: Option<bool>,
+    pub smtp_alert_checker: Option<bool>,
 }
 
 impl Default for Global {
@@ -46,6 +62,14 @@ impl Default for Global {
             vrrp_notify_fifo: None,
             lvs_notify_fifo: None,
             lvs_sync_daemon: None,
+            notification_email: Vec::new(),
+            notification_email_from: None,
+            smtp_server: None,
+            smtp_helo_name: None,
+            smtp_connect_timeout: Duration::from_secs(30),
+            smtp_alert: None,
+            smtp_alert_vrrp: None,
+            smtp_alert_checker: None,
         }
     }
 }

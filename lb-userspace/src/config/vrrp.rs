@@ -78,6 +78,9 @@ pub struct Instance {
     /// Gratuitous ARP / unsolicited NA timing (instance values override global ones).
     pub garp: Garp,
     pub notify: Notify,
+    /// `smtp_alert`: email on each state change (unset: global
+    /// `smtp_alert_vrrp`, else `smtp_alert`, else no; see `alert::inherit`).
+    pub smtp_alert: Option<bool>,
 }
 
 /// `use_vmac`: the macvlan's name (default `vrrp.VRID`, `vrrp6.VRID` for IPv6)
@@ -261,6 +264,8 @@ pub struct SyncGroup {
     pub track_interfaces: Vec<TrackInterface>,
     pub track_scripts: Vec<TrackRef>,
     pub track_files: Vec<TrackRef>,
+    /// `smtp_alert`, inherited as an instance's.
+    pub smtp_alert: Option<bool>,
 }
 
 /// `static_ipaddress`, `static_routes`, `static_rules`: applied at start,

@@ -106,4 +106,6 @@ pub struct Check {
     pub misc_dynamic: Option<Spanned<bool>>,
     #[serde(default)]
     pub user: Option<Spanned<String>>,
+    #[serde(default)]
+    pub smtp_alert: Option<Spanned<bool>>,
 }

@@ -1,6 +1,7 @@
 //! The TOML file as written, with the position of every value kept so that
 //! validation errors can point at it.
 
+pub mod alert;
 pub mod check;
 
 use serde::Deserialize;
@@ -12,6 +13,9 @@ pub struct File {
     pub dataplane: Spanned<Dataplane>,
     #[serde(default, rename = "service")]
     pub services: Vec<Spanned<Service>>,
+    /// `[global]` (today only its alert keys: config/validate/alert.rs).
+    #[serde(default)]
+    pub global: Option<Spanned<alert::Global>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -96,6 +100,8 @@ pub struct Service {
     pub ha_suspend: Option<Spanned<bool>>,
     #[serde(default)]
     pub virtualhost: Option<Spanned<String>>,
+    #[serde(default)]
+    pub smtp_alert: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -118,6 +124,8 @@ pub struct Real {
     pub notify_down: Option<Spanned<check::CommandText>>,
     #[serde(default, rename = "check")]
     pub checks: Vec<Spanned<check::Check>>,
+    #[serde(default)]
+    pub smtp_alert: Option<Spanned<bool>>,
 }
 
 /// `persistence_granularity`: a netmask (IPv4) or a prefix length (IPv6).

@@ -38,7 +38,12 @@ const TYPES: [(&str, &[&str]); 8] = [
 
 impl Validator<'_> {
     /// Seconds as a [`Duration`]; `positive`: zero is refused too.
-    fn seconds(&mut self, v: &Spanned<Seconds>, what: &str, positive: bool) -> Option<Duration> {
+    pub(super) fn seconds(
+        &mut self,
+        v: &Spanned<Seconds>,
+        what: &str,
+        positive: bool,
+    ) -> Option<Duration> {
         let s = match v.get_ref() {
             Seconds::Whole(n) => *n as f64,
             Seconds::Fraction(f) => *f,
@@ -146,6 +151,7 @@ impl Validator<'_> {
             sorry_server,
             ha_suspend: Self::flag(&raw.ha_suspend),
             virtualhost: raw.virtualhost.as_ref().map(|v| v.get_ref().clone()),
+            smtp_alert: raw.smtp_alert.as_ref().map(|b| *b.get_ref()),
         }
     }
 
@@ -171,6 +177,7 @@ impl Validator<'_> {
                 .notify_down
                 .as_ref()
                 .and_then(|c| self.command(c, "notify_down")),
+            smtp_alert: raw.smtp_alert.as_ref().map(|b| *b.get_ref()),
         }
     }
 
@@ -296,6 +303,7 @@ impl Validator<'_> {
                 .as_ref()
                 .and_then(|w| self.seconds(w, "warmup", false)),
             fwmark,
+            smtp_alert: raw.smtp_alert.as_ref().map(|b| *b.get_ref()),
         }
     }
 

@@ -1,5 +1,6 @@
 //! Turns the raw TOML into a [`Config`], collecting every error with its position.
 
+mod alert;
 mod check;
 
 use super::{
@@ -69,9 +70,13 @@ pub fn parse(file: &str, text: &str) -> Result<Config, ConfigErrors> {
             v.capacity(dp, raw.dataplane.span(), &services);
         }
     }
+    let mut global = super::global::Global::default();
+    if let Some(g) = &raw.global {
+        v.global_alerts(g, &mut global);
+    }
     match dataplane {
         Some(dataplane) if v.errors.is_empty() => Ok(Config {
-            global: Default::default(),
+            global,
             dataplane,
             services: services.into_iter().map(|(s, _)| s).collect(),
             vrrp: Default::default(),

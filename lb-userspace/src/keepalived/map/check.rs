@@ -21,6 +21,7 @@ pub fn check(cx: &mut Ctx, n: &Node, delay_loop: Duration) -> Option<Check> {
     };
     let errors = cx.diag.error_count();
     let mut c = CheckCommon {
+        smtp_alert: None,
         connect_ip: None,
         connect_port: None,
         bindto: None,

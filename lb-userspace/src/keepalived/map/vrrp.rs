@@ -227,6 +227,7 @@ pub fn sync_group(cx: &mut Ctx, n: &Node) -> Option<SyncGroup> {
         track_interfaces: Vec::new(),
         track_scripts: Vec::new(),
         track_files: Vec::new(),
+        smtp_alert: None,
     };
     let mut t = Tracks {
         interfaces: Vec::new(),
@@ -273,6 +274,7 @@ pub fn instance(
     let name = n.args[0].text.clone();
     let errors = cx.diag.error_count();
     let mut i = Instance {
+        smtp_alert: None,
         name: name.clone(),
         interface: String::new(),
         vrid: 0,
