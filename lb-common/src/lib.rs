@@ -466,8 +466,16 @@ pub struct Settings {
     pub tcp_timeout_s: u32,
     pub tcp_fin_timeout_s: u32,
     pub udp_timeout_s: u32,
-    pub _pad: u32,
+    /// [`MAP_LAYOUT_VERSION`] of the agent that created the maps: a restarted
+    /// agent adopts pinned maps only when it matches its own.
+    pub layout_version: u32,
 }
+
+/// Version of the maps' layout and meaning, stamped into `SETTINGS`. Bump it
+/// whenever a map's key or value changes in meaning without changing size
+/// (sizes are compared separately), so a new agent never adopts maps it
+/// would misread.
+pub const MAP_LAYOUT_VERSION: u32 = 1;
 
 /// Connection counts of one real server, as ipvsadm's ActiveConn / InActConn.
 /// `REAL_CONNS` is counted by the data plane (atomic adds); `REAL_CONNS_GONE`

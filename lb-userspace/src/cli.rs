@@ -23,8 +23,9 @@ pub enum Command {
     Run {
         #[arg(long, short)]
         config: PathBuf,
-        /// On exit leave XDP attached and the maps pinned (forwarding continues).
-        #[arg(long)]
+        /// On exit leave XDP attached and the maps pinned (forwarding continues;
+        /// the next `xlb run` adopts them).
+        #[arg(long, visible_alias = "dont-release-dataplane")]
         keep_dataplane: bool,
     },
     /// Validate a config file and exit: 0 if valid, 1 with file:line:col errors if not.

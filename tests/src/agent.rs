@@ -135,6 +135,16 @@ impl Agent {
         Ok(())
     }
 
+    /// SIGKILL and wait: the agent gets no chance to clean up, as in a crash.
+    pub fn kill(mut self) -> Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        if let Some(log) = self.log.take() {
+            let _ = log.join();
+        }
+        Ok(())
+    }
+
     fn terminate(&mut self) -> Result<std::process::ExitStatus> {
         if let Some(st) = self.child.try_wait()? {
             return Ok(st);

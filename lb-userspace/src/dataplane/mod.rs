@@ -2,6 +2,7 @@
 //! the desired state (services, their reals, each real's next hop) and hands
 //! it to a [`DataPlane`]; the XDP implementation turns it into map writes.
 
+mod adopt;
 mod loader;
 mod sweep;
 mod tables;
