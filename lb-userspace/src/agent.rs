@@ -5,7 +5,7 @@ use crate::{
     EBPF_OBJECT,
     config::{self, Config},
     dataplane::{DataPlane, DesiredReal, DesiredService, XdpDataPlane},
-    logging,
+    logging, metrics,
     neigh::Resolver,
 };
 use anyhow::{Context, Result};
@@ -83,6 +83,20 @@ pub async fn run(config_path: &Path, keep_dataplane: bool) -> Result<()> {
     if let Err(e) = started {
         plane.shutdown(false)?;
         return Err(e);
+    }
+    if let Some(addr) = config.metrics {
+        let listener = match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => l,
+            Err(e) => {
+                plane.shutdown(false)?;
+                return Err(e).context(format!(
+                    "metrics: listening on {addr} (set [metrics] listen, or enabled = false)"
+                ));
+            }
+        };
+        let registry = std::sync::Arc::new(metrics::registry(&config.dataplane.pin_path));
+        tokio::spawn(metrics::serve(listener, registry));
+        info!(%addr, "metrics endpoint listening");
     }
     let reals: usize = desired.iter().map(|d| d.reals.len()).sum();
     let attached: Vec<String> = plane

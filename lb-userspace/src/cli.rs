@@ -39,8 +39,11 @@ pub enum Command {
         #[arg(long, default_value = "/sys/fs/bpf/xlb")]
         pin_path: PathBuf,
         /// Show persistence templates per real (ipvsadm's --persistent-conn).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "json")]
         persistent_conn: bool,
+        /// Print everything as one JSON object (stable field names, see the README).
+        #[arg(long)]
+        json: bool,
     },
     /// On a TUN real server: unwrap IPIP/IPv6/GUE tunnels for the local VIPs in XDP
     /// until SIGTERM/SIGINT, then detach.

@@ -8,6 +8,7 @@ pub mod dataplane;
 pub mod decap;
 pub mod logging;
 pub mod maglev;
+pub mod metrics;
 pub mod neigh;
 pub mod sched;
 pub mod status;

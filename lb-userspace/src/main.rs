@@ -19,7 +19,13 @@ fn main() -> ExitCode {
         }),
         Command::Status {
             pin_path,
+            json: true,
+            ..
+        } => status::render_json(&pin_path).map(|s| println!("{s}")),
+        Command::Status {
+            pin_path,
             persistent_conn,
+            json: false,
         } => {
             let view = if persistent_conn {
                 status::View::PersistentConn

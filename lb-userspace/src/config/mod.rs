@@ -213,7 +213,12 @@ impl Tunnel {
 pub struct Config {
     pub dataplane: Dataplane,
     pub services: Vec<Service>,
+    /// Where the Prometheus endpoint listens (`[metrics]`); `None`: off.
+    pub metrics: Option<std::net::SocketAddr>,
 }
+
+/// `[metrics] listen` when unset: loopback only, as metrics reveal the topology.
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9477";
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Dataplane {

@@ -10,6 +10,17 @@ pub struct File {
     pub dataplane: Spanned<Dataplane>,
     #[serde(default, rename = "service")]
     pub services: Vec<Spanned<Service>>,
+    #[serde(default)]
+    pub metrics: Option<Spanned<Metrics>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Metrics {
+    #[serde(default)]
+    pub listen: Option<Spanned<String>>,
+    #[serde(default)]
+    pub enabled: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Deserialize)]

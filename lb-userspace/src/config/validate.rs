@@ -61,10 +61,12 @@ pub fn parse(file: &str, text: &str) -> Result<Config, ConfigErrors> {
     if let Some(dp) = &dataplane {
         v.capacity(dp, raw.dataplane.span(), &services);
     }
+    let metrics = v.metrics(raw.metrics.as_ref());
     match dataplane {
         Some(dataplane) if v.errors.is_empty() => Ok(Config {
             dataplane,
             services: services.into_iter().map(|(s, _)| s).collect(),
+            metrics,
         }),
         _ => Err(ConfigErrors(v.errors)),
     }
@@ -93,6 +95,34 @@ impl Validator<'_> {
             col,
             message: message.into(),
         });
+    }
+
+    /// `[metrics]`: on at the default address unless `enabled = false` or `listen = ""`.
+    fn metrics(&mut self, m: Option<&Spanned<raw::Metrics>>) -> Option<std::net::SocketAddr> {
+        let raw = m.map(|m| m.get_ref());
+        if raw
+            .and_then(|r| r.enabled.as_ref())
+            .is_some_and(|e| !*e.get_ref())
+        {
+            return None;
+        }
+        match raw.and_then(|r| r.listen.as_ref()) {
+            None => super::DEFAULT_METRICS_LISTEN.parse().ok(),
+            Some(l) if l.get_ref().is_empty() => None,
+            Some(l) => match l.get_ref().parse() {
+                Ok(a) => Some(a),
+                Err(_) => {
+                    self.error(
+                        l.span(),
+                        format!(
+                            "`{}` is not an address:port to listen on (e.g. 127.0.0.1:9477, [::1]:9477)",
+                            l.get_ref()
+                        ),
+                    );
+                    None
+                }
+            },
+        }
     }
 
     fn dataplane(&mut self, dp: &Spanned<raw::Dataplane>) -> Option<Dataplane> {
