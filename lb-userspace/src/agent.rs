@@ -5,8 +5,10 @@ use crate::{
     EBPF_OBJECT,
     config::{self, Config},
     dataplane::{DataPlane, DesiredReal, DesiredService, XdpDataPlane},
-    logging, metrics,
+    dump, logging, metrics,
     neigh::Resolver,
+    pidfile::PidFile,
+    reload,
 };
 use anyhow::{Context, Result};
 use std::{path::Path, time::Duration};
@@ -67,10 +69,13 @@ pub async fn desired_state(
     out
 }
 
-pub async fn run(config_path: &Path, keep_dataplane: bool) -> Result<()> {
-    let config = config::load(config_path)?;
+pub async fn run(config_path: &Path, keep_dataplane: bool, pid_file: Option<&Path>) -> Result<()> {
+    let mut config = config::load(config_path)?;
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sighup = signal(SignalKind::hangup())?;
+    let mut sigusr1 = signal(SignalKind::user_defined1())?;
+    let mut sigusr2 = signal(SignalKind::user_defined2())?;
     let resolver = Resolver::new()?;
     let mut desired = desired_state(&resolver, &config, RESOLVE_WAIT, None).await;
 
@@ -98,6 +103,7 @@ pub async fn run(config_path: &Path, keep_dataplane: bool) -> Result<()> {
         tokio::spawn(metrics::serve(listener, registry));
         info!(%addr, "metrics endpoint listening");
     }
+    let _pid_file = PidFile::create(pid_file.unwrap_or(&config.agent.pid_file))?;
     let reals: usize = desired.iter().map(|d| d.reals.len()).sum();
     let attached: Vec<String> = plane
         .attachments()
@@ -113,6 +119,32 @@ pub async fn run(config_path: &Path, keep_dataplane: bool) -> Result<()> {
         tokio::select! {
             _ = sigterm.recv() => { info!("SIGTERM: stopping"); break; }
             _ = sigint.recv() => { info!("SIGINT: stopping"); break; }
+            _ = sighup.recv() => {
+                info!("SIGHUP: reloading {}", config_path.display());
+                match reload::reread(config_path, &config) {
+                    Ok(fresh) => {
+                        let next = desired_state(&resolver, &fresh, RESOLVE_WAIT, Some(&desired)).await;
+                        config = fresh;
+                        match plane.apply(&next) {
+                            Ok(()) => { info!(services = next.len(), "config reloaded"); desired = next; }
+                            // `desired` stays the old state, so the next refresh applies the new one again.
+                            Err(e) => warn!(error = %format!("{e:#}"), "reload: updating maps failed; will retry"),
+                        }
+                    }
+                    Err(e) => warn!("reload: nothing changed, the config has errors:\n{e:#}"),
+                }
+            }
+            _ = sigusr1.recv() => {
+                let attached: Vec<_> = plane.attachments().map(|(i, m)| (i.to_string(), m)).collect();
+                match dump::write_state(&config, &desired, &attached) {
+                    Ok(()) => info!(file = %config.agent.state_dump.display(), "SIGUSR1: state dumped"),
+                    Err(e) => warn!(error = %format!("{e:#}"), "SIGUSR1: state dump failed"),
+                }
+            }
+            _ = sigusr2.recv() => match dump::write_stats(&config) {
+                Ok(()) => info!(file = %config.agent.stats_dump.display(), "SIGUSR2: statistics dumped"),
+                Err(e) => warn!(error = %format!("{e:#}"), "SIGUSR2: statistics dump failed"),
+            },
             _ = sweep.tick() => {
                 if let Err(e) = plane.maintain() {
                     warn!(error = %format!("{e:#}"), "expiring idle flows failed; will retry");

@@ -1,4 +1,4 @@
-//! Command line: `xlb run`, `xlb check`, `xlb status`, `xlb decap`.
+//! Command line: `xlb run`, `xlb reload`, `xlb check`, `xlb status`, `xlb decap`.
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::{net::IpAddr, path::PathBuf};
@@ -27,6 +27,19 @@ pub enum Command {
         /// the next `xlb run` adopts them).
         #[arg(long, visible_alias = "dont-release-dataplane")]
         keep_dataplane: bool,
+        /// Where to write the agent's pid (default: `[agent] pid_file`, /run/xlb.pid).
+        #[arg(long)]
+        pid_file: Option<PathBuf>,
+    },
+    /// Make the running agent re-read its config (SIGHUP): only what changed is applied.
+    Reload {
+        /// The agent's pid file (default: the config's `[agent] pid_file`, else /run/xlb.pid).
+        #[arg(long)]
+        pid_file: Option<PathBuf>,
+        /// Validate this config first and do not signal if it has errors; its
+        /// `[agent] pid_file` names the agent unless --pid-file does.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
     },
     /// Validate a config file and exit: 0 if valid, 1 with file:line:col errors if not.
     Check {

@@ -6,10 +6,13 @@ pub mod cli;
 pub mod config;
 pub mod dataplane;
 pub mod decap;
+pub mod dump;
 pub mod logging;
 pub mod maglev;
 pub mod metrics;
 pub mod neigh;
+pub mod pidfile;
+pub mod reload;
 pub mod sched;
 pub mod status;
 

@@ -215,6 +215,29 @@ pub struct Config {
     pub services: Vec<Service>,
     /// Where the Prometheus endpoint listens (`[metrics]`); `None`: off.
     pub metrics: Option<std::net::SocketAddr>,
+    /// `[agent]`: the agent's own files.
+    pub agent: AgentFiles,
+}
+
+/// Files of the running agent (`[agent]`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AgentFiles {
+    /// Holds the agent's pid, for `xlb reload`.
+    pub pid_file: PathBuf,
+    /// Written on SIGUSR1: services, reals, weights, next hops, counts.
+    pub state_dump: PathBuf,
+    /// Written on SIGUSR2: counters.
+    pub stats_dump: PathBuf,
+}
+
+impl Default for AgentFiles {
+    fn default() -> Self {
+        AgentFiles {
+            pid_file: PathBuf::from("/run/xlb.pid"),
+            state_dump: PathBuf::from("/tmp/xlb.data"),
+            stats_dump: PathBuf::from("/tmp/xlb.stats"),
+        }
+    }
 }
 
 /// `[metrics] listen` when unset: loopback only, as metrics reveal the topology.

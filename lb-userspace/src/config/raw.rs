@@ -12,6 +12,19 @@ pub struct File {
     pub services: Vec<Spanned<Service>>,
     #[serde(default)]
     pub metrics: Option<Spanned<Metrics>>,
+    #[serde(default)]
+    pub agent: Option<Spanned<Agent>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Agent {
+    #[serde(default)]
+    pub pid_file: Option<Spanned<String>>,
+    #[serde(default)]
+    pub state_dump: Option<Spanned<String>>,
+    #[serde(default)]
+    pub stats_dump: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,8 +1,8 @@
 //! Turns the raw TOML into a [`Config`], collecting every error with its position.
 
 use super::{
-    Config, ConfigError, ConfigErrors, Dataplane, Method, Persistence, Protocol, Real, SchedFlags,
-    Scheduler, Service, ServiceId, Timeouts, Tunnel, XdpMode, raw,
+    AgentFiles, Config, ConfigError, ConfigErrors, Dataplane, Method, Persistence, Protocol, Real,
+    SchedFlags, Scheduler, Service, ServiceId, Timeouts, Tunnel, XdpMode, raw,
 };
 use crate::sched::tables::wrr_len;
 use lb_common::{conn, defaults, sched_layout};
@@ -62,11 +62,13 @@ pub fn parse(file: &str, text: &str) -> Result<Config, ConfigErrors> {
         v.capacity(dp, raw.dataplane.span(), &services);
     }
     let metrics = v.metrics(raw.metrics.as_ref());
+    let agent = v.agent_files(raw.agent.as_ref());
     match dataplane {
         Some(dataplane) if v.errors.is_empty() => Ok(Config {
             dataplane,
             services: services.into_iter().map(|(s, _)| s).collect(),
             metrics,
+            agent,
         }),
         _ => Err(ConfigErrors(v.errors)),
     }
@@ -95,6 +97,31 @@ impl Validator<'_> {
             col,
             message: message.into(),
         });
+    }
+
+    /// `[agent]`: absolute paths, each defaulting to [`AgentFiles::default`].
+    fn agent_files(&mut self, a: Option<&Spanned<raw::Agent>>) -> AgentFiles {
+        let mut files = AgentFiles::default();
+        let Some(a) = a.map(|a| a.get_ref()) else {
+            return files;
+        };
+        for (raw, slot) in [
+            (&a.pid_file, &mut files.pid_file),
+            (&a.state_dump, &mut files.state_dump),
+            (&a.stats_dump, &mut files.stats_dump),
+        ] {
+            if let Some(p) = raw {
+                if p.get_ref().starts_with('/') {
+                    *slot = PathBuf::from(p.get_ref());
+                } else {
+                    self.error(
+                        p.span(),
+                        format!("`{}` is not an absolute path", p.get_ref()),
+                    );
+                }
+            }
+        }
+        files
     }
 
     /// `[metrics]`: on at the default address unless `enabled = false` or `listen = ""`.
