@@ -102,7 +102,17 @@ impl Agent {
                 return Ok(agent);
             }
             if let Some(st) = agent.child.try_wait()? {
-                bail!("the agent exited before forwarding ({st})");
+                // Its stderr is closed now: the log thread ends once it has read everything.
+                if let Some(log) = agent.log.take() {
+                    let _ = log.join();
+                }
+                // The error it printed (`xlb: ...`), which may span lines (verifier output).
+                let log = agent.log();
+                let error = log.iter().position(|l| l.starts_with("xlb: ")).map_or_else(
+                    || log.last().cloned().unwrap_or_default(),
+                    |i| log[i..].join("\n"),
+                );
+                bail!("the agent exited before forwarding ({st}): {error}");
             }
             if cancel.load(Ordering::SeqCst) {
                 bail!("interrupted while the agent was starting");

@@ -223,7 +223,7 @@ impl XdpDataPlane {
             .count();
         let prog = self.program().context("director program missing")?;
         let prog_id = prog.info()?.id();
-        let link = if xdp_links_of(prog_id) > pinned_before {
+        let link = if xdp_links_of(prog_id).is_none_or(|n| n > pinned_before) {
             let fd = FdLink::try_from(prog.take_link(id)?)?;
             let pinned = fd
                 .pin(&pin)
@@ -310,12 +310,19 @@ impl XdpDataPlane {
 }
 
 /// How many XDP bpf_links run program `prog_id`: tells a bpf_link attachment
-/// (counted) from a netlink one (not a link).
-fn xdp_links_of(prog_id: u32) -> usize {
-    aya::programs::loaded_links()
-        .filter_map(Result::ok)
-        .filter(|l| l.program_id() == prog_id && matches!(l.link_type(), Ok(LinkType::Xdp)))
-        .count()
+/// (counted) from a netlink one (not a link). `None` when the kernel does
+/// not let us walk the links (that needs CAP_SYS_ADMIN): then it is a
+/// bpf_link, as on every kernel the director runs on (bpf_loop, 5.17, is
+/// younger than XDP links, 5.9).
+fn xdp_links_of(prog_id: u32) -> Option<usize> {
+    let mut n = 0;
+    for link in aya::programs::loaded_links() {
+        let link = link.ok()?;
+        if link.program_id() == prog_id && matches!(link.link_type(), Ok(LinkType::Xdp)) {
+            n += 1;
+        }
+    }
+    Some(n)
 }
 
 impl DataPlane for XdpDataPlane {
