@@ -3,6 +3,9 @@
 use clap::{Parser, Subcommand, ValueEnum};
 use std::{net::IpAddr, path::PathBuf};
 
+/// The config file when `--config` is not given.
+pub const DEFAULT_CONFIG: &str = "/etc/xlb/xlb.toml";
+
 #[derive(Debug, Parser)]
 #[command(
     name = "xlb",
@@ -20,8 +23,14 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Load the XDP director, program it from the config and run until SIGTERM/SIGINT.
+    ///
+    /// A data plane a previous agent left (killed, or stopped with
+    /// --keep-dataplane) is adopted: flows and counters are kept. Signals:
+    /// SIGHUP re-reads the config (as `xlb reload`), SIGUSR1 writes the state
+    /// to [agent] state_dump (/tmp/xlb.data), SIGUSR2 the statistics to
+    /// [agent] stats_dump (/tmp/xlb.stats), SIGTERM/SIGINT detach and unpin.
     Run {
-        #[arg(long, short)]
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
         /// On exit leave XDP attached and the maps pinned (forwarding continues;
         /// the next `xlb run` adopts them).
@@ -43,7 +52,7 @@ pub enum Command {
     },
     /// Validate a config file and exit: 0 if valid, 1 with file:line:col errors if not.
     Check {
-        #[arg(long, short)]
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
     /// Print services, real servers, weights and counters from the running data plane.

@@ -2,7 +2,9 @@
 
 mod bench;
 mod build;
+mod install;
 mod lab;
+mod man;
 mod setup;
 mod test;
 
@@ -50,6 +52,10 @@ enum Cmd {
     Lab(lab::Args),
     /// Measure per-packet cost, live forwarding and the control plane (root; see bench/README.md).
     Bench(bench::Args),
+    /// Generate man pages and shell completions from the CLI (target/release/xlb-docs).
+    Man,
+    /// Build and install the agent, man pages, completions, systemd unit and an example config.
+    Install(install::Args),
 }
 
 fn main() -> ExitCode {
@@ -62,6 +68,8 @@ fn main() -> ExitCode {
         Cmd::Test(args) => test::run(&args),
         Cmd::Lab(args) => lab::run(&args),
         Cmd::Bench(args) => bench::run(&args),
+        Cmd::Man => man::generate().map(|p| println!("{}", p.display())),
+        Cmd::Install(args) => install::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
