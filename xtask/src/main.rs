@@ -2,6 +2,7 @@
 
 mod bench;
 mod build;
+mod fuzz;
 mod install;
 mod lab;
 mod man;
@@ -56,6 +57,8 @@ enum Cmd {
     Man,
     /// Build and install the agent, man pages, completions, systemd unit and an example config.
     Install(install::Args),
+    /// Differential fuzz of the XDP director (10^5 frames), then the cargo-fuzz targets.
+    Fuzz(fuzz::Args),
 }
 
 fn main() -> ExitCode {
@@ -70,6 +73,7 @@ fn main() -> ExitCode {
         Cmd::Bench(args) => bench::run(&args),
         Cmd::Man => man::generate().map(|p| println!("{}", p.display())),
         Cmd::Install(args) => install::run(&args),
+        Cmd::Fuzz(args) => fuzz::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
