@@ -468,12 +468,21 @@ pub struct Settings {
     pub udp_timeout_s: u32,
     /// `SETTINGS_F_*`.
     pub flags: u32,
+    /// [`MAP_LAYOUT_VERSION`] of the agent that created the maps: a restarted
+    /// agent adopts pinned maps only when it matches its own.
+    pub layout_version: u32,
 }
 
 /// `Settings` flag: some service uses NAT, so traffic that is for no
 /// service may be a real server's reply (a `NAT_REPLIES` lookup); without
 /// it such traffic passes at once.
 pub const SETTINGS_F_NAT: u32 = 1;
+
+/// Version of the maps' layout and meaning, stamped into `SETTINGS`. Bump it
+/// whenever a map's key or value changes in meaning without changing size
+/// (sizes are compared separately), so a new agent never adopts maps it
+/// would misread.
+pub const MAP_LAYOUT_VERSION: u32 = 2;
 
 /// Connection counts of one real server, as ipvsadm's ActiveConn / InActConn.
 /// `REAL_CONNS` is counted by the data plane (atomic adds); `REAL_CONNS_GONE`
@@ -638,7 +647,7 @@ assert_layout!(RealInfo, 56, 4);
 assert_layout!(FlowKey, 40, 4);
 assert_layout!(FlowState, 32, 8);
 assert_layout!(IfaceInfo, 8, 2);
-assert_layout!(Settings, 48, 4);
+assert_layout!(Settings, 52, 4);
 assert_layout!(ConnCounts, 16, 8);
 assert_layout!(Counters, 24, 8);
 assert_layout!(GlobalCounters, 64, 8);

@@ -1,8 +1,11 @@
-//! Command line: `xlb run`, `xlb check`, `xlb convert`, `xlb dump-config`,
-//! `xlb status`, `xlb ipvsadm`, `xlb decap`.
+//! Command line: `xlb run`, `xlb reload`, `xlb check`, `xlb convert`,
+//! `xlb dump-config`, `xlb status`, `xlb ipvsadm`, `xlb decap`.
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::{net::IpAddr, path::PathBuf};
+
+/// The config file when `--config` is not given.
+pub const DEFAULT_CONFIG: &str = "/etc/xlb/xlb.toml";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -21,12 +24,32 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Load the XDP director, program it from the config and run until SIGTERM/SIGINT.
+    ///
+    /// A data plane a previous agent left (killed, or stopped with
+    /// --keep-dataplane) is adopted: flows and counters are kept. Signals:
+    /// SIGHUP re-reads the config (as `xlb reload`), SIGUSR1 writes the state
+    /// to [agent] state_dump (/tmp/xlb.data), SIGUSR2 the statistics to
+    /// [agent] stats_dump (/tmp/xlb.stats), SIGTERM/SIGINT detach and unpin.
     Run {
         #[command(flatten)]
         source: SourceArgs,
-        /// On exit leave XDP attached and the maps pinned (forwarding continues).
-        #[arg(long)]
+        /// On exit leave XDP attached and the maps pinned (forwarding continues;
+        /// the next `xlb run` adopts them).
+        #[arg(long, visible_alias = "dont-release-dataplane")]
         keep_dataplane: bool,
+        /// Where to write the agent's pid (default: `[agent] pid_file`, /run/xlb.pid).
+        #[arg(long)]
+        pid_file: Option<PathBuf>,
+    },
+    /// Make the running agent re-read its config (SIGHUP): only what changed is applied.
+    Reload {
+        /// The agent's pid file (default: the config's `[agent] pid_file`, else /run/xlb.pid).
+        #[arg(long)]
+        pid_file: Option<PathBuf>,
+        /// Validate this config first and do not signal if it has errors; its
+        /// `[agent] pid_file` names the agent unless --pid-file does.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
     },
     /// Validate a config file and exit: 0 if valid, 1 with file:line:col errors if not.
     Check {
@@ -51,8 +74,11 @@ pub enum Command {
         #[arg(long, default_value = "/sys/fs/bpf/xlb")]
         pin_path: PathBuf,
         /// Show persistence templates per real (ipvsadm's --persistent-conn).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "json")]
         persistent_conn: bool,
+        /// Print everything as one JSON object (stable field names, see the README).
+        #[arg(long)]
+        json: bool,
     },
     /// ipvsadm's listing (-L -n, --stats, --rate, --exact, --thresholds, --persistent-conn,
     /// -t/-u/-f) of the running data plane: the pinned XDP maps, else the kernel's IPVS.
@@ -80,13 +106,8 @@ pub enum Command {
 #[derive(Debug, clap::Args)]
 #[group(skip)]
 pub struct SourceArgs {
-    /// xlb's TOML configuration.
-    #[arg(
-        long,
-        short,
-        required_unless_present = "keepalived_conf",
-        conflicts_with = "keepalived_conf"
-    )]
+    /// xlb's TOML configuration (default /etc/xlb/xlb.toml).
+    #[arg(long, short, conflicts_with = "keepalived_conf")]
     config: Option<PathBuf>,
     /// A keepalived.conf instead of TOML.
     #[arg(long)]
@@ -125,6 +146,9 @@ impl SourceArgs {
             }
             (Some(_), None) => {
                 anyhow::bail!("--config-id and --lenient apply to --keepalived-conf only")
+            }
+            (None, None) if self.keepalived.config_id.is_none() && !self.keepalived.lenient => {
+                Ok(Source::Toml(DEFAULT_CONFIG.into()))
             }
             (None, Some(k)) => Ok(Source::Keepalived {
                 path: k.clone(),

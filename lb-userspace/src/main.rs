@@ -3,8 +3,22 @@ use std::process::ExitCode;
 use xlb::{
     agent,
     cli::{Cli, Command},
-    config, decap, ipvsadm, logging, status,
+    config, decap, ipvsadm, logging, pidfile, status,
 };
+
+/// `xlb reload`: validate the given config (if any), then SIGHUP the agent.
+fn reload_agent(
+    pid_file: Option<std::path::PathBuf>,
+    config: Option<std::path::PathBuf>,
+) -> anyhow::Result<()> {
+    let checked = config.as_deref().map(config::load).transpose()?;
+    let path = pid_file
+        .or_else(|| checked.map(|c| c.agent.pid_file))
+        .unwrap_or_else(|| config::AgentFiles::default().pid_file);
+    let pid = pidfile::signal(&path, libc::SIGHUP)?;
+    println!("xlb: asked agent {pid} to reload its config (its log says how it went)");
+    Ok(())
+}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -31,7 +45,13 @@ fn main() -> ExitCode {
             .map(|c| print!("{}", xlb::keepalived::emit::to_toml(&c, true))),
         Command::Status {
             pin_path,
+            json: true,
+            ..
+        } => status::render_json(&pin_path).map(|s| println!("{s}")),
+        Command::Status {
+            pin_path,
             persistent_conn,
+            json: false,
         } => {
             let view = if persistent_conn {
                 status::View::PersistentConn
@@ -44,13 +64,15 @@ fn main() -> ExitCode {
         Command::Run {
             source,
             keep_dataplane,
+            pid_file,
         } => source.source().and_then(|source| {
             logging::init(&cli.log_level)?;
             tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?
-                .block_on(agent::run(&source, keep_dataplane))
+                .block_on(agent::run(&source, keep_dataplane, pid_file.as_deref()))
         }),
+        Command::Reload { pid_file, config } => reload_agent(pid_file, config),
         Command::Decap {
             iface,
             vips,

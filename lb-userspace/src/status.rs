@@ -4,16 +4,18 @@
 use crate::config::{Method, Persistence, Protocol, Scheduler, SocketText};
 use anyhow::{Context, Result};
 use aya::maps::{Array, HashMap, Map, MapData, PerCpuArray};
+use aya::{Pod, maps::IterableMap};
 use lb_common::{
-    Affinity, ConnCounts, Counters, GlobalCounters, REAL_F_PRESENT, REAL_F_REACHABLE, RealInfo,
-    SERVICE_F_ACTIVE, SERVICE_F_PERSISTENT, ServiceAddr, ServiceInfo, ServiceKey, addr_ip,
-    map_names,
+    Affinity, ConnCounts, Counters, FlowKey, FlowState, GlobalCounters, IfaceInfo, REAL_F_PRESENT,
+    REAL_F_REACHABLE, RealInfo, ReplicaSet, SERVICE_F_ACTIVE, SERVICE_F_PERSISTENT, ServiceAddr,
+    ServiceInfo, ServiceKey, addr_ip, map_names,
 };
+use serde::Serialize;
 use std::collections::BTreeMap;
 use std::{
     fmt::Write,
     net::{IpAddr, Ipv4Addr},
-    path::Path,
+    path::{Path, PathBuf},
 };
 
 pub(crate) fn open(dir: &Path, name: &str) -> Result<Map> {
@@ -36,26 +38,6 @@ pub enum View {
     Default,
     /// ipvsadm -L -n --persistent-conn.
     PersistentConn,
-}
-
-/// ` persistent N` and ` mask M` as ipvsadm prints them after the scheduler.
-fn persistence_text(key: &ServiceKey, info: &ServiceInfo) -> String {
-    if info.flags & SERVICE_F_PERSISTENT == 0 {
-        return String::new();
-    }
-    let p = Persistence {
-        timeout_s: info.persist_timeout_s,
-        mask: addr_ip(info.persist_mask, key.family),
-    };
-    let mut s = format!(" persistent {}", p.timeout_s);
-    let full = match p.mask {
-        IpAddr::V4(m) => m == Ipv4Addr::BROADCAST,
-        IpAddr::V6(m) => u128::from(m) == u128::MAX,
-    };
-    if !full {
-        s.push_str(&format!(" mask {}", p.mask_text()));
-    }
-    s
 }
 
 /// CLOCK_MONOTONIC in ns, the clock of `bpf_ktime_get_ns()`.
@@ -91,41 +73,274 @@ pub(crate) fn persist_counts(
     Ok(counts)
 }
 
+/// Counters of a service or a real: new connections, packets, bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Stats {
+    pub connections: u64,
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+impl From<Counters> for Stats {
+    fn from(c: Counters) -> Stats {
+        Stats {
+            connections: c.new_conns,
+            packets: c.packets,
+            bytes: c.bytes,
+        }
+    }
+}
+
+/// One real server as the maps hold it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RealStatus {
+    /// Its id in `REALS` (stays with the real while it is configured).
+    pub id: u32,
+    pub address: IpAddr,
+    pub port: u16,
+    /// ipvsadm's name of the method: Route, Masq, Tunnel.
+    pub forward: String,
+    pub weight: u32,
+    /// False while its next hop is unknown: it takes no new connections.
+    pub reachable: bool,
+    pub active_conns: u64,
+    pub inactive_conns: u64,
+    /// Live persistence templates (ipvsadm's PersistConn); `None` when not read.
+    pub persistent_conns: Option<u64>,
+    pub stats: Stats,
+}
+
+/// Persistence of a service.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct PersistenceStatus {
+    pub timeout_s: u32,
+    pub mask: IpAddr,
+}
+
+/// One virtual service as the maps hold it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ServiceStatus {
+    /// Its id in `SERVICES` values and the per-service maps.
+    pub id: u32,
+    /// TCP or UDP.
+    pub protocol: String,
+    pub vip: IpAddr,
+    pub port: u16,
+    pub scheduler: String,
+    /// False: its packets go to the local stack.
+    pub active: bool,
+    pub persistence: Option<PersistenceStatus>,
+    pub stats: Stats,
+    pub reals: Vec<RealStatus>,
+}
+
+/// What the XDP program did with every packet (`GLOBAL_STATS`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct PacketCounts {
+    pub tx: u64,
+    pub redirect: u64,
+    pub pass: u64,
+    pub drop: u64,
+    pub error: u64,
+    /// Of `pass`.
+    pub malformed: u64,
+    /// Of `pass`.
+    pub fragments: u64,
+    /// Of `tx`.
+    pub icmp_too_big: u64,
+}
+
+/// How full one map is.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct MapFill {
+    pub name: String,
+    pub entries: u64,
+    pub capacity: u64,
+}
+
+/// Which costly parts [`Snapshot::read`] reads: each walks a whole map.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Detail {
+    /// Persistence templates per real (walks `PERSIST`).
+    pub persistent_conns: bool,
+    /// Entries of every table (walks `CONNTRACK`, `NAT_REPLIES`, `PERSIST`, `LBLC`, `LBLCR`).
+    pub map_fill: bool,
+}
+
+/// Everything the pinned maps say, for `xlb status` (text and JSON), the
+/// state dumps and the metrics.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Snapshot {
+    pub pin_path: PathBuf,
+    pub services: Vec<ServiceStatus>,
+    pub packets: PacketCounts,
+    /// Empty unless [`Detail::map_fill`] was asked for.
+    pub maps: Vec<MapFill>,
+}
+
+/// Entries in the hash map `name` pinned under `dir`, and its capacity.
+fn fill<K: Pod, V: Pod>(dir: &Path, name: &str) -> Result<MapFill> {
+    let map: HashMap<MapData, K, V> = open(dir, name)?.try_into()?;
+    let capacity = u64::from(IterableMap::map(&map).info()?.max_entries());
+    // Keys only: the cheapest walk there is. Entries deleted under the walk
+    // (LRU eviction, expiry) may end it early or restart it; never count past the capacity.
+    let entries = map
+        .keys()
+        .take(capacity as usize)
+        .filter(Result::is_ok)
+        .count() as u64;
+    Ok(MapFill {
+        name: name.to_string(),
+        entries,
+        capacity,
+    })
+}
+
+/// The hash maps whose fill is worth watching (arrays are always full).
+fn map_fills(dir: &Path) -> Result<Vec<MapFill>> {
+    Ok(vec![
+        fill::<ServiceKey, ServiceInfo>(dir, map_names::SERVICES)?,
+        fill::<FlowKey, FlowState>(dir, map_names::CONNTRACK)?,
+        fill::<FlowKey, FlowKey>(dir, map_names::NAT_REPLIES)?,
+        fill::<ServiceAddr, Affinity>(dir, map_names::PERSIST)?,
+        fill::<ServiceAddr, Affinity>(dir, map_names::LBLC)?,
+        fill::<ServiceAddr, ReplicaSet>(dir, map_names::LBLCR)?,
+        fill::<u32, IfaceInfo>(dir, map_names::IFACES)?,
+    ])
+}
+
+impl Snapshot {
+    /// Reads the maps pinned under `dir`.
+    pub fn read(dir: &Path, detail: Detail) -> Result<Snapshot> {
+        let services: HashMap<MapData, ServiceKey, ServiceInfo> =
+            open(dir, map_names::SERVICES)?.try_into()?;
+        let reals: Array<MapData, RealInfo> = open(dir, map_names::REALS)?.try_into()?;
+        let svc_stats: PerCpuArray<MapData, Counters> =
+            open(dir, map_names::SERVICE_STATS)?.try_into()?;
+        let real_stats: PerCpuArray<MapData, Counters> =
+            open(dir, map_names::REAL_STATS)?.try_into()?;
+        let global: PerCpuArray<MapData, GlobalCounters> =
+            open(dir, map_names::GLOBAL_STATS)?.try_into()?;
+        let conns: Array<MapData, ConnCounts> = open(dir, map_names::REAL_CONNS)?.try_into()?;
+        let gone: Array<MapData, ConnCounts> = open(dir, map_names::REAL_CONNS_GONE)?.try_into()?;
+
+        let mut svcs: Vec<(ServiceKey, ServiceInfo)> = services.iter().collect::<Result<_, _>>()?;
+        svcs.sort_by_key(|(k, _)| {
+            (
+                k.proto,
+                k.family,
+                addr_ip(k.addr, k.family),
+                u16::from_be(k.port),
+            )
+        });
+        let all_reals: Vec<(u32, RealInfo)> = reals
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| r.ok().map(|r| (i as u32, r)))
+            .filter(|(_, r)| r.flags & REAL_F_PRESENT != 0)
+            .collect();
+        let persist = if detail.persistent_conns {
+            Some(persist_counts(dir, &svcs)?)
+        } else {
+            None
+        };
+
+        let mut out = Vec::with_capacity(svcs.len());
+        for (key, info) in &svcs {
+            let mut mine: Vec<&(u32, RealInfo)> = all_reals
+                .iter()
+                .filter(|(_, r)| r.service_id == info.id)
+                .collect();
+            mine.sort_by_key(|(_, r)| (addr_ip(r.addr, r.family), u16::from_be(r.port)));
+            let mut reals = Vec::with_capacity(mine.len());
+            for (id, r) in mine {
+                let live = conns.get(id, 0)?.live(gone.get(id, 0)?);
+                reals.push(RealStatus {
+                    id: *id,
+                    address: addr_ip(r.addr, r.family),
+                    port: u16::from_be(r.port),
+                    forward: Method::from_code(r.method)
+                        .map_or("?", |m| m.ipvsadm_name())
+                        .to_string(),
+                    weight: r.weight,
+                    reachable: r.flags & REAL_F_REACHABLE != 0,
+                    active_conns: live.active,
+                    inactive_conns: live.inactive,
+                    persistent_conns: persist.as_ref().map(|p| p.get(id).copied().unwrap_or(0)),
+                    stats: sum(&real_stats.get(id, 0)?).into(),
+                });
+            }
+            out.push(ServiceStatus {
+                id: info.id,
+                protocol: Protocol::from_number(key.proto)
+                    .map_or("?".to_string(), |p| p.to_string()),
+                vip: addr_ip(key.addr, key.family),
+                port: u16::from_be(key.port),
+                scheduler: Scheduler::from_code(info.sched)
+                    .map_or("?", |s| s.name())
+                    .to_string(),
+                active: info.flags & SERVICE_F_ACTIVE != 0,
+                persistence: (info.flags & SERVICE_F_PERSISTENT != 0).then(|| PersistenceStatus {
+                    timeout_s: info.persist_timeout_s,
+                    mask: addr_ip(info.persist_mask, key.family),
+                }),
+                stats: sum(&svc_stats.get(&info.id, 0)?).into(),
+                reals,
+            });
+        }
+        let g = sum(&global.get(&0, 0)?);
+        let maps = if detail.map_fill {
+            map_fills(dir)?
+        } else {
+            Vec::new()
+        };
+        Ok(Snapshot {
+            pin_path: dir.to_path_buf(),
+            services: out,
+            packets: PacketCounts {
+                tx: g.tx,
+                redirect: g.redirect,
+                pass: g.pass,
+                drop: g.drop,
+                error: g.error,
+                malformed: g.malformed,
+                fragments: g.fragments,
+                icmp_too_big: g.too_big,
+            },
+            maps,
+        })
+    }
+}
+
+/// ` persistent N` and ` mask M` as ipvsadm prints them after the scheduler.
+fn persistence_text(p: Option<PersistenceStatus>) -> String {
+    let Some(p) = p else {
+        return String::new();
+    };
+    let mut s = format!(" persistent {}", p.timeout_s);
+    let full = match p.mask {
+        IpAddr::V4(m) => m == Ipv4Addr::BROADCAST,
+        IpAddr::V6(m) => u128::from(m) == u128::MAX,
+    };
+    if !full {
+        let mask = Persistence {
+            timeout_s: p.timeout_s,
+            mask: p.mask,
+        };
+        s.push_str(&format!(" mask {}", mask.mask_text()));
+    }
+    s
+}
+
 /// Renders `view` for the maps pinned under `dir`.
 pub fn render(dir: &Path, view: View) -> Result<String> {
-    let services: HashMap<MapData, ServiceKey, ServiceInfo> =
-        open(dir, map_names::SERVICES)?.try_into()?;
-    let reals: Array<MapData, RealInfo> = open(dir, map_names::REALS)?.try_into()?;
-    let svc_stats: PerCpuArray<MapData, Counters> =
-        open(dir, map_names::SERVICE_STATS)?.try_into()?;
-    let real_stats: PerCpuArray<MapData, Counters> =
-        open(dir, map_names::REAL_STATS)?.try_into()?;
-    let global: PerCpuArray<MapData, GlobalCounters> =
-        open(dir, map_names::GLOBAL_STATS)?.try_into()?;
-    let conns: Array<MapData, ConnCounts> = open(dir, map_names::REAL_CONNS)?.try_into()?;
-    let gone: Array<MapData, ConnCounts> = open(dir, map_names::REAL_CONNS_GONE)?.try_into()?;
-
-    let mut svcs: Vec<(ServiceKey, ServiceInfo)> = services.iter().collect::<Result<_, _>>()?;
-    svcs.sort_by_key(|(k, _)| {
-        (
-            k.proto,
-            k.family,
-            addr_ip(k.addr, k.family),
-            u16::from_be(k.port),
-        )
-    });
-    let all_reals: Vec<(u32, RealInfo)> = reals
-        .iter()
-        .enumerate()
-        .filter_map(|(i, r)| r.ok().map(|r| (i as u32, r)))
-        .filter(|(_, r)| r.flags & REAL_F_PRESENT != 0)
-        .collect();
-
-    let persist = match view {
-        View::PersistentConn => persist_counts(dir, &svcs)?,
-        View::Default => BTreeMap::new(),
-    };
-
+    let snap = Snapshot::read(
+        dir,
+        Detail {
+            persistent_conns: view == View::PersistentConn,
+            map_fill: false,
+        },
+    )?;
     let mut out = String::new();
     writeln!(out, "xlb data plane, maps pinned at {}", dir.display())?;
     match view {
@@ -146,70 +361,67 @@ pub fn render(dir: &Path, view: View) -> Result<String> {
             "Prot LocalAddress:Port", "Weight", "PersistConn", "ActiveConn", "InActConn"
         )?,
     }
-    for (key, info) in &svcs {
-        let proto = Protocol::from_number(key.proto).map_or("?".to_string(), |p| p.to_string());
-        let sched = Scheduler::from_code(info.sched).map_or("?", |s| s.name());
-        let flags = if info.flags & SERVICE_F_ACTIVE == 0 {
-            " inactive"
-        } else {
-            ""
-        };
+    for svc in &snap.services {
+        let flags = if svc.active { "" } else { " inactive" };
         let head = format!(
-            "{proto:<4} {} {sched}{}{flags}",
-            SocketText(addr_ip(key.addr, key.family), u16::from_be(key.port)),
-            persistence_text(key, info)
+            "{:<4} {} {}{}{flags}",
+            svc.protocol,
+            SocketText(svc.vip, svc.port),
+            svc.scheduler,
+            persistence_text(svc.persistence)
         );
-        let c = sum(&svc_stats.get(&info.id, 0)?);
+        let c = svc.stats;
         match view {
             View::Default => writeln!(
                 out,
                 "{head:<LEFT$}{:>9} {:>9} {:>9}",
-                c.new_conns, c.packets, c.bytes
+                c.connections, c.packets, c.bytes
             )?,
             View::PersistentConn => writeln!(out, "{head}")?,
         }
-        let mut mine: Vec<&(u32, RealInfo)> = all_reals
-            .iter()
-            .filter(|(_, r)| r.service_id == info.id)
-            .collect();
-        mine.sort_by_key(|(_, r)| (addr_ip(r.addr, r.family), u16::from_be(r.port)));
-        for (id, r) in mine {
-            let name = SocketText(addr_ip(r.addr, r.family), u16::from_be(r.port)).to_string();
-            let live = conns.get(id, 0)?.live(gone.get(id, 0)?);
+        for r in &svc.reals {
+            let name = SocketText(r.address, r.port).to_string();
             if view == View::PersistentConn {
                 writeln!(
                     out,
                     "  -> {name:<28} {:<9} {:<11} {:<10} {:<10}",
                     r.weight,
-                    persist.get(id).copied().unwrap_or(0),
-                    live.active,
-                    live.inactive
+                    r.persistent_conns.unwrap_or(0),
+                    r.active_conns,
+                    r.inactive_conns
                 )?;
                 continue;
             }
-            let fwd = Method::from_code(r.method).map_or("?", |m| m.ipvsadm_name());
             let line = format!(
-                "  -> {name:<28} {fwd:<7} {:<6} {:<10} {:<10}",
-                r.weight, live.active, live.inactive
+                "  -> {name:<28} {:<7} {:<6} {:<10} {:<10}",
+                r.forward, r.weight, r.active_conns, r.inactive_conns
             );
-            let c = sum(&real_stats.get(id, 0)?);
-            let note = if r.flags & REAL_F_REACHABLE == 0 {
-                "  unreachable"
-            } else {
-                ""
-            };
+            let note = if r.reachable { "" } else { "  unreachable" };
+            let c = r.stats;
             writeln!(
                 out,
                 "{line:<LEFT$}{:>9} {:>9} {:>9}{note}",
-                c.new_conns, c.packets, c.bytes
+                c.connections, c.packets, c.bytes
             )?;
         }
     }
-    let g = sum(&global.get(&0, 0)?);
+    let g = snap.packets;
     writeln!(
         out,
         "Packets: tx {} (icmp too big {}) redirect {} pass {} (malformed {}, fragments {}) drop {} error {}",
-        g.tx, g.too_big, g.redirect, g.pass, g.malformed, g.fragments, g.drop, g.error
+        g.tx, g.icmp_too_big, g.redirect, g.pass, g.malformed, g.fragments, g.drop, g.error
     )?;
     Ok(out)
+}
+
+/// `xlb status --json`: the whole [`Snapshot`], persistence and map fill included.
+pub fn render_json(dir: &Path) -> Result<String> {
+    let snap = Snapshot::read(
+        dir,
+        Detail {
+            persistent_conns: true,
+            map_fill: true,
+        },
+    )?;
+    Ok(serde_json::to_string_pretty(&snap)?)
 }

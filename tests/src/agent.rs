@@ -102,7 +102,17 @@ impl Agent {
                 return Ok(agent);
             }
             if let Some(st) = agent.child.try_wait()? {
-                bail!("the agent exited before forwarding ({st})");
+                // Its stderr is closed now: the log thread ends once it has read everything.
+                if let Some(log) = agent.log.take() {
+                    let _ = log.join();
+                }
+                // The error it printed (`xlb: ...`), which may span lines (verifier output).
+                let log = agent.log();
+                let error = log.iter().position(|l| l.starts_with("xlb: ")).map_or_else(
+                    || log.last().cloned().unwrap_or_default(),
+                    |i| log[i..].join("\n"),
+                );
+                bail!("the agent exited before forwarding ({st}): {error}");
             }
             if cancel.load(Ordering::SeqCst) {
                 bail!("interrupted while the agent was starting");
@@ -131,6 +141,16 @@ impl Agent {
         let st = self.terminate()?;
         if !st.success() {
             bail!("the agent exited with {st}");
+        }
+        Ok(())
+    }
+
+    /// SIGKILL and wait: the agent gets no chance to clean up, as in a crash.
+    pub fn kill(mut self) -> Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        if let Some(log) = self.log.take() {
+            let _ = log.join();
         }
         Ok(())
     }

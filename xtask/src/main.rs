@@ -2,7 +2,10 @@
 
 mod bench;
 mod build;
+mod fuzz;
+mod install;
 mod lab;
+mod man;
 mod setup;
 mod test;
 mod vm_test;
@@ -53,6 +56,12 @@ enum Cmd {
     Lab(lab::Args),
     /// Measure per-packet cost, live forwarding and the control plane (root; see bench/README.md).
     Bench(bench::Args),
+    /// Generate man pages and shell completions from the CLI (target/release/xlb-docs).
+    Man,
+    /// Build and install the agent, man pages, completions, systemd unit and an example config.
+    Install(install::Args),
+    /// Differential fuzz of the XDP director (10^5 frames), then the cargo-fuzz targets.
+    Fuzz(fuzz::Args),
 }
 
 fn main() -> ExitCode {
@@ -66,6 +75,9 @@ fn main() -> ExitCode {
         Cmd::VmTest => vm_test::run(),
         Cmd::Lab(args) => lab::run(&args),
         Cmd::Bench(args) => bench::run(&args),
+        Cmd::Man => man::generate().map(|p| println!("{}", p.display())),
+        Cmd::Install(args) => install::run(&args),
+        Cmd::Fuzz(args) => fuzz::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

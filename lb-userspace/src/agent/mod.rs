@@ -11,12 +11,15 @@ use crate::{
     check::{lifecycle::Announcer, runner::Checkers},
     config::{self, Config},
     dataplane::{DataPlane, DesiredService},
+    dump, metrics,
     neigh::Resolver,
+    pidfile::PidFile,
+    reload,
 };
 use anyhow::{Context, Result};
 use desired::{Health, RealKey, Runtime};
 use hops::Hops;
-use std::time::Duration;
+use std::{path::Path, sync::Arc, time::Duration};
 use tokio::{
     signal::unix::{SignalKind, signal},
     sync::{mpsc, oneshot},
@@ -72,10 +75,17 @@ impl Forwarding {
     }
 }
 
-pub async fn run(source: &config::Source, keep_dataplane: bool) -> Result<()> {
-    let config = config::load_from(source)?;
+pub async fn run(
+    source: &config::Source,
+    keep_dataplane: bool,
+    pid_file: Option<&Path>,
+) -> Result<()> {
+    let mut config = config::load_from(source)?;
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sighup = signal(SignalKind::hangup())?;
+    let mut sigusr1 = signal(SignalKind::user_defined1())?;
+    let mut sigusr2 = signal(SignalKind::user_defined2())?;
     let resolver = Resolver::new()?;
     let mut hops = hops::resolve(&resolver, &config, RESOLVE_WAIT, &Hops::default()).await;
     let mut runtime = Runtime::default();
@@ -88,13 +98,28 @@ pub async fn run(source: &config::Source, keep_dataplane: bool) -> Result<()> {
         plane.shutdown(false)?;
         return Err(e);
     }
+    if let Some(addr) = config.metrics {
+        let listener = match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => l,
+            Err(e) => {
+                plane.shutdown(false)?;
+                return Err(e).context(format!(
+                    "metrics: listening on {addr} (set [metrics] listen, or enabled = false)"
+                ));
+            }
+        };
+        let registry = Arc::new(metrics::registry(&config.dataplane.pin_path));
+        tokio::spawn(metrics::serve(listener, registry));
+        info!(%addr, "metrics endpoint listening");
+    }
+    let _pid_file = PidFile::create(pid_file.unwrap_or(&config.agent.pid_file))?;
     let reals: usize = desired.iter().map(|d| d.reals.len()).sum();
     info!(services = desired.len(), reals, data_plane = %plane.describe(), "xlb forwarding");
     let mut fwd = Forwarding { plane, desired };
 
     // Components (checkers, VRRP) get a clone of `events`; the loop owns the receiver.
     let (events, mut inbox) = mpsc::channel::<Event>(EVENT_QUEUE);
-    let checkers = Checkers::start(&config, events.clone(), &alerts);
+    let mut checkers = Checkers::start(&config, events.clone(), &alerts);
     if !checkers.is_empty() {
         info!(checks = checkers.len(), "health checks started");
     }
@@ -107,6 +132,31 @@ pub async fn run(source: &config::Source, keep_dataplane: bool) -> Result<()> {
         tokio::select! {
             _ = sigterm.recv() => { info!("SIGTERM: stopping"); break; }
             _ = sigint.recv() => { info!("SIGINT: stopping"); break; }
+            _ = sighup.recv() => {
+                info!("SIGHUP: reloading {source}");
+                match reload::reread(source, &config) {
+                    Ok(fresh) => {
+                        hops = hops::resolve(&resolver, &fresh, RESOLVE_WAIT, &hops).await;
+                        // Checkers follow the new reals; verdicts of reals that stay are kept.
+                        if fresh.services != config.services {
+                            checkers.stop().await;
+                            checkers = Checkers::start(&fresh, events.clone(), &alerts);
+                            checkers.set_masters(&runtime.masters);
+                        }
+                        config = fresh;
+                        fwd.update(&config, &runtime, &hops, "config reloaded");
+                    }
+                    Err(e) => warn!("reload: nothing changed, the config has errors:\n{e:#}"),
+                }
+            }
+            _ = sigusr1.recv() => match dump::write_state(&config, &fwd.desired, &fwd.plane.describe()) {
+                Ok(()) => info!(file = %config.agent.state_dump.display(), "SIGUSR1: state dumped"),
+                Err(e) => warn!(error = %format!("{e:#}"), "SIGUSR1: state dump failed"),
+            },
+            _ = sigusr2.recv() => match dump::write_stats(&config) {
+                Ok(()) => info!(file = %config.agent.stats_dump.display(), "SIGUSR2: statistics dumped"),
+                Err(e) => warn!(error = %format!("{e:#}"), "SIGUSR2: statistics dump failed"),
+            },
             Some(event) = inbox.recv() => match event {
                 Event::Health { key, health } => {
                     let notices = runtime.set_health(&config, key, health);

@@ -220,6 +220,10 @@ pub struct Config {
     pub services: Vec<Service>,
     pub vrrp: vrrp::Vrrp,
     pub static_net: vrrp::StaticNet,
+    /// Where the Prometheus endpoint listens (`[metrics]`); `None`: off.
+    pub metrics: Option<std::net::SocketAddr>,
+    /// `[agent]`: the agent's own files.
+    pub agent: AgentFiles,
 }
 
 /// A script or program to run: argv, run without a shell (keepalived splits
@@ -238,6 +242,30 @@ pub enum DataplaneKind {
     /// XDP, falling back to IPVS with a logged reason when attaching fails.
     Auto,
 }
+
+/// Files of the running agent (`[agent]`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AgentFiles {
+    /// Holds the agent's pid, for `xlb reload`.
+    pub pid_file: PathBuf,
+    /// Written on SIGUSR1: services, reals, weights, next hops, counts.
+    pub state_dump: PathBuf,
+    /// Written on SIGUSR2: counters.
+    pub stats_dump: PathBuf,
+}
+
+impl Default for AgentFiles {
+    fn default() -> Self {
+        AgentFiles {
+            pid_file: PathBuf::from("/run/xlb.pid"),
+            state_dump: PathBuf::from("/tmp/xlb.data"),
+            stats_dump: PathBuf::from("/tmp/xlb.stats"),
+        }
+    }
+}
+
+/// `[metrics] listen` when unset: loopback only, as metrics reveal the topology.
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9477";
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Dataplane {
@@ -409,6 +437,12 @@ pub enum Source {
         path: PathBuf,
         options: crate::keepalived::Options,
     },
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.path().display())
+    }
 }
 
 impl Source {

@@ -11,31 +11,54 @@ use lb_common::{PROG_DIRECTOR, globals, map_names};
 use std::path::Path;
 use tracing::{info, warn};
 
-/// Loads the embedded object sized for `dp`, with kernel-side logging enabled up to `log_level`
-/// (aya-log's numbering: 1 error … 5 trace), and verifies the director program.
-pub fn load(object: &[u8], dp: &config::Dataplane, log_level: u8) -> Result<Ebpf> {
+/// `max_entries` of every map whose size comes from the config.
+pub fn map_sizes(dp: &config::Dataplane) -> Result<Vec<(&'static str, u32)>> {
     let maglev_entries = dp
         .max_services
         .checked_mul(dp.maglev_table_size)
         .context("max_services × maglev_table_size overflows")?;
-    let mut ebpf = EbpfLoader::new()
-        .override_global(globals::MAGLEV_TABLE_SIZE, &dp.maglev_table_size, true)
-        .override_global("AYA_LOG_LEVEL", &log_level, false)
-        .map_max_entries(map_names::SERVICES, dp.max_services)
-        .map_max_entries(map_names::SERVICE_STATS, dp.max_services)
-        .map_max_entries(map_names::REALS, dp.max_reals)
-        .map_max_entries(map_names::REAL_STATS, dp.max_reals)
-        .map_max_entries(map_names::MAGLEV, maglev_entries)
-        .map_max_entries(map_names::REAL_CONNS, dp.max_reals)
-        .map_max_entries(map_names::REAL_CONNS_GONE, dp.max_reals)
-        .map_max_entries(map_names::CONNTRACK, dp.conntrack_size)
-        .map_max_entries(map_names::NAT_REPLIES, dp.conntrack_size)
-        .map_max_entries(
+    Ok(vec![
+        (map_names::SERVICES, dp.max_services),
+        (map_names::SERVICE_STATS, dp.max_services),
+        (map_names::REALS, dp.max_reals),
+        (map_names::REAL_STATS, dp.max_reals),
+        (map_names::MAGLEV, maglev_entries),
+        (map_names::REAL_CONNS, dp.max_reals),
+        (map_names::REAL_CONNS_GONE, dp.max_reals),
+        (map_names::CONNTRACK, dp.conntrack_size),
+        (map_names::NAT_REPLIES, dp.conntrack_size),
+        (
             map_names::SERVICE_REALS,
             dp.max_services * 2 * lb_common::sched_layout::MAX_REALS_PER_SERVICE,
-        )
-        .map_max_entries(map_names::SCHED_CURSORS, dp.max_services)
-        .map_max_entries(map_names::REAL_OVERLOAD, dp.max_reals)
+        ),
+        (map_names::SCHED_CURSORS, dp.max_services),
+        (map_names::REAL_OVERLOAD, dp.max_reals),
+    ])
+}
+
+/// Loads the embedded object sized for `dp`, with kernel-side logging enabled up to `log_level`
+/// (aya-log's numbering: 1 error … 5 trace), and verifies the director program.
+/// With `adopt`, every map is the one pinned in that directory instead of a new one
+/// (the caller has checked they match, see `adopt.rs`).
+pub fn load(
+    object: &[u8],
+    dp: &config::Dataplane,
+    log_level: u8,
+    adopt: Option<&Path>,
+) -> Result<Ebpf> {
+    let mut loader = EbpfLoader::new();
+    loader
+        .override_global(globals::MAGLEV_TABLE_SIZE, &dp.maglev_table_size, true)
+        .override_global("AYA_LOG_LEVEL", &log_level, false);
+    for (name, size) in map_sizes(dp)? {
+        loader.map_max_entries(name, size);
+    }
+    if let Some(dir) = adopt {
+        for name in map_names::ALL {
+            loader.map_pin_path(name, dir.join(name));
+        }
+    }
+    let mut ebpf = loader
         .load(object)
         .context("loading the XDP object into the kernel")?;
     let prog: &mut Xdp = ebpf

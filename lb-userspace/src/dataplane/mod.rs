@@ -2,6 +2,7 @@
 //! the desired state (services, their reals, each real's next hop) and hands
 //! it to a [`DataPlane`]; the XDP implementation turns it into map writes.
 
+mod adopt;
 pub mod ipvs;
 mod loader;
 mod sweep;

@@ -11,7 +11,7 @@
 
 use super::{DesiredService, NextHop};
 use crate::{
-    config::{Method, Real, Scheduler, Service, ServiceId, Tunnel},
+    config::{Method, Protocol, Real, Scheduler, Service, ServiceId, Tunnel},
     maglev,
     sched::tables as sched_tables,
 };
@@ -24,8 +24,8 @@ use aya::{
 use lb_common::{
     ConnCounts, Counters, IfaceInfo, REAL_F_PRESENT, REAL_F_REACHABLE, REAL_NONE, RealInfo,
     SERVICE_F_ACTIVE, SERVICE_F_FALLBACK, SERVICE_F_HASH_PORT, SERVICE_F_PERSISTENT,
-    SERVICE_F_TABLE_B, ServiceInfo, ServiceKey, Settings, addr_words, family_of, map_names,
-    sched_layout,
+    SERVICE_F_TABLE_B, ServiceInfo, ServiceKey, Settings, addr_ip, addr_words, family_of,
+    map_names, sched_layout,
 };
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -123,6 +123,76 @@ impl Tables {
     /// Per Maglev service, how many table slots moved on changes so far.
     pub fn maglev_churn(&self) -> &BTreeMap<ServiceId, MaglevChurn> {
         &self.maglev_churn
+    }
+
+    /// Rebuilds the record of what is installed from the maps a previous
+    /// agent left pinned (`SERVICES`, `REALS`, `SERVICE_REALS`, `MAGLEV`), so
+    /// the next apply keeps every service's id, every real's id and the
+    /// scheduler state, and writes only what the config changes.
+    pub fn adopt(
+        ebpf: &mut Ebpf,
+        table_size: u32,
+        max_services: u32,
+        max_reals: u32,
+    ) -> Result<Tables> {
+        let mut t = Tables::new(table_size, max_services, max_reals);
+        let mut reals_of: BTreeMap<u32, BTreeMap<(IpAddr, u16), u32>> = BTreeMap::new();
+        {
+            let m: Array<_, RealInfo> = Array::try_from(map(ebpf, map_names::REALS)?)?;
+            for rid in 0..max_reals {
+                let info = m.get(&rid, 0)?;
+                if info.flags & REAL_F_PRESENT != 0 {
+                    let addr = addr_ip(info.addr, info.family);
+                    reals_of
+                        .entry(info.service_id)
+                        .or_default()
+                        .insert((addr, u16::from_be(info.port)), rid);
+                    t.written_reals.insert(rid, info);
+                }
+            }
+        }
+        let services: Vec<(ServiceKey, ServiceInfo)> = {
+            let m: HashMap<_, ServiceKey, ServiceInfo> =
+                HashMap::try_from(map(ebpf, map_names::SERVICES)?)?;
+            m.iter().collect::<Result<_, _>>()?
+        };
+        for (key, info) in services {
+            let protocol = Protocol::from_number(key.proto)
+                .with_context(|| format!("pinned service with protocol {}", key.proto))?;
+            let id = ServiceId::Addr {
+                vip: addr_ip(key.addr, key.family),
+                port: u16::from_be(key.port),
+                protocol,
+            };
+            let table_b = info.flags & SERVICE_F_TABLE_B != 0;
+            let list = read_list(ebpf, info.id, table_b)?;
+            let table = read_table(ebpf, info.id, table_size)?;
+            let sched_table = if info.sched == Scheduler::Mh.code() {
+                Vec::new()
+            } else {
+                let base = sched_layout::table_base(0, table_size, table_b) as usize;
+                table[base..base + info.table_len as usize].to_vec()
+            };
+            t.services.insert(
+                id,
+                Installed {
+                    id: info.id,
+                    info,
+                    reals: reals_of.remove(&info.id).unwrap_or_default(),
+                    table,
+                    sched: SchedState {
+                        list,
+                        table: sched_table,
+                    },
+                },
+            );
+        }
+        Ok(t)
+    }
+
+    /// How many services the maps hold.
+    pub fn service_count(&self) -> usize {
+        self.services.len()
     }
 
     /// Fixes the tunnel sources instead of following the routes to the reals.
@@ -605,4 +675,27 @@ fn reset_counters(ebpf: &mut Ebpf, name: &str, index: u32) -> Result<()> {
         0,
     )?;
     Ok(())
+}
+
+/// One buffer of a service's real list, up to its `REAL_NONE`.
+fn read_list(ebpf: &mut Ebpf, id: u32, table_b: bool) -> Result<Vec<u32>> {
+    let m: Array<_, u32> = Array::try_from(map(ebpf, map_names::SERVICE_REALS)?)?;
+    let base = sched_layout::reals_base(id, table_b);
+    let mut list = Vec::new();
+    for i in 0..sched_layout::MAX_REALS_PER_SERVICE {
+        match m.get(&(base + i), 0)? {
+            REAL_NONE => break,
+            rid => list.push(rid),
+        }
+    }
+    Ok(list)
+}
+
+/// A service's slice of `MAGLEV`.
+fn read_table(ebpf: &mut Ebpf, id: u32, table_size: u32) -> Result<Vec<u32>> {
+    let m: Array<_, u32> = Array::try_from(map(ebpf, map_names::MAGLEV)?)?;
+    let base = id * table_size;
+    (base..base + table_size)
+        .map(|slot| Ok(m.get(&slot, 0)?))
+        .collect()
 }

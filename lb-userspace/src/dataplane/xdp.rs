@@ -2,7 +2,9 @@
 //! pins its maps, attaches it, and keeps the maps equal to the desired state.
 
 use super::{
-    DataPlane, DesiredService, loader, sweep,
+    DataPlane, DesiredService,
+    adopt::{self, Previous},
+    loader, sweep,
     tables::{Tables, TunnelSources},
 };
 use crate::config::{self, XdpMode};
@@ -10,9 +12,13 @@ use anyhow::{Context, Result, bail};
 use aya::maps::{Array, xdp::DevMapHash};
 use aya::{
     Ebpf,
-    programs::{Xdp, links::FdLink, xdp::XdpLinkId},
+    programs::{
+        Xdp,
+        links::{FdLink, LinkError, LinkType, PinnedLink},
+        xdp::{XdpLink, XdpLinkId},
+    },
 };
-use lb_common::{PROG_DIRECTOR, SETTINGS_F_NAT, Settings, map_names};
+use lb_common::{MAP_LAYOUT_VERSION, PROG_DIRECTOR, SETTINGS_F_NAT, Settings, map_names};
 use std::{
     fs::File,
     path::{Path, PathBuf},
@@ -23,10 +29,26 @@ pub struct XdpDataPlane {
     ebpf: Ebpf,
     tables: Tables,
     pin_dir: PathBuf,
-    attached: Vec<(String, XdpLinkId, XdpMode)>,
+    attached: Vec<Attached>,
     settings: Settings,
     /// Held for the agent's life: one agent per pin directory.
     _lock: File,
+}
+
+/// The director on one interface.
+struct Attached {
+    ifname: String,
+    /// The mode asked for or in effect; for an adopted link, the configured one.
+    mode: XdpMode,
+    link: AttachedLink,
+}
+
+enum AttachedLink {
+    /// A bpf_link pinned at `link_<ifname>` in the pin directory: it keeps the
+    /// program attached when the agent dies, and the next agent adopts it.
+    Pinned(XdpLink),
+    /// A netlink attachment (a kernel refused bpf_link): held by the program.
+    Netlink(XdpLinkId),
 }
 
 /// Lock file guarding a pin directory; kept outside bpffs, which holds no regular files.
@@ -39,36 +61,61 @@ fn lock_path(pin_dir: &Path) -> PathBuf {
 }
 
 fn link_pin(pin_dir: &Path, ifname: &str) -> PathBuf {
-    pin_dir.join(format!("link_{ifname}"))
+    pin_dir.join(format!("{LINK_PREFIX}{ifname}"))
 }
 
+const LINK_PREFIX: &str = "link_";
+
 impl XdpDataPlane {
-    /// Loads and attaches the director per `dp`. On any failure nothing stays
-    /// attached or pinned.
+    /// Loads and attaches the director per `dp`. When a previous agent left
+    /// a compatible data plane pinned (it was killed, or stopped with
+    /// `--keep-dataplane`), its maps are adopted and the new program replaces
+    /// the old one in place on each link; otherwise a fresh data plane
+    /// replaces whatever was there. On failure a fresh start leaves nothing
+    /// attached or pinned, and an adopting one leaves the old data plane as it was.
     pub fn start(object: &[u8], dp: &config::Dataplane, log_level: u8) -> Result<XdpDataPlane> {
         let lock = take_lock(&dp.pin_path)?;
         loader::ensure_bpffs(&dp.pin_path)?;
-        clear_stale(&dp.pin_path)?;
-        let ebpf = loader::load(object, dp, log_level)?;
+        let adopting = match adopt::examine(&dp.pin_path, object, dp)? {
+            Previous::Nothing => false,
+            Previous::Adoptable => true,
+            Previous::Incompatible(reason) => {
+                warn!(dir = %dp.pin_path.display(), %reason, "cannot adopt the data plane a previous agent left: starting a fresh one (its flows are lost)");
+                false
+            }
+        };
+        if !adopting {
+            clear_stale(&dp.pin_path)?;
+        }
+        let mut ebpf = loader::load(object, dp, log_level, adopting.then_some(&*dp.pin_path))?;
+        let tables = if adopting {
+            Tables::adopt(
+                &mut ebpf,
+                dp.maglev_table_size,
+                dp.max_services,
+                dp.max_reals,
+            )
+            .context("reading the adopted maps")?
+        } else {
+            Tables::new(dp.maglev_table_size, dp.max_services, dp.max_reals)
+        };
         let mut plane = XdpDataPlane {
             ebpf,
-            tables: Tables::new(dp.maglev_table_size, dp.max_services, dp.max_reals),
+            tables,
             pin_dir: dp.pin_path.clone(),
             attached: Vec::new(),
-            settings: Settings {
-                tcp_timeout_s: dp.timeouts.tcp,
-                tcp_fin_timeout_s: dp.timeouts.tcp_fin,
-                udp_timeout_s: dp.timeouts.udp,
-                ..Settings::default()
-            },
+            settings: Settings::default(),
             _lock: lock,
         };
         plane.tables.set_configured_sources(TunnelSources {
             v4: dp.tunnel_source_v4,
             v6: dp.tunnel_source_v6,
         });
-        if let Err(e) = plane.pin_and_attach(dp) {
-            plane.detach_all();
+        if adopting {
+            plane.adopt_and_attach(dp)?;
+            info!(dir = %plane.pin_dir.display(), services = plane.tables.service_count(), "adopted the data plane a previous agent left: flows, counters and scheduler state kept");
+        } else if let Err(e) = plane.pin_and_attach(dp) {
+            plane.release();
             let _ = loader::unpin_maps(&plane.pin_dir);
             return Err(e);
         }
@@ -77,28 +124,121 @@ impl XdpDataPlane {
 
     fn pin_and_attach(&mut self, dp: &config::Dataplane) -> Result<()> {
         loader::pin_maps(&self.ebpf, &self.pin_dir)?;
-        let mut settings: Array<_, Settings> = Array::try_from(
+        self.write_settings(dp, false)?;
+        for ifname in &dp.interfaces {
+            self.attach(ifname, dp.xdp_mode)?;
+        }
+        Ok(())
+    }
+
+    /// Swaps the new program into the links the previous agent pinned,
+    /// attaches where there is none, and detaches from interfaces no longer configured.
+    fn adopt_and_attach(&mut self, dp: &config::Dataplane) -> Result<()> {
+        self.write_settings(dp, true)?;
+        for ifname in &dp.interfaces {
+            let pin = link_pin(&self.pin_dir, ifname);
+            if !pin.exists() {
+                self.attach(ifname, dp.xdp_mode)?;
+                continue;
+            }
+            let fd: FdLink = PinnedLink::from_pin(&pin)
+                .with_context(|| format!("opening {}", pin.display()))?
+                .into();
+            let old = XdpLink::try_from(fd)?;
+            let prog = self.program().context("director program missing")?;
+            let id = prog
+                .attach_to_link(old)
+                .with_context(|| format!("replacing the XDP program on {ifname}"))?;
+            let link = prog.take_link(id)?;
+            self.add_tx_port(ifname)?;
+            info!(interface = %ifname, "XDP director replaced in place");
+            self.attached.push(Attached {
+                ifname: ifname.clone(),
+                mode: dp.xdp_mode,
+                link: AttachedLink::Pinned(link),
+            });
+        }
+        for entry in std::fs::read_dir(&self.pin_dir)?.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(ifname) = name.strip_prefix(LINK_PREFIX)
+                && !dp.interfaces.iter().any(|i| i == ifname)
+            {
+                // The pin held the link: removing it detaches the old program.
+                std::fs::remove_file(entry.path())?;
+                info!(interface = %ifname, "XDP director detached (interface no longer configured)");
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the timeouts and layout version into `SETTINGS`; adopting,
+    /// the tunnel sources already there stay until the first apply.
+    fn write_settings(&mut self, dp: &config::Dataplane, adopting: bool) -> Result<()> {
+        let mut m: Array<_, Settings> = Array::try_from(
             self.ebpf
                 .map_mut(map_names::SETTINGS)
                 .context("SETTINGS map missing")?,
         )?;
-        settings.set(0, self.settings, 0)?;
-        for ifname in &dp.interfaces {
-            // Every attached interface is a redirect target: NAT replies leave
-            // through the client side, which need not hold any real server.
-            let ifindex = ifindex(ifname)?;
-            let mut ports: DevMapHash<_> = DevMapHash::try_from(
-                self.ebpf
-                    .map_mut(map_names::TX_PORTS)
-                    .context("TX_PORTS map missing")?,
-            )?;
-            ports
-                .insert(ifindex, ifindex, None, 0)
-                .with_context(|| format!("adding {ifname} to TX_PORTS"))?;
-            let (link, mode) = loader::attach(&mut self.ebpf, ifname, dp.xdp_mode)?;
-            info!(interface = %ifname, mode = ?mode, "XDP director attached");
-            self.attached.push((ifname.clone(), link, mode));
-        }
+        let base = if adopting {
+            m.get(&0, 0)?
+        } else {
+            Settings::default()
+        };
+        self.settings = Settings {
+            tcp_timeout_s: dp.timeouts.tcp,
+            tcp_fin_timeout_s: dp.timeouts.tcp_fin,
+            udp_timeout_s: dp.timeouts.udp,
+            layout_version: MAP_LAYOUT_VERSION,
+            ..base
+        };
+        m.set(0, self.settings, 0)?;
+        Ok(())
+    }
+
+    /// Every attached interface is a redirect target: NAT replies leave
+    /// through the client side, which need not hold any real server.
+    fn add_tx_port(&mut self, ifname: &str) -> Result<()> {
+        let ifindex = ifindex(ifname)?;
+        let mut ports: DevMapHash<_> = DevMapHash::try_from(
+            self.ebpf
+                .map_mut(map_names::TX_PORTS)
+                .context("TX_PORTS map missing")?,
+        )?;
+        ports
+            .insert(ifindex, ifindex, None, 0)
+            .with_context(|| format!("adding {ifname} to TX_PORTS"))?;
+        Ok(())
+    }
+
+    /// Attaches the director to `ifname` and pins the link, so the program
+    /// stays attached (and forwarding) if the agent dies.
+    fn attach(&mut self, ifname: &str, mode: XdpMode) -> Result<()> {
+        self.add_tx_port(ifname)?;
+        let (id, mode) = loader::attach(&mut self.ebpf, ifname, mode)?;
+        let pin = link_pin(&self.pin_dir, ifname);
+        let pinned_before = self
+            .attached
+            .iter()
+            .filter(|a| matches!(a.link, AttachedLink::Pinned(_)))
+            .count();
+        let prog = self.program().context("director program missing")?;
+        let prog_id = prog.info()?.id();
+        let link = if xdp_links_of(prog_id).is_none_or(|n| n > pinned_before) {
+            let fd = FdLink::try_from(prog.take_link(id)?)?;
+            let pinned = fd
+                .pin(&pin)
+                .with_context(|| format!("pinning the XDP link at {}", pin.display()))?;
+            AttachedLink::Pinned(XdpLink::try_from(FdLink::from(pinned))?)
+        } else {
+            warn!(interface = %ifname, "XDP attached through netlink (no bpf_link): a restarted agent cannot adopt it");
+            AttachedLink::Netlink(id)
+        };
+        info!(interface = %ifname, mode = ?mode, "XDP director attached");
+        self.attached.push(Attached {
+            ifname: ifname.to_string(),
+            mode,
+            link,
+        });
         Ok(())
     }
 
@@ -116,19 +256,31 @@ impl XdpDataPlane {
 
     /// Interfaces and the XDP mode in effect on each.
     pub fn attachments(&self) -> impl Iterator<Item = (&str, XdpMode)> {
-        self.attached.iter().map(|(n, _, m)| (n.as_str(), *m))
+        self.attached.iter().map(|a| (a.ifname.as_str(), a.mode))
     }
 
     fn program(&mut self) -> Option<&mut Xdp> {
         self.ebpf.program_mut(PROG_DIRECTOR)?.try_into().ok()
     }
 
-    fn detach_all(&mut self) {
-        let attached = std::mem::take(&mut self.attached);
-        if let Some(prog) = self.program() {
-            for (ifname, link, _) in attached {
-                if let Err(e) = prog.detach(link) {
-                    warn!(interface = %ifname, error = %e, "detaching XDP failed");
+    /// Detaches the director from every interface: link pins removed, links closed.
+    fn release(&mut self) {
+        for a in std::mem::take(&mut self.attached) {
+            match a.link {
+                AttachedLink::Pinned(link) => {
+                    let pin = link_pin(&self.pin_dir, &a.ifname);
+                    if let Err(e) = std::fs::remove_file(&pin) {
+                        warn!(interface = %a.ifname, error = %e, "removing the XDP link pin failed");
+                    }
+                    // The last reference: closing it detaches the program.
+                    drop(link);
+                }
+                AttachedLink::Netlink(id) => {
+                    if let Some(prog) = self.program()
+                        && let Err(e) = prog.detach(id)
+                    {
+                        warn!(interface = %a.ifname, error = %e, "detaching XDP failed");
+                    }
                 }
             }
         }
@@ -138,29 +290,46 @@ impl XdpDataPlane {
     /// program attached (links pinned next to the maps) and the maps pinned.
     pub fn stop(mut self, keep: bool) -> Result<()> {
         if !keep {
-            self.detach_all();
+            self.release();
             loader::unpin_maps(&self.pin_dir)?;
             info!("XDP detached and maps unpinned");
             return Ok(());
         }
-        let attached = std::mem::take(&mut self.attached);
-        let pin_dir = self.pin_dir.clone();
-        let prog = self.program().context("director program missing")?;
-        for (ifname, link, _) in attached {
-            let link = prog.take_link(link)?;
-            match FdLink::try_from(link) {
-                Ok(fd_link) => {
-                    fd_link.pin(link_pin(&pin_dir, &ifname))?;
+        for a in std::mem::take(&mut self.attached) {
+            match a.link {
+                // Its pin keeps it attached once this handle closes.
+                AttachedLink::Pinned(link) => drop(link),
+                AttachedLink::Netlink(id) => {
+                    let prog = self.program().context("director program missing")?;
+                    // Converting forgets the netlink link without detaching it:
+                    // netlink attachments outlive the agent.
+                    if let Err(e) = FdLink::try_from(prog.take_link(id)?)
+                        && !matches!(e, LinkError::InvalidLink)
+                    {
+                        bail!("keeping the XDP link on {}: {e}", a.ifname);
+                    }
                 }
-                // Netlink-attached programs stay attached once the agent exits.
-                Err(aya::programs::links::LinkError::InvalidLink) => {}
-                Err(e) => bail!("keeping the XDP link on {ifname}: {e}"),
             }
         }
-        // The pinned links now hold the program, so dropping `self` unloads nothing.
-        info!(dir = %pin_dir.display(), "data plane kept running: XDP attached, maps and links pinned");
+        info!(dir = %self.pin_dir.display(), "data plane kept running: XDP attached, maps and links pinned");
         Ok(())
     }
+}
+
+/// How many XDP bpf_links run program `prog_id`: tells a bpf_link attachment
+/// (counted) from a netlink one (not a link). `None` when the kernel does
+/// not let us walk the links (that needs CAP_SYS_ADMIN): then it is a
+/// bpf_link, as on every kernel the director runs on (bpf_loop, 5.17, is
+/// younger than XDP links, 5.9).
+fn xdp_links_of(prog_id: u32) -> Option<usize> {
+    let mut n = 0;
+    for link in aya::programs::loaded_links() {
+        let link = link.ok()?;
+        if link.program_id() == prog_id && matches!(link.link_type(), Ok(LinkType::Xdp)) {
+            n += 1;
+        }
+    }
+    Some(n)
 }
 
 impl DataPlane for XdpDataPlane {

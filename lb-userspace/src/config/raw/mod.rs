@@ -16,6 +16,30 @@ pub struct File {
     /// `[global]` (today only its alert keys: config/validate/alert.rs).
     #[serde(default)]
     pub global: Option<Spanned<alert::Global>>,
+    #[serde(default)]
+    pub metrics: Option<Spanned<Metrics>>,
+    #[serde(default)]
+    pub agent: Option<Spanned<Agent>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Agent {
+    #[serde(default)]
+    pub pid_file: Option<Spanned<String>>,
+    #[serde(default)]
+    pub state_dump: Option<Spanned<String>>,
+    #[serde(default)]
+    pub stats_dump: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Metrics {
+    #[serde(default)]
+    pub listen: Option<Spanned<String>>,
+    #[serde(default)]
+    pub enabled: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -4,8 +4,8 @@ mod alert;
 mod check;
 
 use super::{
-    Config, ConfigError, ConfigErrors, Dataplane, DataplaneKind, Method, Persistence, Protocol,
-    Real, SchedFlags, Scheduler, Service, ServiceId, Timeouts, Tunnel, XdpMode, raw,
+    AgentFiles, Config, ConfigError, ConfigErrors, Dataplane, DataplaneKind, Method, Persistence,
+    Protocol, Real, SchedFlags, Scheduler, Service, ServiceId, Timeouts, Tunnel, XdpMode, raw,
 };
 use crate::sched::tables::wrr_len;
 use lb_common::{conn, defaults, sched_layout};
@@ -74,6 +74,8 @@ pub fn parse(file: &str, text: &str) -> Result<Config, ConfigErrors> {
     if let Some(g) = &raw.global {
         v.global_alerts(g, &mut global);
     }
+    let metrics = v.metrics(raw.metrics.as_ref());
+    let agent = v.agent_files(raw.agent.as_ref());
     match dataplane {
         Some(dataplane) if v.errors.is_empty() => Ok(Config {
             global,
@@ -81,6 +83,8 @@ pub fn parse(file: &str, text: &str) -> Result<Config, ConfigErrors> {
             services: services.into_iter().map(|(s, _)| s).collect(),
             vrrp: Default::default(),
             static_net: Default::default(),
+            metrics,
+            agent,
         }),
         _ => Err(ConfigErrors(v.errors)),
     }
@@ -109,6 +113,59 @@ impl Validator<'_> {
             col,
             message: message.into(),
         });
+    }
+
+    /// `[agent]`: absolute paths, each defaulting to [`AgentFiles::default`].
+    fn agent_files(&mut self, a: Option<&Spanned<raw::Agent>>) -> AgentFiles {
+        let mut files = AgentFiles::default();
+        let Some(a) = a.map(|a| a.get_ref()) else {
+            return files;
+        };
+        for (raw, slot) in [
+            (&a.pid_file, &mut files.pid_file),
+            (&a.state_dump, &mut files.state_dump),
+            (&a.stats_dump, &mut files.stats_dump),
+        ] {
+            if let Some(p) = raw {
+                if p.get_ref().starts_with('/') {
+                    *slot = PathBuf::from(p.get_ref());
+                } else {
+                    self.error(
+                        p.span(),
+                        format!("`{}` is not an absolute path", p.get_ref()),
+                    );
+                }
+            }
+        }
+        files
+    }
+
+    /// `[metrics]`: on at the default address unless `enabled = false` or `listen = ""`.
+    fn metrics(&mut self, m: Option<&Spanned<raw::Metrics>>) -> Option<std::net::SocketAddr> {
+        let raw = m.map(|m| m.get_ref());
+        if raw
+            .and_then(|r| r.enabled.as_ref())
+            .is_some_and(|e| !*e.get_ref())
+        {
+            return None;
+        }
+        match raw.and_then(|r| r.listen.as_ref()) {
+            None => super::DEFAULT_METRICS_LISTEN.parse().ok(),
+            Some(l) if l.get_ref().is_empty() => None,
+            Some(l) => match l.get_ref().parse() {
+                Ok(a) => Some(a),
+                Err(_) => {
+                    self.error(
+                        l.span(),
+                        format!(
+                            "`{}` is not an address:port to listen on (e.g. 127.0.0.1:9477, [::1]:9477)",
+                            l.get_ref()
+                        ),
+                    );
+                    None
+                }
+            },
+        }
     }
 
     fn dataplane(&mut self, dp: &Spanned<raw::Dataplane>) -> Option<Dataplane> {

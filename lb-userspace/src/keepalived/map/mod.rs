@@ -95,6 +95,9 @@ pub fn config(nodes: &[Node], diag: &mut Diag) -> Config {
         services: Vec::new(),
         vrrp: Default::default(),
         static_net: Default::default(),
+        // keepalived.conf has no such settings: TOML's defaults.
+        metrics: crate::config::DEFAULT_METRICS_LISTEN.parse().ok(),
+        agent: Default::default(),
     };
     let mut g = global::Extra::default();
     for n in top.iter().filter(|n| n.name() == "global_defs") {

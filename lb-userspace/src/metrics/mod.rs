@@ -1,0 +1,70 @@
+//! The Prometheus endpoint. One [`Registry`] holds every family; each part
+//! of the agent adds its own before the endpoint starts serving:
+//!
+//! - state read at scrape time (the data plane's maps) implements
+//!   prometheus-client's [`Collector`](prometheus_client::collector::Collector)
+//!   and is added with `Registry::register_collector` (see [`dataplane`]);
+//! - state the agent changes as it goes (VRRP transitions, checker results)
+//!   keeps a `Family<Labels, Counter | Gauge | Histogram>` handle, registered
+//!   once with `Registry::register`, and updates it in place.
+//!
+//! Names start with `xlb_`; counters end in `_total`.
+
+pub mod dataplane;
+mod server;
+
+pub use server::serve;
+
+use prometheus_client::registry::Registry;
+use std::path::Path;
+
+/// A registry with the data plane's families, read from the maps pinned in `pin_dir`.
+pub fn registry(pin_dir: &Path) -> Registry {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(dataplane::DataplaneCollector::new(pin_dir)));
+    registry
+}
+
+/// The registry in Prometheus' text exposition format.
+pub fn render(registry: &Registry) -> Result<String, std::fmt::Error> {
+    let mut out = String::new();
+    prometheus_client::encoding::text::encode(&mut out, registry)?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config;
+
+    const DP: &str = "[dataplane]\ninterfaces = [\"eth0\"]\n";
+
+    fn listen(extra: &str) -> Result<Option<std::net::SocketAddr>, String> {
+        config::parse("x.toml", &format!("{DP}{extra}"))
+            .map(|c| c.metrics)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn on_at_loopback_by_default_and_off_two_ways() {
+        let default = Some(config::DEFAULT_METRICS_LISTEN.parse().unwrap());
+        assert_eq!(listen(""), Ok(default));
+        assert_eq!(listen("[metrics]\n"), Ok(default));
+        assert_eq!(
+            listen("[metrics]\nlisten = \"[::1]:9100\"\n"),
+            Ok(Some("[::1]:9100".parse().unwrap()))
+        );
+        assert_eq!(listen("[metrics]\nlisten = \"\"\n"), Ok(None));
+        assert_eq!(listen("[metrics]\nenabled = false\n"), Ok(None));
+    }
+
+    #[test]
+    fn a_bad_address_is_located() {
+        let err = listen("[metrics]\nlisten = \"localhost\"\n").unwrap_err();
+        assert!(
+            err.starts_with("x.toml:4:10: `localhost` is not an address:port"),
+            "{err}"
+        );
+        let err = listen("[metrics]\nport = 1\n").unwrap_err();
+        assert!(err.starts_with("x.toml:4:1: unknown field `port`"), "{err}");
+    }
+}

@@ -1,0 +1,111 @@
+//! keepalived-style dumps: SIGUSR1 writes the state (services, reals,
+//! weights, next hops, connection counts), SIGUSR2 the statistics, to the
+//! paths in `[agent]`.
+
+mod common;
+
+use common::xlb_bin;
+use std::{
+    path::Path,
+    time::{Duration, Instant},
+};
+use xlb_testbed::{
+    agent::Agent,
+    lab::{DrLab, LabOptions},
+};
+
+const TIMEOUT: Duration = Duration::from_secs(3);
+const REQUESTS: usize = 12;
+
+/// Sends `signal` to the agent and waits (bounded) for `file` to appear.
+fn dump(agent: &Agent, signal: i32, file: &Path) -> String {
+    let _ = std::fs::remove_file(file);
+    // SAFETY: kill(2) on the agent, our child.
+    assert_eq!(unsafe { libc::kill(agent.pid() as i32, signal) }, 0);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !file.exists() {
+        assert!(Instant::now() < deadline, "{} not written", file.display());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::fs::read_to_string(file).unwrap()
+}
+
+#[test]
+fn sigusr1_dumps_the_state_and_sigusr2_the_statistics() {
+    xlb_testbed::require_root().unwrap();
+    let lab = DrLab::build(&LabOptions {
+        weights: vec![1, 2, 3],
+        peer_xdp: Some((
+            xlb::EBPF_OBJECT_PATH.into(),
+            lb_common::PROG_PASS.to_string(),
+        )),
+        ..LabOptions::default()
+    })
+    .unwrap();
+    let dir = std::env::temp_dir().join(format!("xlb-test-{}-dumps", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (data, stats) = (dir.join("xlb.data"), dir.join("xlb.stats"));
+    let config = dir.join("xlb.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{}\n[agent]\npid_file = \"{}\"\nstate_dump = \"{}\"\nstats_dump = \"{}\"\n",
+            lab.agent_config("wrr", "dr", "native"),
+            dir.join("xlb.pid").display(),
+            data.display(),
+            stats.display()
+        ),
+    )
+    .unwrap();
+    let agent = Agent::start(&lab.director, &xlb_bin(), &config).unwrap();
+    let seen = lab.spread(REQUESTS, TIMEOUT).unwrap();
+
+    let state = dump(&agent, libc::SIGUSR1, &data);
+    assert!(
+        state.contains(&format!(" pid = {}", agent.pid())),
+        "{state}"
+    );
+    assert!(state.contains(" interface = eth0 (Native)"), "{state}");
+    assert!(
+        state.contains(&format!(" VS = TCP {}:80", lab.vip)),
+        "{state}"
+    );
+    assert!(
+        state.contains("scheduler = wrr, method = Dr, active = true"),
+        "{state}"
+    );
+    for r in &lab.reals {
+        let line = format!("   RS = {}:80, weight = {}", r.addr, r.weight);
+        let at = state
+            .find(&line)
+            .unwrap_or_else(|| panic!("{line} missing:\n{state}"));
+        let rest = &state[at + line.len()..];
+        assert!(
+            rest.trim_start().starts_with("next hop = ifindex"),
+            "{state}"
+        );
+    }
+    assert!(state.contains("ActiveConn = 0, InActConn = "), "{state}");
+
+    let text = dump(&agent, libc::SIGUSR2, &stats);
+    assert!(
+        text.contains(&format!(
+            " VS = TCP {}:80: connections {REQUESTS},",
+            lab.vip
+        )),
+        "{text}"
+    );
+    for r in &lab.reals {
+        let n = seen.get(&r.name).copied().unwrap_or(0);
+        assert!(
+            text.contains(&format!("   RS = {}:80: connections {n},", r.addr)),
+            "{} answered {n}:\n{text}",
+            r.name
+        );
+    }
+    assert!(text.contains(" map CONNTRACK = "), "{text}");
+    assert!(text.contains(" XDP: tx "), "{text}");
+
+    agent.stop().unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -1,0 +1,220 @@
+//! The Prometheus endpoint against traffic the test sent: a DR lab with a
+//! TCP and a UDP service, known numbers of connections and datagrams, then
+//! a scrape from the director's namespace and `xlb status --json`.
+
+mod common;
+
+use common::xlb_bin;
+use std::{
+    collections::BTreeMap,
+    io::{Read, Write},
+    net::{SocketAddr, TcpStream},
+    time::Duration,
+};
+use xlb_testbed::{
+    agent::Agent,
+    http::HttpConn,
+    lab::{DrLab, LabOptions},
+    udp::udp_ask,
+};
+
+const TIMEOUT: Duration = Duration::from_secs(3);
+const LISTEN: &str = "127.0.0.1:9477";
+const TCP_REQUESTS: usize = 30;
+const UDP_DATAGRAMS: usize = 12;
+const HELD: usize = 4;
+/// Ethernet + IPv4 + UDP headers and udp_ask's 4-byte payload, as XDP sees the frame.
+const UDP_FRAME: u64 = 14 + 20 + 8 + 4;
+
+/// Samples of the scrape: `name{labels}` → value.
+fn scrape(lab: &DrLab) -> BTreeMap<String, f64> {
+    let addr: SocketAddr = LISTEN.parse().unwrap();
+    let mut stream = lab
+        .director
+        .enter(|| TcpStream::connect_timeout(&addr, TIMEOUT))
+        .unwrap()
+        .unwrap();
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: xlb\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).unwrap();
+    let (head, body) = reply.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        body.contains("# TYPE xlb_real_connections counter"),
+        "{body}"
+    );
+    body.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| {
+            let (k, v) = l.rsplit_once(' ').unwrap();
+            (k.to_string(), v.parse().unwrap())
+        })
+        .collect()
+}
+
+/// Sum of the samples of `family` whose labels contain every one of `labels`.
+fn total(samples: &BTreeMap<String, f64>, family: &str, labels: &[&str]) -> u64 {
+    samples
+        .iter()
+        .filter(|(k, _)| {
+            k.split('{').next() == Some(family) && labels.iter().all(|l| k.contains(l))
+        })
+        .map(|(_, v)| *v as u64)
+        .sum()
+}
+
+#[test]
+fn scraped_counters_match_the_traffic_sent() {
+    xlb_testbed::require_root().unwrap();
+    let lab = DrLab::build(&LabOptions {
+        weights: vec![1, 2, 3],
+        udp_port: Some(53),
+        peer_xdp: Some((
+            xlb::EBPF_OBJECT_PATH.into(),
+            lb_common::PROG_PASS.to_string(),
+        )),
+        ..LabOptions::default()
+    })
+    .unwrap();
+    let dir = std::env::temp_dir().join(format!("xlb-test-{}-metrics", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("xlb.toml");
+    let text = format!(
+        "{}\n[metrics]\nlisten = \"{LISTEN}\"\n",
+        lab.agent_config("wrr", "dr", "native")
+    );
+    std::fs::write(&config, text).unwrap();
+    let agent = Agent::start(&lab.director, &xlb_bin(), &config).unwrap();
+
+    let tcp = lab.spread(TCP_REQUESTS, TIMEOUT).unwrap();
+    let held: Vec<HttpConn> = (0..HELD)
+        .map(|_| {
+            let mut c = HttpConn::open(&lab.client, lab.vip_socket(), TIMEOUT).unwrap();
+            c.ask().unwrap();
+            c
+        })
+        .collect();
+    let udp_target = SocketAddr::new(lab.vip, 53);
+    for _ in 0..UDP_DATAGRAMS {
+        udp_ask(&lab.client, udp_target, TIMEOUT).unwrap();
+    }
+
+    let m = scrape(&lab);
+    let tcp_svc = "protocol=\"TCP\"";
+    let udp_svc = "protocol=\"UDP\"";
+    assert_eq!(total(&m, "xlb_dataplane_up", &[]), 1);
+    assert_eq!(
+        total(&m, "xlb_service_connections_total", &[tcp_svc]),
+        (TCP_REQUESTS + HELD) as u64
+    );
+    assert_eq!(
+        total(&m, "xlb_real_connections_total", &[tcp_svc]),
+        (TCP_REQUESTS + HELD) as u64
+    );
+    // Each real's count of new connections, against who answered (the
+    // held connections went somewhere too: at most HELD more per real).
+    for r in &lab.reals {
+        let real = format!("real=\"{}\"", r.addr);
+        let n = total(&m, "xlb_real_connections_total", &[tcp_svc, &real]) as usize;
+        let answered = tcp.get(&r.name).copied().unwrap_or(0);
+        assert!(
+            (answered..=answered + HELD).contains(&n),
+            "{}: {n} connections counted, {answered} answered",
+            r.name
+        );
+        assert_eq!(
+            total(&m, "xlb_real_weight", &[tcp_svc, &real]),
+            u64::from(r.weight)
+        );
+    }
+    assert_eq!(
+        total(&m, "xlb_real_active_connections", &[tcp_svc]),
+        HELD as u64,
+        "only the held connections are established"
+    );
+    // UDP: one packet and one new flow per datagram, of a known size.
+    assert_eq!(
+        total(&m, "xlb_service_packets_total", &[udp_svc]),
+        UDP_DATAGRAMS as u64
+    );
+    assert_eq!(
+        total(&m, "xlb_service_connections_total", &[udp_svc]),
+        UDP_DATAGRAMS as u64
+    );
+    assert_eq!(
+        total(&m, "xlb_service_bytes_total", &[udp_svc]),
+        UDP_DATAGRAMS as u64 * UDP_FRAME
+    );
+    assert_eq!(
+        total(&m, "xlb_real_inactive_connections", &[udp_svc]),
+        UDP_DATAGRAMS as u64
+    );
+    // Every forwarded packet left by XDP_TX (one-armed DR), counted in
+    // GLOBAL_STATS apart from the per-service counters.
+    let forwarded = total(&m, "xlb_service_packets_total", &[]);
+    assert!(forwarded > (TCP_REQUESTS * 3) as u64);
+    assert_eq!(
+        total(&m, "xlb_xdp_packets_total", &["fate=\"tx\""]),
+        forwarded
+    );
+    assert_eq!(total(&m, "xlb_xdp_packets_total", &["fate=\"drop\""]), 0);
+    // One flow per connection and datagram, none expired yet.
+    assert_eq!(
+        total(&m, "xlb_map_entries", &["map=\"CONNTRACK\""]),
+        (TCP_REQUESTS + HELD + UDP_DATAGRAMS) as u64
+    );
+    assert_eq!(total(&m, "xlb_map_entries", &["map=\"SERVICES\""]), 2);
+    assert_eq!(
+        total(&m, "xlb_map_capacity", &["map=\"CONNTRACK\""]),
+        1_048_576
+    );
+
+    // xlb status --json reads the same maps, with stable field names.
+    let out = std::process::Command::new(xlb_bin())
+        .args(["status", "--json", "--pin-path"])
+        .arg(&lab.pin_path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let services = json["services"].as_array().unwrap();
+    assert_eq!(services.len(), 2);
+    let tcp_json = services.iter().find(|s| s["protocol"] == "TCP").unwrap();
+    assert_eq!(tcp_json["vip"], lab.vip.to_string());
+    assert_eq!(tcp_json["port"], 80);
+    assert_eq!(tcp_json["scheduler"], "wrr");
+    assert_eq!(
+        tcp_json["stats"]["connections"],
+        (TCP_REQUESTS + HELD) as u64
+    );
+    let active: u64 = tcp_json["reals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            assert_eq!(r["forward"], "Route");
+            assert_eq!(r["reachable"], true);
+            r["active_conns"].as_u64().unwrap()
+        })
+        .sum();
+    assert_eq!(active, HELD as u64);
+    assert_eq!(json["packets"]["tx"], forwarded);
+    let ct = json["maps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "CONNTRACK")
+        .unwrap();
+    assert_eq!(ct["entries"], (TCP_REQUESTS + HELD + UDP_DATAGRAMS) as u64);
+
+    drop(held);
+    agent.stop().unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -1,0 +1,198 @@
+//! Hitless restart: 100 keep-alive connections through a DR service keep
+//! streaming, each on its real, while the agent is SIGKILLed and a new one
+//! adopts the pinned maps and swaps its program into the pinned XDP links.
+//! Then the fallback: maps sized differently are not adopted, and the new
+//! agent says why and starts afresh.
+
+mod common;
+
+use aya::maps::{HashMap as BpfHashMap, Map, MapData};
+use common::xlb_bin;
+use lb_common::{FlowKey, FlowState};
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+use xlb_testbed::{
+    agent::Agent,
+    http::{HttpConn, get_name},
+    lab::{DrLab, LabOptions},
+};
+
+const TIMEOUT: Duration = Duration::from_secs(5);
+const CONNECTIONS: usize = 100;
+/// Rounds (one request on every connection) each phase waits for.
+const ROUNDS: usize = 3;
+
+fn tmp(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("xlb-test-{}-{tag}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn xdp_prog_id(lab: &DrLab) -> Option<u32> {
+    let out = lab
+        .director
+        .run("ip", &["-d", "link", "show", "eth0"])
+        .unwrap();
+    let after = out.split("prog/xdp id ").nth(1)?;
+    after.split_whitespace().next()?.parse().ok()
+}
+
+/// Client port → (real id, creation time) of every flow in the pinned `CONNTRACK`,
+/// and the map's kernel id.
+fn flows(pin: &Path) -> (u32, BTreeMap<u16, (u32, u64)>) {
+    let data = MapData::from_pin(pin.join("CONNTRACK")).unwrap();
+    let id = data.info().unwrap().id();
+    let map: BpfHashMap<MapData, FlowKey, FlowState> =
+        Map::from_map_data(data).unwrap().try_into().unwrap();
+    let flows = map
+        .iter()
+        .map(Result::unwrap)
+        .map(|(k, v)| (u16::from_be(k.sport), (v.real_id, v.created_ns)))
+        .collect();
+    (id, flows)
+}
+
+/// Waits (bounded) until the streaming thread has done `n` more rounds.
+fn wait_rounds(rounds: &AtomicUsize, n: usize) {
+    let target = rounds.load(Ordering::SeqCst) + n;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while rounds.load(Ordering::SeqCst) < target {
+        assert!(Instant::now() < deadline, "streaming stalled");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn sigkill_and_restart_keep_every_connection_on_its_real() {
+    xlb_testbed::require_root().unwrap();
+    let lab = DrLab::build(&LabOptions {
+        weights: vec![1, 2, 3],
+        peer_xdp: Some((
+            xlb::EBPF_OBJECT_PATH.into(),
+            lb_common::PROG_PASS.to_string(),
+        )),
+        ..LabOptions::default()
+    })
+    .unwrap();
+    let dir = tmp("restart");
+    let config = dir.join("xlb.toml");
+    // mh-port spreads one client's connections over the reals.
+    let text = lab.agent_config_with("mh", "dr", "native", "scheduler_flags = [\"mh-port\"]\n");
+    std::fs::write(&config, &text).unwrap();
+    let agent = Agent::start(&lab.director, &xlb_bin(), &config).unwrap();
+
+    let mut conns: Vec<(HttpConn, String)> = (0..CONNECTIONS)
+        .map(|_| {
+            let mut c = HttpConn::open(&lab.client, lab.vip_socket(), TIMEOUT).unwrap();
+            let name = c.ask().unwrap();
+            (c, name)
+        })
+        .collect();
+    let per_real = conns.iter().fold(BTreeMap::new(), |mut m, (_, n)| {
+        *m.entry(n.clone()).or_insert(0) += 1;
+        m
+    });
+    assert_eq!(per_real.len(), 3, "connections not spread: {per_real:?}");
+    let (ct_id, before) = flows(&lab.pin_path);
+    for (c, _) in &conns {
+        assert!(
+            before.contains_key(&c.local_addr().port()),
+            "flow not tracked"
+        );
+    }
+    let prog_before = xdp_prog_id(&lab).expect("XDP attached");
+
+    // Every connection asks again and again, checking its real each time,
+    // across the kill and the restart.
+    let stop = Arc::new(AtomicBool::new(false));
+    let rounds = Arc::new(AtomicUsize::new(0));
+    let streamer = {
+        let (stop, rounds) = (stop.clone(), rounds.clone());
+        std::thread::spawn(move || -> Result<usize, String> {
+            let mut asked = 0;
+            // Bounded: the main thread stops it within minutes at most.
+            for _ in 0..100_000 {
+                if stop.load(Ordering::SeqCst) {
+                    return Ok(asked);
+                }
+                for (c, name) in &mut conns {
+                    let got = c
+                        .ask()
+                        .map_err(|e| format!("{} broke: {e:#}", c.local_addr()))?;
+                    if &got != name {
+                        return Err(format!("{} moved from {name} to {got}", c.local_addr()));
+                    }
+                    asked += 1;
+                }
+                rounds.fetch_add(1, Ordering::SeqCst);
+            }
+            Ok(asked)
+        })
+    };
+    wait_rounds(&rounds, ROUNDS);
+
+    agent.kill().unwrap();
+    assert_eq!(
+        xdp_prog_id(&lab),
+        Some(prog_before),
+        "the program must stay attached when the agent dies"
+    );
+    wait_rounds(&rounds, ROUNDS);
+
+    let agent = Agent::start(&lab.director, &xlb_bin(), &config).unwrap();
+    assert!(
+        agent
+            .log()
+            .iter()
+            .any(|l| l.contains("adopted the data plane")),
+        "the new agent did not adopt: {:#?}",
+        agent.log()
+    );
+    let prog_after = xdp_prog_id(&lab).expect("XDP attached");
+    assert_ne!(prog_after, prog_before, "the new agent's program runs");
+    wait_rounds(&rounds, ROUNDS);
+    stop.store(true, Ordering::SeqCst);
+    let asked = streamer.join().unwrap().unwrap();
+    assert!(asked >= CONNECTIONS * (3 * ROUNDS + 1));
+
+    // The same flow table, each flow with the real and creation time it had.
+    let (ct_id_after, after) = flows(&lab.pin_path);
+    assert_eq!(ct_id_after, ct_id, "CONNTRACK was recreated, not adopted");
+    for (port, flow) in &before {
+        assert_eq!(after.get(port), Some(flow), "flow from port {port} changed");
+    }
+
+    // A data plane this agent cannot use (another conntrack size) is
+    // replaced, with the reason logged.
+    agent.kill().unwrap();
+    let resized = text.replacen("[dataplane]\n", "[dataplane]\nconntrack_size = 4096\n", 1);
+    std::fs::write(&config, resized).unwrap();
+    let agent = Agent::start(&lab.director, &xlb_bin(), &config).unwrap();
+    assert!(
+        agent
+            .log()
+            .iter()
+            .any(|l| l.contains("cannot adopt") && l.contains("CONNTRACK")),
+        "no reason logged: {:#?}",
+        agent.log()
+    );
+    let (ct_id_new, _) = flows(&lab.pin_path);
+    assert_ne!(ct_id_new, ct_id);
+    get_name(&lab.client, lab.vip_socket(), TIMEOUT).unwrap();
+
+    // A plain stop still detaches and unpins everything.
+    agent.stop().unwrap();
+    assert_eq!(xdp_prog_id(&lab), None, "XDP still attached after SIGTERM");
+    assert!(
+        !lab.pin_path.exists() || std::fs::read_dir(&lab.pin_path).unwrap().next().is_none(),
+        "pins left after SIGTERM"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
