@@ -11,11 +11,12 @@ use crate::{
     dataplane::{DataPlane, DesiredService, XdpDataPlane},
     logging,
     neigh::Resolver,
+    vrrp::{self, Vrrp},
 };
 use anyhow::{Context, Result};
 use desired::{Health, RealKey, Runtime};
 use hops::Hops;
-use std::{path::Path, time::Duration};
+use std::{path::Path, sync::Arc, time::Duration};
 use tokio::{
     signal::unix::{SignalKind, signal},
     sync::{mpsc, oneshot},
@@ -53,6 +54,30 @@ struct Forwarding {
 }
 
 impl Forwarding {
+    /// Applies what a component reported.
+    fn event(&mut self, event: Event, config: &Config, runtime: &mut Runtime, hops: &Hops) {
+        match event {
+            Event::Health { key, health } => {
+                runtime.health.insert(key, health);
+                self.update(config, runtime, hops, "real server health changed");
+            }
+            Event::Mastership {
+                instance,
+                master,
+                applied,
+            } => {
+                if master {
+                    runtime.masters.insert(instance);
+                } else {
+                    runtime.masters.remove(&instance);
+                }
+                self.update(config, runtime, hops, "VRRP mastership changed");
+                // The instance may have stopped waiting; nothing to undo then.
+                let _ = applied.send(());
+            }
+        }
+    }
+
     /// Recomposes the desired state and applies it when it changed.
     fn update(&mut self, config: &Config, runtime: &Runtime, hops: &Hops, why: &str) {
         let fresh = desired::compose(config, runtime, hops);
@@ -70,7 +95,7 @@ impl Forwarding {
 }
 
 pub async fn run(config_path: &Path, keep_dataplane: bool) -> Result<()> {
-    let config = config::load(config_path)?;
+    let config = Arc::new(config::load(config_path)?);
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
     let resolver = Resolver::new()?;
@@ -96,8 +121,23 @@ pub async fn run(config_path: &Path, keep_dataplane: bool) -> Result<()> {
     info!(services = desired.len(), reals, interfaces = %attached.join(", "), "xlb forwarding");
     let mut fwd = Forwarding { plane, desired };
 
-    // Components (checkers, VRRP) get a clone of `_events`; the loop owns the receiver.
-    let (_events, mut inbox) = mpsc::channel::<Event>(EVENT_QUEUE);
+    // Components (checkers, VRRP) get a clone of `events`; the loop owns the receiver.
+    let (events, mut inbox) = mpsc::channel::<Event>(EVENT_QUEUE);
+    let status_file = vrrp::counters::status_path(&config.dataplane.pin_path);
+    let vrrp = match Vrrp::start(
+        config.clone(),
+        events.clone(),
+        Arc::new(vrrp::effects::LogOnly),
+        Some(status_file),
+    )
+    .await
+    {
+        Ok(v) => v,
+        Err(e) => {
+            fwd.plane.shutdown(false)?;
+            return Err(e.context("starting VRRP"));
+        }
+    };
 
     let mut tick = tokio::time::interval(REFRESH);
     tick.tick().await;
@@ -107,22 +147,7 @@ pub async fn run(config_path: &Path, keep_dataplane: bool) -> Result<()> {
         tokio::select! {
             _ = sigterm.recv() => { info!("SIGTERM: stopping"); break; }
             _ = sigint.recv() => { info!("SIGINT: stopping"); break; }
-            Some(event) = inbox.recv() => match event {
-                Event::Health { key, health } => {
-                    runtime.health.insert(key, health);
-                    fwd.update(&config, &runtime, &hops, "real server health changed");
-                }
-                Event::Mastership { instance, master, applied } => {
-                    if master {
-                        runtime.masters.insert(instance);
-                    } else {
-                        runtime.masters.remove(&instance);
-                    }
-                    fwd.update(&config, &runtime, &hops, "VRRP mastership changed");
-                    // The instance may have stopped waiting; nothing to undo then.
-                    let _ = applied.send(());
-                }
-            },
+            Some(event) = inbox.recv() => fwd.event(event, &config, &mut runtime, &hops),
             _ = sweep.tick() => {
                 if let Err(e) = fwd.plane.maintain() {
                     warn!(error = %format!("{e:#}"), "expiring idle flows failed; will retry");
@@ -132,6 +157,15 @@ pub async fn run(config_path: &Path, keep_dataplane: bool) -> Result<()> {
                 hops = hops::resolve(&resolver, &config, Duration::ZERO, &hops).await;
                 fwd.update(&config, &runtime, &hops, "next hops changed");
             }
+        }
+    }
+    // Instances leaving Master wait for the data plane: keep serving events until they are done.
+    let stopping = vrrp.stop();
+    tokio::pin!(stopping);
+    loop {
+        tokio::select! {
+            _ = &mut stopping => break,
+            Some(event) = inbox.recv() => fwd.event(event, &config, &mut runtime, &hops),
         }
     }
     fwd.plane.shutdown(keep_dataplane)
