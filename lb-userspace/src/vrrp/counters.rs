@@ -131,7 +131,8 @@ pub fn read(pin_path: &Path) -> Result<Option<Snapshot>> {
 
 /// The VRRP part of `xlb status`: one line per instance, then its non-zero discards.
 pub fn render(s: &Snapshot) -> String {
-    let mut out = format!("\nVRRP instance    State   Prio Base Transitions   Sent   Received\n");
+    let mut out =
+        String::from("\nVRRP instance    State   Prio Base Transitions   Sent   Received\n");
     for i in &s.instances {
         out.push_str(&format!(
             "{:<16} {:<7} {:>4} {:>4} {:>11} {:>6} {:>10}\n",

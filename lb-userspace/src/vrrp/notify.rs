@@ -151,8 +151,7 @@ fn open_fifo(f: &Fifo, user: Option<RunAs>) -> Result<File> {
         .open(&f.path)
         .with_context(|| format!("opening FIFO {}", f.path.display()))?;
     if let Some(script) = &f.script {
-        let mut args = vec![];
-        args.push(f.path.display().to_string());
+        let args = vec![f.path.display().to_string()];
         let script = script.clone();
         // The reader runs as long as it likes; it gets the FIFO's path as keepalived passes it.
         tokio::spawn(async move {

@@ -1,5 +1,7 @@
 //! Turns the raw TOML into a [`Config`], collecting every error with its position.
 
+mod vrrp;
+
 use super::{
     Config, ConfigError, ConfigErrors, Dataplane, Method, Persistence, Protocol, Real, SchedFlags,
     Scheduler, Service, ServiceId, Timeouts, Tunnel, XdpMode, raw,
@@ -61,13 +63,14 @@ pub fn parse(file: &str, text: &str) -> Result<Config, ConfigErrors> {
     if let Some(dp) = &dataplane {
         v.capacity(dp, raw.dataplane.span(), &services);
     }
+    let (global, static_net, vrrp) = v.vrrp_all(&raw);
     match dataplane {
         Some(dataplane) if v.errors.is_empty() => Ok(Config {
-            global: Default::default(),
+            global,
             dataplane,
             services: services.into_iter().map(|(s, _)| s).collect(),
-            vrrp: Default::default(),
-            static_net: Default::default(),
+            vrrp,
+            static_net,
         }),
         _ => Err(ConfigErrors(v.errors)),
     }
