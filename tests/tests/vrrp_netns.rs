@@ -1,0 +1,518 @@
+//! VRRP between real `xlb run` agents, each in its own namespace on one
+//! bridge, with an observer that captures and crafts adverts. States are
+//! read from each agent's status file; every wait is a bounded poll for a
+//! condition, never a timing assertion.
+
+mod common;
+
+use aya::maps::{HashMap as BpfHashMap, Map, MapData};
+use common::xlb_bin;
+use lb_common::{SERVICE_F_ACTIVE, ServiceInfo, ServiceKey, map_names};
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use std::{
+    net::{IpAddr, Ipv4Addr, SocketAddr},
+    path::PathBuf,
+    sync::atomic::{AtomicU32, Ordering},
+    time::{Duration, Instant},
+};
+use xlb::vrrp::{counters, packet};
+use xlb_testbed::{
+    agent::Agent,
+    netns::Netns,
+    vrrp::{VrrpLab, temp_dir, wait_until},
+};
+
+/// Long enough for any election here (the slowest: v2, 1 s adverts, ~4 s).
+const ELECTION: Duration = Duration::from_secs(20);
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+/// One `xlb run` in a director namespace, with its own pin path; removes
+/// its pins and status file when dropped (also after SIGKILL).
+struct Director {
+    agent: Option<Agent>,
+    pin: PathBuf,
+}
+
+impl Director {
+    fn start(ns: &Netns, dir: &std::path::Path, body: &str) -> Director {
+        let n = SEQ.fetch_add(1, Ordering::Relaxed);
+        let pin = PathBuf::from(format!("/sys/fs/bpf/xlb-vrrp-{}-{n}", std::process::id()));
+        let config = dir.join(format!("xlb-{n}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                "[dataplane]\ninterfaces = [\"eth0\"]\nxdp_mode = \"generic\"\npin_path = \"{}\"\n\n{body}",
+                pin.display()
+            ),
+        )
+        .unwrap();
+        let agent = Agent::start(ns, &xlb_bin(), &config).unwrap();
+        Director {
+            agent: Some(agent),
+            pin,
+        }
+    }
+
+    fn status(&self) -> Option<counters::InstanceStatus> {
+        self.instance("VI_1")
+    }
+
+    fn instance(&self, name: &str) -> Option<counters::InstanceStatus> {
+        counters::read(&self.pin)
+            .ok()
+            .flatten()
+            .and_then(|s| s.instances.into_iter().find(|i| i.name == name))
+    }
+
+    fn state(&self) -> String {
+        self.status().map(|s| s.state).unwrap_or_default()
+    }
+
+    fn wait_state(&self, state: &str) {
+        wait_until(&format!("state {state}"), ELECTION, || {
+            self.state() == state
+        })
+        .unwrap_or_else(|e| panic!("{e} (now {:?})", self.status()));
+    }
+
+    fn kill(&mut self) {
+        let a = self.agent.take().unwrap();
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(a.pid() as i32, libc::SIGKILL) };
+        drop(a);
+    }
+
+    fn stop(&mut self) {
+        self.agent.take().unwrap().stop().unwrap();
+    }
+
+    /// Whether every service in the pinned SERVICES map is active.
+    fn services_active(&self) -> Vec<bool> {
+        let data = MapData::from_pin(self.pin.join(map_names::SERVICES)).unwrap();
+        let map: BpfHashMap<MapData, ServiceKey, ServiceInfo> =
+            BpfHashMap::try_from(Map::from_map_data(data).unwrap()).unwrap();
+        map.iter()
+            .map(|kv| kv.unwrap().1.flags & SERVICE_F_ACTIVE != 0)
+            .collect()
+    }
+}
+
+impl Drop for Director {
+    fn drop(&mut self) {
+        drop(self.agent.take());
+        let _ = std::fs::remove_dir_all(&self.pin);
+        let _ = std::fs::remove_file(counters::status_path(&self.pin));
+    }
+}
+
+/// VI_1 on eth0, VRID 51, VIP 10.9.0.100, with `extra` keys.
+fn instance(priority: u8, extra: &str) -> String {
+    format!(
+        "[[vrrp_instance]]\nname = \"VI_1\"\ninterface = \"eth0\"\nvirtual_router_id = 51\npriority = {priority}\nvirtual_ipaddress = [\"10.9.0.100/24\"]\n{extra}\n"
+    )
+}
+
+/// v3 with 200 ms adverts keeps the tests quick.
+const FAST: &str = "version = 3\nadvert_int = 0.2\n";
+
+fn lab(n: usize) -> VrrpLab {
+    VrrpLab::build(n).unwrap()
+}
+
+fn masters(ds: &[&Director]) -> usize {
+    ds.iter().filter(|d| d.state() == "MASTER").count()
+}
+
+/// Adverts seen by the observer during `f`: (source, priority), in order.
+fn capture_during(obs: &Netns, limit: Duration, f: impl FnOnce()) -> Vec<(IpAddr, u8)> {
+    let sock = obs
+        .enter(|| {
+            let s = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(112))).unwrap();
+            s.join_multicast_v4(&Ipv4Addr::new(224, 0, 0, 18), &Ipv4Addr::new(10, 9, 0, 2))
+                .unwrap();
+            s.set_read_timeout(Some(Duration::from_millis(100)))
+                .unwrap();
+            s
+        })
+        .unwrap();
+    std::thread::scope(|sc| {
+        let h = sc.spawn(|| {
+            let mut seen = Vec::new();
+            let end = Instant::now() + limit;
+            let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 1500];
+            while Instant::now() < end {
+                if let Ok(n) = sock.recv(&mut buf) {
+                    // SAFETY: recv initialised the first n bytes.
+                    let b: Vec<u8> = buf[..n]
+                        .iter()
+                        .map(|x| unsafe { x.assume_init() })
+                        .collect();
+                    if let Ok((rx, msg)) = packet::split_ipv4(&b)
+                        && msg.len() > 2
+                    {
+                        seen.push((rx.src, msg[2]));
+                    }
+                }
+            }
+            seen
+        });
+        f();
+        h.join().unwrap()
+    })
+}
+
+#[test]
+fn election_by_priority_then_hard_failover_and_preemption() {
+    let lab = lab(2);
+    let dir = temp_dir("elect").unwrap();
+    let mut d1 = Director::start(&lab.nodes[0], &dir, &instance(150, ""));
+    let d2 = Director::start(&lab.nodes[1], &dir, &instance(100, ""));
+    d1.wait_state("MASTER");
+    d2.wait_state("BACKUP");
+    wait_until("d2 hears d1", ELECTION, || {
+        d2.status().is_some_and(|s| s.adverts_received >= 2)
+    })
+    .unwrap();
+    assert_eq!(d2.state(), "BACKUP");
+
+    d1.kill();
+    d2.wait_state("MASTER");
+
+    let d1 = Director::start(&lab.nodes[0], &dir, &instance(150, ""));
+    d1.wait_state("MASTER");
+    d2.wait_state("BACKUP");
+}
+
+#[test]
+fn sigterm_sends_priority_zero_and_backup_takes_over() {
+    let lab = lab(2);
+    let dir = temp_dir("term").unwrap();
+    let mut d1 = Director::start(&lab.nodes[0], &dir, &instance(150, FAST));
+    let d2 = Director::start(&lab.nodes[1], &dir, &instance(100, FAST));
+    d1.wait_state("MASTER");
+    d2.wait_state("BACKUP");
+    let seen = capture_during(&lab.observer, Duration::from_secs(3), || {
+        d1.stop();
+        d2.wait_state("MASTER");
+    });
+    let d1_addr: IpAddr = VrrpLab::addr(0).parse().unwrap();
+    assert!(
+        seen.contains(&(d1_addr, 0)),
+        "the stopping Master sent priority 0: {seen:?}"
+    );
+    assert!(
+        !counters::status_path(&d1.pin).exists(),
+        "a clean stop removes the status file"
+    );
+}
+
+#[test]
+fn nopreempt_keeps_the_master_and_preempt_takes_over() {
+    let lab = lab(3);
+    let dir = temp_dir("preempt").unwrap();
+    let d2 = Director::start(&lab.nodes[1], &dir, &instance(100, FAST));
+    d2.wait_state("MASTER");
+    let quiet = Director::start(
+        &lab.nodes[0],
+        &dir,
+        &instance(150, &format!("{FAST}preempt = false\n")),
+    );
+    quiet.wait_state("BACKUP");
+    wait_until("many adverts at the nopreempt node", ELECTION, || {
+        quiet.status().is_some_and(|s| s.adverts_received >= 20)
+    })
+    .unwrap();
+    assert_eq!(quiet.state(), "BACKUP", "nopreempt: a weaker Master stays");
+    assert_eq!(d2.state(), "MASTER");
+
+    let eager = Director::start(&lab.nodes[2], &dir, &instance(200, FAST));
+    eager.wait_state("MASTER");
+    d2.wait_state("BACKUP");
+    assert_eq!(quiet.state(), "BACKUP");
+}
+
+#[test]
+fn preempt_delay_holds_off_then_preempts() {
+    let lab = lab(2);
+    let dir = temp_dir("delay").unwrap();
+    let d2 = Director::start(&lab.nodes[1], &dir, &instance(100, FAST));
+    d2.wait_state("MASTER");
+    let d1 = Director::start(
+        &lab.nodes[0],
+        &dir,
+        &instance(150, &format!("{FAST}preempt_delay = 4\n")),
+    );
+    // Without the delay it would preempt after 3 adverts' silence-equivalent.
+    wait_until("adverts during the delay", ELECTION, || {
+        d1.status().is_some_and(|s| s.adverts_received >= 8)
+    })
+    .unwrap();
+    assert_eq!(d1.state(), "BACKUP", "no preemption during preempt_delay");
+    d1.wait_state("MASTER");
+    d2.wait_state("BACKUP");
+}
+
+#[test]
+fn failing_track_script_moves_mastership() {
+    let lab = lab(2);
+    let dir = temp_dir("script").unwrap();
+    let flag = dir.join("healthy");
+    std::fs::write(&flag, "").unwrap();
+    let script = format!(
+        "[[vrrp_script]]\nname = \"chk\"\nscript = [\"/usr/bin/test\", \"-e\", \"{}\"]\ninterval = 0.2\nweight = -60\n\n",
+        flag.display()
+    );
+    let d1 = Director::start(
+        &lab.nodes[0],
+        &dir,
+        &format!(
+            "{script}{}",
+            instance(
+                150,
+                &format!("{FAST}track_script = [{{ name = \"chk\" }}]\n")
+            )
+        ),
+    );
+    let d2 = Director::start(&lab.nodes[1], &dir, &instance(100, FAST));
+    d1.wait_state("MASTER");
+    d2.wait_state("BACKUP");
+    std::fs::remove_file(&flag).unwrap();
+    d2.wait_state("MASTER");
+    d1.wait_state("BACKUP");
+    assert_eq!(d1.status().unwrap().priority, 90);
+    std::fs::write(&flag, "").unwrap();
+    d1.wait_state("MASTER");
+    d2.wait_state("BACKUP");
+}
+
+#[test]
+fn track_interface_down_means_fault() {
+    let lab = lab(2);
+    let dir = temp_dir("link").unwrap();
+    lab.nodes[0]
+        .run(
+            "ip",
+            &[
+                "link", "add", "trk0", "type", "veth", "peer", "name", "trk1",
+            ],
+        )
+        .unwrap();
+    for dev in ["trk0", "trk1"] {
+        lab.nodes[0].run("ip", &["link", "set", dev, "up"]).unwrap();
+    }
+    let d1 = Director::start(
+        &lab.nodes[0],
+        &dir,
+        &instance(
+            150,
+            &format!("{FAST}track_interface = [{{ name = \"trk0\" }}]\n"),
+        ),
+    );
+    let d2 = Director::start(&lab.nodes[1], &dir, &instance(100, FAST));
+    d1.wait_state("MASTER");
+    // The peer going down takes the carrier away: trk0 is up but not running.
+    lab.nodes[0]
+        .run("ip", &["link", "set", "trk1", "down"])
+        .unwrap();
+    d1.wait_state("FAULT");
+    d2.wait_state("MASTER");
+    lab.nodes[0]
+        .run("ip", &["link", "set", "trk1", "up"])
+        .unwrap();
+    d1.wait_state("MASTER");
+    d2.wait_state("BACKUP");
+}
+
+#[test]
+fn unicast_peers_elect_and_fail_over() {
+    let lab = lab(2);
+    let dir = temp_dir("unicast").unwrap();
+    let uni = |me: usize, peer: usize| {
+        format!(
+            "{FAST}unicast_src_ip = \"{}\"\nunicast_peer = [\"{}\"]\ncheck_unicast_src = true\n",
+            VrrpLab::addr(me),
+            VrrpLab::addr(peer)
+        )
+    };
+    let mut d1 = Director::start(&lab.nodes[0], &dir, &instance(150, &uni(0, 1)));
+    let d2 = Director::start(&lab.nodes[1], &dir, &instance(100, &uni(1, 0)));
+    d1.wait_state("MASTER");
+    d2.wait_state("BACKUP");
+    // Multicast adverts from the observer are not from a listed peer.
+    let seen = capture_during(&lab.observer, Duration::from_millis(600), || {});
+    assert!(
+        seen.is_empty(),
+        "unicast adverts never reach the observer: {seen:?}"
+    );
+    d1.kill();
+    d2.wait_state("MASTER");
+}
+
+#[test]
+fn v3_at_100ms_fails_over() {
+    let lab = lab(2);
+    let dir = temp_dir("v3").unwrap();
+    let fast = "version = 3\nadvert_int = 0.1\n";
+    let mut d1 = Director::start(&lab.nodes[0], &dir, &instance(150, fast));
+    let d2 = Director::start(&lab.nodes[1], &dir, &instance(100, fast));
+    d1.wait_state("MASTER");
+    d2.wait_state("BACKUP");
+    d1.kill();
+    d2.wait_state("MASTER");
+}
+
+#[test]
+fn ipv6_instance_elects_and_fails_over() {
+    let lab = lab(2);
+    let dir = temp_dir("v6").unwrap();
+    let v6 = |p: u8| instance(p, FAST).replace("10.9.0.100/24", "fd09::100/64");
+    let mut d1 = Director::start(&lab.nodes[0], &dir, &v6(150));
+    let d2 = Director::start(&lab.nodes[1], &dir, &v6(100));
+    d1.wait_state("MASTER");
+    d2.wait_state("BACKUP");
+    wait_until("d2 hears d1 over IPv6", ELECTION, || {
+        d2.status().is_some_and(|s| s.adverts_received >= 3)
+    })
+    .unwrap();
+    d1.kill();
+    d2.wait_state("MASTER");
+}
+
+#[test]
+fn partition_then_heal_leaves_exactly_one_master() {
+    let lab = lab(2);
+    let dir = temp_dir("split").unwrap();
+    let d1 = Director::start(&lab.nodes[0], &dir, &instance(150, FAST));
+    let d2 = Director::start(&lab.nodes[1], &dir, &instance(100, FAST));
+    d1.wait_state("MASTER");
+    d2.wait_state("BACKUP");
+    lab.set_port(0, false).unwrap();
+    d2.wait_state("MASTER");
+    assert_eq!(masters(&[&d1, &d2]), 2, "split brain while partitioned");
+    lab.set_port(0, true).unwrap();
+    d2.wait_state("BACKUP");
+    d1.wait_state("MASTER");
+    // Stable: a few more adverts later there is still one Master.
+    let now = d2.status().unwrap().adverts_received;
+    wait_until("more adverts", ELECTION, || {
+        d2.status().unwrap().adverts_received >= now + 5
+    })
+    .unwrap();
+    assert_eq!(masters(&[&d1, &d2]), 1);
+    assert_eq!(
+        d1.status().unwrap().became_master,
+        1,
+        "d1 never left Master"
+    );
+}
+
+#[test]
+fn crafted_bad_adverts_are_counted_and_ignored() {
+    let lab = lab(1);
+    let dir = temp_dir("bad").unwrap();
+    let d1 = Director::start(
+        &lab.nodes[0],
+        &dir,
+        &instance(150, "auth_pass = \"secret\"\n"),
+    );
+    d1.wait_state("MASTER");
+    let src: IpAddr = "10.9.0.2".parse().unwrap();
+    let group: IpAddr = "224.0.0.18".parse().unwrap();
+    // Each would make d1 yield if accepted (priority 254).
+    let good = packet::Advert {
+        version: 2,
+        vrid: 51,
+        priority: 254,
+        interval_cs: 100,
+        addrs: vec!["10.9.0.100".parse().unwrap()],
+        auth: Some(packet::auth_data("secret")),
+    };
+    let enc = |a: &packet::Advert| packet::encode(a, src, group);
+    let wrong_pass = enc(&packet::Advert {
+        auth: Some(packet::auth_data("guess")),
+        ..good.clone()
+    });
+    let no_auth = enc(&packet::Advert {
+        auth: None,
+        ..good.clone()
+    });
+    let v3 = enc(&packet::Advert {
+        version: 3,
+        auth: None,
+        ..good.clone()
+    });
+    let slow = enc(&packet::Advert {
+        interval_cs: 300,
+        ..good.clone()
+    });
+    let mut bad_sum = enc(&good);
+    bad_sum[6] ^= 0xff;
+    let short = enc(&good)[..7].to_vec();
+    let cases: Vec<(Vec<u8>, u32, &str)> = vec![
+        (wrong_pass, 255, "auth_pass"),
+        (no_auth, 255, "auth_type"),
+        (v3, 255, "version"),
+        (slow, 255, "interval"),
+        (bad_sum, 255, "checksum"),
+        (short, 255, "length"),
+        (enc(&good), 1, "ttl"),
+    ];
+    lab.observer
+        .enter(|| {
+            let s = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(112))).unwrap();
+            s.set_multicast_if_v4(&Ipv4Addr::new(10, 9, 0, 2)).unwrap();
+            let to = SockAddr::from(SocketAddr::new(group, 0));
+            for (msg, ttl, _) in &cases {
+                s.set_multicast_ttl_v4(*ttl).unwrap();
+                for _ in 0..3 {
+                    s.send_to(msg, &to).unwrap();
+                }
+            }
+        })
+        .unwrap();
+    for (_, _, reason) in &cases {
+        wait_until(&format!("a `{reason}` discard"), ELECTION, || {
+            d1.status()
+                .is_some_and(|s| s.discards.get(*reason).copied().unwrap_or(0) >= 3)
+        })
+        .unwrap_or_else(|e| panic!("{e}: {:?}", d1.status()));
+    }
+    let s = d1.status().unwrap();
+    assert_eq!(s.state, "MASTER", "no bad advert made the Master yield");
+    assert_eq!(s.transitions, 2, "Initialize → Backup → Master only");
+    assert_eq!(s.adverts_received, 0);
+    // The agent is alive and still answers.
+    let out = lab.nodes[0]
+        .run(
+            xlb_bin().to_str().unwrap(),
+            &["status", "--pin-path", d1.pin.to_str().unwrap()],
+        )
+        .unwrap();
+    assert!(out.contains("VI_1") && out.contains("auth_pass=3"), "{out}");
+}
+
+#[test]
+fn service_active_flag_follows_mastership() {
+    let lab = lab(2);
+    let dir = temp_dir("active").unwrap();
+    let svc = "[[service]]\nvip = \"10.9.0.100\"\nport = 80\nmethod = \"dr\"\n[[service.real]]\naddress = \"10.9.0.2\"\n\n";
+    let mut d1 = Director::start(
+        &lab.nodes[0],
+        &dir,
+        &format!("{svc}{}", instance(150, FAST)),
+    );
+    let d2 = Director::start(
+        &lab.nodes[1],
+        &dir,
+        &format!("{svc}{}", instance(100, FAST)),
+    );
+    d1.wait_state("MASTER");
+    d2.wait_state("BACKUP");
+    wait_until("d1 active, d2 inactive", ELECTION, || {
+        d1.services_active() == [true] && d2.services_active() == [false]
+    })
+    .unwrap();
+    d1.kill();
+    d2.wait_state("MASTER");
+    wait_until("d2 active", ELECTION, || d2.services_active() == [true]).unwrap();
+}
