@@ -123,3 +123,60 @@ pub fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) -
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// keepalived (the Debian package) running VRRP only, in the foreground, in
+/// a namespace; its own process group so every process it forks goes too.
+pub struct Keepalived {
+    child: std::process::Child,
+}
+
+impl Keepalived {
+    /// Writes `conf` under `dir` (with pid files beside it) and starts keepalived.
+    pub fn start(ns: &Netns, dir: &std::path::Path, tag: &str, conf: &str) -> Result<Keepalived> {
+        use std::os::unix::process::CommandExt;
+        let path = dir.join(format!("keepalived-{tag}.conf"));
+        std::fs::write(&path, conf)?;
+        let pid = |what: &str| dir.join(format!("keepalived-{tag}-{what}.pid"));
+        let child = ns
+            .command("keepalived")
+            .args(["--dont-fork", "--log-console", "--vrrp", "-f"])
+            .arg(&path)
+            .arg("-p")
+            .arg(pid("main"))
+            .arg("-r")
+            .arg(pid("vrrp"))
+            .arg("-c")
+            .arg(pid("checkers"))
+            .stdin(std::process::Stdio::null())
+            .process_group(0)
+            .spawn()
+            .context("starting keepalived (apt-get install keepalived)")?;
+        Ok(Keepalived { child })
+    }
+
+    /// Signals the whole group (SIGTERM: keepalived leaves with priority 0;
+    /// SIGKILL: it vanishes) and waits, bounded, for it to end.
+    pub fn signal(&mut self, sig: i32) -> Result<()> {
+        if self.child.try_wait()?.is_some() {
+            return Ok(());
+        }
+        // SAFETY: kill(2) on the process group of our own child.
+        unsafe { libc::kill(-(self.child.id() as i32), sig) };
+        for _ in 0..100 {
+            if self.child.try_wait()?.is_some() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // SAFETY: as above.
+        unsafe { libc::kill(-(self.child.id() as i32), libc::SIGKILL) };
+        self.child.wait()?;
+        Ok(())
+    }
+}
+
+impl Drop for Keepalived {
+    fn drop(&mut self) {
+        let _ = self.signal(libc::SIGTERM);
+    }
+}

@@ -5,115 +5,17 @@
 
 mod common;
 
-use aya::maps::{HashMap as BpfHashMap, Map, MapData};
-use common::xlb_bin;
-use lb_common::{SERVICE_F_ACTIVE, ServiceInfo, ServiceKey, map_names};
+use common::{
+    vrrp::{Director, ELECTION, FAST, capture_during, instance},
+    xlb_bin,
+};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::{
     net::{IpAddr, Ipv4Addr, SocketAddr},
-    path::PathBuf,
-    sync::atomic::{AtomicU32, Ordering},
-    time::{Duration, Instant},
+    time::Duration,
 };
 use xlb::vrrp::{counters, packet};
-use xlb_testbed::{
-    agent::Agent,
-    netns::Netns,
-    vrrp::{VrrpLab, temp_dir, wait_until},
-};
-
-/// Long enough for any election here (the slowest: v2, 1 s adverts, ~4 s).
-const ELECTION: Duration = Duration::from_secs(20);
-static SEQ: AtomicU32 = AtomicU32::new(0);
-
-/// One `xlb run` in a director namespace, with its own pin path; removes
-/// its pins and status file when dropped (also after SIGKILL).
-struct Director {
-    agent: Option<Agent>,
-    pin: PathBuf,
-}
-
-impl Director {
-    fn start(ns: &Netns, dir: &std::path::Path, body: &str) -> Director {
-        let n = SEQ.fetch_add(1, Ordering::Relaxed);
-        let pin = PathBuf::from(format!("/sys/fs/bpf/xlb-vrrp-{}-{n}", std::process::id()));
-        let config = dir.join(format!("xlb-{n}.toml"));
-        std::fs::write(
-            &config,
-            format!(
-                "[dataplane]\ninterfaces = [\"eth0\"]\nxdp_mode = \"generic\"\npin_path = \"{}\"\n\n{body}",
-                pin.display()
-            ),
-        )
-        .unwrap();
-        let agent = Agent::start(ns, &xlb_bin(), &config).unwrap();
-        Director {
-            agent: Some(agent),
-            pin,
-        }
-    }
-
-    fn status(&self) -> Option<counters::InstanceStatus> {
-        self.instance("VI_1")
-    }
-
-    fn instance(&self, name: &str) -> Option<counters::InstanceStatus> {
-        counters::read(&self.pin)
-            .ok()
-            .flatten()
-            .and_then(|s| s.instances.into_iter().find(|i| i.name == name))
-    }
-
-    fn state(&self) -> String {
-        self.status().map(|s| s.state).unwrap_or_default()
-    }
-
-    fn wait_state(&self, state: &str) {
-        wait_until(&format!("state {state}"), ELECTION, || {
-            self.state() == state
-        })
-        .unwrap_or_else(|e| panic!("{e} (now {:?})", self.status()));
-    }
-
-    fn kill(&mut self) {
-        let a = self.agent.take().unwrap();
-        // SAFETY: kill(2) on our own child.
-        unsafe { libc::kill(a.pid() as i32, libc::SIGKILL) };
-        drop(a);
-    }
-
-    fn stop(&mut self) {
-        self.agent.take().unwrap().stop().unwrap();
-    }
-
-    /// Whether every service in the pinned SERVICES map is active.
-    fn services_active(&self) -> Vec<bool> {
-        let data = MapData::from_pin(self.pin.join(map_names::SERVICES)).unwrap();
-        let map: BpfHashMap<MapData, ServiceKey, ServiceInfo> =
-            BpfHashMap::try_from(Map::from_map_data(data).unwrap()).unwrap();
-        map.iter()
-            .map(|kv| kv.unwrap().1.flags & SERVICE_F_ACTIVE != 0)
-            .collect()
-    }
-}
-
-impl Drop for Director {
-    fn drop(&mut self) {
-        drop(self.agent.take());
-        let _ = std::fs::remove_dir_all(&self.pin);
-        let _ = std::fs::remove_file(counters::status_path(&self.pin));
-    }
-}
-
-/// VI_1 on eth0, VRID 51, VIP 10.9.0.100, with `extra` keys.
-fn instance(priority: u8, extra: &str) -> String {
-    format!(
-        "[[vrrp_instance]]\nname = \"VI_1\"\ninterface = \"eth0\"\nvirtual_router_id = 51\npriority = {priority}\nvirtual_ipaddress = [\"10.9.0.100/24\"]\n{extra}\n"
-    )
-}
-
-/// v3 with 200 ms adverts keeps the tests quick.
-const FAST: &str = "version = 3\nadvert_int = 0.2\n";
+use xlb_testbed::vrrp::{VrrpLab, temp_dir, wait_until};
 
 fn lab(n: usize) -> VrrpLab {
     VrrpLab::build(n).unwrap()
@@ -121,44 +23,6 @@ fn lab(n: usize) -> VrrpLab {
 
 fn masters(ds: &[&Director]) -> usize {
     ds.iter().filter(|d| d.state() == "MASTER").count()
-}
-
-/// Adverts seen by the observer during `f`: (source, priority), in order.
-fn capture_during(obs: &Netns, limit: Duration, f: impl FnOnce()) -> Vec<(IpAddr, u8)> {
-    let sock = obs
-        .enter(|| {
-            let s = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(112))).unwrap();
-            s.join_multicast_v4(&Ipv4Addr::new(224, 0, 0, 18), &Ipv4Addr::new(10, 9, 0, 2))
-                .unwrap();
-            s.set_read_timeout(Some(Duration::from_millis(100)))
-                .unwrap();
-            s
-        })
-        .unwrap();
-    std::thread::scope(|sc| {
-        let h = sc.spawn(|| {
-            let mut seen = Vec::new();
-            let end = Instant::now() + limit;
-            let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 1500];
-            while Instant::now() < end {
-                if let Ok(n) = sock.recv(&mut buf) {
-                    // SAFETY: recv initialised the first n bytes.
-                    let b: Vec<u8> = buf[..n]
-                        .iter()
-                        .map(|x| unsafe { x.assume_init() })
-                        .collect();
-                    if let Ok((rx, msg)) = packet::split_ipv4(&b)
-                        && msg.len() > 2
-                    {
-                        seen.push((rx.src, msg[2]));
-                    }
-                }
-            }
-            seen
-        });
-        f();
-        h.join().unwrap()
-    })
 }
 
 #[test]
