@@ -380,3 +380,88 @@ fn service_active_flag_follows_mastership() {
     d2.wait_state("MASTER");
     wait_until("d2 active", ELECTION, || d2.services_active() == [true]).unwrap();
 }
+
+#[test]
+fn sync_group_moves_together_and_notifies() {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let lab = lab(2);
+    let dir = temp_dir("group").unwrap();
+    let flag = dir.join("healthy");
+    std::fs::write(&flag, "").unwrap();
+    let fifo = dir.join("vrrp.fifo");
+    let log = dir.join("group.log");
+    let two = |prio: u8, track: &str| {
+        let vi2 = instance(prio, &format!("{FAST}{track}"))
+            .replace("VI_1", "VI_2")
+            .replace("= 51", "= 52")
+            .replace("10.9.0.100", "10.9.0.101");
+        format!("{}{vi2}", instance(prio, FAST))
+    };
+    let d1 = Director::start(
+        &lab.nodes[0],
+        &dir,
+        &format!(
+            "[global]\nvrrp_notify_fifo = {{ path = \"{}\" }}\n\n\
+             [[vrrp_script]]\nname = \"chk\"\nscript = [\"/usr/bin/test\", \"-e\", \"{}\"]\ninterval = 0.2\n\n\
+             [[vrrp_sync_group]]\nname = \"G\"\ngroup = [\"VI_1\", \"VI_2\"]\n\
+             notify = [\"/bin/sh\", \"-c\", \"echo \\\"$*\\\" >> {}\", \"sh\"]\n\n{}",
+            fifo.display(),
+            flag.display(),
+            log.display(),
+            two(150, "track_script = [{ name = \"chk\" }]\n")
+        ),
+    );
+    let d2 = Director::start(
+        &lab.nodes[1],
+        &dir,
+        &format!(
+            "[[vrrp_sync_group]]\nname = \"G\"\ngroup = [\"VI_1\", \"VI_2\"]\n\n{}",
+            two(100, "")
+        ),
+    );
+    let state = |d: &Director, i: &str| d.instance(i).map(|s| s.state).unwrap_or_default();
+    let all = |d: &Director, s: &str| state(d, "VI_1") == s && state(d, "VI_2") == s;
+    wait_until("d1 Master of both", ELECTION, || all(&d1, "MASTER")).unwrap();
+    wait_until("d2 Backup of both", ELECTION, || all(&d2, "BACKUP")).unwrap();
+
+    // Only VI_2 tracks the script (weight 0: failure = Fault); VI_1 follows.
+    std::fs::remove_file(&flag).unwrap();
+    wait_until("d1 Fault of both", ELECTION, || all(&d1, "FAULT")).unwrap();
+    wait_until("d2 Master of both", ELECTION, || all(&d2, "MASTER")).unwrap();
+
+    wait_until("group notify ran", ELECTION, || {
+        std::fs::read_to_string(&log).is_ok_and(|l| l.contains("GROUP G FAULT 0"))
+    })
+    .unwrap();
+    let l = std::fs::read_to_string(&log).unwrap();
+    assert!(l.starts_with("GROUP G BACKUP 0\nGROUP G MASTER 0\n"), "{l}");
+
+    // Everything written so far; the agent holds the FIFO open, so the read ends at WouldBlock.
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&fifo)
+        .unwrap();
+    let mut bytes = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = f.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        bytes.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8(bytes).unwrap();
+    for line in [
+        "INSTANCE \"VI_1\" MASTER 150",
+        "INSTANCE \"VI_2\" MASTER 150",
+        "INSTANCE \"VI_1\" FAULT 150",
+        "INSTANCE \"VI_2\" FAULT 150",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line:?} in {text:?}");
+    }
+
+    std::fs::write(&flag, "").unwrap();
+    wait_until("d1 Master of both again", ELECTION, || all(&d1, "MASTER")).unwrap();
+    wait_until("d2 Backup of both again", ELECTION, || all(&d2, "BACKUP")).unwrap();
+}

@@ -16,6 +16,7 @@ use super::{
     packet::{self, Advert, Expect},
     socket::{self, VrrpSocket},
     state::{Action, Event, Machine, Settings, State},
+    sync_group::Link,
 };
 use crate::{agent, config::vrrp::Instance};
 use anyhow::{Context, Result};
@@ -143,13 +144,14 @@ pub fn start(
     inst: Arc<Instance>,
     shared: Shared,
     track: watch::Receiver<(u8, bool)>,
+    group: Option<Link>,
 ) -> Result<Handle> {
     let wire = Wire::open(&inst, &shared)?;
     shared.counters.register(&inst.name, inst.priority);
     let (stop, stopped) = oneshot::channel();
     let task = tokio::spawn(async move {
         let name = inst.name.clone();
-        if let Err(e) = run(inst, shared, wire, track, stopped).await {
+        if let Err(e) = run(inst, shared, wire, track, group, stopped).await {
             warn!(instance = %name, error = %format!("{e:#}"), "VRRP instance stopped on an error");
         }
     });
@@ -165,6 +167,10 @@ struct Runner {
     garp: Option<JoinHandle<()>>,
     /// The addresses a peer's advert listed last time, to log a mismatch once.
     peer_addrs: Option<BTreeSet<IpAddr>>,
+    /// Where our state changes go when we are in a sync group.
+    group_tx: Option<tokio::sync::broadcast::Sender<super::sync_group::Change>>,
+    /// Handling another member's change (which is not passed on).
+    following: bool,
 }
 
 async fn run(
@@ -172,8 +178,13 @@ async fn run(
     shared: Shared,
     wire: Wire,
     mut track: watch::Receiver<(u8, bool)>,
+    group: Option<Link>,
     mut stopped: oneshot::Receiver<()>,
 ) -> Result<()> {
+    let (group_tx, mut group_rx) = match group {
+        Some(l) => (Some(l.tx), Some(l.rx)),
+        None => (None, None),
+    };
     let (priority, fault) = *track.borrow_and_update();
     let settings = Settings {
         version: inst.version,
@@ -204,15 +215,19 @@ async fn run(
         announcer,
         garp: None,
         peer_addrs: None,
+        group_tx,
+        following: false,
     };
     r.step(Event::Fault(fault)).await;
     r.step(Event::Startup).await;
+    let mut track_open = true;
     loop {
         let deadline = r.machine.deadline();
         tokio::select! {
             _ = &mut stopped => break,
-            changed = track.changed() => {
+            changed = track.changed(), if track_open => {
                 if changed.is_err() {
+                    track_open = false;
                     continue;
                 }
                 let (p, f) = *track.borrow_and_update();
@@ -226,10 +241,38 @@ async fn run(
                 r.received(got).await;
             }
             _ = sleep_until(deadline) => r.step(Event::Timer).await,
+            change = group_change(&mut group_rx) => {
+                let (member, state) = change;
+                if member != r.inst.name {
+                    // Following is not news: telling the group again would
+                    // let two crossing changes chase each other for ever.
+                    r.following = true;
+                    r.step(Event::Group(state)).await;
+                    r.following = false;
+                }
+            }
         }
     }
     r.step(Event::Shutdown).await;
     Ok(())
+}
+
+/// The next change another sync group member reports (never, outside a group).
+async fn group_change(
+    rx: &mut Option<tokio::sync::broadcast::Receiver<super::sync_group::Change>>,
+) -> super::sync_group::Change {
+    let Some(rx) = rx else {
+        return std::future::pending().await;
+    };
+    loop {
+        match rx.recv().await {
+            Ok(c) => return c,
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                return std::future::pending().await;
+            }
+        }
+    }
 }
 
 async fn sleep_until(at: Option<Instant>) {
@@ -358,6 +401,10 @@ impl Runner {
             to,
             priority,
         );
+        if let Some(tx) = self.group_tx.as_ref().filter(|_| !self.following) {
+            // No receiver left only while the agent stops.
+            let _ = tx.send((self.inst.name.clone(), to));
+        }
     }
 
     /// Tells the agent and waits until the data plane follows.

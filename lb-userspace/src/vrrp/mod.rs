@@ -10,6 +10,7 @@ pub mod notify;
 pub mod packet;
 pub mod socket;
 pub mod state;
+pub mod sync_group;
 pub mod track;
 
 use crate::{
@@ -136,10 +137,31 @@ impl Vrrp {
         let (conn, handle, _) = rtnetlink::new_connection().context("rtnetlink")?;
         background.push(tokio::spawn(conn));
         let mut links: HashMap<String, watch::Receiver<bool>> = HashMap::new();
-        let mut instances = Vec::new();
+        let group_of = |name: &str| {
+            config
+                .vrrp
+                .sync_groups
+                .iter()
+                .position(|g| g.members.iter().any(|m| m == name))
+        };
+        let mut own = Vec::new();
         for inst in &config.vrrp.instances {
             let mut tracked = Vec::new();
-            for t in &inst.track_interfaces {
+            // A group's tracking applies to each of its members.
+            let group = group_of(&inst.name).map(|g| &config.vrrp.sync_groups[g]);
+            let track_interfaces = inst
+                .track_interfaces
+                .iter()
+                .chain(group.into_iter().flat_map(|g| &g.track_interfaces));
+            let track_scripts = inst
+                .track_scripts
+                .iter()
+                .chain(group.into_iter().flat_map(|g| &g.track_scripts));
+            let track_files = inst
+                .track_files
+                .iter()
+                .chain(group.into_iter().flat_map(|g| &g.track_files));
+            for t in track_interfaces {
                 let rx = links.entry(t.name.clone()).or_insert_with(|| {
                     let (tx, rx) = watch::channel(true);
                     background.push(tokio::spawn(track::run_link(
@@ -155,7 +177,7 @@ impl Vrrp {
                     reverse: false,
                 });
             }
-            for TrackRef { name, weight } in &inst.track_scripts {
+            for TrackRef { name, weight } in track_scripts {
                 let (Some(rx), Some(def)) = (
                     scripts.get(name.as_str()),
                     config.vrrp.scripts.iter().find(|d| &d.name == name),
@@ -168,7 +190,7 @@ impl Vrrp {
                     reverse: def.weight_reverse,
                 });
             }
-            for TrackRef { name, weight } in &inst.track_files {
+            for TrackRef { name, weight } in track_files {
                 let Some((rx, w)) = files.get(name.as_str()) else {
                     bail!("instance {}: no vrrp_track_file `{name}`", inst.name);
                 };
@@ -188,15 +210,50 @@ impl Vrrp {
                         tracked.iter_mut().map(|t| Box::pin(t.changed())),
                     );
                     if !any.await.0 {
-                        return;
+                        break;
                     }
                     tx.send_if_modified(|old| {
                         let fresh = now(&tracked);
                         std::mem::replace(old, fresh) != fresh
                     });
                 }
+                // Nothing (more) to track: the value stands until VRRP stops.
+                std::future::pending::<()>().await;
+                drop(tx);
             }));
-            instances.push(instance::start(Arc::new(inst.clone()), shared.clone(), rx)?);
+            own.push(rx);
+        }
+        // Members of a sync group see each other's faults; the others their own.
+        let mut tracks: Vec<Option<watch::Receiver<(u8, bool)>>> =
+            own.iter().map(|_| None).collect();
+        let mut groups = Vec::new();
+        for (g, def) in config.vrrp.sync_groups.iter().enumerate() {
+            let members: Vec<usize> = (0..own.len())
+                .filter(|&i| group_of(&config.vrrp.instances[i].name) == Some(g))
+                .collect();
+            let (senders, receivers): (Vec<_>, Vec<_>) = members
+                .iter()
+                .map(|&i| watch::channel(*own[i].borrow()))
+                .unzip();
+            let inputs = members.iter().map(|&i| own[i].clone()).collect();
+            background.push(tokio::spawn(sync_group::run_faults(inputs, senders)));
+            for (&i, rx) in members.iter().zip(receivers) {
+                tracks[i] = Some(rx);
+            }
+            let (group, task) = sync_group::Group::start(def.clone(), shared.notifier.clone());
+            background.push(task);
+            groups.push(group);
+        }
+        let mut instances = Vec::new();
+        for (i, inst) in config.vrrp.instances.iter().enumerate() {
+            let track = tracks[i].take().unwrap_or_else(|| own[i].clone());
+            let link = group_of(&inst.name).map(|g| groups[g].link());
+            instances.push(instance::start(
+                Arc::new(inst.clone()),
+                shared.clone(),
+                track,
+                link,
+            )?);
         }
         let c = counters.clone();
         background.push(tokio::spawn(async move {

@@ -44,6 +44,8 @@ pub enum Event {
     Fault(bool),
     /// Tracking changed the effective priority.
     Priority(u8),
+    /// Another member of our sync group became Master or Backup: follow it.
+    Group(State),
 }
 
 /// What the caller must do, in order.
@@ -186,6 +188,13 @@ impl Machine {
                     self.adver_timer = Some(now + self.settings.interval);
                 }
             }
+            (State::Backup, Event::Group(State::Master)) => self.become_master(now, &mut out),
+            (State::Master, Event::Group(State::Backup)) => {
+                self.adver_timer = None;
+                self.down_timer = Some(now + self.master_down_interval());
+                self.enter(State::Backup, &mut out);
+            }
+            (_, Event::Group(_)) => {}
             (State::Backup, Event::Timer) => {
                 if self.down_timer.is_some_and(|t| now >= t) {
                     self.become_master(now, &mut out);
@@ -554,6 +563,26 @@ mod tests {
             vec![Action::Send { priority: 90 }]
         );
         assert_eq!(m.priority(), 90);
+    }
+
+    #[test]
+    fn sync_group_members_follow_each_other() {
+        let t0 = Instant::now();
+        let mut m = started(settings(2), 100, t0);
+        assert_eq!(
+            m.handle(Event::Group(State::Master), t0),
+            vec![Action::Send { priority: 100 }, Action::Enter(State::Master)]
+        );
+        assert_eq!(
+            m.handle(Event::Group(State::Backup), t0 + S),
+            vec![Action::Enter(State::Backup)]
+        );
+        assert_eq!(m.deadline(), Some(t0 + S + m.master_down_interval()));
+        m.handle(Event::Fault(true), t0 + S);
+        assert!(
+            m.handle(Event::Group(State::Master), t0 + S).is_empty(),
+            "a member in Fault stays there"
+        );
     }
 
     #[test]
