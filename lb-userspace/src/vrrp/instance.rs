@@ -65,9 +65,16 @@ impl Wire {
         } else {
             inst.mcast_src_ip
         };
-        let src = socket::source_address(&inst.interface, ipv6, configured)?;
+        // Adverts leave from the VMAC (with the VRRP MAC) unless `vmac_xmit_base`.
+        let ifname = match &inst.vmac {
+            Some(v) if !v.xmit_base => v.name.as_str(),
+            _ => inst.interface.as_str(),
+        };
+        // An IPv4 VMAC has no address of its own: then the base interface's is used.
+        let src = socket::source_address(ifname, ipv6, configured)
+            .or_else(|_| socket::source_address(&inst.interface, ipv6, configured))?;
         let group = if ipv6 { shared.group6 } else { shared.group4 };
-        let sock = VrrpSocket::open(&inst.interface, src, (!unicast).then_some(group))
+        let sock = VrrpSocket::open(ifname, src, (!unicast).then_some(group))
             .with_context(|| format!("VRRP instance {}", inst.name))?;
         let dsts = if unicast {
             inst.unicast_peers.clone()
@@ -140,12 +147,19 @@ impl Handle {
 
 /// Opens the instance's socket and starts its task. `track` carries the
 /// effective priority and fault from tracking.
-pub fn start(
+pub async fn start(
     inst: Arc<Instance>,
     shared: Shared,
     track: watch::Receiver<(u8, bool)>,
     group: Option<Link>,
 ) -> Result<Handle> {
+    if let Some(v) = &inst.vmac {
+        shared
+            .net
+            .vmac_create(&inst.interface, &v.name, inst.vrid, is_ipv6(&inst))
+            .await
+            .with_context(|| format!("VRRP instance {}: creating VMAC {}", inst.name, v.name))?;
+    }
     let wire = Wire::open(&inst, &shared)?;
     shared.counters.register(&inst.name, inst.priority);
     let (stop, stopped) = oneshot::channel();
@@ -254,6 +268,11 @@ async fn run(
         }
     }
     r.step(Event::Shutdown).await;
+    if let Some(v) = &r.inst.vmac
+        && let Err(e) = r.shared.net.vmac_delete(&v.name).await
+    {
+        warn!(instance = %r.inst.name, error = %format!("{e:#}"), "deleting the VMAC failed");
+    }
     Ok(())
 }
 

@@ -248,12 +248,8 @@ impl Vrrp {
         for (i, inst) in config.vrrp.instances.iter().enumerate() {
             let track = tracks[i].take().unwrap_or_else(|| own[i].clone());
             let link = group_of(&inst.name).map(|g| groups[g].link());
-            instances.push(instance::start(
-                Arc::new(inst.clone()),
-                shared.clone(),
-                track,
-                link,
-            )?);
+            instances
+                .push(instance::start(Arc::new(inst.clone()), shared.clone(), track, link).await?);
         }
         let c = counters.clone();
         background.push(tokio::spawn(async move {
