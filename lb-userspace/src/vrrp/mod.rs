@@ -102,7 +102,8 @@ impl Vrrp {
         net.apply_static(&config.static_net)
             .await
             .context("applying static_ipaddress / static_routes / static_rules")?;
-        let counters = Counters::new(status_file);
+        // A director without VRRP shows no VRRP section in `xlb status`.
+        let counters = Counters::new(status_file.filter(|_| !config.vrrp.instances.is_empty()));
         let shared = instance::Shared {
             events,
             net: net.clone(),
