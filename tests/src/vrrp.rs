@@ -60,8 +60,21 @@ impl VrrpLab {
         format!("10.9.0.{}", Self::host(i))
     }
 
-    /// Takes director `i`'s switch port down (`false`) or up: a partition.
-    pub fn set_port(&self, i: usize, up: bool) -> Result<()> {
+    /// Takes director `i`'s port out of the bridge (`false`) or back: a
+    /// partition in the switch, with the director's link still up.
+    pub fn set_port(&self, i: usize, joined: bool) -> Result<()> {
+        let port = format!("p{}", Self::host(i));
+        if joined {
+            self.switch
+                .run("ip", &["link", "set", &port, "master", "br0"])?;
+        } else {
+            self.switch.run("ip", &["link", "set", &port, "nomaster"])?;
+        }
+        Ok(())
+    }
+
+    /// Takes director `i`'s switch port down (`false`) or up: its eth0 loses carrier.
+    pub fn set_carrier(&self, i: usize, up: bool) -> Result<()> {
         let port = format!("p{}", Self::host(i));
         self.switch.run(
             "ip",

@@ -465,3 +465,18 @@ fn sync_group_moves_together_and_notifies() {
     wait_until("d1 Master of both again", ELECTION, || all(&d1, "MASTER")).unwrap();
     wait_until("d2 Backup of both again", ELECTION, || all(&d2, "BACKUP")).unwrap();
 }
+
+#[test]
+fn own_interface_losing_carrier_means_fault() {
+    let lab = lab(2);
+    let dir = temp_dir("carrier").unwrap();
+    let d1 = Director::start(&lab.nodes[0], &dir, &instance(150, FAST));
+    let d2 = Director::start(&lab.nodes[1], &dir, &instance(100, FAST));
+    d1.wait_state("MASTER");
+    lab.set_carrier(0, false).unwrap();
+    d1.wait_state("FAULT");
+    d2.wait_state("MASTER");
+    lab.set_carrier(0, true).unwrap();
+    d1.wait_state("MASTER");
+    d2.wait_state("BACKUP");
+}

@@ -28,6 +28,9 @@ use tokio::{
 };
 use tracing::{debug, info, warn};
 
+/// Pause after a failed receive, so a broken socket does not spin.
+const RECV_RETRY: Duration = Duration::from_millis(200);
+
 /// What every instance shares.
 #[derive(Clone)]
 pub struct Shared {
@@ -250,10 +253,14 @@ async fn run(
                 }
                 r.step(Event::Fault(f)).await;
             }
-            got = r.wire.sock.recv() => {
-                let got = got?;
-                r.received(got).await;
-            }
+            got = r.wire.sock.recv() => match got {
+                Ok(got) => r.received(got).await,
+                Err(e) => {
+                    // The interface may be going away; tracking puts us in Fault meanwhile.
+                    warn!(instance = %r.inst.name, error = %format!("{e:#}"), "receiving adverts failed");
+                    tokio::time::sleep(RECV_RETRY).await;
+                }
+            },
             _ = sleep_until(deadline) => r.step(Event::Timer).await,
             change = group_change(&mut group_rx) => {
                 let (member, state) = change;

@@ -15,7 +15,10 @@ pub mod track;
 
 use crate::{
     agent,
-    config::{Config, vrrp::TrackRef},
+    config::{
+        Config,
+        vrrp::{TrackInterface, TrackRef},
+    },
     script::{self, RunAs},
 };
 use anyhow::{Context, Result, bail};
@@ -162,7 +165,12 @@ impl Vrrp {
                 .track_files
                 .iter()
                 .chain(group.into_iter().flat_map(|g| &g.track_files));
-            for t in track_interfaces {
+            // As keepalived: the instance's own interface down is Fault.
+            let own_link = TrackInterface {
+                name: inst.interface.clone(),
+                weight: 0,
+            };
+            for t in std::iter::once(&own_link).chain(track_interfaces) {
                 let rx = links.entry(t.name.clone()).or_insert_with(|| {
                     let (tx, rx) = watch::channel(true);
                     background.push(tokio::spawn(track::run_link(
