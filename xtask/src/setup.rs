@@ -179,6 +179,10 @@ fn install(need: Need) -> Result<()> {
             ("qemu-system-x86_64", "qemu-system-x86"),
             ("busybox", "busybox-static"),
             ("ipvsadm", "ipvsadm"),
+            // VRRP interop tests: the peer, the capture and its decoder.
+            ("keepalived", "keepalived"),
+            ("tcpdump", "tcpdump"),
+            ("tshark", "tshark"),
         ]);
     }
     if need == Need::Bench {
