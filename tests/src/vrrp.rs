@@ -10,11 +10,26 @@ use std::{
     time::{Duration, Instant},
 };
 
-/// Where the test writes configs and scripts.
-pub fn temp_dir(tag: &str) -> Result<PathBuf> {
+/// Where a test writes configs, scripts and captures; removed on drop.
+pub struct TempDir(PathBuf);
+
+impl std::ops::Deref for TempDir {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub fn temp_dir(tag: &str) -> Result<TempDir> {
     let d = std::env::temp_dir().join(format!("xlb-vrrp-{}-{tag}", std::process::id()));
     std::fs::create_dir_all(&d).with_context(|| format!("creating {}", d.display()))?;
-    Ok(d)
+    Ok(TempDir(d))
 }
 
 pub struct VrrpLab {

@@ -189,7 +189,6 @@ fn interop(version: u8) {
         tshark(&pcap, "vrrp && _ws.malformed").is_empty(),
         "no malformed VRRP packet"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
