@@ -22,6 +22,7 @@ pub mod reload;
 pub mod sched;
 pub mod script;
 pub mod status;
+pub mod vrrp;
 
 /// Where the XDP object built by `cargo xtask build-ebpf` was read from at compile time.
 pub const EBPF_OBJECT_PATH: &str = env!("XLB_EBPF_OBJECT");

@@ -58,7 +58,14 @@ fn main() -> ExitCode {
             } else {
                 status::View::Default
             };
-            status::render(&pin_path, view).map(|s| print!("{s}"))
+            status::render(&pin_path, view).and_then(|s| {
+                print!("{s}");
+                let vrrp = xlb::vrrp::counters::read(&pin_path)?;
+                if let Some(v) = vrrp {
+                    print!("{}", xlb::vrrp::counters::render(&v));
+                }
+                Ok(())
+            })
         }
         Command::Ipvsadm(args) => ipvsadm::run(&args).map(|s| print!("{s}")),
         Command::Run {

@@ -13,6 +13,7 @@ pub mod lab;
 pub mod netns;
 pub mod qemu;
 pub mod udp;
+pub mod vrrp;
 pub mod xdp;
 
 pub use netns::sweep_stale;

@@ -181,6 +181,10 @@ fn install(need: Need) -> Result<()> {
             ("ipvsadm", "ipvsadm"),
             // The IPVS guest tests send connections with it (busybox nc binds no source).
             ("socat", "socat"),
+            // VRRP interop tests: the peer, the capture and its decoder.
+            ("keepalived", "keepalived"),
+            ("tcpdump", "tcpdump"),
+            ("tshark", "tshark"),
         ]);
     }
     if need == Need::Bench {

@@ -15,6 +15,7 @@ use crate::{
     neigh::Resolver,
     pidfile::PidFile,
     reload,
+    vrrp::{self, Vrrp},
 };
 use anyhow::{Context, Result};
 use desired::{Health, RealKey, Runtime};
@@ -75,22 +76,72 @@ impl Forwarding {
     }
 }
 
+/// What handles the components' events: the data plane, what the agent
+/// learned so far, and who is told about changes.
+struct Reactor {
+    fwd: Forwarding,
+    runtime: Runtime,
+    hops: Hops,
+    checkers: Checkers,
+    alerts: Alerter,
+    announcer: Announcer,
+}
+
+impl Reactor {
+    fn event(&mut self, event: Event, config: &Config) {
+        match event {
+            Event::Health { key, health } => {
+                let notices = self.runtime.set_health(config, key, health);
+                self.fwd.update(
+                    config,
+                    &self.runtime,
+                    &self.hops,
+                    "real server health changed",
+                );
+                self.alerts.quorum_changes(config, &self.runtime, &notices);
+                self.announcer.announce(notices);
+            }
+            Event::Mastership {
+                instance,
+                master,
+                applied,
+            } => {
+                if master {
+                    self.runtime.masters.insert(instance.clone());
+                } else {
+                    self.runtime.masters.remove(&instance);
+                }
+                self.fwd
+                    .update(config, &self.runtime, &self.hops, "VRRP mastership changed");
+                if let Err(e) = self.fwd.plane.mastership(&instance, master) {
+                    warn!(error = %format!("{e:#}"), "data plane did not follow the mastership change");
+                }
+                self.checkers.set_masters(&self.runtime.masters);
+                // The instance may have stopped waiting; nothing to undo then.
+                let _ = applied.send(());
+            }
+        }
+    }
+}
+
 pub async fn run(
     source: &config::Source,
     keep_dataplane: bool,
     pid_file: Option<&Path>,
 ) -> Result<()> {
-    let mut config = config::load_from(source)?;
+    // Shared with VRRP, which keeps the config it started with (a reload
+    // changes services and checkers, not VRRP instances).
+    let mut config = Arc::new(config::load_from(source)?);
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sighup = signal(SignalKind::hangup())?;
     let mut sigusr1 = signal(SignalKind::user_defined1())?;
     let mut sigusr2 = signal(SignalKind::user_defined2())?;
     let resolver = Resolver::new()?;
-    let mut hops = hops::resolve(&resolver, &config, RESOLVE_WAIT, &Hops::default()).await;
-    let mut runtime = Runtime::default();
+    let hops = hops::resolve(&resolver, &config, RESOLVE_WAIT, &Hops::default()).await;
+    let runtime = Runtime::default();
     let desired = desired::compose(&config, &runtime, &hops);
-    let mut announcer = Announcer::new(&config)?;
+    let announcer = Announcer::new(&config)?;
     let alerts = Alerter::start(&config)?;
 
     let mut plane = plane::start(&config)?;
@@ -115,14 +166,46 @@ pub async fn run(
     let _pid_file = PidFile::create(pid_file.unwrap_or(&config.agent.pid_file))?;
     let reals: usize = desired.iter().map(|d| d.reals.len()).sum();
     info!(services = desired.len(), reals, data_plane = %plane.describe(), "xlb forwarding");
-    let mut fwd = Forwarding { plane, desired };
+    let fwd = Forwarding { plane, desired };
 
     // Components (checkers, VRRP) get a clone of `events`; the loop owns the receiver.
     let (events, mut inbox) = mpsc::channel::<Event>(EVENT_QUEUE);
-    let mut checkers = Checkers::start(&config, events.clone(), &alerts);
+    let checkers = Checkers::start(&config, events.clone(), &alerts);
     if !checkers.is_empty() {
         info!(checks = checkers.len(), "health checks started");
     }
+    let mut r = Reactor {
+        fwd,
+        runtime,
+        hops,
+        checkers,
+        alerts,
+        announcer,
+    };
+    let status_file = vrrp::counters::status_path(&config.dataplane.pin_path);
+    let net = match vrrp::effects::HostNet::new() {
+        Ok(n) => n,
+        Err(e) => {
+            r.fwd.plane.shutdown(false)?;
+            return Err(e.context("opening netlink for VRRP"));
+        }
+    };
+    let vrrp = match Vrrp::start(
+        config.clone(),
+        events.clone(),
+        Arc::new(net),
+        Some(status_file),
+        r.alerts.clone(),
+    )
+    .await
+    {
+        Ok(v) => v,
+        Err(e) => {
+            r.checkers.stop().await;
+            r.fwd.plane.shutdown(false)?;
+            return Err(e.context("starting VRRP"));
+        }
+    };
 
     let mut tick = tokio::time::interval(REFRESH);
     tick.tick().await;
@@ -136,20 +219,23 @@ pub async fn run(
                 info!("SIGHUP: reloading {source}");
                 match reload::reread(source, &config) {
                     Ok(fresh) => {
-                        hops = hops::resolve(&resolver, &fresh, RESOLVE_WAIT, &hops).await;
+                        r.hops = hops::resolve(&resolver, &fresh, RESOLVE_WAIT, &r.hops).await;
                         // Checkers follow the new reals; verdicts of reals that stay are kept.
                         if fresh.services != config.services {
-                            checkers.stop().await;
-                            checkers = Checkers::start(&fresh, events.clone(), &alerts);
-                            checkers.set_masters(&runtime.masters);
+                            r.checkers.stop().await;
+                            r.checkers = Checkers::start(&fresh, events.clone(), &r.alerts);
+                            r.checkers.set_masters(&r.runtime.masters);
                         }
-                        config = fresh;
-                        fwd.update(&config, &runtime, &hops, "config reloaded");
+                        if fresh.vrrp != config.vrrp || fresh.static_net != config.static_net {
+                            warn!("reload: VRRP and static addresses changed; they take effect at the next restart");
+                        }
+                        config = Arc::new(fresh);
+                        r.fwd.update(&config, &r.runtime, &r.hops, "config reloaded");
                     }
                     Err(e) => warn!("reload: nothing changed, the config has errors:\n{e:#}"),
                 }
             }
-            _ = sigusr1.recv() => match dump::write_state(&config, &fwd.desired, &fwd.plane.describe()) {
+            _ = sigusr1.recv() => match dump::write_state(&config, &r.fwd.desired, &r.fwd.plane.describe()) {
                 Ok(()) => info!(file = %config.agent.state_dump.display(), "SIGUSR1: state dumped"),
                 Err(e) => warn!(error = %format!("{e:#}"), "SIGUSR1: state dump failed"),
             },
@@ -157,45 +243,33 @@ pub async fn run(
                 Ok(()) => info!(file = %config.agent.stats_dump.display(), "SIGUSR2: statistics dumped"),
                 Err(e) => warn!(error = %format!("{e:#}"), "SIGUSR2: statistics dump failed"),
             },
-            Some(event) = inbox.recv() => match event {
-                Event::Health { key, health } => {
-                    let notices = runtime.set_health(&config, key, health);
-                    fwd.update(&config, &runtime, &hops, "real server health changed");
-                    alerts.quorum_changes(&config, &runtime, &notices);
-                    announcer.announce(notices);
-                }
-                Event::Mastership { instance, master, applied } => {
-                    if master {
-                        runtime.masters.insert(instance.clone());
-                    } else {
-                        runtime.masters.remove(&instance);
-                    }
-                    fwd.update(&config, &runtime, &hops, "VRRP mastership changed");
-                    if let Err(e) = fwd.plane.mastership(&instance, master) {
-                        warn!(error = %format!("{e:#}"), "data plane did not follow the mastership change");
-                    }
-                    checkers.set_masters(&runtime.masters);
-                    // The instance may have stopped waiting; nothing to undo then.
-                    let _ = applied.send(());
-                }
-            },
+            Some(event) = inbox.recv() => r.event(event, &config),
             _ = sweep.tick() => {
-                if let Err(e) = fwd.plane.maintain() {
+                if let Err(e) = r.fwd.plane.maintain() {
                     warn!(error = %format!("{e:#}"), "expiring idle flows failed; will retry");
                 }
             }
             _ = tick.tick() => {
-                hops = hops::resolve(&resolver, &config, Duration::ZERO, &hops).await;
-                fwd.update(&config, &runtime, &hops, "next hops changed");
+                r.hops = hops::resolve(&resolver, &config, Duration::ZERO, &r.hops).await;
+                r.fwd.update(&config, &r.runtime, &r.hops, "next hops changed");
             }
         }
     }
-    checkers.stop().await;
-    let stopping = runtime.stopping(&config);
-    alerts.stopping(&config, &stopping);
-    announcer.announce_and_wait(stopping).await;
-    if !alerts.flush(ALERT_FLUSH).await {
+    // Instances leaving Master wait for the data plane: keep serving events until they are done.
+    let stopping = vrrp.stop();
+    tokio::pin!(stopping);
+    loop {
+        tokio::select! {
+            _ = &mut stopping => break,
+            Some(event) = inbox.recv() => r.event(event, &config),
+        }
+    }
+    r.checkers.stop().await;
+    let stopping = r.runtime.stopping(&config);
+    r.alerts.stopping(&config, &stopping);
+    r.announcer.announce_and_wait(stopping).await;
+    if !r.alerts.flush(ALERT_FLUSH).await {
         warn!("stopping with alerts not yet delivered");
     }
-    fwd.plane.shutdown(keep_dataplane)
+    r.fwd.plane.shutdown(keep_dataplane)
 }

@@ -1,6 +1,8 @@
 //! Shared by the integration tests: frame builders and where the built artefacts are.
 #![allow(dead_code, unused_imports)] // each test file uses a different part
 
+pub mod vrrp;
+
 use std::path::PathBuf;
 pub use xlb_testbed::frames::{checksum, eth};
 

@@ -3,6 +3,7 @@
 
 pub mod alert;
 pub mod check;
+pub mod vrrp;
 
 use serde::Deserialize;
 use toml::Spanned;
@@ -13,9 +14,23 @@ pub struct File {
     pub dataplane: Spanned<Dataplane>,
     #[serde(default, rename = "service")]
     pub services: Vec<Spanned<Service>>,
-    /// `[global]` (today only its alert keys: config/validate/alert.rs).
+    // [global], static_* and VRRP (config/validate/vrrp.rs).
     #[serde(default)]
-    pub global: Option<Spanned<alert::Global>>,
+    pub global: Option<Spanned<vrrp::Global>>,
+    #[serde(default)]
+    pub static_ipaddress: Vec<Spanned<vrrp::AddressEntry>>,
+    #[serde(default)]
+    pub static_routes: Vec<Spanned<vrrp::Route>>,
+    #[serde(default)]
+    pub static_rules: Vec<Spanned<vrrp::Rule>>,
+    #[serde(default, rename = "vrrp_instance")]
+    pub vrrp_instances: Vec<Spanned<vrrp::Instance>>,
+    #[serde(default, rename = "vrrp_sync_group")]
+    pub vrrp_sync_groups: Vec<Spanned<vrrp::SyncGroup>>,
+    #[serde(default, rename = "vrrp_script")]
+    pub vrrp_scripts: Vec<Spanned<vrrp::Script>>,
+    #[serde(default, rename = "vrrp_track_file")]
+    pub vrrp_track_files: Vec<Spanned<vrrp::TrackFile>>,
     #[serde(default)]
     pub metrics: Option<Spanned<Metrics>>,
     #[serde(default)]

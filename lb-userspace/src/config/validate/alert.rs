@@ -4,7 +4,7 @@
 use super::Validator;
 use crate::config::{
     global::Global,
-    raw::alert::{self, SmtpServer},
+    raw::{alert::SmtpServer, vrrp as rv},
 };
 use lettre::message::Mailbox;
 use std::net::IpAddr;
@@ -15,8 +15,7 @@ const SMTP_PORT: u16 = 25;
 
 impl Validator<'_> {
     /// Fills `global`'s alert settings from `[global]`.
-    pub(super) fn global_alerts(&mut self, raw: &Spanned<alert::Global>, global: &mut Global) {
-        let r = raw.get_ref();
+    pub(super) fn global_alerts(&mut self, r: &rv::Global, global: &mut Global) {
         if let Some(list) = &r.notification_email {
             for to in list.get_ref() {
                 if self.mailbox(to, "notification_email") {

@@ -2,6 +2,7 @@
 
 mod alert;
 mod check;
+mod vrrp;
 
 use super::{
     AgentFiles, Config, ConfigError, ConfigErrors, Dataplane, DataplaneKind, Method, Persistence,
@@ -70,10 +71,7 @@ pub fn parse(file: &str, text: &str) -> Result<Config, ConfigErrors> {
             v.capacity(dp, raw.dataplane.span(), &services);
         }
     }
-    let mut global = super::global::Global::default();
-    if let Some(g) = &raw.global {
-        v.global_alerts(g, &mut global);
-    }
+    let (global, static_net, vrrp) = v.vrrp_all(&raw);
     let metrics = v.metrics(raw.metrics.as_ref());
     let agent = v.agent_files(raw.agent.as_ref());
     match dataplane {
@@ -81,8 +79,8 @@ pub fn parse(file: &str, text: &str) -> Result<Config, ConfigErrors> {
             global,
             dataplane,
             services: services.into_iter().map(|(s, _)| s).collect(),
-            vrrp: Default::default(),
-            static_net: Default::default(),
+            vrrp,
+            static_net,
             metrics,
             agent,
         }),

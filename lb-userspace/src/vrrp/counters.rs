@@ -1,0 +1,191 @@
+//! Per-instance state and counters, shared between the instance tasks and
+//! their readers: a JSON file that `xlb status` prints (written atomically
+//! on every change, so a reader never sees half a snapshot and the file
+//! outlives a crashed agent to show its last state), and [`Snapshot`] for
+//! the metrics endpoint.
+
+use super::{packet::Discard, state::State};
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex, PoisonError},
+};
+
+/// Where the agent with maps pinned at `pin_path` keeps its VRRP status
+/// (bpffs holds no regular files, so the path is derived instead).
+pub fn status_path(pin_path: &Path) -> PathBuf {
+    let flat = pin_path
+        .to_string_lossy()
+        .trim_matches('/')
+        .replace('/', "_");
+    PathBuf::from("/run/xlb").join(format!("vrrp-{flat}.json"))
+}
+
+/// One instance as it stands.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceStatus {
+    pub name: String,
+    pub state: String,
+    pub priority: u8,
+    /// The configured priority (tracking moves `priority` away from it).
+    pub base_priority: u8,
+    pub transitions: u64,
+    pub became_master: u64,
+    pub adverts_sent: u64,
+    pub adverts_received: u64,
+    /// Valid adverts whose address list differs from ours.
+    pub address_mismatch: u64,
+    /// Dropped adverts by reason ([`Discard::name`]).
+    pub discards: BTreeMap<String, u64>,
+}
+
+/// Everything, for `xlb status` and metrics.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub pid: u32,
+    pub instances: Vec<InstanceStatus>,
+}
+
+/// The shared, mutable view; cheap to clone.
+#[derive(Clone, Default)]
+pub struct Counters {
+    inner: Arc<Mutex<BTreeMap<String, InstanceStatus>>>,
+    file: Option<PathBuf>,
+}
+
+impl Counters {
+    /// Counters that are also written to `file` on every state change.
+    pub fn new(file: Option<PathBuf>) -> Counters {
+        Counters {
+            inner: Default::default(),
+            file,
+        }
+    }
+
+    pub fn register(&self, name: &str, priority: u8) {
+        self.update(name, |s| {
+            s.name = name.to_string();
+            s.state = State::Initialize.name().to_string();
+            s.priority = priority;
+            s.base_priority = priority;
+            for d in Discard::ALL {
+                s.discards.insert(d.name().to_string(), 0);
+            }
+        });
+    }
+
+    pub fn update(&self, name: &str, f: impl FnOnce(&mut InstanceStatus)) {
+        let mut m = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        f(m.entry(name.to_string()).or_default());
+    }
+
+    pub fn discard(&self, name: &str, why: Discard) {
+        self.update(name, |s| {
+            *s.discards.entry(why.name().to_string()).or_default() += 1
+        });
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        let m = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        Snapshot {
+            pid: std::process::id(),
+            instances: m.values().cloned().collect(),
+        }
+    }
+
+    /// Writes the snapshot to the status file (temp file + rename).
+    pub fn publish(&self) -> Result<()> {
+        let Some(path) = &self.file else {
+            return Ok(());
+        };
+        let json = serde_json::to_vec_pretty(&self.snapshot())?;
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, json).with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))
+    }
+
+    /// Removes the status file (clean stop: no instance runs any more).
+    pub fn remove_file(&self) {
+        if let Some(path) = &self.file {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// Reads what a running agent published (for `xlb status`).
+pub fn read(pin_path: &Path) -> Result<Option<Snapshot>> {
+    let path = status_path(pin_path);
+    match std::fs::read(&path) {
+        Ok(b) => Ok(Some(
+            serde_json::from_slice(&b).with_context(|| format!("parsing {}", path.display()))?,
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+/// The VRRP part of `xlb status`: one line per instance, then its non-zero discards.
+pub fn render(s: &Snapshot) -> String {
+    let mut out =
+        String::from("\nVRRP instance    State   Prio Base Transitions   Sent   Received\n");
+    for i in &s.instances {
+        out.push_str(&format!(
+            "{:<16} {:<7} {:>4} {:>4} {:>11} {:>6} {:>10}\n",
+            i.name,
+            i.state,
+            i.priority,
+            i.base_priority,
+            i.transitions,
+            i.adverts_sent,
+            i.adverts_received
+        ));
+        let dropped: Vec<String> = i
+            .discards
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(k, n)| format!("{k}={n}"))
+            .collect();
+        if !dropped.is_empty() {
+            out.push_str(&format!("  discarded: {}\n", dropped.join(" ")));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_path_is_unique_per_pin_path() {
+        assert_eq!(
+            status_path(Path::new("/sys/fs/bpf/xlb")),
+            Path::new("/run/xlb/vrrp-sys_fs_bpf_xlb.json")
+        );
+        assert_ne!(
+            status_path(Path::new("/sys/fs/bpf/xlb-a")),
+            status_path(Path::new("/sys/fs/bpf/xlb-b"))
+        );
+    }
+
+    #[test]
+    fn counts_and_round_trips_through_json() {
+        let dir = std::env::temp_dir().join(format!("xlb-counters-{}", std::process::id()));
+        let c = Counters::new(Some(dir.join("s.json")));
+        c.register("VI_1", 100);
+        c.discard("VI_1", Discard::AuthPass);
+        c.discard("VI_1", Discard::AuthPass);
+        c.publish().unwrap();
+        let back: Snapshot =
+            serde_json::from_slice(&std::fs::read(dir.join("s.json")).unwrap()).unwrap();
+        assert_eq!(back, c.snapshot());
+        assert_eq!(back.instances[0].discards["auth_pass"], 2);
+        assert_eq!(back.instances[0].discards["ttl"], 0);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

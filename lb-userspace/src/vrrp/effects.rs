@@ -1,0 +1,141 @@
+//! The seam between the protocol and the host's network: what VRRP asks
+//! for when it gains or loses mastership (addresses, routes, rules, static
+//! configuration, gratuitous ARP / unsolicited NA). The protocol decides
+//! when; an implementation of [`Net`] decides how.
+
+use crate::{
+    config::vrrp::{Instance, StaticNet},
+    net,
+};
+use anyhow::Result;
+use futures::future::BoxFuture;
+use std::net::IpAddr;
+use tracing::debug;
+
+/// The host operations VRRP needs. All of them are idempotent: adding what
+/// exists or removing what is gone succeeds.
+pub trait Net: Send + Sync + 'static {
+    /// Adds the instance's `virtual_ipaddress`, `virtual_ipaddress_excluded`,
+    /// `virtual_routes` and `virtual_rules` (on becoming Master). An address
+    /// without `dev` goes on the instance's VMAC if it has one, else on its interface.
+    fn up<'a>(&'a self, inst: &'a Instance) -> BoxFuture<'a, Result<()>>;
+    /// Removes them again (on leaving Master), rules and routes first.
+    fn down<'a>(&'a self, inst: &'a Instance) -> BoxFuture<'a, Result<()>>;
+    /// One gratuitous ARP per IPv4 and one unsolicited NA per IPv6 address, from `ifname`.
+    fn announce(&self, ifname: &str, addrs: &[IpAddr]) -> Result<()>;
+    /// `use_vmac`: the macvlan `name` on `base` with the VRRP MAC of `vrid`
+    /// (created before the instance opens its socket, deleted after it stops).
+    fn vmac_create<'a>(
+        &'a self,
+        base: &'a str,
+        name: &'a str,
+        vrid: u8,
+        ipv6: bool,
+    ) -> BoxFuture<'a, Result<()>>;
+    fn vmac_delete<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<()>>;
+    /// `static_ipaddress` / `static_routes` / `static_rules` at start and stop.
+    fn apply_static<'a>(&'a self, s: &'a StaticNet) -> BoxFuture<'a, Result<()>>;
+    fn remove_static<'a>(&'a self, s: &'a StaticNet) -> BoxFuture<'a, Result<()>>;
+}
+
+/// The host's network through `crate::net` (rtnetlink, AF_PACKET).
+pub struct HostNet {
+    handle: rtnetlink::Handle,
+}
+
+impl HostNet {
+    /// Opens the netlink connection (its task runs on the agent's runtime).
+    pub fn new() -> Result<HostNet> {
+        let (conn, handle, _) = rtnetlink::new_connection()?;
+        tokio::spawn(conn);
+        Ok(HostNet { handle })
+    }
+}
+
+/// Where an instance's addresses go when they name no device.
+fn dev(i: &Instance) -> &str {
+    i.vmac
+        .as_ref()
+        .map_or(i.interface.as_str(), |v| v.name.as_str())
+}
+
+impl Net for HostNet {
+    fn up<'a>(&'a self, inst: &'a Instance) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let h = &self.handle;
+            // Addresses first: routes and rules may use a VIP as their source.
+            for a in inst
+                .virtual_ipaddress
+                .iter()
+                .chain(&inst.virtual_ipaddress_excluded)
+            {
+                net::addr::add(h, a, dev(inst)).await?;
+            }
+            for r in &inst.virtual_routes {
+                net::route::add(h, r, Some(dev(inst))).await?;
+            }
+            for r in &inst.virtual_rules {
+                net::rule::add(h, r).await?;
+            }
+            Ok(())
+        })
+    }
+
+    fn down<'a>(&'a self, inst: &'a Instance) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let h = &self.handle;
+            // Keep going past a failure, so one stuck entry leaves no other behind.
+            let mut first: Option<anyhow::Error> = None;
+            let mut note = |r: Result<()>| {
+                if let Err(e) = r {
+                    debug!(error = %format!("{e:#}"), "removing a VRRP entry failed");
+                    first.get_or_insert(e);
+                }
+            };
+            for r in &inst.virtual_rules {
+                note(net::rule::remove(h, r).await);
+            }
+            for r in &inst.virtual_routes {
+                note(net::route::remove(h, r, Some(dev(inst))).await);
+            }
+            for a in inst
+                .virtual_ipaddress
+                .iter()
+                .chain(&inst.virtual_ipaddress_excluded)
+            {
+                note(net::addr::remove(h, a, dev(inst)).await);
+            }
+            first.map_or(Ok(()), Err)
+        })
+    }
+
+    fn announce(&self, ifname: &str, addrs: &[IpAddr]) -> Result<()> {
+        net::announce::announce(ifname, addrs)
+    }
+
+    fn vmac_create<'a>(
+        &'a self,
+        base: &'a str,
+        name: &'a str,
+        vrid: u8,
+        ipv6: bool,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            net::vmac::create(&self.handle, base, name, vrid, ipv6)
+                .await
+                .map(|_| ())
+        })
+    }
+
+    fn vmac_delete<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<()>> {
+        Box::pin(net::vmac::delete(&self.handle, name))
+    }
+
+    fn apply_static<'a>(&'a self, s: &'a StaticNet) -> BoxFuture<'a, Result<()>> {
+        Box::pin(net::static_net::apply(&self.handle, s))
+    }
+
+    fn remove_static<'a>(&'a self, s: &'a StaticNet) -> BoxFuture<'a, Result<()>> {
+        Box::pin(net::static_net::remove(&self.handle, s))
+    }
+}

@@ -1,0 +1,211 @@
+//! Telling operators about state changes as keepalived does: the
+//! `notify_master|backup|fault|stop` script of the new state, the `notify`
+//! script with `INSTANCE|GROUP NAME STATE PRIORITY`, and one line per change
+//! (`INSTANCE "VI_1" MASTER 100`) on the notify FIFOs.
+
+use super::state::State;
+use crate::{
+    alert::{Alerter, VrrpState},
+    config::{
+        Command,
+        global::{Fifo, Global},
+        vrrp::Notify,
+    },
+    script::{self, RunAs},
+};
+use anyhow::{Context, Result};
+use std::{
+    fs::File,
+    io::Write,
+    os::unix::fs::{FileTypeExt, OpenOptionsExt},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+use tracing::warn;
+
+/// Notify scripts are expected to return quickly; a hung one is killed.
+const SCRIPT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Whether a line is about an instance or a sync group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Instance,
+    Group,
+}
+
+impl Kind {
+    fn word(self) -> &'static str {
+        match self {
+            Kind::Instance => "INSTANCE",
+            Kind::Group => "GROUP",
+        }
+    }
+}
+
+/// keepalived's FIFO line for a change.
+pub fn fifo_line(kind: Kind, name: &str, state: State, priority: u8) -> String {
+    format!("{} \"{name}\" {} {priority}\n", kind.word(), state.name())
+}
+
+/// The arguments `notify` gets.
+pub fn notify_args(kind: Kind, name: &str, state: State, priority: u8) -> Vec<String> {
+    vec![
+        kind.word().to_string(),
+        name.to_string(),
+        state.name().to_string(),
+        priority.to_string(),
+    ]
+}
+
+/// The script for entering `state`, if one is configured.
+fn script_for(n: &Notify, state: State) -> Option<&Command> {
+    match state {
+        State::Master => n.master.as_ref(),
+        State::Backup => n.backup.as_ref(),
+        State::Fault => n.fault.as_ref(),
+        State::Initialize => n.stop.as_ref(),
+    }
+}
+
+/// Everything that receives notifications, shared by all instances.
+#[derive(Clone)]
+pub struct Notifier {
+    user: Option<RunAs>,
+    fifos: Arc<Mutex<Vec<File>>>,
+    alerts: Alerter,
+}
+
+impl Notifier {
+    /// Opens (creating when missing) the VRRP FIFOs of `global` and starts
+    /// their reader scripts.
+    pub fn new(global: &Global, alerts: Alerter) -> Result<Notifier> {
+        let user = global
+            .script_user
+            .as_deref()
+            .map(RunAs::lookup)
+            .transpose()
+            .context("script_user")?;
+        let mut fifos = Vec::new();
+        for f in [&global.notify_fifo, &global.vrrp_notify_fifo]
+            .into_iter()
+            .flatten()
+        {
+            fifos.push(open_fifo(f, user)?);
+        }
+        Ok(Notifier {
+            user,
+            fifos: Arc::new(Mutex::new(fifos)),
+            alerts,
+        })
+    }
+
+    /// Reports that `name` entered `state`: the FIFO lines at once, the
+    /// scripts in the background (state changes never wait for scripts).
+    pub fn changed(&self, kind: Kind, name: &str, notify: &Notify, state: State, priority: u8) {
+        // Initialize is reported only when stopping.
+        let mailed = match state {
+            State::Master => VrrpState::Master,
+            State::Backup => VrrpState::Backup,
+            State::Fault => VrrpState::Fault,
+            State::Initialize => VrrpState::Stop,
+        };
+        match kind {
+            Kind::Instance => self.alerts.vrrp_instance(name, mailed),
+            Kind::Group => self.alerts.vrrp_group(name, mailed),
+        }
+        let line = fifo_line(kind, name, state, priority);
+        if let Ok(mut fifos) = self.fifos.lock() {
+            for f in fifos.iter_mut() {
+                // Non-blocking: a reader that does not keep up loses lines, the protocol does not stall.
+                if let Err(e) = f.write_all(line.as_bytes()) {
+                    warn!(error = %e, "writing to the notify FIFO failed");
+                }
+            }
+        }
+        let mut runs = Vec::new();
+        if let Some(c) = script_for(notify, state) {
+            runs.push((c.clone(), Vec::new()));
+        }
+        if let Some(c) = &notify.any {
+            runs.push((c.clone(), notify_args(kind, name, state, priority)));
+        }
+        if runs.is_empty() {
+            return;
+        }
+        let user = self.user;
+        let name = name.to_string();
+        tokio::spawn(async move {
+            // In order, as keepalived runs them.
+            for (cmd, args) in runs {
+                match script::run(&cmd, &args, user, SCRIPT_TIMEOUT).await {
+                    Ok(o) if o.success() => {}
+                    Ok(o) => warn!(%name, command = ?cmd.0, outcome = ?o, "notify script failed"),
+                    Err(e) => {
+                        warn!(%name, command = ?cmd.0, error = %format!("{e:#}"), "notify script did not run")
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// Opens a FIFO for writing without ever blocking: read-write, so the open
+/// succeeds with no reader and writes never raise SIGPIPE.
+fn open_fifo(f: &Fifo, user: Option<RunAs>) -> Result<File> {
+    match std::fs::metadata(&f.path) {
+        Ok(m) if m.file_type().is_fifo() => {}
+        Ok(_) => anyhow::bail!("{} exists and is not a FIFO", f.path.display()),
+        Err(_) => nix::unistd::mkfifo(&f.path, nix::sys::stat::Mode::from_bits_truncate(0o600))
+            .with_context(|| format!("creating FIFO {}", f.path.display()))?,
+    }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&f.path)
+        .with_context(|| format!("opening FIFO {}", f.path.display()))?;
+    if let Some(script) = &f.script {
+        let args = vec![f.path.display().to_string()];
+        let script = script.clone();
+        // The reader runs as long as it likes; it gets the FIFO's path as keepalived passes it.
+        tokio::spawn(async move {
+            if let Err(e) = script::run(&script, &args, user, Duration::MAX).await {
+                warn!(error = %format!("{e:#}"), "FIFO reader script did not run");
+            }
+        });
+    }
+    Ok(file)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_and_args_as_keepalived() {
+        assert_eq!(
+            fifo_line(Kind::Instance, "VI_1", State::Master, 100),
+            "INSTANCE \"VI_1\" MASTER 100\n"
+        );
+        assert_eq!(
+            fifo_line(Kind::Group, "VG_1", State::Fault, 0),
+            "GROUP \"VG_1\" FAULT 0\n"
+        );
+        assert_eq!(
+            notify_args(Kind::Instance, "VI_1", State::Backup, 90),
+            ["INSTANCE", "VI_1", "BACKUP", "90"]
+        );
+    }
+
+    #[test]
+    fn script_per_state() {
+        let n = Notify {
+            master: Some(Command(vec!["m".into()])),
+            stop: Some(Command(vec!["s".into()])),
+            ..Notify::default()
+        };
+        assert_eq!(script_for(&n, State::Master).unwrap().0, ["m"]);
+        assert_eq!(script_for(&n, State::Initialize).unwrap().0, ["s"]);
+        assert!(script_for(&n, State::Backup).is_none());
+    }
+}
