@@ -48,6 +48,20 @@ pub fn parse(file: &str, text: &str) -> Result<Config, ConfigErrors> {
         }
     };
     let dataplane = v.dataplane(&raw.dataplane);
+    // IPVS forwards whatever reaches the host and attaches to nothing; XDP
+    // needs an interface as soon as there is a service (a VRRP-only
+    // director has none).
+    if raw.dataplane.get_ref().interfaces.get_ref().is_empty()
+        && !raw.services.is_empty()
+        && dataplane
+            .as_ref()
+            .is_some_and(|d| d.kind != DataplaneKind::Ipvs)
+    {
+        v.error(
+            raw.dataplane.get_ref().interfaces.span(),
+            "`interfaces` lists no interface to attach XDP to",
+        );
+    }
     let mut services: Vec<(Service, Range<usize>)> = Vec::new();
     let mut seen: HashMap<ServiceId, usize> = HashMap::new();
     for svc in &raw.services {
@@ -170,13 +184,6 @@ impl Validator<'_> {
         let raw = dp.get_ref();
         let before = self.errors.len();
         let kind = self.kind(raw.kind.as_ref());
-        // IPVS forwards whatever reaches the host; it attaches to nothing.
-        if raw.interfaces.get_ref().is_empty() && kind != DataplaneKind::Ipvs {
-            self.error(
-                raw.interfaces.span(),
-                "`interfaces` lists no interface to attach XDP to",
-            );
-        }
         let mut interfaces: Vec<String> = Vec::new();
         for name in raw.interfaces.get_ref() {
             let n = name.get_ref();

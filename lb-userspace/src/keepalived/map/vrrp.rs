@@ -289,7 +289,7 @@ pub fn instance(
         mcast_src_ip: None,
         unicast_src_ip: None,
         unicast_peers: Vec::new(),
-        check_unicast_src: extra.check_unicast_src,
+        check_unicast_src: false,
         virtual_ipaddress: Vec::new(),
         virtual_ipaddress_excluded: Vec::new(),
         virtual_routes: Vec::new(),
@@ -441,6 +441,10 @@ pub fn instance(
             }
             _ => sync_iface = Some((a().text.clone(), name.clone())), // lvs_sync_daemon_interface
         }
+    }
+    // global_defs vrrp_check_unicast_src: for the instances that have unicast peers.
+    if extra.check_unicast_src && !i.unicast_peers.is_empty() {
+        i.check_unicast_src = true;
     }
     if let Some(k) = advert {
         let t = &k.args[0];
