@@ -72,7 +72,7 @@ fn every_config_error_names_file_line_and_column() {
             "FILE:3:1: unknown field `bogus`",
         ),
         (
-            "[dataplane]\ninterfaces = []\n",
+            "[dataplane]\ninterfaces = []\n[[service]]\nvip = \"10.0.0.1\"\nport = 80\n",
             "FILE:2:14: `interfaces` lists no interface",
         ),
         (

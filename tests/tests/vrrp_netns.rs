@@ -42,7 +42,8 @@ fn election_by_priority_then_hard_failover_and_preemption() {
     d1.kill();
     d2.wait_state("MASTER");
 
-    let d1 = Director::start(&lab.nodes[0], &dir, &instance(150, ""));
+    // The restarted agent adopts the XDP program the killed one left, then preempts.
+    d1.restart(&lab.nodes[0]);
     d1.wait_state("MASTER");
     d2.wait_state("BACKUP");
 }

@@ -23,6 +23,7 @@ static SEQ: AtomicU32 = AtomicU32::new(0);
 /// its pins and status file when dropped (also after SIGKILL).
 pub struct Director {
     agent: Option<Agent>,
+    config: PathBuf,
     pub pin: PathBuf,
 }
 
@@ -42,8 +43,16 @@ impl Director {
         let agent = Agent::start(ns, &xlb_bin(), &config).unwrap();
         Director {
             agent: Some(agent),
+            config,
             pin,
         }
+    }
+
+    /// Starts the agent again after [`Director::kill`], with the same config
+    /// and pin path: it adopts the data plane the killed agent left.
+    pub fn restart(&mut self, ns: &Netns) {
+        assert!(self.agent.is_none(), "restart after kill");
+        self.agent = Some(Agent::start(ns, &xlb_bin(), &self.config).unwrap());
     }
 
     pub fn status(&self) -> Option<counters::InstanceStatus> {
