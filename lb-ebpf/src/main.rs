@@ -20,7 +20,9 @@ use aya_ebpf::{
     bindings::xdp_action, helpers::bpf_ktime_get_ns, macros::xdp, programs::XdpContext,
 };
 use aya_log_ebpf::debug;
-use lb_common::{FlowState, REAL_F_REACHABLE, RealInfo, SERVICE_F_ACTIVE, ServiceKey, method};
+use lb_common::{
+    FlowState, REAL_F_DRAINING, REAL_F_REACHABLE, RealInfo, SERVICE_F_ACTIVE, ServiceKey, method,
+};
 use maps::{REALS, SERVICES};
 use parse::Skip;
 use stats::Fate;
@@ -81,7 +83,17 @@ fn director(ctx: &XdpContext) -> (u32, Fate) {
         }
         None if pkt.icmp_error => return (xdp_action::XDP_PASS, Fate::Pass),
         None => {
-            let Some((id, real)) = sched::pick(service, flow).and_then(|id| usable(id, service.id))
+            // A flow whose real no longer serves the service: under nodest
+            // `expire` it ends here, else it is scheduled anew below.
+            if let Some(e) = entry
+                && conntrack::expire_nodest()
+            {
+                conntrack::forget(flow, e);
+                return (xdp_action::XDP_DROP, Fate::NodestExpired);
+            }
+            let Some((id, real)) = sched::pick(service, flow)
+                .and_then(|id| usable(id, service.id))
+                .filter(|(_, r)| r.flags & REAL_F_DRAINING == 0)
             else {
                 return (xdp_action::XDP_DROP, Fate::Drop);
             };
@@ -110,7 +122,8 @@ fn director(ctx: &XdpContext) -> (u32, Fate) {
 }
 
 /// The real a flow table entry names, if the entry was made for `service_id`
-/// and that real can still take its packets.
+/// and that real can still take its packets (a draining real can: nodest
+/// policy `keep`).
 #[inline(always)]
 fn flow_real(entry: *mut FlowState, service_id: u32) -> Option<(u32, &'static RealInfo)> {
     // SAFETY: `entry` points into the flow table.

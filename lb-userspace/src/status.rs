@@ -5,9 +5,9 @@ use crate::config::{Method, Persistence, Protocol, Scheduler, SocketText};
 use anyhow::{Context, Result};
 use aya::maps::{Array, HashMap, Map, MapData, PerCpuArray};
 use lb_common::{
-    Affinity, ConnCounts, Counters, GlobalCounters, REAL_F_PRESENT, REAL_F_REACHABLE, RealInfo,
-    SERVICE_F_ACTIVE, SERVICE_F_PERSISTENT, ServiceAddr, ServiceInfo, ServiceKey, addr_ip,
-    map_names,
+    Affinity, ConnCounts, Counters, GlobalCounters, REAL_F_DRAINING, REAL_F_PRESENT,
+    REAL_F_REACHABLE, RealInfo, SERVICE_F_ACTIVE, SERVICE_F_PERSISTENT, ServiceAddr, ServiceInfo,
+    ServiceKey, addr_ip, map_names,
 };
 use std::collections::BTreeMap;
 use std::{
@@ -173,6 +173,11 @@ pub fn render(dir: &Path, view: View) -> Result<String> {
             .filter(|(_, r)| r.service_id == info.id)
             .collect();
         mine.sort_by_key(|(_, r)| (addr_ip(r.addr, r.family), u16::from_be(r.port)));
+        // Reals that left the service but still carry flows (nodest `keep`):
+        // not members (ipvsadm does not list them either), shown apart.
+        let (draining, mine): (Vec<&(u32, RealInfo)>, Vec<_>) = mine
+            .into_iter()
+            .partition(|(_, r)| r.flags & REAL_F_DRAINING != 0);
         for (id, r) in mine {
             let name = SocketText(addr_ip(r.addr, r.family), u16::from_be(r.port)).to_string();
             let live = conns.get(id, 0)?.live(gone.get(id, 0)?);
@@ -204,12 +209,30 @@ pub fn render(dir: &Path, view: View) -> Result<String> {
                 c.new_conns, c.packets, c.bytes
             )?;
         }
+        for (id, r) in draining {
+            let live = conns.get(id, 0)?.live(gone.get(id, 0)?);
+            writeln!(
+                out,
+                "  draining {} ActiveConn {} InActConn {}",
+                SocketText(addr_ip(r.addr, r.family), u16::from_be(r.port)),
+                live.active,
+                live.inactive
+            )?;
+        }
     }
     let g = sum(&global.get(&0, 0)?);
     writeln!(
         out,
-        "Packets: tx {} (icmp too big {}) redirect {} pass {} (malformed {}, fragments {}) drop {} error {}",
-        g.tx, g.too_big, g.redirect, g.pass, g.malformed, g.fragments, g.drop, g.error
+        "Packets: tx {} (icmp too big {}) redirect {} pass {} (malformed {}, fragments {}) drop {} (nodest expired {}) error {}",
+        g.tx,
+        g.too_big,
+        g.redirect,
+        g.pass,
+        g.malformed,
+        g.fragments,
+        g.drop,
+        g.nodest_expired,
+        g.error
     )?;
     Ok(out)
 }

@@ -5,14 +5,14 @@ use super::{
     DataPlane, DesiredService, loader, sweep,
     tables::{Tables, TunnelSources},
 };
-use crate::config::{self, XdpMode};
+use crate::config::{self, NodestPolicy, XdpMode};
 use anyhow::{Context, Result, bail};
 use aya::maps::{Array, xdp::DevMapHash};
 use aya::{
     Ebpf,
     programs::{Xdp, links::FdLink, xdp::XdpLinkId},
 };
-use lb_common::{PROG_DIRECTOR, SETTINGS_F_NAT, Settings, map_names};
+use lb_common::{PROG_DIRECTOR, SETTINGS_F_NAT, SETTINGS_F_NODEST_EXPIRE, Settings, map_names};
 use std::{
     fs::File,
     path::{Path, PathBuf},
@@ -59,10 +59,17 @@ impl XdpDataPlane {
                 tcp_timeout_s: dp.timeouts.tcp,
                 tcp_fin_timeout_s: dp.timeouts.tcp_fin,
                 udp_timeout_s: dp.timeouts.udp,
+                flags: match dp.nodest {
+                    NodestPolicy::Expire => SETTINGS_F_NODEST_EXPIRE,
+                    NodestPolicy::Keep | NodestPolicy::Reschedule => 0,
+                },
                 ..Settings::default()
             },
             _lock: lock,
         };
+        plane
+            .tables
+            .set_keep_draining(dp.nodest == NodestPolicy::Keep);
         plane.tables.set_configured_sources(TunnelSources {
             v4: dp.tunnel_source_v4,
             v6: dp.tunnel_source_v6,
@@ -190,6 +197,8 @@ impl DataPlane for XdpDataPlane {
                 "idle flows expired"
             );
         }
+        self.tables
+            .release_drained(&mut self.ebpf, &swept.reals_with_flows)?;
         Ok(())
     }
 }
