@@ -441,3 +441,155 @@ fn tcp_check_follows_kills_and_nftables_blocks_misc_check_follows_exit_codes() {
     agent.stop().unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A keep-alive HTTP connection from the lab's client through the VIP.
+struct Held(TcpStream);
+
+impl Held {
+    fn open(lab: &DrLab) -> Held {
+        let s = lab
+            .client
+            .enter(|| TcpStream::connect_timeout(&lab.vip_socket(), TIMEOUT))
+            .unwrap()
+            .unwrap();
+        s.set_read_timeout(Some(TIMEOUT)).unwrap();
+        s.set_write_timeout(Some(TIMEOUT)).unwrap();
+        Held(s)
+    }
+
+    /// One `GET /` on the connection: the answering real's name.
+    fn ask(&mut self) -> std::io::Result<String> {
+        self.0
+            .write_all(b"GET / HTTP/1.1\r\nHost: vip\r\nConnection: keep-alive\r\n\r\n")?;
+        let mut got = Vec::new();
+        let mut buf = [0u8; 1024];
+        loop {
+            if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&got[..end]).to_lowercase();
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0);
+                if got.len() >= end + 4 + len {
+                    return Ok(String::from_utf8_lossy(&got[end + 4..end + 4 + len])
+                        .trim()
+                        .to_string());
+                }
+            }
+            let n = self.0.read(&mut buf)?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+    }
+
+    /// Ends the connection with a RST (SO_LINGER 0): the flow goes to
+    /// IPVS's CLOSE state, which expires after 10 s.
+    fn reset(self) {
+        use std::os::fd::AsRawFd;
+        let linger = libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        };
+        // SAFETY: a valid socket and a linger struct of the size given.
+        let rc = unsafe {
+            libc::setsockopt(
+                self.0.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_LINGER,
+                (&raw const linger).cast(),
+                size_of::<libc::linger>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(rc, 0, "SO_LINGER");
+    }
+}
+
+/// `nodest expired N` from `xlb status`.
+fn nodest_expired(lab: &DrLab) -> u64 {
+    let status = lab.status(&xlb_bin()).unwrap();
+    status
+        .split("nodest expired ")
+        .nth(1)
+        .and_then(|t| t.split(')').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no nodest counter in {status}"))
+}
+
+#[test]
+fn a_held_connection_to_a_real_taken_out_follows_the_nodest_policy() {
+    let (lab, dir) = lab(2, "nodest");
+    // The check watches a health port the test controls, so the service's
+    // server (port 80) keeps serving the held connection.
+    let health = |i: usize| {
+        xlb_testbed::http::serve_name(&lab.reals[i].ns, "0.0.0.0:9000".parse().unwrap(), "health")
+            .unwrap()
+    };
+    let check = "[[service.real.check]]\ntype = \"tcp\"\nconnect_port = 9000\nconnect_timeout = 0.5\nretry = 1\ndelay_before_retry = 0.2\n";
+    let reals: Vec<(IpAddr, String)> = lab
+        .reals
+        .iter()
+        .map(|r| (r.addr, check.to_string()))
+        .collect();
+    let mut servers = vec![Some(health(0)), Some(health(1))];
+    for policy in ["keep", "expire", "reschedule"] {
+        let text = config(&lab, "", &reals).replacen(
+            "[dataplane]\n",
+            &format!("[dataplane]\nnodest_policy = \"{policy}\"\n"),
+            1,
+        );
+        let agent = start(&lab, &dir, &text);
+        let addrs: Vec<IpAddr> = lab.reals.iter().map(|r| r.addr).collect();
+        wait_for(&format!("{policy}: both reals in the pool"), || {
+            pool(&lab).len() == 2
+        });
+        let mut held = Held::open(&lab);
+        let name = held.ask().unwrap();
+        let x = lab.reals.iter().position(|r| r.name == name).unwrap();
+        let other = &lab.reals[1 - x].name;
+        let expired_before = nodest_expired(&lab);
+
+        // The check takes the held connection's real out.
+        servers[x] = None;
+        wait_for(&format!("{policy}: {name} out"), || {
+            !pool(&lab).contains_key(&addrs[x])
+        });
+        match policy {
+            "keep" => {
+                for _ in 0..3 {
+                    assert_eq!(held.ask().unwrap(), name, "keep: the held connection moved");
+                }
+                let seen = spread(&lab, 10);
+                assert_eq!(seen, BTreeMap::from([(other.clone(), 10)]));
+                let draining = format!("draining {}:{}", addrs[x], lab.port);
+                assert!(lab.status(&xlb_bin()).unwrap().contains(&draining));
+                // Once the connection is gone (RST: CLOSE, 10 s), the slot is freed.
+                held.reset();
+                wait_for("keep: the drained real freed", || {
+                    !lab.status(&xlb_bin()).unwrap().contains(&draining)
+                });
+            }
+            // The next request is dropped and the flow forgotten; TCP's
+            // retransmission is a new flow, scheduled to the other real,
+            // which never saw the handshake and resets the connection.
+            "expire" => {
+                let err = held.ask().unwrap_err();
+                assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset, "{err}");
+                assert!(nodest_expired(&lab) > expired_before);
+            }
+            // The request itself goes to the other real, which resets it (DR).
+            _ => {
+                let err = held.ask().unwrap_err();
+                assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset, "{err}");
+                assert_eq!(nodest_expired(&lab), expired_before);
+            }
+        }
+        servers[x] = Some(health(x));
+        wait_for(&format!("{policy}: {name} back"), || pool(&lab).len() == 2);
+        agent.stop().unwrap();
+    }
+    drop(servers);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

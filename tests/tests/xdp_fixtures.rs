@@ -1624,7 +1624,10 @@ fn nodest_expire_drops_the_next_packet_and_forgets_the_flow() {
         let (action, out) = d.run(&ack, LO);
         assert_eq!(action, XDP_DROP);
         assert_eq!(out, ack, "a dropped frame is not rewritten");
-        assert!(d.conntrack(&flow_of_tcp4(44000, 80)).is_none(), "flow deleted");
+        assert!(
+            d.conntrack(&flow_of_tcp4(44000, 80)).is_none(),
+            "flow deleted"
+        );
         assert_eq!(d.conns(1).active, 0, "uncounted on the departed real");
         let g = d.global();
         assert_eq!((g.drop, g.nodest_expired), (1, 1));
