@@ -144,5 +144,6 @@ pub async fn run(config_path: &Path, keep_dataplane: bool) -> Result<()> {
     }
     checkers.stop().await;
     announcer.announce_and_wait(runtime.stopping(&config)).await;
+    announcer.stop().await;
     fwd.plane.shutdown(keep_dataplane)
 }
