@@ -1612,6 +1612,16 @@ fn nodest_keep_a_draining_real_keeps_its_flows_and_takes_no_new_ones() {
         );
         assert_eq!(d.conns(1).active, 1);
         assert_eq!(d.conns(4).active, 2);
+
+        // A bare SYN on the kept flow's ports is a new connection: not for A.
+        let reuse = tcp4_flags(43000, 0x02);
+        assert_eq!(
+            d.run(&reuse, LO).1,
+            with_macs(&reuse, REAL_B_MAC, DIRECTOR_MAC)
+        );
+        assert_eq!(d.conntrack(&flow_of_tcp4(43000, 80)).unwrap().real_id, 4);
+        assert_eq!(d.conns(1).active, 0);
+        assert_eq!(d.conns(4).active, 3);
         assert_eq!(d.global().nodest_expired, 0);
     });
 }
@@ -1640,11 +1650,22 @@ fn nodest_expire_drops_the_next_packet_and_forgets_the_flow() {
         assert_eq!(d.conntrack(&flow_of_tcp4(44000, 80)).unwrap().real_id, 4);
         assert_eq!(d.conns(4).active, 1);
 
-        // An unreachable real ends its flows the same way.
-        d.real(4, 0, REAL_B_MAC, LO, false);
+        // B leaves too, for C. A bare SYN on the ports of one of its flows
+        // opens a new connection: scheduled, not dropped.
+        let syn2 = tcp4_flags(44001, 0x02);
+        assert_eq!(d.run(&syn2, LO).1[0..6], REAL_B_MAC);
+        d.real(5, 0, REAL_C_MAC, LO, true);
+        d.table(0, 5);
+        d.real(4, 0, REAL_B_MAC, LO, false); // unreachable: no longer serving
+        let (action, out) = d.run(&syn2, LO);
+        assert_eq!(action, XDP_TX);
+        assert_eq!(out, with_macs(&syn2, REAL_C_MAC, DIRECTOR_MAC));
+        assert_eq!(d.global().nodest_expired, 1);
+        // The other flow's next segment ends it.
         assert_eq!(d.run(&ack, LO).0, XDP_DROP);
         assert_eq!(d.global().nodest_expired, 2);
         assert_eq!(d.conns(4).active, 0);
+        assert_eq!(d.conns(5).active, 1);
     });
 }
 
