@@ -161,6 +161,10 @@ pub const REAL_F_PRESENT: u32 = 1;
 /// `RealInfo::flags`: its next hop is known, so it can take packets. Flows to a
 /// real without it are rescheduled.
 pub const REAL_F_REACHABLE: u32 = 2;
+/// `RealInfo::flags`: the real left its service but its flows continue
+/// (nodest policy `keep`): it takes no new flows and is in none of the
+/// service's tables; the agent frees the slot once it has no connections.
+pub const REAL_F_DRAINING: u32 = 4;
 
 /// An IPv4 or IPv6 address in network byte order; IPv4 uses `addr[0]` only and
 /// leaves the other words zero.
@@ -477,12 +481,17 @@ pub struct Settings {
 /// service may be a real server's reply (a `NAT_REPLIES` lookup); without
 /// it such traffic passes at once.
 pub const SETTINGS_F_NAT: u32 = 1;
+/// `Settings` flag: nodest policy `expire` (IPVS `expire_nodest_conn`): a
+/// packet of a flow whose real no longer serves its service is dropped and
+/// the flow deleted; without it the flow is scheduled anew (`reschedule`;
+/// under `keep` a removed real stays as `REAL_F_DRAINING` until its flows end).
+pub const SETTINGS_F_NODEST_EXPIRE: u32 = 2;
 
 /// Version of the maps' layout and meaning, stamped into `SETTINGS`. Bump it
 /// whenever a map's key or value changes in meaning without changing size
 /// (sizes are compared separately), so a new agent never adopts maps it
 /// would misread.
-pub const MAP_LAYOUT_VERSION: u32 = 2;
+pub const MAP_LAYOUT_VERSION: u32 = 3;
 
 /// Connection counts of one real server, as ipvsadm's ActiveConn / InActConn.
 /// `REAL_CONNS` is counted by the data plane (atomic adds); `REAL_CONNS_GONE`
@@ -606,6 +615,9 @@ pub struct GlobalCounters {
     /// Of `tx`: ICMP "fragmentation needed" / ICMPv6 "packet too big" sent
     /// back to the client because the tunnelled packet would exceed the egress MTU.
     pub too_big: u64,
+    /// Of `drop`: packets of flows whose real left the service, dropped
+    /// (and the flow deleted) under `SETTINGS_F_NODEST_EXPIRE`.
+    pub nodest_expired: u64,
 }
 
 /// Summing the per-CPU copies of a counter set.
@@ -632,6 +644,7 @@ impl core::ops::Add for GlobalCounters {
             malformed: self.malformed + o.malformed,
             fragments: self.fragments + o.fragments,
             too_big: self.too_big + o.too_big,
+            nodest_expired: self.nodest_expired + o.nodest_expired,
         }
     }
 }
@@ -650,7 +663,7 @@ assert_layout!(IfaceInfo, 8, 2);
 assert_layout!(Settings, 52, 4);
 assert_layout!(ConnCounts, 16, 8);
 assert_layout!(Counters, 24, 8);
-assert_layout!(GlobalCounters, 64, 8);
+assert_layout!(GlobalCounters, 72, 8);
 assert_layout!(DecapVip, 20, 4);
 assert_layout!(ServiceAddr, 20, 4);
 assert_layout!(Affinity, 16, 8);

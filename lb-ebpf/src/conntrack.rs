@@ -3,11 +3,11 @@
 //! whether it counts as an active or inactive connection of that real, and
 //! how long it may stay idle before the agent expires it.
 
-use crate::maps::{CONNTRACK, REAL_CONNS};
+use crate::maps::{CONNTRACK, REAL_CONNS, SETTINGS};
 // The BPF target declares no atomic types, but BPF has atomic add, exchange
 // and compare-exchange instructions (cpu v3); the intrinsics emit them.
 use core::intrinsics::{AtomicOrdering::Relaxed, atomic_cxchg, atomic_xadd, atomic_xchg};
-use lb_common::{FlowKey, FlowState, PROTO_UDP, conn};
+use lb_common::{FlowKey, FlowState, PROTO_UDP, SETTINGS_F_NODEST_EXPIRE, conn};
 
 /// The entry of `flow`, whichever service it was recorded for.
 #[inline(always)]
@@ -98,4 +98,21 @@ pub fn release(entry: *mut FlowState) {
     if old != conn::RELEASED {
         count(unsafe { (*entry).real_id }, old, u64::MAX);
     }
+}
+
+/// Whether a flow whose real left its service ends at its next packet
+/// (nodest policy `expire`) rather than being scheduled anew.
+#[inline(always)]
+pub fn expire_nodest() -> bool {
+    SETTINGS
+        .get(0)
+        .is_some_and(|s| s.flags & SETTINGS_F_NODEST_EXPIRE != 0)
+}
+
+/// Uncounts and deletes a flow (nodest `expire`), so the client's next
+/// connection from the same port is scheduled anew.
+#[inline(always)]
+pub fn forget(flow: &FlowKey, entry: *mut FlowState) {
+    release(entry);
+    let _ = CONNTRACK.remove(flow);
 }

@@ -20,7 +20,10 @@ use aya_ebpf::{
     bindings::xdp_action, helpers::bpf_ktime_get_ns, macros::xdp, programs::XdpContext,
 };
 use aya_log_ebpf::debug;
-use lb_common::{FlowState, REAL_F_REACHABLE, RealInfo, SERVICE_F_ACTIVE, ServiceKey, method};
+use lb_common::{
+    FlowState, PROTO_TCP, REAL_F_DRAINING, REAL_F_REACHABLE, RealInfo, SERVICE_F_ACTIVE,
+    ServiceKey, conn, method,
+};
 use maps::{REALS, SERVICES};
 use parse::Skip;
 use stats::Fate;
@@ -72,7 +75,11 @@ fn director(ctx: &XdpContext) -> (u32, Fate) {
     // through the same forwarding calls (one call site each keeps the
     // verifier's work down); it never creates a flow or moves its state.
     let entry = conntrack::lookup(flow);
-    let existing = entry.and_then(|e| flow_real(e, service.id).map(|(id, real)| (e, id, real)));
+    // A bare SYN opens a new connection, even on a port an old flow used.
+    let syn = flow.proto == PROTO_TCP
+        && pkt.tcp_flags & (conn::TCP_SYN | conn::TCP_ACK | conn::TCP_RST) == conn::TCP_SYN;
+    let existing =
+        entry.and_then(|e| flow_real(e, service.id, syn).map(|(id, real)| (e, id, real)));
     let (real_id, real, new_conn) = match existing {
         Some((_, id, real)) if pkt.icmp_error => (id, real, false),
         Some((e, id, real)) => {
@@ -81,7 +88,19 @@ fn director(ctx: &XdpContext) -> (u32, Fate) {
         }
         None if pkt.icmp_error => return (xdp_action::XDP_PASS, Fate::Pass),
         None => {
-            let Some((id, real)) = sched::pick(service, flow).and_then(|id| usable(id, service.id))
+            // A flow whose real no longer serves the service: under nodest
+            // `expire` it ends here, else it is scheduled anew below (as is
+            // a new connection reusing its ports).
+            if let Some(e) = entry
+                && !syn
+                && conntrack::expire_nodest()
+            {
+                conntrack::forget(flow, e);
+                return (xdp_action::XDP_DROP, Fate::NodestExpired);
+            }
+            let Some((id, real)) = sched::pick(service, flow)
+                .and_then(|id| usable(id, service.id))
+                .filter(|(_, r)| r.flags & REAL_F_DRAINING == 0)
             else {
                 return (xdp_action::XDP_DROP, Fate::Drop);
             };
@@ -110,15 +129,21 @@ fn director(ctx: &XdpContext) -> (u32, Fate) {
 }
 
 /// The real a flow table entry names, if the entry was made for `service_id`
-/// and that real can still take its packets.
+/// and that real can still take its packets. A draining real (nodest policy
+/// `keep`) takes those of its flows, but not a `syn` opening a new
+/// connection on an old flow's ports.
 #[inline(always)]
-fn flow_real(entry: *mut FlowState, service_id: u32) -> Option<(u32, &'static RealInfo)> {
+fn flow_real(
+    entry: *mut FlowState,
+    service_id: u32,
+    syn: bool,
+) -> Option<(u32, &'static RealInfo)> {
     // SAFETY: `entry` points into the flow table.
     let (flow_service, real_id) = unsafe { ((*entry).service_id, (*entry).real_id) };
     if flow_service != service_id {
         return None;
     }
-    usable(real_id, service_id)
+    usable(real_id, service_id).filter(|(_, r)| !(syn && r.flags & REAL_F_DRAINING != 0))
 }
 
 /// The real server `id` if it belongs to `service_id` and can take packets.

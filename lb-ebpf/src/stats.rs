@@ -16,6 +16,9 @@ pub enum Fate {
     Redirect,
     /// An ICMP "too big" answered back out of the ingress interface (XDP_TX).
     TooBig,
+    /// A packet of a flow whose real left the service, dropped with the flow
+    /// (nodest policy `expire`).
+    NodestExpired,
 }
 
 #[inline(always)]
@@ -41,6 +44,10 @@ pub fn global(fate: Fate) {
         Fate::TooBig => {
             c.tx += 1;
             c.too_big += 1;
+        }
+        Fate::NodestExpired => {
+            c.drop += 1;
+            c.nodest_expired += 1;
         }
     }
 }

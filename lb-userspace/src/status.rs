@@ -6,9 +6,9 @@ use anyhow::{Context, Result};
 use aya::maps::{Array, HashMap, Map, MapData, PerCpuArray};
 use aya::{Pod, maps::IterableMap};
 use lb_common::{
-    Affinity, ConnCounts, Counters, FlowKey, FlowState, GlobalCounters, IfaceInfo, REAL_F_PRESENT,
-    REAL_F_REACHABLE, RealInfo, ReplicaSet, SERVICE_F_ACTIVE, SERVICE_F_PERSISTENT, ServiceAddr,
-    ServiceInfo, ServiceKey, addr_ip, map_names,
+    Affinity, ConnCounts, Counters, FlowKey, FlowState, GlobalCounters, IfaceInfo, REAL_F_DRAINING,
+    REAL_F_PRESENT, REAL_F_REACHABLE, RealInfo, ReplicaSet, SERVICE_F_ACTIVE, SERVICE_F_PERSISTENT,
+    ServiceAddr, ServiceInfo, ServiceKey, addr_ip, map_names,
 };
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -103,6 +103,8 @@ pub struct RealStatus {
     pub weight: u32,
     /// False while its next hop is unknown: it takes no new connections.
     pub reachable: bool,
+    /// Left its service but still carries flows (`nodest_policy = "keep"`).
+    pub draining: bool,
     pub active_conns: u64,
     pub inactive_conns: u64,
     /// Live persistence templates (ipvsadm's PersistConn); `None` when not read.
@@ -148,6 +150,8 @@ pub struct PacketCounts {
     pub fragments: u64,
     /// Of `tx`.
     pub icmp_too_big: u64,
+    /// Of `drop`: packets of flows whose real left (`nodest_policy = "expire"`).
+    pub nodest_expired: u64,
 }
 
 /// How full one map is.
@@ -264,6 +268,7 @@ impl Snapshot {
                         .to_string(),
                     weight: r.weight,
                     reachable: r.flags & REAL_F_REACHABLE != 0,
+                    draining: r.flags & REAL_F_DRAINING != 0,
                     active_conns: live.active,
                     inactive_conns: live.inactive,
                     persistent_conns: persist.as_ref().map(|p| p.get(id).copied().unwrap_or(0)),
@@ -306,6 +311,7 @@ impl Snapshot {
                 malformed: g.malformed,
                 fragments: g.fragments,
                 icmp_too_big: g.too_big,
+                nodest_expired: g.nodest_expired,
             },
             maps,
         })
@@ -379,7 +385,11 @@ pub fn render(dir: &Path, view: View) -> Result<String> {
             )?,
             View::PersistentConn => writeln!(out, "{head}")?,
         }
-        for r in &svc.reals {
+        // Reals that left the service but still carry flows (nodest `keep`):
+        // not members (ipvsadm does not list them either), shown apart.
+        let (draining, members): (Vec<&RealStatus>, Vec<&RealStatus>) =
+            svc.reals.iter().partition(|r| r.draining);
+        for r in members {
             let name = SocketText(r.address, r.port).to_string();
             if view == View::PersistentConn {
                 writeln!(
@@ -404,12 +414,29 @@ pub fn render(dir: &Path, view: View) -> Result<String> {
                 c.connections, c.packets, c.bytes
             )?;
         }
+        for r in draining {
+            writeln!(
+                out,
+                "  draining {} ActiveConn {} InActConn {}",
+                SocketText(r.address, r.port),
+                r.active_conns,
+                r.inactive_conns
+            )?;
+        }
     }
     let g = snap.packets;
     writeln!(
         out,
-        "Packets: tx {} (icmp too big {}) redirect {} pass {} (malformed {}, fragments {}) drop {} error {}",
-        g.tx, g.icmp_too_big, g.redirect, g.pass, g.malformed, g.fragments, g.drop, g.error
+        "Packets: tx {} (icmp too big {}) redirect {} pass {} (malformed {}, fragments {}) drop {} (nodest expired {}) error {}",
+        g.tx,
+        g.icmp_too_big,
+        g.redirect,
+        g.pass,
+        g.malformed,
+        g.fragments,
+        g.drop,
+        g.nodest_expired,
+        g.error
     )?;
     Ok(out)
 }

@@ -6,30 +6,24 @@
 //! Quorum scripts must fire on crossing, the sorry server must take the
 //! traffic only while every real is down.
 
+mod check_lab;
 mod common;
 
+use check_lab::*;
 use common::xlb_bin;
 use std::{
     collections::BTreeMap,
     io::{Read, Write},
-    net::{IpAddr, SocketAddr, TcpListener, TcpStream},
-    path::{Path, PathBuf},
+    net::{IpAddr, TcpListener, TcpStream},
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering},
     },
     thread::JoinHandle,
-    time::{Duration, Instant},
+    time::Duration,
 };
-use xlb_testbed::{
-    agent::Agent,
-    lab::{DrLab, LabOptions},
-    netns::Netns,
-};
+use xlb_testbed::{lab::DrLab, netns::Netns};
 
-const TIMEOUT: Duration = Duration::from_secs(3);
-/// Longest a state change may take to show (checks run every 0.3 s).
-const SETTLE: Duration = Duration::from_secs(30);
 const HEALTH_PATH: &str = "/health";
 /// md5("ok\n"): what the health URL answers while the real is fine.
 const OK_DIGEST: &str = "eff5bc1ef8ec9d03e640fc4370f5eacd";
@@ -159,92 +153,10 @@ fn answer(
     Ok(())
 }
 
-/// The lab with `n` reals and a scratch directory for configs and script output.
-fn lab(n: usize, tag: &str) -> (DrLab, PathBuf) {
-    xlb_testbed::require_root().unwrap();
-    let lab = DrLab::build(&LabOptions {
-        weights: vec![1; n],
-        peer_xdp: Some((
-            xlb::EBPF_OBJECT_PATH.into(),
-            lb_common::PROG_PASS.to_string(),
-        )),
-        ..LabOptions::default()
-    })
-    .unwrap();
-    let dir = std::env::temp_dir().join(format!("xlb-check-{}-{tag}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    (lab, dir)
-}
-
-/// A config with one DR service and the given reals, each with its own
-/// extra lines (lifecycle keys, then `[[service.real.check]]` tables).
-fn config(lab: &DrLab, service_extra: &str, reals: &[(IpAddr, String)]) -> String {
-    let mut s = format!(
-        "[dataplane]\ninterfaces = [\"eth0\"]\nxdp_mode = \"generic\"\npin_path = \"{}\"\n\n[[service]]\nvip = \"{}\"\nport = {}\nscheduler = \"rr\"\nmethod = \"dr\"\ndelay_loop = 0.3\n{service_extra}\n",
-        lab.pin_path.display(),
-        lab.vip,
-        lab.port
-    );
-    for (addr, extra) in reals {
-        s.push_str(&format!(
-            "\n[[service.real]]\naddress = \"{addr}\"\nweight = 1\n{extra}\n"
-        ));
-    }
-    s
-}
-
-fn start(lab: &DrLab, dir: &Path, text: &str) -> Agent {
-    let path = dir.join("xlb.toml");
-    std::fs::write(&path, text).unwrap();
-    Agent::start(&lab.director, &xlb_bin(), &path).unwrap()
-}
-
-/// Reals and weights in `xlb status`.
-fn pool(lab: &DrLab) -> BTreeMap<IpAddr, u32> {
-    let status = lab.status(&xlb_bin()).unwrap();
-    status
-        .lines()
-        .filter_map(|l| l.trim_start().strip_prefix("-> "))
-        .filter_map(|l| {
-            let mut w = l.split_whitespace();
-            let addr: SocketAddr = w.next()?.parse().ok()?;
-            let weight = w.nth(1)?.parse().ok()?;
-            Some((addr.ip(), weight))
-        })
-        .collect()
-}
-
-/// Polls `cond` (bounded by [`SETTLE`]) until it holds.
-fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + SETTLE;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn file_lines(p: &Path) -> Vec<String> {
-    std::fs::read_to_string(p)
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_string)
-        .collect()
-}
-
-fn sh(script: &str) -> String {
-    format!("[\"/bin/sh\", \"-c\", {script:?}]")
-}
-
 fn http_check(retry: u32) -> String {
     format!(
         "[[service.real.check]]\ntype = \"http\"\nconnect_timeout = 1\nretry = {retry}\ndelay_before_retry = 0.2\nurl = [{{ path = \"{HEALTH_PATH}\", digest = \"{OK_DIGEST}\" }}]\n"
     )
-}
-
-/// Sends `n` requests through the VIP; all must be answered.
-fn spread(lab: &DrLab, n: usize) -> BTreeMap<String, usize> {
-    lab.spread(n, TIMEOUT).unwrap()
 }
 
 #[test]
@@ -439,5 +351,157 @@ fn tcp_check_follows_kills_and_nftables_blocks_misc_check_follows_exit_codes() {
     });
 
     agent.stop().unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A keep-alive HTTP connection from the lab's client through the VIP.
+struct Held(TcpStream);
+
+impl Held {
+    fn open(lab: &DrLab) -> Held {
+        let s = lab
+            .client
+            .enter(|| TcpStream::connect_timeout(&lab.vip_socket(), TIMEOUT))
+            .unwrap()
+            .unwrap();
+        s.set_read_timeout(Some(TIMEOUT)).unwrap();
+        s.set_write_timeout(Some(TIMEOUT)).unwrap();
+        Held(s)
+    }
+
+    /// One `GET /` on the connection: the answering real's name.
+    fn ask(&mut self) -> std::io::Result<String> {
+        self.0
+            .write_all(b"GET / HTTP/1.1\r\nHost: vip\r\nConnection: keep-alive\r\n\r\n")?;
+        let mut got = Vec::new();
+        let mut buf = [0u8; 1024];
+        loop {
+            if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&got[..end]).to_lowercase();
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0);
+                if got.len() >= end + 4 + len {
+                    return Ok(String::from_utf8_lossy(&got[end + 4..end + 4 + len])
+                        .trim()
+                        .to_string());
+                }
+            }
+            let n = self.0.read(&mut buf)?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+    }
+
+    /// Ends the connection with a RST (SO_LINGER 0): the flow goes to
+    /// IPVS's CLOSE state, which expires after 10 s.
+    fn reset(self) {
+        use std::os::fd::AsRawFd;
+        let linger = libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        };
+        // SAFETY: a valid socket and a linger struct of the size given.
+        let rc = unsafe {
+            libc::setsockopt(
+                self.0.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_LINGER,
+                (&raw const linger).cast(),
+                size_of::<libc::linger>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(rc, 0, "SO_LINGER");
+    }
+}
+
+/// `nodest expired N` from `xlb status`.
+fn nodest_expired(lab: &DrLab) -> u64 {
+    let status = lab.status(&xlb_bin()).unwrap();
+    status
+        .split("nodest expired ")
+        .nth(1)
+        .and_then(|t| t.split(')').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no nodest counter in {status}"))
+}
+
+#[test]
+fn a_held_connection_to_a_real_taken_out_follows_the_nodest_policy() {
+    let (lab, dir) = lab(2, "nodest");
+    // The check watches a health port the test controls, so the service's
+    // server (port 80) keeps serving the held connection.
+    let health = |i: usize| {
+        xlb_testbed::http::serve_name(&lab.reals[i].ns, "0.0.0.0:9000".parse().unwrap(), "health")
+            .unwrap()
+    };
+    let check = "[[service.real.check]]\ntype = \"tcp\"\nconnect_port = 9000\nconnect_timeout = 0.5\nretry = 1\ndelay_before_retry = 0.2\n";
+    let reals: Vec<(IpAddr, String)> = lab
+        .reals
+        .iter()
+        .map(|r| (r.addr, check.to_string()))
+        .collect();
+    let mut servers = vec![Some(health(0)), Some(health(1))];
+    for policy in ["keep", "expire", "reschedule"] {
+        let text = config(&lab, "", &reals).replacen(
+            "[dataplane]\n",
+            &format!("[dataplane]\nnodest_policy = \"{policy}\"\n"),
+            1,
+        );
+        let agent = start(&lab, &dir, &text);
+        let addrs: Vec<IpAddr> = lab.reals.iter().map(|r| r.addr).collect();
+        wait_for(&format!("{policy}: both reals in the pool"), || {
+            pool(&lab).len() == 2
+        });
+        let mut held = Held::open(&lab);
+        let name = held.ask().unwrap();
+        let x = lab.reals.iter().position(|r| r.name == name).unwrap();
+        let other = &lab.reals[1 - x].name;
+        let expired_before = nodest_expired(&lab);
+
+        // The check takes the held connection's real out.
+        servers[x] = None;
+        wait_for(&format!("{policy}: {name} out"), || {
+            !pool(&lab).contains_key(&addrs[x])
+        });
+        match policy {
+            "keep" => {
+                for _ in 0..3 {
+                    assert_eq!(held.ask().unwrap(), name, "keep: the held connection moved");
+                }
+                let seen = spread(&lab, 10);
+                assert_eq!(seen, BTreeMap::from([(other.clone(), 10)]));
+                let draining = format!("draining {}:{}", addrs[x], lab.port);
+                assert!(lab.status(&xlb_bin()).unwrap().contains(&draining));
+                // Once the connection is gone (RST: CLOSE, 10 s), the slot is freed.
+                held.reset();
+                wait_for("keep: the drained real freed", || {
+                    !lab.status(&xlb_bin()).unwrap().contains(&draining)
+                });
+            }
+            // The next request is dropped and the flow forgotten; TCP's
+            // retransmission is a new flow, scheduled to the other real,
+            // which never saw the handshake and resets the connection.
+            "expire" => {
+                let err = held.ask().unwrap_err();
+                assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset, "{err}");
+                assert!(nodest_expired(&lab) > expired_before);
+            }
+            // The request itself goes to the other real, which resets it (DR).
+            _ => {
+                let err = held.ask().unwrap_err();
+                assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset, "{err}");
+                assert_eq!(nodest_expired(&lab), expired_before);
+            }
+        }
+        servers[x] = Some(health(x));
+        wait_for(&format!("{policy}: {name} back"), || pool(&lab).len() == 2);
+        agent.stop().unwrap();
+    }
+    drop(servers);
     std::fs::remove_dir_all(&dir).unwrap();
 }

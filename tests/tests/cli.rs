@@ -68,6 +68,10 @@ fn every_config_error_names_file_line_and_column() {
             "FILE:3:12: unknown xdp_mode `fast`, expected `native`, `generic` or `auto`",
         ),
         (
+            "[dataplane]\ninterfaces = [\"eth0\"]\nnodest_policy = \"drop\"\n",
+            "FILE:3:17: unknown nodest_policy `drop`, expected `keep`, `expire` or `reschedule`",
+        ),
+        (
             "[dataplane]\ninterfaces = [\"eth0\"]\nbogus = 1\n",
             "FILE:3:1: unknown field `bogus`",
         ),

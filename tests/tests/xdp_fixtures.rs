@@ -1501,3 +1501,186 @@ fn icmpv6_errors_of_nat_flows_are_rewritten_both_ways() {
         assert_eq!(d.run(&error, fa), (XDP_REDIRECT, want), "to the client");
     });
 }
+
+// ---- Flows whose real left the service (nodest policy) ----
+
+/// Service 0 (TCP 80 on VIP4) with real 1 (A) and real 4 (B); one flow
+/// from port `sport` goes to A. Then A leaves the service: its slot becomes
+/// `flags` (0: freed, as under `reschedule` / `expire`; or draining under
+/// `keep`), and the table sends new flows to B.
+fn flow_then_real_a_leaves(d: &mut Director, sport: u16, flags: u32) -> Vec<u8> {
+    standard(d);
+    d.real(4, 0, REAL_B_MAC, LO, true);
+    let syn = tcp4_flags(sport, 0x02);
+    let (action, out) = d.run(&syn, LO);
+    assert_eq!(action, XDP_TX);
+    assert_eq!(out, with_macs(&syn, REAL_A_MAC, DIRECTOR_MAC));
+    assert_eq!(d.conns(1).active, 1);
+    let mut m: Array<_, RealInfo> =
+        Array::try_from(d.ebpf.map_mut(map_names::REALS).unwrap()).unwrap();
+    let a = m.get(&1, 0).unwrap();
+    let left = if flags == 0 {
+        RealInfo::default()
+    } else {
+        RealInfo { flags, ..a }
+    };
+    m.set(1, left, 0).unwrap();
+    d.table(0, 4);
+    tcp4_flags(sport, 0x10)
+}
+
+fn settings_flags(d: &mut Director, flags: u32) {
+    let mut m: Array<_, Settings> =
+        Array::try_from(d.ebpf.map_mut(map_names::SETTINGS).unwrap()).unwrap();
+    let s = Settings {
+        flags,
+        ..m.get(&0, 0).unwrap()
+    };
+    m.set(0, s, 0).unwrap();
+}
+
+#[test]
+fn nodest_keep_a_draining_real_keeps_its_flows_and_takes_no_new_ones() {
+    use lb_common::{Affinity, REAL_F_DRAINING, SERVICE_F_PERSISTENT, ServiceAddr};
+    with_director(|d| {
+        let ack = flow_then_real_a_leaves(
+            d,
+            43000,
+            REAL_F_PRESENT | REAL_F_REACHABLE | REAL_F_DRAINING,
+        );
+        for _ in 0..3 {
+            let (action, out) = d.run(&ack, LO);
+            assert_eq!(action, XDP_TX);
+            assert_eq!(out, with_macs(&ack, REAL_A_MAC, DIRECTOR_MAC), "kept flow");
+        }
+        let state = d.conntrack(&flow_of_tcp4(43000, 80)).unwrap();
+        assert_eq!(state.real_id, 1);
+        assert_eq!(state.state, u64::from(lb_common::conn::ESTABLISHED));
+        assert_eq!(d.conns(1).active, 1, "the kept flow still counts on A");
+
+        // A new flow goes by the table, to B.
+        let syn = tcp4_flags(43001, 0x02);
+        let (action, out) = d.run(&syn, LO);
+        assert_eq!(action, XDP_TX);
+        assert_eq!(out, with_macs(&syn, REAL_B_MAC, DIRECTOR_MAC));
+
+        // Nor does a persistence template still naming A bring it new flows.
+        let key = ServiceKey {
+            addr: addr4(VIP4),
+            port: 80u16.to_be(),
+            proto: IP_TCP,
+            family: FAMILY_V4,
+        };
+        let mut services: HashMap<_, ServiceKey, ServiceInfo> =
+            HashMap::try_from(d.ebpf.map_mut(map_names::SERVICES).unwrap()).unwrap();
+        let info = services.get(&key, 0).unwrap();
+        let info = ServiceInfo {
+            flags: info.flags | SERVICE_F_PERSISTENT,
+            persist_timeout_s: 300,
+            persist_mask: [u32::MAX, 0, 0, 0],
+            ..info
+        };
+        services.insert(key, info, 0).unwrap();
+        let mut persist: HashMap<_, ServiceAddr, Affinity> =
+            HashMap::try_from(d.ebpf.map_mut(map_names::PERSIST).unwrap()).unwrap();
+        let template = ServiceAddr {
+            service_id: 0,
+            addr: addr4(CLIENT4),
+        };
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+        let now = ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64;
+        persist
+            .insert(
+                template,
+                Affinity {
+                    real_id: 1,
+                    _pad: 0,
+                    last_ns: now,
+                },
+                0,
+            )
+            .unwrap();
+        let syn = tcp4_flags(43002, 0x02);
+        assert_eq!(
+            d.run(&syn, LO).1,
+            with_macs(&syn, REAL_B_MAC, DIRECTOR_MAC),
+            "persistence to a draining real"
+        );
+        assert_eq!(d.conns(1).active, 1);
+        assert_eq!(d.conns(4).active, 2);
+
+        // A bare SYN on the kept flow's ports is a new connection: not for A.
+        let reuse = tcp4_flags(43000, 0x02);
+        assert_eq!(
+            d.run(&reuse, LO).1,
+            with_macs(&reuse, REAL_B_MAC, DIRECTOR_MAC)
+        );
+        assert_eq!(d.conntrack(&flow_of_tcp4(43000, 80)).unwrap().real_id, 4);
+        assert_eq!(d.conns(1).active, 0);
+        assert_eq!(d.conns(4).active, 3);
+        assert_eq!(d.global().nodest_expired, 0);
+    });
+}
+
+#[test]
+fn nodest_expire_drops_the_next_packet_and_forgets_the_flow() {
+    with_director(|d| {
+        settings_flags(d, lb_common::SETTINGS_F_NODEST_EXPIRE);
+        let ack = flow_then_real_a_leaves(d, 44000, 0);
+        let (action, out) = d.run(&ack, LO);
+        assert_eq!(action, XDP_DROP);
+        assert_eq!(out, ack, "a dropped frame is not rewritten");
+        assert!(
+            d.conntrack(&flow_of_tcp4(44000, 80)).is_none(),
+            "flow deleted"
+        );
+        assert_eq!(d.conns(1).active, 0, "uncounted on the departed real");
+        let g = d.global();
+        assert_eq!((g.drop, g.nodest_expired), (1, 1));
+
+        // The client's next packet on that port is a new flow, by the table.
+        let syn = tcp4_flags(44000, 0x02);
+        let (action, out) = d.run(&syn, LO);
+        assert_eq!(action, XDP_TX);
+        assert_eq!(out, with_macs(&syn, REAL_B_MAC, DIRECTOR_MAC));
+        assert_eq!(d.conntrack(&flow_of_tcp4(44000, 80)).unwrap().real_id, 4);
+        assert_eq!(d.conns(4).active, 1);
+
+        // B leaves too, for C. A bare SYN on the ports of one of its flows
+        // opens a new connection: scheduled, not dropped.
+        let syn2 = tcp4_flags(44001, 0x02);
+        assert_eq!(d.run(&syn2, LO).1[0..6], REAL_B_MAC);
+        d.real(5, 0, REAL_C_MAC, LO, true);
+        d.table(0, 5);
+        d.real(4, 0, REAL_B_MAC, LO, false); // unreachable: no longer serving
+        let (action, out) = d.run(&syn2, LO);
+        assert_eq!(action, XDP_TX);
+        assert_eq!(out, with_macs(&syn2, REAL_C_MAC, DIRECTOR_MAC));
+        assert_eq!(d.global().nodest_expired, 1);
+        // The other flow's next segment ends it.
+        assert_eq!(d.run(&ack, LO).0, XDP_DROP);
+        assert_eq!(d.global().nodest_expired, 2);
+        assert_eq!(d.conns(4).active, 0);
+        assert_eq!(d.conns(5).active, 1);
+    });
+}
+
+#[test]
+fn nodest_reschedule_moves_the_flow_to_the_table_s_real() {
+    with_director(|d| {
+        settings_flags(d, 0);
+        let ack = flow_then_real_a_leaves(d, 45000, 0);
+        let (action, out) = d.run(&ack, LO);
+        assert_eq!(action, XDP_TX);
+        assert_eq!(out, with_macs(&ack, REAL_B_MAC, DIRECTOR_MAC));
+        let state = d.conntrack(&flow_of_tcp4(45000, 80)).unwrap();
+        assert_eq!(state.real_id, 4);
+        assert_eq!(d.conns(1).active, 0);
+        assert_eq!(d.conns(4).active, 1);
+        assert_eq!(d.global().nodest_expired, 0);
+    });
+}

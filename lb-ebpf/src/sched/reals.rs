@@ -5,7 +5,8 @@ use super::threshold;
 use crate::maps::{REAL_CONNS, REAL_CONNS_GONE, REALS, SERVICE_REALS};
 use core::ptr::read_volatile;
 use lb_common::{
-    ConnCounts, REAL_F_REACHABLE, REAL_NONE, RealInfo, SERVICE_F_TABLE_B, ServiceInfo, sched_layout,
+    ConnCounts, REAL_F_DRAINING, REAL_F_REACHABLE, REAL_NONE, RealInfo, SERVICE_F_TABLE_B,
+    ServiceInfo, sched_layout,
 };
 
 /// Active and inactive connections now: counted by the data plane, minus
@@ -19,15 +20,17 @@ pub fn load(id: u32) -> ConnCounts {
     read(REAL_CONNS.get_ptr_mut(id)).live(read(REAL_CONNS_GONE.get_ptr_mut(id)))
 }
 
-/// Real `id` if it belongs to `service_id` and is reachable (IPVS: in the
-/// service's list and available), with its load.
+/// Real `id` if it belongs to `service_id`, is reachable and not draining
+/// (IPVS: in the service's list and available), with its load.
 #[inline(always)]
 pub fn member(id: u32, service_id: u32) -> Option<(&'static RealInfo, ConnCounts)> {
     if id == REAL_NONE {
         return None;
     }
     let real = REALS.get(id)?;
-    if real.service_id != service_id || real.flags & REAL_F_REACHABLE == 0 {
+    if real.service_id != service_id
+        || real.flags & (REAL_F_REACHABLE | REAL_F_DRAINING) != REAL_F_REACHABLE
+    {
         return None;
     }
     Some((real, load(id)))

@@ -268,6 +268,7 @@ pub async fn run(
     let stopping = r.runtime.stopping(&config);
     r.alerts.stopping(&config, &stopping);
     r.announcer.announce_and_wait(stopping).await;
+    r.announcer.stop().await;
     if !r.alerts.flush(ALERT_FLUSH).await {
         warn!("stopping with alerts not yet delivered");
     }

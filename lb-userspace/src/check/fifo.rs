@@ -1,17 +1,28 @@
 //! keepalived's LVS notify FIFO: one line per change, `RS [ip]:tcp:port
 //! [vip]:tcp:port UP|DOWN` for a real and `VS [vip]:tcp:port UP|DOWN` for a
 //! service's quorum (`FWM N` for fwmark services), as keepalived writes them.
+//! A FIFO's `script` is its reader: started once with the FIFO's path as its
+//! argument, as keepalived's `notify_fifo_script`.
 
-use crate::{agent::desired::RealKey, config::ServiceId};
+use crate::{
+    agent::desired::RealKey,
+    config::{Command, ServiceId},
+    script::{self, RunAs},
+};
 use anyhow::{Context, Result};
 use std::{
     fs::{File, OpenOptions},
     io::{ErrorKind, Write},
     net::IpAddr,
-    os::unix::fs::{FileTypeExt, OpenOptionsExt},
+    os::{
+        fd::AsRawFd,
+        unix::fs::{FileTypeExt, OpenOptionsExt},
+    },
     path::Path,
+    time::Duration,
 };
-use tracing::warn;
+use tokio::{sync::oneshot, task::JoinHandle};
+use tracing::{info, warn};
 
 /// A notify FIFO opened for writing.
 pub struct FifoWriter {
@@ -45,10 +56,62 @@ impl FifoWriter {
         })
     }
 
+    /// Bytes written but not read yet.
+    pub fn unread(&self) -> usize {
+        let mut n: libc::c_int = 0;
+        // SAFETY: FIONREAD stores an int at the pointer given.
+        let rc = unsafe { libc::ioctl(self.file.as_raw_fd(), libc::FIONREAD, &mut n) };
+        if rc == 0 { n.max(0) as usize } else { 0 }
+    }
+
     /// Writes one line; a full FIFO (no reader draining it) loses the line.
     pub fn write_line(&mut self, line: &str) {
         if let Err(e) = self.file.write_all(line.as_bytes()) {
             warn!(fifo = %self.path, error = %e, "notify FIFO line lost");
+        }
+    }
+}
+
+/// A FIFO's reader script, running for the agent's life.
+pub struct FifoReader {
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<()>,
+}
+
+impl FifoReader {
+    /// Starts `cmd` with `path` appended to its arguments, as `user`;
+    /// with `secure` (enable_script_security) an unsafe script is refused.
+    /// A script that ends is logged, not restarted.
+    pub fn start(path: &Path, cmd: Command, user: Option<RunAs>, secure: bool) -> FifoReader {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let fifo = path.display().to_string();
+        let task = tokio::spawn(async move {
+            if secure && let Err(e) = script::check_secure(&cmd) {
+                warn!(script = ?cmd.0, error = %format!("{e:#}"), "FIFO script refused");
+                return;
+            }
+            info!(script = ?cmd.0, %fifo, "FIFO script started");
+            let args = [fifo.clone()];
+            tokio::select! {
+                r = script::run(&cmd, &args, user, Duration::MAX) => match r {
+                    Ok(outcome) => warn!(script = ?cmd.0, %fifo, ?outcome, "FIFO script ended"),
+                    Err(e) => warn!(script = ?cmd.0, error = %format!("{e:#}"), "FIFO script did not run"),
+                },
+                // Dropping the run kills the script.
+                _ = stopped => {}
+            }
+        });
+        FifoReader { stop, task }
+    }
+
+    /// Lets the script finish reading for up to `grace` (the caller has
+    /// closed its end of the FIFO, so the script sees end-of-file once no
+    /// other writer holds it), then kills it.
+    pub async fn stop(self, grace: Duration) {
+        let FifoReader { stop, mut task } = self;
+        if tokio::time::timeout(grace, &mut task).await.is_err() {
+            let _ = stop.send(());
+            let _ = task.await;
         }
     }
 }

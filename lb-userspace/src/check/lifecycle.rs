@@ -3,10 +3,10 @@
 //! writes keepalived's lines to `lvs_notify_fifo` and `notify_fifo`. What
 //! changed is decided in `agent::desired` ([`Notice`]); this only acts.
 
-use super::fifo::{FifoWriter, rs_line, vs_line};
+use super::fifo::{FifoReader, FifoWriter, rs_line, vs_line};
 use crate::{
     agent::desired::Notice,
-    config::{Command, Config},
+    config::{Command, Config, global::Global},
     script::{self, RunAs},
 };
 use anyhow::{Context, Result};
@@ -15,32 +15,64 @@ use tracing::{info, warn};
 
 /// Longest a notify script may run before it is killed.
 const NOTIFY_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a FIFO script may go on reading after the agent's last line.
+const FIFO_READER_GRACE: Duration = Duration::from_secs(2);
 
 pub struct Announcer {
     fifos: Vec<FifoWriter>,
+    readers: Vec<FifoReader>,
     user: Option<RunAs>,
     secure: bool,
 }
 
 impl Announcer {
+    /// Opens (creating) the LVS notify FIFOs and starts their scripts;
+    /// needs the tokio runtime.
     pub fn new(config: &Config) -> Result<Announcer> {
-        let g = &config.global;
-        let fifos = [&g.lvs_notify_fifo, &g.notify_fifo]
-            .into_iter()
-            .flatten()
-            .map(|f| FifoWriter::open(&f.path))
-            .collect::<Result<_>>()?;
+        Announcer::for_global(&config.global)
+    }
+
+    pub fn for_global(g: &Global) -> Result<Announcer> {
         let user = g
             .script_user
             .as_deref()
             .map(RunAs::lookup)
             .transpose()
             .context("global script_user")?;
+        let secure = g.enable_script_security;
+        let mut fifos = Vec::new();
+        let mut readers = Vec::new();
+        for f in [&g.lvs_notify_fifo, &g.notify_fifo].into_iter().flatten() {
+            // The FIFO exists (created if missing) before its reader starts.
+            fifos.push(FifoWriter::open(&f.path)?);
+            if let Some(cmd) = &f.script {
+                readers.push(FifoReader::start(&f.path, cmd.clone(), user, secure));
+            }
+        }
         Ok(Announcer {
             fifos,
+            readers,
             user,
-            secure: g.enable_script_security,
+            secure,
         })
+    }
+
+    /// Closes the FIFOs and stops their scripts. The scripts get
+    /// [`FIFO_READER_GRACE`] to read what is left (closing a FIFO nobody
+    /// has open for reading would discard it), then as long again to exit
+    /// on end-of-file.
+    pub async fn stop(self) {
+        if !self.readers.is_empty() {
+            let deadline = tokio::time::Instant::now() + FIFO_READER_GRACE;
+            while self.fifos.iter().any(|f| f.unread() > 0)
+                && tokio::time::Instant::now() < deadline
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        drop(self.fifos);
+        let stops = self.readers.into_iter().map(|r| r.stop(FIFO_READER_GRACE));
+        futures::future::join_all(stops).await;
     }
 
     /// Writes the FIFO lines at once and starts the scripts in the background.
@@ -93,5 +125,79 @@ async fn run(cmd: &Command, user: Option<RunAs>, secure: bool) {
         Ok(o) if o.success() => {}
         Ok(o) => warn!(script = ?cmd.0, outcome = ?o, "notify script failed"),
         Err(e) => warn!(script = ?cmd.0, error = %format!("{e:#}"), "notify script did not run"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        agent::desired::RealKey,
+        config::{Protocol, ServiceId, global::Fifo},
+    };
+
+    #[test]
+    fn fifo_scripts_are_started_on_their_fifo_and_read_every_line() {
+        let dir = std::env::temp_dir().join(format!("xlb-fifo-script-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let (fifo, out) = (dir.join("lvs.fifo"), dir.join("read"));
+        // The FIFO's path arrives as the last argument ($1 after `reader`).
+        let reader = Command(vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            format!(
+                "echo \"arg $1\" > {out}; while read -r l; do echo \"$l\" >> {out}; done < \"$1\"",
+                out = out.display()
+            ),
+            "reader".into(),
+        ]);
+        let global = Global {
+            lvs_notify_fifo: Some(Fifo {
+                path: fifo.clone(),
+                script: Some(reader),
+            }),
+            ..Global::default()
+        };
+        let service = ServiceId::Addr {
+            vip: "10.0.0.1".parse().unwrap(),
+            port: 80,
+            protocol: Protocol::Tcp,
+        };
+        let key = RealKey {
+            service,
+            address: "10.1.0.2".parse().unwrap(),
+            port: 80,
+        };
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async {
+                let mut a = Announcer::for_global(&global).unwrap();
+                a.announce(vec![
+                    Notice::Real {
+                        key,
+                        up: false,
+                        command: None,
+                    },
+                    Notice::Quorum {
+                        service,
+                        up: false,
+                        command: None,
+                    },
+                ]);
+                // stop() closes the FIFO: the script reads the lines, then EOF, and exits.
+                a.stop().await;
+            });
+        let read = std::fs::read_to_string(&out).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(
+            read,
+            format!(
+                "arg {}\nRS [10.1.0.2]:tcp:80 [10.0.0.1]:tcp:80 DOWN\nVS [10.0.0.1]:tcp:80 DOWN\n",
+                fifo.display()
+            )
+        );
     }
 }

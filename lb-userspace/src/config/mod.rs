@@ -282,10 +282,34 @@ pub struct Dataplane {
     pub tunnel_source_v4: Option<Ipv4Addr>,
     /// Outer source of IPv6 tunnels; `None`: as for IPv4.
     pub tunnel_source_v6: Option<Ipv6Addr>,
-    /// IPVS's `expire_nodest_conn`: flows of a real that left the service are
-    /// dropped (and their state freed) at their next packet instead of
-    /// continuing until they end.
-    pub expire_nodest_conn: bool,
+    /// What happens to flows pinned to a real that left its service.
+    pub nodest: NodestPolicy,
+}
+
+/// Flows whose real left the service (removed from the config, or taken
+/// out by a health check): IPVS's `expire_nodest_conn` and more.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum NodestPolicy {
+    /// IPVS's default: existing flows continue to the removed real until
+    /// they end; the real takes no new flows meanwhile (draining).
+    #[default]
+    Keep,
+    /// `expire_nodest_conn = 1`: the next packet of such a flow is dropped
+    /// and the flow forgotten, so the client's next attempt is scheduled anew.
+    Expire,
+    /// The next packet of such a flow is scheduled to another real.
+    Reschedule,
+}
+
+impl NodestPolicy {
+    /// The `[dataplane] nodest_policy` value.
+    pub fn name(self) -> &'static str {
+        match self {
+            NodestPolicy::Keep => "keep",
+            NodestPolicy::Expire => "expire",
+            NodestPolicy::Reschedule => "reschedule",
+        }
+    }
 }
 
 /// Idle timeouts in seconds of established TCP, closing TCP and UDP flows

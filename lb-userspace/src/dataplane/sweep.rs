@@ -10,7 +10,7 @@ use aya::{
     maps::{Array, HashMap, MapData},
 };
 use lb_common::{ConnCounts, FlowKey, FlowState, RealInfo, Settings, conn, map_names};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Nanoseconds on the clock `bpf_ktime_get_ns` reads (CLOCK_MONOTONIC).
 pub fn monotonic_ns() -> u64 {
@@ -30,6 +30,9 @@ pub struct Swept {
     pub live: usize,
     /// Flows deleted because they were idle too long.
     pub expired: usize,
+    /// Real ids that flows still in the table go to (draining reals are
+    /// freed once they are not among them).
+    pub reals_with_flows: BTreeSet<u32>,
 }
 
 /// Whether a flow last seen at `seen_ns` in `state` has expired at `now_ns`.
@@ -55,6 +58,9 @@ pub fn sweep(ebpf: &mut Ebpf, settings: &Settings, now_ns: u64) -> Result<Swept>
                 doomed.push((key, value));
             } else {
                 done.live += 1;
+                if value.state as u32 != conn::RELEASED {
+                    done.reals_with_flows.insert(value.real_id);
+                }
             }
         }
     }

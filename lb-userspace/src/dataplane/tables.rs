@@ -8,6 +8,10 @@
 //! buckets) is double-buffered: the idle copy is written completely, then
 //! one update of the `SERVICES` entry (atomic for readers: the hash map swaps
 //! the element) flips `SERVICE_F_TABLE_B` to it.
+//!
+//! A real that leaves its service is freed at once, unless the nodest policy
+//! is `keep`: then it stays `REAL_F_DRAINING` (its flows continue, it takes
+//! no new ones) until it has no connections left, see [`Tables::release_drained`].
 
 use super::{DesiredService, NextHop};
 use crate::{
@@ -22,8 +26,8 @@ use aya::{
     util::nr_cpus,
 };
 use lb_common::{
-    ConnCounts, Counters, IfaceInfo, REAL_F_PRESENT, REAL_F_REACHABLE, REAL_NONE, RealInfo,
-    SERVICE_F_ACTIVE, SERVICE_F_FALLBACK, SERVICE_F_HASH_PORT, SERVICE_F_PERSISTENT,
+    ConnCounts, Counters, IfaceInfo, REAL_F_DRAINING, REAL_F_PRESENT, REAL_F_REACHABLE, REAL_NONE,
+    RealInfo, SERVICE_F_ACTIVE, SERVICE_F_FALLBACK, SERVICE_F_HASH_PORT, SERVICE_F_PERSISTENT,
     SERVICE_F_TABLE_B, ServiceInfo, ServiceKey, Settings, addr_ip, addr_words, family_of,
     map_names, sched_layout,
 };
@@ -44,6 +48,9 @@ struct Installed {
     table: Vec<u32>,
     /// The live real list and rr/wrr/dh/sh table (double-buffered).
     sched: SchedState,
+    /// Reals that left the service but keep their flows (nodest `keep`):
+    /// (address, port) → real id. A real that comes back gets its id again.
+    draining: BTreeMap<(IpAddr, u16), u32>,
 }
 
 /// What the live buffer of a service holds.
@@ -65,6 +72,8 @@ pub struct Tables {
     written_sources: TunnelSources,
     /// How much each Maglev service's table moved (read by the metrics endpoint).
     maglev_churn: BTreeMap<ServiceId, MaglevChurn>,
+    /// Nodest policy `keep`: removed reals drain instead of being freed.
+    keep_draining: bool,
 }
 
 /// Disruption of a Maglev service by table rewrites: each moved slot sends
@@ -117,7 +126,45 @@ impl Tables {
             configured_sources: TunnelSources::default(),
             written_sources: TunnelSources::default(),
             maglev_churn: BTreeMap::new(),
+            keep_draining: false,
         }
+    }
+
+    /// Whether reals leaving a service keep their flows until these end
+    /// (nodest policy `keep`) instead of being freed at once.
+    pub fn set_keep_draining(&mut self, keep: bool) {
+        self.keep_draining = keep;
+    }
+
+    /// Frees draining reals whose flows have all ended: the live count
+    /// (`REAL_CONNS` − `REAL_CONNS_GONE`) is zero, or no flow in the table
+    /// names the real any more (`with_flows`, from a sweep walk that started
+    /// after the real began draining: the LRU evicts flows without counting
+    /// them gone). Returns how many were freed.
+    pub fn release_drained(
+        &mut self,
+        ebpf: &mut Ebpf,
+        with_flows: &BTreeSet<u32>,
+    ) -> Result<usize> {
+        let draining: Vec<(ServiceId, (IpAddr, u16), u32)> = self
+            .services
+            .iter()
+            .flat_map(|(sid, s)| s.draining.iter().map(|(k, rid)| (*sid, *k, *rid)))
+            .collect();
+        let mut freed = 0;
+        for (sid, k, rid) in draining {
+            let live = live_conns(ebpf, rid)?;
+            if live.active + live.inactive != 0 && with_flows.contains(&rid) {
+                continue;
+            }
+            self.clear_real(ebpf, rid)?;
+            if let Some(s) = self.services.get_mut(&sid) {
+                s.draining.remove(&k);
+            }
+            info!(service = %sid, real = %k.0, port = k.1, "drained real freed");
+            freed += 1;
+        }
+        Ok(freed)
     }
 
     /// Per Maglev service, how many table slots moved on changes so far.
@@ -137,14 +184,19 @@ impl Tables {
     ) -> Result<Tables> {
         let mut t = Tables::new(table_size, max_services, max_reals);
         let mut reals_of: BTreeMap<u32, BTreeMap<(IpAddr, u16), u32>> = BTreeMap::new();
+        let mut draining_of: BTreeMap<u32, BTreeMap<(IpAddr, u16), u32>> = BTreeMap::new();
         {
             let m: Array<_, RealInfo> = Array::try_from(map(ebpf, map_names::REALS)?)?;
             for rid in 0..max_reals {
                 let info = m.get(&rid, 0)?;
                 if info.flags & REAL_F_PRESENT != 0 {
                     let addr = addr_ip(info.addr, info.family);
-                    reals_of
-                        .entry(info.service_id)
+                    let of = if info.flags & REAL_F_DRAINING != 0 {
+                        &mut draining_of
+                    } else {
+                        &mut reals_of
+                    };
+                    of.entry(info.service_id)
                         .or_default()
                         .insert((addr, u16::from_be(info.port)), rid);
                     t.written_reals.insert(rid, info);
@@ -184,6 +236,7 @@ impl Tables {
                         list,
                         table: sched_table,
                     },
+                    draining: draining_of.remove(&info.id).unwrap_or_default(),
                 },
             );
         }
@@ -336,11 +389,11 @@ impl Tables {
             .context("no free service slot (raise max_services)")
     }
 
-    /// Real ids that belong to an installed service.
+    /// Real ids that belong to an installed service, draining ones included.
     fn owned_real_ids(&self) -> BTreeSet<u32> {
         self.services
             .values()
-            .flat_map(|s| s.reals.values().copied())
+            .flat_map(|s| s.reals.values().chain(s.draining.values()).copied())
             .collect()
     }
 
@@ -365,6 +418,7 @@ impl Tables {
         };
         let old_info = existing.map(|i| i.info);
         let mut old_reals = existing.map(|i| i.reals.clone()).unwrap_or_default();
+        let mut draining = existing.map(|i| i.draining.clone()).unwrap_or_default();
         let old_table = existing.map(|i| i.table.clone()).unwrap_or_default();
         let existing_sched = existing.map(|i| i.sched.clone());
         if is_new {
@@ -379,7 +433,8 @@ impl Tables {
         let mut next_free = 1;
         for r in &d.reals {
             let k = (r.real.address, r.real.port);
-            let rid = match old_reals.remove(&k) {
+            // A draining real that comes back keeps its id, flows and counts.
+            let rid = match old_reals.remove(&k).or_else(|| draining.remove(&k)) {
                 Some(rid) => rid,
                 None => {
                     let rid = self.free_real_id(&taken, &mut next_free)?;
@@ -478,8 +533,14 @@ impl Tables {
         }
 
         // 4. Reals no longer listed: nothing in the table points at them now.
-        for rid in old_reals.into_values() {
-            self.clear_real(ebpf, rid)?;
+        for (k, rid) in old_reals {
+            if self.keep_draining {
+                self.drain_real(ebpf, rid)?;
+                draining.insert(k, rid);
+                info!(service = %d.service.id, real = %k.0, port = k.1, "real draining: its flows continue");
+            } else {
+                self.clear_real(ebpf, rid)?;
+            }
         }
         self.services.insert(
             d.service.id,
@@ -489,6 +550,7 @@ impl Tables {
                 reals,
                 table,
                 sched,
+                draining,
             },
         );
         Ok(())
@@ -542,6 +604,18 @@ impl Tables {
         Ok(())
     }
 
+    /// Marks a real draining: existing flows still find it, new ones never.
+    fn drain_real(&mut self, ebpf: &mut Ebpf, rid: u32) -> Result<()> {
+        let Some(mut info) = self.written_reals.get(&rid).copied() else {
+            return Ok(());
+        };
+        info.flags |= REAL_F_DRAINING;
+        let mut m: Array<_, RealInfo> = Array::try_from(map(ebpf, map_names::REALS)?)?;
+        m.set(rid, info, 0)?;
+        self.written_reals.insert(rid, info);
+        Ok(())
+    }
+
     fn clear_real(&mut self, ebpf: &mut Ebpf, rid: u32) -> Result<()> {
         let mut m: Array<_, RealInfo> = Array::try_from(map(ebpf, map_names::REALS)?)?;
         m.set(rid, RealInfo::default(), 0)?;
@@ -567,7 +641,7 @@ impl Tables {
         for buffer in [false, true] {
             self.write_list(ebpf, inst.id, buffer, &[])?;
         }
-        for rid in inst.reals.into_values() {
+        for rid in inst.reals.into_values().chain(inst.draining.into_values()) {
             self.clear_real(ebpf, rid)?;
         }
         Ok(())
@@ -652,6 +726,16 @@ fn real_info(real: &Real, hop: Option<NextHop>, service_id: u32, d: &DesiredServ
         l_threshold: real.l_threshold,
         ..RealInfo::default()
     }
+}
+
+/// Connections the real has now (counted minus gone).
+fn live_conns(ebpf: &mut Ebpf, rid: u32) -> Result<ConnCounts> {
+    let counted = {
+        let m: Array<_, ConnCounts> = Array::try_from(map(ebpf, map_names::REAL_CONNS)?)?;
+        m.get(&rid, 0)?
+    };
+    let gone: Array<_, ConnCounts> = Array::try_from(map(ebpf, map_names::REAL_CONNS_GONE)?)?;
+    Ok(counted.live(gone.get(&rid, 0)?))
 }
 
 /// Makes the live connection count of a newly allocated real id zero: the

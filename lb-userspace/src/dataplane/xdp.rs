@@ -7,7 +7,7 @@ use super::{
     loader, sweep,
     tables::{Tables, TunnelSources},
 };
-use crate::config::{self, XdpMode};
+use crate::config::{self, NodestPolicy, XdpMode};
 use anyhow::{Context, Result, bail};
 use aya::maps::{Array, xdp::DevMapHash};
 use aya::{
@@ -18,7 +18,10 @@ use aya::{
         xdp::{XdpLink, XdpLinkId},
     },
 };
-use lb_common::{MAP_LAYOUT_VERSION, PROG_DIRECTOR, SETTINGS_F_NAT, Settings, map_names};
+use lb_common::{
+    MAP_LAYOUT_VERSION, PROG_DIRECTOR, SETTINGS_F_NAT, SETTINGS_F_NODEST_EXPIRE, Settings,
+    map_names,
+};
 use std::{
     fs::File,
     path::{Path, PathBuf},
@@ -107,6 +110,9 @@ impl XdpDataPlane {
             settings: Settings::default(),
             _lock: lock,
         };
+        plane
+            .tables
+            .set_keep_draining(dp.nodest == NodestPolicy::Keep);
         plane.tables.set_configured_sources(TunnelSources {
             v4: dp.tunnel_source_v4,
             v6: dp.tunnel_source_v6,
@@ -184,10 +190,16 @@ impl XdpDataPlane {
         } else {
             Settings::default()
         };
+        let nodest = match dp.nodest {
+            NodestPolicy::Expire => SETTINGS_F_NODEST_EXPIRE,
+            NodestPolicy::Keep | NodestPolicy::Reschedule => 0,
+        };
         self.settings = Settings {
             tcp_timeout_s: dp.timeouts.tcp,
             tcp_fin_timeout_s: dp.timeouts.tcp_fin,
             udp_timeout_s: dp.timeouts.udp,
+            // The NAT flag stays as the adopted maps have it until the first apply.
+            flags: (base.flags & !SETTINGS_F_NODEST_EXPIRE) | nodest,
             layout_version: MAP_LAYOUT_VERSION,
             ..base
         };
@@ -359,6 +371,8 @@ impl DataPlane for XdpDataPlane {
                 "idle flows expired"
             );
         }
+        self.tables
+            .release_drained(&mut self.ebpf, &swept.reals_with_flows)?;
         Ok(())
     }
 

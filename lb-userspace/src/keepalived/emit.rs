@@ -4,7 +4,7 @@
 //! the same model back.
 
 use crate::config::{
-    Command, Config, DataplaneKind, Method, Service, ServiceId, Tunnel, XdpMode,
+    Command, Config, DataplaneKind, Method, NodestPolicy, Service, ServiceId, Tunnel, XdpMode,
     check::{Check, CheckKind, DnsType, HttpProtocol, RealLifecycle, ServiceLifecycle},
     global::{Fifo, Global},
     vrrp::{
@@ -422,9 +422,9 @@ impl Emitter {
         opt(&mut t, "tunnel_source_v6", d.tunnel_source_v6.map(ip));
         self.put(
             &mut t,
-            "expire_nodest_conn",
-            d.expire_nodest_conn.into(),
-            !d.expire_nodest_conn,
+            "nodest_policy",
+            d.nodest.name().into(),
+            d.nodest == NodestPolicy::Keep,
         );
         t
     }

@@ -84,6 +84,8 @@ pub struct Dataplane {
     pub tunnel_source_v4: Option<Spanned<String>>,
     #[serde(default)]
     pub tunnel_source_v6: Option<Spanned<String>>,
+    #[serde(default)]
+    pub nodest_policy: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -5,8 +5,9 @@ mod check;
 mod vrrp;
 
 use super::{
-    AgentFiles, Config, ConfigError, ConfigErrors, Dataplane, DataplaneKind, Method, Persistence,
-    Protocol, Real, SchedFlags, Scheduler, Service, ServiceId, Timeouts, Tunnel, XdpMode, raw,
+    AgentFiles, Config, ConfigError, ConfigErrors, Dataplane, DataplaneKind, Method, NodestPolicy,
+    Persistence, Protocol, Real, SchedFlags, Scheduler, Service, ServiceId, Timeouts, Tunnel,
+    XdpMode, raw,
 };
 use crate::sched::tables::wrr_len;
 use lb_common::{conn, defaults, sched_layout};
@@ -282,9 +283,26 @@ impl Validator<'_> {
                 }
             }
         });
+        let nodest = match raw.nodest_policy.as_ref() {
+            None => NodestPolicy::Keep,
+            Some(m) => match m.get_ref().as_str() {
+                "keep" => NodestPolicy::Keep,
+                "expire" => NodestPolicy::Expire,
+                "reschedule" => NodestPolicy::Reschedule,
+                other => {
+                    self.error(
+                        m.span(),
+                        format!(
+                            "unknown nodest_policy `{other}`, expected `keep`, `expire` or `reschedule`"
+                        ),
+                    );
+                    NodestPolicy::Keep
+                }
+            },
+        };
         (self.errors.len() == before).then_some(Dataplane {
             kind,
-            expire_nodest_conn: false,
+            nodest,
             interfaces,
             xdp_mode,
             pin_path,

@@ -77,7 +77,7 @@ fn dataplane(
         }),
         tunnel_source_v4: None,
         tunnel_source_v6: None,
-        expire_nodest_conn: false,
+        nodest: Default::default(),
     }
 }
 
