@@ -89,6 +89,7 @@ pub fn to_toml(config: &Config, full: bool) -> String {
                 Value::Array(g.members.iter().map(|m| m.clone().into()).collect()),
             );
             notify(&mut t, &g.notify);
+            opt(&mut t, "smtp_alert", g.smtp_alert.map(Value::from));
             e.tracks(
                 &mut t,
                 &g.track_interfaces,
@@ -355,6 +356,57 @@ impl Emitter {
             opt(&mut st, "group", s.group.map(ip));
             t.insert("lvs_sync_daemon".into(), Value::Table(st));
         }
+        if !g.notification_email.is_empty() {
+            t.insert(
+                "notification_email".into(),
+                Value::Array(
+                    g.notification_email
+                        .iter()
+                        .map(|m| m.clone().into())
+                        .collect(),
+                ),
+            );
+        }
+        opt(
+            &mut t,
+            "notification_email_from",
+            g.notification_email_from.clone().map(Value::from),
+        );
+        opt(
+            &mut t,
+            "smtp_server",
+            g.smtp_server.as_ref().map(|(host, port)| match port {
+                25 => Value::from(host.clone()),
+                p => {
+                    let mut st = Table::new();
+                    st.insert("host".into(), host.clone().into());
+                    st.insert("port".into(), i64::from(*p).into());
+                    Value::Table(st)
+                }
+            }),
+        );
+        opt(
+            &mut t,
+            "smtp_helo_name",
+            g.smtp_helo_name.clone().map(Value::from),
+        );
+        self.put(
+            &mut t,
+            "smtp_connect_timeout",
+            secs(g.smtp_connect_timeout),
+            g.smtp_connect_timeout == d.smtp_connect_timeout,
+        );
+        opt(&mut t, "smtp_alert", g.smtp_alert.map(Value::from));
+        opt(
+            &mut t,
+            "smtp_alert_vrrp",
+            g.smtp_alert_vrrp.map(Value::from),
+        );
+        opt(
+            &mut t,
+            "smtp_alert_checker",
+            g.smtp_alert_checker.map(Value::from),
+        );
         let garp = self.garp(&g.garp, &Garp::default());
         if !garp.is_empty() {
             t.insert("garp".into(), Value::Table(garp));
@@ -520,6 +572,7 @@ impl Emitter {
             i.check_unicast_src.into(),
             !i.check_unicast_src,
         );
+        opt(&mut t, "smtp_alert", i.smtp_alert.map(Value::from));
         self.list(
             &mut t,
             "virtual_ipaddress",
@@ -682,6 +735,7 @@ impl Emitter {
         }
         self.put(t, "ha_suspend", l.ha_suspend.into(), !l.ha_suspend);
         opt(t, "virtualhost", l.virtualhost.clone().map(Value::from));
+        opt(t, "smtp_alert", l.smtp_alert.map(Value::from));
     }
 
     fn real_lifecycle(&self, t: &mut Table, l: &RealLifecycle) {
@@ -693,6 +747,7 @@ impl Emitter {
         );
         opt(t, "notify_up", l.notify_up.as_ref().map(command));
         opt(t, "notify_down", l.notify_down.as_ref().map(command));
+        opt(t, "smtp_alert", l.smtp_alert.map(Value::from));
         self.list(t, "check", l.checks.iter().map(|c| self.check(c)));
     }
 
@@ -710,6 +765,7 @@ impl Emitter {
         };
         t.insert("type".into(), kind.into());
         let m = &c.common;
+        opt(&mut t, "smtp_alert", m.smtp_alert.map(Value::from));
         opt(&mut t, "connect_ip", m.connect_ip.map(ip));
         opt(
             &mut t,

@@ -60,7 +60,7 @@ const fn no(k: Kw, reason: &'static str) -> Kw {
     }
 }
 
-const MAIL: &str = "xlb sends no e-mail alerts; use notify scripts";
+const MAIL: &str = "xlb mails every fault it alerts on; there is no switch for fault mails";
 const SNMP: &str = "xlb has no SNMP agent";
 const DBUS: &str = "xlb has no D-Bus interface";
 const FIREWALL: &str = "xlb adds no firewall rules";
@@ -196,14 +196,14 @@ const GLOBAL: &[Kw] = &[
     // An optimisation only (skip re-checking adverts from the same master):
     // xlb's check is cheap, so it always checks; the outcome is the same.
     flag("vrrp_skip_check_adv_addr"),
-    no(block("notification_email", 0, 0), MAIL),
-    no(leaf("notification_email_from", 1, MANY), MAIL),
-    no(leaf("smtp_server", 1, MANY), MAIL),
-    no(leaf("smtp_helo_name", 1, MANY), MAIL),
-    no(leaf("smtp_connect_timeout", 1, MANY), MAIL),
-    no(leaf("smtp_alert", 0, 1), MAIL),
-    no(leaf("smtp_alert_vrrp", 0, 1), MAIL),
-    no(leaf("smtp_alert_checker", 0, 1), MAIL),
+    block("notification_email", 0, 0),
+    leaf("notification_email_from", 1, 1),
+    leaf("smtp_server", 1, 2),
+    leaf("smtp_helo_name", 1, 1),
+    leaf("smtp_connect_timeout", 1, 1),
+    leaf("smtp_alert", 0, 1),
+    leaf("smtp_alert_vrrp", 0, 1),
+    leaf("smtp_alert_checker", 0, 1),
     no(leaf("email_faults", 0, 1), MAIL),
     no(flag("enable_traps"), SNMP),
     no(leaf("enable_snmp_vrrp", 0, 1), SNMP),
@@ -267,7 +267,7 @@ const NOTIFY: &[Kw] = &[
     leaf("notify_fault", 1, MANY),
     leaf("notify_stop", 1, MANY),
     leaf("notify", 1, MANY),
-    no(leaf("smtp_alert", 0, 1), MAIL),
+    leaf("smtp_alert", 0, 1),
 ];
 
 const SYNC_GROUP: &[Kw] = &[
@@ -391,7 +391,7 @@ const VIRTUAL_SERVER: &[Kw] = &[
         flag("flag-3"),
         "use sh-port / sh-fallback / mh-port / mh-fallback",
     ),
-    no(leaf("smtp_alert", 0, 1), MAIL),
+    leaf("smtp_alert", 0, 1),
     no(leaf("retry", 1, 1), CHECK_DEFAULT),
     no(leaf("delay_before_retry", 1, 1), CHECK_DEFAULT),
     no(leaf("connect_timeout", 1, 1), CHECK_DEFAULT),
@@ -422,7 +422,7 @@ const REAL_SERVER: &[Kw] = &[
         block("FILE_CHECK", 0, 0),
         "file checks are not implemented; use MISC_CHECK",
     ),
-    no(leaf("smtp_alert", 0, 1), MAIL),
+    leaf("smtp_alert", 0, 1),
     no(leaf("delay_loop", 1, 1), CHECK_DEFAULT),
     no(leaf("retry", 1, 1), CHECK_DEFAULT),
     no(leaf("delay_before_retry", 1, 1), CHECK_DEFAULT),

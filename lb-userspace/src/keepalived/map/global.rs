@@ -106,6 +106,37 @@ pub fn map(cx: &mut Ctx, n: &Node, g: &mut Global) -> Extra {
             "default_interface" => extra.default_interface = Some(a().text.clone()),
             "vrrp_strict" => extra.strict = true,
             "vrrp_check_unicast_src" => extra.check_unicast_src = true,
+            "notification_email" => {
+                for l in k.children() {
+                    if let Some(extra) = l.args.first() {
+                        cx.diag.error(
+                            &extra.pos,
+                            "one e-mail address per line in notification_email",
+                        );
+                    } else if let Some(m) = cx.mailbox(&l.kw, "notification_email") {
+                        g.notification_email.push(m);
+                    }
+                }
+            }
+            "notification_email_from" => {
+                g.notification_email_from = cx.mailbox(a(), "notification_email_from");
+            }
+            "smtp_server" => {
+                let port = match k.args.get(1) {
+                    Some(p) => cx.port(p, "smtp_server"),
+                    None => Some(25),
+                };
+                g.smtp_server = port.map(|p| (a().text.clone(), p));
+            }
+            "smtp_helo_name" => g.smtp_helo_name = Some(a().text.clone()),
+            "smtp_connect_timeout" => {
+                if let Some(d) = cx.secs(a(), k.name(), 3600.0) {
+                    g.smtp_connect_timeout = d;
+                }
+            }
+            "smtp_alert" => g.smtp_alert = cx.boolean(k),
+            "smtp_alert_vrrp" => g.smtp_alert_vrrp = cx.boolean(k),
+            "smtp_alert_checker" => g.smtp_alert_checker = cx.boolean(k),
             _ => {} // vrrp_skip_check_adv_addr: see keywords.rs
         }
     }

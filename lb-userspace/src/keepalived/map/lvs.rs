@@ -382,6 +382,7 @@ impl Settings {
             "ha_suspend" => l.ha_suspend = true,
             "virtualhost" => l.virtualhost = Some(a().text.clone()),
             "alpha" => l.alpha = true,
+            "smtp_alert" => l.smtp_alert = cx.boolean(k),
             "omega" => l.omega = true,
             "quorum" => l.quorum = cx.uint(a(), "quorum", 1..=u32::MAX).unwrap_or(1),
             "hysteresis" => l.hysteresis = cx.uint(a(), "hysteresis", 0..=u32::MAX).unwrap_or(0),
@@ -475,6 +476,7 @@ fn real_server(cx: &mut Ctx, n: &Node, vs_port: u16, delay_loop: Duration) -> Op
         match k.name() {
             "weight" => r.weight = cx.uint(a(), "weight", 0..=65535).unwrap_or(1),
             "inhibit_on_failure" => r.lifecycle.inhibit_on_failure = true,
+            "smtp_alert" => r.lifecycle.smtp_alert = cx.boolean(k),
             "notify_up" => r.lifecycle.notify_up = cx.command(k),
             "notify_down" => r.lifecycle.notify_down = cx.command(k),
             "uthreshold" => r.u_threshold = cx.uint(a(), "uthreshold", 0..=u32::MAX).unwrap_or(0),

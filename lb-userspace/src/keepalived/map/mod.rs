@@ -302,6 +302,36 @@ impl Ctx<'_> {
         }
     }
 
+    /// keepalived's optional boolean after a keyword: none means yes.
+    pub fn boolean(&mut self, n: &Node) -> Option<bool> {
+        let Some(t) = n.args.first() else {
+            return Some(true);
+        };
+        match t.text.to_ascii_lowercase().as_str() {
+            "yes" | "true" | "on" => Some(true),
+            "no" | "false" | "off" => Some(false),
+            _ => {
+                self.bad(t, n.name(), "yes or no");
+                None
+            }
+        }
+    }
+
+    /// An e-mail address (`local@domain`, as lettre will parse it).
+    pub fn mailbox(&mut self, t: &Token, what: &str) -> Option<String> {
+        match t.text.split_once('@') {
+            Some((l, d))
+                if !l.is_empty() && !d.is_empty() && !t.text.contains(char::is_whitespace) =>
+            {
+                Some(t.text.clone())
+            }
+            _ => {
+                self.bad(t, what, "an e-mail address");
+                None
+            }
+        }
+    }
+
     pub fn uint(&mut self, t: &Token, what: &str, range: RangeInclusive<u32>) -> Option<u32> {
         let r = i64::from(*range.start())..=i64::from(*range.end());
         self.int(t, what, r).map(|v| v as u32)

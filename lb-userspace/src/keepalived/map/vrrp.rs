@@ -243,6 +243,8 @@ pub fn sync_group(cx: &mut Ctx, n: &Node) -> Option<SyncGroup> {
                     g.members.push(w.text.clone());
                 }
             }
+        } else if k.name() == "smtp_alert" {
+            g.smtp_alert = cx.boolean(k);
         } else if !notify(cx, k, &mut g.notify) {
             tracks(cx, k, &mut t);
         }
@@ -379,6 +381,7 @@ pub fn instance(
                 }
             }
             "check_unicast_src" => i.check_unicast_src = true,
+            "smtp_alert" => i.smtp_alert = cx.boolean(k),
             "virtual_ipaddress" | "virtual_ipaddress_excluded" => {
                 let block: &'static str = if k.name() == "virtual_ipaddress" {
                     "virtual_ipaddress"
