@@ -65,7 +65,10 @@ fn sigusr1_dumps_the_state_and_sigusr2_the_statistics() {
         state.contains(&format!(" pid = {}", agent.pid())),
         "{state}"
     );
-    assert!(state.contains(" data plane = XDP on eth0 (Native)"), "{state}");
+    assert!(
+        state.contains(" data plane = XDP on eth0 (Native)"),
+        "{state}"
+    );
     assert!(
         state.contains(&format!(" VS = TCP {}:80", lab.vip)),
         "{state}"
