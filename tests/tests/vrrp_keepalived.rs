@@ -134,18 +134,22 @@ fn interop(version: u8) {
         "keepalived stays Backup under a stronger xlb"
     );
 
+    // As Master, xlb holds the VIP on its interface.
+    wait_until("xlb holding the VIP", ELECTION, || holds_vip(&lab.nodes[0])).unwrap();
+
     // xlb dies: keepalived takes over.
     x.kill();
     wait_vip(ka_ns, true);
 
-    // xlb returns and preempts keepalived.
-    let mut x = Director::start(&lab.nodes[0], &dir, &instance(150, xlb_int));
+    // xlb returns (adopting the data plane it left) and preempts keepalived.
+    x.restart(&lab.nodes[0]);
     x.wait_state("MASTER");
     wait_vip(ka_ns, false);
 
-    // xlb stops cleanly (priority 0): keepalived takes over.
+    // xlb stops cleanly (priority 0): keepalived takes over, xlb's VIP is gone.
     x.stop();
     wait_vip(ka_ns, true);
+    assert!(!holds_vip(&lab.nodes[0]), "a stopped xlb removes its VIP");
 
     // A weaker xlb joins as Backup and takes over when keepalived stops.
     let x = Director::start(&lab.nodes[0], &dir, &instance(50, xlb_int));
