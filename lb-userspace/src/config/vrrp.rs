@@ -128,6 +128,25 @@ pub enum Scope {
     Nowhere,
 }
 
+impl Scope {
+    /// Every scope with its name in `ip` and keepalived.conf.
+    const ALL: [(Scope, &'static str); 5] = [
+        (Scope::Global, "global"),
+        (Scope::Site, "site"),
+        (Scope::Link, "link"),
+        (Scope::Host, "host"),
+        (Scope::Nowhere, "nowhere"),
+    ];
+
+    pub fn name(self) -> &'static str {
+        Self::ALL.iter().find(|e| e.0 == self).map_or("?", |e| e.1)
+    }
+
+    pub fn from_name(name: &str) -> Option<Scope> {
+        Self::ALL.iter().find(|e| e.1 == name).map(|e| e.0)
+    }
+}
+
 /// One `virtual_ipaddress` / `static_ipaddress` line:
 /// `ADDR[/PREFIX] [brd B] [dev D] [scope S] [label L]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -151,6 +170,25 @@ pub enum RouteKind {
     Unreachable,
     Prohibit,
     Throw,
+}
+
+impl RouteKind {
+    /// Every route type with its name in `ip` and keepalived.conf.
+    const ALL: [(RouteKind, &'static str); 5] = [
+        (RouteKind::Unicast, "unicast"),
+        (RouteKind::Blackhole, "blackhole"),
+        (RouteKind::Unreachable, "unreachable"),
+        (RouteKind::Prohibit, "prohibit"),
+        (RouteKind::Throw, "throw"),
+    ];
+
+    pub fn name(self) -> &'static str {
+        Self::ALL.iter().find(|e| e.0 == self).map_or("?", |e| e.1)
+    }
+
+    pub fn from_name(name: &str) -> Option<RouteKind> {
+        Self::ALL.iter().find(|e| e.1 == name).map(|e| e.0)
+    }
 }
 
 /// One `virtual_routes` / `static_routes` line:

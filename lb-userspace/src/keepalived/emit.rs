@@ -144,14 +144,7 @@ fn prefixed(a: IpAddr, p: u8) -> Value {
 }
 
 fn scope(s: Scope) -> Value {
-    match s {
-        Scope::Global => "global",
-        Scope::Site => "site",
-        Scope::Link => "link",
-        Scope::Host => "host",
-        Scope::Nowhere => "nowhere",
-    }
-    .into()
+    s.name().into()
 }
 
 fn address(a: &VirtualAddress) -> Table {
@@ -166,13 +159,7 @@ fn address(a: &VirtualAddress) -> Table {
 
 fn route(r: &Route) -> Table {
     let mut t = Table::new();
-    let kind = match r.kind {
-        RouteKind::Unicast => None,
-        RouteKind::Blackhole => Some("blackhole"),
-        RouteKind::Unreachable => Some("unreachable"),
-        RouteKind::Prohibit => Some("prohibit"),
-        RouteKind::Throw => Some("throw"),
-    };
+    let kind = (r.kind != RouteKind::Unicast).then(|| r.kind.name());
     opt(&mut t, "type", kind.map(Value::from));
     t.insert("to".into(), prefixed(r.dest, r.prefix));
     opt(&mut t, "via", r.via.map(ip));

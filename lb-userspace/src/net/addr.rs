@@ -1,7 +1,7 @@
 //! Virtual and static IP addresses (`ip addr add|del`) with their prefix,
 //! broadcast, scope and label.
 
-use super::{Change, address_scope, ifindex, link_by_name, request, scope_name};
+use super::{Change, address_scope, ifindex, link_by_name, request};
 use crate::config::vrrp::VirtualAddress;
 use anyhow::{Context, Result, bail};
 use netlink_packet_route::{
@@ -124,7 +124,7 @@ pub(crate) fn describe(a: &VirtualAddress) -> String {
         let _ = write!(s, " brd {brd}");
     }
     if let Some(scope) = a.scope {
-        let _ = write!(s, " scope {}", scope_name(scope));
+        let _ = write!(s, " scope {}", scope.name());
     }
     if let Some(label) = &a.label {
         let _ = write!(s, " label {label}");

@@ -87,13 +87,3 @@ fn route_scope(s: Scope) -> RouteScope {
         Scope::Nowhere => RouteScope::NoWhere,
     }
 }
-
-fn scope_name(s: Scope) -> &'static str {
-    match s {
-        Scope::Global => "global",
-        Scope::Site => "site",
-        Scope::Link => "link",
-        Scope::Host => "host",
-        Scope::Nowhere => "nowhere",
-    }
-}

@@ -1,7 +1,7 @@
 //! Virtual and static routes (`ip route add|del`): unicast, blackhole,
 //! unreachable, prohibit and throw, in any table.
 
-use super::{Change, ifindex, link_by_name, request, route_scope, scope_name};
+use super::{Change, ifindex, link_by_name, request, route_scope};
 use crate::config::vrrp::{Route, RouteKind};
 use anyhow::{Context, Result, bail};
 use netlink_packet_route::{
@@ -105,7 +105,7 @@ fn message(r: &Route, index: Option<u32>, op: Op) -> Result<RouteMessage> {
         RouteKind::Throw => RouteType::Throw,
     };
     if kind != RouteType::Unicast && (r.via.is_some() || r.dev.is_some()) {
-        bail!("a {} route has no via or dev", kind_name(r.kind));
+        bail!("a {} route has no via or dev", r.kind.name());
     }
     let mut msg = RouteMessage::default();
     let h = &mut msg.header;
@@ -148,21 +148,11 @@ fn message(r: &Route, index: Option<u32>, op: Op) -> Result<RouteMessage> {
     Ok(msg)
 }
 
-fn kind_name(k: RouteKind) -> &'static str {
-    match k {
-        RouteKind::Unicast => "unicast",
-        RouteKind::Blackhole => "blackhole",
-        RouteKind::Unreachable => "unreachable",
-        RouteKind::Prohibit => "prohibit",
-        RouteKind::Throw => "throw",
-    }
-}
-
 /// `ip route` style: `blackhole 10.9.0.0/16 table 100 metric 5`.
 pub(crate) fn describe(r: &Route, dev: Option<&str>) -> String {
     let mut s = String::new();
     if r.kind != RouteKind::Unicast {
-        let _ = write!(s, "{} ", kind_name(r.kind));
+        let _ = write!(s, "{} ", r.kind.name());
     }
     let _ = write!(s, "{}/{}", r.dest, r.prefix);
     if let Some(via) = r.via {
@@ -181,7 +171,7 @@ pub(crate) fn describe(r: &Route, dev: Option<&str>) -> String {
         let _ = write!(s, " metric {metric}");
     }
     if let Some(scope) = r.scope {
-        let _ = write!(s, " scope {}", scope_name(scope));
+        let _ = write!(s, " scope {}", scope.name());
     }
     s
 }

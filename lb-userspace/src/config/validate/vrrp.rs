@@ -224,17 +224,14 @@ impl Validator<'_> {
 
     fn vrrp_scope(&mut self, s: &Option<Spanned<String>>) -> Option<Option<Scope>> {
         let Some(s) = s else { return Some(None) };
-        Some(Some(match s.get_ref().as_str() {
-            "global" => Scope::Global,
-            "site" => Scope::Site,
-            "link" => Scope::Link,
-            "host" => Scope::Host,
-            "nowhere" => Scope::Nowhere,
-            other => {
+        Some(Some(match Scope::from_name(s.get_ref()) {
+            Some(scope) => scope,
+            None => {
                 self.error(
                     s.span(),
                     format!(
-                        "unknown scope `{other}`, expected global, site, link, host or nowhere"
+                        "unknown scope `{}`, expected global, site, link, host or nowhere",
+                        s.get_ref()
                     ),
                 );
                 return None;
@@ -312,19 +309,18 @@ impl Validator<'_> {
     fn vrrp_route(&mut self, x: &Spanned<r::Route>) -> Option<Route> {
         let x = x.get_ref();
         let (dest, prefix) = self.vrrp_prefixed(&x.to)?;
-        let kind = match x.kind.as_ref().map(|k| (k, k.get_ref().as_str())) {
-            None | Some((_, "unicast")) => RouteKind::Unicast,
-            Some((_, "blackhole")) => RouteKind::Blackhole,
-            Some((_, "unreachable")) => RouteKind::Unreachable,
-            Some((_, "prohibit")) => RouteKind::Prohibit,
-            Some((_, "throw")) => RouteKind::Throw,
-            Some((k, other)) => {
-                self.error(
-                    k.span(),
-                    format!("unknown route type `{other}`, expected unicast, blackhole, unreachable, prohibit or throw"),
-                );
-                return None;
-            }
+        let kind = match &x.kind {
+            None => RouteKind::Unicast,
+            Some(k) => match RouteKind::from_name(k.get_ref()) {
+                Some(kind) => kind,
+                None => {
+                    self.error(
+                        k.span(),
+                        format!("unknown route type `{}`, expected unicast, blackhole, unreachable, prohibit or throw", k.get_ref()),
+                    );
+                    return None;
+                }
+            },
         };
         let family_addr =
             |v: &mut Self, a: &Option<Spanned<String>>, what: &str| -> Option<Option<IpAddr>> {

@@ -72,13 +72,9 @@ impl Ctx<'_> {
     }
 
     fn scope(&mut self, t: &Token) -> Option<Scope> {
-        Some(match t.text.as_str() {
-            "global" => Scope::Global,
-            "site" => Scope::Site,
-            "link" => Scope::Link,
-            "host" => Scope::Host,
-            "nowhere" => Scope::Nowhere,
-            _ => {
+        Some(match Scope::from_name(&t.text) {
+            Some(scope) => scope,
+            None => {
                 self.diag.error(
                     &t.pos,
                     format!("invalid value '{}' for 'scope' (expected global, site, link, host or nowhere)", t.text),
@@ -152,13 +148,10 @@ pub fn route(cx: &mut Ctx, n: &Node, block: &str) -> Option<Route> {
     const KNOWN: [&str; 7] = ["via", "gw", "src", "dev", "table", "metric", "scope"];
     let words = n.words();
     let errors = cx.diag.error_count();
-    let (kind, first) = match words[0].text.as_str() {
-        "blackhole" => (RouteKind::Blackhole, 1),
-        "unreachable" => (RouteKind::Unreachable, 1),
-        "prohibit" => (RouteKind::Prohibit, 1),
-        "throw" => (RouteKind::Throw, 1),
-        "unicast" => (RouteKind::Unicast, 1),
-        _ => (RouteKind::Unicast, 0),
+    // A leading type word (`blackhole 10.9.0.0/16`); none: unicast.
+    let (kind, first) = match RouteKind::from_name(&words[0].text) {
+        Some(kind) => (kind, 1),
+        None => (RouteKind::Unicast, 0),
     };
     let Some(dest_tok) = words.get(first) else {
         cx.diag.error(&words[0].pos, "a route needs a destination");
