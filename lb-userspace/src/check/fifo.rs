@@ -72,6 +72,9 @@ impl FifoWriter {
     }
 }
 
+/// How long a FIFO script may go on reading after the agent's last line.
+pub const FIFO_READER_GRACE: Duration = Duration::from_secs(2);
+
 /// A FIFO's reader script, running for the agent's life.
 pub struct FifoReader {
     stop: oneshot::Sender<()>,

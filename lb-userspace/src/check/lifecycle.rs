@@ -3,7 +3,7 @@
 //! writes keepalived's lines to `lvs_notify_fifo` and `notify_fifo`. What
 //! changed is decided in `agent::desired` ([`Notice`]); this only acts.
 
-use super::fifo::{FifoReader, FifoWriter, rs_line, vs_line};
+use super::fifo::{FIFO_READER_GRACE, FifoReader, FifoWriter, rs_line, vs_line};
 use crate::{
     agent::desired::Notice,
     config::{Command, Config, global::Global},
@@ -15,8 +15,6 @@ use tracing::{info, warn};
 
 /// Longest a notify script may run before it is killed.
 const NOTIFY_TIMEOUT: Duration = Duration::from_secs(60);
-/// How long a FIFO script may go on reading after the agent's last line.
-const FIFO_READER_GRACE: Duration = Duration::from_secs(2);
 
 pub struct Announcer {
     fifos: Vec<FifoWriter>,

@@ -15,6 +15,7 @@ pub mod track;
 
 use crate::{
     agent,
+    check::fifo::{FIFO_READER_GRACE, FifoReader},
     config::{
         Config,
         vrrp::{TrackInterface, TrackRef},
@@ -45,6 +46,9 @@ pub struct Vrrp {
     counters: Counters,
     net: Arc<dyn Net>,
     config: Arc<Config>,
+    /// `vrrp_notify_fifo`'s reader script (`notify_fifo` also gets LVS lines,
+    /// so its reader belongs to the checkers' announcer).
+    fifo_reader: Option<FifoReader>,
 }
 
 /// A tracked input of an instance: its definition's weight and a receiver.
@@ -111,7 +115,7 @@ impl Vrrp {
         let shared = instance::Shared {
             events,
             net: net.clone(),
-            notifier: notify::Notifier::new(global, alerts)?,
+            notifier: notify::Notifier::new(global, user, alerts)?,
             counters: counters.clone(),
             group4: global.vrrp_mcast_group4.into(),
             group6: global.vrrp_mcast_group6.into(),
@@ -271,12 +275,23 @@ impl Vrrp {
                 }
             }
         }));
+        // After the FIFO exists (Notifier::new created it).
+        let fifo_reader = global.vrrp_notify_fifo.as_ref().and_then(|f| {
+            let cmd = f.script.clone()?;
+            Some(FifoReader::start(
+                &f.path,
+                cmd,
+                user,
+                global.enable_script_security,
+            ))
+        });
         Ok(Vrrp {
             instances,
             background,
             counters,
             net,
             config,
+            fifo_reader,
         })
     }
 
@@ -300,5 +315,8 @@ impl Vrrp {
             warn!(error = %format!("{e:#}"), "removing the static addresses failed");
         }
         self.counters.remove_file();
+        if let Some(r) = self.fifo_reader {
+            r.stop(FIFO_READER_GRACE).await;
+        }
     }
 }

@@ -6,18 +6,12 @@
 use super::state::State;
 use crate::{
     alert::{Alerter, VrrpState},
-    config::{
-        Command,
-        global::{Fifo, Global},
-        vrrp::Notify,
-    },
+    check::fifo::FifoWriter,
+    config::{Command, global::Global, vrrp::Notify},
     script::{self, RunAs},
 };
-use anyhow::{Context, Result};
+use anyhow::Result;
 use std::{
-    fs::File,
-    io::Write,
-    os::unix::fs::{FileTypeExt, OpenOptionsExt},
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -71,26 +65,19 @@ fn script_for(n: &Notify, state: State) -> Option<&Command> {
 #[derive(Clone)]
 pub struct Notifier {
     user: Option<RunAs>,
-    fifos: Arc<Mutex<Vec<File>>>,
+    fifos: Arc<Mutex<Vec<FifoWriter>>>,
     alerts: Alerter,
 }
 
 impl Notifier {
-    /// Opens (creating when missing) the VRRP FIFOs of `global` and starts
-    /// their reader scripts.
-    pub fn new(global: &Global, alerts: Alerter) -> Result<Notifier> {
-        let user = global
-            .script_user
-            .as_deref()
-            .map(RunAs::lookup)
-            .transpose()
-            .context("script_user")?;
+    /// Opens (creating when missing) the FIFOs that get VRRP lines.
+    pub fn new(global: &Global, user: Option<RunAs>, alerts: Alerter) -> Result<Notifier> {
         let mut fifos = Vec::new();
         for f in [&global.notify_fifo, &global.vrrp_notify_fifo]
             .into_iter()
             .flatten()
         {
-            fifos.push(open_fifo(f, user)?);
+            fifos.push(FifoWriter::open(&f.path)?);
         }
         Ok(Notifier {
             user,
@@ -115,11 +102,9 @@ impl Notifier {
         }
         let line = fifo_line(kind, name, state, priority);
         if let Ok(mut fifos) = self.fifos.lock() {
+            // Non-blocking: a reader that does not keep up loses lines, the protocol does not stall.
             for f in fifos.iter_mut() {
-                // Non-blocking: a reader that does not keep up loses lines, the protocol does not stall.
-                if let Err(e) = f.write_all(line.as_bytes()) {
-                    warn!(error = %e, "writing to the notify FIFO failed");
-                }
+                f.write_line(&line);
             }
         }
         let mut runs = Vec::new();
@@ -151,32 +136,6 @@ impl Notifier {
 
 /// Opens a FIFO for writing without ever blocking: read-write, so the open
 /// succeeds with no reader and writes never raise SIGPIPE.
-fn open_fifo(f: &Fifo, user: Option<RunAs>) -> Result<File> {
-    match std::fs::metadata(&f.path) {
-        Ok(m) if m.file_type().is_fifo() => {}
-        Ok(_) => anyhow::bail!("{} exists and is not a FIFO", f.path.display()),
-        Err(_) => nix::unistd::mkfifo(&f.path, nix::sys::stat::Mode::from_bits_truncate(0o600))
-            .with_context(|| format!("creating FIFO {}", f.path.display()))?,
-    }
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(&f.path)
-        .with_context(|| format!("opening FIFO {}", f.path.display()))?;
-    if let Some(script) = &f.script {
-        let args = vec![f.path.display().to_string()];
-        let script = script.clone();
-        // The reader runs as long as it likes; it gets the FIFO's path as keepalived passes it.
-        tokio::spawn(async move {
-            if let Err(e) = script::run(&script, &args, user, Duration::MAX).await {
-                warn!(error = %format!("{e:#}"), "FIFO reader script did not run");
-            }
-        });
-    }
-    Ok(file)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
