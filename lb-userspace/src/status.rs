@@ -7,8 +7,9 @@ use aya::maps::{Array, HashMap, Map, MapData, PerCpuArray};
 use aya::{Pod, maps::IterableMap};
 use lb_common::{
     Affinity, ConnCounts, Counters, FlowKey, FlowState, GlobalCounters, IfaceInfo, REAL_F_DRAINING,
-    REAL_F_PRESENT, REAL_F_REACHABLE, RealInfo, ReplicaSet, SERVICE_F_ACTIVE, SERVICE_F_PERSISTENT,
-    ServiceAddr, ServiceInfo, ServiceKey, addr_ip, map_names,
+    REAL_F_PRESENT, REAL_F_REACHABLE, RealInfo, ReplicaSet, SERVICE_F_ACTIVE, SERVICE_F_FALLBACK,
+    SERVICE_F_HASH_PORT, SERVICE_F_PERSISTENT, ServiceAddr, ServiceInfo, ServiceKey, addr_ip,
+    map_names,
 };
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -25,7 +26,7 @@ pub(crate) fn open(dir: &Path, name: &str) -> Result<Map> {
     Ok(Map::from_map_data(data)?)
 }
 
-pub(crate) fn sum<T: Copy + Default + std::ops::Add<Output = T>>(values: &[T]) -> T {
+fn sum<T: Copy + Default + std::ops::Add<Output = T>>(values: &[T]) -> T {
     values.iter().fold(T::default(), |a, c| a + *c)
 }
 
@@ -49,7 +50,7 @@ fn monotonic_ns() -> u64 {
 }
 
 /// Live persistence templates per real id (IPVS's PersistConn).
-pub(crate) fn persist_counts(
+fn persist_counts(
     dir: &Path,
     services: &[(ServiceKey, ServiceInfo)],
 ) -> Result<BTreeMap<u32, u64>> {
@@ -105,6 +106,12 @@ pub struct RealStatus {
     pub reachable: bool,
     /// Left its service but still carries flows (`nodest_policy = "keep"`).
     pub draining: bool,
+    /// `uthreshold` / `lthreshold` (0: none).
+    pub u_threshold: u32,
+    pub l_threshold: u32,
+    /// `lb_common::tun` code and GUE port, for TUN reals.
+    pub tun_type: u8,
+    pub tun_port: u16,
     pub active_conns: u64,
     pub inactive_conns: u64,
     /// Live persistence templates (ipvsadm's PersistConn); `None` when not read.
@@ -131,6 +138,9 @@ pub struct ServiceStatus {
     pub scheduler: String,
     /// False: its packets go to the local stack.
     pub active: bool,
+    /// `sh-port`/`mh-port` and `sh-fallback`/`mh-fallback`.
+    pub hash_port: bool,
+    pub fallback: bool,
     pub persistence: Option<PersistenceStatus>,
     pub stats: Stats,
     pub reals: Vec<RealStatus>,
@@ -269,6 +279,10 @@ impl Snapshot {
                     weight: r.weight,
                     reachable: r.flags & REAL_F_REACHABLE != 0,
                     draining: r.flags & REAL_F_DRAINING != 0,
+                    u_threshold: r.u_threshold,
+                    l_threshold: r.l_threshold,
+                    tun_type: r.tun_type,
+                    tun_port: u16::from_be(r.tun_port),
                     active_conns: live.active,
                     inactive_conns: live.inactive,
                     persistent_conns: persist.as_ref().map(|p| p.get(id).copied().unwrap_or(0)),
@@ -285,6 +299,8 @@ impl Snapshot {
                     .map_or("?", |s| s.name())
                     .to_string(),
                 active: info.flags & SERVICE_F_ACTIVE != 0,
+                hash_port: info.flags & SERVICE_F_HASH_PORT != 0,
+                fallback: info.flags & SERVICE_F_FALLBACK != 0,
                 persistence: (info.flags & SERVICE_F_PERSISTENT != 0).then(|| PersistenceStatus {
                     timeout_s: info.persist_timeout_s,
                     mask: addr_ip(info.persist_mask, key.family),

@@ -2,19 +2,15 @@
 //! the XDP data plane's pinned maps (the same maps `xlb status` reads).
 
 use super::Listing;
-use crate::config::{Method, Protocol, Scheduler, ServiceId};
+use crate::config::{Protocol, ServiceId};
 use crate::ipvs::{
     Daemon, DestEntry, Ipvs, ServiceEntry, Stats, Timeouts,
     types::{fwd, svc_flags},
 };
-use crate::status::{open, persist_counts, sum};
+use crate::status::{self, ServiceStatus, Snapshot, open};
 use anyhow::Result;
-use aya::maps::{Array, HashMap, MapData, PerCpuArray};
-use lb_common::{
-    ConnCounts, Counters, FAMILY_V4, REAL_F_PRESENT, RealInfo, SERVICE_F_FALLBACK,
-    SERVICE_F_HASH_PORT, SERVICE_F_PERSISTENT, ServiceInfo, ServiceKey, Settings, addr_ip,
-    map_names,
-};
+use aya::maps::{Array, MapData};
+use lb_common::{Settings, map_names};
 use std::{net::IpAddr, path::Path};
 
 /// IPVS's version code for 1.2.1, what ipvsadm prints for every kernel since 2.6.
@@ -80,105 +76,88 @@ fn netmask(mask: IpAddr) -> u32 {
     }
 }
 
-fn service_entry(key: &ServiceKey, info: &ServiceInfo, c: Counters) -> Option<ServiceEntry> {
-    let vip = addr_ip(key.addr, key.family);
-    let mut flags = 0;
-    if info.flags & SERVICE_F_PERSISTENT != 0 {
-        flags |= svc_flags::PERSISTENT;
-    }
-    if info.flags & SERVICE_F_FALLBACK != 0 {
-        flags |= svc_flags::SCHED1;
-    }
-    if info.flags & SERVICE_F_HASH_PORT != 0 {
-        flags |= svc_flags::SCHED2;
-    }
-    let persistent = flags & svc_flags::PERSISTENT != 0;
-    Some(ServiceEntry {
-        id: ServiceId::Addr {
-            vip,
-            port: u16::from_be(key.port),
-            protocol: Protocol::from_number(key.proto)?,
-        },
-        scheduler: Scheduler::from_code(info.sched)
-            .map_or("?", |s| s.name())
-            .to_string(),
-        flags,
-        timeout: if persistent {
-            info.persist_timeout_s
-        } else {
-            0
-        },
-        netmask: if persistent {
-            netmask(addr_ip(info.persist_mask, key.family))
-        } else if key.family == FAMILY_V4 {
-            u32::MAX
-        } else {
-            128
-        },
-        pe_name: None,
-        stats: stats(c),
-    })
-}
-
 /// XDP counts packets and bytes towards the reals; replies bypass it (DR,
 /// TUN) or are not counted apart, and it keeps no rates.
-fn stats(c: Counters) -> Stats {
+fn stats(c: status::Stats) -> Stats {
     Stats {
-        conns: c.new_conns,
+        conns: c.connections,
         inpkts: c.packets,
         inbytes: c.bytes,
         ..Stats::default()
     }
 }
 
-/// The XDP data plane's state in IPVS's terms.
+fn service_entry(s: &ServiceStatus) -> Option<ServiceEntry> {
+    let protocol = [Protocol::Tcp, Protocol::Udp]
+        .into_iter()
+        .find(|p| p.to_string() == s.protocol)?;
+    let mut flags = 0;
+    if s.persistence.is_some() {
+        flags |= svc_flags::PERSISTENT;
+    }
+    if s.fallback {
+        flags |= svc_flags::SCHED1;
+    }
+    if s.hash_port {
+        flags |= svc_flags::SCHED2;
+    }
+    Some(ServiceEntry {
+        id: ServiceId::Addr {
+            vip: s.vip,
+            port: s.port,
+            protocol,
+        },
+        scheduler: s.scheduler.clone(),
+        flags,
+        timeout: s.persistence.map_or(0, |p| p.timeout_s),
+        netmask: match s.persistence {
+            Some(p) => netmask(p.mask),
+            None if s.vip.is_ipv4() => u32::MAX,
+            None => 128,
+        },
+        pe_name: None,
+        stats: stats(s.stats),
+    })
+}
+
+/// The XDP data plane's state in IPVS's terms, from the same snapshot of
+/// the maps `xlb status` prints. Draining reals (nodest `keep`) are not
+/// members, as IPVS lists no removed destination.
 pub fn from_maps(dir: &Path) -> Result<Listing> {
-    let services: HashMap<MapData, ServiceKey, ServiceInfo> =
-        open(dir, map_names::SERVICES)?.try_into()?;
-    let reals: Array<MapData, RealInfo> = open(dir, map_names::REALS)?.try_into()?;
-    let svc_stats: PerCpuArray<MapData, Counters> =
-        open(dir, map_names::SERVICE_STATS)?.try_into()?;
-    let real_stats: PerCpuArray<MapData, Counters> =
-        open(dir, map_names::REAL_STATS)?.try_into()?;
-    let conns: Array<MapData, ConnCounts> = open(dir, map_names::REAL_CONNS)?.try_into()?;
-    let gone: Array<MapData, ConnCounts> = open(dir, map_names::REAL_CONNS_GONE)?.try_into()?;
-    let svcs: Vec<(ServiceKey, ServiceInfo)> = services.iter().collect::<Result<_, _>>()?;
-    let persist = persist_counts(dir, &svcs)?;
-    let all_reals: Vec<(u32, RealInfo)> = reals
-        .iter()
-        .enumerate()
-        .filter_map(|(i, r)| r.ok().map(|r| (i as u32, r)))
-        .filter(|(_, r)| r.flags & REAL_F_PRESENT != 0)
-        .collect();
+    let detail = status::Detail {
+        persistent_conns: true,
+        map_fill: false,
+    };
+    let snap = Snapshot::read(dir, detail)?;
     let mut out = Vec::new();
-    for (key, info) in &svcs {
-        let c = sum(&svc_stats.get(&info.id, 0)?);
-        let Some(entry) = service_entry(key, info, c) else {
+    for svc in &snap.services {
+        let Some(entry) = service_entry(svc) else {
             continue;
         };
-        let mut dests = Vec::new();
-        for (id, r) in all_reals.iter().filter(|(_, r)| r.service_id == info.id) {
-            let live = conns.get(id, 0)?.live(gone.get(id, 0)?);
-            dests.push(DestEntry {
-                addr: addr_ip(r.addr, r.family),
-                port: u16::from_be(r.port),
-                fwd: match Method::from_code(r.method) {
-                    Some(Method::Nat) => fwd::MASQ,
-                    Some(Method::Tun) => fwd::TUNNEL,
+        let dests = svc
+            .reals
+            .iter()
+            .filter(|r| !r.draining)
+            .map(|r| DestEntry {
+                addr: r.address,
+                port: r.port,
+                fwd: match r.forward.as_str() {
+                    "Masq" => fwd::MASQ,
+                    "Tunnel" => fwd::TUNNEL,
                     _ => fwd::DROUTE,
                 },
                 weight: r.weight,
                 u_threshold: r.u_threshold,
                 l_threshold: r.l_threshold,
-                active: live.active as u32,
-                inactive: live.inactive as u32,
-                persistent: persist.get(id).copied().unwrap_or(0) as u32,
-                stats: stats(sum(&real_stats.get(id, 0)?)),
+                active: r.active_conns as u32,
+                inactive: r.inactive_conns as u32,
+                persistent: r.persistent_conns.unwrap_or(0) as u32,
+                stats: stats(r.stats),
                 tun_type: r.tun_type,
-                tun_port: u16::from_be(r.tun_port),
+                tun_port: r.tun_port,
                 tun_flags: 0,
-            });
-        }
+            })
+            .collect();
         out.push((entry, dests));
     }
     Ok(Listing {
