@@ -34,18 +34,6 @@ pub async fn probe(qtype: DnsType, name: &str, target: &Target) -> Probe {
     }
 }
 
-fn type_code(t: DnsType) -> u16 {
-    match t {
-        DnsType::A => 1,
-        DnsType::Ns => 2,
-        DnsType::Cname => 5,
-        DnsType::Soa => 6,
-        DnsType::Mx => 15,
-        DnsType::Txt => 16,
-        DnsType::Aaaa => 28,
-    }
-}
-
 /// The query message; `None` when `name` has an empty or over-long label.
 fn query(id: u16, qtype: DnsType, name: &str) -> Option<Vec<u8>> {
     let mut m = Vec::with_capacity(64);
@@ -64,7 +52,7 @@ fn query(id: u16, qtype: DnsType, name: &str) -> Option<Vec<u8>> {
         m.extend_from_slice(label.as_bytes());
     }
     m.push(0);
-    m.extend_from_slice(&type_code(qtype).to_be_bytes());
+    m.extend_from_slice(&qtype.code().to_be_bytes());
     m.extend_from_slice(&1u16.to_be_bytes()); // IN
     (m.len() <= MAX_MESSAGE).then_some(m)
 }

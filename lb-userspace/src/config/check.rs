@@ -54,6 +54,23 @@ pub enum HttpProtocol {
     Http11,
 }
 
+impl HttpProtocol {
+    /// Every `http_protocol` with its name.
+    const ALL: [(HttpProtocol, &'static str); 3] = [
+        (HttpProtocol::Http10, "1.0"),
+        (HttpProtocol::Http10Close, "1.0C"),
+        (HttpProtocol::Http11, "1.1"),
+    ];
+
+    pub fn name(self) -> &'static str {
+        Self::ALL.iter().find(|e| e.0 == self).map_or("?", |e| e.1)
+    }
+
+    pub fn from_name(name: &str) -> Option<HttpProtocol> {
+        Self::ALL.iter().find(|e| e.1 == name).map(|e| e.0)
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HttpCheck {
     /// `SSL_GET` (rustls) instead of `HTTP_GET`.
@@ -77,6 +94,36 @@ pub enum DnsType {
     Mx,
     Txt,
     Aaaa,
+}
+
+impl DnsType {
+    /// Every query type with its name and its DNS code.
+    const ALL: [(DnsType, &'static str, u16); 7] = [
+        (DnsType::A, "A", 1),
+        (DnsType::Ns, "NS", 2),
+        (DnsType::Cname, "CNAME", 5),
+        (DnsType::Soa, "SOA", 6),
+        (DnsType::Mx, "MX", 15),
+        (DnsType::Txt, "TXT", 16),
+        (DnsType::Aaaa, "AAAA", 28),
+    ];
+
+    pub fn name(self) -> &'static str {
+        Self::ALL.iter().find(|e| e.0 == self).map_or("?", |e| e.1)
+    }
+
+    /// The type on the wire (QTYPE).
+    pub fn code(self) -> u16 {
+        Self::ALL.iter().find(|e| e.0 == self).map_or(0, |e| e.2)
+    }
+
+    /// The type named `name`, in any case (keepalived accepts `a` and `A`).
+    pub fn from_name(name: &str) -> Option<DnsType> {
+        Self::ALL
+            .iter()
+            .find(|e| e.1.eq_ignore_ascii_case(name))
+            .map(|e| e.0)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

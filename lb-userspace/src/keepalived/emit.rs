@@ -804,15 +804,10 @@ impl Emitter {
                 if h.tls {
                     self.put(&mut t, "enable_sni", h.sni.into(), !h.sni);
                 }
-                let p = match h.protocol {
-                    HttpProtocol::Http10 => "1.0",
-                    HttpProtocol::Http10Close => "1.0C",
-                    HttpProtocol::Http11 => "1.1",
-                };
                 self.put(
                     &mut t,
                     "http_protocol",
-                    p.into(),
+                    h.protocol.name().into(),
                     h.protocol == HttpProtocol::Http10,
                 );
             }
@@ -820,16 +815,12 @@ impl Emitter {
                 opt(&mut t, "helo_name", helo_name.clone().map(Value::from))
             }
             CheckKind::Dns { qtype, name } => {
-                let q = match qtype {
-                    DnsType::A => "A",
-                    DnsType::Ns => "NS",
-                    DnsType::Cname => "CNAME",
-                    DnsType::Soa => "SOA",
-                    DnsType::Mx => "MX",
-                    DnsType::Txt => "TXT",
-                    DnsType::Aaaa => "AAAA",
-                };
-                self.put(&mut t, "dns_type", q.into(), *qtype == DnsType::Soa);
+                self.put(
+                    &mut t,
+                    "dns_type",
+                    qtype.name().into(),
+                    *qtype == DnsType::Soa,
+                );
                 self.put(&mut t, "dns_name", name.clone().into(), name == ".");
             }
             CheckKind::Udp {

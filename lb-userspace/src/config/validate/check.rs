@@ -322,20 +322,16 @@ impl Validator<'_> {
         }
         let protocol = match raw.http_protocol.as_ref() {
             None => HttpProtocol::Http10,
-            Some(p) => {
-                match p.get_ref().as_str() {
-                    "1.0" => HttpProtocol::Http10,
-                    "1.0C" => HttpProtocol::Http10Close,
-                    "1.1" => HttpProtocol::Http11,
-                    other => {
-                        self.error(
-                        p.span(),
-                        format!("unknown http_protocol `{other}`; expected \"1.0\", \"1.0C\" or \"1.1\""),
-                    );
-                        HttpProtocol::Http10
-                    }
-                }
-            }
+            Some(p) => HttpProtocol::from_name(p.get_ref()).unwrap_or_else(|| {
+                self.error(
+                    p.span(),
+                    format!(
+                        "unknown http_protocol `{}`; expected \"1.0\", \"1.0C\" or \"1.1\"",
+                        p.get_ref()
+                    ),
+                );
+                HttpProtocol::Http10
+            }),
         };
         HttpCheck {
             tls,
@@ -392,22 +388,16 @@ impl Validator<'_> {
     fn dns(&mut self, raw: &raw::check::Check) -> CheckKind {
         let qtype = match raw.dns_type.as_ref() {
             None => DnsType::default(),
-            Some(t) => match t.get_ref().to_ascii_uppercase().as_str() {
-                "A" => DnsType::A,
-                "NS" => DnsType::Ns,
-                "CNAME" => DnsType::Cname,
-                "SOA" => DnsType::Soa,
-                "MX" => DnsType::Mx,
-                "TXT" => DnsType::Txt,
-                "AAAA" => DnsType::Aaaa,
-                other => {
-                    self.error(
-                        t.span(),
-                        format!("unknown dns_type `{other}`; expected A, NS, CNAME, SOA, MX, TXT or AAAA"),
-                    );
-                    DnsType::default()
-                }
-            },
+            Some(t) => DnsType::from_name(t.get_ref()).unwrap_or_else(|| {
+                self.error(
+                    t.span(),
+                    format!(
+                        "unknown dns_type `{}`; expected A, NS, CNAME, SOA, MX, TXT or AAAA",
+                        t.get_ref().to_ascii_uppercase()
+                    ),
+                );
+                DnsType::default()
+            }),
         };
         let name = match raw.dns_name.as_ref() {
             None => ".".to_string(),

@@ -90,11 +90,9 @@ pub fn check(cx: &mut Ctx, n: &Node, delay_loop: Duration) -> Option<Check> {
             "fwmark" => c.fwmark = cx.uint(a(), "fwmark", 1..=u32::MAX),
             "url" => http.urls.extend(url(cx, k)),
             "virtualhost" => http.virtualhost = Some(a().text.clone()),
-            "http_protocol" => match a().text.as_str() {
-                "1.0" => http.protocol = HttpProtocol::Http10,
-                "1.0C" => http.protocol = HttpProtocol::Http10Close,
-                "1.1" => http.protocol = HttpProtocol::Http11,
-                _ => cx.diag.error(
+            "http_protocol" => match HttpProtocol::from_name(&a().text) {
+                Some(p) => http.protocol = p,
+                None => cx.diag.error(
                     &a().pos,
                     format!(
                         "invalid value '{}' for 'http_protocol' (expected 1.0, 1.0C or 1.1)",
@@ -105,15 +103,9 @@ pub fn check(cx: &mut Ctx, n: &Node, delay_loop: Duration) -> Option<Check> {
             "enable_sni" => http.sni = true,
             "helo_name" => helo_name = Some(a().text.clone()),
             "type" => {
-                qtype = match a().text.to_ascii_uppercase().as_str() {
-                    "A" => DnsType::A,
-                    "NS" => DnsType::Ns,
-                    "CNAME" => DnsType::Cname,
-                    "SOA" => DnsType::Soa,
-                    "MX" => DnsType::Mx,
-                    "TXT" => DnsType::Txt,
-                    "AAAA" => DnsType::Aaaa,
-                    _ => {
+                qtype = match DnsType::from_name(&a().text) {
+                    Some(q) => q,
+                    None => {
                         cx.diag.error(&a().pos, format!("invalid value '{}' for 'type' (expected A, NS, CNAME, SOA, MX, TXT or AAAA)", a().text));
                         qtype
                     }
