@@ -4,7 +4,11 @@
 mod common;
 
 use common::xlb_bin;
-use std::{path::PathBuf, process::Command};
+use std::{
+    path::PathBuf,
+    process::Command,
+    sync::atomic::{AtomicU32, Ordering},
+};
 
 const GOOD: &str = r#"[dataplane]
 interfaces = ["eth0"]
@@ -18,10 +22,13 @@ address = "10.0.0.11"
 weight = 2
 "#;
 
+/// Writes `text` to a file of its own: tests run in parallel by default.
 fn write(name: &str, text: &str) -> PathBuf {
+    static SEQ: AtomicU32 = AtomicU32::new(0);
+    let n = SEQ.fetch_add(1, Ordering::Relaxed);
     let dir = std::env::temp_dir().join(format!("xlb-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let p = dir.join(name);
+    let p = dir.join(format!("{n}-{name}"));
     std::fs::write(&p, text).unwrap();
     p
 }
