@@ -235,11 +235,11 @@ pub async fn run(
                     Err(e) => warn!("reload: nothing changed, the config has errors:\n{e:#}"),
                 }
             }
-            _ = sigusr1.recv() => match dump::write_state(&config, &r.fwd.desired, &r.fwd.plane.describe()) {
+            _ = sigusr1.recv() => match dump::write_state(&config, &r.fwd.desired, r.fwd.plane.as_mut()) {
                 Ok(()) => info!(file = %config.agent.state_dump.display(), "SIGUSR1: state dumped"),
                 Err(e) => warn!(error = %format!("{e:#}"), "SIGUSR1: state dump failed"),
             },
-            _ = sigusr2.recv() => match dump::write_stats(&config) {
+            _ = sigusr2.recv() => match dump::write_stats(&config, r.fwd.plane.as_mut()) {
                 Ok(()) => info!(file = %config.agent.stats_dump.display(), "SIGUSR2: statistics dumped"),
                 Err(e) => warn!(error = %format!("{e:#}"), "SIGUSR2: statistics dump failed"),
             },
