@@ -40,6 +40,10 @@ pub enum Command {
         /// Where to write the agent's pid (default: `[agent] pid_file`, /run/xlb.pid).
         #[arg(long)]
         pid_file: Option<PathBuf>,
+        /// Directory (on bpffs) to pin the maps in, over `[dataplane] pin_path`
+        /// (default /sys/fs/bpf/xlb); a keepalived.conf has no such setting.
+        #[arg(long)]
+        pin_path: Option<PathBuf>,
     },
     /// Make the running agent re-read its config (SIGHUP): only what changed is applied.
     Reload {

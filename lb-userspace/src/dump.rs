@@ -5,8 +5,8 @@
 
 use crate::{
     config::{Config, SocketText},
-    dataplane::DesiredService,
-    status::Snapshot,
+    dataplane::{DataPlane, DesiredService},
+    status::{Detail, Plane, Snapshot},
 };
 use anyhow::{Context, Result};
 use std::{fmt::Write, path::Path};
@@ -29,7 +29,9 @@ pub fn state_text(
     let mut o = String::new();
     writeln!(o, "------< xlb data plane >------")?;
     writeln!(o, " pid = {}", std::process::id())?;
-    writeln!(o, " pin path = {}", config.dataplane.pin_path.display())?;
+    if snap.data_plane == Plane::Xdp {
+        writeln!(o, " pin path = {}", config.dataplane.pin_path.display())?;
+    }
     writeln!(o, " data plane = {plane}")?;
     let t = &config.dataplane.timeouts;
     writeln!(
@@ -44,10 +46,14 @@ pub fn state_text(
     writeln!(o, "------< Virtual servers >------")?;
     for d in desired {
         let s = &d.service;
-        let in_maps = s.id.addr().and_then(|(vip, port, protocol)| {
-            snap.services
-                .iter()
-                .find(|m| m.vip == vip && m.port == port && m.protocol == protocol.to_string())
+        let in_maps = snap.services.iter().find(|m| match s.id.addr() {
+            Some((vip, port, protocol)) => {
+                m.fwmark.is_none()
+                    && m.vip == vip
+                    && m.port == port
+                    && m.protocol == protocol.to_string()
+            }
+            None => m.fwmark.is_some_and(|mark| s.id == fwmark_id(mark, m.vip)),
         });
         writeln!(o, " VS = {}", s.id)?;
         writeln!(
@@ -71,7 +77,7 @@ pub fn state_text(
                 "   service id = {}, connections = {}",
                 m.id, m.stats.connections
             )?,
-            None => writeln!(o, "   not in the maps")?,
+            None => writeln!(o, "   not in the data plane")?,
         }
         for r in &d.reals {
             let mapped = in_maps.and_then(|m| {
@@ -106,19 +112,27 @@ pub fn state_text(
     Ok(o)
 }
 
+/// The [`crate::config::ServiceId`] of an FWM service of the snapshot.
+fn fwmark_id(mark: u32, vip: std::net::IpAddr) -> crate::config::ServiceId {
+    crate::config::ServiceId::Fwmark {
+        mark,
+        ipv6: vip.is_ipv6(),
+    }
+}
+
 /// The statistics dump: per service and real, the XDP fates, map fill.
 pub fn stats_text(snap: &Snapshot) -> Result<String> {
     let mut o = String::new();
     writeln!(o, "------< xlb statistics >------")?;
     for s in &snap.services {
+        let local = match s.fwmark {
+            Some(mark) => mark.to_string(),
+            None => SocketText(s.vip, s.port).to_string(),
+        };
         writeln!(
             o,
-            " VS = {} {}: connections {}, packets {}, bytes {}",
-            s.protocol,
-            SocketText(s.vip, s.port),
-            s.stats.connections,
-            s.stats.packets,
-            s.stats.bytes
+            " VS = {} {local}: connections {}, packets {}, bytes {}",
+            s.protocol, s.stats.connections, s.stats.packets, s.stats.bytes
         )?;
         for r in &s.reals {
             writeln!(
@@ -132,6 +146,9 @@ pub fn stats_text(snap: &Snapshot) -> Result<String> {
                 r.inactive_conns
             )?;
         }
+    }
+    if snap.data_plane == Plane::Ipvs {
+        return Ok(o);
     }
     let p = snap.packets;
     writeln!(
@@ -152,25 +169,29 @@ pub fn write(path: &Path, text: &str) -> Result<()> {
     std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
 }
 
-/// SIGUSR1: the state dump to `config.agent.state_dump`.
-pub fn write_state(config: &Config, desired: &[DesiredService], plane: &str) -> Result<()> {
-    let detail = crate::status::Detail {
+/// SIGUSR1: the state dump of `plane` to `config.agent.state_dump`.
+pub fn write_state(
+    config: &Config,
+    desired: &[DesiredService],
+    plane: &mut dyn DataPlane,
+) -> Result<()> {
+    let detail = Detail {
         persistent_conns: true,
         map_fill: false,
     };
-    let snap = Snapshot::read(&config.dataplane.pin_path, detail)?;
+    let snap = plane.snapshot(detail)?;
     write(
         &config.agent.state_dump,
-        &state_text(config, desired, plane, &snap)?,
+        &state_text(config, desired, &plane.describe(), &snap)?,
     )
 }
 
-/// SIGUSR2: the statistics dump to `config.agent.stats_dump`.
-pub fn write_stats(config: &Config) -> Result<()> {
-    let detail = crate::status::Detail {
+/// SIGUSR2: the statistics dump of `plane` to `config.agent.stats_dump`.
+pub fn write_stats(config: &Config, plane: &mut dyn DataPlane) -> Result<()> {
+    let detail = Detail {
         persistent_conns: false,
         map_fill: true,
     };
-    let snap = Snapshot::read(&config.dataplane.pin_path, detail)?;
+    let snap = plane.snapshot(detail)?;
     write(&config.agent.stats_dump, &stats_text(&snap)?)
 }

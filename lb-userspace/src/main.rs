@@ -72,12 +72,14 @@ fn main() -> ExitCode {
             source,
             keep_dataplane,
             pid_file,
+            pin_path,
         } => source.source().and_then(|source| {
             logging::init(&cli.log_level)?;
+            let overrides = config::Overrides { pin_path, pid_file };
             tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?
-                .block_on(agent::run(&source, keep_dataplane, pid_file.as_deref()))
+                .block_on(agent::run(&source, keep_dataplane, &overrides))
         }),
         Command::Reload { pid_file, config } => reload_agent(pid_file, config),
         Command::Decap {

@@ -4,14 +4,14 @@
 //! Settings that size or place the data plane need a restart; a reload
 //! that changes them says so and keeps the running ones.
 
-use crate::config::{self, Config, Source};
+use crate::config::{self, Config, Overrides, Source};
 use anyhow::Result;
 use tracing::warn;
 
-/// The config from `source`, or the errors (each `file:line:col: message`)
-/// that leave the running config in force.
-pub fn reread(source: &Source, running: &Config) -> Result<Config> {
-    let mut fresh = config::load_from(source)?;
+/// The config from `source` (with the command line's `overrides`), or the
+/// errors (each `file:line:col: message`) that leave the running config in force.
+pub fn reread(source: &Source, overrides: &Overrides, running: &Config) -> Result<Config> {
+    let mut fresh = overrides.apply(config::load_from(source)?);
     if fresh.dataplane != running.dataplane {
         warn!("reload: [dataplane] changed; it takes effect at the next restart");
         fresh.dataplane = running.dataplane.clone();

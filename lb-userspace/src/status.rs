@@ -1,5 +1,6 @@
-//! `xlb status`: an ipvsadm-style listing read from the pinned maps, so it
-//! shows what the kernel really forwards, not what a config file says.
+//! `xlb status`: an ipvsadm-style listing read from the pinned maps (or,
+//! under the IPVS data plane, from the kernel's IPVS), so it shows what the
+//! kernel really forwards, not what a config file says.
 
 use crate::config::{Method, Persistence, Protocol, Scheduler, SocketText};
 use anyhow::{Context, Result};
@@ -131,8 +132,11 @@ pub struct PersistenceStatus {
 pub struct ServiceStatus {
     /// Its id in `SERVICES` values and the per-service maps.
     pub id: u32,
-    /// TCP or UDP.
+    /// TCP, UDP, or FWM (IPVS firewall-mark services).
     pub protocol: String,
+    /// The mark of an FWM service (IPVS only); its `vip` and `port` are then 0.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fwmark: Option<u32>,
     pub vip: IpAddr,
     pub port: u16,
     pub scheduler: String,
@@ -181,12 +185,25 @@ pub struct Detail {
     pub map_fill: bool,
 }
 
-/// Everything the pinned maps say, for `xlb status` (text and JSON), the
+/// Which data plane a [`Snapshot`] was read from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Plane {
+    /// The XDP director's pinned maps.
+    Xdp,
+    /// The kernel's IPVS, over generic netlink.
+    Ipvs,
+}
+
+/// Everything the data plane says, for `xlb status` (text and JSON), the
 /// state dumps and the metrics.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Snapshot {
-    pub pin_path: PathBuf,
+    pub data_plane: Plane,
+    /// Where the XDP maps are pinned; `None` for IPVS.
+    pub pin_path: Option<PathBuf>,
     pub services: Vec<ServiceStatus>,
+    /// What XDP did with every packet; zero for IPVS.
     pub packets: PacketCounts,
     /// Empty unless [`Detail::map_fill`] was asked for.
     pub maps: Vec<MapFill>,
@@ -293,6 +310,7 @@ impl Snapshot {
                 id: info.id,
                 protocol: Protocol::from_number(key.proto)
                     .map_or("?".to_string(), |p| p.to_string()),
+                fwmark: None,
                 vip: addr_ip(key.addr, key.family),
                 port: u16::from_be(key.port),
                 scheduler: Scheduler::from_code(info.sched)
@@ -316,7 +334,8 @@ impl Snapshot {
             Vec::new()
         };
         Ok(Snapshot {
-            pin_path: dir.to_path_buf(),
+            data_plane: Plane::Xdp,
+            pin_path: Some(dir.to_path_buf()),
             services: out,
             packets: PacketCounts {
                 tx: g.tx,
@@ -332,6 +351,22 @@ impl Snapshot {
             maps,
         })
     }
+}
+
+/// The XDP maps when `dir` holds them, else the kernel's IPVS (the IPVS
+/// data plane pins nothing); an error names both when neither answers.
+pub fn read_running(dir: &Path, detail: Detail) -> Result<Snapshot> {
+    if dir.join(map_names::SERVICES).exists() {
+        return Snapshot::read(dir, detail);
+    }
+    crate::ipvs::Ipvs::connect()
+        .and_then(|mut ipvs| crate::ipvs::snapshot::read(&mut ipvs))
+        .with_context(|| {
+            format!(
+                "no XDP maps pinned at {} and the kernel's IPVS cannot be read (is the xlb agent running?)",
+                dir.display()
+            )
+        })
 }
 
 /// ` persistent N` and ` mask M` as ipvsadm prints them after the scheduler.
@@ -354,9 +389,9 @@ fn persistence_text(p: Option<PersistenceStatus>) -> String {
     s
 }
 
-/// Renders `view` for the maps pinned under `dir`.
+/// Renders `view` for the maps pinned under `dir`, else the kernel's IPVS.
 pub fn render(dir: &Path, view: View) -> Result<String> {
-    let snap = Snapshot::read(
+    let snap = read_running(
         dir,
         Detail {
             persistent_conns: view == View::PersistentConn,
@@ -364,7 +399,10 @@ pub fn render(dir: &Path, view: View) -> Result<String> {
         },
     )?;
     let mut out = String::new();
-    writeln!(out, "xlb data plane, maps pinned at {}", dir.display())?;
+    match snap.data_plane {
+        Plane::Xdp => writeln!(out, "xlb data plane, maps pinned at {}", dir.display())?,
+        Plane::Ipvs => writeln!(out, "xlb data plane: the kernel's IPVS")?,
+    }
     match view {
         View::Default => {
             writeln!(out, "Prot LocalAddress:Port Scheduler Flags")?;
@@ -385,10 +423,13 @@ pub fn render(dir: &Path, view: View) -> Result<String> {
     }
     for svc in &snap.services {
         let flags = if svc.active { "" } else { " inactive" };
+        let local = match svc.fwmark {
+            Some(mark) => mark.to_string(),
+            None => SocketText(svc.vip, svc.port).to_string(),
+        };
         let head = format!(
-            "{:<4} {} {}{}{flags}",
+            "{:<4} {local} {}{}{flags}",
             svc.protocol,
-            SocketText(svc.vip, svc.port),
             svc.scheduler,
             persistence_text(svc.persistence)
         );
@@ -440,6 +481,9 @@ pub fn render(dir: &Path, view: View) -> Result<String> {
             )?;
         }
     }
+    if snap.data_plane == Plane::Ipvs {
+        return Ok(out);
+    }
     let g = snap.packets;
     writeln!(
         out,
@@ -459,7 +503,7 @@ pub fn render(dir: &Path, view: View) -> Result<String> {
 
 /// `xlb status --json`: the whole [`Snapshot`], persistence and map fill included.
 pub fn render_json(dir: &Path) -> Result<String> {
-    let snap = Snapshot::read(
+    let snap = read_running(
         dir,
         Detail {
             persistent_conns: true,

@@ -1,27 +1,36 @@
 //! The xlb agent as a child process in a namespace: started and waited for
 //! until it forwards, stopped with SIGTERM (SIGKILL if it hangs) on drop.
+//! Each `xlb run` gets a pid file of its own (unless the caller names one),
+//! so tests never write the host's /run/xlb.pid; metrics bind the
+//! namespace's own loopback.
 
 use crate::netns::Netns;
 use anyhow::{Context, Result, bail};
 use std::{
+    ffi::OsStr,
     io::{BufRead, BufReader},
-    path::Path,
+    path::{Path, PathBuf},
     process::{Child, Stdio},
     sync::{
         Arc, Mutex, PoisonError,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU32, Ordering},
         mpsc,
     },
     time::Duration,
 };
 
 const AGENT_READY: Duration = Duration::from_secs(30);
+static PID_FILES: AtomicU32 = AtomicU32::new(0);
 
 /// A running `xlb run`; stopped (SIGTERM, then SIGKILL) on drop.
 pub struct Agent {
     child: Child,
     log: Option<std::thread::JoinHandle<()>>,
     lines: Arc<Mutex<Vec<String>>>,
+    /// The pid file it was given (none for `xlb decap`).
+    pid_file: Option<PathBuf>,
+    /// Whether that file is the helper's own, removed on drop.
+    private_pid_file: bool,
 }
 
 impl Agent {
@@ -45,16 +54,55 @@ impl Agent {
         ready: Duration,
         cancel: &AtomicBool,
     ) -> Result<Agent> {
-        let mut args: Vec<&std::ffi::OsStr> = extra.iter().map(|a| a.as_ref()).collect();
-        args.extend(["run".as_ref(), "--config".as_ref(), config.as_os_str()]);
-        Agent::spawn(ns, xlb, &args, "xlb forwarding", ready, cancel)
+        let run: [&OsStr; 2] = ["--config".as_ref(), config.as_os_str()];
+        Agent::start_run(ns, xlb, extra, &run, ready, cancel)
+    }
+
+    /// `xlb GLOBAL... run RUN...` in `ns` (such as `--keepalived-conf FILE
+    /// --pin-path DIR`), waiting up to `ready` until it forwards. Without a
+    /// `--pid-file` in `run` the agent gets a private one ([`Agent::pid_file`]).
+    pub fn start_run(
+        ns: &Netns,
+        xlb: &Path,
+        global: &[&str],
+        run: &[&OsStr],
+        ready: Duration,
+        cancel: &AtomicBool,
+    ) -> Result<Agent> {
+        let mut args: Vec<&OsStr> = global.iter().map(|a| a.as_ref()).collect();
+        args.push("run".as_ref());
+        args.extend_from_slice(run);
+        let given = run
+            .iter()
+            .position(|a| *a == OsStr::new("--pid-file"))
+            .and_then(|i| run.get(i + 1))
+            .map(PathBuf::from);
+        let private = given.is_none();
+        let pid_file = given.unwrap_or_else(|| {
+            std::env::temp_dir().join(format!(
+                "xlb-test-{}-{}.pid",
+                std::process::id(),
+                PID_FILES.fetch_add(1, Ordering::Relaxed)
+            ))
+        });
+        if private {
+            args.extend(["--pid-file".as_ref(), pid_file.as_os_str()]);
+        }
+        let mut agent = Agent::spawn(ns, xlb, &args, "xlb forwarding", ready, cancel);
+        if let Ok(a) = &mut agent {
+            a.pid_file = Some(pid_file);
+            a.private_pid_file = private;
+        } else if private {
+            let _ = std::fs::remove_file(&pid_file);
+        }
+        agent
     }
 
     /// `xlb decap ARGS` in `ns` (a TUN real server), once it has attached.
     pub fn start_decap(ns: &Netns, xlb: &Path, args: &[&str]) -> Result<Agent> {
         let mut all = vec!["decap"];
         all.extend_from_slice(args);
-        let all: Vec<&std::ffi::OsStr> = all.iter().map(|a| a.as_ref()).collect();
+        let all: Vec<&OsStr> = all.iter().map(|a| a.as_ref()).collect();
         let never = AtomicBool::new(false);
         Agent::spawn(ns, xlb, &all, "xlb decapsulating", AGENT_READY, &never)
     }
@@ -64,7 +112,7 @@ impl Agent {
     fn spawn(
         ns: &Netns,
         xlb: &Path,
-        args: &[&std::ffi::OsStr],
+        args: &[&OsStr],
         marker: &'static str,
         ready: Duration,
         cancel: &AtomicBool,
@@ -95,6 +143,8 @@ impl Agent {
             child,
             log: Some(log),
             lines,
+            pid_file: None,
+            private_pid_file: false,
         };
         let deadline = std::time::Instant::now() + ready;
         loop {
@@ -126,6 +176,11 @@ impl Agent {
     /// The agent's process id (to read its memory use in /proc).
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// The pid file `xlb run` writes (for `xlb reload --pid-file`).
+    pub fn pid_file(&self) -> Option<&Path> {
+        self.pid_file.as_deref()
     }
 
     /// What the agent has written to stderr so far, a line per entry.
@@ -178,5 +233,9 @@ impl Agent {
 impl Drop for Agent {
     fn drop(&mut self) {
         let _ = self.terminate();
+        // A killed agent leaves its pid file behind.
+        if let (true, Some(p)) = (self.private_pid_file, &self.pid_file) {
+            let _ = std::fs::remove_file(p);
+        }
     }
 }

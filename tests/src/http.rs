@@ -2,13 +2,14 @@
 //! so a client can tell which real served it.
 
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use socket2::{Domain, Socket, Type};
 
 use crate::netns::Netns;
 
@@ -240,6 +241,17 @@ pub fn get_name(ns: &Netns, target: SocketAddr, timeout: Duration) -> Result<Str
     conn.request(true)
 }
 
+/// As [`get_name`], from `source`, one of `ns`'s addresses.
+pub fn get_name_from(
+    ns: &Netns,
+    source: IpAddr,
+    target: SocketAddr,
+    timeout: Duration,
+) -> Result<String> {
+    let mut conn = HttpConn::open_from(ns, source, target, timeout)?;
+    conn.request(true)
+}
+
 /// A keep-alive client connection made inside a namespace.
 #[derive(Debug)]
 pub struct HttpConn {
@@ -256,6 +268,30 @@ impl HttpConn {
         let stream = ns
             .enter(|| TcpStream::connect_timeout(&target, timeout))?
             .with_context(|| format!("connect to {target} from {}", ns.name()))?;
+        HttpConn::with_stream(stream, target, timeout)
+    }
+
+    /// As [`HttpConn::open`], from `source` (one of `ns`'s addresses), so
+    /// one namespace can act as many clients.
+    pub fn open_from(
+        ns: &Netns,
+        source: IpAddr,
+        target: SocketAddr,
+        timeout: Duration,
+    ) -> Result<HttpConn> {
+        let connect = || -> io::Result<TcpStream> {
+            let socket = Socket::new(Domain::for_address(target), Type::STREAM, None)?;
+            socket.bind(&SocketAddr::new(source, 0).into())?;
+            socket.connect_timeout(&target.into(), timeout)?;
+            Ok(socket.into())
+        };
+        let stream = ns
+            .enter(connect)?
+            .with_context(|| format!("connect to {target} from {source} in {}", ns.name()))?;
+        HttpConn::with_stream(stream, target, timeout)
+    }
+
+    fn with_stream(stream: TcpStream, target: SocketAddr, timeout: Duration) -> Result<HttpConn> {
         stream.set_nodelay(true)?;
         stream.set_write_timeout(Some(timeout))?;
         let local = stream.local_addr()?;

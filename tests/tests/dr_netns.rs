@@ -264,6 +264,8 @@ fn keep_dataplane_leaves_forwarding_running_and_the_next_agent_takes_over() {
         .command(xlb_bin())
         .args(["run", "--keep-dataplane", "--config"])
         .arg(&config)
+        .arg("--pid-file")
+        .arg(dir.join("xlb.pid"))
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();

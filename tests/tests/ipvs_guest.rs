@@ -11,7 +11,11 @@
 
 mod common;
 
-use std::{collections::BTreeSet, fmt::Write, time::Duration};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    fmt::Write,
+    time::Duration,
+};
 use xlb::sched::{
     model::{self, Real, Rule},
     tables,
@@ -262,6 +266,16 @@ echo ==rules-b; ipvsadm -S -n
 echo ==stats-b; ipvsadm -Ln --stats -u 10.30.0.1:80
 echo ==ipvsadm-list-b; ipvsadm -Ln
 echo ==xlb-list-b; xlb ipvsadm -Ln
+# status and the SIGUSR1/SIGUSR2 dumps read the IPVS plane (no maps pinned).
+echo ==status-b; xlb status
+echo ==status-json-b; xlb status --json
+kill -USR1 $pid; kill -USR2 $pid
+i=0
+while [ $i -lt 40 ] && ! {{ [ -s /tmp/xlb.data ] && [ -s /tmp/xlb.stats ]; }}; do
+    sleep 0.25; i=$((i+1))
+done
+echo ==state-b; cat /tmp/xlb.data
+echo ==statsdump-b; cat /tmp/xlb.stats
 kill $pid; wait $pid
 echo ==after-stop; ipvsadm -Ln
 # kind = "auto": XDP cannot attach to an interface that does not exist, so IPVS forwards.
@@ -353,6 +367,7 @@ echo ==xlb-daemon; xlb ipvsadm -L --daemon
     // Reconciling B left the untouched service (and its counters) alone.
     assert_eq!(conns(&s["stats-b"]), before, "{}", s["stats-b"]);
     assert_eq!(s["ipvsadm-list-b"], s["xlb-list-b"]);
+    ipvs_status_and_dumps(&s, &got_b, before[0]);
     // Stopping without --keep-dataplane removes every service.
     assert_eq!(
         s["after-stop"],
@@ -374,6 +389,59 @@ echo ==xlb-daemon; xlb ipvsadm -L --daemon
         s["ipvsadm-daemon"],
         s["xlb-daemon"]
     );
+}
+
+/// `xlb status` (text and JSON) and the SIGUSR1/SIGUSR2 dumps of the
+/// agent running config B show the kernel's IPVS: a line per service and
+/// destination of `rules` (`ipvsadm -S`), and the UDP service's `udp_conns`.
+fn ipvs_status_and_dumps(s: &BTreeMap<String, String>, rules: &BTreeSet<String>, udp_conns: u64) {
+    let services = rules.iter().filter(|r| r.starts_with("-A ")).count();
+    let dests = rules.iter().filter(|r| r.starts_with("-a ")).count();
+    let status = &s["status-b"];
+    assert!(
+        status.starts_with("xlb data plane: the kernel's IPVS\n"),
+        "{status}"
+    );
+    let heads = status
+        .lines()
+        .filter(|l| ["TCP ", "UDP ", "FWM "].iter().any(|p| l.starts_with(p)))
+        .count();
+    let reals = status
+        .lines()
+        .filter(|l| l.starts_with("  -> 10.") || l.starts_with("  -> ["))
+        .count();
+    assert_eq!((heads, reals), (services, dests), "{status}");
+    assert!(status.contains("FWM  1000 "), "{status}");
+    assert!(!status.contains("Packets:"), "{status}");
+
+    let json: serde_json::Value = serde_json::from_str(&s["status-json-b"]).unwrap();
+    assert_eq!(json["data_plane"], "ipvs");
+    assert!(json["pin_path"].is_null());
+    let listed = json["services"].as_array().unwrap();
+    assert_eq!(listed.len(), services);
+    let udp = listed
+        .iter()
+        .find(|v| v["protocol"] == "UDP" && v["vip"] == "10.30.0.1" && v["port"] == 80)
+        .unwrap();
+    assert_eq!(udp["stats"]["connections"], udp_conns);
+
+    let state = &s["state-b"];
+    assert!(
+        state.contains(" data plane = kernel IPVS (generic netlink)"),
+        "{state}"
+    );
+    assert_eq!(
+        state.matches("   service id = ").count(),
+        services,
+        "{state}"
+    );
+    assert!(!state.contains("not in the data plane"), "{state}");
+    let stats = &s["statsdump-b"];
+    assert!(
+        stats.contains(&format!(" VS = UDP 10.30.0.1:80: connections {udp_conns},")),
+        "{stats}"
+    );
+    assert!(!stats.contains(" XDP: "), "{stats}");
 }
 
 const DIFFERENTIAL: [&str; 6] = ["rr", "wrr", "dh", "sh", "lc", "wlc"];

@@ -10,7 +10,7 @@ use common::xlb_bin;
 use lb_common::{FlowKey, FlowState, ServiceInfo, ServiceKey};
 use std::{
     collections::BTreeMap,
-    net::SocketAddr,
+    net::{IpAddr, SocketAddr},
     path::{Path, PathBuf},
     process::{Command, Output},
     time::{Duration, Instant},
@@ -152,7 +152,23 @@ fn reload_applies_the_difference_and_an_invalid_file_changes_nothing() {
     let path = dir.join("xlb.toml");
     let pid_file = dir.join("xlb.pid").display().to_string();
     std::fs::write(&path, config(&lab, &dir, &[1, 2, 3], false)).unwrap();
-    let agent = Agent::start(&lab.director, &xlb_bin(), &path).unwrap();
+    // The pid file the config names, so `xlb reload --config` finds the agent.
+    let run: [&std::ffi::OsStr; 4] = [
+        "--config".as_ref(),
+        path.as_os_str(),
+        "--pid-file".as_ref(),
+        pid_file.as_ref(),
+    ];
+    let never = std::sync::atomic::AtomicBool::new(false);
+    let agent = Agent::start_run(
+        &lab.director,
+        &xlb_bin(),
+        &[],
+        &run,
+        Duration::from_secs(30),
+        &never,
+    )
+    .unwrap();
     assert_eq!(
         std::fs::read_to_string(&pid_file).unwrap().trim(),
         agent.pid().to_string()
@@ -241,4 +257,128 @@ fn reload_applies_the_difference_and_an_invalid_file_changes_nothing() {
     let out = xlb(&["reload", "--pid-file", &pid_file]);
     assert!(!out.status.success());
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// One TCP :80 rr service over `reals` of the lab, with `nodest_policy`.
+fn removal_config(lab: &DrLab, policy: &str, reals: &[IpAddr]) -> String {
+    let mut s = format!(
+        "[dataplane]\ninterfaces = [\"eth0\"]\nxdp_mode = \"native\"\npin_path = \"{}\"\nnodest_policy = \"{policy}\"\n\n[[service]]\nvip = \"{}\"\nport = 80\nscheduler = \"rr\"\nmethod = \"dr\"\n",
+        lab.pin_path.display(),
+        lab.vip
+    );
+    for r in reals {
+        s.push_str(&format!("\n[[service.real]]\naddress = \"{r}\"\n"));
+    }
+    s
+}
+
+/// Whether `err` (or what caused it) is a connection reset.
+fn is_reset(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| {
+        e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionReset)
+    })
+}
+
+#[test]
+fn a_real_removed_by_reload_takes_no_new_connections_and_its_flows_follow_the_nodest_policy() {
+    xlb_testbed::require_root().unwrap();
+    let lab = DrLab::build(&LabOptions {
+        weights: vec![1, 1, 1],
+        peer_xdp: Some((
+            xlb::EBPF_OBJECT_PATH.into(),
+            lb_common::PROG_PASS.to_string(),
+        )),
+        ..LabOptions::default()
+    })
+    .unwrap();
+    let dir: PathBuf =
+        std::env::temp_dir().join(format!("xlb-test-{}-reload-remove", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("xlb.toml");
+    let all: Vec<IpAddr> = lab.reals.iter().map(|r| r.addr).collect();
+    let (gone, gone_name) = (all[2], lab.reals[2].name.clone());
+    for policy in ["keep", "expire"] {
+        std::fs::write(&path, removal_config(&lab, policy, &all)).unwrap();
+        let agent = Agent::start(&lab.director, &xlb_bin(), &path).unwrap();
+        // rr: two held connections on every real.
+        let mut held: Vec<(HttpConn, String)> = (0..6)
+            .map(|_| {
+                let mut c = HttpConn::open(&lab.client, lab.vip_socket(), TIMEOUT).unwrap();
+                let name = c.ask().unwrap();
+                (c, name)
+            })
+            .collect();
+        assert_eq!(
+            held.iter().filter(|(_, n)| *n == gone_name).count(),
+            2,
+            "{policy}: rr did not give {gone_name} two of six connections"
+        );
+
+        std::fs::write(&path, removal_config(&lab, policy, &all[..2])).unwrap();
+        let pid_file = agent.pid_file().unwrap().display().to_string();
+        let out = xlb(&["reload", "--pid-file", &pid_file]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        wait_log(&agent, "config reloaded", 1);
+
+        // New connections never reach the removed real (its server still
+        // answers, with its name, if one did).
+        let seen = lab.spread(12, TIMEOUT).unwrap();
+        assert!(!seen.contains_key(&gone_name), "{policy}: {seen:?}");
+        assert_eq!(seen.values().sum::<usize>(), 12);
+
+        let expired_before = nodest_expired(&lab);
+        for (c, name) in &mut held {
+            let answer = c.ask();
+            if *name != gone_name {
+                // The other reals' connections are untouched.
+                assert_eq!(&answer.unwrap(), name, "{policy}: {} moved", c.local_addr());
+                continue;
+            }
+            match policy {
+                "keep" => assert_eq!(
+                    &answer.unwrap(),
+                    name,
+                    "keep: a connection to the removed real moved"
+                ),
+                // The packet is dropped and the flow forgotten: the
+                // retransmission is scheduled anew, to a real that never saw
+                // the handshake and resets the connection.
+                _ => {
+                    let err = answer.unwrap_err();
+                    assert!(is_reset(&err), "expire: {err:#}");
+                }
+            }
+        }
+        let status = lab.status(&xlb_bin()).unwrap();
+        let draining = format!("draining {gone}:80");
+        match policy {
+            "keep" => {
+                assert!(status.contains(&draining), "{status}");
+                assert_eq!(nodest_expired(&lab), expired_before);
+            }
+            _ => {
+                assert!(!status.contains(&format!("{gone}:80")), "{status}");
+                assert!(nodest_expired(&lab) >= expired_before + 2, "{status}");
+            }
+        }
+        drop(held);
+        agent.stop().unwrap();
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// `nodest expired N` from `xlb status`.
+fn nodest_expired(lab: &DrLab) -> u64 {
+    let status = lab.status(&xlb_bin()).unwrap();
+    status
+        .split("nodest expired ")
+        .nth(1)
+        .and_then(|t| t.split(')').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no nodest counter in {status}"))
 }

@@ -20,7 +20,7 @@ use crate::{
 use anyhow::{Context, Result};
 use desired::{Health, RealKey, Runtime};
 use hops::Hops;
-use std::{path::Path, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 use tokio::{
     signal::unix::{SignalKind, signal},
     sync::{mpsc, oneshot},
@@ -127,11 +127,11 @@ impl Reactor {
 pub async fn run(
     source: &config::Source,
     keep_dataplane: bool,
-    pid_file: Option<&Path>,
+    overrides: &config::Overrides,
 ) -> Result<()> {
     // Shared with VRRP, which keeps the config it started with (a reload
     // changes services and checkers, not VRRP instances).
-    let mut config = Arc::new(config::load_from(source)?);
+    let mut config = Arc::new(overrides.apply(config::load_from(source)?));
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sighup = signal(SignalKind::hangup())?;
@@ -163,7 +163,7 @@ pub async fn run(
         tokio::spawn(metrics::serve(listener, registry));
         info!(%addr, "metrics endpoint listening");
     }
-    let _pid_file = PidFile::create(pid_file.unwrap_or(&config.agent.pid_file))?;
+    let _pid_file = PidFile::create(&config.agent.pid_file)?;
     let reals: usize = desired.iter().map(|d| d.reals.len()).sum();
     info!(services = desired.len(), reals, data_plane = %plane.describe(), "xlb forwarding");
     let fwd = Forwarding { plane, desired };
@@ -217,7 +217,7 @@ pub async fn run(
             _ = sigint.recv() => { info!("SIGINT: stopping"); break; }
             _ = sighup.recv() => {
                 info!("SIGHUP: reloading {source}");
-                match reload::reread(source, &config) {
+                match reload::reread(source, overrides, &config) {
                     Ok(fresh) => {
                         r.hops = hops::resolve(&resolver, &fresh, RESOLVE_WAIT, &r.hops).await;
                         // Checkers follow the new reals; verdicts of reals that stay are kept.
@@ -235,11 +235,11 @@ pub async fn run(
                     Err(e) => warn!("reload: nothing changed, the config has errors:\n{e:#}"),
                 }
             }
-            _ = sigusr1.recv() => match dump::write_state(&config, &r.fwd.desired, &r.fwd.plane.describe()) {
+            _ = sigusr1.recv() => match dump::write_state(&config, &r.fwd.desired, r.fwd.plane.as_mut()) {
                 Ok(()) => info!(file = %config.agent.state_dump.display(), "SIGUSR1: state dumped"),
                 Err(e) => warn!(error = %format!("{e:#}"), "SIGUSR1: state dump failed"),
             },
-            _ = sigusr2.recv() => match dump::write_stats(&config) {
+            _ = sigusr2.recv() => match dump::write_stats(&config, r.fwd.plane.as_mut()) {
                 Ok(()) => info!(file = %config.agent.stats_dump.display(), "SIGUSR2: statistics dumped"),
                 Err(e) => warn!(error = %format!("{e:#}"), "SIGUSR2: statistics dump failed"),
             },

@@ -4,6 +4,7 @@
 
 pub mod check;
 pub mod global;
+mod overrides;
 mod raw;
 mod validate;
 pub mod vrrp;
@@ -14,6 +15,7 @@ use std::{
     path::PathBuf,
 };
 
+pub use overrides::Overrides;
 pub(crate) use validate::capacity_problems;
 pub use validate::parse;
 

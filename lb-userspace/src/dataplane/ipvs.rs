@@ -300,6 +300,11 @@ impl DataPlane for IpvsDataPlane {
         "kernel IPVS (generic netlink)".to_string()
     }
 
+    fn snapshot(&mut self, _detail: crate::status::Detail) -> Result<crate::status::Snapshot> {
+        // The kernel's dump carries every part (persistence counts included) at once.
+        crate::ipvs::snapshot::read(&mut self.ipvs)
+    }
+
     fn shutdown(mut self: Box<Self>, keep: bool) -> Result<()> {
         if keep {
             info!("data plane kept running: IPVS services left in the kernel");

@@ -70,6 +70,13 @@ pub trait DataPlane {
     /// One line for the log: what forwards and where.
     fn describe(&self) -> String;
 
+    /// What the data plane holds now (services, reals, counters), for the
+    /// SIGUSR1/SIGUSR2 dumps; `detail` chooses the costly parts.
+    fn snapshot(
+        &mut self,
+        detail: crate::status::Detail,
+    ) -> anyhow::Result<crate::status::Snapshot>;
+
     /// Stops forwarding, or with `keep` leaves the data plane running
     /// without the agent.
     fn shutdown(self: Box<Self>, keep: bool) -> anyhow::Result<()>;

@@ -384,6 +384,10 @@ impl DataPlane for XdpDataPlane {
         format!("XDP on {}", attached.join(", "))
     }
 
+    fn snapshot(&mut self, detail: crate::status::Detail) -> Result<crate::status::Snapshot> {
+        crate::status::Snapshot::read(&self.pin_dir, detail)
+    }
+
     fn shutdown(self: Box<Self>, keep: bool) -> Result<()> {
         self.stop(keep)
     }

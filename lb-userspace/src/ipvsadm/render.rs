@@ -205,7 +205,7 @@ fn largenum(out: &mut String, i: u64, exact: bool) {
     };
 }
 
-fn fwd_name(f: u32) -> &'static str {
+pub(crate) fn fwd_name(f: u32) -> &'static str {
     match f {
         fwd::MASQ => "Masq",
         fwd::LOCALNODE => "Local",
