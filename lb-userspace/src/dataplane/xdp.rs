@@ -304,6 +304,8 @@ impl XdpDataPlane {
         if !keep {
             self.release();
             loader::unpin_maps(&self.pin_dir)?;
+            // Unlinked while still held: take_lock sees a removed file and retries.
+            let _ = std::fs::remove_file(lock_path(&self.pin_dir));
             info!("XDP detached and maps unpinned");
             return Ok(());
         }
@@ -428,25 +430,36 @@ fn ifindex(name: &str) -> Result<u32> {
 }
 
 fn take_lock(pin_dir: &Path) -> Result<File> {
+    use std::os::unix::fs::MetadataExt;
     let path = lock_path(pin_dir);
     std::fs::create_dir_all(path.parent().expect("lock path has a parent"))?;
-    let file = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .with_context(|| format!("opening {}", path.display()))?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => bail!(
-            "another xlb agent is running with pin directory {} (lock {})",
-            pin_dir.display(),
-            path.display()
-        ),
-        Err(std::fs::TryLockError::Error(e)) => {
-            Err(e).context(format!("locking {}", path.display()))
+    // A stopping agent unlinks the file it holds; a lock won on that
+    // unlinked file guards nothing, so open the path again (bounded: each
+    // retry means another agent stopped in between).
+    for _ in 0..8 {
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => bail!(
+                "another xlb agent is running with pin directory {} (lock {})",
+                pin_dir.display(),
+                path.display()
+            ),
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(e).context(format!("locking {}", path.display()));
+            }
+        }
+        let held = file.metadata()?.ino();
+        if std::fs::metadata(&path).is_ok_and(|m| m.ino() == held) {
+            return Ok(file);
         }
     }
+    bail!("the lock {} keeps being removed under us", path.display())
 }
 
 /// Removes what an agent that died or was stopped with `--keep-dataplane`
