@@ -126,7 +126,8 @@ checked() {{ ipvsadm -S -n | grep -F -- "-t {CHECKED} " | sort; }}
 rules_are() {{ checked | cmp -s - "$1"; }}
 # By path, so that $! is socat's pid; EXEC:true answers and closes.
 listen() {{ /usr/local/bin/socat TCP-LISTEN:80,bind=$1,fork,reuseaddr EXEC:true >/dev/null 2>&1 & }}
-ip link add dummy0 type dummy && ip link set dummy0 up
+# Loading dummy made dummy0.
+ip link set dummy0 up
 for a in 10.30.0.1 10.30.0.2 10.30.0.3 10.30.0.9 10.60.0.1 10.60.0.2 10.60.0.3 10.60.0.4; do
     ip addr add $a/32 dev dummy0
 done
