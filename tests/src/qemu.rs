@@ -9,6 +9,7 @@
 
 mod initramfs;
 pub mod ipip;
+pub mod job;
 pub mod kernel;
 
 pub use initramfs::find_program;

@@ -62,6 +62,9 @@ enum Cmd {
     Install(install::Args),
     /// Differential fuzz of the XDP director (10^5 frames), then the cargo-fuzz targets.
     Fuzz(fuzz::Args),
+    /// Inside the bench's qemu guest only (bench/guest.rs).
+    #[command(hide = true)]
+    BenchGuestInner(bench::guest::InnerArgs),
 }
 
 fn main() -> ExitCode {
@@ -78,6 +81,7 @@ fn main() -> ExitCode {
         Cmd::Man => man::generate().map(|p| println!("{}", p.display())),
         Cmd::Install(args) => install::run(&args),
         Cmd::Fuzz(args) => fuzz::run(&args),
+        Cmd::BenchGuestInner(args) => bench::guest::inner(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

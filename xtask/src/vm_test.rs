@@ -1,5 +1,6 @@
 //! `cargo xtask vm-test`: only the qemu guest tests (the harness's own and
-//! the IPVS data plane's against a real kernel IPVS). `cargo xtask test`
+//! the IPVS data plane's against a real kernel IPVS: services, health
+//! checks, sync daemons). `cargo xtask test`
 //! runs them too, with the rest of the workspace's tests.
 
 use crate::{
@@ -25,6 +26,10 @@ pub fn run() -> Result<()> {
                 "qemu_guest",
                 "--test",
                 "ipvs_guest",
+                "--test",
+                "ipvs_guest_health",
+                "--test",
+                "ipvs_guest_sync",
             ])
             .env("XLB_BIN", &xlb)
             .args(["--", "--test-threads=1"])

@@ -71,6 +71,10 @@ pub enum Forwarder {
     /// The kernel: an XDP_PASS program on d0 (native XDP on veth needs one to
     /// receive the generator's frames), then nftables DNAT to the real.
     NftDnat,
+    /// The kernel's IPVS, DR, mh, one real, programmed by the agent's IPVS
+    /// data plane; the VIP on the director's lo and XDP_PASS on d0 as for
+    /// nftables. Only in the qemu guest (guest.rs): this kernel has no IPVS.
+    IpvsDr,
 }
 
 pub struct Case {
@@ -82,7 +86,6 @@ pub struct Case {
 }
 
 pub const NFT_DNAT: &str = "nftables DNAT (peer), veth";
-const QEMU_LATER: &str = "needs the qemu guest harness (IPVS is not in this kernel); comes with it";
 
 pub const CASES: &[Case] = &[
     Case {
@@ -99,16 +102,6 @@ pub const CASES: &[Case] = &[
         name: "xlb NAT, veth",
         forwarder: Ok(Forwarder::XlbNat),
         vs: Some(NFT_DNAT),
-    },
-    Case {
-        name: "IPVS DR, qemu guest",
-        forwarder: Err(QEMU_LATER),
-        vs: None,
-    },
-    Case {
-        name: "xlb DR, qemu guest",
-        forwarder: Err(QEMU_LATER),
-        vs: Some("IPVS DR, qemu guest"),
     },
 ];
 
@@ -131,15 +124,7 @@ pub fn run(
             }
         };
         progress.step(Section::Live, case.name);
-        let (summary, delivered) = match forwarder {
-            Forwarder::XlbDr | Forwarder::XlbNat => {
-                let pin = PathBuf::from(format!("/sys/fs/bpf/xlb-bench-{}", std::process::id()));
-                let result = with_agent(&topo, art.xlb, &pin, forwarder, |t| t.measure(opts, stop));
-                remove_pin_dir(&pin);
-                result?
-            }
-            Forwarder::NftDnat => topo.with_nft(art.xlb_object, |t| t.measure(opts, stop))?,
-        };
+        let (summary, delivered) = measure(&topo, art, forwarder, opts, stop)?;
         progress.done(&format!(
             "{:.3} Mpps, {:.1}% of sent frames arrived",
             summary.median,
@@ -170,9 +155,29 @@ pub fn run(
     Ok(rows)
 }
 
+/// Packets per second through `forwarder` on `topo` (Mpps per run) and the
+/// share of sent frames that arrived.
+pub fn measure(
+    topo: &Topology,
+    art: &Artefacts<'_>,
+    forwarder: Forwarder,
+    opts: &Opts,
+    stop: &AtomicBool,
+) -> Result<(Summary, f64)> {
+    match forwarder {
+        Forwarder::XlbDr | Forwarder::XlbNat | Forwarder::IpvsDr => {
+            let pin = PathBuf::from(format!("/sys/fs/bpf/xlb-bench-{}", std::process::id()));
+            let result = with_agent(topo, art, &pin, forwarder, |t| t.measure(opts, stop));
+            remove_pin_dir(&pin);
+            result
+        }
+        Forwarder::NftDnat => topo.with_nft(art.xlb_object, |t| t.measure(opts, stop)),
+    }
+}
+
 /// The three namespaces with the generator loaded and the counter attached.
 /// Fields drop in order: programs first, then the namespaces.
-struct Topology {
+pub struct Topology {
     gen_ebpf: Ebpf,
     count_ebpf: Ebpf,
     g0: u32,
@@ -205,7 +210,7 @@ fn mac(m: [u8; 6]) -> String {
 }
 
 impl Topology {
-    fn build(floor_object: &Path) -> Result<Topology> {
+    pub fn build(floor_object: &Path) -> Result<Topology> {
         let sender = Netns::create("gen")?;
         let dir = Netns::create("dir")?;
         let real = Netns::create("real")?;
@@ -358,7 +363,7 @@ impl Topology {
 
     /// Warm up (flows into the conntrack tables), then time `opts.runs` runs.
     /// Returns Mpps per run and the share of sent frames that arrived.
-    fn measure(&self, opts: &Opts, stop: &AtomicBool) -> Result<(Summary, f64)> {
+    pub fn measure(&self, opts: &Opts, stop: &AtomicBool) -> Result<(Summary, f64)> {
         let (sent, got, _) = self.blast(WARMUP, stop)?;
         ensure!(
             got > 0,
@@ -379,8 +384,9 @@ impl Topology {
         Ok((summary, all_got as f64 / all_sent.max(1) as f64))
     }
 
-    /// xlb_pass on d0 and a DNAT rule for the VIP, for the duration of `f`.
-    fn with_nft<R>(&self, xlb_object: &Path, f: impl FnOnce(&Topology) -> Result<R>) -> Result<R> {
+    /// xlb_pass natively on d0 for the duration of `f`: native XDP on veth
+    /// needs a program on the receiving side to take the generator's frames.
+    fn with_pass<R>(&self, xlb_object: &Path, f: impl FnOnce(&Topology) -> Result<R>) -> Result<R> {
         let mut pass = Ebpf::load_file(xlb_object)
             .with_context(|| format!("loading {}", xlb_object.display()))?;
         let p: &mut Xdp = pass
@@ -391,6 +397,15 @@ impl Topology {
         self.dir
             .enter(|| p.attach("d0", XdpMode::Driver))?
             .context("attaching xlb_pass to d0 (native)")?;
+        f(self)
+    }
+
+    /// xlb_pass on d0 and a DNAT rule for the VIP, for the duration of `f`.
+    fn with_nft<R>(&self, xlb_object: &Path, f: impl FnOnce(&Topology) -> Result<R>) -> Result<R> {
+        self.with_pass(xlb_object, |t| t.nft(f))
+    }
+
+    fn nft<R>(&self, f: impl FnOnce(&Topology) -> Result<R>) -> Result<R> {
         self.dir.run("nft", &["add", "table", "ip", "xlbbench"])?;
         let result = self
             .dir
@@ -428,7 +443,6 @@ impl Topology {
             })
             .and_then(|_| f(self));
         let removed = self.dir.run("nft", &["delete", "table", "ip", "xlbbench"]);
-        drop(pass);
         let r = result?;
         removed?;
         Ok(r)
@@ -436,18 +450,23 @@ impl Topology {
 }
 
 /// The agent in the director namespace, native XDP on d0, DR to the one
-/// real; or NAT, on d0 and d1 (the real's side, a redirect target).
+/// real; or NAT, on d0 and d1 (the real's side, a redirect target); or the
+/// kernel's IPVS, DR, programmed by the agent, with the VIP on lo and
+/// xlb_pass on d0.
 fn with_agent<R>(
     topo: &Topology,
-    xlb: &Path,
+    art: &Artefacts<'_>,
     pin: &Path,
     forwarder: Forwarder,
     f: impl FnOnce(&Topology) -> Result<R>,
 ) -> Result<R> {
-    let (interfaces, method) = if forwarder == Forwarder::XlbNat {
-        ("\"d0\", \"d1\"", "nat")
-    } else {
-        ("\"d0\"", "dr")
+    let (plane, method) = match forwarder {
+        Forwarder::XlbNat => (
+            "interfaces = [\"d0\", \"d1\"]\nxdp_mode = \"native\"",
+            "nat",
+        ),
+        Forwarder::IpvsDr => ("kind = \"ipvs\"\ninterfaces = []", "dr"),
+        _ => ("interfaces = [\"d0\"]\nxdp_mode = \"native\"", "dr"),
     };
     let dir = std::env::temp_dir().join(format!("xlb-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
@@ -456,7 +475,7 @@ fn with_agent<R>(
         &config,
         format!(
             "# Written by `cargo xtask bench`.\n\
-             [dataplane]\ninterfaces = [{interfaces}]\nxdp_mode = \"native\"\npin_path = \"{}\"\n\
+             [dataplane]\n{plane}\npin_path = \"{}\"\n\
              conntrack_size = 65536\n\n\
              [[service]]\nvip = \"{VIP}\"\nport = {port}\nprotocol = \"udp\"\nscheduler = \"mh\"\nmethod = \"{method}\"\n\n\
              [[service.real]]\naddress = \"{REAL_IP}\"\nport = {port}\nweight = 1\n",
@@ -464,11 +483,23 @@ fn with_agent<R>(
             port = bench::PORT
         ),
     )?;
-    let result = Agent::start(&topo.dir, xlb, &config).and_then(|agent| {
-        let r = f(topo);
-        agent.stop()?;
-        r
-    });
+    let run = |t: &Topology| {
+        Agent::start(&t.dir, art.xlb, &config).and_then(|agent| {
+            let r = f(t);
+            agent.stop()?;
+            r
+        })
+    };
+    let result = if forwarder == Forwarder::IpvsDr {
+        // IPVS takes packets for local addresses only.
+        let vip = format!("{VIP}/32");
+        topo.dir.run("ip", &["addr", "add", &vip, "dev", "lo"])?;
+        let r = topo.with_pass(art.xlb_object, run);
+        let removed = topo.dir.run("ip", &["addr", "del", &vip, "dev", "lo"]);
+        r.and_then(|r| removed.map(|_| r))
+    } else {
+        run(topo)
+    };
     let _ = std::fs::remove_dir_all(&dir);
     result
 }

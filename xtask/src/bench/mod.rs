@@ -1,12 +1,14 @@
 //! `cargo xtask bench`: how fast xlb is, next to what it replaces, measured in
 //! one run on this machine. Sections: per-packet cost (`pktcost.rs`), live
-//! forwarding on veth (`live.rs`), control plane (`control.rs`); `report.rs`
+//! forwarding on veth (`live.rs`, and in the qemu guest, IPVS against xlb:
+//! `guest.rs`), control plane (`control.rs`); `report.rs`
 //! prints the table and writes `bench/results/<date>-<sha>.json`.
 //! Everything runs in namespaces the bench creates and removes, and every
 //! loop is bounded in packets and time.
 
 mod control;
 mod frames;
+pub mod guest;
 mod live;
 mod pktcost;
 mod report;
@@ -60,6 +62,8 @@ impl Progress {
 struct Plan {
     pktcost: pktcost::Opts,
     live: live::Opts,
+    /// None: the qemu guest does not run.
+    guest: Option<live::Opts>,
     control: control::Opts,
 }
 
@@ -76,6 +80,7 @@ impl Plan {
                     runs: 3,
                     seconds: 1.0,
                 },
+                guest: None,
                 control: control::Opts {
                     runs: 3,
                     apply: vec![control::ApplySize {
@@ -96,6 +101,10 @@ impl Plan {
                     runs: 5,
                     seconds: 3.0,
                 },
+                guest: Some(live::Opts {
+                    runs: 3,
+                    seconds: 2.0,
+                }),
                 control: control::Opts {
                     runs: 5,
                     // The agent's apply time grows faster than linearly with the
@@ -146,16 +155,20 @@ pub fn run(args: &Args) -> Result<()> {
                 &mut progress,
                 &stop,
             ),
-            Section::Live => live::run(
-                &plan.live,
-                &live::Artefacts {
+            Section::Live => {
+                let art = live::Artefacts {
                     xlb: &xlb,
                     xlb_object: &xlb_object,
                     floor_object: &floor_object,
-                },
-                &mut progress,
-                &stop,
-            ),
+                };
+                live::run(&plan.live, &art, &mut progress, &stop).and_then(|mut rows| {
+                    rows.extend(match &plan.guest {
+                        Some(opts) => guest::run(opts, &art, &mut progress)?,
+                        None => guest::skipped("not in --quick (the qemu guest takes minutes)"),
+                    });
+                    Ok(rows)
+                })
+            }
             Section::Control => control::run(&plan.control, &xlb, &mut progress, &stop),
         };
         rows.extend(got.with_context(|| format!("bench section {}", section.name()))?);
