@@ -100,7 +100,9 @@ fn daemon(c: &SyncDaemon, master: bool) -> Daemon {
 }
 
 /// Whether the kernel's daemon `have` is `want`: the kernel reports its
-/// defaults (maxlen, group, port, ttl) for what `want` leaves unset.
+/// defaults (maxlen, group, port, ttl) for what `want` leaves unset, and a
+/// backup's maxlen as it rounded it (1000 asked, 1024 reported), so a
+/// backup's maxlen is not compared: it would restart the daemon on every start.
 fn is_running(have: &Daemon, want: &Daemon) -> bool {
     fn same<T: PartialEq>(have: Option<T>, want: Option<T>) -> bool {
         want.is_none() || have == want
@@ -108,7 +110,7 @@ fn is_running(have: &Daemon, want: &Daemon) -> bool {
     have.master == want.master
         && have.interface == want.interface
         && have.sync_id == want.sync_id
-        && same(have.maxlen, want.maxlen)
+        && (!want.master || same(have.maxlen, want.maxlen))
         && same(have.group, want.group)
         && same(have.port, want.port)
         && same(have.ttl, want.ttl)
@@ -433,6 +435,33 @@ lthreshold = 5
         ] {
             assert!(!is_running(&other, &want), "{other:?}");
         }
+    }
+
+    #[test]
+    fn a_backup_is_running_whatever_maxlen_the_kernel_rounded_it_to() {
+        let want = Daemon {
+            master: false,
+            interface: "eth1".into(),
+            sync_id: 5,
+            maxlen: Some(1000),
+            group: None,
+            port: None,
+            ttl: None,
+        };
+        let have = Daemon {
+            maxlen: Some(1024),
+            ..want.clone()
+        };
+        assert!(is_running(&have, &want));
+        let master = Daemon {
+            master: true,
+            ..want.clone()
+        };
+        let master_have = Daemon {
+            master: true,
+            ..have
+        };
+        assert!(!is_running(&master_have, &master));
     }
 
     #[test]
