@@ -139,6 +139,28 @@ fn no_accept_master_holds_the_vips_but_refuses_local_traffic() {
 }
 
 #[test]
+fn no_accept_backup_clears_a_table_a_killed_agent_left() {
+    let lab = lab(2);
+    let dir = temp_dir("stale").unwrap();
+    let d = &lab.nodes[0];
+    let d2 = Director::start(&lab.nodes[1], &dir, &instance(200, FAST));
+    d2.wait_state("MASTER");
+    // What a SIGKILLed no_accept Master leaves: the table with its VIP.
+    d.run(
+        "nft",
+        &[
+            "add table inet xlb; add set inet xlb vips4 { type ipv4_addr; }; \
+           add element inet xlb vips4 { 10.9.0.100 }",
+        ],
+    )
+    .unwrap();
+    assert_eq!(nft_tables(d), ["inet xlb"]);
+    let d1 = Director::start(d, &dir, &instance(100, &format!("{FAST}accept = false\n")));
+    d1.wait_state("BACKUP");
+    assert_eq!(nft_tables(d), Vec::<String>::new());
+}
+
+#[test]
 fn accept_master_takes_local_traffic_and_adds_no_rules() {
     let lab = lab(1);
     let dir = temp_dir("accept").unwrap();

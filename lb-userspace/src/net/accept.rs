@@ -8,9 +8,9 @@
 //! refused.
 //!
 //! The table `inet xlb` exists while at least one address is held: it is
-//! created afresh (replacing one a killed agent left) with the first and
-//! deleted with the last. Changes go through `nft -f -`, one atomic
-//! transaction each.
+//! created afresh with the first and deleted with the last; one a killed
+//! agent left goes when a `no_accept` instance starts. Changes go through
+//! `nft -f -`, one atomic transaction each.
 
 use anyhow::{Context, Result, bail};
 use std::{collections::BTreeSet, fmt::Write as _, net::IpAddr, process::Stdio};
@@ -38,6 +38,16 @@ impl NoAccept {
         script.push_str(&elements("add", addrs));
         nft(&script).await?;
         held.extend(addrs);
+        Ok(())
+    }
+
+    /// Removes a table a killed agent left, unless this agent already holds
+    /// addresses in it (so a Backup has no stale drop rules either).
+    pub async fn clear_stale(&self) -> Result<()> {
+        let held = self.held.lock().await;
+        if held.is_empty() {
+            nft(&delete_table()).await?;
+        }
         Ok(())
     }
 

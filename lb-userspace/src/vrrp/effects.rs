@@ -16,7 +16,8 @@ use tracing::debug;
 /// exists or removing what is gone succeeds.
 pub trait Net: Send + Sync + 'static {
     /// Fails, before the instance starts, when the host cannot do what it
-    /// asks (`no_accept` needs the `nft` program).
+    /// asks (`no_accept` needs the `nft` program); clears what a killed
+    /// agent left that the instance would otherwise inherit.
     fn check<'a>(&'a self, inst: &'a Instance) -> BoxFuture<'a, Result<()>>;
     /// Adds the instance's `virtual_ipaddress`, `virtual_ipaddress_excluded`,
     /// `virtual_routes` and `virtual_rules` (on becoming Master). An address
@@ -89,6 +90,7 @@ impl Net for HostNet {
         Box::pin(async move {
             if refuses(inst) {
                 net::accept::check_nft().await?;
+                self.no_accept.clear_stale().await?;
             }
             Ok(())
         })
