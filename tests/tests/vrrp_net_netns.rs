@@ -274,13 +274,17 @@ fn is_advert(f: &[u8]) -> bool {
     f.len() >= 34 && f[12..14] == [0x08, 0x00] && f[23] == 112
 }
 
-/// Adverts captured after the last frame matching `announce`.
-fn adverts_after_last(frames: &[Vec<u8>], announce: impl Fn(&[u8]) -> bool) -> usize {
+/// Frames matching `advert` captured after the last one matching `announce`.
+fn adverts_after_last(
+    frames: &[Vec<u8>],
+    announce: impl Fn(&[u8]) -> bool,
+    advert: fn(&[u8]) -> bool,
+) -> usize {
     let last = frames
         .iter()
         .rposition(|f| announce(f))
         .map_or(0, |i| i + 1);
-    frames[last..].iter().filter(|f| is_advert(f)).count()
+    frames[last..].iter().filter(|f| advert(f)).count()
 }
 
 fn octets4(a: &str) -> [u8; 4] {
@@ -315,7 +319,7 @@ fn new_master_sends_garp_and_na_bursts_as_configured() {
     // Both bursts, then five adverts (a second) in which no further one may come.
     let frames = receive_until(&fd, CAPTURE, |fs| {
         fs.iter().filter(|f| announce(f)).count() >= 4 * REPEAT
-            && adverts_after_last(fs, announce) >= 5
+            && adverts_after_last(fs, announce, is_advert) >= 5
     });
     let garps: Vec<_> = frames.iter().filter(|f| is_garp_for(f, v4)).collect();
     let nas: Vec<_> = frames.iter().filter(|f| is_na_for(f, v6)).collect();
@@ -354,7 +358,7 @@ fn use_vmac_moves_vips_and_adverts_to_the_vrrp_mac() {
     let v4 = octets4(VIP4);
     let frames = receive_until(&fd, CAPTURE, |fs| {
         fs.iter().filter(|f| is_garp_for(f, v4)).count() >= REPEAT
-            && adverts_after_last(fs, |f| is_garp_for(f, v4)) >= 5
+            && adverts_after_last(fs, |f| is_garp_for(f, v4), is_advert) >= 5
     });
     let garps: Vec<_> = frames.iter().filter(|f| is_garp_for(f, v4)).collect();
     assert_eq!(garps.len(), REPEAT, "one burst, garp_master_delay 0");
@@ -372,4 +376,53 @@ fn use_vmac_moves_vips_and_adverts_to_the_vrrp_mac() {
     d1.stop();
     let gone = d.run("ip", &["link", "show", "vrrp.51"]);
     assert!(gone.is_err(), "stop left the VMAC: {gone:?}");
+}
+
+/// An IPv6 VRRP advert.
+fn is_advert6(f: &[u8]) -> bool {
+    f.len() >= 54 && f[12..14] == [0x86, 0xdd] && f[20] == 112
+}
+
+#[test]
+fn ipv6_use_vmac_uses_the_ipv6_vrrp_mac_for_adverts_and_nas() {
+    const REPEAT: usize = 2;
+    // 00:00:5e:00:02:VRID for IPv6 (RFC 9568 section 7.3).
+    const VMAC6: [u8; 6] = [0x00, 0x00, 0x5e, 0x00, 0x02, 0x33];
+    let lab = lab(1);
+    let dir = temp_dir("vmac6").unwrap();
+    let d = &lab.nodes[0];
+    let fd = capture_socket(&lab.observer, "eth0").unwrap();
+    let body = format!(
+        "{}[vrrp_instance.garp]\nmaster_repeat = {REPEAT}\nmaster_delay = 0\n",
+        instance(150, &format!("{FAST}use_vmac = true\n")).replace("10.9.0.100/24", "fd09::100/64")
+    );
+    let mut d1 = Director::start(d, &dir, &body);
+    d1.wait_state("MASTER");
+    let link = &ip_json(d, &["-d", "link", "show", "vrrp6.51"])[0];
+    assert_eq!(link["address"], "00:00:5e:00:02:33");
+    assert!(has_addr(d, "vrrp6.51", VIP6), "the VIP is not on the VMAC");
+
+    let v6 = octets6(VIP6);
+    let frames = receive_until(&fd, CAPTURE, |fs| {
+        fs.iter().filter(|f| is_na_for(f, v6)).count() >= REPEAT
+            && adverts_after_last(fs, |f| is_na_for(f, v6), is_advert6) >= 5
+    });
+    let nas: Vec<_> = frames.iter().filter(|f| is_na_for(f, v6)).collect();
+    assert_eq!(nas.len(), REPEAT, "unsolicited NAs");
+    for na in &nas {
+        assert_eq!(na[6..12], VMAC6, "Ethernet source");
+        assert_eq!(na[80..86], VMAC6, "target link-layer address option");
+    }
+    let adverts: Vec<_> = frames.iter().filter(|f| is_advert6(f)).collect();
+    assert!(adverts.len() >= 5);
+    for a in &adverts {
+        assert_eq!(a[6..12], VMAC6, "adverts leave from the VMAC");
+        assert_eq!(a[22..24], [0xfe, 0x80], "from a link-local address");
+    }
+
+    d1.stop();
+    assert!(
+        d.run("ip", &["link", "show", "vrrp6.51"]).is_err(),
+        "stop left the VMAC"
+    );
 }
