@@ -7,6 +7,7 @@
 //! guests; nothing touches the root namespace's interfaces, routes or sysctls.
 
 pub mod agent;
+pub mod capture;
 pub mod frames;
 pub mod http;
 pub mod lab;

@@ -7,15 +7,13 @@ mod common;
 
 use rtnetlink::Handle;
 use serde_json::Value;
-use std::{
-    io,
-    net::IpAddr,
-    os::fd::{AsRawFd, FromRawFd, OwnedFd},
-    time::{Duration, Instant},
-};
+use std::{net::IpAddr, time::Duration};
 use xlb::config::vrrp::{Route, RouteKind, Rule, RuleAction, Scope, StaticNet, VirtualAddress};
 use xlb::net;
-use xlb_testbed::netns::Netns;
+use xlb_testbed::{
+    capture::{capture_socket, receive_until},
+    netns::Netns,
+};
 
 /// Runs `f` with a route netlink handle inside `ns` (on a thread that joined
 /// it, so sockets and /proc/sys/net are the namespace's).
@@ -453,65 +451,6 @@ fn static_net_applies_and_removes_everything_or_nothing() {
     assert_eq!(snapshot(&ns), before, "a failed apply left something");
 }
 
-/// An AF_PACKET socket on `dev` in `ns` receiving every frame, with a read timeout.
-fn capture_socket(ns: &Netns, dev: &str) -> OwnedFd {
-    let dev = dev.to_string();
-    ns.enter(move || -> io::Result<OwnedFd> {
-        let proto = (libc::ETH_P_ALL as u16).to_be();
-        // SAFETY: plain syscalls on a descriptor this closure owns.
-        unsafe {
-            let raw = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, i32::from(proto));
-            if raw < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            let fd = OwnedFd::from_raw_fd(raw);
-            let name = std::ffi::CString::new(dev).unwrap();
-            let index = libc::if_nametoindex(name.as_ptr());
-            let mut sll: libc::sockaddr_ll = std::mem::zeroed();
-            sll.sll_family = libc::AF_PACKET as u16;
-            sll.sll_protocol = proto;
-            sll.sll_ifindex = index as i32;
-            if libc::bind(
-                fd.as_raw_fd(),
-                (&raw const sll).cast(),
-                std::mem::size_of::<libc::sockaddr_ll>() as u32,
-            ) != 0
-            {
-                return Err(io::Error::last_os_error());
-            }
-            let tv = libc::timeval {
-                tv_sec: 0,
-                tv_usec: 200_000,
-            };
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVTIMEO,
-                (&raw const tv).cast(),
-                std::mem::size_of::<libc::timeval>() as u32,
-            );
-            Ok(fd)
-        }
-    })
-    .unwrap()
-    .unwrap()
-}
-
-/// Frames received on `fd` until `done` says so or 5 s pass.
-fn receive_until(fd: &OwnedFd, mut done: impl FnMut(&[Vec<u8>]) -> bool) -> Vec<Vec<u8>> {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut frames = Vec::new();
-    while Instant::now() < deadline && !done(&frames) && frames.len() < 1000 {
-        let mut buf = [0u8; 2048];
-        // SAFETY: buf is valid for its length.
-        let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-        if n > 0 {
-            frames.push(buf[..n as usize].to_vec());
-        }
-    }
-    frames
-}
-
 fn mac_of(ns: &Netns, dev: &str) -> [u8; 6] {
     let link = &json(ns, &["-j", "link", "show", dev])[0];
     let text = link["address"].as_str().unwrap();
@@ -556,14 +495,14 @@ fn announce_sends_garp_and_unsolicited_na_from_the_interface_mac() {
         ns.run("ip", &["link", "set", "eth0", "up"]).unwrap();
     }
     let mac = mac_of(&director, "eth0");
-    let fd = capture_socket(&peer, "eth0");
+    let fd = capture_socket(&peer, "eth0").unwrap();
     let vip4: IpAddr = "10.0.0.100".parse().unwrap();
     let vip6: IpAddr = "fd00::100".parse().unwrap();
     director
         .enter(|| net::announce::announce("eth0", &[vip4, vip6]))
         .unwrap()
         .unwrap();
-    let frames = receive_until(&fd, |fs| {
+    let frames = receive_until(&fd, Duration::from_secs(5), |fs| {
         fs.iter().any(|f| is_garp(f)) && fs.iter().any(|f| is_na(f))
     });
 

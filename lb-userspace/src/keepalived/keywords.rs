@@ -63,7 +63,7 @@ const fn no(k: Kw, reason: &'static str) -> Kw {
 const MAIL: &str = "xlb mails every fault it alerts on; there is no switch for fault mails";
 const SNMP: &str = "xlb has no SNMP agent";
 const DBUS: &str = "xlb has no D-Bus interface";
-const FIREWALL: &str = "xlb adds no firewall rules";
+const FIREWALL: &str = "no_accept uses xlb's own nftables table `inet xlb`";
 const PRIO: &str =
     "process priority and swapping are the service manager's to set (systemd), not xlb's";
 const LOWER_PRIO: &str = "xlb does not react to lower-priority adverts beyond the RFC";

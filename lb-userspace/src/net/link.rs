@@ -18,7 +18,7 @@ const QUEUE: usize = 64;
 /// order (a missing interface is down), then one event per change. "Up" is
 /// administratively up with carrier (IFF_UP and IFF_RUNNING), as keepalived
 /// judges it. Opens its own netlink socket (multicast needs one); the watch
-/// ends when the receiver is dropped.
+/// ends when the receiver is dropped, and the receiver ends if netlink does.
 pub async fn watch(names: &[String]) -> Result<mpsc::Receiver<(String, bool)>> {
     // Subscribe before the dump so no change between the two is lost.
     let (conn, handle, mut messages) = rtnetlink::new_multicast_connection(&[MulticastGroup::Link])
@@ -39,7 +39,15 @@ pub async fn watch(names: &[String]) -> Result<mpsc::Receiver<(String, bool)>> {
         let _ = tx.try_send((name.clone(), state[name]));
     }
     tokio::spawn(async move {
-        while let Some((msg, _)) = messages.next().await {
+        loop {
+            // A dropped receiver ends the watch at once, not at the next change.
+            let msg = tokio::select! {
+                m = messages.next() => match m {
+                    Some((msg, _)) => msg,
+                    None => break,
+                },
+                _ = tx.closed() => break,
+            };
             let (name, up) = match msg.payload {
                 NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(link)) => {
                     match link_state(&link) {

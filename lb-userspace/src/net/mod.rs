@@ -1,9 +1,11 @@
 //! The host's network state that VRRP moves around: addresses, routes and
 //! policy rules through rtnetlink, gratuitous ARP and unsolicited neighbour
-//! advertisements, VRRP MAC interfaces, and link state for
-//! `track_interface`. Every add and remove is idempotent, so a restarted
-//! agent can apply or clean up whatever an earlier run left half done.
+//! advertisements, VRRP MAC interfaces, link state for `track_interface`,
+//! and `no_accept`'s nftables drop rules. Every add and remove is
+//! idempotent, so a restarted agent can apply or clean up whatever an
+//! earlier run left half done.
 
+pub mod accept;
 pub mod addr;
 pub mod announce;
 pub mod link;

@@ -1,7 +1,7 @@
 //! The seam between the protocol and the host's network: what VRRP asks
 //! for when it gains or loses mastership (addresses, routes, rules, static
-//! configuration, gratuitous ARP / unsolicited NA). The protocol decides
-//! when; an implementation of [`Net`] decides how.
+//! configuration, gratuitous ARP / unsolicited NA, `no_accept`'s drop
+//! rules). The protocol decides when; an implementation of [`Net`] decides how.
 
 use crate::{
     config::vrrp::{Instance, StaticNet},
@@ -15,11 +15,18 @@ use tracing::debug;
 /// The host operations VRRP needs. All of them are idempotent: adding what
 /// exists or removing what is gone succeeds.
 pub trait Net: Send + Sync + 'static {
+    /// Fails, before the instance starts, when the host cannot do what it
+    /// asks (`no_accept` needs the `nft` program); clears what a killed
+    /// agent left that the instance would otherwise inherit.
+    fn check<'a>(&'a self, inst: &'a Instance) -> BoxFuture<'a, Result<()>>;
     /// Adds the instance's `virtual_ipaddress`, `virtual_ipaddress_excluded`,
     /// `virtual_routes` and `virtual_rules` (on becoming Master). An address
-    /// without `dev` goes on the instance's VMAC if it has one, else on its interface.
+    /// without `dev` goes on the instance's VMAC if it has one, else on its
+    /// interface. With `no_accept`, packets to the addresses are refused
+    /// before the addresses exist.
     fn up<'a>(&'a self, inst: &'a Instance) -> BoxFuture<'a, Result<()>>;
-    /// Removes them again (on leaving Master), rules and routes first.
+    /// Removes them again (on leaving Master), rules and routes first,
+    /// `no_accept`'s refusal last.
     fn down<'a>(&'a self, inst: &'a Instance) -> BoxFuture<'a, Result<()>>;
     /// One gratuitous ARP per IPv4 and one unsolicited NA per IPv6 address, from `ifname`.
     fn announce(&self, ifname: &str, addrs: &[IpAddr]) -> Result<()>;
@@ -41,6 +48,7 @@ pub trait Net: Send + Sync + 'static {
 /// The host's network through `crate::net` (rtnetlink, AF_PACKET).
 pub struct HostNet {
     handle: rtnetlink::Handle,
+    no_accept: net::accept::NoAccept,
 }
 
 impl HostNet {
@@ -48,8 +56,26 @@ impl HostNet {
     pub fn new() -> Result<HostNet> {
         let (conn, handle, _) = rtnetlink::new_connection()?;
         tokio::spawn(conn);
-        Ok(HostNet { handle })
+        Ok(HostNet {
+            handle,
+            no_accept: net::accept::NoAccept::default(),
+        })
     }
+}
+
+/// Whether the host must refuse packets to the instance's addresses while
+/// Master: `no_accept`, unless it owns them (priority 255), as keepalived.
+fn refuses(i: &Instance) -> bool {
+    !i.accept && i.priority != 255
+}
+
+/// Every address the instance adds: `virtual_ipaddress` and `_excluded`.
+fn addresses(i: &Instance) -> Vec<IpAddr> {
+    i.virtual_ipaddress
+        .iter()
+        .chain(&i.virtual_ipaddress_excluded)
+        .map(|a| a.address)
+        .collect()
 }
 
 /// Where an instance's addresses go when they name no device.
@@ -60,9 +86,23 @@ fn dev(i: &Instance) -> &str {
 }
 
 impl Net for HostNet {
+    fn check<'a>(&'a self, inst: &'a Instance) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            if refuses(inst) {
+                net::accept::check_nft().await?;
+                self.no_accept.clear_stale().await?;
+            }
+            Ok(())
+        })
+    }
+
     fn up<'a>(&'a self, inst: &'a Instance) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             let h = &self.handle;
+            // Refusing first: not one packet reaches a local socket meanwhile.
+            if refuses(inst) {
+                self.no_accept.hold(&addresses(inst)).await?;
+            }
             // Addresses first: routes and rules may use a VIP as their source.
             for a in inst
                 .virtual_ipaddress
@@ -104,6 +144,9 @@ impl Net for HostNet {
                 .chain(&inst.virtual_ipaddress_excluded)
             {
                 note(net::addr::remove(h, a, dev(inst)).await);
+            }
+            if refuses(inst) {
+                note(self.no_accept.release(&addresses(inst)).await);
             }
             first.map_or(Ok(()), Err)
         })

@@ -156,6 +156,11 @@ pub async fn start(
     track: watch::Receiver<(u8, bool)>,
     group: Option<Link>,
 ) -> Result<Handle> {
+    shared
+        .net
+        .check(&inst)
+        .await
+        .with_context(|| format!("VRRP instance {}", inst.name))?;
     if let Some(v) = &inst.vmac {
         shared
             .net

@@ -143,8 +143,6 @@ impl Vrrp {
             background.push(tokio::spawn(track::run_file(def.clone(), tx)));
             files.insert(&def.name, (rx, def.weight));
         }
-        let (conn, handle, _) = rtnetlink::new_connection().context("rtnetlink")?;
-        background.push(tokio::spawn(conn));
         let mut links: HashMap<String, watch::Receiver<bool>> = HashMap::new();
         let group_of = |name: &str| {
             config
@@ -178,11 +176,7 @@ impl Vrrp {
             for t in std::iter::once(&own_link).chain(track_interfaces) {
                 let rx = links.entry(t.name.clone()).or_insert_with(|| {
                     let (tx, rx) = watch::channel(true);
-                    background.push(tokio::spawn(track::run_link(
-                        handle.clone(),
-                        t.name.clone(),
-                        tx,
-                    )));
+                    background.push(tokio::spawn(track::run_link(t.name.clone(), tx)));
                     rx
                 });
                 tracked.push(Tracked::Check {

@@ -1,20 +1,22 @@
 //! Tracking: `vrrp_script` results (with rise and fall), `track_file`
-//! numbers and `track_interface` link state, each published on a watch
+//! numbers and `track_interface` link state (from rtnetlink link events),
+//! each published on a watch
 //! channel, and the pure rule that turns them into an instance's effective
 //! priority or Fault.
 
 use crate::{
     config::vrrp::{TrackFileDef, TrackScriptDef},
+    net,
     script::{self, RunAs},
 };
-use futures::TryStreamExt;
-use netlink_packet_route::link::{LinkAttribute, LinkFlags, State as OperState};
 use std::time::Duration;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-/// How often link state and tracked files are read.
+/// How often tracked files are read.
 pub const POLL: Duration = Duration::from_millis(500);
+/// Pause before watching an interface again after netlink failed.
+const REWATCH: Duration = Duration::from_secs(1);
 
 /// One tracked input of an instance, as it stands now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -122,30 +124,29 @@ pub async fn run_file(def: TrackFileDef, tx: watch::Sender<i64>) {
 }
 
 /// Publishes whether `ifname` is up and running (administratively up with
-/// carrier), asking the kernel every [`POLL`]; a vanished interface is down.
-pub async fn run_link(handle: rtnetlink::Handle, ifname: String, tx: watch::Sender<bool>) {
-    loop {
-        let up = link_up(&handle, &ifname).await;
+/// carrier; a vanished interface is down), from the kernel's link events.
+/// A netlink failure counts as down until the watch is open again.
+pub async fn run_link(ifname: String, tx: watch::Sender<bool>) {
+    let publish = |up: bool| {
         if tx.send_if_modified(|old| std::mem::replace(old, up) != up) {
             info!(%ifname, up, "tracked interface changed");
         }
-        tokio::time::sleep(POLL).await;
-    }
-}
-
-async fn link_up(handle: &rtnetlink::Handle, ifname: &str) -> bool {
-    let mut req = handle.link().get().match_name(ifname.to_string()).execute();
-    let msg = match tokio::time::timeout(POLL, req.try_next()).await {
-        Ok(Ok(Some(m))) => m,
-        _ => return false,
     };
-    let oper_ok = msg.attributes.iter().all(|a| match a {
-        LinkAttribute::OperState(s) => matches!(s, OperState::Up | OperState::Unknown),
-        _ => true,
-    });
-    msg.header.flags.contains(LinkFlags::Up)
-        && msg.header.flags.contains(LinkFlags::LowerUp)
-        && oper_ok
+    loop {
+        match net::link::watch(std::slice::from_ref(&ifname)).await {
+            Ok(mut events) => {
+                while let Some((_, up)) = events.recv().await {
+                    publish(up);
+                }
+                warn!(%ifname, "link events ended; watching again");
+            }
+            Err(e) => {
+                warn!(%ifname, error = %format!("{e:#}"), "watching the tracked interface failed")
+            }
+        }
+        publish(false);
+        tokio::time::sleep(REWATCH).await;
+    }
 }
 
 #[cfg(test)]
