@@ -4,17 +4,19 @@
 //! real ipvsadm as configured and exactly as `xlb ipvsadm` prints it; a
 //! changed config reaches the kernel by reconciling (untouched services keep
 //! their counters); and kernel IPVS schedules new connections as xlb's
-//! scheduler model predicts (rr, wrr, dh, sh, lc, wlc; lc and wlc also over
-//! TCP connections opened and closed in a scripted pattern). mh is not
-//! compared: xlb's Maglev table (weighted turns over xxhash3 permutations,
-//! `maglev_table_size` slots) is not IPVS's (hsiphash permutations, 4093 slots).
+//! scheduler model predicts (rr, wrr, dh, sh, lc, wlc, mh; lc and wlc also
+//! over TCP connections opened and closed in a scripted pattern; mh with
+//! xlb's table builder at the default `maglev_table_size`, IPVS's 4093).
 
 mod common;
 
 use std::{collections::BTreeSet, fmt::Write, time::Duration};
-use xlb::sched::{
-    model::{self, Real, Rule},
-    tables,
+use xlb::{
+    maglev,
+    sched::{
+        model::{self, Real, Rule},
+        tables,
+    },
 };
 use xlb_testbed::qemu::Guest;
 
@@ -376,7 +378,7 @@ echo ==xlb-daemon; xlb ipvsadm -L --daemon
     );
 }
 
-const DIFFERENTIAL: [&str; 6] = ["rr", "wrr", "dh", "sh", "lc", "wlc"];
+const DIFFERENTIAL: [&str; 7] = ["rr", "wrr", "dh", "sh", "lc", "wlc", "mh"];
 
 /// The VIPs scheduler `n` of [`DIFFERENTIAL`] serves, one service each; flow
 /// c goes to `vips[c % len]`. dh hashes the VIP, so it gets eight.
@@ -466,6 +468,7 @@ fn kernel_ipvs_schedules_as_xlbs_model() {
             .collect();
         assert_eq!(order.len(), weights.len(), "{out}");
         let listed: Vec<u32> = order.iter().map(|&i| weights[i]).collect();
+        let listed_addrs: Vec<[u8; 4]> = order.iter().map(|&i| [10, 41, 0, i as u8 + 1]).collect();
         // Each flow's real, by its position in the kernel's list.
         let octet = |field: &str, prefix: &str| -> usize {
             field
@@ -483,7 +486,7 @@ fn kernel_ipvs_schedules_as_xlbs_model() {
                 got[client - 1] = order.iter().position(|&i| i == real - 1);
             }
         }
-        let want = predict(sched, &listed, &vips, clients);
+        let want = predict(sched, &listed, &listed_addrs, &vips, clients);
         if got != want {
             failures.push(format!(
                 "{sched}: kernel {got:?}\n{:width$}model  {want:?}",
@@ -627,8 +630,15 @@ fn predict_open_close(sched: &str, weights: &[u32]) -> Vec<Option<usize>> {
 }
 
 /// The model's real (a list position) for each of `clients` new flows:
-/// flow c from 10.42.0.c to `vips[c % len]`.
-fn predict(sched: &str, weights: &[u32], vips: &[[u8; 4]], clients: usize) -> Vec<Option<usize>> {
+/// flow c from 10.42.0.c to `vips[c % len]`; the reals, port 9, are at
+/// `addrs` in list order.
+fn predict(
+    sched: &str,
+    weights: &[u32],
+    addrs: &[[u8; 4]],
+    vips: &[[u8; 4]],
+    clients: usize,
+) -> Vec<Option<usize>> {
     let mut reals: Vec<Real> = weights.iter().map(|&w| Real::new(w)).collect();
     let fold = u32::from_be_bytes;
     let cycle = match sched {
@@ -647,6 +657,18 @@ fn predict(sched: &str, weights: &[u32], vips: &[[u8; 4]], clients: usize) -> Ve
         seq: cycle,
         cursor: 0,
     };
+    // mh: IPVS's table of the guest kernel's size (Debian's 4093).
+    let backends: Vec<maglev::Backend> = addrs
+        .iter()
+        .zip(weights)
+        .map(|(&a, &weight)| maglev::Backend {
+            fold: fold(a),
+            port: 9,
+            weight,
+        })
+        .collect();
+    let mh_size = lb_common::defaults::MAGLEV_TABLE_SIZE;
+    let mh = maglev::build(&backends, mh_size).unwrap();
     (1..=clients)
         .map(|c| {
             let client = [10, 42, 0, c as u8];
@@ -660,6 +682,7 @@ fn predict(sched: &str, weights: &[u32], vips: &[[u8; 4]], clients: usize) -> Ve
                     [lb_common::sched_hash::sh_bucket(fold(client), 0, 0) as usize],
                 "lc" => model::least(&mut reals, Rule::Lc),
                 "wlc" => model::least(&mut reals, Rule::Wlc),
+                "mh" => Some(mh[(lb_common::sched_hash::mh(fold(client), 0, 0) % mh_size) as usize] as usize),
                 other => panic!("no model for {other}"),
             };
             // A UDP flow counts as an inactive connection of its real.
