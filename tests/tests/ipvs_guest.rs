@@ -436,6 +436,7 @@ fn kernel_ipvs_schedules_as_xlbs_model() {
             );
         }
     }
+    script.push_str(&mh_drain_script(&weights, clients));
     script.push_str(&open_close_script(&weights));
     script.push_str("echo ==conns; ipvsadm -Lnc\n");
     let mut modules = vec!["ip_vs".to_string(), "dummy".to_string()];
@@ -495,6 +496,7 @@ fn kernel_ipvs_schedules_as_xlbs_model() {
             ));
         }
     }
+    failures.extend(check_mh_drain(&s, &weights, clients));
     for (n, sched) in ["lc", "wlc"].into_iter().enumerate() {
         let vip = format!("10.43.{n}.1:9");
         let order: Vec<usize> = s[&format!("order-tcp-{sched}")]
@@ -522,6 +524,103 @@ fn kernel_ipvs_schedules_as_xlbs_model() {
         }
     }
     assert!(failures.is_empty(), "{}\n{out}", failures.join("\n"));
+}
+
+const MH_DRAIN_VIP: &str = "10.44.0.1:9";
+
+/// An mh service with mh-fallback and mh-port whose first real is drained
+/// to weight 0 after all are added: IPVS keeps the real's slots (its last
+/// weight) and the fallback walk rehashes its clients elsewhere. Client c
+/// sends from port 20000 + c.
+fn mh_drain_script(weights: &[u32], clients: usize) -> String {
+    let vip = MH_DRAIN_VIP;
+    let mut script = format!(
+        "ip addr add 10.44.0.1/32 dev dummy0\n\
+         ipvsadm -A -u {vip} -s mh -b mh-fallback,mh-port || exit 1\n"
+    );
+    for (i, w) in weights.iter().enumerate() {
+        let _ = writeln!(
+            script,
+            "ipvsadm -a -u {vip} -r 10.41.0.{}:9 -g -w {w} || exit 1",
+            i + 1
+        );
+    }
+    let _ = writeln!(
+        script,
+        "ipvsadm -e -u {vip} -r 10.41.0.1:9 -g -w 0 || exit 1\n\
+         echo ==order-mh-drain; ipvsadm -Ln --nosort -u {vip}"
+    );
+    for c in 1..=clients {
+        let _ = writeln!(
+            script,
+            "echo x | socat -u - UDP-SENDTO:{vip},bind=10.42.0.{c}:{}",
+            20000 + c
+        );
+    }
+    script
+}
+
+/// The kernel's choices for [`mh_drain_script`] against xlb's: the table
+/// built with the drained real's last weight, the lookup and fallback walk
+/// of the model. A failure's description, if any.
+fn check_mh_drain(
+    s: &std::collections::BTreeMap<String, String>,
+    weights: &[u32],
+    clients: usize,
+) -> Option<String> {
+    let order: Vec<usize> = s["order-mh-drain"]
+        .lines()
+        .filter_map(|l| l.strip_prefix("  -> 10.41.0."))
+        .map(|l| l.split(':').next().unwrap().parse::<usize>().unwrap() - 1)
+        .collect();
+    assert_eq!(order.len(), weights.len(), "{}", s["order-mh-drain"]);
+    let size = lb_common::defaults::MAGLEV_TABLE_SIZE;
+    let backends: Vec<maglev::Backend> = order
+        .iter()
+        .map(|&i| maglev::Backend {
+            fold: u32::from_be_bytes([10, 41, 0, i as u8 + 1]),
+            port: 9,
+            weight: weights[i],
+        })
+        .collect();
+    let table: Vec<Option<usize>> = maglev::build(&backends, size)
+        .unwrap()
+        .into_iter()
+        .map(|i| Some(i as usize))
+        .collect();
+    let drained = order.iter().position(|&i| i == 0).unwrap();
+    let mut reals: Vec<Real> = order
+        .iter()
+        .map(|&i| Real::new(if i == 0 { 0 } else { weights[i] }))
+        .collect();
+    let mut rehashed = 0;
+    let want: Vec<Option<usize>> = (1..=clients)
+        .map(|c| {
+            let fold = u32::from_be_bytes([10, 42, 0, c as u8]);
+            let port = 20000 + c as u16;
+            let first = lb_common::sched_hash::mh(fold, port, 0) % size;
+            rehashed += usize::from(table[first as usize] == Some(drained));
+            model::hashed(&table, &mut reals, true, first as usize, |k| {
+                (lb_common::sched_hash::mh(fold, port, (k + first) % size) % size) as usize
+            })
+        })
+        .collect();
+    assert!(rehashed > 0, "no client hashed to the drained real");
+    let mut got = vec![None; clients];
+    for l in s["conns"].lines() {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        if f.len() == 6 && f[0] == "UDP" && f[4] == MH_DRAIN_VIP {
+            let field = |x: &str, prefix: &str| -> usize {
+                x.strip_prefix(prefix)
+                    .and_then(|x| x.split(':').next())
+                    .and_then(|x| x.parse().ok())
+                    .unwrap_or_else(|| panic!("unexpected connection entry field {x}"))
+            };
+            let real = field(f[5], "10.41.0.") - 1;
+            got[field(f[3], "10.42.0.") - 1] = order.iter().position(|&i| i == real);
+        }
+    }
+    (got != want).then(|| format!("mh drained: kernel {got:?}\n{:13}model  {want:?}", ""))
 }
 
 /// The scripted pattern: `Open(c)` connects client c (10.42.0.c) and holds
