@@ -54,7 +54,9 @@ pub fn walks(backends: &[Backend], size: u32) -> Vec<Walk> {
         .filter(|&w| w > 0)
         .fold(0, gcd);
     let shift = match backends.iter().map(|b| b.weight).max() {
-        Some(max) if g > 0 => (u32::BITS - (max / g).leading_zeros()).saturating_sub(table_bits(size)),
+        Some(max) if g > 0 => {
+            (u32::BITS - (max / g).leading_zeros()).saturating_sub(table_bits(size))
+        }
         _ => 0,
     };
     backends
@@ -167,9 +169,8 @@ mod tests {
         assert_eq!(table_bits(251), 4);
         assert_eq!(table_bits(65521), 8);
         assert_eq!(table_bits(131071), 8);
-        let turns = |w: &[u32]| -> Vec<u32> {
-            walks(&backends(w), 4093).iter().map(|w| w.turns).collect()
-        };
+        let turns =
+            |w: &[u32]| -> Vec<u32> { walks(&backends(w), 4093).iter().map(|w| w.turns).collect() };
         assert_eq!(turns(&[4, 2, 0, 6]), [2, 1, 0, 3]);
         // 1000 / 1 needs 10 bits, 4 more than 6: 1000 >> 4 = 62; 1 >> 4 is 0, so 1.
         assert_eq!(turns(&[1000, 1, 0]), [62, 1, 0]);

@@ -781,7 +781,9 @@ fn predict(
                     [lb_common::sched_hash::sh_bucket(fold(client), 0, 0) as usize],
                 "lc" => model::least(&mut reals, Rule::Lc),
                 "wlc" => model::least(&mut reals, Rule::Wlc),
-                "mh" => Some(mh[(lb_common::sched_hash::mh(fold(client), 0, 0) % mh_size) as usize] as usize),
+                "mh" => Some(
+                    mh[(lb_common::sched_hash::mh(fold(client), 0, 0) % mh_size) as usize] as usize,
+                ),
                 other => panic!("no model for {other}"),
             };
             // A UDP flow counts as an inactive connection of its real.
