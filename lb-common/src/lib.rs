@@ -8,6 +8,8 @@
 
 use core::mem::{align_of, size_of};
 
+pub mod hsiphash;
+
 /// Names of the maps the agent pins under its pin directory (default `/sys/fs/bpf/xlb`).
 pub mod map_names {
     pub const SERVICES: &str = "SERVICES";
@@ -97,7 +99,9 @@ pub mod defaults {
     pub const MAX_SERVICES: u32 = 64;
     pub const MAX_REALS: u32 = 4096;
     pub const CONNTRACK_SIZE: u32 = 1 << 20;
-    pub const MAGLEV_TABLE_SIZE: u32 = 65537;
+    /// IPVS mh's table size as Debian (and the kernel's default,
+    /// `CONFIG_IP_VS_MH_TAB_INDEX=12`) builds it, so mh picks what IPVS picks.
+    pub const MAGLEV_TABLE_SIZE: u32 = 4093;
     pub const MAX_IFACES: u32 = 64;
     /// Entries of `PERSIST` (persistence templates), `LBLC` and `LBLCR` (LRU maps).
     pub const AFFINITY_SIZE: u32 = 65536;
@@ -692,7 +696,10 @@ mod pod {
 /// The hashes the table schedulers use, after IPVS: the data plane and the
 /// agent's reference model share them, so tests can predict every choice.
 pub mod sched_hash {
-    use super::{Addr, FAMILY_V6};
+    use super::{
+        Addr, FAMILY_V6,
+        hsiphash::{Key, hsiphash_u32},
+    };
 
     /// IPVS's address fold, in host order: IPv4 as is, IPv6 the XOR of its words.
     #[inline(always)]
@@ -723,18 +730,25 @@ pub mod sched_hash {
         offset.wrapping_add(h) & (super::sched_layout::HASH_BUCKETS - 1)
     }
 
-    /// mh: hash of a source address (and port with `mh-port`) for probe
-    /// `offset` (IPVS keys a siphash per service; xlb uses a fixed mixer so
-    /// every director picks the same real).
+    /// IPVS mh's two constant keys (ip_vs_mh.c `generate_hash_secret`):
+    /// the first places clients and each real's first slot, the second
+    /// gives each real's stride through the table.
+    pub const MH_KEY1: Key = Key(2_654_435_761, 2_654_435_761);
+    pub const MH_KEY2: Key = Key(2_654_446_892, 2_654_446_892);
+
+    /// mh: IPVS's `ip_vs_mh_hashkey`, hsiphash of offset + port + address
+    /// fold. A client's slot is `mh(fold, port, 0) % size` (port 0 unless
+    /// `mh-port`); the fallback walk probes offsets after it. A real's first
+    /// slot is `mh(its fold, its port, 0) % size`.
     #[inline(always)]
     pub fn mh(fold: u32, port: u16, offset: u32) -> u32 {
-        let mut h = offset.wrapping_add(port as u32).wrapping_add(fold);
-        // murmur3's finaliser: every input bit moves every output bit.
-        h ^= h >> 16;
-        h = h.wrapping_mul(0x85eb_ca6b);
-        h ^= h >> 13;
-        h = h.wrapping_mul(0xc2b2_ae35);
-        h ^ (h >> 16)
+        hsiphash_u32(MH_KEY1, offset.wrapping_add(port as u32).wrapping_add(fold))
+    }
+
+    /// mh: the hash behind a real's stride, `mh_skip(..) % (size − 1) + 1`.
+    #[inline(always)]
+    pub fn mh_skip(fold: u32, port: u16) -> u32 {
+        hsiphash_u32(MH_KEY2, (port as u32).wrapping_add(fold))
     }
 }
 

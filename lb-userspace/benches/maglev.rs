@@ -18,11 +18,14 @@ fn main() {
         .and_then(|n| n.parse().ok())
         .unwrap_or(5)
         .clamp(1, 100);
-    // Keys as the agent forms them: address and port bytes of distinct reals.
-    let keys: Vec<[u8; 6]> = (0..REALS)
-        .map(|i| [10, 1, (i / 256) as u8, (i % 256) as u8, 0, 80])
+    // Distinct reals on one port, as the agent hands them over.
+    let all: Vec<Backend> = (0..REALS)
+        .map(|i| Backend {
+            fold: u32::from_be_bytes([10, 1, (i / 256) as u8, (i % 256) as u8]),
+            port: 80,
+            weight: 1,
+        })
         .collect();
-    let all: Vec<Backend<'_>> = keys.iter().map(|k| Backend { key: k, weight: 1 }).collect();
     for _ in 0..runs {
         let t = Instant::now();
         let table = build(std::hint::black_box(&all), SIZE).expect("reals have weight");
@@ -31,7 +34,7 @@ fn main() {
     }
 
     let gone = REALS / 2;
-    let rest: Vec<Backend<'_>> = all
+    let rest: Vec<Backend> = all
         .iter()
         .enumerate()
         .filter(|&(i, _)| i != gone)
@@ -42,7 +45,7 @@ fn main() {
     let moved = before
         .iter()
         .zip(&after)
-        .filter(|&(&b, &a)| all[b as usize].key != rest[a as usize].key)
+        .filter(|&(&b, &a)| all[b as usize] != rest[a as usize])
         .count();
     let gone_owned = before.iter().filter(|&&b| b as usize == gone).count();
     println!("moved_share {}", moved as f64 / f64::from(SIZE));

@@ -1,87 +1,127 @@
-//! Weighted Maglev lookup tables (Eisenbud et al., NSDI 2016).
+//! IPVS's Maglev lookup table (net/netfilter/ipvs/ip_vs_mh.c; Eisenbud et
+//! al., NSDI 2016), slot for slot, so the XDP mh scheduler picks the real
+//! kernel IPVS picks for the same client.
 //!
-//! Each backend walks its own permutation of the table and claims the next
-//! free slot on its turn. Turns are dealt by weight: every round a backend
-//! earns its weight in credit and takes a turn each time its credit reaches
-//! the largest weight, so slot counts follow weights to within one slot.
-//! Permutations come from a fixed-seed hash of the backend's key, so any agent
-//! builds the same table from the same backends.
+//! Each real walks its own permutation of the table, from a first slot and
+//! with a stride that hsiphash derives from its address and port under
+//! IPVS's constant keys, and claims the next free slot on its turn. Rounds
+//! go through the reals in IPVS's list order; in each a real takes
+//! `weight / gcd` turns (shifted right so the largest fits in half the
+//! table's bits), one if that comes to 0. The weight is IPVS's
+//! `last_weight`: a real set to weight 0 keeps its slots (it is drained,
+//! not removed); only a real added with weight 0 gets none.
 
-use twox_hash::XxHash3_64;
+use lb_common::sched_hash;
 
-const OFFSET_SEED: u64 = 0x786c_625f_6f66_6673; // "xlb_offs"
-const SKIP_SEED: u64 = 0x786c_625f_736b_6970; // "xlb_skip"
-
-/// One backend: a stable identity (its address and port, say) and a weight.
-#[derive(Clone, Copy, Debug)]
-pub struct Backend<'a> {
-    pub key: &'a [u8],
+/// One real server as IPVS mh sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Backend {
+    /// Its address folded in the service's family (`sched_hash::fold`).
+    pub fold: u32,
+    pub port: u16,
+    /// IPVS's `last_weight`: the latest nonzero weight, or 0 if it was
+    /// added with 0 and never had another.
     pub weight: u32,
 }
 
-/// Builds a table of `size` slots (a prime), each holding the index in
-/// `backends` of the backend that owns it. `None` if no backend has weight.
-pub fn build(backends: &[Backend<'_>], size: u32) -> Option<Vec<u32>> {
+/// A real's walk through the table: its first slot, its stride and how many
+/// slots it claims per round (IPVS's `ip_vs_mh_dest_setup`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Walk {
+    pub offset: u32,
+    pub skip: u32,
+    pub turns: u32,
+}
+
+/// IPVS's `IP_VS_MH_TAB_BITS`, half the bits of the table index
+/// (`CONFIG_IP_VS_MH_TAB_INDEX / 2`, where IPVS's primes sit just below
+/// 2^index): 6 for 4093. Other primes get the same rule.
+pub fn table_bits(size: u32) -> u32 {
+    (u32::BITS - (size - 1).leading_zeros()) / 2
+}
+
+fn gcd(a: u32, b: u32) -> u32 {
+    if b == 0 { a } else { gcd(b, a % b) }
+}
+
+/// The walks of `backends` in a table of `size` slots (a prime),
+/// as IPVS's `ip_vs_mh_permutate` with its gcd and shift.
+pub fn walks(backends: &[Backend], size: u32) -> Vec<Walk> {
     assert!(size >= 2, "Maglev table size must be a prime >= 2");
-    let mut live: Vec<usize> = (0..backends.len())
-        .filter(|&i| backends[i].weight > 0)
-        .collect();
-    // Turn order by key, so the table does not depend on the order backends are listed in.
-    live.sort_by_key(|&i| backends[i].key);
-    let max_weight = live.iter().map(|&i| backends[i].weight).max()?;
-    let m = u64::from(size);
-
-    struct Walk {
-        offset: u64,
-        skip: u64,
-        next: u64,
-        credit: u64,
-    }
-    let mut walks: Vec<Walk> = live
+    let g = backends
         .iter()
-        .map(|&i| Walk {
-            offset: XxHash3_64::oneshot_with_seed(OFFSET_SEED, backends[i].key) % m,
-            skip: XxHash3_64::oneshot_with_seed(SKIP_SEED, backends[i].key) % (m - 1) + 1,
-            next: 0,
-            credit: 0,
+        .map(|b| b.weight)
+        .filter(|&w| w > 0)
+        .fold(0, gcd);
+    let shift = match backends.iter().map(|b| b.weight).max() {
+        Some(max) if g > 0 => {
+            (u32::BITS - (max / g).leading_zeros()).saturating_sub(table_bits(size))
+        }
+        _ => 0,
+    };
+    backends
+        .iter()
+        .map(|b| Walk {
+            offset: sched_hash::mh(b.fold, b.port, 0) % size,
+            skip: sched_hash::mh_skip(b.fold, b.port) % (size - 1) + 1,
+            turns: match (b.weight.checked_div(g).unwrap_or(0)) >> shift {
+                0 => u32::from(b.weight != 0),
+                t => t,
+            },
         })
-        .collect();
+        .collect()
+}
 
+/// Fills a table of `size` slots (a prime) with the index of the walk that
+/// owns each slot, as IPVS's `ip_vs_mh_populate`. `None` if no walk has a
+/// turn (IPVS then empties the table).
+pub fn populate(walks: &[Walk], size: u32) -> Option<Vec<u32>> {
+    if walks.iter().all(|w| w.turns == 0) {
+        return None;
+    }
     const FREE: u32 = u32::MAX;
     let mut table = vec![FREE; size as usize];
-    let mut filled = 0u64;
-    while filled < m {
-        for (w, &i) in walks.iter_mut().zip(&live) {
-            w.credit += u64::from(backends[i].weight);
-            if w.credit < u64::from(max_weight) {
-                continue;
-            }
-            w.credit -= u64::from(max_weight);
-            // A permutation of a prime-sized table visits every slot, so this ends.
-            loop {
-                let slot = ((w.offset + w.next * w.skip) % m) as usize;
-                w.next += 1;
-                if table[slot] == FREE {
-                    table[slot] = i as u32;
-                    break;
+    let mut next: Vec<u32> = walks.iter().map(|w| w.offset).collect();
+    let mut filled = 0;
+    loop {
+        for (i, w) in walks.iter().enumerate() {
+            for _ in 0..w.turns {
+                // A stride below a prime size visits every slot, so this ends.
+                while table[next[i] as usize] != FREE {
+                    next[i] += w.skip;
+                    if next[i] >= size {
+                        next[i] -= size;
+                    }
                 }
-            }
-            filled += 1;
-            if filled == m {
-                break;
+                table[next[i] as usize] = i as u32;
+                filled += 1;
+                if filled == size {
+                    return Some(table);
+                }
             }
         }
     }
-    Some(table)
+}
+
+/// The table for `backends` in IPVS's list order: each slot holds the
+/// index in `backends` of its real. `None` if no real has a weight.
+pub fn build(backends: &[Backend], size: u32) -> Option<Vec<u32>> {
+    populate(&walks(backends, size), size)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn keys(n: usize) -> Vec<Vec<u8>> {
-        (0..n)
-            .map(|i| format!("10.{}.{}.{}:80", i / 65536, (i / 256) % 256, i % 256).into_bytes())
+    fn backends(weights: &[u32]) -> Vec<Backend> {
+        weights
+            .iter()
+            .enumerate()
+            .map(|(i, &weight)| Backend {
+                fold: u32::from_be_bytes([10, 1, (i / 256) as u8, (i % 256) as u8]),
+                port: 80,
+                weight,
+            })
             .collect()
     }
 
@@ -93,115 +133,107 @@ mod tests {
         c
     }
 
-    /// Largest relative deviation of a backend's share of the table from its weight share.
-    fn worst_deviation(n: usize, weight: impl Fn(usize) -> u32, size: u32) -> f64 {
-        let keys = keys(n);
-        let backends: Vec<Backend> = (0..n)
-            .map(|i| Backend {
-                key: &keys[i],
-                weight: weight(i),
-            })
-            .collect();
-        let table = build(&backends, size).unwrap();
-        let total: u64 = backends.iter().map(|b| u64::from(b.weight)).sum();
-        let c = counts(&table, n);
-        (0..n)
-            .map(|i| {
-                let want = f64::from(size) * f64::from(backends[i].weight) / total as f64;
-                (c[i] as f64 - want).abs() / want
-            })
-            .fold(0.0, f64::max)
-    }
-
     #[test]
-    fn shares_follow_weights_within_one_percent() {
-        // Equal weights, 3 to 1000 reals, default table.
-        for n in [3, 4, 10, 57, 100, 333, 1000] {
-            let d = worst_deviation(n, |_| 1, 65537);
-            println!(
-                "equal weights, {n} reals, table 65537: worst deviation {:.3}%",
-                d * 100.0
-            );
-            assert!(d <= 0.01, "{n} reals: deviation {d}");
-        }
-        // Weights 1..=3 while the lightest real still gets ~100 slots or more
-        // (the rule of thumb M > 100·N; below that one slot is already >1%).
-        for (n, size) in [
-            (3, 65537),
-            (10, 65537),
-            (100, 65537),
-            (300, 131071),
-            (1000, 524287),
-        ] {
-            let d = worst_deviation(n, |i| (i % 3) as u32 + 1, size);
-            println!(
-                "weights 1..3, {n} reals, table {size}: worst deviation {:.3}%",
-                d * 100.0
-            );
-            assert!(d <= 0.01, "{n} reals: deviation {d}");
-        }
-    }
-
-    #[test]
-    fn weight_zero_gets_no_slot() {
-        let keys = keys(3);
-        let backends = [
-            Backend {
-                key: &keys[0],
-                weight: 1,
+    fn populate_follows_ipvs_by_hand() {
+        // Size 7. A: slots 3, 5, 0, … (stride 2), one turn a round.
+        // B: slots 3, 6, 2, 5, 1, 4, … (stride 3), two turns. C: no turn.
+        // Round 1: A takes 3; B finds 3 taken, takes 6, then 2.
+        // Round 2: A finds 3 taken, takes 5; B: 2, 5 taken, takes 1, then 4.
+        // Round 3: A: 5 taken, takes 0, the last free slot.
+        let walks = [
+            Walk {
+                offset: 3,
+                skip: 2,
+                turns: 1,
             },
-            Backend {
-                key: &keys[1],
-                weight: 0,
+            Walk {
+                offset: 3,
+                skip: 3,
+                turns: 2,
             },
-            Backend {
-                key: &keys[2],
-                weight: 2,
+            Walk {
+                offset: 0,
+                skip: 1,
+                turns: 0,
             },
         ];
-        let c = counts(&build(&backends, 65537).unwrap(), 3);
-        assert_eq!(c[1], 0);
-        assert!(c[0] > 0 && c[2] > c[0]);
-        assert!(
-            build(
-                &[Backend {
-                    key: &keys[0],
-                    weight: 0
-                }],
-                65537
-            )
-            .is_none()
-        );
-        assert!(build(&[], 65537).is_none());
+        assert_eq!(populate(&walks, 7).unwrap(), [0, 1, 1, 0, 1, 0, 1]);
+        // List order decides who gets a slot both want: B first takes 3.
+        let swapped = [walks[1], walks[0]];
+        assert_eq!(populate(&swapped, 7).unwrap()[3], 0);
     }
 
     #[test]
-    fn same_backends_same_table_whatever_the_order() {
-        let keys = keys(5);
-        let fwd: Vec<Backend> = keys.iter().map(|k| Backend { key: k, weight: 1 }).collect();
-        let rev: Vec<Backend> = fwd.iter().rev().copied().collect();
-        let a = build(&fwd, 65537).unwrap();
-        let b = build(&rev, 65537).unwrap();
-        let a_keys: Vec<&[u8]> = a.iter().map(|&i| fwd[i as usize].key).collect();
-        let b_keys: Vec<&[u8]> = b.iter().map(|&i| rev[i as usize].key).collect();
-        assert_eq!(a_keys, b_keys);
+    fn turns_are_weight_over_gcd_shifted_into_half_the_table_bits() {
+        assert_eq!(table_bits(4093), 6);
+        assert_eq!(table_bits(251), 4);
+        assert_eq!(table_bits(65521), 8);
+        assert_eq!(table_bits(131071), 8);
+        let turns =
+            |w: &[u32]| -> Vec<u32> { walks(&backends(w), 4093).iter().map(|w| w.turns).collect() };
+        assert_eq!(turns(&[4, 2, 0, 6]), [2, 1, 0, 3]);
+        // 1000 / 1 needs 10 bits, 4 more than 6: 1000 >> 4 = 62; 1 >> 4 is 0, so 1.
+        assert_eq!(turns(&[1000, 1, 0]), [62, 1, 0]);
+        assert_eq!(turns(&[0, 0]), [0, 0]);
+        assert!(build(&backends(&[0, 0]), 4093).is_none());
+        assert!(build(&[], 4093).is_none());
+    }
+
+    #[test]
+    fn a_walk_starts_and_strides_where_the_hashes_say() {
+        for b in backends(&[1, 2, 3]) {
+            let w = walks(&[b], 4093)[0];
+            assert_eq!(w.offset, sched_hash::mh(b.fold, b.port, 0) % 4093);
+            assert_eq!(w.skip, sched_hash::mh_skip(b.fold, b.port) % 4092 + 1);
+        }
+    }
+
+    #[test]
+    fn slot_counts_follow_turns_within_one_round() {
+        // Every round gives each real its turns, so counts differ from the
+        // turn share by less than one round's turns.
+        for (weights, size) in [
+            (vec![1; 3], 4093),
+            (vec![1; 100], 4093),
+            (vec![1, 2, 3, 1, 2, 3, 1, 2, 3, 1], 4093),
+            ((0..300).map(|i| i % 3 + 1).collect(), 65521),
+        ] {
+            let bs = backends(&weights);
+            let ws = walks(&bs, size);
+            let c = counts(&build(&bs, size).unwrap(), bs.len());
+            let total: u32 = ws.iter().map(|w| w.turns).sum();
+            for (i, w) in ws.iter().enumerate() {
+                let want = f64::from(size) * f64::from(w.turns) / f64::from(total);
+                assert!(
+                    (c[i] as f64 - want).abs() <= f64::from(w.turns),
+                    "{} reals, real {i}: {} slots, want {want:.1}",
+                    bs.len(),
+                    c[i]
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_weight_zero_real_that_was_added_so_gets_no_slot() {
+        let bs = backends(&[1, 0, 2]);
+        let c = counts(&build(&bs, 4093).unwrap(), 3);
+        assert_eq!(c[1], 0);
+        assert!(c[0] > 0 && c[2] > c[0]);
     }
 
     /// Maglev is near-minimal when the table has many slots per real and
-    /// drifts from the minimum as that shrinks; the bounds are what this
-    /// implementation achieves, so a regression shows.
+    /// drifts from the minimum as that shrinks; the bounds are what IPVS's
+    /// table achieves, so a regression shows.
     #[test]
     fn removing_one_real_moves_close_to_the_minimum() {
         for (n, size, bound) in [
-            (3, 65537, 1.05),
-            (10, 65537, 1.1),
-            (100, 65537, 1.6),
-            (100, 1048573, 1.2),
-            (1000, 65537, 7.0),
-            (1000, 1048573, 3.2),
+            (3, 4093, 1.05),
+            (10, 4093, 1.2),
+            (100, 65521, 1.6),
+            (1000, 131071, 7.0),
         ] {
-            let keys = keys(n);
-            let all: Vec<Backend> = keys.iter().map(|k| Backend { key: k, weight: 1 }).collect();
+            let all = backends(&vec![1; n]);
             let before = build(&all, size).unwrap();
             let gone = n / 2;
             let rest: Vec<Backend> = all
@@ -211,9 +243,8 @@ mod tests {
                 .map(|(_, b)| *b)
                 .collect();
             let after = build(&rest, size).unwrap();
-            let key_of = |t: &[u32], bs: &[Backend], s: usize| bs[t[s] as usize].key.to_vec();
             let moved = (0..size as usize)
-                .filter(|&s| key_of(&before, &all, s) != key_of(&after, &rest, s))
+                .filter(|&s| all[before[s] as usize] != rest[after[s] as usize])
                 .count();
             let minimum = before.iter().filter(|&&b| b as usize == gone).count();
             let ratio = moved as f64 / minimum as f64;

@@ -210,7 +210,10 @@ fn a_real_that_comes_up_later_is_added() {
     // meets a slot naming a real not yet written): wait for the table, bounded.
     let mut filled = false;
     for _ in 0..100 {
-        filled = maglev.iter().take(65537).all(|r| r.unwrap() != 0);
+        filled = maglev
+            .iter()
+            .take(lb_common::defaults::MAGLEV_TABLE_SIZE as usize)
+            .all(|r| r.unwrap() != 0);
         if filled {
             break;
         }

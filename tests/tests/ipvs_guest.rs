@@ -4,10 +4,9 @@
 //! real ipvsadm as configured and exactly as `xlb ipvsadm` prints it; a
 //! changed config reaches the kernel by reconciling (untouched services keep
 //! their counters); and kernel IPVS schedules new connections as xlb's
-//! scheduler model predicts (rr, wrr, dh, sh, lc, wlc; lc and wlc also over
-//! TCP connections opened and closed in a scripted pattern). mh is not
-//! compared: xlb's Maglev table (weighted turns over xxhash3 permutations,
-//! `maglev_table_size` slots) is not IPVS's (hsiphash permutations, 4093 slots).
+//! scheduler model predicts (rr, wrr, dh, sh, lc, wlc, mh; lc and wlc also
+//! over TCP connections opened and closed in a scripted pattern; mh with
+//! xlb's table builder at the default `maglev_table_size`, IPVS's 4093).
 
 mod common;
 
@@ -16,9 +15,12 @@ use std::{
     fmt::Write,
     time::Duration,
 };
-use xlb::sched::{
-    model::{self, Real, Rule},
-    tables,
+use xlb::{
+    maglev,
+    sched::{
+        model::{self, Real, Rule},
+        tables,
+    },
 };
 use xlb_testbed::qemu::Guest;
 
@@ -444,7 +446,7 @@ fn ipvs_status_and_dumps(s: &BTreeMap<String, String>, rules: &BTreeSet<String>,
     assert!(!stats.contains(" XDP: "), "{stats}");
 }
 
-const DIFFERENTIAL: [&str; 6] = ["rr", "wrr", "dh", "sh", "lc", "wlc"];
+const DIFFERENTIAL: [&str; 7] = ["rr", "wrr", "dh", "sh", "lc", "wlc", "mh"];
 
 /// The VIPs scheduler `n` of [`DIFFERENTIAL`] serves, one service each; flow
 /// c goes to `vips[c % len]`. dh hashes the VIP, so it gets eight.
@@ -502,6 +504,7 @@ fn kernel_ipvs_schedules_as_xlbs_model() {
             );
         }
     }
+    script.push_str(&mh_drain_script(&weights, clients));
     script.push_str(&open_close_script(&weights));
     script.push_str("echo ==conns; ipvsadm -Lnc\n");
     let mut modules = vec!["ip_vs".to_string(), "dummy".to_string()];
@@ -534,6 +537,7 @@ fn kernel_ipvs_schedules_as_xlbs_model() {
             .collect();
         assert_eq!(order.len(), weights.len(), "{out}");
         let listed: Vec<u32> = order.iter().map(|&i| weights[i]).collect();
+        let listed_addrs: Vec<[u8; 4]> = order.iter().map(|&i| [10, 41, 0, i as u8 + 1]).collect();
         // Each flow's real, by its position in the kernel's list.
         let octet = |field: &str, prefix: &str| -> usize {
             field
@@ -551,7 +555,7 @@ fn kernel_ipvs_schedules_as_xlbs_model() {
                 got[client - 1] = order.iter().position(|&i| i == real - 1);
             }
         }
-        let want = predict(sched, &listed, &vips, clients);
+        let want = predict(sched, &listed, &listed_addrs, &vips, clients);
         if got != want {
             failures.push(format!(
                 "{sched}: kernel {got:?}\n{:width$}model  {want:?}",
@@ -560,6 +564,7 @@ fn kernel_ipvs_schedules_as_xlbs_model() {
             ));
         }
     }
+    failures.extend(check_mh_drain(&s, &weights, clients));
     for (n, sched) in ["lc", "wlc"].into_iter().enumerate() {
         let vip = format!("10.43.{n}.1:9");
         let order: Vec<usize> = s[&format!("order-tcp-{sched}")]
@@ -587,6 +592,103 @@ fn kernel_ipvs_schedules_as_xlbs_model() {
         }
     }
     assert!(failures.is_empty(), "{}\n{out}", failures.join("\n"));
+}
+
+const MH_DRAIN_VIP: &str = "10.44.0.1:9";
+
+/// An mh service with mh-fallback and mh-port whose first real is drained
+/// to weight 0 after all are added: IPVS keeps the real's slots (its last
+/// weight) and the fallback walk rehashes its clients elsewhere. Client c
+/// sends from port 20000 + c.
+fn mh_drain_script(weights: &[u32], clients: usize) -> String {
+    let vip = MH_DRAIN_VIP;
+    let mut script = format!(
+        "ip addr add 10.44.0.1/32 dev dummy0\n\
+         ipvsadm -A -u {vip} -s mh -b mh-fallback,mh-port || exit 1\n"
+    );
+    for (i, w) in weights.iter().enumerate() {
+        let _ = writeln!(
+            script,
+            "ipvsadm -a -u {vip} -r 10.41.0.{}:9 -g -w {w} || exit 1",
+            i + 1
+        );
+    }
+    let _ = writeln!(
+        script,
+        "ipvsadm -e -u {vip} -r 10.41.0.1:9 -g -w 0 || exit 1\n\
+         echo ==order-mh-drain; ipvsadm -Ln --nosort -u {vip}"
+    );
+    for c in 1..=clients {
+        let _ = writeln!(
+            script,
+            "echo x | socat -u - UDP-SENDTO:{vip},bind=10.42.0.{c}:{}",
+            20000 + c
+        );
+    }
+    script
+}
+
+/// The kernel's choices for [`mh_drain_script`] against xlb's: the table
+/// built with the drained real's last weight, the lookup and fallback walk
+/// of the model. A failure's description, if any.
+fn check_mh_drain(
+    s: &std::collections::BTreeMap<String, String>,
+    weights: &[u32],
+    clients: usize,
+) -> Option<String> {
+    let order: Vec<usize> = s["order-mh-drain"]
+        .lines()
+        .filter_map(|l| l.strip_prefix("  -> 10.41.0."))
+        .map(|l| l.split(':').next().unwrap().parse::<usize>().unwrap() - 1)
+        .collect();
+    assert_eq!(order.len(), weights.len(), "{}", s["order-mh-drain"]);
+    let size = lb_common::defaults::MAGLEV_TABLE_SIZE;
+    let backends: Vec<maglev::Backend> = order
+        .iter()
+        .map(|&i| maglev::Backend {
+            fold: u32::from_be_bytes([10, 41, 0, i as u8 + 1]),
+            port: 9,
+            weight: weights[i],
+        })
+        .collect();
+    let table: Vec<Option<usize>> = maglev::build(&backends, size)
+        .unwrap()
+        .into_iter()
+        .map(|i| Some(i as usize))
+        .collect();
+    let drained = order.iter().position(|&i| i == 0).unwrap();
+    let mut reals: Vec<Real> = order
+        .iter()
+        .map(|&i| Real::new(if i == 0 { 0 } else { weights[i] }))
+        .collect();
+    let mut rehashed = 0;
+    let want: Vec<Option<usize>> = (1..=clients)
+        .map(|c| {
+            let fold = u32::from_be_bytes([10, 42, 0, c as u8]);
+            let port = 20000 + c as u16;
+            let first = lb_common::sched_hash::mh(fold, port, 0) % size;
+            rehashed += usize::from(table[first as usize] == Some(drained));
+            model::hashed(&table, &mut reals, true, first as usize, |k| {
+                (lb_common::sched_hash::mh(fold, port, (k + first) % size) % size) as usize
+            })
+        })
+        .collect();
+    assert!(rehashed > 0, "no client hashed to the drained real");
+    let mut got = vec![None; clients];
+    for l in s["conns"].lines() {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        if f.len() == 6 && f[0] == "UDP" && f[4] == MH_DRAIN_VIP {
+            let field = |x: &str, prefix: &str| -> usize {
+                x.strip_prefix(prefix)
+                    .and_then(|x| x.split(':').next())
+                    .and_then(|x| x.parse().ok())
+                    .unwrap_or_else(|| panic!("unexpected connection entry field {x}"))
+            };
+            let real = field(f[5], "10.41.0.") - 1;
+            got[field(f[3], "10.42.0.") - 1] = order.iter().position(|&i| i == real);
+        }
+    }
+    (got != want).then(|| format!("mh drained: kernel {got:?}\n{:13}model  {want:?}", ""))
 }
 
 /// The scripted pattern: `Open(c)` connects client c (10.42.0.c) and holds
@@ -695,8 +797,15 @@ fn predict_open_close(sched: &str, weights: &[u32]) -> Vec<Option<usize>> {
 }
 
 /// The model's real (a list position) for each of `clients` new flows:
-/// flow c from 10.42.0.c to `vips[c % len]`.
-fn predict(sched: &str, weights: &[u32], vips: &[[u8; 4]], clients: usize) -> Vec<Option<usize>> {
+/// flow c from 10.42.0.c to `vips[c % len]`; the reals, port 9, are at
+/// `addrs` in list order.
+fn predict(
+    sched: &str,
+    weights: &[u32],
+    addrs: &[[u8; 4]],
+    vips: &[[u8; 4]],
+    clients: usize,
+) -> Vec<Option<usize>> {
     let mut reals: Vec<Real> = weights.iter().map(|&w| Real::new(w)).collect();
     let fold = u32::from_be_bytes;
     let cycle = match sched {
@@ -715,6 +824,18 @@ fn predict(sched: &str, weights: &[u32], vips: &[[u8; 4]], clients: usize) -> Ve
         seq: cycle,
         cursor: 0,
     };
+    // mh: IPVS's table of the guest kernel's size (Debian's 4093).
+    let backends: Vec<maglev::Backend> = addrs
+        .iter()
+        .zip(weights)
+        .map(|(&a, &weight)| maglev::Backend {
+            fold: fold(a),
+            port: 9,
+            weight,
+        })
+        .collect();
+    let mh_size = lb_common::defaults::MAGLEV_TABLE_SIZE;
+    let mh = maglev::build(&backends, mh_size).unwrap();
     (1..=clients)
         .map(|c| {
             let client = [10, 42, 0, c as u8];
@@ -728,6 +849,9 @@ fn predict(sched: &str, weights: &[u32], vips: &[[u8; 4]], clients: usize) -> Ve
                     [lb_common::sched_hash::sh_bucket(fold(client), 0, 0) as usize],
                 "lc" => model::least(&mut reals, Rule::Lc),
                 "wlc" => model::least(&mut reals, Rule::Wlc),
+                "mh" => Some(
+                    mh[(lb_common::sched_hash::mh(fold(client), 0, 0) % mh_size) as usize] as usize,
+                ),
                 other => panic!("no model for {other}"),
             };
             // A UDP flow counts as an inactive connection of its real.

@@ -334,7 +334,7 @@ fn errors_are_exact_located_and_all_reported() {
             &format!(
                 "{INSTANCE}virtual_server 10.0.0.1 80 {{\n    lb_algo wrr\n    real_server 10.0.0.2 80 {{\n        weight 65535\n    }}\n    real_server 10.0.0.3 80 {{\n        weight 65534\n    }}\n}}\n"
             ),
-            "k.conf:9:1: service TCP 10.0.0.1:80: the wrr table needs 131069 slots but half a Maglev table holds 32768; raise `maglev_table_size` (or use smaller weights with the same ratios)\n",
+            "k.conf:9:1: service TCP 10.0.0.1:80: the wrr table needs 131069 slots but half a Maglev table holds 2046; raise `maglev_table_size` (or use smaller weights with the same ratios)\n",
         ),
         (
             "vrrp_instance VI_1 {\n    interface eth0\n    virtual_router_id 1\n    authentication {\n        auth_type AH\n        auth_pass 123456789\n    }\n}\n",

@@ -92,15 +92,12 @@ fn services() -> Vec<Service> {
                     (rid, [0x02, 0xee, 0, 0, id as u8, i as u8])
                 })
                 .collect();
-            let keys: Vec<Vec<u8>> = reals
-                .iter()
-                .map(|(rid, _)| format!("real-{rid}").into_bytes())
-                .collect();
-            let backends: Vec<maglev::Backend> = keys
+            let backends: Vec<maglev::Backend> = reals
                 .iter()
                 .enumerate()
-                .map(|(i, k)| maglev::Backend {
-                    key: k,
+                .map(|(i, (rid, _))| maglev::Backend {
+                    fold: u32::from_be_bytes([10, 0xee, 0, *rid as u8]),
+                    port: 80,
                     weight: i as u32 + 1,
                 })
                 .collect();

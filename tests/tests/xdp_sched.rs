@@ -18,9 +18,12 @@ use lb_common::{
     SERVICE_F_TABLE_B, ServiceAddr, ServiceInfo, ServiceKey, globals, map_names, sched, sched_hash,
     sched_layout,
 };
-use xlb::sched::{
-    model::{self, Real, Rule},
-    tables,
+use xlb::{
+    maglev,
+    sched::{
+        model::{self, Real, Rule},
+        tables,
+    },
 };
 use xlb_testbed::{netns::Netns, xdp};
 
@@ -183,6 +186,9 @@ fn with_director(f: impl FnOnce(&mut Director) + Send) {
 }
 
 const CLIENT: [u8; 4] = [10, 0, 0, 1];
+
+/// mh's reals (list positions) for clients 10.0.1.1-12, port not hashed.
+const MH_PICKS: [usize; 12] = [2, 0, 1, 1, 1, 0, 0, 2, 1, 2, 2, 1];
 
 fn ids(positions: &[usize]) -> Vec<u32> {
     positions.iter().map(|&i| real_id(i)).collect()
@@ -360,18 +366,63 @@ fn sh_dh_and_mh_hash_like_the_model_with_flags() {
             assert_eq!(d.new_flow(c, 9000 + n as u16), want, "dh");
         }
 
-        // mh: a Maglev table; the source address alone unless mh-port.
-        let mh: Vec<Option<usize>> = (0..TABLE as usize).map(|i| Some(i % 3)).collect();
+        // mh: IPVS's table for reals 10.0.2.1-3:80 (weights 1, 2, 3) in
+        // list order; the source address alone unless mh-port.
+        let backends: Vec<maglev::Backend> = reals
+            .iter()
+            .enumerate()
+            .map(|(i, r)| maglev::Backend {
+                fold: fold([10, 0, 2, i as u8 + 1]),
+                port: 80,
+                weight: r.weight,
+            })
+            .collect();
+        let mh: Vec<Option<usize>> = maglev::build(&backends, TABLE)
+            .unwrap()
+            .into_iter()
+            .map(|i| Some(i as usize))
+            .collect();
         let mh_table: Vec<u32> = mh.iter().map(|b| b.map_or(0, real_id)).collect();
+        let mut picks = Vec::new();
         for (flags, with_port) in [(0, false), (SERVICE_F_HASH_PORT, true)] {
             d.install(sched::MH, flags, &reals, &mh_table);
             for (n, &c) in sources.iter().enumerate() {
                 let port = 10_000 + 100 * with_port as u16 + n as u16;
                 let p = if with_port { port } else { 0 };
                 let want = mh[(sched_hash::mh(fold(c), p, 0) % TABLE) as usize];
-                assert_eq!(d.new_flow(c, port), want, "mh {c:?} port {with_port}");
+                let got = d.new_flow(c, port);
+                assert_eq!(got, want, "mh {c:?} port {with_port}");
+                picks.push(got.unwrap());
             }
         }
+        // The first clients' reals, written out: a change of the hash or the
+        // table builder shows here (the guest test holds the same code to
+        // kernel IPVS's choices).
+        assert_eq!(picks[..12], MH_PICKS, "{picks:?}");
+
+        // mh-fallback: real 1 drained to weight 0 keeps its slots (IPVS's
+        // last weight) but takes no flow; the fallback walk rehashes past it.
+        reals[1].weight = 0;
+        let mut dropped = 0;
+        for (round, (flags, fallback)) in [(0, false), (SERVICE_F_FALLBACK, true)]
+            .into_iter()
+            .enumerate()
+        {
+            d.install(sched::MH, flags, &reals, &mh_table);
+            for (n, &c) in sources.iter().enumerate() {
+                let ihash = sched_hash::mh(fold(c), 0, 0) % TABLE;
+                let want = model::hashed(&mh, &mut reals, fallback, ihash as usize, |k| {
+                    (sched_hash::mh(fold(c), 0, (k + ihash) % TABLE) % TABLE) as usize
+                });
+                let got = d.new_flow(c, 11_000 + 100 * round as u16 + n as u16);
+                assert_eq!(got, want, "mh {c:?} fallback {fallback}");
+                if fallback {
+                    assert!(got.is_some(), "mh-fallback found no real for {c:?}");
+                }
+                dropped += usize::from(got.is_none());
+            }
+        }
+        assert!(dropped > 0, "some client hashed to the drained real");
     });
 }
 

@@ -1,4 +1,4 @@
-//! The schedulers that read a table the agent built: mh (Maglev), rr/wrr
+//! The schedulers that read a table the agent built: mh (IPVS's Maglev), rr/wrr
 //! (the IPVS sequence, walked by a shared cursor), dh and sh (IPVS's 256
 //! buckets of destination / source address).
 
@@ -91,7 +91,8 @@ fn hashed(service: &ServiceInfo, mut walk: Fallback) -> Option<u32> {
     (walk.found != REAL_NONE).then_some(walk.found)
 }
 
-/// mh: Maglev lookup of the source address (and port with `mh-port`).
+/// mh: IPVS's Maglev lookup, slot hsiphash(port + source fold) (port with
+/// `mh-port`), as `ip_vs_mh_get` / `ip_vs_mh_get_fallback`.
 #[inline(always)]
 pub fn maglev(service: &ServiceInfo, flow: &FlowKey) -> Option<u32> {
     let size = MAGLEV_TABLE_SIZE.load();

@@ -5,6 +5,7 @@
 mod adopt;
 pub mod ipvs;
 mod loader;
+mod mh_order;
 mod sweep;
 mod tables;
 mod xdp;

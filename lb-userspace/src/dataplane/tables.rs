@@ -13,7 +13,7 @@
 //! is `keep`: then it stays `REAL_F_DRAINING` (its flows continue, it takes
 //! no new ones) until it has no connections left, see [`Tables::release_drained`].
 
-use super::{DesiredService, NextHop};
+use super::{DesiredService, NextHop, mh_order::MhOrder};
 use crate::{
     config::{Method, Protocol, Real, Scheduler, Service, ServiceId, Tunnel},
     maglev,
@@ -29,7 +29,7 @@ use lb_common::{
     ConnCounts, Counters, IfaceInfo, REAL_F_DRAINING, REAL_F_PRESENT, REAL_F_REACHABLE, REAL_NONE,
     RealInfo, SERVICE_F_ACTIVE, SERVICE_F_FALLBACK, SERVICE_F_HASH_PORT, SERVICE_F_PERSISTENT,
     SERVICE_F_TABLE_B, ServiceInfo, ServiceKey, Settings, addr_ip, addr_words, family_of,
-    map_names, sched_layout,
+    map_names, sched_hash, sched_layout,
 };
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -51,6 +51,8 @@ struct Installed {
     /// Reals that left the service but keep their flows (nodest `keep`):
     /// (address, port) → real id. A real that comes back gets its id again.
     draining: BTreeMap<(IpAddr, u16), u32>,
+    /// The reals as kernel IPVS would list them, for the mh table.
+    mh_order: MhOrder,
 }
 
 /// What the live buffer of a service holds.
@@ -225,6 +227,16 @@ impl Tables {
                 let base = sched_layout::table_base(0, table_size, table_b) as usize;
                 table[base..base + info.table_len as usize].to_vec()
             };
+            // IPVS's order is not pinned: take it as a fresh start would
+            // leave it, the listed reals added in list order, their current
+            // weights as last weights.
+            let mut mh_order = MhOrder::default();
+            let listed: Vec<((IpAddr, u16), u32)> = list
+                .iter()
+                .filter_map(|rid| t.written_reals.get(rid))
+                .map(|r| ((addr_ip(r.addr, r.family), u16::from_be(r.port)), r.weight))
+                .collect();
+            mh_order.update(&listed);
             t.services.insert(
                 id,
                 Installed {
@@ -237,6 +249,7 @@ impl Tables {
                         table: sched_table,
                     },
                     draining: draining_of.remove(&info.id).unwrap_or_default(),
+                    mh_order,
                 },
             );
         }
@@ -421,6 +434,13 @@ impl Tables {
         let mut draining = existing.map(|i| i.draining.clone()).unwrap_or_default();
         let old_table = existing.map(|i| i.table.clone()).unwrap_or_default();
         let existing_sched = existing.map(|i| i.sched.clone());
+        let mut mh_order = existing.map(|i| i.mh_order.clone()).unwrap_or_default();
+        let desired_weights: Vec<((IpAddr, u16), u32)> = d
+            .reals
+            .iter()
+            .map(|r| ((r.real.address, r.real.port), r.real.weight))
+            .collect();
+        mh_order.update(&desired_weights);
         if is_new {
             reset_counters(ebpf, map_names::SERVICE_STATS, id)?;
         }
@@ -470,7 +490,7 @@ impl Tables {
         let was_b = old_info.is_some_and(|i| i.flags & SERVICE_F_TABLE_B != 0);
         let old_sched = existing_sched.unwrap_or_default();
         let (table, sched, table_b) = if d.service.scheduler == Scheduler::Mh {
-            let table = self.maglev_table(d, &reals);
+            let table = self.maglev_table(d, key.family, &reals, &mh_order);
             if old_table.len() == table.len() && old_table != table {
                 let moved = old_table.iter().zip(&table).filter(|(a, b)| a != b).count() as u64;
                 let churn = self.maglev_churn.entry(d.service.id).or_default();
@@ -551,32 +571,42 @@ impl Tables {
                 table,
                 sched,
                 draining,
+                mh_order,
             },
         );
         Ok(())
     }
 
-    /// Weighted Maglev table over the reals that are reachable and have weight.
-    fn maglev_table(&self, d: &DesiredService, reals: &BTreeMap<(IpAddr, u16), u32>) -> Vec<u32> {
-        let names: Vec<(u32, Vec<u8>, u32)> = d
+    /// IPVS's mh table over the reachable reals, in IPVS's list order with
+    /// their last weights; addresses fold in the service's `family`.
+    fn maglev_table(
+        &self,
+        d: &DesiredService,
+        family: u8,
+        reals: &BTreeMap<(IpAddr, u16), u32>,
+        order: &MhOrder,
+    ) -> Vec<u32> {
+        let reachable: BTreeSet<(IpAddr, u16)> = d
             .reals
             .iter()
             .filter(|r| r.next_hop.is_some())
-            .map(|r| {
-                let rid = reals[&(r.real.address, r.real.port)];
-                (
-                    rid,
-                    format!("{}:{}", r.real.address, r.real.port).into_bytes(),
-                    r.real.weight,
-                )
-            })
+            .map(|r| (r.real.address, r.real.port))
             .collect();
-        let backends: Vec<maglev::Backend> = names
+        let (ids, backends): (Vec<u32>, Vec<maglev::Backend>) = order
+            .dests()
             .iter()
-            .map(|(_, k, w)| maglev::Backend { key: k, weight: *w })
-            .collect();
+            .filter(|(k, _)| reachable.contains(k))
+            .map(|&(k, weight)| {
+                let backend = maglev::Backend {
+                    fold: sched_hash::fold(family, &addr_words(k.0)),
+                    port: k.1,
+                    weight,
+                };
+                (reals[&k], backend)
+            })
+            .unzip();
         match maglev::build(&backends, self.table_size) {
-            Some(t) => t.into_iter().map(|i| names[i as usize].0).collect(),
+            Some(t) => t.into_iter().map(|i| ids[i as usize]).collect(),
             None => vec![REAL_NONE; self.table_size as usize],
         }
     }

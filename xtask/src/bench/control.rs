@@ -36,8 +36,8 @@ pub struct ApplySize {
 }
 
 pub const REALS_PER_SERVICE: u32 = 100;
-/// A prime above 100 × reals per service (Maglev's 1% rule), far below the
-/// default 65537 so 1,000 tables stay at 40 MB.
+/// A prime above 100 × reals per service (Maglev's 1% rule), small enough
+/// that 1,000 tables stay at 40 MB.
 pub const APPLY_TABLE_SIZE: u32 = 10007;
 
 pub fn run(
