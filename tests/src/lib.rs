@@ -7,6 +7,7 @@
 //! guests; nothing touches the root namespace's interfaces, routes or sysctls.
 
 pub mod agent;
+pub mod failover;
 pub mod frames;
 pub mod http;
 pub mod lab;

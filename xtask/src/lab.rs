@@ -1,7 +1,10 @@
 //! `cargo xtask lab`: a client, a director running the agent, and three real
 //! servers (weights 1, 2, 3) in network namespaces; HTTP requests through the
 //! VIP show where the director sends them. Everything is removed at the end,
-//! on failure and on Ctrl-C.
+//! on failure and on Ctrl-C. With `--failover`, two directors in one VRRP
+//! group and the Master taken away half-way (`lab/failover.rs`).
+
+mod failover;
 
 use crate::{build, setup::Need};
 use anyhow::{Context, Result, bail};
@@ -44,6 +47,22 @@ pub struct Args {
     /// Where the agent pins its maps (another directory lets labs run side by side).
     #[arg(long, default_value = "/sys/fs/bpf/xlb")]
     pin_path: PathBuf,
+    /// Two directors in one VRRP group (DR, mh, IPv4); the Master is taken
+    /// away half-way through the requests (SIGKILL and its link cut: the host dies).
+    #[arg(long, conflicts_with_all = ["keep", "ipv6"])]
+    failover: bool,
+    /// With --failover: stop the Master with SIGTERM (it sends priority 0) instead.
+    #[arg(long)]
+    sigterm: bool,
+    /// With --failover: the VRRP version (2 or 3).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(2..=3))]
+    vrrp_version: u8,
+    /// With --failover: the advert interval in seconds (whole seconds with v2).
+    #[arg(long, default_value_t = 0.1)]
+    advert_int: f64,
+    /// With --failover: TCP connections held open across the failover.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(0..=200))]
+    connections: u32,
 }
 
 /// Every scheduler the agent accepts.
@@ -98,6 +117,32 @@ pub fn run(args: &Args) -> Result<()> {
     let xlb = build::agent()?;
     let stop = crate::interrupt_flag()?;
     xlb_testbed::sweep_stale()?;
+    if args.failover {
+        if args.method != "dr" {
+            bail!(
+                "--failover runs DR directors; --method {} is not for it",
+                args.method
+            );
+        }
+        return failover::run(
+            &failover::Opts {
+                requests: args.requests.max(2),
+                connections: args.connections as usize,
+                vrrp: xlb_testbed::failover::Vrrp {
+                    version: args.vrrp_version,
+                    advert_int: args.advert_int,
+                },
+                how: if args.sigterm {
+                    xlb_testbed::failover::Stop::Term
+                } else {
+                    xlb_testbed::failover::Stop::Kill
+                },
+            },
+            &xlb,
+            &object,
+            &stop,
+        );
+    }
 
     let lab = DrLab::build(&LabOptions {
         weights: WEIGHTS.to_vec(),
@@ -111,6 +156,7 @@ pub fn run(args: &Args) -> Result<()> {
         // The lab is for looking around with bpftool: the agent's default unless asked.
         pin_path: args.pin_path.clone(),
         udp_port: None,
+        standby_directors: 0,
     })?;
     let dir = work_dir()?;
     let result = drive(args, &lab, &xlb, &dir, &stop);
