@@ -375,11 +375,14 @@ impl FailoverLab {
     }
 }
 
-/// Removes an agent's pin directory and the VRRP status file named after it.
+/// Removes an agent's pin directory and the files in /run/xlb named after
+/// it (VRRP status, data-plane lock), which outlive a killed agent.
 fn remove_pins(pin: &Path) {
     let _ = std::fs::remove_dir_all(pin);
     let flat = pin.to_string_lossy().trim_matches('/').replace('/', "_");
-    let _ = std::fs::remove_file(Path::new("/run/xlb").join(format!("vrrp-{flat}.json")));
+    for name in [format!("vrrp-{flat}.json"), format!("{flat}.lock")] {
+        let _ = std::fs::remove_file(Path::new("/run/xlb").join(name));
+    }
 }
 
 impl Drop for Running {

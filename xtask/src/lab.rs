@@ -49,19 +49,22 @@ pub struct Args {
     pin_path: PathBuf,
     /// Two directors in one VRRP group (DR, mh, IPv4); the Master is taken
     /// away half-way through the requests (SIGKILL and its link cut: the host dies).
-    #[arg(long, conflicts_with_all = ["keep", "ipv6"])]
+    #[arg(
+        long,
+        conflicts_with_all = ["keep", "ipv6", "method", "scheduler", "xdp_mode", "pin_path"]
+    )]
     failover: bool,
     /// With --failover: stop the Master with SIGTERM (it sends priority 0) instead.
-    #[arg(long)]
+    #[arg(long, requires = "failover")]
     sigterm: bool,
     /// With --failover: the VRRP version (2 or 3).
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(2..=3))]
+    #[arg(long, requires = "failover", default_value_t = 3, value_parser = clap::value_parser!(u8).range(2..=3))]
     vrrp_version: u8,
     /// With --failover: the advert interval in seconds (whole seconds with v2).
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, requires = "failover", default_value_t = 0.1)]
     advert_int: f64,
     /// With --failover: TCP connections held open across the failover.
-    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(0..=200))]
+    #[arg(long, requires = "failover", default_value_t = 100, value_parser = clap::value_parser!(u32).range(0..=200))]
     connections: u32,
 }
 
@@ -118,12 +121,6 @@ pub fn run(args: &Args) -> Result<()> {
     let stop = crate::interrupt_flag()?;
     xlb_testbed::sweep_stale()?;
     if args.failover {
-        if args.method != "dr" {
-            bail!(
-                "--failover runs DR directors; --method {} is not for it",
-                args.method
-            );
-        }
         return failover::run(
             &failover::Opts {
                 requests: args.requests.max(2),
@@ -287,6 +284,36 @@ fn check_spread(scheduler: &str, seen: &BTreeMap<String, u32>) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(clap::Parser)]
+    struct Lab {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    #[test]
+    fn failover_options_need_failover_and_exclude_the_single_director_ones() {
+        use clap::Parser;
+        let parse =
+            |a: &[&str]| Lab::try_parse_from(std::iter::once("lab").chain(a.iter().copied()));
+        let lab = parse(&[
+            "--failover",
+            "--sigterm",
+            "--vrrp-version",
+            "2",
+            "--advert-int",
+            "1",
+        ])
+        .unwrap();
+        assert!(lab.args.failover && lab.args.sigterm);
+        assert_eq!((lab.args.vrrp_version, lab.args.advert_int), (2, 1.0));
+        assert!(parse(&["--sigterm"]).is_err());
+        assert!(parse(&["--advert-int", "1"]).is_err());
+        assert!(parse(&["--failover", "--method", "nat"]).is_err());
+        assert!(parse(&["--failover", "--keep"]).is_err());
+        assert!(parse(&["--failover", "--vrrp-version", "4"]).is_err());
+        assert!(parse(&["--failover"]).is_ok());
+    }
 
     #[test]
     fn one_real_schedulers_must_use_exactly_that_real() {
