@@ -24,6 +24,8 @@ const FIRST_REAL: u16 = 11;
 /// Host part of the VIP; reals must stay below it.
 const VIP_HOST: u16 = 100;
 const MAX_REALS: usize = (VIP_HOST - FIRST_REAL) as usize;
+/// Standby directors take hosts 3.. below the client's 10.
+const STANDBY_MAX: u16 = 7;
 /// Switch-side name of the director's veth (where `peer_xdp` attaches).
 const DIRECTOR_PEER: &str = "dir";
 /// Switch-side name of the director's inner veth (NAT).
@@ -67,6 +69,9 @@ pub struct LabOptions {
     /// Also a UDP service on this port: each real answers datagrams to the
     /// VIP with its name.
     pub udp_port: Option<u16>,
+    /// Further directors on the same bridge (DR only), for VRRP: with any,
+    /// no director holds the VIP from the start; VRRP puts it on the Master.
+    pub standby_directors: usize,
 }
 
 impl Default for LabOptions {
@@ -79,6 +84,7 @@ impl Default for LabOptions {
             method: LabMethod::Dr,
             pin_path: PathBuf::from(format!("/sys/fs/bpf/xlb-test-{}", std::process::id())),
             udp_port: None,
+            standby_directors: 0,
         }
     }
 }
@@ -92,6 +98,16 @@ pub struct Real {
     pub weight: u32,
     pub server: HttpServer,
     pub udp: Option<UdpServer>,
+}
+
+/// A further director (VRRP Backup); switch port `dir2`, `dir3`, ...
+#[derive(Debug)]
+pub struct StandbyDirector {
+    pub ns: Netns,
+    /// On `eth0` (10.250.0.3, .4, ...).
+    pub addr: IpAddr,
+    /// The switch-side name of its veth.
+    pub port: String,
 }
 
 pub struct DrLab {
@@ -111,6 +127,8 @@ pub struct DrLab {
     pub pin_path: PathBuf,
     pub method: LabMethod,
     pub udp_port: Option<u16>,
+    /// [`LabOptions::standby_directors`]: `eth0` like `director`, no VIP.
+    pub standby: Vec<StandbyDirector>,
     ipv6: bool,
     /// Keeps the peer XDP program attached while the lab lives.
     peer_ebpf: Option<Ebpf>,
@@ -126,6 +144,12 @@ impl DrLab {
         }
         if opts.port == 0 {
             bail!("service port must not be 0");
+        }
+        if opts.standby_directors > 0 && opts.method != LabMethod::Dr {
+            bail!("more than one director is wired for DR only");
+        }
+        if opts.standby_directors > usize::from(STANDBY_MAX) {
+            bail!("at most {STANDBY_MAX} standby directors fit the address plan");
         }
         // Fail before creating anything rather than halfway through.
         if !in_path("ethtool") {
@@ -175,8 +199,19 @@ impl DrLab {
 
         let director = add_host(&switch, "dir", DIRECTOR_PEER)?;
         add_addr(&director, "eth0", director_addr, false)?;
-        // The director owns the VIP on the wire: it answers ARP/ND for it.
-        add_addr(&director, "eth0", vip, true)?;
+        // The director owns the VIP on the wire: it answers ARP/ND for it
+        // (with several, VRRP gives it to the Master).
+        if opts.standby_directors == 0 {
+            add_addr(&director, "eth0", vip, true)?;
+        }
+        let mut standby = Vec::with_capacity(opts.standby_directors);
+        for i in 0..opts.standby_directors as u16 {
+            let port = format!("{DIRECTOR_PEER}{}", i + 2);
+            let ns = add_host(&switch, &port, &port)?;
+            let addr = host_addr(ipv6, OUTER_NET, 3 + i);
+            add_addr(&ns, "eth0", addr, false)?;
+            standby.push(StandbyDirector { ns, addr, port });
+        }
         if nat {
             if two_arms {
                 add_port(&switch, &director, DIRECTOR_INNER_PEER, "eth1", "br1")?;
@@ -240,13 +275,13 @@ impl DrLab {
             });
         }
 
-        let peers: &[&str] = if two_arms {
-            &[DIRECTOR_PEER, DIRECTOR_INNER_PEER]
-        } else {
-            &[DIRECTOR_PEER]
-        };
+        let mut peers = vec![DIRECTOR_PEER];
+        if two_arms {
+            peers.push(DIRECTOR_INNER_PEER);
+        }
+        peers.extend(standby.iter().map(|s| s.port.as_str()));
         let peer_ebpf = match &opts.peer_xdp {
-            Some((path, prog)) => Some(attach_peer_xdp(&switch, path, prog, peers)?),
+            Some((path, prog)) => Some(attach_peer_xdp(&switch, path, prog, &peers)?),
             None => None,
         };
 
@@ -263,6 +298,7 @@ impl DrLab {
             pin_path: opts.pin_path.clone(),
             method: opts.method,
             udp_port: opts.udp_port,
+            standby,
             ipv6,
             peer_ebpf,
         };
@@ -310,7 +346,7 @@ impl DrLab {
     /// An `xlb` config balancing the lab's service over its reals from the
     /// director's interface.
     pub fn agent_config(&self, scheduler: &str, method: &str, xdp_mode: &str) -> String {
-        self.agent_config_full(scheduler, method, xdp_mode, None, "")
+        self.agent_config_full(&self.pin_path, scheduler, method, xdp_mode, None, "")
     }
 
     /// As [`DrLab::agent_config`]; with `gue_port` a `tun` service uses GUE
@@ -322,7 +358,7 @@ impl DrLab {
         xdp_mode: &str,
         gue_port: Option<u16>,
     ) -> String {
-        self.agent_config_full(scheduler, method, xdp_mode, gue_port, "")
+        self.agent_config_full(&self.pin_path, scheduler, method, xdp_mode, gue_port, "")
     }
 
     /// As [`DrLab::agent_config`], with `extra` TOML lines in the service
@@ -334,13 +370,26 @@ impl DrLab {
         xdp_mode: &str,
         extra: &str,
     ) -> String {
-        self.agent_config_full(scheduler, method, xdp_mode, None, extra)
+        self.agent_config_full(&self.pin_path, scheduler, method, xdp_mode, None, extra)
     }
 
     /// The lab's config: the TCP service, and the UDP one when the lab has
     /// one, each with `extra` lines; GUE with `gue_port` for `tun`.
+    /// As [`DrLab::agent_config`], with maps pinned at `pin` (each of
+    /// several directors needs a directory of its own).
+    pub fn agent_config_pinned(
+        &self,
+        pin: &std::path::Path,
+        scheduler: &str,
+        method: &str,
+        xdp_mode: &str,
+    ) -> String {
+        self.agent_config_full(pin, scheduler, method, xdp_mode, None, "")
+    }
+
     fn agent_config_full(
         &self,
+        pin: &std::path::Path,
         scheduler: &str,
         method: &str,
         xdp_mode: &str,
@@ -353,7 +402,7 @@ impl DrLab {
         };
         let mut s = format!(
             "[dataplane]\ninterfaces = [{interfaces}]\nxdp_mode = \"{xdp_mode}\"\npin_path = \"{}\"\n",
-            self.pin_path.display(),
+            pin.display(),
         );
         let services = std::iter::once(("tcp", self.port)).chain(self.udp_port.map(|p| ("udp", p)));
         for (protocol, port) in services {
@@ -427,6 +476,14 @@ impl DrLab {
                 self.director_if, self.director_addr, self.vip
             ),
         );
+        for d in &self.standby {
+            row(
+                &mut s,
+                "director",
+                &d.ns,
+                format!("eth0 {} (VRRP decides who holds the VIP)", d.addr),
+            );
+        }
         for r in &self.reals {
             row(
                 &mut s,
@@ -453,7 +510,10 @@ impl DrLab {
     /// Bounded wait until the client reaches the director and every real.
     fn wait_reachable(&self) -> Result<()> {
         let deadline = Instant::now() + REACH_TIMEOUT;
-        let director = vec![(SocketAddr::new(self.director_addr, self.port), false)];
+        let director: Vec<(SocketAddr, bool)> = std::iter::once(self.director_addr)
+            .chain(self.standby.iter().map(|s| s.addr))
+            .map(|a| (SocketAddr::new(a, self.port), false))
+            .collect();
         let reals: Vec<(SocketAddr, bool)> = match self.method {
             LabMethod::Nat | LabMethod::NatOneArm => self
                 .reals

@@ -8,6 +8,7 @@
 
 pub mod agent;
 pub mod capture;
+pub mod failover;
 pub mod frames;
 pub mod http;
 pub mod lab;

@@ -1,7 +1,10 @@
 //! `cargo xtask lab`: a client, a director running the agent, and three real
 //! servers (weights 1, 2, 3) in network namespaces; HTTP requests through the
 //! VIP show where the director sends them. Everything is removed at the end,
-//! on failure and on Ctrl-C.
+//! on failure and on Ctrl-C. With `--failover`, two directors in one VRRP
+//! group and the Master taken away half-way (`lab/failover.rs`).
+
+mod failover;
 
 use crate::{build, setup::Need};
 use anyhow::{Context, Result, bail};
@@ -44,6 +47,25 @@ pub struct Args {
     /// Where the agent pins its maps (another directory lets labs run side by side).
     #[arg(long, default_value = "/sys/fs/bpf/xlb")]
     pin_path: PathBuf,
+    /// Two directors in one VRRP group (DR, mh, IPv4); the Master is taken
+    /// away half-way through the requests (SIGKILL and its link cut: the host dies).
+    #[arg(
+        long,
+        conflicts_with_all = ["keep", "ipv6", "method", "scheduler", "xdp_mode", "pin_path"]
+    )]
+    failover: bool,
+    /// With --failover: stop the Master with SIGTERM (it sends priority 0) instead.
+    #[arg(long, requires = "failover")]
+    sigterm: bool,
+    /// With --failover: the VRRP version (2 or 3).
+    #[arg(long, requires = "failover", default_value_t = 3, value_parser = clap::value_parser!(u8).range(2..=3))]
+    vrrp_version: u8,
+    /// With --failover: the advert interval in seconds (whole seconds with v2).
+    #[arg(long, requires = "failover", default_value_t = 0.1)]
+    advert_int: f64,
+    /// With --failover: TCP connections held open across the failover.
+    #[arg(long, requires = "failover", default_value_t = 100, value_parser = clap::value_parser!(u32).range(0..=200))]
+    connections: u32,
 }
 
 /// Every scheduler the agent accepts.
@@ -98,6 +120,26 @@ pub fn run(args: &Args) -> Result<()> {
     let xlb = build::agent()?;
     let stop = crate::interrupt_flag()?;
     xlb_testbed::sweep_stale()?;
+    if args.failover {
+        return failover::run(
+            &failover::Opts {
+                requests: args.requests.max(2),
+                connections: args.connections as usize,
+                vrrp: xlb_testbed::failover::Vrrp {
+                    version: args.vrrp_version,
+                    advert_int: args.advert_int,
+                },
+                how: if args.sigterm {
+                    xlb_testbed::failover::Stop::Term
+                } else {
+                    xlb_testbed::failover::Stop::Kill
+                },
+            },
+            &xlb,
+            &object,
+            &stop,
+        );
+    }
 
     let lab = DrLab::build(&LabOptions {
         weights: WEIGHTS.to_vec(),
@@ -111,6 +153,7 @@ pub fn run(args: &Args) -> Result<()> {
         // The lab is for looking around with bpftool: the agent's default unless asked.
         pin_path: args.pin_path.clone(),
         udp_port: None,
+        standby_directors: 0,
     })?;
     let dir = work_dir()?;
     let result = drive(args, &lab, &xlb, &dir, &stop);
@@ -241,6 +284,36 @@ fn check_spread(scheduler: &str, seen: &BTreeMap<String, u32>) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(clap::Parser)]
+    struct Lab {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    #[test]
+    fn failover_options_need_failover_and_exclude_the_single_director_ones() {
+        use clap::Parser;
+        let parse =
+            |a: &[&str]| Lab::try_parse_from(std::iter::once("lab").chain(a.iter().copied()));
+        let lab = parse(&[
+            "--failover",
+            "--sigterm",
+            "--vrrp-version",
+            "2",
+            "--advert-int",
+            "1",
+        ])
+        .unwrap();
+        assert!(lab.args.failover && lab.args.sigterm);
+        assert_eq!((lab.args.vrrp_version, lab.args.advert_int), (2, 1.0));
+        assert!(parse(&["--sigterm"]).is_err());
+        assert!(parse(&["--advert-int", "1"]).is_err());
+        assert!(parse(&["--failover", "--method", "nat"]).is_err());
+        assert!(parse(&["--failover", "--keep"]).is_err());
+        assert!(parse(&["--failover", "--vrrp-version", "4"]).is_err());
+        assert!(parse(&["--failover"]).is_ok());
+    }
 
     #[test]
     fn one_real_schedulers_must_use_exactly_that_real() {

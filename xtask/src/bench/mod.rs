@@ -1,12 +1,14 @@
 //! `cargo xtask bench`: how fast xlb is, next to what it replaces, measured in
 //! one run on this machine. Sections: per-packet cost (`pktcost.rs`), live
 //! forwarding on veth (`live.rs`, and in the qemu guest, IPVS against xlb:
-//! `guest.rs`), control plane (`control.rs`); `report.rs`
+//! `guest.rs`), control plane (`control.rs`), VRRP failover against
+//! keepalived (`failover.rs`); `report.rs`
 //! prints the table and writes `bench/results/<date>-<sha>.json`.
 //! Everything runs in namespaces the bench creates and removes, and every
 //! loop is bounded in packets and time.
 
 mod control;
+mod failover;
 mod frames;
 pub mod guest;
 mod live;
@@ -25,7 +27,7 @@ pub struct Args {
     #[arg(long)]
     quick: bool,
     /// Run one section only.
-    #[arg(long, value_parser = ["pktcost", "live", "control"])]
+    #[arg(long, value_parser = ["pktcost", "live", "control", "failover"])]
     only: Option<String>,
 }
 
@@ -65,6 +67,7 @@ struct Plan {
     /// None: the qemu guest does not run.
     guest: Option<live::Opts>,
     control: control::Opts,
+    failover: failover::Opts,
 }
 
 impl Plan {
@@ -88,6 +91,11 @@ impl Plan {
                         starts: 3,
                         limit: Duration::from_secs(60),
                     }],
+                },
+                failover: failover::Opts {
+                    runs: 3,
+                    quick: true,
+                    connections: 100,
                 },
             }
         } else {
@@ -127,6 +135,11 @@ impl Plan {
                             limit: Duration::from_secs(240),
                         },
                     ],
+                },
+                failover: failover::Opts {
+                    runs: 3,
+                    quick: false,
+                    connections: 100,
                 },
             }
         }
@@ -170,6 +183,9 @@ pub fn run(args: &Args) -> Result<()> {
                 })
             }
             Section::Control => control::run(&plan.control, &xlb, &mut progress, &stop),
+            Section::Failover => {
+                failover::run(&plan.failover, &xlb, &xlb_object, &mut progress, &stop)
+            }
         };
         rows.extend(got.with_context(|| format!("bench section {}", section.name()))?);
     }

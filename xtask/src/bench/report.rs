@@ -14,16 +14,23 @@ pub enum Section {
     PktCost,
     Live,
     Control,
+    Failover,
 }
 
 impl Section {
-    pub const ALL: [Section; 3] = [Section::PktCost, Section::Live, Section::Control];
+    pub const ALL: [Section; 4] = [
+        Section::PktCost,
+        Section::Live,
+        Section::Control,
+        Section::Failover,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Section::PktCost => "pktcost",
             Section::Live => "live",
             Section::Control => "control",
+            Section::Failover => "failover",
         }
     }
 }
