@@ -22,7 +22,7 @@ use aya_ebpf::{
 use aya_log_ebpf::debug;
 use lb_common::{
     FlowState, PROTO_TCP, REAL_F_DRAINING, REAL_F_REACHABLE, RealInfo, SERVICE_F_ACTIVE,
-    ServiceKey, conn, method,
+    ServiceKey, conn, flow_hash, method,
 };
 use maps::{REALS, SERVICES};
 use parse::Skip;
@@ -119,7 +119,7 @@ fn director(ctx: &XdpContext) -> (u32, Fate) {
     let verdict = match real.method {
         method::DR => forward::direct_route(ctx, real),
         method::NAT => nat::inbound(ctx, &pkt, real, new_conn),
-        method::TUN => tun::encapsulate(ctx, real, flow),
+        method::TUN => tun::encapsulate(ctx, real, flow.family, flow_hash(flow)),
         _ => (xdp_action::XDP_ABORTED, Fate::Error),
     };
     if matches!(verdict.1, Fate::Tx | Fate::Redirect) {

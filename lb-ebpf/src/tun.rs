@@ -19,9 +19,7 @@ use crate::{
     stats::Fate,
 };
 use aya_ebpf::{bindings::xdp_action, helpers::bpf_xdp_adjust_head, programs::XdpContext};
-use lb_common::{
-    FAMILY_V4, FAMILY_V6, FlowKey, PROTO_IPIP, PROTO_IPV6, PROTO_UDP, RealInfo, flow_hash, tun,
-};
+use lb_common::{FAMILY_V4, FAMILY_V6, PROTO_IPIP, PROTO_IPV6, PROTO_UDP, RealInfo, tun};
 use network_types::{
     eth::{EthHdr, EtherType},
     ip::{Ipv4Hdr, Ipv6Hdr},
@@ -53,19 +51,24 @@ struct Inner {
     df: bool,
 }
 
-/// Encapsulates the frame for `real` and sends it to the real's next hop,
-/// or answers the client with ICMP when it would not fit the egress MTU.
+/// Encapsulates the frame (of a flow of `family` with `flow_hash` `hash`)
+/// for `real` and sends it to the real's next hop, or answers the client with
+/// ICMP when it would not fit the egress MTU.
 // A BPF-to-BPF call: its locals get their own stack frame instead of adding
-// to the director's (BPF allows 512 bytes per frame).
+// to the director's (BPF allows 512 bytes per frame). The caller hashes the
+// flow: hashed here, the flow's words were loaded before the head adjustment
+// and spilled across it, and the director, this frame and a memmove called
+// from it outgrew the 512 bytes Linux 6.1 allows a chain of calls (it rounds
+// each frame up to 32 bytes, an empty one included).
 #[inline(never)]
-pub fn encapsulate(ctx: &XdpContext, real: &RealInfo, flow: &FlowKey) -> (u32, Fate) {
+pub fn encapsulate(ctx: &XdpContext, real: &RealInfo, family: u8, hash: u32) -> (u32, Fate) {
     let Some(mtu) = (unsafe { IFACES.get(real.ifindex) }).map(|i| i.mtu as usize) else {
         return (xdp_action::XDP_ABORTED, Fate::Error);
     };
     let Some(l3) = l3_offset(ctx) else {
         return (xdp_action::XDP_ABORTED, Fate::Error);
     };
-    let Some(inner) = inner(ctx, l3, flow.family) else {
+    let Some(inner) = inner(ctx, l3, family) else {
         return (xdp_action::XDP_PASS, Fate::Malformed);
     };
     let outer_ip = if real.family == FAMILY_V6 {
@@ -78,7 +81,7 @@ pub fn encapsulate(ctx: &XdpContext, real: &RealInfo, flow: &FlowKey) -> (u32, F
 
     if inner.len + overhead > mtu {
         let room = mtu.saturating_sub(overhead);
-        return if flow.family == FAMILY_V6 {
+        return if family == FAMILY_V6 {
             too_big::icmp6(ctx, l3, room as u32)
         } else if inner.df {
             too_big::icmp4(ctx, l3, room as u16)
@@ -89,7 +92,6 @@ pub fn encapsulate(ctx: &XdpContext, real: &RealInfo, flow: &FlowKey) -> (u32, F
         };
     }
 
-    let hash = flow_hash(flow);
     let built = match prepend(ctx, l3, overhead) {
         Some(()) if real.family == FAMILY_V6 => outer_v6(ctx, l3, real, &inner, overhead, hash),
         Some(()) => outer_v4(ctx, l3, real, &inner, overhead),
@@ -149,7 +151,10 @@ fn inner(ctx: &XdpContext, l3: usize, family: u8) -> Option<Inner> {
             df: true,
         }
     };
-    (ctx.data() + l3 + inner.len <= ctx.data_end()).then_some(inner)
+    // Compared as lengths, not as `data + l3 + len` pointers: Linux 6.1's
+    // verifier loses the bounds of a byte-swapped value and refuses pointer
+    // arithmetic with it.
+    (l3 + inner.len <= ctx.data_end() - ctx.data()).then_some(inner)
 }
 
 /// Makes `overhead` bytes of room between the link header and the client's

@@ -1,6 +1,6 @@
-//! `cargo xtask vm-test`: only the qemu guest tests (the harness's own and
-//! the IPVS data plane's against a real kernel IPVS: services, health
-//! checks, sync daemons). `cargo xtask test`
+//! `cargo xtask vm-test`: only the qemu guest tests (the harness's own, the
+//! IPVS data plane's against a real kernel IPVS: services, health checks,
+//! sync daemons; and the XDP data plane on the guest's older kernel). `cargo xtask test`
 //! runs them too, with the rest of the workspace's tests.
 
 use crate::{
@@ -30,6 +30,8 @@ pub fn run() -> Result<()> {
                 "ipvs_guest_health",
                 "--test",
                 "ipvs_guest_sync",
+                "--test",
+                "xdp_guest",
             ])
             .env("XLB_BIN", &xlb)
             .args(["--", "--test-threads=1"])
