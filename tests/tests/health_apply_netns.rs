@@ -179,4 +179,6 @@ fn a_health_change_rewrites_only_its_service() {
     agent.stop().unwrap();
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_dir_all(&pin);
+    let flat = pin.to_string_lossy().trim_matches('/').replace('/', "_");
+    let _ = std::fs::remove_file(format!("/run/xlb/{flat}.lock"));
 }
