@@ -3,6 +3,7 @@
 //! it to a [`DataPlane`]; the XDP implementation turns it into map writes.
 
 mod adopt;
+mod batch;
 mod ids;
 pub mod ipvs;
 mod loader;

@@ -18,7 +18,7 @@
 //! built), ids come from pools instead of scans, and
 //! [`Tables::apply_changed`] visits only the services the caller names.
 
-use super::{DesiredService, NextHop, ids::IdPool};
+use super::{DesiredService, NextHop, batch, ids::IdPool};
 use crate::{
     config::{Method, Protocol, Real, Scheduler, Service, ServiceId, Tunnel},
     maglev,
@@ -692,13 +692,29 @@ impl Tables {
         Ok(())
     }
 
+    /// Writes the slots of `new` that differ from `old`, in one batch when the kernel can.
     fn write_table(&self, ebpf: &mut Ebpf, id: u32, old: &[u32], new: &[u32]) -> Result<()> {
-        let mut m: Array<_, u32> = Array::try_from(map(ebpf, map_names::MAGLEV)?)?;
         let base = id * self.table_size;
-        for (slot, &rid) in new.iter().enumerate() {
-            if old.get(slot) != Some(&rid) {
-                m.set(base + slot as u32, rid, 0)?;
+        let (slots, rids): (Vec<u32>, Vec<u32>) = new
+            .iter()
+            .enumerate()
+            .filter(|&(slot, rid)| old.get(slot) != Some(rid))
+            .map(|(slot, &rid)| (base + slot as u32, rid))
+            .unzip();
+        if slots.is_empty() {
+            return Ok(());
+        }
+        let m = map(ebpf, map_names::MAGLEV)?;
+        if let aya::maps::Map::Array(data) = &*m {
+            match batch::update_u32(data, &slots, &rids) {
+                Ok(()) => return Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::Unsupported => {}
+                Err(e) => return Err(e).context("batch update of MAGLEV"),
             }
+        }
+        let mut m: Array<_, u32> = Array::try_from(m)?;
+        for (slot, rid) in slots.into_iter().zip(rids) {
+            m.set(slot, rid, 0)?;
         }
         Ok(())
     }
