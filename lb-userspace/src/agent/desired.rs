@@ -249,18 +249,44 @@ impl Runtime {
     }
 }
 
-/// Every service as the data plane must forward it now.
+/// Every service as the data plane must forward it now, in config order.
 pub fn compose(config: &Config, runtime: &Runtime, hops: &Hops) -> Vec<DesiredService> {
     config
         .services
         .iter()
-        .map(|svc| DesiredService {
-            service: Service {
-                active: runtime.service_active(config, svc),
-                ..svc.clone()
-            },
-            reals: live_reals(svc, runtime, hops),
+        .map(|svc| compose_service(config, runtime, hops, svc))
+        .collect()
+}
+
+/// One service of [`compose`]: what an event about `svc` alone changes.
+pub fn compose_service(
+    config: &Config,
+    runtime: &Runtime,
+    hops: &Hops,
+    svc: &Service,
+) -> DesiredService {
+    DesiredService {
+        service: Service {
+            active: runtime.service_active(config, svc),
+            ..svc.clone()
+        },
+        reals: live_reals(svc, runtime, hops),
+    }
+}
+
+/// Positions in `config.services` of the services whose VIP `instance`
+/// owns: those a mastership change of `instance` switches.
+pub fn owned_by(config: &Config, instance: &str) -> Vec<usize> {
+    config
+        .services
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| {
+            s.id.addr()
+                .and_then(|(vip, ..)| Runtime::owner(config, vip))
+                .is_some_and(|owner| owner == instance)
         })
+        .map(|(i, _)| i)
         .collect()
 }
 
@@ -397,6 +423,7 @@ weight = 2
             compose(&c, &rt, &Hops::default())[0].service.active,
             "VIP of no instance"
         );
+        assert!(owned_by(&c, "VI_1").is_empty());
         instance.virtual_ipaddress.push(VirtualAddress {
             address: "10.0.0.1".parse().unwrap(),
             prefix: 32,
@@ -407,8 +434,14 @@ weight = 2
         });
         c.vrrp.instances[0] = instance;
         assert!(!compose(&c, &rt, &Hops::default())[0].service.active);
+        assert_eq!(owned_by(&c, "VI_1"), vec![0]);
+        assert!(owned_by(&c, "VI_2").is_empty());
         rt.masters.insert("VI_1".into());
         assert!(compose(&c, &rt, &Hops::default())[0].service.active);
+        assert_eq!(
+            compose_service(&c, &rt, &Hops::default(), &c.services[0]),
+            compose(&c, &rt, &Hops::default())[0]
+        );
     }
 
     fn cmd(w: &str) -> Option<Command> {

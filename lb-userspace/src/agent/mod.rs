@@ -20,7 +20,10 @@ use crate::{
 use anyhow::{Context, Result};
 use desired::{Health, RealKey, Runtime};
 use hops::Hops;
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 use tokio::{
     signal::unix::{SignalKind, signal},
     sync::{mpsc, oneshot},
@@ -56,22 +59,87 @@ pub enum Event {
 /// The data plane with the state it was last given.
 struct Forwarding {
     plane: Box<dyn DataPlane>,
+    /// One entry per configured service, in config order.
     desired: Vec<DesiredService>,
+    /// The last apply failed: the next full update retries it.
+    pending: bool,
 }
 
 impl Forwarding {
-    /// Recomposes the desired state and applies it when it changed.
+    /// Recomposes the whole desired state and applies it when it changed.
     fn update(&mut self, config: &Config, runtime: &Runtime, hops: &Hops, why: &str) {
+        let started = Instant::now();
         let fresh = desired::compose(config, runtime, hops);
         if fresh == self.desired {
+            self.pending = false;
             return;
         }
         match self.plane.apply(&fresh) {
             Ok(()) => {
-                info!("{why}: data plane updated");
+                info!(
+                    took_us = started.elapsed().as_micros() as u64,
+                    "{why}: data plane updated"
+                );
                 self.desired = fresh;
+                self.pending = false;
             }
-            Err(e) => warn!(error = %format!("{e:#}"), "{why}: updating maps failed; will retry"),
+            Err(e) => {
+                self.pending = true;
+                warn!(error = %format!("{e:#}"), "{why}: updating maps failed; will retry");
+            }
+        }
+    }
+
+    /// Recomposes only the services at `indices` (positions in
+    /// `config.services`), the ones an event concerns, and has the data
+    /// plane rewrite those that changed: the cost follows the change, not
+    /// the size of the config.
+    fn update_services(
+        &mut self,
+        config: &Config,
+        runtime: &Runtime,
+        hops: &Hops,
+        indices: &[usize],
+        why: &str,
+    ) {
+        let in_step = self.desired.len() == config.services.len()
+            && indices.iter().all(|&i| {
+                config
+                    .services
+                    .get(i)
+                    .is_some_and(|s| s.id == self.desired[i].service.id)
+            });
+        if !in_step {
+            // The plane still holds another config (an apply after a reload failed).
+            return self.update(config, runtime, hops, why);
+        }
+        let started = Instant::now();
+        let mut changed = Vec::new();
+        let mut before = Vec::new();
+        for &i in indices {
+            let fresh = desired::compose_service(config, runtime, hops, &config.services[i]);
+            if fresh != self.desired[i] {
+                before.push(std::mem::replace(&mut self.desired[i], fresh));
+                changed.push(i);
+            }
+        }
+        if changed.is_empty() {
+            return;
+        }
+        match self.plane.apply_changed(&self.desired, &changed) {
+            Ok(()) => info!(
+                took_us = started.elapsed().as_micros() as u64,
+                services = changed.len(),
+                "{why}: data plane updated"
+            ),
+            Err(e) => {
+                // Back to what the plane was last given, so the retry sees the difference.
+                for (i, d) in changed.into_iter().zip(before) {
+                    self.desired[i] = d;
+                }
+                self.pending = true;
+                warn!(error = %format!("{e:#}"), "{why}: updating maps failed; will retry");
+            }
         }
     }
 }
@@ -92,10 +160,12 @@ impl Reactor {
         match event {
             Event::Health { key, health } => {
                 let notices = self.runtime.set_health(config, key, health);
-                self.fwd.update(
+                let index = config.services.iter().position(|s| s.id == key.service);
+                self.fwd.update_services(
                     config,
                     &self.runtime,
                     &self.hops,
+                    &Vec::from_iter(index),
                     "real server health changed",
                 );
                 self.alerts.quorum_changes(config, &self.runtime, &notices);
@@ -111,8 +181,13 @@ impl Reactor {
                 } else {
                     self.runtime.masters.remove(&instance);
                 }
-                self.fwd
-                    .update(config, &self.runtime, &self.hops, "VRRP mastership changed");
+                self.fwd.update_services(
+                    config,
+                    &self.runtime,
+                    &self.hops,
+                    &desired::owned_by(config, &instance),
+                    "VRRP mastership changed",
+                );
                 if let Err(e) = self.fwd.plane.mastership(&instance, master) {
                     warn!(error = %format!("{e:#}"), "data plane did not follow the mastership change");
                 }
@@ -166,7 +241,11 @@ pub async fn run(
     let _pid_file = PidFile::create(&config.agent.pid_file)?;
     let reals: usize = desired.iter().map(|d| d.reals.len()).sum();
     info!(services = desired.len(), reals, data_plane = %plane.describe(), "xlb forwarding");
-    let fwd = Forwarding { plane, desired };
+    let fwd = Forwarding {
+        plane,
+        desired,
+        pending: false,
+    };
 
     // Components (checkers, VRRP) get a clone of `events`; the loop owns the receiver.
     let (events, mut inbox) = mpsc::channel::<Event>(EVENT_QUEUE);
@@ -250,8 +329,14 @@ pub async fn run(
                 }
             }
             _ = tick.tick() => {
-                r.hops = hops::resolve(&resolver, &config, Duration::ZERO, &r.hops).await;
-                r.fwd.update(&config, &r.runtime, &r.hops, "next hops changed");
+                let fresh = hops::resolve(&resolver, &config, Duration::ZERO, &r.hops).await;
+                // Events applied everything else already: without new hops or
+                // a failed apply to retry, composing again would find no change.
+                if fresh != r.hops || r.fwd.pending {
+                    let why = if fresh != r.hops { "next hops changed" } else { "retrying" };
+                    r.hops = fresh;
+                    r.fwd.update(&config, &r.runtime, &r.hops, why);
+                }
             }
         }
     }

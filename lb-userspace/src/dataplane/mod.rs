@@ -3,6 +3,8 @@
 //! it to a [`DataPlane`]; the XDP implementation turns it into map writes.
 
 mod adopt;
+mod batch;
+mod ids;
 pub mod ipvs;
 mod loader;
 mod mh_order;
@@ -57,6 +59,17 @@ pub trait DataPlane {
     /// changes what differs and removes what is gone. Existing flows stay on
     /// their real server while it remains configured.
     fn apply(&mut self, services: &[DesiredService]) -> anyhow::Result<()>;
+
+    /// As [`DataPlane::apply`], when `services` lists the same services as
+    /// the previous apply and only those at the indices `changed` may
+    /// differ: a data plane that can should rewrite only those.
+    fn apply_changed(
+        &mut self,
+        services: &[DesiredService],
+        _changed: &[usize],
+    ) -> anyhow::Result<()> {
+        self.apply(services)
+    }
 
     /// Periodic housekeeping the data plane needs from the agent (XDP:
     /// expiring idle flows and keeping connection counts true).

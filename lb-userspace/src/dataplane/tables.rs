@@ -12,8 +12,13 @@
 //! A real that leaves its service is freed at once, unless the nodest policy
 //! is `keep`: then it stays `REAL_F_DRAINING` (its flows continue, it takes
 //! no new ones) until it has no connections left, see [`Tables::release_drained`].
+//!
+//! The cost of an apply follows the change: a service whose reals and
+//! settings are as installed is skipped after a comparison (no table is
+//! built), ids come from pools instead of scans, and
+//! [`Tables::apply_changed`] visits only the services the caller names.
 
-use super::{DesiredService, NextHop, mh_order::MhOrder};
+use super::{DesiredService, NextHop, batch, ids::IdPool, mh_order::MhOrder};
 use crate::{
     config::{Method, Protocol, Real, Scheduler, Service, ServiceId, Tunnel},
     maglev,
@@ -53,6 +58,10 @@ struct Installed {
     draining: BTreeMap<(IpAddr, u16), u32>,
     /// The reals as kernel IPVS would list them, for the mh table.
     mh_order: MhOrder,
+    /// Written by this agent from a desired state, so an equal desired
+    /// state may be skipped; adopted services are rebuilt once (a new agent
+    /// may build tables differently).
+    written: bool,
 }
 
 /// What the live buffer of a service holds.
@@ -64,8 +73,6 @@ struct SchedState {
 
 pub struct Tables {
     table_size: u32,
-    max_services: u32,
-    max_reals: u32,
     services: BTreeMap<ServiceId, Installed>,
     written_reals: BTreeMap<u32, RealInfo>,
     ifaces: BTreeSet<u32>,
@@ -76,6 +83,13 @@ pub struct Tables {
     maglev_churn: BTreeMap<ServiceId, MaglevChurn>,
     /// Nodest policy `keep`: removed reals drain instead of being freed.
     keep_draining: bool,
+    /// Service ids not in use.
+    service_ids: IdPool,
+    /// Real ids not owned by an installed service (ids from 1: 0 is `REAL_NONE`).
+    real_ids: IdPool,
+    /// A write failed since the last sweep: real slots may be left that no
+    /// service owns.
+    unswept: bool,
 }
 
 /// Disruption of a Maglev service by table rewrites: each moved slot sends
@@ -120,8 +134,6 @@ impl Tables {
     pub fn new(table_size: u32, max_services: u32, max_reals: u32) -> Tables {
         Tables {
             table_size,
-            max_services,
-            max_reals,
             services: BTreeMap::new(),
             written_reals: BTreeMap::new(),
             ifaces: BTreeSet::new(),
@@ -129,6 +141,9 @@ impl Tables {
             written_sources: TunnelSources::default(),
             maglev_churn: BTreeMap::new(),
             keep_draining: false,
+            service_ids: IdPool::new(0, max_services),
+            real_ids: IdPool::new(1, max_reals),
+            unswept: false,
         }
     }
 
@@ -163,6 +178,7 @@ impl Tables {
             if let Some(s) = self.services.get_mut(&sid) {
                 s.draining.remove(&k);
             }
+            self.real_ids.give(rid);
             info!(service = %sid, real = %k.0, port = k.1, "drained real freed");
             freed += 1;
         }
@@ -250,9 +266,17 @@ impl Tables {
                     },
                     draining: draining_of.remove(&info.id).unwrap_or_default(),
                     mh_order,
+                    written: false,
                 },
             );
         }
+        let service_ids: BTreeSet<u32> = t.services.values().map(|s| s.id).collect();
+        t.service_ids = IdPool::with_used(0, max_services, &service_ids);
+        // Every present real counts as taken until the first apply's sweep
+        // frees those no adopted service owns.
+        let real_ids: BTreeSet<u32> = t.written_reals.keys().copied().collect();
+        t.real_ids = IdPool::with_used(1, max_reals, &real_ids);
+        t.unswept = true;
         Ok(t)
     }
 
@@ -266,8 +290,37 @@ impl Tables {
         self.configured_sources = sources;
     }
 
+    /// Makes the maps forward exactly `desired`: services not listed are
+    /// removed, and of the others only those that differ from what is
+    /// installed are written.
     pub fn apply(&mut self, ebpf: &mut Ebpf, desired: &[DesiredService]) -> Result<()> {
-        self.write_ifaces(ebpf, desired)?;
+        let result = self.apply_all(ebpf, desired);
+        self.settle(ebpf, result)
+    }
+
+    /// As [`Tables::apply`] when `desired` lists the services of the
+    /// previous apply and only those at the indices `changed` may differ
+    /// (a checker verdict, a mastership change): the others are not visited.
+    pub fn apply_changed(
+        &mut self,
+        ebpf: &mut Ebpf,
+        desired: &[DesiredService],
+        changed: &[usize],
+    ) -> Result<()> {
+        let result = (|| {
+            let touched = || changed.iter().filter_map(|&i| desired.get(i));
+            self.write_ifaces(ebpf, touched())?;
+            // A tunnel real coming or going may change the source the kernel would pick.
+            if touched().any(|d| d.service.method == Method::Tun) {
+                self.write_tunnel_sources(ebpf, desired)?;
+            }
+            touched().try_for_each(|d| self.sync_service(ebpf, d))
+        })();
+        self.settle(ebpf, result)
+    }
+
+    fn apply_all(&mut self, ebpf: &mut Ebpf, desired: &[DesiredService]) -> Result<()> {
+        self.write_ifaces(ebpf, desired.iter())?;
         // Before any real is written, so a tunnel never starts without its source.
         self.write_tunnel_sources(ebpf, desired)?;
         let wanted: BTreeSet<ServiceId> = desired.iter().map(|d| d.service.id).collect();
@@ -281,22 +334,31 @@ impl Tables {
         for id in gone {
             self.remove_service(ebpf, &id)?;
         }
-        let result = desired
-            .iter()
-            .try_for_each(|d| self.upsert_service(ebpf, d));
-        if result.is_err() {
-            // Some slots may hold what was being written: forget what the
-            // tables are believed to hold, so the next apply rewrites them all.
-            for s in self.services.values_mut() {
-                s.table.clear();
-            }
-        }
-        result.and_then(|()| self.sweep_reals(ebpf))
+        desired.iter().try_for_each(|d| self.sync_service(ebpf, d))
     }
 
-    /// Clears real slots no service owns (left by an apply that failed half way).
+    /// After an apply: a failure leaves real slots to sweep at the next
+    /// apply that succeeds.
+    fn settle(&mut self, ebpf: &mut Ebpf, result: Result<()>) -> Result<()> {
+        if result.is_err() {
+            self.unswept = true;
+            return result;
+        }
+        if self.unswept {
+            self.sweep_reals(ebpf)?;
+            self.unswept = false;
+        }
+        Ok(())
+    }
+
+    /// Clears real slots no service owns (left by an apply that failed half
+    /// way, or by the agent a pinned data plane was adopted from).
     fn sweep_reals(&mut self, ebpf: &mut Ebpf) -> Result<()> {
-        let owned = self.owned_real_ids();
+        let owned: BTreeSet<u32> = self
+            .services
+            .values()
+            .flat_map(|s| s.reals.values().chain(s.draining.values()).copied())
+            .collect();
         let stray: Vec<u32> = self
             .written_reals
             .keys()
@@ -305,13 +367,17 @@ impl Tables {
             .collect();
         for rid in stray {
             self.clear_real(ebpf, rid)?;
+            self.real_ids.give(rid);
         }
         Ok(())
     }
 
-    fn write_ifaces(&mut self, ebpf: &mut Ebpf, desired: &[DesiredService]) -> Result<()> {
+    fn write_ifaces<'a>(
+        &mut self,
+        ebpf: &mut Ebpf,
+        desired: impl Iterator<Item = &'a DesiredService>,
+    ) -> Result<()> {
         let hops: BTreeMap<u32, NextHop> = desired
-            .iter()
             .flat_map(|d| d.reals.iter().filter_map(|r| r.next_hop))
             .map(|h| (h.ifindex, h))
             .collect();
@@ -395,40 +461,68 @@ impl Tables {
         Ok(())
     }
 
-    fn free_service_id(&self) -> Result<u32> {
-        let used: BTreeSet<u32> = self.services.values().map(|s| s.id).collect();
-        (0..self.max_services)
-            .find(|i| !used.contains(i))
-            .context("no free service slot (raise max_services)")
+    /// Whether the maps hold `d` as it is: same reals with the same ids,
+    /// order and entries, and the same service entry. Costs a comparison
+    /// per real; what the tables hold follows from these.
+    fn unchanged(&self, d: &DesiredService) -> bool {
+        let Some(inst) = self.services.get(&d.service.id) else {
+            return false;
+        };
+        let table_b = inst.info.flags & SERVICE_F_TABLE_B != 0;
+        inst.written
+            && inst.table.len() == self.table_size as usize
+            && inst.reals.len() == d.reals.len()
+            && inst.sched.list.len() == d.reals.len()
+            && d.reals.iter().zip(&inst.sched.list).all(|(r, &rid)| {
+                inst.reals.get(&(r.real.address, r.real.port)) == Some(&rid)
+                    && self.written_reals.get(&rid)
+                        == Some(&real_info(&r.real, r.next_hop, inst.id, d))
+            })
+            && service_info(&d.service, inst.id, table_b, &inst.sched) == inst.info
     }
 
-    /// Real ids that belong to an installed service, draining ones included.
-    fn owned_real_ids(&self) -> BTreeSet<u32> {
-        self.services
-            .values()
-            .flat_map(|s| s.reals.values().chain(s.draining.values()).copied())
-            .collect()
+    /// Writes `d` unless the maps hold it already. On failure the ids it
+    /// took are free again and its table is rewritten in full next time
+    /// (some slots may hold what was being written).
+    fn sync_service(&mut self, ebpf: &mut Ebpf, d: &DesiredService) -> Result<()> {
+        if self.unchanged(d) {
+            return Ok(());
+        }
+        let existing = self.services.get(&d.service.id).map(|i| i.id);
+        let id = match existing {
+            Some(id) => id,
+            None => self
+                .service_ids
+                .take()
+                .context("no free service slot (raise max_services)")?,
+        };
+        let mut taken = Vec::new();
+        let result = self.upsert_service(ebpf, d, id, &mut taken);
+        if result.is_err() {
+            for rid in taken {
+                self.real_ids.give(rid);
+            }
+            match self.services.get_mut(&d.service.id) {
+                Some(s) => s.table.clear(),
+                None => self.service_ids.give(id),
+            }
+        }
+        result
     }
 
-    /// The lowest id from `*from` on that is not in `taken`; `*from` moves
-    /// past it, so allocating a service's reals is one pass, not one per real.
-    fn free_real_id(&self, taken: &BTreeSet<u32>, from: &mut u32) -> Result<u32> {
-        let rid = (*from..self.max_reals)
-            .find(|i| !taken.contains(i))
-            .context("no free real server slot (raise max_reals)")?;
-        *from = rid + 1;
-        Ok(rid)
-    }
-
-    fn upsert_service(&mut self, ebpf: &mut Ebpf, d: &DesiredService) -> Result<()> {
+    /// Writes service `d` as service id `id`; real ids it allocates are
+    /// pushed on `taken`.
+    fn upsert_service(
+        &mut self,
+        ebpf: &mut Ebpf,
+        d: &DesiredService,
+        id: u32,
+        taken: &mut Vec<u32>,
+    ) -> Result<()> {
         let key = service_key(&d.service.id)?;
         // The record of what is installed is replaced only once every write succeeded.
         let existing = self.services.get(&d.service.id);
         let is_new = existing.is_none();
-        let id = match existing {
-            Some(i) => i.id,
-            None => self.free_service_id()?,
-        };
         let old_info = existing.map(|i| i.info);
         let mut old_reals = existing.map(|i| i.reals.clone()).unwrap_or_default();
         let mut draining = existing.map(|i| i.draining.clone()).unwrap_or_default();
@@ -447,23 +541,22 @@ impl Tables {
 
         // 1. Reals: keep ids of reals that stay, allocate new ones.
         let mut reals: BTreeMap<(IpAddr, u16), u32> = BTreeMap::new();
-        // Ids in use anywhere (this service's old reals included), computed
-        // once: rebuilding it per new real made large applies quadratic.
-        let mut taken = self.owned_real_ids();
-        let mut next_free = 1;
         for r in &d.reals {
             let k = (r.real.address, r.real.port);
             // A draining real that comes back keeps its id, flows and counts.
             let rid = match old_reals.remove(&k).or_else(|| draining.remove(&k)) {
                 Some(rid) => rid,
                 None => {
-                    let rid = self.free_real_id(&taken, &mut next_free)?;
+                    let rid = self
+                        .real_ids
+                        .take()
+                        .context("no free real server slot (raise max_reals)")?;
+                    taken.push(rid);
                     reset_counters(ebpf, map_names::REAL_STATS, rid)?;
                     zero_conns(ebpf, rid)?;
                     rid
                 }
             };
-            taken.insert(rid);
             reals.insert(k, rid);
             let info = real_info(&r.real, r.next_hop, id, d);
             let before = self.written_reals.get(&rid);
@@ -553,6 +646,7 @@ impl Tables {
         }
 
         // 4. Reals no longer listed: nothing in the table points at them now.
+        let mut freed = Vec::new();
         for (k, rid) in old_reals {
             if self.keep_draining {
                 self.drain_real(ebpf, rid)?;
@@ -560,7 +654,11 @@ impl Tables {
                 info!(service = %d.service.id, real = %k.0, port = k.1, "real draining: its flows continue");
             } else {
                 self.clear_real(ebpf, rid)?;
+                freed.push(rid);
             }
+        }
+        for rid in freed {
+            self.real_ids.give(rid);
         }
         self.services.insert(
             d.service.id,
@@ -572,6 +670,7 @@ impl Tables {
                 sched,
                 draining,
                 mh_order,
+                written: true,
             },
         );
         Ok(())
@@ -623,13 +722,29 @@ impl Tables {
         Ok(())
     }
 
+    /// Writes the slots of `new` that differ from `old`, in one batch when the kernel can.
     fn write_table(&self, ebpf: &mut Ebpf, id: u32, old: &[u32], new: &[u32]) -> Result<()> {
-        let mut m: Array<_, u32> = Array::try_from(map(ebpf, map_names::MAGLEV)?)?;
         let base = id * self.table_size;
-        for (slot, &rid) in new.iter().enumerate() {
-            if old.get(slot) != Some(&rid) {
-                m.set(base + slot as u32, rid, 0)?;
+        let (slots, rids): (Vec<u32>, Vec<u32>) = new
+            .iter()
+            .enumerate()
+            .filter(|&(slot, rid)| old.get(slot) != Some(rid))
+            .map(|(slot, &rid)| (base + slot as u32, rid))
+            .unzip();
+        if slots.is_empty() {
+            return Ok(());
+        }
+        let m = map(ebpf, map_names::MAGLEV)?;
+        if let aya::maps::Map::Array(data) = &*m {
+            match batch::update_u32(data, &slots, &rids) {
+                Ok(()) => return Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::Unsupported => {}
+                Err(e) => return Err(e).context("batch update of MAGLEV"),
             }
+        }
+        let mut m: Array<_, u32> = Array::try_from(m)?;
+        for (slot, rid) in slots.into_iter().zip(rids) {
+            m.set(slot, rid, 0)?;
         }
         Ok(())
     }
@@ -657,6 +772,11 @@ impl Tables {
         let Some(inst) = self.services.remove(id) else {
             return Ok(());
         };
+        // Free from here on: a write failing below leaves stray slots to the sweep.
+        self.service_ids.give(inst.id);
+        for rid in inst.reals.values().chain(inst.draining.values()) {
+            self.real_ids.give(*rid);
+        }
         {
             let mut m: HashMap<_, ServiceKey, ServiceInfo> =
                 HashMap::try_from(map(ebpf, map_names::SERVICES)?)?;

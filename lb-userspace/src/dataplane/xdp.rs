@@ -364,6 +364,11 @@ impl DataPlane for XdpDataPlane {
         Ok(())
     }
 
+    fn apply_changed(&mut self, services: &[DesiredService], changed: &[usize]) -> Result<()> {
+        // The same services as before, so the same methods: the NAT flag stands.
+        self.tables.apply_changed(&mut self.ebpf, services, changed)
+    }
+
     fn maintain(&mut self) -> Result<()> {
         let swept = sweep::sweep(&mut self.ebpf, &self.settings, sweep::monotonic_ns())?;
         if swept.expired > 0 {

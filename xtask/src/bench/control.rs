@@ -1,9 +1,11 @@
 //! Control-plane figures: Maglev table build time and disruption (the
-//! lb-userspace bench target `maglev`), and the agent applying a large config:
-//! time from start to maps ready, and its resident memory once applied.
+//! lb-userspace bench target `maglev`), the agent applying a large config
+//! (time from start to maps ready, its resident memory once applied, and the
+//! time it takes to apply one real's health change in that config), and the
+//! agent's load under 10,000 health checks (`checks_load.rs`).
 
 use super::{
-    Progress,
+    Progress, checks_load,
     live::remove_pin_dir,
     report::{Row, Section},
     stats::Summary,
@@ -13,6 +15,7 @@ use anyhow::{Context, Result, bail, ensure};
 use std::{
     collections::BTreeMap,
     fmt::Write as _,
+    net::TcpListener,
     path::{Path, PathBuf},
     process::Command,
     sync::atomic::{AtomicBool, Ordering},
@@ -25,6 +28,9 @@ pub struct Opts {
     pub runs: usize,
     /// The configs the agent applies, smallest first.
     pub apply: Vec<ApplySize>,
+    /// Health changes timed in each applied config (half down, half up).
+    pub flips: usize,
+    pub checks: checks_load::Opts,
 }
 
 /// One apply figure: `services` services with `REALS_PER_SERVICE` reals each.
@@ -51,12 +57,10 @@ pub fn run(
         bail!("interrupted");
     }
     rows.extend(apply(opts, xlb, progress, stop)?);
-    rows.push(Row::not_measured(
-        Section::Control,
-        "agent RSS and CPU, 10,000 health checks",
-        "MiB",
-        "health checks are not implemented yet",
-    ));
+    if stop.load(Ordering::SeqCst) {
+        bail!("interrupted");
+    }
+    rows.extend(checks_load::run(&opts.checks, xlb, progress, stop)?);
     Ok(rows)
 }
 
@@ -131,8 +135,14 @@ fn parse_figures(text: &str) -> BTreeMap<String, Vec<f64>> {
     m
 }
 
+/// Where the health check of the first real of the first service connects
+/// (a listener the bench opens and closes on the namespace's loopback).
+const FLIP_PORT: u16 = 9100;
+
 /// The agent config: `services` TCP services on 10.203.x.y:80, each with the
-/// same 100 reals 10.202.0.1..=100 reached through `a0`.
+/// same 100 reals 10.202.0.1..=100 reached through `a0`. The first real of
+/// the first service has a TCP check (every second, no retry) on
+/// 127.0.0.1:[`FLIP_PORT`], so the bench can take it down and up again.
 fn apply_config(services: u32, pin: &Path) -> String {
     let mut s = format!(
         "# Written by `cargo xtask bench`.\n[dataplane]\ninterfaces = [\"a0\"]\nxdp_mode = \"native\"\n\
@@ -149,17 +159,93 @@ fn apply_config(services: u32, pin: &Path) -> String {
             i / 250,
             i % 250 + 1
         );
+        if i == 0 {
+            s.push_str("delay_loop = 1\n");
+        }
         for r in 1..=REALS_PER_SERVICE {
             let _ = write!(
                 s,
                 "[[service.real]]\naddress = \"10.202.0.{r}\"\nweight = 1\n"
             );
+            if i == 0 && r == 1 {
+                let _ = write!(
+                    s,
+                    "[[service.real.check]]\ntype = \"tcp\"\nconnect_ip = \"127.0.0.1\"\n\
+                     connect_port = {FLIP_PORT}\nconnect_timeout = 1\nretry = 0\n"
+                );
+            }
         }
     }
     s
 }
 
-fn rss_mib(pid: u32) -> Result<f64> {
+/// The listener that keeps the checked real up while it is open.
+fn flip_listener(ns: &Netns) -> Result<TcpListener> {
+    let l = ns.enter(|| TcpListener::bind(("127.0.0.1", FLIP_PORT)))??;
+    l.set_nonblocking(true)?;
+    Ok(l)
+}
+
+/// The line the agent logs once the data plane follows a health change,
+/// with `took_us=` (recomposing and writing the maps).
+const HEALTH_APPLIED: &str = "real server health changed: data plane updated";
+
+/// `took_us=N` of a log line, in milliseconds.
+fn took_ms(line: &str) -> Option<f64> {
+    let v = line.split("took_us=").nth(1)?.split_whitespace().next()?;
+    Some(v.parse::<f64>().ok()? / 1e3)
+}
+
+/// Takes the checked real down (its listener closes) and up again (it
+/// reopens), `flips` changes in all, and reads from the agent's log how
+/// long each took to apply. Each change waits at most 10 s.
+fn health_changes(
+    agent: &Agent,
+    ns: &Netns,
+    listener: TcpListener,
+    flips: usize,
+    stop: &AtomicBool,
+) -> Result<Vec<f64>> {
+    let applied = || {
+        agent
+            .log()
+            .iter()
+            .filter(|l| l.contains(HEALTH_APPLIED))
+            .count()
+    };
+    let mut listener = Some(listener);
+    let mut took = Vec::new();
+    for _ in 0..flips {
+        let before = applied();
+        listener = match listener {
+            Some(_) => None,
+            None => Some(flip_listener(ns)?),
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while applied() == before {
+            ensure!(
+                Instant::now() < deadline,
+                "the agent applied no health change within 10 s"
+            );
+            if stop.load(Ordering::SeqCst) {
+                bail!("interrupted");
+            }
+            // Accepted connections free the backlog; the check only connects.
+            while let Some(Ok(_)) = listener.as_ref().map(TcpListener::accept) {}
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let log = agent.log();
+        let line = log
+            .iter()
+            .rfind(|l| l.contains(HEALTH_APPLIED))
+            .context("no health line")?;
+        took.push(took_ms(line).with_context(|| format!("no took_us in {line:?}"))?);
+    }
+    Ok(took)
+}
+
+/// `VmRSS` of `pid`.
+pub fn rss_mib(pid: u32) -> Result<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let kib: f64 = status
         .lines()
@@ -181,8 +267,9 @@ fn apply(opts: &Opts, xlb: &Path, progress: &mut Progress, stop: &AtomicBool) ->
         "ip",
         &["link", "add", "a0", "type", "veth", "peer", "name", "a1"],
     )?;
-    ns.run("ip", &["link", "set", "a0", "up"])?;
-    ns.run("ip", &["link", "set", "a1", "up"])?;
+    for dev in ["lo", "a0", "a1"] {
+        ns.run("ip", &["link", "set", dev, "up"])?;
+    }
     ns.run("ip", &["addr", "add", "10.202.0.254/24", "dev", "a0"])?;
     let work = std::env::temp_dir().join(format!("xlb-bench-ctl-{}", std::process::id()));
     std::fs::create_dir_all(&work)?;
@@ -201,7 +288,9 @@ fn apply(opts: &Opts, xlb: &Path, progress: &mut Progress, stop: &AtomicBool) ->
         ns.run("ip", &["-batch", &batch.to_string_lossy()])?;
         let mut rows = Vec::new();
         for size in &opts.apply {
-            rows.extend(apply_size(size, &ns, xlb, &work, &pin, progress, stop)?);
+            rows.extend(apply_size(
+                size, opts.flips, &ns, xlb, &work, &pin, progress, stop,
+            )?);
         }
         Ok(rows)
     })();
@@ -212,9 +301,12 @@ fn apply(opts: &Opts, xlb: &Path, progress: &mut Progress, stop: &AtomicBool) ->
 
 /// Starts the agent `size.starts` times on a config of `size.services`
 /// services; a start that is not forwarding within `size.limit` ends the
-/// size with a lower bound instead of a figure.
+/// size with a lower bound instead of a figure. The last start also times
+/// `flips` health changes.
+#[allow(clippy::too_many_arguments)]
 fn apply_size(
     size: &ApplySize,
+    flips: usize,
     ns: &Netns,
     xlb: &Path,
     work: &Path,
@@ -226,7 +318,9 @@ fn apply_size(
     let how = format!("maglev_table_size {APPLY_TABLE_SIZE}");
     let config = work.join(format!("apply-{}.toml", size.services));
     std::fs::write(&config, apply_config(size.services, pin))?;
-    let (mut secs, mut rss) = (Vec::new(), Vec::new());
+    let (mut secs, mut rss, mut changes) = (Vec::new(), Vec::new(), Vec::new());
+    // Open from the start, so the checked real starts and stays up.
+    let mut listener = Some(flip_listener(ns)?);
     for start in 1..=size.starts {
         if stop.load(Ordering::SeqCst) {
             bail!("interrupted");
@@ -264,6 +358,17 @@ fn apply_size(
         };
         secs.push(elapsed.as_secs_f64());
         rss.push(rss_mib(agent.pid())?);
+        if start == size.starts
+            && flips > 0
+            && let Some(l) = listener.take()
+        {
+            changes = health_changes(&agent, ns, l, flips, stop)?;
+            progress.done(&format!(
+                "{} health changes applied in {:.2} ms (median)",
+                changes.len(),
+                Summary::of(&changes).map_or(0.0, |s| s.median)
+            ));
+        }
         agent.stop()?;
         remove_pin_dir(pin);
         progress.done(&format!(
@@ -272,7 +377,7 @@ fn apply_size(
             rss[rss.len() - 1]
         ));
     }
-    Ok(vec![
+    let mut rows = vec![
         Row::measured(
             Section::Control,
             &format!("apply {what}, start to maps ready"),
@@ -286,8 +391,23 @@ fn apply_size(
             "MiB",
             Summary::of(&rss).context("no starts")?,
         )
-        .method(how),
-    ])
+        .method(how.clone()),
+    ];
+    if let Some(summary) = Summary::of(&changes) {
+        rows.push(
+            Row::measured(
+                Section::Control,
+                &format!("apply one health change, {what}"),
+                "ms",
+                summary,
+            )
+            .method(format!(
+                "{how}; {} changes of one real (down, up), verdict to maps written",
+                changes.len()
+            )),
+        );
+    }
+    Ok(rows)
 }
 
 #[cfg(test)]
@@ -303,6 +423,13 @@ mod tests {
     }
 
     #[test]
+    fn took_is_read_from_the_log_line() {
+        let line = "2026-11-22T10:00:00.123456Z  INFO xlb::agent: real server health changed: data plane updated took_us=1234 services=1";
+        assert_eq!(took_ms(line), Some(1.234));
+        assert_eq!(took_ms("data plane updated"), None);
+    }
+
+    #[test]
     fn apply_config_has_every_service_and_real() {
         let c = apply_config(3, Path::new("/sys/fs/bpf/x"));
         assert_eq!(c.matches("[[service]]").count(), 3);
@@ -310,5 +437,7 @@ mod tests {
         assert!(c.contains("max_services = 4\n"));
         assert!(c.contains("max_reals = 512\n"));
         assert!(c.contains("vip = \"10.203.0.3\""));
+        assert_eq!(c.matches("[[service.real.check]]").count(), 1);
+        assert_eq!(c.matches("delay_loop = 1\n").count(), 1);
     }
 }

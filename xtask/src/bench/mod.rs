@@ -1,12 +1,14 @@
 //! `cargo xtask bench`: how fast xlb is, next to what it replaces, measured in
 //! one run on this machine. Sections: per-packet cost (`pktcost.rs`), live
 //! forwarding on veth (`live.rs`, and in the qemu guest, IPVS against xlb:
-//! `guest.rs`), control plane (`control.rs`), VRRP failover against
-//! keepalived (`failover.rs`); `report.rs`
+//! `guest.rs`), control plane (`control.rs`, with the health-check load in
+//! `checks_load.rs`), VRRP failover against keepalived (`failover.rs`);
+//! `report.rs`
 //! prints the table and writes `bench/results/<date>-<sha>.json`.
 //! Everything runs in namespaces the bench creates and removes, and every
 //! loop is bounded in packets and time.
 
+mod checks_load;
 mod control;
 mod failover;
 mod frames;
@@ -91,6 +93,12 @@ impl Plan {
                         starts: 3,
                         limit: Duration::from_secs(60),
                     }],
+                    flips: 4,
+                    checks: checks_load::Opts {
+                        windows: 3,
+                        window: Duration::from_secs(2),
+                        warmup: Duration::from_secs(3),
+                    },
                 },
                 failover: failover::Opts {
                     runs: 3,
@@ -115,9 +123,9 @@ impl Plan {
                 }),
                 control: control::Opts {
                     runs: 5,
-                    // The agent's apply time grows faster than linearly with the
-                    // number of reals, so the middle size shows the trend when the
-                    // largest does not finish within its limit.
+                    // Three sizes show how the start time grows with the number
+                    // of map entries, and that one health change costs the same
+                    // whatever the size.
                     apply: vec![
                         control::ApplySize {
                             services: 100,
@@ -135,6 +143,12 @@ impl Plan {
                             limit: Duration::from_secs(240),
                         },
                     ],
+                    flips: 6,
+                    checks: checks_load::Opts {
+                        windows: 5,
+                        window: Duration::from_secs(4),
+                        warmup: Duration::from_secs(5),
+                    },
                 },
                 failover: failover::Opts {
                     runs: 3,
