@@ -71,13 +71,21 @@ fn main() -> ExitCode {
         Command::Run {
             source,
             keep_dataplane,
+            dont_release_vrrp,
             pid_file,
         } => source.source().and_then(|source| {
             logging::init(&cli.log_level)?;
             tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?
-                .block_on(agent::run(&source, keep_dataplane, pid_file.as_deref()))
+                .block_on(agent::run(
+                    &source,
+                    agent::Release {
+                        dataplane: !keep_dataplane,
+                        vrrp: !dont_release_vrrp,
+                    },
+                    pid_file.as_deref(),
+                ))
         }),
         Command::Reload { pid_file, config } => reload_agent(pid_file, config),
         Command::Decap {

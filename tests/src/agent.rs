@@ -50,6 +50,16 @@ impl Agent {
         Agent::spawn(ns, xlb, &args, "xlb forwarding", ready, cancel)
     }
 
+    /// `xlb run RUN_ARGS --config CONFIG` (options of `run` itself, such as
+    /// `--dont-release-vrrp`), waited for as [`Agent::start`].
+    pub fn start_run(ns: &Netns, xlb: &Path, config: &Path, run_args: &[&str]) -> Result<Agent> {
+        let mut args: Vec<&std::ffi::OsStr> = vec!["run".as_ref()];
+        args.extend(run_args.iter().map(std::ffi::OsStr::new));
+        args.extend(["--config".as_ref(), config.as_os_str()]);
+        let never = AtomicBool::new(false);
+        Agent::spawn(ns, xlb, &args, "xlb forwarding", AGENT_READY, &never)
+    }
+
     /// `xlb decap ARGS` in `ns` (a TUN real server), once it has attached.
     pub fn start_decap(ns: &Netns, xlb: &Path, args: &[&str]) -> Result<Agent> {
         let mut all = vec!["decap"];
