@@ -28,6 +28,11 @@ fn inst(name: &str, vrid: u8, prio: u8, vips: &[u8]) -> String {
     )
 }
 
+/// Added until the monitor shows it listens.
+const PROBE: &str = "10.9.0.250/32";
+/// Added at the end: once the monitor shows it, it has shown everything before.
+const MARKER: &str = "10.9.0.251/32";
+
 /// `ip -o monitor address` in a namespace, its lines collected until dropped.
 struct AddrMonitor {
     child: Child,
@@ -37,7 +42,8 @@ struct AddrMonitor {
 
 impl AddrMonitor {
     /// Starts the monitor and returns once it reports a probe address
-    /// (so nothing after this call can be missed).
+    /// (so nothing after this call can be missed). The probe is added again
+    /// until seen: `ip` subscribes some time after it starts.
     fn start(ns: &Netns) -> AddrMonitor {
         let mut child = ns
             .command("ip")
@@ -61,10 +67,13 @@ impl AddrMonitor {
             lines,
             reader: Some(reader),
         };
-        ns.run("ip", &["addr", "add", "10.9.0.250/32", "dev", "eth0"])
-            .unwrap();
         wait_until("the monitor to see the probe", ELECTION, || {
-            m.lines().iter().any(|l| l.contains("10.9.0.250/32"))
+            if m.lines().iter().any(|l| l.contains(PROBE)) {
+                return true;
+            }
+            let _ = ns.run("ip", &["addr", "del", PROBE, "dev", "eth0"]);
+            let _ = ns.run("ip", &["addr", "add", PROBE, "dev", "eth0"]);
+            false
         })
         .unwrap();
         m
@@ -88,7 +97,7 @@ impl AddrMonitor {
                     .nth(1)
                     .map(str::to_string)
             })
-            .filter(|a| a != "10.9.0.250/32")
+            .filter(|a| a != PROBE && a != MARKER)
             .collect()
     }
 }
@@ -189,13 +198,11 @@ fn reload_touches_only_what_changed() {
     );
     // The kernel's record: VI_1's VIP never went away, and only the new
     // addresses were added; VI_2's was deleted. Events arrive in order, so
-    // once the probe's deletion shows, everything before it has.
-    ns.run("ip", &["addr", "del", "10.9.0.250/32", "dev", "eth0"])
+    // once the marker shows, everything before it has.
+    ns.run("ip", &["addr", "add", MARKER, "dev", "eth0"])
         .unwrap();
-    wait_until("the monitor to see the probe go", ELECTION, || {
-        mon.lines()
-            .iter()
-            .any(|l| l.starts_with("Deleted") && l.contains("10.9.0.250/32"))
+    wait_until("the monitor to see the marker", ELECTION, || {
+        mon.lines().iter().any(|l| l.contains(MARKER))
     })
     .unwrap();
     let (deleted, added) = (mon.seen(true), mon.seen(false));
