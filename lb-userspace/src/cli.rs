@@ -37,6 +37,10 @@ pub enum Command {
         /// the next `xlb run` adopts them).
         #[arg(long, visible_alias = "dont-release-dataplane")]
         keep_dataplane: bool,
+        /// On exit leave VRRP's virtual and static addresses, routes and rules
+        /// in place and send no priority-0 advert (keepalived's --dont-release-vrrp).
+        #[arg(long)]
+        dont_release_vrrp: bool,
         /// Where to write the agent's pid (default: `[agent] pid_file`, /run/xlb.pid).
         #[arg(long)]
         pid_file: Option<PathBuf>,

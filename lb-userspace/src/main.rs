@@ -71,6 +71,7 @@ fn main() -> ExitCode {
         Command::Run {
             source,
             keep_dataplane,
+            dont_release_vrrp,
             pid_file,
             pin_path,
         } => source.source().and_then(|source| {
@@ -79,7 +80,14 @@ fn main() -> ExitCode {
             tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?
-                .block_on(agent::run(&source, keep_dataplane, &overrides))
+                .block_on(agent::run(
+                    &source,
+                    agent::Release {
+                        dataplane: !keep_dataplane,
+                        vrrp: !dont_release_vrrp,
+                    },
+                    &overrides,
+                ))
         }),
         Command::Reload { pid_file, config } => reload_agent(pid_file, config),
         Command::Decap {

@@ -218,3 +218,116 @@ fn scraped_counters_match_the_traffic_sent() {
     agent.stop().unwrap();
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// The sample `name{labels…}` whose labels contain every one of `labels`, if any.
+fn sample(m: &BTreeMap<String, f64>, family: &str, labels: &[&str]) -> Option<f64> {
+    m.iter()
+        .find(|(k, _)| k.split('{').next() == Some(family) && labels.iter().all(|l| k.contains(l)))
+        .map(|(_, v)| *v)
+}
+
+/// Scrapes until `cond` holds (bounded), returning that scrape.
+fn scrape_until(
+    lab: &DrLab,
+    what: &str,
+    cond: impl Fn(&BTreeMap<String, f64>) -> bool,
+) -> BTreeMap<String, f64> {
+    let end = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let m = scrape(lab);
+        if cond(&m) {
+            return m;
+        }
+        assert!(
+            std::time::Instant::now() < end,
+            "no {what} in the scrape: {m:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn vrrp_checker_and_maglev_families_follow_what_happened() {
+    xlb_testbed::require_root().unwrap();
+    let lab = DrLab::build(&LabOptions {
+        weights: vec![1, 1],
+        peer_xdp: Some((
+            xlb::EBPF_OBJECT_PATH.into(),
+            lb_common::PROG_PASS.to_string(),
+        )),
+        ..LabOptions::default()
+    })
+    .unwrap();
+    let dir = std::env::temp_dir().join(format!("xlb-test-{}-metrics-ops", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("xlb.toml");
+    let (r1, r2) = (lab.reals[0].addr, lab.reals[1].addr);
+    // real1's check asks a port nothing listens on: it goes down, and the
+    // Maglev table moves its slots to real2.
+    let text = format!(
+        "[dataplane]\ninterfaces = [\"eth0\"]\nxdp_mode = \"native\"\npin_path = \"{}\"\n\n\
+         [metrics]\nlisten = \"{LISTEN}\"\n\n\
+         [[service]]\nvip = \"{}\"\nport = 80\nprotocol = \"tcp\"\nscheduler = \"mh\"\nmethod = \"dr\"\n\n\
+         [[service.real]]\naddress = \"{r1}\"\nweight = 1\n\
+         [[service.real.check]]\ntype = \"tcp\"\nconnect_port = 9\nconnect_timeout = 1\nretry = 0\ndelay_loop = 1\n\n\
+         [[service.real]]\naddress = \"{r2}\"\nweight = 1\n\
+         [[service.real.check]]\ntype = \"tcp\"\nconnect_timeout = 1\nretry = 0\ndelay_loop = 1\n\n\
+         [[vrrp_instance]]\nname = \"VI_M\"\ninterface = \"eth0\"\nvirtual_router_id = 77\npriority = 100\n\
+         version = 3\nadvert_int = 0.2\nvirtual_ipaddress = [\"192.0.2.77/32\"]\n",
+        lab.pin_path.display(),
+        lab.vip,
+    );
+    std::fs::write(&config, text).unwrap();
+    let agent = Agent::start(&lab.director, &xlb_bin(), &config).unwrap();
+
+    let vi = "instance=\"VI_M\"";
+    let real1 = format!("real=\"{r1}\"");
+    let real2 = format!("real=\"{r2}\"");
+    let m = scrape_until(&lab, "VI_M Master, real1 down", |m| {
+        sample(m, "xlb_vrrp_state", &[vi, "state=\"MASTER\""]) == Some(1.0)
+            && sample(m, "xlb_check_up", &[&real1]) == Some(0.0)
+            && sample(m, "xlb_vrrp_adverts_sent_total", &[vi]).is_some_and(|n| n >= 2.0)
+    });
+    // VRRP: alone on the link, INIT → BACKUP → MASTER.
+    assert_eq!(
+        sample(&m, "xlb_vrrp_state", &[vi, "state=\"BACKUP\""]),
+        Some(0.0)
+    );
+    assert_eq!(sample(&m, "xlb_vrrp_transitions_total", &[vi]), Some(2.0));
+    assert_eq!(sample(&m, "xlb_vrrp_became_master_total", &[vi]), Some(1.0));
+    assert_eq!(sample(&m, "xlb_vrrp_priority", &[vi]), Some(100.0));
+    assert_eq!(sample(&m, "xlb_vrrp_base_priority", &[vi]), Some(100.0));
+    assert_eq!(
+        sample(
+            &m,
+            "xlb_vrrp_adverts_discarded_total",
+            &[vi, "reason=\"ttl\""]
+        ),
+        Some(0.0)
+    );
+    // Checkers: real1 failing on TCP_CHECK, real2 passing.
+    assert_eq!(
+        sample(&m, "xlb_check_up", &[&real2, "check=\"TCP_CHECK\""]),
+        Some(1.0)
+    );
+    let failures = sample(&m, "xlb_check_failures_total", &[&real1]).unwrap();
+    assert!(failures >= 1.0);
+    assert!(sample(&m, "xlb_check_attempts_total", &[&real1]).unwrap() >= failures);
+    assert_eq!(sample(&m, "xlb_check_failures_total", &[&real2]), Some(0.0));
+    assert!(sample(&m, "xlb_check_attempts_total", &[&real2]).unwrap() >= 1.0);
+    for r in [&real1, &real2] {
+        assert!(
+            sample(&m, "xlb_check_duration_seconds", &[r]).is_some(),
+            "{r}: no last attempt duration"
+        );
+    }
+    // Maglev: real1 leaving moved its slots (about half of the table).
+    let svc = "protocol=\"TCP\"";
+    assert!(sample(&m, "xlb_maglev_changes_total", &[svc]).unwrap() >= 1.0);
+    let last = sample(&m, "xlb_maglev_last_moved_slots", &[svc]).unwrap();
+    let moved = sample(&m, "xlb_maglev_slots_moved_total", &[svc]).unwrap();
+    assert!(last > 0.0 && moved >= last, "moved {moved}, last {last}");
+
+    agent.stop().unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -481,3 +481,47 @@ fn own_interface_losing_carrier_means_fault() {
     d1.wait_state("MASTER");
     d2.wait_state("BACKUP");
 }
+
+#[test]
+fn dont_release_vrrp_leaves_addresses_and_routes_and_sends_no_priority_zero() {
+    let lab = lab(1);
+    let ns = &lab.nodes[0];
+    let dir = temp_dir("norelease").unwrap();
+    let body = instance(
+        150,
+        &format!("{FAST}virtual_routes = [{{ to = \"10.77.0.0/16\", via = \"10.9.0.2\" }}]\n"),
+    );
+    let mut d = Director::start_with(ns, &dir, &body, &["--dont-release-vrrp"]);
+    d.wait_state("MASTER");
+    let route = || {
+        ns.run("ip", &["-o", "route", "show", "10.77.0.0/16"])
+            .unwrap()
+    };
+    let addrs = || {
+        ns.run("ip", &["-o", "-4", "addr", "show", "dev", "eth0"])
+            .unwrap()
+    };
+    wait_until("the VIP and the route", ELECTION, || {
+        addrs().contains("inet 10.9.0.100/24") && route().contains("via 10.9.0.2")
+    })
+    .unwrap();
+    let sent = d.status().unwrap().adverts_sent;
+    let seen = capture_during(&lab.observer, Duration::from_secs(3), || {
+        wait_until("three more adverts", ELECTION, || {
+            d.status().is_some_and(|s| s.adverts_sent >= sent + 3)
+        })
+        .unwrap();
+        d.stop();
+    });
+    assert!(
+        !seen.iter().any(|(_, p)| *p == 0),
+        "no priority 0 with --dont-release-vrrp: {seen:?}"
+    );
+    assert!(
+        seen.iter().any(|(_, p)| *p == 150),
+        "adverts were captured: {seen:?}"
+    );
+    let left = addrs();
+    assert!(left.contains("inet 10.9.0.100/24"), "the VIP stays: {left}");
+    assert!(route().contains("via 10.9.0.2"), "the virtual route stays");
+}

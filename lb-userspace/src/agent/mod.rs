@@ -56,6 +56,15 @@ pub enum Event {
     },
 }
 
+/// What a stopping agent takes away (both by default).
+#[derive(Clone, Copy, Debug)]
+pub struct Release {
+    /// Detach XDP and unpin the maps (not with `--keep-dataplane`).
+    pub dataplane: bool,
+    /// Priority 0 and VIPs, routes, rules, static addresses removed (not with `--dont-release-vrrp`).
+    pub vrrp: bool,
+}
+
 /// The data plane with the state it was last given.
 struct Forwarding {
     plane: Box<dyn DataPlane>,
@@ -63,6 +72,8 @@ struct Forwarding {
     desired: Vec<DesiredService>,
     /// The last apply failed: the next full update retries it.
     pending: bool,
+    /// Where the metrics read Maglev churn (the plane stays with the loop).
+    churn: metrics::maglev::ChurnBoard,
 }
 
 impl Forwarding {
@@ -82,6 +93,7 @@ impl Forwarding {
                 );
                 self.desired = fresh;
                 self.pending = false;
+                self.churn.set(self.plane.maglev_churn());
             }
             Err(e) => {
                 self.pending = true;
@@ -127,11 +139,14 @@ impl Forwarding {
             return;
         }
         match self.plane.apply_changed(&self.desired, &changed) {
-            Ok(()) => info!(
-                took_us = started.elapsed().as_micros() as u64,
-                services = changed.len(),
-                "{why}: data plane updated"
-            ),
+            Ok(()) => {
+                info!(
+                    took_us = started.elapsed().as_micros() as u64,
+                    services = changed.len(),
+                    "{why}: data plane updated"
+                );
+                self.churn.set(self.plane.maglev_churn());
+            }
             Err(e) => {
                 // Back to what the plane was last given, so the retry sees the difference.
                 for (i, d) in changed.into_iter().zip(before) {
@@ -201,11 +216,9 @@ impl Reactor {
 
 pub async fn run(
     source: &config::Source,
-    keep_dataplane: bool,
+    release: Release,
     overrides: &config::Overrides,
 ) -> Result<()> {
-    // Shared with VRRP, which keeps the config it started with (a reload
-    // changes services and checkers, not VRRP instances).
     let mut config = Arc::new(overrides.apply(config::load_from(source)?));
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
@@ -219,11 +232,19 @@ pub async fn run(
     let announcer = Announcer::new(&config)?;
     let alerts = Alerter::start(&config)?;
 
+    // What the metrics endpoint reads from the agent's parts.
+    let shared = metrics::Sources {
+        vrrp: vrrp::counters::Counters::new(Some(vrrp::counters::status_path(
+            &config.dataplane.pin_path,
+        ))),
+        ..Default::default()
+    };
     let mut plane = plane::start(&config)?;
     if let Err(e) = plane.apply(&desired).context("programming the data plane") {
         plane.shutdown(false)?;
         return Err(e);
     }
+    shared.maglev.set(plane.maglev_churn());
     if let Some(addr) = config.metrics {
         let listener = match tokio::net::TcpListener::bind(addr).await {
             Ok(l) => l,
@@ -234,7 +255,7 @@ pub async fn run(
                 ));
             }
         };
-        let registry = Arc::new(metrics::registry(&config.dataplane.pin_path));
+        let registry = Arc::new(metrics::registry(&config.dataplane.pin_path, &shared));
         tokio::spawn(metrics::serve(listener, registry));
         info!(%addr, "metrics endpoint listening");
     }
@@ -245,11 +266,12 @@ pub async fn run(
         plane,
         desired,
         pending: false,
+        churn: shared.maglev.clone(),
     };
 
     // Components (checkers, VRRP) get a clone of `events`; the loop owns the receiver.
     let (events, mut inbox) = mpsc::channel::<Event>(EVENT_QUEUE);
-    let checkers = Checkers::start(&config, events.clone(), &alerts);
+    let checkers = Checkers::start(&config, events.clone(), &alerts, &shared.checks);
     if !checkers.is_empty() {
         info!(checks = checkers.len(), "health checks started");
     }
@@ -261,7 +283,6 @@ pub async fn run(
         alerts,
         announcer,
     };
-    let status_file = vrrp::counters::status_path(&config.dataplane.pin_path);
     let net = match vrrp::effects::HostNet::new() {
         Ok(n) => n,
         Err(e) => {
@@ -269,11 +290,11 @@ pub async fn run(
             return Err(e.context("opening netlink for VRRP"));
         }
     };
-    let vrrp = match Vrrp::start(
+    let mut vrrp = match Vrrp::start(
         config.clone(),
         events.clone(),
         Arc::new(net),
-        Some(status_file),
+        shared.vrrp.clone(),
         r.alerts.clone(),
     )
     .await
@@ -296,20 +317,32 @@ pub async fn run(
             _ = sigint.recv() => { info!("SIGINT: stopping"); break; }
             _ = sighup.recv() => {
                 info!("SIGHUP: reloading {source}");
-                match reload::reread(source, overrides, &config) {
+                match reload::reread(source, overrides, &config).and_then(|f| vrrp.check(&f).map(|()| f)) {
                     Ok(fresh) => {
                         r.hops = hops::resolve(&resolver, &fresh, RESOLVE_WAIT, &r.hops).await;
                         // Checkers follow the new reals; verdicts of reals that stay are kept.
                         if fresh.services != config.services {
                             r.checkers.stop().await;
-                            r.checkers = Checkers::start(&fresh, events.clone(), &r.alerts);
+                            r.checkers =
+                                Checkers::start(&fresh, events.clone(), &r.alerts, &shared.checks);
                             r.checkers.set_masters(&r.runtime.masters);
-                        }
-                        if fresh.vrrp != config.vrrp || fresh.static_net != config.static_net {
-                            warn!("reload: VRRP and static addresses changed; they take effect at the next restart");
                         }
                         config = Arc::new(fresh);
                         r.fwd.update(&config, &r.runtime, &r.hops, "config reloaded");
+                        // After the data plane: a VIP an instance gains is forwarded before
+                        // it is added. Instances leaving Master wait for the data plane.
+                        let reloading = vrrp.reload(config.clone());
+                        tokio::pin!(reloading);
+                        let done = loop {
+                            tokio::select! {
+                                done = &mut reloading => break done,
+                                Some(event) = inbox.recv() => r.event(event, &config),
+                            }
+                        };
+                        match done {
+                            Ok(()) => info!("reload: done"),
+                            Err(e) => warn!("reload: VRRP: {e:#}"),
+                        }
                     }
                     Err(e) => warn!("reload: nothing changed, the config has errors:\n{e:#}"),
                 }
@@ -341,7 +374,7 @@ pub async fn run(
         }
     }
     // Instances leaving Master wait for the data plane: keep serving events until they are done.
-    let stopping = vrrp.stop();
+    let stopping = vrrp.stop(release.vrrp);
     tokio::pin!(stopping);
     loop {
         tokio::select! {
@@ -357,5 +390,5 @@ pub async fn run(
     if !r.alerts.flush(ALERT_FLUSH).await {
         warn!("stopping with alerts not yet delivered");
     }
-    r.fwd.plane.shutdown(keep_dataplane)
+    r.fwd.plane.shutdown(!release.dataplane)
 }

@@ -21,6 +21,7 @@ use crate::{
         Config,
         check::{Check, CheckKind},
     },
+    metrics::checks::{CheckBoard, CheckKey},
 };
 use std::{collections::HashSet, net::SocketAddr, sync::Arc, time::Duration};
 use tokio::{
@@ -59,12 +60,22 @@ struct Job {
     initial: Health,
     /// Mails this check's changes when `Some` (its `smtp_alert` applies).
     alerts: Option<Alerter>,
+    /// Where each attempt is recorded for metrics, and under which key.
+    board: CheckBoard,
+    board_key: CheckKey,
 }
 
 impl Checkers {
     /// Starts the checks of every real in `config`; verdict changes go to
-    /// `events`, and each check's changes are mailed through `alerts`.
-    pub fn start(config: &Config, events: mpsc::Sender<Event>, alerts: &Alerter) -> Checkers {
+    /// `events`, each check's changes are mailed through `alerts`, and its
+    /// attempts are recorded on `board` (emptied first).
+    pub fn start(
+        config: &Config,
+        events: mpsc::Sender<Event>,
+        alerts: &Alerter,
+        board: &CheckBoard,
+    ) -> Checkers {
+        board.clear();
         let (masters, _) = watch::channel(HashSet::new());
         let limit = Arc::new(Semaphore::new(CONCURRENCY));
         let mut tasks = JoinSet::new();
@@ -96,6 +107,8 @@ impl Checkers {
                     reported: initial,
                 }));
                 for (slot, check) in real.lifecycle.checks.iter().enumerate() {
+                    let board_key = CheckKey { real: key, slot };
+                    board.register(board_key, &check.kind, matches!(initial, Health::Up { .. }));
                     let job = Job {
                         check: check.clone(),
                         slot,
@@ -105,6 +118,8 @@ impl Checkers {
                         suspend_unless: suspend_unless.clone(),
                         initial,
                         alerts: alerts.wants_check(real, check).then(|| alerts.clone()),
+                        board: board.clone(),
+                        board_key,
                     };
                     tasks.spawn(job.run(limit.clone(), events.clone(), masters.subscribe()));
                 }
@@ -151,11 +166,13 @@ impl Job {
             {
                 return;
             }
-            let result = {
+            let (result, took) = {
                 let Ok(_permit) = limit.acquire().await else {
                     return;
                 };
-                self.attempt().await
+                let started = tokio::time::Instant::now();
+                let result = self.attempt().await;
+                (result, started.elapsed())
             };
             let (next, pause) = step(
                 state,
@@ -168,6 +185,13 @@ impl Job {
             if let Probe::Fail(why) = &result {
                 debug!(real = %self.target.addr, failures, "check failed: {why}");
             }
+            let passed = matches!(result, Probe::Pass { .. });
+            self.board.attempt(
+                self.board_key,
+                passed,
+                took,
+                matches!(next, Health::Up { .. }),
+            );
             if next != state {
                 state = next;
                 let why = match &result {

@@ -81,6 +81,12 @@ pub trait DataPlane {
         Ok(())
     }
 
+    /// How much each Maglev service's table moved on changes (for metrics);
+    /// empty where the kernel schedules (IPVS keeps no such record).
+    fn maglev_churn(&self) -> std::collections::BTreeMap<crate::config::ServiceId, MaglevChurn> {
+        Default::default()
+    }
+
     /// One line for the log: what forwards and where.
     fn describe(&self) -> String;
 

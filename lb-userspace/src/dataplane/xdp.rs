@@ -255,13 +255,6 @@ impl XdpDataPlane {
     }
 
     /// The object, for forwarding its log ring to the agent's log.
-    /// How much each Maglev service's table moved on changes (for metrics).
-    pub fn maglev_churn(
-        &self,
-    ) -> &std::collections::BTreeMap<crate::config::ServiceId, super::MaglevChurn> {
-        self.tables.maglev_churn()
-    }
-
     pub fn ebpf_mut(&mut self) -> &mut Ebpf {
         &mut self.ebpf
     }
@@ -347,6 +340,12 @@ fn xdp_links_of(prog_id: u32) -> Option<usize> {
 }
 
 impl DataPlane for XdpDataPlane {
+    fn maglev_churn(
+        &self,
+    ) -> std::collections::BTreeMap<crate::config::ServiceId, super::MaglevChurn> {
+        self.tables.maglev_churn().clone()
+    }
+
     fn apply(&mut self, services: &[DesiredService]) -> Result<()> {
         // The data plane looks up NAT replies only under SETTINGS_F_NAT: it
         // goes up before the first NAT service is written and down after the

@@ -25,13 +25,13 @@ impl DataplaneCollector {
     }
 }
 
-type Labels = Vec<(&'static str, String)>;
+pub(super) type Labels = Vec<(&'static str, String)>;
 
 /// A family read off each service or real: name, help, type, value.
 type Spec<'a, T> = (&'a str, &'a str, MetricType, &'a dyn Fn(&T) -> u64);
 
 /// One family: its samples, each a label set and a value.
-fn family(
+pub(super) fn family(
     encoder: &mut DescriptorEncoder,
     name: &str,
     help: &str,

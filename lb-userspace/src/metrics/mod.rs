@@ -10,18 +10,37 @@
 //!
 //! Names start with `xlb_`; counters end in `_total`.
 
+pub mod checks;
 pub mod dataplane;
+pub mod maglev;
 mod server;
+pub mod vrrp;
 
 pub use server::serve;
 
 use prometheus_client::registry::Registry;
 use std::path::Path;
 
-/// A registry with the data plane's families, read from the maps pinned in `pin_dir`.
-pub fn registry(pin_dir: &Path) -> Registry {
+/// What the agent's parts share with the endpoint, each read at scrape time.
+#[derive(Clone, Default)]
+pub struct Sources {
+    pub vrrp: crate::vrrp::counters::Counters,
+    pub checks: checks::CheckBoard,
+    pub maglev: maglev::ChurnBoard,
+}
+
+/// A registry with every family: the data plane's, read from the maps
+/// pinned in `pin_dir`, and VRRP's, the checkers' and Maglev churn from `sources`.
+pub fn registry(pin_dir: &Path, sources: &Sources) -> Registry {
     let mut registry = Registry::default();
     registry.register_collector(Box::new(dataplane::DataplaneCollector::new(pin_dir)));
+    registry.register_collector(Box::new(vrrp::VrrpCollector::new(sources.vrrp.clone())));
+    registry.register_collector(Box::new(checks::CheckCollector::new(
+        sources.checks.clone(),
+    )));
+    registry.register_collector(Box::new(maglev::MaglevCollector::new(
+        sources.maglev.clone(),
+    )));
     registry
 }
 

@@ -49,7 +49,7 @@ pub struct Snapshot {
 }
 
 /// The shared, mutable view; cheap to clone.
-#[derive(Clone, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Counters {
     inner: Arc<Mutex<BTreeMap<String, InstanceStatus>>>,
     file: Option<PathBuf>,
@@ -64,6 +64,7 @@ impl Counters {
         }
     }
 
+    /// A starting instance; one restarted by a reload keeps its counts.
     pub fn register(&self, name: &str, priority: u8) {
         self.update(name, |s| {
             s.name = name.to_string();
@@ -71,9 +72,15 @@ impl Counters {
             s.priority = priority;
             s.base_priority = priority;
             for d in Discard::ALL {
-                s.discards.insert(d.name().to_string(), 0);
+                s.discards.entry(d.name().to_string()).or_insert(0);
             }
         });
+    }
+
+    /// An instance a reload removed.
+    pub fn unregister(&self, name: &str) {
+        let mut m = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        m.remove(name);
     }
 
     pub fn update(&self, name: &str, f: impl FnOnce(&mut InstanceStatus)) {
@@ -95,12 +102,18 @@ impl Counters {
         }
     }
 
-    /// Writes the snapshot to the status file (temp file + rename).
+    /// Writes the snapshot to the status file (temp file + rename); without
+    /// instances there is no file, so `xlb status` shows no VRRP section.
     pub fn publish(&self) -> Result<()> {
         let Some(path) = &self.file else {
             return Ok(());
         };
-        let json = serde_json::to_vec_pretty(&self.snapshot())?;
+        let snapshot = self.snapshot();
+        if snapshot.instances.is_empty() {
+            self.remove_file();
+            return Ok(());
+        }
+        let json = serde_json::to_vec_pretty(&snapshot)?;
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }

@@ -28,6 +28,9 @@ use tokio::{
 };
 use tracing::{debug, info, warn};
 
+mod update;
+pub use update::Update;
+
 /// Pause after a failed receive, so a broken socket does not spin.
 const RECV_RETRY: Duration = Duration::from_millis(200);
 
@@ -49,6 +52,11 @@ pub fn is_ipv6(inst: &Instance) -> bool {
         .map(|a| a.address.is_ipv6())
         .or(inst.unicast_src_ip.map(|a| a.is_ipv6()))
         .unwrap_or(false)
+}
+
+/// The advert interval in centiseconds, as the packet carries it.
+fn interval_cs(inst: &Instance) -> u16 {
+    (inst.advert_int.as_millis() / 10).min(u128::from(packet::MAX_INTERVAL_CS)) as u16
 }
 
 /// Everything fixed about a running instance.
@@ -84,8 +92,7 @@ impl Wire {
         } else {
             vec![group]
         };
-        let interval_cs =
-            (inst.advert_int.as_millis() / 10).min(u128::from(packet::MAX_INTERVAL_CS)) as u16;
+        let interval_cs = interval_cs(inst);
         let auth = inst.auth.as_ref().map(|a| packet::auth_data(&a.pass));
         let addrs: Vec<IpAddr> = inst
             .virtual_ipaddress
@@ -135,16 +142,29 @@ impl Wire {
 
 /// A started instance: stop it with [`Handle::stop`].
 pub struct Handle {
-    stop: oneshot::Sender<()>,
+    /// `true`: release (priority-0 advert if Master, VIPs removed).
+    stop: oneshot::Sender<bool>,
+    /// Each update with what tells the sender it was applied.
+    updates: mpsc::Sender<(Update, oneshot::Sender<()>)>,
     task: JoinHandle<()>,
 }
 
 impl Handle {
-    /// Stops the instance (priority-0 advert if Master, VIPs removed,
-    /// notify_stop) and waits for it.
-    pub async fn stop(self) {
-        let _ = self.stop.send(());
+    /// Stops the instance and waits for it: with `release`, a Master sends
+    /// priority 0 and removes its VIPs, and notify_stop runs; without
+    /// (`--dont-release-vrrp`), everything stays on the host as it is.
+    pub async fn stop(self, release: bool) {
+        let _ = self.stop.send(release);
         let _ = self.task.await;
+    }
+
+    /// Hands the running instance a new definition (reload, see [`Update`])
+    /// and waits until it has been applied.
+    pub async fn update(&self, update: Update) {
+        let (done, applied) = oneshot::channel();
+        if self.updates.send((update, done)).await.is_ok() {
+            let _ = applied.await;
+        }
     }
 }
 
@@ -171,13 +191,18 @@ pub async fn start(
     let wire = Wire::open(&inst, &shared)?;
     shared.counters.register(&inst.name, inst.priority);
     let (stop, stopped) = oneshot::channel();
+    let (updates, updated) = mpsc::channel(1);
     let task = tokio::spawn(async move {
         let name = inst.name.clone();
-        if let Err(e) = run(inst, shared, wire, track, group, stopped).await {
+        if let Err(e) = run(inst, shared, wire, track, group, stopped, updated).await {
             warn!(instance = %name, error = %format!("{e:#}"), "VRRP instance stopped on an error");
         }
     });
-    Ok(Handle { stop, task })
+    Ok(Handle {
+        stop,
+        updates,
+        task,
+    })
 }
 
 struct Runner {
@@ -201,7 +226,8 @@ async fn run(
     wire: Wire,
     mut track: watch::Receiver<(u8, bool)>,
     group: Option<Link>,
-    mut stopped: oneshot::Receiver<()>,
+    mut stopped: oneshot::Receiver<bool>,
+    mut updates: mpsc::Receiver<(Update, oneshot::Sender<()>)>,
 ) -> Result<()> {
     let (group_tx, mut group_rx) = match group {
         Some(l) => (Some(l.tx), Some(l.rx)),
@@ -243,20 +269,27 @@ async fn run(
     r.step(Event::Fault(fault)).await;
     r.step(Event::Startup).await;
     let mut track_open = true;
-    loop {
+    let release = loop {
         let deadline = r.machine.deadline();
         tokio::select! {
-            _ = &mut stopped => break,
+            release = &mut stopped => break release.unwrap_or(true),
             changed = track.changed(), if track_open => {
                 if changed.is_err() {
                     track_open = false;
                     continue;
                 }
-                let (p, f) = *track.borrow_and_update();
-                if p != r.machine.priority() {
-                    r.step(Event::Priority(p)).await;
+                let now = *track.borrow_and_update();
+                r.follow(now).await;
+            }
+            Some((u, done)) = updates.recv() => {
+                r.update(u.inst).await;
+                if let Some(t) = u.track {
+                    track = t;
+                    track_open = true;
+                    let now = *track.borrow_and_update();
+                    r.follow(now).await;
                 }
-                r.step(Event::Fault(f)).await;
+                let _ = done.send(());
             }
             got = r.wire.sock.recv() => match got {
                 Ok(got) => r.received(got).await,
@@ -268,16 +301,23 @@ async fn run(
             },
             _ = sleep_until(deadline) => r.step(Event::Timer).await,
             change = group_change(&mut group_rx) => {
-                let (member, state) = change;
-                if member != r.inst.name {
-                    // Following is not news: telling the group again would
-                    // let two crossing changes chase each other for ever.
+                let (member, state, followed) = change;
+                if member != r.inst.name && !followed {
+                    // Following is not news to the members: acting on it
+                    // would let two crossing changes chase each other for ever.
                     r.following = true;
                     r.step(Event::Group(state)).await;
                     r.following = false;
                 }
             }
         }
+    };
+    if !release {
+        // --dont-release-vrrp: VIPs, routes, rules and the VMAC stay; no priority 0.
+        if let Some(g) = r.garp.take() {
+            g.abort();
+        }
+        return Ok(());
     }
     r.step(Event::Shutdown).await;
     if let Some(v) = &r.inst.vmac
@@ -432,9 +472,10 @@ impl Runner {
             to,
             priority,
         );
-        if let Some(tx) = self.group_tx.as_ref().filter(|_| !self.following) {
-            // No receiver left only while the agent stops.
-            let _ = tx.send((self.inst.name.clone(), to));
+        if let Some(tx) = &self.group_tx {
+            // No receiver left only while the agent stops. The group's
+            // notify needs every member's state, followed or not.
+            let _ = tx.send((self.inst.name.clone(), to, self.following));
         }
     }
 

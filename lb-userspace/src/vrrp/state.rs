@@ -117,6 +117,18 @@ impl Machine {
         self.master_interval
     }
 
+    /// A reload's settings for a running machine (same version and source):
+    /// a new interval is used from the next advert on, or at once if that is sooner.
+    pub fn retune(&mut self, settings: Settings, now: Instant) {
+        self.settings = settings;
+        if self.state == State::Master || settings.version == 2 {
+            self.master_interval = settings.interval;
+        }
+        if let Some(t) = self.adver_timer {
+            self.adver_timer = Some(t.min(now + settings.interval));
+        }
+    }
+
     /// When [`Event::Timer`] is due next.
     pub fn deadline(&self) -> Option<Instant> {
         match (self.adver_timer, self.down_timer) {

@@ -15,8 +15,9 @@ use tokio::sync::{broadcast, watch};
 /// Enough for a burst of changes from every member.
 const QUEUE: usize = 64;
 
-/// What a member tells the others: its name and new state.
-pub type Change = (String, State);
+/// What a member tells the group: its name, its new state, and whether it
+/// was following another member (which the other members then ignore).
+pub type Change = (String, State, bool);
 
 /// A member's connection to its group.
 pub struct Link {
@@ -32,12 +33,21 @@ pub struct Group {
 impl Group {
     /// Starts the group's notifier task and returns the group.
     pub fn start(def: SyncGroup, notifier: Notifier) -> (Group, tokio::task::JoinHandle<()>) {
-        let (tx, mut rx) = broadcast::channel::<Change>(QUEUE);
-        let task = tokio::spawn(async move {
+        let (tx, _) = broadcast::channel::<Change>(QUEUE);
+        let group = Group { tx };
+        let task = group.notify(def, notifier);
+        (group, task)
+    }
+
+    /// A task running the group's notify scripts for `def`; a reload that
+    /// changes only those starts another one on the same members' links.
+    pub fn notify(&self, def: SyncGroup, notifier: Notifier) -> tokio::task::JoinHandle<()> {
+        let mut rx = self.tx.subscribe();
+        tokio::spawn(async move {
             let mut states: HashMap<String, State> = HashMap::new();
             let mut told: Option<State> = None;
             loop {
-                let (member, state) = match rx.recv().await {
+                let (member, state, _) = match rx.recv().await {
                     Ok(c) => c,
                     Err(broadcast::error::RecvError::Lagged(_)) => continue,
                     Err(broadcast::error::RecvError::Closed) => return,
@@ -50,8 +60,7 @@ impl Group {
                     notifier.changed(Kind::Group, &def.name, &def.notify, s, 0);
                 }
             }
-        });
-        (Group { tx }, task)
+        })
     }
 
     pub fn link(&self) -> Link {

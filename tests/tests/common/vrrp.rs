@@ -27,25 +27,64 @@ pub struct Director {
     pub pin: PathBuf,
 }
 
+/// The config file: the data plane on `eth0` pinned at `pin`, then `body`.
+fn config_text(pin: &std::path::Path, body: &str) -> String {
+    format!(
+        "[dataplane]\ninterfaces = [\"eth0\"]\nxdp_mode = \"generic\"\npin_path = \"{}\"\n\n{body}",
+        pin.display()
+    )
+}
+
 impl Director {
     pub fn start(ns: &Netns, dir: &std::path::Path, body: &str) -> Director {
+        Director::start_with(ns, dir, body, &[])
+    }
+
+    /// As [`Director::start`], with extra arguments after `run` (`--dont-release-vrrp`).
+    pub fn start_with(
+        ns: &Netns,
+        dir: &std::path::Path,
+        body: &str,
+        run_args: &[&str],
+    ) -> Director {
         let n = SEQ.fetch_add(1, Ordering::Relaxed);
         let pin = PathBuf::from(format!("/sys/fs/bpf/xlb-vrrp-{}-{n}", std::process::id()));
         let config = dir.join(format!("xlb-{n}.toml"));
-        std::fs::write(
-            &config,
-            format!(
-                "[dataplane]\ninterfaces = [\"eth0\"]\nxdp_mode = \"generic\"\npin_path = \"{}\"\n\n{body}",
-                pin.display()
-            ),
-        )
-        .unwrap();
-        let agent = Agent::start(ns, &xlb_bin(), &config).unwrap();
+        std::fs::write(&config, config_text(&pin, body)).unwrap();
+        let mut run: Vec<&std::ffi::OsStr> = run_args.iter().map(std::ffi::OsStr::new).collect();
+        run.extend(["--config".as_ref(), config.as_os_str()]);
+        let never = std::sync::atomic::AtomicBool::new(false);
+        let ready = std::time::Duration::from_secs(30);
+        let agent = Agent::start_run(ns, &xlb_bin(), &[], &run, ready, &never).unwrap();
         Director {
             agent: Some(agent),
             config,
             pin,
         }
+    }
+
+    /// Rewrites the config with `body` and sends SIGHUP; returns once the
+    /// agent logged the reload's outcome (`reload: done`, or nothing changed).
+    pub fn reload(&self, body: &str) {
+        std::fs::write(&self.config, config_text(&self.pin, body)).unwrap();
+        let outcomes = |log: Vec<String>| {
+            log.iter()
+                .filter(|l| l.contains("reload: done") || l.contains("reload: nothing changed"))
+                .count()
+        };
+        let agent = self.agent.as_ref().unwrap();
+        let before = outcomes(agent.log());
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(agent.pid() as i32, libc::SIGHUP) };
+        wait_until("the reload's outcome in the log", ELECTION, || {
+            outcomes(agent.log()) > before
+        })
+        .unwrap();
+    }
+
+    /// The agent's log so far.
+    pub fn log(&self) -> Vec<String> {
+        self.agent.as_ref().map(Agent::log).unwrap_or_default()
     }
 
     /// Starts the agent again after [`Director::kill`], with the same config
