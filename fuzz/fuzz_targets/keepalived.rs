@@ -35,7 +35,14 @@ fuzz_target!(|data: &[u8]| {
 fn located(e: &ConfigError, text: &str) {
     assert_eq!(e.file, NAME, "{e}");
     let lines: Vec<&str> = text.lines().collect();
-    assert!(e.line >= 1 && e.line <= lines.len() + 1, "{e}: line outside the text");
+    assert!(
+        e.line >= 1 && e.line <= lines.len() + 1,
+        "{e}: line outside the text"
+    );
     let width = lines.get(e.line - 1).map_or(0, |l| l.chars().count());
-    assert!(e.col >= 1 && e.col <= width + 1, "{e}: column outside line {}", e.line);
+    assert!(
+        e.col >= 1 && e.col <= width + 1,
+        "{e}: column outside line {}",
+        e.line
+    );
 }
