@@ -104,7 +104,12 @@ fn route(ctx: &XdpContext, family: u8, proto: u8, src: &[u32; 4], dst: &[u32; 4]
     let mut params: bpf_fib_lookup = unsafe { core::mem::zeroed() };
     params.l4_protocol = proto;
     params.ifindex = ctx.ingress_ifindex() as u32;
-    params.__bindgen_anon_1.tot_len = (ctx.data_end() - ctx.data()) as u16;
+    // The FIB compares this with the egress MTU: the IP packet's size, not
+    // the frame's (counting the link header sent full-size packets to the stack).
+    let Some(l3) = parse::l3_offset(ctx) else {
+        return (xdp_action::XDP_ABORTED, Fate::Error);
+    };
+    params.__bindgen_anon_1.tot_len = (ctx.data_end() - ctx.data()).saturating_sub(l3) as u16;
     if family == FAMILY_V4 {
         params.family = AF_INET;
         params.__bindgen_anon_3.ipv4_src = src[0];

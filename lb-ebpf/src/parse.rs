@@ -150,6 +150,17 @@ fn skip_ipv6_ext(ctx: &XdpContext, mut next: u8, mut off: usize) -> Result<(u8, 
     Err(Skip::NotOurs)
 }
 
+/// Where the IP header starts: after Ethernet and the one 802.1Q tag `parse` allows.
+#[inline(always)]
+pub fn l3_offset(ctx: &XdpContext) -> Option<usize> {
+    let eth: *const EthHdr = ptr_at(ctx, 0)?;
+    if unsafe { (*eth).ether_type } == EtherType::Ieee8021q as u16 {
+        Some(EthHdr::LEN + VlanHdr::LEN)
+    } else {
+        Some(EthHdr::LEN)
+    }
+}
+
 /// Where a packet's IP and transport headers are.
 pub struct Headers {
     /// Offset of the IP header.

@@ -15,7 +15,7 @@ mod too_big;
 use crate::{
     forward,
     maps::{IFACES, SETTINGS},
-    parse::ptr_at,
+    parse::{l3_offset, ptr_at},
     stats::Fate,
 };
 use aya_ebpf::{bindings::xdp_action, helpers::bpf_xdp_adjust_head, programs::XdpContext};
@@ -107,17 +107,6 @@ pub fn encapsulate(ctx: &XdpContext, real: &RealInfo, family: u8, hash: u32) -> 
     match built {
         Some(()) => forward::to_next_hop(ctx, real),
         None => (xdp_action::XDP_ABORTED, Fate::Error),
-    }
-}
-
-/// Where the IP header starts: after Ethernet and the one 802.1Q tag `parse` allows.
-#[inline(always)]
-fn l3_offset(ctx: &XdpContext) -> Option<usize> {
-    let eth: *const EthHdr = ptr_at(ctx, 0)?;
-    if unsafe { (*eth).ether_type } == EtherType::Ieee8021q as u16 {
-        Some(EthHdr::LEN + VlanHdr::LEN)
-    } else {
-        Some(EthHdr::LEN)
     }
 }
 

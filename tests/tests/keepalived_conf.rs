@@ -236,6 +236,43 @@ fn converting_and_reading_the_toml_gives_the_same_model() {
     );
 }
 
+/// `keepalived::parse` (text, no file system; the fuzz target's entry)
+/// reads every include-free fixture to the same model as `load`, and
+/// refuses `include` with its location.
+#[test]
+fn text_parse_reads_like_load_and_refuses_include() {
+    let dir = fixtures();
+    let mut compared = 0;
+    for &(fixture, lenient) in PASSING {
+        let path = dir.join(fixture);
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue; // a directory with conf.d
+        };
+        if text.contains("include") {
+            continue;
+        }
+        let opts = Options {
+            config_id: None,
+            lenient,
+        };
+        let a = keepalived::load(&path, &opts).unwrap();
+        let b = keepalived::parse(fixture, &text, &opts).unwrap();
+        assert_eq!(a.config, b.config, "{fixture}");
+        compared += 1;
+    }
+    assert!(compared >= 10, "only {compared} fixtures compared");
+    let e = keepalived::parse(
+        "t.conf",
+        "global_defs {\n}\n  include x.conf\n",
+        &Options::default(),
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "t.conf:3:3: 'include' needs a file, not text"
+    );
+}
+
 /// A scratch directory of this test process, removed on drop.
 struct Scratch(PathBuf);
 

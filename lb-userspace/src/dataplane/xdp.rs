@@ -377,6 +377,13 @@ impl DataPlane for XdpDataPlane {
                 "idle flows expired"
             );
         }
+        if swept.evicted > 0 {
+            warn!(
+                evicted = swept.evicted,
+                live = swept.live,
+                "flow table full: the LRU evicted the least recently used flows (a SYN flood, or conntrack_size too small)"
+            );
+        }
         self.tables
             .release_drained(&mut self.ebpf, &swept.reals_with_flows)?;
         Ok(())

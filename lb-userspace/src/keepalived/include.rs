@@ -27,14 +27,16 @@ pub struct Token {
 pub type Line = Vec<Token>;
 
 pub fn read(path: &Path, config_id: Option<&str>, diag: &mut Diag) -> Vec<Line> {
-    let mut r = Reader {
-        config_id,
-        params: Params::default(),
-        stack: Vec::new(),
-        out: Vec::new(),
-        diag,
-    };
+    let mut r = Reader::new(config_id, true, diag);
     r.file(path, None);
+    r.out
+}
+
+/// `text`, shown as `name`, read like a file whose `include` lines are
+/// errors: nothing outside the text is touched (the parser fuzz target).
+pub fn read_text(name: &str, text: &str, config_id: Option<&str>, diag: &mut Diag) -> Vec<Line> {
+    let mut r = Reader::new(config_id, false, diag);
+    r.lines(Path::new(name), name.into(), text);
     r.out
 }
 
@@ -44,10 +46,23 @@ struct Reader<'a, 'd> {
     /// Canonical paths of the files being read, outermost first.
     stack: Vec<(PathBuf, String)>,
     out: Vec<Line>,
+    /// false: `include` is refused (text read without a file system).
+    includes: bool,
     diag: &'d mut Diag,
 }
 
-impl Reader<'_, '_> {
+impl<'a, 'd> Reader<'a, 'd> {
+    fn new(config_id: Option<&'a str>, includes: bool, diag: &'d mut Diag) -> Self {
+        Reader {
+            config_id,
+            params: Params::default(),
+            stack: Vec::new(),
+            out: Vec::new(),
+            includes,
+            diag,
+        }
+    }
+
     fn file(&mut self, path: &Path, from: Option<&Pos>) {
         let shown: Rc<str> = path.display().to_string().into();
         let here = Pos {
@@ -85,6 +100,12 @@ impl Reader<'_, '_> {
             }
         };
         self.stack.push((canonical, shown.to_string()));
+        self.lines(path, shown, &text);
+        self.stack.pop();
+    }
+
+    /// The lines of `text`, read from `path` (shown as `shown`).
+    fn lines(&mut self, path: &Path, shown: Rc<str>, text: &str) {
         let mut multiline: Option<String> = None;
         for (i, raw) in text.lines().enumerate() {
             let pos = |col| Pos {
@@ -147,13 +168,17 @@ impl Reader<'_, '_> {
                     .first()
                     .is_some_and(|t| t.text == "include" && !t.quoted)
                 {
-                    self.include(path, &tokens);
+                    if self.includes {
+                        self.include(path, &tokens);
+                    } else {
+                        self.diag
+                            .error(&tokens[0].pos, "'include' needs a file, not text");
+                    }
                 } else if !tokens.is_empty() {
                     self.out.push(tokens);
                 }
             }
         }
-        self.stack.pop();
     }
 
     /// `@ID rest` keeps `rest` only when `--config-id` is ID; `@^ID rest` only when it is not.

@@ -45,3 +45,13 @@ pub fn load(path: &Path, opts: &Options) -> Result<Loaded, ConfigErrors> {
     let config = map::config(&nodes, &mut diag);
     diag.finish(Some(config))
 }
+
+/// Reads keepalived.conf text shown as `name`, as [`load`] reads a file,
+/// except that `include` is an error: nothing outside `text` is read.
+pub fn parse(name: &str, text: &str, opts: &Options) -> Result<Loaded, ConfigErrors> {
+    let mut diag = diag::Diag::new(opts.lenient);
+    let lines = include::read_text(name, text, opts.config_id.as_deref(), &mut diag);
+    let nodes = tree::build(lines, &mut diag);
+    let config = map::config(&nodes, &mut diag);
+    diag.finish(Some(config))
+}

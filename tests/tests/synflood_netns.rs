@@ -1,0 +1,315 @@
+//! Conntrack exhaustion: a SYN flood from many sources against a DR
+//! service whose flow table is far smaller than the flood, while
+//! established keep-alive connections keep asking. The flood churns the
+//! table (an LRU): the established connections, used all along, must
+//! neither break nor move to another real (the scheduler is `rr`, so a
+//! flow that lost its entry would move), their entries must survive with
+//! the real they had; the reals' connection counts must come back down to
+//! what the table holds (the agent's sweep records evicted flows as gone),
+//! and the agent must say the table was full.
+
+mod common;
+
+use aya::maps::{Array, HashMap as BpfHashMap, Map, MapData};
+use common::xlb_bin;
+use lb_common::{ConnCounts, FlowKey, FlowState};
+use std::{
+    collections::BTreeMap,
+    net::Ipv4Addr,
+    path::{Path, PathBuf},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+use xlb_testbed::{
+    agent::Agent,
+    frames::{ETH_IPV4, checksum, eth},
+    http::HttpConn,
+    lab::{DrLab, LabOptions},
+    netns::Netns,
+};
+
+const TIMEOUT: Duration = Duration::from_secs(5);
+const CONNECTIONS: usize = 30;
+/// The smallest flow table the config accepts.
+const CONNTRACK_SIZE: usize = 1024;
+/// SYNs in the flood, each from its own address: 50 tables' worth.
+const FLOOD: usize = 50 * CONNTRACK_SIZE;
+/// Rounds (one request on every connection) each phase waits for.
+const ROUNDS: usize = 3;
+
+fn tmp(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("xlb-test-{}-{tag}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Client port → real id of every flow from `client` in the pinned
+/// `CONNTRACK`, and how many flows the table holds.
+fn flows(pin: &Path, client: Ipv4Addr) -> (BTreeMap<u16, u32>, usize) {
+    let map: BpfHashMap<MapData, FlowKey, FlowState> =
+        Map::from_map_data(MapData::from_pin(pin.join("CONNTRACK")).unwrap())
+            .unwrap()
+            .try_into()
+            .unwrap();
+    let mut mine = BTreeMap::new();
+    let mut total = 0;
+    for (k, v) in map.iter().filter_map(Result::ok) {
+        total += 1;
+        if k.src[0] == u32::from_ne_bytes(client.octets()) {
+            mine.insert(u16::from_be(k.sport), v.real_id);
+        }
+    }
+    (mine, total)
+}
+
+/// The reals' live connections (counted minus gone), summed.
+fn live_conns(pin: &Path) -> u64 {
+    let array = |name: &str| -> Array<MapData, ConnCounts> {
+        Map::from_map_data(MapData::from_pin(pin.join(name)).unwrap())
+            .unwrap()
+            .try_into()
+            .unwrap()
+    };
+    let (counted, gone) = (array("REAL_CONNS"), array("REAL_CONNS_GONE"));
+    counted
+        .iter()
+        .zip(gone.iter())
+        .map(|(c, g)| c.unwrap().live(g.unwrap()))
+        .map(|l| l.active.wrapping_add(l.inactive))
+        .fold(0u64, u64::wrapping_add)
+}
+
+/// Waits (bounded) until the streaming thread has done `n` more rounds.
+fn wait_rounds(rounds: &AtomicUsize, n: usize) {
+    let target = rounds.load(Ordering::SeqCst) + n;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while rounds.load(Ordering::SeqCst) < target {
+        assert!(Instant::now() < deadline, "streaming stalled");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A TCP SYN frame from `src`:`sport` to `dst`:`dport`, checksums set.
+fn syn(macs: ([u8; 6], [u8; 6]), src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16) -> Vec<u8> {
+    let mut tcp = vec![0u8; 20];
+    tcp[0..2].copy_from_slice(&sport.to_be_bytes());
+    tcp[2..4].copy_from_slice(&dport.to_be_bytes());
+    tcp[4..8].copy_from_slice(&u32::from(src).to_be_bytes()); // sequence number
+    tcp[12] = 5 << 4;
+    tcp[13] = 0x02; // SYN
+    tcp[14..16].copy_from_slice(&64240u16.to_be_bytes());
+    let pseudo: u32 = [src.octets(), dst.octets()]
+        .iter()
+        .flat_map(|o| {
+            [
+                u16::from_be_bytes([o[0], o[1]]),
+                u16::from_be_bytes([o[2], o[3]]),
+            ]
+        })
+        .map(u32::from)
+        .sum::<u32>()
+        + 6
+        + 20;
+    let c = checksum(pseudo, &tcp);
+    tcp[16..18].copy_from_slice(&c.to_be_bytes());
+    let ip = xlb_testbed::frames::ipv4(src, dst, 6, &tcp);
+    eth(macs.0, macs.1, ETH_IPV4, &ip)
+}
+
+fn mac_of(ns: &Netns, dev: &str) -> [u8; 6] {
+    let text = ns
+        .run("cat", &[&format!("/sys/class/net/{dev}/address")])
+        .unwrap();
+    let bytes: Vec<u8> = text
+        .trim()
+        .split(':')
+        .map(|b| u8::from_str_radix(b, 16).unwrap())
+        .collect();
+    bytes.try_into().unwrap()
+}
+
+/// Sends `FLOOD` SYNs to `vip`:`port` from 198.18.0.0/15 (one address
+/// each, RFC 2544's benchmarking range) straight down the director's link
+/// (`port` of the switch, past the bridge), paced and within a bounded
+/// time. Returns how many were sent.
+fn flood(switch: &Netns, link: &str, director_mac: [u8; 6], vip: Ipv4Addr, port: u16) -> usize {
+    let link = std::ffi::CString::new(link).unwrap();
+    let from_mac = [0x02, 0x5f, 0x10, 0x0d, 0, 1];
+    switch
+        .enter(move || {
+            let ifindex = unsafe { libc::if_nametoindex(link.as_ptr()) };
+            assert_ne!(ifindex, 0);
+            // SAFETY: plain socket creation; closed below.
+            let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
+            assert!(fd >= 0, "AF_PACKET: {}", std::io::Error::last_os_error());
+            // SAFETY: sockaddr_ll is plain data; all-zero is a valid start.
+            let mut to: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+            to.sll_family = libc::AF_PACKET as u16;
+            to.sll_ifindex = ifindex as i32;
+            to.sll_halen = 6;
+            to.sll_addr[..6].copy_from_slice(&director_mac);
+            let deadline = Instant::now() + Duration::from_secs(60);
+            let mut sent = 0;
+            for i in 0..FLOOD as u32 {
+                if Instant::now() > deadline {
+                    break;
+                }
+                let src = Ipv4Addr::from(u32::from(Ipv4Addr::new(198, 18, 0, 0)) + i);
+                let frame = syn(
+                    (director_mac, from_mac),
+                    src,
+                    1024 + (i % 60000) as u16,
+                    vip,
+                    port,
+                );
+                // SAFETY: the buffer and address are valid for the lengths given.
+                let n = unsafe {
+                    libc::sendto(
+                        fd,
+                        frame.as_ptr().cast(),
+                        frame.len(),
+                        0,
+                        (&raw const to).cast(),
+                        std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+                    )
+                };
+                if n == frame.len() as isize {
+                    sent += 1;
+                }
+                // Paced: a burst larger than veth's XDP ring is dropped there.
+                if i % 32 == 31 {
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+            }
+            // SAFETY: fd is ours and used no more.
+            unsafe { libc::close(fd) };
+            sent
+        })
+        .unwrap()
+}
+
+#[test]
+fn a_syn_flood_neither_breaks_nor_moves_established_connections() {
+    xlb_testbed::require_root().unwrap();
+    let lab = DrLab::build(&LabOptions {
+        weights: vec![1, 1, 1],
+        peer_xdp: Some((
+            xlb::EBPF_OBJECT_PATH.into(),
+            lb_common::PROG_PASS.to_string(),
+        )),
+        ..LabOptions::default()
+    })
+    .unwrap();
+    let dir = tmp("synflood");
+    let config = dir.join("xlb.toml");
+    let text = lab.agent_config("rr", "dr", "native").replacen(
+        "[dataplane]\n",
+        &format!("[dataplane]\nconntrack_size = {CONNTRACK_SIZE}\n"),
+        1,
+    );
+    std::fs::write(&config, &text).unwrap();
+    let agent = Agent::start(&lab.director, &xlb_bin(), &config).unwrap();
+    let (std::net::IpAddr::V4(vip), std::net::IpAddr::V4(client)) = (lab.vip, lab.client_addr)
+    else {
+        panic!("an IPv4 lab");
+    };
+
+    let mut conns: Vec<(HttpConn, String)> = (0..CONNECTIONS)
+        .map(|_| {
+            let mut c = HttpConn::open(&lab.client, lab.vip_socket(), TIMEOUT).unwrap();
+            let name = c.ask().unwrap();
+            (c, name)
+        })
+        .collect();
+    let (before, _) = flows(&lab.pin_path, client);
+    for (c, _) in &conns {
+        assert!(
+            before.contains_key(&c.local_addr().port()),
+            "flow not tracked"
+        );
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let rounds = Arc::new(AtomicUsize::new(0));
+    let streamer = {
+        let (stop, rounds) = (stop.clone(), rounds.clone());
+        std::thread::spawn(move || -> Result<usize, String> {
+            let mut asked = 0;
+            // Bounded: the main thread stops it within minutes at most.
+            for _ in 0..100_000 {
+                if stop.load(Ordering::SeqCst) {
+                    return Ok(asked);
+                }
+                for (c, name) in &mut conns {
+                    let got = c
+                        .ask()
+                        .map_err(|e| format!("{} broke: {e:#}", c.local_addr()))?;
+                    if &got != name {
+                        return Err(format!("{} moved from {name} to {got}", c.local_addr()));
+                    }
+                    asked += 1;
+                }
+                rounds.fetch_add(1, Ordering::SeqCst);
+            }
+            Ok(asked)
+        })
+    };
+    wait_rounds(&rounds, ROUNDS);
+    let director_mac = mac_of(&lab.director, "eth0");
+    let sent = flood(
+        &lab.switch,
+        lab.director_peer_if(),
+        director_mac,
+        vip,
+        lab.port,
+    );
+    wait_rounds(&rounds, ROUNDS);
+    stop.store(true, Ordering::SeqCst);
+    let asked = streamer.join().unwrap().unwrap();
+    assert!(asked >= CONNECTIONS * (2 * ROUNDS + 1));
+    assert!(sent > FLOOD / 2, "only {sent} SYNs sent");
+
+    // Every established flow kept its entry and its real; the table is full
+    // of the flood's flows and no larger than configured.
+    let (after, total) = flows(&lab.pin_path, client);
+    for (port, real) in &before {
+        assert_eq!(
+            after.get(port),
+            Some(real),
+            "flow from port {port} lost or moved"
+        );
+    }
+    assert!(
+        total <= CONNTRACK_SIZE,
+        "{total} flows in a table of {CONNTRACK_SIZE}"
+    );
+    assert!(
+        total > CONNTRACK_SIZE / 2,
+        "the flood did not fill the table: {total}"
+    );
+
+    // Every flood SYN was counted as a connection; within a few sweeps (one
+    // every 2 s) the counts are back to what the table holds.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut live = live_conns(&lab.pin_path);
+    while live > CONNTRACK_SIZE as u64 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+        live = live_conns(&lab.pin_path);
+    }
+    let status = lab.status(&xlb_bin()).unwrap();
+    eprintln!("{sent} SYNs sent; {total} flows in the table, {live} live\n{status}");
+    assert!(
+        live <= CONNTRACK_SIZE as u64,
+        "{live} live connections counted, the table holds at most {CONNTRACK_SIZE}"
+    );
+    assert!(
+        agent.log().iter().any(|l| l.contains("flow table full")),
+        "the agent did not report the full table: {:#?}",
+        agent.log()
+    );
+    agent.stop().unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+}
