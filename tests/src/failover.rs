@@ -273,24 +273,31 @@ impl FailoverLab {
     }
 
     /// Takes the Master away; returns the instant it happened.
+    ///
+    /// A dying host loses its link first: the port leaves the bridge before
+    /// SIGKILL, so the last advert and the last forwarded probe leave at the
+    /// same instant for both daemons. (Cutting after the kill let a daemon
+    /// that is slow to reap keep its director answering meanwhile:
+    /// keepalived's stand-in servers are not part of it and answered ~50 ms
+    /// longer, which counted against xlb.)
     pub fn fail(&self, r: &mut Running, how: Stop) -> Result<Instant> {
-        let at = Instant::now();
-        let process = std::mem::replace(&mut r.process, Process::Gone);
-        match (process, how) {
-            (Process::Xlb(a), Stop::Kill) => {
-                a.kill()?;
-            }
-            (Process::Keepalived(mut k), Stop::Kill) => k.signal(libc::SIGKILL)?,
-            (Process::Xlb(a), Stop::Term) => a.stop()?,
-            (Process::Keepalived(mut k), Stop::Term) => k.signal(libc::SIGTERM)?,
-            (Process::Gone, _) => bail!("director {} has no daemon", r.index),
+        if matches!(r.process, Process::Gone) {
+            bail!("director {} has no daemon", r.index);
         }
+        let at = Instant::now();
         if how == Stop::Kill {
             // Joined again by `clear`.
             self.lab
                 .switch
                 .run("ip", &["link", "set", self.port(r.index), "nomaster"])?;
             r.isolated = true;
+        }
+        match (std::mem::replace(&mut r.process, Process::Gone), how) {
+            (Process::Xlb(a), Stop::Kill) => a.kill()?,
+            (Process::Keepalived(mut k), Stop::Kill) => k.signal(libc::SIGKILL)?,
+            (Process::Xlb(a), Stop::Term) => a.stop()?,
+            (Process::Keepalived(mut k), Stop::Term) => k.signal(libc::SIGTERM)?,
+            (Process::Gone, _) => unreachable!("checked above"),
         }
         Ok(at)
     }

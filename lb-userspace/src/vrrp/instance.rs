@@ -439,12 +439,17 @@ impl Runner {
     async fn enter(&mut self, from: State, to: State) {
         info!(instance = %self.name(), from = from.name(), to = to.name(), priority = self.machine.priority(), "VRRP state change");
         if to == State::Master {
+            // Timed, so a slow takeover shows which step it waited on.
+            let start = std::time::Instant::now();
             self.mastership(true).await;
+            let data_plane = start.elapsed();
             if let Err(e) = self.shared.net.up(&self.inst).await {
                 warn!(instance = %self.name(), error = %format!("{e:#}"), "adding the virtual addresses failed");
             }
+            let addresses = start.elapsed();
             let a = self.announcer.clone();
             self.garp = Some(tokio::spawn(a.as_master(self.inst.garp)));
+            debug!(instance = %self.name(), ?data_plane, ?addresses, "taking over: data plane followed, addresses added");
         } else if from == State::Master {
             if let Some(g) = self.garp.take() {
                 g.abort();
