@@ -279,9 +279,20 @@ impl HttpConn {
         target: SocketAddr,
         timeout: Duration,
     ) -> Result<HttpConn> {
+        HttpConn::open_bound(ns, SocketAddr::new(source, 0), target, timeout)
+    }
+
+    /// As [`HttpConn::open`], from the address and port `source` (port 0:
+    /// the kernel's choice).
+    pub fn open_bound(
+        ns: &Netns,
+        source: SocketAddr,
+        target: SocketAddr,
+        timeout: Duration,
+    ) -> Result<HttpConn> {
         let connect = || -> io::Result<TcpStream> {
             let socket = Socket::new(Domain::for_address(target), Type::STREAM, None)?;
-            socket.bind(&SocketAddr::new(source, 0).into())?;
+            socket.bind(&source.into())?;
             socket.connect_timeout(&target.into(), timeout)?;
             Ok(socket.into())
         };
@@ -313,7 +324,9 @@ impl HttpConn {
         self.local
     }
 
-    fn request(&mut self, close: bool) -> Result<String> {
+    /// Sends one `GET /` (asking the server to close after it with `close`)
+    /// and returns the trimmed body.
+    pub fn request(&mut self, close: bool) -> Result<String> {
         let deadline = Instant::now() + self.timeout;
         let req = format!(
             "GET / HTTP/1.1\r\nHost: {}\r\nUser-Agent: xlb-testbed\r\nConnection: {}\r\n\r\n",

@@ -15,7 +15,7 @@ use aya::Ebpf;
 use aya::programs::{Xdp, XdpMode};
 
 use crate::agent::Agent;
-use crate::http::{HttpServer, get_name, serve_name};
+use crate::http::{HttpConn, HttpServer, serve_name};
 use crate::netns::Netns;
 use crate::udp::{UdpServer, serve_udp_name};
 
@@ -312,11 +312,28 @@ impl DrLab {
 
     /// `n` new HTTP connections from the client to the VIP, each answered
     /// by a real's name: how many each real answered.
+    ///
+    /// Each connection comes from a source port no earlier one used (below
+    /// the kernel's ephemeral range): a reused port would be an old flow,
+    /// which keeps its real even when that real takes no new connections.
     pub fn spread(&self, n: usize, timeout: Duration) -> Result<BTreeMap<String, usize>> {
+        static NEXT_PORT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let any = match self.vip {
+            IpAddr::V4(_) => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+            IpAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+        };
         let mut seen = BTreeMap::new();
         for i in 0..n {
-            let name = get_name(&self.client, self.vip_socket(), timeout)
-                .with_context(|| format!("request {} of {n} through the VIP", i + 1))?;
+            let k = NEXT_PORT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let port = 10_000 + (k % 22_000) as u16;
+            let name = HttpConn::open_bound(
+                &self.client,
+                SocketAddr::new(any, port),
+                self.vip_socket(),
+                timeout,
+            )
+            .and_then(|mut c| c.request(true))
+            .with_context(|| format!("request {} of {n} through the VIP", i + 1))?;
             *seen.entry(name).or_insert(0) += 1;
         }
         Ok(seen)
