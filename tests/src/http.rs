@@ -4,7 +4,7 @@
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -381,6 +381,68 @@ impl HttpConn {
                 Err(e) => return Err(e.into()),
             }
         }
+    }
+}
+
+/// Held connections asking again and again on a thread of their own, each
+/// checking that its real never changes, while a test disturbs the director.
+pub struct Streamer {
+    stop: Arc<AtomicBool>,
+    rounds: Arc<AtomicUsize>,
+    thread: JoinHandle<Result<usize, String>>,
+}
+
+impl Streamer {
+    /// Starts asking on `conns`, each paired with the real that first answered it.
+    pub fn start(mut conns: Vec<(HttpConn, String)>) -> Streamer {
+        let stop = Arc::new(AtomicBool::new(false));
+        let rounds = Arc::new(AtomicUsize::new(0));
+        let thread = {
+            let (stop, rounds) = (stop.clone(), rounds.clone());
+            std::thread::spawn(move || -> Result<usize, String> {
+                let mut asked = 0;
+                // Bounded: the test stops it within minutes at most.
+                for _ in 0..100_000 {
+                    if stop.load(Ordering::SeqCst) {
+                        return Ok(asked);
+                    }
+                    for (c, name) in &mut conns {
+                        let got = c
+                            .ask()
+                            .map_err(|e| format!("{} broke: {e:#}", c.local_addr()))?;
+                        if &got != name {
+                            return Err(format!("{} moved from {name} to {got}", c.local_addr()));
+                        }
+                        asked += 1;
+                    }
+                    rounds.fetch_add(1, Ordering::SeqCst);
+                }
+                Ok(asked)
+            })
+        };
+        Streamer {
+            stop,
+            rounds,
+            thread,
+        }
+    }
+
+    /// Waits (bounded) until every connection has asked `n` more times.
+    pub fn wait_rounds(&self, n: usize) {
+        let target = self.rounds.load(Ordering::SeqCst) + n;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.rounds.load(Ordering::SeqCst) < target {
+            assert!(Instant::now() < deadline, "streaming stalled");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stops asking: the number of answers, or the first connection that broke or moved.
+    pub fn finish(self) -> Result<usize, String> {
+        self.stop.store(true, Ordering::SeqCst);
+        self.thread
+            .join()
+            .map_err(|_| "streaming thread panicked".to_string())?
     }
 }
 

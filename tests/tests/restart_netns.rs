@@ -12,15 +12,11 @@ use lb_common::{FlowKey, FlowState};
 use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
-    sync::{
-        Arc,
-        atomic::{AtomicBool, AtomicUsize, Ordering},
-    },
-    time::{Duration, Instant},
+    time::Duration,
 };
 use xlb_testbed::{
     agent::Agent,
-    http::{HttpConn, get_name},
+    http::{HttpConn, Streamer, get_name},
     lab::{DrLab, LabOptions},
 };
 
@@ -59,16 +55,6 @@ fn flows(pin: &Path) -> (u32, BTreeMap<u16, (u32, u64)>) {
     (id, flows)
 }
 
-/// Waits (bounded) until the streaming thread has done `n` more rounds.
-fn wait_rounds(rounds: &AtomicUsize, n: usize) {
-    let target = rounds.load(Ordering::SeqCst) + n;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while rounds.load(Ordering::SeqCst) < target {
-        assert!(Instant::now() < deadline, "streaming stalled");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn sigkill_and_restart_keep_every_connection_on_its_real() {
     xlb_testbed::require_root().unwrap();
@@ -88,7 +74,7 @@ fn sigkill_and_restart_keep_every_connection_on_its_real() {
     std::fs::write(&config, &text).unwrap();
     let agent = Agent::start(&lab.director, &xlb_bin(), &config).unwrap();
 
-    let mut conns: Vec<(HttpConn, String)> = (0..CONNECTIONS)
+    let conns: Vec<(HttpConn, String)> = (0..CONNECTIONS)
         .map(|_| {
             let mut c = HttpConn::open(&lab.client, lab.vip_socket(), TIMEOUT).unwrap();
             let name = c.ask().unwrap();
@@ -111,32 +97,8 @@ fn sigkill_and_restart_keep_every_connection_on_its_real() {
 
     // Every connection asks again and again, checking its real each time,
     // across the kill and the restart.
-    let stop = Arc::new(AtomicBool::new(false));
-    let rounds = Arc::new(AtomicUsize::new(0));
-    let streamer = {
-        let (stop, rounds) = (stop.clone(), rounds.clone());
-        std::thread::spawn(move || -> Result<usize, String> {
-            let mut asked = 0;
-            // Bounded: the main thread stops it within minutes at most.
-            for _ in 0..100_000 {
-                if stop.load(Ordering::SeqCst) {
-                    return Ok(asked);
-                }
-                for (c, name) in &mut conns {
-                    let got = c
-                        .ask()
-                        .map_err(|e| format!("{} broke: {e:#}", c.local_addr()))?;
-                    if &got != name {
-                        return Err(format!("{} moved from {name} to {got}", c.local_addr()));
-                    }
-                    asked += 1;
-                }
-                rounds.fetch_add(1, Ordering::SeqCst);
-            }
-            Ok(asked)
-        })
-    };
-    wait_rounds(&rounds, ROUNDS);
+    let streamer = Streamer::start(conns);
+    streamer.wait_rounds(ROUNDS);
 
     agent.kill().unwrap();
     assert_eq!(
@@ -144,7 +106,7 @@ fn sigkill_and_restart_keep_every_connection_on_its_real() {
         Some(prog_before),
         "the program must stay attached when the agent dies"
     );
-    wait_rounds(&rounds, ROUNDS);
+    streamer.wait_rounds(ROUNDS);
 
     let agent = Agent::start(&lab.director, &xlb_bin(), &config).unwrap();
     assert!(
@@ -157,9 +119,8 @@ fn sigkill_and_restart_keep_every_connection_on_its_real() {
     );
     let prog_after = xdp_prog_id(&lab).expect("XDP attached");
     assert_ne!(prog_after, prog_before, "the new agent's program runs");
-    wait_rounds(&rounds, ROUNDS);
-    stop.store(true, Ordering::SeqCst);
-    let asked = streamer.join().unwrap().unwrap();
+    streamer.wait_rounds(ROUNDS);
+    let asked = streamer.finish().unwrap();
     assert!(asked >= CONNECTIONS * (3 * ROUNDS + 1));
 
     // The same flow table, each flow with the real and creation time it had.

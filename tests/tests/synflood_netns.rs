@@ -17,16 +17,12 @@ use std::{
     collections::BTreeMap,
     net::Ipv4Addr,
     path::{Path, PathBuf},
-    sync::{
-        Arc,
-        atomic::{AtomicBool, AtomicUsize, Ordering},
-    },
     time::{Duration, Instant},
 };
 use xlb_testbed::{
     agent::Agent,
     frames::{ETH_IPV4, checksum, eth},
-    http::HttpConn,
+    http::{HttpConn, Streamer},
     lab::{DrLab, LabOptions},
     netns::Netns,
 };
@@ -80,16 +76,6 @@ fn live_conns(pin: &Path) -> u64 {
         .map(|(c, g)| c.unwrap().live(g.unwrap()))
         .map(|l| l.active.wrapping_add(l.inactive))
         .fold(0u64, u64::wrapping_add)
-}
-
-/// Waits (bounded) until the streaming thread has done `n` more rounds.
-fn wait_rounds(rounds: &AtomicUsize, n: usize) {
-    let target = rounds.load(Ordering::SeqCst) + n;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while rounds.load(Ordering::SeqCst) < target {
-        assert!(Instant::now() < deadline, "streaming stalled");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// A TCP SYN frame from `src`:`sport` to `dst`:`dport`, checksums set.
@@ -217,7 +203,7 @@ fn a_syn_flood_neither_breaks_nor_moves_established_connections() {
         panic!("an IPv4 lab");
     };
 
-    let mut conns: Vec<(HttpConn, String)> = (0..CONNECTIONS)
+    let conns: Vec<(HttpConn, String)> = (0..CONNECTIONS)
         .map(|_| {
             let mut c = HttpConn::open(&lab.client, lab.vip_socket(), TIMEOUT).unwrap();
             let name = c.ask().unwrap();
@@ -232,32 +218,8 @@ fn a_syn_flood_neither_breaks_nor_moves_established_connections() {
         );
     }
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let rounds = Arc::new(AtomicUsize::new(0));
-    let streamer = {
-        let (stop, rounds) = (stop.clone(), rounds.clone());
-        std::thread::spawn(move || -> Result<usize, String> {
-            let mut asked = 0;
-            // Bounded: the main thread stops it within minutes at most.
-            for _ in 0..100_000 {
-                if stop.load(Ordering::SeqCst) {
-                    return Ok(asked);
-                }
-                for (c, name) in &mut conns {
-                    let got = c
-                        .ask()
-                        .map_err(|e| format!("{} broke: {e:#}", c.local_addr()))?;
-                    if &got != name {
-                        return Err(format!("{} moved from {name} to {got}", c.local_addr()));
-                    }
-                    asked += 1;
-                }
-                rounds.fetch_add(1, Ordering::SeqCst);
-            }
-            Ok(asked)
-        })
-    };
-    wait_rounds(&rounds, ROUNDS);
+    let streamer = Streamer::start(conns);
+    streamer.wait_rounds(ROUNDS);
     let director_mac = mac_of(&lab.director, "eth0");
     let sent = flood(
         &lab.switch,
@@ -266,9 +228,8 @@ fn a_syn_flood_neither_breaks_nor_moves_established_connections() {
         vip,
         lab.port,
     );
-    wait_rounds(&rounds, ROUNDS);
-    stop.store(true, Ordering::SeqCst);
-    let asked = streamer.join().unwrap().unwrap();
+    streamer.wait_rounds(ROUNDS);
+    let asked = streamer.finish().unwrap();
     assert!(asked >= CONNECTIONS * (2 * ROUNDS + 1));
     assert!(sent > FLOOD / 2, "only {sent} SYNs sent");
 

@@ -34,9 +34,18 @@ impl Hops {
 
 /// Looks up every real's next hop, waiting up to `wait` for a neighbour
 /// entry; logs a real when it becomes unreachable or reachable again
-/// relative to `before`.
-pub async fn resolve(resolver: &Resolver, config: &Config, wait: Duration, before: &Hops) -> Hops {
+/// relative to `before`. Without a resolver (a data plane that needs no
+/// next hops) there is nothing to look up.
+pub async fn resolve(
+    resolver: Option<&Resolver>,
+    config: &Config,
+    wait: Duration,
+    before: &Hops,
+) -> Hops {
     let mut out = Hops::default();
+    let Some(resolver) = resolver else {
+        return out;
+    };
     for svc in &config.services {
         let tunnel = svc.method == Method::Tun;
         let addresses = svc

@@ -226,9 +226,7 @@ pub async fn run(
     let mut sigusr1 = signal(SignalKind::user_defined1())?;
     let mut sigusr2 = signal(SignalKind::user_defined2())?;
     let resolver = Resolver::new()?;
-    let hops = hops::resolve(&resolver, &config, RESOLVE_WAIT, &Hops::default()).await;
     let runtime = Runtime::default();
-    let desired = desired::compose(&config, &runtime, &hops);
     let announcer = Announcer::new(&config)?;
     let alerts = Alerter::start(&config)?;
 
@@ -240,6 +238,11 @@ pub async fn run(
         ..Default::default()
     };
     let mut plane = plane::start(&config)?;
+    // Under IPVS the kernel routes to the reals: no lookups, and no warning
+    // about reals left out that IPVS serves all the same.
+    let resolve = plane.uses_next_hops().then_some(&resolver);
+    let hops = hops::resolve(resolve, &config, RESOLVE_WAIT, &Hops::default()).await;
+    let desired = desired::compose(&config, &runtime, &hops);
     if let Err(e) = plane.apply(&desired).context("programming the data plane") {
         plane.shutdown(false)?;
         return Err(e);
@@ -319,7 +322,7 @@ pub async fn run(
                 info!("SIGHUP: reloading {source}");
                 match reload::reread(source, overrides, &config).and_then(|f| vrrp.check(&f).map(|()| f)) {
                     Ok(fresh) => {
-                        r.hops = hops::resolve(&resolver, &fresh, RESOLVE_WAIT, &r.hops).await;
+                        r.hops = hops::resolve(resolve, &fresh, RESOLVE_WAIT, &r.hops).await;
                         // Checkers follow the new reals; verdicts of reals that stay are kept.
                         if fresh.services != config.services {
                             r.checkers.stop().await;
@@ -362,7 +365,7 @@ pub async fn run(
                 }
             }
             _ = tick.tick() => {
-                let fresh = hops::resolve(&resolver, &config, Duration::ZERO, &r.hops).await;
+                let fresh = hops::resolve(resolve, &config, Duration::ZERO, &r.hops).await;
                 // Events applied everything else already: without new hops or
                 // a failed apply to retry, composing again would find no change.
                 if fresh != r.hops || r.fwd.pending {

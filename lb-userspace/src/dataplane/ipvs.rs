@@ -273,6 +273,10 @@ impl IpvsDataPlane {
 }
 
 impl DataPlane for IpvsDataPlane {
+    fn uses_next_hops(&self) -> bool {
+        false
+    }
+
     fn apply(&mut self, services: &[DesiredService]) -> Result<()> {
         let c = self.reconcile(services)?;
         debug!(?c, "IPVS reconciled");

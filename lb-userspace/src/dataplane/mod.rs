@@ -81,6 +81,12 @@ pub trait DataPlane {
         Ok(())
     }
 
+    /// Whether reals need a next hop (a neighbour's MAC, a tunnel route):
+    /// XDP writes frames itself; IPVS hands packets to the kernel's routing.
+    fn uses_next_hops(&self) -> bool {
+        true
+    }
+
     /// How much each Maglev service's table moved on changes (for metrics);
     /// empty where the kernel schedules (IPVS keeps no such record).
     fn maglev_churn(&self) -> std::collections::BTreeMap<crate::config::ServiceId, MaglevChurn> {
