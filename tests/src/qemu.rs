@@ -68,6 +68,18 @@ impl GuestOutput {
         }
         Ok(self)
     }
+
+    /// The `==NAME` sections ([`job::sections`]) of a script that must have
+    /// exited 0: logs the guest's timing, and panics showing its output and
+    /// the console otherwise.
+    pub fn sections(&self) -> std::collections::BTreeMap<String, String> {
+        eprintln!(
+            "guest: boot to script {:?}, total {:?}",
+            self.boot, self.total
+        );
+        assert_eq!(self.status, 0, "{self}");
+        job::sections(&self.stdout)
+    }
 }
 
 impl fmt::Display for GuestOutput {

@@ -22,7 +22,7 @@ use xlb::{
         tables,
     },
 };
-use xlb_testbed::qemu::Guest;
+use xlb_testbed::qemu::{Guest, job::WAIT_AGENT};
 
 /// Every kernel scheduler module, in the order the services below use them.
 const SCHEDULERS: [&str; 13] = [
@@ -187,33 +187,6 @@ fn configs() -> (String, BTreeSet<String>, String, BTreeSet<String>) {
     (a, ra, b, rb)
 }
 
-/// Sections of the guest's stdout, each after a `==NAME` line.
-fn sections(stdout: &str) -> std::collections::BTreeMap<String, String> {
-    let mut out = std::collections::BTreeMap::new();
-    let mut name: Option<String> = None;
-    for line in stdout.split_inclusive('\n') {
-        if let Some(n) = line.strip_prefix("==") {
-            name = Some(n.trim_end().to_string());
-            out.insert(n.trim_end().to_string(), String::new());
-        } else if let Some(n) = &name {
-            out.get_mut(n).expect("section exists").push_str(line);
-        }
-    }
-    out
-}
-
-/// Waits (bounded) until the agent logged that it forwards, or it died.
-const WAIT_AGENT: &str = r#"wait_agent() {
-    i=0
-    while [ $i -lt 300 ]; do
-        grep -q "xlb forwarding" "$1" && return 0
-        kill -0 $2 2>/dev/null || { echo "agent exited" >&2; cat "$1" >&2; return 1; }
-        sleep 0.2; i=$((i+1))
-    done
-    echo "agent did not start" >&2; cat "$1" >&2; return 1
-}
-"#;
-
 #[test]
 fn xlb_programs_ipvs_as_ipvsadm_reads_it_and_reconciles_changes() {
     xlb_testbed::require_root().unwrap();
@@ -313,12 +286,7 @@ echo ==xlb-daemon; xlb ipvsadm -L --daemon
         .timeout(Duration::from_secs(240))
         .run()
         .unwrap();
-    eprintln!(
-        "guest: boot to script {:?}, total {:?}",
-        out.boot, out.total
-    );
-    assert_eq!(out.status, 0, "{out}");
-    let s = sections(&out.stdout);
+    let s = out.sections();
     let rules = |name: &str| -> BTreeSet<String> { s[name].lines().map(str::to_string).collect() };
     let diff = |want: &BTreeSet<String>, got: &BTreeSet<String>| {
         format!(
@@ -519,12 +487,7 @@ fn kernel_ipvs_schedules_as_xlbs_model() {
         .timeout(Duration::from_secs(300))
         .run()
         .unwrap();
-    eprintln!(
-        "guest: boot to script {:?}, total {:?}",
-        out.boot, out.total
-    );
-    assert_eq!(out.status, 0, "{out}");
-    let s = sections(&out.stdout);
+    let s = out.sections();
     let mut failures = Vec::new();
     for (n, sched) in DIFFERENTIAL.iter().enumerate() {
         let vips = vips(n);
