@@ -13,16 +13,13 @@
 //! while the services are there for connections its sync daemon receives.
 
 use super::{DataPlane, DesiredService};
-use crate::config::{Method, Persistence, ServiceId, Tunnel, global::SyncDaemon};
+use crate::config::{Method, ServiceId, Tunnel, global::SyncDaemon};
 use crate::ipvs::{
     Daemon, DestEntry, Ipvs, ServiceEntry, Stats, Timeouts,
-    types::{fwd, svc_flags, tun_type},
+    types::{self, fwd, svc_flags, tun_type},
 };
 use anyhow::{Context, Result};
-use std::{
-    collections::BTreeMap,
-    net::{IpAddr, Ipv4Addr},
-};
+use std::collections::BTreeMap;
 use tracing::{debug, info, warn};
 
 pub struct IpvsDataPlane {
@@ -116,16 +113,6 @@ fn is_running(have: &Daemon, want: &Daemon) -> bool {
         && same(have.ttl, want.ttl)
 }
 
-/// What IPVS calls the service's netmask: the persistence granularity, else every bit.
-fn netmask(id: &ServiceId, p: Option<&Persistence>) -> u32 {
-    match (p.map(|p| p.mask), id.is_ipv6()) {
-        (Some(IpAddr::V4(m)), _) => u32::from_ne_bytes(m.octets()),
-        (Some(IpAddr::V6(m)), _) => u128::from(m).leading_ones(),
-        (None, false) => u32::from_ne_bytes(Ipv4Addr::BROADCAST.octets()),
-        (None, true) => 128,
-    }
-}
-
 /// The kernel's view of a desired service and its destinations.
 pub fn entries(d: &DesiredService) -> (ServiceEntry, Vec<DestEntry>) {
     let s = &d.service;
@@ -138,7 +125,7 @@ pub fn entries(d: &DesiredService) -> (ServiceEntry, Vec<DestEntry>) {
         scheduler: s.scheduler.name().to_string(),
         flags,
         timeout: s.persistence.map_or(0, |p| p.timeout_s),
-        netmask: netmask(&s.id, s.persistence.as_ref()),
+        netmask: types::netmask(s.persistence.as_ref().map(|p| p.mask), s.id.is_ipv6()),
         pe_name: None,
         stats: Stats::default(),
     };

@@ -166,6 +166,16 @@ impl Ipvs {
         Ok(out)
     }
 
+    /// Every service with its destinations, as the kernel has them.
+    pub fn listing(&mut self) -> Result<Vec<(ServiceEntry, Vec<DestEntry>)>> {
+        let mut out = Vec::new();
+        for s in self.services()? {
+            let dests = self.dests(&s.id)?;
+            out.push((s, dests));
+        }
+        Ok(out)
+    }
+
     /// The destinations of service `id`, with counters.
     pub fn dests(&mut self, id: &ServiceId) -> Result<Vec<DestEntry>> {
         let svc = Attr::Service(types::key_attrs(id));

@@ -2,7 +2,10 @@
 //! SIGUSR1/SIGUSR2 dumps and the IPVS data plane show the same listing the
 //! XDP maps give.
 
-use super::{DestEntry, Ipvs, ServiceEntry, types::svc_flags};
+use super::{
+    DestEntry, Ipvs, ServiceEntry,
+    types::{mask, svc_flags},
+};
 use crate::config::ServiceId;
 use crate::status::{
     self, PacketCounts, PersistenceStatus, Plane, RealStatus, ServiceStatus, Snapshot,
@@ -12,23 +15,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Every service and destination the kernel's IPVS holds.
 pub fn read(ipvs: &mut Ipvs) -> Result<Snapshot> {
-    let mut listing = Vec::new();
-    for s in ipvs.services()? {
-        let dests = ipvs.dests(&s.id)?;
-        listing.push((s, dests));
-    }
-    Ok(from_entries(listing))
-}
-
-/// IPVS's netmask (IPv4: the mask's bytes in network order; IPv6: a prefix
-/// length) as a mask address.
-fn mask(netmask: u32, ipv6: bool) -> IpAddr {
-    if ipv6 {
-        let ones = u128::MAX.checked_shl(128 - netmask.min(128)).unwrap_or(0);
-        Ipv6Addr::from(ones).into()
-    } else {
-        Ipv4Addr::from(netmask.to_ne_bytes()).into()
-    }
+    Ok(from_entries(ipvs.listing()?))
 }
 
 fn stats(s: super::Stats) -> status::Stats {

@@ -9,6 +9,27 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 pub const AF_INET: u16 = libc::AF_INET as u16;
 pub const AF_INET6: u16 = libc::AF_INET6 as u16;
 
+/// What IPVS calls a service's netmask: the persistence granularity (IPv4:
+/// the mask's bytes in network order; IPv6: a prefix length), else every bit.
+pub fn netmask(persistence_mask: Option<IpAddr>, ipv6: bool) -> u32 {
+    match (persistence_mask, ipv6) {
+        (Some(IpAddr::V4(m)), _) => u32::from_ne_bytes(m.octets()),
+        (Some(IpAddr::V6(m)), _) => u128::from(m).leading_ones(),
+        (None, false) => u32::MAX,
+        (None, true) => 128,
+    }
+}
+
+/// [`netmask`]'s inverse: the mask address of an IPVS netmask.
+pub fn mask(netmask: u32, ipv6: bool) -> IpAddr {
+    if ipv6 {
+        let ones = u128::MAX.checked_shl(128 - netmask.min(128)).unwrap_or(0);
+        Ipv6Addr::from(ones).into()
+    } else {
+        Ipv4Addr::from(netmask.to_ne_bytes()).into()
+    }
+}
+
 /// `IP_VS_SVC_F_*`.
 pub mod svc_flags {
     pub const PERSISTENT: u32 = 0x1;

@@ -5,13 +5,13 @@ use super::Listing;
 use crate::config::{Protocol, ServiceId};
 use crate::ipvs::{
     Daemon, DestEntry, Ipvs, ServiceEntry, Stats, Timeouts,
-    types::{fwd, svc_flags},
+    types::{self, fwd, svc_flags},
 };
 use crate::status::{self, ServiceStatus, Snapshot, open};
 use anyhow::Result;
 use aya::maps::{Array, MapData};
 use lb_common::{Settings, map_names};
-use std::{net::IpAddr, path::Path};
+use std::path::Path;
 
 /// IPVS's version code for 1.2.1, what ipvsadm prints for every kernel since 2.6.
 const IPVS_VERSION: u32 = 0x010201;
@@ -57,23 +57,11 @@ pub fn read(pin_dir: &Path) -> Result<Listing> {
 /// Every service with its destinations, as the kernel's IPVS has them.
 pub fn from_kernel(ipvs: &mut Ipvs) -> Result<Listing> {
     let info = ipvs.info()?;
-    let mut services = Vec::new();
-    for s in ipvs.services()? {
-        let dests = ipvs.dests(&s.id)?;
-        services.push((s, dests));
-    }
     Ok(Listing {
         version: info.version,
         conn_tab_size: info.conn_tab_size,
-        services,
+        services: ipvs.listing()?,
     })
-}
-
-fn netmask(mask: IpAddr) -> u32 {
-    match mask {
-        IpAddr::V4(m) => u32::from_ne_bytes(m.octets()),
-        IpAddr::V6(m) => u128::from(m).leading_ones(),
-    }
 }
 
 /// XDP counts packets and bytes towards the reals; replies bypass it (DR,
@@ -110,11 +98,7 @@ fn service_entry(s: &ServiceStatus) -> Option<ServiceEntry> {
         scheduler: s.scheduler.clone(),
         flags,
         timeout: s.persistence.map_or(0, |p| p.timeout_s),
-        netmask: match s.persistence {
-            Some(p) => netmask(p.mask),
-            None if s.vip.is_ipv4() => u32::MAX,
-            None => 128,
-        },
+        netmask: types::netmask(s.persistence.map(|p| p.mask), s.vip.is_ipv6()),
         pe_name: None,
         stats: stats(s.stats),
     })
