@@ -168,7 +168,7 @@ pub fn run(args: &Args) -> Result<()> {
     let stop = crate::interrupt_flag()?;
     xlb_testbed::sweep_stale()?;
 
-    let facts = Facts::gather(&build::root(), args.quick)?;
+    let facts = Facts::gather(&build::root(), args.quick, args.only.clone())?;
     let plan = Plan::new(args.quick);
     let wanted = |s: Section| args.only.as_deref().is_none_or(|o| o == s.name());
     let mut progress = Progress::new();

@@ -115,10 +115,12 @@ pub struct Facts {
     pub cpu: String,
     pub nproc: usize,
     pub quick: bool,
+    /// The one section of an `--only` run.
+    pub only: Option<String>,
 }
 
 impl Facts {
-    pub fn gather(root: &Path, quick: bool) -> Result<Facts> {
+    pub fn gather(root: &Path, quick: bool, only: Option<String>) -> Result<Facts> {
         let git = |args: &[&str]| -> Result<String> {
             let out = Command::new("git")
                 .args(args)
@@ -150,13 +152,20 @@ impl Facts {
                 .unwrap_or_else(|| "unknown".into()),
             nproc: std::thread::available_parallelism().map_or(1, |n| n.get()),
             quick,
+            only,
         })
     }
 
-    /// `bench/results/<date>-<short sha>.json`, relative to the workspace.
+    /// `<date>-<short sha>.json` for a full run; a `--quick` or `--only`
+    /// run says so in the name, so it never replaces a full run's file.
     pub fn result_name(&self) -> String {
         let short = &self.git_sha[..self.git_sha.len().min(12)];
-        format!("{}-{short}.json", self.date)
+        let quick = if self.quick { "-quick" } else { "" };
+        let only = self
+            .only
+            .as_ref()
+            .map_or(String::new(), |section| format!("-{section}"));
+        format!("{}-{short}{quick}{only}.json", self.date)
     }
 }
 
@@ -231,6 +240,7 @@ pub fn json(facts: &Facts, rows: &[Row]) -> Value {
         "schema": SCHEMA,
         "date": facts.date,
         "quick": facts.quick,
+        "only": facts.only,
         "git": { "sha": facts.git_sha, "dirty": facts.git_dirty },
         "machine": { "kernel": facts.kernel, "cpu": facts.cpu, "nproc": facts.nproc },
         "rows": rows,
@@ -249,7 +259,8 @@ mod tests {
             kernel: "6.1.0".into(),
             cpu: "Some CPU".into(),
             nproc: 2,
-            quick: true,
+            quick: false,
+            only: None,
         }
     }
 
@@ -277,7 +288,8 @@ mod tests {
         let v = json(&facts(), &rows());
         assert_eq!(v["schema"], SCHEMA);
         assert_eq!(v["date"], "2026-01-02");
-        assert_eq!(v["quick"], true);
+        assert_eq!(v["quick"], false);
+        assert_eq!(v["only"], Value::Null);
         assert_eq!(v["git"]["sha"], "0123456789abcdef0123");
         assert_eq!(v["git"]["dirty"], true);
         assert_eq!(v["machine"]["kernel"], "6.1.0");
@@ -308,8 +320,21 @@ mod tests {
     }
 
     #[test]
-    fn result_file_is_date_and_short_sha() {
+    fn result_file_is_date_and_short_sha_and_names_a_partial_run() {
         assert_eq!(facts().result_name(), "2026-01-02-0123456789ab.json");
+        let quick = Facts {
+            quick: true,
+            ..facts()
+        };
+        assert_eq!(quick.result_name(), "2026-01-02-0123456789ab-quick.json");
+        let only = Facts {
+            only: Some("failover".into()),
+            ..quick
+        };
+        assert_eq!(
+            only.result_name(),
+            "2026-01-02-0123456789ab-quick-failover.json"
+        );
     }
 
     #[test]
