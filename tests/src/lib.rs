@@ -14,6 +14,7 @@ pub mod http;
 pub mod lab;
 pub mod netns;
 pub mod qemu;
+pub mod scrape;
 pub mod udp;
 pub mod vrrp;
 pub mod xdp;

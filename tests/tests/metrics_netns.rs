@@ -5,16 +5,12 @@
 mod common;
 
 use common::xlb_bin;
-use std::{
-    collections::BTreeMap,
-    io::{Read, Write},
-    net::{SocketAddr, TcpStream},
-    time::Duration,
-};
+use std::{net::SocketAddr, time::Duration};
 use xlb_testbed::{
     agent::Agent,
     http::HttpConn,
     lab::{DrLab, LabOptions},
+    scrape::{self, Samples, sample, total},
     udp::udp_ask,
 };
 
@@ -26,44 +22,9 @@ const HELD: usize = 4;
 /// Ethernet + IPv4 + UDP headers and udp_ask's 4-byte payload, as XDP sees the frame.
 const UDP_FRAME: u64 = 14 + 20 + 8 + 4;
 
-/// Samples of the scrape: `name{labels}` → value.
-fn scrape(lab: &DrLab) -> BTreeMap<String, f64> {
-    let addr: SocketAddr = LISTEN.parse().unwrap();
-    let mut stream = lab
-        .director
-        .enter(|| TcpStream::connect_timeout(&addr, TIMEOUT))
-        .unwrap()
-        .unwrap();
-    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: xlb\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut reply = String::new();
-    stream.read_to_string(&mut reply).unwrap();
-    let (head, body) = reply.split_once("\r\n\r\n").unwrap();
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    assert!(
-        body.contains("# TYPE xlb_real_connections counter"),
-        "{body}"
-    );
-    body.lines()
-        .filter(|l| !l.starts_with('#') && !l.is_empty())
-        .map(|l| {
-            let (k, v) = l.rsplit_once(' ').unwrap();
-            (k.to_string(), v.parse().unwrap())
-        })
-        .collect()
-}
-
-/// Sum of the samples of `family` whose labels contain every one of `labels`.
-fn total(samples: &BTreeMap<String, f64>, family: &str, labels: &[&str]) -> u64 {
-    samples
-        .iter()
-        .filter(|(k, _)| {
-            k.split('{').next() == Some(family) && labels.iter().all(|l| k.contains(l))
-        })
-        .map(|(_, v)| *v as u64)
-        .sum()
+/// One scrape from the director's namespace.
+fn scrape(lab: &DrLab) -> Samples {
+    scrape::scrape(&lab.director, LISTEN.parse().unwrap()).unwrap()
 }
 
 #[test]
@@ -219,19 +180,8 @@ fn scraped_counters_match_the_traffic_sent() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-/// The sample `name{labels…}` whose labels contain every one of `labels`, if any.
-fn sample(m: &BTreeMap<String, f64>, family: &str, labels: &[&str]) -> Option<f64> {
-    m.iter()
-        .find(|(k, _)| k.split('{').next() == Some(family) && labels.iter().all(|l| k.contains(l)))
-        .map(|(_, v)| *v)
-}
-
 /// Scrapes until `cond` holds (bounded), returning that scrape.
-fn scrape_until(
-    lab: &DrLab,
-    what: &str,
-    cond: impl Fn(&BTreeMap<String, f64>) -> bool,
-) -> BTreeMap<String, f64> {
+fn scrape_until(lab: &DrLab, what: &str, cond: impl Fn(&Samples) -> bool) -> Samples {
     let end = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         let m = scrape(lab);

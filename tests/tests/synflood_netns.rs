@@ -6,7 +6,8 @@
 //! flow that lost its entry would move), their entries must survive with
 //! the real they had; the reals' connection counts must come back down to
 //! what the table holds (the agent's sweep records evicted flows as gone),
-//! and the agent must say the table was full.
+//! and the agent must say the table was full, in its log and in
+//! `xlb_flows_evicted_total`.
 
 mod common;
 
@@ -25,6 +26,7 @@ use xlb_testbed::{
     http::{HttpConn, Streamer},
     lab::{DrLab, LabOptions},
     netns::Netns,
+    scrape::{self, scrape},
 };
 
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -33,6 +35,8 @@ const CONNECTIONS: usize = 30;
 const CONNTRACK_SIZE: usize = 1024;
 /// SYNs in the flood, each from its own address: 50 tables' worth.
 const FLOOD: usize = 50 * CONNTRACK_SIZE;
+/// The agent's metrics endpoint (the default address) in the director's namespace.
+const METRICS: &str = "127.0.0.1:9477";
 /// Rounds (one request on every connection) each phase waits for.
 const ROUNDS: usize = 3;
 
@@ -61,15 +65,26 @@ fn flows(pin: &Path, client: Ipv4Addr) -> (BTreeMap<u16, u32>, usize) {
     (mine, total)
 }
 
+fn conn_counts(pin: &Path, name: &str) -> Array<MapData, ConnCounts> {
+    Map::from_map_data(MapData::from_pin(pin.join(name)).unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap()
+}
+
+/// The connections the agent recorded as gone (expired or evicted), summed.
+fn gone_conns(pin: &Path) -> u64 {
+    conn_counts(pin, "REAL_CONNS_GONE")
+        .iter()
+        .map(|g| g.unwrap())
+        .map(|g| g.active.wrapping_add(g.inactive))
+        .fold(0u64, u64::wrapping_add)
+}
+
 /// The reals' live connections (counted minus gone), summed.
 fn live_conns(pin: &Path) -> u64 {
-    let array = |name: &str| -> Array<MapData, ConnCounts> {
-        Map::from_map_data(MapData::from_pin(pin.join(name)).unwrap())
-            .unwrap()
-            .try_into()
-            .unwrap()
-    };
-    let (counted, gone) = (array("REAL_CONNS"), array("REAL_CONNS_GONE"));
+    let counted = conn_counts(pin, "REAL_CONNS");
+    let gone = conn_counts(pin, "REAL_CONNS_GONE");
     counted
         .iter()
         .zip(gone.iter())
@@ -270,6 +285,22 @@ fn a_syn_flood_neither_breaks_nor_moves_established_connections() {
         agent.log().iter().any(|l| l.contains("flow table full")),
         "the agent did not report the full table: {:#?}",
         agent.log()
+    );
+    // The sweeps that brought the counts down exported what they found:
+    // every connection recorded as gone was expired or evicted, and far more
+    // were gone than the table holds.
+    let metrics = scrape(&lab.director, METRICS.parse().unwrap()).unwrap();
+    let evicted = scrape::total(&metrics, "xlb_flows_evicted_total", &[]);
+    let expired = scrape::total(&metrics, "xlb_flows_expired_total", &[]);
+    let gone = gone_conns(&lab.pin_path);
+    eprintln!("{gone} connections gone; metrics: {evicted} evicted, {expired} expired");
+    assert!(
+        gone > 2 * CONNTRACK_SIZE as u64,
+        "only {gone} connections gone"
+    );
+    assert!(
+        evicted + expired >= gone,
+        "{gone} connections recorded as gone, but the metrics count {evicted} evicted and {expired} expired"
     );
     agent.stop().unwrap();
     let _ = std::fs::remove_dir_all(dir);

@@ -74,6 +74,8 @@ struct Forwarding {
     pending: bool,
     /// Where the metrics read Maglev churn (the plane stays with the loop).
     churn: metrics::maglev::ChurnBoard,
+    /// Where the metrics read the flows each sweep removed.
+    flows: metrics::flows::FlowCounters,
 }
 
 impl Forwarding {
@@ -270,6 +272,7 @@ pub async fn run(
         desired,
         pending: false,
         churn: shared.maglev.clone(),
+        flows: shared.flows.clone(),
     };
 
     // Components (checkers, VRRP) get a clone of `events`; the loop owns the receiver.
@@ -360,8 +363,9 @@ pub async fn run(
             },
             Some(event) = inbox.recv() => r.event(event, &config),
             _ = sweep.tick() => {
-                if let Err(e) = r.fwd.plane.maintain() {
-                    warn!(error = %format!("{e:#}"), "expiring idle flows failed; will retry");
+                match r.fwd.plane.maintain() {
+                    Ok(removed) => r.fwd.flows.add(removed),
+                    Err(e) => warn!(error = %format!("{e:#}"), "expiring idle flows failed; will retry"),
                 }
             }
             _ = tick.tick() => {

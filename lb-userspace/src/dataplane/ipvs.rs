@@ -271,8 +271,8 @@ impl DataPlane for IpvsDataPlane {
     }
 
     /// The kernel expires IPVS connections itself.
-    fn maintain(&mut self) -> Result<()> {
-        Ok(())
+    fn maintain(&mut self) -> Result<super::FlowsRemoved> {
+        Ok(super::FlowsRemoved::default())
     }
 
     fn mastership(&mut self, instance: &str, master: bool) -> Result<()> {

@@ -21,6 +21,15 @@ pub use xdp::XdpDataPlane;
 use crate::config::{Real, Service};
 use std::net::IpAddr;
 
+/// Flows one maintenance pass removed from the flow table.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowsRemoved {
+    /// Idle past their state's timeout, deleted by the pass.
+    pub expired: u64,
+    /// Evicted by the full table's LRU since the last pass.
+    pub evicted: u64,
+}
+
 /// Where frames for a real server go on the wire.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NextHop {
@@ -72,8 +81,9 @@ pub trait DataPlane {
     }
 
     /// Periodic housekeeping the data plane needs from the agent (XDP:
-    /// expiring idle flows and keeping connection counts true).
-    fn maintain(&mut self) -> anyhow::Result<()>;
+    /// expiring idle flows and keeping connection counts true); returns the
+    /// flows it found gone, for metrics.
+    fn maintain(&mut self) -> anyhow::Result<FlowsRemoved>;
 
     /// A VRRP instance became Master or stopped being Master (IPVS: the
     /// sync daemon follows the instance `lvs_sync_daemon` names).

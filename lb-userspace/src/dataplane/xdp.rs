@@ -368,7 +368,7 @@ impl DataPlane for XdpDataPlane {
         self.tables.apply_changed(&mut self.ebpf, services, changed)
     }
 
-    fn maintain(&mut self) -> Result<()> {
+    fn maintain(&mut self) -> Result<super::FlowsRemoved> {
         let swept = sweep::sweep(&mut self.ebpf, &self.settings, sweep::monotonic_ns())?;
         if swept.expired > 0 {
             debug!(
@@ -386,7 +386,10 @@ impl DataPlane for XdpDataPlane {
         }
         self.tables
             .release_drained(&mut self.ebpf, &swept.reals_with_flows)?;
-        Ok(())
+        Ok(super::FlowsRemoved {
+            expired: swept.expired as u64,
+            evicted: swept.evicted,
+        })
     }
 
     fn describe(&self) -> String {

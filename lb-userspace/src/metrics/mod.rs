@@ -12,6 +12,7 @@
 
 pub mod checks;
 pub mod dataplane;
+pub mod flows;
 pub mod maglev;
 mod server;
 pub mod vrrp;
@@ -27,10 +28,12 @@ pub struct Sources {
     pub vrrp: crate::vrrp::counters::Counters,
     pub checks: checks::CheckBoard,
     pub maglev: maglev::ChurnBoard,
+    pub flows: flows::FlowCounters,
 }
 
 /// A registry with every family: the data plane's, read from the maps
-/// pinned in `pin_dir`, and VRRP's, the checkers' and Maglev churn from `sources`.
+/// pinned in `pin_dir`, and VRRP's, the checkers', Maglev churn and the
+/// sweep's removed flows from `sources`.
 pub fn registry(pin_dir: &Path, sources: &Sources) -> Registry {
     let mut registry = Registry::default();
     registry.register_collector(Box::new(dataplane::DataplaneCollector::new(pin_dir)));
@@ -41,6 +44,7 @@ pub fn registry(pin_dir: &Path, sources: &Sources) -> Registry {
     registry.register_collector(Box::new(maglev::MaglevCollector::new(
         sources.maglev.clone(),
     )));
+    registry.register_collector(Box::new(flows::FlowCollector::new(sources.flows.clone())));
     registry
 }
 
