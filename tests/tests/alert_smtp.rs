@@ -249,10 +249,7 @@ fn checker_changes_are_mailed_as_keepalived_does_and_retried_until_the_server_an
     xlb_testbed::require_root().unwrap();
     let mut lab = DrLab::build(&LabOptions {
         weights: vec![1, 1],
-        peer_xdp: Some((
-            xlb::EBPF_OBJECT_PATH.into(),
-            lb_common::PROG_PASS.to_string(),
-        )),
+        peer_xdp: common::peer_pass(),
         ..LabOptions::default()
     })
     .unwrap();

@@ -24,10 +24,7 @@ fn lab(ipv6: bool) -> DrLab {
         weights: vec![1, 2, 3],
         ipv6,
         port: 80,
-        peer_xdp: Some((
-            xlb::EBPF_OBJECT_PATH.into(),
-            lb_common::PROG_PASS.to_string(),
-        )),
+        peer_xdp: common::peer_pass(),
         ..LabOptions::default()
     })
     .unwrap()

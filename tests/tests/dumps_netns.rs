@@ -35,10 +35,7 @@ fn sigusr1_dumps_the_state_and_sigusr2_the_statistics() {
     xlb_testbed::require_root().unwrap();
     let lab = DrLab::build(&LabOptions {
         weights: vec![1, 2, 3],
-        peer_xdp: Some((
-            xlb::EBPF_OBJECT_PATH.into(),
-            lb_common::PROG_PASS.to_string(),
-        )),
+        peer_xdp: common::peer_pass(),
         ..LabOptions::default()
     })
     .unwrap();

@@ -131,10 +131,7 @@ fn a_keepalived_conf_runs_as_it_is_and_converted_to_toml_alike() {
     xlb_testbed::require_root().unwrap();
     let mut lab = DrLab::build(&LabOptions {
         weights: vec![1, 1],
-        peer_xdp: Some((
-            xlb::EBPF_OBJECT_PATH.into(),
-            lb_common::PROG_PASS.to_string(),
-        )),
+        peer_xdp: common::peer_pass(),
         ..LabOptions::default()
     })
     .unwrap();

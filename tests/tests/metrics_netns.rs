@@ -33,10 +33,7 @@ fn scraped_counters_match_the_traffic_sent() {
     let lab = DrLab::build(&LabOptions {
         weights: vec![1, 2, 3],
         udp_port: Some(53),
-        peer_xdp: Some((
-            xlb::EBPF_OBJECT_PATH.into(),
-            lb_common::PROG_PASS.to_string(),
-        )),
+        peer_xdp: common::peer_pass(),
         ..LabOptions::default()
     })
     .unwrap();
@@ -201,10 +198,7 @@ fn vrrp_checker_and_maglev_families_follow_what_happened() {
     xlb_testbed::require_root().unwrap();
     let lab = DrLab::build(&LabOptions {
         weights: vec![1, 1],
-        peer_xdp: Some((
-            xlb::EBPF_OBJECT_PATH.into(),
-            lb_common::PROG_PASS.to_string(),
-        )),
+        peer_xdp: common::peer_pass(),
         ..LabOptions::default()
     })
     .unwrap();

@@ -32,10 +32,7 @@ fn lab_with(method: LabMethod, ipv6: bool) -> DrLab {
         weights: vec![1, 2, 3],
         ipv6,
         method,
-        peer_xdp: Some((
-            xlb::EBPF_OBJECT_PATH.into(),
-            lb_common::PROG_PASS.to_string(),
-        )),
+        peer_xdp: common::peer_pass(),
         ..LabOptions::default()
     })
     .expect("build the NAT lab")

@@ -140,10 +140,7 @@ fn reload_applies_the_difference_and_an_invalid_file_changes_nothing() {
     let lab = DrLab::build(&LabOptions {
         weights: vec![1, 2, 3],
         udp_port: Some(53),
-        peer_xdp: Some((
-            xlb::EBPF_OBJECT_PATH.into(),
-            lb_common::PROG_PASS.to_string(),
-        )),
+        peer_xdp: common::peer_pass(),
         ..LabOptions::default()
     })
     .unwrap();
@@ -285,10 +282,7 @@ fn a_real_removed_by_reload_takes_no_new_connections_and_its_flows_follow_the_no
     xlb_testbed::require_root().unwrap();
     let lab = DrLab::build(&LabOptions {
         weights: vec![1, 1, 1],
-        peer_xdp: Some((
-            xlb::EBPF_OBJECT_PATH.into(),
-            lb_common::PROG_PASS.to_string(),
-        )),
+        peer_xdp: common::peer_pass(),
         ..LabOptions::default()
     })
     .unwrap();

@@ -60,10 +60,7 @@ fn sigkill_and_restart_keep_every_connection_on_its_real() {
     xlb_testbed::require_root().unwrap();
     let lab = DrLab::build(&LabOptions {
         weights: vec![1, 2, 3],
-        peer_xdp: Some((
-            xlb::EBPF_OBJECT_PATH.into(),
-            lb_common::PROG_PASS.to_string(),
-        )),
+        peer_xdp: common::peer_pass(),
         ..LabOptions::default()
     })
     .unwrap();

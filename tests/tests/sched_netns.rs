@@ -31,10 +31,7 @@ fn start_with(
     xlb_testbed::require_root().unwrap();
     let lab = DrLab::build(&LabOptions {
         weights: weights.to_vec(),
-        peer_xdp: Some((
-            xlb::EBPF_OBJECT_PATH.into(),
-            lb_common::PROG_PASS.to_string(),
-        )),
+        peer_xdp: common::peer_pass(),
         ..LabOptions::default()
     })
     .unwrap();

@@ -197,10 +197,7 @@ fn a_syn_flood_neither_breaks_nor_moves_established_connections() {
     xlb_testbed::require_root().unwrap();
     let lab = DrLab::build(&LabOptions {
         weights: vec![1, 1, 1],
-        peer_xdp: Some((
-            xlb::EBPF_OBJECT_PATH.into(),
-            lb_common::PROG_PASS.to_string(),
-        )),
+        peer_xdp: common::peer_pass(),
         ..LabOptions::default()
     })
     .unwrap();

@@ -23,10 +23,7 @@ fn lab(ipv6: bool) -> DrLab {
     DrLab::build(&LabOptions {
         weights: vec![1, 2, 3],
         ipv6,
-        peer_xdp: Some((
-            xlb::EBPF_OBJECT_PATH.into(),
-            lb_common::PROG_PASS.to_string(),
-        )),
+        peer_xdp: common::peer_pass(),
         udp_port: Some(UDP_PORT),
         ..LabOptions::default()
     })

@@ -24,10 +24,7 @@ pub fn lab(n: usize, tag: &str) -> (DrLab, PathBuf) {
     xlb_testbed::require_root().unwrap();
     let lab = DrLab::build(&LabOptions {
         weights: vec![1; n],
-        peer_xdp: Some((
-            xlb::EBPF_OBJECT_PATH.into(),
-            lb_common::PROG_PASS.to_string(),
-        )),
+        peer_xdp: crate::common::peer_pass(),
         ..LabOptions::default()
     })
     .unwrap();

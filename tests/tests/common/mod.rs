@@ -150,3 +150,12 @@ pub fn checksums_valid(frame: &[u8]) -> bool {
     let ip_ok = ethertype != ETH_IPV4 || checksum(0, &frame[14..34]) == 0;
     ip_ok && copy == frame
 }
+
+/// The lab's `peer_xdp`: xlb's pass program on the switch side of the veths,
+/// which native XDP on veth needs to deliver the director's XDP_TX frames.
+pub fn peer_pass() -> Option<(PathBuf, String)> {
+    Some((
+        xlb::EBPF_OBJECT_PATH.into(),
+        lb_common::PROG_PASS.to_string(),
+    ))
+}
