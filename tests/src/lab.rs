@@ -158,8 +158,8 @@ impl DrLab {
                  install the Debian package `ethtool`"
             );
         }
-        if let Err(e) = crate::netns::sweep_stale() {
-            eprintln!("xlb-testbed: sweeping stale namespaces failed: {e:#}");
+        if let Err(e) = crate::sweep_stale() {
+            eprintln!("xlb-testbed: sweeping what killed runs left failed: {e:#}");
         }
         let ipv6 = opts.ipv6;
         let nat = matches!(opts.method, LabMethod::Nat | LabMethod::NatOneArm);

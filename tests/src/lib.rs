@@ -14,12 +14,19 @@ pub mod http;
 pub mod lab;
 pub mod netns;
 pub mod qemu;
+pub mod run_files;
 pub mod scrape;
 pub mod udp;
 pub mod vrrp;
 pub mod xdp;
 
-pub use netns::sweep_stale;
+/// Removes what killed test runs left: their namespaces and their agents'
+/// files in /run/xlb. Returns the names removed.
+pub fn sweep_stale() -> anyhow::Result<Vec<String>> {
+    let mut removed = netns::sweep_stale()?;
+    removed.extend(run_files::sweep()?);
+    Ok(removed)
+}
 
 /// Fail clearly unless running as root (namespaces, veths and XDP need it).
 pub fn require_root() -> anyhow::Result<()> {

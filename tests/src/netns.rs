@@ -234,7 +234,7 @@ fn owner_pid(name: &str) -> Option<libc::pid_t> {
     pid.parse().ok().filter(|&p| p > 0)
 }
 
-fn pid_alive(pid: libc::pid_t) -> bool {
+pub(crate) fn pid_alive(pid: libc::pid_t) -> bool {
     // SAFETY: signal 0 only checks existence and permission.
     if unsafe { libc::kill(pid, 0) } == 0 {
         return true;
