@@ -9,7 +9,7 @@
 
 use super::{
     Progress,
-    control::rss_mib,
+    control::{REALS_PER_SERVICE, reals_ns, rss_mib},
     live::remove_pin_dir,
     report::{Row, Section},
     stats::Summary,
@@ -27,7 +27,7 @@ use std::{
     },
     time::{Duration, Instant},
 };
-use xlb_testbed::{agent::Agent, netns::Netns};
+use xlb_testbed::agent::Agent;
 
 pub struct Opts {
     /// Windows measured, each `window` long, after `warmup`.
@@ -37,14 +37,15 @@ pub struct Opts {
 }
 
 const SERVICES: u32 = 100;
-const REALS: u32 = 100;
+const REALS: u32 = REALS_PER_SERVICE;
 /// The listener of service `s` is on port `BASE_PORT + s`.
 const BASE_PORT: u16 = 10000;
 /// Longest wait for the agent to start forwarding.
 const START_LIMIT: Duration = Duration::from_secs(120);
 
-/// 10,000 TCP-checked reals; the reals themselves are unreachable (no
-/// route), which the checks ignore: they connect to `connect_ip`.
+/// 10,000 TCP-checked reals, reachable through the namespace's permanent
+/// neighbours (so they are scheduled as in production); the checks
+/// themselves connect to `connect_ip` on loopback.
 fn config(pin: &Path) -> String {
     let mut s = format!(
         "# Written by `cargo xtask bench`.\n[dataplane]\ninterfaces = [\"c0\"]\nxdp_mode = \"generic\"\n\
@@ -148,14 +149,7 @@ pub fn run(
         Section::Control,
         "checks: namespace with 100 listeners for 10,000 TCP checks",
     );
-    let ns = Netns::create("chk")?;
-    ns.run(
-        "ip",
-        &["link", "add", "c0", "type", "veth", "peer", "name", "c1"],
-    )?;
-    for dev in ["lo", "c0", "c1"] {
-        ns.run("ip", &["link", "set", dev, "up"])?;
-    }
+    let ns = reals_ns("chk", "c")?;
     let listeners = (0..SERVICES as u16)
         .map(|i| {
             let l = ns.enter(|| TcpListener::bind(("0.0.0.0", BASE_PORT + i)))??;

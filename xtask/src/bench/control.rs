@@ -256,36 +256,52 @@ pub fn rss_mib(pid: u32) -> Result<f64> {
     Ok(kib / 1024.0)
 }
 
+/// A namespace where the agent's interface `<dev>0` (with a veth peer
+/// `<dev>1`) reaches the reals 10.202.0.1 to 10.202.0.`REALS_PER_SERVICE`
+/// through permanent neighbours, so no figure waits on ARP and every real
+/// is scheduled.
+pub fn reals_ns(tag: &str, dev: &str) -> Result<Netns> {
+    let ns = Netns::create(tag)?;
+    let (agent_dev, peer_dev) = (format!("{dev}0"), format!("{dev}1"));
+    ns.run(
+        "ip",
+        &[
+            "link", "add", &agent_dev, "type", "veth", "peer", "name", &peer_dev,
+        ],
+    )?;
+    for d in ["lo", &agent_dev, &peer_dev] {
+        ns.run("ip", &["link", "set", d, "up"])?;
+    }
+    ns.run("ip", &["addr", "add", "10.202.0.254/24", "dev", &agent_dev])?;
+    let batch = std::env::temp_dir().join(format!(
+        "xlb-bench-neigh-{}-{tag}.batch",
+        std::process::id()
+    ));
+    let mut cmds = String::new();
+    for r in 1..=REALS_PER_SERVICE {
+        let _ = writeln!(
+            cmds,
+            "neigh replace 10.202.0.{r} lladdr 02:c0:00:00:00:{r:02x} dev {agent_dev} nud permanent"
+        );
+    }
+    std::fs::write(&batch, cmds)?;
+    let added = ns.run("ip", &["-batch", &batch.to_string_lossy()]);
+    let _ = std::fs::remove_file(&batch);
+    added?;
+    Ok(ns)
+}
+
 /// The apply figures for every size in `opts.apply`, in one namespace.
 fn apply(opts: &Opts, xlb: &Path, progress: &mut Progress, stop: &AtomicBool) -> Result<Vec<Row>> {
     progress.step(
         Section::Control,
         "apply: namespace with 100 reals' neighbours",
     );
-    let ns = Netns::create("ctl")?;
-    ns.run(
-        "ip",
-        &["link", "add", "a0", "type", "veth", "peer", "name", "a1"],
-    )?;
-    for dev in ["lo", "a0", "a1"] {
-        ns.run("ip", &["link", "set", dev, "up"])?;
-    }
-    ns.run("ip", &["addr", "add", "10.202.0.254/24", "dev", "a0"])?;
+    let ns = reals_ns("ctl", "a")?;
     let work = std::env::temp_dir().join(format!("xlb-bench-ctl-{}", std::process::id()));
     std::fs::create_dir_all(&work)?;
     let pin = PathBuf::from(format!("/sys/fs/bpf/xlb-bench-{}-ctl", std::process::id()));
     let result = (|| -> Result<Vec<Row>> {
-        // Permanent neighbours: the figure is the agent's work, not ARP's.
-        let batch = work.join("neigh.batch");
-        let mut cmds = String::new();
-        for r in 1..=REALS_PER_SERVICE {
-            let _ = writeln!(
-                cmds,
-                "neigh replace 10.202.0.{r} lladdr 02:c0:00:00:00:{r:02x} dev a0 nud permanent"
-            );
-        }
-        std::fs::write(&batch, cmds)?;
-        ns.run("ip", &["-batch", &batch.to_string_lossy()])?;
         let mut rows = Vec::new();
         for size in &opts.apply {
             rows.extend(apply_size(
