@@ -212,7 +212,11 @@ impl Job {
             kind if self_bounded(kind) => common.connect_timeout + MARGIN,
             _ => common.connect_timeout,
         };
-        match tokio::time::timeout(bound, probe(&self.check, &self.target, &self.env)).await {
+        // Boxed: the probe future (every checker's state, TLS included) is
+        // many kilobytes and lives only during an attempt; inline it would
+        // sit in each of thousands of idle check tasks.
+        let probe = Box::pin(probe(&self.check, &self.target, &self.env));
+        match tokio::time::timeout(bound, probe).await {
             Ok(p) => p,
             Err(_) => Probe::fail(format!(
                 "no answer from {} within {bound:?}",
