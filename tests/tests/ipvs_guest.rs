@@ -3,7 +3,8 @@
 //! service applied by `xlb run` with `kind = "ipvs"` reads back through the
 //! real ipvsadm as configured and exactly as `xlb ipvsadm` prints it; a
 //! changed config reaches the kernel by reconciling (untouched services keep
-//! their counters); and kernel IPVS schedules new connections as xlb's
+//! their counters); `xlb status`, the dumps and the Prometheus endpoint
+//! read the kernel's IPVS; and kernel IPVS schedules new connections as xlb's
 //! scheduler model predicts (rr, wrr, dh, sh, lc, wlc, mh; lc and wlc also
 //! over TCP connections opened and closed in a scripted pattern; mh with
 //! xlb's table builder at the default `maglev_table_size`, IPVS's 4093).
@@ -244,6 +245,8 @@ echo ==xlb-list-b; xlb ipvsadm -Ln
 # status and the SIGUSR1/SIGUSR2 dumps read the IPVS plane (no maps pinned).
 echo ==status-b; xlb status
 echo ==status-json-b; xlb status --json
+# The Prometheus endpoint (on by default) reads the same IPVS listing.
+echo ==metrics-b; wget -qO- http://127.0.0.1:9477/metrics
 kill -USR1 $pid; kill -USR2 $pid
 i=0
 while [ $i -lt 40 ] && ! {{ [ -s /tmp/xlb.data ] && [ -s /tmp/xlb.stats ]; }}; do
@@ -259,6 +262,7 @@ pid=$!
 wait_agent /tmp/c.log $pid || exit 1
 echo ==rules-c; ipvsadm -S -n
 echo ==fallback; grep -c "falling back to the kernel's IPVS" /tmp/c.log
+echo ==metrics-c; wget -qO- http://127.0.0.1:9477/metrics
 kill $pid; wait $pid
 cat /tmp/a.log /tmp/b.log /tmp/c.log >&2
 # Sync daemons (the agents, which had none configured, stopped any): one with
@@ -338,6 +342,7 @@ echo ==xlb-daemon; xlb ipvsadm -L --daemon
     assert_eq!(conns(&s["stats-b"]), before, "{}", s["stats-b"]);
     assert_eq!(s["ipvsadm-list-b"], s["xlb-list-b"]);
     ipvs_status_and_dumps(&s, &got_b, before[0]);
+    ipvs_metrics(&s["metrics-b"], &got_b, &before);
     // Stopping without --keep-dataplane removes every service.
     assert_eq!(
         s["after-stop"],
@@ -353,6 +358,19 @@ echo ==xlb-daemon; xlb ipvsadm -L --daemon
         out.console
     );
     assert_eq!(s["fallback"], "1\n", "{}", out.console);
+    // The metrics follow the plane that started, not `kind = "auto"`'s first choice.
+    let metrics_c = &s["metrics-c"];
+    assert!(
+        metrics_c.contains("\nxlb_dataplane_up{} 1\n"),
+        "{metrics_c}"
+    );
+    assert!(
+        metrics_c.contains(
+            "\nxlb_real_weight{protocol=\"TCP\",vip=\"10.50.0.1\",port=\"80\",real=\"10.50.0.2\",real_port=\"80\"} 1\n"
+        ),
+        "{metrics_c}"
+    );
+    assert!(!metrics_c.contains("xlb_xdp_"), "{metrics_c}");
     assert!(
         s["ipvsadm-daemon"].lines().count() == 2 && s["xlb-daemon"] == s["ipvsadm-daemon"],
         "--- ipvsadm ---\n{}--- xlb ipvsadm ---\n{}",
@@ -412,6 +430,58 @@ fn ipvs_status_and_dumps(s: &BTreeMap<String, String>, rules: &BTreeSet<String>,
         "{stats}"
     );
     assert!(!stats.contains(" XDP: "), "{stats}");
+}
+
+/// The metrics of the agent running config B come from the kernel's IPVS:
+/// up, a series per service and destination of `rules` (`ipvsadm -S`), none
+/// twice, the UDP service's connections as `ipvsadm --stats` counted them
+/// (`conns`: the service's, then its two reals'), and no XDP families.
+fn ipvs_metrics(text: &str, rules: &BTreeSet<String>, conns: &[u64]) {
+    assert!(text.contains("\nxlb_dataplane_up{} 1\n"), "{text}");
+    let samples: Vec<(&str, u64)> = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit_once(' '))
+        .map(|(series, v)| (series, v.parse().unwrap()))
+        .collect();
+    let series: BTreeSet<&str> = samples.iter().map(|(s, _)| *s).collect();
+    assert_eq!(series.len(), samples.len(), "a series twice\n{text}");
+    let family = |name: &str| -> Vec<(&str, u64)> {
+        samples
+            .iter()
+            .filter(|(s, _)| s.strip_prefix(name).is_some_and(|l| l.starts_with('{')))
+            .copied()
+            .collect()
+    };
+    let services = rules.iter().filter(|r| r.starts_with("-A ")).count();
+    let dests = rules.iter().filter(|r| r.starts_with("-a ")).count();
+    assert_eq!(
+        (
+            family("xlb_service_connections_total").len(),
+            family("xlb_real_weight").len()
+        ),
+        (services, dests),
+        "{text}"
+    );
+    let udp = r#"{protocol="UDP",vip="10.30.0.1",port="80""#;
+    let service: Vec<u64> = family("xlb_service_connections_total")
+        .iter()
+        .filter(|(s, _)| s.ends_with(&format!("{udp}}}")))
+        .map(|(_, v)| *v)
+        .collect();
+    let reals: Vec<u64> = family("xlb_real_connections_total")
+        .iter()
+        .filter(|(s, _)| s.contains(&format!("{udp},real=")))
+        .map(|(_, v)| *v)
+        .collect();
+    assert_eq!(service, [conns[0]], "{text}");
+    // ipvsadm lists destinations in the kernel's order, the metrics by address.
+    let (mut reals, mut want) = (reals, conns[1..].to_vec());
+    reals.sort_unstable();
+    want.sort_unstable();
+    assert_eq!(reals, want, "{text}");
+    assert!(!text.contains("xlb_xdp_"), "{text}");
+    assert!(!text.contains("xlb_map_"), "{text}");
 }
 
 const DIFFERENTIAL: [&str; 7] = ["rr", "wrr", "dh", "sh", "lc", "wlc", "mh"];

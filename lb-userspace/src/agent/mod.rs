@@ -260,7 +260,11 @@ pub async fn run(
                 ));
             }
         };
-        let registry = Arc::new(metrics::registry(&config.dataplane.pin_path, &shared));
+        let registry = Arc::new(metrics::registry(
+            plane.plane(),
+            &config.dataplane.pin_path,
+            &shared,
+        ));
         tokio::spawn(metrics::serve(listener, registry));
         info!(%addr, "metrics endpoint listening");
     }

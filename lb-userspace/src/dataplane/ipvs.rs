@@ -293,6 +293,10 @@ impl DataPlane for IpvsDataPlane {
         "kernel IPVS (generic netlink)".to_string()
     }
 
+    fn plane(&self) -> crate::status::Plane {
+        crate::status::Plane::Ipvs
+    }
+
     fn snapshot(&mut self, _detail: crate::status::Detail) -> Result<crate::status::Snapshot> {
         // The kernel's dump carries every part (persistence counts included) at once.
         crate::ipvs::snapshot::read(&mut self.ipvs)

@@ -106,6 +106,10 @@ pub trait DataPlane {
     /// One line for the log: what forwards and where.
     fn describe(&self) -> String;
 
+    /// Which data plane this is (with `kind = "auto"`, the one that started),
+    /// so the metrics read it where it keeps its state.
+    fn plane(&self) -> crate::status::Plane;
+
     /// What the data plane holds now (services, reals, counters), for the
     /// SIGUSR1/SIGUSR2 dumps; `detail` chooses the costly parts.
     fn snapshot(

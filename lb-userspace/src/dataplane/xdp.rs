@@ -400,6 +400,10 @@ impl DataPlane for XdpDataPlane {
         format!("XDP on {}", attached.join(", "))
     }
 
+    fn plane(&self) -> crate::status::Plane {
+        crate::status::Plane::Xdp
+    }
+
     fn snapshot(&mut self, detail: crate::status::Detail) -> Result<crate::status::Snapshot> {
         crate::status::Snapshot::read(&self.pin_dir, detail)
     }

@@ -19,6 +19,7 @@ pub mod vrrp;
 
 pub use server::serve;
 
+use crate::status::Plane;
 use prometheus_client::registry::Registry;
 use std::path::Path;
 
@@ -31,12 +32,13 @@ pub struct Sources {
     pub flows: flows::FlowCounters,
 }
 
-/// A registry with every family: the data plane's, read from the maps
-/// pinned in `pin_dir`, and VRRP's, the checkers', Maglev churn and the
-/// sweep's removed flows from `sources`.
-pub fn registry(pin_dir: &Path, sources: &Sources) -> Registry {
+/// A registry with every family: the data plane's, read where `plane`
+/// keeps its state (XDP: the maps pinned in `pin_dir`; IPVS: the kernel),
+/// and VRRP's, the checkers', Maglev churn and the sweep's removed flows
+/// from `sources`.
+pub fn registry(plane: Plane, pin_dir: &Path, sources: &Sources) -> Registry {
     let mut registry = Registry::default();
-    registry.register_collector(Box::new(dataplane::DataplaneCollector::new(pin_dir)));
+    registry.register_collector(Box::new(dataplane::DataplaneCollector::new(plane, pin_dir)));
     registry.register_collector(Box::new(vrrp::VrrpCollector::new(sources.vrrp.clone())));
     registry.register_collector(Box::new(checks::CheckCollector::new(
         sources.checks.clone(),
