@@ -8,7 +8,7 @@
 use crate::status::{Detail, Plane, RealStatus, ServiceStatus, Snapshot};
 use prometheus_client::{
     collector::Collector,
-    encoding::{DescriptorEncoder, EncodeMetric},
+    encoding::{DescriptorEncoder, EncodeMetric, MetricEncoder},
     metrics::{MetricType, counter::ConstCounter, gauge::ConstGauge},
 };
 use std::path::{Path, PathBuf};
@@ -61,13 +61,19 @@ pub(super) fn family(
     kind: MetricType,
     samples: &[(Labels, u64)],
 ) -> Result<(), std::fmt::Error> {
+    let value = |sample: MetricEncoder, value: u64| match kind {
+        MetricType::Counter => ConstCounter::new(value).encode(sample),
+        _ => ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX)).encode(sample),
+    };
     let mut metric = encoder.encode_descriptor(name, help, None, kind)?;
-    for (labels, value) in samples {
-        let sample = metric.encode_family(labels)?;
-        match kind {
-            MetricType::Counter => ConstCounter::new(*value).encode(sample)?,
-            _ => ConstGauge::new(i64::try_from(*value).unwrap_or(i64::MAX)).encode(sample)?,
-        }
+    // A lone unlabelled sample is written `name value`, not `name{} value`.
+    if let [(labels, v)] = samples
+        && labels.is_empty()
+    {
+        return value(metric, *v);
+    }
+    for (labels, v) in samples {
+        value(metric.encode_family(labels)?, *v)?;
     }
     Ok(())
 }
@@ -362,7 +368,7 @@ mod tests {
     fn ipvs_gives_services_and_reals_without_xdp_families() {
         let text = render(Fixed(Some(snapshot(Plane::Ipvs))));
         for line in [
-            "xlb_dataplane_up{} 1".to_string(),
+            "xlb_dataplane_up 1".to_string(),
             format!("xlb_real_connections_total{TCP_REAL} 7"),
             format!("xlb_real_packets_total{TCP_REAL} 70"),
             format!("xlb_real_weight{TCP_REAL} 2"),
@@ -393,11 +399,11 @@ mod tests {
     #[test]
     fn an_unreadable_plane_is_down_with_nothing_else() {
         let text = render(Fixed(None));
-        assert!(text.contains("\nxlb_dataplane_up{} 0\n"), "{text}");
+        assert!(text.contains("\nxlb_dataplane_up 0\n"), "{text}");
         assert!(!text.contains("xlb_real_"), "{text}");
         // The XDP source reads the pin directory it was given.
         let dir = Path::new("/nonexistent/xlb-metrics-test");
         let text = render(DataplaneCollector::new(Plane::Xdp, dir));
-        assert!(text.contains("\nxlb_dataplane_up{} 0\n"), "{text}");
+        assert!(text.contains("\nxlb_dataplane_up 0\n"), "{text}");
     }
 }

@@ -3,11 +3,10 @@
 //! was full, as in a SYN flood). The agent loop adds each sweep's counts
 //! here; the collector reads them at scrape time.
 
+use super::dataplane::family;
 use crate::dataplane::FlowsRemoved;
 use prometheus_client::{
-    collector::Collector,
-    encoding::{DescriptorEncoder, EncodeMetric},
-    metrics::{MetricType::Counter, counter::ConstCounter},
+    collector::Collector, encoding::DescriptorEncoder, metrics::MetricType::Counter,
 };
 use std::sync::{
     Arc,
@@ -59,8 +58,7 @@ impl Collector for FlowCollector {
             ),
         ];
         for (name, help, value) in families {
-            let metric = encoder.encode_descriptor(name, help, None, Counter)?;
-            ConstCounter::new(value).encode(metric)?;
+            family(&mut encoder, name, help, Counter, &[(Vec::new(), value)])?;
         }
         Ok(())
     }
