@@ -210,9 +210,29 @@ impl FailoverLab {
     }
 
     /// Records the VRRP adverts the Backup (director 1) hears on `eth0`, for
-    /// at most `limit`; start it before the Master is taken away.
-    pub fn watch_adverts(&self, limit: Duration) -> Result<AdvertWatch> {
-        AdvertWatch::start(self.director(1), "eth0", limit)
+    /// at most `limit`. Returns once it has heard the Master (director 0)
+    /// once, so that whenever the Master goes from then on, its last advert
+    /// is on record (at v2 1 s, probing alone can take less than an interval).
+    pub fn watch_adverts(
+        &self,
+        vrrp: Vrrp,
+        limit: Duration,
+        cancel: &AtomicBool,
+    ) -> Result<AdvertWatch> {
+        let watch = AdvertWatch::start(self.director(1), "eth0", limit)?;
+        let master = self.address(0);
+        self.wait_for(
+            "an advert from the Master",
+            vrrp.takeover_limit(),
+            cancel,
+            || {
+                watch
+                    .heard()
+                    .iter()
+                    .any(|h| IpAddr::V4(h.advert.src) == master)
+            },
+        )?;
+        Ok(watch)
     }
 
     /// Name of director `index` as a reply shows it (keepalived's stand-in servers).

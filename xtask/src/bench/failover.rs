@@ -288,7 +288,7 @@ fn measure(
         Vec::new()
     };
     let limit = Duration::from_secs(10) + case.vrrp.takeover_limit();
-    let adverts = fl.watch_adverts(limit)?;
+    let adverts = fl.watch_adverts(case.vrrp, limit, stop)?;
     let probe = Prober::start(&fl.lab.client, fl.probe_target(), limit)?;
     fl.wait_for("steady probe replies", Duration::from_secs(5), stop, || {
         probe.replies() >= STEADY

@@ -47,7 +47,7 @@ pub fn run(opts: &Opts, xlb: &Path, object: &Path, stop: &AtomicBool) -> Result<
     let held = failover::hold(&fl.lab.client, vip, opts.connections)?;
     // Long enough for every request to time out and the takeover after.
     let limit = (PACE + REQUEST_TIMEOUT) * opts.requests + opts.vrrp.takeover_limit();
-    let adverts = fl.watch_adverts(limit)?;
+    let adverts = fl.watch_adverts(opts.vrrp, limit, stop)?;
     let probe = Prober::start(&fl.lab.client, fl.probe_target(), limit)?;
 
     let half = opts.requests / 2;
@@ -89,7 +89,7 @@ pub fn run(opts: &Opts, xlb: &Path, object: &Path, stop: &AtomicBool) -> Result<
     let after_advert =
         match failover::after_advert(&heard, fl.address(0), opts.how, failed_at, outage.resumed) {
             Some(d) => format!(
-                "{:.0} ms after its {} advert (RFC: {:.0})",
+                "{:.0} ms after the Master's {} advert (RFC wait {:.0} ms)",
                 d.as_secs_f64() * 1e3,
                 match opts.how {
                     Stop::Kill => "last",
@@ -97,7 +97,7 @@ pub fn run(opts: &Opts, xlb: &Path, object: &Path, stop: &AtomicBool) -> Result<
                 },
                 opts.vrrp.expected_after_advert(opts.how).as_secs_f64() * 1e3
             ),
-            None => "its last advert unheard".to_string(),
+            None => "the Master's last advert unheard".to_string(),
         };
     let dist: Vec<String> = seen.iter().map(|(k, v)| format!("{k}={v}")).collect();
     eprintln!(
