@@ -210,29 +210,17 @@ impl FailoverLab {
     }
 
     /// Records the VRRP adverts the Backup (director 1) hears on `eth0`, for
-    /// at most `limit`. Returns once it has heard the Master (director 0)
-    /// once, so that whenever the Master goes from then on, its last advert
-    /// is on record (at v2 1 s, probing alone can take less than an interval).
-    pub fn watch_adverts(
-        &self,
-        vrrp: Vrrp,
-        limit: Duration,
-        cancel: &AtomicBool,
-    ) -> Result<AdvertWatch> {
-        let watch = AdvertWatch::start(self.director(1), "eth0", limit)?;
-        let master = self.address(0);
-        self.wait_for(
-            "an advert from the Master",
-            vrrp.takeover_limit(),
-            cancel,
-            || {
-                watch
-                    .heard()
-                    .iter()
-                    .any(|h| IpAddr::V4(h.advert.src) == master)
-            },
-        )?;
-        Ok(watch)
+    /// at most `limit`. Start it before the pair: then the Master's last
+    /// advert is on record whenever it goes, and waiting to hear it first
+    /// does not tie the moment it goes to its advert cycle.
+    pub fn watch_adverts(&self, limit: Duration) -> Result<AdvertWatch> {
+        AdvertWatch::start(self.director(1), "eth0", limit)
+    }
+
+    /// A bound for a watcher started before [`FailoverLab::start_pair`]: two
+    /// agent starts, the settling, the failover and its takeover.
+    pub fn watch_limit(vrrp: Vrrp) -> Duration {
+        Duration::from_secs(120) + vrrp.takeover_limit() * 3
     }
 
     /// Name of director `index` as a reply shows it (keepalived's stand-in servers).

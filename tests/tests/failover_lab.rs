@@ -24,12 +24,10 @@ const HELD: usize = 20;
 
 fn fail_over(fl: &FailoverLab, how: Stop) {
     let never = AtomicBool::new(false);
+    let adverts = fl.watch_adverts(FailoverLab::watch_limit(V3)).unwrap();
     let mut pair = fl.start_pair(Daemon::Xlb, V3, &xlb_bin(), &never).unwrap();
     assert!(fl.holds_vip(0) && !fl.holds_vip(1));
     let held = failover::hold(&fl.lab.client, fl.lab.vip_socket(), HELD).unwrap();
-    let adverts = fl
-        .watch_adverts(V3, Duration::from_secs(60), &never)
-        .unwrap();
     let probe = Prober::start(&fl.lab.client, fl.probe_target(), Duration::from_secs(60)).unwrap();
     fl.wait_for("probe replies", Duration::from_secs(10), &never, || {
         probe.replies() >= 10

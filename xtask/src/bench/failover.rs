@@ -22,6 +22,7 @@ use std::{
     sync::atomic::{AtomicBool, Ordering},
     time::{Duration, Instant},
 };
+use xlb_testbed::advert_watch::AdvertWatch;
 use xlb_testbed::failover::{
     self, BACKUP_PRIORITY, Daemon, FailoverLab, PROBE_EVERY, Pair, Prober, Stop, Vrrp,
 };
@@ -267,8 +268,11 @@ fn one_run(
     connections: usize,
     stop: &AtomicBool,
 ) -> Result<Run> {
+    // Before the pair, so the Master's last advert is on record wherever
+    // in its cycle it goes.
+    let adverts = fl.watch_adverts(FailoverLab::watch_limit(case.vrrp))?;
     let mut pair = fl.start_pair(case.daemon, case.vrrp, xlb, stop)?;
-    let result = measure(fl, &mut pair, case, connections, stop);
+    let result = measure(fl, &mut pair, adverts, case, connections, stop);
     let cleared = fl.clear(pair.backup).and_then(|()| fl.clear(pair.master));
     let got = result?;
     cleared?;
@@ -278,6 +282,7 @@ fn one_run(
 fn measure(
     fl: &FailoverLab,
     pair: &mut Pair,
+    adverts: AdvertWatch,
     case: Case,
     connections: usize,
     stop: &AtomicBool,
@@ -288,7 +293,6 @@ fn measure(
         Vec::new()
     };
     let limit = Duration::from_secs(10) + case.vrrp.takeover_limit();
-    let adverts = fl.watch_adverts(case.vrrp, limit, stop)?;
     let probe = Prober::start(&fl.lab.client, fl.probe_target(), limit)?;
     fl.wait_for("steady probe replies", Duration::from_secs(5), stop, || {
         probe.replies() >= STEADY

@@ -42,12 +42,11 @@ pub fn run(opts: &Opts, xlb: &Path, object: &Path, stop: &AtomicBool) -> Result<
         "lab: VRRP{}: Master (priority {MASTER_PRIORITY}) in {m}, Backup ({BACKUP_PRIORITY}) in {b}",
         opts.vrrp.label()
     );
+    let adverts = fl.watch_adverts(FailoverLab::watch_limit(opts.vrrp) + limit_of(opts))?;
     let mut pair = fl.start_pair(Daemon::Xlb, opts.vrrp, xlb, stop)?;
     let vip = fl.lab.vip_socket();
     let held = failover::hold(&fl.lab.client, vip, opts.connections)?;
-    // Long enough for every request to time out and the takeover after.
-    let limit = (PACE + REQUEST_TIMEOUT) * opts.requests + opts.vrrp.takeover_limit();
-    let adverts = fl.watch_adverts(opts.vrrp, limit, stop)?;
+    let limit = limit_of(opts);
     let probe = Prober::start(&fl.lab.client, fl.probe_target(), limit)?;
 
     let half = opts.requests / 2;
@@ -123,6 +122,11 @@ pub fn run(opts: &Opts, xlb: &Path, object: &Path, stop: &AtomicBool) -> Result<
     fl.clear(pair.backup)?;
     fl.clear(pair.master)?;
     Ok(())
+}
+
+/// How long the requests may take: every one timing out, and the takeover after.
+fn limit_of(opts: &Opts) -> Duration {
+    (PACE + REQUEST_TIMEOUT) * opts.requests + opts.vrrp.takeover_limit()
 }
 
 fn describe(how: Stop) -> &'static str {
