@@ -10,6 +10,7 @@
 //! compared with xlb's.
 
 use crate::{
+    advert_watch::{self, AdvertWatch, Heard},
     agent::Agent,
     http::{HttpConn, HttpServer, serve_name},
     lab::{DrLab, LabMethod, LabOptions},
@@ -52,6 +53,43 @@ impl Vrrp {
     /// Master_Down_Interval (3 intervals + skew) with room for slow starts.
     pub fn takeover_limit(&self) -> Duration {
         Duration::from_secs_f64(4.0 * self.advert_int + 10.0)
+    }
+
+    /// Skew_Time of a Backup with `priority`: (256 − Priority)/256 s for
+    /// v2; for v3 the same share of the interval, which the wire carries in
+    /// centiseconds (so it is rounded to them first, as both daemons do).
+    pub fn skew(&self, priority: u8) -> Duration {
+        let share = 256 - u32::from(priority);
+        let base = if self.version == 2 {
+            Duration::from_secs(1)
+        } else {
+            self.interval()
+        };
+        base * share / 256
+    }
+
+    /// Master_Down_Interval = 3 × Advertisement_Interval + Skew_Time.
+    pub fn master_down_interval(&self, priority: u8) -> Duration {
+        self.interval() * 3 + self.skew(priority)
+    }
+
+    /// What the RFC lets the Backup wait between the Master's last advert
+    /// and taking over: Master_Down_Interval after a silent death, Skew_Time
+    /// after a priority-0 advert.
+    pub fn expected_after_advert(&self, how: Stop) -> Duration {
+        match how {
+            Stop::Kill => self.master_down_interval(BACKUP_PRIORITY),
+            Stop::Term => self.skew(BACKUP_PRIORITY),
+        }
+    }
+
+    /// The advert interval as sent: whole seconds for v2, centiseconds for v3.
+    fn interval(&self) -> Duration {
+        if self.version == 2 {
+            Duration::from_secs(self.advert_int.round() as u64)
+        } else {
+            Duration::from_millis((self.advert_int * 100.0).round() as u64 * 10)
+        }
     }
 
     /// `v3 100 ms`, `v2 1 s`.
@@ -161,6 +199,28 @@ impl FailoverLab {
             0 => self.lab.director_peer_if(),
             i => &self.lab.standby[i - 1].port,
         }
+    }
+
+    /// Director `index`'s address on `eth0`, which its adverts come from.
+    pub fn address(&self, index: usize) -> IpAddr {
+        match index {
+            0 => self.lab.director_addr,
+            i => self.lab.standby[i - 1].addr,
+        }
+    }
+
+    /// Records the VRRP adverts the Backup (director 1) hears on `eth0`, for
+    /// at most `limit`. Start it before the pair: then the Master's last
+    /// advert is on record whenever it goes, and waiting to hear it first
+    /// does not tie the moment it goes to its advert cycle.
+    pub fn watch_adverts(&self, limit: Duration) -> Result<AdvertWatch> {
+        AdvertWatch::start(self.director(1), "eth0", limit)
+    }
+
+    /// A bound for a watcher started before [`FailoverLab::start_pair`]: two
+    /// agent starts, the settling, the failover and its takeover.
+    pub fn watch_limit(vrrp: Vrrp) -> Duration {
+        Duration::from_secs(120) + vrrp.takeover_limit() * 3
     }
 
     /// Name of director `index` as a reply shows it (keepalived's stand-in servers).
@@ -509,6 +569,8 @@ pub struct Outage {
     pub stopped: Duration,
     /// From the Master going away to the reply that ended that silence.
     pub resumed_after: Duration,
+    /// When that reply arrived: traffic back.
+    pub resumed: Instant,
 }
 
 /// The outage in `replies` (arrival times, in order) around `at`; `None`
@@ -522,7 +584,31 @@ pub fn outage(replies: &[Instant], at: Instant) -> Option<Outage> {
     Some(Outage {
         stopped: gap,
         resumed_after: end - at,
+        resumed: end,
     })
+}
+
+/// From the old Master's advert that set the Backup's takeover going to
+/// traffic back (`resumed`), as the Backup heard the adverts (`heard`):
+/// - SIGKILL: its last advert. The link was cut at `at`, so nothing from it
+///   arrives later; any advert recorded before `resumed` counts, which keeps
+///   one that crossed the wire just before the cut but was timestamped just
+///   after `at`.
+/// - SIGTERM: its first priority-0 advert after `at`.
+///
+/// `None` when that advert was not heard.
+pub fn after_advert(
+    heard: &[Heard],
+    master: IpAddr,
+    how: Stop,
+    at: Instant,
+    resumed: Instant,
+) -> Option<Duration> {
+    let advert = match how {
+        Stop::Kill => advert_watch::last_advert(heard, master, resumed),
+        Stop::Term => advert_watch::leaving_advert(heard, master, at),
+    }?;
+    resumed.checked_duration_since(advert)
 }
 
 /// Opens `n` keep-alive HTTP connections to the VIP and asks once on each.
@@ -567,6 +653,7 @@ mod tests {
         let o = outage(&replies, at(25)).unwrap();
         assert_eq!(o.stopped, Duration::from_millis(320));
         assert_eq!(o.resumed_after, Duration::from_millis(315));
+        assert_eq!(o.resumed, at(340));
         // A silence before the event does not count.
         let replies = [at(0), at(500), at(510), at(600)];
         let o = outage(&replies, at(505)).unwrap();
@@ -580,6 +667,75 @@ mod tests {
         let ms = |n: u64| t0 + Duration::from_millis(n);
         assert_eq!(outage(&[ms(0), ms(10)], ms(20)), None);
         assert_eq!(outage(&[ms(30), ms(40)], ms(20)), None);
+    }
+
+    #[test]
+    fn expected_waits_are_the_rfc_timers_for_the_backup() {
+        let v3 = Vrrp {
+            version: 3,
+            advert_int: 0.1,
+        };
+        // (256 − 100) × 100 ms / 256 = 60.9375 ms.
+        assert_eq!(v3.skew(BACKUP_PRIORITY), Duration::from_nanos(60_937_500));
+        assert_eq!(
+            v3.expected_after_advert(Stop::Kill),
+            Duration::from_nanos(360_937_500)
+        );
+        assert_eq!(
+            v3.expected_after_advert(Stop::Term),
+            Duration::from_nanos(60_937_500)
+        );
+        let v2 = Vrrp {
+            version: 2,
+            advert_int: 1.0,
+        };
+        assert_eq!(
+            v2.expected_after_advert(Stop::Kill),
+            Duration::from_nanos(3_609_375_000)
+        );
+        assert_eq!(
+            v2.expected_after_advert(Stop::Term),
+            Duration::from_nanos(609_375_000)
+        );
+        // v3 carries centiseconds: 0.123 s is sent as 12 cs.
+        let odd = Vrrp {
+            version: 3,
+            advert_int: 0.123,
+        };
+        assert_eq!(odd.master_down_interval(128), Duration::from_millis(420));
+    }
+
+    #[test]
+    fn after_advert_starts_at_the_advert_that_set_the_takeover_going() {
+        use crate::advert_watch::Advert;
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        let master = std::net::Ipv4Addr::new(10, 250, 0, 2);
+        let from = |at, priority| Heard {
+            at,
+            advert: Advert {
+                src: master,
+                version: 3,
+                vrid: VRID,
+                priority,
+            },
+        };
+        let m = IpAddr::V4(master);
+        // Killed at 250 ms: adverts at 0, 100, 200, one stamped just after the cut.
+        let killed = [from(ms(0), 150), from(ms(100), 150), from(ms(252), 150)];
+        assert_eq!(
+            after_advert(&killed, m, Stop::Kill, ms(250), ms(640)),
+            Some(Duration::from_millis(388))
+        );
+        // Stopped at 250 ms: the priority-0 advert at 255 ms.
+        let stopped = [from(ms(200), 150), from(ms(255), 0)];
+        assert_eq!(
+            after_advert(&stopped, m, Stop::Term, ms(250), ms(330)),
+            Some(Duration::from_millis(75))
+        );
+        // Never heard: nothing to measure from.
+        assert_eq!(after_advert(&killed, m, Stop::Term, ms(250), ms(640)), None);
+        assert_eq!(after_advert(&[], m, Stop::Kill, ms(250), ms(640)), None);
     }
 
     #[test]

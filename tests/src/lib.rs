@@ -6,6 +6,7 @@
 //! Everything lives in namespaces this process creates and deletes, or inside
 //! guests; nothing touches the root namespace's interfaces, routes or sysctls.
 
+pub mod advert_watch;
 pub mod agent;
 pub mod capture;
 pub mod failover;

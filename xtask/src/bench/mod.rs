@@ -101,7 +101,8 @@ impl Plan {
                     },
                 },
                 failover: failover::Opts {
-                    runs: 3,
+                    runs_v3: 5,
+                    runs_v2: 3,
                     quick: true,
                     connections: 100,
                 },
@@ -151,7 +152,8 @@ impl Plan {
                     },
                 },
                 failover: failover::Opts {
-                    runs: 3,
+                    runs_v3: 5,
+                    runs_v2: 3,
                     quick: false,
                     connections: 100,
                 },

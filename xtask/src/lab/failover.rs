@@ -2,7 +2,9 @@
 //! DR lab (mh, so both pick the same real for a flow), 100 held connections
 //! and a stream of new ones from the client, and the Master taken away
 //! half-way. The summary says how many requests failed, how long UDP probes
-//! every 10 ms went unanswered, and how many held connections survived.
+//! every 10 ms went unanswered, how long after the Master's last advert (or
+//! priority-0 advert) they were answered again, and how many held
+//! connections survived.
 
 use anyhow::{Result, bail};
 use std::{
@@ -40,11 +42,11 @@ pub fn run(opts: &Opts, xlb: &Path, object: &Path, stop: &AtomicBool) -> Result<
         "lab: VRRP{}: Master (priority {MASTER_PRIORITY}) in {m}, Backup ({BACKUP_PRIORITY}) in {b}",
         opts.vrrp.label()
     );
+    let adverts = fl.watch_adverts(FailoverLab::watch_limit(opts.vrrp) + limit_of(opts))?;
     let mut pair = fl.start_pair(Daemon::Xlb, opts.vrrp, xlb, stop)?;
     let vip = fl.lab.vip_socket();
     let held = failover::hold(&fl.lab.client, vip, opts.connections)?;
-    // Long enough for every request to time out and the takeover after.
-    let limit = (PACE + REQUEST_TIMEOUT) * opts.requests + opts.vrrp.takeover_limit();
+    let limit = limit_of(opts);
     let probe = Prober::start(&fl.lab.client, fl.probe_target(), limit)?;
 
     let half = opts.requests / 2;
@@ -77,11 +79,25 @@ pub fn run(opts: &Opts, xlb: &Path, object: &Path, stop: &AtomicBool) -> Result<
     let failed_at = failed_at.expect("at least two requests");
     fl.wait_takeover(&probe, opts.vrrp, stop)?;
     let (sent, replies) = probe.finish()?;
+    let heard = adverts.finish();
     let survived = failover::survivors(held);
     let times: Vec<Instant> = replies.iter().map(|r| r.0).collect();
     let Some(outage) = failover::outage(&times, failed_at) else {
         bail!("no UDP probe was answered on both sides of the failover ({sent} sent)");
     };
+    let after_advert =
+        match failover::after_advert(&heard, fl.address(0), opts.how, failed_at, outage.resumed) {
+            Some(d) => format!(
+                "{:.0} ms after the Master's {} advert (RFC wait {:.0} ms)",
+                d.as_secs_f64() * 1e3,
+                match opts.how {
+                    Stop::Kill => "last",
+                    Stop::Term => "priority-0",
+                },
+                opts.vrrp.expected_after_advert(opts.how).as_secs_f64() * 1e3
+            ),
+            None => "the Master's last advert unheard".to_string(),
+        };
     let dist: Vec<String> = seen.iter().map(|(k, v)| format!("{k}={v}")).collect();
     eprintln!(
         "lab: {} of {sent} UDP probes answered; requests by real: {}",
@@ -90,7 +106,8 @@ pub fn run(opts: &Opts, xlb: &Path, object: &Path, stop: &AtomicBool) -> Result<
     );
     println!(
         "lab: failover ({} of the Master at request {}): {}/{} requests ok, {failed} failed; \
-         traffic stopped {:.0} ms (UDP probe every {} ms), back {:.0} ms after the {}; \
+         traffic stopped {:.0} ms (UDP probe every {} ms), back {:.0} ms after the {}, \
+         {after_advert}; \
          {survived}/{} held connections survived; Master now {b}",
         describe(opts.how),
         half + 1,
@@ -105,6 +122,11 @@ pub fn run(opts: &Opts, xlb: &Path, object: &Path, stop: &AtomicBool) -> Result<
     fl.clear(pair.backup)?;
     fl.clear(pair.master)?;
     Ok(())
+}
+
+/// How long the requests may take: every one timing out, and the takeover after.
+fn limit_of(opts: &Opts) -> Duration {
+    (PACE + REQUEST_TIMEOUT) * opts.requests + opts.vrrp.takeover_limit()
 }
 
 fn describe(how: Stop) -> &'static str {
