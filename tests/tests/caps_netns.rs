@@ -56,8 +56,7 @@ fn start(lab: &DrLab, config: &Path, caps: &[String]) -> anyhow::Result<Agent> {
 fn the_units_capabilities_are_enough_and_each_required_one_is_needed() {
     xlb_testbed::require_root().unwrap();
     let lab = DrLab::build(&LabOptions::default()).unwrap();
-    let dir = std::env::temp_dir().join(format!("xlb-test-{}-caps", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::test_dir("caps");
     let config = dir.join("xlb.toml");
     std::fs::write(
         &config,

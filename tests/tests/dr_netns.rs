@@ -42,12 +42,6 @@ fn write_config(lab: &DrLab, dir: &Path, mode: &str) -> PathBuf {
     path
 }
 
-fn tmp(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("xlb-test-{}-{tag}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
 fn bpftool_dump(lab: &DrLab, map: &str) -> serde_json::Value {
     let out = Command::new("bpftool")
         .args([
@@ -77,7 +71,7 @@ fn xdp_attached(lab: &DrLab) -> bool {
 #[test]
 fn connections_through_the_vip_reach_every_real_and_stay_put() {
     let lab = lab(false);
-    let dir = tmp("v4");
+    let dir = common::test_dir("v4");
     let config = write_config(&lab, &dir, "native");
     let agent = Agent::start(&lab.director, &xlb_bin(), &config).unwrap();
     assert!(xdp_attached(&lab));
@@ -213,7 +207,7 @@ fn connections_through_the_vip_reach_every_real_and_stay_put() {
 #[test]
 fn ipv6_in_generic_mode_with_kernel_logs() {
     let lab = lab(true);
-    let dir = tmp("v6");
+    let dir = common::test_dir("v6");
     let config = write_config(&lab, &dir, "generic");
     let agent = Agent::start_with(
         &lab.director,
@@ -254,7 +248,7 @@ fn ipv6_in_generic_mode_with_kernel_logs() {
 #[test]
 fn keep_dataplane_leaves_forwarding_running_and_the_next_agent_takes_over() {
     let lab = lab(false);
-    let dir = tmp("keep");
+    let dir = common::test_dir("keep");
     let config = write_config(&lab, &dir, "native");
     let mut child = lab
         .director

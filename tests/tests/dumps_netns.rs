@@ -39,8 +39,7 @@ fn sigusr1_dumps_the_state_and_sigusr2_the_statistics() {
         ..LabOptions::default()
     })
     .unwrap();
-    let dir = std::env::temp_dir().join(format!("xlb-test-{}-dumps", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::test_dir("dumps");
     let (data, stats) = (dir.join("xlb.data"), dir.join("xlb.stats"));
     let config = dir.join("xlb.toml");
     std::fs::write(

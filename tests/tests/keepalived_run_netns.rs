@@ -146,8 +146,7 @@ fn a_keepalived_conf_runs_as_it_is_and_converted_to_toml_alike() {
             .run("ip", &["addr", "add", &cidr, "dev", "eth0"])
             .unwrap();
     }
-    let dir = std::env::temp_dir().join(format!("xlb-test-{}-kaconf", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::test_dir("kaconf");
     let conf = dir.join("keepalived.conf");
     std::fs::write(&conf, keepalived_conf(&lab)).unwrap();
 

@@ -37,8 +37,7 @@ fn scraped_counters_match_the_traffic_sent() {
         ..LabOptions::default()
     })
     .unwrap();
-    let dir = std::env::temp_dir().join(format!("xlb-test-{}-metrics", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::test_dir("metrics");
     let config = dir.join("xlb.toml");
     let text = format!(
         "{}\n[metrics]\nlisten = \"{LISTEN}\"\n",
@@ -202,8 +201,7 @@ fn vrrp_checker_and_maglev_families_follow_what_happened() {
         ..LabOptions::default()
     })
     .unwrap();
-    let dir = std::env::temp_dir().join(format!("xlb-test-{}-metrics-ops", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::test_dir("metrics-ops");
     let config = dir.join("xlb.toml");
     let (r1, r2) = (lab.reals[0].addr, lab.reals[1].addr);
     // real1's check asks a port nothing listens on: it goes down, and the

@@ -144,8 +144,7 @@ fn reload_applies_the_difference_and_an_invalid_file_changes_nothing() {
         ..LabOptions::default()
     })
     .unwrap();
-    let dir: PathBuf = std::env::temp_dir().join(format!("xlb-test-{}-reload", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir: PathBuf = common::test_dir("reload");
     let path = dir.join("xlb.toml");
     let pid_file = dir.join("xlb.pid").display().to_string();
     std::fs::write(&path, config(&lab, &dir, &[1, 2, 3], false)).unwrap();
@@ -286,9 +285,7 @@ fn a_real_removed_by_reload_takes_no_new_connections_and_its_flows_follow_the_no
         ..LabOptions::default()
     })
     .unwrap();
-    let dir: PathBuf =
-        std::env::temp_dir().join(format!("xlb-test-{}-reload-remove", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir: PathBuf = common::test_dir("reload-remove");
     let path = dir.join("xlb.toml");
     let all: Vec<IpAddr> = lab.reals.iter().map(|r| r.addr).collect();
     let (gone, gone_name) = (all[2], lab.reals[2].name.clone());

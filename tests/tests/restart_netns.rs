@@ -9,11 +9,7 @@ mod common;
 use aya::maps::{HashMap as BpfHashMap, Map, MapData};
 use common::xlb_bin;
 use lb_common::{FlowKey, FlowState};
-use std::{
-    collections::BTreeMap,
-    path::{Path, PathBuf},
-    time::Duration,
-};
+use std::{collections::BTreeMap, path::Path, time::Duration};
 use xlb_testbed::{
     agent::Agent,
     http::{HttpConn, Streamer, get_name},
@@ -24,12 +20,6 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 const CONNECTIONS: usize = 100;
 /// Rounds (one request on every connection) each phase waits for.
 const ROUNDS: usize = 3;
-
-fn tmp(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("xlb-test-{}-{tag}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
 fn xdp_prog_id(lab: &DrLab) -> Option<u32> {
     let out = lab
@@ -64,7 +54,7 @@ fn sigkill_and_restart_keep_every_connection_on_its_real() {
         ..LabOptions::default()
     })
     .unwrap();
-    let dir = tmp("restart");
+    let dir = common::test_dir("restart");
     let config = dir.join("xlb.toml");
     // mh-port spreads one client's connections over the reals.
     let text = lab.agent_config_with("mh", "dr", "native", "scheduler_flags = [\"mh-port\"]\n");

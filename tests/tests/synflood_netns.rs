@@ -17,7 +17,7 @@ use lb_common::{ConnCounts, FlowKey, FlowState};
 use std::{
     collections::BTreeMap,
     net::Ipv4Addr,
-    path::{Path, PathBuf},
+    path::Path,
     time::{Duration, Instant},
 };
 use xlb_testbed::{
@@ -39,12 +39,6 @@ const FLOOD: usize = 50 * CONNTRACK_SIZE;
 const METRICS: &str = "127.0.0.1:9477";
 /// Rounds (one request on every connection) each phase waits for.
 const ROUNDS: usize = 3;
-
-fn tmp(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("xlb-test-{}-{tag}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
 /// Client port → real id of every flow from `client` in the pinned
 /// `CONNTRACK`, and how many flows the table holds.
@@ -201,7 +195,7 @@ fn a_syn_flood_neither_breaks_nor_moves_established_connections() {
         ..LabOptions::default()
     })
     .unwrap();
-    let dir = tmp("synflood");
+    let dir = common::test_dir("synflood");
     let config = dir.join("xlb.toml");
     let text = lab.agent_config("rr", "dr", "native").replacen(
         "[dataplane]\n",

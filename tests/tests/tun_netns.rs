@@ -5,7 +5,7 @@
 mod common;
 
 use common::xlb_bin;
-use std::{collections::BTreeMap, path::PathBuf, time::Duration};
+use std::{collections::BTreeMap, time::Duration};
 use xlb_testbed::{
     agent::Agent,
     http::{HttpConn, get_name},
@@ -30,12 +30,6 @@ fn lab(ipv6: bool) -> DrLab {
     .unwrap()
 }
 
-fn tmp(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("xlb-test-{}-{tag}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
 fn tally(names: impl Iterator<Item = String>) -> BTreeMap<String, usize> {
     let mut seen = BTreeMap::new();
     for n in names {
@@ -48,7 +42,7 @@ fn tally(names: impl Iterator<Item = String>) -> BTreeMap<String, usize> {
 /// reals run `xlb decap`, and checks TCP and UDP reach every real.
 fn tunnel(ipv6: bool, gue: bool) {
     let lab = lab(ipv6);
-    let dir = tmp(&format!("tun-{ipv6}-{gue}"));
+    let dir = common::test_dir(&format!("tun-{ipv6}-{gue}"));
     let config = dir.join("xlb.toml");
     let gue_port = gue.then_some(GUE_PORT);
     std::fs::write(

@@ -159,3 +159,11 @@ pub fn peer_pass() -> Option<(PathBuf, String)> {
         lb_common::PROG_PASS.to_string(),
     ))
 }
+
+/// A scratch directory for one test, `xlb-test-<pid>-<tag>` under the
+/// system's temp dir, created if missing.
+pub fn test_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("xlb-test-{}-{tag}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
