@@ -355,6 +355,18 @@ impl DrLab {
         Ok(String::from_utf8(out.stdout)?)
     }
 
+    /// The `nodest expired N` counter of `xlb status`: flows the director
+    /// dropped because their real had left.
+    pub fn nodest_expired(&self, xlb: &std::path::Path) -> Result<u64> {
+        let status = self.status(xlb)?;
+        status
+            .split("nodest expired ")
+            .nth(1)
+            .and_then(|t| t.split(')').next())
+            .and_then(|n| n.parse().ok())
+            .with_context(|| format!("no nodest counter in {status}"))
+    }
+
     /// Switch-side name of the director's veth (where `peer_xdp` attaches).
     pub fn director_peer_if(&self) -> &str {
         DIRECTOR_PEER

@@ -419,17 +419,6 @@ impl Held {
     }
 }
 
-/// `nodest expired N` from `xlb status`.
-fn nodest_expired(lab: &DrLab) -> u64 {
-    let status = lab.status(&xlb_bin()).unwrap();
-    status
-        .split("nodest expired ")
-        .nth(1)
-        .and_then(|t| t.split(')').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no nodest counter in {status}"))
-}
-
 #[test]
 fn a_held_connection_to_a_real_taken_out_follows_the_nodest_policy() {
     let (lab, dir) = lab(2, "nodest");
@@ -461,7 +450,7 @@ fn a_held_connection_to_a_real_taken_out_follows_the_nodest_policy() {
         let name = held.ask().unwrap();
         let x = lab.reals.iter().position(|r| r.name == name).unwrap();
         let other = &lab.reals[1 - x].name;
-        let expired_before = nodest_expired(&lab);
+        let expired_before = lab.nodest_expired(&xlb_bin()).unwrap();
 
         // The check takes the held connection's real out.
         servers[x] = None;
@@ -489,13 +478,13 @@ fn a_held_connection_to_a_real_taken_out_follows_the_nodest_policy() {
             "expire" => {
                 let err = held.ask().unwrap_err();
                 assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset, "{err}");
-                assert!(nodest_expired(&lab) > expired_before);
+                assert!(lab.nodest_expired(&xlb_bin()).unwrap() > expired_before);
             }
             // The request itself goes to the other real, which resets it (DR).
             _ => {
                 let err = held.ask().unwrap_err();
                 assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset, "{err}");
-                assert_eq!(nodest_expired(&lab), expired_before);
+                assert_eq!(lab.nodest_expired(&xlb_bin()).unwrap(), expired_before);
             }
         }
         servers[x] = Some(health(x));

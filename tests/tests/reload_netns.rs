@@ -322,7 +322,7 @@ fn a_real_removed_by_reload_takes_no_new_connections_and_its_flows_follow_the_no
         assert!(!seen.contains_key(&gone_name), "{policy}: {seen:?}");
         assert_eq!(seen.values().sum::<usize>(), 12);
 
-        let expired_before = nodest_expired(&lab);
+        let expired_before = lab.nodest_expired(&xlb_bin()).unwrap();
         for (c, name) in &mut held {
             let answer = c.ask();
             if *name != gone_name {
@@ -350,26 +350,18 @@ fn a_real_removed_by_reload_takes_no_new_connections_and_its_flows_follow_the_no
         match policy {
             "keep" => {
                 assert!(status.contains(&draining), "{status}");
-                assert_eq!(nodest_expired(&lab), expired_before);
+                assert_eq!(lab.nodest_expired(&xlb_bin()).unwrap(), expired_before);
             }
             _ => {
                 assert!(!status.contains(&format!("{gone}:80")), "{status}");
-                assert!(nodest_expired(&lab) >= expired_before + 2, "{status}");
+                assert!(
+                    lab.nodest_expired(&xlb_bin()).unwrap() >= expired_before + 2,
+                    "{status}"
+                );
             }
         }
         drop(held);
         agent.stop().unwrap();
     }
     let _ = std::fs::remove_dir_all(dir);
-}
-
-/// `nodest expired N` from `xlb status`.
-fn nodest_expired(lab: &DrLab) -> u64 {
-    let status = lab.status(&xlb_bin()).unwrap();
-    status
-        .split("nodest expired ")
-        .nth(1)
-        .and_then(|t| t.split(')').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no nodest counter in {status}"))
 }
