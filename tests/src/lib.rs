@@ -12,6 +12,7 @@ pub mod capture;
 pub mod failover;
 pub mod frames;
 pub mod http;
+pub mod inject;
 pub mod lab;
 pub mod netns;
 pub mod qemu;

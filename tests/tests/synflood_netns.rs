@@ -24,6 +24,7 @@ use xlb_testbed::{
     agent::Agent,
     frames::{ETH_IPV4, checksum, eth},
     http::{HttpConn, Streamer},
+    inject::FrameSender,
     lab::{DrLab, LabOptions},
     netns::Netns,
     scrape::{self, scrape},
@@ -131,21 +132,11 @@ fn mac_of(ns: &Netns, dev: &str) -> [u8; 6] {
 /// (`port` of the switch, past the bridge), paced and within a bounded
 /// time. Returns how many were sent.
 fn flood(switch: &Netns, link: &str, director_mac: [u8; 6], vip: Ipv4Addr, port: u16) -> usize {
-    let link = std::ffi::CString::new(link).unwrap();
+    let link = link.to_string();
     let from_mac = [0x02, 0x5f, 0x10, 0x0d, 0, 1];
     switch
         .enter(move || {
-            let ifindex = unsafe { libc::if_nametoindex(link.as_ptr()) };
-            assert_ne!(ifindex, 0);
-            // SAFETY: plain socket creation; closed below.
-            let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
-            assert!(fd >= 0, "AF_PACKET: {}", std::io::Error::last_os_error());
-            // SAFETY: sockaddr_ll is plain data; all-zero is a valid start.
-            let mut to: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-            to.sll_family = libc::AF_PACKET as u16;
-            to.sll_ifindex = ifindex as i32;
-            to.sll_halen = 6;
-            to.sll_addr[..6].copy_from_slice(&director_mac);
+            let sender = FrameSender::open(&link).unwrap();
             let deadline = Instant::now() + Duration::from_secs(60);
             let mut sent = 0;
             for i in 0..FLOOD as u32 {
@@ -160,18 +151,7 @@ fn flood(switch: &Netns, link: &str, director_mac: [u8; 6], vip: Ipv4Addr, port:
                     vip,
                     port,
                 );
-                // SAFETY: the buffer and address are valid for the lengths given.
-                let n = unsafe {
-                    libc::sendto(
-                        fd,
-                        frame.as_ptr().cast(),
-                        frame.len(),
-                        0,
-                        (&raw const to).cast(),
-                        std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-                    )
-                };
-                if n == frame.len() as isize {
+                if sender.send(&frame).is_ok() {
                     sent += 1;
                 }
                 // Paced: a burst larger than veth's XDP ring is dropped there.
@@ -179,8 +159,6 @@ fn flood(switch: &Netns, link: &str, director_mac: [u8; 6], vip: Ipv4Addr, port:
                     std::thread::sleep(Duration::from_micros(200));
                 }
             }
-            // SAFETY: fd is ours and used no more.
-            unsafe { libc::close(fd) };
             sent
         })
         .unwrap()

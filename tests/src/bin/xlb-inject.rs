@@ -3,7 +3,8 @@
 //! guests and namespaces to put hand-made frames on a wire.
 
 use anyhow::{Context, Result, bail, ensure};
-use std::{ffi::CString, process::ExitCode};
+use std::process::ExitCode;
+use xlb_testbed::inject::FrameSender;
 
 /// Bounds on what one run sends.
 const MAX_FRAMES: usize = 10_000;
@@ -49,49 +50,12 @@ fn run() -> Result<usize> {
         "{file}: more than {MAX_FRAMES} frames"
     );
 
-    let name = CString::new(iface.as_str())?;
-    // SAFETY: a valid NUL-terminated name.
-    let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
-    ensure!(ifindex != 0, "no interface {iface}");
-    // Protocol 0: this socket only sends, it receives nothing.
-    // SAFETY: plain socket creation; the descriptor is closed below.
-    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
-    ensure!(
-        fd >= 0,
-        "AF_PACKET socket: {}",
-        std::io::Error::last_os_error()
-    );
-    let result = send_all(fd, ifindex, &frames);
-    // SAFETY: fd is ours and used no more.
-    unsafe { libc::close(fd) };
-    result.map(|()| frames.len())
-}
-
-fn send_all(fd: libc::c_int, ifindex: u32, frames: &[Vec<u8>]) -> Result<()> {
+    let sender =
+        FrameSender::open(iface).with_context(|| format!("AF_PACKET socket on {iface}"))?;
     for (i, frame) in frames.iter().enumerate() {
-        // SAFETY: sockaddr_ll is plain data; all-zero is a valid start.
-        let mut to: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        to.sll_family = libc::AF_PACKET as u16;
-        to.sll_ifindex = i32::try_from(ifindex)?;
-        to.sll_halen = 6;
-        to.sll_addr[..6].copy_from_slice(&frame[..6]);
-        // SAFETY: the buffer and address are valid for the lengths given.
-        let sent = unsafe {
-            libc::sendto(
-                fd,
-                frame.as_ptr().cast(),
-                frame.len(),
-                0,
-                (&raw const to).cast(),
-                std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-            )
-        };
-        ensure!(
-            usize::try_from(sent).ok() == Some(frame.len()),
-            "frame {}: sendto: {}",
-            i + 1,
-            std::io::Error::last_os_error()
-        );
+        sender
+            .send(frame)
+            .with_context(|| format!("frame {}: sendto", i + 1))?;
     }
-    Ok(())
+    Ok(frames.len())
 }
