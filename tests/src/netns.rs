@@ -203,22 +203,32 @@ fn remove_netns(name: &str) -> Result<()> {
 /// Delete namespaces named `xlb-<pid>-*` whose pid is no longer alive (left by
 /// killed runs). Returns the names deleted.
 pub fn sweep_stale() -> Result<Vec<String>> {
-    let entries = match std::fs::read_dir(NETNS_DIR) {
+    sweep_dead_owners(Path::new(NETNS_DIR), owner_pid, remove_netns)
+}
+
+/// Removes (with `remove`) each entry of `dir` whose name `owner` maps to a
+/// pid no longer alive; returns the names removed. A missing `dir` has none.
+pub(crate) fn sweep_dead_owners(
+    dir: &Path,
+    owner: fn(&str) -> Option<libc::pid_t>,
+    remove: impl Fn(&str) -> Result<()>,
+) -> Result<Vec<String>> {
+    let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e).context("read /run/netns"),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
     };
     let mut removed = Vec::new();
     // Bounded: a directory listing is finite, and cap it anyway.
     for entry in entries.take(10_000) {
         let name = entry?.file_name().to_string_lossy().into_owned();
-        let Some(pid) = owner_pid(&name) else {
+        let Some(pid) = owner(&name) else {
             continue;
         };
         if pid_alive(pid) {
             continue;
         }
-        remove_netns(&name)?;
+        remove(&name)?;
         removed.push(name);
     }
     Ok(removed)
@@ -234,7 +244,7 @@ fn owner_pid(name: &str) -> Option<libc::pid_t> {
     pid.parse().ok().filter(|&p| p > 0)
 }
 
-pub(crate) fn pid_alive(pid: libc::pid_t) -> bool {
+fn pid_alive(pid: libc::pid_t) -> bool {
     // SAFETY: signal 0 only checks existence and permission.
     if unsafe { libc::kill(pid, 0) } == 0 {
         return true;

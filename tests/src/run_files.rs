@@ -5,7 +5,7 @@
 //! leave one more file for good.
 
 use anyhow::{Context, Result};
-use std::io;
+use std::{io, path::Path};
 
 const RUN_DIR: &str = "/run/xlb";
 
@@ -33,28 +33,16 @@ fn owner_pid(name: &str) -> Option<libc::pid_t> {
 
 /// Removes the run files of test processes no longer alive; returns their names.
 pub fn sweep() -> Result<Vec<String>> {
-    let entries = match std::fs::read_dir(RUN_DIR) {
-        Ok(e) => e,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e).context("reading /run/xlb"),
-    };
-    let mut removed = Vec::new();
-    for entry in entries.take(100_000) {
-        let entry = entry?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(pid) = owner_pid(&name) else {
-            continue;
-        };
-        if crate::netns::pid_alive(pid) {
-            continue;
-        }
-        match std::fs::remove_file(entry.path()) {
-            Ok(()) => removed.push(name),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e).with_context(|| format!("removing {RUN_DIR}/{name}")),
-        }
-    }
-    Ok(removed)
+    crate::netns::sweep_dead_owners(
+        Path::new(RUN_DIR),
+        owner_pid,
+        |name| match std::fs::remove_file(Path::new(RUN_DIR).join(name)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                Err(e).with_context(|| format!("removing {RUN_DIR}/{name}"))
+            }
+            _ => Ok(()),
+        },
+    )
 }
 
 #[cfg(test)]
