@@ -15,18 +15,24 @@ use std::sync::{
 
 /// Totals since the agent started; cheap to clone.
 #[derive(Clone, Debug, Default)]
-pub struct FlowCounters(Arc<[AtomicU64; 2]>);
+pub struct FlowCounters(Arc<Totals>);
+
+#[derive(Debug, Default)]
+struct Totals {
+    expired: AtomicU64,
+    evicted: AtomicU64,
+}
 
 impl FlowCounters {
     pub fn add(&self, removed: FlowsRemoved) {
-        self.0[0].fetch_add(removed.expired, Ordering::Relaxed);
-        self.0[1].fetch_add(removed.evicted, Ordering::Relaxed);
+        self.0.expired.fetch_add(removed.expired, Ordering::Relaxed);
+        self.0.evicted.fetch_add(removed.evicted, Ordering::Relaxed);
     }
 
     fn get(&self) -> FlowsRemoved {
         FlowsRemoved {
-            expired: self.0[0].load(Ordering::Relaxed),
-            evicted: self.0[1].load(Ordering::Relaxed),
+            expired: self.0.expired.load(Ordering::Relaxed),
+            evicted: self.0.evicted.load(Ordering::Relaxed),
         }
     }
 }
