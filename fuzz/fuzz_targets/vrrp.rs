@@ -32,6 +32,16 @@ fuzz_target!(|data: &[u8]| {
         interval_cs: u16::from(msg.get(5).copied().unwrap_or(0)) * 100,
         peers: vec![],
         own: vec![],
+        // The addresses it lists, so the address check passes too.
+        addrs: msg
+            .get(8..auth_at)
+            .unwrap_or_default()
+            .chunks_exact(if ipv6 { 16 } else { 4 })
+            .map(|c| match <[u8; 16]>::try_from(c) {
+                Ok(b) => IpAddr::from(b),
+                Err(_) => IpAddr::from([c[0], c[1], c[2], c[3]]),
+            })
+            .collect(),
     };
     let Ok(adv) = packet::decode(msg, &rx, &expect) else {
         return;

@@ -3,10 +3,14 @@ use std::process::ExitCode;
 use xlb::{
     agent,
     cli::{Cli, Command},
-    config, decap, ipvsadm, logging, pidfile, status,
+    config, decap, ipvsadm, logging, pidfile, reload, status,
 };
 
-/// `xlb reload`: validate the given config (if any), then SIGHUP the agent.
+/// How long `xlb reload` waits for the agent to report its reload.
+const RELOAD_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// `xlb reload`: validate the given config (if any), SIGHUP the agent and
+/// wait for its outcome: the exit status is the reload's.
 fn reload_agent(
     pid_file: Option<std::path::PathBuf>,
     config: Option<std::path::PathBuf>,
@@ -15,8 +19,13 @@ fn reload_agent(
     let path = pid_file
         .or_else(|| checked.map(|c| c.agent.pid_file))
         .unwrap_or_else(|| config::AgentFiles::default().pid_file);
+    let before = reload::read_outcome(pidfile::read(&path)?).seq;
     let pid = pidfile::signal(&path, libc::SIGHUP)?;
-    println!("xlb: asked agent {pid} to reload its config (its log says how it went)");
+    let outcome = reload::wait_outcome(pid, before, RELOAD_WAIT)?;
+    if !outcome.ok {
+        anyhow::bail!("agent {pid}: reload failed, {}", outcome.message);
+    }
+    println!("xlb: agent {pid} reloaded its config");
     Ok(())
 }
 
@@ -77,7 +86,11 @@ fn main() -> ExitCode {
         } => source.source().and_then(|source| {
             logging::init(&cli.log_level)?;
             let overrides = config::Overrides { pin_path, pid_file };
-            tokio::runtime::Builder::new_current_thread()
+            // VRRP runs on a thread of its own (vrrp::thread); the rest
+            // (data plane, checkers, metrics, scripts) shares these two workers.
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name("xlb-agent")
                 .enable_all()
                 .build()?
                 .block_on(agent::run(

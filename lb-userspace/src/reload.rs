@@ -1,11 +1,17 @@
 //! SIGHUP / `xlb reload`: read the config again, validate it completely,
-//! and hand only the services to the data plane, whose apply writes only
-//! what differs (unchanged services keep their ids, tables and flows).
-//! Settings that size or place the data plane need a restart; a reload
-//! that changes them says so and keeps the running ones.
+//! and hand it to the agent, which prepares everything that can fail
+//! before it changes anything (see `agent::reload`). Settings that size or
+//! place the data plane need a restart; a reload that changes them says so
+//! and keeps the running ones. Each reload's outcome is written where
+//! `xlb reload` waits for it, so the command's exit status is the reload's.
 
 use crate::config::{self, Config, Overrides, Source};
-use anyhow::Result;
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+use std::{
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
 use tracing::warn;
 
 /// The config from `source` (with the command line's `overrides`), or the
@@ -25,4 +31,64 @@ pub fn reread(source: &Source, overrides: &Overrides, running: &Config) -> Resul
         fresh.agent = running.agent.clone();
     }
     Ok(fresh)
+}
+
+/// How the agent's last reload went.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Outcome {
+    /// Reloads this agent has done; `xlb reload` waits for it to grow.
+    pub seq: u64,
+    pub ok: bool,
+    /// "done", or what failed (the whole config stayed as it was).
+    pub message: String,
+}
+
+/// Where agent `pid` writes its reload outcomes.
+pub fn outcome_path(pid: i32) -> PathBuf {
+    PathBuf::from(format!("/run/xlb/reload-{pid}.json"))
+}
+
+/// Records an outcome (temp file + rename: a reader never sees half).
+pub fn write_outcome(outcome: &Outcome) -> Result<()> {
+    let path = outcome_path(std::process::id() as i32);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec(outcome)?)?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))
+}
+
+/// Removes this agent's outcome file (it stops).
+pub fn remove_outcome() {
+    let _ = std::fs::remove_file(outcome_path(std::process::id() as i32));
+}
+
+/// The outcome agent `pid` last recorded (none yet: the default).
+pub fn read_outcome(pid: i32) -> Outcome {
+    std::fs::read(outcome_path(pid))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+/// Waits for agent `pid` to record a reload after `before`; its outcome.
+pub fn wait_outcome(pid: i32, before: u64, within: Duration) -> Result<Outcome> {
+    let end = Instant::now() + within;
+    loop {
+        let now = read_outcome(pid);
+        if now.seq > before {
+            return Ok(now);
+        }
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            bail!("agent {pid} exited before it reloaded");
+        }
+        if Instant::now() > end {
+            bail!(
+                "agent {pid} did not report its reload within {} s (its log says how it went)",
+                within.as_secs()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

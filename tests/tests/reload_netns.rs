@@ -231,11 +231,14 @@ fn reload_applies_the_difference_and_an_invalid_file_changes_nothing() {
     let out = xlb(&["reload", "--config", &path.display().to_string()]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains(&located));
+    // Signalled anyway, the agent changes nothing and `xlb reload` says so
+    // with a failing exit status and the located error.
     let out = xlb(&["reload", "--pid-file", &pid_file]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a failed reload exited 0: {err}");
     assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        err.contains("reload failed, nothing changed") && err.contains(&located),
+        "{err}"
     );
     wait_log(&agent, "nothing changed", 1);
     assert!(

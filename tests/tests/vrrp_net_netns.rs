@@ -175,15 +175,26 @@ fn accept_master_takes_local_traffic_and_adds_no_rules() {
 }
 
 #[test]
-fn address_owner_ignores_no_accept() {
+fn address_owner_ignores_no_accept_and_never_removes_its_own_address() {
     let lab = lab(1);
     let dir = temp_dir("owner").unwrap();
     let d = &lab.nodes[0];
     let _listener = listen(d);
-    let d1 = Director::start(d, &dir, &instance(255, &with_v6("accept = false\n")));
+    // The address owner's virtual address is the node's own (priority 255).
+    let own = VrrpLab::addr(0);
+    let body = format!(
+        "[[vrrp_instance]]\nname = \"VI_1\"\ninterface = \"eth0\"\nvirtual_router_id = 51\npriority = 255\nvirtual_ipaddress = [\"{own}/24\"]\naccept = false\n{FAST}"
+    );
+    let mut d1 = Director::start(d, &dir, &body);
     d1.wait_state("MASTER");
     assert_eq!(nft_tables(d), Vec::<String>::new());
-    connect(&lab.observer, VIP4).unwrap();
+    connect(&lab.observer, &own).unwrap();
+    // Stopping releases mastership, but the node keeps its own address.
+    d1.stop();
+    assert!(
+        has_addr(d, "eth0", &own),
+        "the address owner removed the node's own address at stop"
+    );
 }
 
 /// Whether `ns` routes 10.20.0.0/16 via 10.9.0.1 and has the rule from the VIP.

@@ -414,6 +414,8 @@ weight = 2
             track_files: vec![],
             vmac: None,
             garp: Default::default(),
+            lower_prio_no_advert: false,
+            higher_prio_send_advert: true,
             notify: Default::default(),
             smtp_alert: None,
         };

@@ -1,6 +1,11 @@
-//! `xlb run`: config → next hops → data plane; then one loop that reacts to
-//! checker verdicts and VRRP mastership ([`Event`]), keeps next hops fresh
-//! and expires idle flows, until SIGTERM or SIGINT.
+//! `xlb run`: everything that can fail is prepared first (config, metrics
+//! listener, VRRP sockets and scripts), then the data plane is started or
+//! adopted, then checkers and VRRP start; then one loop reacts to checker
+//! verdicts ([`Event`]) and VRRP mastership ([`crate::vrrp::Mastership`]),
+//! reloads all-or-nothing (`reload.rs`), keeps next hops fresh and expires
+//! idle flows, until SIGTERM or SIGINT, which are answered at any time,
+//! start-up included. VRRP itself runs on a thread of its own
+//! ([`crate::vrrp::thread`]).
 
 pub mod desired;
 pub mod hops;
@@ -8,14 +13,22 @@ mod plane;
 
 use crate::{
     alert::Alerter,
-    check::{lifecycle::Announcer, runner::Checkers},
+    check::{
+        fifo::{FIFO_READER_GRACE, FifoReader},
+        lifecycle::Announcer,
+        runner::Checkers,
+    },
     config::{self, Config},
-    dataplane::{DataPlane, DesiredService},
+    dataplane::{DataPlane, DesiredService, PinLock},
     dump, metrics,
     neigh::Resolver,
     pidfile::PidFile,
     reload,
-    vrrp::{self, Vrrp},
+    script::RunAs,
+    vrrp::{
+        self, Mastership,
+        thread::{Setup, VrrpThread},
+    },
 };
 use anyhow::{Context, Result};
 use desired::{Health, RealKey, Runtime};
@@ -25,8 +38,9 @@ use std::{
     time::{Duration, Instant},
 };
 use tokio::{
-    signal::unix::{SignalKind, signal},
-    sync::{mpsc, oneshot},
+    signal::unix::{Signal, SignalKind, signal},
+    sync::mpsc,
+    time::MissedTickBehavior,
 };
 use tracing::{info, warn};
 
@@ -41,19 +55,11 @@ const EVENT_QUEUE: usize = 1024;
 /// How long a stopping agent waits for queued alerts to go out.
 const ALERT_FLUSH: Duration = Duration::from_secs(3);
 
-/// What the agent's components tell the loop.
+/// What the checkers tell the loop.
 #[derive(Debug)]
 pub enum Event {
     /// A checker's verdict on a real server changed.
     Health { key: RealKey, health: Health },
-    /// A VRRP instance became Master (`master`) or stopped being Master. The
-    /// data plane has been updated when `applied` fires, so the sender can
-    /// order it with adding or removing VIPs.
-    Mastership {
-        instance: String,
-        master: bool,
-        applied: oneshot::Sender<()>,
-    },
 }
 
 /// What a stopping agent takes away (both by default).
@@ -79,13 +85,28 @@ struct Forwarding {
 }
 
 impl Forwarding {
-    /// Recomposes the whole desired state and applies it when it changed.
+    /// Recomposes the whole desired state and applies it when it changed;
+    /// a failure is logged and retried at the next refresh.
     fn update(&mut self, config: &Config, runtime: &Runtime, hops: &Hops, why: &str) {
+        if let Err(e) = self.try_update(config, runtime, hops, why) {
+            warn!(error = %format!("{e:#}"), "{why}: updating maps failed; will retry");
+        }
+    }
+
+    /// [`Forwarding::update`], returning the failure (the plane keeps what
+    /// it was last given as `desired`, and retries at the next refresh).
+    fn try_update(
+        &mut self,
+        config: &Config,
+        runtime: &Runtime,
+        hops: &Hops,
+        why: &str,
+    ) -> Result<()> {
         let started = Instant::now();
         let fresh = desired::compose(config, runtime, hops);
-        if fresh == self.desired {
-            self.pending = false;
-            return;
+        // After a failed apply the plane may hold anything: write it all again.
+        if fresh == self.desired && !self.pending {
+            return Ok(());
         }
         match self.plane.apply(&fresh) {
             Ok(()) => {
@@ -96,10 +117,26 @@ impl Forwarding {
                 self.desired = fresh;
                 self.pending = false;
                 self.churn.set(self.plane.maglev_churn());
+                Ok(())
             }
             Err(e) => {
                 self.pending = true;
-                warn!(error = %format!("{e:#}"), "{why}: updating maps failed; will retry");
+                Err(e)
+            }
+        }
+    }
+
+    /// Writes `desired` (what the plane was last given in full) again, after
+    /// an apply of something else failed half-way.
+    fn restore(&mut self, why: &str) {
+        match self.plane.apply(&self.desired) {
+            Ok(()) => {
+                self.pending = false;
+                info!("{why}");
+            }
+            Err(e) => {
+                self.pending = true;
+                warn!(error = %format!("{e:#}"), "{why}: failed; will retry");
             }
         }
     }
@@ -188,50 +225,117 @@ impl Reactor {
                 self.alerts.quorum_changes(config, &self.runtime, &notices);
                 self.announcer.announce(notices);
             }
-            Event::Mastership {
-                instance,
-                master,
-                applied,
-            } => {
-                if master {
-                    self.runtime.masters.insert(instance.clone());
-                } else {
-                    self.runtime.masters.remove(&instance);
-                }
-                self.fwd.update_services(
-                    config,
-                    &self.runtime,
-                    &self.hops,
-                    &desired::owned_by(config, &instance),
-                    "VRRP mastership changed",
-                );
-                if let Err(e) = self.fwd.plane.mastership(&instance, master) {
-                    warn!(error = %format!("{e:#}"), "data plane did not follow the mastership change");
-                }
-                self.checkers.set_masters(&self.runtime.masters);
-                // The instance may have stopped waiting; nothing to undo then.
-                let _ = applied.send(());
+        }
+    }
+
+    /// A VRRP instance gained or lost mastership: its services follow, then
+    /// the instance is told (it adds or removes its addresses after that).
+    fn mastership(&mut self, m: Mastership, config: &Config) {
+        let Mastership {
+            instance,
+            master,
+            applied,
+        } = m;
+        if master {
+            self.runtime.masters.insert(instance.clone());
+        } else {
+            self.runtime.masters.remove(&instance);
+        }
+        self.fwd.update_services(
+            config,
+            &self.runtime,
+            &self.hops,
+            &desired::owned_by(config, &instance),
+            "VRRP mastership changed",
+        );
+        if let Err(e) = self.fwd.plane.mastership(&instance, master) {
+            warn!(error = %format!("{e:#}"), "data plane did not follow the mastership change");
+        }
+        self.checkers.set_masters(&self.runtime.masters);
+        // The instance may have stopped waiting; nothing to undo then.
+        let _ = applied.send(());
+    }
+}
+
+/// The signals the agent answers, from the first moment of `xlb run`.
+struct Signals {
+    term: Signal,
+    int: Signal,
+    hup: Signal,
+    usr1: Signal,
+    usr2: Signal,
+}
+
+impl Signals {
+    fn new() -> Result<Signals> {
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+            usr1: signal(SignalKind::user_defined1())?,
+            usr2: signal(SignalKind::user_defined2())?,
+        })
+    }
+
+    /// The next SIGTERM or SIGINT; its name.
+    async fn stop(&mut self) -> &'static str {
+        stop_signal(&mut self.term, &mut self.int).await
+    }
+}
+
+/// The next of SIGTERM (`term`) or SIGINT (`int`); its name.
+async fn stop_signal(term: &mut Signal, int: &mut Signal) -> &'static str {
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    }
+}
+
+/// The loop's parts that serve events while the agent waits for something
+/// (a reload's steps, VRRP stopping): mastership and checker verdicts are
+/// never left waiting.
+struct Loop {
+    r: Reactor,
+    masterships: mpsc::UnboundedReceiver<Mastership>,
+    inbox: mpsc::Receiver<Event>,
+}
+
+impl Loop {
+    /// Runs `work` to completion while serving events.
+    async fn serving<T>(&mut self, config: &Config, work: impl Future<Output = T>) -> T {
+        tokio::pin!(work);
+        loop {
+            tokio::select! {
+                out = &mut work => return out,
+                Some(m) = self.masterships.recv() => self.r.mastership(m, config),
+                Some(event) = self.inbox.recv() => self.r.event(event, config),
             }
         }
     }
 }
 
-pub async fn run(
-    source: &config::Source,
-    release: Release,
-    overrides: &config::Overrides,
-) -> Result<()> {
-    let mut config = Arc::new(overrides.apply(config::load_from(source)?));
-    let mut sigterm = signal(SignalKind::terminate())?;
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut sighup = signal(SignalKind::hangup())?;
-    let mut sigusr1 = signal(SignalKind::user_defined1())?;
-    let mut sigusr2 = signal(SignalKind::user_defined2())?;
-    let resolver = Resolver::new()?;
-    let runtime = Runtime::default();
-    let announcer = Announcer::new(&config)?;
-    let alerts = Alerter::start(&config)?;
+/// Everything `run` prepares before it touches the data plane.
+struct Prepared {
+    lock: PinLock,
+    resolver: Resolver,
+    announcer: Announcer,
+    alerts: Alerter,
+    shared: metrics::Sources,
+    listener: Option<tokio::net::TcpListener>,
+    pid_file: PidFile,
+    vrrp: VrrpThread,
+    masterships: mpsc::UnboundedReceiver<Mastership>,
+}
 
+/// Opens, binds and checks everything that can fail, with the data plane
+/// untouched: a start that fails here leaves a running (or adopted-to-be)
+/// data plane exactly as it was.
+async fn prepare(config: &Arc<Config>) -> Result<Prepared> {
+    // One agent per pin directory: the first thing a second agent learns.
+    let lock = PinLock::take(&config.dataplane.pin_path)?;
+    let resolver = Resolver::new()?;
+    let announcer = Announcer::new(config)?;
+    let alerts = Alerter::start(config)?;
     // What the metrics endpoint reads from the agent's parts.
     let shared = metrics::Sources {
         vrrp: vrrp::counters::Counters::new(Some(vrrp::counters::status_path(
@@ -239,27 +343,129 @@ pub async fn run(
         ))),
         ..Default::default()
     };
-    let mut plane = plane::start(&config)?;
+    let listener = match config.metrics {
+        Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.with_context(|| {
+            format!("metrics: listening on {addr} (set [metrics] listen, or enabled = false)")
+        })?),
+        None => None,
+    };
+    let pid_file = PidFile::create(&config.agent.pid_file)?;
+    let (mastership, masterships) = mpsc::unbounded_channel();
+    let vrrp = VrrpThread::spawn(
+        config,
+        Setup {
+            mastership,
+            counters: shared.vrrp.clone(),
+            alerts: alerts.clone(),
+            offload: tokio::runtime::Handle::current(),
+        },
+    )?;
+    if let Err(e) = vrrp.prepare(config.clone()).await {
+        vrrp.stop(false).await;
+        return Err(e.context("preparing VRRP"));
+    }
+    Ok(Prepared {
+        lock,
+        resolver,
+        announcer,
+        alerts,
+        shared,
+        listener,
+        pid_file,
+        vrrp,
+        masterships,
+    })
+}
+
+/// `vrrp_notify_fifo`'s reader script (`notify_fifo` also gets LVS lines,
+/// so its reader belongs to the checkers' announcer); after the VRRP
+/// thread created the FIFO.
+fn vrrp_fifo_reader(config: &Config) -> Result<Option<FifoReader>> {
+    let g = &config.global;
+    let Some(f) = &g.vrrp_notify_fifo else {
+        return Ok(None);
+    };
+    let Some(cmd) = f.script.clone() else {
+        return Ok(None);
+    };
+    let user = g
+        .script_user
+        .as_deref()
+        .map(RunAs::lookup)
+        .transpose()
+        .context("script_user")?;
+    Ok(Some(FifoReader::start(
+        &f.path,
+        cmd,
+        user,
+        g.enable_script_security,
+    )))
+}
+
+pub async fn run(
+    source: &config::Source,
+    release: Release,
+    overrides: &config::Overrides,
+) -> Result<()> {
+    // First: SIGTERM and SIGINT are answered from here on, start-up included.
+    let mut signals = Signals::new()?;
+    let mut config = Arc::new(overrides.apply(config::load_from(source)?));
+    let Prepared {
+        lock,
+        resolver,
+        announcer,
+        alerts,
+        shared,
+        listener,
+        pid_file: _pid_file,
+        vrrp,
+        masterships,
+    } = tokio::select! {
+        p = prepare(&config) => p?,
+        why = signals.stop() => {
+            info!("{why} during start-up: stopping before the data plane was touched");
+            return Ok(());
+        }
+    };
+    let fifo_reader = match vrrp_fifo_reader(&config) {
+        Ok(f) => f,
+        Err(e) => {
+            vrrp.stop(false).await;
+            return Err(e);
+        }
+    };
+
+    // The data plane: a fresh one, or the one a previous agent left (adopted).
+    let mut plane = match plane::start(&config, lock) {
+        Ok(p) => p,
+        Err(e) => {
+            vrrp.stop(false).await;
+            return Err(e);
+        }
+    };
     // Under IPVS the kernel routes to the reals: no lookups, and no warning
     // about reals left out that IPVS serves all the same.
     let resolve = plane.uses_next_hops().then_some(&resolver);
-    let hops = hops::resolve(resolve, &config, RESOLVE_WAIT, &Hops::default()).await;
+    let runtime = Runtime::default();
+    let none = Hops::default();
+    let hops = tokio::select! {
+        h = hops::resolve(resolve, &config, RESOLVE_WAIT, &none) => h,
+        why = signals.stop() => {
+            info!("{why} during start-up: stopping; an adopted data plane is left as it was");
+            plane.abandon()?;
+            vrrp.stop(false).await;
+            return Ok(());
+        }
+    };
     let desired = desired::compose(&config, &runtime, &hops);
     if let Err(e) = plane.apply(&desired).context("programming the data plane") {
-        plane.shutdown(false)?;
+        plane.abandon()?;
+        vrrp.stop(false).await;
         return Err(e);
     }
     shared.maglev.set(plane.maglev_churn());
-    if let Some(addr) = config.metrics {
-        let listener = match tokio::net::TcpListener::bind(addr).await {
-            Ok(l) => l,
-            Err(e) => {
-                plane.shutdown(false)?;
-                return Err(e).context(format!(
-                    "metrics: listening on {addr} (set [metrics] listen, or enabled = false)"
-                ));
-            }
-        };
+    if let Some(listener) = listener {
+        let addr = listener.local_addr()?;
         let registry = Arc::new(metrics::registry(
             plane.plane(),
             &config.dataplane.pin_path,
@@ -268,7 +474,6 @@ pub async fn run(
         tokio::spawn(metrics::serve(listener, registry));
         info!(%addr, "metrics endpoint listening");
     }
-    let _pid_file = PidFile::create(&config.agent.pid_file)?;
     let reals: usize = desired.iter().map(|d| d.reals.len()).sum();
     info!(services = desired.len(), reals, data_plane = %plane.describe(), "xlb forwarding");
     let fwd = Forwarding {
@@ -279,127 +484,160 @@ pub async fn run(
         flows: shared.flows.clone(),
     };
 
-    // Components (checkers, VRRP) get a clone of `events`; the loop owns the receiver.
-    let (events, mut inbox) = mpsc::channel::<Event>(EVENT_QUEUE);
+    // Checkers get a clone of `events`; the loop owns the receiver.
+    let (events, inbox) = mpsc::channel::<Event>(EVENT_QUEUE);
     let checkers = Checkers::start(&config, events.clone(), &alerts, &shared.checks);
     if !checkers.is_empty() {
         info!(checks = checkers.len(), "health checks started");
     }
-    let mut r = Reactor {
-        fwd,
-        runtime,
-        hops,
-        checkers,
-        alerts,
-        announcer,
+    let mut lp = Loop {
+        r: Reactor {
+            fwd,
+            runtime,
+            hops,
+            checkers,
+            alerts,
+            announcer,
+        },
+        masterships,
+        inbox,
     };
-    let net = match vrrp::effects::HostNet::new() {
-        Ok(n) => n,
-        Err(e) => {
-            r.fwd.plane.shutdown(false)?;
-            return Err(e.context("opening netlink for VRRP"));
-        }
-    };
-    let mut vrrp = match Vrrp::start(
-        config.clone(),
-        events.clone(),
-        Arc::new(net),
-        shared.vrrp.clone(),
-        r.alerts.clone(),
-    )
-    .await
-    {
-        Ok(v) => v,
-        Err(e) => {
-            r.checkers.stop().await;
-            r.fwd.plane.shutdown(false)?;
-            return Err(e.context("starting VRRP"));
-        }
-    };
+    vrrp.commit().await;
 
     let mut tick = tokio::time::interval(REFRESH);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     tick.tick().await;
     let mut sweep = tokio::time::interval(SWEEP);
+    // A pass that overran is not followed at once by another.
+    sweep.set_missed_tick_behavior(MissedTickBehavior::Delay);
     sweep.tick().await;
+    let mut reloads = reload::Outcome::default();
     loop {
         tokio::select! {
-            _ = sigterm.recv() => { info!("SIGTERM: stopping"); break; }
-            _ = sigint.recv() => { info!("SIGINT: stopping"); break; }
-            _ = sighup.recv() => {
+            why = stop_signal(&mut signals.term, &mut signals.int) => { info!("{why}: stopping"); break; }
+            _ = signals.hup.recv() => {
                 info!("SIGHUP: reloading {source}");
-                match reload::reread(source, overrides, &config).and_then(|f| vrrp.check(&f).map(|()| f)) {
-                    Ok(fresh) => {
-                        r.hops = hops::resolve(resolve, &fresh, RESOLVE_WAIT, &r.hops).await;
-                        // Checkers follow the new reals; verdicts of reals that stay are kept.
-                        if fresh.services != config.services {
-                            r.checkers.stop().await;
-                            r.checkers =
-                                Checkers::start(&fresh, events.clone(), &r.alerts, &shared.checks);
-                            r.checkers.set_masters(&r.runtime.masters);
-                        }
-                        config = Arc::new(fresh);
-                        r.fwd.update(&config, &r.runtime, &r.hops, "config reloaded");
-                        // After the data plane: a VIP an instance gains is forwarded before
-                        // it is added. Instances leaving Master wait for the data plane.
-                        let reloading = vrrp.reload(config.clone());
-                        tokio::pin!(reloading);
-                        let done = loop {
-                            tokio::select! {
-                                done = &mut reloading => break done,
-                                Some(event) = inbox.recv() => r.event(event, &config),
-                            }
-                        };
-                        match done {
-                            Ok(()) => info!("reload: done"),
-                            Err(e) => warn!("reload: VRRP: {e:#}"),
-                        }
+                let step = Reload { source, overrides, resolve, vrrp: &vrrp, events: &events, shared: &shared };
+                let result = step.run(&mut lp, &mut config).await;
+                reloads.seq += 1;
+                reloads.ok = result.is_ok();
+                reloads.message = match result {
+                    Ok(()) => {
+                        info!("reload: done");
+                        "done".into()
                     }
-                    Err(e) => warn!("reload: nothing changed, the config has errors:\n{e:#}"),
+                    Err(why) => {
+                        warn!("reload: nothing changed, {why}");
+                        format!("nothing changed, {why}")
+                    }
+                };
+                shared.reloads.count(reloads.ok);
+                if let Err(e) = reload::write_outcome(&reloads) {
+                    warn!(error = %format!("{e:#}"), "recording the reload's outcome failed");
                 }
             }
-            _ = sigusr1.recv() => match dump::write_state(&config, &r.fwd.desired, r.fwd.plane.as_mut()) {
+            _ = signals.usr1.recv() => match dump::write_state(&config, &lp.r.fwd.desired, lp.r.fwd.plane.as_mut()) {
                 Ok(()) => info!(file = %config.agent.state_dump.display(), "SIGUSR1: state dumped"),
                 Err(e) => warn!(error = %format!("{e:#}"), "SIGUSR1: state dump failed"),
             },
-            _ = sigusr2.recv() => match dump::write_stats(&config, r.fwd.plane.as_mut()) {
+            _ = signals.usr2.recv() => match dump::write_stats(&config, lp.r.fwd.plane.as_mut()) {
                 Ok(()) => info!(file = %config.agent.stats_dump.display(), "SIGUSR2: statistics dumped"),
                 Err(e) => warn!(error = %format!("{e:#}"), "SIGUSR2: statistics dump failed"),
             },
-            Some(event) = inbox.recv() => r.event(event, &config),
+            Some(m) = lp.masterships.recv() => lp.r.mastership(m, &config),
+            Some(event) = lp.inbox.recv() => lp.r.event(event, &config),
             _ = sweep.tick() => {
-                match r.fwd.plane.maintain() {
-                    Ok(removed) => r.fwd.flows.add(removed),
+                match lp.r.fwd.plane.maintain() {
+                    Ok(removed) => lp.r.fwd.flows.add(removed),
                     Err(e) => warn!(error = %format!("{e:#}"), "expiring idle flows failed; will retry"),
                 }
             }
             _ = tick.tick() => {
-                let fresh = hops::resolve(resolve, &config, Duration::ZERO, &r.hops).await;
+                let fresh = hops::resolve(resolve, &config, Duration::ZERO, &lp.r.hops).await;
                 // Events applied everything else already: without new hops or
                 // a failed apply to retry, composing again would find no change.
-                if fresh != r.hops || r.fwd.pending {
-                    let why = if fresh != r.hops { "next hops changed" } else { "retrying" };
-                    r.hops = fresh;
-                    r.fwd.update(&config, &r.runtime, &r.hops, why);
+                if fresh != lp.r.hops || lp.r.fwd.pending {
+                    let why = if fresh != lp.r.hops { "next hops changed" } else { "retrying" };
+                    lp.r.hops = fresh;
+                    lp.r.fwd.update(&config, &lp.r.runtime, &lp.r.hops, why);
                 }
             }
         }
     }
     // Instances leaving Master wait for the data plane: keep serving events until they are done.
-    let stopping = vrrp.stop(release.vrrp);
-    tokio::pin!(stopping);
-    loop {
-        tokio::select! {
-            _ = &mut stopping => break,
-            Some(event) = inbox.recv() => r.event(event, &config),
-        }
-    }
+    lp.serving(&config, vrrp.stop(release.vrrp)).await;
+    let mut r = lp.r;
     r.checkers.stop().await;
     let stopping = r.runtime.stopping(&config);
     r.alerts.stopping(&config, &stopping);
     r.announcer.announce_and_wait(stopping).await;
     r.announcer.stop().await;
+    if let Some(f) = fifo_reader {
+        f.stop(FIFO_READER_GRACE).await;
+    }
     if !r.alerts.flush(ALERT_FLUSH).await {
         warn!("stopping with alerts not yet delivered");
     }
+    reload::remove_outcome();
     r.fwd.plane.shutdown(!release.dataplane)
+}
+
+/// One reload, all or nothing: everything that can fail is prepared
+/// (the config read and checked, VRRP's scripts, VMACs and sockets, next
+/// hops, the data plane written) before anything running stops; if a step
+/// fails, what the earlier ones did is undone and the running config stays
+/// in force in full.
+struct Reload<'a> {
+    source: &'a config::Source,
+    overrides: &'a config::Overrides,
+    resolve: Option<&'a Resolver>,
+    vrrp: &'a VrrpThread,
+    events: &'a mpsc::Sender<Event>,
+    shared: &'a metrics::Sources,
+}
+
+impl Reload<'_> {
+    /// Ok, or which step failed and why.
+    async fn run(&self, lp: &mut Loop, config: &mut Arc<Config>) -> Result<(), String> {
+        let fresh = reload::reread(self.source, self.overrides, config)
+            .map(Arc::new)
+            .map_err(|e| format!("the config has errors:\n{e:#}"))?;
+        lp.serving(config, self.vrrp.prepare(fresh.clone()))
+            .await
+            .map_err(|e| format!("VRRP: {e:#}"))?;
+        let before = lp.r.hops.clone();
+        let hops = lp
+            .serving(
+                config,
+                hops::resolve(self.resolve, &fresh, RESOLVE_WAIT, &before),
+            )
+            .await;
+        let old_hops = std::mem::replace(&mut lp.r.hops, hops);
+        if let Err(e) =
+            lp.r.fwd
+                .try_update(&fresh, &lp.r.runtime, &lp.r.hops, "config reloaded")
+        {
+            lp.r.hops = old_hops;
+            lp.r.fwd
+                .restore("reload failed: the previous config's services written back");
+            lp.serving(config, self.vrrp.abort()).await;
+            return Err(format!("data plane: {e:#}"));
+        }
+        // Checkers follow the new reals; verdicts of reals that stay are kept.
+        if fresh.services != config.services {
+            lp.r.checkers.stop().await;
+            lp.r.checkers = Checkers::start(
+                &fresh,
+                self.events.clone(),
+                &lp.r.alerts,
+                &self.shared.checks,
+            );
+            lp.r.checkers.set_masters(&lp.r.runtime.masters);
+        }
+        *config = fresh;
+        // After the data plane: a VIP an instance gains is forwarded before
+        // it is added. Instances leaving Master wait for the data plane.
+        lp.serving(config, self.vrrp.commit()).await;
+        Ok(())
+    }
 }

@@ -4,26 +4,32 @@
 use crate::{
     EBPF_OBJECT,
     config::{Config, DataplaneKind},
-    dataplane::{DataPlane, IpvsDataPlane, XdpDataPlane},
+    dataplane::{DataPlane, IpvsDataPlane, PinLock, XdpDataPlane},
     logging,
 };
 use anyhow::{Context, Result};
 use tracing::warn;
 
 /// Must run inside the tokio runtime (XDP's log forwarding spawns a task).
-pub fn start(config: &Config) -> Result<Box<dyn DataPlane>> {
+/// `lock` is the pin directory's, taken first thing at start.
+pub fn start(config: &Config, lock: PinLock) -> Result<Box<dyn DataPlane>> {
     match config.dataplane.kind {
-        DataplaneKind::Xdp => xdp(config),
+        DataplaneKind::Xdp => xdp(config, lock),
         DataplaneKind::Ipvs => ipvs(config),
-        DataplaneKind::Auto => xdp(config).or_else(|e| {
+        DataplaneKind::Auto => xdp(config, lock).or_else(|e| {
             warn!(reason = %format!("{e:#}"), "XDP data plane unavailable; falling back to the kernel's IPVS");
             ipvs(config)
         }),
     }
 }
 
-fn xdp(config: &Config) -> Result<Box<dyn DataPlane>> {
-    let mut plane = XdpDataPlane::start(EBPF_OBJECT, &config.dataplane, logging::kernel_level())?;
+fn xdp(config: &Config, lock: PinLock) -> Result<Box<dyn DataPlane>> {
+    let mut plane = XdpDataPlane::start(
+        EBPF_OBJECT,
+        &config.dataplane,
+        logging::kernel_level(),
+        lock,
+    )?;
     if let Err(e) = logging::forward_ebpf_logs(plane.ebpf_mut()) {
         plane.stop(false)?;
         return Err(e);

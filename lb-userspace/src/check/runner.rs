@@ -143,7 +143,7 @@ impl Checkers {
     }
 
     /// Ends every check (a running MISC_CHECK script is killed with it).
-    pub async fn stop(mut self) {
+    pub async fn stop(&mut self) {
         self.tasks.abort_all();
         while self.tasks.join_next().await.is_some() {}
     }

@@ -46,6 +46,20 @@ pub struct Global {
     pub smtp_alert: Option<bool>,
     pub smtp_alert_vrrp: Option<bool>,
     pub smtp_alert_checker: Option<bool>,
+    /// How the VRRP thread runs (`vrrp_priority`, `vrrp_rt_priority`, `vrrp_no_swap`).
+    pub vrrp_process: VrrpProcess,
+}
+
+/// keepalived's settings for its VRRP process, applied to xlb's VRRP thread.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VrrpProcess {
+    /// `vrrp_priority`: the thread's nice value (-20 to 19).
+    pub nice: Option<i8>,
+    /// `vrrp_rt_priority`: real-time scheduling (SCHED_RR) at this priority (1 to 99).
+    pub rt_priority: Option<u8>,
+    /// `vrrp_no_swap`: lock the agent's memory (mlockall), so a page fault
+    /// never stalls an advert. The whole process, as xlb is one process.
+    pub no_swap: bool,
 }
 
 impl Default for Global {
@@ -70,6 +84,7 @@ impl Default for Global {
             smtp_alert: None,
             smtp_alert_vrrp: None,
             smtp_alert_checker: None,
+            vrrp_process: VrrpProcess::default(),
         }
     }
 }

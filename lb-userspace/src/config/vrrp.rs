@@ -77,10 +77,34 @@ pub struct Instance {
     pub vmac: Option<Vmac>,
     /// Gratuitous ARP / unsolicited NA timing (instance values override global ones).
     pub garp: Garp,
+    /// `lower_prio_no_advert`: as Master, do not answer a lower-priority advert.
+    pub lower_prio_no_advert: bool,
+    /// `higher_prio_send_advert`: as Master, send one advert before yielding
+    /// to a better one, so the winner learns of the split brain and
+    /// announces itself (on by default in xlb, off in keepalived).
+    pub higher_prio_send_advert: bool,
     pub notify: Notify,
     /// `smtp_alert`: email on each state change (unset: global
     /// `smtp_alert_vrrp`, else `smtp_alert`, else no; see `alert::inherit`).
     pub smtp_alert: Option<bool>,
+}
+
+impl Instance {
+    /// The instance's address family (its adverts, its socket): that of its
+    /// first virtual address, else of `unicast_src_ip`, else IPv4.
+    pub fn is_ipv6(&self) -> bool {
+        self.virtual_ipaddress
+            .first()
+            .map(|a| a.address.is_ipv6())
+            .or(self.unicast_src_ip.map(|a| a.is_ipv6()))
+            .unwrap_or(false)
+    }
+
+    /// Priority 255: the node owns the virtual addresses (they are its
+    /// interfaces' own), so it never adds or removes them.
+    pub fn owner(&self) -> bool {
+        self.priority == 255
+    }
 }
 
 /// `use_vmac`: the macvlan's name (default `vrrp.VRID`, `vrrp6.VRID` for IPv6)
@@ -104,6 +128,13 @@ pub struct Garp {
     pub master_refresh_repeat: u32,
     /// `garp_interval` / `gna_interval`: pause between packets of a burst (default 0).
     pub interval: Duration,
+    /// `garp_lower_prio_repeat`: packets per burst when a Master hears a
+    /// lower-priority advert (keepalived's default: the global
+    /// `vrrp_garp_master_repeat`; 0: none).
+    pub lower_prio_repeat: u32,
+    /// `garp_lower_prio_delay`: a second such burst this long later
+    /// (default: the global `vrrp_garp_master_delay`; 0: none).
+    pub lower_prio_delay: Duration,
 }
 
 impl Default for Garp {
@@ -114,6 +145,8 @@ impl Default for Garp {
             master_refresh: None,
             master_refresh_repeat: 1,
             interval: Duration::ZERO,
+            lower_prio_repeat: 5,
+            lower_prio_delay: Duration::from_secs(5),
         }
     }
 }

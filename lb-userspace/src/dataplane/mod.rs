@@ -16,7 +16,7 @@ pub use ipvs::IpvsDataPlane;
 pub use tables::MaglevChurn;
 
 pub use loader::attach_program;
-pub use xdp::XdpDataPlane;
+pub use xdp::{PinLock, XdpDataPlane};
 
 use crate::config::{Real, Service};
 use std::net::IpAddr;
@@ -120,4 +120,11 @@ pub trait DataPlane {
     /// Stops forwarding, or with `keep` leaves the data plane running
     /// without the agent.
     fn shutdown(self: Box<Self>, keep: bool) -> anyhow::Result<()>;
+
+    /// A start that failed (or was stopped) after this plane started: one
+    /// adopted from a previous agent is left forwarding as it was found,
+    /// one this agent made is taken away. The default leaves it running.
+    fn abandon(self: Box<Self>) -> anyhow::Result<()> {
+        self.shutdown(true)
+    }
 }

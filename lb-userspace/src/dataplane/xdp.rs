@@ -34,6 +34,8 @@ pub struct XdpDataPlane {
     pin_dir: PathBuf,
     attached: Vec<Attached>,
     settings: Settings,
+    /// Taken over from a previous agent (a failed start leaves it running).
+    adopted: bool,
     /// Held for the agent's life: one agent per pin directory.
     _lock: File,
 }
@@ -76,8 +78,13 @@ impl XdpDataPlane {
     /// the old one in place on each link; otherwise a fresh data plane
     /// replaces whatever was there. On failure a fresh start leaves nothing
     /// attached or pinned, and an adopting one leaves the old data plane as it was.
-    pub fn start(object: &[u8], dp: &config::Dataplane, log_level: u8) -> Result<XdpDataPlane> {
-        let lock = take_lock(&dp.pin_path)?;
+    pub fn start(
+        object: &[u8],
+        dp: &config::Dataplane,
+        log_level: u8,
+        lock: PinLock,
+    ) -> Result<XdpDataPlane> {
+        let lock = lock.0;
         loader::ensure_bpffs(&dp.pin_path)?;
         let adopting = match adopt::examine(&dp.pin_path, object, dp)? {
             Previous::Nothing => false,
@@ -108,6 +115,7 @@ impl XdpDataPlane {
             pin_dir: dp.pin_path.clone(),
             attached: Vec::new(),
             settings: Settings::default(),
+            adopted: adopting,
             _lock: lock,
         };
         plane
@@ -411,6 +419,14 @@ impl DataPlane for XdpDataPlane {
     fn shutdown(self: Box<Self>, keep: bool) -> Result<()> {
         self.stop(keep)
     }
+
+    fn abandon(self: Box<Self>) -> Result<()> {
+        let adopted = self.adopted;
+        if adopted {
+            info!("start-up failed: the adopted data plane is left forwarding as it was");
+        }
+        self.stop(adopted)
+    }
 }
 
 impl XdpDataPlane {
@@ -444,6 +460,16 @@ fn ifindex(name: &str) -> Result<u32> {
     match unsafe { libc::if_nametoindex(c.as_ptr()) } {
         0 => bail!("interface {name} does not exist"),
         i => Ok(i),
+    }
+}
+
+/// The lock of a pin directory: one agent per directory. Taken first thing
+/// at start, before anything is bound or touched.
+pub struct PinLock(File);
+
+impl PinLock {
+    pub fn take(pin_dir: &Path) -> Result<PinLock> {
+        take_lock(pin_dir).map(PinLock)
     }
 }
 

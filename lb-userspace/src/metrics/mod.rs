@@ -14,6 +14,7 @@ pub mod checks;
 pub mod dataplane;
 pub mod flows;
 pub mod maglev;
+pub mod reloads;
 mod server;
 pub mod vrrp;
 
@@ -30,6 +31,7 @@ pub struct Sources {
     pub checks: checks::CheckBoard,
     pub maglev: maglev::ChurnBoard,
     pub flows: flows::FlowCounters,
+    pub reloads: reloads::ReloadCounters,
 }
 
 /// A registry with every family: the data plane's, read where `plane`
@@ -47,6 +49,9 @@ pub fn registry(plane: Plane, pin_dir: &Path, sources: &Sources) -> Registry {
         sources.maglev.clone(),
     )));
     registry.register_collector(Box::new(flows::FlowCollector::new(sources.flows.clone())));
+    registry.register_collector(Box::new(reloads::ReloadCollector::new(
+        sources.reloads.clone(),
+    )));
     registry
 }
 

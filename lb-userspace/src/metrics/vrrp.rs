@@ -83,10 +83,10 @@ impl Collector for VrrpCollector {
                 |i| i.adverts_received,
             ),
             (
-                "xlb_vrrp_address_mismatch",
-                "Valid adverts whose virtual addresses differ from ours",
+                "xlb_vrrp_lower_priority_adverts",
+                "Valid adverts with a lower priority heard as Master (another node believed it was Master)",
                 Counter,
-                |i| i.address_mismatch,
+                |i| i.lower_priority,
             ),
         ];
         for (metric, help, kind, f) in per_instance {

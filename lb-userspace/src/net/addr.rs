@@ -22,11 +22,20 @@ pub async fn add(handle: &Handle, a: &VirtualAddress, default_dev: &str) -> Resu
 
 /// Removes `a`; an address (or device) already gone is not an error.
 pub async fn remove(handle: &Handle, a: &VirtualAddress, default_dev: &str) -> Result<()> {
+    remove_old(handle, a, default_dev).await.map(drop)
+}
+
+/// [`remove`], telling whether this call removed it.
+pub(crate) async fn remove_old(
+    handle: &Handle,
+    a: &VirtualAddress,
+    default_dev: &str,
+) -> Result<Change> {
     let dev = a.dev.as_deref().unwrap_or(default_dev);
     let what = || format!("removing {} from {dev}", describe(a));
     // A device that is gone took its addresses with it.
     let Some(link) = link_by_name(handle, dev).await.with_context(what)? else {
-        return Ok(());
+        return Ok(Change::AlreadySo);
     };
     let mut msg = AddressMessage::default();
     msg.header.family = family(a.address);
@@ -39,8 +48,7 @@ pub async fn remove(handle: &Handle, a: &VirtualAddress, default_dev: &str) -> R
         &[libc::EADDRNOTAVAIL, libc::ENOENT],
     )
     .await
-    .with_context(what)?;
-    Ok(())
+    .with_context(what)
 }
 
 /// [`add`], telling whether this call added it (for undo on failure).

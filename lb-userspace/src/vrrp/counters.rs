@@ -23,6 +23,9 @@ pub fn status_path(pin_path: &Path) -> PathBuf {
     PathBuf::from("/run/xlb").join(format!("vrrp-{flat}.json"))
 }
 
+/// How often the status file is rewritten with fresh counters.
+const PUBLISH: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// One instance as it stands.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InstanceStatus {
@@ -35,8 +38,10 @@ pub struct InstanceStatus {
     pub became_master: u64,
     pub adverts_sent: u64,
     pub adverts_received: u64,
-    /// Valid adverts whose address list differs from ours.
-    pub address_mismatch: u64,
+    /// Valid adverts with a lower priority heard as Master (another node
+    /// believed it was Master).
+    #[serde(default)]
+    pub lower_priority: u64,
     /// Dropped adverts by reason ([`Discard::name`]).
     pub discards: BTreeMap<String, u64>,
 }
@@ -53,6 +58,8 @@ pub struct Snapshot {
 pub struct Counters {
     inner: Arc<Mutex<BTreeMap<String, InstanceStatus>>>,
     file: Option<PathBuf>,
+    /// Wakes the publisher (a state changed).
+    poke: Arc<tokio::sync::Notify>,
 }
 
 impl Counters {
@@ -61,6 +68,28 @@ impl Counters {
         Counters {
             inner: Default::default(),
             file,
+            poke: Default::default(),
+        }
+    }
+
+    /// Asks [`Counters::publisher`] to write the status file now.
+    pub fn publish_soon(&self) {
+        self.poke.notify_one();
+    }
+
+    /// Writes the status file on every [`Counters::publish_soon`] and every
+    /// second; runs off the VRRP thread, so a slow disk never holds up adverts.
+    pub async fn publisher(self) {
+        let mut tick = tokio::time::interval(PUBLISH);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = self.poke.notified() => {}
+            }
+            if let Err(e) = self.publish() {
+                tracing::warn!(error = %format!("{e:#}"), "writing the VRRP status file failed");
+            }
         }
     }
 

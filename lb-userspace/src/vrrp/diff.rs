@@ -48,6 +48,8 @@ fn without_in_place(old: &Instance, new: &Instance) -> Instance {
         track_scripts: old.track_scripts.clone(),
         track_files: old.track_files.clone(),
         garp: old.garp,
+        lower_prio_no_advert: old.lower_prio_no_advert,
+        higher_prio_send_advert: old.higher_prio_send_advert,
         notify: old.notify.clone(),
         smtp_alert: old.smtp_alert,
         ..new.clone()
@@ -57,7 +59,7 @@ fn without_in_place(old: &Instance, new: &Instance) -> Instance {
 /// Whether `old` can become `new` in place; otherwise why not.
 pub fn in_place(old: &Instance, new: &Instance) -> Result<(), String> {
     // The advert's family follows the first address; a socket has one family.
-    if super::instance::is_ipv6(old) != super::instance::is_ipv6(new) {
+    if old.is_ipv6() != new.is_ipv6() {
         return Err("its address family changed".into());
     }
     let probe = without_in_place(old, new);

@@ -28,6 +28,9 @@ pub trait Net: Send + Sync + 'static {
     /// Removes them again (on leaving Master), rules and routes first,
     /// `no_accept`'s refusal last.
     fn down<'a>(&'a self, inst: &'a Instance) -> BoxFuture<'a, Result<()>>;
+    /// Removes the instance's addresses that are on the host although it
+    /// is not Master (a previous agent left them); how many there were.
+    fn remove_stale<'a>(&'a self, inst: &'a Instance) -> BoxFuture<'a, Result<usize>>;
     /// One gratuitous ARP per IPv4 and one unsolicited NA per IPv6 address, from `ifname`.
     fn announce(&self, ifname: &str, addrs: &[IpAddr]) -> Result<()>;
     /// `use_vmac`: the macvlan `name` on `base` with the VRRP MAC of `vrid`
@@ -78,6 +81,15 @@ fn addresses(i: &Instance) -> Vec<IpAddr> {
         .collect()
 }
 
+/// The addresses the instance adds and removes: none for the address owner,
+/// whose virtual addresses are the host's own and stay.
+fn owned_by_us(i: &Instance) -> impl Iterator<Item = &crate::config::vrrp::VirtualAddress> {
+    i.virtual_ipaddress
+        .iter()
+        .chain(&i.virtual_ipaddress_excluded)
+        .filter(|_| !i.owner())
+}
+
 /// Where an instance's addresses go when they name no device.
 fn dev(i: &Instance) -> &str {
     i.vmac
@@ -104,11 +116,7 @@ impl Net for HostNet {
                 self.no_accept.hold(&addresses(inst)).await?;
             }
             // Addresses first: routes and rules may use a VIP as their source.
-            for a in inst
-                .virtual_ipaddress
-                .iter()
-                .chain(&inst.virtual_ipaddress_excluded)
-            {
+            for a in owned_by_us(inst) {
                 net::addr::add(h, a, dev(inst)).await?;
             }
             for r in &inst.virtual_routes {
@@ -138,17 +146,25 @@ impl Net for HostNet {
             for r in &inst.virtual_routes {
                 note(net::route::remove(h, r, Some(dev(inst))).await);
             }
-            for a in inst
-                .virtual_ipaddress
-                .iter()
-                .chain(&inst.virtual_ipaddress_excluded)
-            {
+            for a in owned_by_us(inst) {
                 note(net::addr::remove(h, a, dev(inst)).await);
             }
             if refuses(inst) {
                 note(self.no_accept.release(&addresses(inst)).await);
             }
             first.map_or(Ok(()), Err)
+        })
+    }
+
+    fn remove_stale<'a>(&'a self, inst: &'a Instance) -> BoxFuture<'a, Result<usize>> {
+        Box::pin(async move {
+            let mut removed = 0;
+            for a in owned_by_us(inst) {
+                if net::addr::remove_old(&self.handle, a, dev(inst)).await? == net::Change::Done {
+                    removed += 1;
+                }
+            }
+            Ok(removed)
         })
     }
 

@@ -1,26 +1,24 @@
-//! One VRRP instance as a task: adverts in, timers, tracking and stop go
-//! into the state machine; its actions come out as adverts, mastership for
-//! the data plane, address changes, announcements and notifications.
-//!
-//! Order of a change (so that no packet is dropped for lack of a forwarder
-//! and none is forwarded twice): becoming Master sends the advert first,
-//! then activates the VIP's services in the data plane (and waits until the
-//! maps are written), then adds the VIPs, then announces them; leaving
-//! Master stops announcing, removes the VIPs, then deactivates the services.
+//! The I/O shell around one instance's [`Core`]: it owns the socket, sleeps
+//! until the core's next deadline, feeds it adverts, tracking, sync-group
+//! changes and the data plane's acknowledgements, and carries out the
+//! effects it returns in order (adverts, the data plane, addresses,
+//! announcements, status and notifications). The shell decides nothing;
+//! it runs on the VRRP thread, where nothing else can hold it up.
 
 use super::{
+    Mastership,
+    core::{Core, Effect, Input, Level},
     counters::Counters,
     effects::Net,
-    garp::Announcer,
     notify::{Kind, Notifier},
-    packet::{self, Advert, Expect},
+    packet,
     socket::{self, VrrpSocket},
-    state::{Action, Event, Machine, Settings, State},
+    state::State,
     sync_group::Link,
 };
-use crate::{agent, config::vrrp::Instance};
+use crate::config::vrrp::Instance;
 use anyhow::{Context, Result};
-use std::{collections::BTreeSet, net::IpAddr, sync::Arc, time::Duration};
+use std::{net::IpAddr, sync::Arc, time::Duration};
 use tokio::{
     sync::{mpsc, oneshot, watch},
     task::JoinHandle,
@@ -37,7 +35,9 @@ const RECV_RETRY: Duration = Duration::from_millis(200);
 /// What every instance shares.
 #[derive(Clone)]
 pub struct Shared {
-    pub events: mpsc::Sender<agent::Event>,
+    /// Mastership changes for the agent (a channel of their own, which
+    /// nothing else can fill).
+    pub mastership: mpsc::UnboundedSender<Mastership>,
     pub net: Arc<dyn Net>,
     pub notifier: Notifier,
     pub counters: Counters,
@@ -45,31 +45,18 @@ pub struct Shared {
     pub group6: IpAddr,
 }
 
-/// The instance's address family: that of its first virtual address.
-pub fn is_ipv6(inst: &Instance) -> bool {
-    inst.virtual_ipaddress
-        .first()
-        .map(|a| a.address.is_ipv6())
-        .or(inst.unicast_src_ip.map(|a| a.is_ipv6()))
-        .unwrap_or(false)
-}
-
-/// The advert interval in centiseconds, as the packet carries it.
-fn interval_cs(inst: &Instance) -> u16 {
-    (inst.advert_int.as_millis() / 10).min(u128::from(packet::MAX_INTERVAL_CS)) as u16
-}
-
-/// Everything fixed about a running instance.
-struct Wire {
+/// The socket and where adverts go: what [`prepare`] makes before the
+/// instance runs, so that a reload can fail before anything stops.
+pub struct Wire {
     sock: VrrpSocket,
     dsts: Vec<IpAddr>,
-    expect: Expect,
-    advert: Advert,
+    /// The VMAC this preparation created (deleted again if it is dropped unused).
+    created_vmac: Option<String>,
 }
 
 impl Wire {
     fn open(inst: &Instance, shared: &Shared) -> Result<Wire> {
-        let ipv6 = is_ipv6(inst);
+        let ipv6 = inst.is_ipv6();
         let unicast = !inst.unicast_peers.is_empty();
         let configured = if unicast {
             inst.unicast_src_ip
@@ -85,76 +72,95 @@ impl Wire {
         let src = socket::source_address(ifname, ipv6, configured)
             .or_else(|_| socket::source_address(&inst.interface, ipv6, configured))?;
         let group = if ipv6 { shared.group6 } else { shared.group4 };
-        let sock = VrrpSocket::open(ifname, src, (!unicast).then_some(group))
-            .with_context(|| format!("VRRP instance {}", inst.name))?;
+        let sock = VrrpSocket::open(ifname, src, (!unicast).then_some(group))?;
         let dsts = if unicast {
             inst.unicast_peers.clone()
         } else {
             vec![group]
         };
-        let interval_cs = interval_cs(inst);
-        let auth = inst.auth.as_ref().map(|a| packet::auth_data(&a.pass));
-        let addrs: Vec<IpAddr> = inst
-            .virtual_ipaddress
-            .iter()
-            .map(|a| a.address)
-            .filter(|a| a.is_ipv6() == ipv6)
-            .collect();
         Ok(Wire {
-            expect: Expect {
-                version: inst.version,
-                vrid: inst.vrid,
-                ipv6,
-                auth,
-                interval_cs,
-                peers: if inst.check_unicast_src {
-                    inst.unicast_peers.clone()
-                } else {
-                    Vec::new()
-                },
-                own: vec![src],
-            },
-            advert: Advert {
-                version: inst.version,
-                vrid: inst.vrid,
-                priority: 0,
-                interval_cs,
-                addrs,
-                auth,
-            },
             sock,
             dsts,
+            created_vmac: None,
         })
     }
+}
 
-    async fn send(&self, priority: u8) -> Result<()> {
-        let adv = Advert {
-            priority,
-            ..self.advert.clone()
-        };
-        for dst in &self.dsts {
-            let msg = packet::encode(&adv, self.sock.src, *dst);
-            self.sock.send(&msg, *dst).await?;
+/// An instance ready to start: checked, its VMAC made, its socket open.
+pub struct Prepared {
+    inst: Arc<Instance>,
+    wire: Wire,
+}
+
+impl Prepared {
+    /// Gives back what preparing created (a reload that failed elsewhere).
+    pub async fn discard(self, net: &dyn Net) {
+        if let Some(v) = &self.wire.created_vmac
+            && let Err(e) = net.vmac_delete(v).await
+        {
+            warn!(instance = %self.inst.name, error = %format!("{e:#}"), "deleting the VMAC failed");
         }
-        Ok(())
+    }
+}
+
+/// Checks what the host must offer the instance, creates its VMAC and
+/// opens its socket: everything that can fail before it starts.
+pub async fn prepare(inst: Arc<Instance>, shared: &Shared) -> Result<Prepared> {
+    let what = || format!("VRRP instance {} (interface {})", inst.name, inst.interface);
+    shared.net.check(&inst).await.with_context(what)?;
+    let mut created = None;
+    if let Some(v) = &inst.vmac
+        && nix::net::if_::if_nametoindex(v.name.as_str()).is_err()
+    {
+        shared
+            .net
+            .vmac_create(&inst.interface, &v.name, inst.vrid, inst.is_ipv6())
+            .await
+            .with_context(|| format!("{}: creating VMAC {}", what(), v.name))?;
+        created = Some(v.name.clone());
+    }
+    match Wire::open(&inst, shared) {
+        Ok(mut wire) => {
+            wire.created_vmac = created;
+            Ok(Prepared { inst, wire })
+        }
+        Err(e) => {
+            if let Some(v) = created {
+                let _ = shared.net.vmac_delete(&v).await;
+            }
+            Err(e.context(what()))
+        }
+    }
+}
+
+/// How an instance stops.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stop {
+    /// `--dont-release-vrrp`: everything stays on the host as it is.
+    Keep,
+    /// A Master sends priority 0 and removes its addresses; notify_stop
+    /// runs. Its VMAC goes too unless `keep_vmac` (a restart that reuses it).
+    Release { keep_vmac: bool },
+}
+
+impl Stop {
+    pub fn release(keep_vmac: bool) -> Stop {
+        Stop::Release { keep_vmac }
     }
 }
 
 /// A started instance: stop it with [`Handle::stop`].
 pub struct Handle {
-    /// `true`: release (priority-0 advert if Master, VIPs removed).
-    stop: oneshot::Sender<bool>,
+    stop: oneshot::Sender<Stop>,
     /// Each update with what tells the sender it was applied.
     updates: mpsc::Sender<(Update, oneshot::Sender<()>)>,
     task: JoinHandle<()>,
 }
 
 impl Handle {
-    /// Stops the instance and waits for it: with `release`, a Master sends
-    /// priority 0 and removes its VIPs, and notify_stop runs; without
-    /// (`--dont-release-vrrp`), everything stays on the host as it is.
-    pub async fn stop(self, release: bool) {
-        let _ = self.stop.send(release);
+    /// Stops the instance as `how` says and waits for it.
+    pub async fn stop(self, how: Stop) {
+        let _ = self.stop.send(how);
         let _ = self.task.await;
     }
 
@@ -168,27 +174,15 @@ impl Handle {
     }
 }
 
-/// Opens the instance's socket and starts its task. `track` carries the
-/// effective priority and fault from tracking.
-pub async fn start(
-    inst: Arc<Instance>,
+/// Starts a prepared instance's task. `track` carries the effective
+/// priority and fault from tracking.
+pub fn start(
+    prepared: Prepared,
     shared: Shared,
     track: watch::Receiver<(u8, bool)>,
     group: Option<Link>,
-) -> Result<Handle> {
-    shared
-        .net
-        .check(&inst)
-        .await
-        .with_context(|| format!("VRRP instance {}", inst.name))?;
-    if let Some(v) = &inst.vmac {
-        shared
-            .net
-            .vmac_create(&inst.interface, &v.name, inst.vrid, is_ipv6(&inst))
-            .await
-            .with_context(|| format!("VRRP instance {}: creating VMAC {}", inst.name, v.name))?;
-    }
-    let wire = Wire::open(&inst, &shared)?;
+) -> Handle {
+    let Prepared { inst, wire } = prepared;
     shared.counters.register(&inst.name, inst.priority);
     let (stop, stopped) = oneshot::channel();
     let (updates, updated) = mpsc::channel(1);
@@ -198,26 +192,24 @@ pub async fn start(
             warn!(instance = %name, error = %format!("{e:#}"), "VRRP instance stopped on an error");
         }
     });
-    Ok(Handle {
+    Handle {
         stop,
         updates,
         task,
-    })
+    }
 }
 
-struct Runner {
-    inst: Arc<Instance>,
+struct Shell {
+    core: Core,
     shared: Shared,
     wire: Wire,
-    machine: Machine,
-    announcer: Announcer,
-    garp: Option<JoinHandle<()>>,
-    /// The addresses a peer's advert listed last time, to log a mismatch once.
-    peer_addrs: Option<BTreeSet<IpAddr>>,
-    /// Where our state changes go when we are in a sync group.
+    /// Where announcements leave: the VMAC, else the interface.
+    announce_on: String,
+    /// The acknowledgement of the data-plane change asked for last.
+    pending: Option<(bool, oneshot::Receiver<()>)>,
     group_tx: Option<tokio::sync::broadcast::Sender<super::sync_group::Change>>,
-    /// Handling another member's change (which is not passed on).
-    following: bool,
+    /// What the shared counters were last given.
+    seen: (super::core::Stats, u8),
 }
 
 async fn run(
@@ -226,7 +218,7 @@ async fn run(
     wire: Wire,
     mut track: watch::Receiver<(u8, bool)>,
     group: Option<Link>,
-    mut stopped: oneshot::Receiver<bool>,
+    mut stopped: oneshot::Receiver<Stop>,
     mut updates: mpsc::Receiver<(Update, oneshot::Sender<()>)>,
 ) -> Result<()> {
     let (group_tx, mut group_rx) = match group {
@@ -234,98 +226,94 @@ async fn run(
         None => (None, None),
     };
     let (priority, fault) = *track.borrow_and_update();
-    let settings = Settings {
-        version: inst.version,
-        interval: inst.advert_int,
-        preempt: inst.preempt,
-        preempt_delay: inst.preempt_delay,
-        primary: wire.sock.src,
-        master_hint: inst.initial_state == crate::config::vrrp::InitialState::Master,
-    };
-    let announcer = Announcer {
-        net: shared.net.clone(),
-        ifname: inst
+    let mut shell = Shell {
+        core: Core::new(inst.clone(), wire.sock.src, priority),
+        announce_on: inst
             .vmac
             .as_ref()
             .map_or(inst.interface.clone(), |v| v.name.clone()),
-        addrs: inst
-            .virtual_ipaddress
-            .iter()
-            .chain(&inst.virtual_ipaddress_excluded)
-            .map(|a| a.address)
-            .collect(),
-    };
-    let mut r = Runner {
-        machine: Machine::new(settings, priority),
-        inst,
         shared,
         wire,
-        announcer,
-        garp: None,
-        peer_addrs: None,
+        pending: None,
         group_tx,
-        following: false,
+        seen: Default::default(),
     };
-    r.step(Event::Fault(fault)).await;
-    r.step(Event::Startup).await;
+    let mut done = shell.feed(Input::Track { priority, fault }).await;
+    done |= shell.feed(Input::Startup).await;
     let mut track_open = true;
-    let release = loop {
-        let deadline = r.machine.deadline();
-        tokio::select! {
-            release = &mut stopped => break release.unwrap_or(true),
+    let mut stop_asked = false;
+    let mut how = Stop::release(false);
+    while !done {
+        let deadline = shell.core.deadline();
+        let input = tokio::select! {
+            biased;
+            r = &mut stopped, if !stop_asked => {
+                stop_asked = true;
+                how = r.unwrap_or(Stop::release(false));
+                Input::Stop { release: how != Stop::Keep }
+            }
+            master = wait_ack(&mut shell.pending) => Input::Applied { master },
+            got = shell.wire.sock.recv() => match got {
+                Ok(Ok((rx, msg))) => Input::Packet { rx, msg },
+                Ok(Err(why)) => Input::NotVrrp(why),
+                Err(e) => {
+                    // The interface may be going away; tracking puts us in Fault meanwhile.
+                    warn!(instance = %shell.name(), error = %format!("{e:#}"), "receiving adverts failed");
+                    tokio::time::sleep(RECV_RETRY).await;
+                    continue;
+                }
+            },
+            _ = sleep_until(deadline) => Input::Timer,
             changed = track.changed(), if track_open => {
                 if changed.is_err() {
                     track_open = false;
                     continue;
                 }
-                let now = *track.borrow_and_update();
-                r.follow(now).await;
+                let (priority, fault) = *track.borrow_and_update();
+                Input::Track { priority, fault }
             }
-            Some((u, done)) = updates.recv() => {
-                r.update(u.inst).await;
+            Some((u, applied)) = updates.recv() => {
+                done = shell.update(u.inst).await;
                 if let Some(t) = u.track {
                     track = t;
                     track_open = true;
-                    let now = *track.borrow_and_update();
-                    r.follow(now).await;
+                    let (priority, fault) = *track.borrow_and_update();
+                    done |= shell.feed(Input::Track { priority, fault }).await;
                 }
-                let _ = done.send(());
+                let _ = applied.send(());
+                continue;
             }
-            got = r.wire.sock.recv() => match got {
-                Ok(got) => r.received(got).await,
-                Err(e) => {
-                    // The interface may be going away; tracking puts us in Fault meanwhile.
-                    warn!(instance = %r.inst.name, error = %format!("{e:#}"), "receiving adverts failed");
-                    tokio::time::sleep(RECV_RETRY).await;
-                }
-            },
-            _ = sleep_until(deadline) => r.step(Event::Timer).await,
             change = group_change(&mut group_rx) => {
                 let (member, state, followed) = change;
-                if member != r.inst.name && !followed {
-                    // Following is not news to the members: acting on it
-                    // would let two crossing changes chase each other for ever.
-                    r.following = true;
-                    r.step(Event::Group(state)).await;
-                    r.following = false;
+                // Following is not news to the members: acting on it
+                // would let two crossing changes chase each other for ever.
+                if member == shell.name() || followed {
+                    continue;
                 }
+                Input::Group(state)
             }
-        }
-    };
-    if !release {
-        // --dont-release-vrrp: VIPs, routes, rules and the VMAC stay; no priority 0.
-        if let Some(g) = r.garp.take() {
-            g.abort();
-        }
-        return Ok(());
+        };
+        done = shell.feed(input).await;
     }
-    r.step(Event::Shutdown).await;
-    if let Some(v) = &r.inst.vmac
-        && let Err(e) = r.shared.net.vmac_delete(&v.name).await
+    if how == Stop::release(false)
+        && let Some(v) = &shell.core.instance().vmac
+        && let Err(e) = shell.shared.net.vmac_delete(&v.name).await
     {
-        warn!(instance = %r.inst.name, error = %format!("{e:#}"), "deleting the VMAC failed");
+        warn!(instance = %shell.name(), error = %format!("{e:#}"), "deleting the VMAC failed");
     }
     Ok(())
+}
+
+/// The data plane's answer to the last change asked for (never, when none
+/// is pending). An agent that went away counts as having answered.
+async fn wait_ack(pending: &mut Option<(bool, oneshot::Receiver<()>)>) -> bool {
+    let Some((master, rx)) = pending else {
+        return std::future::pending().await;
+    };
+    let _ = rx.await;
+    let master = *master;
+    *pending = None;
+    master
 }
 
 /// The next change another sync group member reports (never, outside a group).
@@ -353,147 +341,154 @@ async fn sleep_until(at: Option<Instant>) {
     }
 }
 
-impl Runner {
+impl Shell {
     fn name(&self) -> &str {
-        &self.inst.name
+        &self.core.instance().name
     }
 
-    async fn received(
-        &mut self,
-        got: std::result::Result<(packet::Received, Vec<u8>), packet::Discard>,
-    ) {
-        let decoded =
-            got.and_then(|(rx, msg)| packet::decode(&msg, &rx, &self.wire.expect).map(|a| (rx, a)));
-        match decoded {
-            Err(why) => {
-                // Other virtual routers on the link are normal; count them quietly.
-                if why != packet::Discard::Vrid {
-                    debug!(instance = %self.name(), reason = why.name(), "advert discarded");
-                }
-                self.shared.counters.discard(&self.inst.name, why);
-            }
-            Ok((rx, adv)) => {
-                self.shared
-                    .counters
-                    .update(&self.inst.name, |s| s.adverts_received += 1);
-                self.check_addresses(rx.src, &adv);
-                let interval = Duration::from_millis(u64::from(adv.interval_cs) * 10);
-                self.step(Event::Advert {
-                    src: rx.src,
-                    priority: adv.priority,
-                    interval,
-                })
-                .await;
-            }
-        }
+    /// One input through the core, its effects carried out; true when the
+    /// instance is done.
+    async fn feed(&mut self, input: Input) -> bool {
+        let effects = self.core.handle(input, Instant::now());
+        self.count();
+        self.execute(effects).await
     }
 
-    /// keepalived logs a peer whose address list differs from ours; so do we, once per change.
-    fn check_addresses(&mut self, src: IpAddr, adv: &Advert) {
-        let theirs: BTreeSet<IpAddr> = adv.addrs.iter().copied().collect();
-        let ours: BTreeSet<IpAddr> = self.wire.advert.addrs.iter().copied().collect();
-        if theirs == ours || adv.priority == 0 {
+    async fn update(&mut self, new: Arc<Instance>) -> bool {
+        let effects = self.core.update(new.clone(), Instant::now());
+        self.shared
+            .counters
+            .update(&new.name, |s| s.base_priority = new.priority);
+        let done = self.execute(effects).await;
+        info!(instance = %new.name, "reload: instance changed in place");
+        done
+    }
+
+    /// Copies what the core counted, and its priority, into the shared
+    /// counters when they changed.
+    fn count(&mut self) {
+        let (stats, priority) = (self.core.stats(), self.core.priority());
+        if (stats, priority) == (&self.seen.0, self.seen.1) {
             return;
         }
+        self.seen = (stats.clone(), priority);
         self.shared
             .counters
-            .update(&self.inst.name, |s| s.address_mismatch += 1);
-        if self.peer_addrs.as_ref() != Some(&theirs) {
-            warn!(
-                instance = %self.inst.name, peer = %src, ours = ?ours, theirs = ?theirs,
-                "the advert's virtual addresses differ from ours"
-            );
-            self.peer_addrs = Some(theirs);
-        }
-    }
-
-    async fn step(&mut self, event: Event) {
-        let before = self.machine.state();
-        let actions = self.machine.handle(event, Instant::now());
-        for a in actions {
-            match a {
-                Action::Send { priority } => match self.wire.send(priority).await {
-                    Ok(()) => self
-                        .shared
-                        .counters
-                        .update(&self.inst.name, |s| s.adverts_sent += 1),
-                    Err(e) => {
-                        warn!(instance = %self.name(), error = %format!("{e:#}"), "sending an advert failed")
-                    }
-                },
-                Action::Reannounce => {
-                    info!(instance = %self.name(), "another Master seen: announcing again");
-                    let a = self.announcer.clone();
-                    let g = self.inst.garp;
-                    tokio::spawn(async move { a.burst(g.master_repeat, g.interval).await });
+            .update(&self.core.instance().name, |s| {
+                s.adverts_received = stats.adverts_received;
+                s.lower_priority = stats.lower_priority;
+                s.priority = priority;
+                for (why, n) in &stats.discards {
+                    s.discards.insert(why.name().to_string(), *n);
                 }
-                Action::Enter(state) => self.enter(before, state).await,
-            }
-        }
-        let priority = self.machine.priority();
-        self.shared
-            .counters
-            .update(&self.inst.name, |s| s.priority = priority);
+            });
     }
 
-    async fn enter(&mut self, from: State, to: State) {
-        info!(instance = %self.name(), from = from.name(), to = to.name(), priority = self.machine.priority(), "VRRP state change");
-        if to == State::Master {
-            // Timed, so a slow takeover shows which step it waited on.
-            let start = std::time::Instant::now();
-            self.mastership(true).await;
-            let data_plane = start.elapsed();
-            if let Err(e) = self.shared.net.up(&self.inst).await {
-                warn!(instance = %self.name(), error = %format!("{e:#}"), "adding the virtual addresses failed");
+    async fn execute(&mut self, effects: Vec<Effect>) -> bool {
+        for e in effects {
+            match e {
+                Effect::Send { priority } => self.send(priority).await,
+                Effect::DataPlane { master } => {
+                    let (applied, done) = oneshot::channel();
+                    let m = Mastership {
+                        instance: self.name().to_string(),
+                        master,
+                        applied,
+                    };
+                    // Unbounded: a mastership change never waits for room.
+                    let _ = self.shared.mastership.send(m);
+                    self.pending = Some((master, done));
+                }
+                Effect::Up => {
+                    let start = std::time::Instant::now();
+                    if let Err(e) = self.shared.net.up(self.core.instance()).await {
+                        warn!(instance = %self.name(), error = %format!("{e:#}"), "adding the virtual addresses failed");
+                    }
+                    debug!(instance = %self.name(), took = ?start.elapsed(), "taking over: addresses added");
+                }
+                Effect::Down => {
+                    if let Err(e) = self.shared.net.down(self.core.instance()).await {
+                        warn!(instance = %self.name(), error = %format!("{e:#}"), "removing the virtual addresses failed");
+                    }
+                }
+                Effect::RemoveStale => {
+                    match self.shared.net.remove_stale(self.core.instance()).await {
+                        Ok(0) => {}
+                        Ok(n) => {
+                            warn!(instance = %self.name(), removed = n, "starting as Backup: removed virtual addresses a previous agent left")
+                        }
+                        Err(e) => {
+                            warn!(instance = %self.name(), error = %format!("{e:#}"), "removing stale virtual addresses failed")
+                        }
+                    }
+                }
+                Effect::Reconfigure { old, new } => {
+                    update::reconfigure(&*self.shared.net, &old, &new).await
+                }
+                Effect::Announce => {
+                    let inst = self.core.instance();
+                    let addrs: Vec<IpAddr> = inst
+                        .virtual_ipaddress
+                        .iter()
+                        .chain(&inst.virtual_ipaddress_excluded)
+                        .map(|a| a.address)
+                        .collect();
+                    if let Err(e) = self.shared.net.announce(&self.announce_on, &addrs) {
+                        warn!(interface = %self.announce_on, error = %format!("{e:#}"), "announcing the virtual addresses failed");
+                    }
+                }
+                Effect::Entered {
+                    state,
+                    priority,
+                    followed,
+                } => self.entered(state, priority, followed),
+                Effect::Log { level, message } => match level {
+                    Level::Info => info!(instance = %self.name(), "{message}"),
+                    Level::Warn => warn!(instance = %self.name(), "{message}"),
+                },
+                Effect::Done => return true,
             }
-            let addresses = start.elapsed();
-            let a = self.announcer.clone();
-            self.garp = Some(tokio::spawn(a.as_master(self.inst.garp)));
-            debug!(instance = %self.name(), ?data_plane, ?addresses, "taking over: data plane followed, addresses added");
-        } else if from == State::Master {
-            if let Some(g) = self.garp.take() {
-                g.abort();
-            }
-            if let Err(e) = self.shared.net.down(&self.inst).await {
-                warn!(instance = %self.name(), error = %format!("{e:#}"), "removing the virtual addresses failed");
-            }
-            self.mastership(false).await;
         }
-        let priority = self.machine.priority();
-        self.shared.counters.update(&self.inst.name, |s| {
+        false
+    }
+
+    async fn send(&mut self, priority: u8) {
+        let adv = self.core.advert(priority);
+        for dst in &self.wire.dsts {
+            let msg = packet::encode(&adv, self.wire.sock.src, *dst);
+            if let Err(e) = self.wire.sock.send(&msg, *dst).await {
+                warn!(instance = %self.name(), error = %format!("{e:#}"), "sending an advert failed");
+                return;
+            }
+        }
+        self.shared
+            .counters
+            .update(&self.core.instance().name, |s| s.adverts_sent += 1);
+    }
+
+    fn entered(&self, to: State, priority: u8, followed: bool) {
+        let name = &self.core.instance().name;
+        info!(instance = %name, to = to.name(), priority, "VRRP state change");
+        self.shared.counters.update(name, |s| {
             s.state = to.name().to_string();
+            s.priority = priority;
             s.transitions += 1;
             if to == State::Master {
                 s.became_master += 1;
             }
         });
-        if let Err(e) = self.shared.counters.publish() {
-            warn!(error = %format!("{e:#}"), "writing the VRRP status file failed");
-        }
+        self.shared.counters.publish_soon();
         self.shared.notifier.changed(
             Kind::Instance,
-            &self.inst.name,
-            &self.inst.notify,
+            name,
+            &self.core.instance().notify,
             to,
             priority,
         );
         if let Some(tx) = &self.group_tx {
             // No receiver left only while the agent stops. The group's
             // notify needs every member's state, followed or not.
-            let _ = tx.send((self.inst.name.clone(), to, self.following));
-        }
-    }
-
-    /// Tells the agent and waits until the data plane follows.
-    async fn mastership(&self, master: bool) {
-        let (applied, done) = oneshot::channel();
-        let ev = agent::Event::Mastership {
-            instance: self.inst.name.clone(),
-            master,
-            applied,
-        };
-        if self.shared.events.send(ev).await.is_ok() {
-            let _ = done.await;
+            let _ = tx.send((name.clone(), to, followed));
         }
     }
 }

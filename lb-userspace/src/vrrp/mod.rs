@@ -1,12 +1,16 @@
 //! VRRP (RFC 3768 v2, RFC 9568 v3): the instances of `config.vrrp`, each a
-//! task that elects a Master with its peers and tells the agent
-//! ([`crate::agent::Event::Mastership`]) so the data plane follows. A
-//! reload ([`Vrrp::reload`]) changes only what differs ([`diff`]).
+//! sans-IO [`core::Core`] driven by a task ([`instance`]) that elects a
+//! Master with its peers and tells the agent ([`Mastership`]) so the data
+//! plane follows. Everything here runs on a thread of its own
+//! ([`thread::VrrpThread`]). A change of config is prepared first (scripts
+//! checked, VMACs made, sockets opened: everything that can fail) and only
+//! then committed, changing only what differs ([`diff`]); a failed
+//! preparation leaves the running instances exactly as they were.
 
+pub mod core;
 pub mod counters;
 pub mod diff;
 pub mod effects;
-pub mod garp;
 pub mod instance;
 pub mod notify;
 pub mod packet;
@@ -15,12 +19,14 @@ pub mod socket;
 pub mod sources;
 pub mod state;
 pub mod sync_group;
+pub mod thread;
 pub mod track;
 
 use crate::{
-    agent,
-    check::fifo::{FIFO_READER_GRACE, FifoReader},
-    config::{Config, vrrp::SyncGroup},
+    config::{
+        Config,
+        vrrp::{StaticNet, SyncGroup},
+    },
     script::RunAs,
 };
 use anyhow::{Context, Result};
@@ -34,15 +40,23 @@ use std::{
     time::Duration,
 };
 use tokio::{
-    sync::{mpsc, watch},
+    sync::{oneshot, watch},
     task::JoinHandle,
 };
 use tracing::{info, warn};
 
-/// How often the status file is rewritten with fresh counters.
-const PUBLISH: Duration = Duration::from_secs(1);
 /// A stop that takes longer than this (a hung data-plane update) is abandoned.
 const STOP_WAIT: Duration = Duration::from_secs(10);
+
+/// An instance became Master (`master`) or stopped being Master. The agent
+/// answers on `applied` once the data plane follows, so the instance can
+/// order it with adding or removing its addresses.
+#[derive(Debug)]
+pub struct Mastership {
+    pub instance: String,
+    pub master: bool,
+    pub applied: oneshot::Sender<()>,
+}
 
 /// A running instance and the combiner of what it tracks.
 struct Member {
@@ -69,21 +83,31 @@ impl Drop for RunningGroup {
     }
 }
 
-/// The running VRRP side of the agent.
+/// A change of config, prepared and not yet committed.
+struct Pending {
+    new: Arc<Config>,
+    scripts: Vec<sources::Prepared>,
+    specs: BTreeMap<String, Spec>,
+    plan: diff::Plan,
+    /// New and restarted instances, ready to start.
+    ready: BTreeMap<String, instance::Prepared>,
+    /// Static entries to add (added already) and to remove at commit.
+    static_added: StaticNet,
+    static_gone: StaticNet,
+}
+
+/// The running VRRP side of the agent (on the VRRP thread).
 pub struct Vrrp {
-    /// What runs: the last config applied, less instances that failed to start.
+    /// What runs: the last config committed.
     config: Arc<Config>,
     shared: instance::Shared,
     user: Option<RunAs>,
     sources: Sources,
     members: BTreeMap<String, Member>,
     groups: BTreeMap<String, RunningGroup>,
-    publisher: JoinHandle<()>,
     counters: Counters,
     net: Arc<dyn Net>,
-    /// `vrrp_notify_fifo`'s reader script (`notify_fifo` also gets LVS lines,
-    /// so its reader belongs to the checkers' announcer).
-    fifo_reader: Option<FifoReader>,
+    pending: Option<Pending>,
 }
 
 /// `config` with no VRRP and no static addresses: what runs before start.
@@ -95,159 +119,155 @@ fn without_vrrp(config: &Config) -> Config {
 }
 
 impl Vrrp {
-    /// Applies the static addresses, starts the trackers and every instance;
-    /// `counters` (shared with the metrics) get each instance's numbers.
-    pub async fn start(
-        config: Arc<Config>,
-        events: mpsc::Sender<agent::Event>,
-        net: Arc<dyn Net>,
-        counters: Counters,
-        alerts: crate::alert::Alerter,
+    /// The VRRP side with nothing running yet; [`Vrrp::prepare`] and
+    /// [`Vrrp::commit`] start `config`'s instances. Scripts (tracking and
+    /// notify) run on `offload`, never on the VRRP thread.
+    pub fn new(
+        config: &Config,
+        shared: instance::Shared,
+        offload: tokio::runtime::Handle,
     ) -> Result<Vrrp> {
-        let global = &config.global;
-        let user = global
+        let user = config
+            .global
             .script_user
             .as_deref()
             .map(RunAs::lookup)
             .transpose()
             .context("script_user")?;
-        let shared = instance::Shared {
-            events,
-            net: net.clone(),
-            notifier: notify::Notifier::new(global, user, alerts)?,
-            counters: counters.clone(),
-            group4: global.vrrp_mcast_group4.into(),
-            group6: global.vrrp_mcast_group6.into(),
-        };
-        let c = counters.clone();
-        let publisher = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(PUBLISH);
-            loop {
-                tick.tick().await;
-                if let Err(e) = c.publish() {
-                    warn!(error = %format!("{e:#}"), "writing the VRRP status file failed");
-                }
-            }
-        });
-        let mut vrrp = Vrrp {
-            config: Arc::new(without_vrrp(&config)),
+        Ok(Vrrp {
+            config: Arc::new(without_vrrp(config)),
+            counters: shared.counters.clone(),
+            net: shared.net.clone(),
             shared,
             user,
-            sources: Sources::default(),
+            sources: Sources::new(offload),
             members: BTreeMap::new(),
             groups: BTreeMap::new(),
-            publisher,
-            counters,
-            net,
-            fifo_reader: None,
-        };
-        vrrp.apply(config.clone(), true).await?;
-        // After the FIFO exists (Notifier::new created it).
-        vrrp.fifo_reader = global.vrrp_notify_fifo.as_ref().and_then(|f| {
-            let cmd = f.script.clone()?;
-            Some(FifoReader::start(
-                &f.path,
-                cmd,
-                user,
-                global.enable_script_security,
-            ))
-        });
-        Ok(vrrp)
+            pending: None,
+        })
     }
 
-    /// What `xlb status` and metrics show.
-    pub fn counters(&self) -> &Counters {
-        &self.counters
-    }
-
-    /// Checks what a reload to `fresh` needs before anything changes (the
-    /// scripts it would start: script security, users; tracking references).
-    pub fn check(&self, fresh: &Config) -> Result<()> {
-        self.sources
-            .prepare(&fresh.vrrp, fresh.global.enable_script_security, self.user)?;
-        for inst in &fresh.vrrp.instances {
-            Spec::of(&fresh.vrrp, inst)?;
-        }
-        let g = |c: &Config| {
-            let g = &c.global;
-            (
-                g.script_user.clone(),
-                g.vrrp_mcast_group4,
-                g.vrrp_mcast_group6,
-                g.notify_fifo.clone(),
-                g.vrrp_notify_fifo.clone(),
-            )
-        };
-        if g(fresh) != g(&self.config) {
-            warn!(
-                "reload: script_user, vrrp_mcast_group4/6, notify_fifo and vrrp_notify_fifo take effect at the next restart"
-            );
-        }
-        Ok(())
-    }
-
-    /// SIGHUP: makes the running instances those of `fresh`, changing only
-    /// what differs ([`diff::plan`]). The agent keeps serving
-    /// [`agent::Event`]s meanwhile: an instance leaving Master waits for the data plane.
-    pub async fn reload(&mut self, fresh: Arc<Config>) -> Result<()> {
-        self.apply(fresh, false).await
-    }
-
-    /// From `self.config` to `new`. With `strict` (start-up) the first
-    /// failure is returned; on reload a failing part is logged and the rest applied.
-    async fn apply(&mut self, new: Arc<Config>, strict: bool) -> Result<()> {
-        let old = self.config.clone();
-        let prepared =
+    /// Everything a change to `new` needs that can fail, done before
+    /// anything running changes: scripts checked (security, users),
+    /// tracking references resolved, VMACs created, sockets of new and
+    /// restarted instances opened, static entries added. On error all of
+    /// that is undone and the running config stays as it is.
+    pub async fn prepare(&mut self, new: Arc<Config>) -> Result<()> {
+        self.abort().await;
+        let scripts =
             self.sources
                 .prepare(&new.vrrp, new.global.enable_script_security, self.user)?;
         let mut specs = BTreeMap::new();
         for inst in &new.vrrp.instances {
             specs.insert(inst.name.clone(), Spec::of(&new.vrrp, inst)?);
         }
-
-        let (gone, added) = diff::static_net(&old.static_net, &new.static_net);
-        if gone != Default::default()
-            && let Err(e) = self.net.remove_static(&gone).await
+        let plan = diff::plan(&self.config.vrrp, &new.vrrp);
+        let mut ready = BTreeMap::new();
+        for name in plan.start.iter().chain(plan.restart.iter().map(|(n, _)| n)) {
+            let Some(inst) = new.vrrp.instances.iter().find(|i| &i.name == name) else {
+                continue;
+            };
+            match instance::prepare(Arc::new(inst.clone()), &self.shared).await {
+                Ok(p) => {
+                    ready.insert(name.clone(), p);
+                }
+                Err(e) => {
+                    discard_all(ready, &*self.net).await;
+                    return Err(e);
+                }
+            }
+        }
+        let (static_gone, static_added) =
+            diff::static_net(&self.config.static_net, &new.static_net);
+        if static_added != StaticNet::default()
+            && let Err(e) = self.net.apply_static(&static_added).await
         {
-            warn!(error = %format!("{e:#}"), "reload: removing static addresses failed");
+            discard_all(ready, &*self.net).await;
+            return Err(e.context("applying static_ipaddress / static_routes / static_rules"));
         }
-        if added != Default::default() {
-            let res = self
-                .net
-                .apply_static(&added)
-                .await
-                .context("applying static_ipaddress / static_routes / static_rules");
-            match res {
-                Err(e) if strict => return Err(e),
-                Err(e) => warn!(error = %format!("{e:#}"), "reload"),
-                Ok(()) => {}
-            }
-        }
+        self.pending = Some(Pending {
+            new,
+            scripts,
+            specs,
+            plan,
+            ready,
+            static_added,
+            static_gone,
+        });
+        Ok(())
+    }
 
-        let plan = diff::plan(&old.vrrp, &new.vrrp);
-        if !strict {
-            for name in &plan.stop {
-                info!(instance = %name, "reload: stopping the removed instance");
-            }
-            for (name, why) in &plan.restart {
-                info!(instance = %name, reason = %why, "reload: restarting the instance");
-            }
-            for name in &plan.start {
-                info!(instance = %name, "reload: starting the new instance");
-            }
+    /// Gives back what the last [`Vrrp::prepare`] made (the rest of a
+    /// reload failed): the running config stays as it is.
+    pub async fn abort(&mut self) {
+        let Some(p) = self.pending.take() else {
+            return;
+        };
+        discard_all(p.ready, &*self.net).await;
+        if p.static_added != StaticNet::default()
+            && let Err(e) = self.net.remove_static(&p.static_added).await
+        {
+            warn!(error = %format!("{e:#}"), "undoing static entries of a failed reload failed");
         }
-        let stopping: Vec<Member> = plan
+    }
+
+    /// Makes the running instances those of the prepared config, changing
+    /// only what differs ([`diff::plan`]). Instances leaving Master wait for
+    /// the agent's data plane, which must keep serving [`Mastership`] meanwhile.
+    pub async fn commit(&mut self) {
+        let Some(p) = self.pending.take() else {
+            return;
+        };
+        let Pending {
+            new,
+            scripts,
+            specs,
+            plan,
+            mut ready,
+            static_gone,
+            ..
+        } = p;
+        let old = self.config.clone();
+        for name in &plan.stop {
+            info!(instance = %name, "stopping the removed instance");
+        }
+        for (name, why) in &plan.restart {
+            info!(instance = %name, reason = %why, "restarting the instance");
+        }
+        for name in &plan.start {
+            info!(instance = %name, "starting the instance");
+        }
+        let stopping: Vec<(Member, bool)> = plan
             .stop
             .iter()
             .chain(plan.restart.iter().map(|(n, _)| n))
-            .filter_map(|n| self.members.remove(n))
+            .filter_map(|n| {
+                // A restarted instance that keeps its VMAC keeps the interface.
+                let keep_vmac = new
+                    .vrrp
+                    .instances
+                    .iter()
+                    .find(|i| &i.name == n)
+                    .and_then(|i| i.vmac.as_ref())
+                    .is_some();
+                self.members.remove(n).map(|m| (m, keep_vmac))
+            })
             .collect();
-        let all = futures::future::join_all(stopping.into_iter().map(|m| m.handle.stop(true)));
+        let all = futures::future::join_all(
+            stopping
+                .into_iter()
+                .map(|(m, keep_vmac)| m.handle.stop(instance::Stop::release(keep_vmac))),
+        );
         if tokio::time::timeout(STOP_WAIT, all).await.is_err() {
-            warn!("reload: VRRP instances did not stop in time");
+            warn!("VRRP instances did not stop in time");
         }
         for name in &plan.stop {
             self.counters.unregister(name);
+        }
+        if static_gone != StaticNet::default()
+            && let Err(e) = self.net.remove_static(&static_gone).await
+        {
+            warn!(error = %format!("{e:#}"), "removing static addresses failed");
         }
 
         // Groups whose members stay keep their links; their notify follows the new definition.
@@ -285,7 +305,7 @@ impl Vrrp {
         }
 
         // Tracking: sources by name, then each instance's combiner when what it reads changed.
-        let renewed = self.sources.sync(&new.vrrp, prepared);
+        let renewed = self.sources.sync(&new.vrrp, scripts);
         let mut fresh_combiners = BTreeMap::new();
         let mut retracked = BTreeSet::new();
         for (name, spec) in specs {
@@ -336,7 +356,6 @@ impl Vrrp {
             }
         }
 
-        let mut failed = Vec::new();
         for inst in &new.vrrp.instances {
             let name = &inst.name;
             let track = tracks.remove(name);
@@ -348,7 +367,9 @@ impl Vrrp {
                 }
                 continue;
             }
-            let Some(combiner) = fresh_combiners.remove(name) else {
+            let (Some(combiner), Some(prepared)) =
+                (fresh_combiners.remove(name), ready.remove(name))
+            else {
                 continue;
             };
             let track = track.unwrap_or_else(|| combiner.rx.clone());
@@ -357,18 +378,9 @@ impl Vrrp {
                 .values()
                 .find(|g| g.def.members.contains(name))
                 .map(|g| g.group.link());
-            match instance::start(Arc::new(inst.clone()), self.shared.clone(), track, link).await {
-                Ok(handle) => {
-                    self.members
-                        .insert(name.clone(), Member { handle, combiner });
-                }
-                Err(e) if strict => return Err(e),
-                Err(e) => {
-                    warn!(instance = %name, error = %format!("{e:#}"), "reload: the instance did not start");
-                    self.counters.unregister(name);
-                    failed.push(name.clone());
-                }
-            }
+            let handle = instance::start(prepared, self.shared.clone(), track, link);
+            self.members
+                .insert(name.clone(), Member { handle, combiner });
         }
         let used: BTreeSet<String> = self
             .members
@@ -376,39 +388,38 @@ impl Vrrp {
             .flat_map(|m| m.combiner.spec.links().map(str::to_string))
             .collect();
         self.sources.keep_links(&used);
-        self.config = if failed.is_empty() {
-            new
-        } else {
-            // Not running: the next reload tries them again.
-            let mut c = (*new).clone();
-            c.vrrp.instances.retain(|i| !failed.contains(&i.name));
-            Arc::new(c)
-        };
-        if let Err(e) = self.counters.publish() {
-            warn!(error = %format!("{e:#}"), "writing the VRRP status file failed");
-        }
-        Ok(())
+        self.config = new;
+        self.counters.publish_soon();
     }
 
     /// Stops every instance, then the trackers. With `release` (the default;
     /// not with `--dont-release-vrrp`) a Master sends priority 0 and removes
     /// its VIPs, routes and rules, notify_stop runs, and the static
     /// addresses go; without, everything stays on the host. The agent keeps
-    /// serving [`agent::Event`]s meanwhile: leaving Master waits for the data plane.
+    /// serving [`Mastership`] meanwhile: leaving Master waits for the data plane.
     pub async fn stop(mut self, release: bool) {
+        self.abort().await;
         let members = std::mem::take(&mut self.members);
-        let all = futures::future::join_all(members.into_values().map(|m| m.handle.stop(release)));
+        let stop = if release {
+            instance::Stop::release(false)
+        } else {
+            instance::Stop::Keep
+        };
+        let all = futures::future::join_all(members.into_values().map(|m| m.handle.stop(stop)));
         if tokio::time::timeout(STOP_WAIT, all).await.is_err() {
             warn!("VRRP instances did not stop in time");
         }
         self.groups.clear();
-        self.publisher.abort();
         if release && let Err(e) = self.net.remove_static(&self.config.static_net).await {
             warn!(error = %format!("{e:#}"), "removing the static addresses failed");
         }
         self.counters.remove_file();
-        if let Some(r) = self.fifo_reader.take() {
-            r.stop(FIFO_READER_GRACE).await;
-        }
+    }
+}
+
+/// Gives back what preparing these instances made.
+async fn discard_all(ready: BTreeMap<String, instance::Prepared>, net: &dyn Net) {
+    for p in ready.into_values() {
+        p.discard(net).await;
     }
 }

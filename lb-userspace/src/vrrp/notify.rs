@@ -67,11 +67,19 @@ pub struct Notifier {
     user: Option<RunAs>,
     fifos: Arc<Mutex<Vec<FifoWriter>>>,
     alerts: Alerter,
+    /// Where scripts run: off the VRRP thread (a fork must not delay adverts).
+    offload: tokio::runtime::Handle,
 }
 
 impl Notifier {
-    /// Opens (creating when missing) the FIFOs that get VRRP lines.
-    pub fn new(global: &Global, user: Option<RunAs>, alerts: Alerter) -> Result<Notifier> {
+    /// Opens (creating when missing) the FIFOs that get VRRP lines; scripts
+    /// will run on `offload`.
+    pub fn new(
+        global: &Global,
+        user: Option<RunAs>,
+        alerts: Alerter,
+        offload: tokio::runtime::Handle,
+    ) -> Result<Notifier> {
         let mut fifos = Vec::new();
         for f in [&global.notify_fifo, &global.vrrp_notify_fifo]
             .into_iter()
@@ -83,6 +91,7 @@ impl Notifier {
             user,
             fifos: Arc::new(Mutex::new(fifos)),
             alerts,
+            offload,
         })
     }
 
@@ -119,7 +128,7 @@ impl Notifier {
         }
         let user = self.user;
         let name = name.to_string();
-        tokio::spawn(async move {
+        self.offload.spawn(async move {
             // In order, as keepalived runs them.
             for (cmd, args) in runs {
                 match script::run(&cmd, &args, user, SCRIPT_TIMEOUT).await {

@@ -64,10 +64,13 @@ pub enum Discard {
     Family,
     /// Our own advert, looped back.
     Own,
+    /// The advert lists other virtual addresses than ours and does not come
+    /// from the address owner (RFC 3768 §7.1, RFC 9568 §7.1: MUST drop).
+    Addresses,
 }
 
 impl Discard {
-    pub const ALL: [Discard; 13] = [
+    pub const ALL: [Discard; 14] = [
         Discard::Ttl,
         Discard::Version,
         Discard::Type,
@@ -81,6 +84,7 @@ impl Discard {
         Discard::UnknownPeer,
         Discard::Family,
         Discard::Own,
+        Discard::Addresses,
     ];
 
     /// The name used in status output and metrics labels.
@@ -99,6 +103,7 @@ impl Discard {
             Discard::UnknownPeer => "unknown_peer",
             Discard::Family => "family",
             Discard::Own => "own",
+            Discard::Addresses => "addresses",
         }
     }
 }
@@ -126,6 +131,9 @@ pub struct Expect {
     pub peers: Vec<IpAddr>,
     /// Our own source addresses: looped-back adverts are not from a peer.
     pub own: Vec<IpAddr>,
+    /// Our virtual addresses of this family, as our adverts list them: a
+    /// peer's list must be the same set unless it is the address owner.
+    pub addrs: Vec<IpAddr>,
 }
 
 /// The PASS data as sent: the password's bytes, zero-padded to 8 (longer is cut).
@@ -237,7 +245,7 @@ pub fn decode(msg: &[u8], rx: &Received, expect: &Expect) -> Result<Advert, Disc
     if !expect.peers.is_empty() && !expect.peers.contains(&rx.src) {
         return Err(Discard::UnknownPeer);
     }
-    let addrs = msg[HEADER..HEADER + count * addr_len]
+    let addrs: Vec<IpAddr> = msg[HEADER..HEADER + count * addr_len]
         .chunks_exact(addr_len)
         .map(|c| match <[u8; 16]>::try_from(c) {
             Ok(b) => IpAddr::V6(Ipv6Addr::from(b)),
@@ -261,6 +269,9 @@ pub fn decode(msg: &[u8], rx: &Received, expect: &Expect) -> Result<Advert, Disc
     } else {
         (u16::from_be_bytes([msg[4], msg[5]]) & MAX_INTERVAL_CS, None)
     };
+    if msg[2] != OWNER && !same_set(&addrs, &expect.addrs) {
+        return Err(Discard::Addresses);
+    }
     Ok(Advert {
         version,
         vrid: msg[1],
@@ -269,6 +280,14 @@ pub fn decode(msg: &[u8], rx: &Received, expect: &Expect) -> Result<Advert, Disc
         addrs,
         auth,
     })
+}
+
+/// The address owner's priority: its adverts may list other addresses.
+pub const OWNER: u8 = 255;
+
+/// Whether `a` and `b` hold the same addresses, in any order.
+fn same_set(a: &[IpAddr], b: &[IpAddr]) -> bool {
+    a.len() == b.len() && a.iter().all(|x| b.contains(x)) && b.iter().all(|x| a.contains(x))
 }
 
 /// The Internet checksum of `msg` (v2), or of the pseudo-header and `msg`
@@ -342,7 +361,21 @@ mod tests {
             interval_cs: adv.interval_cs,
             peers: vec![],
             own: vec![],
+            addrs: adv.addrs.clone(),
         }
+    }
+
+    /// The addresses a message lists (what an instance configured alike has).
+    fn listed(msg: &[u8], ipv6: bool) -> Vec<IpAddr> {
+        let width = if ipv6 { 16 } else { 4 };
+        let count = usize::from(msg[3]);
+        msg[HEADER..HEADER + count * width]
+            .chunks_exact(width)
+            .map(|c| match <[u8; 16]>::try_from(c) {
+                Ok(b) => IpAddr::from(b),
+                Err(_) => IpAddr::from([c[0], c[1], c[2], c[3]]),
+            })
+            .collect()
     }
 
     fn rx(src: IpAddr, dst: IpAddr) -> Received {
@@ -590,6 +623,7 @@ mod tests {
                 interval_cs: 100,
                 peers: vec![],
                 own: vec![],
+                addrs: listed(msg, r.src.is_ipv6()),
             };
             let adv = decode(msg, &r, &e).unwrap();
             assert_eq!(

@@ -31,14 +31,25 @@ pub struct Prepared {
     user: Option<RunAs>,
 }
 
-#[derive(Default)]
 pub struct Sources {
     pub scripts: HashMap<String, Source<bool, TrackScriptDef>>,
     pub files: HashMap<String, Source<i64, TrackFileDef>>,
     pub links: HashMap<String, Source<bool, ()>>,
+    /// Where scripts run and files are read: not on the VRRP thread, which
+    /// a fork or a slow disk must not hold up.
+    offload: tokio::runtime::Handle,
 }
 
 impl Sources {
+    pub fn new(offload: tokio::runtime::Handle) -> Sources {
+        Sources {
+            scripts: HashMap::new(),
+            files: HashMap::new(),
+            links: HashMap::new(),
+            offload,
+        }
+    }
+
     /// The scripts of `vrrp` that are new or changed, checked (script
     /// security, users) before anything changes: an error leaves all running.
     pub fn prepare(
@@ -78,7 +89,7 @@ impl Sources {
             .retain(|name, _| vrrp.scripts.iter().any(|d| &d.name == name));
         for Prepared { def, user } in prepared {
             let (tx, rx) = watch::channel(!def.init_fail);
-            let task = tokio::spawn(track::run_script(def.clone(), user, tx));
+            let task = self.offload.spawn(track::run_script(def.clone(), user, tx));
             renewed.insert(def.name.clone());
             self.scripts
                 .insert(def.name.clone(), Source { def, rx, task });
@@ -93,7 +104,7 @@ impl Sources {
                 continue;
             }
             let (tx, rx) = watch::channel(0);
-            let task = tokio::spawn(track::run_file(def.clone(), tx));
+            let task = self.offload.spawn(track::run_file(def.clone(), tx));
             renewed.insert(def.name.clone());
             self.files.insert(
                 def.name.clone(),

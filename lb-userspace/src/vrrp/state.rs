@@ -7,11 +7,15 @@
 use std::{net::IpAddr, time::Duration};
 use tokio::time::Instant;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum State {
+    #[serde(rename = "INIT")]
     Initialize,
+    #[serde(rename = "BACKUP")]
     Backup,
+    #[serde(rename = "MASTER")]
     Master,
+    #[serde(rename = "FAULT")]
     Fault,
 }
 
@@ -55,9 +59,11 @@ pub enum Action {
     Send { priority: u8 },
     /// The state changed; entering or leaving Master moves the VIPs.
     Enter(State),
-    /// Still Master, but another node believed it was (split brain healed):
-    /// announce the VIPs again so switches and neighbours point here.
-    Reannounce,
+    /// Still Master, and a valid advert with a lower priority came from
+    /// `src`: another node believes it is Master (a split brain healing, or
+    /// a peer that cannot hear us). What to announce is the caller's
+    /// (`garp_lower_prio_repeat`).
+    LowerPriority { src: IpAddr, priority: u8 },
 }
 
 /// Fixed settings of one instance.
@@ -67,13 +73,20 @@ pub struct Settings {
     /// Our Advertisement_Interval.
     pub interval: Duration,
     pub preempt: bool,
-    /// No preemption until this long after start-up.
+    /// `preempt_delay`: a Backup that could preempt waits this long first,
+    /// counted from the first lower-priority advert it hears (keepalived's rule).
     pub preempt_delay: Duration,
     /// The address our adverts come from: breaks priority ties.
     pub primary: IpAddr,
     /// `state MASTER`: claim mastership after one interval instead of
     /// waiting the full Master_Down_Interval.
     pub master_hint: bool,
+    /// `lower_prio_no_advert`: a Master does not answer a lower-priority advert.
+    pub lower_prio_no_advert: bool,
+    /// `higher_prio_send_advert`: a Master that yields to a better advert
+    /// sends one advert of its own first, so a split brain heals with the
+    /// winner hearing the loser whichever side heard the other first.
+    pub higher_prio_send_advert: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -86,7 +99,8 @@ pub struct Machine {
     master_interval: Duration,
     adver_timer: Option<Instant>,
     down_timer: Option<Instant>,
-    started: Option<Instant>,
+    /// When a pending preemption may happen (`preempt_delay` running).
+    preempt_at: Option<Instant>,
     faulty: bool,
 }
 
@@ -99,7 +113,7 @@ impl Machine {
             master_interval: settings.interval,
             adver_timer: None,
             down_timer: None,
-            started: None,
+            preempt_at: None,
             faulty: false,
         }
     }
@@ -157,7 +171,6 @@ impl Machine {
         let mut out = Vec::new();
         match (self.state, event) {
             (State::Initialize, Event::Startup) => {
-                self.started = Some(now);
                 if self.faulty {
                     self.enter(State::Fault, &mut out);
                 } else {
@@ -222,12 +235,21 @@ impl Machine {
                     self.down_timer = Some(now + self.skew());
                 } else if !self.settings.preempt
                     || priority >= self.priority
-                    || self.preempt_delayed(now)
+                    || self.preempt_held(now)
                 {
                     if self.settings.version == 3 {
                         self.master_interval = interval;
                     }
                     self.down_timer = Some(now + self.master_down_interval());
+                    if self.settings.preempt && !self.settings.preempt_delay.is_zero() {
+                        // Each chance to preempt starts the delay afresh;
+                        // an advert we would not preempt ends the chance.
+                        if priority >= self.priority {
+                            self.preempt_at = None;
+                        } else if self.preempt_at.is_none() {
+                            self.preempt_at = Some(now + self.settings.preempt_delay);
+                        }
+                    }
                 }
                 // Otherwise a weaker Master: let the timer run out and preempt it.
             }
@@ -255,6 +277,11 @@ impl Machine {
                 } else if priority > self.priority
                     || (priority == self.priority && src > self.settings.primary)
                 {
+                    if self.settings.higher_prio_send_advert {
+                        out.push(Action::Send {
+                            priority: self.priority,
+                        });
+                    }
                     self.adver_timer = None;
                     if self.settings.version == 3 {
                         self.master_interval = interval;
@@ -262,22 +289,24 @@ impl Machine {
                     self.down_timer = Some(now + self.master_down_interval());
                     self.enter(State::Backup, &mut out);
                 } else {
-                    // Another node thinks it is Master: it yields on our next
-                    // advert; announce so traffic follows us (keepalived #166).
-                    out.push(Action::Send {
-                        priority: self.priority,
-                    });
-                    out.push(Action::Reannounce);
-                    self.adver_timer = Some(now + self.settings.interval);
+                    // Another node thinks it is Master: it yields on our advert.
+                    if !self.settings.lower_prio_no_advert {
+                        out.push(Action::Send {
+                            priority: self.priority,
+                        });
+                        self.adver_timer = Some(now + self.settings.interval);
+                    }
+                    out.push(Action::LowerPriority { src, priority });
                 }
             }
         }
         out
     }
 
-    fn preempt_delayed(&self, now: Instant) -> bool {
-        self.started
-            .is_some_and(|s| now < s + self.settings.preempt_delay)
+    /// Whether `preempt_delay` still holds a preemption off: it has not
+    /// started (the first lower-priority advert starts it) or not run out.
+    fn preempt_held(&self, now: Instant) -> bool {
+        !self.settings.preempt_delay.is_zero() && self.preempt_at.is_none_or(|t| now < t)
     }
 
     fn start(&mut self, now: Instant, out: &mut Vec<Action>) {
@@ -306,6 +335,9 @@ impl Machine {
 
     fn enter(&mut self, state: State, out: &mut Vec<Action>) {
         if self.state != state {
+            if state == State::Backup {
+                self.preempt_at = None;
+            }
             self.state = state;
             out.push(Action::Enter(state));
         }
@@ -329,6 +361,8 @@ mod tests {
             preempt_delay: Duration::ZERO,
             primary: ME,
             master_hint: false,
+            lower_prio_no_advert: false,
+            higher_prio_send_advert: false,
         }
     }
 
@@ -427,21 +461,48 @@ mod tests {
     }
 
     #[test]
-    fn preempt_delay_holds_off_preemption_after_start() {
+    fn preempt_delay_runs_from_the_first_chance_to_preempt() {
         let t0 = Instant::now();
         let s = Settings {
             preempt_delay: S * 10,
             ..settings(2)
         };
         let mut m = started(s, 100, t0);
-        m.handle(advert(HIGH, 50), t0 + S * 9);
-        assert_eq!(m.deadline(), Some(t0 + S * 9 + m.master_down_interval()));
+        // The first weaker advert starts the delay; adverts during it are a live Master's.
+        m.handle(advert(HIGH, 50), t0 + S);
         m.handle(advert(HIGH, 50), t0 + S * 10);
+        assert_eq!(m.deadline(), Some(t0 + S * 10 + m.master_down_interval()));
+        m.handle(advert(HIGH, 50), t0 + S * 11);
         assert_eq!(
             m.deadline(),
-            Some(t0 + S * 9 + m.master_down_interval()),
+            Some(t0 + S * 10 + m.master_down_interval()),
             "after the delay a weaker advert no longer resets the timer"
         );
+    }
+
+    #[test]
+    fn preempt_delay_restarts_when_a_chance_to_preempt_comes_back() {
+        let t0 = Instant::now();
+        let s = Settings {
+            preempt_delay: S * 10,
+            ..settings(2)
+        };
+        let mut m = started(s, 100, t0);
+        m.handle(advert(HIGH, 50), t0 + S);
+        // Tracking lowers us below the Master: no chance, the delay ends.
+        m.handle(Event::Priority(40), t0 + S * 2);
+        m.handle(advert(HIGH, 50), t0 + S * 3);
+        // Recovered: a new chance, a new delay from the next weaker advert.
+        m.handle(Event::Priority(100), t0 + S * 20);
+        m.handle(advert(HIGH, 50), t0 + S * 20);
+        m.handle(advert(HIGH, 50), t0 + S * 29);
+        assert_eq!(
+            m.deadline(),
+            Some(t0 + S * 29 + m.master_down_interval()),
+            "still waiting 9 s after the chance came back"
+        );
+        m.handle(advert(HIGH, 50), t0 + S * 30);
+        assert_eq!(m.deadline(), Some(t0 + S * 29 + m.master_down_interval()));
     }
 
     #[test]
@@ -506,10 +567,49 @@ mod tests {
         let mut m = mk();
         assert_eq!(
             m.handle(advert(LOW, 100), t0 + S * 5),
-            vec![Action::Send { priority: 100 }, Action::Reannounce],
-            "the winner re-announces (keepalived #166)"
+            vec![
+                Action::Send { priority: 100 },
+                Action::LowerPriority {
+                    src: LOW,
+                    priority: 100
+                }
+            ],
+            "the winner answers, and the caller announces (keepalived #166)"
         );
         assert_eq!(m.state(), State::Master);
+    }
+
+    #[test]
+    fn a_yielding_master_says_goodbye_with_higher_prio_send_advert() {
+        let t0 = Instant::now();
+        let s = Settings {
+            higher_prio_send_advert: true,
+            ..settings(2)
+        };
+        let mut m = started(s, 255, t0);
+        m.handle(Event::Priority(100), t0);
+        assert_eq!(
+            m.handle(advert(LOW, 150), t0 + S),
+            vec![Action::Send { priority: 100 }, Action::Enter(State::Backup)],
+            "the winner hears a lower priority and announces itself"
+        );
+    }
+
+    #[test]
+    fn lower_prio_no_advert_stays_silent() {
+        let t0 = Instant::now();
+        let s = Settings {
+            lower_prio_no_advert: true,
+            ..settings(2)
+        };
+        let mut m = started(s, 255, t0);
+        assert_eq!(
+            m.handle(advert(LOW, 100), t0 + S),
+            vec![Action::LowerPriority {
+                src: LOW,
+                priority: 100
+            }]
+        );
     }
 
     #[test]

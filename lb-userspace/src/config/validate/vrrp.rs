@@ -962,6 +962,8 @@ impl Validator<'_> {
             track_files,
             vmac,
             garp,
+            lower_prio_no_advert: false,
+            higher_prio_send_advert: true,
             notify,
         })
     }

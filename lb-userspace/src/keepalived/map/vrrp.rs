@@ -301,6 +301,8 @@ pub fn instance(
         track_files: Vec::new(),
         vmac: None,
         garp: global.garp,
+        lower_prio_no_advert: false,
+        higher_prio_send_advert: true,
         notify: Notify::default(),
     };
     let mut t = Tracks {
