@@ -405,6 +405,8 @@ fn instance(name: &str, smtp_alert: Option<bool>) -> Instance {
         track_files: vec![],
         vmac: None,
         garp: Default::default(),
+        lower_prio_no_advert: false,
+        higher_prio_send_advert: true,
         notify: Default::default(),
         smtp_alert,
     }
