@@ -270,7 +270,7 @@ impl Core {
                 }
                 for (kind, held) in self.log.ended(now) {
                     out.push(Effect::Log {
-                        level: Level::Warn,
+                        level: level_of(kind),
                         message: format!(
                             "{held} more adverts {} in the last {} s",
                             what(kind),
@@ -402,9 +402,9 @@ impl Core {
                 Action::Enter(_) => {}
                 Action::LowerPriority { src, priority } => {
                     self.stats.lower_priority += 1;
-                    if self.log.hit("lower_priority", now) {
+                    if self.log.hit(LOWER_PRIORITY, now) {
                         out.push(Effect::Log {
-                            level: Level::Info,
+                            level: level_of(LOWER_PRIORITY),
                             message: format!(
                                 "advert from {src} with lower priority {priority}, ours {}: another node believes it is Master",
                                 self.machine.priority()
@@ -475,9 +475,22 @@ impl Core {
     }
 }
 
+/// The rate-limited log kind of lower-priority adverts heard as Master
+/// (the others are [`Discard::name`]s).
+const LOWER_PRIORITY: &str = "lower_priority";
+
+/// A discarded advert is a warning; a lower-priority one, news.
+fn level_of(kind: &str) -> Level {
+    if kind == LOWER_PRIORITY {
+        Level::Info
+    } else {
+        Level::Warn
+    }
+}
+
 /// How a log line names what happened to the adverts of one kind.
 fn what(kind: &str) -> String {
-    if kind == "lower_priority" {
+    if kind == LOWER_PRIORITY {
         "with a lower priority heard".into()
     } else {
         format!("discarded ({kind})")
