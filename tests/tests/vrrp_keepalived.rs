@@ -1,7 +1,9 @@
 //! Interop with keepalived 2.2.7 (the Debian package) in one virtual
 //! router, VRRPv2 and VRRPv3: each side becomes Master when it should, in
 //! both directions of failover, and every advert on the wire (captured by
-//! tcpdump in the observer namespace) decodes cleanly in tshark.
+//! tcpdump in the observer namespace) decodes cleanly in tshark and carries
+//! the same DSCP as keepalived's. Then what a mixed group showed wrong
+//! once: VIPs a killed agent left behind, and peers whose address lists differ.
 
 mod common;
 
@@ -78,7 +80,7 @@ impl Drop for Capture {
     }
 }
 
-/// tshark's view of every VRRP packet: `src version priority checksum_status`.
+/// tshark's view of every VRRP packet: `src version priority checksum_status dsfield`.
 fn tshark(file: &Path, filter: &str) -> Vec<String> {
     let out = Command::new("tshark")
         .args(["-n", "-r"])
@@ -93,7 +95,14 @@ fn tshark(file: &Path, filter: &str) -> Vec<String> {
             "-e",
             "vrrp.version",
         ])
-        .args(["-e", "vrrp.prio", "-e", "vrrp.checksum.status"])
+        .args([
+            "-e",
+            "vrrp.prio",
+            "-e",
+            "vrrp.checksum.status",
+            "-e",
+            "ip.dsfield",
+        ])
         .output()
         .expect("tshark installed (apt-get install tshark)");
     assert!(
@@ -184,6 +193,23 @@ fn interop(version: u8) {
             .any(|l| l.starts_with(&format!("{xlb_addr}\t{version}\t0\t"))),
         "xlb's priority-0 advert on stop"
     );
+    // keepalived marks its adverts DSCP CS6 (network control); so does xlb.
+    let dsfield = |addr: &str| -> Vec<String> {
+        all.iter()
+            .filter(|l| l.starts_with(&format!("{addr}\t")))
+            .map(|l| l.split('\t').nth(4).unwrap_or_default().to_string())
+            .collect()
+    };
+    assert!(
+        dsfield(&ka_addr).iter().all(|d| d == "0xc0"),
+        "keepalived: {:?}",
+        dsfield(&ka_addr)
+    );
+    assert!(
+        dsfield(&xlb_addr).iter().all(|d| d == "0xc0"),
+        "xlb: {:?}",
+        dsfield(&xlb_addr)
+    );
     for l in &all {
         let f: Vec<&str> = l.split('\t').collect();
         assert_eq!(f.get(1), Some(&version.to_string().as_str()), "{l}");
@@ -203,4 +229,68 @@ fn interop_with_keepalived_v2() {
 #[test]
 fn interop_with_keepalived_v3() {
     interop(3);
+}
+
+/// An agent killed as Master leaves its VIP; keepalived takes over, and the
+/// agent restarted with a lower priority starts as Backup: it removes the
+/// VIP it left, so only the Master answers ARP for it.
+#[test]
+fn a_restarted_backup_removes_the_vip_a_killed_master_left() {
+    let lab = VrrpLab::build(2).unwrap();
+    let dir = temp_dir("kastale").unwrap();
+    let ka_ns = &lab.nodes[1];
+    let mut x = Director::start(&lab.nodes[0], &dir, &instance(150, ""));
+    x.wait_state("MASTER");
+    let _ka = Keepalived::start(ka_ns, &dir, "a", &keepalived_conf(2, 100, "1")).unwrap();
+    wait_until("xlb holding the VIP", ELECTION, || holds_vip(&lab.nodes[0])).unwrap();
+    x.kill();
+    wait_vip(ka_ns, true);
+    assert!(
+        holds_vip(&lab.nodes[0]),
+        "the killed agent's VIP is still there"
+    );
+    x.restart_with(&lab.nodes[0], &instance(50, ""));
+    x.wait_state("BACKUP");
+    wait_until("the stale VIP removed", ELECTION, || {
+        !holds_vip(&lab.nodes[0])
+    })
+    .unwrap();
+    assert!(
+        x.log()
+            .iter()
+            .any(|l| l.contains("removed virtual addresses a previous agent left")),
+        "the removal is logged"
+    );
+    assert!(holds_vip(ka_ns), "keepalived still Master");
+}
+
+/// keepalived advertising another address list than xlb's: RFC 3768 and
+/// 9568 §7.1 say drop (and log) unless the sender is the address owner.
+/// xlb drops keepalived's adverts, counts and logs them, and so does not
+/// stay Backup under a Master whose VIPs it would not serve.
+#[test]
+fn adverts_listing_other_addresses_are_dropped_logged_and_counted() {
+    let lab = VrrpLab::build(2).unwrap();
+    let dir = temp_dir("kaaddr").unwrap();
+    let ka_ns = &lab.nodes[1];
+    let conf = keepalived_conf(2, 200, "1").replace(
+        &format!("    {VIP}/24\n"),
+        &format!("    {VIP}/24\n    10.9.0.101/24\n"),
+    );
+    let _ka = Keepalived::start(ka_ns, &dir, "a", &conf).unwrap();
+    wait_vip(ka_ns, true);
+    let x = Director::start(&lab.nodes[0], &dir, &instance(100, ""));
+    wait_until("keepalived's adverts dropped", ELECTION, || {
+        x.status()
+            .is_some_and(|s| s.discards.get("addresses").copied().unwrap_or(0) >= 2)
+    })
+    .unwrap();
+    let st = x.status().unwrap();
+    assert_eq!(st.adverts_received, 0, "none taken as valid: {st:?}");
+    assert!(
+        x.log()
+            .iter()
+            .any(|l| l.contains("WARN") && l.contains("advert discarded (addresses)")),
+        "the mismatch is a warning in the log"
+    );
 }

@@ -15,7 +15,13 @@ use std::{
     time::Duration,
 };
 use xlb::vrrp::{counters, packet};
-use xlb_testbed::vrrp::{VrrpLab, temp_dir, wait_until};
+use xlb_testbed::{
+    netns::Netns,
+    vrrp::{VrrpLab, temp_dir, wait_until},
+};
+
+/// The VIP of [`instance`].
+const VIP: &str = "10.9.0.100";
 
 fn lab(n: usize) -> VrrpLab {
     VrrpLab::build(n).unwrap()
@@ -269,6 +275,114 @@ fn partition_then_heal_leaves_exactly_one_master() {
         1,
         "d1 never left Master"
     );
+}
+
+/// The MAC of `dev` in `ns`.
+fn mac(ns: &Netns, dev: &str) -> String {
+    let out = ns.run("ip", &["-j", "link", "show", dev]).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v[0]["address"].as_str().unwrap().to_string()
+}
+
+/// The MAC the observer's neighbour entry for the VIP names.
+fn vip_neighbour(obs: &Netns) -> String {
+    let out = obs.run("ip", &["-j", "neigh", "show", VIP]).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
+    v[0]["lladdr"].as_str().unwrap_or_default().to_string()
+}
+
+/// Waits until the observer hears an advert from `src` (bounded by `limit`).
+fn next_advert_from(obs: &Netns, src: &str, limit: Duration) {
+    let src: IpAddr = src.parse().unwrap();
+    let sock = obs
+        .enter(|| {
+            let s = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(112))).unwrap();
+            s.join_multicast_v4(&Ipv4Addr::new(224, 0, 0, 18), &Ipv4Addr::new(10, 9, 0, 2))
+                .unwrap();
+            s.set_read_timeout(Some(Duration::from_millis(100)))
+                .unwrap();
+            s
+        })
+        .unwrap();
+    let end = std::time::Instant::now() + limit;
+    let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 1500];
+    while std::time::Instant::now() < end {
+        if let Ok(n) = sock.recv(&mut buf) {
+            // SAFETY: recv initialised the first n bytes.
+            let b: Vec<u8> = buf[..n]
+                .iter()
+                .map(|x| unsafe { x.assume_init() })
+                .collect();
+            if packet::split_ipv4(&b).is_ok_and(|(rx, _)| rx.src == src) {
+                return;
+            }
+        }
+    }
+    panic!("no advert from {src} within {limit:?}");
+}
+
+/// A partition heals: the winner (d1, 150) and the loser (d2, 100) are both
+/// Master. Whichever hears the other first, the client's neighbour entry
+/// for the VIP must end up naming the winner (keepalived #166): the winner
+/// announces when it hears the loser, and a loser that hears the winner
+/// first says so with one last advert (higher_prio_send_advert).
+fn heal(winner_int: &str, loser_int: &str, loser_hears_first: bool) {
+    let lab = lab(2);
+    let dir = temp_dir("heal").unwrap();
+    // No second GARP burst: only what the heal provokes may move the client.
+    let v3 =
+        |int: &str| format!("version = 3\nadvert_int = {int}\ngarp = {{ master_delay = 0 }}\n");
+    let d1 = Director::start(&lab.nodes[0], &dir, &instance(150, &v3(winner_int)));
+    let d2 = Director::start(&lab.nodes[1], &dir, &instance(100, &v3(loser_int)));
+    d1.wait_state("MASTER");
+    d2.wait_state("BACKUP");
+    let (m1, m2) = (mac(&lab.nodes[0], "eth0"), mac(&lab.nodes[1], "eth0"));
+    // The client talks to the VIP: its neighbour entry names d1.
+    lab.observer
+        .enter(|| {
+            let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+            s.send_to(b"hello", (VIP, 9)).unwrap();
+        })
+        .unwrap();
+    wait_until("the client resolved the VIP", ELECTION, || {
+        vip_neighbour(&lab.observer) == m1
+    })
+    .unwrap();
+    lab.set_port(0, false).unwrap();
+    d2.wait_state("MASTER");
+    wait_until("the client follows d2's announcements", ELECTION, || {
+        vip_neighbour(&lab.observer) == m2
+    })
+    .unwrap();
+    if loser_hears_first {
+        // Just after the loser's advert its next one is a long interval
+        // away, while the winner's comes within its short one.
+        next_advert_from(&lab.observer, &VrrpLab::addr(1), ELECTION);
+    }
+    lab.set_port(0, true).unwrap();
+    d2.wait_state("BACKUP");
+    // Well within the client's neighbour timeouts (a stale entry would stay).
+    wait_until(
+        "the client's neighbour entry names the winner",
+        Duration::from_secs(5),
+        || vip_neighbour(&lab.observer) == m1,
+    )
+    .unwrap_or_else(|e| panic!("{e}: {} (d1 {m1}, d2 {m2})", vip_neighbour(&lab.observer)));
+    assert_eq!(
+        d1.status().unwrap().became_master,
+        1,
+        "d1 never left Master"
+    );
+}
+
+#[test]
+fn healed_partition_reannounces_when_the_winner_hears_the_loser_first() {
+    heal("3", "0.1", false);
+}
+
+#[test]
+fn healed_partition_reannounces_when_the_loser_hears_the_winner_first() {
+    heal("0.1", "3", true);
 }
 
 #[test]

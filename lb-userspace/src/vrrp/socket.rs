@@ -16,6 +16,9 @@ use tokio::io::unix::AsyncFd;
 
 /// Adverts are small; anything larger than a jumbo frame is not VRRP.
 const BUF: usize = 9000;
+/// DSCP CS6 (network control), as keepalived marks adverts: switches that
+/// honour it queue adverts ahead of a congested link's data traffic.
+const CS6: u32 = 0xc0;
 
 pub struct VrrpSocket {
     fd: AsyncFd<Socket>,
@@ -41,6 +44,7 @@ impl VrrpSocket {
             .with_context(|| format!("binding the VRRP socket to {ifname}"))?;
         match (src, group) {
             (IpAddr::V4(_), g) => {
+                s.set_tos_v4(CS6)?;
                 s.set_ttl_v4(u32::from(packet::TTL))?;
                 s.set_multicast_ttl_v4(u32::from(packet::TTL))?;
                 s.set_multicast_loop_v4(false)?;
@@ -50,6 +54,7 @@ impl VrrpSocket {
                 }
             }
             (IpAddr::V6(_), g) => {
+                s.set_tclass_v6(CS6)?;
                 s.set_unicast_hops_v6(u32::from(packet::TTL))?;
                 s.set_multicast_hops_v6(u32::from(packet::TTL))?;
                 s.set_multicast_loop_v6(false)?;

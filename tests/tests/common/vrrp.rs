@@ -94,6 +94,12 @@ impl Director {
         self.agent = Some(Agent::start(ns, &xlb_bin(), &self.config).unwrap());
     }
 
+    /// As [`Director::restart`], with `body` as the new config.
+    pub fn restart_with(&mut self, ns: &Netns, body: &str) {
+        std::fs::write(&self.config, config_text(&self.pin, body)).unwrap();
+        self.restart(ns);
+    }
+
     pub fn status(&self) -> Option<counters::InstanceStatus> {
         self.instance("VI_1")
     }
