@@ -84,7 +84,7 @@ fn main() -> ExitCode {
             pid_file,
             pin_path,
         } => source.source().and_then(|source| {
-            logging::init(&cli.log_level)?;
+            let _log = logging::init(&cli.log_level)?;
             let overrides = config::Overrides { pin_path, pid_file };
             // VRRP runs on a thread of its own (vrrp::thread); the rest
             // (data plane, checkers, metrics, scripts) shares these two workers.
@@ -108,7 +108,7 @@ fn main() -> ExitCode {
             vips,
             gue_port,
             xdp_mode,
-        } => logging::init(&cli.log_level).and_then(|()| {
+        } => logging::init(&cli.log_level).and_then(|_log| {
             let opts = decap::Options {
                 iface,
                 vips,

@@ -639,3 +639,51 @@ fn dont_release_vrrp_leaves_addresses_and_routes_and_sends_no_priority_zero() {
     assert!(left.contains("inet 10.9.0.100/24"), "the VIP stays: {left}");
     assert!(route().contains("via 10.9.0.2"), "the virtual route stays");
 }
+
+/// The scheduling of the agent's thread called `name`: (nice, rt_priority,
+/// policy) from /proc (fields 19, 40 and 41 of its stat).
+fn thread_sched(pid: u32, name: &str) -> Option<(i64, i64, i64)> {
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .ok()?
+        .flatten()
+    {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.trim() != name {
+            continue;
+        }
+        let stat = std::fs::read_to_string(task.path().join("stat")).ok()?;
+        // Fields after the parenthesised command name, which may hold spaces.
+        let rest: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+        let field = |n: usize| rest.get(n - 3).and_then(|v| v.parse().ok());
+        return Some((field(19)?, field(40)?, field(41)?));
+    }
+    None
+}
+
+/// keepalived's vrrp_priority and vrrp_rt_priority apply to the VRRP
+/// thread (SCHED_RR, policy 2), and only to it.
+#[test]
+fn vrrp_thread_runs_at_the_configured_priority() {
+    let lab = lab(1);
+    let dir = temp_dir("rt").unwrap();
+    let d1 = Director::start(
+        &lab.nodes[0],
+        &dir,
+        &format!(
+            "[global]\nvrrp_rt_priority = 20\nvrrp_priority = -5\n\n{}",
+            instance(150, FAST)
+        ),
+    );
+    d1.wait_state("MASTER");
+    let (nice, rt, policy) = thread_sched(d1.pid(), "xlb-vrrp").expect("an xlb-vrrp thread");
+    assert_eq!((rt, policy), (20, 2), "SCHED_RR at priority 20");
+    assert_eq!(nice, -5, "vrrp_priority's nice value, set too");
+    let other = thread_sched(d1.pid(), "xlb-agent").expect("an xlb-agent thread");
+    assert_eq!(other, (0, 0, 0), "the rest of the agent is left as it was");
+    assert!(
+        d1.log()
+            .iter()
+            .any(|l| l.contains("VRRP thread runs SCHED_RR")),
+        "logged"
+    );
+}

@@ -48,6 +48,10 @@ pub struct Global {
     pub smtp_alert_checker: Option<bool>,
     /// How the VRRP thread runs (`vrrp_priority`, `vrrp_rt_priority`, `vrrp_no_swap`).
     pub vrrp_process: VrrpProcess,
+    /// `vrrp_lower_prio_no_advert`, `vrrp_higher_prio_send_advert`: the
+    /// defaults of the instances' keys.
+    pub lower_prio_no_advert: bool,
+    pub higher_prio_send_advert: bool,
 }
 
 /// keepalived's settings for its VRRP process, applied to xlb's VRRP thread.
@@ -85,6 +89,10 @@ impl Default for Global {
             smtp_alert_vrrp: None,
             smtp_alert_checker: None,
             vrrp_process: VrrpProcess::default(),
+            lower_prio_no_advert: false,
+            // Unlike keepalived (off): a healed split brain is then always
+            // re-announced (README, differences from keepalived).
+            higher_prio_send_advert: true,
         }
     }
 }

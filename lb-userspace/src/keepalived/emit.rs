@@ -281,6 +281,18 @@ impl Emitter {
             secs(g.interval),
             g.interval == base.interval,
         );
+        self.put(
+            &mut t,
+            "lower_prio_repeat",
+            i64::from(g.lower_prio_repeat).into(),
+            g.lower_prio_repeat == base.lower_prio_repeat,
+        );
+        self.put(
+            &mut t,
+            "lower_prio_delay",
+            secs(g.lower_prio_delay),
+            g.lower_prio_delay == base.lower_prio_delay,
+        );
         t
     }
 
@@ -394,10 +406,44 @@ impl Emitter {
             "smtp_alert_checker",
             g.smtp_alert_checker.map(Value::from),
         );
-        let garp = self.garp(&g.garp, &Garp::default());
+        // The lower-priority burst follows the master burst unless set.
+        let base = Garp {
+            lower_prio_repeat: g.garp.master_repeat,
+            lower_prio_delay: g.garp.master_delay,
+            ..Garp::default()
+        };
+        let garp = self.garp(&g.garp, &base);
         if !garp.is_empty() {
             t.insert("garp".into(), Value::Table(garp));
         }
+        self.put(
+            &mut t,
+            "lower_prio_no_advert",
+            g.lower_prio_no_advert.into(),
+            g.lower_prio_no_advert == d.lower_prio_no_advert,
+        );
+        self.put(
+            &mut t,
+            "higher_prio_send_advert",
+            g.higher_prio_send_advert.into(),
+            g.higher_prio_send_advert == d.higher_prio_send_advert,
+        );
+        opt(
+            &mut t,
+            "vrrp_priority",
+            g.vrrp_process.nice.map(|n| Value::Integer(n.into())),
+        );
+        opt(
+            &mut t,
+            "vrrp_rt_priority",
+            g.vrrp_process.rt_priority.map(|n| Value::Integer(n.into())),
+        );
+        self.put(
+            &mut t,
+            "vrrp_no_swap",
+            g.vrrp_process.no_swap.into(),
+            !g.vrrp_process.no_swap,
+        );
         t
     }
 
@@ -587,6 +633,18 @@ impl Emitter {
         if !garp.is_empty() {
             t.insert("garp".into(), Value::Table(garp));
         }
+        self.put(
+            &mut t,
+            "lower_prio_no_advert",
+            i.lower_prio_no_advert.into(),
+            i.lower_prio_no_advert == g.lower_prio_no_advert,
+        );
+        self.put(
+            &mut t,
+            "higher_prio_send_advert",
+            i.higher_prio_send_advert.into(),
+            i.higher_prio_send_advert == g.higher_prio_send_advert,
+        );
         t
     }
 

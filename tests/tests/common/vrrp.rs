@@ -82,6 +82,11 @@ impl Director {
         .unwrap();
     }
 
+    /// The agent's process id.
+    pub fn pid(&self) -> u32 {
+        self.agent.as_ref().expect("running").pid()
+    }
+
     /// The agent's log so far.
     pub fn log(&self) -> Vec<String> {
         self.agent.as_ref().map(Agent::log).unwrap_or_default()

@@ -34,6 +34,16 @@ pub struct Global {
     pub lvs_sync_daemon: Opt<SyncDaemon>,
     #[serde(default)]
     pub garp: Opt<Garp>,
+    #[serde(default)]
+    pub lower_prio_no_advert: Opt<bool>,
+    #[serde(default)]
+    pub higher_prio_send_advert: Opt<bool>,
+    #[serde(default)]
+    pub vrrp_priority: Opt<i64>,
+    #[serde(default)]
+    pub vrrp_rt_priority: Opt<i64>,
+    #[serde(default)]
+    pub vrrp_no_swap: Opt<bool>,
     // Alerts (config/validate/alert.rs).
     #[serde(default)]
     pub notification_email: Opt<Vec<Spanned<String>>>,
@@ -91,6 +101,10 @@ pub struct Garp {
     pub master_refresh_repeat: Opt<i64>,
     #[serde(default)]
     pub interval: Opt<Seconds>,
+    #[serde(default)]
+    pub lower_prio_repeat: Opt<i64>,
+    #[serde(default)]
+    pub lower_prio_delay: Opt<Seconds>,
 }
 
 /// An address entry, or a bare `"ADDR[/PREFIX]"` string.
@@ -328,4 +342,8 @@ pub struct Instance {
     pub notify: Opt<CommandText>,
     #[serde(default)]
     pub garp: Opt<Garp>,
+    #[serde(default)]
+    pub lower_prio_no_advert: Opt<bool>,
+    #[serde(default)]
+    pub higher_prio_send_advert: Opt<bool>,
 }

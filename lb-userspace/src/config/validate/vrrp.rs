@@ -88,7 +88,38 @@ impl Validator<'_> {
             .as_ref()
             .and_then(|d| self.vrrp_sync_daemon(d));
         if let Some(garp) = &g.garp {
-            out.garp = self.vrrp_garp(garp.get_ref(), Garp::default());
+            let raw = garp.get_ref();
+            out.garp = self.vrrp_garp(raw, Garp::default());
+            // keepalived: the lower-priority burst defaults to the master burst's.
+            if raw.lower_prio_repeat.is_none() {
+                out.garp.lower_prio_repeat = out.garp.master_repeat;
+            }
+            if raw.lower_prio_delay.is_none() {
+                out.garp.lower_prio_delay = out.garp.master_delay;
+            }
+        }
+        let flag =
+            |b: &Option<Spanned<bool>>, default: bool| b.as_ref().map_or(default, |b| *b.get_ref());
+        out.lower_prio_no_advert = flag(&g.lower_prio_no_advert, out.lower_prio_no_advert);
+        out.higher_prio_send_advert = flag(&g.higher_prio_send_advert, out.higher_prio_send_advert);
+        out.vrrp_process.no_swap = flag(&g.vrrp_no_swap, false);
+        if let Some(n) = &g.vrrp_priority {
+            match i8::try_from(*n.get_ref()) {
+                Ok(v) if (-20..=19).contains(&v) => out.vrrp_process.nice = Some(v),
+                _ => self.error(
+                    n.span(),
+                    format!("{} is out of range (-20..=19)", n.get_ref()),
+                ),
+            }
+        }
+        if let Some(n) = &g.vrrp_rt_priority {
+            match u8::try_from(*n.get_ref()) {
+                Ok(v) if (1..=99).contains(&v) => out.vrrp_process.rt_priority = Some(v),
+                _ => self.error(
+                    n.span(),
+                    format!("{} is out of range (1..=99)", n.get_ref()),
+                ),
+            }
         }
         out
     }
@@ -479,6 +510,20 @@ impl Validator<'_> {
         }
         if let Some(n) = &g.master_refresh_repeat {
             out.master_refresh_repeat = count(self, n).unwrap_or(base.master_refresh_repeat);
+        }
+        if let Some(n) = &g.lower_prio_repeat {
+            match u32::try_from(*n.get_ref()) {
+                Ok(c) if c <= 100 => out.lower_prio_repeat = c,
+                _ => self.error(
+                    n.span(),
+                    format!("{} is out of range (0..=100)", n.get_ref()),
+                ),
+            }
+        }
+        if let Some(d) = &g.lower_prio_delay {
+            out.lower_prio_delay = self
+                .vrrp_seconds(d, ms, 3600.0)
+                .unwrap_or(base.lower_prio_delay);
         }
         out
     }
@@ -962,8 +1007,14 @@ impl Validator<'_> {
             track_files,
             vmac,
             garp,
-            lower_prio_no_advert: false,
-            higher_prio_send_advert: true,
+            lower_prio_no_advert: i
+                .lower_prio_no_advert
+                .as_ref()
+                .map_or(global.lower_prio_no_advert, |b| *b.get_ref()),
+            higher_prio_send_advert: i
+                .higher_prio_send_advert
+                .as_ref()
+                .map_or(global.higher_prio_send_advert, |b| *b.get_ref()),
             notify,
         })
     }
@@ -1211,6 +1262,62 @@ master_repeat = 3
         assert_eq!(
             errors("[global]\nvrrp_mcast_group4 = \"10.0.0.1\"\n"),
             ["2:21 `10.0.0.1` is not an IPv4 multicast group"]
+        );
+    }
+
+    #[test]
+    fn lower_priority_announcements_default_as_keepalived_and_override() {
+        // Unset: the global master burst's values (keepalived, vrrp.c).
+        let c = ok(&format!(
+            "[global.garp]\nmaster_repeat = 3\nmaster_delay = 2\n{}",
+            instance("")
+        ));
+        assert_eq!(c.global.garp.lower_prio_repeat, 3);
+        assert_eq!(c.global.garp.lower_prio_delay, Duration::from_secs(2));
+        let i = &c.vrrp.instances[0];
+        assert_eq!(
+            (i.garp.lower_prio_repeat, i.garp.lower_prio_delay),
+            (3, Duration::from_secs(2))
+        );
+        assert!(
+            i.higher_prio_send_advert && !i.lower_prio_no_advert,
+            "defaults"
+        );
+        // Set: global, then per instance.
+        let c = ok(&format!(
+            "[global]\nlower_prio_no_advert = true\nhigher_prio_send_advert = false\n[global.garp]\nlower_prio_repeat = 0\n{}",
+            instance(
+                "higher_prio_send_advert = true\n[vrrp_instance.garp]\nlower_prio_delay = 0\n"
+            )
+        ));
+        let i = &c.vrrp.instances[0];
+        assert_eq!(i.garp.lower_prio_repeat, 0, "0 means none");
+        assert_eq!(i.garp.lower_prio_delay, Duration::ZERO);
+        assert!(i.lower_prio_no_advert, "from [global]");
+        assert!(i.higher_prio_send_advert, "the instance's own");
+        assert_eq!(
+            errors(&instance("[vrrp_instance.garp]\nlower_prio_repeat = 101\n")),
+            ["7:21 101 is out of range (0..=100)"]
+        );
+    }
+
+    #[test]
+    fn vrrp_thread_settings_and_their_ranges() {
+        let c = ok(&format!(
+            "[global]\nvrrp_priority = -10\nvrrp_rt_priority = 50\nvrrp_no_swap = true\n{}",
+            instance("")
+        ));
+        let p = c.global.vrrp_process;
+        assert_eq!(
+            (p.nice, p.rt_priority, p.no_swap),
+            (Some(-10), Some(50), true)
+        );
+        assert_eq!(
+            errors("[global]\nvrrp_priority = 20\nvrrp_rt_priority = 0\n"),
+            [
+                "2:17 20 is out of range (-20..=19)",
+                "3:20 0 is out of range (1..=99)"
+            ]
         );
     }
 }
