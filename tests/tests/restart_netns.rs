@@ -2,7 +2,9 @@
 //! streaming, each on its real, while the agent is SIGKILLed and a new one
 //! adopts the pinned maps and swaps its program into the pinned XDP links.
 //! Then the fallback: maps sized differently are not adopted, and the new
-//! agent says why and starts afresh.
+//! agent says why and starts afresh. And a new agent that cannot start (its
+//! metrics port is taken) leaves the data plane it would have adopted
+//! exactly as it found it, forwarding.
 
 mod common;
 
@@ -142,5 +144,80 @@ fn sigkill_and_restart_keep_every_connection_on_its_real() {
         !lab.pin_path.exists() || std::fs::read_dir(&lab.pin_path).unwrap().next().is_none(),
         "pins left after SIGTERM"
     );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Everything pinned under `pin` (names).
+fn pins(pin: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(pin)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Seen once: after a SIGKILL, the next agent adopted the data plane, then
+/// failed on a busy metrics port and detached XDP and unpinned the maps
+/// (under Restart=on-failure, an attach/detach loop). Every listener is now
+/// bound before an adopted data plane is touched.
+#[test]
+fn a_failed_start_leaves_the_adopted_data_plane_as_it_found_it() {
+    xlb_testbed::require_root().unwrap();
+    let lab = DrLab::build(&LabOptions {
+        weights: vec![1, 1],
+        peer_xdp: common::peer_pass(),
+        ..LabOptions::default()
+    })
+    .unwrap();
+    let dir = common::test_dir("failstart");
+    let config = dir.join("xlb.toml");
+    std::fs::write(&config, lab.agent_config_with("mh", "dr", "native", "")).unwrap();
+    let agent = Agent::start(&lab.director, &xlb_bin(), &config).unwrap();
+    let conns: Vec<(HttpConn, String)> = (0..10)
+        .map(|_| {
+            let mut c = HttpConn::open(&lab.client, lab.vip_socket(), TIMEOUT).unwrap();
+            let name = c.ask().unwrap();
+            (c, name)
+        })
+        .collect();
+    let streamer = Streamer::start(conns);
+    streamer.wait_rounds(ROUNDS);
+    agent.kill().unwrap();
+    let prog = xdp_prog_id(&lab).expect("XDP attached");
+    let (ct_id, flows_before) = flows(&lab.pin_path);
+    let pinned = pins(&lab.pin_path);
+
+    // Something else holds the metrics port (the default, 127.0.0.1:9477).
+    let squatter = lab
+        .director
+        .enter(|| std::net::TcpListener::bind("127.0.0.1:9477").unwrap())
+        .unwrap();
+    let err = Agent::start(&lab.director, &xlb_bin(), &config)
+        .err()
+        .expect("the agent must fail to start");
+    assert!(format!("{err:#}").contains("metrics"), "{err:#}");
+    assert_eq!(xdp_prog_id(&lab), Some(prog), "the old program still runs");
+    assert_eq!(pins(&lab.pin_path), pinned, "pins changed");
+    let (ct_id_after, flows_after) = flows(&lab.pin_path);
+    assert_eq!(ct_id_after, ct_id);
+    assert_eq!(flows_after, flows_before);
+    // And it still forwards the held connections.
+    streamer.wait_rounds(ROUNDS);
+    let asked = streamer.finish().unwrap();
+    assert!(asked >= 10 * 2 * ROUNDS);
+
+    // Once the port is free, the next start adopts it; its stop cleans up.
+    drop(squatter);
+    let agent = Agent::start(&lab.director, &xlb_bin(), &config).unwrap();
+    assert!(
+        agent
+            .log()
+            .iter()
+            .any(|l| l.contains("adopted the data plane")),
+        "{:#?}",
+        agent.log()
+    );
+    agent.stop().unwrap();
     let _ = std::fs::remove_dir_all(dir);
 }

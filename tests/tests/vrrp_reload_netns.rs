@@ -4,7 +4,8 @@
 //! transition and its VIP is never deleted (keepalived #2159, #754); a VIP
 //! added to an instance is the only address added; a priority change is
 //! taken in place; a removed instance releases its VIP; an invalid file
-//! changes nothing.
+//! changes nothing; a reload that fails once it is applied (an instance
+//! whose new interface cannot carry adverts) changes nothing either.
 
 mod common;
 
@@ -215,4 +216,92 @@ fn reload_touches_only_what_changed() {
         "additions: {:#?}",
         mon.lines()
     );
+}
+
+/// Services in the pinned SERVICES map.
+fn service_count(d: &Director) -> usize {
+    d.services_active().len()
+}
+
+/// keepalived #2159's worse cousin, seen on xlb before: a reload that moves
+/// an instance to an interface that cannot carry adverts while adding a
+/// service put the service in the maps, stopped the instance (its VIP
+/// gone) and logged "done". Now everything is prepared first: the reload
+/// fails as a whole, `xlb reload` says which item and exits non-zero, the
+/// failure is counted, and the Master, its VIP and the maps are as they were.
+#[test]
+fn a_reload_failing_at_apply_time_changes_nothing() {
+    let lab = VrrpLab::build(1).unwrap();
+    let ns = &lab.nodes[0];
+    let dir = temp_dir("reloadfail").unwrap();
+    // An interface that exists but has no IPv4 address to send adverts from:
+    // only applying the instance can find that out.
+    ns.run(
+        "ip",
+        &[
+            "link", "add", "dum0", "type", "veth", "peer", "name", "dum1",
+        ],
+    )
+    .unwrap();
+    for dev in ["dum0", "dum1"] {
+        ns.run("ip", &["link", "set", dev, "up"]).unwrap();
+    }
+    let service = |port: u16| {
+        format!(
+            "[[service]]\nvip = \"10.9.0.100\"\nport = {port}\nprotocol = \"tcp\"\n[[service.real]]\naddress = \"10.9.0.50\"\nport = {port}\n\n"
+        )
+    };
+    let good = service(80) + &inst("VI_1", 51, 150, &[100]);
+    let d = Director::start(ns, &dir, &good);
+    d.wait_state("MASTER");
+    wait_until("the VIP", ELECTION, || has(ns, "10.9.0.100")).unwrap();
+    assert_eq!(service_count(&d), 1);
+    let before = d.status().unwrap();
+    let mon = AddrMonitor::start(ns);
+
+    let bad =
+        service(80) + &service(81) + &inst("VI_1", 51, 150, &[100]).replace("\"eth0\"", "\"dum0\"");
+    let out = d.xlb_reload(&bad);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the failed reload exited 0: {err}");
+    assert!(
+        err.contains("nothing changed") && err.contains("VI_1") && err.contains("dum0"),
+        "the failing item is named: {err}"
+    );
+    assert_eq!(service_count(&d), 1, "the new service was not written");
+    let now = d.status().unwrap();
+    assert_eq!(
+        (now.state.as_str(), now.transitions),
+        ("MASTER", before.transitions),
+        "the instance kept running"
+    );
+    ns.run("ip", &["addr", "add", MARKER, "dev", "eth0"])
+        .unwrap();
+    wait_until("the monitor to see the marker", ELECTION, || {
+        mon.lines().iter().any(|l| l.contains(MARKER))
+    })
+    .unwrap();
+    assert!(
+        mon.seen(true).is_empty(),
+        "an address went: {:#?}",
+        mon.lines()
+    );
+    let metrics = ns
+        .enter(|| xlb_testbed::scrape::scrape(ns, "127.0.0.1:9477".parse().unwrap()))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        metrics.get("xlb_reloads_total{result=\"failed\"}"),
+        Some(&1.0)
+    );
+    assert_eq!(metrics.get("xlb_reloads_total{result=\"ok\"}"), Some(&0.0));
+
+    // The same file with the interface fixed reloads: both parts apply.
+    let out = d.xlb_reload(&(service(80) + &service(81) + &inst("VI_1", 51, 150, &[100])));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(service_count(&d), 2);
 }

@@ -82,6 +82,19 @@ impl Director {
         .unwrap();
     }
 
+    /// Rewrites the config with `body` and runs `xlb reload` against the
+    /// agent; its output (the command waits for the reload's outcome).
+    pub fn xlb_reload(&self, body: &str) -> std::process::Output {
+        std::fs::write(&self.config, config_text(&self.pin, body)).unwrap();
+        let agent = self.agent.as_ref().unwrap();
+        std::process::Command::new(xlb_bin())
+            .arg("reload")
+            .arg("--pid-file")
+            .arg(agent.pid_file().expect("test agents have a pid file"))
+            .output()
+            .unwrap()
+    }
+
     /// The agent's process id.
     pub fn pid(&self) -> u32 {
         self.agent.as_ref().expect("running").pid()
