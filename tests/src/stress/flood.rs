@@ -137,7 +137,7 @@ fn flood(
             sent.fetch_add(1, Ordering::Relaxed);
         }
         i += 1;
-        if i % BURST != 0 {
+        if !i.is_multiple_of(BURST) {
             continue;
         }
         if i < plan.fill {
