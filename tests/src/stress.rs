@@ -168,8 +168,12 @@ impl Plan {
 #[derive(Clone, Debug, Default)]
 pub struct Figures {
     pub window: Duration,
-    /// The Master's adverts heard on the wire in the window.
+    /// The Master's adverts heard on the wire in the window, and those it
+    /// counted as sent (its status file, rewritten every second, so the two
+    /// agree within about ten): far more sent than heard were lost on the
+    /// way, not starved in the agent.
     pub master_adverts: usize,
+    pub master_adverts_sent: u64,
     /// Longest stretch of the window without one.
     pub largest_gap: Duration,
     /// VRRP state changes of the Master and of the Backup in the window
@@ -205,6 +209,8 @@ pub struct Figures {
     /// The keepalived peer's adverts heard in the window.
     pub peer_adverts: usize,
     pub sighups: u64,
+    /// Idle connections tried, and those established.
+    pub idle_attempted: usize,
     pub idle_open: usize,
 }
 
@@ -216,10 +222,11 @@ impl Figures {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "window {}: {} Master adverts, largest gap {}; transitions Master {} Backup {}; \
-             two Masters {} on the wire, two VIP holders {}",
+            "window {}: {} Master adverts heard ({} sent), largest gap {}; transitions Master {} \
+             Backup {}; two Masters {} on the wire, two VIP holders {}",
             ms(self.window),
             self.master_adverts,
+            self.master_adverts_sent,
             ms(self.largest_gap),
             self.transitions.0,
             self.transitions.1,
@@ -245,13 +252,14 @@ impl Figures {
         let _ = write!(
             s,
             "loads: {} SYNs, flows in the table {}, {} crafted adverts, {} peer adverts heard, \
-             {} SIGHUPs, {} idle connections open",
+             {} SIGHUPs, {} of {} idle connections open",
             self.syns,
             self.flows.map_or("-".to_string(), |f| f.to_string()),
             self.crafted_adverts,
             self.peer_adverts,
             self.sighups,
-            self.idle_open
+            self.idle_open,
+            self.idle_attempted
         );
         s
     }
@@ -401,10 +409,7 @@ impl StressLab {
         let names = [0, 1].map(|i| self.fl.director(i).name().to_string());
         let holders = watch::VipHolders::start(names, self.fl.lab.vip, limit)?;
         let fds = watch::PeakFds::start(pid, limit)?;
-        let before = [
-            vrrp_transitions(&master.pin)?,
-            vrrp_transitions(&backup.pin)?,
-        ];
+        let before = [vrrp_counts(&master.pin)?, vrrp_counts(&backup.pin)?];
         let log_from = log_len();
         let cpu_from = procfs::cpu_seconds(pid)?;
 
@@ -493,10 +498,7 @@ impl StressLab {
 
         // The window ends with SIGTERM to the Master, still under load.
         let to = Instant::now();
-        let after = [
-            vrrp_transitions(&master.pin)?,
-            vrrp_transitions(&backup.pin)?,
-        ];
+        let after = [vrrp_counts(&master.pin)?, vrrp_counts(&backup.pin)?];
         let cpu = procfs::cpu_seconds(pid)? - cpu_from;
         let peak_rss_mib = procfs::peak_rss_mib(pid)?;
         let fd_limit = procfs::nofile(pid)?.0;
@@ -521,7 +523,7 @@ impl StressLab {
             .into_iter()
             .filter(|s| s.at >= from && s.at <= to)
             .collect();
-        let idle_open = idle.opened();
+        let (idle_attempted, idle_open) = (idle.attempted(), idle.opened());
         drop(idle);
         let peak_fds = fds.finish();
         let polls = holders.finish();
@@ -539,7 +541,11 @@ impl StressLab {
             window,
             master_adverts: a.len(),
             largest_gap: figures::largest_gap(&a, from, to),
-            transitions: (after[0] - before[0], after[1] - before[1]),
+            transitions: (
+                after[0].transitions - before[0].transitions,
+                after[1].transitions - before[1].transitions,
+            ),
+            master_adverts_sent: after[0].adverts_sent - before[0].adverts_sent,
             two_masters: figures::both_advertising(&a, &b, VRRP.interval()),
             two_holders: figures::both_holding(&in_window),
             sigterm,
@@ -565,6 +571,7 @@ impl StressLab {
                 })
                 .count(),
             sighups,
+            idle_attempted,
             idle_open,
         })
     }
@@ -613,27 +620,37 @@ fn flows_in(pin: &Path) -> Result<usize> {
     Ok(map.keys().filter(Result::is_ok).count())
 }
 
-/// The VRRP state changes of instance `VI_1` so far, from the status file
-/// of the agent with maps pinned at `pin` (`/run/xlb/vrrp-<pin>.json`, which
-/// it rewrites on every change).
-fn vrrp_transitions(pin: &Path) -> Result<u64> {
+/// Instance `VI_1`'s VRRP state changes and adverts sent so far, from the
+/// status file of the agent with maps pinned at `pin`
+/// (`/run/xlb/vrrp-<pin>.json`, which it rewrites on every change).
+fn vrrp_counts(pin: &Path) -> Result<Counts> {
     let flat = pin.to_string_lossy().trim_matches('/').replace('/', "_");
     let path = Path::new("/run/xlb").join(format!("vrrp-{flat}.json"));
     let text =
         std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    transitions_of(&text, "VI_1")
-        .with_context(|| format!("no transitions of VI_1 in {}", path.display()))
+    counts_of(&text, "VI_1").with_context(|| format!("no counts of VI_1 in {}", path.display()))
 }
 
-/// `instances[name = instance].transitions` of a VRRP status file.
-fn transitions_of(json: &str, instance: &str) -> Option<u64> {
+/// What the lab reads from a status file.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Counts {
+    transitions: u64,
+    adverts_sent: u64,
+}
+
+/// `instances[name = instance]`'s counts in a VRRP status file.
+fn counts_of(json: &str, instance: &str) -> Option<Counts> {
     let v: serde_json::Value = serde_json::from_str(json).ok()?;
-    v.get("instances")?
+    let i = v
+        .get("instances")?
         .as_array()?
         .iter()
-        .find(|i| i.get("name").and_then(|n| n.as_str()) == Some(instance))?
-        .get("transitions")?
-        .as_u64()
+        .find(|i| i.get("name").and_then(|n| n.as_str()) == Some(instance))?;
+    let n = |k: &str| i.get(k).and_then(serde_json::Value::as_u64);
+    Some(Counts {
+        transitions: n("transitions")?,
+        adverts_sent: n("adverts_sent")?,
+    })
 }
 
 #[cfg(test)]
@@ -641,13 +658,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn transitions_are_read_from_the_status_file() {
+    fn counts_are_read_from_the_status_file() {
         let json = r#"{"pid": 7, "instances": [
-            {"name": "VI_0", "state": "BACKUP", "transitions": 9},
-            {"name": "VI_1", "state": "MASTER", "transitions": 2, "became_master": 1}]}"#;
-        assert_eq!(transitions_of(json, "VI_1"), Some(2));
-        assert_eq!(transitions_of(json, "VI_2"), None);
-        assert_eq!(transitions_of("{", "VI_1"), None);
+            {"name": "VI_0", "state": "BACKUP", "transitions": 9, "adverts_sent": 0},
+            {"name": "VI_1", "state": "MASTER", "transitions": 2, "became_master": 1,
+             "adverts_sent": 40}]}"#;
+        assert_eq!(
+            counts_of(json, "VI_1"),
+            Some(Counts {
+                transitions: 2,
+                adverts_sent: 40
+            })
+        );
+        assert_eq!(counts_of(json, "VI_2"), None);
+        assert_eq!(counts_of("{", "VI_1"), None);
     }
 
     #[test]

@@ -154,7 +154,11 @@ fn idle_connections_exhaust_neither_descriptors_nor_checks() {
         Duration::from_secs(8),
     );
     let all = f.describe();
-    assert_eq!(f.idle_open, idle, "{all}");
+    // Established, whether the agent accepted them or its backlog holds them.
+    assert!(
+        f.idle_attempted == idle && f.idle_open > AGENT_NOFILE as usize / 2,
+        "the idle connections did not open:\n{all}"
+    );
     assert_vrrp_held(&f);
     assert!(
         (f.peak_fds as u64) < f.fd_limit,

@@ -6,8 +6,10 @@
 
 use crate::{netns::Netns, scrape};
 use anyhow::{Context, Result};
+use socket2::{Domain, Socket, Type};
 use std::{
-    net::{SocketAddr, TcpStream},
+    net::SocketAddr,
+    os::fd::AsRawFd,
     sync::{
         Arc, Mutex, PoisonError,
         atomic::{AtomicBool, Ordering},
@@ -119,31 +121,90 @@ fn scrape_loop(
 
 /// Connections to the endpoint that never send a byte, held until dropped.
 pub struct Idle {
-    conns: Vec<TcpStream>,
+    attempted: usize,
+    conns: Vec<Socket>,
 }
 
 impl Idle {
-    /// Opens up to `n` connections from `ns` to `addr`, each connect bounded
-    /// by `timeout`; stops at the first that fails (the kernel's backlog is
-    /// full: the agent is not accepting).
+    /// Starts `n` connections from `ns` to `addr` at once (non-blocking)
+    /// and keeps those that are established within `timeout`: a full
+    /// backlog, or an agent that refuses, leaves some unopened.
     pub fn open(ns: &Netns, addr: SocketAddr, n: usize, timeout: Duration) -> Result<Idle> {
-        let conns = ns.enter(|| {
-            let mut conns = Vec::with_capacity(n);
+        let pending = ns.enter(|| -> Result<Vec<Socket>> {
+            let mut pending = Vec::with_capacity(n);
             for _ in 0..n {
-                match TcpStream::connect_timeout(&addr, timeout) {
-                    Ok(c) => conns.push(c),
-                    Err(_) => break,
+                let s = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+                s.set_nonblocking(true)?;
+                match s.connect(&addr.into()) {
+                    Ok(()) => {}
+                    Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+                    Err(_) => continue,
                 }
+                pending.push(s);
             }
-            conns
-        })?;
-        Ok(Idle { conns })
+            Ok(pending)
+        })??;
+        let done = wait_writable(&pending, timeout);
+        let conns = pending
+            .into_iter()
+            .zip(done)
+            .filter(|(s, writable)| {
+                *writable && matches!(s.take_error(), Ok(None)) && s.peer_addr().is_ok()
+            })
+            .map(|(s, _)| s)
+            .collect();
+        Ok(Idle {
+            attempted: n,
+            conns,
+        })
+    }
+
+    /// How many were tried.
+    pub fn attempted(&self) -> usize {
+        self.attempted
     }
 
     /// How many are open.
     pub fn opened(&self) -> usize {
         self.conns.len()
     }
+}
+
+/// Which of `socks` became writable (connected, or failed) within `timeout`.
+fn wait_writable(socks: &[Socket], timeout: Duration) -> Vec<bool> {
+    let fds: Vec<libc::pollfd> = socks
+        .iter()
+        .map(|s| libc::pollfd {
+            fd: s.as_raw_fd(),
+            events: libc::POLLOUT,
+            revents: 0,
+        })
+        .collect();
+    let mut done = vec![false; socks.len()];
+    let end = Instant::now() + timeout;
+    while let Some(left) = end.checked_duration_since(Instant::now()) {
+        // Poll only those still pending.
+        let mut waiting: Vec<usize> = (0..fds.len()).filter(|&i| !done[i]).collect();
+        if waiting.is_empty() {
+            break;
+        }
+        let mut batch: Vec<libc::pollfd> = waiting.iter().map(|&i| fds[i]).collect();
+        // SAFETY: `batch` is a valid array of pollfd for its length.
+        let n = unsafe {
+            libc::poll(
+                batch.as_mut_ptr(),
+                batch.len() as libc::nfds_t,
+                left.as_millis().min(1000) as i32,
+            )
+        };
+        if n < 0 {
+            break;
+        }
+        for (k, i) in waiting.drain(..).enumerate() {
+            done[i] |= batch[k].revents != 0;
+        }
+    }
+    done
 }
 
 /// Raises this process's soft descriptor limit so that `needed` more fit
