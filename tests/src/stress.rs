@@ -36,7 +36,7 @@ use crate::{
     failover::{self, BACKUP_PRIORITY, FailoverLab, MASTER_PRIORITY, VRID, Vrrp},
     netns::Netns,
     procfs,
-    vrrp::{TempDir, temp_dir},
+    vrrp::{Keepalived, TempDir, temp_dir},
 };
 use anyhow::{Context, Result, bail, ensure};
 use aya::maps::{HashMap as BpfHashMap, Map, MapData};
@@ -76,6 +76,8 @@ const CHECKED_PORT: u16 = 8080;
 /// The service of the hung MISC_CHECK.
 const MISC_PORT: u16 = 8081;
 const MISC_TIMEOUT: u32 = 3;
+/// The agent's log line for a VRRP state change.
+const STATE_CHANGE: &str = "VRRP state change";
 /// Without scrapers as a load, one scrape this often measures scrape time.
 const PROBE_EVERY: Duration = Duration::from_secs(5);
 const SCRAPE_TIMEOUT: Duration = Duration::from_secs(15);
@@ -176,8 +178,8 @@ pub struct Figures {
     pub master_adverts_sent: u64,
     /// Longest stretch of the window without one.
     pub largest_gap: Duration,
-    /// VRRP state changes of the Master and of the Backup in the window
-    /// (their status files).
+    /// VRRP state changes of the Master and of the Backup in the window:
+    /// the larger of what their status files and their logs show.
     pub transitions: (u64, u64),
     /// Time both directors advertised as Master (each advert claims an
     /// interval).
@@ -281,6 +283,15 @@ struct Director {
     /// The config it started with, and the same with the checked real's
     /// weight changed (what a checkers-restart SIGHUP flips between).
     versions: [String; 2],
+}
+
+impl Director {
+    /// Its agent's log lines from the `from`-th on.
+    fn log_since(&self, from: usize) -> Vec<String> {
+        let mut log = self.agent.as_ref().map(Agent::log).unwrap_or_default();
+        log.drain(..from.min(log.len()));
+        log
+    }
 }
 
 impl Drop for Director {
@@ -398,103 +409,22 @@ impl StressLab {
         cancel: &AtomicBool,
     ) -> Result<Figures> {
         let pid = master.agent.as_ref().context("the Master's agent")?.pid();
-        let log_len = || master.agent.as_ref().map_or(0, |a| a.log().len());
         ensure!(
             self.fl.holds_vip(0) && !self.fl.holds_vip(1),
             "before the loads, the Master should hold the VIP alone"
         );
         let limit = plan.limit();
-        let loads = &plan.loads;
-        metrics_load::make_room(loads.idle + loads.scrapers * 2 + 64)?;
+        metrics_load::make_room(plan.loads.idle + plan.loads.scrapers * 2 + 64)?;
         let names = [0, 1].map(|i| self.fl.director(i).name().to_string());
         let holders = watch::VipHolders::start(names, self.fl.lab.vip, limit)?;
         let fds = watch::PeakFds::start(pid, limit)?;
         let before = [vrrp_counts(&master.pin)?, vrrp_counts(&backup.pin)?];
-        let log_from = log_len();
+        let logs_from = [master.log_since(0).len(), backup.log_since(0).len()];
         let cpu_from = procfs::cpu_seconds(pid)?;
 
         let from = Instant::now();
-        let ns = self.fl.director(0);
-        let idle = Idle::open(ns, METRICS, loads.idle, CONNECT_TIMEOUT)?;
-        let scrapers = if loads.scrapers > 0 {
-            Scrapers::start(
-                ns,
-                METRICS,
-                loads.scrapers,
-                Duration::ZERO,
-                SCRAPE_TIMEOUT,
-                limit,
-            )?
-        } else {
-            Scrapers::start(ns, METRICS, 1, PROBE_EVERY, SCRAPE_TIMEOUT, limit)?
-        };
-        let conntrack = plan.conntrack();
-        let flood = match loads.flood {
-            true => Some(self.flood(plan, conntrack)?),
-            false => None,
-        };
-        let stream = match loads.adverts {
-            Some((rate, count)) => Some(adverts::AdvertStream::start(
-                &self.observer,
-                OBSERVER,
-                adverts::v3_advert(
-                    OBSERVER,
-                    VRID,
-                    CRAFTED_PRIORITY,
-                    (VRRP.advert_int * 100.0).round() as u16,
-                    &[vip4(self.fl.lab.vip)?],
-                ),
-                rate,
-                count,
-                limit,
-            )?),
-            None => None,
-        };
-        let peer = match loads.keepalived_peer {
-            true => Some(adverts::deaf_keepalived(
-                &self.observer,
-                &self.dir,
-                &format!("peer-{}", SEQ.fetch_add(1, Ordering::Relaxed)),
-                VRID,
-                PEER_PRIORITY,
-                (VRRP.advert_int * 100.0).round() as u16,
-                vip4(self.fl.lab.vip)?,
-            )?),
-            false => None,
-        };
-        let sighup = match loads.sighup {
-            Some(reload) => Some(sighup::Sighup::start(
-                pid,
-                master.config.clone(),
-                master.versions.clone(),
-                reload,
-                Duration::from_secs(1),
-                limit,
-            )?),
-            None => None,
-        };
-
-        // The flood's fill, then the hold: the loads at full strength.
-        let mut flows = None;
-        if let Some(f) = &flood {
-            self.fl
-                .wait_for("the flood's fill", plan.fill_limit, cancel, || f.filled())
-                .or_else(|e| {
-                    if cancel.load(Ordering::SeqCst) {
-                        Err(e)
-                    } else {
-                        Ok(())
-                    }
-                })?;
-            flows = Some(flows_in(&master.pin)?);
-        }
-        let hold_end = Instant::now() + plan.hold;
-        while Instant::now() < hold_end {
-            if cancel.load(Ordering::SeqCst) {
-                bail!("interrupted");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let running = self.start_loads(plan, master)?;
+        let flows = self.full_strength(plan, &running, &master.pin, cancel)?;
 
         // The window ends with SIGTERM to the Master, still under load.
         let to = Instant::now();
@@ -502,29 +432,34 @@ impl StressLab {
         let cpu = procfs::cpu_seconds(pid)? - cpu_from;
         let peak_rss_mib = procfs::peak_rss_mib(pid)?;
         let fd_limit = procfs::nofile(pid)?.0;
-        let log = master.agent.as_ref().map(Agent::log).unwrap_or_default();
+        let logs = [
+            master.log_since(logs_from[0]),
+            backup.log_since(logs_from[1]),
+        ];
         let checked_real = format!("{}:{CHECKED_PORT}", self.fl.lab.reals[0].addr);
-        let check_downs = log[log_from.min(log.len())..]
+        let check_downs = logs[0]
             .iter()
             .filter(|l| l.contains("real server down") && l.contains(&checked_real))
             .count();
+        // The status file says what the agent counted, unless it could not
+        // write it (out of descriptors); the log line is written to a pipe
+        // already open. Either source may miss; neither invents one.
+        let transitions = [0, 1].map(|i| {
+            let logged = logs[i].iter().filter(|l| l.contains(STATE_CHANGE)).count() as u64;
+            logged.max(after[i].transitions.saturating_sub(before[i].transitions))
+        });
         let sigterm = master
             .agent
             .take()
             .context("the Master's agent")?
             .stop_within(SIGTERM_LIMIT)?;
 
-        let sighups = sighup.map(sighup::Sighup::finish).transpose()?.unwrap_or(0);
-        drop(peer);
-        let crafted_adverts = stream.map_or(0, adverts::AdvertStream::finish);
-        let syns = flood.map_or(0, flood::Flood::finish);
-        let scrapes: Vec<_> = scrapers
-            .finish()
-            .into_iter()
+        let done = running.stop()?;
+        let scrapes: Vec<_> = done
+            .scrapes
+            .iter()
             .filter(|s| s.at >= from && s.at <= to)
             .collect();
-        let (idle_attempted, idle_open) = (idle.attempted(), idle.opened());
-        drop(idle);
         let peak_fds = fds.finish();
         let polls = holders.finish();
         let heard = watch.finish();
@@ -541,11 +476,8 @@ impl StressLab {
             window,
             master_adverts: a.len(),
             largest_gap: figures::largest_gap(&a, from, to),
-            transitions: (
-                after[0].transitions - before[0].transitions,
-                after[1].transitions - before[1].transitions,
-            ),
-            master_adverts_sent: after[0].adverts_sent - before[0].adverts_sent,
+            transitions: (transitions[0], transitions[1]),
+            master_adverts_sent: after[0].adverts_sent.saturating_sub(before[0].adverts_sent),
             two_masters: figures::both_advertising(&a, &b, VRRP.interval()),
             two_holders: figures::both_holding(&in_window),
             sigterm,
@@ -559,8 +491,8 @@ impl StressLab {
             fd_limit,
             check_downs,
             flows,
-            syns,
-            crafted_adverts,
+            syns: done.syns,
+            crafted_adverts: done.crafted_adverts,
             peer_adverts: heard
                 .iter()
                 .filter(|h| {
@@ -570,15 +502,109 @@ impl StressLab {
                         && h.at <= to
                 })
                 .count(),
-            sighups,
-            idle_attempted,
-            idle_open,
+            sighups: done.sighups,
+            idle_attempted: done.idle_attempted,
+            idle_open: done.idle_open,
         })
     }
 
+    /// Starts `plan`'s loads against the Master (director 0).
+    fn start_loads(&self, plan: &Plan, master: &Director) -> Result<Running> {
+        let (loads, limit) = (&plan.loads, plan.limit());
+        let pid = master.agent.as_ref().context("the Master's agent")?.pid();
+        let ns = self.fl.director(0);
+        let vip = vip4(self.fl.lab.vip)?;
+        let interval_cs = (VRRP.advert_int * 100.0).round() as u16;
+        let idle = Idle::open(ns, METRICS, loads.idle, CONNECT_TIMEOUT)?;
+        let scrapers = match loads.scrapers {
+            0 => Scrapers::start(ns, METRICS, 1, PROBE_EVERY, SCRAPE_TIMEOUT, limit)?,
+            n => Scrapers::start(ns, METRICS, n, Duration::ZERO, SCRAPE_TIMEOUT, limit)?,
+        };
+        let flood = match loads.flood {
+            true => Some(self.flood(plan)?),
+            false => None,
+        };
+        let stream = match loads.adverts {
+            Some((rate, count)) => {
+                let advert =
+                    adverts::v3_advert(OBSERVER, VRID, CRAFTED_PRIORITY, interval_cs, &[vip]);
+                Some(adverts::AdvertStream::start(
+                    &self.observer,
+                    OBSERVER,
+                    advert,
+                    rate,
+                    count,
+                    limit,
+                )?)
+            }
+            None => None,
+        };
+        let peer = match loads.keepalived_peer {
+            true => Some(adverts::deaf_keepalived(
+                &self.observer,
+                &self.dir,
+                &format!("peer-{}", SEQ.fetch_add(1, Ordering::Relaxed)),
+                VRID,
+                PEER_PRIORITY,
+                interval_cs,
+                vip,
+            )?),
+            false => None,
+        };
+        let sighup = match loads.sighup {
+            Some(reload) => Some(sighup::Sighup::start(
+                pid,
+                master.config.clone(),
+                master.versions.clone(),
+                reload,
+                Duration::from_secs(1),
+                limit,
+            )?),
+            None => None,
+        };
+        Ok(Running {
+            idle,
+            scrapers,
+            flood,
+            stream,
+            peer,
+            sighup,
+        })
+    }
+
+    /// Waits for the flood's fill (the flows in the table then), then holds
+    /// the loads at full strength for `plan.hold`.
+    fn full_strength(
+        &self,
+        plan: &Plan,
+        running: &Running,
+        pin: &Path,
+        cancel: &AtomicBool,
+    ) -> Result<Option<usize>> {
+        let mut flows = None;
+        if let Some(f) = &running.flood {
+            // A fill cut short by its limit is still measured (the figure says how full).
+            let filled = self
+                .fl
+                .wait_for("the flood's fill", plan.fill_limit, cancel, || f.filled());
+            if cancel.load(Ordering::SeqCst) {
+                filled?;
+            }
+            flows = Some(flows_in(pin)?);
+        }
+        let end = Instant::now() + plan.hold;
+        while Instant::now() < end {
+            if cancel.load(Ordering::SeqCst) {
+                bail!("interrupted");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(flows)
+    }
+
     /// The SYN flood at the Master, down its link from the switch.
-    fn flood(&self, plan: &Plan, conntrack: u32) -> Result<flood::Flood> {
-        let fill = u64::from(conntrack) * 11 / 10;
+    fn flood(&self, plan: &Plan) -> Result<flood::Flood> {
+        let fill = u64::from(plan.conntrack()) * 11 / 10;
         flood::Flood::start(
             &self.fl.lab.switch,
             self.fl.lab.director_peer_if(),
@@ -601,6 +627,42 @@ impl StressLab {
             a.stop_within(SIGTERM_LIMIT)?;
         }
         self.fl.drop_vip(d.index)
+    }
+}
+
+/// The loads of one run, as started.
+struct Running {
+    idle: Idle,
+    scrapers: Scrapers,
+    flood: Option<flood::Flood>,
+    stream: Option<adverts::AdvertStream>,
+    peer: Option<Keepalived>,
+    sighup: Option<sighup::Sighup>,
+}
+
+/// What the loads did.
+struct Done {
+    scrapes: Vec<metrics_load::Scrape>,
+    syns: u64,
+    crafted_adverts: u64,
+    sighups: u64,
+    idle_attempted: usize,
+    idle_open: usize,
+}
+
+impl Running {
+    /// Stops every load.
+    fn stop(self) -> Result<Done> {
+        let sighups = self.sighup.map(sighup::Sighup::finish).transpose()?;
+        drop(self.peer);
+        Ok(Done {
+            sighups: sighups.unwrap_or(0),
+            crafted_adverts: self.stream.map_or(0, adverts::AdvertStream::finish),
+            syns: self.flood.map_or(0, flood::Flood::finish),
+            scrapes: self.scrapers.finish(),
+            idle_attempted: self.idle.attempted(),
+            idle_open: self.idle.opened(),
+        })
     }
 }
 
