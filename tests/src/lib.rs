@@ -22,6 +22,7 @@ pub mod scrape;
 pub mod stress;
 pub mod udp;
 pub mod vrrp;
+pub mod worker;
 pub mod xdp;
 
 /// Removes what killed test runs left: their namespaces and their agents'

@@ -460,8 +460,8 @@ impl StressLab {
             .iter()
             .filter(|s| s.at >= from && s.at <= to)
             .collect();
-        let peak_fds = fds.finish();
-        let polls = holders.finish();
+        let peak_fds = fds.finish()?;
+        let polls = holders.finish()?;
         let heard = watch.finish();
 
         let window = to - from;
@@ -655,11 +655,13 @@ impl Running {
     fn stop(self) -> Result<Done> {
         let sighups = self.sighup.map(sighup::Sighup::finish).transpose()?;
         drop(self.peer);
+        let crafted_adverts = self.stream.map(adverts::AdvertStream::finish).transpose()?;
+        let syns = self.flood.map(flood::Flood::finish).transpose()?;
         Ok(Done {
             sighups: sighups.unwrap_or(0),
-            crafted_adverts: self.stream.map_or(0, adverts::AdvertStream::finish),
-            syns: self.flood.map_or(0, flood::Flood::finish),
-            scrapes: self.scrapers.finish(),
+            crafted_adverts: crafted_adverts.unwrap_or(0),
+            syns: syns.unwrap_or(0),
+            scrapes: self.scrapers.finish()?,
             idle_attempted: self.idle.attempted(),
             idle_open: self.idle.opened(),
         })

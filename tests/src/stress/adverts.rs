@@ -11,16 +11,13 @@ use crate::{
     frames::checksum,
     netns::Netns,
     vrrp::{Keepalived, TempDir},
+    worker::Worker,
 };
 use anyhow::Result;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::{
     net::{IpAddr, Ipv4Addr, SocketAddr},
-    sync::{
-        Arc,
-        atomic::{AtomicBool, AtomicU64, Ordering},
-    },
-    thread::JoinHandle,
+    sync::atomic::Ordering,
     time::{Duration, Instant},
 };
 
@@ -63,9 +60,7 @@ pub fn v3_advert(
 /// Sends a crafted advert `rate` times a second until `count` are sent,
 /// `limit` passes or it is stopped.
 pub struct AdvertStream {
-    sent: Arc<AtomicU64>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    worker: Worker<u64>,
 }
 
 impl AdvertStream {
@@ -87,53 +82,29 @@ impl AdvertStream {
             s.set_tos_v4(TOS_CS6)?;
             Ok(s)
         })??;
-        let sent = Arc::new(AtomicU64::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = {
-            let (sent, stop) = (sent.clone(), stop.clone());
-            std::thread::Builder::new()
-                .name("stress-adverts".into())
-                .spawn(move || {
-                    let to = SockAddr::from(SocketAddr::new(IpAddr::V4(GROUP), 0));
-                    let every = Duration::from_secs_f64(1.0 / f64::from(rate.max(1)));
-                    let start = Instant::now();
-                    let mut n = 0u64;
-                    while n < count && start.elapsed() < limit && !stop.load(Ordering::Relaxed) {
-                        if sock.send_to(&advert, &to).is_ok() {
-                            sent.fetch_add(1, Ordering::Relaxed);
-                        }
-                        n += 1;
-                        let due = start + every * n as u32;
-                        if let Some(wait) = due.checked_duration_since(Instant::now()) {
-                            std::thread::sleep(wait);
-                        }
-                    }
-                })?
-        };
-        Ok(AdvertStream {
-            sent,
-            stop,
-            thread: Some(thread),
-        })
+        let worker = Worker::spawn("stress-adverts", move |stop| {
+            let to = SockAddr::from(SocketAddr::new(IpAddr::V4(GROUP), 0));
+            let every = Duration::from_secs_f64(1.0 / f64::from(rate.max(1)));
+            let start = Instant::now();
+            let (mut n, mut sent) = (0u64, 0u64);
+            while n < count && start.elapsed() < limit && !stop.load(Ordering::Relaxed) {
+                if sock.send_to(&advert, &to).is_ok() {
+                    sent += 1;
+                }
+                n += 1;
+                let due = start + every.mul_f64(n as f64);
+                if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+            }
+            sent
+        })?;
+        Ok(AdvertStream { worker })
     }
 
     /// Stops the stream: adverts sent.
-    pub fn finish(mut self) -> u64 {
-        self.halt();
-        self.sent.load(Ordering::Relaxed)
-    }
-
-    fn halt(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for AdvertStream {
-    fn drop(&mut self) {
-        self.halt();
+    pub fn finish(self) -> Result<u64> {
+        self.worker.finish()
     }
 }
 

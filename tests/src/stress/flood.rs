@@ -6,7 +6,7 @@
 //! then at a lower rate that keeps the table full (its LRU evicts the
 //! oldest); bounded in frames and time.
 
-use crate::{frames::tcp_syn, inject::FrameSender, netns::Netns};
+use crate::{frames::tcp_syn, inject::FrameSender, netns::Netns, worker::Worker};
 use anyhow::Result;
 use std::{
     net::Ipv4Addr,
@@ -14,7 +14,6 @@ use std::{
         Arc,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
-    thread::JoinHandle,
     time::{Duration, Instant},
 };
 
@@ -42,8 +41,7 @@ pub struct FloodPlan {
 pub struct Flood {
     sent: Arc<AtomicU64>,
     fill: u64,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    worker: Worker<()>,
 }
 
 impl Flood {
@@ -60,20 +58,12 @@ impl Flood {
         let link = link.to_string();
         let sender = switch.enter(move || FrameSender::open(&link))??;
         let sent = Arc::new(AtomicU64::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
         let fill = plan.fill;
-        let thread = {
-            let (sent, stop) = (sent.clone(), stop.clone());
-            std::thread::Builder::new()
-                .name("stress-flood".into())
-                .spawn(move || flood(&sender, director_mac, vip, port, &plan, &sent, &stop))?
-        };
-        Ok(Flood {
-            sent,
-            fill,
-            stop,
-            thread: Some(thread),
-        })
+        let count = sent.clone();
+        let worker = Worker::spawn("stress-flood", move |stop| {
+            flood(&sender, director_mac, vip, port, &plan, &count, stop)
+        })?;
+        Ok(Flood { sent, fill, worker })
     }
 
     /// SYNs sent so far.
@@ -83,26 +73,13 @@ impl Flood {
 
     /// Whether the fill is sent (or the flood ended early).
     pub fn filled(&self) -> bool {
-        self.sent() >= self.fill || self.thread.as_ref().is_none_or(JoinHandle::is_finished)
+        self.sent() >= self.fill || self.worker.is_finished()
     }
 
     /// Stops the flood: SYNs sent in all.
-    pub fn finish(mut self) -> u64 {
-        self.halt();
-        self.sent()
-    }
-
-    fn halt(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for Flood {
-    fn drop(&mut self) {
-        self.halt();
+    pub fn finish(self) -> Result<u64> {
+        self.worker.finish()?;
+        Ok(self.sent.load(Ordering::Relaxed))
     }
 }
 

@@ -4,22 +4,18 @@
 //! (connect to the last byte), so the same scrapers are the lab's scrape
 //! latency figure; with one scraper and a pause it is a light probe.
 
-use crate::{netns::Netns, scrape};
+use crate::{netns::Netns, scrape, worker::Worker};
 use anyhow::{Context, Result};
 use socket2::{Domain, Socket, Type};
 use std::{
     net::SocketAddr,
     os::fd::AsRawFd,
-    sync::{
-        Arc, Mutex, PoisonError,
-        atomic::{AtomicBool, Ordering},
-    },
-    thread::JoinHandle,
+    sync::atomic::{AtomicBool, Ordering},
     time::{Duration, Instant},
 };
 
-/// Scrapes recorded at most, over all scrapers.
-const MAX_SAMPLES: usize = 1_000_000;
+/// Scrapes recorded at most by one scraper.
+const MAX_SAMPLES: usize = 100_000;
 
 /// One scrape: when it started, how long it took, whether a whole `200 OK`
 /// came back (a failed one took at least its timeout, or was refused).
@@ -31,9 +27,7 @@ pub struct Scrape {
 }
 
 pub struct Scrapers {
-    samples: Arc<Mutex<Vec<Scrape>>>,
-    stop: Arc<AtomicBool>,
-    threads: Vec<JoinHandle<Result<()>>>,
+    workers: Vec<Worker<Vec<Scrape>>>,
 }
 
 impl Scrapers {
@@ -48,64 +42,44 @@ impl Scrapers {
         timeout: Duration,
         limit: Duration,
     ) -> Result<Scrapers> {
-        let samples = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let mut scrapers = Scrapers {
-            samples,
-            stop,
-            threads: Vec::with_capacity(n),
-        };
         let end = Instant::now() + limit;
-        for i in 0..n {
-            let (samples, stop) = (scrapers.samples.clone(), scrapers.stop.clone());
-            scrapers
-                .threads
-                .push(ns.spawn(&format!("scraper-{i}"), move || {
-                    scrape_loop(addr, pause, timeout, end, &samples, &stop)
-                })?);
-        }
-        Ok(scrapers)
+        let workers = (0..n)
+            .map(|i| {
+                Worker::spawn_in(ns, &format!("scraper-{i}"), move |stop| {
+                    scrape_loop(addr, pause, timeout, end, stop)
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok(Scrapers { workers })
     }
 
-    /// Stops the scrapers: every scrape, in the order they ended.
-    pub fn finish(mut self) -> Vec<Scrape> {
-        self.halt();
-        std::mem::take(&mut *self.samples.lock().unwrap_or_else(PoisonError::into_inner))
-    }
-
-    fn halt(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        for t in self.threads.drain(..) {
-            let _ = t.join();
+    /// Stops the scrapers: every scrape.
+    pub fn finish(self) -> Result<Vec<Scrape>> {
+        let mut all = Vec::new();
+        for w in self.workers {
+            all.extend(w.finish()?);
         }
+        Ok(all)
     }
 }
 
-impl Drop for Scrapers {
-    fn drop(&mut self) {
-        self.halt();
-    }
-}
-
+/// Scrapes until `end` or `stop`: each one, as it went.
 fn scrape_loop(
     addr: SocketAddr,
     pause: Duration,
     timeout: Duration,
     end: Instant,
-    samples: &Mutex<Vec<Scrape>>,
     stop: &AtomicBool,
-) {
-    while Instant::now() < end && !stop.load(Ordering::Relaxed) {
+) -> Vec<Scrape> {
+    let mut samples = Vec::new();
+    while Instant::now() < end && !stop.load(Ordering::Relaxed) && samples.len() < MAX_SAMPLES {
         let at = Instant::now();
         let ok = scrape::fetch(addr, timeout).is_ok();
-        let took = at.elapsed();
-        {
-            let mut s = samples.lock().unwrap_or_else(PoisonError::into_inner);
-            if s.len() >= MAX_SAMPLES {
-                return;
-            }
-            s.push(Scrape { at, took, ok });
-        }
+        samples.push(Scrape {
+            at,
+            took: at.elapsed(),
+            ok,
+        });
         // A refused connect returns at once: pause at least a little.
         let rest = if ok {
             pause
@@ -117,6 +91,7 @@ fn scrape_loop(
             std::thread::sleep(rest.min(Duration::from_millis(100)));
         }
     }
+    samples
 }
 
 /// Connections to the endpoint that never send a byte, held until dropped.

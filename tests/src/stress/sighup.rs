@@ -2,14 +2,11 @@
 //! rewritten each time so that the health checkers restart (a real's
 //! weight flips between two values), or both in turn.
 
+use crate::worker::Worker;
 use anyhow::{Context, Result};
 use std::{
     path::PathBuf,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, AtomicU64, Ordering},
-    },
-    thread::JoinHandle,
+    sync::atomic::Ordering,
     time::{Duration, Instant},
 };
 
@@ -45,9 +42,7 @@ impl Reload {
 }
 
 pub struct Sighup {
-    sent: Arc<AtomicU64>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<Result<()>>>,
+    worker: Worker<Result<u64>>,
 }
 
 impl Sighup {
@@ -63,60 +58,33 @@ impl Sighup {
         every: Duration,
         limit: Duration,
     ) -> Result<Sighup> {
-        let sent = Arc::new(AtomicU64::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = {
-            let (sent, stop) = (sent.clone(), stop.clone());
-            std::thread::Builder::new()
-                .name("stress-sighup".into())
-                .spawn(move || -> Result<()> {
-                    let start = Instant::now();
-                    let mut i = 0u64;
-                    loop {
-                        let due = start + every * (i + 1) as u32;
-                        while Instant::now() < due {
-                            if stop.load(Ordering::Relaxed) || start.elapsed() > limit {
-                                return Ok(());
-                            }
-                            std::thread::sleep(Duration::from_millis(20));
-                        }
-                        if let Some(v) = reload.version(i + 1) {
-                            replace(&config, &versions[v])?;
-                        }
-                        // SAFETY: kill(2) on the agent, a child of this process.
-                        if unsafe { libc::kill(pid as i32, libc::SIGHUP) } == 0 {
-                            sent.fetch_add(1, Ordering::Relaxed);
-                        }
-                        i += 1;
+        let worker = Worker::spawn("stress-sighup", move |stop| -> Result<u64> {
+            let start = Instant::now();
+            let mut sent = 0u64;
+            for i in 1u64.. {
+                let due = start + every.mul_f64(i as f64);
+                while Instant::now() < due {
+                    if stop.load(Ordering::Relaxed) || start.elapsed() > limit {
+                        return Ok(sent);
                     }
-                })?
-        };
-        Ok(Sighup {
-            sent,
-            stop,
-            thread: Some(thread),
-        })
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                if let Some(v) = reload.version(i) {
+                    replace(&config, &versions[v])?;
+                }
+                // SAFETY: kill(2) on the agent, a child of this process.
+                if unsafe { libc::kill(pid as i32, libc::SIGHUP) } == 0 {
+                    sent += 1;
+                }
+            }
+            Ok(sent)
+        })?;
+        Ok(Sighup { worker })
     }
 
     /// Stops signalling: how many SIGHUPs were sent.
-    pub fn finish(mut self) -> Result<u64> {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            match t.join() {
-                Ok(r) => r?,
-                Err(p) => std::panic::resume_unwind(p),
-            }
-        }
-        Ok(self.sent.load(Ordering::Relaxed))
-    }
-}
-
-impl Drop for Sighup {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+    pub fn finish(self) -> Result<u64> {
+        self.worker.finish()?
     }
 }
 

@@ -4,15 +4,12 @@
 //! exhausting its limit would show).
 
 use super::figures::Holders;
-use crate::{netns::run_bounded, procfs};
+use crate::{netns::run_bounded, procfs, worker::Worker};
+use anyhow::Result;
 use std::{
     net::IpAddr,
     process::Command,
-    sync::{
-        Arc, Mutex, PoisonError,
-        atomic::{AtomicBool, AtomicUsize, Ordering},
-    },
-    thread::JoinHandle,
+    sync::atomic::Ordering,
     time::{Duration, Instant},
 };
 
@@ -24,62 +21,30 @@ const MAX_POLLS: usize = 100_000;
 
 /// Polls whether two namespaces (by name) hold `vip`.
 pub struct VipHolders {
-    polls: Arc<Mutex<Vec<Holders>>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    worker: Worker<Vec<Holders>>,
 }
 
 impl VipHolders {
-    pub fn start(
-        namespaces: [String; 2],
-        vip: IpAddr,
-        limit: Duration,
-    ) -> std::io::Result<VipHolders> {
-        let polls = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = {
-            let (polls, stop) = (polls.clone(), stop.clone());
-            std::thread::Builder::new()
-                .name("stress-vip".into())
-                .spawn(move || {
-                    let start = Instant::now();
-                    while start.elapsed() < limit && !stop.load(Ordering::Relaxed) {
-                        let at = Instant::now();
-                        let (a, b) = (holds(&namespaces[0], vip), holds(&namespaces[1], vip));
-                        let mut p = polls.lock().unwrap_or_else(PoisonError::into_inner);
-                        if p.len() >= MAX_POLLS {
-                            return;
-                        }
-                        p.push((at, a, b));
-                        drop(p);
-                        std::thread::sleep(VIP_POLL.saturating_sub(at.elapsed()));
-                    }
-                })?
-        };
-        Ok(VipHolders {
-            polls,
-            stop,
-            thread: Some(thread),
-        })
+    pub fn start(namespaces: [String; 2], vip: IpAddr, limit: Duration) -> Result<VipHolders> {
+        let worker = Worker::spawn("stress-vip", move |stop| {
+            let start = Instant::now();
+            let mut polls = Vec::new();
+            while start.elapsed() < limit
+                && !stop.load(Ordering::Relaxed)
+                && polls.len() < MAX_POLLS
+            {
+                let at = Instant::now();
+                polls.push((at, holds(&namespaces[0], vip), holds(&namespaces[1], vip)));
+                std::thread::sleep(VIP_POLL.saturating_sub(at.elapsed()));
+            }
+            polls
+        })?;
+        Ok(VipHolders { worker })
     }
 
     /// Stops polling: every poll.
-    pub fn finish(mut self) -> Vec<Holders> {
-        self.halt();
-        std::mem::take(&mut *self.polls.lock().unwrap_or_else(PoisonError::into_inner))
-    }
-
-    fn halt(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for VipHolders {
-    fn drop(&mut self) {
-        self.halt();
+    pub fn finish(self) -> Result<Vec<Holders>> {
+        self.worker.finish()
     }
 }
 
@@ -93,52 +58,27 @@ fn holds(ns: &str, vip: IpAddr) -> bool {
 
 /// The largest number of descriptors a process had open.
 pub struct PeakFds {
-    peak: Arc<AtomicUsize>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    worker: Worker<usize>,
 }
 
 impl PeakFds {
-    pub fn start(pid: u32, limit: Duration) -> std::io::Result<PeakFds> {
-        let peak = Arc::new(AtomicUsize::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = {
-            let (peak, stop) = (peak.clone(), stop.clone());
-            std::thread::Builder::new()
-                .name("stress-fds".into())
-                .spawn(move || {
-                    let start = Instant::now();
-                    while start.elapsed() < limit && !stop.load(Ordering::Relaxed) {
-                        if let Ok(n) = procfs::open_fds(pid) {
-                            peak.fetch_max(n, Ordering::Relaxed);
-                        }
-                        std::thread::sleep(FD_POLL);
-                    }
-                })?
-        };
-        Ok(PeakFds {
-            peak,
-            stop,
-            thread: Some(thread),
-        })
+    pub fn start(pid: u32, limit: Duration) -> Result<PeakFds> {
+        let worker = Worker::spawn("stress-fds", move |stop| {
+            let start = Instant::now();
+            let mut peak = 0;
+            while start.elapsed() < limit && !stop.load(Ordering::Relaxed) {
+                if let Ok(n) = procfs::open_fds(pid) {
+                    peak = peak.max(n);
+                }
+                std::thread::sleep(FD_POLL);
+            }
+            peak
+        })?;
+        Ok(PeakFds { worker })
     }
 
     /// Stops polling: the peak.
-    pub fn finish(mut self) -> usize {
-        self.halt();
-        self.peak.load(Ordering::Relaxed)
-    }
-
-    fn halt(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for PeakFds {
-    fn drop(&mut self) {
-        self.halt();
+    pub fn finish(self) -> Result<usize> {
+        self.worker.finish()
     }
 }

@@ -11,6 +11,7 @@
 
 use super::{
     Progress,
+    failover::which,
     report::{Row, Section},
     stats::Summary,
 };
@@ -231,11 +232,6 @@ fn rows_of(label: &str, plan: &Plan, f: &Figures) -> Vec<Row> {
         )),
     );
     rows
-}
-
-fn which(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
 }
 
 #[cfg(test)]
