@@ -14,9 +14,9 @@
 //! Figures (`Figures`), from the wire where they can be: the advert
 //! watcher on the observer's `eth0` (largest gap between the Master's
 //! adverts, time both directors advertised), the directors' VIPs polled
-//! (time both held it), their VRRP status files (transitions), SIGTERM to
-//! exit, scrape times, the Master's CPU, memory and descriptors. Shared by
-//! `tests/tests/stress_netns.rs` (protocol facts asserted) and
+//! (time both held it), their VRRP status files and logs (transitions),
+//! SIGTERM to exit, scrape times, the Master's CPU, memory and descriptors.
+//! Shared by `tests/tests/stress_netns.rs` (protocol facts asserted) and
 //! `cargo xtask bench --only stress` (figures printed). Everything runs in
 //! the lab's namespaces, every load is bounded in count and time, and
 //! everything stops on drop, on panic too.
@@ -83,7 +83,7 @@ const PROBE_EVERY: Duration = Duration::from_secs(5);
 const SCRAPE_TIMEOUT: Duration = Duration::from_secs(15);
 /// A liveness bound on SIGTERM: the agent is killed after it.
 pub const SIGTERM_LIMIT: Duration = Duration::from_secs(30);
-/// Idle connections are opened with this bound each.
+/// How long the idle connections are given to be established.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 static SEQ: AtomicU32 = AtomicU32::new(0);
 
@@ -108,7 +108,7 @@ pub struct Loads {
 }
 
 impl Loads {
-    /// What the loads are, in a few words (a bench row's label).
+    /// What the loads are, in a few words (progress lines, test output).
     pub fn describe(&self, conntrack: u32) -> String {
         let mut parts = Vec::new();
         if self.flood {
