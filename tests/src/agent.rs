@@ -200,6 +200,27 @@ impl Agent {
         Ok(())
     }
 
+    /// SIGTERM, then waits up to `limit` for the agent to exit, polling
+    /// every millisecond: how long it took, or `None` when it was still
+    /// running at `limit` (it is then killed).
+    pub fn stop_within(mut self, limit: Duration) -> Result<Option<Duration>> {
+        if self.child.try_wait()?.is_some() {
+            bail!("the agent had exited before SIGTERM");
+        }
+        let sent = std::time::Instant::now();
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        while sent.elapsed() < limit {
+            if self.child.try_wait()?.is_some() {
+                return Ok(Some(sent.elapsed()));
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(None)
+    }
+
     /// SIGKILL and wait: the agent gets no chance to clean up, as in a crash.
     pub fn kill(mut self) -> Result<()> {
         self.child.kill()?;

@@ -33,7 +33,8 @@ use std::{
 /// The Master's and the Backup's priorities, the same for both daemons.
 pub const MASTER_PRIORITY: u8 = 150;
 pub const BACKUP_PRIORITY: u8 = 100;
-const VRID: u8 = 51;
+/// The group's virtual router id.
+pub const VRID: u8 = 51;
 /// The UDP service the prober asks (every real answers with its name).
 pub const PROBE_PORT: u16 = 7070;
 /// How often the prober sends a datagram.
@@ -84,7 +85,7 @@ impl Vrrp {
     }
 
     /// The advert interval as sent: whole seconds for v2, centiseconds for v3.
-    fn interval(&self) -> Duration {
+    pub fn interval(&self) -> Duration {
         if self.version == 2 {
             Duration::from_secs(self.advert_int.round() as u64)
         } else {
@@ -235,6 +236,20 @@ impl FailoverLab {
             .is_ok_and(|o| o.contains(&format!(" {}/", self.lab.vip)))
     }
 
+    /// The config of an xlb director with maps pinned at `pin`: the lab's
+    /// services (DR, `mh`) and VRRP instance `VI_1` with `priority`.
+    pub fn xlb_config(&self, pin: &Path, priority: u8, vrrp: Vrrp) -> String {
+        format!(
+            "# Written by xlb's failover lab.\n{}\n[[vrrp_instance]]\nname = \"VI_1\"\n\
+             interface = \"eth0\"\nvirtual_router_id = {VRID}\npriority = {priority}\n\
+             version = {}\nadvert_int = {}\nvirtual_ipaddress = [\"{}/32\"]\n",
+            self.lab.agent_config_pinned(pin, "mh", "dr", "auto"),
+            vrrp.version,
+            vrrp.advert_int,
+            self.lab.vip
+        )
+    }
+
     /// Starts `daemon` in director `index` with `priority`.
     pub fn start(
         &self,
@@ -255,15 +270,7 @@ impl FailoverLab {
                     std::process::id()
                 ));
                 let config = self.dir.join(format!("xlb-{n}.toml"));
-                let body = format!(
-                    "# Written by xlb's failover lab.\n{}\n[[vrrp_instance]]\nname = \"VI_1\"\n\
-                     interface = \"eth0\"\nvirtual_router_id = {VRID}\npriority = {priority}\n\
-                     version = {}\nadvert_int = {}\nvirtual_ipaddress = [\"{vip}/32\"]\n",
-                    self.lab.agent_config_pinned(&pin, "mh", "dr", "auto"),
-                    vrrp.version,
-                    vrrp.advert_int
-                );
-                std::fs::write(&config, body)?;
+                std::fs::write(&config, self.xlb_config(&pin, priority, vrrp))?;
                 let agent =
                     Agent::start_within(ns, xlb, &config, &[], Duration::from_secs(30), cancel)
                         .with_context(|| format!("xlb in {}", ns.name()))?;
@@ -371,9 +378,23 @@ impl FailoverLab {
             Process::Keepalived(mut k) => k.signal(libc::SIGTERM)?,
             Process::Gone => {}
         }
-        let ns = self.director(r.index);
-        if self.holds_vip(r.index) {
-            ns.run(
+        self.drop_vip(r.index)?;
+        if let Some(pin) = r.pin.take() {
+            remove_pins(&pin);
+        }
+        if r.isolated {
+            self.lab
+                .switch
+                .run("ip", &["link", "set", self.port(r.index), "master", "br0"])?;
+        }
+        Ok(())
+    }
+
+    /// Removes the VIP from director `index`'s `eth0` if it is there (a
+    /// killed daemon leaves it).
+    pub fn drop_vip(&self, index: usize) -> Result<()> {
+        if self.holds_vip(index) {
+            self.director(index).run(
                 "ip",
                 &[
                     "addr",
@@ -383,14 +404,6 @@ impl FailoverLab {
                     "eth0",
                 ],
             )?;
-        }
-        if let Some(pin) = r.pin.take() {
-            remove_pins(&pin);
-        }
-        if r.isolated {
-            self.lab
-                .switch
-                .run("ip", &["link", "set", self.port(r.index), "master", "br0"])?;
         }
         Ok(())
     }
@@ -444,7 +457,7 @@ impl FailoverLab {
 
 /// Removes an agent's pin directory and the files in /run/xlb named after
 /// it (VRRP status, data-plane lock), which outlive a killed agent.
-fn remove_pins(pin: &Path) {
+pub fn remove_pins(pin: &Path) {
     let _ = std::fs::remove_dir_all(pin);
     let flat = pin.to_string_lossy().trim_matches('/').replace('/', "_");
     for name in [format!("vrrp-{flat}.json"), format!("{flat}.lock")] {

@@ -5,6 +5,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 
 pub const ETH_IPV4: u16 = 0x0800;
 pub const IPPROTO_IPIP: u8 = 4;
+pub const IPPROTO_TCP: u8 = 6;
 pub const IPPROTO_UDP: u8 = 17;
 
 /// An Ethernet II frame.
@@ -47,6 +48,44 @@ pub fn ipv4(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, payload: &[u8]) -> Vec<u8> 
     p
 }
 
+/// An Ethernet frame (`macs`: destination, source) carrying a TCP SYN
+/// from `src`:`sport` to `dst`:`dport`, checksums set; the sequence number
+/// is the source address, so each source's SYN differs.
+pub fn tcp_syn(
+    macs: ([u8; 6], [u8; 6]),
+    src: Ipv4Addr,
+    sport: u16,
+    dst: Ipv4Addr,
+    dport: u16,
+) -> Vec<u8> {
+    let mut tcp = vec![0u8; 20];
+    tcp[0..2].copy_from_slice(&sport.to_be_bytes());
+    tcp[2..4].copy_from_slice(&dport.to_be_bytes());
+    tcp[4..8].copy_from_slice(&u32::from(src).to_be_bytes());
+    tcp[12] = 5 << 4;
+    tcp[13] = 0x02; // SYN
+    tcp[14..16].copy_from_slice(&64240u16.to_be_bytes());
+    let c = checksum(pseudo_sum(src, dst, IPPROTO_TCP, 20), &tcp);
+    tcp[16..18].copy_from_slice(&c.to_be_bytes());
+    eth(macs.0, macs.1, ETH_IPV4, &ipv4(src, dst, IPPROTO_TCP, &tcp))
+}
+
+/// The partial sum of an IPv4 pseudo-header (TCP and UDP checksums).
+fn pseudo_sum(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, len: u16) -> u32 {
+    [src.octets(), dst.octets()]
+        .iter()
+        .flat_map(|a| {
+            [
+                u16::from_be_bytes([a[0], a[1]]),
+                u16::from_be_bytes([a[2], a[3]]),
+            ]
+        })
+        .map(u32::from)
+        .sum::<u32>()
+        + u32::from(proto)
+        + u32::from(len)
+}
+
 /// An IPv4 packet carrying a UDP datagram, with the UDP checksum computed over
 /// the pseudo-header.
 pub fn udp4(src: SocketAddrV4, dst: SocketAddrV4, payload: &[u8]) -> Vec<u8> {
@@ -57,18 +96,7 @@ pub fn udp4(src: SocketAddrV4, dst: SocketAddrV4, payload: &[u8]) -> Vec<u8> {
     u.extend_from_slice(&len.to_be_bytes());
     u.extend_from_slice(&[0, 0]);
     u.extend_from_slice(payload);
-    let pseudo: u32 = [src.ip().octets(), dst.ip().octets()]
-        .iter()
-        .flat_map(|a| {
-            [
-                u16::from_be_bytes([a[0], a[1]]),
-                u16::from_be_bytes([a[2], a[3]]),
-            ]
-        })
-        .map(u32::from)
-        .sum::<u32>()
-        + u32::from(IPPROTO_UDP)
-        + u32::from(len);
+    let pseudo = pseudo_sum(*src.ip(), *dst.ip(), IPPROTO_UDP, len);
     // A computed 0 is sent as 0xffff: 0 means "no checksum" in UDP over IPv4.
     let c = match checksum(pseudo, &u) {
         0 => 0xffff,
@@ -125,6 +153,22 @@ mod tests {
         pseudo.extend_from_slice(&p[24..26]);
         pseudo.extend_from_slice(&p[20..]);
         assert_eq!(ones_sum(&pseudo), 0xffff, "UDP checksum");
+    }
+
+    #[test]
+    fn tcp_syn_checksums_verify() {
+        let (src, dst) = (Ipv4Addr::new(198, 18, 0, 9), Ipv4Addr::new(10, 250, 0, 100));
+        let f = tcp_syn(([2; 6], [4; 6]), src, 1024, dst, 80);
+        assert_eq!(f.len(), 14 + 20 + 20);
+        assert_eq!((&f[..6], &f[6..12]), (&[2u8; 6][..], &[4u8; 6][..]));
+        let ip = &f[14..];
+        assert_eq!(ones_sum(&ip[..20]), 0xffff, "IPv4 header checksum");
+        assert_eq!(ip[9], IPPROTO_TCP);
+        assert_eq!(ip[20 + 13], 0x02, "SYN alone");
+        let mut pseudo = ip[12..20].to_vec();
+        pseudo.extend_from_slice(&[0, IPPROTO_TCP, 0, 20]);
+        pseudo.extend_from_slice(&ip[20..]);
+        assert_eq!(ones_sum(&pseudo), 0xffff, "TCP checksum");
     }
 
     #[test]

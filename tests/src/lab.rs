@@ -626,7 +626,7 @@ fn host_addr(ipv6: bool, net: u16, host: u16) -> IpAddr {
 
 /// New namespace for a host, wired to bridge `br0` with `eth0` inside and
 /// `port_name` on the switch.
-fn add_host(switch: &Netns, role: &str, port_name: &str) -> Result<Netns> {
+pub(crate) fn add_host(switch: &Netns, role: &str, port_name: &str) -> Result<Netns> {
     let ns = Netns::create(role)?;
     add_port(switch, &ns, port_name, "eth0", "br0")?;
     Ok(ns)
@@ -665,7 +665,7 @@ fn add_port(switch: &Netns, ns: &Netns, port_name: &str, dev: &str, bridge: &str
 }
 
 /// Add `addr` to `dev`: the subnet prefix, or a host prefix for the VIP.
-fn add_addr(ns: &Netns, dev: &str, addr: IpAddr, host_only: bool) -> Result<()> {
+pub(crate) fn add_addr(ns: &Netns, dev: &str, addr: IpAddr, host_only: bool) -> Result<()> {
     let prefix = match (addr, host_only) {
         (IpAddr::V4(_), false) => 24,
         (IpAddr::V4(_), true) => 32,

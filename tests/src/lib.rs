@@ -15,11 +15,14 @@ pub mod http;
 pub mod inject;
 pub mod lab;
 pub mod netns;
+pub mod procfs;
 pub mod qemu;
 pub mod run_files;
 pub mod scrape;
+pub mod stress;
 pub mod udp;
 pub mod vrrp;
+pub mod worker;
 pub mod xdp;
 
 /// Removes what killed test runs left: their namespaces and their agents'

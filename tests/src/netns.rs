@@ -130,22 +130,12 @@ impl Netns {
         R: Send,
     {
         let file = self.open()?;
-        let expected = file.metadata()?;
         let name = self.name.clone();
         std::thread::scope(|s| {
             let handle = std::thread::Builder::new()
                 .name(format!("in-{name}"))
                 .spawn_scoped(s, move || -> Result<R> {
-                    // SAFETY: plain syscall on a valid fd; only this thread moves.
-                    if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                        return Err(io::Error::last_os_error())
-                            .with_context(|| format!("setns into {name}"));
-                    }
-                    // Paranoia: `f` must never run in the root namespace.
-                    let now = std::fs::metadata("/proc/thread-self/ns/net")?;
-                    if (now.dev(), now.ino()) != (expected.dev(), expected.ino()) {
-                        bail!("thread is not in netns {name} after setns");
-                    }
+                    join(&file, &name)?;
                     Ok(f())
                 })
                 .context("spawn namespace thread")?;
@@ -154,6 +144,39 @@ impl Netns {
                 Err(panic) => std::panic::resume_unwind(panic),
             }
         })
+    }
+
+    /// Starts `f` on a thread of its own that has joined this namespace and
+    /// returns at once (for a load that runs alongside the caller; threads
+    /// `f` starts are in the namespace too).
+    pub fn spawn<F, R>(&self, what: &str, f: F) -> Result<std::thread::JoinHandle<Result<R>>>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        let file = self.open()?;
+        let name = self.name.clone();
+        std::thread::Builder::new()
+            .name(what.to_string())
+            .spawn(move || -> Result<R> {
+                join(&file, &name)?;
+                Ok(f())
+            })
+            .with_context(|| format!("spawn {what} in {}", self.name))
+    }
+
+    /// The MAC address of `dev` in this namespace.
+    pub fn mac(&self, dev: &str) -> Result<[u8; 6]> {
+        let text = self.run("cat", &[&format!("/sys/class/net/{dev}/address")])?;
+        let bytes = text
+            .trim()
+            .split(':')
+            .map(|b| u8::from_str_radix(b, 16))
+            .collect::<Result<Vec<u8>, _>>()
+            .with_context(|| format!("MAC address of {dev}: {text:?}"))?;
+        bytes
+            .try_into()
+            .map_err(|b| anyhow!("MAC address of {dev}: {b:?}"))
     }
 
     /// Write a per-namespace sysctl such as `net.ipv4.conf.all.arp_ignore`.
@@ -174,6 +197,23 @@ impl Drop for Netns {
             eprintln!("xlb-testbed: could not delete netns {}: {e:#}", self.name);
         }
     }
+}
+
+/// Moves the calling thread into the namespace `file` is open on.
+fn join(file: &File, name: &str) -> Result<()> {
+    // SAFETY: plain syscall on a valid fd; only this thread moves.
+    if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+        return Err(io::Error::last_os_error()).with_context(|| format!("setns into {name}"));
+    }
+    // Paranoia: nothing may run in the root namespace by mistake.
+    let (now, expected) = (
+        std::fs::metadata("/proc/thread-self/ns/net")?,
+        file.metadata()?,
+    );
+    if (now.dev(), now.ino()) != (expected.dev(), expected.ino()) {
+        bail!("thread is not in netns {name} after setns");
+    }
+    Ok(())
 }
 
 /// Delete a named namespace as `ip netns del` does (lazy unmount, then unlink),

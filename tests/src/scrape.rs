@@ -17,10 +17,16 @@ pub type Samples = BTreeMap<String, f64>;
 
 /// One scrape of `http://addr/metrics` from `ns`.
 pub fn scrape(ns: &Netns, addr: SocketAddr) -> Result<Samples> {
-    let mut stream = ns
-        .enter(|| TcpStream::connect_timeout(&addr, TIMEOUT))?
+    let body = ns.enter(|| fetch(addr, TIMEOUT))??;
+    parse(&body)
+}
+
+/// The body of `GET /metrics` from `addr`, from the calling thread's
+/// namespace; connecting, and each read, bounded by `timeout`.
+pub fn fetch(addr: SocketAddr, timeout: Duration) -> Result<String> {
+    let mut stream = TcpStream::connect_timeout(&addr, timeout)
         .with_context(|| format!("connecting to the metrics endpoint {addr}"))?;
-    stream.set_read_timeout(Some(TIMEOUT))?;
+    stream.set_read_timeout(Some(timeout))?;
     stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: xlb\r\nConnection: close\r\n\r\n")?;
     let mut reply = String::new();
     stream.read_to_string(&mut reply)?;
@@ -28,6 +34,11 @@ pub fn scrape(ns: &Netns, addr: SocketAddr) -> Result<Samples> {
         .split_once("\r\n\r\n")
         .with_context(|| format!("not an HTTP reply: {reply:?}"))?;
     ensure!(head.starts_with("HTTP/1.1 200"), "metrics endpoint: {head}");
+    Ok(body.to_string())
+}
+
+/// The samples of an OpenMetrics text body.
+pub fn parse(body: &str) -> Result<Samples> {
     body.lines()
         .filter(|l| !l.starts_with('#') && !l.is_empty())
         .map(|l| {

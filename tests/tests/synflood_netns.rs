@@ -22,7 +22,7 @@ use std::{
 };
 use xlb_testbed::{
     agent::Agent,
-    frames::{ETH_IPV4, checksum, eth},
+    frames::tcp_syn,
     http::{HttpConn, Streamer},
     inject::FrameSender,
     lab::{DrLab, LabOptions},
@@ -88,45 +88,6 @@ fn live_conns(pin: &Path) -> u64 {
         .fold(0u64, u64::wrapping_add)
 }
 
-/// A TCP SYN frame from `src`:`sport` to `dst`:`dport`, checksums set.
-fn syn(macs: ([u8; 6], [u8; 6]), src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16) -> Vec<u8> {
-    let mut tcp = vec![0u8; 20];
-    tcp[0..2].copy_from_slice(&sport.to_be_bytes());
-    tcp[2..4].copy_from_slice(&dport.to_be_bytes());
-    tcp[4..8].copy_from_slice(&u32::from(src).to_be_bytes()); // sequence number
-    tcp[12] = 5 << 4;
-    tcp[13] = 0x02; // SYN
-    tcp[14..16].copy_from_slice(&64240u16.to_be_bytes());
-    let pseudo: u32 = [src.octets(), dst.octets()]
-        .iter()
-        .flat_map(|o| {
-            [
-                u16::from_be_bytes([o[0], o[1]]),
-                u16::from_be_bytes([o[2], o[3]]),
-            ]
-        })
-        .map(u32::from)
-        .sum::<u32>()
-        + 6
-        + 20;
-    let c = checksum(pseudo, &tcp);
-    tcp[16..18].copy_from_slice(&c.to_be_bytes());
-    let ip = xlb_testbed::frames::ipv4(src, dst, 6, &tcp);
-    eth(macs.0, macs.1, ETH_IPV4, &ip)
-}
-
-fn mac_of(ns: &Netns, dev: &str) -> [u8; 6] {
-    let text = ns
-        .run("cat", &[&format!("/sys/class/net/{dev}/address")])
-        .unwrap();
-    let bytes: Vec<u8> = text
-        .trim()
-        .split(':')
-        .map(|b| u8::from_str_radix(b, 16).unwrap())
-        .collect();
-    bytes.try_into().unwrap()
-}
-
 /// Sends `FLOOD` SYNs to `vip`:`port` from 198.18.0.0/15 (one address
 /// each, RFC 2544's benchmarking range) straight down the director's link
 /// (`port` of the switch, past the bridge), paced and within a bounded
@@ -144,7 +105,7 @@ fn flood(switch: &Netns, link: &str, director_mac: [u8; 6], vip: Ipv4Addr, port:
                     break;
                 }
                 let src = Ipv4Addr::from(u32::from(Ipv4Addr::new(198, 18, 0, 0)) + i);
-                let frame = syn(
+                let frame = tcp_syn(
                     (director_mac, from_mac),
                     src,
                     1024 + (i % 60000) as u16,
@@ -204,7 +165,7 @@ fn a_syn_flood_neither_breaks_nor_moves_established_connections() {
 
     let streamer = Streamer::start(conns);
     streamer.wait_rounds(ROUNDS);
-    let director_mac = mac_of(&lab.director, "eth0");
+    let director_mac = lab.director.mac("eth0").unwrap();
     let sent = flood(
         &lab.switch,
         lab.director_peer_if(),

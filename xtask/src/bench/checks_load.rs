@@ -9,7 +9,7 @@
 
 use super::{
     Progress,
-    control::{REALS_PER_SERVICE, reals_ns, rss_mib},
+    control::{REALS_PER_SERVICE, reals_ns},
     live::remove_pin_dir,
     report::{Row, Section},
     stats::Summary,
@@ -27,7 +27,10 @@ use std::{
     },
     time::{Duration, Instant},
 };
-use xlb_testbed::agent::Agent;
+use xlb_testbed::{
+    agent::Agent,
+    procfs::{cpu_seconds, rss_mib},
+};
 
 pub struct Opts {
     /// Windows measured, each `window` long, after `warmup`.
@@ -124,19 +127,6 @@ fn reset_on_close(conn: &TcpStream) {
             size_of::<libc::linger>() as libc::socklen_t,
         );
     }
-}
-
-/// utime + stime of `pid`, in seconds.
-fn cpu_seconds(pid: u32) -> Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // Fields after the command name, which may hold spaces: state is the first.
-    let rest = stat.rsplit_once(')').context("no ) in stat")?.1;
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = f.get(11).context("no utime")?.parse::<f64>()?
-        + f.get(12).context("no stime")?.parse::<f64>()?;
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    Ok(ticks / hz as f64)
 }
 
 pub fn run(
@@ -279,11 +269,5 @@ mod tests {
         assert_eq!(c.matches("[[service.real.check]]").count(), 10_000);
         assert!(c.contains("connect_ip = \"127.0.99.1\"\nconnect_port = 10099\n"));
         assert_eq!(c.matches("delay_loop = 1\n").count(), 100);
-    }
-
-    #[test]
-    fn cpu_time_of_this_process_is_read() {
-        assert!(cpu_seconds(std::process::id()).unwrap() >= 0.0);
-        assert!(rss_mib(std::process::id()).unwrap() > 0.0);
     }
 }

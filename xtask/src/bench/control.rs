@@ -21,7 +21,7 @@ use std::{
     sync::atomic::{AtomicBool, Ordering},
     time::{Duration, Instant},
 };
-use xlb_testbed::{agent::Agent, netns::Netns};
+use xlb_testbed::{agent::Agent, netns::Netns, procfs::rss_mib};
 
 pub struct Opts {
     /// Maglev builds.
@@ -242,18 +242,6 @@ fn health_changes(
         took.push(took_ms(line).with_context(|| format!("no took_us in {line:?}"))?);
     }
     Ok(took)
-}
-
-/// `VmRSS` of `pid`.
-pub fn rss_mib(pid: u32) -> Result<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .context("no VmRSS")?;
-    Ok(kib / 1024.0)
 }
 
 /// A namespace where the agent's interface `<dev>0` (with a veth peer

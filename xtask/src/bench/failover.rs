@@ -330,7 +330,8 @@ fn measure(
     })
 }
 
-fn which(program: &str) -> bool {
+/// Whether `program` is in a directory of `PATH`.
+pub(super) fn which(program: &str) -> bool {
     std::env::var_os("PATH")
         .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
 }

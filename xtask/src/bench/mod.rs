@@ -2,8 +2,8 @@
 //! one run on this machine. Sections: per-packet cost (`pktcost.rs`), live
 //! forwarding on veth (`live.rs`, and in the qemu guest, IPVS against xlb:
 //! `guest.rs`), control plane (`control.rs`, with the health-check load in
-//! `checks_load.rs`), VRRP failover against keepalived (`failover.rs`);
-//! `report.rs`
+//! `checks_load.rs`), VRRP failover against keepalived (`failover.rs`),
+//! VRRP under load and attack (`stress.rs`); `report.rs`
 //! prints the table and writes `bench/results/<date>-<sha>.json`.
 //! Everything runs in namespaces the bench creates and removes, and every
 //! loop is bounded in packets and time.
@@ -17,6 +17,7 @@ mod live;
 mod pktcost;
 mod report;
 mod stats;
+mod stress;
 
 use crate::{build, setup::Need};
 use anyhow::{Context, Result};
@@ -29,7 +30,7 @@ pub struct Args {
     #[arg(long)]
     quick: bool,
     /// Run one section only.
-    #[arg(long, value_parser = ["pktcost", "live", "control", "failover"])]
+    #[arg(long, value_parser = ["pktcost", "live", "control", "failover", "stress"])]
     only: Option<String>,
 }
 
@@ -70,6 +71,8 @@ struct Plan {
     guest: Option<live::Opts>,
     control: control::Opts,
     failover: failover::Opts,
+    /// None: the stress lab does not run.
+    stress: Option<stress::Opts>,
 }
 
 impl Plan {
@@ -106,6 +109,7 @@ impl Plan {
                     quick: true,
                     connections: 100,
                 },
+                stress: None,
             }
         } else {
             Plan {
@@ -157,6 +161,11 @@ impl Plan {
                     quick: false,
                     connections: 100,
                 },
+                stress: Some(stress::Opts {
+                    hold: Duration::from_secs(15),
+                    all_hold: Duration::from_secs(20),
+                    fill_limit: Duration::from_secs(120),
+                }),
             }
         }
     }
@@ -202,6 +211,15 @@ pub fn run(args: &Args) -> Result<()> {
             Section::Failover => {
                 failover::run(&plan.failover, &xlb, &xlb_object, &mut progress, &stop)
             }
+            Section::Stress => match &plan.stress {
+                Some(opts) => stress::run(opts, &xlb, &xlb_object, &mut progress, &stop),
+                None => Ok(vec![Row::not_measured(
+                    Section::Stress,
+                    "VRRP under load",
+                    "ms",
+                    "not in --quick (ten cases of 20 s or more; run --only stress)",
+                )]),
+            },
         };
         rows.extend(got.with_context(|| format!("bench section {}", section.name()))?);
     }

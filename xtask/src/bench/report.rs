@@ -15,14 +15,16 @@ pub enum Section {
     Live,
     Control,
     Failover,
+    Stress,
 }
 
 impl Section {
-    pub const ALL: [Section; 4] = [
+    pub const ALL: [Section; 5] = [
         Section::PktCost,
         Section::Live,
         Section::Control,
         Section::Failover,
+        Section::Stress,
     ];
 
     pub fn name(self) -> &'static str {
@@ -31,6 +33,7 @@ impl Section {
             Section::Live => "live",
             Section::Control => "control",
             Section::Failover => "failover",
+            Section::Stress => "stress",
         }
     }
 }
