@@ -7,7 +7,7 @@
 mod common;
 
 use common::{
-    vrrp::{Director, FAST, instance},
+    vrrp::{Director, ELECTION, FAST, instance},
     xlb_bin,
 };
 use serde_json::Value;
@@ -20,7 +20,7 @@ use std::{
 use xlb_testbed::{
     capture::{capture_socket, receive_until},
     netns::Netns,
-    vrrp::{VrrpLab, temp_dir},
+    vrrp::{VrrpLab, temp_dir, wait_until},
 };
 
 const VIP4: &str = "10.9.0.100";
@@ -341,6 +341,78 @@ fn new_master_sends_garp_and_na_bursts_as_configured() {
         assert_eq!(f[6..12], mac, "not from eth0's MAC");
     }
     assert_eq!(d1.status().unwrap().became_master, 1);
+}
+
+/// keepalived answers each lower-priority advert with one advert and
+/// `garp_lower_prio_repeat` GARPs; a stream of them once silenced xlb's
+/// Master (a GARP burst, each packet on a socket of its own, per advert).
+/// xlb answers each with one advert and announces at most once per advert
+/// interval, on one kept packet socket.
+#[test]
+fn lower_priority_adverts_get_an_advert_each_and_one_announcement_per_interval() {
+    const LOWER: usize = 3;
+    const STREAM: usize = 20;
+    let lab = lab(1);
+    let dir = temp_dir("lowprio").unwrap();
+    let body = format!(
+        "{}[vrrp_instance.garp]\nmaster_repeat = 2\nmaster_delay = 0\nlower_prio_repeat = {LOWER}\nlower_prio_delay = 0\n",
+        instance(150, FAST)
+    );
+    let d1 = Director::start(&lab.nodes[0], &dir, &body);
+    d1.wait_state("MASTER");
+    let v4 = octets4(VIP4);
+    let fd = capture_socket(&lab.observer, "eth0").unwrap();
+    // The take-over burst is over: adverts flow with no announcement among them.
+    receive_until(&fd, CAPTURE, |fs| {
+        fs.iter().filter(|f| is_advert(f)).count() >= 3
+    });
+    let src: IpAddr = "10.9.0.2".parse().unwrap();
+    let group: IpAddr = "224.0.0.18".parse().unwrap();
+    let lower = xlb::vrrp::packet::Advert {
+        version: 3,
+        vrid: 51,
+        priority: 50,
+        interval_cs: 20,
+        addrs: vec![VIP4.parse().unwrap()],
+        auth: None,
+    };
+    let msg = xlb::vrrp::packet::encode(&lower, src, group);
+    // The stream, well inside one advert interval (200 ms).
+    lab.observer
+        .enter(|| {
+            let s =
+                Socket::new(Domain::IPV4, Type::RAW, Some(socket2::Protocol::from(112))).unwrap();
+            s.set_multicast_if_v4(&std::net::Ipv4Addr::new(10, 9, 0, 2))
+                .unwrap();
+            s.set_multicast_ttl_v4(255).unwrap();
+            let to = socket2::SockAddr::from(SocketAddr::new(group, 0));
+            for _ in 0..STREAM {
+                s.send_to(&msg, &to).unwrap();
+            }
+        })
+        .unwrap();
+    let from_d1 = |f: &[u8]| is_advert(f) && f[26..30] == octets4(&VrrpLab::addr(0));
+    // Everything the stream provokes, then a second of quiet adverts.
+    let frames = receive_until(&fd, CAPTURE, |fs| {
+        fs.iter().filter(|f| from_d1(f)).count() >= STREAM + 5
+            && adverts_after_last(fs, |f| is_garp_for(f, v4), is_advert) >= 5
+    });
+    let garps = frames.iter().filter(|f| is_garp_for(f, v4)).count();
+    assert_eq!(
+        garps, LOWER,
+        "one lower-priority burst for the whole stream"
+    );
+    wait_until("every lower-priority advert counted", ELECTION, || {
+        d1.status()
+            .is_some_and(|s| s.lower_priority == STREAM as u64)
+    })
+    .unwrap();
+    let st = d1.status().unwrap();
+    assert_eq!(st.state, "MASTER");
+    assert!(
+        st.adverts_sent >= STREAM as u64,
+        "an advert back for each: {st:?}"
+    );
 }
 
 #[test]

@@ -460,6 +460,17 @@ fn crafted_bad_adverts_are_counted_and_ignored() {
     assert_eq!(s.state, "MASTER", "no bad advert made the Master yield");
     assert_eq!(s.transitions, 2, "Initialize → Backup → Master only");
     assert_eq!(s.adverts_received, 0);
+    // Each reason is a warning in the log, once (the other two only
+    // counted until the 10 s window ends): RFC 3768/9568 SHOULD log, and a
+    // password or interval mismatch splits the brain.
+    let log = d1.log();
+    for (_, _, reason) in &cases {
+        let lines = log
+            .iter()
+            .filter(|l| l.contains("WARN") && l.contains(&format!("advert discarded ({reason})")))
+            .count();
+        assert_eq!(lines, 1, "`{reason}` logged once: {log:#?}");
+    }
     // The agent is alive and still answers.
     let out = lab.nodes[0]
         .run(
