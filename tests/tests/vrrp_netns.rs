@@ -123,6 +123,60 @@ fn preempt_delay_holds_off_then_preempts() {
     d2.wait_state("BACKUP");
 }
 
+/// keepalived starts preempt_delay at each chance to preempt, not only at
+/// start-up: a Master that lost mastership to a failing script waits the
+/// delay again once the script recovers before it takes mastership back.
+#[test]
+fn preempt_delay_starts_again_when_a_tracked_script_recovers() {
+    let lab = lab(2);
+    let dir = temp_dir("delay2").unwrap();
+    let flag = dir.join("healthy");
+    std::fs::write(&flag, "").unwrap();
+    let script = format!(
+        "[[vrrp_script]]\nname = \"chk\"\nscript = [\"/usr/bin/test\", \"-e\", \"{}\"]\ninterval = 0.2\nweight = -60\n\n",
+        flag.display()
+    );
+    let d1 = Director::start(
+        &lab.nodes[0],
+        &dir,
+        &format!(
+            "{script}{}",
+            instance(
+                150,
+                &format!("{FAST}preempt_delay = 4\ntrack_script = [{{ name = \"chk\" }}]\n")
+            )
+        ),
+    );
+    d1.wait_state("BACKUP");
+    d1.wait_state("MASTER");
+    let d2 = Director::start(&lab.nodes[1], &dir, &instance(100, FAST));
+    d2.wait_state("BACKUP");
+    std::fs::remove_file(&flag).unwrap();
+    d2.wait_state("MASTER");
+    d1.wait_state("BACKUP");
+    // Long after start-up (more than the delay: 25 adverts, 5 s), the
+    // script recovers: a new chance to preempt, so a new delay. Eight of
+    // d2's adverts (1.6 s) later d1 still waits.
+    let heard = d1.status().unwrap().adverts_received;
+    wait_until("25 adverts from d2", ELECTION, || {
+        d1.status().unwrap().adverts_received >= heard + 25
+    })
+    .unwrap();
+    std::fs::write(&flag, "").unwrap();
+    wait_until("d1 back at 150", ELECTION, || {
+        d1.status().is_some_and(|s| s.priority == 150)
+    })
+    .unwrap();
+    let heard = d1.status().unwrap().adverts_received;
+    wait_until("eight more adverts", ELECTION, || {
+        d1.status().unwrap().adverts_received >= heard + 8
+    })
+    .unwrap();
+    assert_eq!(d1.state(), "BACKUP", "preempted before its delay");
+    d1.wait_state("MASTER");
+    d2.wait_state("BACKUP");
+}
+
 #[test]
 fn failing_track_script_moves_mastership() {
     let lab = lab(2);
