@@ -21,6 +21,7 @@ pub mod pidfile;
 pub mod reload;
 pub mod sched;
 pub mod script;
+pub mod sdnotify;
 pub mod status;
 pub mod vrrp;
 

@@ -25,6 +25,7 @@ use crate::{
     pidfile::PidFile,
     reload,
     script::RunAs,
+    sdnotify,
     vrrp::{
         self, Mastership,
         thread::{Setup, VrrpThread},
@@ -503,6 +504,9 @@ pub async fn run(
         inbox,
     };
     vrrp.commit().await;
+    sdnotify::ready(&status_line(&config, &lp.r.fwd));
+    // systemd's watchdog, when the unit sets one: the loop itself proves it is alive.
+    let mut watchdog = sdnotify::watchdog_every().map(tokio::time::interval);
 
     let mut tick = tokio::time::interval(REFRESH);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -517,6 +521,7 @@ pub async fn run(
             why = stop_signal(&mut signals.term, &mut signals.int) => { info!("{why}: stopping"); break; }
             _ = signals.hup.recv() => {
                 info!("SIGHUP: reloading {source}");
+                sdnotify::reloading();
                 let step = Reload { source, overrides, resolve, vrrp: &vrrp, events: &events, shared: &shared };
                 let result = step.run(&mut lp, &mut config).await;
                 reloads.seq += 1;
@@ -535,7 +540,14 @@ pub async fn run(
                 if let Err(e) = reload::write_outcome(&reloads) {
                     warn!(error = %format!("{e:#}"), "recording the reload's outcome failed");
                 }
+                let status = status_line(&config, &lp.r.fwd);
+                sdnotify::ready(&if reloads.ok {
+                    status
+                } else {
+                    format!("{status}; last reload failed, nothing changed")
+                });
             }
+            _ = tick_opt(&mut watchdog) => sdnotify::watchdog(),
             _ = signals.usr1.recv() => match dump::write_state(&config, &lp.r.fwd.desired, lp.r.fwd.plane.as_mut()) {
                 Ok(()) => info!(file = %config.agent.state_dump.display(), "SIGUSR1: state dumped"),
                 Err(e) => warn!(error = %format!("{e:#}"), "SIGUSR1: state dump failed"),
@@ -564,6 +576,7 @@ pub async fn run(
             }
         }
     }
+    sdnotify::stopping();
     // Instances leaving Master wait for the data plane: keep serving events until they are done.
     lp.serving(&config, vrrp.stop(release.vrrp)).await;
     let mut r = lp.r;
@@ -580,6 +593,26 @@ pub async fn run(
     }
     reload::remove_outcome();
     r.fwd.plane.shutdown(!release.dataplane)
+}
+
+/// The next tick of `interval`, or never without one.
+async fn tick_opt(interval: &mut Option<tokio::time::Interval>) {
+    match interval {
+        Some(i) => {
+            i.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// What the agent runs, for systemd's status line.
+fn status_line(config: &Config, fwd: &Forwarding) -> String {
+    format!(
+        "forwarding {} services with {}; {} VRRP instances",
+        fwd.desired.len(),
+        fwd.plane.describe(),
+        config.vrrp.instances.len()
+    )
 }
 
 /// One reload, all or nothing: everything that can fail is prepared
