@@ -63,6 +63,10 @@ pub enum Command {
     Check {
         #[command(flatten)]
         source: SourceArgs,
+        /// Print what xlb does with each keyword of keepalived 2.2.7 (mapped,
+        /// unsupported with the reason, ignored with a note) and exit.
+        #[arg(long, conflicts_with_all = ["config", "keepalived_conf"])]
+        coverage: bool,
     },
     /// Print a keepalived.conf as xlb's TOML configuration.
     Convert {

@@ -23,7 +23,11 @@ fn reload_agent(
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Check { source } => source.source().and_then(|source| {
+        Command::Check { coverage: true, .. } => {
+            print!("{}", xlb::keepalived::coverage::render());
+            Ok(())
+        }
+        Command::Check { source, .. } => source.source().and_then(|source| {
             let c = config::load_from(&source)?;
             let reals: usize = c.services.iter().map(|s| s.reals.len()).sum();
             println!(

@@ -33,8 +33,8 @@ pub enum Health {
 /// What the agent knows at run time beside the config.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Runtime {
-    /// Verdicts so far; a real with checkers and no verdict yet is down
-    /// under `alpha`, up otherwise.
+    /// Verdicts so far; a real with no verdict yet is down when one of its
+    /// checks has `alpha`, up otherwise.
     pub health: HashMap<RealKey, Health>,
     /// VRRP instances that are Master now.
     pub masters: HashSet<String>,
@@ -74,7 +74,7 @@ impl Runtime {
         };
         match self.health.get(&key) {
             Some(h) => *h,
-            None if !real.lifecycle.checks.is_empty() && svc.lifecycle.alpha => Health::Down,
+            None if real.lifecycle.checks.iter().any(|c| c.common.alpha) => Health::Down,
             None => Health::Up { weight: None },
         }
     }
@@ -333,7 +333,8 @@ weight = 2
                     retry: 1,
                     delay_before_retry: Duration::from_secs(1),
                     delay_loop: Duration::from_secs(1),
-                    warmup: None,
+                    warmup: Duration::ZERO,
+                    alpha: false,
                     fwmark: None,
                     smtp_alert: None,
                 },
@@ -378,7 +379,9 @@ weight = 2
     #[test]
     fn alpha_starts_checked_reals_down_and_dynamic_weight_applies() {
         let mut c = checked(config());
-        c.services[0].lifecycle.alpha = true;
+        for r in &mut c.services[0].reals {
+            r.lifecycle.checks[0].common.alpha = true;
+        }
         let mut rt = Runtime::default();
         assert!(compose(&c, &rt, &Hops::default())[0].reals.is_empty());
         rt.health.insert(key(&c, 1), Health::Up { weight: Some(7) });

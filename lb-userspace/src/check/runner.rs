@@ -4,9 +4,11 @@
 //!
 //! keepalived's rules: a real that is up goes down when an attempt and its
 //! `retry` retries (`delay_before_retry` apart) all fail, and comes back after one
-//! success; checks repeat every `delay_loop`; the first runs after a random
-//! `warmup` delay (or a little jitter, so that thousands of checks do not
-//! start together). A real with several checks is up only while all pass.
+//! success; the very first attempt has no retries (it alone decides); checks
+//! repeat every `delay_loop`; the first runs after a random delay of up to
+//! `warmup` (by default `delay_loop`, so that thousands of checks do not
+//! start together). A check with `alpha` starts failed. A real with several
+//! checks is up only while all pass.
 //! Each attempt is bounded by its timeout and at most [`CONCURRENCY`]
 //! attempts run at once, so a hung real server delays no other check.
 
@@ -103,11 +105,12 @@ impl Checkers {
                 };
                 let verdicts = Arc::new(Mutex::new(RealVerdicts {
                     key,
-                    checks: vec![initial; real.lifecycle.checks.len()],
+                    checks: real.lifecycle.checks.iter().map(initial_of).collect(),
                     reported: initial,
                 }));
                 for (slot, check) in real.lifecycle.checks.iter().enumerate() {
                     let board_key = CheckKey { real: key, slot };
+                    let initial = initial_of(check);
                     board.register(board_key, &check.kind, matches!(initial, Health::Up { .. }));
                     let job = Job {
                         check: check.clone(),
@@ -157,9 +160,10 @@ impl Job {
         mut masters: watch::Receiver<HashSet<String>>,
     ) {
         let common = &self.check.common;
-        tokio::time::sleep(first_delay(common.warmup, common.delay_loop)).await;
+        tokio::time::sleep(first_delay(common.warmup)).await;
         let mut state = self.initial;
-        let mut failures = 0u32;
+        // keepalived starts with the retries spent: the first attempt decides.
+        let mut failures = common.retry;
         loop {
             if let Some(owner) = &self.suspend_unless
                 && masters.wait_for(|m| m.contains(owner)).await.is_err()
@@ -293,11 +297,19 @@ fn combine(checks: &[Health]) -> Health {
     Health::Up { weight }
 }
 
-/// Delay before a check's first attempt: random up to `warmup`, else a
-/// random tenth of the interval at most, which spreads checks that start together.
-fn first_delay(warmup: Option<Duration>, delay_loop: Duration) -> Duration {
-    let span = warmup.unwrap_or(delay_loop / 10);
-    span.mul_f64(fastrand::f64())
+/// Delay before a check's first attempt: random up to `warmup` (keepalived
+/// spreads checks that start together over it).
+fn first_delay(warmup: Duration) -> Duration {
+    warmup.mul_f64(fastrand::f64())
+}
+
+/// A check's verdict before its first attempt: failed under `alpha`.
+fn initial_of(check: &Check) -> Health {
+    if check.common.alpha {
+        Health::Down
+    } else {
+        Health::Up { weight: None }
+    }
 }
 
 #[cfg(test)]
@@ -362,8 +374,19 @@ mod tests {
     #[test]
     fn first_delay_stays_within_warmup() {
         for _ in 0..100 {
-            assert!(first_delay(Some(S), LOOP) <= S);
-            assert!(first_delay(None, LOOP) <= LOOP / 10);
+            assert!(first_delay(S) <= S);
         }
+        assert_eq!(first_delay(Duration::ZERO), Duration::ZERO);
+    }
+
+    #[test]
+    fn the_first_attempt_alone_decides_as_in_keepalived() {
+        // The loop starts with `failures = retry`: one failure takes an up real down.
+        let mut n = 3;
+        assert_eq!(step(UP, &mut n, &fail(), 3, S, LOOP), (Health::Down, LOOP));
+        let mut n = 3;
+        assert_eq!(step(UP, &mut n, &Probe::pass(), 3, S, LOOP).0, UP);
+        assert_eq!(n, 0, "a success restores the retries");
+        assert_eq!(step(UP, &mut n, &fail(), 3, S, LOOP), (UP, S));
     }
 }

@@ -2,7 +2,9 @@
 //! Every error names `file:line:col`; a file with any error yields no model,
 //! so nothing is ever half-applied.
 
+pub mod capacity;
 pub mod check;
+pub mod defaults;
 pub mod global;
 mod overrides;
 mod raw;
@@ -16,7 +18,6 @@ use std::{
 };
 
 pub use overrides::Overrides;
-pub(crate) use validate::capacity_problems;
 pub use validate::parse;
 
 /// How the XDP program is attached.

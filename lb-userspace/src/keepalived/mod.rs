@@ -5,11 +5,12 @@
 //! unknown keywords and bad values are errors with `file:line:col`, and
 //! keywords xlb cannot honour are errors too unless `lenient` is set.
 
+pub mod coverage;
 mod diag;
 pub mod emit;
 mod hint;
 mod include;
-mod keywords;
+pub mod keywords;
 mod lexer;
 mod map;
 mod params;

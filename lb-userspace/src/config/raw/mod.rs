@@ -167,6 +167,8 @@ pub struct Real {
     pub checks: Vec<Spanned<check::Check>>,
     #[serde(default)]
     pub smtp_alert: Option<Spanned<bool>>,
+    #[serde(default)]
+    pub alpha: Option<Spanned<bool>>,
 }
 
 /// `persistence_granularity`: a netmask (IPv4) or a prefix length (IPv6).
