@@ -28,6 +28,7 @@ fn main() -> ExitCode {
             Ok(())
         }
         Command::Check { source, .. } => source.source().and_then(|source| {
+            let source = source.on_this_host();
             let c = config::load_from(&source)?;
             let reals: usize = c.services.iter().map(|s| s.reals.len()).sum();
             println!(
@@ -79,6 +80,7 @@ fn main() -> ExitCode {
             pid_file,
             pin_path,
         } => source.source().and_then(|source| {
+            let source = source.on_this_host();
             logging::init(&cli.log_level)?;
             let overrides = config::Overrides { pin_path, pid_file };
             tokio::runtime::Builder::new_current_thread()

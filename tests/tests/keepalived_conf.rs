@@ -76,13 +76,29 @@ struct Out {
     stderr: String,
 }
 
+/// The interfaces the fixtures name (the documents' director NICs).
+const FIXTURE_INTERFACES: [&str; 5] = ["eth0", "eth1", "eth2", "ens33", "eno16777736"];
+
 /// Runs the agent binary in `dir` (so messages name files relative to it).
+/// `check` and `run` want the interfaces a file names to exist (as
+/// `keepalived -t` does): they run in a namespace of this test that has
+/// the fixtures' interfaces (veth pairs: this kernel has no dummy links).
 fn xlb(dir: &Path, args: &[&str]) -> Out {
-    let out = Command::new(xlb_bin())
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .unwrap();
+    let host = matches!(args.first(), Some(&"check" | &"run")).then(|| {
+        xlb_testbed::require_root().unwrap();
+        let ns = xlb_testbed::netns::Netns::create("kconf").unwrap();
+        for i in FIXTURE_INTERFACES {
+            let peer = format!("{i}-p");
+            ns.run("ip", &["link", "add", i, "type", "veth", "peer", "name", &peer])
+                .unwrap();
+        }
+        ns
+    });
+    let mut cmd = match &host {
+        Some(ns) => ns.command(xlb_bin()),
+        None => Command::new(xlb_bin()),
+    };
+    let out = cmd.current_dir(dir).args(args).output().unwrap();
     Out {
         code: out.status.code(),
         stdout: String::from_utf8(out.stdout).unwrap(),
@@ -219,8 +235,8 @@ fn converting_and_reading_the_toml_gives_the_same_model() {
     let mut failures = Vec::new();
     for &(fixture, lenient) in PASSING {
         let opts = Options {
-            config_id: None,
             lenient,
+            ..Options::default()
         };
         let a = keepalived::load(&dir.join(fixture), &opts)
             .unwrap_or_else(|e| panic!("{fixture}: {e}"))
@@ -258,8 +274,8 @@ fn text_parse_reads_like_load_and_refuses_include() {
             continue;
         }
         let opts = Options {
-            config_id: None,
             lenient,
+            ..Options::default()
         };
         let a = keepalived::load(&path, &opts).unwrap();
         let b = keepalived::parse(fixture, &text, &opts).unwrap();
@@ -449,7 +465,7 @@ fn conditional_lines_and_parameters_expand_as_keepalived_does() {
     let priority = |id: Option<&str>| {
         let opts = Options {
             config_id: id.map(String::from),
-            lenient: false,
+            ..Options::default()
         };
         let c = keepalived::load(&s.0.join("k.conf"), &opts).unwrap().config;
         let i = &c.vrrp.instances[0];

@@ -239,6 +239,7 @@ pub async fn run(
         ))),
         ..Default::default()
     };
+    crate::dataplane::route_attach::fill_in(&resolver, Arc::make_mut(&mut config)).await?;
     let mut plane = plane::start(&config)?;
     // Under IPVS the kernel routes to the reals: no lookups, and no warning
     // about reals left out that IPVS serves all the same.

@@ -449,11 +449,56 @@ impl fmt::Display for ConfigErrors {
 
 impl std::error::Error for ConfigErrors {}
 
-/// Reads and validates `path`.
+/// Reads and validates `path`. A keepalived.conf given as TOML fails with
+/// the TOML error and a hint to read it with `--keepalived-conf`.
 pub fn load(path: &std::path::Path) -> anyhow::Result<Config> {
-    let text = std::fs::read_to_string(path)
+    let bytes = std::fs::read(path)
         .map_err(|e| anyhow::anyhow!("{}: cannot read config: {e}", path.display()))?;
-    Ok(parse(&path.display().to_string(), &text)?)
+    let shown = path.display().to_string();
+    let hint = || keepalived_block(&bytes).map(|(line, block)| ConfigError {
+        file: shown.clone(),
+        line,
+        col: 1,
+        message: format!(
+            "this looks like a keepalived.conf ('{block} {{' here), not xlb's TOML: read it with --keepalived-conf {shown}"
+        ),
+    });
+    let text = match String::from_utf8(bytes.clone()) {
+        Ok(t) => t,
+        Err(e) => {
+            let errors = hint().map_or_else(Vec::new, |h| vec![h]);
+            if errors.is_empty() {
+                anyhow::bail!("{shown}: cannot read config: {e}");
+            }
+            return Err(ConfigErrors(errors).into());
+        }
+    };
+    parse(&shown, &text).map_err(|mut e| {
+        e.0.extend(hint());
+        e.into()
+    })
+}
+
+/// The first line that opens a block only keepalived.conf has, and its keyword.
+fn keepalived_block(bytes: &[u8]) -> Option<(usize, &'static str)> {
+    const BLOCKS: [&str; 8] = [
+        "global_defs",
+        "vrrp_instance",
+        "vrrp_sync_group",
+        "vrrp_script",
+        "virtual_server",
+        "virtual_server_group",
+        "static_ipaddress",
+        "static_routes",
+    ];
+    String::from_utf8_lossy(bytes)
+        .lines()
+        .enumerate()
+        .find_map(|(i, l)| {
+            let first = l.split_whitespace().next()?;
+            let block = BLOCKS.iter().find(|b| **b == first)?;
+            l.contains('{').then_some((i + 1, *block))
+        })
 }
 
 /// Where the configuration comes from: xlb's TOML or a keepalived.conf.
@@ -477,6 +522,15 @@ impl Source {
         match self {
             Source::Toml(p) | Source::Keepalived { path: p, .. } => p,
         }
+    }
+
+    /// The same source, read as `xlb check` and `xlb run` read it: the
+    /// interfaces it names must exist here (keepalived.conf).
+    pub fn on_this_host(mut self) -> Source {
+        if let Source::Keepalived { options, .. } = &mut self {
+            options.check_interfaces = true;
+        }
+        self
     }
 }
 

@@ -86,6 +86,20 @@ pub fn parse(file: &str, text: &str) -> Result<Config, ConfigErrors> {
         }
     }
     let (global, static_net, vrrp) = v.vrrp_all(&raw);
+    // IPVS's sync daemon exists under the IPVS data plane only: under XDP
+    // (or auto, when XDP starts) it would never run.
+    if let (Some(dp), Some(d)) = (
+        &dataplane,
+        raw.global
+            .as_ref()
+            .and_then(|g| g.get_ref().lvs_sync_daemon.as_ref()),
+    ) && dp.kind != DataplaneKind::Ipvs
+    {
+        v.error(
+            d.span(),
+            "`lvs_sync_daemon` needs `kind = \"ipvs\"`: the XDP data plane has no connection sync yet",
+        );
+    }
     let metrics = v.metrics(raw.metrics.as_ref());
     let agent = v.agent_files(raw.agent.as_ref());
     match dataplane {

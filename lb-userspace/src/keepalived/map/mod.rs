@@ -4,6 +4,7 @@
 
 mod check;
 mod global;
+mod ifaces;
 mod lvs;
 mod net;
 mod vrrp;
@@ -83,9 +84,12 @@ fn dataplane(
     }
 }
 
-pub fn config(nodes: &[Node], diag: &mut Diag) -> Config {
+pub fn config(nodes: &[Node], diag: &mut Diag, check_interfaces: bool) -> Config {
     let mut cx = Ctx { diag };
     let top = cx.select(Area::Top, nodes);
+    if check_interfaces {
+        ifaces::check(&mut cx, &top);
+    }
     let mut config = Config {
         global: Default::default(),
         dataplane: dataplane(
