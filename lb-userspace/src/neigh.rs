@@ -55,7 +55,12 @@ impl Resolver {
     /// names no interface attaches: the routes to its reals).
     pub async fn route_interface(&self, addr: IpAddr) -> Result<String> {
         let route = self.route(addr).await?;
-        let mut links = self.handle.link().get().match_index(route.ifindex).execute();
+        let mut links = self
+            .handle
+            .link()
+            .get()
+            .match_index(route.ifindex)
+            .execute();
         let link = links
             .try_next()
             .await?

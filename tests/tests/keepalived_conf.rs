@@ -89,8 +89,11 @@ fn xlb(dir: &Path, args: &[&str]) -> Out {
         let ns = xlb_testbed::netns::Netns::create("kconf").unwrap();
         for i in FIXTURE_INTERFACES {
             let peer = format!("{i}-p");
-            ns.run("ip", &["link", "add", i, "type", "veth", "peer", "name", &peer])
-                .unwrap();
+            ns.run(
+                "ip",
+                &["link", "add", i, "type", "veth", "peer", "name", &peer],
+            )
+            .unwrap();
         }
         ns
     });

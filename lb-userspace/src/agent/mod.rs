@@ -177,12 +177,12 @@ impl Reactor {
         match event {
             Event::Health { key, health } => {
                 let notices = self.runtime.set_health(config, key, health);
-                let index = config.services.iter().position(|s| s.id == key.service);
+                // A virtual_server_group's services share the verdict.
                 self.fwd.update_services(
                     config,
                     &self.runtime,
                     &self.hops,
-                    &Vec::from_iter(index),
+                    &desired::group_of(config, key.service),
                     "real server health changed",
                 );
                 self.alerts.quorum_changes(config, &self.runtime, &notices);

@@ -82,7 +82,16 @@ impl Checkers {
         let limit = Arc::new(Semaphore::new(CONCURRENCY));
         let mut tasks = JoinSet::new();
         let runtime = Runtime::default();
+        // keepalived checks the reals of a virtual_server_group once: the
+        // group's first service runs the checks, the agent applies the
+        // verdict to every member (`Runtime::set_health`).
+        let mut groups_started: HashSet<&str> = HashSet::new();
         for svc in &config.services {
+            if let Some(g) = &svc.group
+                && !groups_started.insert(g.as_str())
+            {
+                continue;
+            }
             let env = Arc::new(Env {
                 virtualhost: svc.lifecycle.virtualhost.clone(),
                 script_user: config.global.script_user.clone(),
@@ -369,6 +378,36 @@ mod tests {
             Health::Up { weight: Some(2) }
         );
         assert_eq!(combine(&[UP, UP]), UP);
+    }
+
+    /// keepalived runs one checker per real of a virtual_server_group, not
+    /// one per member: 13 members, one real, one TCP_CHECK → one check task
+    /// and one connection per round.
+    #[tokio::test]
+    async fn a_group_checks_each_real_once() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let text = format!(
+            "virtual_server_group G {{\n    10.9.0.1-13 {port}\n}}\nvirtual_server group G {{\n    protocol TCP\n    lb_kind NAT\n    delay_loop 60\n    real_server 127.0.0.1 {port} {{\n        TCP_CHECK {{\n            warmup 0\n        }}\n    }}\n}}\n"
+        );
+        let config = crate::keepalived::parse("g.conf", &text, &Default::default())
+            .unwrap()
+            .config;
+        assert_eq!(config.services.len(), 13);
+        let (tx, _rx) = mpsc::channel(16);
+        let checkers = Checkers::start(&config, tx, &Alerter::default(), &CheckBoard::default());
+        assert_eq!(checkers.len(), 1, "one check task for the group's real");
+        let accept = || async { listener.accept().await.unwrap() };
+        let _first = tokio::time::timeout(Duration::from_secs(10), accept())
+            .await
+            .expect("the group's real is checked");
+        // Any other member's check would connect at once too (warmup 0).
+        let more = tokio::time::timeout(Duration::from_secs(2), accept()).await;
+        assert!(
+            more.is_err(),
+            "a second connection: a member checked the real again"
+        );
+        checkers.stop().await;
     }
 
     #[test]

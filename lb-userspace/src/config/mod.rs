@@ -397,6 +397,11 @@ pub struct Service {
     pub persistence: Option<Persistence>,
     pub reals: Vec<Real>,
     pub lifecycle: check::ServiceLifecycle,
+    /// The `virtual_server_group` this service is a member of (TOML
+    /// `group`): its members list the same reals and checks, and keepalived
+    /// runs each real's checks once for all of them, with one verdict and
+    /// one announcement. `None`: a service of its own.
+    pub group: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -455,14 +460,16 @@ pub fn load(path: &std::path::Path) -> anyhow::Result<Config> {
     let bytes = std::fs::read(path)
         .map_err(|e| anyhow::anyhow!("{}: cannot read config: {e}", path.display()))?;
     let shown = path.display().to_string();
-    let hint = || keepalived_block(&bytes).map(|(line, block)| ConfigError {
+    let hint = || {
+        keepalived_block(&bytes).map(|(line, block)| ConfigError {
         file: shown.clone(),
         line,
         col: 1,
         message: format!(
             "this looks like a keepalived.conf ('{block} {{' here), not xlb's TOML: read it with --keepalived-conf {shown}"
         ),
-    });
+    })
+    };
     let text = match String::from_utf8(bytes.clone()) {
         Ok(t) => t,
         Err(e) => {

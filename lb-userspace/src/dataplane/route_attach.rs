@@ -26,10 +26,11 @@ pub async fn fill_in(resolver: &Resolver, config: &mut Config) -> Result<()> {
             .chain(s.lifecycle.sorry_server.map(|s| s.address))
     });
     for addr in addrs {
-        let name = resolver
-            .route_interface(addr)
-            .await
-            .with_context(|| format!("no interface named in the config, and no route to real server {addr} to attach by"))?;
+        let name = resolver.route_interface(addr).await.with_context(|| {
+            format!(
+                "no interface named in the config, and no route to real server {addr} to attach by"
+            )
+        })?;
         if !interfaces.contains(&name) {
             info!(interface = %name, real = %addr, "no interface named in the config: attaching where the route to the real goes");
             interfaces.push(name);

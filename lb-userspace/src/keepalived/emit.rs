@@ -668,6 +668,7 @@ impl Emitter {
             };
             self.put(&mut t, "persistence_granularity", g, full_mask);
         }
+        opt(&mut t, "group", s.group.clone().map(Value::from));
         self.lifecycle(&mut t, &s.lifecycle);
         let port = s.id.addr().map(|a| a.1);
         self.list(

@@ -250,15 +250,23 @@ impl<'a, 'd> Reader<'a, 'd> {
         let Some(seq) = sequence::parse(line, &self.params) else {
             let head: String = line.iter().take(4).map(|c| c.0).collect();
             if head == "~LST" {
-                self.diag.unsupported(&at, "~LST", "value lists are not implemented; use ~SEQ or one line per value");
+                self.diag.unsupported(
+                    &at,
+                    "~LST",
+                    "value lists are not implemented; use ~SEQ or one line per value",
+                );
             } else {
-                self.diag.error(&at, "invalid ~SEQ: expected '~SEQ(NAME, [START, [STEP,]] END) TEXT'");
+                self.diag.error(
+                    &at,
+                    "invalid ~SEQ: expected '~SEQ(NAME, [START, [STEP,]] END) TEXT'",
+                );
             }
             return;
         };
         // Each value's expansion is the text again: bound the work as for parameters.
         if seq.count() > MAX_SEQUENCE {
-            self.diag.error(&at, format!("~SEQ yields more than {MAX_SEQUENCE} lines"));
+            self.diag
+                .error(&at, format!("~SEQ yields more than {MAX_SEQUENCE} lines"));
             return;
         }
         for value in seq.values() {

@@ -134,13 +134,19 @@ mod tests {
     #[test]
     fn as_keepalived_counts() {
         let (var, v, text) = values("~SEQ(i, 1, 3) real_server 10.0.0.$i 80").unwrap();
-        assert_eq!((var.as_str(), text.as_str()), ("i", "real_server 10.0.0.$i 80"));
+        assert_eq!(
+            (var.as_str(), text.as_str()),
+            ("i", "real_server 10.0.0.$i 80")
+        );
         assert_eq!(v, ["1", "2", "3"]);
         assert_eq!(values("~SEQ(i, 3)").unwrap().1, ["1", "2", "3"]);
         assert_eq!(values("~SEQ(i, -2)").unwrap().1, ["-1", "-2"]);
         assert_eq!(values("~SEQ(i, 10, -5, 0) x").unwrap().1, ["10", "5", "0"]);
         assert_eq!(values("~SEQ(i, 3, 1) x").unwrap().1, ["3", "2", "1"]);
-        assert_eq!(values("~SEQx(i, 9, 0x0c) x").unwrap().1, ["9", "a", "b", "c"]);
+        assert_eq!(
+            values("~SEQx(i, 9, 0x0c) x").unwrap().1,
+            ["9", "a", "b", "c"]
+        );
         assert_eq!(values("~SEQ(i, 010, 011) x").unwrap().1, ["8", "9"]);
         // keepalived refuses these.
         assert!(values("~SEQ(i, 1, -1, 3) x").is_none());

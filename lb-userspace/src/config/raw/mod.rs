@@ -120,6 +120,8 @@ pub struct Service {
     pub persistence_granularity: Option<Spanned<Granularity>>,
     #[serde(default, rename = "real")]
     pub reals: Vec<Spanned<Real>>,
+    #[serde(default)]
+    pub group: Option<Spanned<String>>,
     // Checker settings and lifecycle (config/validate/check.rs).
     #[serde(default)]
     pub delay_loop: Option<Spanned<check::Seconds>>,

@@ -64,6 +64,7 @@ pub fn parse(file: &str, text: &str) -> Result<Config, ConfigErrors> {
             }
         }
     }
+    v.groups_agree(&services);
     if let Some(dp) = &mut dataplane {
         // Sizes the file leaves out fit its services, with headroom.
         let list: Vec<&Service> = services.iter().map(|(s, _)| s).collect();
@@ -529,6 +530,7 @@ impl Validator<'_> {
             persistence,
             reals: reals.into_iter().map(|(r, _)| r).collect(),
             lifecycle,
+            group: raw.group.as_ref().map(|g| g.get_ref().clone()),
         })
     }
 
@@ -578,6 +580,35 @@ impl Validator<'_> {
                     "tunnel = \"gue\" needs `gue_port` (the real servers' GUE UDP port)",
                 );
                 None
+            }
+        }
+    }
+
+    /// Services of one `group` list the same reals (addresses, weights and
+    /// checks; a real's port may follow each member's): each real is checked
+    /// once for all of them.
+    fn groups_agree(&mut self, services: &[(Service, Range<usize>)]) {
+        let shape = |s: &Service| -> Vec<_> {
+            s.reals
+                .iter()
+                .map(|r| (r.address, r.weight, r.lifecycle.clone()))
+                .collect()
+        };
+        for (i, (s, span)) in services.iter().enumerate() {
+            let Some(group) = &s.group else { continue };
+            let first = services[..i]
+                .iter()
+                .find(|(o, _)| o.group.as_ref() == Some(group));
+            if let Some((first, _)) = first
+                && shape(first) != shape(s)
+            {
+                self.error(
+                    span.clone(),
+                    format!(
+                        "service {} of group `{group}` lists other real servers or checks than {} (a group's reals are checked once for all its services)",
+                        s.id, first.id
+                    ),
+                );
             }
         }
     }

@@ -15,8 +15,7 @@ pub fn check(cx: &mut Ctx, top: &[&Node]) {
     for n in top {
         match n.name() {
             "global_defs" => {
-                if n
-                    .children()
+                if n.children()
                     .iter()
                     .any(|k| k.name() == "dynamic_interfaces")
                 {

@@ -272,6 +272,7 @@ pub fn virtual_server(
                 persistence,
                 reals: members_reals,
                 lifecycle,
+                group: None,
             },
             n.pos().clone(),
         ));

@@ -177,8 +177,24 @@ pub fn config(nodes: &[Node], diag: &mut Diag, check_interfaces: bool) -> Config
     }
     let mut seen: HashMap<ServiceId, Pos> = HashMap::new();
     let mut service_pos: Vec<Pos> = Vec::new();
+    // Each `virtual_server group NAME` block is one group of services (a
+    // second block naming the same group, say for UDP, is another).
+    let mut group_uses: HashMap<String, usize> = HashMap::new();
     for n in top.iter().filter(|n| n.name() == "virtual_server") {
-        for (s, pos) in lvs::virtual_server(&mut cx, n, &groups) {
+        let group = match n.args.as_slice() {
+            [g, name] if g.text == "group" => {
+                let uses = group_uses.entry(name.text.clone()).or_insert(0);
+                *uses += 1;
+                Some(if *uses == 1 {
+                    name.text.clone()
+                } else {
+                    format!("{}#{uses}", name.text)
+                })
+            }
+            _ => None,
+        };
+        for (mut s, pos) in lvs::virtual_server(&mut cx, n, &groups) {
+            s.group = group.clone();
             if let Some(first) = seen.get(&s.id) {
                 cx.diag.error(
                     &pos,
