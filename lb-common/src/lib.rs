@@ -189,6 +189,8 @@ pub mod sched {
     pub const NQ: u8 = 11;
     pub const FO: u8 = 12;
     pub const OVF: u8 = 13;
+    /// Power of two choices (IPVS's `ip_vs_twos`, Linux 6.2+).
+    pub const TWOS: u8 = 14;
 }
 
 /// `ServiceInfo::flags`: the service forwards; when clear its packets go to the stack.

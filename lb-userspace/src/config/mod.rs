@@ -82,11 +82,13 @@ pub enum Scheduler {
     Fo,
     /// Overflow-connection.
     Ovf,
+    /// Power of two choices (Linux 6.2's `ip_vs_twos`).
+    Twos,
 }
 
 impl Scheduler {
     /// Every scheduler with its name and data-plane code.
-    pub const ALL: [(Scheduler, &'static str, u8); 13] = {
+    pub const ALL: [(Scheduler, &'static str, u8); 14] = {
         use lb_common::sched::*;
         [
             (Scheduler::Rr, "rr", RR),
@@ -102,6 +104,7 @@ impl Scheduler {
             (Scheduler::Mh, "mh", MH),
             (Scheduler::Fo, "fo", FO),
             (Scheduler::Ovf, "ovf", OVF),
+            (Scheduler::Twos, "twos", TWOS),
         ]
     };
 
