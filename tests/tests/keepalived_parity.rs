@@ -113,14 +113,14 @@ fn keywords_keepalived_accepts_are_never_unknown() {
     let text = "global_defs {\n    vrrp_startup_delay 5\n    max_auto_priority 50\n    dynamic_interfaces\n    process_names\n    umask 022\n    nftables keepalived\n}\n\
 vrrp_instance VI_1 {\n    interface eth0\n    virtual_router_id 1\n    promote_secondaries\n    track_src_ip\n    unicast_ttl 10\n    notify_deleted\n    virtual_ipaddress {\n        10.0.0.1/24\n    }\n    virtual_routes {\n        10.5.0.0/16 via 10.0.0.254 onlink\n        10.6.0.0/16 via 10.0.0.254 no_track\n    }\n}\n\
 virtual_server 10.0.0.1 80 {\n    protocol TCP\n    inhibit_on_failure\n    weight 2\n    sorry_server 10.0.0.9 80\n    sorry_server_lvs_method NAT\n    real_server 10.0.0.2 80 {\n        alpha\n        virtualhost www.example.com\n        HTTP_GET {\n            log_all_failures\n            url {\n                path /\n                regex ok\n            }\n        }\n    }\n}\n";
-    let l = lenient(&text);
+    let l = lenient(text);
     let all: Vec<String> = l.warnings.iter().map(|w| w.to_string()).collect();
     assert!(
         all.iter().all(|w| !w.contains("unknown keyword")),
         "{all:#?}"
     );
     // Strict: what --lenient let through are "unsupported" errors only.
-    let strict = keepalived::parse("k.conf", &text, &Options::default()).unwrap_err();
+    let strict = keepalived::parse("k.conf", text, &Options::default()).unwrap_err();
     for e in &strict.0 {
         assert!(e.message.starts_with("unsupported keyword"), "{e}");
     }
