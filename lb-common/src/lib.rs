@@ -107,6 +107,39 @@ pub mod defaults {
     pub const AFFINITY_SIZE: u32 = 65536;
 }
 
+/// How big each sized map is: the one formula per map, used by the XDP
+/// program's compiled-in sizes, the loader and adoption (which compares a
+/// pinned data plane with what the loader would create).
+pub mod sizes {
+    use super::sched_layout::MAX_REALS_PER_SERVICE;
+
+    /// `MAGLEV`: one table of `table_size` slots per service.
+    pub const fn maglev(max_services: u32, table_size: u32) -> u32 {
+        max_services * table_size
+    }
+
+    /// `SERVICE_REALS`: two real lists per service.
+    pub const fn service_reals(max_services: u32) -> u32 {
+        max_services * 2 * MAX_REALS_PER_SERVICE
+    }
+
+    /// A capacity for `used` entries when the config sets none: at least
+    /// `floor`, else twice `used` rounded up to a power of two, so a config
+    /// may grow by reload before a restart resizes, and a restart after a
+    /// small change keeps the size (and the pinned maps are adopted).
+    pub const fn with_headroom(used: u32, floor: u32) -> u32 {
+        let want = used.saturating_mul(2);
+        if want <= floor {
+            floor
+        } else {
+            match want.checked_next_power_of_two() {
+                Some(p) => p,
+                None => u32::MAX,
+            }
+        }
+    }
+}
+
 /// Address family tags used in keys (not the kernel's AF_* values, so that the
 /// tag also says how many address words are meaningful).
 pub const FAMILY_V4: u8 = 4;
@@ -156,6 +189,8 @@ pub mod sched {
     pub const NQ: u8 = 11;
     pub const FO: u8 = 12;
     pub const OVF: u8 = 13;
+    /// Power of two choices (IPVS's `ip_vs_twos`, Linux 6.2+).
+    pub const TWOS: u8 = 14;
 }
 
 /// `ServiceInfo::flags`: the service forwards; when clear its packets go to the stack.

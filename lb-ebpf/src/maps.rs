@@ -8,7 +8,7 @@ use aya_ebpf::{
 };
 use lb_common::{
     Affinity, ConnCounts, Counters, FlowKey, FlowState, GlobalCounters, IfaceInfo, RealInfo,
-    ReplicaSet, ServiceAddr, ServiceInfo, ServiceKey, Settings, defaults, sched_layout,
+    ReplicaSet, ServiceAddr, ServiceInfo, ServiceKey, Settings, defaults, sizes,
 };
 
 const MAX_SERVICES: usize = defaults::MAX_SERVICES as usize;
@@ -30,8 +30,10 @@ pub static REALS: Array<RealInfo, MAX_REALS> = Array::new();
 
 /// Maglev tables of all services back to back: slot `id * size + hash % size` holds a real id.
 #[btf_map]
-pub static MAGLEV: Array<u32, { MAX_SERVICES * defaults::MAGLEV_TABLE_SIZE as usize }> =
-    Array::new();
+pub static MAGLEV: Array<
+    u32,
+    { sizes::maglev(defaults::MAX_SERVICES, defaults::MAGLEV_TABLE_SIZE) as usize },
+> = Array::new();
 
 /// 5-tuple → the real server the flow was sent to. LRU, so idle flows age out under pressure.
 #[btf_map]
@@ -75,10 +77,8 @@ pub static NAT_REPLIES: LruHashMap<FlowKey, FlowKey, { defaults::CONNTRACK_SIZE 
 /// Each service's reals in configured order (IPVS's list order), two buffers
 /// per service, ended by `REAL_NONE`: slot `(id × 2 + buffer) × 256 + i`.
 #[btf_map]
-pub static SERVICE_REALS: Array<
-    u32,
-    { MAX_SERVICES * 2 * sched_layout::MAX_REALS_PER_SERVICE as usize },
-> = Array::new();
+pub static SERVICE_REALS: Array<u32, { sizes::service_reals(defaults::MAX_SERVICES) as usize }> =
+    Array::new();
 
 /// Service id → position in its rr/wrr sequence. One counter shared by all
 /// CPUs (atomic adds), so the sequence holds across CPUs.

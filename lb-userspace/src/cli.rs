@@ -63,6 +63,10 @@ pub enum Command {
     Check {
         #[command(flatten)]
         source: SourceArgs,
+        /// Print what xlb does with each keyword of keepalived 2.2.7 (mapped,
+        /// unsupported with the reason, ignored with a note) and exit.
+        #[arg(long, conflicts_with_all = ["config", "keepalived_conf"])]
+        coverage: bool,
     },
     /// Print a keepalived.conf as xlb's TOML configuration.
     Convert {
@@ -128,7 +132,8 @@ pub struct SourceArgs {
 #[derive(Debug, clap::Args)]
 #[group(skip)]
 pub struct KeepalivedArgs {
-    /// Selects keepalived's `@ID` conditional lines (keepalived's --config-id).
+    /// Selects keepalived's `@ID` conditional lines (keepalived's --config-id;
+    /// default, as keepalived's: this host's name).
     #[arg(long)]
     config_id: Option<String>,
     /// Keywords xlb cannot honour become warnings (and are ignored) instead of errors.
@@ -139,8 +144,13 @@ pub struct KeepalivedArgs {
 impl KeepalivedArgs {
     pub fn options(&self) -> crate::keepalived::Options {
         crate::keepalived::Options {
-            config_id: self.config_id.clone(),
+            config_id: self.config_id.clone().or_else(|| {
+                nix::unistd::gethostname()
+                    .ok()
+                    .and_then(|h| h.into_string().ok())
+            }),
             lenient: self.lenient,
+            check_interfaces: false,
         }
     }
 }

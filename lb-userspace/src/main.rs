@@ -32,7 +32,12 @@ fn reload_agent(
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Check { source } => source.source().and_then(|source| {
+        Command::Check { coverage: true, .. } => {
+            print!("{}", xlb::keepalived::coverage::render());
+            Ok(())
+        }
+        Command::Check { source, .. } => source.source().and_then(|source| {
+            let source = source.on_this_host();
             let c = config::load_from(&source)?;
             let reals: usize = c.services.iter().map(|s| s.reals.len()).sum();
             println!(
@@ -84,6 +89,7 @@ fn main() -> ExitCode {
             pid_file,
             pin_path,
         } => source.source().and_then(|source| {
+            let source = source.on_this_host();
             let _log = logging::init(&cli.log_level)?;
             let overrides = config::Overrides { pin_path, pid_file };
             // VRRP runs on a thread of its own (vrrp::thread); the rest

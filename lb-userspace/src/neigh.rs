@@ -51,6 +51,29 @@ impl Resolver {
         self.resolve(addr, &route, addr, wait).await
     }
 
+    /// The interface the kernel routes `addr` through (where a config that
+    /// names no interface attaches: the routes to its reals).
+    pub async fn route_interface(&self, addr: IpAddr) -> Result<String> {
+        let route = self.route(addr).await?;
+        let mut links = self
+            .handle
+            .link()
+            .get()
+            .match_index(route.ifindex)
+            .execute();
+        let link = links
+            .try_next()
+            .await?
+            .with_context(|| format!("interface {} is gone", route.ifindex))?;
+        link.attributes
+            .iter()
+            .find_map(|a| match a {
+                LinkAttribute::IfName(n) => Some(n.clone()),
+                _ => None,
+            })
+            .with_context(|| format!("interface {} has no name", route.ifindex))
+    }
+
     /// The next hop of a tunnel endpoint `addr`: unlike direct routing the
     /// real may sit behind a router, whose MAC is then the frame's destination.
     pub async fn tunnel_next_hop(&self, addr: IpAddr, wait: Duration) -> Result<NextHop> {

@@ -76,13 +76,32 @@ struct Out {
     stderr: String,
 }
 
+/// The interfaces the fixtures name (the documents' director NICs).
+const FIXTURE_INTERFACES: [&str; 5] = ["eth0", "eth1", "eth2", "ens33", "eno16777736"];
+
 /// Runs the agent binary in `dir` (so messages name files relative to it).
+/// `check` and `run` want the interfaces a file names to exist (as
+/// `keepalived -t` does): they run in a namespace of this test that has
+/// the fixtures' interfaces (veth pairs: this kernel has no dummy links).
 fn xlb(dir: &Path, args: &[&str]) -> Out {
-    let out = Command::new(xlb_bin())
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .unwrap();
+    let host = matches!(args.first(), Some(&"check" | &"run")).then(|| {
+        xlb_testbed::require_root().unwrap();
+        let ns = xlb_testbed::netns::Netns::create("kconf").unwrap();
+        for i in FIXTURE_INTERFACES {
+            let peer = format!("{i}-p");
+            ns.run(
+                "ip",
+                &["link", "add", i, "type", "veth", "peer", "name", &peer],
+            )
+            .unwrap();
+        }
+        ns
+    });
+    let mut cmd = match &host {
+        Some(ns) => ns.command(xlb_bin()),
+        None => Command::new(xlb_bin()),
+    };
+    let out = cmd.current_dir(dir).args(args).output().unwrap();
     Out {
         code: out.status.code(),
         stdout: String::from_utf8(out.stdout).unwrap(),
@@ -132,20 +151,25 @@ fn every_reference_block_checks_and_converts_to_its_golden_toml() {
         }
         let warnings = check.stderr;
         if lenient {
-            // What --lenient let through is exactly what a strict check refuses.
+            // What --lenient let through is exactly what a strict check
+            // refuses; the other warnings (what keepalived corrects) are
+            // warnings either way.
             let strict = xlb(&dir, &args[..3]);
             assert_eq!(strict.code, Some(1), "{fixture}: passes without --lenient");
+            let let_through: Vec<String> = warnings
+                .lines()
+                .filter(|l| l.contains(": warning: unsupported keyword"))
+                .map(|l| l.replace(": warning: ", ": "))
+                .collect();
             assert_eq!(
-                strict.stderr,
-                warnings.replace(": warning: ", ": "),
+                strict.stderr.lines().collect::<Vec<_>>(),
+                let_through,
                 "{fixture}: strict errors differ from lenient warnings"
             );
             assert!(
-                !warnings.is_empty(),
-                "{fixture}: listed as lenient, warns nothing"
+                !let_through.is_empty(),
+                "{fixture}: listed as lenient, lets nothing through"
             );
-        } else {
-            assert_eq!(warnings, "", "{fixture}: unexpected warnings");
         }
         let mut convert = vec!["convert", fixture];
         if lenient {
@@ -155,7 +179,8 @@ fn every_reference_block_checks_and_converts_to_its_golden_toml() {
         assert_eq!(toml.code, Some(0), "{fixture}: {}", toml.stderr);
         let stem = stem(fixture);
         failures.extend(golden(&format!("{stem}.toml"), &toml.stdout).err());
-        if lenient {
+        let warnings_file = fixtures().join(format!("{stem}.warnings"));
+        if !warnings.is_empty() || warnings_file.exists() {
             failures.extend(golden(&format!("{stem}.warnings"), &warnings).err());
         }
     }
@@ -213,8 +238,8 @@ fn converting_and_reading_the_toml_gives_the_same_model() {
     let mut failures = Vec::new();
     for &(fixture, lenient) in PASSING {
         let opts = Options {
-            config_id: None,
             lenient,
+            ..Options::default()
         };
         let a = keepalived::load(&dir.join(fixture), &opts)
             .unwrap_or_else(|e| panic!("{fixture}: {e}"))
@@ -252,8 +277,8 @@ fn text_parse_reads_like_load_and_refuses_include() {
             continue;
         }
         let opts = Options {
-            config_id: None,
             lenient,
+            ..Options::default()
         };
         let a = keepalived::load(&path, &opts).unwrap();
         let b = keepalived::parse(fixture, &text, &opts).unwrap();
@@ -363,15 +388,9 @@ fn errors_are_exact_located_and_all_reported() {
         ),
         (
             &format!(
-                "{INSTANCE}virtual_server 10.0.0.1 80 {{\n    lb_kind DR\n    real_server 10.0.0.2 8080 {{\n    }}\n}}\n"
+                "{INSTANCE}virtual_server 10.0.0.1 80 {{\n    protocol TCP\n    lb_algo wrr\n    real_server 10.0.0.2 80 {{\n        weight 1000000\n    }}\n    real_server 10.0.0.3 80 {{\n        weight 999999\n    }}\n}}\n"
             ),
-            "k.conf:11:5: direct routing cannot change the port: real server port 8080 differs from the service port 80\n",
-        ),
-        (
-            &format!(
-                "{INSTANCE}virtual_server 10.0.0.1 80 {{\n    lb_algo wrr\n    real_server 10.0.0.2 80 {{\n        weight 65535\n    }}\n    real_server 10.0.0.3 80 {{\n        weight 65534\n    }}\n}}\n"
-            ),
-            "k.conf:9:1: service TCP 10.0.0.1:80: the wrr table needs 131069 slots but half a Maglev table holds 2046; raise `maglev_table_size` (or use smaller weights with the same ratios)\n",
+            "k.conf:9:1: service TCP 10.0.0.1:80: the wrr table needs 1999999 slots but half a Maglev table holds 524286; use smaller weights with the same ratios (this is the largest table xlb builds)\n",
         ),
         (
             "vrrp_instance VI_1 {\n    interface eth0\n    virtual_router_id 1\n    authentication {\n        auth_type AH\n        auth_pass 123456789\n    }\n}\n",
@@ -383,7 +402,7 @@ fn errors_are_exact_located_and_all_reported() {
         ),
         (
             "vrrp_script s {\n    script \"/bin/check\n}\n",
-            "k.conf:2:12: unterminated quote\nk.conf:1:1: vrrp_script 's' has no 'script'\n",
+            "k.conf:1:1: vrrp_script 's' has no 'script'\nk.conf:2:12: unterminated quote\n",
         ),
         (
             "vrrp_script s {\n    script \"cat /run/ok | grep -q yes\"\n}\n",
@@ -449,7 +468,7 @@ fn conditional_lines_and_parameters_expand_as_keepalived_does() {
     let priority = |id: Option<&str>| {
         let opts = Options {
             config_id: id.map(String::from),
-            lenient: false,
+            ..Options::default()
         };
         let c = keepalived::load(&s.0.join("k.conf"), &opts).unwrap().config;
         let i = &c.vrrp.instances[0];

@@ -272,6 +272,65 @@ fn least_connection_family_matches_the_model() {
     });
 }
 
+/// twos draws at random in the kernel (`get_random_u32_below`) and in XDP
+/// (`bpf_get_prandom_u32`), so no two runs agree flow by flow. The model
+/// (`model::twos`, ip_vs_twos.c as written) gives the exact probability of
+/// each real over every pair of draws: the program must never choose a real
+/// the model cannot, and over many flows (with the counts held fixed) each
+/// real's share must match its probability within 5 standard deviations.
+#[test]
+fn twos_chooses_as_the_kernel_algorithm_distributes() {
+    let cases: &[&Spec] = &[
+        &[(1, 4, 0), (2, 0, 0), (3, 2, 0)],
+        &[(5, 0, 0), (1, 0, 0)],
+        &[(0, 0, 0), (2, 1, 7), (1, 0, 3)],
+        &[(1, 0, 0)],
+    ];
+    const FLOWS: u32 = 3000;
+    with_director(|d| {
+        for (n, spec) in cases.iter().enumerate() {
+            let mut reals: Vec<Real> = spec
+                .iter()
+                .map(|&(w, a, i)| Real::new(w).with_conns(a, i))
+                .collect();
+            let span = model::twos_span(&mut reals);
+            let mut exact = vec![0u64; reals.len()];
+            for r1 in 0..span {
+                for r2 in 0..span {
+                    exact[model::twos(&mut reals, r1, r2).unwrap()] += 1;
+                }
+            }
+            d.install(sched::TWOS, 0, &reals, &[]);
+            let mut seen = vec![0u32; reals.len()];
+            for f in 0..FLOWS {
+                // The new flow counts on its real: put the counts back.
+                d.set_conns(&reals);
+                let client = [10, 1 + n as u8, (f >> 8) as u8, f as u8];
+                let got = d.new_flow(client, 5000).expect("a usable real");
+                assert!(
+                    exact[got] > 0,
+                    "{spec:?}: chose {got}, which the model never does"
+                );
+                seen[got] += 1;
+            }
+            let pairs = (span * span) as f64;
+            for (i, (&e, &s)) in exact.iter().zip(&seen).enumerate() {
+                let p = e as f64 / pairs;
+                let mean = p * f64::from(FLOWS);
+                let sd = (f64::from(FLOWS) * p * (1.0 - p)).sqrt();
+                assert!(
+                    (f64::from(s) - mean).abs() <= 5.0 * sd + 1.0,
+                    "{spec:?}: real {i} chosen {s} times of {FLOWS}, the model says {mean:.0} ± {sd:.0}"
+                );
+            }
+        }
+        // Nobody usable: dropped.
+        let reals = [Real::new(0), Real::new(0)];
+        d.install(sched::TWOS, 0, &reals, &[]);
+        assert_eq!(d.new_flow(CLIENT, 5999), None);
+    });
+}
+
 #[test]
 fn lc_follows_counts_as_connections_open_and_close() {
     with_director(|d| {

@@ -11,6 +11,7 @@ mod persist;
 mod reals;
 mod table;
 mod threshold;
+mod twos;
 
 use lb_common::{FlowKey, SERVICE_F_PERSISTENT, ServiceInfo, sched};
 
@@ -39,6 +40,7 @@ fn schedule(service: &ServiceInfo, flow: &FlowKey) -> Option<u32> {
         rule @ (sched::LC | sched::WLC | sched::SED | sched::NQ | sched::FO | sched::OVF) => {
             least::pick(service, rule)
         }
+        sched::TWOS => twos::pick(service),
         _ => None,
     }
 }

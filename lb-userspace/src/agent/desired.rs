@@ -33,8 +33,8 @@ pub enum Health {
 /// What the agent knows at run time beside the config.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Runtime {
-    /// Verdicts so far; a real with checkers and no verdict yet is down
-    /// under `alpha`, up otherwise.
+    /// Verdicts so far; a real with no verdict yet is down when one of its
+    /// checks has `alpha`, up otherwise.
     pub health: HashMap<RealKey, Health>,
     /// VRRP instances that are Master now.
     pub masters: HashSet<String>,
@@ -74,7 +74,7 @@ impl Runtime {
         };
         match self.health.get(&key) {
             Some(h) => *h,
-            None if !real.lifecycle.checks.is_empty() && svc.lifecycle.alpha => Health::Down,
+            None if real.lifecycle.checks.iter().any(|c| c.common.alpha) => Health::Down,
             None => Health::Up { weight: None },
         }
     }
@@ -176,17 +176,38 @@ impl Runtime {
     /// real going up or down, and the service crossing its quorum
     /// (gained at ≥ quorum + hysteresis, lost below quorum − hysteresis or
     /// when no weight is left, as keepalived does).
+    /// The other services of a `virtual_server_group` take the same verdict
+    /// for the real at the same place, silently: keepalived checks a group's
+    /// real once and announces it once.
     pub fn set_health(&mut self, config: &Config, key: RealKey, health: Health) -> Vec<Notice> {
         let Some(svc) = config.services.iter().find(|s| s.id == key.service) else {
             return Vec::new();
         };
-        let Some(real) = svc
+        let Some(at) = svc
             .reals
             .iter()
-            .find(|r| r.address == key.address && r.port == key.port)
+            .position(|r| r.address == key.address && r.port == key.port)
         else {
             return Vec::new();
         };
+        let notices = self.set_one(svc, at, key, health);
+        for &i in &group_of(config, svc.id) {
+            let other = &config.services[i];
+            if let (true, Some(r)) = (other.id != svc.id, other.reals.get(at)) {
+                let key = RealKey {
+                    service: other.id,
+                    address: r.address,
+                    port: r.port,
+                };
+                self.set_one(other, at, key, health);
+            }
+        }
+        notices
+    }
+
+    /// [`Self::set_health`] for one service's real at position `at`.
+    fn set_one(&mut self, svc: &Service, at: usize, key: RealKey, health: Health) -> Vec<Notice> {
+        let real = &svc.reals[at];
         let was_quorum = self.quorum_up(svc);
         let was_up = matches!(self.health_of(svc, real), Health::Up { .. });
         self.health.insert(key, health);
@@ -223,7 +244,15 @@ impl Runtime {
     /// is up goes down, then the service loses its quorum.
     pub fn stopping(&self, config: &Config) -> Vec<Notice> {
         let mut notices = Vec::new();
-        for svc in config.services.iter().filter(|s| s.lifecycle.omega) {
+        // A group announces once, as its first service.
+        let first_of_group = |i: usize| group_of(config, config.services[i].id).first() == Some(&i);
+        for svc in config
+            .services
+            .iter()
+            .enumerate()
+            .filter(|(i, s)| s.lifecycle.omega && first_of_group(*i))
+            .map(|(_, s)| s)
+        {
             for real in &svc.reals {
                 if matches!(self.health_of(svc, real), Health::Up { .. }) {
                     notices.push(Notice::Real {
@@ -247,6 +276,26 @@ impl Runtime {
         }
         notices
     }
+}
+
+/// The positions of the services of `service`'s `virtual_server_group`
+/// (itself alone when it has none), in config order.
+pub fn group_of(config: &Config, service: ServiceId) -> Vec<usize> {
+    let group = config
+        .services
+        .iter()
+        .find(|s| s.id == service)
+        .and_then(|s| s.group.as_ref());
+    config
+        .services
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| match group {
+            Some(g) => s.group.as_ref() == Some(g),
+            None => s.id == service,
+        })
+        .map(|(i, _)| i)
+        .collect()
 }
 
 /// Every service as the data plane must forward it now, in config order.
@@ -333,7 +382,8 @@ weight = 2
                     retry: 1,
                     delay_before_retry: Duration::from_secs(1),
                     delay_loop: Duration::from_secs(1),
-                    warmup: None,
+                    warmup: Duration::ZERO,
+                    alpha: false,
                     fwmark: None,
                     smtp_alert: None,
                 },
@@ -358,6 +408,50 @@ weight = 2
     }
 
     #[test]
+    fn a_group_shares_each_verdict_and_announces_it_once() {
+        let mut c = checked(config());
+        c.services[0].group = Some("G".into());
+        let mut second = c.services[0].clone();
+        second.id = ServiceId::Addr {
+            vip: "10.0.0.2".parse().unwrap(),
+            port: 80,
+            protocol: config::Protocol::Tcp,
+        };
+        c.services.push(second);
+        let mut loner = c.services[0].clone();
+        loner.id = ServiceId::Addr {
+            vip: "10.0.0.3".parse().unwrap(),
+            port: 80,
+            protocol: config::Protocol::Tcp,
+        };
+        loner.group = None;
+        c.services.push(loner);
+        assert_eq!(group_of(&c, c.services[1].id), [0, 1]);
+        assert_eq!(group_of(&c, c.services[2].id), [2]);
+        let mut rt = Runtime::default();
+        let notices = rt.set_health(&c, key(&c, 0), Health::Down);
+        // One announcement (notify_down, FIFO line), for the first service.
+        let reals: Vec<RealKey> = notices
+            .iter()
+            .filter_map(|n| match n {
+                Notice::Real { key, .. } => Some(*key),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(reals, [key(&c, 0)]);
+        let d = compose(&c, &rt, &Hops::default());
+        let first = c.services[0].reals[0].address;
+        for (i, s) in d.iter().enumerate() {
+            let has = s.reals.iter().any(|r| r.real.address == first);
+            assert_eq!(
+                has,
+                i == 2,
+                "service {i}: only the group's members lost the real"
+            );
+        }
+    }
+
+    #[test]
     fn down_real_leaves_or_is_inhibited() {
         let mut c = checked(config());
         let mut rt = Runtime::default();
@@ -378,7 +472,9 @@ weight = 2
     #[test]
     fn alpha_starts_checked_reals_down_and_dynamic_weight_applies() {
         let mut c = checked(config());
-        c.services[0].lifecycle.alpha = true;
+        for r in &mut c.services[0].reals {
+            r.lifecycle.checks[0].common.alpha = true;
+        }
         let mut rt = Runtime::default();
         assert!(compose(&c, &rt, &Hops::default())[0].reals.is_empty());
         rt.health.insert(key(&c, 1), Health::Up { weight: Some(7) });

@@ -215,12 +215,12 @@ impl Reactor {
         match event {
             Event::Health { key, health } => {
                 let notices = self.runtime.set_health(config, key, health);
-                let index = config.services.iter().position(|s| s.id == key.service);
+                // A virtual_server_group's services share the verdict.
                 self.fwd.update_services(
                     config,
                     &self.runtime,
                     &self.hops,
-                    &Vec::from_iter(index),
+                    &desired::group_of(config, key.service),
                     "real server health changed",
                 );
                 self.alerts.quorum_changes(config, &self.runtime, &notices);
@@ -331,10 +331,11 @@ struct Prepared {
 /// Opens, binds and checks everything that can fail, with the data plane
 /// untouched: a start that fails here leaves a running (or adopted-to-be)
 /// data plane exactly as it was.
-async fn prepare(config: &Arc<Config>) -> Result<Prepared> {
+async fn prepare(config: &mut Arc<Config>) -> Result<Prepared> {
     // One agent per pin directory: the first thing a second agent learns.
     let lock = PinLock::take(&config.dataplane.pin_path)?;
     let resolver = Resolver::new()?;
+    crate::dataplane::route_attach::fill_in(&resolver, Arc::make_mut(config)).await?;
     let announcer = Announcer::new(config)?;
     let alerts = Alerter::start(config)?;
     // What the metrics endpoint reads from the agent's parts.
@@ -422,7 +423,7 @@ pub async fn run(
         vrrp,
         masterships,
     } = tokio::select! {
-        p = prepare(&config) => p?,
+        p = prepare(&mut config) => p?,
         why = signals.stop() => {
             info!("{why} during start-up: stopping before the data plane was touched");
             return Ok(());

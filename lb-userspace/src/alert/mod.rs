@@ -79,6 +79,12 @@ impl Alerter {
                 .notification_email
                 .iter()
                 .map(|to| {
+                    // A local recipient (`root`) is qualified with this host's name.
+                    let to = if to.contains('@') {
+                        to.clone()
+                    } else {
+                        format!("{to}@{host}")
+                    };
                     to.parse()
                         .with_context(|| format!("notification_email `{to}`"))
                 })

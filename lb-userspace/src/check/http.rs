@@ -30,7 +30,9 @@ pub async fn probe(check: &HttpCheck, target: &Target, env: &Env) -> Probe {
         .clone()
         .or_else(|| env.virtualhost.clone());
     for url in &check.urls {
-        let response = match fetch(check, url, host.as_deref(), target).await {
+        // keepalived: the url's virtualhost, else the check's, else the service's.
+        let host = url.virtualhost.as_deref().or(host.as_deref());
+        let response = match fetch(check, url, host, target).await {
             Ok(r) => r,
             Err(e) => return Probe::fail(format!("GET {}: {e}", url.path)),
         };
@@ -263,6 +265,7 @@ mod tests {
             path: "/".into(),
             status_codes: codes,
             digest,
+            virtualhost: None,
         }
     }
 

@@ -4,9 +4,11 @@
 //!
 //! keepalived's rules: a real that is up goes down when an attempt and its
 //! `retry` retries (`delay_before_retry` apart) all fail, and comes back after one
-//! success; checks repeat every `delay_loop`; the first runs after a random
-//! `warmup` delay (or a little jitter, so that thousands of checks do not
-//! start together). A real with several checks is up only while all pass.
+//! success; the very first attempt has no retries (it alone decides); checks
+//! repeat every `delay_loop`; the first runs after a random delay of up to
+//! `warmup` (by default `delay_loop`, so that thousands of checks do not
+//! start together). A check with `alpha` starts failed. A real with several
+//! checks is up only while all pass.
 //! Each attempt is bounded by its timeout and at most [`CONCURRENCY`]
 //! attempts run at once, so a hung real server delays no other check.
 
@@ -80,7 +82,16 @@ impl Checkers {
         let limit = Arc::new(Semaphore::new(CONCURRENCY));
         let mut tasks = JoinSet::new();
         let runtime = Runtime::default();
+        // keepalived checks the reals of a virtual_server_group once: the
+        // group's first service runs the checks, the agent applies the
+        // verdict to every member (`Runtime::set_health`).
+        let mut groups_started: HashSet<&str> = HashSet::new();
         for svc in &config.services {
+            if let Some(g) = &svc.group
+                && !groups_started.insert(g.as_str())
+            {
+                continue;
+            }
             let env = Arc::new(Env {
                 virtualhost: svc.lifecycle.virtualhost.clone(),
                 script_user: config.global.script_user.clone(),
@@ -103,11 +114,12 @@ impl Checkers {
                 };
                 let verdicts = Arc::new(Mutex::new(RealVerdicts {
                     key,
-                    checks: vec![initial; real.lifecycle.checks.len()],
+                    checks: real.lifecycle.checks.iter().map(initial_of).collect(),
                     reported: initial,
                 }));
                 for (slot, check) in real.lifecycle.checks.iter().enumerate() {
                     let board_key = CheckKey { real: key, slot };
+                    let initial = initial_of(check);
                     board.register(board_key, &check.kind, matches!(initial, Health::Up { .. }));
                     let job = Job {
                         check: check.clone(),
@@ -157,9 +169,10 @@ impl Job {
         mut masters: watch::Receiver<HashSet<String>>,
     ) {
         let common = &self.check.common;
-        tokio::time::sleep(first_delay(common.warmup, common.delay_loop)).await;
+        tokio::time::sleep(first_delay(common.warmup)).await;
         let mut state = self.initial;
-        let mut failures = 0u32;
+        // keepalived starts with the retries spent: the first attempt decides.
+        let mut failures = common.retry;
         loop {
             if let Some(owner) = &self.suspend_unless
                 && masters.wait_for(|m| m.contains(owner)).await.is_err()
@@ -293,11 +306,19 @@ fn combine(checks: &[Health]) -> Health {
     Health::Up { weight }
 }
 
-/// Delay before a check's first attempt: random up to `warmup`, else a
-/// random tenth of the interval at most, which spreads checks that start together.
-fn first_delay(warmup: Option<Duration>, delay_loop: Duration) -> Duration {
-    let span = warmup.unwrap_or(delay_loop / 10);
-    span.mul_f64(fastrand::f64())
+/// Delay before a check's first attempt: random up to `warmup` (keepalived
+/// spreads checks that start together over it).
+fn first_delay(warmup: Duration) -> Duration {
+    warmup.mul_f64(fastrand::f64())
+}
+
+/// A check's verdict before its first attempt: failed under `alpha`.
+fn initial_of(check: &Check) -> Health {
+    if check.common.alpha {
+        Health::Down
+    } else {
+        Health::Up { weight: None }
+    }
 }
 
 #[cfg(test)]
@@ -359,11 +380,53 @@ mod tests {
         assert_eq!(combine(&[UP, UP]), UP);
     }
 
+    /// keepalived runs one checker per real of a virtual_server_group, not
+    /// one per member: 13 members, one real, one TCP_CHECK → one check task
+    /// and one connection per round.
+    #[tokio::test]
+    async fn a_group_checks_each_real_once() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let text = format!(
+            "virtual_server_group G {{\n    10.9.0.1-13 {port}\n}}\nvirtual_server group G {{\n    protocol TCP\n    lb_kind NAT\n    delay_loop 60\n    real_server 127.0.0.1 {port} {{\n        TCP_CHECK {{\n            warmup 0\n        }}\n    }}\n}}\n"
+        );
+        let config = crate::keepalived::parse("g.conf", &text, &Default::default())
+            .unwrap()
+            .config;
+        assert_eq!(config.services.len(), 13);
+        let (tx, _rx) = mpsc::channel(16);
+        let mut checkers =
+            Checkers::start(&config, tx, &Alerter::default(), &CheckBoard::default());
+        assert_eq!(checkers.len(), 1, "one check task for the group's real");
+        let accept = || async { listener.accept().await.unwrap() };
+        let _first = tokio::time::timeout(Duration::from_secs(10), accept())
+            .await
+            .expect("the group's real is checked");
+        // Any other member's check would connect at once too (warmup 0).
+        let more = tokio::time::timeout(Duration::from_secs(2), accept()).await;
+        assert!(
+            more.is_err(),
+            "a second connection: a member checked the real again"
+        );
+        checkers.stop().await;
+    }
+
     #[test]
     fn first_delay_stays_within_warmup() {
         for _ in 0..100 {
-            assert!(first_delay(Some(S), LOOP) <= S);
-            assert!(first_delay(None, LOOP) <= LOOP / 10);
+            assert!(first_delay(S) <= S);
         }
+        assert_eq!(first_delay(Duration::ZERO), Duration::ZERO);
+    }
+
+    #[test]
+    fn the_first_attempt_alone_decides_as_in_keepalived() {
+        // The loop starts with `failures = retry`: one failure takes an up real down.
+        let mut n = 3;
+        assert_eq!(step(UP, &mut n, &fail(), 3, S, LOOP), (Health::Down, LOOP));
+        let mut n = 3;
+        assert_eq!(step(UP, &mut n, &Probe::pass(), 3, S, LOOP).0, UP);
+        assert_eq!(n, 0, "a success restores the retries");
+        assert_eq!(step(UP, &mut n, &fail(), 3, S, LOOP), (UP, S));
     }
 }

@@ -18,14 +18,19 @@ pub struct CheckCommon {
     /// Default 5 s; bounds the whole attempt (connect, exchange, close).
     pub connect_timeout: Duration,
     /// Retries of a failed attempt before the real is marked down (keepalived
-    /// `retry`, old `nb_get_retry`; default 1: two failures in a row).
+    /// `retry`, old `nb_get_retry`; default per type, `defaults::retry`).
+    /// The first attempt after start has none: it alone decides, as in keepalived.
     pub retry: u32,
-    /// Pause between a failed attempt and the retry (default 1 s).
+    /// Pause between a failed attempt and the retry (`defaults::delay_before_retry`).
     pub delay_before_retry: Duration,
-    /// Pause between checks (default: the service's `delay_loop`).
+    /// Pause between checks (default: the real's, else the service's `delay_loop`).
     pub delay_loop: Duration,
-    /// `warmup`: a random delay up to this before the first check.
-    pub warmup: Option<Duration>,
+    /// `warmup`: the first attempt waits a random time up to this (default
+    /// `delay_loop`; 0: at once).
+    pub warmup: Duration,
+    /// `alpha`: the check starts failed, so its real starts down until it
+    /// passes (default: the real's, else the service's `alpha`).
+    pub alpha: bool,
     /// `fwmark`: mark set on the checker's packets (SO_MARK).
     pub fwmark: Option<u32>,
     /// `smtp_alert` for this checker's real-server alerts (an xlb extension;
@@ -42,6 +47,8 @@ pub struct Url {
     pub status_codes: Vec<(u16, u16)>,
     /// MD5 of the body, as keepalived's genhash prints it.
     pub digest: Option<[u8; 16]>,
+    /// `virtualhost` of this url: its Host header, before the check's.
+    pub virtualhost: Option<String>,
 }
 
 /// `http_protocol`.
@@ -191,8 +198,6 @@ pub struct SorryServer {
 pub struct ServiceLifecycle {
     /// `delay_loop` (default 60 s): checkers' default interval.
     pub delay_loop: Duration,
-    /// `alpha`: reals start down until their first successful check.
-    pub alpha: bool,
     /// `omega`: run `quorum_down` and notify_down for every real when the
     /// service is removed (reload or stop).
     pub omega: bool,
@@ -215,8 +220,7 @@ pub struct ServiceLifecycle {
 impl Default for ServiceLifecycle {
     fn default() -> Self {
         ServiceLifecycle {
-            delay_loop: Duration::from_secs(60),
-            alpha: false,
+            delay_loop: super::defaults::DELAY_LOOP,
             omega: false,
             quorum: 1,
             hysteresis: 0,

@@ -2,7 +2,9 @@
 //! Every error names `file:line:col`; a file with any error yields no model,
 //! so nothing is ever half-applied.
 
+pub mod capacity;
 pub mod check;
+pub mod defaults;
 pub mod global;
 mod overrides;
 mod raw;
@@ -16,7 +18,6 @@ use std::{
 };
 
 pub use overrides::Overrides;
-pub(crate) use validate::capacity_problems;
 pub use validate::parse;
 
 /// How the XDP program is attached.
@@ -81,11 +82,13 @@ pub enum Scheduler {
     Fo,
     /// Overflow-connection.
     Ovf,
+    /// Power of two choices (Linux 6.2's `ip_vs_twos`).
+    Twos,
 }
 
 impl Scheduler {
     /// Every scheduler with its name and data-plane code.
-    pub const ALL: [(Scheduler, &'static str, u8); 13] = {
+    pub const ALL: [(Scheduler, &'static str, u8); 14] = {
         use lb_common::sched::*;
         [
             (Scheduler::Rr, "rr", RR),
@@ -101,6 +104,7 @@ impl Scheduler {
             (Scheduler::Mh, "mh", MH),
             (Scheduler::Fo, "fo", FO),
             (Scheduler::Ovf, "ovf", OVF),
+            (Scheduler::Twos, "twos", TWOS),
         ]
     };
 
@@ -396,6 +400,11 @@ pub struct Service {
     pub persistence: Option<Persistence>,
     pub reals: Vec<Real>,
     pub lifecycle: check::ServiceLifecycle,
+    /// The `virtual_server_group` this service is a member of (TOML
+    /// `group`): its members list the same reals and checks, and keepalived
+    /// runs each real's checks once for all of them, with one verdict and
+    /// one announcement. `None`: a service of its own.
+    pub group: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -448,11 +457,58 @@ impl fmt::Display for ConfigErrors {
 
 impl std::error::Error for ConfigErrors {}
 
-/// Reads and validates `path`.
+/// Reads and validates `path`. A keepalived.conf given as TOML fails with
+/// the TOML error and a hint to read it with `--keepalived-conf`.
 pub fn load(path: &std::path::Path) -> anyhow::Result<Config> {
-    let text = std::fs::read_to_string(path)
+    let bytes = std::fs::read(path)
         .map_err(|e| anyhow::anyhow!("{}: cannot read config: {e}", path.display()))?;
-    Ok(parse(&path.display().to_string(), &text)?)
+    let shown = path.display().to_string();
+    let hint = || {
+        keepalived_block(&bytes).map(|(line, block)| ConfigError {
+        file: shown.clone(),
+        line,
+        col: 1,
+        message: format!(
+            "this looks like a keepalived.conf ('{block} {{' here), not xlb's TOML: read it with --keepalived-conf {shown}"
+        ),
+    })
+    };
+    let text = match String::from_utf8(bytes.clone()) {
+        Ok(t) => t,
+        Err(e) => {
+            let errors = hint().map_or_else(Vec::new, |h| vec![h]);
+            if errors.is_empty() {
+                anyhow::bail!("{shown}: cannot read config: {e}");
+            }
+            return Err(ConfigErrors(errors).into());
+        }
+    };
+    parse(&shown, &text).map_err(|mut e| {
+        e.0.extend(hint());
+        e.into()
+    })
+}
+
+/// The first line that opens a block only keepalived.conf has, and its keyword.
+fn keepalived_block(bytes: &[u8]) -> Option<(usize, &'static str)> {
+    const BLOCKS: [&str; 8] = [
+        "global_defs",
+        "vrrp_instance",
+        "vrrp_sync_group",
+        "vrrp_script",
+        "virtual_server",
+        "virtual_server_group",
+        "static_ipaddress",
+        "static_routes",
+    ];
+    String::from_utf8_lossy(bytes)
+        .lines()
+        .enumerate()
+        .find_map(|(i, l)| {
+            let first = l.split_whitespace().next()?;
+            let block = BLOCKS.iter().find(|b| **b == first)?;
+            l.contains('{').then_some((i + 1, *block))
+        })
 }
 
 /// Where the configuration comes from: xlb's TOML or a keepalived.conf.
@@ -476,6 +532,15 @@ impl Source {
         match self {
             Source::Toml(p) | Source::Keepalived { path: p, .. } => p,
         }
+    }
+
+    /// The same source, read as `xlb check` and `xlb run` read it: the
+    /// interfaces it names must exist here (keepalived.conf).
+    pub fn on_this_host(mut self) -> Source {
+        if let Source::Keepalived { options, .. } = &mut self {
+            options.check_interfaces = true;
+        }
+        self
     }
 }
 

@@ -264,20 +264,26 @@ pub struct Rule {
     pub action: RuleAction,
 }
 
-/// `track_interface { DEV [weight W] }`: weight 0 means link down → Fault;
-/// otherwise the priority changes by W while the link is down.
+/// `track_interface { DEV [weight W [reverse]] }`: weight 0 means link down
+/// → Fault; otherwise the priority changes by W while the link is down (W
+/// below 0) or up (W above 0); `reverse` moves it the other way (and with
+/// weight 0, link up is Fault).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TrackInterface {
     pub name: String,
     pub weight: i32,
+    pub reverse: bool,
 }
 
-/// `track_script { NAME [weight W] }` / `track_file { NAME [weight W] }`:
-/// a reference to a definition, optionally overriding its weight.
+/// `track_script { NAME [weight W [reverse]] }` / `track_file { NAME [weight
+/// W [reverse]] }`: a reference to a definition, optionally overriding its
+/// weight (and then its direction).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TrackRef {
     pub name: String,
     pub weight: Option<i32>,
+    /// With `weight`: reversed. Track files take it as a negated weight.
+    pub reverse: bool,
 }
 
 /// `vrrp_script NAME { … }`.

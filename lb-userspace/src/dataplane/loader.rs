@@ -7,16 +7,16 @@ use aya::{
     Ebpf, EbpfLoader,
     programs::{Xdp, xdp::XdpLinkId},
 };
-use lb_common::{PROG_DIRECTOR, globals, map_names};
+use lb_common::{PROG_DIRECTOR, globals, map_names, sizes};
 use std::path::Path;
 use tracing::{info, warn};
 
 /// `max_entries` of every map whose size comes from the config.
 pub fn map_sizes(dp: &config::Dataplane) -> Result<Vec<(&'static str, u32)>> {
-    let maglev_entries = dp
-        .max_services
+    dp.max_services
         .checked_mul(dp.maglev_table_size)
         .context("max_services × maglev_table_size overflows")?;
+    let maglev_entries = sizes::maglev(dp.max_services, dp.maglev_table_size);
     Ok(vec![
         (map_names::SERVICES, dp.max_services),
         (map_names::SERVICE_STATS, dp.max_services),
@@ -29,7 +29,7 @@ pub fn map_sizes(dp: &config::Dataplane) -> Result<Vec<(&'static str, u32)>> {
         (map_names::NAT_REPLIES, dp.conntrack_size),
         (
             map_names::SERVICE_REALS,
-            dp.max_services * 2 * lb_common::sched_layout::MAX_REALS_PER_SERVICE,
+            sizes::service_reals(dp.max_services),
         ),
         (map_names::SCHED_CURSORS, dp.max_services),
         (map_names::REAL_OVERLOAD, dp.max_reals),

@@ -8,6 +8,7 @@ mod ids;
 pub mod ipvs;
 mod loader;
 mod mh_order;
+pub mod route_attach;
 mod sweep;
 mod tables;
 mod xdp;

@@ -23,6 +23,17 @@ pub struct Diag {
     warnings: Vec<ConfigError>,
 }
 
+/// By file (in the order first seen), then line and column; stable.
+fn sort(list: &mut [ConfigError]) {
+    let mut files: Vec<String> = Vec::new();
+    for e in list.iter() {
+        if !files.contains(&e.file) {
+            files.push(e.file.clone());
+        }
+    }
+    list.sort_by_key(|e| (files.iter().position(|f| *f == e.file), e.line, e.col));
+}
+
 fn at(pos: &Pos, message: String) -> ConfigError {
     ConfigError {
         file: pos.file.to_string(),
@@ -56,15 +67,24 @@ impl Diag {
         }
     }
 
+    /// Something keepalived 2.2.7 accepts and corrects, or where xlb
+    /// deliberately differs: reported, never refused.
+    pub fn warning(&mut self, pos: &Pos, message: impl Into<String>) {
+        self.warnings.push(at(pos, message.into()));
+    }
+
     pub fn error_count(&self) -> usize {
         self.errors.len()
     }
 
-    /// The model if nothing was wrong, else every error.
+    /// The model if nothing was wrong, else every error; each list in the
+    /// order of the text (files in the order they were read).
     pub fn finish(
-        self,
+        mut self,
         config: Option<crate::config::Config>,
     ) -> Result<super::Loaded, ConfigErrors> {
+        sort(&mut self.errors);
+        sort(&mut self.warnings);
         match config {
             Some(config) if self.errors.is_empty() => Ok(super::Loaded {
                 config,

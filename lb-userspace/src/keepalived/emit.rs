@@ -5,7 +5,9 @@
 
 use crate::config::{
     Command, Config, DataplaneKind, Method, NodestPolicy, Service, ServiceId, Tunnel, XdpMode,
+    capacity,
     check::{Check, CheckKind, DnsType, HttpProtocol, RealLifecycle, ServiceLifecycle},
+    defaults as config_defaults,
     global::{Fifo, Global},
     vrrp::{
         Garp, InitialState, Instance, Notify, Route, RouteKind, Rule, RuleAction, Scope,
@@ -476,19 +478,26 @@ impl Emitter {
         let num = |t: &mut Table, k: &str, v: u32, def: u32| {
             self.put(t, k, i64::from(v).into(), v == def)
         };
+        // Unset sizes fit the services (config::capacity).
+        let services: Vec<&Service> = c.services.iter().collect();
         num(
             &mut t,
             "maglev_table_size",
             d.maglev_table_size,
-            defaults::MAGLEV_TABLE_SIZE,
+            capacity::maglev_table_size(&services),
         );
         num(
             &mut t,
             "max_services",
             d.max_services,
-            defaults::MAX_SERVICES,
+            capacity::max_services(&services),
         );
-        num(&mut t, "max_reals", d.max_reals, defaults::MAX_REALS);
+        num(
+            &mut t,
+            "max_reals",
+            d.max_reals,
+            capacity::max_reals(&services),
+        );
         num(
             &mut t,
             "conntrack_size",
@@ -527,6 +536,9 @@ impl Emitter {
                     let mut x = Table::new();
                     x.insert("name".into(), r.name.clone().into());
                     opt(&mut x, "weight", r.weight.map(|w| Value::Integer(w.into())));
+                    if r.reverse {
+                        x.insert("reverse".into(), true.into());
+                    }
                     x
                 })
                 .collect()
@@ -537,6 +549,7 @@ impl Emitter {
                 let mut x = Table::new();
                 x.insert("name".into(), i.name.clone().into());
                 self.put(&mut x, "weight", i64::from(i.weight).into(), i.weight == 0);
+                self.put(&mut x, "reverse", i.reverse.into(), !i.reverse);
                 x
             })
             .collect();
@@ -713,6 +726,7 @@ impl Emitter {
             };
             self.put(&mut t, "persistence_granularity", g, full_mask);
         }
+        opt(&mut t, "group", s.group.clone().map(Value::from));
         self.lifecycle(&mut t, &s.lifecycle);
         let port = s.id.addr().map(|a| a.1);
         self.list(
@@ -740,7 +754,7 @@ impl Emitter {
                     i64::from(r.l_threshold).into(),
                     r.l_threshold == 0,
                 );
-                self.real_lifecycle(&mut x, &r.lifecycle);
+                self.real_lifecycle(&mut x, &r.lifecycle, &s.lifecycle);
                 x
             }),
         );
@@ -755,7 +769,6 @@ impl Emitter {
             secs(l.delay_loop),
             l.delay_loop == d.delay_loop,
         );
-        self.put(t, "alpha", l.alpha.into(), !l.alpha);
         self.put(t, "omega", l.omega.into(), !l.omega);
         self.put(
             t,
@@ -783,7 +796,7 @@ impl Emitter {
         opt(t, "smtp_alert", l.smtp_alert.map(Value::from));
     }
 
-    fn real_lifecycle(&self, t: &mut Table, l: &RealLifecycle) {
+    fn real_lifecycle(&self, t: &mut Table, l: &RealLifecycle, service: &ServiceLifecycle) {
         self.put(
             t,
             "inhibit_on_failure",
@@ -793,10 +806,11 @@ impl Emitter {
         opt(t, "notify_up", l.notify_up.as_ref().map(command));
         opt(t, "notify_down", l.notify_down.as_ref().map(command));
         opt(t, "smtp_alert", l.smtp_alert.map(Value::from));
-        self.list(t, "check", l.checks.iter().map(|c| self.check(c)));
+        self.list(t, "check", l.checks.iter().map(|c| self.check(c, service)));
     }
 
-    fn check(&self, c: &Check) -> Table {
+    /// A check, leaving out what equals its default (`config::defaults`).
+    fn check(&self, c: &Check, service: &ServiceLifecycle) -> Table {
         let mut t = Table::new();
         let kind = match &c.kind {
             CheckKind::Tcp => "tcp",
@@ -823,13 +837,37 @@ impl Emitter {
             "bind_port",
             m.bind_port.map(|p| Value::Integer(p.into())),
         );
-        // Defaults differ per type (DNS retries 3 times) and the delay loop
-        // comes from the service: write these always.
-        t.insert("connect_timeout".into(), secs(m.connect_timeout));
-        t.insert("retry".into(), i64::from(m.retry).into());
-        t.insert("delay_before_retry".into(), secs(m.delay_before_retry));
-        t.insert("delay_loop".into(), secs(m.delay_loop));
-        opt(&mut t, "warmup", m.warmup.map(secs));
+        self.put(
+            &mut t,
+            "connect_timeout",
+            secs(m.connect_timeout),
+            m.connect_timeout == config_defaults::CONNECT_TIMEOUT,
+        );
+        self.put(
+            &mut t,
+            "retry",
+            i64::from(m.retry).into(),
+            m.retry == config_defaults::retry(&c.kind),
+        );
+        self.put(
+            &mut t,
+            "delay_before_retry",
+            secs(m.delay_before_retry),
+            m.delay_before_retry == config_defaults::delay_before_retry(&c.kind, m.delay_loop),
+        );
+        self.put(
+            &mut t,
+            "delay_loop",
+            secs(m.delay_loop),
+            m.delay_loop == service.delay_loop,
+        );
+        self.put(
+            &mut t,
+            "warmup",
+            secs(m.warmup),
+            m.warmup == config_defaults::warmup(m.delay_loop),
+        );
+        self.put(&mut t, "alpha", m.alpha.into(), !m.alpha);
         opt(&mut t, "fwmark", m.fwmark.map(|f| Value::Integer(f.into())));
         match &c.kind {
             CheckKind::Http(h) => {
@@ -851,6 +889,11 @@ impl Emitter {
                         x.insert("status_code".into(), Value::Array(codes));
                     }
                     opt(&mut x, "digest", u.digest.map(|d| hex(&d)));
+                    opt(
+                        &mut x,
+                        "virtualhost",
+                        u.virtualhost.clone().map(Value::from),
+                    );
                     x
                 });
                 self.list(&mut t, "url", urls);
@@ -909,7 +952,7 @@ impl Emitter {
                     &mut t,
                     "misc_timeout",
                     secs(*timeout),
-                    *timeout == m.delay_loop,
+                    *timeout == config_defaults::misc_timeout(service.delay_loop),
                 );
                 self.put(&mut t, "misc_dynamic", (*dynamic).into(), !dynamic);
                 opt(&mut t, "user", user.clone().map(Value::from));

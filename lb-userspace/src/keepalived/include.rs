@@ -7,6 +7,7 @@ use super::{
     diag::{Diag, Pos},
     lexer, params,
     params::Params,
+    sequence,
 };
 use std::{
     path::{Path, PathBuf},
@@ -16,6 +17,8 @@ use std::{
 /// Includes nested deeper than this are refused (keepalived has no limit;
 /// a runaway glob should not exhaust the agent).
 const MAX_DEPTH: usize = 16;
+/// Lines one `~SEQ` may expand to.
+const MAX_SEQUENCE: u64 = 65536;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Token {
@@ -34,10 +37,39 @@ pub fn read(path: &Path, config_id: Option<&str>, diag: &mut Diag) -> Vec<Line> 
 
 /// `text`, shown as `name`, read like a file whose `include` lines are
 /// errors: nothing outside the text is touched (the parser fuzz target).
-pub fn read_text(name: &str, text: &str, config_id: Option<&str>, diag: &mut Diag) -> Vec<Line> {
+pub fn read_text(name: &str, text: &[u8], config_id: Option<&str>, diag: &mut Diag) -> Vec<Line> {
     let mut r = Reader::new(config_id, false, diag);
     r.lines(Path::new(name), name.into(), text);
     r.out
+}
+
+/// One line of the file as keepalived's `read_line()` sees it: it ends at
+/// a NUL byte (C strings), and its bytes are taken as UTF-8 where they are
+/// (others become U+FFFD). Also returns the columns of the bytes that were
+/// not UTF-8, and the column of the NUL that cut the line.
+fn decode(raw: &[u8]) -> (String, Vec<usize>, Option<usize>) {
+    let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+    let nul = raw.iter().position(|b| *b == 0);
+    let mut rest = &raw[..nul.unwrap_or(raw.len())];
+    let mut text = String::new();
+    let mut bad = Vec::new();
+    loop {
+        match std::str::from_utf8(rest) {
+            Ok(s) => {
+                text.push_str(s);
+                break;
+            }
+            Err(e) => {
+                let (good, after) = rest.split_at(e.valid_up_to());
+                text.push_str(std::str::from_utf8(good).unwrap_or_default());
+                bad.push(text.chars().count() + 1);
+                text.push(char::REPLACEMENT_CHARACTER);
+                rest = &after[e.error_len().unwrap_or(after.len())..];
+            }
+        }
+    }
+    let nul_col = nul.map(|_| text.chars().count() + 1);
+    (text, bad, nul_col)
 }
 
 struct Reader<'a, 'd> {
@@ -92,7 +124,7 @@ impl<'a, 'd> Reader<'a, 'd> {
             );
             return;
         }
-        let text = match std::fs::read_to_string(path) {
+        let text = match std::fs::read(path) {
             Ok(t) => t,
             Err(e) => {
                 self.diag.error(&at, format!("cannot read '{shown}': {e}"));
@@ -105,21 +137,37 @@ impl<'a, 'd> Reader<'a, 'd> {
     }
 
     /// The lines of `text`, read from `path` (shown as `shown`).
-    fn lines(&mut self, path: &Path, shown: Rc<str>, text: &str) {
+    fn lines(&mut self, path: &Path, shown: Rc<str>, text: &[u8]) {
         let mut multiline: Option<String> = None;
-        for (i, raw) in text.lines().enumerate() {
+        let text = text.strip_suffix(b"\n").unwrap_or(text);
+        for (i, raw) in text.split(|b| *b == b'\n').enumerate() {
             let pos = |col| Pos {
                 file: shown.clone(),
                 line: i + 1,
                 col,
             };
-            let (line, cont) = match lexer::decomment(&lexer::chars(raw.trim_end_matches('\r'))) {
+            let (raw, bad, nul) = decode(raw);
+            if let Some(col) = nul {
+                self.diag.warning(
+                    &pos(col),
+                    "a NUL byte ends the line here (keepalived reads the line up to it); the rest of the line is left out",
+                );
+            }
+            let (line, cont) = match lexer::decomment(&lexer::chars(&raw)) {
                 Ok(l) => l,
                 Err(col) => {
                     self.diag.error(&pos(col), "unterminated quote");
                     continue;
                 }
             };
+            // Bytes that are not UTF-8 are fine in comments; in a value
+            // they cannot be kept as they are.
+            for col in bad.iter().filter(|c| line.iter().any(|(_, lc)| lc == *c)) {
+                self.diag.warning(
+                    &pos(*col),
+                    "a byte that is not UTF-8 is read as U+FFFD (keepalived passes the byte on as it is): write the value in UTF-8",
+                );
+            }
             if let Some(name) = &multiline {
                 let text: String = line.iter().map(|c| c.0).collect();
                 self.params.extend(name, text);
@@ -131,53 +179,99 @@ impl<'a, 'd> Reader<'a, 'd> {
             if line.is_empty() {
                 continue;
             }
-            let Some(line) = self.condition(line) else {
-                continue;
-            };
-            if let Some((name, first)) = params::definition(&line) {
-                self.params.define(name.clone(), first);
-                if cont {
-                    multiline = Some(name);
-                }
-                continue;
+            multiline = self.logical(path, &pos, line, cont);
+        }
+    }
+
+    /// One line after its comment is gone: `@id` condition, `$NAME=`
+    /// definition, `~SEQ`, substitution, `include`. Returns the name of a
+    /// definition the line starts and a `\` continues.
+    fn logical(
+        &mut self,
+        path: &Path,
+        pos: &dyn Fn(usize) -> Pos,
+        line: lexer::Chars,
+        cont: bool,
+    ) -> Option<String> {
+        let line = self.condition(line)?;
+        if let Some((name, first)) = params::definition(&line) {
+            self.params.define(name.clone(), first);
+            return cont.then_some(name);
+        }
+        if cont {
+            self.diag.error(
+                &pos(line.last().map_or(1, |c| c.1 + 1)),
+                "a '\\' continues only a '$NAME=' definition onto the next line",
+            );
+            return None;
+        }
+        if line.first().is_some_and(|c| c.0 == '~') {
+            self.sequence(path, pos, &line);
+            return None;
+        }
+        let lines = match self.params.substitute(line) {
+            Ok(l) => l,
+            Err((col, msg)) => {
+                self.diag.error(&pos(col), msg);
+                return None;
             }
-            if cont {
-                self.diag.error(
-                    &pos(line.last().map_or(1, |c| c.1 + 1)),
-                    "a '\\' continues only a '$NAME=' definition onto the next line",
+        };
+        for l in lines {
+            let tokens: Line = lexer::words(&l)
+                .into_iter()
+                .map(|w| Token {
+                    text: w.text,
+                    pos: pos(w.col),
+                    quoted: w.quoted,
+                })
+                .collect();
+            if tokens
+                .first()
+                .is_some_and(|t| t.text == "include" && !t.quoted)
+            {
+                if self.includes {
+                    self.include(path, &tokens);
+                } else {
+                    self.diag
+                        .error(&tokens[0].pos, "'include' needs a file, not text");
+                }
+            } else if !tokens.is_empty() {
+                self.out.push(tokens);
+            }
+        }
+        None
+    }
+
+    /// `~SEQ(VAR, [START, [STEP,]] END) TEXT` (`~SEQx`: the values in hex):
+    /// TEXT read once per value with `$VAR` defined as it, as keepalived's
+    /// `add_seq` does.
+    fn sequence(&mut self, path: &Path, pos: &dyn Fn(usize) -> Pos, line: &lexer::Chars) {
+        let at = pos(line[0].1);
+        let Some(seq) = sequence::parse(line, &self.params) else {
+            let head: String = line.iter().take(4).map(|c| c.0).collect();
+            if head == "~LST" {
+                self.diag.unsupported(
+                    &at,
+                    "~LST",
+                    "value lists are not implemented; use ~SEQ or one line per value",
                 );
-                continue;
+            } else {
+                self.diag.error(
+                    &at,
+                    "invalid ~SEQ: expected '~SEQ(NAME, [START, [STEP,]] END) TEXT'",
+                );
             }
-            let lines = match self.params.substitute(line) {
-                Ok(l) => l,
-                Err((col, msg)) => {
-                    self.diag.error(&pos(col), msg);
-                    continue;
-                }
-            };
-            for l in lines {
-                let tokens: Line = lexer::words(&l)
-                    .into_iter()
-                    .map(|w| Token {
-                        text: w.text,
-                        pos: pos(w.col),
-                        quoted: w.quoted,
-                    })
-                    .collect();
-                if tokens
-                    .first()
-                    .is_some_and(|t| t.text == "include" && !t.quoted)
-                {
-                    if self.includes {
-                        self.include(path, &tokens);
-                    } else {
-                        self.diag
-                            .error(&tokens[0].pos, "'include' needs a file, not text");
-                    }
-                } else if !tokens.is_empty() {
-                    self.out.push(tokens);
-                }
-            }
+            return;
+        };
+        // Each value's expansion is the text again: bound the work as for parameters.
+        if seq.count() > MAX_SEQUENCE {
+            self.diag
+                .error(&at, format!("~SEQ yields more than {MAX_SEQUENCE} lines"));
+            return;
+        }
+        for value in seq.values() {
+            self.params.define(seq.var.clone(), value);
+            self.logical(path, pos, seq.text.clone(), false);
         }
     }
 

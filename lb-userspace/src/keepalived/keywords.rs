@@ -1,14 +1,28 @@
 //! Every keyword xlb knows, per block: whether it opens a block, how many
-//! values it takes, whether it may repeat, and — for keywords keepalived
-//! accepts but xlb does not honour — why not. Lines inside value blocks
-//! (`virtual_ipaddress`, `unicast_peer`, `group` …) are data, not keywords,
-//! and are checked by their mappers.
+//! values it takes, whether it may repeat, and what xlb does with it —
+//! maps it, refuses it as unsupported (with the reason), or accepts and
+//! ignores it (it only tunes keepalived's own process; with a note). The
+//! keywords are keepalived 2.2.7's own (`keepalived-2.2.7.keywords`, dumped
+//! by its parser); a test walks that tree and finds each here. Lines inside
+//! value blocks (`virtual_ipaddress`, `unicast_peer`, `group` …) are data,
+//! not keywords, and are checked by their mappers.
 
 /// Whether a keyword opens a `{ … }` block.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Blk {
     No,
     Yes,
+}
+
+/// What xlb does with a keyword keepalived accepts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    /// Read into the model.
+    Mapped,
+    /// Refused (an error, or with `--lenient` a warning): xlb cannot honour it.
+    Unsupported(&'static str),
+    /// Accepted and ignored: it tunes only keepalived's own process.
+    Ignored(&'static str),
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -20,8 +34,7 @@ pub struct Kw {
     pub block: Blk,
     /// May appear more than once in its block.
     pub multi: bool,
-    /// `Some(reason)`: accepted by keepalived, not honoured by xlb.
-    pub unsupported: Option<&'static str>,
+    pub status: Status,
 }
 
 const MANY: usize = usize::MAX;
@@ -33,7 +46,7 @@ const fn leaf(name: &'static str, min: usize, max: usize) -> Kw {
         max,
         block: Blk::No,
         multi: false,
-        unsupported: None,
+        status: Status::Mapped,
     }
 }
 
@@ -52,11 +65,21 @@ const fn multi(k: Kw) -> Kw {
     Kw { multi: true, ..k }
 }
 
-const fn no(k: Kw, reason: &'static str) -> Kw {
+/// Unsupported: its values and block are not read.
+const fn no(name: &'static str, reason: &'static str) -> Kw {
     Kw {
-        unsupported: Some(reason),
+        status: Status::Unsupported(reason),
         multi: true,
-        ..k
+        ..leaf(name, 0, MANY)
+    }
+}
+
+/// Accepted and ignored: its values and block are not read.
+const fn ign(name: &'static str, note: &'static str) -> Kw {
+    Kw {
+        status: Status::Ignored(note),
+        multi: true,
+        ..leaf(name, 0, MANY)
     }
 }
 
@@ -64,10 +87,15 @@ const MAIL: &str = "xlb mails every fault it alerts on; there is no switch for f
 const SNMP: &str = "xlb has no SNMP agent";
 const DBUS: &str = "xlb has no D-Bus interface";
 const FIREWALL: &str = "no_accept uses xlb's own nftables table `inet xlb`";
-const PRIO: &str =
-    "process priority and swapping are the service manager's to set (systemd), not xlb's";
-const LOWER_PRIO: &str = "xlb does not react to lower-priority adverts beyond the RFC";
-const CHECK_DEFAULT: &str = "set it in each checker";
+const PROCESS: &str = "tunes keepalived's own process; xlb is one process, its priority and limits are the service manager's (systemd)";
+const BUFFERS: &str = "sizes keepalived's netlink sockets; xlb sizes its own";
+const LOGGING: &str = "a logging choice; xlb logs every failed attempt at debug level";
+const BFD: &str = "BFD is not implemented";
+const TRACK_PROCESS: &str = "process tracking is not implemented; use a vrrp_script";
+const GARP_EXTRA: &str = "xlb announces on the VIPs' interface only";
+const NOT_YET: &str = "not implemented";
+const SNMP_NAME: &str = "names the object for SNMP, which xlb does not have";
+const REGEX: &str = "body regular expressions are not implemented; use digest";
 
 /// The blocks keywords live in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,6 +114,7 @@ pub enum Area {
     SslCheck,
     Url,
     SmtpCheck,
+    SmtpHost,
     DnsCheck,
     UdpCheck,
     PingCheck,
@@ -110,6 +139,7 @@ impl Area {
             Area::SslCheck => "SSL_GET",
             Area::Url => "url",
             Area::SmtpCheck => "SMTP_CHECK",
+            Area::SmtpHost => "SMTP_CHECK host",
             Area::DnsCheck => "DNS_CHECK",
             Area::UdpCheck => "UDP_CHECK",
             Area::PingCheck => "PING_CHECK",
@@ -118,29 +148,68 @@ impl Area {
     }
 
     pub fn keywords(self) -> Vec<Kw> {
-        let mut v: Vec<Kw> = match self {
+        match self {
             Area::Top => TOP.to_vec(),
             Area::Global => GLOBAL.to_vec(),
             Area::VrrpScript => VRRP_SCRIPT.to_vec(),
             Area::TrackFile => TRACK_FILE.to_vec(),
-            Area::SyncGroup => SYNC_GROUP.to_vec(),
-            Area::Instance => [NOTIFY, INSTANCE].concat(),
+            Area::SyncGroup => [SYNC_GROUP, TRACKS, NOTIFY].concat(),
+            Area::Instance => [NOTIFY, TRACKS, INSTANCE].concat(),
             Area::Auth => AUTH.to_vec(),
-            Area::VirtualServer => VIRTUAL_SERVER.to_vec(),
-            Area::RealServer => REAL_SERVER.to_vec(),
-            Area::TcpCheck | Area::PingCheck => CHECK_COMMON.to_vec(),
-            Area::HttpCheck => [CHECK_COMMON, HTTP].concat(),
+            Area::VirtualServer => [CHECK_DEFAULTS, VIRTUAL_SERVER].concat(),
+            Area::RealServer => [CHECK_DEFAULTS, REAL_SERVER].concat(),
+            Area::TcpCheck | Area::PingCheck | Area::SmtpHost => CHECK_COMMON.to_vec(),
+            Area::HttpCheck => [
+                CHECK_COMMON,
+                HTTP,
+                &[ign("enable_sni", "HTTP_GET has no TLS to send it in")],
+            ]
+            .concat(),
             Area::SslCheck => [CHECK_COMMON, HTTP, &[flag("enable_sni")]].concat(),
             Area::Url => URL.to_vec(),
-            Area::SmtpCheck => [CHECK_COMMON, &[leaf("helo_name", 1, 1), no(block("host", 0, 0), "SMTP_CHECK host sub-blocks are not implemented; use one SMTP_CHECK per host")]].concat(),
+            Area::SmtpCheck => [
+                CHECK_COMMON,
+                &[leaf("helo_name", 1, 1), multi(block("host", 0, 0))],
+            ]
+            .concat(),
             Area::DnsCheck => [CHECK_COMMON, &[leaf("type", 1, 1), leaf("name", 1, 1)]].concat(),
             Area::UdpCheck => [CHECK_COMMON, UDP].concat(),
             Area::MiscCheck => MISC.to_vec(),
-        };
-        if self == Area::SyncGroup {
-            v.extend_from_slice(NOTIFY);
         }
-        v
+    }
+
+    /// The area of the block `name` opens inside this one, for blocks
+    /// whose lines are keywords (value blocks have none).
+    pub fn child(self, name: &str) -> Option<Area> {
+        Some(match (self, name) {
+            (Area::Top, "global_defs") => Area::Global,
+            (Area::Top, "vrrp_script") => Area::VrrpScript,
+            (Area::Top, "vrrp_track_file" | "track_file") => Area::TrackFile,
+            (Area::Top, "vrrp_sync_group") => Area::SyncGroup,
+            (Area::Top, "vrrp_instance") => Area::Instance,
+            (Area::Top, "virtual_server") => Area::VirtualServer,
+            (Area::Instance, "authentication") => Area::Auth,
+            (Area::VirtualServer, "real_server") => Area::RealServer,
+            (Area::RealServer, check) => Area::check(check)?,
+            (Area::HttpCheck | Area::SslCheck, "url") => Area::Url,
+            (Area::SmtpCheck, "host") => Area::SmtpHost,
+            _ => return None,
+        })
+    }
+
+    /// The area of a checker block of `real_server`.
+    pub fn check(name: &str) -> Option<Area> {
+        Some(match name {
+            "TCP_CHECK" => Area::TcpCheck,
+            "HTTP_GET" => Area::HttpCheck,
+            "SSL_GET" => Area::SslCheck,
+            "SMTP_CHECK" => Area::SmtpCheck,
+            "DNS_CHECK" => Area::DnsCheck,
+            "UDP_CHECK" => Area::UdpCheck,
+            "PING_CHECK" => Area::PingCheck,
+            "MISC_CHECK" => Area::MiscCheck,
+            _ => return None,
+        })
     }
 }
 
@@ -151,19 +220,58 @@ const TOP: &[Kw] = &[
     block("static_rules", 0, 0),
     multi(block("vrrp_script", 1, 1)),
     multi(block("vrrp_track_file", 1, 1)),
+    // keepalived 2.1's name for vrrp_track_file.
+    multi(block("track_file", 1, 1)),
     multi(block("vrrp_sync_group", 1, 1)),
     multi(block("vrrp_instance", 1, 1)),
     multi(block("virtual_server_group", 1, 1)),
     multi(block("virtual_server", 1, 2)),
+    no("vrrp_track_process", TRACK_PROCESS),
     no(
-        block("vrrp_track_process", 1, 1),
-        "process tracking is not implemented; use a vrrp_script",
+        "track_group",
+        "track groups (virtual_ipaddress … track_group) are not implemented",
     ),
-    no(block("garp_group", 0, 0), "GARP groups are not implemented"),
-    no(block("bfd_instance", 1, 1), "BFD is not implemented"),
+    no("garp_group", "GARP groups are not implemented"),
     no(
-        leaf("net_namespace", 1, 1),
+        "interface_up_down_delays",
+        "xlb reacts to every link change at once",
+    ),
+    no("bfd_instance", BFD),
+    no(
+        "SSL",
+        "SSL_GET presents no client certificate and verifies no server certificate",
+    ),
+    no(
+        "net_namespace",
         "xlb runs in the namespace it is started in",
+    ),
+    no(
+        "net_namespace_ipvs",
+        "xlb programs the kernel's IPVS of the namespace it runs in",
+    ),
+    ign(
+        "namespace_with_ipsets",
+        "names keepalived's ipsets inside net_namespace; xlb uses no ipsets",
+    ),
+    ign(
+        "use_pid_dir",
+        "places keepalived's pid files; xlb's is [agent] pid_file or --pid-file",
+    ),
+    ign(
+        "instance",
+        "names keepalived's pid and dump files; xlb's are set by --pid-file and its pin path",
+    ),
+    ign(
+        "child_wait_time",
+        "keepalived's child processes; xlb has none",
+    ),
+    ign(
+        "linkbeat_use_polling",
+        "how keepalived watches links; xlb always uses netlink events",
+    ),
+    ign(
+        "linkbeat_interfaces",
+        "how keepalived watches links; xlb always uses netlink events",
     ),
 ];
 
@@ -182,20 +290,19 @@ const GLOBAL: &[Kw] = &[
     leaf("vrrp_garp_master_refresh_repeat", 1, 1),
     leaf("vrrp_garp_interval", 1, 1),
     leaf("vrrp_gna_interval", 1, 1),
+    leaf("vrrp_min_garp", 0, 1),
     leaf("notify_fifo", 1, 1),
-    leaf("notify_fifo_script", 1, 1),
+    leaf("notify_fifo_script", 1, MANY),
     leaf("vrrp_notify_fifo", 1, 1),
-    leaf("vrrp_notify_fifo_script", 1, 1),
+    leaf("vrrp_notify_fifo_script", 1, MANY),
     leaf("lvs_notify_fifo", 1, 1),
-    leaf("lvs_notify_fifo_script", 1, 1),
+    leaf("lvs_notify_fifo_script", 1, MANY),
     leaf("lvs_sync_daemon", 2, 12),
     leaf("lvs_timeouts", 2, 6),
     leaf("default_interface", 1, 1),
+    flag("dynamic_interfaces"),
     flag("vrrp_strict"),
     flag("vrrp_check_unicast_src"),
-    // An optimisation only (skip re-checking adverts from the same master):
-    // xlb's check is cheap, so it always checks; the outcome is the same.
-    flag("vrrp_skip_check_adv_addr"),
     block("notification_email", 0, 0),
     leaf("notification_email_from", 1, 1),
     leaf("smtp_server", 1, 2),
@@ -204,33 +311,202 @@ const GLOBAL: &[Kw] = &[
     leaf("smtp_alert", 0, 1),
     leaf("smtp_alert_vrrp", 0, 1),
     leaf("smtp_alert_checker", 0, 1),
-    no(leaf("email_faults", 0, 1), MAIL),
-    no(flag("enable_traps"), SNMP),
-    no(leaf("enable_snmp_vrrp", 0, 1), SNMP),
-    no(leaf("enable_snmp_checker", 0, 1), SNMP),
-    no(leaf("enable_snmp_rfc", 0, 1), SNMP),
-    no(leaf("enable_snmp_rfcv2", 0, 1), SNMP),
-    no(leaf("enable_snmp_rfcv3", 0, 1), SNMP),
-    no(leaf("snmp_socket", 1, 1), SNMP),
-    no(flag("enable_dbus"), DBUS),
-    no(leaf("enable_dbus_instance", 1, 1), DBUS),
+    // Issue 17 (the VRRP work) maps these.
+    leaf("vrrp_priority", 1, 1),
+    leaf("vrrp_rt_priority", 1, 1),
+    flag("vrrp_no_swap"),
+    leaf("vrrp_garp_lower_prio_delay", 1, 1),
+    leaf("vrrp_garp_lower_prio_repeat", 1, 1),
+    leaf("vrrp_lower_prio_no_advert", 0, 1),
+    leaf("vrrp_higher_prio_send_advert", 0, 1),
+    ign(
+        "vrrp_skip_check_adv_addr",
+        "an optimisation of keepalived's (skip re-checking a known master's addresses); xlb's check is cheap and gives the same outcome",
+    ),
+    no("email_faults", MAIL),
+    no("no_email_faults", MAIL),
     no(
-        flag("lvs_flush"),
+        "no_checker_emails",
+        "xlb mails each checker's changes as keepalived does by default",
+    ),
+    no("enable_traps", SNMP),
+    no("enable_snmp_vrrp", SNMP),
+    no("enable_snmp_keepalived", SNMP),
+    no("enable_snmp_checker", SNMP),
+    no("enable_snmp_rfc", SNMP),
+    no("enable_snmp_rfcv2", SNMP),
+    no("enable_snmp_rfcv3", SNMP),
+    no("snmp_socket", SNMP),
+    no("enable_dbus", DBUS),
+    no("enable_dbus_instance", DBUS),
+    no("dbus_service_name", DBUS),
+    no(
+        "lvs_flush",
         "xlb starts its data plane empty and never flushes services it does not own",
     ),
-    no(leaf("vrrp_iptables", 0, 2), FIREWALL),
-    no(leaf("vrrp_ipsets", 0, 4), FIREWALL),
-    no(leaf("vrrp_nftables", 0, 1), FIREWALL),
-    no(leaf("vrrp_priority", 1, 1), PRIO),
-    no(leaf("checker_priority", 1, 1), PRIO),
-    no(leaf("vrrp_rt_priority", 1, 1), PRIO),
-    no(leaf("checker_rt_priority", 1, 1), PRIO),
-    no(flag("vrrp_no_swap"), PRIO),
-    no(flag("checker_no_swap"), PRIO),
-    no(leaf("vrrp_garp_lower_prio_delay", 1, 1), LOWER_PRIO),
-    no(leaf("vrrp_garp_lower_prio_repeat", 1, 1), LOWER_PRIO),
-    no(leaf("vrrp_lower_prio_no_advert", 0, 1), LOWER_PRIO),
-    no(leaf("vrrp_higher_prio_send_advert", 0, 1), LOWER_PRIO),
+    no(
+        "lvs_flush_on_stop",
+        "xlb removes exactly its own services at stop (none with --keep-dataplane)",
+    ),
+    no(
+        "lvs_flush_onstop",
+        "xlb removes exactly its own services at stop (none with --keep-dataplane)",
+    ),
+    no("vrrp_iptables", FIREWALL),
+    no("vrrp_ipsets", FIREWALL),
+    no("nftables", FIREWALL),
+    no("vrrp_nftables", FIREWALL),
+    no("nftables_priority", FIREWALL),
+    no("nftables_ifindex", FIREWALL),
+    no("nftables_counters", FIREWALL),
+    ign(
+        "nftables_ipvs",
+        "marks virtual_server_group address ranges for keepalived's IPVS; xlb programs each group member itself",
+    ),
+    ign(
+        "nftables_ipvs_priority",
+        "marks virtual_server_group address ranges for keepalived's IPVS; xlb programs each group member itself",
+    ),
+    ign(
+        "nftables_ipvs_start_fwmark",
+        "marks virtual_server_group address ranges for keepalived's IPVS; xlb programs each group member itself",
+    ),
+    no(
+        "startup_script",
+        "run it from the service manager (systemd ExecStartPre=)",
+    ),
+    no(
+        "startup_script_timeout",
+        "run it from the service manager (systemd ExecStartPre=)",
+    ),
+    no(
+        "shutdown_script",
+        "run it from the service manager (systemd ExecStopPost=)",
+    ),
+    no(
+        "shutdown_script_timeout",
+        "run it from the service manager (systemd ExecStopPost=)",
+    ),
+    no(
+        "disable_local_igmp",
+        "xlb leaves the kernel's IGMP reports alone",
+    ),
+    no(
+        "vrrp_down_timer_adverts",
+        "xlb waits the RFC's three advert intervals",
+    ),
+    no("vrrp_garp_extra_if", GARP_EXTRA),
+    no("vrrp_vmac_garp_intvl", GARP_EXTRA),
+    no(
+        "vrrp_notify_priority_changes",
+        "xlb writes state changes to the FIFOs, not priority changes",
+    ),
+    no(
+        "fifo_write_vrrp_states_on_reload",
+        "xlb writes state changes to the FIFOs, not the states at reload",
+    ),
+    no(
+        "rs_init_notifies",
+        "xlb notifies changes only, not the initial states",
+    ),
+    no(
+        "vrrp_startup_delay",
+        "xlb starts its VRRP instances at once",
+    ),
+    no(
+        "vmac_prefix",
+        "VMAC interfaces are named by use_vmac (default vrrp.VRID)",
+    ),
+    no(
+        "vmac_addr_prefix",
+        "VMAC interfaces are named by use_vmac (default vrrp.VRID)",
+    ),
+    no(
+        "reload_time_file",
+        "reload with `xlb reload` (SIGHUP) when it is due",
+    ),
+    no(
+        "reload_repeat",
+        "reload with `xlb reload` (SIGHUP) when it is due",
+    ),
+    no(
+        "reload_file",
+        "xlb logs its reloads; it writes no marker file",
+    ),
+    ign("process_names", PROCESS),
+    ign("process_name", PROCESS),
+    ign("vrrp_process_name", PROCESS),
+    ign("checker_process_name", PROCESS),
+    ign("lvs_process_name", PROCESS),
+    ign("bfd_process_name", PROCESS),
+    ign("max_auto_priority", PROCESS),
+    ign("min_auto_priority_delay", PROCESS),
+    ign("vrrp_cpu_affinity", PROCESS),
+    ign("vrrp_rlimit_rttime", PROCESS),
+    ign("vrrp_rlimit_rtime", PROCESS),
+    ign("checker_priority", PROCESS),
+    ign("checker_no_swap", PROCESS),
+    ign("checker_rt_priority", PROCESS),
+    ign("checker_cpu_affinity", PROCESS),
+    ign("checker_rlimit_rttime", PROCESS),
+    ign("checker_rlimit_rtime", PROCESS),
+    ign("bfd_priority", PROCESS),
+    ign("bfd_no_swap", PROCESS),
+    ign("bfd_rt_priority", PROCESS),
+    ign("bfd_cpu_affinity", PROCESS),
+    ign("bfd_rlimit_rttime", PROCESS),
+    ign("bfd_rlimit_rtime", PROCESS),
+    ign("vrrp_netlink_cmd_rcv_bufs", BUFFERS),
+    ign("vrrp_netlink_cmd_rcv_bufs_force", BUFFERS),
+    ign("vrrp_netlink_monitor_rcv_bufs", BUFFERS),
+    ign("vrrp_netlink_monitor_rcv_bufs_force", BUFFERS),
+    ign("process_monitor_rcv_bufs", BUFFERS),
+    ign("process_monitor_rcv_bufs_force", BUFFERS),
+    ign("lvs_netlink_cmd_rcv_bufs", BUFFERS),
+    ign("lvs_netlink_cmd_rcv_bufs_force", BUFFERS),
+    ign("lvs_netlink_monitor_rcv_bufs", BUFFERS),
+    ign("lvs_netlink_monitor_rcv_bufs_force", BUFFERS),
+    ign(
+        "vrrp_rx_bufs_policy",
+        "sizes keepalived's VRRP sockets; xlb sizes its own",
+    ),
+    ign(
+        "vrrp_rx_bufs_multiplier",
+        "sizes keepalived's VRRP sockets; xlb sizes its own",
+    ),
+    ign("checker_log_all_failures", LOGGING),
+    ign(
+        "log_unknown_vrids",
+        "a logging choice; xlb counts adverts for unknown VRIDs in its metrics",
+    ),
+    ign(
+        "umask",
+        "the mode of keepalived's files; xlb creates its files with fixed modes",
+    ),
+    ign(
+        "random_seed",
+        "seeds keepalived's random numbers (for its tests)",
+    ),
+    ign(
+        "reload_check_config",
+        "xlb always validates a reload completely before applying any of it",
+    ),
+    ign(
+        "include_check",
+        "xlb always reports an include that cannot be read",
+    ),
+    ign(
+        "config_save_dir",
+        "where keepalived keeps copies of its configuration",
+    ),
+    ign(
+        "tmp_config_directory",
+        "where keepalived keeps copies of its configuration",
+    ),
+    ign(
+        "data_use_instance",
+        "names keepalived's dump files; xlb's are [agent] state_dump and stats_dump",
+    ),
 ];
 
 const VRRP_SCRIPT: &[Kw] = &[
@@ -254,11 +530,8 @@ const TRACKS: &[Kw] = &[
     block("track_interface", 0, 0),
     block("track_script", 0, 0),
     block("track_file", 0, 0),
-    no(
-        block("track_process", 0, 0),
-        "process tracking is not implemented; use a vrrp_script",
-    ),
-    no(block("track_bfd", 0, 0), "BFD is not implemented"),
+    no("track_process", TRACK_PROCESS),
+    no("track_bfd", BFD),
 ];
 
 const NOTIFY: &[Kw] = &[
@@ -268,20 +541,19 @@ const NOTIFY: &[Kw] = &[
     leaf("notify_stop", 1, MANY),
     leaf("notify", 1, MANY),
     leaf("smtp_alert", 0, 1),
+    no(
+        "notify_priority_changes",
+        "xlb notifies state changes, not priority changes",
+    ),
 ];
 
 const SYNC_GROUP: &[Kw] = &[
     block("group", 0, 0),
-    TRACKS[0],
-    TRACKS[1],
-    TRACKS[2],
-    TRACKS[3],
-    TRACKS[4],
     no(
-        flag("global_tracking"),
+        "global_tracking",
         "deprecated in keepalived; list the tracks in the sync group",
     ),
-    no(flag("sync_group_tracking_weight"), "not implemented"),
+    no("sync_group_tracking_weight", NOT_YET),
 ];
 
 const INSTANCE: &[Kw] = &[
@@ -296,6 +568,7 @@ const INSTANCE: &[Kw] = &[
     leaf("preempt_delay", 1, 1),
     flag("accept"),
     flag("no_accept"),
+    leaf("strict_mode", 0, 1),
     block("authentication", 0, 0),
     leaf("mcast_src_ip", 1, 1),
     leaf("unicast_src_ip", 1, 1),
@@ -305,11 +578,6 @@ const INSTANCE: &[Kw] = &[
     block("virtual_ipaddress_excluded", 0, 0),
     block("virtual_routes", 0, 0),
     block("virtual_rules", 0, 0),
-    TRACKS[0],
-    TRACKS[1],
-    TRACKS[2],
-    TRACKS[3],
-    TRACKS[4],
     leaf("use_vmac", 0, 1),
     flag("vmac_xmit_base"),
     leaf("garp_master_delay", 1, 1),
@@ -319,88 +587,139 @@ const INSTANCE: &[Kw] = &[
     leaf("garp_interval", 1, 1),
     leaf("gna_interval", 1, 1),
     leaf("lvs_sync_daemon_interface", 1, 1),
+    // Issue 17 (the VRRP work) maps these.
+    leaf("garp_lower_prio_delay", 1, 1),
+    leaf("garp_lower_prio_repeat", 1, 1),
+    leaf("lower_prio_no_advert", 0, 1),
+    leaf("higher_prio_send_advert", 0, 1),
+    ign(
+        "skip_check_adv_addr",
+        "an optimisation of keepalived's (skip re-checking a known master's addresses); xlb's check is cheap and gives the same outcome",
+    ),
+    ign("debug", "per-instance debug levels; use --log-level"),
+    ign(
+        "linkbeat_use_polling",
+        "how keepalived watches links; xlb always uses netlink events",
+    ),
+    ign(
+        "kernel_rx_buf_size",
+        "sizes keepalived's VRRP socket; xlb sizes its own",
+    ),
     no(
-        flag("dont_track_primary"),
+        "dont_track_primary",
         "xlb always puts an instance in Fault when its interface goes down",
     ),
     no(
-        leaf("debug", 0, 1),
-        "per-instance debug levels do not exist; use --log-level",
-    ),
-    no(
-        flag("native_ipv6"),
+        "native_ipv6",
         "xlb takes the family from the instance's addresses",
     ),
-    no(flag("strict_mode"), "use vrrp_strict in global_defs"),
-    no(leaf("garp_lower_prio_delay", 1, 1), LOWER_PRIO),
-    no(leaf("garp_lower_prio_repeat", 1, 1), LOWER_PRIO),
-    no(leaf("lower_prio_no_advert", 0, 1), LOWER_PRIO),
-    no(leaf("higher_prio_send_advert", 0, 1), LOWER_PRIO),
-    no(leaf("kernel_rx_buf_size", 1, 1), "not implemented"),
+    no(
+        "use_vmac_addr",
+        "xlb sends from the VMAC interface only (use_vmac)",
+    ),
+    no(
+        "use_ipvlan",
+        "ipvlan interfaces are not implemented; use use_vmac",
+    ),
+    no("vrf", "VRFs are not implemented"),
+    no(
+        "unicast_fault_no_peer",
+        "xlb refuses a unicast instance without peers instead",
+    ),
+    no(
+        "old_unicast_checksum",
+        "xlb computes VRRPv3 checksums as the RFC says",
+    ),
+    no(
+        "mcast_dst_ip",
+        "xlb sends to the global vrrp_mcast_group4 / vrrp_mcast_group6",
+    ),
+    no(
+        "track_src_ip",
+        "xlb does not track the source address of adverts",
+    ),
+    no(
+        "unicast_ttl",
+        "xlb sends unicast adverts with TTL 255, keepalived's default",
+    ),
+    no(
+        "promote_secondaries",
+        "xlb does not change the interface's sysctl; set net.ipv4.conf.IF.promote_secondaries=1 yourself",
+    ),
+    no(
+        "notify_deleted",
+        "xlb notifies a removed instance as stopped (notify_stop)",
+    ),
+    no("notify_master_rx_lower_pri", NOT_YET),
+    no(
+        "down_timer_adverts",
+        "xlb waits the RFC's three advert intervals",
+    ),
+    no("garp_extra_if", GARP_EXTRA),
+    no("vmac_garp_intvl", GARP_EXTRA),
 ];
 
 const AUTH: &[Kw] = &[leaf("auth_type", 1, 1), leaf("auth_pass", 1, 1)];
 
-const VIRTUAL_SERVER: &[Kw] = &[
+/// Checker settings a virtual or real server gives its checkers.
+const CHECK_DEFAULTS: &[Kw] = &[
     leaf("delay_loop", 1, 1),
+    leaf("retry", 1, 1),
+    leaf("delay_before_retry", 1, 1),
+    leaf("connect_timeout", 1, 1),
+    leaf("warmup", 1, 1),
+    flag("alpha"),
+    flag("inhibit_on_failure"),
+    leaf("virtualhost", 1, 1),
+    leaf("smtp_alert", 0, 1),
+    ign("snmp_name", SNMP_NAME),
+];
+
+const VIRTUAL_SERVER: &[Kw] = &[
     leaf("lb_algo", 1, 1),
     leaf("lvs_sched", 1, 1),
-    leaf("lb_kind", 1, 1),
-    leaf("lvs_method", 1, 1),
+    leaf("lb_kind", 1, MANY),
+    leaf("lvs_method", 1, MANY),
     leaf("persistence_timeout", 0, 1),
     leaf("persistence_granularity", 1, 1),
     leaf("protocol", 1, 1),
     flag("ha_suspend"),
-    leaf("virtualhost", 1, 1),
-    flag("alpha"),
     flag("omega"),
     leaf("quorum", 1, 1),
     leaf("hysteresis", 1, 1),
     leaf("quorum_up", 1, MANY),
     leaf("quorum_down", 1, MANY),
-    leaf("sorry_server", 2, 2),
+    leaf("weight", 1, 1),
+    leaf("sorry_server", 1, 2),
     flag("sorry_server_inhibit"),
+    leaf("sorry_server_lvs_method", 1, MANY),
     multi(block("real_server", 1, 2)),
     flag("sh-port"),
     flag("sh-fallback"),
     flag("mh-port"),
     flag("mh-fallback"),
+    flag("flag-1"),
+    flag("flag-2"),
     leaf("ip_family", 1, 1),
-    no(flag("ops"), "one-packet scheduling is not implemented"),
-    no(
-        leaf("nat_mask", 1, 1),
-        "obsolete: keepalived ignores it too",
+    ign(
+        "flag-3",
+        "IPVS's third scheduler flag, which no scheduler reads",
     ),
+    ign(
+        "hashed",
+        "keepalived 2.2.7 sets no flag for it (use sh-port / mh-port)",
+    ),
+    no("ops", "one-packet scheduling is not implemented"),
     no(
-        leaf("persistence_engine", 1, 1),
+        "persistence_engine",
         "persistence engines (SIP) are not implemented",
     ),
-    no(
-        flag("hashed"),
-        "use sh-port / sh-fallback / mh-port / mh-fallback",
-    ),
-    no(
-        flag("flag-1"),
-        "use sh-port / sh-fallback / mh-port / mh-fallback",
-    ),
-    no(
-        flag("flag-2"),
-        "use sh-port / sh-fallback / mh-port / mh-fallback",
-    ),
-    no(
-        flag("flag-3"),
-        "use sh-port / sh-fallback / mh-port / mh-fallback",
-    ),
-    leaf("smtp_alert", 0, 1),
-    no(leaf("retry", 1, 1), CHECK_DEFAULT),
-    no(leaf("delay_before_retry", 1, 1), CHECK_DEFAULT),
-    no(leaf("connect_timeout", 1, 1), CHECK_DEFAULT),
-    no(leaf("warmup", 1, 1), CHECK_DEFAULT),
+    no("nat_mask", "obsolete: keepalived ignores it too"),
 ];
 
 const REAL_SERVER: &[Kw] = &[
     leaf("weight", 1, 1),
-    flag("inhibit_on_failure"),
+    leaf("lvs_method", 1, MANY),
     leaf("notify_up", 1, MANY),
     leaf("notify_down", 1, MANY),
     leaf("uthreshold", 1, 1),
@@ -413,21 +732,11 @@ const REAL_SERVER: &[Kw] = &[
     multi(block("UDP_CHECK", 0, 0)),
     multi(block("PING_CHECK", 0, 0)),
     multi(block("MISC_CHECK", 0, 0)),
+    no("BFD_CHECK", BFD),
     no(
-        leaf("lvs_method", 1, MANY),
-        "xlb has one forwarding method per service; set lb_kind on the virtual_server",
-    ),
-    no(block("BFD_CHECK", 0, 0), "BFD is not implemented"),
-    no(
-        block("FILE_CHECK", 0, 0),
+        "FILE_CHECK",
         "file checks are not implemented; use MISC_CHECK",
     ),
-    leaf("smtp_alert", 0, 1),
-    no(leaf("delay_loop", 1, 1), CHECK_DEFAULT),
-    no(leaf("retry", 1, 1), CHECK_DEFAULT),
-    no(leaf("delay_before_retry", 1, 1), CHECK_DEFAULT),
-    no(leaf("connect_timeout", 1, 1), CHECK_DEFAULT),
-    no(leaf("warmup", 1, 1), CHECK_DEFAULT),
 ];
 
 const CHECK_COMMON: &[Kw] = &[
@@ -442,49 +751,36 @@ const CHECK_COMMON: &[Kw] = &[
     leaf("delay_loop", 1, 1),
     leaf("warmup", 1, 1),
     leaf("fwmark", 1, 1),
-    no(
-        leaf("bind_if", 1, 1),
-        "bind the checker with bindto instead",
-    ),
-    no(leaf("alpha", 0, 1), "set alpha on the virtual_server"),
+    flag("alpha"),
+    ign("log_all_failures", LOGGING),
+    no("bind_if", "bind the checker with bindto instead"),
 ];
 
 const HTTP: &[Kw] = &[
     multi(block("url", 0, 0)),
     leaf("virtualhost", 1, 1),
     leaf("http_protocol", 1, 1),
-    no(flag("fast_recovery"), "not implemented"),
+    no("fast_recovery", NOT_YET),
 ];
 
 const URL: &[Kw] = &[
     leaf("path", 1, 1),
     leaf("digest", 1, 1),
     leaf("status_code", 1, MANY),
-    no(
-        leaf("regex", 1, 1),
-        "body regular expressions are not implemented; use digest",
-    ),
-    no(
-        flag("regex_no_match"),
-        "body regular expressions are not implemented",
-    ),
-    no(
-        leaf("regex_options", 1, MANY),
-        "body regular expressions are not implemented",
-    ),
+    leaf("virtualhost", 1, 1),
+    no("regex", REGEX),
+    no("regex_no_match", REGEX),
+    no("regex_options", REGEX),
+    no("regex_min_offset", REGEX),
+    no("regex_max_offset", REGEX),
+    no("regex_stack", REGEX),
 ];
 
 const UDP: &[Kw] = &[
     leaf("payload", 1, 1),
     leaf("require_reply", 0, 1),
-    no(
-        leaf("min_reply_length", 1, 1),
-        "not implemented; use require_reply",
-    ),
-    no(
-        leaf("max_reply_length", 1, 1),
-        "not implemented; use require_reply",
-    ),
+    no("min_reply_length", "not implemented; use require_reply"),
+    no("max_reply_length", "not implemented; use require_reply"),
 ];
 
 const MISC: &[Kw] = &[
@@ -496,4 +792,6 @@ const MISC: &[Kw] = &[
     leaf("delay_loop", 1, 1),
     leaf("retry", 1, 1),
     leaf("delay_before_retry", 1, 1),
+    flag("alpha"),
+    ign("log_all_failures", LOGGING),
 ];

@@ -106,6 +106,48 @@ pub fn least(reals: &mut [Real], rule: Rule) -> Option<usize> {
     best.map(|(i, _, _)| i)
 }
 
+/// twos, as net/netfilter/ipvs/ip_vs_twos.c (Linux 6.2+) picks, given its
+/// two random draws `r1` and `r2` (each below the usable reals' weight sum
+/// plus one, `total_weight + 1` there): each draw walks the usable reals in
+/// list order, subtracting weights, and lands on the first where it reaches
+/// 0 or less (so the first real has one chance more than its weight); the
+/// second draw wins when its overhead per weight is strictly smaller
+/// (`weight2 × overhead1 > weight1 × overhead2`).
+pub fn twos(reals: &mut [Real], r1: u64, r2: u64) -> Option<usize> {
+    let usable: Vec<usize> = (0..reals.len()).filter(|&i| reals[i].usable()).collect();
+    let last = *usable.last()?;
+    let draw = |r: u64| -> Option<usize> {
+        let mut left = r as i64;
+        usable.iter().copied().find(|&i| {
+            left -= i64::from(reals[i].weight);
+            left <= 0
+        })
+    };
+    // A draw that lands nowhere leaves choice1 as the last usable real with
+    // weight −1 and overhead 0, as the kernel's initial values.
+    let (c1, w1, oh1) = match draw(r1) {
+        Some(i) => (i, i64::from(reals[i].weight), reals[i].overhead() as i64),
+        None => (last, -1, 0),
+    };
+    match draw(r2) {
+        Some(c2) if i64::from(reals[c2].weight) * oh1 > w1 * reals[c2].overhead() as i64 => {
+            Some(c2)
+        }
+        _ => Some(c1),
+    }
+}
+
+/// The weight sum twos draws below (plus one): of the usable reals.
+pub fn twos_span(reals: &mut [Real]) -> u64 {
+    let mut sum = 0;
+    for r in reals.iter_mut() {
+        if r.usable() {
+            sum += u64::from(r.weight);
+        }
+    }
+    sum + 1
+}
+
 /// rr/wrr: a sequence walked by a cursor; a real that cannot take the flow
 /// is passed over and its turn consumed.
 #[derive(Clone, Debug, Default)]
@@ -221,6 +263,39 @@ mod tests {
 
     /// (weight, active, inactive) of each real.
     type Spec = [(u32, u32, u32)];
+
+    /// ip_vs_twos.c as written, worked by hand: draws land where the
+    /// running `rweight -= weight` reaches 0 or less; the second draw wins
+    /// only with a strictly smaller overhead per weight.
+    #[test]
+    fn twos_as_the_kernel_writes_it() {
+        // A (1), B (2), C (0, never drawn): draws below 1 + 2 + 1 = 4.
+        let mut r = reals(&[(1, 0, 0), (2, 0, 0), (0, 0, 0)]);
+        assert_eq!(twos_span(&mut r), 4);
+        let landing: Vec<Option<usize>> = (0..4).map(|d| twos(&mut r, d, d)).collect();
+        // 0 and 1 land on A (the first real has one chance more), 2 and 3 on B.
+        assert_eq!(landing, [Some(0), Some(0), Some(1), Some(1)]);
+        // A busy (1 active: overhead 256), B idle: B wins as second draw …
+        let mut r = reals(&[(1, 1, 0), (2, 0, 0)]);
+        assert_eq!(twos(&mut r, 0, 2), Some(1));
+        // … and as first draw (A, second, is not strictly better).
+        assert_eq!(twos(&mut r, 2, 0), Some(1));
+        // Equal overhead per weight: the first draw stays.
+        let mut r = reals(&[(1, 1, 0), (2, 2, 0)]);
+        assert_eq!(twos(&mut r, 0, 2), Some(0));
+        assert_eq!(twos(&mut r, 2, 0), Some(1));
+        // Weight counts: B (w 4, overhead 512) beats A (w 1, overhead 256): 4×256 > 1×512.
+        let mut r = reals(&[(1, 1, 0), (4, 2, 0)]);
+        assert_eq!(twos(&mut r, 0, 3), Some(1));
+        // An overloaded real is never drawn; nobody usable: no real.
+        let mut r = reals(&[(1, 0, 0), (1, 0, 0)]);
+        r[0].u_threshold = 1;
+        r[0].active = 1;
+        assert_eq!(twos_span(&mut r), 2);
+        assert_eq!(twos(&mut r, 0, 1), Some(1));
+        let mut r = reals(&[(0, 0, 0)]);
+        assert_eq!(twos(&mut r, 0, 0), None);
+    }
 
     /// Reals → expected choice per rule.
     #[test]

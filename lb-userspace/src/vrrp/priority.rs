@@ -15,6 +15,7 @@ pub enum Input {
     Link {
         name: String,
         weight: i32,
+        reverse: bool,
     },
     Script {
         name: String,
@@ -46,6 +47,7 @@ impl Spec {
         let own = TrackInterface {
             name: inst.interface.clone(),
             weight: 0,
+            reverse: false,
         };
         let mut inputs: Vec<Input> = std::iter::once(&own)
             .chain(&inst.track_interfaces)
@@ -53,9 +55,14 @@ impl Spec {
             .map(|t| Input::Link {
                 name: t.name.clone(),
                 weight: t.weight,
+                reverse: t.reverse,
             })
             .collect();
-        for TrackRef { name, weight } in inst
+        for TrackRef {
+            name,
+            weight,
+            reverse,
+        } in inst
             .track_scripts
             .iter()
             .chain(group.into_iter().flat_map(|g| &g.track_scripts))
@@ -66,10 +73,19 @@ impl Spec {
             inputs.push(Input::Script {
                 name: name.clone(),
                 weight: weight.unwrap_or(def.weight),
-                reverse: def.weight_reverse,
+                // A line's own weight carries its own direction.
+                reverse: if weight.is_some() {
+                    *reverse
+                } else {
+                    def.weight_reverse
+                },
             });
         }
-        for TrackRef { name, weight } in inst
+        for TrackRef {
+            name,
+            weight,
+            reverse,
+        } in inst
             .track_files
             .iter()
             .chain(group.into_iter().flat_map(|g| &g.track_files))
@@ -77,9 +93,15 @@ impl Spec {
             let Some(def) = vrrp.track_files.iter().find(|d| &d.name == name) else {
                 bail!("instance {}: no vrrp_track_file `{name}`", inst.name);
             };
+            // keepalived multiplies a reversed file's number by −weight.
+            let weight = match weight {
+                Some(w) if *reverse => -*w,
+                Some(w) => *w,
+                None => def.weight,
+            };
             inputs.push(Input::File {
                 name: name.clone(),
-                weight: weight.unwrap_or(def.weight),
+                weight,
             });
         }
         Ok(Spec {
@@ -166,10 +188,14 @@ impl Combiner {
             .inputs
             .iter()
             .filter_map(|i| match i {
-                Input::Link { name, weight } => Some(Tracked::Check {
+                Input::Link {
+                    name,
+                    weight,
+                    reverse,
+                } => Some(Tracked::Check {
                     rx: sources.link(name),
                     weight: *weight,
-                    reverse: false,
+                    reverse: *reverse,
                 }),
                 Input::Script {
                     name,

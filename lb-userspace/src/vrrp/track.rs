@@ -32,9 +32,10 @@ pub enum Input {
     File { value: i64, weight: i32 },
 }
 
-/// keepalived's rule: weight 0 and down (or a non-zero file) is Fault;
-/// a negative weight counts while down, a positive one while up (the other
-/// way round with `reverse`); the result stays within 1–254. An address
+/// keepalived's rule: weight 0 and down (or a non-zero file) is Fault (up,
+/// with `reverse`); a negative weight counts while down, a positive one
+/// while up, and `reverse` negates what counts (keepalived's
+/// `weight_multiplier` of −1); the result stays within 1–254. An address
 /// owner (255) is not moved by weights, only by Fault.
 pub fn effective(base: u8, inputs: &[Input]) -> (u8, bool) {
     let mut delta: i64 = 0;
@@ -46,10 +47,11 @@ pub fn effective(base: u8, inputs: &[Input]) -> (u8, bool) {
                 weight,
                 reverse,
             } => {
+                let sign = if reverse { -1 } else { 1 };
                 if weight == 0 {
-                    fault |= !up;
-                } else if (weight < 0) != (up != reverse) {
-                    delta += i64::from(weight);
+                    fault |= up == reverse;
+                } else if (weight < 0) != up {
+                    delta += i64::from(weight) * sign;
                 }
             }
             Input::File { value, weight } => {
@@ -168,12 +170,19 @@ mod tests {
         assert_eq!(effective(100, &[check(true, -30)]), (100, false));
         assert_eq!(effective(100, &[check(true, 20)]), (120, false));
         assert_eq!(effective(100, &[check(false, 20)]), (100, false));
-        let rev = Input::Check {
-            up: false,
-            weight: 20,
+        // reverse: the same condition counts, the other way (keepalived's
+        // weight_multiplier −1).
+        let rev = |up, weight| Input::Check {
+            up,
+            weight,
             reverse: true,
         };
-        assert_eq!(effective(100, &[rev]), (120, false));
+        assert_eq!(effective(100, &[rev(true, 20)]), (80, false));
+        assert_eq!(effective(100, &[rev(false, 20)]), (100, false));
+        assert_eq!(effective(100, &[rev(false, -20)]), (120, false));
+        assert_eq!(effective(100, &[rev(true, -20)]), (100, false));
+        assert_eq!(effective(100, &[rev(true, 0)]), (100, true));
+        assert_eq!(effective(100, &[rev(false, 0)]), (100, false));
         assert_eq!(effective(100, &[check(false, 0)]), (100, true));
         assert_eq!(effective(100, &[check(true, 0)]), (100, false));
     }

@@ -45,6 +45,8 @@ pub struct Url {
     pub status_code: Option<Spanned<Vec<Spanned<StatusCode>>>>,
     #[serde(default)]
     pub digest: Option<Spanned<String>>,
+    #[serde(default)]
+    pub virtualhost: Option<Spanned<String>>,
 }
 
 /// `require_reply`: `true` (any reply) or hex bytes the reply must start with.
@@ -108,4 +110,6 @@ pub struct Check {
     pub user: Option<Spanned<String>>,
     #[serde(default)]
     pub smtp_alert: Option<Spanned<bool>>,
+    #[serde(default)]
+    pub alpha: Option<Spanned<bool>>,
 }

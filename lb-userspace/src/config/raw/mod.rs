@@ -120,6 +120,8 @@ pub struct Service {
     pub persistence_granularity: Option<Spanned<Granularity>>,
     #[serde(default, rename = "real")]
     pub reals: Vec<Spanned<Real>>,
+    #[serde(default)]
+    pub group: Option<Spanned<String>>,
     // Checker settings and lifecycle (config/validate/check.rs).
     #[serde(default)]
     pub delay_loop: Option<Spanned<check::Seconds>>,
@@ -167,6 +169,8 @@ pub struct Real {
     pub checks: Vec<Spanned<check::Check>>,
     #[serde(default)]
     pub smtp_alert: Option<Spanned<bool>>,
+    #[serde(default)]
+    pub alpha: Option<Spanned<bool>>,
 }
 
 /// `persistence_granularity`: a netmask (IPv4) or a prefix length (IPv6).

@@ -211,6 +211,8 @@ pub struct TrackRef {
     pub name: Spanned<String>,
     #[serde(default)]
     pub weight: Opt<i64>,
+    #[serde(default)]
+    pub reverse: Opt<bool>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -18,7 +18,11 @@ impl Validator<'_> {
     pub(super) fn global_alerts(&mut self, r: &rv::Global, global: &mut Global) {
         if let Some(list) = &r.notification_email {
             for to in list.get_ref() {
-                if self.mailbox(to, "notification_email") {
+                // A local recipient (`root`) is qualified with the host's name.
+                let local = !to.get_ref().contains('@')
+                    && !to.get_ref().is_empty()
+                    && !to.get_ref().contains(char::is_whitespace);
+                if local || self.mailbox(to, "notification_email") {
                     global.notification_email.push(to.get_ref().clone());
                 }
             }

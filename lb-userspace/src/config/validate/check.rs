@@ -7,6 +7,7 @@ use crate::config::{
         Check, CheckCommon, CheckKind, DnsType, HttpCheck, HttpProtocol, RealLifecycle,
         ServiceLifecycle, SorryServer, Url,
     },
+    defaults,
     raw::{
         self,
         check::{CommandText, Reply, Seconds, StatusCode},
@@ -102,10 +103,11 @@ impl Validator<'_> {
     ) -> ServiceLifecycle {
         let d = ServiceLifecycle::default();
         let delay_loop = self.seconds_or(&raw.delay_loop, "delay_loop", true, d.delay_loop);
-        let quorum = self.number(&raw.quorum, d.quorum, 1..=i64::from(u32::MAX));
+        // keepalived lowers a quorum the reals cannot reach, down to 0 (always up).
+        let quorum = self.number(&raw.quorum, d.quorum, 0..=i64::from(u32::MAX));
         let hysteresis = self.number(&raw.hysteresis, d.hysteresis, 0..=i64::from(u32::MAX));
         if let Some(h) = &raw.hysteresis
-            && hysteresis >= quorum
+            && hysteresis >= quorum.max(1)
         {
             self.error(
                 h.span(),
@@ -142,7 +144,6 @@ impl Validator<'_> {
         });
         ServiceLifecycle {
             delay_loop,
-            alpha: Self::flag(&raw.alpha),
             omega: Self::flag(&raw.omega),
             quorum,
             hysteresis,
@@ -155,16 +156,19 @@ impl Validator<'_> {
         }
     }
 
-    /// The lifecycle keys and checks of a `[[service.real]]`.
+    /// The lifecycle keys and checks of a `[[service.real]]`; `alpha`: the
+    /// service's, the default of the real's.
     pub(super) fn real_lifecycle(
         &mut self,
         raw: &raw::Real,
         service: &ServiceLifecycle,
+        alpha: bool,
     ) -> RealLifecycle {
+        let alpha = raw.alpha.as_ref().map_or(alpha, |a| *a.get_ref());
         let checks = raw
             .checks
             .iter()
-            .filter_map(|c| self.check(c.get_ref(), c.span(), service))
+            .filter_map(|c| self.check(c.get_ref(), c.span(), service, alpha))
             .collect();
         RealLifecycle {
             checks,
@@ -186,6 +190,7 @@ impl Validator<'_> {
         raw: &raw::check::Check,
         span: Range<usize>,
         service: &ServiceLifecycle,
+        alpha: bool,
     ) -> Option<Check> {
         let before = self.errors.len();
         let kind_name = raw.kind.get_ref().as_str();
@@ -216,7 +221,7 @@ impl Validator<'_> {
                 );
             }
         }
-        let common = self.check_common(raw, service);
+        let delay_loop = self.seconds_or(&raw.delay_loop, "delay_loop", true, service.delay_loop);
         let kind = match kind_name {
             "tcp" => CheckKind::Tcp,
             "http" | "ssl" => CheckKind::Http(self.http(raw, kind_name == "ssl", span)),
@@ -254,17 +259,26 @@ impl Validator<'_> {
                         &raw.misc_timeout,
                         "misc_timeout",
                         true,
-                        common.delay_loop,
+                        defaults::misc_timeout(service.delay_loop),
                     ),
                     dynamic: Self::flag(&raw.misc_dynamic),
                     user: raw.user.as_ref().map(|u| u.get_ref().clone()),
                 }
             }
         };
+        let common = self.check_common(raw, &kind, delay_loop, alpha);
         (self.errors.len() == before).then_some(Check { kind, common })
     }
 
-    fn check_common(&mut self, raw: &raw::check::Check, service: &ServiceLifecycle) -> CheckCommon {
+    /// The keys every check has; what is left out takes keepalived's
+    /// default for the check's type (`config::defaults`).
+    fn check_common(
+        &mut self,
+        raw: &raw::check::Check,
+        kind: &CheckKind,
+        delay_loop: Duration,
+        alpha: bool,
+    ) -> CheckCommon {
         let connect_ip = raw
             .connect_ip
             .as_ref()
@@ -288,20 +302,18 @@ impl Validator<'_> {
                 &raw.connect_timeout,
                 "connect_timeout",
                 true,
-                Duration::from_secs(5),
+                defaults::CONNECT_TIMEOUT,
             ),
-            retry: self.number(&raw.retry, 1, 0..=1_000_000),
+            retry: self.number(&raw.retry, defaults::retry(kind), 0..=i64::from(u32::MAX)),
             delay_before_retry: self.seconds_or(
                 &raw.delay_before_retry,
                 "delay_before_retry",
                 false,
-                Duration::from_secs(1),
+                defaults::delay_before_retry(kind, delay_loop),
             ),
-            delay_loop: self.seconds_or(&raw.delay_loop, "delay_loop", true, service.delay_loop),
-            warmup: raw
-                .warmup
-                .as_ref()
-                .and_then(|w| self.seconds(w, "warmup", false)),
+            delay_loop,
+            warmup: self.seconds_or(&raw.warmup, "warmup", false, defaults::warmup(delay_loop)),
+            alpha: raw.alpha.as_ref().map_or(alpha, |a| *a.get_ref()),
             fwmark,
             smtp_alert: raw.smtp_alert.as_ref().map(|b| *b.get_ref()),
         }
@@ -382,6 +394,7 @@ impl Validator<'_> {
             path: path.clone(),
             status_codes,
             digest,
+            virtualhost: raw.virtualhost.as_ref().map(|v| v.get_ref().clone()),
         })
     }
 
@@ -504,7 +517,6 @@ mod tests {
         let svc = &c.services[0];
         let l = &svc.lifecycle;
         assert_eq!(l.delay_loop, Duration::from_secs(2));
-        assert!(l.alpha);
         assert_eq!((l.quorum, l.hysteresis), (2, 1));
         assert_eq!(
             l.quorum_up,
@@ -525,6 +537,10 @@ mod tests {
             Duration::from_secs(2),
             "the service's"
         );
+        assert!(check.common.alpha, "the service's");
+        // keepalived's defaults for HTTP_GET: 3 s between retries, warmup = delay_loop.
+        assert_eq!(check.common.delay_before_retry, Duration::from_secs(3));
+        assert_eq!(check.common.warmup, Duration::from_secs(2));
         let CheckKind::Http(h) = &check.kind else {
             panic!("{check:?}")
         };
@@ -552,8 +568,8 @@ mod tests {
         assert_eq!(path.0, vec!["/bin/check", "x"]);
         assert_eq!(
             *timeout,
-            Duration::from_secs(3),
-            "misc_timeout defaults to delay_loop"
+            Duration::from_secs(60),
+            "misc_timeout defaults to the service's delay_loop (check_misc.c), not the check's"
         );
         assert!(dynamic);
         let c = ok(&config(

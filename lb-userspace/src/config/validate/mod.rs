@@ -4,13 +4,13 @@ mod alert;
 mod check;
 mod vrrp;
 
+use super::capacity::{self, MAX_MAGLEV_TABLE, capacity_problems, is_prime};
 use super::{
     AgentFiles, Config, ConfigError, ConfigErrors, Dataplane, DataplaneKind, Method, NodestPolicy,
     Persistence, Protocol, Real, SchedFlags, Scheduler, Service, ServiceId, Timeouts, Tunnel,
     XdpMode, raw,
 };
-use crate::sched::tables::wrr_len;
-use lb_common::{conn, defaults, sched_layout};
+use lb_common::{conn, defaults};
 use std::{
     collections::HashMap,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
@@ -30,9 +30,8 @@ const SCHED_FLAGS: [(&str, Scheduler); 4] = [
 ];
 /// Longest persistence timeout accepted (one year), in seconds.
 const MAX_PERSISTENCE: i64 = 365 * 24 * 3600;
-/// Largest table the agent accepts (Maglev tables are per service and preallocated).
-const MAX_MAGLEV_TABLE: u32 = 1_048_573;
-const MAX_WEIGHT: i64 = 65535;
+/// keepalived's and IPVS's largest weight (INT32_MAX).
+const MAX_WEIGHT: i64 = i32::MAX as i64;
 
 /// Parses and validates the text of a config file named `file`.
 pub fn parse(file: &str, text: &str) -> Result<Config, ConfigErrors> {
@@ -48,21 +47,7 @@ pub fn parse(file: &str, text: &str) -> Result<Config, ConfigErrors> {
             return Err(ConfigErrors(v.errors));
         }
     };
-    let dataplane = v.dataplane(&raw.dataplane);
-    // IPVS forwards whatever reaches the host and attaches to nothing; XDP
-    // needs an interface as soon as there is a service (a VRRP-only
-    // director has none).
-    if raw.dataplane.get_ref().interfaces.get_ref().is_empty()
-        && !raw.services.is_empty()
-        && dataplane
-            .as_ref()
-            .is_some_and(|d| d.kind != DataplaneKind::Ipvs)
-    {
-        v.error(
-            raw.dataplane.get_ref().interfaces.span(),
-            "`interfaces` lists no interface to attach XDP to",
-        );
-    }
+    let mut dataplane = v.dataplane(&raw.dataplane);
     let mut services: Vec<(Service, Range<usize>)> = Vec::new();
     let mut seen: HashMap<ServiceId, usize> = HashMap::new();
     for svc in &raw.services {
@@ -79,6 +64,21 @@ pub fn parse(file: &str, text: &str) -> Result<Config, ConfigErrors> {
             }
         }
     }
+    v.groups_agree(&services);
+    if let Some(dp) = &mut dataplane {
+        // Sizes the file leaves out fit its services, with headroom.
+        let list: Vec<&Service> = services.iter().map(|(s, _)| s).collect();
+        let d = raw.dataplane.get_ref();
+        if d.max_services.is_none() {
+            dp.max_services = capacity::max_services(&list);
+        }
+        if d.max_reals.is_none() {
+            dp.max_reals = capacity::max_reals(&list);
+        }
+        if d.maglev_table_size.is_none() {
+            dp.maglev_table_size = capacity::maglev_table_size(&list);
+        }
+    }
     if let Some(dp) = &dataplane {
         v.fwmark_needs_ipvs(dp.kind, &raw.services);
         // The map sizes bound XDP only; the kernel's IPVS grows as needed.
@@ -87,6 +87,20 @@ pub fn parse(file: &str, text: &str) -> Result<Config, ConfigErrors> {
         }
     }
     let (global, static_net, vrrp) = v.vrrp_all(&raw);
+    // IPVS's sync daemon exists under the IPVS data plane only: under XDP
+    // (or auto, when XDP starts) it would never run.
+    if let (Some(dp), Some(d)) = (
+        &dataplane,
+        raw.global
+            .as_ref()
+            .and_then(|g| g.get_ref().lvs_sync_daemon.as_ref()),
+    ) && dp.kind != DataplaneKind::Ipvs
+    {
+        v.error(
+            d.span(),
+            "`lvs_sync_daemon` needs `kind = \"ipvs\"`: the XDP data plane has no connection sync yet",
+        );
+    }
     let metrics = v.metrics(raw.metrics.as_ref());
     let agent = v.agent_files(raw.agent.as_ref());
     match dataplane {
@@ -450,7 +464,8 @@ impl Validator<'_> {
                     1
                 }
             };
-            let real_lifecycle = self.real_lifecycle(rr, &lifecycle);
+            let alpha = raw.alpha.as_ref().is_some_and(|a| *a.get_ref());
+            let real_lifecycle = self.real_lifecycle(rr, &lifecycle, alpha);
             let (Some(address), Some(real_port), Some(vip), Some(port)) =
                 (address, real_port, vip, port)
             else {
@@ -515,6 +530,7 @@ impl Validator<'_> {
             persistence,
             reals: reals.into_iter().map(|(r, _)| r).collect(),
             lifecycle,
+            group: raw.group.as_ref().map(|g| g.get_ref().clone()),
         })
     }
 
@@ -568,6 +584,35 @@ impl Validator<'_> {
         }
     }
 
+    /// Services of one `group` list the same reals (addresses, weights and
+    /// checks; a real's port may follow each member's): each real is checked
+    /// once for all of them.
+    fn groups_agree(&mut self, services: &[(Service, Range<usize>)]) {
+        let shape = |s: &Service| -> Vec<_> {
+            s.reals
+                .iter()
+                .map(|r| (r.address, r.weight, r.lifecycle.clone()))
+                .collect()
+        };
+        for (i, (s, span)) in services.iter().enumerate() {
+            let Some(group) = &s.group else { continue };
+            let first = services[..i]
+                .iter()
+                .find(|(o, _)| o.group.as_ref() == Some(group));
+            if let Some((first, _)) = first
+                && shape(first) != shape(s)
+            {
+                self.error(
+                    span.clone(),
+                    format!(
+                        "service {} of group `{group}` lists other real servers or checks than {} (a group's reals are checked once for all its services)",
+                        s.id, first.id
+                    ),
+                );
+            }
+        }
+    }
+
     /// Checks that the services fit the data plane's preallocated maps.
     fn capacity(
         &mut self,
@@ -581,71 +626,6 @@ impl Validator<'_> {
             self.error(span, message);
         }
     }
-}
-
-/// Where the services do not fit the data plane's preallocated maps: the
-/// index of the service at fault (`None`: the data plane as a whole) and
-/// the message. Shared with the keepalived.conf front end.
-pub(crate) fn capacity_problems(
-    dp: &Dataplane,
-    services: &[&Service],
-) -> Vec<(Option<usize>, String)> {
-    let mut out = Vec::new();
-    if services.len() > dp.max_services as usize {
-        out.push((
-            Some(dp.max_services as usize),
-            format!("more services than `max_services` ({})", dp.max_services),
-        ));
-    }
-    // Real id 0 is reserved, so one slot fewer than max_reals is usable.
-    let reals: usize = services.iter().map(|s| s.reals.len()).sum();
-    if reals >= dp.max_reals as usize {
-        out.push((
-            None,
-            format!(
-                "{reals} real servers in all do not fit `max_reals` ({}; one slot is reserved)",
-                dp.max_reals
-            ),
-        ));
-    }
-    let half = dp.maglev_table_size / 2;
-    for (i, s) in services.iter().enumerate() {
-        if s.reals.len() > sched_layout::MAX_REALS_PER_SERVICE as usize {
-            out.push((
-                Some(i),
-                format!(
-                    "service {} has {} real servers; at most {} per service",
-                    s.id,
-                    s.reals.len(),
-                    sched_layout::MAX_REALS_PER_SERVICE
-                ),
-            ));
-        }
-        let weights: Vec<u32> = s.reals.iter().map(|r| r.weight).collect();
-        let need = match s.scheduler {
-            Scheduler::Wrr => wrr_len(&weights),
-            Scheduler::Rr => weights.len() as u64,
-            Scheduler::Sh | Scheduler::Dh => u64::from(sched_layout::HASH_BUCKETS),
-            _ => 0,
-        };
-        if need > u64::from(half) {
-            out.push((Some(i), format!(
-                "service {}: the {} table needs {need} slots but half a Maglev table holds {half}; raise `maglev_table_size` (or use smaller weights with the same ratios)",
-                s.id, s.scheduler.name()
-            )));
-        }
-        let live = s.reals.iter().filter(|r| r.weight > 0).count();
-        if live > dp.maglev_table_size as usize {
-            out.push((
-                Some(i),
-                format!(
-                    "service {} has {live} real servers, more than the Maglev table has slots ({})",
-                    s.id, dp.maglev_table_size
-                ),
-            ));
-        }
-    }
-    out
 }
 
 impl Validator<'_> {
@@ -742,18 +722,4 @@ impl Validator<'_> {
         };
         (timeout_s > 0 && t.get_ref() > &0).then_some(Persistence { timeout_s, mask })
     }
-}
-
-fn is_prime(n: u32) -> bool {
-    if n < 2 {
-        return false;
-    }
-    let mut d = 2u32;
-    while d.saturating_mul(d) <= n {
-        if n.is_multiple_of(d) {
-            return false;
-        }
-        d += 1;
-    }
-    true
 }

@@ -570,9 +570,17 @@ impl Validator<'_> {
                 Some(_) => self.vrrp_weight(&t.weight),
                 None => None,
             };
+            let reverse = t.reverse.as_ref().is_some_and(|b| *b.get_ref());
+            if let (Some(r), None) = (&t.reverse, weight) {
+                self.error(
+                    r.span(),
+                    "`reverse` needs `weight` (it reverses the weight)",
+                );
+            }
             out.push(TrackRef {
                 name: name.clone(),
                 weight,
+                reverse,
             });
         }
         out
@@ -585,6 +593,7 @@ impl Validator<'_> {
                 Some(TrackInterface {
                     name: self.vrrp_ifname(&t.name)?,
                     weight: self.vrrp_weight(&t.weight)?,
+                    reverse: t.reverse.as_ref().is_some_and(|b| *b.get_ref()),
                 })
             })
             .collect()

@@ -1,38 +1,78 @@
-//! Checkers inside `real_server`: TCP_CHECK, HTTP_GET, SSL_GET, SMTP_CHECK,
-//! DNS_CHECK, UDP_CHECK, PING_CHECK, MISC_CHECK.
+//! Checkers inside `real_server`: TCP_CHECK, HTTP_GET, SSL_GET, SMTP_CHECK
+//! (with its `host` sub-blocks), DNS_CHECK, UDP_CHECK, PING_CHECK,
+//! MISC_CHECK. What a checker leaves unset it takes from its real server,
+//! then its virtual server, then its type's default, as keepalived 2.2.7's
+//! `validate_check_config` does.
 
 use super::Ctx;
-use crate::config::check::{Check, CheckCommon, CheckKind, DnsType, HttpCheck, HttpProtocol, Url};
+use crate::config::{
+    check::{Check, CheckCommon, CheckKind, DnsType, HttpCheck, HttpProtocol, Url},
+    defaults,
+};
 use crate::keepalived::{include::Token, keywords::Area, tree::Node};
-use std::time::Duration;
+use std::{net::IpAddr, time::Duration};
 
 const HOUR: f64 = 3600.0;
 
-pub fn check(cx: &mut Ctx, n: &Node, delay_loop: Duration) -> Option<Check> {
-    let area = match n.name() {
-        "TCP_CHECK" => Area::TcpCheck,
-        "HTTP_GET" => Area::HttpCheck,
-        "SSL_GET" => Area::SslCheck,
-        "SMTP_CHECK" => Area::SmtpCheck,
-        "DNS_CHECK" => Area::DnsCheck,
-        "UDP_CHECK" => Area::UdpCheck,
-        "PING_CHECK" => Area::PingCheck,
-        _ => Area::MiscCheck,
+/// What a real server (having taken what it lacks from its virtual
+/// server) hands down to its checkers.
+#[derive(Clone, Debug)]
+pub struct Inherited {
+    pub delay_loop: Duration,
+    pub connect_timeout: Duration,
+    pub retry: Option<u32>,
+    pub delay_before_retry: Option<Duration>,
+    pub warmup: Option<Duration>,
+    pub alpha: bool,
+    /// The real's `virtualhost` (the service's is applied at run time).
+    pub virtualhost: Option<String>,
+    /// The virtual server's `delay_loop`: MISC_CHECK's `misc_timeout` default.
+    pub vs_delay_loop: Duration,
+}
+
+/// Where a checker connects (one per SMTP_CHECK `host` block).
+#[derive(Clone, Debug, Default)]
+struct Conn {
+    connect_ip: Option<IpAddr>,
+    connect_port: Option<u16>,
+    bindto: Option<IpAddr>,
+    bind_port: Option<u16>,
+    connect_timeout: Option<Duration>,
+    fwmark: Option<u32>,
+}
+
+impl Conn {
+    /// Any connection option set (keepalived then keeps the SMTP_CHECK's
+    /// own connection beside its `host` blocks).
+    fn any(&self) -> bool {
+        self.connect_ip.is_some()
+            || self.connect_port.is_some()
+            || self.bindto.is_some()
+            || self.bind_port.is_some()
+            || self.connect_timeout.is_some()
+            || self.fwmark.is_some()
+    }
+}
+
+/// The checker's own timing settings, before inheritance.
+#[derive(Default)]
+struct Timing {
+    retry: Option<u32>,
+    retry_kw: Option<String>,
+    delay_before_retry: Option<Duration>,
+    delay_loop: Option<Duration>,
+    warmup: Option<Duration>,
+    alpha: bool,
+}
+
+/// One checker block: usually one check, several for SMTP_CHECK `host` blocks.
+pub fn check(cx: &mut Ctx, n: &Node, inh: &Inherited) -> Vec<Check> {
+    let Some(area) = Area::check(n.name()) else {
+        return Vec::new();
     };
     let errors = cx.diag.error_count();
-    let mut c = CheckCommon {
-        smtp_alert: None,
-        connect_ip: None,
-        connect_port: None,
-        bindto: None,
-        bind_port: None,
-        connect_timeout: Duration::from_secs(5),
-        retry: if area == Area::DnsCheck { 3 } else { 1 },
-        delay_before_retry: Duration::from_secs(1),
-        delay_loop,
-        warmup: None,
-        fwmark: None,
-    };
+    let mut conn = Conn::default();
+    let mut t = Timing::default();
     let mut http = HttpCheck {
         tls: area == Area::SslCheck,
         urls: Vec::new(),
@@ -41,53 +81,17 @@ pub fn check(cx: &mut Ctx, n: &Node, delay_loop: Duration) -> Option<Check> {
         protocol: HttpProtocol::Http10,
     };
     let mut helo_name = None;
+    let mut hosts: Vec<Conn> = Vec::new();
     let (mut qtype, mut qname) = (DnsType::Soa, ".".to_string());
     let (mut payload, mut require_reply) = (Vec::new(), None);
     let (mut misc_path, mut misc_timeout, mut misc_dynamic, mut user) = (None, None, false, None);
-    let mut retry_kw: Option<&str> = None;
     let mut misc_given = false;
     for k in cx.select(area, n.children()) {
+        if common(cx, k, &mut conn, &mut t) {
+            continue;
+        }
         let a = || &k.args[0];
         match k.name() {
-            "connect_ip" => c.connect_ip = cx.ip(a(), "connect_ip"),
-            "connect_port" => c.connect_port = cx.port(a(), "connect_port"),
-            "bindto" => c.bindto = cx.ip(a(), "bindto"),
-            "bind_port" => c.bind_port = cx.port(a(), "bind_port"),
-            "connect_timeout" => match cx.secs(a(), "connect_timeout", HOUR) {
-                Some(d) if !d.is_zero() => c.connect_timeout = d,
-                Some(_) => cx.diag.error(
-                    &a().pos,
-                    "invalid value '0' for 'connect_timeout' (expected seconds above 0)",
-                ),
-                None => {}
-            },
-            "retry" | "nb_get_retry" => {
-                if let Some(prev) = retry_kw {
-                    cx.diag.error(
-                        k.pos(),
-                        format!("'{}' repeats '{prev}' (the same setting)", k.name()),
-                    );
-                }
-                retry_kw = Some(k.name());
-                if let Some(v) = cx.uint(a(), k.name(), 1..=u32::MAX) {
-                    c.retry = v;
-                }
-            }
-            "delay_before_retry" => {
-                if let Some(d) = cx.secs(a(), "delay_before_retry", HOUR) {
-                    c.delay_before_retry = d;
-                }
-            }
-            "delay_loop" => match cx.secs(a(), "delay_loop", 86400.0) {
-                Some(d) if !d.is_zero() => c.delay_loop = d,
-                Some(_) => cx.diag.error(
-                    &a().pos,
-                    "invalid value '0' for 'delay_loop' (expected seconds above 0)",
-                ),
-                None => {}
-            },
-            "warmup" => c.warmup = cx.secs(a(), "warmup", HOUR).filter(|d| !d.is_zero()),
-            "fwmark" => c.fwmark = cx.uint(a(), "fwmark", 1..=u32::MAX),
             "url" => http.urls.extend(url(cx, k)),
             "virtualhost" => http.virtualhost = Some(a().text.clone()),
             "http_protocol" => match HttpProtocol::from_name(&a().text) {
@@ -102,6 +106,13 @@ pub fn check(cx: &mut Ctx, n: &Node, delay_loop: Duration) -> Option<Check> {
             },
             "enable_sni" => http.sni = true,
             "helo_name" => helo_name = Some(a().text.clone()),
+            "host" => {
+                let mut h = Conn::default();
+                for hk in cx.select(Area::SmtpHost, k.children()) {
+                    common(cx, hk, &mut h, &mut t);
+                }
+                hosts.push(h);
+            }
             "type" => {
                 qtype = match DnsType::from_name(&a().text) {
                     Some(q) => q,
@@ -123,11 +134,15 @@ pub fn check(cx: &mut Ctx, n: &Node, delay_loop: Duration) -> Option<Check> {
                 misc_given = true;
                 misc_path = cx.command(k);
             }
-            "misc_timeout" => misc_timeout = cx.secs(a(), "misc_timeout", HOUR),
+            "misc_timeout" => {
+                // keepalived: 0 is "unset" (the virtual server's delay_loop).
+                misc_timeout = cx.secs(a(), "misc_timeout", HOUR).filter(|d| !d.is_zero())
+            }
             "misc_dynamic" => misc_dynamic = true,
             _ => user = Some(cx.user(k)), // user
         }
     }
+    let delay_loop = t.delay_loop.unwrap_or(inh.delay_loop);
     let kind = match area {
         Area::TcpCheck => CheckKind::Tcp,
         Area::HttpCheck | Area::SslCheck => {
@@ -136,6 +151,9 @@ pub fn check(cx: &mut Ctx, n: &Node, delay_loop: Duration) -> Option<Check> {
                     n.pos(),
                     format!("{} needs at least one 'url {{ path … }}'", n.name()),
                 );
+            }
+            if http.virtualhost.is_none() {
+                http.virtualhost = inh.virtualhost.clone();
             }
             CheckKind::Http(http)
         }
@@ -149,7 +167,7 @@ pub fn check(cx: &mut Ctx, n: &Node, delay_loop: Duration) -> Option<Check> {
         _ => match misc_path {
             Some(path) => CheckKind::Misc {
                 path,
-                timeout: misc_timeout.unwrap_or(c.delay_loop),
+                timeout: misc_timeout.unwrap_or(defaults::misc_timeout(inh.vs_delay_loop)),
                 dynamic: misc_dynamic,
                 user,
             },
@@ -157,11 +175,113 @@ pub fn check(cx: &mut Ctx, n: &Node, delay_loop: Duration) -> Option<Check> {
                 if !misc_given {
                     cx.diag.error(n.pos(), "MISC_CHECK needs 'misc_path'");
                 }
-                return None;
+                return Vec::new();
             }
         },
     };
-    (cx.diag.error_count() == errors).then_some(Check { kind, common: c })
+    if cx.diag.error_count() != errors {
+        return Vec::new();
+    }
+    let retry = t.retry.or(inh.retry).unwrap_or(defaults::retry(&kind));
+    let delay_before_retry = t
+        .delay_before_retry
+        .or(inh.delay_before_retry)
+        .unwrap_or(defaults::delay_before_retry(&kind, delay_loop));
+    let make = |c: &Conn| CheckCommon {
+        connect_ip: c.connect_ip,
+        connect_port: c.connect_port,
+        bindto: c.bindto,
+        bind_port: c.bind_port,
+        connect_timeout: c.connect_timeout.unwrap_or(inh.connect_timeout),
+        retry,
+        delay_before_retry,
+        delay_loop,
+        warmup: t
+            .warmup
+            .or(inh.warmup)
+            .unwrap_or(defaults::warmup(delay_loop)),
+        alpha: t.alpha || inh.alpha,
+        fwmark: c.fwmark,
+        smtp_alert: None,
+    };
+    // keepalived makes each SMTP_CHECK `host` a checker of its own, and
+    // keeps the block's own connection too when it sets one (or has no host).
+    let mut conns: Vec<&Conn> = Vec::new();
+    if conn.any() || hosts.is_empty() {
+        conns.push(&conn);
+    }
+    conns.extend(&hosts);
+    conns
+        .into_iter()
+        .map(|c| Check {
+            kind: kind.clone(),
+            common: make(c),
+        })
+        .collect()
+}
+
+/// A keyword every checker (and an SMTP `host` block) shares; false if `k` is another.
+fn common(cx: &mut Ctx, k: &Node, conn: &mut Conn, t: &mut Timing) -> bool {
+    let a = || &k.args[0];
+    match k.name() {
+        "connect_ip" => conn.connect_ip = cx.ip(a(), "connect_ip"),
+        "connect_port" => conn.connect_port = cx.port(a(), "connect_port"),
+        "bindto" => conn.bindto = cx.ip(a(), "bindto"),
+        // 0 lets the kernel choose, as when the keyword is absent.
+        "bind_port" => conn.bind_port = cx.port(a(), "bind_port").filter(|p| *p != 0),
+        "connect_timeout" => conn.connect_timeout = timeout(cx, a(), "connect_timeout"),
+        "fwmark" => conn.fwmark = cx.uint(a(), "fwmark", 1..=u32::MAX),
+        "retry" | "nb_get_retry" => {
+            if let Some(prev) = &t.retry_kw {
+                cx.diag.error(
+                    k.pos(),
+                    format!("'{}' repeats '{prev}' (the same setting)", k.name()),
+                );
+            }
+            t.retry_kw = Some(k.name().to_string());
+            t.retry = cx.uint(a(), k.name(), 0..=u32::MAX).or(t.retry);
+        }
+        "delay_before_retry" => {
+            t.delay_before_retry = cx
+                .secs(a(), "delay_before_retry", HOUR)
+                .or(t.delay_before_retry)
+        }
+        "delay_loop" => t.delay_loop = delay_loop(cx, a()).or(t.delay_loop),
+        "warmup" => t.warmup = cx.secs(a(), "warmup", HOUR).or(t.warmup),
+        "alpha" => t.alpha = true,
+        _ => return false,
+    }
+    true
+}
+
+/// A `delay_loop`: seconds above 0.
+pub fn delay_loop(cx: &mut Ctx, t: &Token) -> Option<Duration> {
+    match cx.secs(t, "delay_loop", 86400.0) {
+        Some(d) if !d.is_zero() => Some(d),
+        Some(_) => {
+            cx.diag.error(
+                &t.pos,
+                "invalid value '0' for 'delay_loop' (expected seconds above 0)",
+            );
+            None
+        }
+        None => None,
+    }
+}
+
+/// A `connect_timeout`: seconds above 0.
+pub fn timeout(cx: &mut Ctx, t: &Token, what: &str) -> Option<Duration> {
+    match cx.secs(t, what, HOUR) {
+        Some(d) if !d.is_zero() => Some(d),
+        Some(_) => {
+            cx.diag.error(
+                &t.pos,
+                format!("invalid value '0' for '{what}' (expected seconds above 0)"),
+            );
+            None
+        }
+        None => None,
+    }
 }
 
 fn url(cx: &mut Ctx, n: &Node) -> Option<Url> {
@@ -169,6 +289,7 @@ fn url(cx: &mut Ctx, n: &Node) -> Option<Url> {
         path: String::new(),
         status_codes: Vec::new(),
         digest: None,
+        virtualhost: None,
     };
     let mut has_path = false;
     for k in cx.select(Area::Url, n.children()) {
@@ -177,6 +298,7 @@ fn url(cx: &mut Ctx, n: &Node) -> Option<Url> {
                 u.path = k.args[0].text.clone();
                 has_path = true;
             }
+            "virtualhost" => u.virtualhost = Some(k.args[0].text.clone()),
             "digest" => {
                 let t = &k.args[0];
                 match hex(cx, t, "digest").map(<[u8; 16]>::try_from) {

@@ -20,6 +20,8 @@ pub struct Extra {
     pub check_unicast_src: bool,
     /// `lvs_timeouts`.
     pub timeouts: Option<Timeouts>,
+    /// `dynamic_interfaces`: interfaces may be missing when the file is read.
+    pub dynamic_interfaces: bool,
 }
 
 const GARP_MAX: f64 = 3600.0;
@@ -67,6 +69,26 @@ pub fn map(cx: &mut Ctx, n: &Node, g: &mut Global) -> Extra {
                     g.garp.master_refresh_repeat = v;
                 }
             }
+            // keepalived: one GARP per transition, no second burst, no
+            // refresh, for whatever is still at its default so far.
+            "vrrp_min_garp" if cx.boolean(k) == Some(true) => {
+                let d = crate::config::vrrp::Garp::default();
+                if g.garp.master_repeat == d.master_repeat {
+                    g.garp.master_repeat = 1;
+                }
+                if g.garp.master_delay == d.master_delay {
+                    g.garp.master_delay = Duration::ZERO;
+                }
+            }
+            "dynamic_interfaces" => extra.dynamic_interfaces = true,
+            // Issue 17 (the VRRP work) maps these.
+            "vrrp_priority"
+            | "vrrp_rt_priority"
+            | "vrrp_no_swap"
+            | "vrrp_garp_lower_prio_delay"
+            | "vrrp_garp_lower_prio_repeat"
+            | "vrrp_lower_prio_no_advert"
+            | "vrrp_higher_prio_send_advert" => {}
             "vrrp_garp_interval" | "vrrp_gna_interval" => {
                 if let Some(d) = cx.secs(a(), k.name(), 1.0) {
                     match interval {
@@ -113,7 +135,7 @@ pub fn map(cx: &mut Ctx, n: &Node, g: &mut Global) -> Extra {
                             &extra.pos,
                             "one e-mail address per line in notification_email",
                         );
-                    } else if let Some(m) = cx.mailbox(&l.kw, "notification_email") {
+                    } else if let Some(m) = cx.recipient(&l.kw) {
                         g.notification_email.push(m);
                     }
                 }
@@ -137,7 +159,7 @@ pub fn map(cx: &mut Ctx, n: &Node, g: &mut Global) -> Extra {
             "smtp_alert" => g.smtp_alert = cx.boolean(k),
             "smtp_alert_vrrp" => g.smtp_alert_vrrp = cx.boolean(k),
             "smtp_alert_checker" => g.smtp_alert_checker = cx.boolean(k),
-            _ => {} // vrrp_skip_check_adv_addr: see keywords.rs
+            _ => {}
         }
     }
     for (fifo, script, k) in fifo_scripts {

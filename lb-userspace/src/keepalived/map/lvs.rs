@@ -1,9 +1,18 @@
-//! `virtual_server_group`, `virtual_server` and `real_server`.
+//! `virtual_server_group`, `virtual_server` and `real_server`. What
+//! keepalived 2.2.7 corrects with a message (`validate_check_config`: a
+//! missing protocol, ports that differ under DR, a duplicated real, a quorum
+//! above the reals' weights …) xlb corrects the same way, with a warning at
+//! the keyword.
 
-use super::{Ctx, check, hint};
+use super::{
+    Ctx,
+    check::{self, Inherited},
+    hint,
+};
 use crate::config::{
     Method, Persistence, Protocol, Real, SchedFlags, Scheduler, Service, ServiceId, Tunnel,
     check::{RealLifecycle, ServiceLifecycle, SorryServer},
+    defaults,
 };
 use crate::keepalived::{diag::Pos, include::Token, keywords::Area, tree::Node};
 use std::{
@@ -21,10 +30,10 @@ pub enum GroupMember {
 /// keepalived's default scheduler and forwarding method.
 const DEFAULT_SCHEDULER: Scheduler = Scheduler::Wlc;
 const DEFAULT_METHOD: Method = Method::Nat;
-/// `persistence_timeout` without a value.
-const DEFAULT_PERSISTENCE: u32 = 360;
 /// Addresses one range line may expand to.
 const MAX_RANGE: u32 = 256;
+/// keepalived's largest weight (ip_vs.h `IPVS_WEIGHT_LIMIT`, INT32_MAX).
+pub const MAX_WEIGHT: u32 = i32::MAX as u32;
 
 /// `virtual_server_group NAME { ADDR[-LAST] PORT | fwmark N … }`.
 pub fn group(cx: &mut Ctx, n: &Node) -> Vec<GroupMember> {
@@ -145,7 +154,8 @@ pub fn virtual_server(
     for k in selected.iter().filter(|k| k.name() != "real_server") {
         s.keyword(cx, k);
     }
-    s.finish(cx, n);
+    let by_addr = members.iter().any(|m| matches!(m, GroupMember::Addr(..)));
+    s.finish(cx, n, by_addr);
     let Some(first) = members.first() else {
         return Vec::new();
     };
@@ -154,15 +164,16 @@ pub fn virtual_server(
         GroupMember::Addr(_, p) => *p,
         GroupMember::Fwmark(_) => 0,
     };
+    let inherited = s.inherited();
     let mut reals: Vec<(Real, Pos)> = Vec::new();
     let mut seen: HashMap<(IpAddr, u16), usize> = HashMap::new();
     for k in selected.iter().filter(|k| k.name() == "real_server") {
-        if let Some(r) = real_server(cx, k, vs_port, s.lifecycle.delay_loop) {
+        if let Some(r) = real_server(cx, k, vs_port, &s, &inherited) {
             if let Some(line) = seen.get(&(r.address, r.port)) {
-                cx.diag.error(
+                cx.diag.warning(
                     k.pos(),
                     format!(
-                        "real_server {} {} is already listed at line {line}",
+                        "real_server {} {} is already listed at line {line}; this one is left out (as keepalived 2.2.7 does)",
                         r.address, r.port
                     ),
                 );
@@ -175,13 +186,22 @@ pub fn virtual_server(
     if cx.diag.error_count() != errors {
         return Vec::new();
     }
+    if reals.is_empty() {
+        cx.diag.warning(
+            n.pos(),
+            "virtual_server has no real_server; it is left out (as keepalived 2.2.7 does)",
+        );
+        return Vec::new();
+    }
+    let mut lifecycle = s.lifecycle.clone();
+    s.quorum_fits(cx, n, &reals, &mut lifecycle);
     let mut out = Vec::new();
     for m in members {
         let id = match m {
             GroupMember::Addr(vip, port) => ServiceId::Addr {
                 vip,
                 port,
-                protocol: s.protocol,
+                protocol: s.protocol.unwrap_or(Protocol::Udp),
             },
             GroupMember::Fwmark(mark) => ServiceId::Fwmark { mark, ipv6: s.ipv6 },
         };
@@ -202,18 +222,10 @@ pub fn virtual_server(
             );
             continue;
         }
-        // A group's reals on port 0 take each member's port.
         let mut ok = true;
         let mut members_reals = Vec::new();
         for (r, pos) in &reals {
-            let r = Real {
-                port: if r.port == 0 {
-                    id.addr().map_or(0, |a| a.1)
-                } else {
-                    r.port
-                },
-                ..r.clone()
-            };
+            let mut r = r.clone();
             if let Some((vip, port, _)) = id.addr() {
                 // A tunnel may cross families (IPv4 in IPv6 and back); DR and NAT cannot.
                 if s.method != Method::Tun && r.address.is_ipv4() != vip.is_ipv4() {
@@ -226,17 +238,16 @@ pub fn virtual_server(
                     );
                     ok = false;
                 }
-                if matches!(s.method, Method::Dr | Method::Tun) && r.port != port {
-                    let what = if s.method == Method::Dr {
-                        "direct routing"
-                    } else {
-                        "tunnelling"
-                    };
-                    cx.diag.error(pos, format!(
-                        "{what} cannot change the port: real server port {} differs from the service port {port}",
+                if r.port == 0 {
+                    // A group's reals without a port take each member's.
+                    r.port = port;
+                } else if s.method != Method::Nat && r.port != port {
+                    cx.diag.warning(pos, format!(
+                        "{} cannot change the port: real server port {} differs from the service port {port}; the service port is used (as keepalived 2.2.7 does)",
+                        if s.method == Method::Dr { "direct routing" } else { "tunnelling" },
                         r.port
                     ));
-                    ok = false;
+                    r.port = port;
                 }
             }
             members_reals.push(r);
@@ -244,18 +255,24 @@ pub fn virtual_server(
         if !ok {
             continue;
         }
-        let reals = members_reals;
+        let mut lifecycle = lifecycle.clone();
+        if let (Some(sorry), Some((_, port, _))) = (&mut lifecycle.sorry_server, id.addr())
+            && (sorry.port == 0 || s.method != Method::Nat)
+        {
+            sorry.port = port;
+        }
         out.push((
             Service {
                 id,
                 scheduler: s.scheduler,
                 method: s.method,
-                tunnel: (s.method == Method::Tun).then_some(Tunnel::Ipip),
+                tunnel: (s.method == Method::Tun).then_some(s.tunnel),
                 active: true,
                 flags: s.flags,
                 persistence,
-                reals,
-                lifecycle: s.lifecycle.clone(),
+                reals: members_reals,
+                lifecycle,
+                group: None,
             },
             n.pos().clone(),
         ));
@@ -266,13 +283,25 @@ pub fn virtual_server(
 struct Settings {
     scheduler: Scheduler,
     method: Method,
-    protocol: Protocol,
+    tunnel: Tunnel,
+    /// `None`: not given (keepalived 2.2.7 then uses UDP, and says so).
+    protocol: Option<Protocol>,
+    protocol_pos: Option<Pos>,
     ipv6: bool,
     flags: SchedFlags,
-    flag_tokens: Vec<(String, Pos)>,
+    /// `flag-1` / `flag-2`: IPVS's scheduler flags, whatever the scheduler.
+    raw_flags: Vec<(String, Pos)>,
     persistence: Option<(u32, Option<IpAddr>)>,
     lifecycle: ServiceLifecycle,
-    sorry_inhibit: bool,
+    ha_suspend_pos: Option<Pos>,
+    // Handed down to the reals.
+    connect_timeout: Duration,
+    retry: Option<u32>,
+    delay_before_retry: Option<Duration>,
+    warmup: Option<Duration>,
+    alpha: bool,
+    inhibit: bool,
+    weight: u32,
 }
 
 impl Default for Settings {
@@ -280,13 +309,121 @@ impl Default for Settings {
         Settings {
             scheduler: DEFAULT_SCHEDULER,
             method: DEFAULT_METHOD,
-            protocol: Protocol::Tcp,
+            tunnel: Tunnel::Ipip,
+            protocol: None,
+            protocol_pos: None,
             ipv6: false,
             flags: SchedFlags::default(),
-            flag_tokens: Vec::new(),
+            raw_flags: Vec::new(),
             persistence: None,
             lifecycle: ServiceLifecycle::default(),
-            sorry_inhibit: false,
+            ha_suspend_pos: None,
+            connect_timeout: defaults::CONNECT_TIMEOUT,
+            retry: None,
+            delay_before_retry: None,
+            warmup: None,
+            alpha: false,
+            inhibit: false,
+            weight: 1,
+        }
+    }
+}
+
+/// `NAT|DR|TUN [type ipip|gue] [port N] [nocsum]` (`lb_kind`, `lvs_method`,
+/// `sorry_server_lvs_method`): the method and, for TUN, the tunnel.
+fn forwarding(cx: &mut Ctx, k: &Node) -> Option<(Method, Tunnel)> {
+    let a = &k.args[0];
+    let method = match a.text.as_str() {
+        "NAT" => Method::Nat,
+        "DR" => Method::Dr,
+        "TUN" => Method::Tun,
+        _ => {
+            cx.diag.error(
+                &a.pos,
+                format!(
+                    "invalid value '{}' for '{}' (expected NAT, DR or TUN)",
+                    a.text,
+                    k.name()
+                ),
+            );
+            return None;
+        }
+    };
+    let (mut gue, mut port, mut type_pos) = (false, None, &a.pos);
+    let mut i = 1;
+    while let Some(w) = k.args.get(i) {
+        let value = k.args.get(i + 1);
+        match (w.text.as_str(), value) {
+            ("type", Some(v)) => {
+                type_pos = &v.pos;
+                match v.text.as_str() {
+                    "ipip" => gue = false,
+                    "gue" => gue = true,
+                    "gre" => {
+                        cx.diag.unsupported(
+                            &v.pos,
+                            "type gre",
+                            "xlb tunnels with IPIP and GUE only",
+                        );
+                        return None;
+                    }
+                    _ => {
+                        cx.diag.error(
+                            &v.pos,
+                            format!(
+                                "invalid value '{}' for 'type' (expected ipip or gue)",
+                                v.text
+                            ),
+                        );
+                        return None;
+                    }
+                }
+                i += 2;
+            }
+            ("port", Some(v)) => {
+                port = Some(cx.uint(v, "port", 1..=65535)? as u16);
+                i += 2;
+            }
+            // GUE without checksums, which is what xlb sends.
+            ("nocsum", _) => i += 1,
+            ("csum" | "remcsum", _) => {
+                cx.diag
+                    .unsupported(&w.pos, &w.text, "xlb sends GUE without checksums (nocsum)");
+                return None;
+            }
+            ("type" | "port", None) => {
+                cx.diag.error(&w.pos, format!("'{}' needs a value", w.text));
+                return None;
+            }
+            _ => {
+                cx.diag.error(
+                    &w.pos,
+                    format!(
+                        "unknown keyword '{}' in {} (expected type, port or nocsum)",
+                        w.text,
+                        k.name()
+                    ),
+                );
+                return None;
+            }
+        }
+    }
+    if k.args.len() > 1 && method != Method::Tun {
+        cx.diag.error(
+            &k.args[1].pos,
+            format!("tunnel options apply to TUN only, not {}", a.text),
+        );
+        return None;
+    }
+    match (gue, port) {
+        (true, Some(port)) => Some((method, Tunnel::Gue { port })),
+        (false, None) => Some((method, Tunnel::Ipip)),
+        _ => {
+            cx.diag.error(
+                type_pos,
+                "gue tunnels require a port, and only they take one",
+            );
+            None
         }
     }
 }
@@ -296,14 +433,25 @@ impl Settings {
         let a = || &k.args[0];
         let l = &mut self.lifecycle;
         match k.name() {
-            "delay_loop" => match cx.secs(a(), "delay_loop", 86400.0) {
-                Some(d) if !d.is_zero() => l.delay_loop = d,
-                Some(_) => cx.diag.error(
-                    &a().pos,
-                    "invalid value '0' for 'delay_loop' (expected seconds above 0)",
-                ),
-                None => {}
-            },
+            "delay_loop" => {
+                if let Some(d) = check::delay_loop(cx, a()) {
+                    l.delay_loop = d;
+                }
+            }
+            "connect_timeout" => {
+                if let Some(d) = check::timeout(cx, a(), "connect_timeout") {
+                    self.connect_timeout = d;
+                }
+            }
+            "retry" => self.retry = cx.uint(a(), "retry", 0..=u32::MAX),
+            "delay_before_retry" => self.delay_before_retry = cx.secs(a(), "delay_before_retry", 3600.0),
+            "warmup" => self.warmup = cx.secs(a(), "warmup", 3600.0),
+            "inhibit_on_failure" => self.inhibit = true,
+            "weight" => {
+                if let Some(w) = cx.uint(a(), "weight", 1..=MAX_WEIGHT) {
+                    self.weight = w;
+                }
+            }
             "lb_algo" | "lvs_sched" => match Scheduler::from_name(&a().text) {
                 Some(s) => self.scheduler = s,
                 None => {
@@ -319,22 +467,15 @@ impl Settings {
                     );
                 }
             },
-            "lb_kind" | "lvs_method" => match a().text.as_str() {
-                "NAT" => self.method = Method::Nat,
-                "DR" => self.method = Method::Dr,
-                "TUN" => self.method = Method::Tun,
-                _ => cx.diag.error(
-                    &a().pos,
-                    format!(
-                        "invalid value '{}' for '{}' (expected NAT, DR or TUN)",
-                        a().text,
-                        k.name()
-                    ),
-                ),
-            },
+            "lb_kind" | "lvs_method" => {
+                if let Some((m, t)) = forwarding(cx, k) {
+                    self.method = m;
+                    self.tunnel = t;
+                }
+            }
             "persistence_timeout" => {
                 let t = match k.args.first() {
-                    None => Some(DEFAULT_PERSISTENCE),
+                    None => Some(defaults::PERSISTENCE_TIMEOUT),
                     Some(t) => cx.uint(t, "persistence_timeout", 1..=365 * 86400),
                 };
                 if let Some(t) = t {
@@ -364,12 +505,13 @@ impl Settings {
                     None => cx.diag.error(&t.pos, format!("invalid value '{}' for 'persistence_granularity' (expected an IPv4 netmask such as 255.255.255.0 or an IPv6 prefix length)", t.text)),
                 }
             }
-            "protocol" => match a().text.as_str() {
-                "TCP" => self.protocol = Protocol::Tcp,
-                "UDP" => self.protocol = Protocol::Udp,
+            // keepalived compares without case: `protocol tcp` is TCP.
+            "protocol" => match a().text.to_ascii_uppercase().as_str() {
+                "TCP" => self.protocol = Some(Protocol::Tcp),
+                "UDP" => self.protocol = Some(Protocol::Udp),
                 "SCTP" => cx.diag.error(
                     &a().pos,
-                    "invalid value 'SCTP' for 'protocol' (xlb forwards TCP and UDP only)",
+                    format!("invalid value '{}' for 'protocol' (xlb forwards TCP and UDP only)", a().text),
                 ),
                 _ => cx.diag.error(
                     &a().pos,
@@ -379,9 +521,12 @@ impl Settings {
                     ),
                 ),
             },
-            "ha_suspend" => l.ha_suspend = true,
+            "ha_suspend" => {
+                l.ha_suspend = true;
+                self.ha_suspend_pos = Some(k.pos().clone());
+            }
             "virtualhost" => l.virtualhost = Some(a().text.clone()),
-            "alpha" => l.alpha = true,
+            "alpha" => self.alpha = true,
             "smtp_alert" => l.smtp_alert = cx.boolean(k),
             "omega" => l.omega = true,
             "quorum" => l.quorum = cx.uint(a(), "quorum", 1..=u32::MAX).unwrap_or(1),
@@ -389,19 +534,37 @@ impl Settings {
             "quorum_up" => l.quorum_up = cx.command(k),
             "quorum_down" => l.quorum_down = cx.command(k),
             "sorry_server" => {
-                let (addr, port) = (cx.ip(a(), "sorry_server"), cx.port(&k.args[1], "port"));
+                let addr = cx.ip(a(), "sorry_server");
+                // No port: the service's, filled in per service.
+                let port = match k.args.get(1) {
+                    Some(p) => cx.port(p, "port"),
+                    None => Some(0),
+                };
                 if let (Some(address), Some(port)) = (addr, port) {
                     l.sorry_server = Some(SorryServer {
                         address,
                         port,
-                        inhibit: self.sorry_inhibit,
+                        inhibit: false,
                     });
                 }
             }
-            "sorry_server_inhibit" => {
-                self.sorry_inhibit = true;
-                if let Some(s) = &mut l.sorry_server {
-                    s.inhibit = true;
+            "sorry_server_inhibit" => match &mut l.sorry_server {
+                Some(s) => s.inhibit = true,
+                None => cx.diag.warning(
+                    k.pos(),
+                    "'sorry_server_inhibit' before (or without) 'sorry_server' is ignored, as keepalived 2.2.7 ignores it",
+                ),
+            },
+            "sorry_server_lvs_method" => {
+                if l.sorry_server.is_none() {
+                    cx.diag.warning(
+                        k.pos(),
+                        "'sorry_server_lvs_method' before (or without) 'sorry_server' is ignored, as keepalived 2.2.7 ignores it",
+                    );
+                } else if let Some(m) = forwarding(cx, k)
+                    && m != (self.method, self.tunnel)
+                {
+                    cx.diag.unsupported(k.pos(), k.name(), "xlb forwards to the sorry server with the service's lb_kind");
                 }
             }
             "ip_family" => match a().text.as_str() {
@@ -415,32 +578,54 @@ impl Settings {
                     ),
                 ),
             },
+            "flag-1" | "flag-2" => self.raw_flags.push((k.name().to_string(), k.pos().clone())),
             flag => {
-                // sh-port, sh-fallback, mh-port, mh-fallback
-                if flag.ends_with("-port") {
-                    self.flags.hash_port = true;
+                // sh-port, sh-fallback, mh-port, mh-fallback: keepalived sets
+                // them only when the scheduler named so far is theirs.
+                let owner = if flag.starts_with("sh") {
+                    Scheduler::Sh
                 } else {
-                    self.flags.fallback = true;
+                    Scheduler::Mh
+                };
+                if owner == self.scheduler {
+                    if flag.ends_with("-port") {
+                        self.flags.hash_port = true;
+                    } else {
+                        self.flags.fallback = true;
+                    }
+                } else {
+                    cx.diag.warning(
+                        k.pos(),
+                        format!(
+                            "'{flag}' is ignored: it applies to scheduler '{}' and the scheduler so far is '{}' (keepalived 2.2.7 ignores it too)",
+                            owner.name(),
+                            self.scheduler.name()
+                        ),
+                    );
                 }
-                self.flag_tokens.push((flag.to_string(), k.pos().clone()));
             }
+        }
+        if k.name() == "protocol" {
+            self.protocol_pos = Some(k.pos().clone());
         }
     }
 
-    /// Checks between keywords, once the block is read.
-    fn finish(&mut self, cx: &mut Ctx, n: &Node) {
-        for (flag, pos) in &self.flag_tokens {
-            let owner = if flag.starts_with("sh") {
-                Scheduler::Sh
+    /// Checks between keywords, once the block is read. `by_addr`: the
+    /// service is an address (not only firewall marks).
+    fn finish(&mut self, cx: &mut Ctx, n: &Node, by_addr: bool) {
+        // IPVS's scheduler flags 1 and 2 are sh/mh's fallback and port.
+        for (flag, pos) in &self.raw_flags {
+            if matches!(self.scheduler, Scheduler::Sh | Scheduler::Mh) {
+                if flag == "flag-1" {
+                    self.flags.fallback = true;
+                } else {
+                    self.flags.hash_port = true;
+                }
             } else {
-                Scheduler::Mh
-            };
-            if owner != self.scheduler {
-                cx.diag.error(
+                cx.diag.warning(
                     pos,
                     format!(
-                        "'{flag}' belongs to scheduler '{}', not '{}'",
-                        owner.name(),
+                        "'{flag}' has no effect on scheduler '{}' (only sh and mh read it)",
                         self.scheduler.name()
                     ),
                 );
@@ -452,10 +637,82 @@ impl Settings {
                 "'persistence_granularity' needs 'persistence_timeout'",
             );
         }
+        if by_addr && self.protocol.is_none() {
+            cx.diag.warning(
+                n.pos(),
+                "virtual_server has no 'protocol'; it is UDP, as keepalived 2.2.7 defaults it",
+            );
+        }
+        if !by_addr {
+            if let Some(pos) = &self.protocol_pos {
+                cx.diag.warning(
+                    pos,
+                    "'protocol' is ignored on a fwmark virtual_server (as keepalived 2.2.7 ignores it)",
+                );
+            }
+            if let Some(pos) = &self.ha_suspend_pos {
+                cx.diag.warning(
+                    pos,
+                    "'ha_suspend' is cleared on a fwmark virtual_server (as keepalived 2.2.7 clears it)",
+                );
+                self.lifecycle.ha_suspend = false;
+            }
+        }
+    }
+
+    /// What the virtual server hands down to its reals' checkers.
+    fn inherited(&self) -> Inherited {
+        Inherited {
+            delay_loop: self.lifecycle.delay_loop,
+            connect_timeout: self.connect_timeout,
+            retry: self.retry,
+            delay_before_retry: self.delay_before_retry,
+            warmup: self.warmup,
+            alpha: self.alpha,
+            virtualhost: None,
+            vs_delay_loop: self.lifecycle.delay_loop,
+        }
+    }
+
+    /// keepalived lowers a quorum the reals' weights cannot reach, and a
+    /// hysteresis that is not below the quorum.
+    fn quorum_fits(&self, cx: &mut Ctx, n: &Node, reals: &[(Real, Pos)], l: &mut ServiceLifecycle) {
+        let sum = reals
+            .iter()
+            .map(|(r, _)| u64::from(r.weight))
+            .sum::<u64>()
+            .min(u64::from(u32::MAX)) as u32;
+        if l.quorum > sum {
+            cx.diag.warning(
+                n.pos(),
+                format!(
+                    "quorum {} exceeds the real servers' total weight {sum}; the quorum is {sum} (as keepalived 2.2.7 lowers it)",
+                    l.quorum
+                ),
+            );
+            l.quorum = sum;
+        }
+        if l.hysteresis >= l.quorum && l.hysteresis > 0 {
+            let h = l.quorum.saturating_sub(1);
+            cx.diag.warning(
+                n.pos(),
+                format!(
+                    "hysteresis {} is not below quorum {}; it is {h} (as keepalived 2.2.7 lowers it)",
+                    l.hysteresis, l.quorum
+                ),
+            );
+            l.hysteresis = h;
+        }
     }
 }
 
-fn real_server(cx: &mut Ctx, n: &Node, vs_port: u16, delay_loop: Duration) -> Option<Real> {
+fn real_server(
+    cx: &mut Ctx,
+    n: &Node,
+    vs_port: u16,
+    vs: &Settings,
+    from_vs: &Inherited,
+) -> Option<Real> {
     let errors = cx.diag.error_count();
     let address = cx.ip(&n.args[0], "real_server");
     let port = match n.args.get(1) {
@@ -465,16 +722,22 @@ fn real_server(cx: &mut Ctx, n: &Node, vs_port: u16, delay_loop: Duration) -> Op
     let mut r = Real {
         address: address.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
         port: port.unwrap_or(0),
-        weight: 1,
+        weight: vs.weight,
         u_threshold: 0,
         l_threshold: 0,
-        lifecycle: RealLifecycle::default(),
+        lifecycle: RealLifecycle {
+            inhibit_on_failure: vs.inhibit,
+            ..RealLifecycle::default()
+        },
     };
+    let mut inh = from_vs.clone();
     let mut lthreshold: Option<&Token> = None;
-    for k in cx.select(Area::RealServer, n.children()) {
+    let selected = cx.select(Area::RealServer, n.children());
+    // Settings first: a checker takes them whatever their order.
+    for k in &selected {
         let a = || &k.args[0];
         match k.name() {
-            "weight" => r.weight = cx.uint(a(), "weight", 0..=65535).unwrap_or(1),
+            "weight" => r.weight = cx.uint(a(), "weight", 0..=MAX_WEIGHT).unwrap_or(vs.weight),
             "inhibit_on_failure" => r.lifecycle.inhibit_on_failure = true,
             "smtp_alert" => r.lifecycle.smtp_alert = cx.boolean(k),
             "notify_up" => r.lifecycle.notify_up = cx.command(k),
@@ -484,12 +747,36 @@ fn real_server(cx: &mut Ctx, n: &Node, vs_port: u16, delay_loop: Duration) -> Op
                 r.l_threshold = cx.uint(a(), "lthreshold", 0..=u32::MAX).unwrap_or(0);
                 lthreshold = Some(a());
             }
-            _ => {
-                if let Some(c) = check::check(cx, k, delay_loop) {
-                    r.lifecycle.checks.push(c);
+            "lvs_method" => {
+                if let Some(m) = forwarding(cx, k)
+                    && m != (vs.method, vs.tunnel)
+                {
+                    cx.diag.unsupported(
+                        k.pos(),
+                        k.name(),
+                        "xlb has one forwarding method per service; set lb_kind on the virtual_server",
+                    );
                 }
             }
+            "delay_loop" => inh.delay_loop = check::delay_loop(cx, a()).unwrap_or(inh.delay_loop),
+            "connect_timeout" => {
+                inh.connect_timeout =
+                    check::timeout(cx, a(), "connect_timeout").unwrap_or(inh.connect_timeout)
+            }
+            "retry" => inh.retry = cx.uint(a(), "retry", 0..=u32::MAX).or(inh.retry),
+            "delay_before_retry" => {
+                inh.delay_before_retry = cx
+                    .secs(a(), "delay_before_retry", 3600.0)
+                    .or(inh.delay_before_retry)
+            }
+            "warmup" => inh.warmup = cx.secs(a(), "warmup", 3600.0).or(inh.warmup),
+            "alpha" => inh.alpha = true,
+            "virtualhost" => inh.virtualhost = Some(a().text.clone()),
+            _ => {}
         }
+    }
+    for k in selected.iter().filter(|k| Area::check(k.name()).is_some()) {
+        r.lifecycle.checks.extend(check::check(cx, k, &inh));
     }
     if let Some(t) = lthreshold
         && r.u_threshold != 0

@@ -4,6 +4,7 @@
 
 mod check;
 mod global;
+mod ifaces;
 mod lvs;
 mod net;
 mod vrrp;
@@ -12,11 +13,11 @@ use super::{
     diag::{Diag, Pos},
     hint,
     include::Token,
-    keywords::{Area, Blk},
+    keywords::{Area, Blk, Status},
     tree::Node,
 };
 use crate::config::{
-    Command, Config, Dataplane, DataplaneKind, Service, ServiceId, Timeouts, XdpMode,
+    Command, Config, Dataplane, DataplaneKind, Service, ServiceId, Timeouts, XdpMode, capacity,
     vrrp::{StaticNet, Vrrp},
 };
 use lb_common::{conn, defaults};
@@ -26,9 +27,10 @@ pub struct Ctx<'d> {
     pub diag: &'d mut Diag,
 }
 
-/// The data plane a keepalived.conf gets: xlb's defaults, attached to the
-/// interfaces its VRRP instances (else its addresses) name; fwmark services
-/// need IPVS.
+/// The data plane a keepalived.conf gets: attached to the interfaces its
+/// VRRP instances (else its static addresses, else `default_interface`)
+/// name, or to none, so that the agent attaches where the routes to the
+/// reals go; maps sized for its services; fwmark services need IPVS.
 fn dataplane(
     vrrp: &Vrrp,
     static_net: &StaticNet,
@@ -57,6 +59,7 @@ fn dataplane(
     let fwmark = services
         .iter()
         .any(|s| matches!(s.id, ServiceId::Fwmark { .. }));
+    let list: Vec<&Service> = services.iter().collect();
     Dataplane {
         kind: if fwmark {
             DataplaneKind::Ipvs
@@ -66,9 +69,9 @@ fn dataplane(
         interfaces,
         xdp_mode: XdpMode::Auto,
         pin_path: PathBuf::from("/sys/fs/bpf/xlb"),
-        maglev_table_size: defaults::MAGLEV_TABLE_SIZE,
-        max_services: defaults::MAX_SERVICES,
-        max_reals: defaults::MAX_REALS,
+        maglev_table_size: capacity::maglev_table_size(&list),
+        max_services: capacity::max_services(&list),
+        max_reals: capacity::max_reals(&list),
         conntrack_size: defaults::CONNTRACK_SIZE,
         timeouts: g.timeouts.unwrap_or(Timeouts {
             tcp: conn::DEFAULT_TCP_S,
@@ -81,9 +84,12 @@ fn dataplane(
     }
 }
 
-pub fn config(nodes: &[Node], diag: &mut Diag) -> Config {
+pub fn config(nodes: &[Node], diag: &mut Diag, check_interfaces: bool) -> Config {
     let mut cx = Ctx { diag };
     let top = cx.select(Area::Top, nodes);
+    if check_interfaces {
+        ifaces::check(&mut cx, &top);
+    }
     let mut config = Config {
         global: Default::default(),
         dataplane: dataplane(
@@ -128,7 +134,9 @@ pub fn config(nodes: &[Node], diag: &mut Diag) -> Config {
                     .filter_map(|l| net::rule(&mut cx, l, "static_rules")),
             ),
             "vrrp_script" => config.vrrp.scripts.extend(vrrp::script(&mut cx, n)),
-            "vrrp_track_file" => config.vrrp.track_files.extend(vrrp::track_file(&mut cx, n)),
+            "vrrp_track_file" | "track_file" => {
+                config.vrrp.track_files.extend(vrrp::track_file(&mut cx, n))
+            }
             "vrrp_sync_group" => config.vrrp.sync_groups.extend(vrrp::sync_group(&mut cx, n)),
             "vrrp_instance" => {
                 if let Some((i, sd)) = vrrp::instance(&mut cx, n, &config.global, &g) {
@@ -169,8 +177,24 @@ pub fn config(nodes: &[Node], diag: &mut Diag) -> Config {
     }
     let mut seen: HashMap<ServiceId, Pos> = HashMap::new();
     let mut service_pos: Vec<Pos> = Vec::new();
+    // Each `virtual_server group NAME` block is one group of services (a
+    // second block naming the same group, say for UDP, is another).
+    let mut group_uses: HashMap<String, usize> = HashMap::new();
     for n in top.iter().filter(|n| n.name() == "virtual_server") {
-        for (s, pos) in lvs::virtual_server(&mut cx, n, &groups) {
+        let group = match n.args.as_slice() {
+            [g, name] if g.text == "group" => {
+                let uses = group_uses.entry(name.text.clone()).or_insert(0);
+                *uses += 1;
+                Some(if *uses == 1 {
+                    name.text.clone()
+                } else {
+                    format!("{}#{uses}", name.text)
+                })
+            }
+            _ => None,
+        };
+        for (mut s, pos) in lvs::virtual_server(&mut cx, n, &groups) {
+            s.group = group.clone();
             if let Some(first) = seen.get(&s.id) {
                 cx.diag.error(
                     &pos,
@@ -184,24 +208,45 @@ pub fn config(nodes: &[Node], diag: &mut Diag) -> Config {
         }
     }
     vrrp::cross_check(&mut cx, &top, &config, g.strict);
+    vrrp::sync_members_start_backup(&mut cx, &top, &mut config.vrrp);
     config.dataplane = dataplane(&config.vrrp, &config.static_net, &config.services, &g);
+    sync_daemon_needs_ipvs(&mut cx, &top, &mut config);
     let services: Vec<&Service> = config.services.iter().collect();
-    for (at, message) in crate::config::capacity_problems(&config.dataplane, &services) {
+    for (at, message) in capacity::capacity_problems(&config.dataplane, &services) {
         if let Some(pos) = at.and_then(|i| service_pos.get(i)).or(service_pos.first()) {
             cx.diag.error(pos, message);
         }
     }
-    let has_instances = top.iter().any(|n| n.name() == "vrrp_instance");
-    if !config.services.is_empty() && config.dataplane.interfaces.is_empty() && !has_instances {
-        let pos = top
-            .iter()
-            .find(|n| n.name() == "virtual_server")
-            .map(|n| n.pos().clone());
-        if let Some(pos) = pos {
-            cx.diag.error(&pos, "xlb cannot tell which interfaces to forward on: no vrrp_instance or static address names one (set 'default_interface' in global_defs)");
-        }
-    }
     config
+}
+
+/// IPVS's connection sync exists only under the IPVS data plane (a
+/// keepalived.conf gets it with fwmark services): on XDP, `lvs_sync_daemon`
+/// would never start, so it is refused (a warning under `--lenient`, and
+/// dropped).
+fn sync_daemon_needs_ipvs(cx: &mut Ctx, top: &[&Node], config: &mut Config) {
+    if config.dataplane.kind == DataplaneKind::Ipvs {
+        return;
+    }
+    let at = top
+        .iter()
+        .flat_map(|n| match n.name() {
+            "global_defs" => n.children().iter().find(|k| k.name() == "lvs_sync_daemon"),
+            "vrrp_instance" => n
+                .children()
+                .iter()
+                .find(|k| k.name() == "lvs_sync_daemon_interface"),
+            _ => None,
+        })
+        .next();
+    if let Some(k) = at {
+        cx.diag.unsupported(
+            k.pos(),
+            k.name(),
+            "the XDP data plane has no connection sync yet; IPVS's sync daemon runs under the IPVS data plane only (xlb picks IPVS for fwmark services)",
+        );
+    }
+    config.global.lvs_sync_daemon = None;
 }
 
 impl Ctx<'_> {
@@ -222,9 +267,13 @@ impl Ctx<'_> {
                 );
                 continue;
             };
-            if let Some(reason) = kw.unsupported {
-                self.diag.unsupported(n.pos(), n.name(), reason);
-                continue;
+            match kw.status {
+                Status::Mapped => {}
+                Status::Unsupported(reason) => {
+                    self.diag.unsupported(n.pos(), n.name(), reason);
+                    continue;
+                }
+                Status::Ignored(_) => continue,
             }
             let mut ok = true;
             match (kw.block, &n.block) {
@@ -330,6 +379,30 @@ impl Ctx<'_> {
                 None
             }
         }
+    }
+
+    /// A `notification_email` recipient: keepalived hands any word to its
+    /// SMTP server; a local name (`root`) goes as `root@<this host's name>`.
+    pub fn recipient(&mut self, t: &Token) -> Option<String> {
+        if t.text.contains('@') {
+            return self.mailbox(t, "notification_email");
+        }
+        if t.text.is_empty() || t.text.contains(char::is_whitespace) {
+            self.bad(
+                t,
+                "notification_email",
+                "an e-mail address or a local user name",
+            );
+            return None;
+        }
+        self.diag.warning(
+            &t.pos,
+            format!(
+                "local recipient '{}' is mailed as '{}@' this host's name (keepalived sends '{}' as it is and the SMTP server qualifies it)",
+                t.text, t.text, t.text
+            ),
+        );
+        Some(t.text.clone())
     }
 
     pub fn uint(&mut self, t: &Token, what: &str, range: RangeInclusive<u32>) -> Option<u32> {

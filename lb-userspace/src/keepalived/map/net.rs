@@ -6,17 +6,23 @@ use crate::config::vrrp::{Route, RouteKind, Rule, RuleAction, Scope, VirtualAddr
 use crate::keepalived::{include::Token, tree::Node};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-/// Options keepalived accepts on address lines that xlb does not apply.
-const ADDRESS_UNSUPPORTED: &[&str] = &[
-    "no_track",
-    "home",
-    "-nodad",
-    "nodad",
-    "noprefixroute",
-    "autojoin",
-    "preferred_lft",
-    "track_group",
+/// Options keepalived accepts on address lines that xlb does not apply, and
+/// whether each takes a value.
+const ADDRESS_UNSUPPORTED: &[(&str, bool)] = &[
+    ("home", false),
+    ("-nodad", false),
+    ("nodad", false),
+    ("noprefixroute", false),
+    ("autojoin", false),
+    ("preferred_lft", true),
+    ("track_group", true),
+    ("peer", true),
 ];
+
+/// Options of route and rule lines that keep xlb's behaviour: xlb never
+/// tracks its addresses, routes and rules (keepalived's `no_track`), and
+/// adds routes before the kernel's existing ones (`prepend`, the default).
+const ROUTE_SAME: &[&str] = &["no_track", "prepend", "inet", "inet6"];
 
 impl Ctx<'_> {
     fn option_value<'t>(&mut self, words: &[&'t Token], i: usize) -> Option<&'t Token> {
@@ -111,13 +117,18 @@ pub fn address(cx: &mut Ctx, n: &Node, block: &str) -> Option<VirtualAddress> {
     let mut i = 1;
     while i < words.len() {
         let w = words[i];
-        if ADDRESS_UNSUPPORTED.contains(&w.text.as_str()) {
+        if w.text == "no_track" {
+            // xlb never watches its addresses: keepalived's no_track is its behaviour.
+            i += 1;
+            continue;
+        }
+        if let Some((_, value)) = ADDRESS_UNSUPPORTED.iter().find(|(o, _)| *o == w.text) {
             cx.diag.unsupported(
                 &w.pos,
                 &w.text,
-                "address options beyond brd, dev, scope and label are not implemented",
+                "address options beyond brd, dev, scope, label and no_track are not implemented",
             );
-            i += 1;
+            i += 1 + usize::from(*value);
             continue;
         }
         if !KNOWN.contains(&w.text.as_str()) {
@@ -143,7 +154,9 @@ pub fn address(cx: &mut Ctx, n: &Node, block: &str) -> Option<VirtualAddress> {
     (cx.diag.error_count() == errors).then_some(a)
 }
 
-/// `[TYPE] DEST[/PREFIX] [via GW] [src S] [dev D] [table T] [metric M] [scope S]`.
+/// `[TYPE] DEST[/PREFIX] [via GW] [src S] [dev D] [table T] [metric M] [scope S]`,
+/// options before or after the destination as keepalived reads them (`src
+/// ADDR DEST …`): the first word that is no option is the destination.
 pub fn route(cx: &mut Ctx, n: &Node, block: &str) -> Option<Route> {
     const KNOWN: [&str; 7] = ["via", "gw", "src", "dev", "table", "metric", "scope"];
     let words = n.words();
@@ -153,15 +166,10 @@ pub fn route(cx: &mut Ctx, n: &Node, block: &str) -> Option<Route> {
         Some(kind) => (kind, 1),
         None => (RouteKind::Unicast, 0),
     };
-    let Some(dest_tok) = words.get(first) else {
-        cx.diag.error(&words[0].pos, "a route needs a destination");
-        return None;
-    };
-    let (dest, prefix) = cx.prefixed(dest_tok, "route destination")?;
     let mut r = Route {
         kind,
-        dest,
-        prefix,
+        dest: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        prefix: 0,
         via: None,
         src: None,
         dev: None,
@@ -169,10 +177,38 @@ pub fn route(cx: &mut Ctx, n: &Node, block: &str) -> Option<Route> {
         metric: None,
         scope: None,
     };
-    let mut i = first + 1;
+    let mut dest: Option<&Token> = None;
+    let mut i = first;
     while i < words.len() {
         let w = words[i];
-        if !KNOWN.contains(&w.text.as_str()) {
+        let text = w.text.as_str();
+        if ROUTE_SAME.contains(&text) {
+            i += 1;
+            continue;
+        }
+        match text {
+            "onlink" | "append" => {
+                cx.diag.unsupported(
+                    &w.pos,
+                    text,
+                    "route flags beyond the kernel's defaults are not implemented",
+                );
+                i += 1;
+                continue;
+            }
+            "or" | "nexthop" => {
+                cx.diag
+                    .unsupported(&w.pos, text, "multipath routes are not implemented");
+                break;
+            }
+            _ => {}
+        }
+        if !KNOWN.contains(&text) {
+            if dest.is_none() && (text.contains(['.', ':']) || text == "default") {
+                dest = Some(w);
+                i += 1;
+                continue;
+            }
             // Skip its value too: a misspelt option still has one.
             cx.unknown_option(w, block, &KNOWN);
             i += 2;
@@ -181,7 +217,7 @@ pub fn route(cx: &mut Ctx, n: &Node, block: &str) -> Option<Route> {
         let Some(v) = cx.option_value(&words, i) else {
             break;
         };
-        match w.text.as_str() {
+        match text {
             "via" | "gw" => r.via = cx.ip(v, "via"),
             "src" => r.src = cx.ip(v, "src"),
             "dev" => r.dev = Some(v.text.clone()),
@@ -191,17 +227,24 @@ pub fn route(cx: &mut Ctx, n: &Node, block: &str) -> Option<Route> {
         }
         i += 2;
     }
+    let Some(dest_tok) = dest else {
+        if cx.diag.error_count() == errors {
+            cx.diag.error(&words[0].pos, "a route needs a destination");
+        }
+        return None;
+    };
+    (r.dest, r.prefix) = cx.prefixed(dest_tok, "route destination")?;
     if let Some(via) = r.via
-        && via.is_ipv4() != dest.is_ipv4()
-        && prefix != 0
+        && via.is_ipv4() != r.dest.is_ipv4()
+        && r.prefix != 0
     {
         cx.diag.error(
-            &words[first].pos,
+            &dest_tok.pos,
             "the gateway and the destination are of different address families",
         );
     }
     // `default via 2001:db8::1` is the IPv6 default route.
-    if prefix == 0 && dest.is_unspecified() && r.via.is_some_and(|v| v.is_ipv6()) {
+    if r.prefix == 0 && r.dest.is_unspecified() && r.via.is_some_and(|v| v.is_ipv6()) {
         r.dest = IpAddr::V6(Ipv6Addr::UNSPECIFIED);
     }
     (cx.diag.error_count() == errors).then_some(r)
@@ -241,6 +284,11 @@ pub fn rule(cx: &mut Ctx, n: &Node, block: &str) -> Option<Rule> {
     while i < words.len() {
         let w = words[i];
         match w.text.as_str() {
+            // xlb never watches its rules: keepalived's no_track is its behaviour.
+            "no_track" => {
+                i += 1;
+                continue;
+            }
             "blackhole" | "unreachable" | "prohibit" => {
                 action = Some(match w.text.as_str() {
                     "blackhole" => RuleAction::Blackhole,

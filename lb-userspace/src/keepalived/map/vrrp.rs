@@ -7,7 +7,7 @@ use crate::config::{
     global::Global,
     vrrp::{
         Auth, InitialState, Instance, Notify, SyncGroup, TrackFileDef, TrackInterface, TrackRef,
-        TrackScriptDef, Vmac,
+        TrackScriptDef, Vmac, Vrrp,
     },
 };
 use crate::keepalived::{keywords::Area, tree::Node};
@@ -107,12 +107,19 @@ pub fn track_file(cx: &mut Ctx, n: &Node) -> Option<TrackFileDef> {
             }
             "weight" => {
                 d.weight = cx.int(&k.args[0], "weight", -254..=254).unwrap_or(1) as i32;
-                if let Some(r) = k.args.get(1) {
-                    cx.diag.unsupported(
-                        &r.pos,
-                        "weight … reverse",
-                        "not implemented for track files",
-                    );
+                match k.args.get(1).map(|r| r.text.as_str()) {
+                    // keepalived multiplies the file's number by −weight.
+                    Some("reverse") if d.weight != 0 => d.weight = -d.weight,
+                    Some("reverse") => cx.diag.unsupported(
+                        &k.args[1].pos,
+                        "weight 0 reverse",
+                        "a reversed zero weight (Fault while the file holds 0) is not implemented",
+                    ),
+                    None | Some("noreverse") => {}
+                    Some(other) => cx.diag.error(
+                        &k.args[1].pos,
+                        format!("invalid value '{other}' after 'weight' (expected 'reverse')"),
+                    ),
                 }
             }
             _ => {
@@ -155,20 +162,29 @@ fn notify(cx: &mut Ctx, k: &Node, notify: &mut Notify) -> bool {
     true
 }
 
-/// `NAME [weight W]` lines of track blocks.
-fn track_weight(cx: &mut Ctx, line: &Node, reverse_ok: bool) -> Option<i32> {
+/// `NAME [weight W [reverse|noreverse]]` lines of track blocks: the weight
+/// and whether it is reversed (keepalived: the priority moves the other way).
+fn track_weight(cx: &mut Ctx, line: &Node) -> Option<(i32, bool)> {
     match line.args.as_slice() {
         [] => None,
         [w, v, rest @ ..] if w.text == "weight" => {
-            if let Some(r) = rest.first() {
-                if r.text == "reverse" && reverse_ok && rest.len() == 1 {
-                    cx.diag.unsupported(&r.pos, "weight … reverse", "reverse weights on track lines are not implemented; set it on the vrrp_script");
-                } else {
-                    cx.diag
-                        .error(&r.pos, format!("unexpected '{}' after the weight", r.text));
+            let mut reverse = false;
+            match rest {
+                [] => {}
+                [r] if r.text == "reverse" || r.text == "noreverse" => {
+                    reverse = r.text == "reverse";
+                }
+                [r, ..] => {
+                    cx.diag.error(
+                        &r.pos,
+                        format!(
+                            "unexpected '{}' after the weight (expected 'reverse')",
+                            r.text
+                        ),
+                    );
                 }
             }
-            cx.int(v, "weight", -254..=254).map(|w| w as i32)
+            cx.int(v, "weight", -254..=254).map(|w| (w as i32, reverse))
         }
         [w, ..] => {
             let hint = super::hint::closest(&w.text, ["weight"])
@@ -193,19 +209,28 @@ fn tracks(cx: &mut Ctx, k: &Node, t: &mut Tracks) -> bool {
     match k.name() {
         "track_interface" => {
             for l in k.children() {
-                let weight = track_weight(cx, l, false).unwrap_or(0);
+                let (weight, reverse) = track_weight(cx, l).unwrap_or((0, false));
                 t.interfaces.push(TrackInterface {
                     name: l.name().to_string(),
                     weight,
+                    reverse,
                 });
             }
         }
         "track_script" | "track_file" => {
             for l in k.children() {
-                let weight = track_weight(cx, l, true);
+                let w = track_weight(cx, l);
+                if k.name() == "track_file" && w == Some((0, true)) {
+                    cx.diag.unsupported(
+                        &l.pos().clone(),
+                        "track_file … weight 0 reverse",
+                        "a reversed zero weight (Fault while the file holds 0) is not implemented",
+                    );
+                }
                 let r = TrackRef {
                     name: l.name().to_string(),
-                    weight,
+                    weight: w.map(|w| w.0),
+                    reverse: w.is_some_and(|w| w.1),
                 };
                 if k.name() == "track_script" {
                     t.scripts.push(r);
@@ -316,6 +341,14 @@ pub fn instance(
     let mut vmac: Option<&Node> = None;
     let mut xmit_base = false;
     let (mut has_iface, mut has_vrid) = (false, false);
+    // What keepalived derives from what was (not) set.
+    let mut state: Option<&Node> = None;
+    let (mut priority_set, mut version_set, mut accept_set) = (false, false, false);
+    let mut strict = extra.strict;
+    let mut nopreempt: Option<&Node> = None;
+    let mut preempt_delay: Option<&Node> = None;
+    // The instance's address family: the first address line or source sets it.
+    let mut family: Option<bool> = None;
     let selected = cx.select(Area::Instance, n.children());
     for k in &selected {
         let k: &Node = k;
@@ -325,8 +358,14 @@ pub fn instance(
         let a = || &k.args[0];
         match k.name() {
             "state" => match a().text.as_str() {
-                "MASTER" => i.initial_state = InitialState::Master,
-                "BACKUP" => i.initial_state = InitialState::Backup,
+                "MASTER" => {
+                    i.initial_state = InitialState::Master;
+                    state = Some(k);
+                }
+                "BACKUP" => {
+                    i.initial_state = InitialState::Backup;
+                    state = Some(k);
+                }
                 _ => cx.diag.error(
                     &a().pos,
                     format!(
@@ -346,28 +385,50 @@ pub fn instance(
                 }
             }
             "priority" => {
+                priority_set = true;
                 if let Some(v) = cx.uint(a(), "priority", 1..=255) {
                     i.priority = v as u8;
                 }
             }
             "advert_int" => advert = Some(k),
             "version" => {
+                version_set = true;
                 if let Some(v) = cx.uint(a(), "version", 2..=3) {
                     i.version = v as u8;
                 }
             }
-            "nopreempt" => i.preempt = false,
-            "preempt" => i.preempt = true,
+            "nopreempt" => {
+                i.preempt = false;
+                nopreempt = Some(k);
+            }
+            "preempt" => {
+                i.preempt = true;
+                nopreempt = None;
+            }
             "preempt_delay" => {
                 if let Some(d) = cx.secs(a(), "preempt_delay", 1000.0) {
                     i.preempt_delay = d;
+                    preempt_delay = Some(k);
                 }
             }
-            "accept" => i.accept = true,
-            "no_accept" => i.accept = false,
+            "accept" => {
+                i.accept = true;
+                accept_set = true;
+            }
+            "no_accept" => {
+                i.accept = false;
+                accept_set = true;
+            }
+            "strict_mode" => strict = cx.boolean(k).unwrap_or(strict),
             "authentication" => auth = Some(k),
-            "mcast_src_ip" => i.mcast_src_ip = cx.ip(a(), "mcast_src_ip"),
-            "unicast_src_ip" => i.unicast_src_ip = cx.ip(a(), "unicast_src_ip"),
+            "mcast_src_ip" => {
+                i.mcast_src_ip = cx.ip(a(), "mcast_src_ip");
+                family = family.or(i.mcast_src_ip.map(|a| a.is_ipv6()));
+            }
+            "unicast_src_ip" => {
+                i.unicast_src_ip = cx.ip(a(), "unicast_src_ip");
+                family = family.or(i.unicast_src_ip.map(|a| a.is_ipv6()));
+            }
             "unicast_peer" => {
                 for l in k.children() {
                     if let Some(extra) = l.args.first() {
@@ -378,6 +439,7 @@ pub fn instance(
                         );
                     }
                     if let Some(p) = cx.ip(&l.kw, "unicast_peer") {
+                        family = family.or(Some(p.is_ipv6()));
                         i.unicast_peers.push(p);
                     }
                 }
@@ -390,15 +452,26 @@ pub fn instance(
                 } else {
                     "virtual_ipaddress_excluded"
                 };
-                let list: Vec<_> = k
-                    .children()
-                    .iter()
-                    .filter_map(|l| net::address(cx, l, block))
-                    .collect();
-                if block == "virtual_ipaddress" {
-                    i.virtual_ipaddress.extend(list);
-                } else {
-                    i.virtual_ipaddress_excluded.extend(list);
+                for l in k.children() {
+                    let Some(a) = net::address(cx, l, block) else {
+                        continue;
+                    };
+                    if block == "virtual_ipaddress_excluded" {
+                        i.virtual_ipaddress_excluded.push(a);
+                        continue;
+                    }
+                    // keepalived keeps one family per instance (the first
+                    // address's) and drops the others, saying so.
+                    let ipv6 = *family.get_or_insert(a.address.is_ipv6());
+                    if a.address.is_ipv6() == ipv6 {
+                        i.virtual_ipaddress.push(a);
+                    } else {
+                        cx.diag.warning(l.pos(), format!(
+                            "{} is not of the instance's address family ({}); it is left out, as keepalived 2.2.7 leaves it out (put it in virtual_ipaddress_excluded, or in an instance of its own)",
+                            a.address,
+                            if ipv6 { "IPv6" } else { "IPv4" }
+                        ));
+                    }
                 }
             }
             "virtual_routes" => {
@@ -444,9 +517,29 @@ pub fn instance(
                     i.garp.interval = d;
                 }
             }
+            // Issue 17 (the VRRP work) maps these.
+            "garp_lower_prio_delay"
+            | "garp_lower_prio_repeat"
+            | "lower_prio_no_advert"
+            | "higher_prio_send_advert" => {}
             _ => sync_iface = Some((a().text.clone(), name.clone())), // lvs_sync_daemon_interface
         }
     }
+    derive(
+        cx,
+        &mut i,
+        Derive {
+            state,
+            priority_set,
+            version_set,
+            accept_set,
+            strict,
+            nopreempt,
+            preempt_delay,
+            ipv6: family == Some(true),
+            global,
+        },
+    );
     // global_defs vrrp_check_unicast_src: for the instances that have unicast peers.
     if extra.check_unicast_src && !i.unicast_peers.is_empty() {
         i.check_unicast_src = true;
@@ -523,6 +616,86 @@ pub fn instance(
     (cx.diag.error_count() == errors).then_some((i, sync_iface))
 }
 
+/// What an instance left unset, and the settings keepalived clears.
+struct Derive<'n> {
+    state: Option<&'n Node>,
+    priority_set: bool,
+    version_set: bool,
+    accept_set: bool,
+    strict: bool,
+    nopreempt: Option<&'n Node>,
+    preempt_delay: Option<&'n Node>,
+    ipv6: bool,
+    global: &'n Global,
+}
+
+/// keepalived 2.2.7's `vrrp_complete_instance`: defaults that follow from
+/// other settings, and combinations it corrects (with a warning here).
+fn derive(cx: &mut Ctx, i: &mut Instance, d: Derive) {
+    if !d.priority_set && i.initial_state == InitialState::Master {
+        // No priority: MASTER means the address owner.
+        i.priority = 255;
+    }
+    if d.state.is_none() && i.priority == 255 {
+        i.initial_state = InitialState::Master;
+    }
+    if let (true, Some(k)) = (d.strict, d.state)
+        && (i.initial_state == InitialState::Master) != (i.priority == 255)
+    {
+        let want = if i.priority == 255 {
+            InitialState::Master
+        } else {
+            InitialState::Backup
+        };
+        cx.diag.warning(k.pos(), format!(
+            "under strict mode the state follows the priority: this instance starts as {} (as keepalived 2.2.7 makes it)",
+            if want == InitialState::Master { "MASTER" } else { "BACKUP" }
+        ));
+        i.initial_state = want;
+    }
+    if !d.version_set {
+        // IPv6 instances speak VRRPv3 whatever vrrp_version says.
+        i.version = if d.ipv6 { 3 } else { d.global.vrrp_version };
+    }
+    if let Some(k) = d.nopreempt {
+        let why = if i.priority == 255 {
+            Some("priority 255")
+        } else if i.initial_state == InitialState::Master {
+            Some("state MASTER")
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            cx.diag.warning(k.pos(), format!(
+                "'nopreempt' does not work with {why} and is cleared (as keepalived 2.2.7 clears it)"
+            ));
+            i.preempt = true;
+        }
+    }
+    if let Some(k) = d.preempt_delay
+        && !i.preempt_delay.is_zero()
+    {
+        let why = if i.initial_state == InitialState::Master {
+            Some("state MASTER")
+        } else if d.strict {
+            Some("strict mode")
+        } else if !i.preempt {
+            Some("nopreempt")
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            cx.diag.warning(k.pos(), format!(
+                "'preempt_delay' does not work with {why} and is cleared (as keepalived 2.2.7 clears it)"
+            ));
+            i.preempt_delay = Duration::ZERO;
+        }
+    }
+    if !d.accept_set {
+        i.accept = i.priority == 255 || !d.strict;
+    }
+}
+
 fn authentication(cx: &mut Ctx, k: &Node, version: u8) -> Option<Auth> {
     let mut kind = None;
     let mut pass = None;
@@ -556,7 +729,7 @@ fn authentication(cx: &mut Ctx, k: &Node, version: u8) -> Option<Auth> {
         }
     }
     if version == 3 {
-        cx.diag.error(k.pos(), "VRRPv3 has no authentication (RFC 9568); remove the 'authentication' block or use version 2");
+        cx.diag.warning(k.pos(), "VRRPv3 has no authentication (RFC 9568): the 'authentication' block is ignored, as keepalived 2.2.7 ignores it");
         return None;
     }
     match (kind, pass) {
@@ -567,6 +740,32 @@ fn authentication(cx: &mut Ctx, k: &Node, version: u8) -> Option<Auth> {
                 "'authentication' needs both 'auth_type PASS' and 'auth_pass'",
             );
             None
+        }
+    }
+}
+
+/// keepalived starts a sync group's members as Backup whatever their
+/// `state`: the group decides together.
+pub fn sync_members_start_backup(cx: &mut Ctx, top: &[&Node], vrrp: &mut Vrrp) {
+    for i in &mut vrrp.instances {
+        let in_group = vrrp.sync_groups.iter().any(|g| g.members.contains(&i.name));
+        if !in_group || i.initial_state != InitialState::Master {
+            continue;
+        }
+        i.initial_state = InitialState::Backup;
+        let at = top
+            .iter()
+            .filter(|n| n.name() == "vrrp_instance" && n.args[0].text == i.name)
+            .flat_map(|n| n.children().iter().find(|k| k.name() == "state"))
+            .next();
+        if let Some(k) = at {
+            cx.diag.warning(
+                k.pos(),
+                format!(
+                    "vrrp_instance '{}' is in a vrrp_sync_group: it starts as BACKUP, as keepalived 2.2.7 starts it",
+                    i.name
+                ),
+            );
         }
     }
 }
@@ -650,6 +849,13 @@ pub fn cross_check(cx: &mut Ctx, top: &[&Node], config: &Config, strict: bool) {
                 }
             }
         }
+        let strict = strict
+            || n.children().iter().any(|k| {
+                k.name() == "strict_mode"
+                    && k.args
+                        .first()
+                        .is_none_or(|a| a.text != "no" && a.text != "false" && a.text != "off")
+            });
         if strict {
             if !i.unicast_peers.is_empty() {
                 cx.diag.error(
