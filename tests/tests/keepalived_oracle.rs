@@ -43,6 +43,10 @@ const CASES: &[(&str, &str)] = &[
         "global_defs {\n    vrrp_version 2\n}\nvrrp_instance VI_6 {\n    interface eth0\n    virtual_router_id 6\n    advert_int 2\n    virtual_ipaddress {\n        fe80::6/64\n        2001:db8::6/64\n    }\n}\n",
     ),
     (
+        "lower-priority-announcements.conf",
+        "global_defs {\n    vrrp_garp_master_delay 7\n    vrrp_garp_master_repeat 4\n    vrrp_lower_prio_no_advert\n}\nvrrp_instance VI_1 {\n    interface eth0\n    virtual_router_id 1\n    virtual_ipaddress {\n        10.0.0.1/24\n    }\n}\nvrrp_instance VI_2 {\n    interface eth0\n    virtual_router_id 2\n    garp_lower_prio_repeat 2\n    garp_lower_prio_delay 3\n    lower_prio_no_advert false\n    virtual_ipaddress {\n        10.0.0.2/24\n    }\n}\n",
+    ),
+    (
         "strict-min-garp.conf",
         "global_defs {\n    vrrp_strict\n    vrrp_min_garp\n}\nvrrp_instance VI_1 {\n    interface eth0\n    virtual_router_id 1\n    priority 120\n    virtual_ipaddress {\n        10.0.0.1/24\n    }\n}\n",
     ),
@@ -167,6 +171,18 @@ fn differences(name: &str, c: &Config, dump: &BTreeMap<String, Dumped>) -> Vec<S
             (
                 "Gratuitous ARP refresh",
                 i.garp.master_refresh.map_or(0, |d| d.as_secs()).to_string(),
+            ),
+            (
+                "Gratuitous ARP lower priority delay",
+                i.garp.lower_prio_delay.as_secs().to_string(),
+            ),
+            (
+                "Gratuitous ARP lower priority repeat",
+                i.garp.lower_prio_repeat.to_string(),
+            ),
+            (
+                "Send advert after receive lower priority advert",
+                (!i.lower_prio_no_advert).to_string(),
             ),
         ];
         // keepalived's Wantstate is the state asked for; a sync group's

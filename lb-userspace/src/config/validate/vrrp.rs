@@ -512,11 +512,12 @@ impl Validator<'_> {
             out.master_refresh_repeat = count(self, n).unwrap_or(base.master_refresh_repeat);
         }
         if let Some(n) = &g.lower_prio_repeat {
+            // keepalived's range; the announcement schedule caps what is pending.
             match u32::try_from(*n.get_ref()) {
-                Ok(c) if c <= 100 => out.lower_prio_repeat = c,
+                Ok(c) if c <= i32::MAX as u32 => out.lower_prio_repeat = c,
                 _ => self.error(
                     n.span(),
-                    format!("{} is out of range (0..=100)", n.get_ref()),
+                    format!("{} is out of range (0..=2147483647)", n.get_ref()),
                 ),
             }
         }
@@ -1305,8 +1306,8 @@ master_repeat = 3
         assert!(i.lower_prio_no_advert, "from [global]");
         assert!(i.higher_prio_send_advert, "the instance's own");
         assert_eq!(
-            errors(&instance("[vrrp_instance.garp]\nlower_prio_repeat = 101\n")),
-            ["7:21 101 is out of range (0..=100)"]
+            errors(&instance("[vrrp_instance.garp]\nlower_prio_repeat = -1\n")),
+            ["7:21 -1 is out of range (0..=2147483647)"]
         );
     }
 

@@ -30,6 +30,7 @@ pub fn map(cx: &mut Ctx, n: &Node, g: &mut Global) -> Extra {
     let mut extra = Extra::default();
     let mut fifo_scripts: Vec<(&str, Command, &Node)> = Vec::new();
     let mut interval: Option<(Duration, &Node)> = None;
+    let (mut lower_prio_repeat, mut lower_prio_delay) = (None, None);
     for k in cx.select(Area::Global, n.children()) {
         let a = || &k.args[0];
         match k.name() {
@@ -81,14 +82,37 @@ pub fn map(cx: &mut Ctx, n: &Node, g: &mut Global) -> Extra {
                 }
             }
             "dynamic_interfaces" => extra.dynamic_interfaces = true,
-            // Issue 17 (the VRRP work) maps these.
-            "vrrp_priority"
-            | "vrrp_rt_priority"
-            | "vrrp_no_swap"
-            | "vrrp_garp_lower_prio_delay"
-            | "vrrp_garp_lower_prio_repeat"
-            | "vrrp_lower_prio_no_advert"
-            | "vrrp_higher_prio_send_advert" => {}
+            "vrrp_priority" => {
+                if let Some(v) = cx.int(a(), k.name(), -20..=19) {
+                    g.vrrp_process.nice = Some(v as i8);
+                }
+            }
+            "vrrp_rt_priority" => {
+                if let Some(v) = cx.uint(a(), k.name(), 1..=99) {
+                    g.vrrp_process.rt_priority = Some(v as u8);
+                }
+            }
+            "vrrp_no_swap" => g.vrrp_process.no_swap = true,
+            "vrrp_garp_lower_prio_delay" => {
+                if let Some(d) = cx.secs(a(), k.name(), GARP_MAX) {
+                    lower_prio_delay = Some(d);
+                }
+            }
+            "vrrp_garp_lower_prio_repeat" => {
+                if let Some(v) = cx.uint(a(), k.name(), 0..=i32::MAX as u32) {
+                    lower_prio_repeat = Some(v);
+                }
+            }
+            "vrrp_lower_prio_no_advert" => {
+                if let Some(b) = cx.boolean(k) {
+                    g.lower_prio_no_advert = b;
+                }
+            }
+            "vrrp_higher_prio_send_advert" => {
+                if let Some(b) = cx.boolean(k) {
+                    g.higher_prio_send_advert = b;
+                }
+            }
             "vrrp_garp_interval" | "vrrp_gna_interval" => {
                 if let Some(d) = cx.secs(a(), k.name(), 1.0) {
                     match interval {
@@ -162,6 +186,10 @@ pub fn map(cx: &mut Ctx, n: &Node, g: &mut Global) -> Extra {
             _ => {}
         }
     }
+    // keepalived (vrrp.c): unset, the lower-priority burst is the master
+    // burst's. (Strict mode's resets are per instance: map/vrrp.rs derive.)
+    g.garp.lower_prio_repeat = lower_prio_repeat.unwrap_or(g.garp.master_repeat);
+    g.garp.lower_prio_delay = lower_prio_delay.unwrap_or(g.garp.master_delay);
     for (fifo, script, k) in fifo_scripts {
         let slot = match fifo {
             "notify_fifo" => &mut g.notify_fifo,

@@ -326,8 +326,8 @@ pub fn instance(
         track_files: Vec::new(),
         vmac: None,
         garp: global.garp,
-        lower_prio_no_advert: false,
-        higher_prio_send_advert: true,
+        lower_prio_no_advert: global.lower_prio_no_advert,
+        higher_prio_send_advert: global.higher_prio_send_advert,
         notify: Notify::default(),
     };
     let mut t = Tracks {
@@ -347,6 +347,8 @@ pub fn instance(
     let mut strict = extra.strict;
     let mut nopreempt: Option<&Node> = None;
     let mut preempt_delay: Option<&Node> = None;
+    // Lower-priority settings given explicitly (strict mode resets them).
+    let mut lower: Vec<&Node> = Vec::new();
     // The instance's address family: the first address line or source sets it.
     let mut family: Option<bool> = None;
     let selected = cx.select(Area::Instance, n.children());
@@ -517,11 +519,30 @@ pub fn instance(
                     i.garp.interval = d;
                 }
             }
-            // Issue 17 (the VRRP work) maps these.
-            "garp_lower_prio_delay"
-            | "garp_lower_prio_repeat"
-            | "lower_prio_no_advert"
-            | "higher_prio_send_advert" => {}
+            "garp_lower_prio_delay" => {
+                lower.push(k);
+                if let Some(d) = cx.secs(a(), k.name(), 3600.0) {
+                    i.garp.lower_prio_delay = d;
+                }
+            }
+            "garp_lower_prio_repeat" => {
+                lower.push(k);
+                if let Some(v) = cx.uint(a(), k.name(), 0..=i32::MAX as u32) {
+                    i.garp.lower_prio_repeat = v;
+                }
+            }
+            "lower_prio_no_advert" => {
+                lower.push(k);
+                if let Some(b) = cx.boolean(k) {
+                    i.lower_prio_no_advert = b;
+                }
+            }
+            "higher_prio_send_advert" => {
+                lower.push(k);
+                if let Some(b) = cx.boolean(k) {
+                    i.higher_prio_send_advert = b;
+                }
+            }
             _ => sync_iface = Some((a().text.clone(), name.clone())), // lvs_sync_daemon_interface
         }
     }
@@ -536,6 +557,7 @@ pub fn instance(
             strict,
             nopreempt,
             preempt_delay,
+            lower,
             ipv6: family == Some(true),
             global,
         },
@@ -625,6 +647,8 @@ struct Derive<'n> {
     strict: bool,
     nopreempt: Option<&'n Node>,
     preempt_delay: Option<&'n Node>,
+    /// `garp_lower_prio_*`, `lower_prio_no_advert`, `higher_prio_send_advert` as given.
+    lower: Vec<&'n Node>,
     ipv6: bool,
     global: &'n Global,
 }
@@ -693,6 +717,37 @@ fn derive(cx: &mut Ctx, i: &mut Instance, d: Derive) {
     }
     if !d.accept_set {
         i.accept = i.priority == 255 || !d.strict;
+    }
+    if d.strict {
+        // RFC behaviour: no announcement and no answer to a lower priority,
+        // no advert before yielding (keepalived resets what was set).
+        let strict_value = |name: &str| match name {
+            "garp_lower_prio_repeat" | "garp_lower_prio_delay" => "0",
+            "lower_prio_no_advert" => "on",
+            _ => "off",
+        };
+        let fixed = (
+            i.garp.lower_prio_repeat,
+            i.garp.lower_prio_delay,
+            i.lower_prio_no_advert,
+            i.higher_prio_send_advert,
+        ) != (0, Duration::ZERO, true, false);
+        for k in &d.lower {
+            if fixed {
+                cx.diag.warning(
+                    k.pos(),
+                    format!(
+                        "strict mode requires '{}' {}: reset (as keepalived 2.2.7 resets it)",
+                        k.name(),
+                        strict_value(k.name())
+                    ),
+                );
+            }
+        }
+        i.garp.lower_prio_repeat = 0;
+        i.garp.lower_prio_delay = Duration::ZERO;
+        i.lower_prio_no_advert = true;
+        i.higher_prio_send_advert = false;
     }
 }
 
