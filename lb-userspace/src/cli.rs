@@ -160,13 +160,19 @@ impl SourceArgs {
         use crate::config::Source;
         match (&self.config, &self.keepalived_conf) {
             (Some(c), None) if self.keepalived.config_id.is_none() && !self.keepalived.lenient => {
-                Ok(Source::Toml(c.clone()))
+                Ok(Source::Toml {
+                    path: c.clone(),
+                    on_host: false,
+                })
             }
             (Some(_), None) => {
                 anyhow::bail!("--config-id and --lenient apply to --keepalived-conf only")
             }
             (None, None) if self.keepalived.config_id.is_none() && !self.keepalived.lenient => {
-                Ok(Source::Toml(DEFAULT_CONFIG.into()))
+                Ok(Source::Toml {
+                    path: DEFAULT_CONFIG.into(),
+                    on_host: false,
+                })
             }
             (None, Some(k)) => Ok(Source::Keepalived {
                 path: k.clone(),

@@ -6,6 +6,7 @@ pub mod capacity;
 pub mod check;
 pub mod defaults;
 pub mod global;
+pub mod host;
 mod overrides;
 mod raw;
 mod validate;
@@ -460,6 +461,12 @@ impl std::error::Error for ConfigErrors {}
 /// Reads and validates `path`. A keepalived.conf given as TOML fails with
 /// the TOML error and a hint to read it with `--keepalived-conf`.
 pub fn load(path: &std::path::Path) -> anyhow::Result<Config> {
+    load_with(path, false)
+}
+
+/// [`load`], and with `on_host` what this host must offer too
+/// ([`validate::parse_with`]).
+pub fn load_with(path: &std::path::Path, on_host: bool) -> anyhow::Result<Config> {
     let bytes = std::fs::read(path)
         .map_err(|e| anyhow::anyhow!("{}: cannot read config: {e}", path.display()))?;
     let shown = path.display().to_string();
@@ -483,7 +490,7 @@ pub fn load(path: &std::path::Path) -> anyhow::Result<Config> {
             return Err(ConfigErrors(errors).into());
         }
     };
-    parse(&shown, &text).map_err(|mut e| {
+    validate::parse_with(&shown, &text, on_host).map_err(|mut e| {
         e.0.extend(hint());
         e.into()
     })
@@ -514,7 +521,11 @@ fn keepalived_block(bytes: &[u8]) -> Option<(usize, &'static str)> {
 /// Where the configuration comes from: xlb's TOML or a keepalived.conf.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Source {
-    Toml(PathBuf),
+    Toml {
+        path: PathBuf,
+        /// Check what the host must offer (see [`Source::on_this_host`]).
+        on_host: bool,
+    },
     Keepalived {
         path: PathBuf,
         options: crate::keepalived::Options,
@@ -530,15 +541,17 @@ impl fmt::Display for Source {
 impl Source {
     pub fn path(&self) -> &std::path::Path {
         match self {
-            Source::Toml(p) | Source::Keepalived { path: p, .. } => p,
+            Source::Toml { path: p, .. } | Source::Keepalived { path: p, .. } => p,
         }
     }
 
     /// The same source, read as `xlb check` and `xlb run` read it: the
-    /// interfaces it names must exist here (keepalived.conf).
+    /// interfaces it names must exist here, and an address owner's
+    /// addresses must be this node's.
     pub fn on_this_host(mut self) -> Source {
-        if let Source::Keepalived { options, .. } = &mut self {
-            options.check_interfaces = true;
+        match &mut self {
+            Source::Keepalived { options, .. } => options.check_interfaces = true,
+            Source::Toml { on_host, .. } => *on_host = true,
         }
         self
     }
@@ -549,7 +562,7 @@ impl Source {
 /// same model. Warnings (keepalived.conf with `--lenient`) go to stderr.
 pub fn load_from(source: &Source) -> anyhow::Result<Config> {
     match source {
-        Source::Toml(path) => load(path),
+        Source::Toml { path, on_host } => load_with(path, *on_host),
         Source::Keepalived { path, options } => {
             let loaded = crate::keepalived::load(path, options)?;
             for w in &loaded.warnings {

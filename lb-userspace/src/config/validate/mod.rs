@@ -2,6 +2,7 @@
 
 mod alert;
 mod check;
+mod host;
 mod vrrp;
 
 use super::capacity::{self, MAX_MAGLEV_TABLE, capacity_problems, is_prime};
@@ -35,6 +36,13 @@ const MAX_WEIGHT: i64 = i32::MAX as i64;
 
 /// Parses and validates the text of a config file named `file`.
 pub fn parse(file: &str, text: &str) -> Result<Config, ConfigErrors> {
+    parse_with(file, text, false)
+}
+
+/// [`parse`], and with `on_host` what this host must offer too (the
+/// interfaces named, the address owner's addresses: `host.rs`), as
+/// `xlb check` and `xlb run` read a file.
+pub fn parse_with(file: &str, text: &str, on_host: bool) -> Result<Config, ConfigErrors> {
     let mut v = Validator {
         file,
         text,
@@ -103,6 +111,9 @@ pub fn parse(file: &str, text: &str) -> Result<Config, ConfigErrors> {
     }
     let metrics = v.metrics(raw.metrics.as_ref());
     let agent = v.agent_files(raw.agent.as_ref());
+    if on_host {
+        v.host(&raw);
+    }
     match dataplane {
         Some(dataplane) if v.errors.is_empty() => Ok(Config {
             global,

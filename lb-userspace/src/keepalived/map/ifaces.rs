@@ -3,15 +3,23 @@
 //! instance's `interface`, `track_interface` lines, `dev` on address and
 //! route lines, `default_interface` and the sync daemon's interface. Only
 //! `xlb check` and `xlb run` ask (a conversion may run elsewhere); a VMAC
-//! interface the file makes (`use_vmac`) does not have to exist yet.
+//! interface the file makes (`use_vmac`) does not have to exist yet. An
+//! instance of priority 255 (the address owner) must list only addresses
+//! this node has (keepalived accepts any; its owner then deletes the node's
+//! own address on the way out, which xlb never does).
 
 use super::Ctx;
-use crate::keepalived::{include::Token, tree::Node};
+use crate::{
+    config::host,
+    keepalived::{include::Token, tree::Node},
+};
+use std::net::IpAddr;
 
 /// Reports each named interface that does not exist here, at its name.
 pub fn check(cx: &mut Ctx, top: &[&Node]) {
     let mut named: Vec<(&Token, &'static str)> = Vec::new();
     let mut vmacs: Vec<String> = Vec::new();
+    let mut owned: Vec<&Token> = Vec::new();
     for n in top {
         match n.name() {
             "global_defs" => {
@@ -61,21 +69,37 @@ pub fn check(cx: &mut Ctx, top: &[&Node]) {
                     }
                 }
                 named.extend(tracked(n));
+                let owner = n.children().iter().any(|k| {
+                    k.name() == "priority" && k.args.first().is_some_and(|t| t.text == "255")
+                });
+                if owner {
+                    owned.extend(
+                        n.children()
+                            .iter()
+                            .filter(|k| k.name() == "virtual_ipaddress")
+                            .flat_map(|k| k.children())
+                            .map(|l| &l.kw),
+                    );
+                }
             }
             _ => {}
+        }
+    }
+    let own = host::addresses();
+    for t in owned {
+        let addr = t.text.split('/').next().unwrap_or(&t.text);
+        if let Ok(ip) = addr.parse::<IpAddr>()
+            && !own.contains(&ip)
+        {
+            cx.diag.error(&t.pos, host::not_owned(ip));
         }
     }
     for (t, what) in named {
         if vmacs.contains(&t.text) || nix::net::if_::if_nametoindex(t.text.as_str()).is_ok() {
             continue;
         }
-        cx.diag.error(
-            &t.pos,
-            format!(
-                "interface '{}' ({what}) does not exist here (keepalived -t refuses it too; add 'dynamic_interfaces' to global_defs if it appears later)",
-                t.text
-            ),
-        );
+        cx.diag
+            .error(&t.pos, host::missing_interface(&t.text, what));
     }
 }
 
