@@ -19,9 +19,12 @@ mod report;
 mod stats;
 
 use crate::{build, setup::Need};
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use report::{Facts, Row, Section};
-use std::time::{Duration, Instant};
+use std::{
+    sync::atomic::Ordering,
+    time::{Duration, Instant},
+};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -116,7 +119,7 @@ impl Plan {
                 },
                 live: live::Opts {
                     runs: 5,
-                    seconds: 3.0,
+                    seconds: 2.0,
                 },
                 guest: Some(live::Opts {
                     runs: 3,
@@ -175,6 +178,7 @@ pub fn run(args: &Args) -> Result<()> {
     let wanted = |s: Section| args.only.as_deref().is_none_or(|o| o == s.name());
     let mut progress = Progress::new();
     let mut rows: Vec<Row> = Vec::new();
+    let mut failed = Vec::new();
     for section in Section::ALL.into_iter().filter(|&s| wanted(s)) {
         let got = match section {
             Section::PktCost => pktcost::run(
@@ -190,12 +194,15 @@ pub fn run(args: &Args) -> Result<()> {
                     xlb_object: &xlb_object,
                     floor_object: &floor_object,
                 };
-                live::run(&plan.live, &art, &mut progress, &stop).and_then(|mut rows| {
+                live::run(&plan.live, &art, &mut progress, &stop).map(|mut rows| {
                     rows.extend(match &plan.guest {
-                        Some(opts) => guest::run(opts, &art, &mut progress)?,
+                        Some(opts) => guest::run(opts, &art, &mut progress).unwrap_or_else(|e| {
+                            eprintln!("bench: the qemu guest failed: {e:#}");
+                            guest::skipped(&format!("the qemu guest failed: {}", first_line(&e)))
+                        }),
                         None => guest::skipped("not in --quick (the qemu guest takes minutes)"),
                     });
-                    Ok(rows)
+                    rows
                 })
             }
             Section::Control => control::run(&plan.control, &xlb, &mut progress, &stop),
@@ -203,7 +210,18 @@ pub fn run(args: &Args) -> Result<()> {
                 failover::run(&plan.failover, &xlb, &xlb_object, &mut progress, &stop)
             }
         };
-        rows.extend(got.with_context(|| format!("bench section {}", section.name()))?);
+        match got {
+            Ok(got) => rows.extend(got),
+            Err(e) if stop.load(Ordering::SeqCst) => {
+                return Err(e.context(format!("bench section {}", section.name())));
+            }
+            // One section that cannot run does not cost the others their figures.
+            Err(e) => {
+                eprintln!("bench: section {} failed: {e:#}", section.name());
+                rows.push(section_failed(section, &e));
+                failed.push(section.name());
+            }
+        }
     }
 
     println!("{}", report::table(&rows));
@@ -225,5 +243,30 @@ pub fn run(args: &Args) -> Result<()> {
         if facts.git_dirty { " (dirty)" } else { "" },
         path.strip_prefix(build::root()).unwrap_or(&path).display()
     );
+    if !failed.is_empty() {
+        bail!(
+            "section(s) {} could not run; their rows say why, the others were measured",
+            failed.join(", ")
+        );
+    }
     Ok(())
+}
+
+/// The row that stands for a whole section that failed.
+fn section_failed(section: Section, e: &anyhow::Error) -> Row {
+    Row::not_measured(
+        section,
+        "(whole section)",
+        "",
+        &format!("the section failed: {}", first_line(e)),
+    )
+}
+
+/// An error and its causes on one line, without a verifier log or a guest's console.
+fn first_line(e: &anyhow::Error) -> String {
+    format!("{e:#}")
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string()
 }
