@@ -75,6 +75,8 @@ struct Outcome<'a> {
     case: &'a Case,
     one: Result<Vec<Run>, String>,
     two: Result<Vec<Run>, String>,
+    /// xlb: the flows its director created over both (warm-ups included).
+    flows_created: Option<u64>,
 }
 
 pub fn run(
@@ -93,6 +95,7 @@ pub fn run(
                 case,
                 one: Err(why.clone()),
                 two: Err(why.clone()),
+                flows_created: None,
             });
             return Ok(rows(&all.collect::<Vec<_>>(), opts));
         }
@@ -104,7 +107,9 @@ pub fn run(
             anyhow::bail!("interrupted");
         }
         progress.step(Section::Live, case.name);
-        let got = topo.with(art, case.forwarder, |t| {
+        let got = topo.with(art, case.forwarder, |t, maps| {
+            let flows = || maps.map(topology::flows_created).transpose();
+            let before = flows()?;
             let one = t.measure(ONE, opts.runs, opts.seconds, stop)?;
             let two = if two_cpus {
                 t.measure(TWO, opts.runs, opts.seconds, stop)
@@ -112,18 +117,21 @@ pub fn run(
             } else {
                 Err(format!("this machine has {} CPU", topology::online_cpus()))
             };
-            Ok((one, two))
+            let created = flows()?.zip(before).map(|(after, before)| after - before);
+            Ok((one, two, created))
         });
         let outcome = match got {
-            Ok((one, two)) => Outcome {
+            Ok((one, two, flows_created)) => Outcome {
                 case,
                 one: Ok(one),
                 two,
+                flows_created,
             },
             Err(e) => Outcome {
                 case,
                 one: Err(first_line(&e)),
                 two: Err(first_line(&e)),
+                flows_created: None,
             },
         };
         progress.done(&summary_line(&outcome));
@@ -141,7 +149,7 @@ pub fn measure_one_cpu(
     opts: &Opts,
     stop: &AtomicBool,
 ) -> Result<(Summary, f64)> {
-    let runs = topo.with(art, forwarder, |t| {
+    let runs = topo.with(art, forwarder, |t, _| {
         t.measure(ONE, opts.runs, opts.seconds, stop)
     })?;
     let mpps: Vec<f64> = runs.iter().map(Run::mpps).collect();
@@ -257,6 +265,19 @@ fn rows(outcomes: &[Outcome<'_>], opts: &Opts) -> Vec<Row> {
                     {
                         method += &format!("; {:.0}% of the floor", s.median / floor * 100.0);
                     }
+                    if let (false, Some(n)) = (two, o.flows_created) {
+                        let distinct = u64::from(FLOWS_PER_CPU)
+                            * if o.two.is_ok() { TWO.len() } else { ONE.len() } as u64;
+                        method += &format!(
+                            "; xlb created {n} flows for {distinct} distinct ones (1 and 2 CPUs, \
+                             warm-ups included{})",
+                            if n > distinct {
+                                ": flows were created again while timed"
+                            } else {
+                                ""
+                            }
+                        );
+                    }
                     let vs = o.case.vs.map(|vs| {
                         if two {
                             names(vs)[1].clone()
@@ -360,6 +381,7 @@ mod tests {
             case: &CASES[i],
             one: Ok(runs(&[0.1], ns_one)),
             two: Ok(runs(&[0.1, 0.1], ns_two)),
+            flows_created: (i == 1).then_some(8192),
         };
         let outcomes = vec![
             outcome(0, 500.0, 500.0),
@@ -368,6 +390,7 @@ mod tests {
                 case: &CASES[2],
                 one: Err("agent failed".into()),
                 two: Err("agent failed".into()),
+                flows_created: None,
             },
             outcome(3, 1000.0, 1000.0),
             outcome(4, 4000.0, 4000.0),
@@ -423,6 +446,7 @@ mod tests {
             case: &CASES[0],
             one: Ok(runs(&[2.0], 250.0)),
             two: Err("this machine has 1 CPU".into()),
+            flows_created: Some(4097),
         }];
         let rows = rows(
             &outcomes,
@@ -432,6 +456,14 @@ mod tests {
             },
         );
         assert!((median(&rows[0]).unwrap() - 4.0).abs() < 1e-6);
+        assert!(
+            rows[0].method.ends_with(
+                "xlb created 4097 flows for 4096 distinct ones (1 and 2 CPUs, warm-ups included: \
+                 flows were created again while timed)"
+            ),
+            "{}",
+            rows[0].method
+        );
         assert_eq!(
             rows[1].outcome,
             Figure::NotMeasured("this machine has 1 CPU".into())

@@ -4,10 +4,12 @@
 //! `guest.rs`), control plane (`control.rs`, with the health-check load in
 //! `checks_load.rs`), VRRP failover against keepalived (`failover.rs`);
 //! `report.rs`
-//! prints the table and writes `bench/results/<date>-<sha>.json`.
+//! prints the table and writes `bench/results/<date>-<sha>.json`, and
+//! `charts.rs` draws SVG charts from it.
 //! Everything runs in namespaces the bench creates and removes, and every
 //! loop is bounded in packets and time.
 
+mod charts;
 mod checks_load;
 mod control;
 mod failover;
@@ -34,6 +36,10 @@ pub struct Args {
     /// Run one section only.
     #[arg(long, value_parser = ["pktcost", "live", "control", "failover"])]
     only: Option<String>,
+    /// Measure nothing: redraw the SVG charts of an existing results file,
+    /// next to it (`<results>-<chart>.svg`).
+    #[arg(long, value_name = "FILE.json", conflicts_with_all = ["quick", "only"])]
+    charts: Option<std::path::PathBuf>,
 }
 
 /// One progress line per step on stderr, with the time since the start.
@@ -166,6 +172,9 @@ impl Plan {
 }
 
 pub fn run(args: &Args) -> Result<()> {
+    if let Some(json) = &args.charts {
+        return charts::redraw(json);
+    }
     xlb_testbed::require_root().context("cargo xtask bench")?;
     let xlb_object = build::ebpf(Need::Bench)?;
     let floor_object = build::bench_floor_object();
@@ -228,11 +237,11 @@ pub fn run(args: &Args) -> Result<()> {
     let dir = build::root().join("bench/results");
     std::fs::create_dir_all(&dir)?;
     let path = dir.join(facts.result_name());
-    std::fs::write(
-        &path,
-        serde_json::to_string_pretty(&report::json(&facts, &rows))? + "\n",
-    )
-    .with_context(|| format!("writing {}", path.display()))?;
+    let results = report::json(&facts, &rows);
+    std::fs::write(&path, serde_json::to_string_pretty(&results)? + "\n")
+        .with_context(|| format!("writing {}", path.display()))?;
+    // The figures are safe on disk: a chart that cannot be drawn only says so.
+    let drawn = charts::write(&results, &path);
     println!(
         "{} on {} ({} CPUs, kernel {}), commit {}{}; results in {}",
         if args.quick { "quick run" } else { "full run" },
@@ -243,13 +252,24 @@ pub fn run(args: &Args) -> Result<()> {
         if facts.git_dirty { " (dirty)" } else { "" },
         path.strip_prefix(build::root()).unwrap_or(&path).display()
     );
+    match &drawn {
+        Ok(svgs) => {
+            for svg in svgs {
+                println!(
+                    "chart: {}",
+                    svg.strip_prefix(build::root()).unwrap_or(svg).display()
+                );
+            }
+        }
+        Err(e) => eprintln!("bench: drawing the charts failed: {e:#}"),
+    }
     if !failed.is_empty() {
         bail!(
             "section(s) {} could not run; their rows say why, the others were measured",
             failed.join(", ")
         );
     }
-    Ok(())
+    drawn.map(|_| ())
 }
 
 /// The row that stands for a whole section that failed.

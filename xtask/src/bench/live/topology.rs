@@ -21,10 +21,14 @@ use crate::bench::frames::{self, ETH_IPV4, UDP};
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use aya::{
     Ebpf,
-    maps::{Array, DevMapHash, MapData, PerCpuArray},
+    maps::{Array, DevMapHash, Map, MapData, PerCpuArray},
     programs::{Xdp, XdpMode},
 };
-use lb_common::bench::{self, Redirect};
+use lb_common::{
+    Counters,
+    bench::{self, Redirect},
+    map_names,
+};
 use std::{
     net::Ipv4Addr,
     path::{Path, PathBuf},
@@ -367,19 +371,22 @@ impl Topology {
         Ok(out)
     }
 
-    /// `f` with `forwarder` in place between d0 and the real.
+    /// `f` with `forwarder` in place between d0 and the real; `f` is given
+    /// the directory of the director's pinned maps when the forwarder is
+    /// xlb's XDP director.
     pub fn with<R>(
         &self,
         art: &Artefacts<'_>,
         forwarder: Forwarder,
-        f: impl FnOnce(&Topology) -> Result<R>,
+        f: impl FnOnce(&Topology, Option<&Path>) -> Result<R>,
     ) -> Result<R> {
         match forwarder {
-            Forwarder::Floor => self.with_floor(f),
-            Forwarder::NftDnat => self.with_pass(art.xlb_object, |t| t.nft(f)),
+            Forwarder::Floor => self.with_floor(|t| f(t, None)),
+            Forwarder::NftDnat => self.with_pass(art.xlb_object, |t| t.nft(|t| f(t, None))),
             Forwarder::XlbDr | Forwarder::XlbTun | Forwarder::XlbNat | Forwarder::IpvsDr => {
                 let pin = PathBuf::from(format!("/sys/fs/bpf/xlb-bench-{}", std::process::id()));
-                let result = with_agent(self, art, &pin, forwarder, f);
+                let maps = (forwarder != Forwarder::IpvsDr).then_some(pin.as_path());
+                let result = with_agent(self, art, &pin, forwarder, |t| f(t, maps));
                 remove_pin_dir(&pin);
                 result
             }
@@ -475,6 +482,19 @@ impl Topology {
         removed?;
         Ok(r)
     }
+}
+
+/// Flows xlb's director has created so far, over its services and CPUs
+/// (`SERVICE_STATS`), from the agent's maps pinned in `pin`.
+pub fn flows_created(pin: &Path) -> Result<u64> {
+    let path = pin.join(map_names::SERVICE_STATS);
+    let data = MapData::from_pin(&path).with_context(|| format!("opening {}", path.display()))?;
+    let stats: PerCpuArray<_, Counters> = PerCpuArray::try_from(Map::from_map_data(data)?)?;
+    let mut n = 0;
+    for per_cpu in stats.iter() {
+        n += per_cpu?.iter().map(|c| c.new_conns).sum::<u64>();
+    }
+    Ok(n)
 }
 
 /// One program of the bench's own object, loaded (verified) but not attached.
