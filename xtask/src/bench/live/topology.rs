@@ -625,6 +625,47 @@ mod tests {
         );
     }
 
+    /// The regression test for the live section that stopped on this
+    /// kernel (live-frames test runs refused): the generator and the floor
+    /// forward frames here, one CPU and two, each CPU counting its own.
+    /// Root and `cargo xtask build-ebpf`, as `cargo xtask test` provides.
+    #[test]
+    fn frames_cross_the_floor_from_one_cpu_and_from_two() {
+        xlb_testbed::require_root().unwrap();
+        let floor = crate::build::bench_floor_object();
+        let art = Artefacts {
+            xlb: Path::new("/nonexistent"),
+            xlb_object: Path::new("/nonexistent"),
+            floor_object: &floor,
+        };
+        let topo = Topology::build(&floor).unwrap();
+        let never = AtomicBool::new(false);
+        let cpus: &[usize] = if online_cpus() >= 2 { &[0, 1] } else { &[0] };
+        let (one, two) = topo
+            .with(&art, Forwarder::Floor, |t, maps| {
+                assert!(maps.is_none(), "the floor has no director maps");
+                Ok((
+                    t.measure(&[0], 1, 0.2, &never)?,
+                    t.measure(cpus, 1, 0.2, &never)?,
+                ))
+            })
+            .unwrap();
+        for run in one.iter().chain(&two) {
+            for (c, cpu) in run.cpus.iter().enumerate() {
+                assert!(cpu.got > 0, "CPU {c} forwarded nothing: {run:?}");
+                assert!(cpu.cpu > Duration::ZERO, "{run:?}");
+            }
+            // A few frames may be counted on the other CPU (a NAPI poll
+            // already running there takes them), never more than were sent.
+            let (sent, got) = run
+                .cpus
+                .iter()
+                .fold((0, 0), |(s, g), c| (s + c.sent, g + c.got));
+            assert!(got <= sent, "counted what was not sent: {run:?}");
+        }
+        assert_eq!(two[0].cpus.len(), cpus.len());
+    }
+
     #[test]
     fn a_run_divides_by_its_time_and_counts_only_what_arrived() {
         let run = Run {
