@@ -290,3 +290,21 @@ fn first_line(e: &anyhow::Error) -> String {
         .unwrap_or_default()
         .to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use report::Outcome;
+
+    #[test]
+    fn a_failed_section_is_one_row_with_the_first_line_of_its_error() {
+        let e = anyhow::anyhow!("verifier said no\n0: r1 = ctx\n1: exit").context("loading");
+        let row = section_failed(Section::Live, &e);
+        assert_eq!(row.section, Section::Live);
+        assert_eq!(row.case, "(whole section)");
+        assert_eq!(
+            row.outcome,
+            Outcome::NotMeasured("the section failed: loading: verifier said no".into())
+        );
+    }
+}
