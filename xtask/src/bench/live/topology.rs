@@ -313,7 +313,15 @@ impl Topology {
                                     .copy_from_slice(&sport(cpu, seq).to_be_bytes());
                                 seq += 1;
                             }
-                            sent += sender.send_many(&batch).context("sendmmsg on g0")? as u64;
+                            match sender.send_many(&batch) {
+                                Ok(n) => sent += n as u64,
+                                // The veth's ring is full (kernels that push
+                                // back instead of dropping): let it drain.
+                                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                                    std::thread::yield_now();
+                                }
+                                Err(e) => return Err(e).context("sendmmsg on g0"),
+                            }
                         }
                         Ok((sent, cpu_time::thread_now() - cpu_start))
                     })
