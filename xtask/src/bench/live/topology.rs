@@ -79,6 +79,8 @@ pub const MAX_CPUS: usize = 2;
 /// No generator sends more than this many frames per second of a run.
 const MAX_PPS: f64 = 20e6;
 const WARMUP: Duration = Duration::from_millis(300);
+/// How long a generator waits when the veth's ring is full.
+const FULL_RING_PAUSE: Duration = Duration::from_micros(50);
 
 const GEN_MAC: [u8; 6] = [0x02, 0xb0, 0, 0, 0, 1];
 const D0_MAC: [u8; 6] = [0x02, 0xb0, 0, 0, 0, 2];
@@ -315,10 +317,12 @@ impl Topology {
                             }
                             match sender.send_many(&batch) {
                                 Ok(n) => sent += n as u64,
-                                // The veth's ring is full (kernels that push
-                                // back instead of dropping): let it drain.
+                                // The veth's ring was full and the frame
+                                // dropped: let the NAPI poll drain it (a
+                                // sleep, which costs no CPU time, rather
+                                // than sending into a full ring again).
                                 Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
-                                    std::thread::yield_now();
+                                    std::thread::sleep(FULL_RING_PAUSE);
                                 }
                                 Err(e) => return Err(e).context("sendmmsg on g0"),
                             }
