@@ -67,24 +67,32 @@ pub mod bench {
     pub const PROG_DROP: &str = "bench_drop";
     /// Swaps the Ethernet addresses and returns XDP_TX: the floor a forwarder cannot beat.
     pub const PROG_MAC_SWAP: &str = "bench_mac_swap";
-    /// Traffic generator for live-frames mode: spreads frames over `GEN_FLOWS` UDP source ports.
-    pub const PROG_GEN: &str = "bench_gen";
-    /// Counts and drops IPv4 UDP frames to `PORT`; passes the rest (ARP).
+    /// Sets the Ethernet addresses from `MAP_REDIRECT_TO` and redirects the
+    /// frame through `MAP_TX_PORTS`: the live section's floor, the least a
+    /// forwarder sending frames on to another interface does.
+    pub const PROG_REDIRECT: &str = "bench_redirect";
+    /// One [`Redirect`]: where `bench_redirect` sends every frame.
+    pub const MAP_REDIRECT_TO: &str = "BENCH_REDIRECT_TO";
+    /// A device map keyed by ifindex (the kind of xlb's `TX_PORTS`).
+    pub const MAP_TX_PORTS: &str = "BENCH_TX_PORTS";
+    /// Counts and drops IPv4 UDP frames to `PORT`, bare or in IPIP; passes the rest (ARP).
     pub const PROG_COUNT: &str = "bench_count";
-    /// Per-CPU u64: frames `bench_gen` has sent.
-    pub const MAP_GEN_SEQ: &str = "BENCH_GEN_SEQ";
-    /// One entry: the Ethernet/IPv4/UDP headers `bench_gen` writes into every frame.
-    pub const MAP_GEN_HEADERS: &str = "BENCH_GEN_HEADERS";
-    /// Bytes of those headers (14 + 20 + 8).
-    pub const GEN_HEADERS_LEN: usize = 42;
     /// Per-CPU u64: frames `bench_count` has counted.
     pub const MAP_RX: &str = "BENCH_RX";
     /// UDP destination port of the generated traffic.
     pub const PORT: u16 = 7777;
-    /// First UDP source port of the generated flows.
-    pub const GEN_SPORT_BASE: u16 = 10000;
-    /// Distinct flows (source ports) the generator cycles through.
-    pub const GEN_FLOWS: u16 = 4096;
+
+    /// Value of `MAP_REDIRECT_TO`.
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct Redirect {
+        /// Ethernet destination written into every frame.
+        pub dst: [u8; 6],
+        /// Ethernet source written into every frame.
+        pub src: [u8; 6],
+        /// The interface the frames leave by (a key of `MAP_TX_PORTS`).
+        pub ifindex: u32,
+    }
 }
 
 /// Read-only globals the loader sets before the program is verified.
@@ -707,6 +715,7 @@ assert_layout!(DecapVip, 20, 4);
 assert_layout!(ServiceAddr, 20, 4);
 assert_layout!(Affinity, 16, 8);
 assert_layout!(ReplicaSet, 1048, 8);
+assert_layout!(bench::Redirect, 16, 4);
 
 #[cfg(feature = "user")]
 mod pod {
@@ -726,6 +735,7 @@ mod pod {
     unsafe impl aya::Pod for ServiceAddr {}
     unsafe impl aya::Pod for Affinity {}
     unsafe impl aya::Pod for ReplicaSet {}
+    unsafe impl aya::Pod for bench::Redirect {}
 }
 
 /// The hashes the table schedulers use, after IPVS: the data plane and the

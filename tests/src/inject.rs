@@ -1,7 +1,8 @@
 //! Hand-made Ethernet frames put on a wire: an AF_PACKET socket that only
-//! sends, out of one interface of the namespace it was opened in. Used by
-//! `xlb-inject` (inside guests and namespaces) and by tests that flood a
-//! link.
+//! sends, out of one interface of the namespace it was opened in, one frame
+//! per call or a batch per `sendmmsg`. Used by `xlb-inject` (inside guests
+//! and namespaces), by tests that flood a link and by the bench's live
+//! generator.
 
 use std::{
     ffi::CString,
@@ -40,9 +41,29 @@ impl FrameSender {
         })
     }
 
-    /// Sends one whole frame (at least its 14-byte Ethernet header), to the
-    /// destination MAC it carries.
-    pub fn send(&self, frame: &[u8]) -> io::Result<()> {
+    /// From now on, frames go straight to the driver, past the interface's
+    /// queueing discipline (`PACKET_QDISC_BYPASS`): a generator's fast path.
+    pub fn bypass_qdisc(&self) -> io::Result<()> {
+        let on: libc::c_int = 1;
+        // SAFETY: a valid int option for the length given.
+        let r = unsafe {
+            libc::setsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_PACKET,
+                libc::PACKET_QDISC_BYPASS,
+                (&raw const on).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if r == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+
+    /// Where frames go: this interface, to the destination MAC `frame` carries.
+    fn to(&self, frame: &[u8]) -> io::Result<libc::sockaddr_ll> {
         if frame.len() < 14 {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -55,6 +76,13 @@ impl FrameSender {
         to.sll_ifindex = self.ifindex;
         to.sll_halen = 6;
         to.sll_addr[..6].copy_from_slice(&frame[..6]);
+        Ok(to)
+    }
+
+    /// Sends one whole frame (at least its 14-byte Ethernet header), to the
+    /// destination MAC it carries.
+    pub fn send(&self, frame: &[u8]) -> io::Result<()> {
+        let to = self.to(frame)?;
         // SAFETY: the buffer and address are valid for the lengths given.
         let sent = unsafe {
             libc::sendto(
@@ -74,5 +102,41 @@ impl FrameSender {
             ))),
             Err(_) => Err(io::Error::last_os_error()),
         }
+    }
+
+    /// Sends whole frames (each at least an Ethernet header) with one
+    /// `sendmmsg`, each to the destination MAC it carries. Returns how many
+    /// the kernel took: all of them, unless an error stopped it after the
+    /// first (an error on the first is returned).
+    pub fn send_many<F: AsRef<[u8]>>(&self, frames: &[F]) -> io::Result<usize> {
+        let mut to = Vec::with_capacity(frames.len());
+        for f in frames {
+            to.push(self.to(f.as_ref())?);
+        }
+        let mut iov: Vec<libc::iovec> = frames
+            .iter()
+            .map(|f| libc::iovec {
+                iov_base: f.as_ref().as_ptr().cast_mut().cast(),
+                iov_len: f.as_ref().len(),
+            })
+            .collect();
+        let mut msgs: Vec<libc::mmsghdr> = iov
+            .iter_mut()
+            .zip(&mut to)
+            .map(|(v, to)| {
+                // SAFETY: mmsghdr is plain data; all-zero is a valid start.
+                let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
+                m.msg_hdr.msg_name = (to as *mut libc::sockaddr_ll).cast();
+                m.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_ll>() as u32;
+                m.msg_hdr.msg_iov = v;
+                m.msg_hdr.msg_iovlen = 1;
+                m
+            })
+            .collect();
+        let n = u32::try_from(msgs.len()).map_err(io::Error::other)?;
+        // SAFETY: every header points at a live address and buffer (the
+        // kernel only reads them) for the lengths given.
+        let sent = unsafe { libc::sendmmsg(self.fd.as_raw_fd(), msgs.as_mut_ptr(), n, 0) };
+        usize::try_from(sent).map_err(|_| io::Error::last_os_error())
     }
 }

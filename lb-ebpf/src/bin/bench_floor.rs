@@ -1,19 +1,19 @@
 //! XDP programs for `cargo xtask bench` only, built as their own object so the
-//! production object carries no bench code: the floor (drop, MAC swap) that
-//! xlb's per-packet cost is compared with, a live-frames traffic generator and
-//! a counter for the receiving end.
+//! production object carries no bench code: the floors (drop, MAC swap) that
+//! xlb's per-packet cost is compared with, the live section's floor (the same
+//! redirect xlb does, and nothing else) and a counter for the receiving end.
 #![no_std]
 #![no_main]
 
 use aya_ebpf::{
     bindings::xdp_action,
-    btf_maps::{Array, PerCpuArray},
+    btf_maps::{Array, DevMapHash, PerCpuArray},
     macros::{btf_map, xdp},
     programs::XdpContext,
 };
 use lb_common::{
-    PROTO_UDP,
-    bench::{GEN_FLOWS, GEN_HEADERS_LEN, GEN_SPORT_BASE, PORT},
+    PROTO_IPIP, PROTO_UDP,
+    bench::{PORT, Redirect},
 };
 
 const ETH_LEN: usize = 14;
@@ -21,10 +21,10 @@ const IPV4_LEN: usize = 20;
 const ETH_P_IPV4: [u8; 2] = [0x08, 0x00];
 
 #[btf_map]
-static BENCH_GEN_SEQ: PerCpuArray<u64, 1> = PerCpuArray::new();
+static BENCH_REDIRECT_TO: Array<Redirect, 1> = Array::new();
 
 #[btf_map]
-static BENCH_GEN_HEADERS: Array<[u8; GEN_HEADERS_LEN], 1> = Array::new();
+static BENCH_TX_PORTS: DevMapHash<8> = DevMapHash::new();
 
 #[btf_map]
 static BENCH_RX: PerCpuArray<u64, 1> = PerCpuArray::new();
@@ -54,48 +54,55 @@ pub fn bench_mac_swap(ctx: XdpContext) -> u32 {
     xdp_action::XDP_TX
 }
 
-/// Writes the headers from `BENCH_GEN_HEADERS` (Ethernet, IPv4 without
-/// options, UDP with checksum 0) with the next of `GEN_FLOWS` source ports and
-/// sends the frame (XDP_TX, which live-frames mode turns into a transmit on
-/// the ingress interface). Live-frames mode recycles pages without restoring
-/// their data, and forwarders rewrite headers in place, so every header byte
-/// is written on every run.
+/// Writes the Ethernet addresses from `BENCH_REDIRECT_TO` and redirects the
+/// frame to its interface through `BENCH_TX_PORTS`, as xlb's DR path sends a
+/// frame on (`forward::send`), with no parsing, lookup or state: what the
+/// live section's veth path carries with the least a forwarder can do.
 #[xdp]
-pub fn bench_gen(ctx: XdpContext) -> u32 {
-    let Some(p) = head(&ctx, GEN_HEADERS_LEN) else {
+pub fn bench_redirect(ctx: XdpContext) -> u32 {
+    let (Some(p), Some(to)) = (head(&ctx, ETH_LEN), BENCH_REDIRECT_TO.get(0)) else {
         return xdp_action::XDP_ABORTED;
     };
-    let (Some(seq), Some(headers)) = (BENCH_GEN_SEQ.get_ptr_mut(0), BENCH_GEN_HEADERS.get_ptr(0))
-    else {
-        return xdp_action::XDP_ABORTED;
-    };
-    // SAFETY: per-CPU slot, a map value of GEN_HEADERS_LEN bytes, and a frame
-    // at least that long (checked above).
+    // SAFETY: the first 12 bytes are inside the frame (checked above).
     unsafe {
-        core::ptr::copy_nonoverlapping(headers as *const u8, p, GEN_HEADERS_LEN);
-        let n = *seq;
-        *seq = n + 1;
-        let port = GEN_SPORT_BASE + (n % u64::from(GEN_FLOWS)) as u16;
-        let sport = p.add(ETH_LEN + IPV4_LEN) as *mut [u8; 2];
-        *sport = port.to_be_bytes();
+        *(p as *mut [u8; 6]) = to.dst;
+        *(p.add(6) as *mut [u8; 6]) = to.src;
     }
-    xdp_action::XDP_TX
+    BENCH_TX_PORTS
+        .redirect(to.ifindex, 0)
+        .unwrap_or(xdp_action::XDP_ABORTED)
 }
 
-/// Counts and drops IPv4 UDP frames to `PORT`; everything else (ARP) passes.
+/// Whether `ip` starts an IPv4 header without options carrying UDP to `PORT`.
+///
+/// # Safety
+/// `ip` must have `IPV4_LEN + 4` readable bytes.
+#[inline(always)]
+unsafe fn udp_to_port(ip: *const u8) -> bool {
+    unsafe {
+        *ip == 0x45
+            && *ip.add(9) == PROTO_UDP
+            && *(ip.add(IPV4_LEN + 2) as *const [u8; 2]) == PORT.to_be_bytes()
+    }
+}
+
+/// Counts and drops IPv4 UDP frames to `PORT`, bare (DR, NAT, the floor)
+/// or inside IPIP (TUN); everything else (ARP) passes.
 #[xdp]
 pub fn bench_count(ctx: XdpContext) -> u32 {
     let Some(p) = head(&ctx, ETH_LEN + IPV4_LEN + 8) else {
         return xdp_action::XDP_PASS;
     };
-    // SAFETY: every offset read is inside the checked length.
+    // SAFETY: every offset read is inside the checked length (the inner
+    // header's only once the longer length is checked).
     let ours = unsafe {
         let ip = p.add(ETH_LEN);
-        let ihl = usize::from(*ip & 0x0f) * 4;
         *(p.add(12) as *const [u8; 2]) == ETH_P_IPV4
-            && ihl == IPV4_LEN
-            && *ip.add(9) == PROTO_UDP
-            && *(ip.add(IPV4_LEN + 2) as *const [u8; 2]) == PORT.to_be_bytes()
+            && if *ip == 0x45 && *ip.add(9) == PROTO_IPIP {
+                head(&ctx, ETH_LEN + 2 * IPV4_LEN + 8).is_some() && udp_to_port(ip.add(IPV4_LEN))
+            } else {
+                udp_to_port(ip)
+            }
     };
     if !ours {
         return xdp_action::XDP_PASS;

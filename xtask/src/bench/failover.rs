@@ -130,7 +130,13 @@ struct Run {
     after_advert: f64,
     /// xlb: share of held connections still answering, %.
     survived: Option<f64>,
+    /// When each probe reply arrived, ms from the Master going away, from
+    /// `TIMELINE_MARGIN` before it to as long after traffic came back.
+    timeline: Vec<f64>,
 }
+
+/// How much of the steady probing either side of the outage a timeline keeps.
+const TIMELINE_MARGIN: Duration = Duration::from_millis(300);
 
 const STOPPED: &str = "traffic stopped";
 const AFTER_ADVERT: &str = "traffic back after the last advert";
@@ -186,6 +192,7 @@ pub fn run(
             "{:.0} ms stopped, back {:.0} ms after the last advert (medians)",
             stopped.median, after.median
         ));
+        let timeline = median_run(&runs, stopped.median).timeline.clone();
         let n = runs.len();
         rows.push(
             Row::measured(
@@ -201,7 +208,8 @@ pub fn run(
                     Stop::Kill => "host dies: SIGKILL + link cut",
                     Stop::Term => "SIGTERM: priority-0 advert",
                 }
-            )),
+            ))
+            .timeline_ms(timeline),
         );
         rows.push(
             Row::measured(
@@ -238,6 +246,35 @@ pub fn run(
         ));
     }
     Ok(rows)
+}
+
+/// The run whose silence is nearest the median (the one charted).
+fn median_run(runs: &[Run], median: f64) -> &Run {
+    runs.iter()
+        .min_by(|a, b| {
+            (a.stopped - median)
+                .abs()
+                .total_cmp(&(b.stopped - median).abs())
+        })
+        .expect("at least one run")
+}
+
+/// Reply arrival times in ms from `at`, those from `TIMELINE_MARGIN` before
+/// it to `TIMELINE_MARGIN` after `resumed`.
+fn timeline(replies: &[Instant], at: Instant, resumed: Instant) -> Vec<f64> {
+    let ms = |t: Instant| match t.checked_duration_since(at) {
+        Some(d) => d.as_secs_f64() * 1e3,
+        None => -(at - t).as_secs_f64() * 1e3,
+    };
+    let (from, to) = (
+        -TIMELINE_MARGIN.as_secs_f64() * 1e3,
+        ms(resumed) + TIMELINE_MARGIN.as_secs_f64() * 1e3,
+    );
+    replies
+        .iter()
+        .map(|&t| ms(t))
+        .filter(|t| (from..=to).contains(t))
+        .collect()
 }
 
 /// Each xlb row gets the ratio of its median to keepalived's row of the same case.
@@ -327,6 +364,7 @@ fn measure(
         stopped: outage.stopped.as_secs_f64() * 1e3,
         after_advert: after.as_secs_f64() * 1e3,
         survived,
+        timeline: timeline(&times, at, outage.resumed),
     })
 }
 
@@ -356,6 +394,37 @@ mod tests {
             full.iter()
                 .any(|c| c.daemon == Daemon::Keepalived && c.vrrp == V2 && c.how == Stop::Term)
         );
+    }
+
+    #[test]
+    fn the_timeline_is_relative_to_the_master_going_away_and_keeps_a_margin() {
+        let at = Instant::now() + Duration::from_secs(1);
+        let t = |ms: i64| {
+            if ms >= 0 {
+                at + Duration::from_millis(ms as u64)
+            } else {
+                at - Duration::from_millis(-ms as u64)
+            }
+        };
+        let replies: Vec<Instant> = [-500, -300, -10, 350, 360, 650, 700]
+            .into_iter()
+            .map(t)
+            .collect();
+        let got = timeline(&replies, at, t(350));
+        let rounded: Vec<i64> = got.iter().map(|ms| ms.round() as i64).collect();
+        assert_eq!(rounded, vec![-300, -10, 350, 360, 650]);
+    }
+
+    #[test]
+    fn the_charted_run_is_the_one_nearest_the_median() {
+        let run = |stopped| Run {
+            stopped,
+            after_advert: 0.0,
+            survived: None,
+            timeline: vec![stopped],
+        };
+        let runs = [run(300.0), run(420.0), run(350.0)];
+        assert_eq!(median_run(&runs, 350.0).timeline, vec![350.0]);
     }
 
     #[test]

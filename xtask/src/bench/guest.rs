@@ -17,7 +17,6 @@ use super::{
     stats::Summary,
 };
 use anyhow::{Context, Result, bail, ensure};
-use lb_common::bench;
 use std::{path::PathBuf, sync::atomic::AtomicBool, time::Duration};
 use xlb_testbed::qemu::Guest;
 
@@ -68,7 +67,7 @@ pub fn inner(args: &InnerArgs) -> Result<()> {
     };
     let never = AtomicBool::new(false);
     for (i, (name, forwarder)) in CASES.iter().enumerate() {
-        match live::measure(&topo, &art, *forwarder, &opts, &never) {
+        match live::measure_one_cpu(&topo, &art, *forwarder, &opts, &never) {
             Ok((summary, delivered)) => {
                 let runs: Vec<String> = summary.runs.iter().map(|r| format!("{r:e}")).collect();
                 println!("{ROW} {i} {delivered:e} {}", runs.join(" "));
@@ -189,7 +188,7 @@ pub fn run(opts: &live::Opts, art: &Artefacts<'_>, progress: &mut Progress) -> R
         let median = summary.median;
         let mut row = Row::measured(Section::Live, name, "Mpps", summary).method(format!(
             "emulated (TCG) guest, kernel {kernel}, 1 vCPU: UDP, {} flows, 60-byte frames, {} runs x {:.1} s, {:.1}% of sent frames arrived",
-            bench::GEN_FLOWS,
+            live::FLOWS_PER_CPU,
             opts.runs,
             opts.seconds,
             delivered * 100.0

@@ -1,39 +1,26 @@
-//! Live forwarding on veth, native XDP everywhere it runs:
-//!
-//! ```text
-//!  gen ns               dir ns (the director)             real ns
-//!  g0 10.201.1.2 ──── d0 10.201.1.1   d1 10.201.2.1 ──── r0 10.201.2.2
-//!  bench_gen          xlb (agent: DR, or NAT on          bench_count
-//!  (live frames)      d0 + d1) or xlb_pass +             (counts, drops)
-//!                     nftables DNAT
-//! ```
-//!
-//! The generator is the bench-floor object's `bench_gen` run by
-//! BPF_PROG_TEST_RUN in live-frames mode: each repeat sends one 60-byte
-//! UDP frame out of g0 to the VIP, cycling through `GEN_FLOWS` source ports.
-//! Each call is bounded in frames, each run in time and frames. The receiving
-//! end counts what arrives; packets per second = counted / run time.
+//! Live forwarding on veth (`live`), native XDP everywhere it runs: frames
+//! from AF_PACKET transmit rings in a generator namespace, through the
+//! director namespace, counted by XDP at the real (`live/topology.rs`).
+//! Each forwarder (the floor: a bare MAC rewrite and redirect; xlb DR, TUN
+//! and NAT; nftables DNAT) is timed with one generator on CPU 0, then with
+//! one on each of two CPUs at once. Figures: packets per second counted at
+//! the real, and CPU time per packet (`live/cpu_time.rs`), whose rise from
+//! one CPU to two would be a shared atomic or lock on the hot path.
+
+mod cpu_time;
+mod topology;
+
+pub use topology::{Artefacts, Forwarder, Topology, remove_pin_dir};
 
 use super::{
-    Progress,
-    frames::{self, ETH_IPV4, UDP},
+    Progress, first_line,
     report::{Row, Section},
     stats::Summary,
 };
-use anyhow::{Context, Result, anyhow, bail, ensure};
-use aya::{
-    Ebpf,
-    maps::{Array, MapData, PerCpuArray},
-    programs::{TestRun, TestRunAttrs, TestRunOptions, Xdp, XdpMode},
-};
-use lb_common::bench;
-use std::{
-    net::Ipv4Addr,
-    path::{Path, PathBuf},
-    sync::atomic::{AtomicBool, Ordering},
-    time::{Duration, Instant},
-};
-use xlb_testbed::{agent::Agent, netns::Netns, xdp::xdp_md};
+use anyhow::{Context, Result};
+use std::sync::atomic::{AtomicBool, Ordering};
+pub use topology::FLOWS_PER_CPU;
+use topology::Run;
 
 pub struct Opts {
     pub runs: usize,
@@ -41,69 +28,56 @@ pub struct Opts {
     pub seconds: f64,
 }
 
-pub struct Artefacts<'a> {
-    pub xlb: &'a Path,
-    pub xlb_object: &'a Path,
-    pub floor_object: &'a Path,
-}
-
-/// Frames per BPF_PROG_TEST_RUN call, and per kernel batch within it.
-const CHUNK: u32 = 1 << 17;
-const BATCH: u32 = 64;
-/// No run sends more than this many frames per second of its length.
-const MAX_PPS: f64 = 20e6;
-const WARMUP: Duration = Duration::from_millis(300);
-
-const GEN_MAC: [u8; 6] = [0x02, 0xb0, 0, 0, 0, 1];
-const D0_MAC: [u8; 6] = [0x02, 0xb0, 0, 0, 0, 2];
-const D1_MAC: [u8; 6] = [0x02, 0xb0, 0, 0, 0, 3];
-const REAL_MAC: [u8; 6] = [0x02, 0xb0, 0, 0, 0, 4];
-const GEN_IP: Ipv4Addr = Ipv4Addr::new(10, 201, 1, 2);
-const REAL_IP: Ipv4Addr = Ipv4Addr::new(10, 201, 2, 2);
-const VIP: Ipv4Addr = Ipv4Addr::new(10, 201, 0, 100);
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Forwarder {
-    /// The real agent, DR, mh, one real.
-    XlbDr,
-    /// The real agent, NAT (two-armed: d0 and d1), mh, one real.
-    XlbNat,
-    /// The kernel: an XDP_PASS program on d0 (native XDP on veth needs one to
-    /// receive the generator's frames), then nftables DNAT to the real.
-    NftDnat,
-    /// The kernel's IPVS, DR, mh, one real, programmed by the agent's IPVS
-    /// data plane; the VIP on the director's lo and XDP_PASS on d0 as for
-    /// nftables. Only in the qemu guest (guest.rs): this kernel has no IPVS.
-    IpvsDr,
-}
+pub const FLOOR: &str = "floor: MAC rewrite + redirect, veth";
+pub const NFT_DNAT: &str = "nftables DNAT (peer), veth";
 
 pub struct Case {
     pub name: &'static str,
-    /// `Err(why)`: a slot for a figure that cannot be measured yet.
-    pub forwarder: Result<Forwarder, &'static str>,
-    /// Reported as a ratio to this case's median.
+    pub forwarder: Forwarder,
+    /// Reported as a ratio to this case (same number of CPUs).
     pub vs: Option<&'static str>,
 }
 
-pub const NFT_DNAT: &str = "nftables DNAT (peer), veth";
-
 pub const CASES: &[Case] = &[
     Case {
+        name: FLOOR,
+        forwarder: Forwarder::Floor,
+        vs: None,
+    },
+    Case {
         name: "xlb DR, veth",
-        forwarder: Ok(Forwarder::XlbDr),
+        forwarder: Forwarder::XlbDr,
+        vs: Some(FLOOR),
+    },
+    Case {
+        name: "xlb TUN (IPIP), veth",
+        forwarder: Forwarder::XlbTun,
+        vs: Some(FLOOR),
+    },
+    Case {
+        name: "xlb NAT, veth",
+        forwarder: Forwarder::XlbNat,
         vs: Some(NFT_DNAT),
     },
     Case {
         name: NFT_DNAT,
-        forwarder: Ok(Forwarder::NftDnat),
+        forwarder: Forwarder::NftDnat,
         vs: None,
     },
-    Case {
-        name: "xlb NAT, veth",
-        forwarder: Ok(Forwarder::XlbNat),
-        vs: Some(NFT_DNAT),
-    },
 ];
+
+/// The CPUs the generators run on, for one CPU and for two at once.
+const ONE: &[usize] = &[0];
+const TWO: &[usize] = &[0, 1];
+
+/// What one case gave: its runs with one sending CPU and with two, or why not.
+struct Outcome<'a> {
+    case: &'a Case,
+    one: Result<Vec<Run>, String>,
+    two: Result<Vec<Run>, String>,
+    /// xlb: the flows its director created over both (warm-ups included).
+    flows_created: Option<u64>,
+}
 
 pub fn run(
     opts: &Opts,
@@ -112,409 +86,244 @@ pub fn run(
     stop: &AtomicBool,
 ) -> Result<Vec<Row>> {
     progress.step(Section::Live, "building gen / director / real namespaces");
-    let topo = Topology::build(art.floor_object)?;
-    let mut measured: Vec<(&Case, Summary, f64)> = Vec::new();
-    let mut rows = Vec::new();
+    let topo = match Topology::build(art.floor_object) {
+        Ok(t) => t,
+        Err(e) => {
+            let why = format!("the live topology could not be built: {}", first_line(&e));
+            progress.done(&why);
+            let all = CASES.iter().map(|case| Outcome {
+                case,
+                one: Err(why.clone()),
+                two: Err(why.clone()),
+                flows_created: None,
+            });
+            return Ok(rows(&all.collect::<Vec<_>>(), opts));
+        }
+    };
+    let two_cpus = topology::online_cpus() >= TWO.len();
+    let mut outcomes = Vec::new();
     for case in CASES {
-        let forwarder = match case.forwarder {
-            Ok(f) => f,
-            Err(why) => {
-                rows.push(Row::not_measured(Section::Live, case.name, "Mpps", why));
-                continue;
-            }
-        };
+        if stop.load(Ordering::SeqCst) {
+            anyhow::bail!("interrupted");
+        }
         progress.step(Section::Live, case.name);
-        let (summary, delivered) = measure(&topo, art, forwarder, opts, stop)?;
-        progress.done(&format!(
-            "{:.3} Mpps, {:.1}% of sent frames arrived",
-            summary.median,
-            delivered * 100.0
-        ));
-        measured.push((case, summary, delivered));
-    }
-    for (case, summary, delivered) in &measured {
-        let base = case.vs.and_then(|vs| {
-            measured
-                .iter()
-                .find(|(c, ..)| c.name == vs)
-                .map(|(_, s, _)| s.median)
+        let got = topo.with(art, case.forwarder, |t, maps| {
+            let flows = || maps.map(topology::flows_created).transpose();
+            let before = flows()?;
+            let one = t.measure(ONE, opts.runs, opts.seconds, stop)?;
+            let two = if two_cpus {
+                t.measure(TWO, opts.runs, opts.seconds, stop)
+                    .map_err(|e| first_line(&e))
+            } else {
+                Err(format!("this machine has {} CPU", topology::online_cpus()))
+            };
+            let created = flows()?.zip(before).map(|(after, before)| after - before);
+            Ok((one, two, created))
         });
-        let row = Row::measured(Section::Live, case.name, "Mpps", summary.clone())
-            .method(format!(
-                "UDP, {} flows, 60-byte frames, {} runs x {:.1} s, {:.1}% of sent frames arrived",
-                bench::GEN_FLOWS,
-                opts.runs,
-                opts.seconds,
-                delivered * 100.0
-            ))
-            .ratio_to(case.vs.unwrap_or(""), base);
-        rows.push(row);
+        let outcome = match got {
+            Ok((one, two, flows_created)) => Outcome {
+                case,
+                one: Ok(one),
+                two,
+                flows_created,
+            },
+            Err(e) => Outcome {
+                case,
+                one: Err(first_line(&e)),
+                two: Err(first_line(&e)),
+                flows_created: None,
+            },
+        };
+        progress.done(&summary_line(&outcome));
+        outcomes.push(outcome);
     }
-    // Keep the table in case order.
-    rows.sort_by_key(|r| CASES.iter().position(|c| c.name == r.case));
-    Ok(rows)
+    Ok(rows(&outcomes, opts))
 }
 
-/// Packets per second through `forwarder` on `topo` (Mpps per run) and the
-/// share of sent frames that arrived.
-pub fn measure(
+/// One generator on CPU 0 through `forwarder`: Mpps per run and the share
+/// of sent frames that arrived (the qemu guest's figure, guest.rs).
+pub fn measure_one_cpu(
     topo: &Topology,
     art: &Artefacts<'_>,
     forwarder: Forwarder,
     opts: &Opts,
     stop: &AtomicBool,
 ) -> Result<(Summary, f64)> {
-    match forwarder {
-        Forwarder::XlbDr | Forwarder::XlbNat | Forwarder::IpvsDr => {
-            let pin = PathBuf::from(format!("/sys/fs/bpf/xlb-bench-{}", std::process::id()));
-            let result = with_agent(topo, art, &pin, forwarder, |t| t.measure(opts, stop));
-            remove_pin_dir(&pin);
-            result
-        }
-        Forwarder::NftDnat => topo.with_nft(art.xlb_object, |t| t.measure(opts, stop)),
-    }
+    let runs = topo.with(art, forwarder, |t, _| {
+        t.measure(ONE, opts.runs, opts.seconds, stop)
+    })?;
+    let mpps: Vec<f64> = runs.iter().map(Run::mpps).collect();
+    Ok((Summary::of(&mpps).context("no runs")?, delivered(&runs)))
 }
 
-/// The three namespaces with the generator loaded and the counter attached.
-/// Fields drop in order: programs first, then the namespaces.
-pub struct Topology {
-    gen_ebpf: Ebpf,
-    count_ebpf: Ebpf,
-    g0: u32,
-    sender: Netns,
-    dir: Netns,
-    /// Held so the namespace lives as long as the topology.
-    _real: Netns,
+/// Share of the frames sent that were counted at the real.
+fn delivered(runs: &[Run]) -> f64 {
+    let (sent, got) = runs
+        .iter()
+        .flat_map(|r| &r.cpus)
+        .fold((0u64, 0u64), |(s, g), c| (s + c.sent, g + c.got));
+    got as f64 / sent.max(1) as f64
 }
 
-/// The generator's frame: 60 bytes of UDP to the VIP (the source port varies per frame).
-fn gen_frame() -> Vec<u8> {
-    frames::eth(
-        D0_MAC,
-        GEN_MAC,
-        ETH_IPV4,
-        &frames::ipv4(
-            GEN_IP,
-            VIP,
-            UDP,
-            &frames::l4(UDP, bench::GEN_SPORT_BASE, bench::PORT, &[0; 18]),
-        ),
-    )
+/// Median wall-clock Mpps of the runs.
+fn wall_mpps(runs: &[Run]) -> f64 {
+    Summary::of(&runs.iter().map(Run::wall_mpps).collect::<Vec<_>>()).map_or(0.0, |s| s.median)
 }
 
-fn mac(m: [u8; 6]) -> String {
-    m.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
+fn mpps(runs: &[Run]) -> Option<Summary> {
+    Summary::of(&runs.iter().map(Run::mpps).collect::<Vec<_>>())
 }
 
-impl Topology {
-    pub fn build(floor_object: &Path) -> Result<Topology> {
-        let sender = Netns::create("gen")?;
-        let dir = Netns::create("dir")?;
-        let real = Netns::create("real")?;
-        sender.run(
-            "ip",
-            &[
-                "link",
-                "add",
-                "g0",
-                "type",
-                "veth",
-                "peer",
-                "name",
-                "d0",
-                "netns",
-                dir.name(),
-            ],
-        )?;
-        dir.run(
-            "ip",
-            &[
-                "link",
-                "add",
-                "d1",
-                "type",
-                "veth",
-                "peer",
-                "name",
-                "r0",
-                "netns",
-                real.name(),
-            ],
-        )?;
-        for (ns, dev, m, addr) in [
-            (&sender, "g0", GEN_MAC, "10.201.1.2/24"),
-            (&dir, "d0", D0_MAC, "10.201.1.1/24"),
-            (&dir, "d1", D1_MAC, "10.201.2.1/24"),
-            (&real, "r0", REAL_MAC, "10.201.2.2/24"),
-        ] {
-            ns.run("ip", &["link", "set", dev, "address", &mac(m)])?;
-            ns.run("ip", &["addr", "add", addr, "dev", dev])?;
-            ns.run("ip", &["link", "set", dev, "up"])?;
-        }
-        dir.sysctl("net.ipv4.ip_forward", "1")?;
-        for dev in ["all", "default", "d0", "d1"] {
-            dir.sysctl(&format!("net.ipv4.conf.{dev}.rp_filter"), "0")?;
-        }
-        // Both forwarders find the real's MAC here; no ARP timing in the figures.
-        dir.run(
-            "ip",
-            &[
-                "neigh",
-                "replace",
-                &REAL_IP.to_string(),
-                "lladdr",
-                &mac(REAL_MAC),
-                "dev",
-                "d1",
-                "nud",
-                "permanent",
-            ],
-        )?;
+fn cpu_ns(runs: &[Run]) -> Option<Summary> {
+    Summary::of(&runs.iter().filter_map(Run::cpu_ns).collect::<Vec<_>>())
+}
 
-        let load = |what: &str| -> Result<Ebpf> {
-            let mut ebpf = Ebpf::load_file(floor_object)
-                .with_context(|| format!("loading {}", floor_object.display()))?;
-            let p: &mut Xdp = ebpf
-                .program_mut(what)
-                .ok_or_else(|| anyhow!("no program {what} in the floor object"))?
-                .try_into()?;
-            p.load().with_context(|| format!("verifier on {what}"))?;
-            Ok(ebpf)
-        };
-        let mut gen_ebpf = load(bench::PROG_GEN)?;
-        let mut headers: Array<_, [u8; bench::GEN_HEADERS_LEN]> = Array::try_from(
-            gen_ebpf
-                .map_mut(bench::MAP_GEN_HEADERS)
-                .context("no generator headers map")?,
-        )?;
-        let frame = gen_frame();
-        headers.set(
-            0,
-            <[u8; bench::GEN_HEADERS_LEN]>::try_from(&frame[..bench::GEN_HEADERS_LEN])?,
-            0,
-        )?;
-        let mut count_ebpf = load(bench::PROG_COUNT)?;
-        let counter: &mut Xdp = count_ebpf
-            .program_mut(bench::PROG_COUNT)
-            .expect("loaded")
-            .try_into()?;
-        real.enter(|| counter.attach("r0", XdpMode::Driver))?
-            .context("attaching the counter to r0 (native)")?;
-        let g0 = sender.enter(|| {
-            // SAFETY: NUL-terminated name.
-            unsafe { libc::if_nametoindex(c"g0".as_ptr()) }
-        })?;
-        ensure!(g0 != 0, "g0 has no ifindex");
-        Ok(Topology {
-            gen_ebpf,
-            count_ebpf,
-            g0,
-            sender,
-            dir,
-            _real: real,
+/// The median Mpps of each sending CPU.
+fn per_cpu(runs: &[Run]) -> Vec<f64> {
+    let cpus = runs.iter().map(|r| r.cpus.len()).max().unwrap_or(0);
+    (0..cpus)
+        .filter_map(|c| {
+            let each: Vec<f64> = runs
+                .iter()
+                .filter_map(|r| r.mpps_per_cpu().get(c).copied())
+                .collect();
+            Summary::of(&each).map(|s| s.median)
         })
-    }
+        .collect()
+}
 
-    fn received(&self) -> Result<u64> {
-        let m: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(
-            self.count_ebpf
-                .map(bench::MAP_RX)
-                .context("no counter map")?,
-        )?;
-        Ok(m.get(&0, 0)?.iter().sum())
+fn summary_line(o: &Outcome<'_>) -> String {
+    let one = match &o.one {
+        Ok(runs) => format!(
+            "{:.3} Mpps with 1 CPU ({:.1}% arrived)",
+            mpps(runs).map_or(0.0, |s| s.median),
+            delivered(runs) * 100.0
+        ),
+        Err(why) => format!("not measured: {why}"),
+    };
+    match &o.two {
+        Ok(runs) => format!(
+            "{one}, {:.3} Mpps with 2",
+            mpps(runs).map_or(0.0, |s| s.median)
+        ),
+        Err(_) => one,
     }
+}
 
-    /// Sends for up to `limit` (and at most `MAX_PPS` × its length frames);
-    /// returns (frames sent, frames counted at the real, seconds).
-    fn blast(&self, limit: Duration, stop: &AtomicBool) -> Result<(u64, u64, f64)> {
-        let frame = gen_frame();
-        let ctx = xdp_md(frame.len(), self.g0);
-        let cap = (limit.as_secs_f64() * MAX_PPS) as u64;
-        let prog: &Xdp = self
-            .gen_ebpf
-            .program(bench::PROG_GEN)
-            .expect("loaded")
-            .try_into()?;
-        let before = self.received()?;
-        let start = Instant::now();
-        let sent = self.sender.enter(|| -> Result<u64> {
-            let mut sent = 0u64;
-            while sent < cap && start.elapsed() < limit && !stop.load(Ordering::SeqCst) {
-                prog.test_run(TestRunOptions {
-                    data_in: Some(&frame),
-                    ctx_in: Some(&ctx),
-                    repeat: CHUNK,
-                    attrs: TestRunAttrs::new().xdp_live_frames(BATCH),
-                    ..TestRunOptions::new()
-                })
-                .context("BPF_PROG_TEST_RUN in live-frames mode")?;
-                sent += u64::from(CHUNK);
-            }
-            Ok(sent)
-        })??;
-        let secs = start.elapsed().as_secs_f64();
-        // Frames still in veth rings land within microseconds.
-        std::thread::sleep(Duration::from_millis(20));
-        Ok((sent, self.received()? - before, secs))
-    }
+/// Row names of a case: Mpps with one CPU and with two, and CPU time per
+/// packet with two.
+fn names(case: &str) -> [String; 3] {
+    [
+        case.to_string(),
+        format!("{case}, 2 CPUs"),
+        format!("{case}: CPU time per packet, 2 CPUs"),
+    ]
+}
 
-    /// Warm up (flows into the conntrack tables), then time `opts.runs` runs.
-    /// Returns Mpps per run and the share of sent frames that arrived.
-    pub fn measure(&self, opts: &Opts, stop: &AtomicBool) -> Result<(Summary, f64)> {
-        let (sent, got, _) = self.blast(WARMUP, stop)?;
-        ensure!(
-            got > 0,
-            "none of {sent} warm-up frames reached the real: the forwarder is not forwarding"
-        );
-        let mut runs = Vec::new();
-        let (mut all_sent, mut all_got) = (0u64, 0u64);
-        for _ in 0..opts.runs {
-            if stop.load(Ordering::SeqCst) {
-                bail!("interrupted");
-            }
-            let (sent, got, secs) = self.blast(Duration::from_secs_f64(opts.seconds), stop)?;
-            runs.push(got as f64 / secs / 1e6);
-            all_sent += sent;
-            all_got += got;
+/// Every case's three rows, in case order: Mpps with one CPU and with two
+/// (each as a ratio to its `vs` with as many CPUs, and as a share of the
+/// floor in the method column when `vs` is not the floor), and CPU time per
+/// packet with two CPUs as a ratio to one CPU's: 1× means forwarding on two
+/// CPUs at once costs each packet nothing more.
+fn rows(outcomes: &[Outcome<'_>], opts: &Opts) -> Vec<Row> {
+    let median = |name: &str, two: bool| {
+        outcomes
+            .iter()
+            .find(|o| o.case.name == name)
+            .and_then(|o| if two { &o.two } else { &o.one }.as_ref().ok())
+            .and_then(|r| mpps(r))
+            .map(|s| s.median)
+    };
+    let mut out = Vec::new();
+    for o in outcomes {
+        let [n1, n2, ns2] = names(o.case.name);
+        for (two, name, runs) in [(false, &n1, &o.one), (true, &n2, &o.two)] {
+            let row = match runs.as_ref().map(|r| (r, mpps(r))) {
+                Ok((runs, Some(s))) => {
+                    let mut method = format!(
+                        "{}; wall clock {:.3} Mpps; UDP, {FLOWS_PER_CPU} flows per CPU, \
+                         60-byte frames by sendmmsg, {} runs x {:.1} s; {:.1}% of sent frames arrived",
+                        if two {
+                            let each: Vec<String> =
+                                per_cpu(runs).iter().map(|m| format!("{m:.3}")).collect();
+                            format!(
+                                "{} CPUs sending at once ({} Mpps)",
+                                TWO.len(),
+                                each.join(" + ")
+                            )
+                        } else {
+                            "1 CPU sending".to_string()
+                        },
+                        wall_mpps(runs),
+                        opts.runs,
+                        opts.seconds,
+                        delivered(runs) * 100.0
+                    );
+                    if o.case.name != FLOOR
+                        && o.case.vs != Some(FLOOR)
+                        && let Some(floor) = median(FLOOR, two)
+                    {
+                        method += &format!("; {:.0}% of the floor", s.median / floor * 100.0);
+                    }
+                    if let (false, Some(n)) = (two, o.flows_created) {
+                        let distinct = u64::from(FLOWS_PER_CPU)
+                            * if o.two.is_ok() { TWO.len() } else { ONE.len() } as u64;
+                        method += &format!(
+                            "; xlb created {n} flows for {distinct} distinct ones (1 and 2 CPUs, \
+                             warm-ups included{})",
+                            if n > distinct {
+                                ": flows were created again while timed"
+                            } else {
+                                ""
+                            }
+                        );
+                    }
+                    let vs = o.case.vs.map(|vs| {
+                        if two {
+                            names(vs)[1].clone()
+                        } else {
+                            vs.to_string()
+                        }
+                    });
+                    Row::measured(Section::Live, name, "Mpps", s)
+                        .method(method)
+                        .ratio_to(
+                            vs.as_deref().unwrap_or(""),
+                            o.case.vs.and_then(|vs| median(vs, two)),
+                        )
+                }
+                Ok((_, None)) => Row::not_measured(Section::Live, name, "Mpps", "no runs"),
+                Err(why) => Row::not_measured(Section::Live, name, "Mpps", why),
+            };
+            out.push(row);
         }
-        let summary = Summary::of(&runs).context("no runs")?;
-        Ok((summary, all_got as f64 / all_sent.max(1) as f64))
+        let one_ns = o.one.as_ref().ok().and_then(|r| cpu_ns(r));
+        out.push(match o.two.as_ref().map(|r| cpu_ns(r)) {
+            Ok(Some(s)) => Row::measured(Section::Live, &ns2, "ns/pkt", s)
+                .method(format!(
+                    "CPU time of the sending threads and their CPUs' ksoftirqd / packets counted; \
+                     1 CPU: {}",
+                    one_ns
+                        .as_ref()
+                        .map_or("not measured".to_string(), |s| format!(
+                            "{:.0} ns",
+                            s.median
+                        ))
+                ))
+                .ratio_to("1 CPU", one_ns.as_ref().map(|s| s.median)),
+            Ok(None) => Row::not_measured(Section::Live, &ns2, "ns/pkt", "no packet arrived"),
+            Err(why) => Row::not_measured(Section::Live, &ns2, "ns/pkt", why),
+        });
     }
-
-    /// xlb_pass natively on d0 for the duration of `f`: native XDP on veth
-    /// needs a program on the receiving side to take the generator's frames.
-    fn with_pass<R>(&self, xlb_object: &Path, f: impl FnOnce(&Topology) -> Result<R>) -> Result<R> {
-        let mut pass = Ebpf::load_file(xlb_object)
-            .with_context(|| format!("loading {}", xlb_object.display()))?;
-        let p: &mut Xdp = pass
-            .program_mut(lb_common::PROG_PASS)
-            .context("no pass program in xlb's object")?
-            .try_into()?;
-        p.load()?;
-        self.dir
-            .enter(|| p.attach("d0", XdpMode::Driver))?
-            .context("attaching xlb_pass to d0 (native)")?;
-        f(self)
-    }
-
-    /// xlb_pass on d0 and a DNAT rule for the VIP, for the duration of `f`.
-    fn with_nft<R>(&self, xlb_object: &Path, f: impl FnOnce(&Topology) -> Result<R>) -> Result<R> {
-        self.with_pass(xlb_object, |t| t.nft(f))
-    }
-
-    fn nft<R>(&self, f: impl FnOnce(&Topology) -> Result<R>) -> Result<R> {
-        self.dir.run("nft", &["add", "table", "ip", "xlbbench"])?;
-        let result = self
-            .dir
-            .run(
-                "nft",
-                &[
-                    "add",
-                    "chain",
-                    "ip",
-                    "xlbbench",
-                    "pre",
-                    "{ type nat hook prerouting priority dstnat; policy accept; }",
-                ],
-            )
-            .and_then(|_| {
-                self.dir.run(
-                    "nft",
-                    &[
-                        "add",
-                        "rule",
-                        "ip",
-                        "xlbbench",
-                        "pre",
-                        "ip",
-                        "daddr",
-                        &VIP.to_string(),
-                        "udp",
-                        "dport",
-                        &bench::PORT.to_string(),
-                        "dnat",
-                        "to",
-                        &REAL_IP.to_string(),
-                    ],
-                )
-            })
-            .and_then(|_| f(self));
-        let removed = self.dir.run("nft", &["delete", "table", "ip", "xlbbench"]);
-        let r = result?;
-        removed?;
-        Ok(r)
-    }
-}
-
-/// The agent in the director namespace, native XDP on d0, DR to the one
-/// real; or NAT, on d0 and d1 (the real's side, a redirect target); or the
-/// kernel's IPVS, DR, programmed by the agent, with the VIP on lo and
-/// xlb_pass on d0.
-fn with_agent<R>(
-    topo: &Topology,
-    art: &Artefacts<'_>,
-    pin: &Path,
-    forwarder: Forwarder,
-    f: impl FnOnce(&Topology) -> Result<R>,
-) -> Result<R> {
-    let (plane, method) = match forwarder {
-        Forwarder::XlbNat => (
-            "interfaces = [\"d0\", \"d1\"]\nxdp_mode = \"native\"",
-            "nat",
-        ),
-        Forwarder::IpvsDr => ("kind = \"ipvs\"\ninterfaces = []", "dr"),
-        _ => ("interfaces = [\"d0\"]\nxdp_mode = \"native\"", "dr"),
-    };
-    let dir = std::env::temp_dir().join(format!("xlb-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let config = dir.join("live.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "# Written by `cargo xtask bench`.\n\
-             [dataplane]\n{plane}\npin_path = \"{}\"\n\
-             conntrack_size = 65536\n\n\
-             [[service]]\nvip = \"{VIP}\"\nport = {port}\nprotocol = \"udp\"\nscheduler = \"mh\"\nmethod = \"{method}\"\n\n\
-             [[service.real]]\naddress = \"{REAL_IP}\"\nport = {port}\nweight = 1\n",
-            pin.display(),
-            port = bench::PORT
-        ),
-    )?;
-    let run = |t: &Topology| {
-        Agent::start(&t.dir, art.xlb, &config).and_then(|agent| {
-            let r = f(t);
-            agent.stop()?;
-            r
-        })
-    };
-    let result = if forwarder == Forwarder::IpvsDr {
-        // IPVS takes packets for local addresses only.
-        let vip = format!("{VIP}/32");
-        topo.dir.run("ip", &["addr", "add", &vip, "dev", "lo"])?;
-        let r = topo.with_pass(art.xlb_object, run);
-        let removed = topo.dir.run("ip", &["addr", "del", &vip, "dev", "lo"]);
-        r.and_then(|r| removed.map(|_| r))
-    } else {
-        run(topo)
-    };
-    let _ = std::fs::remove_dir_all(&dir);
-    result
-}
-
-/// The agent unpins its maps when it exits cleanly, not when it is killed;
-/// its private pin directory and lock file are ours to remove.
-pub fn remove_pin_dir(pin: &Path) {
-    let _ = std::fs::remove_dir_all(pin);
-    let flat = pin.to_string_lossy().trim_matches('/').replace('/', "_");
-    let _ = std::fs::remove_file(format!("/run/xlb/{flat}.lock"));
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bench::report::Outcome as Figure;
+    use std::time::Duration;
+    use topology::{CpuRun, MAX_CPUS};
 
     #[test]
     fn every_ratio_names_a_case() {
@@ -524,19 +333,141 @@ mod tests {
                 assert_ne!(vs, c.name);
             }
         }
+        assert!(MAX_CPUS >= TWO.len());
+    }
+
+    /// Runs of `mpps` per CPU over one second, at `ns` of CPU per packet.
+    fn runs(mpps: &[f64], ns: f64) -> Vec<Run> {
+        (0..3)
+            .map(|_| Run {
+                secs: 1.0,
+                cpus: mpps
+                    .iter()
+                    .map(|&m| {
+                        let got = (m * 1e6) as u64;
+                        CpuRun {
+                            sent: got,
+                            got,
+                            cpu: Duration::from_nanos((got as f64 * ns) as u64),
+                        }
+                    })
+                    .collect(),
+            })
+            .collect()
+    }
+
+    fn ratio(r: &Row) -> Option<(String, f64)> {
+        match &r.outcome {
+            Figure::Measured { ratio, .. } => ratio.as_ref().map(|q| (q.to.clone(), q.value)),
+            Figure::NotMeasured(_) => None,
+        }
+    }
+
+    fn median(r: &Row) -> Option<f64> {
+        match &r.outcome {
+            Figure::Measured { summary, .. } => Some(summary.median),
+            Figure::NotMeasured(_) => None,
+        }
     }
 
     #[test]
-    fn generated_frame_is_the_minimum_ethernet_size_with_udp_last_in_the_headers() {
-        let f = gen_frame();
-        assert_eq!(f.len(), 60);
-        // The generator rewrites the source port at the start of the UDP header.
-        let udp = bench::GEN_HEADERS_LEN - 8;
-        assert_eq!(
-            u16::from_be_bytes([f[udp], f[udp + 1]]),
-            bench::GEN_SPORT_BASE
+    fn rows_compare_with_the_floor_or_the_peer_and_two_cpus_with_one() {
+        let opts = Opts {
+            runs: 3,
+            seconds: 1.0,
+        };
+        // Per-CPU rates at 1 Mpps per 1000 ns of CPU per packet.
+        let outcome = |i: usize, ns_one: f64, ns_two: f64| Outcome {
+            case: &CASES[i],
+            one: Ok(runs(&[0.1], ns_one)),
+            two: Ok(runs(&[0.1, 0.1], ns_two)),
+            flows_created: (i == 1).then_some(8192),
+        };
+        let outcomes = vec![
+            outcome(0, 500.0, 500.0),
+            outcome(1, 625.0, 1000.0),
+            Outcome {
+                case: &CASES[2],
+                one: Err("agent failed".into()),
+                two: Err("agent failed".into()),
+                flows_created: None,
+            },
+            outcome(3, 1000.0, 1000.0),
+            outcome(4, 4000.0, 4000.0),
+        ];
+        let rows = rows(&outcomes, &opts);
+        assert_eq!(rows.len(), 3 * CASES.len());
+        let row = |name: &str| rows.iter().find(|r| r.case == name).unwrap();
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-6;
+        let dr = row("xlb DR, veth");
+        assert!(close(median(dr).unwrap(), 1.6), "{dr:?}");
+        let (to, q) = ratio(dr).unwrap();
+        assert_eq!(to, FLOOR);
+        assert!(close(q, 0.8));
+        assert!(
+            dr.method
+                .starts_with("1 CPU sending; wall clock 0.100 Mpps"),
+            "{}",
+            dr.method
         );
-        assert_eq!(u16::from_be_bytes([f[udp + 2], f[udp + 3]]), bench::PORT);
-        assert_eq!(f[23], UDP, "IPv4 protocol");
+        let dr2 = row("xlb DR, veth, 2 CPUs");
+        assert!(close(median(dr2).unwrap(), 2.0), "two CPUs add up");
+        let (to, q) = ratio(dr2).unwrap();
+        assert_eq!(to, format!("{FLOOR}, 2 CPUs"));
+        assert!(close(q, 0.5));
+        assert!(
+            dr2.method.contains("(1.000 + 1.000 Mpps)"),
+            "{}",
+            dr2.method
+        );
+        let ns2 = row("xlb DR, veth: CPU time per packet, 2 CPUs");
+        assert!(close(median(ns2).unwrap(), 1000.0));
+        let (to, q) = ratio(ns2).unwrap();
+        assert_eq!(to, "1 CPU");
+        assert!(close(q, 1.6), "each packet costs more with two CPUs");
+        assert!(ns2.method.ends_with("1 CPU: 625 ns"), "{}", ns2.method);
+        let nat = row("xlb NAT, veth");
+        let (to, q) = ratio(nat).unwrap();
+        assert_eq!(to, NFT_DNAT);
+        assert!(close(q, 4.0));
+        assert!(nat.method.ends_with("50% of the floor"), "{}", nat.method);
+        for tun in names("xlb TUN (IPIP), veth") {
+            assert_eq!(
+                row(&tun).outcome,
+                Figure::NotMeasured("agent failed".into()),
+                "a case that failed keeps its slots"
+            );
+        }
+    }
+
+    #[test]
+    fn a_second_cpu_that_cannot_run_leaves_the_one_cpu_row() {
+        let outcomes = vec![Outcome {
+            case: &CASES[0],
+            one: Ok(runs(&[2.0], 250.0)),
+            two: Err("this machine has 1 CPU".into()),
+            flows_created: Some(4097),
+        }];
+        let rows = rows(
+            &outcomes,
+            &Opts {
+                runs: 3,
+                seconds: 1.0,
+            },
+        );
+        assert!((median(&rows[0]).unwrap() - 4.0).abs() < 1e-6);
+        assert!(
+            rows[0].method.ends_with(
+                "xlb created 4097 flows for 4096 distinct ones (1 and 2 CPUs, warm-ups included: \
+                 flows were created again while timed)"
+            ),
+            "{}",
+            rows[0].method
+        );
+        assert_eq!(
+            rows[1].outcome,
+            Figure::NotMeasured("this machine has 1 CPU".into())
+        );
+        assert!(matches!(rows[2].outcome, Figure::NotMeasured(_)));
     }
 }

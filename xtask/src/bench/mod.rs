@@ -3,11 +3,13 @@
 //! forwarding on veth (`live.rs`, and in the qemu guest, IPVS against xlb:
 //! `guest.rs`), control plane (`control.rs`, with the health-check load in
 //! `checks_load.rs`), VRRP failover against keepalived (`failover.rs`),
-//! VRRP under load and attack (`stress.rs`); `report.rs`
-//! prints the table and writes `bench/results/<date>-<sha>.json`.
+//! VRRP under load and attack (`stress.rs`); `report.rs` prints the table
+//! and writes `bench/results/<date>-<sha>.json`, and `charts.rs` draws SVG
+//! charts from it.
 //! Everything runs in namespaces the bench creates and removes, and every
 //! loop is bounded in packets and time.
 
+mod charts;
 mod checks_load;
 mod control;
 mod failover;
@@ -20,9 +22,12 @@ mod stats;
 mod stress;
 
 use crate::{build, setup::Need};
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use report::{Facts, Row, Section};
-use std::time::{Duration, Instant};
+use std::{
+    sync::atomic::Ordering,
+    time::{Duration, Instant},
+};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -32,6 +37,10 @@ pub struct Args {
     /// Run one section only.
     #[arg(long, value_parser = ["pktcost", "live", "control", "failover", "stress"])]
     only: Option<String>,
+    /// Measure nothing: redraw the SVG charts of an existing results file,
+    /// next to it (`<results>-<chart>.svg`).
+    #[arg(long, value_name = "FILE.json", conflicts_with_all = ["quick", "only"])]
+    charts: Option<std::path::PathBuf>,
 }
 
 /// One progress line per step on stderr, with the time since the start.
@@ -120,7 +129,7 @@ impl Plan {
                 },
                 live: live::Opts {
                     runs: 5,
-                    seconds: 3.0,
+                    seconds: 2.0,
                 },
                 guest: Some(live::Opts {
                     runs: 3,
@@ -172,6 +181,9 @@ impl Plan {
 }
 
 pub fn run(args: &Args) -> Result<()> {
+    if let Some(json) = &args.charts {
+        return charts::redraw(json);
+    }
     xlb_testbed::require_root().context("cargo xtask bench")?;
     let xlb_object = build::ebpf(Need::Bench)?;
     let floor_object = build::bench_floor_object();
@@ -184,6 +196,7 @@ pub fn run(args: &Args) -> Result<()> {
     let wanted = |s: Section| args.only.as_deref().is_none_or(|o| o == s.name());
     let mut progress = Progress::new();
     let mut rows: Vec<Row> = Vec::new();
+    let mut failed = Vec::new();
     for section in Section::ALL.into_iter().filter(|&s| wanted(s)) {
         let got = match section {
             Section::PktCost => pktcost::run(
@@ -199,12 +212,15 @@ pub fn run(args: &Args) -> Result<()> {
                     xlb_object: &xlb_object,
                     floor_object: &floor_object,
                 };
-                live::run(&plan.live, &art, &mut progress, &stop).and_then(|mut rows| {
+                live::run(&plan.live, &art, &mut progress, &stop).map(|mut rows| {
                     rows.extend(match &plan.guest {
-                        Some(opts) => guest::run(opts, &art, &mut progress)?,
+                        Some(opts) => guest::run(opts, &art, &mut progress).unwrap_or_else(|e| {
+                            eprintln!("bench: the qemu guest failed: {e:#}");
+                            guest::skipped(&format!("the qemu guest failed: {}", first_line(&e)))
+                        }),
                         None => guest::skipped("not in --quick (the qemu guest takes minutes)"),
                     });
-                    Ok(rows)
+                    rows
                 })
             }
             Section::Control => control::run(&plan.control, &xlb, &mut progress, &stop),
@@ -221,18 +237,29 @@ pub fn run(args: &Args) -> Result<()> {
                 )]),
             },
         };
-        rows.extend(got.with_context(|| format!("bench section {}", section.name()))?);
+        match got {
+            Ok(got) => rows.extend(got),
+            Err(e) if stop.load(Ordering::SeqCst) => {
+                return Err(e.context(format!("bench section {}", section.name())));
+            }
+            // One section that cannot run does not cost the others their figures.
+            Err(e) => {
+                eprintln!("bench: section {} failed: {e:#}", section.name());
+                rows.push(section_failed(section, &e));
+                failed.push(section.name());
+            }
+        }
     }
 
     println!("{}", report::table(&rows));
     let dir = build::root().join("bench/results");
     std::fs::create_dir_all(&dir)?;
     let path = dir.join(facts.result_name());
-    std::fs::write(
-        &path,
-        serde_json::to_string_pretty(&report::json(&facts, &rows))? + "\n",
-    )
-    .with_context(|| format!("writing {}", path.display()))?;
+    let results = report::json(&facts, &rows);
+    std::fs::write(&path, serde_json::to_string_pretty(&results)? + "\n")
+        .with_context(|| format!("writing {}", path.display()))?;
+    // The figures are safe on disk: a chart that cannot be drawn only says so.
+    let drawn = charts::write(&results, &path);
     println!(
         "{} on {} ({} CPUs, kernel {}), commit {}{}; results in {}",
         if args.quick { "quick run" } else { "full run" },
@@ -243,5 +270,59 @@ pub fn run(args: &Args) -> Result<()> {
         if facts.git_dirty { " (dirty)" } else { "" },
         path.strip_prefix(build::root()).unwrap_or(&path).display()
     );
-    Ok(())
+    match &drawn {
+        Ok(svgs) => {
+            for svg in svgs {
+                println!(
+                    "chart: {}",
+                    svg.strip_prefix(build::root()).unwrap_or(svg).display()
+                );
+            }
+        }
+        Err(e) => eprintln!("bench: drawing the charts failed: {e:#}"),
+    }
+    if !failed.is_empty() {
+        bail!(
+            "section(s) {} could not run; their rows say why, the others were measured",
+            failed.join(", ")
+        );
+    }
+    drawn.map(|_| ())
+}
+
+/// The row that stands for a whole section that failed.
+fn section_failed(section: Section, e: &anyhow::Error) -> Row {
+    Row::not_measured(
+        section,
+        "(whole section)",
+        "",
+        &format!("the section failed: {}", first_line(e)),
+    )
+}
+
+/// An error and its causes on one line, without a verifier log or a guest's console.
+fn first_line(e: &anyhow::Error) -> String {
+    format!("{e:#}")
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use report::Outcome;
+
+    #[test]
+    fn a_failed_section_is_one_row_with_the_first_line_of_its_error() {
+        let e = anyhow::anyhow!("verifier said no\n0: r1 = ctx\n1: exit").context("loading");
+        let row = section_failed(Section::Live, &e);
+        assert_eq!(row.section, Section::Live);
+        assert_eq!(row.case, "(whole section)");
+        assert_eq!(
+            row.outcome,
+            Outcome::NotMeasured("the section failed: loading: verifier said no".into())
+        );
+    }
 }

@@ -63,6 +63,9 @@ pub struct Row {
     pub outcome: Outcome,
     /// How it was measured, in a few words (sizes, mode).
     pub method: String,
+    /// Failover rows: when each probe reply arrived, in ms from the Master
+    /// going away, in the run whose figure is the median (for the charts).
+    pub timeline_ms: Option<Vec<f64>>,
 }
 
 impl Row {
@@ -76,6 +79,7 @@ impl Row {
                 ratio: None,
             },
             method: String::new(),
+            timeline_ms: None,
         }
     }
 
@@ -86,11 +90,17 @@ impl Row {
             unit,
             outcome: Outcome::NotMeasured(why.into()),
             method: String::new(),
+            timeline_ms: None,
         }
     }
 
     pub fn method(mut self, method: impl Into<String>) -> Row {
         self.method = method.into();
+        self
+    }
+
+    pub fn timeline_ms(mut self, replies: Vec<f64>) -> Row {
+        self.timeline_ms = Some(replies);
         self
     }
 
@@ -236,6 +246,9 @@ pub fn json(facts: &Facts, rows: &[Row]) -> Value {
                 }
                 Outcome::NotMeasured(why) => v["not_measured"] = json!(why),
             }
+            if let Some(t) = &r.timeline_ms {
+                v["timeline_ms"] = json!(t);
+            }
             v
         })
         .collect();
@@ -283,7 +296,14 @@ mod tests {
         .method("repeat 1000000")
         .ratio_to("floor", Some(11.0));
         let later = Row::not_measured(Section::Live, "xlb NAT", "Mpps", "NAT is not on main");
-        vec![floor, dr, later]
+        let failover = Row::measured(
+            Section::Failover,
+            "xlb: traffic stopped",
+            "ms",
+            Summary::of(&[300.0]).unwrap(),
+        )
+        .timeline_ms(vec![-20.0, -10.0, 290.0]);
+        vec![floor, dr, later, failover]
     }
 
     #[test]
@@ -299,7 +319,7 @@ mod tests {
         assert_eq!(v["machine"]["cpu"], "Some CPU");
         assert_eq!(v["machine"]["nproc"], 2);
         let rows = v["rows"].as_array().unwrap();
-        assert_eq!(rows.len(), 3);
+        assert_eq!(rows.len(), 4);
         assert_eq!(rows[0]["section"], "pktcost");
         assert_eq!(rows[0]["median"], 11.0);
         assert_eq!(rows[0]["min"], 10.0);
@@ -311,6 +331,8 @@ mod tests {
         assert_eq!(rows[1]["method"], "repeat 1000000");
         assert_eq!(rows[2]["not_measured"], "NAT is not on main");
         assert!(rows[2].get("median").is_none());
+        assert!(rows[0].get("timeline_ms").is_none());
+        assert_eq!(rows[3]["timeline_ms"], json!([-20.0, -10.0, 290.0]));
     }
 
     #[test]
@@ -344,7 +366,7 @@ mod tests {
     fn table_shows_every_row_with_ratio_or_reason() {
         let t = table(&rows());
         let lines: Vec<&str> = t.lines().collect();
-        assert_eq!(lines.len(), 4, "{t}");
+        assert_eq!(lines.len(), 5, "{t}");
         assert!(lines[0].starts_with("SECTION"));
         assert!(lines[1].contains("11.0 ns/pkt") && lines[1].contains("10.0..12.0"));
         assert!(lines[2].contains("3.00x floor"), "{t}");
