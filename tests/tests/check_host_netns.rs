@@ -90,6 +90,14 @@ fn toml_interfaces_must_exist_and_an_owner_must_own_its_addresses() {
         !ok && err.contains("FILE:10:29: interface 'gone1' (track_interface)"),
         "{err}"
     );
+    // Only the XDP data plane attaches: under IPVS (or auto, which falls
+    // back to it) the interfaces list names nothing that must exist.
+    let ipvs = toml("eth0", 100, "10.77.0.100", "").replace(
+        "interfaces = [\"eth0\"]",
+        "kind = \"auto\"\ninterfaces = [\"nope1\"]",
+    );
+    let (ok, err) = check(&ns, "auto.toml", &ipvs, false);
+    assert!(ok, "{err}");
     // A VMAC the config makes need not exist yet.
     let (ok, err) = check(
         &ns,

@@ -20,12 +20,15 @@ fn dev_of(e: &Spanned<AddressEntry>) -> Option<&Spanned<String>> {
 
 impl Validator<'_> {
     pub(super) fn host(&mut self, raw: &raw::File) {
-        let mut named: Vec<(&Spanned<String>, &'static str)> = raw
-            .dataplane
-            .get_ref()
+        // Only the XDP data plane attaches: under IPVS the list is unused,
+        // and under `auto` an interface XDP cannot use means falling back.
+        let dp = raw.dataplane.get_ref();
+        let xdp = dp.kind.as_ref().is_none_or(|k| k.get_ref() == "xdp");
+        let mut named: Vec<(&Spanned<String>, &'static str)> = dp
             .interfaces
             .get_ref()
             .iter()
+            .filter(|_| xdp)
             .map(|i| (i, "[dataplane] interfaces"))
             .collect();
         let mut vmacs: Vec<String> = Vec::new();
