@@ -39,7 +39,7 @@ pub fn state_text(
         " timeouts tcp/tcpfin/udp = {}/{}/{} s",
         t.tcp, t.tcp_fin, t.udp
     )?;
-    match config.metrics {
+    match config.metrics.listen {
         Some(a) => writeln!(o, " metrics = http://{a}/metrics")?,
         None => writeln!(o, " metrics = off")?,
     }

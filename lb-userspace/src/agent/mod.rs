@@ -250,7 +250,7 @@ pub async fn run(
         return Err(e);
     }
     shared.maglev.set(plane.maglev_churn());
-    if let Some(addr) = config.metrics {
+    if let Some(addr) = config.metrics.listen {
         let listener = match tokio::net::TcpListener::bind(addr).await {
             Ok(l) => l,
             Err(e) => {
@@ -265,7 +265,7 @@ pub async fn run(
             &config.dataplane.pin_path,
             &shared,
         ));
-        tokio::spawn(metrics::serve(listener, registry));
+        tokio::spawn(metrics::serve(listener, registry, config.metrics.clone()));
         info!(%addr, "metrics endpoint listening");
     }
     let _pid_file = PidFile::create(&config.agent.pid_file)?;

@@ -222,8 +222,8 @@ pub struct Config {
     pub services: Vec<Service>,
     pub vrrp: vrrp::Vrrp,
     pub static_net: vrrp::StaticNet,
-    /// Where the Prometheus endpoint listens (`[metrics]`); `None`: off.
-    pub metrics: Option<std::net::SocketAddr>,
+    /// The Prometheus endpoint (`[metrics]`).
+    pub metrics: Metrics,
     /// `[agent]`: the agent's own files.
     pub agent: AgentFiles,
 }
@@ -268,6 +268,34 @@ impl Default for AgentFiles {
 
 /// `[metrics] listen` when unset: loopback only, as metrics reveal the topology.
 pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9477";
+
+/// The Prometheus endpoint (`[metrics]`) and the bounds that keep a flood
+/// of clients from taking the agent's descriptors or time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Metrics {
+    /// Where it listens; `None`: off.
+    pub listen: Option<std::net::SocketAddr>,
+    /// Connections served at once; one more is answered 503 and closed.
+    pub max_connections: u32,
+    /// A request's header must be complete this long after the connection
+    /// opened or the previous response went out (so it also ends idle
+    /// keep-alive connections).
+    pub header_timeout: std::time::Duration,
+    /// A connection on which no byte moves either way for this long, while
+    /// no answer is being rendered, is closed (a client that stopped reading).
+    pub idle_timeout: std::time::Duration,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            listen: DEFAULT_METRICS_LISTEN.parse().ok(),
+            max_connections: 8,
+            header_timeout: std::time::Duration::from_secs(5),
+            idle_timeout: std::time::Duration::from_secs(10),
+        }
+    }
+}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Dataplane {

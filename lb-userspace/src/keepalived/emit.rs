@@ -4,7 +4,8 @@
 //! the same model back.
 
 use crate::config::{
-    Command, Config, DataplaneKind, Method, NodestPolicy, Service, ServiceId, Tunnel, XdpMode,
+    Command, Config, DataplaneKind, Method, Metrics, NodestPolicy, Service, ServiceId, Tunnel,
+    XdpMode,
     check::{Check, CheckKind, DnsType, HttpProtocol, RealLifecycle, ServiceLifecycle},
     global::{Fifo, Global},
     vrrp::{
@@ -37,6 +38,10 @@ pub fn to_toml(config: &Config, full: bool) -> String {
         root.insert("global".into(), Value::Table(g));
     }
     root.insert("dataplane".into(), Value::Table(e.dataplane(config)));
+    let m = e.metrics(&config.metrics);
+    if !m.is_empty() {
+        root.insert("metrics".into(), Value::Table(m));
+    }
     let v = &config.vrrp;
     e.list(
         &mut root,
@@ -398,6 +403,32 @@ impl Emitter {
         if !garp.is_empty() {
             t.insert("garp".into(), Value::Table(garp));
         }
+        t
+    }
+
+    fn metrics(&self, m: &Metrics) -> Table {
+        let d = Metrics::default();
+        let mut t = Table::new();
+        let listen = m.listen.map_or_else(String::new, |a| a.to_string());
+        self.put(&mut t, "listen", listen.into(), m.listen == d.listen);
+        self.put(
+            &mut t,
+            "max_connections",
+            i64::from(m.max_connections).into(),
+            m.max_connections == d.max_connections,
+        );
+        self.put(
+            &mut t,
+            "header_timeout",
+            secs(m.header_timeout),
+            m.header_timeout == d.header_timeout,
+        );
+        self.put(
+            &mut t,
+            "idle_timeout",
+            secs(m.idle_timeout),
+            m.idle_timeout == d.idle_timeout,
+        );
         t
     }
 

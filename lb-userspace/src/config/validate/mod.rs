@@ -5,9 +5,9 @@ mod check;
 mod vrrp;
 
 use super::{
-    AgentFiles, Config, ConfigError, ConfigErrors, Dataplane, DataplaneKind, Method, NodestPolicy,
-    Persistence, Protocol, Real, SchedFlags, Scheduler, Service, ServiceId, Timeouts, Tunnel,
-    XdpMode, raw,
+    AgentFiles, Config, ConfigError, ConfigErrors, Dataplane, DataplaneKind, Method, Metrics,
+    NodestPolicy, Persistence, Protocol, Real, SchedFlags, Scheduler, Service, ServiceId, Timeouts,
+    Tunnel, XdpMode, raw,
 };
 use crate::sched::tables::wrr_len;
 use lb_common::{conn, defaults, sched_layout};
@@ -33,6 +33,9 @@ const MAX_PERSISTENCE: i64 = 365 * 24 * 3600;
 /// Largest table the agent accepts (Maglev tables are per service and preallocated).
 const MAX_MAGLEV_TABLE: u32 = 1_048_573;
 const MAX_WEIGHT: i64 = 65535;
+/// Most metrics connections served at once: a scraper or two and a person
+/// need a handful; the cap is what keeps a flood from taking descriptors.
+const MAX_METRICS_CONNECTIONS: u32 = 1024;
 
 /// Parses and validates the text of a config file named `file`.
 pub fn parse(file: &str, text: &str) -> Result<Config, ConfigErrors> {
@@ -153,20 +156,43 @@ impl Validator<'_> {
         files
     }
 
-    /// `[metrics]`: on at the default address unless `enabled = false` or `listen = ""`.
-    fn metrics(&mut self, m: Option<&Spanned<raw::Metrics>>) -> Option<std::net::SocketAddr> {
-        let raw = m.map(|m| m.get_ref());
-        if raw
-            .and_then(|r| r.enabled.as_ref())
-            .is_some_and(|e| !*e.get_ref())
-        {
-            return None;
+    /// `[metrics]`: on at the default address unless `enabled = false` or
+    /// `listen = ""`; the connection cap and timeouts.
+    fn metrics(&mut self, m: Option<&Spanned<raw::Metrics>>) -> Metrics {
+        let mut out = Metrics::default();
+        let Some(raw) = m.map(|m| m.get_ref()) else {
+            return out;
+        };
+        if let Some(n) = &raw.max_connections {
+            match u32::try_from(*n.get_ref()) {
+                Ok(n @ 1..=MAX_METRICS_CONNECTIONS) => out.max_connections = n,
+                _ => self.error(
+                    n.span(),
+                    format!(
+                        "`max_connections` must be from 1 to {MAX_METRICS_CONNECTIONS} (each takes a descriptor of the agent)"
+                    ),
+                ),
+            }
         }
-        match raw.and_then(|r| r.listen.as_ref()) {
-            None => super::DEFAULT_METRICS_LISTEN.parse().ok(),
-            Some(l) if l.get_ref().is_empty() => None,
+        if let Some(t) = &raw.header_timeout
+            && let Some(d) = self.seconds(t, "header_timeout", true)
+        {
+            out.header_timeout = d;
+        }
+        if let Some(t) = &raw.idle_timeout
+            && let Some(d) = self.seconds(t, "idle_timeout", true)
+        {
+            out.idle_timeout = d;
+        }
+        if raw.enabled.as_ref().is_some_and(|e| !*e.get_ref()) {
+            out.listen = None;
+            return out;
+        }
+        match raw.listen.as_ref() {
+            None => {}
+            Some(l) if l.get_ref().is_empty() => out.listen = None,
             Some(l) => match l.get_ref().parse() {
-                Ok(a) => Some(a),
+                Ok(a) => out.listen = Some(a),
                 Err(_) => {
                     self.error(
                         l.span(),
@@ -175,10 +201,10 @@ impl Validator<'_> {
                             l.get_ref()
                         ),
                     );
-                    None
                 }
             },
         }
+        out
     }
 
     fn dataplane(&mut self, dp: &Spanned<raw::Dataplane>) -> Option<Dataplane> {

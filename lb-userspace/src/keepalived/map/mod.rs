@@ -96,7 +96,7 @@ pub fn config(nodes: &[Node], diag: &mut Diag) -> Config {
         vrrp: Default::default(),
         static_net: Default::default(),
         // keepalived.conf has no such settings: TOML's defaults.
-        metrics: crate::config::DEFAULT_METRICS_LISTEN.parse().ok(),
+        metrics: Default::default(),
         agent: Default::default(),
     };
     let mut g = global::Extra::default();
