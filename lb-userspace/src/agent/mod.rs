@@ -237,6 +237,7 @@ pub async fn run(
         vrrp: vrrp::counters::Counters::new(Some(vrrp::counters::status_path(
             &config.dataplane.pin_path,
         ))),
+        next_hops: resolver.counters(),
         ..Default::default()
     };
     let mut plane = plane::start(&config)?;

@@ -14,6 +14,7 @@ pub mod checks;
 pub mod dataplane;
 pub mod flows;
 pub mod maglev;
+pub mod next_hops;
 mod server;
 pub mod vrrp;
 
@@ -30,12 +31,13 @@ pub struct Sources {
     pub checks: checks::CheckBoard,
     pub maglev: maglev::ChurnBoard,
     pub flows: flows::FlowCounters,
+    pub next_hops: crate::neigh::Counters,
 }
 
 /// A registry with every family: the data plane's, read where `plane`
 /// keeps its state (XDP: the maps pinned in `pin_dir`; IPVS: the kernel),
-/// and VRRP's, the checkers', Maglev churn and the sweep's removed flows
-/// from `sources`.
+/// and VRRP's, the checkers', Maglev churn, the sweep's removed flows and
+/// the next-hop passes from `sources`.
 pub fn registry(plane: Plane, pin_dir: &Path, sources: &Sources) -> Registry {
     let mut registry = Registry::default();
     registry.register_collector(Box::new(dataplane::DataplaneCollector::new(plane, pin_dir)));
@@ -47,6 +49,9 @@ pub fn registry(plane: Plane, pin_dir: &Path, sources: &Sources) -> Registry {
         sources.maglev.clone(),
     )));
     registry.register_collector(Box::new(flows::FlowCollector::new(sources.flows.clone())));
+    registry.register_collector(Box::new(next_hops::NextHopCollector::new(
+        sources.next_hops.clone(),
+    )));
     registry
 }
 

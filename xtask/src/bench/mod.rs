@@ -94,6 +94,7 @@ impl Plan {
                         limit: Duration::from_secs(60),
                     }],
                     flips: 4,
+                    next_hop_refreshes: 1,
                     checks: checks_load::Opts {
                         windows: 3,
                         window: Duration::from_secs(2),
@@ -145,6 +146,7 @@ impl Plan {
                         },
                     ],
                     flips: 6,
+                    next_hop_refreshes: 3,
                     checks: checks_load::Opts {
                         windows: 5,
                         window: Duration::from_secs(4),
