@@ -17,7 +17,7 @@ use std::{
 
 pub use overrides::Overrides;
 pub(crate) use validate::capacity_problems;
-pub use validate::parse;
+pub use validate::{parse, parse_sited};
 
 /// How the XDP program is attached.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -226,6 +226,16 @@ pub struct Config {
     pub metrics: Metrics,
     /// `[agent]`: the agent's own files.
     pub agent: AgentFiles,
+}
+
+/// Where a script is written in the config, so that what is checked after
+/// parsing (script security, on the host's files) can point at it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScriptSite {
+    pub command: Command,
+    pub file: String,
+    pub line: usize,
+    pub col: usize,
 }
 
 /// A script or program to run: argv, run without a shell (keepalived splits
@@ -476,11 +486,15 @@ impl fmt::Display for ConfigErrors {
 
 impl std::error::Error for ConfigErrors {}
 
-/// Reads and validates `path`.
+/// Reads and validates `path`, then checks its scripts on this host
+/// (`enable_script_security`).
 pub fn load(path: &std::path::Path) -> anyhow::Result<Config> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| anyhow::anyhow!("{}: cannot read config: {e}", path.display()))?;
-    Ok(parse(&path.display().to_string(), &text)?)
+    let shown = path.display().to_string();
+    let (config, sites) = parse_sited(&shown, &text)?;
+    crate::script::security::check_config(&config, &shown, &sites)?;
+    Ok(config)
 }
 
 /// Where the configuration comes from: xlb's TOML or a keepalived.conf.
@@ -518,6 +532,8 @@ pub fn load_from(source: &Source) -> anyhow::Result<Config> {
             for w in &loaded.warnings {
                 eprintln!("{}:{}:{}: warning: {}", w.file, w.line, w.col, w.message);
             }
+            let shown = path.display().to_string();
+            crate::script::security::check_config(&loaded.config, &shown, &loaded.scripts)?;
             Ok(loaded.config)
         }
     }

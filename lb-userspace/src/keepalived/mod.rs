@@ -15,7 +15,7 @@ mod map;
 mod params;
 mod tree;
 
-use crate::config::{Config, ConfigError, ConfigErrors};
+use crate::config::{Config, ConfigError, ConfigErrors, ScriptSite};
 use std::path::Path;
 
 pub use diag::Pos;
@@ -29,11 +29,13 @@ pub struct Options {
     pub lenient: bool,
 }
 
-/// A model read from keepalived.conf, with the warnings `lenient` allowed.
+/// A model read from keepalived.conf, with the warnings `lenient` allowed
+/// and where each script is written.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Loaded {
     pub config: Config,
     pub warnings: Vec<ConfigError>,
+    pub scripts: Vec<ScriptSite>,
 }
 
 /// Reads `path` (and everything it includes) into a validated model; every

@@ -6,8 +6,8 @@ mod vrrp;
 
 use super::{
     AgentFiles, Config, ConfigError, ConfigErrors, Dataplane, DataplaneKind, Method, Metrics,
-    NodestPolicy, Persistence, Protocol, Real, SchedFlags, Scheduler, Service, ServiceId, Timeouts,
-    Tunnel, XdpMode, raw,
+    NodestPolicy, Persistence, Protocol, Real, SchedFlags, Scheduler, ScriptSite, Service,
+    ServiceId, Timeouts, Tunnel, XdpMode, raw,
 };
 use crate::sched::tables::wrr_len;
 use lb_common::{conn, defaults, sched_layout};
@@ -39,10 +39,16 @@ const MAX_METRICS_CONNECTIONS: u32 = 1024;
 
 /// Parses and validates the text of a config file named `file`.
 pub fn parse(file: &str, text: &str) -> Result<Config, ConfigErrors> {
+    parse_sited(file, text).map(|(config, _)| config)
+}
+
+/// As [`parse`], with where each script is written.
+pub fn parse_sited(file: &str, text: &str) -> Result<(Config, Vec<ScriptSite>), ConfigErrors> {
     let mut v = Validator {
         file,
         text,
         errors: Vec::new(),
+        scripts: Vec::new(),
     };
     let raw: raw::File = match toml::from_str(text) {
         Ok(raw) => raw,
@@ -93,15 +99,18 @@ pub fn parse(file: &str, text: &str) -> Result<Config, ConfigErrors> {
     let metrics = v.metrics(raw.metrics.as_ref());
     let agent = v.agent_files(raw.agent.as_ref());
     match dataplane {
-        Some(dataplane) if v.errors.is_empty() => Ok(Config {
-            global,
-            dataplane,
-            services: services.into_iter().map(|(s, _)| s).collect(),
-            vrrp,
-            static_net,
-            metrics,
-            agent,
-        }),
+        Some(dataplane) if v.errors.is_empty() => Ok((
+            Config {
+                global,
+                dataplane,
+                services: services.into_iter().map(|(s, _)| s).collect(),
+                vrrp,
+                static_net,
+                metrics,
+                agent,
+            },
+            v.scripts,
+        )),
         _ => Err(ConfigErrors(v.errors)),
     }
 }
@@ -110,6 +119,8 @@ struct Validator<'a> {
     file: &'a str,
     text: &'a str,
     errors: Vec<ConfigError>,
+    /// Where each command was written.
+    scripts: Vec<ScriptSite>,
 }
 
 impl Validator<'_> {

@@ -386,6 +386,7 @@ impl Ctx<'_> {
             );
             return None;
         }
+        self.diag.script(&n.args[0].pos, &c);
         Some(c)
     }
 
