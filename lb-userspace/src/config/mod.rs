@@ -270,8 +270,8 @@ impl Default for AgentFiles {
     fn default() -> Self {
         AgentFiles {
             pid_file: PathBuf::from("/run/xlb.pid"),
-            state_dump: PathBuf::from("/tmp/xlb.data"),
-            stats_dump: PathBuf::from("/tmp/xlb.stats"),
+            state_dump: PathBuf::from("/run/xlb/xlb.data"),
+            stats_dump: PathBuf::from("/run/xlb/xlb.stats"),
         }
     }
 }
