@@ -489,7 +489,7 @@ impl std::error::Error for ConfigErrors {}
 /// Reads and validates `path`, then checks its scripts on this host
 /// (`enable_script_security`).
 pub fn load(path: &std::path::Path) -> anyhow::Result<Config> {
-    let text = std::fs::read_to_string(path)
+    let text = crate::keepalived::read_regular(path)
         .map_err(|e| anyhow::anyhow!("{}: cannot read config: {e}", path.display()))?;
     let shown = path.display().to_string();
     let (config, sites) = parse_sited(&shown, &text)?;

@@ -2,6 +2,10 @@
 //! token lines, applying `@id` conditions and `$NAME` parameters as
 //! keepalived's `read_line()` does, in the same order: comments, then the
 //! `@id` condition, then definitions, then substitution, then `include`.
+//! Only regular files are read: a FIFO, device, socket or directory is
+//! refused at the line that names it, found by stat before anything is
+//! opened (a FIFO would block the read forever, /dev/zero never end), and
+//! a file is read up to [`MAX_FILE`].
 
 use super::{
     diag::{Diag, Pos},
@@ -9,6 +13,9 @@ use super::{
     params::Params,
 };
 use std::{
+    fs::{File, FileType, OpenOptions},
+    io::Read,
+    os::unix::fs::{FileTypeExt, OpenOptionsExt},
     path::{Path, PathBuf},
     rc::Rc,
 };
@@ -16,6 +23,9 @@ use std::{
 /// Includes nested deeper than this are refused (keepalived has no limit;
 /// a runaway glob should not exhaust the agent).
 const MAX_DEPTH: usize = 16;
+/// Largest config file read (a generated one with 25,000 real servers is
+/// a few MiB).
+const MAX_FILE: u64 = 64 << 20;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Token {
@@ -29,7 +39,7 @@ pub type Line = Vec<Token>;
 pub fn read(path: &Path, config_id: Option<&str>, diag: &mut Diag) -> Vec<Line> {
     let mut r = Reader::new(config_id, true, diag);
     r.file(path, None);
-    r.out
+    r.finish()
 }
 
 /// `text`, shown as `name`, read like a file whose `include` lines are
@@ -37,7 +47,60 @@ pub fn read(path: &Path, config_id: Option<&str>, diag: &mut Diag) -> Vec<Line> 
 pub fn read_text(name: &str, text: &str, config_id: Option<&str>, diag: &mut Diag) -> Vec<Line> {
     let mut r = Reader::new(config_id, false, diag);
     r.lines(Path::new(name), name.into(), text);
-    r.out
+    r.finish()
+}
+
+/// What a file type is called in an error.
+fn kind_name(t: FileType) -> &'static str {
+    if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else if t.is_socket() {
+        "a socket"
+    } else {
+        "not a regular file"
+    }
+}
+
+/// Opens `path` for reading if it is a regular file: stat first, so that
+/// nothing else is ever opened; then opened without blocking and checked
+/// again on the descriptor, in case it was swapped in between.
+fn open_regular(path: &Path) -> Result<File, String> {
+    let kind = std::fs::metadata(path)
+        .map_err(|e| e.to_string())?
+        .file_type();
+    if !kind.is_file() {
+        return Err(format!("it is {}, not a regular file", kind_name(kind)));
+    }
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| e.to_string())?;
+    let kind = file.metadata().map_err(|e| e.to_string())?.file_type();
+    if !kind.is_file() {
+        return Err(format!("it is {}, not a regular file", kind_name(kind)));
+    }
+    Ok(file)
+}
+
+/// The text of regular file `path`, at most [`MAX_FILE`] bytes (also the
+/// TOML config's reader).
+pub(crate) fn read_regular(path: &Path) -> Result<String, String> {
+    let mut text = String::new();
+    open_regular(path)?
+        .take(MAX_FILE + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| e.to_string())?;
+    if text.len() as u64 > MAX_FILE {
+        return Err(format!("it is larger than {} MiB", MAX_FILE >> 20));
+    }
+    Ok(text)
 }
 
 struct Reader<'a, 'd> {
@@ -60,6 +123,16 @@ impl<'a, 'd> Reader<'a, 'd> {
             out: Vec::new(),
             includes,
             diag,
+        }
+    }
+
+    /// The lines read; none once parameters ran out (the one error says
+    /// so; a config cut there would only add errors about its missing end).
+    fn finish(self) -> Vec<Line> {
+        if self.params.exhausted() {
+            Vec::new()
+        } else {
+            self.out
         }
     }
 
@@ -92,7 +165,7 @@ impl<'a, 'd> Reader<'a, 'd> {
             );
             return;
         }
-        let text = match std::fs::read_to_string(path) {
+        let text = match read_regular(path) {
             Ok(t) => t,
             Err(e) => {
                 self.diag.error(&at, format!("cannot read '{shown}': {e}"));
@@ -108,6 +181,9 @@ impl<'a, 'd> Reader<'a, 'd> {
     fn lines(&mut self, path: &Path, shown: Rc<str>, text: &str) {
         let mut multiline: Option<String> = None;
         for (i, raw) in text.lines().enumerate() {
+            if self.params.exhausted() {
+                return;
+            }
             let pos = |col| Pos {
                 file: shown.clone(),
                 line: i + 1,
@@ -152,6 +228,10 @@ impl<'a, 'd> Reader<'a, 'd> {
                 Ok(l) => l,
                 Err((col, msg)) => {
                     self.diag.error(&pos(col), msg);
+                    if self.params.exhausted() {
+                        // Every later use would fail the same way.
+                        return;
+                    }
                     continue;
                 }
             };
@@ -227,8 +307,10 @@ impl<'a, 'd> Reader<'a, 'd> {
         };
         let mut matched = 0;
         for p in paths {
+            if self.params.exhausted() {
+                return;
+            }
             match p {
-                Ok(p) if p.is_dir() => {}
                 Ok(p) => {
                     matched += 1;
                     self.file(&p, Some(&pattern.pos));

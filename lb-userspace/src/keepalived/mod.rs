@@ -19,6 +19,7 @@ use crate::config::{Config, ConfigError, ConfigErrors, ScriptSite};
 use std::path::Path;
 
 pub use diag::Pos;
+pub(crate) use include::read_regular;
 
 /// How to read a keepalived.conf.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
