@@ -147,9 +147,8 @@ impl Resolver {
             .collect();
         let mut links: HashMap<u32, Result<([u8; 6], u16), String>> = HashMap::new();
         for (route, _) in plans.iter().flatten() {
-            if !links.contains_key(&route.ifindex) {
-                let link = self.link(route.ifindex).await.map_err(|e| format!("{e:#}"));
-                links.insert(route.ifindex, link);
+            if let std::collections::hash_map::Entry::Vacant(slot) = links.entry(route.ifindex) {
+                slot.insert(self.link(route.ifindex).await.map_err(|e| format!("{e:#}")));
             }
         }
         let missing = |table: &Neighbours| -> Vec<IpAddr> {

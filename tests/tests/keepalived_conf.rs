@@ -536,6 +536,8 @@ fn run_and_check_share_the_loader_and_refuse_before_touching_anything() {
 /// `xlb check --keepalived-conf FILE` in `dir`, killed if it runs past
 /// `BOUND` (a reader that blocks or never ends): (exit code, stderr, peak
 /// resident memory in KiB).
+// The child is reaped by wait4, which also gives its peak memory.
+#[allow(clippy::zombie_processes)]
 fn check_bounded(dir: &Path, file: &str) -> (Option<i32>, String, i64) {
     const BOUND: std::time::Duration = std::time::Duration::from_secs(60);
     let child = Command::new(xlb_bin())
@@ -573,7 +575,7 @@ fn check_bounded(dir: &Path, file: &str) -> (Option<i32>, String, i64) {
 fn hostile_includes_and_parameter_bombs_fail_fast_at_their_location() {
     let s = Scratch::new("hostile");
     let fifo = s.0.join("pipe.conf");
-    nix_mkfifo(&fifo);
+    mkfifo(&fifo);
     s.file("fifo.conf", "include pipe.conf\n")
         .file("zero.conf", "global_defs {\n}\ninclude /dev/zero\n")
         .file("dir.conf", "include conf.d/*\n")
@@ -622,7 +624,7 @@ fn hostile_includes_and_parameter_bombs_fail_fast_at_their_location() {
     assert!(peak_kib < 512 * 1024, "xlb check peaked at {peak_kib} KiB");
 }
 
-fn nix_mkfifo(path: &Path) {
+fn mkfifo(path: &Path) {
     let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
     // SAFETY: a valid NUL-terminated path.
     assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
