@@ -112,17 +112,27 @@ fn sigusr1_dumps_the_state_and_sigusr2_the_statistics() {
     std::fs::remove_file(&data).unwrap();
     std::os::unix::fs::symlink(&victim, &data).unwrap();
     std::os::unix::fs::symlink(&victim, dir.join("xlb.tmp")).unwrap();
+    let dumped = || {
+        agent
+            .log()
+            .iter()
+            .filter(|l| l.contains("SIGUSR1: state dump"))
+            .count()
+    };
+    let before = dumped();
     // SAFETY: kill(2) on the agent, our child.
     assert_eq!(unsafe { libc::kill(agent.pid() as i32, libc::SIGUSR1) }, 0);
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !std::fs::symlink_metadata(&data).unwrap().is_file() {
-        assert!(
-            Instant::now() < deadline,
-            "the state dump was not rewritten"
-        );
+    while dumped() == before {
+        assert!(Instant::now() < deadline, "no state dump logged");
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+    assert_eq!(
+        std::fs::read_to_string(&victim).unwrap(),
+        "precious\n",
+        "the dump was written through a planted symlink"
+    );
+    assert!(std::fs::symlink_metadata(&data).unwrap().is_file());
     assert!(
         std::fs::read_to_string(&data)
             .unwrap()
