@@ -23,7 +23,7 @@ use std::{
     },
     time::{Duration, Instant},
 };
-use tracing::{debug, warn};
+use tracing::debug;
 
 /// Route lookups kept in flight at once on the netlink socket.
 const ROUTES_IN_FLIGHT: usize = 64;
@@ -113,12 +113,13 @@ impl Resolver {
     /// one dump of the neighbour table for all of them; entries still
     /// missing are prodded and, for up to `wait`, the table is read again
     /// every 100 ms until they appear. A real a route sends via a gateway
-    /// fails unless it is a tunnel endpoint.
+    /// fails unless it is a tunnel endpoint. An error: the neighbour table
+    /// could not be read, so nothing is known about any real.
     pub async fn next_hops(
         &self,
         wanted: &[(IpAddr, Reach)],
         wait: Duration,
-    ) -> Vec<Result<NextHop>> {
+    ) -> Result<Vec<Result<NextHop>>> {
         let started = Instant::now();
         let routes: Vec<Result<Route>> = stream::iter(wanted)
             .map(|(addr, _)| self.route(*addr))
@@ -163,7 +164,7 @@ impl Resolver {
             out
         };
         let routed = started.elapsed();
-        let mut table = self.neighbours().await;
+        let mut table = self.neighbours().await?;
         debug!(
             addresses = wanted.len(),
             interfaces = links.len(),
@@ -178,7 +179,7 @@ impl Resolver {
             let deadline = Instant::now() + wait;
             while Instant::now() < deadline && !missing(&table).is_empty() {
                 tokio::time::sleep(POLL.min(deadline - Instant::now())).await;
-                table = self.neighbours().await;
+                table = self.neighbours().await?;
             }
         }
         let out = plans
@@ -204,7 +205,7 @@ impl Resolver {
         t.passes.fetch_add(1, Ordering::Relaxed);
         t.last_pass_us
             .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
-        out
+        Ok(out)
     }
 
     async fn route(&self, addr: IpAddr) -> Result<Route> {
@@ -265,21 +266,16 @@ impl Resolver {
     }
 
     /// One dump of the whole neighbour table (both families), usable
-    /// entries only. A failed dump reads as an empty table: every real
-    /// looks unresolved until the next pass.
-    async fn neighbours(&self) -> Neighbours {
+    /// entries only.
+    async fn neighbours(&self) -> Result<Neighbours> {
         self.counters.0.dumps.fetch_add(1, Ordering::Relaxed);
         let mut table = Neighbours::new();
         let mut dump = self.handle.neighbours().get().execute();
-        loop {
-            let n = match dump.try_next().await {
-                Ok(Some(n)) => n,
-                Ok(None) => break,
-                Err(e) => {
-                    warn!(error = %e, "reading the neighbour table failed");
-                    break;
-                }
-            };
+        while let Some(n) = dump
+            .try_next()
+            .await
+            .context("reading the neighbour table")?
+        {
             if !usable(n.header.state) {
                 continue;
             }
@@ -298,7 +294,7 @@ impl Resolver {
                 table.insert((n.header.ifindex, dest), mac);
             }
         }
-        table
+        Ok(table)
     }
 }
 

@@ -39,8 +39,8 @@ impl Hops {
 /// Looks up every real's next hop in one pass (one neighbour table dump,
 /// [`Resolver::next_hops`]), waiting up to `wait` for missing neighbour
 /// entries; logs a real when it becomes unreachable or reachable again
-/// relative to `before`. Without a resolver (a data plane that needs no
-/// next hops) there is nothing to look up.
+/// relative to `before`, which stays in force if the pass fails. Without a
+/// resolver (a data plane that needs no next hops) there is nothing to look up.
 pub async fn resolve(
     resolver: Option<&Resolver>,
     config: &Config,
@@ -78,7 +78,14 @@ pub async fn resolve(
             (k.address, reach)
         })
         .collect();
-    let resolved = resolver.next_hops(&wanted, wait).await;
+    let resolved = match resolver.next_hops(&wanted, wait).await {
+        Ok(r) => r,
+        Err(e) => {
+            // A transient netlink failure must not take every real out.
+            warn!(error = %format!("{e:#}"), "next hops not refreshed; keeping the previous ones");
+            return before.clone();
+        }
+    };
     for (key, resolved) in keys.into_iter().zip(resolved) {
         let was_reachable = before.0.get(&key).map(Option::is_some);
         let hop = match resolved {

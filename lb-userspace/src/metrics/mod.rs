@@ -37,7 +37,7 @@ pub struct Sources {
 /// A registry with every family: the data plane's, read where `plane`
 /// keeps its state (XDP: the maps pinned in `pin_dir`; IPVS: the kernel),
 /// and VRRP's, the checkers', Maglev churn, the sweep's removed flows and
-/// the next-hop passes from `sources`.
+/// (XDP only) the next-hop passes from `sources`.
 pub fn registry(plane: Plane, pin_dir: &Path, sources: &Sources) -> Registry {
     let mut registry = Registry::default();
     registry.register_collector(Box::new(dataplane::DataplaneCollector::new(plane, pin_dir)));
@@ -49,9 +49,12 @@ pub fn registry(plane: Plane, pin_dir: &Path, sources: &Sources) -> Registry {
         sources.maglev.clone(),
     )));
     registry.register_collector(Box::new(flows::FlowCollector::new(sources.flows.clone())));
-    registry.register_collector(Box::new(next_hops::NextHopCollector::new(
-        sources.next_hops.clone(),
-    )));
+    // Under IPVS the kernel routes to the reals: no next hops are kept.
+    if plane == Plane::Xdp {
+        registry.register_collector(Box::new(next_hops::NextHopCollector::new(
+            sources.next_hops.clone(),
+        )));
+    }
     registry
 }
 
