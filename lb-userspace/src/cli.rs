@@ -28,8 +28,8 @@ pub enum Command {
     /// A data plane a previous agent left (killed, or stopped with
     /// --keep-dataplane) is adopted: flows and counters are kept. Signals:
     /// SIGHUP re-reads the config (as `xlb reload`), SIGUSR1 writes the state
-    /// to [agent] state_dump (/tmp/xlb.data), SIGUSR2 the statistics to
-    /// [agent] stats_dump (/tmp/xlb.stats), SIGTERM/SIGINT detach and unpin.
+    /// to [agent] state_dump (/run/xlb/xlb.data), SIGUSR2 the statistics to
+    /// [agent] stats_dump (/run/xlb/xlb.stats), SIGTERM/SIGINT detach and unpin.
     Run {
         #[command(flatten)]
         source: SourceArgs,

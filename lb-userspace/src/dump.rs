@@ -1,7 +1,11 @@
 //! keepalived-style dumps on signals: SIGUSR1 writes the agent's state
-//! (`[agent] state_dump`, /tmp/xlb.data), SIGUSR2 its counters
-//! (`[agent] stats_dump`, /tmp/xlb.stats). Both are plain text, written to
-//! a temporary file and renamed, so a reader never sees half a dump.
+//! (`[agent] state_dump`, /run/xlb/xlb.data), SIGUSR2 its counters
+//! (`[agent] stats_dump`, /run/xlb/xlb.stats). Both are plain text,
+//! written as keepalived's `fopen_safe` does since CVE-2018-19044: to a new
+//! file of a random name beside the dump, created with `O_EXCL |
+//! O_NOFOLLOW` (so no planted file or symlink is ever written through),
+//! then renamed over the dump (which replaces a symlink there instead of
+//! following it); a reader never sees half a dump.
 
 use crate::{
     config::{Config, SocketText},
@@ -9,7 +13,12 @@ use crate::{
     status::{Detail, Plane, Snapshot},
 };
 use anyhow::{Context, Result};
-use std::{fmt::Write, path::Path};
+use std::{
+    fmt::Write,
+    io::Write as _,
+    os::unix::fs::{DirBuilderExt, OpenOptionsExt},
+    path::Path,
+};
 
 fn mac_text(m: [u8; 6]) -> String {
     m.iter()
@@ -39,7 +48,7 @@ pub fn state_text(
         " timeouts tcp/tcpfin/udp = {}/{}/{} s",
         t.tcp, t.tcp_fin, t.udp
     )?;
-    match config.metrics {
+    match config.metrics.listen {
         Some(a) => writeln!(o, " metrics = http://{a}/metrics")?,
         None => writeln!(o, " metrics = off")?,
     }
@@ -162,11 +171,57 @@ pub fn stats_text(snap: &Snapshot) -> Result<String> {
     Ok(o)
 }
 
-/// Writes `text` to `path` through a temporary file in the same directory.
+/// Tries at a fresh random name before giving up (each fails only if a
+/// file of that name exists).
+const TEMP_TRIES: usize = 8;
+
+/// Writes `text` to `path` through a new file of a random name in the same
+/// directory (created, with its parents, if missing; mode 0755).
 pub fn write(path: &Path, text: &str) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .with_context(|| format!("{}: names no file", path.display()))?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(dir)
+        .with_context(|| format!("creating {}", dir.display()))?;
+    let (tmp, mut file) = (0..TEMP_TRIES)
+        .find_map(|_| {
+            let tmp = dir.join(format!(
+                ".{}.{:016x}",
+                name.to_string_lossy(),
+                fastrand::u64(..)
+            ));
+            let opened = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o644)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                .open(&tmp);
+            match opened {
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => None,
+                other => Some(other.map(|f| (tmp, f))),
+            }
+        })
+        .unwrap_or_else(|| {
+            Err(std::io::Error::other(format!(
+                "{TEMP_TRIES} random names taken"
+            )))
+        })
+        .with_context(|| format!("creating a file beside {}", path.display()))?;
+    let written = file
+        .write_all(text.as_bytes())
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e).with_context(|| format!("writing {}", path.display()));
+    }
+    Ok(())
 }
 
 /// SIGUSR1: the state dump of `plane` to `config.agent.state_dump`.
@@ -194,4 +249,46 @@ pub fn write_stats(config: &Config, plane: &mut dyn DataPlane) -> Result<()> {
     };
     let snap = plane.snapshot(detail)?;
     write(&config.agent.stats_dump, &stats_text(&snap)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn symlinks_planted_beside_the_dump_are_never_followed() {
+        let dir = std::env::temp_dir().join(format!("xlb-dump-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let victim = dir.join("victim");
+        let dump = dir.join("run/xlb.data");
+        std::fs::create_dir_all(dir.join("run")).unwrap();
+        std::fs::write(&victim, "precious\n").unwrap();
+        // At the dump itself and at the temporary name the agent used to use.
+        std::os::unix::fs::symlink(&victim, &dump).unwrap();
+        std::os::unix::fs::symlink(&victim, dir.join("run/xlb.tmp")).unwrap();
+        write(&dump, "dump\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+        let meta = std::fs::symlink_metadata(&dump).unwrap();
+        assert!(meta.is_file(), "the dump is still a symlink");
+        assert_eq!(std::fs::read_to_string(&dump).unwrap(), "dump\n");
+        // No temporary file left behind; the planted link stays as it was.
+        let mut left: Vec<String> = std::fs::read_dir(dir.join("run"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["xlb.data", "xlb.tmp"]);
+        // A missing directory is created.
+        let fresh = dir.join("new/dir/xlb.stats");
+        write(&fresh, "stats\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&fresh).unwrap(), "stats\n");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn dumps_go_to_run_xlb_by_default() {
+        let files = crate::config::AgentFiles::default();
+        assert_eq!(files.state_dump, Path::new("/run/xlb/xlb.data"));
+        assert_eq!(files.stats_dump, Path::new("/run/xlb/xlb.stats"));
+    }
 }

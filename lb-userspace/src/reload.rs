@@ -38,7 +38,7 @@ pub fn reread(source: &Source, overrides: &Overrides, running: &Config) -> Resul
     }
     if fresh.metrics != running.metrics {
         warn!("reload: [metrics] changed; it takes effect at the next restart");
-        fresh.metrics = running.metrics;
+        fresh.metrics = running.metrics.clone();
     }
     if fresh.agent != running.agent {
         warn!("reload: [agent] changed; it takes effect at the next restart");

@@ -1,6 +1,6 @@
 //! keepalived-style dumps: SIGUSR1 writes the state (services, reals,
 //! weights, next hops, connection counts), SIGUSR2 the statistics, to the
-//! paths in `[agent]`.
+//! paths in `[agent]`, through no symlink planted there.
 
 mod common;
 
@@ -104,6 +104,40 @@ fn sigusr1_dumps_the_state_and_sigusr2_the_statistics() {
     }
     assert!(text.contains(" map CONNTRACK = "), "{text}");
     assert!(text.contains(" XDP: tx "), "{text}");
+
+    // Symlinks planted at the dump and at the temporary name the agent once
+    // used beside it (CVE-2018-19044's class): neither is followed.
+    let victim = dir.join("victim");
+    std::fs::write(&victim, "precious\n").unwrap();
+    std::fs::remove_file(&data).unwrap();
+    std::os::unix::fs::symlink(&victim, &data).unwrap();
+    std::os::unix::fs::symlink(&victim, dir.join("xlb.tmp")).unwrap();
+    let dumped = || {
+        agent
+            .log()
+            .iter()
+            .filter(|l| l.contains("SIGUSR1: state dump"))
+            .count()
+    };
+    let before = dumped();
+    // SAFETY: kill(2) on the agent, our child.
+    assert_eq!(unsafe { libc::kill(agent.pid() as i32, libc::SIGUSR1) }, 0);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while dumped() == before {
+        assert!(Instant::now() < deadline, "no state dump logged");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        std::fs::read_to_string(&victim).unwrap(),
+        "precious\n",
+        "the dump was written through a planted symlink"
+    );
+    assert!(std::fs::symlink_metadata(&data).unwrap().is_file());
+    assert!(
+        std::fs::read_to_string(&data)
+            .unwrap()
+            .contains(" VS = TCP ")
+    );
 
     agent.stop().unwrap();
     let _ = std::fs::remove_dir_all(dir);

@@ -249,11 +249,11 @@ echo ==status-json-b; xlb status --json
 echo ==metrics-b; wget -qO- http://127.0.0.1:9477/metrics
 kill -USR1 $pid; kill -USR2 $pid
 i=0
-while [ $i -lt 40 ] && ! {{ [ -s /tmp/xlb.data ] && [ -s /tmp/xlb.stats ]; }}; do
+while [ $i -lt 40 ] && ! {{ [ -s /run/xlb/xlb.data ] && [ -s /run/xlb/xlb.stats ]; }}; do
     sleep 0.25; i=$((i+1))
 done
-echo ==state-b; cat /tmp/xlb.data
-echo ==statsdump-b; cat /tmp/xlb.stats
+echo ==state-b; cat /run/xlb/xlb.data
+echo ==statsdump-b; cat /run/xlb/xlb.stats
 kill $pid; wait $pid
 echo ==after-stop; ipvsadm -Ln
 # kind = "auto": XDP cannot attach to an interface that does not exist, so IPVS forwards.

@@ -551,3 +551,100 @@ fn run_and_check_share_the_loader_and_refuse_before_touching_anything() {
         "xlb: --config-id and --lenient apply to --keepalived-conf only\n"
     );
 }
+
+/// `xlb check --keepalived-conf FILE` in `dir`, killed if it runs past
+/// `BOUND` (a reader that blocks or never ends): (exit code, stderr, peak
+/// resident memory in KiB).
+// The child is reaped by wait4, which also gives its peak memory.
+#[allow(clippy::zombie_processes)]
+fn check_bounded(dir: &Path, file: &str) -> (Option<i32>, String, i64) {
+    const BOUND: std::time::Duration = std::time::Duration::from_secs(60);
+    let child = Command::new(xlb_bin())
+        .current_dir(dir)
+        .args(["check", "--keepalived-conf", file])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as libc::pid_t;
+    let deadline = std::time::Instant::now() + BOUND;
+    let mut status = 0;
+    // SAFETY: rusage is plain data, filled by wait4 for our own child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: wait4 on our own child with valid out-pointers.
+        let r = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
+        if r == pid {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            // SAFETY: kill(2) on our own child.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            panic!("xlb check {file} still running after {BOUND:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.unwrap(), &mut stderr).unwrap();
+    let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
+    (code, stderr, usage.ru_maxrss)
+}
+
+#[test]
+fn hostile_includes_and_parameter_bombs_fail_fast_at_their_location() {
+    let s = Scratch::new("hostile");
+    let fifo = s.0.join("pipe.conf");
+    mkfifo(&fifo);
+    s.file("fifo.conf", "include pipe.conf\n")
+        .file("zero.conf", "global_defs {\n}\ninclude /dev/zero\n")
+        .file("dir.conf", "include conf.d/*\n")
+        .file("conf.d/10.conf", "global_defs {\n}\n")
+        .file("conf.d/sub/x.conf", "global_defs {\n}\n");
+    for (file, expected) in [
+        (
+            "fifo.conf",
+            "fifo.conf:1:9: cannot read 'pipe.conf': it is a FIFO, not a regular file\n",
+        ),
+        (
+            "zero.conf",
+            "zero.conf:3:9: cannot read '/dev/zero': it is a character device, not a regular file\n",
+        ),
+        (
+            "dir.conf",
+            "dir.conf:1:9: cannot read 'conf.d/sub': it is a directory, not a regular file\n",
+        ),
+    ] {
+        let (code, stderr, _) = check_bounded(&s.0, file);
+        assert_eq!(code, Some(1), "{file}: {stderr}");
+        assert_eq!(stderr, expected);
+    }
+    // The main file is read the same way.
+    let (code, stderr, _) = check_bounded(&s.0, "/dev/zero");
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("it is a character device"), "{stderr}");
+
+    // Each definition uses the one before twice, over two lines: the last
+    // would expand to 2^39 lines. Refused once, where it is used, with
+    // bounded memory.
+    let mut bomb = String::from(
+        "$A0=aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n",
+    );
+    for k in 1..40 {
+        bomb.push_str(&format!("$A{k}=$A{} \\\n$A{}\n", k - 1, k - 1));
+    }
+    bomb.push_str("global_defs {\n    router_id $A39\n}\n");
+    s.file("bomb.conf", &bomb);
+    let (code, stderr, peak_kib) = check_bounded(&s.0, "bomb.conf");
+    assert_eq!(code, Some(1), "{stderr}");
+    assert_eq!(
+        stderr,
+        "bomb.conf:81:15: parameters expand to more than 4 Mi characters in all: do definitions use each other over and over?\n"
+    );
+    assert!(peak_kib < 512 * 1024, "xlb check peaked at {peak_kib} KiB");
+}
+
+fn mkfifo(path: &Path) {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+}

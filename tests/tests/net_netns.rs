@@ -499,7 +499,7 @@ fn announce_sends_garp_and_unsolicited_na_from_the_interface_mac() {
     let vip4: IpAddr = "10.0.0.100".parse().unwrap();
     let vip6: IpAddr = "fd00::100".parse().unwrap();
     director
-        .enter(|| net::announce::announce("eth0", &[vip4, vip6]))
+        .enter(|| net::announce::Announcer::new().announce("eth0", &[vip4, vip6]))
         .unwrap()
         .unwrap();
     let frames = receive_until(&fd, Duration::from_secs(5), |fs| {
@@ -547,7 +547,7 @@ fn announce_sends_garp_and_unsolicited_na_from_the_interface_mac() {
 fn announce_on_a_missing_interface_names_it() {
     let ns = veth_ns("annerr");
     let err = ns
-        .enter(|| net::announce::announce("nope0", &["10.0.0.1".parse().unwrap()]))
+        .enter(|| net::announce::Announcer::new().announce("nope0", &["10.0.0.1".parse().unwrap()]))
         .unwrap()
         .unwrap_err();
     let err = format!("{err:#}");
@@ -555,6 +555,114 @@ fn announce_on_a_missing_interface_names_it() {
         err.contains("on nope0") && err.contains("no such interface"),
         "{err}"
     );
+}
+
+/// A veth pair named eth0 on both sides, up.
+fn veth_pair(director: &Netns, peer: &Netns) {
+    director
+        .run(
+            "ip",
+            &[
+                "link",
+                "add",
+                "eth0",
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "eth0",
+                "netns",
+                peer.name(),
+            ],
+        )
+        .unwrap();
+    for ns in [director, peer] {
+        ns.run("ip", &["link", "set", "eth0", "up"]).unwrap();
+    }
+}
+
+fn ifindex_of(ns: &Netns, dev: &str) -> i64 {
+    json(ns, &["-j", "link", "show", dev])[0]["ifindex"]
+        .as_i64()
+        .unwrap()
+}
+
+/// The packet sockets of the calling thread's namespace: (bound interface index, inode).
+fn packet_sockets() -> Vec<(i64, u64)> {
+    std::fs::read_to_string("/proc/thread-self/net/packet")
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            (w[4].parse().unwrap(), w[8].parse().unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn announcements_keep_one_socket_per_interface() {
+    const BURSTS: usize = 200;
+    xlb_testbed::require_root().unwrap();
+    let director = Netns::create("dir").unwrap();
+    let peer = Netns::create("peer").unwrap();
+    veth_pair(&director, &peer);
+    let capture = capture_socket(&peer, "eth0").unwrap();
+    let vip: IpAddr = "10.0.0.100".parse().unwrap();
+    let announcer = net::announce::Announcer::new();
+    let (first, last) = director
+        .enter(|| {
+            announcer.announce("eth0", &[vip]).unwrap();
+            let first = packet_sockets();
+            for _ in 1..BURSTS {
+                announcer.announce("eth0", &[vip]).unwrap();
+            }
+            (first, packet_sockets())
+        })
+        .unwrap();
+    let index = ifindex_of(&director, "eth0");
+    assert_eq!(first.len(), 1, "{first:?}");
+    assert_eq!(first[0].0, index, "not bound to eth0");
+    assert_eq!(last, first, "the bursts did not share the first socket");
+    let frames = receive_until(&capture, Duration::from_secs(5), |fs| {
+        fs.iter().filter(|f| is_garp(f)).count() >= BURSTS
+    });
+    assert_eq!(frames.iter().filter(|f| is_garp(f)).count(), BURSTS);
+
+    // eth0 deleted and created again: another index, and the socket follows.
+    director.run("ip", &["link", "del", "eth0"]).unwrap();
+    veth_pair(&director, &peer);
+    let capture = capture_socket(&peer, "eth0").unwrap();
+    let again = director
+        .enter(|| {
+            announcer.announce("eth0", &[vip]).unwrap();
+            packet_sockets()
+        })
+        .unwrap();
+    let new_index = ifindex_of(&director, "eth0");
+    assert_ne!(new_index, index);
+    assert_eq!(again.len(), 1, "{again:?}");
+    assert_eq!(again[0].0, new_index, "still bound to the old eth0");
+    let frames = receive_until(&capture, Duration::from_secs(5), |fs| {
+        fs.iter().any(|f| is_garp(f))
+    });
+    let garp = frames
+        .iter()
+        .find(|f| is_garp(f))
+        .expect("no ARP after re-creation");
+    assert_eq!(
+        garp[6..12],
+        mac_of(&director, "eth0"),
+        "not the new eth0's MAC"
+    );
+
+    let left = director
+        .enter(|| {
+            announcer.forget("eth0");
+            packet_sockets()
+        })
+        .unwrap();
+    assert!(left.is_empty(), "{left:?}");
 }
 
 fn link_details(ns: &Netns, dev: &str) -> Value {

@@ -5,9 +5,13 @@
 use crate::{
     config::{Config, Method},
     dataplane::NextHop,
-    neigh::Resolver,
+    neigh::{Reach, Resolver},
 };
-use std::{collections::HashMap, net::IpAddr, time::Duration};
+use std::{
+    collections::{HashMap, HashSet},
+    net::IpAddr,
+    time::Duration,
+};
 use tracing::{info, warn};
 
 /// Where a real is reached: directly (DR, NAT) or as a tunnel endpoint (TUN).
@@ -32,10 +36,11 @@ impl Hops {
     }
 }
 
-/// Looks up every real's next hop, waiting up to `wait` for a neighbour
-/// entry; logs a real when it becomes unreachable or reachable again
-/// relative to `before`. Without a resolver (a data plane that needs no
-/// next hops) there is nothing to look up.
+/// Looks up every real's next hop in one pass (one neighbour table dump,
+/// [`Resolver::next_hops`]), waiting up to `wait` for missing neighbour
+/// entries; logs a real when it becomes unreachable or reachable again
+/// relative to `before`, which stays in force if the pass fails. Without a
+/// resolver (a data plane that needs no next hops) there is nothing to look up.
 pub async fn resolve(
     resolver: Option<&Resolver>,
     config: &Config,
@@ -46,6 +51,8 @@ pub async fn resolve(
     let Some(resolver) = resolver else {
         return out;
     };
+    let mut keys: Vec<HopKey> = Vec::new();
+    let mut seen = HashSet::new();
     for svc in &config.services {
         let tunnel = svc.method == Method::Tun;
         let addresses = svc
@@ -55,31 +62,47 @@ pub async fn resolve(
             .chain(svc.lifecycle.sorry_server.map(|s| s.address));
         for address in addresses {
             let key = HopKey { address, tunnel };
-            if out.0.contains_key(&key) {
-                continue;
+            if seen.insert(key) {
+                keys.push(key);
             }
-            let resolved = if tunnel {
-                resolver.tunnel_next_hop(address, wait).await
-            } else {
-                resolver.next_hop(address, wait).await
-            };
-            let was_reachable = before.0.get(&key).map(Option::is_some);
-            let hop = match resolved {
-                Ok(h) => {
-                    if was_reachable == Some(false) {
-                        info!(real = %address, "real server reachable again");
-                    }
-                    Some(h)
-                }
-                Err(e) => {
-                    if was_reachable != Some(false) {
-                        warn!(real = %address, error = %e, "real server unreachable, left out of scheduling");
-                    }
-                    None
-                }
-            };
-            out.0.insert(key, hop);
         }
+    }
+    let wanted: Vec<(IpAddr, Reach)> = keys
+        .iter()
+        .map(|k| {
+            let reach = if k.tunnel {
+                Reach::Tunnel
+            } else {
+                Reach::Direct
+            };
+            (k.address, reach)
+        })
+        .collect();
+    let resolved = match resolver.next_hops(&wanted, wait).await {
+        Ok(r) => r,
+        Err(e) => {
+            // A transient netlink failure must not take every real out.
+            warn!(error = %format!("{e:#}"), "next hops not refreshed; keeping the previous ones");
+            return before.clone();
+        }
+    };
+    for (key, resolved) in keys.into_iter().zip(resolved) {
+        let was_reachable = before.0.get(&key).map(Option::is_some);
+        let hop = match resolved {
+            Ok(h) => {
+                if was_reachable == Some(false) {
+                    info!(real = %key.address, "real server reachable again");
+                }
+                Some(h)
+            }
+            Err(e) => {
+                if was_reachable != Some(false) {
+                    warn!(real = %key.address, error = %format!("{e:#}"), "real server unreachable, left out of scheduling");
+                }
+                None
+            }
+        };
+        out.0.insert(key, hop);
     }
     out
 }

@@ -343,9 +343,10 @@ async fn prepare(config: &mut Arc<Config>) -> Result<Prepared> {
         vrrp: vrrp::counters::Counters::new(Some(vrrp::counters::status_path(
             &config.dataplane.pin_path,
         ))),
+        next_hops: resolver.counters(),
         ..Default::default()
     };
-    let listener = match config.metrics {
+    let listener = match config.metrics.listen {
         Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.with_context(|| {
             format!("metrics: listening on {addr} (set [metrics] listen, or enabled = false)")
         })?),
@@ -473,7 +474,7 @@ pub async fn run(
             &config.dataplane.pin_path,
             &shared,
         ));
-        tokio::spawn(metrics::serve(listener, registry));
+        tokio::spawn(metrics::serve(listener, registry, config.metrics.clone()));
         info!(%addr, "metrics endpoint listening");
     }
     let reals: usize = desired.iter().map(|d| d.reals.len()).sum();

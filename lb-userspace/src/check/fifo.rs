@@ -83,20 +83,17 @@ pub struct FifoReader {
 
 impl FifoReader {
     /// Starts `cmd` with `path` appended to its arguments, as `user`;
-    /// with `secure` (enable_script_security) an unsafe script is refused.
+    /// with `secure` (enable_script_security) an unsafe script is refused
+    /// (checked as it starts, [`script::run`]).
     /// A script that ends is logged, not restarted.
     pub fn start(path: &Path, cmd: Command, user: Option<RunAs>, secure: bool) -> FifoReader {
         let (stop, stopped) = oneshot::channel::<()>();
         let fifo = path.display().to_string();
         let task = tokio::spawn(async move {
-            if secure && let Err(e) = script::check_secure(&cmd) {
-                warn!(script = ?cmd.0, error = %format!("{e:#}"), "FIFO script refused");
-                return;
-            }
             info!(script = ?cmd.0, %fifo, "FIFO script started");
             let args = [fifo.clone()];
             tokio::select! {
-                r = script::run(&cmd, &args, user, Duration::MAX) => match r {
+                r = script::run(&cmd, &args, user, Duration::MAX, secure) => match r {
                     Ok(outcome) => warn!(script = ?cmd.0, %fifo, ?outcome, "FIFO script ended"),
                     Err(e) => warn!(script = ?cmd.0, error = %format!("{e:#}"), "FIFO script did not run"),
                 },

@@ -1,6 +1,8 @@
 //! HTTP_GET and SSL_GET: a small HTTP/1.0 or 1.1 GET per `url`, over TCP or
 //! TLS; every url must answer with an accepted status and, when a digest is
 //! configured, a body whose MD5 matches (what keepalived's genhash prints).
+//! The body streams into MD5 as it arrives (nothing is buffered beyond the
+//! header, [`MAX_HEAD`]), up to [`MAX_BODY`].
 //!
 //! SSL_GET does not verify the server's certificate, as keepalived does not:
 //! real servers commonly use self-signed or internal certificates, and the
@@ -20,9 +22,17 @@ use std::sync::{Arc, OnceLock};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_rustls::TlsConnector;
 
-/// Larger bodies are cut here (the digest then cannot match): keeps a
-/// misbehaving real from filling the agent's memory.
-const MAX_RESPONSE: usize = 16 << 20;
+/// Longest response header read: keepalived's buffer holds 4 KiB; real
+/// servers send a few hundred bytes.
+const MAX_HEAD: usize = 64 << 10;
+/// Longest chunk-size line of a chunked body.
+const MAX_CHUNK_LINE: usize = 1024;
+/// Body bytes digested at most; a longer body fails the check. keepalived
+/// digests a body of any size as it arrives, bounded only by the check's
+/// timeout; the body streams into MD5 here too (memory stays a read
+/// buffer), and this bound keeps a real that never stops sending from
+/// costing more than a fraction of a second of MD5 per attempt.
+const MAX_BODY: u64 = 64 << 20;
 
 pub async fn probe(check: &HttpCheck, target: &Target, env: &Env) -> Probe {
     let host = check
@@ -32,11 +42,11 @@ pub async fn probe(check: &HttpCheck, target: &Target, env: &Env) -> Probe {
     for url in &check.urls {
         // keepalived: the url's virtualhost, else the check's, else the service's.
         let host = url.virtualhost.as_deref().or(host.as_deref());
-        let response = match fetch(check, url, host, target).await {
-            Ok(r) => r,
+        let answer = match fetch(check, url, host, target).await {
+            Ok(a) => a,
             Err(e) => return Probe::fail(format!("GET {}: {e}", url.path)),
         };
-        if let Err(why) = judge(url, &response) {
+        if let Err(why) = judge(url, &answer) {
             return Probe::fail(format!("GET {}: {why}", url.path));
         }
     }
@@ -48,11 +58,12 @@ async fn fetch(
     url: &Url,
     host: Option<&str>,
     target: &Target,
-) -> std::io::Result<Vec<u8>> {
+) -> std::io::Result<Answer> {
     let request = request(check.protocol, &url.path, host, target, check.tls);
+    let digest = url.digest.is_some();
     let tcp = target.connect_tcp().await?;
     if !check.tls {
-        return exchange(tcp, &request).await;
+        return exchange(tcp, &request, digest).await;
     }
     let name = match (check.sni, host) {
         (true, Some(h)) => ServerName::try_from(h.to_string())
@@ -61,7 +72,7 @@ async fn fetch(
         _ => ServerName::IpAddress(target.addr.ip().into()),
     };
     let tls = TlsConnector::from(tls_config()).connect(name, tcp).await?;
-    exchange(tls, &request).await
+    exchange(tls, &request, digest).await
 }
 
 /// The request keepalived sends.
@@ -95,32 +106,42 @@ fn request(
     )
 }
 
-/// Sends the request and reads the response until the server closes.
+/// Sends the request and reads the response as it arrives, until it is
+/// complete or the server closes.
 async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     mut s: S,
     request: &str,
-) -> std::io::Result<Vec<u8>> {
+    digest: bool,
+) -> std::io::Result<Answer> {
     s.write_all(request.as_bytes()).await?;
     s.flush().await?;
-    let mut out = Vec::new();
-    let mut buf = [0u8; 8192];
+    let mut response = Response::new(digest);
+    let mut buf = [0u8; 16384];
+    let bad = |e: String| std::io::Error::new(std::io::ErrorKind::InvalidData, e);
     loop {
         let n = match s.read(&mut buf).await {
             Ok(n) => n,
             // A TLS peer that closes without close_notify still delivered its answer.
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !out.is_empty() => 0,
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && response.started() => 0,
             Err(e) => return Err(e),
         };
-        if n == 0 || out.len() >= MAX_RESPONSE {
-            return Ok(out);
+        if n == 0 || response.feed(&buf[..n]).map_err(bad)? {
+            return response.finish().map_err(bad);
         }
-        out.extend_from_slice(&buf[..n]);
     }
 }
 
-/// Whether the response satisfies `url`.
-fn judge(url: &Url, response: &[u8]) -> Result<(), String> {
-    let (status, chunked, body) = parse(response)?;
+/// What a response said, as far as a check needs it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Answer {
+    status: u16,
+    /// MD5 of the body (decoded when chunked), when asked for.
+    digest: Option<[u8; 16]>,
+}
+
+/// Whether the answer satisfies `url`.
+fn judge(url: &Url, answer: &Answer) -> Result<(), String> {
+    let status = answer.status;
     let accepted = if url.status_codes.is_empty() {
         (200..300).contains(&status)
     } else {
@@ -131,27 +152,204 @@ fn judge(url: &Url, response: &[u8]) -> Result<(), String> {
     if !accepted {
         return Err(format!("status {status} is not accepted"));
     }
-    if let Some(want) = url.digest {
-        let body = if chunked {
-            dechunk(body).ok_or("malformed chunked body")?
-        } else {
-            body.to_vec()
-        };
-        let got: [u8; 16] = Md5::digest(&body).into();
-        if got != want {
-            return Err(format!("body digest {} differs", hex(&got)));
-        }
+    if let (Some(want), Some(got)) = (url.digest, answer.digest)
+        && got != want
+    {
+        return Err(format!("body digest {} differs", hex(&got)));
     }
     Ok(())
 }
 
-/// Status code, whether the body is chunked, and the body.
-fn parse(response: &[u8]) -> Result<(u16, bool, &[u8]), String> {
-    let end = response
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or("no complete response header")?;
-    let head = std::str::from_utf8(&response[..end]).map_err(|_| "response header is not text")?;
+/// A response read as it arrives: the header into a bounded buffer, then
+/// (when a digest is wanted) the body straight into MD5, up to its
+/// Content-Length or the end of the stream, or decoded from chunks.
+struct Response {
+    digest: bool,
+    stage: Stage,
+}
+
+enum Stage {
+    Head(Vec<u8>),
+    Body {
+        status: u16,
+        framing: Framing,
+        md5: Md5,
+        len: u64,
+    },
+    Done(Answer),
+}
+
+enum Framing {
+    /// Until the end of the stream, or this many bytes (Content-Length).
+    Plain(Option<u64>),
+    Chunked(Chunks),
+}
+
+/// Where a chunked body's decoder is.
+enum Chunks {
+    /// Reading a chunk-size line (kept to [`MAX_CHUNK_LINE`]).
+    Size(Vec<u8>),
+    /// This many data bytes to go.
+    Data(u64),
+    /// The CRLF after a chunk's data: this many bytes to skip.
+    End(u8),
+}
+
+impl Response {
+    fn new(digest: bool) -> Response {
+        Response {
+            digest,
+            stage: Stage::Head(Vec::new()),
+        }
+    }
+
+    /// Whether any byte has arrived.
+    fn started(&self) -> bool {
+        !matches!(&self.stage, Stage::Head(h) if h.is_empty())
+    }
+
+    /// Takes the next bytes; true once the response is complete (the rest
+    /// of the stream is not needed).
+    fn feed(&mut self, mut bytes: &[u8]) -> Result<bool, String> {
+        if let Stage::Head(head) = &mut self.stage {
+            let from = head.len().saturating_sub(3);
+            head.extend_from_slice(bytes);
+            let Some(end) = head[from..]
+                .windows(4)
+                .position(|w| w == b"\r\n\r\n")
+                .map(|i| from + i)
+            else {
+                if head.len() > MAX_HEAD {
+                    return Err(format!(
+                        "no complete response header in {} KiB",
+                        MAX_HEAD >> 10
+                    ));
+                }
+                return Ok(false);
+            };
+            let (status, framing) = parse_head(&head[..end])?;
+            let rest = head.split_off(end + 4);
+            if !self.digest {
+                self.stage = Stage::Done(Answer {
+                    status,
+                    digest: None,
+                });
+                return Ok(true);
+            }
+            self.stage = Stage::Body {
+                status,
+                framing,
+                md5: Md5::new(),
+                len: 0,
+            };
+            return self.feed(&rest);
+        }
+        let Stage::Body {
+            status,
+            framing,
+            md5,
+            len,
+        } = &mut self.stage
+        else {
+            return Ok(true);
+        };
+        let mut take = |data: &[u8]| -> Result<(), String> {
+            *len += data.len() as u64;
+            if *len > MAX_BODY {
+                return Err(format!("body longer than {} MiB", MAX_BODY >> 20));
+            }
+            md5.update(data);
+            Ok(())
+        };
+        let complete = match framing {
+            Framing::Plain(None) => {
+                take(bytes)?;
+                false
+            }
+            Framing::Plain(Some(left)) => {
+                let n = bytes
+                    .len()
+                    .min(usize::try_from(*left).unwrap_or(usize::MAX));
+                take(&bytes[..n])?;
+                *left -= n as u64;
+                *left == 0
+            }
+            Framing::Chunked(chunks) => loop {
+                if bytes.is_empty() {
+                    break false;
+                }
+                match chunks {
+                    Chunks::Size(line) => {
+                        let Some(eol) = bytes.iter().position(|&b| b == b'\n') else {
+                            line.extend_from_slice(bytes);
+                            if line.len() > MAX_CHUNK_LINE {
+                                return Err("malformed chunked body".into());
+                            }
+                            break false;
+                        };
+                        line.extend_from_slice(&bytes[..eol]);
+                        bytes = &bytes[eol + 1..];
+                        let size = chunk_size(line).ok_or("malformed chunked body")?;
+                        if size == 0 {
+                            // Trailers, if any, are not needed.
+                            break true;
+                        }
+                        *chunks = Chunks::Data(size);
+                    }
+                    Chunks::Data(left) => {
+                        let n = bytes
+                            .len()
+                            .min(usize::try_from(*left).unwrap_or(usize::MAX));
+                        take(&bytes[..n])?;
+                        bytes = &bytes[n..];
+                        *left -= n as u64;
+                        if *left == 0 {
+                            *chunks = Chunks::End(2);
+                        }
+                    }
+                    Chunks::End(skip) => {
+                        let n = bytes.len().min(usize::from(*skip));
+                        bytes = &bytes[n..];
+                        *skip -= n as u8;
+                        if *skip == 0 {
+                            *chunks = Chunks::Size(Vec::new());
+                        }
+                    }
+                }
+            },
+        };
+        if complete {
+            let answer = Answer {
+                status: *status,
+                digest: Some(std::mem::take(md5).finalize().into()),
+            };
+            self.stage = Stage::Done(answer);
+        }
+        Ok(complete)
+    }
+
+    /// The answer, once the stream ended or the response was complete. A
+    /// plain body shorter than its Content-Length is digested as received
+    /// (as keepalived); a chunked one cut short is an error.
+    fn finish(self) -> Result<Answer, String> {
+        match self.stage {
+            Stage::Head(_) => Err("no complete response header".into()),
+            Stage::Body {
+                framing: Framing::Chunked(_),
+                ..
+            } => Err("malformed chunked body".into()),
+            Stage::Body { status, md5, .. } => Ok(Answer {
+                status,
+                digest: Some(md5.finalize().into()),
+            }),
+            Stage::Done(answer) => Ok(answer),
+        }
+    }
+}
+
+/// Status code and body framing of a response header (without its blank line).
+fn parse_head(head: &[u8]) -> Result<(u16, Framing), String> {
+    let head = std::str::from_utf8(head).map_err(|_| "response header is not text")?;
     let mut lines = head.split("\r\n");
     let status_line = lines.next().unwrap_or_default();
     let mut words = status_line.split(' ');
@@ -161,30 +359,29 @@ fn parse(response: &[u8]) -> Result<(u16, bool, &[u8]), String> {
         .and_then(|c| c.parse::<u16>().ok())
         .filter(|_| version.starts_with("HTTP/"))
         .ok_or_else(|| format!("bad status line `{status_line}`"))?;
-    let chunked = lines.any(|l| {
-        l.split_once(':').is_some_and(|(k, v)| {
-            k.trim().eq_ignore_ascii_case("transfer-encoding")
-                && v.trim().eq_ignore_ascii_case("chunked")
-        })
-    });
-    Ok((status, chunked, &response[end + 4..]))
+    let mut framing = Framing::Plain(None);
+    for line in lines {
+        let Some((k, v)) = line.split_once(':') else {
+            continue;
+        };
+        let (k, v) = (k.trim(), v.trim());
+        if k.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked") {
+            framing = Framing::Chunked(Chunks::Size(Vec::new()));
+        } else if k.eq_ignore_ascii_case("content-length")
+            && matches!(framing, Framing::Plain(_))
+            && let Ok(n) = v.parse()
+        {
+            framing = Framing::Plain(Some(n));
+        }
+    }
+    Ok((status, framing))
 }
 
-/// The body of a `Transfer-Encoding: chunked` response.
-fn dechunk(mut body: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
-    loop {
-        let eol = body.windows(2).position(|w| w == b"\r\n")?;
-        let size_text = std::str::from_utf8(&body[..eol]).ok()?;
-        let size_text = size_text.split(';').next()?.trim();
-        let size = usize::from_str_radix(size_text, 16).ok()?;
-        body = &body[eol + 2..];
-        if size == 0 {
-            return Some(out);
-        }
-        out.extend_from_slice(body.get(..size)?);
-        body = body.get(size + 2..)?;
-    }
+/// The size of a chunk from its line (`1a;ext=x\r`).
+fn chunk_size(line: &[u8]) -> Option<u64> {
+    let text = std::str::from_utf8(line).ok()?;
+    let text = text.split(';').next()?.trim();
+    u64::from_str_radix(text, 16).ok()
 }
 
 pub fn hex(bytes: &[u8]) -> String {
@@ -269,25 +466,90 @@ mod tests {
         }
     }
 
+    /// The answer to `response` fed whole, and fed a byte at a time.
+    fn read(response: &[u8], digest: bool) -> Result<Answer, String> {
+        let whole = {
+            let mut r = Response::new(digest);
+            r.feed(response)?;
+            r.finish()
+        };
+        let mut r = Response::new(digest);
+        let mut split = Ok(());
+        for b in response {
+            match r.feed(std::slice::from_ref(b)) {
+                Ok(true) => break,
+                Ok(false) => {}
+                Err(e) => {
+                    split = Err(e);
+                    break;
+                }
+            }
+        }
+        let split = split.and_then(|()| r.finish());
+        assert_eq!(whole, split, "fed whole and byte by byte differ");
+        whole
+    }
+
+    fn judged(u: &Url, response: &[u8]) -> Result<(), String> {
+        judge(u, &read(response, u.digest.is_some())?)
+    }
+
     #[test]
     fn status_ranges_and_digest() {
         let ok = b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nhello\n";
-        assert_eq!(judge(&url(vec![], None), ok), Ok(()));
+        assert_eq!(judged(&url(vec![], None), ok), Ok(()));
         let err = b"HTTP/1.1 500 Internal Server Error\r\n\r\n";
-        assert!(judge(&url(vec![], None), err).is_err());
-        assert_eq!(judge(&url(vec![(500, 503)], None), err), Ok(()));
+        assert!(judged(&url(vec![], None), err).is_err());
+        assert_eq!(judged(&url(vec![(500, 503)], None), err), Ok(()));
         // md5("hello\n") as `genhash` and `md5sum` print it.
         let mut d = [0u8; 16];
         for (i, b) in d.iter_mut().enumerate() {
             *b = u8::from_str_radix(&"b1946ac92492d2347c6235b4d2611184"[2 * i..2 * i + 2], 16)
                 .unwrap();
         }
-        assert_eq!(judge(&url(vec![], Some(d)), ok), Ok(()));
+        assert_eq!(judged(&url(vec![], Some(d)), ok), Ok(()));
         let other = b"HTTP/1.0 200 OK\r\n\r\nhello!\n";
-        assert!(judge(&url(vec![], Some(d)), other).is_err());
+        assert!(judged(&url(vec![], Some(d)), other).is_err());
         let chunked =
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nhel\r\n3;x=y\r\nlo\n\r\n0\r\n\r\n";
-        assert_eq!(judge(&url(vec![], Some(d)), chunked), Ok(()));
+        assert_eq!(judged(&url(vec![], Some(d)), chunked), Ok(()));
+        // Content-Length ends the body: what follows is not digested.
+        let sized = b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nhello\ntrailing junk";
+        assert_eq!(judged(&url(vec![], Some(d)), sized), Ok(()));
+    }
+
+    #[test]
+    fn bodies_stream_into_the_digest_within_the_bound() {
+        // 3 MiB in 1000-byte chunks, digested as the bytes go by.
+        let piece = [b'x'; 1000];
+        let mut body = Vec::new();
+        let mut framed = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        for _ in 0..3 * 1024 {
+            body.extend_from_slice(&piece);
+            framed.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+            framed.extend_from_slice(&piece);
+            framed.extend_from_slice(b"\r\n");
+        }
+        framed.extend_from_slice(b"0\r\n\r\n");
+        let want: [u8; 16] = Md5::digest(&body).into();
+        let mut r = Response::new(true);
+        let mut done = false;
+        for part in framed.chunks(4093) {
+            done = r.feed(part).unwrap();
+        }
+        assert!(done);
+        assert_eq!(r.finish().unwrap().digest, Some(want));
+        // Past MAX_BODY the check fails, whatever the digest.
+        let mut r = Response::new(true);
+        r.feed(b"HTTP/1.0 200 OK\r\n\r\n").unwrap();
+        let block = vec![0u8; 1 << 20];
+        let err = (0..=MAX_BODY >> 20)
+            .find_map(|_| r.feed(&block).err())
+            .expect("no bound");
+        assert_eq!(err, "body longer than 64 MiB");
+        // Without a digest the body is not read at all.
+        let mut r = Response::new(false);
+        assert!(r.feed(b"HTTP/1.0 204 No Content\r\n\r\nanything").unwrap());
     }
 
     #[test]
@@ -298,10 +560,15 @@ mod tests {
             b"SSH-2.0-OpenSSH\r\n\r\n",
             b"HTTP/1.0 abc OK\r\n\r\n",
         ] {
-            assert!(judge(&url(vec![], None), bad).is_err(), "{bad:?}");
+            assert!(judged(&url(vec![], None), bad).is_err(), "{bad:?}");
         }
         let truncated = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n9\r\nhel";
-        assert!(judge(&url(vec![], Some([0; 16])), truncated).is_err());
+        assert!(judged(&url(vec![], Some([0; 16])), truncated).is_err());
+        let mut endless = Response::new(false);
+        let err = (0..100)
+            .find_map(|_| endless.feed(&[b'a'; 1024]).err())
+            .expect("no header bound");
+        assert_eq!(err, "no complete response header in 64 KiB");
     }
 
     #[test]

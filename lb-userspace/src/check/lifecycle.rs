@@ -115,11 +115,7 @@ impl Announcer {
 }
 
 async fn run(cmd: &Command, user: Option<RunAs>, secure: bool) {
-    if secure && let Err(e) = script::check_secure(cmd) {
-        warn!(script = ?cmd.0, error = %format!("{e:#}"), "notify script refused");
-        return;
-    }
-    match script::run(cmd, &[], user, NOTIFY_TIMEOUT).await {
+    match script::run(cmd, &[], user, NOTIFY_TIMEOUT, secure).await {
         Ok(o) if o.success() => {}
         Ok(o) => warn!(script = ?cmd.0, outcome = ?o, "notify script failed"),
         Err(e) => warn!(script = ?cmd.0, error = %format!("{e:#}"), "notify script did not run"),

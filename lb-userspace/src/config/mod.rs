@@ -19,7 +19,7 @@ use std::{
 };
 
 pub use overrides::Overrides;
-pub use validate::parse;
+pub use validate::{parse, parse_sited};
 
 /// How the XDP program is attached.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -227,10 +227,20 @@ pub struct Config {
     pub services: Vec<Service>,
     pub vrrp: vrrp::Vrrp,
     pub static_net: vrrp::StaticNet,
-    /// Where the Prometheus endpoint listens (`[metrics]`); `None`: off.
-    pub metrics: Option<std::net::SocketAddr>,
+    /// The Prometheus endpoint (`[metrics]`).
+    pub metrics: Metrics,
     /// `[agent]`: the agent's own files.
     pub agent: AgentFiles,
+}
+
+/// Where a script is written in the config, so that what is checked after
+/// parsing (script security, on the host's files) can point at it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScriptSite {
+    pub command: Command,
+    pub file: String,
+    pub line: usize,
+    pub col: usize,
 }
 
 /// A script or program to run: argv, run without a shell (keepalived splits
@@ -265,14 +275,42 @@ impl Default for AgentFiles {
     fn default() -> Self {
         AgentFiles {
             pid_file: PathBuf::from("/run/xlb.pid"),
-            state_dump: PathBuf::from("/tmp/xlb.data"),
-            stats_dump: PathBuf::from("/tmp/xlb.stats"),
+            state_dump: PathBuf::from("/run/xlb/xlb.data"),
+            stats_dump: PathBuf::from("/run/xlb/xlb.stats"),
         }
     }
 }
 
 /// `[metrics] listen` when unset: loopback only, as metrics reveal the topology.
 pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9477";
+
+/// The Prometheus endpoint (`[metrics]`) and the bounds that keep a flood
+/// of clients from taking the agent's descriptors or time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Metrics {
+    /// Where it listens; `None`: off.
+    pub listen: Option<std::net::SocketAddr>,
+    /// Connections served at once; one more is answered 503 and closed.
+    pub max_connections: u32,
+    /// A request's header must be complete this long after the connection
+    /// opened or the previous response went out (so it also ends idle
+    /// keep-alive connections).
+    pub header_timeout: std::time::Duration,
+    /// A connection on which no byte moves either way for this long, while
+    /// no answer is being rendered, is closed (a client that stopped reading).
+    pub idle_timeout: std::time::Duration,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            listen: DEFAULT_METRICS_LISTEN.parse().ok(),
+            max_connections: 8,
+            header_timeout: std::time::Duration::from_secs(5),
+            idle_timeout: std::time::Duration::from_secs(10),
+        }
+    }
+}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Dataplane {
@@ -458,16 +496,17 @@ impl fmt::Display for ConfigErrors {
 
 impl std::error::Error for ConfigErrors {}
 
-/// Reads and validates `path`. A keepalived.conf given as TOML fails with
+/// Reads and validates `path`, then checks its scripts on this host
+/// (`enable_script_security`). A keepalived.conf given as TOML fails with
 /// the TOML error and a hint to read it with `--keepalived-conf`.
 pub fn load(path: &std::path::Path) -> anyhow::Result<Config> {
     load_with(path, false)
 }
 
 /// [`load`], and with `on_host` what this host must offer too
-/// ([`validate::parse_with`]).
+/// ([`validate::parse_sited`]).
 pub fn load_with(path: &std::path::Path, on_host: bool) -> anyhow::Result<Config> {
-    let bytes = std::fs::read(path)
+    let bytes = crate::keepalived::read_regular(path)
         .map_err(|e| anyhow::anyhow!("{}: cannot read config: {e}", path.display()))?;
     let shown = path.display().to_string();
     let hint = || {
@@ -490,10 +529,12 @@ pub fn load_with(path: &std::path::Path, on_host: bool) -> anyhow::Result<Config
             return Err(ConfigErrors(errors).into());
         }
     };
-    validate::parse_with(&shown, &text, on_host).map_err(|mut e| {
+    let (config, sites) = parse_sited(&shown, &text, on_host).map_err(|mut e| {
         e.0.extend(hint());
-        e.into()
-    })
+        anyhow::Error::from(e)
+    })?;
+    crate::script::security::check_config(&config, &shown, &sites)?;
+    Ok(config)
 }
 
 /// The first line that opens a block only keepalived.conf has, and its keyword.
@@ -568,6 +609,8 @@ pub fn load_from(source: &Source) -> anyhow::Result<Config> {
             for w in &loaded.warnings {
                 eprintln!("{}:{}:{}: warning: {}", w.file, w.line, w.col, w.message);
             }
+            let shown = path.display().to_string();
+            crate::script::security::check_config(&loaded.config, &shown, &loaded.scripts)?;
             Ok(loaded.config)
         }
     }

@@ -1,6 +1,6 @@
 //! Positions and the error/warning list every stage appends to.
 
-use crate::config::{ConfigError, ConfigErrors};
+use crate::config::{Command, ConfigError, ConfigErrors, ScriptSite};
 use std::{fmt, rc::Rc};
 
 /// Where a token starts: file (as named by the user or the include), 1-based line and column.
@@ -21,6 +21,8 @@ pub struct Diag {
     lenient: bool,
     errors: Vec<ConfigError>,
     warnings: Vec<ConfigError>,
+    /// Where each script is written (checked after parsing: script security).
+    scripts: Vec<ScriptSite>,
 }
 
 /// By file (in the order first seen), then line and column; stable.
@@ -49,7 +51,18 @@ impl Diag {
             lenient,
             errors: Vec::new(),
             warnings: Vec::new(),
+            scripts: Vec::new(),
         }
+    }
+
+    /// Notes that `command` is written at `pos`.
+    pub fn script(&mut self, pos: &Pos, command: &Command) {
+        self.scripts.push(ScriptSite {
+            command: command.clone(),
+            file: pos.file.to_string(),
+            line: pos.line,
+            col: pos.col,
+        });
     }
 
     pub fn error(&mut self, pos: &Pos, message: impl Into<String>) {
@@ -89,6 +102,7 @@ impl Diag {
             Some(config) if self.errors.is_empty() => Ok(super::Loaded {
                 config,
                 warnings: self.warnings,
+                scripts: self.scripts,
             }),
             _ => Err(ConfigErrors(self.errors)),
         }

@@ -4,8 +4,8 @@
 //! the same model back.
 
 use crate::config::{
-    Command, Config, DataplaneKind, Method, NodestPolicy, Service, ServiceId, Tunnel, XdpMode,
-    capacity,
+    Command, Config, DataplaneKind, Method, Metrics, NodestPolicy, Service, ServiceId, Tunnel,
+    XdpMode, capacity,
     check::{Check, CheckKind, DnsType, HttpProtocol, RealLifecycle, ServiceLifecycle},
     defaults as config_defaults,
     global::{Fifo, Global},
@@ -39,6 +39,10 @@ pub fn to_toml(config: &Config, full: bool) -> String {
         root.insert("global".into(), Value::Table(g));
     }
     root.insert("dataplane".into(), Value::Table(e.dataplane(config)));
+    let m = e.metrics(&config.metrics);
+    if !m.is_empty() {
+        root.insert("metrics".into(), Value::Table(m));
+    }
     let v = &config.vrrp;
     e.list(
         &mut root,
@@ -445,6 +449,32 @@ impl Emitter {
             "vrrp_no_swap",
             g.vrrp_process.no_swap.into(),
             !g.vrrp_process.no_swap,
+        );
+        t
+    }
+
+    fn metrics(&self, m: &Metrics) -> Table {
+        let d = Metrics::default();
+        let mut t = Table::new();
+        let listen = m.listen.map_or_else(String::new, |a| a.to_string());
+        self.put(&mut t, "listen", listen.into(), m.listen == d.listen);
+        self.put(
+            &mut t,
+            "max_connections",
+            i64::from(m.max_connections).into(),
+            m.max_connections == d.max_connections,
+        );
+        self.put(
+            &mut t,
+            "header_timeout",
+            secs(m.header_timeout),
+            m.header_timeout == d.header_timeout,
+        );
+        self.put(
+            &mut t,
+            "idle_timeout",
+            secs(m.idle_timeout),
+            m.idle_timeout == d.idle_timeout,
         );
         t
     }

@@ -10,6 +10,9 @@ use super::{
     sequence,
 };
 use std::{
+    fs::{File, FileType, OpenOptions},
+    io::Read,
+    os::unix::fs::{FileTypeExt, OpenOptionsExt},
     path::{Path, PathBuf},
     rc::Rc,
 };
@@ -19,6 +22,9 @@ use std::{
 const MAX_DEPTH: usize = 16;
 /// Lines one `~SEQ` may expand to.
 const MAX_SEQUENCE: u64 = 65536;
+/// Largest config file read (a generated one with 25,000 real servers is
+/// a few MiB).
+const MAX_FILE: u64 = 64 << 20;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Token {
@@ -32,7 +38,7 @@ pub type Line = Vec<Token>;
 pub fn read(path: &Path, config_id: Option<&str>, diag: &mut Diag) -> Vec<Line> {
     let mut r = Reader::new(config_id, true, diag);
     r.file(path, None);
-    r.out
+    r.finish()
 }
 
 /// `text`, shown as `name`, read like a file whose `include` lines are
@@ -40,7 +46,7 @@ pub fn read(path: &Path, config_id: Option<&str>, diag: &mut Diag) -> Vec<Line> 
 pub fn read_text(name: &str, text: &[u8], config_id: Option<&str>, diag: &mut Diag) -> Vec<Line> {
     let mut r = Reader::new(config_id, false, diag);
     r.lines(Path::new(name), name.into(), text);
-    r.out
+    r.finish()
 }
 
 /// One line of the file as keepalived's `read_line()` sees it: it ends at
@@ -72,6 +78,60 @@ fn decode(raw: &[u8]) -> (String, Vec<usize>, Option<usize>) {
     (text, bad, nul_col)
 }
 
+/// What a file type is called in an error.
+fn kind_name(t: FileType) -> &'static str {
+    if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else if t.is_socket() {
+        "a socket"
+    } else {
+        "not a regular file"
+    }
+}
+
+/// Opens `path` for reading if it is a regular file: stat first, so that
+/// nothing else is ever opened (a FIFO would block, /dev/zero never end;
+/// keepalived skips them with an error too); then opened without blocking
+/// and checked again on the descriptor, in case it was swapped in between.
+fn open_regular(path: &Path) -> Result<File, String> {
+    let kind = std::fs::metadata(path)
+        .map_err(|e| e.to_string())?
+        .file_type();
+    if !kind.is_file() {
+        return Err(format!("it is {}, not a regular file", kind_name(kind)));
+    }
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| e.to_string())?;
+    let kind = file.metadata().map_err(|e| e.to_string())?.file_type();
+    if !kind.is_file() {
+        return Err(format!("it is {}, not a regular file", kind_name(kind)));
+    }
+    Ok(file)
+}
+
+/// The bytes of regular file `path`, at most [`MAX_FILE`] (also the TOML
+/// config's reader).
+pub(crate) fn read_regular(path: &Path) -> Result<Vec<u8>, String> {
+    let mut bytes = Vec::new();
+    open_regular(path)?
+        .take(MAX_FILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > MAX_FILE {
+        return Err(format!("it is larger than {} MiB", MAX_FILE >> 20));
+    }
+    Ok(bytes)
+}
+
 struct Reader<'a, 'd> {
     config_id: Option<&'a str>,
     params: Params,
@@ -92,6 +152,16 @@ impl<'a, 'd> Reader<'a, 'd> {
             out: Vec::new(),
             includes,
             diag,
+        }
+    }
+
+    /// The lines read; none once parameters ran out (the one error says
+    /// so; a config cut there would only add errors about its missing end).
+    fn finish(self) -> Vec<Line> {
+        if self.params.exhausted() {
+            Vec::new()
+        } else {
+            self.out
         }
     }
 
@@ -124,7 +194,7 @@ impl<'a, 'd> Reader<'a, 'd> {
             );
             return;
         }
-        let text = match std::fs::read(path) {
+        let text = match read_regular(path) {
             Ok(t) => t,
             Err(e) => {
                 self.diag.error(&at, format!("cannot read '{shown}': {e}"));
@@ -141,6 +211,9 @@ impl<'a, 'd> Reader<'a, 'd> {
         let mut multiline: Option<String> = None;
         let text = text.strip_suffix(b"\n").unwrap_or(text);
         for (i, raw) in text.split(|b| *b == b'\n').enumerate() {
+            if self.params.exhausted() {
+                return;
+            }
             let pos = |col| Pos {
                 file: shown.clone(),
                 line: i + 1,
@@ -247,7 +320,7 @@ impl<'a, 'd> Reader<'a, 'd> {
     /// `add_seq` does.
     fn sequence(&mut self, path: &Path, pos: &dyn Fn(usize) -> Pos, line: &lexer::Chars) {
         let at = pos(line[0].1);
-        let Some(seq) = sequence::parse(line, &self.params) else {
+        let Some(seq) = sequence::parse(line, &mut self.params) else {
             let head: String = line.iter().take(4).map(|c| c.0).collect();
             if head == "~LST" {
                 self.diag.unsupported(
@@ -321,8 +394,10 @@ impl<'a, 'd> Reader<'a, 'd> {
         };
         let mut matched = 0;
         for p in paths {
+            if self.params.exhausted() {
+                return;
+            }
             match p {
-                Ok(p) if p.is_dir() => {}
                 Ok(p) => {
                     matched += 1;
                     self.file(&p, Some(&pattern.pos));

@@ -17,10 +17,11 @@ mod params;
 mod sequence;
 mod tree;
 
-use crate::config::{Config, ConfigError, ConfigErrors};
+use crate::config::{Config, ConfigError, ConfigErrors, ScriptSite};
 use std::path::Path;
 
 pub use diag::Pos;
+pub(crate) use include::read_regular;
 
 /// How to read a keepalived.conf.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -34,11 +35,13 @@ pub struct Options {
     pub check_interfaces: bool,
 }
 
-/// A model read from keepalived.conf, with the warnings `lenient` allowed.
+/// A model read from keepalived.conf, with the warnings `lenient` allowed
+/// and where each script is written.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Loaded {
     pub config: Config,
     pub warnings: Vec<ConfigError>,
+    pub scripts: Vec<ScriptSite>,
 }
 
 /// Reads `path` (and everything it includes) into a validated model; every

@@ -2,17 +2,27 @@
 //! continues on the next lines, making a multi-line definition), and `$NAME`
 //! or `${NAME}` anywhere later is replaced by the value. A multi-line value
 //! expands into several lines. Unlike keepalived, a `$NAME` outside quotes
-//! that names no definition is an error instead of staying literal text.
+//! that names no definition is an error instead of staying literal text,
+//! and what substitution produces over the whole read is bounded
+//! ([`MAX_EXPANDED`]): definitions that each use another twice grow
+//! exponentially (a 123-line file took 1.5 GiB before this bound).
 
 use super::lexer::Chars;
 use std::collections::HashMap;
 
 /// Expansions allowed per line (a definition that refers to itself would loop).
 const MAX_EXPANSIONS: usize = 64;
+/// Text all substitutions of one read (a file and its includes) may
+/// produce, in characters, each line produced counting one more. 4 Mi
+/// leaves room for a generated config of 25,000 real servers written
+/// through a parameter, and keeps the worst case to a few hundred MiB.
+pub const MAX_EXPANDED: usize = 4 << 20;
 
 #[derive(Default)]
 pub struct Params {
     defs: HashMap<String, Vec<String>>,
+    /// What substitution has produced so far, against [`MAX_EXPANDED`].
+    expanded: usize,
 }
 
 fn is_name_start(c: char) -> bool {
@@ -57,18 +67,23 @@ impl Params {
 
     /// The line with every parameter replaced (several lines when a
     /// multi-line parameter was used), or the column and message of an error.
-    pub fn substitute(&self, line: Chars) -> Result<Vec<Chars>, (usize, String)> {
+    pub fn substitute(&mut self, line: Chars) -> Result<Vec<Chars>, (usize, String)> {
         self.expand(line, 0)
     }
 
-    fn expand(&self, mut line: Chars, mut count: usize) -> Result<Vec<Chars>, (usize, String)> {
+    /// Whether substitution has produced [`MAX_EXPANDED`]: every later use fails too.
+    pub fn exhausted(&self) -> bool {
+        self.expanded > MAX_EXPANDED
+    }
+
+    fn expand(&mut self, mut line: Chars, mut count: usize) -> Result<Vec<Chars>, (usize, String)> {
         let mut from = 0;
         loop {
             let Some((start, end, name)) = reference(&line, from)? else {
                 return Ok(vec![line]);
             };
             let col = line[start].1;
-            let Some(value) = self.defs.get(&name) else {
+            let Some(value) = self.defs.get(&name).cloned() else {
                 if in_quotes(&line, start) {
                     from = end;
                     continue;
@@ -86,6 +101,16 @@ impl Params {
                     col,
                     format!(
                         "parameter '${name}' expands more than {MAX_EXPANSIONS} times (does it refer to itself?)"
+                    ),
+                ));
+            }
+            self.expanded += value.iter().map(|v| v.chars().count() + 1).sum::<usize>();
+            if self.exhausted() {
+                return Err((
+                    col,
+                    format!(
+                        "parameters expand to more than {} Mi characters in all: do definitions use each other over and over?",
+                        MAX_EXPANDED >> 20
                     ),
                 ));
             }
@@ -177,7 +202,7 @@ mod tests {
 
     #[test]
     fn unknown_names_are_errors_outside_quotes_only() {
-        let p = Params::default();
+        let mut p = Params::default();
         assert_eq!(
             p.substitute(chars("priority $PRIO")).unwrap_err(),
             (
@@ -191,6 +216,29 @@ mod tests {
             text(&p.substitute(chars("script /bin/x $1")).unwrap()[0]),
             "script /bin/x $1"
         );
+    }
+
+    #[test]
+    fn expansion_is_bounded_in_total() {
+        // Each definition uses the previous twice, over two lines: 2^k
+        // lines, each branch within the per-line count.
+        let mut p = Params::default();
+        p.define("A0".into(), "x".repeat(100));
+        for k in 1..40 {
+            p.define(format!("A{k}"), format!("$A{} ", k - 1));
+            p.extend(&format!("A{k}"), format!("$A{}", k - 1));
+        }
+        let (col, msg) = p.substitute(chars("   $A39")).unwrap_err();
+        assert_eq!(col, 4);
+        assert!(msg.contains("more than 4 Mi characters"), "{msg}");
+        assert!(p.exhausted());
+        // A large but finite use is fine.
+        let mut p = Params::default();
+        p.define("BIG".into(), "y".repeat(1000));
+        for _ in 0..1000 {
+            p.substitute(chars("$BIG")).unwrap();
+        }
+        assert!(!p.exhausted());
     }
 
     #[test]

@@ -59,7 +59,7 @@ fn number(s: &str) -> Option<i64> {
 /// The `~SEQ` line `line` (already past its `@id` condition), with
 /// parameters in its numbers replaced from `params`; `None` if it is not a
 /// valid one.
-pub fn parse(line: &Chars, params: &Params) -> Option<Seq> {
+pub fn parse(line: &Chars, params: &mut Params) -> Option<Seq> {
     let text: String = line.iter().map(|c| c.0).collect();
     let rest = text.strip_prefix("~SEQ")?;
     let (hex, rest) = match rest.strip_prefix('x') {
@@ -126,7 +126,7 @@ mod tests {
     use crate::keepalived::lexer::chars;
 
     fn values(line: &str) -> Option<(String, Vec<String>, String)> {
-        let s = parse(&chars(line), &Params::default())?;
+        let s = parse(&chars(line), &mut Params::default())?;
         let text = s.text.iter().map(|c| c.0).collect();
         Some((s.var.clone(), s.values().collect(), text))
     }
@@ -160,7 +160,7 @@ mod tests {
     fn numbers_may_be_parameters_and_text_keeps_its_columns() {
         let mut p = Params::default();
         p.define("LAST".into(), "4".into());
-        let s = parse(&chars("~SEQ(n, 2, $LAST) a $n"), &p).unwrap();
+        let s = parse(&chars("~SEQ(n, 2, $LAST) a $n"), &mut p).unwrap();
         assert_eq!(s.values().collect::<Vec<_>>(), ["2", "3", "4"]);
         assert_eq!(s.text[0], ('a', 19));
     }

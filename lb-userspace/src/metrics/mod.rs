@@ -14,6 +14,7 @@ pub mod checks;
 pub mod dataplane;
 pub mod flows;
 pub mod maglev;
+pub mod next_hops;
 pub mod reloads;
 mod server;
 pub mod vrrp;
@@ -32,12 +33,13 @@ pub struct Sources {
     pub maglev: maglev::ChurnBoard,
     pub flows: flows::FlowCounters,
     pub reloads: reloads::ReloadCounters,
+    pub next_hops: crate::neigh::Counters,
 }
 
 /// A registry with every family: the data plane's, read where `plane`
 /// keeps its state (XDP: the maps pinned in `pin_dir`; IPVS: the kernel),
-/// and VRRP's, the checkers', Maglev churn and the sweep's removed flows
-/// from `sources`.
+/// and VRRP's, the checkers', Maglev churn, the sweep's removed flows and
+/// (XDP only) the next-hop passes from `sources`.
 pub fn registry(plane: Plane, pin_dir: &Path, sources: &Sources) -> Registry {
     let mut registry = Registry::default();
     registry.register_collector(Box::new(dataplane::DataplaneCollector::new(plane, pin_dir)));
@@ -52,6 +54,12 @@ pub fn registry(plane: Plane, pin_dir: &Path, sources: &Sources) -> Registry {
     registry.register_collector(Box::new(reloads::ReloadCollector::new(
         sources.reloads.clone(),
     )));
+    // Under IPVS the kernel routes to the reals: no next hops are kept.
+    if plane == Plane::Xdp {
+        registry.register_collector(Box::new(next_hops::NextHopCollector::new(
+            sources.next_hops.clone(),
+        )));
+    }
     registry
 }
 
@@ -70,7 +78,7 @@ mod tests {
 
     fn listen(extra: &str) -> Result<Option<std::net::SocketAddr>, String> {
         config::parse("x.toml", &format!("{DP}{extra}"))
-            .map(|c| c.metrics)
+            .map(|c| c.metrics.listen)
             .map_err(|e| e.to_string())
     }
 
@@ -96,5 +104,34 @@ mod tests {
         );
         let err = listen("[metrics]\nport = 1\n").unwrap_err();
         assert!(err.starts_with("x.toml:4:1: unknown field `port`"), "{err}");
+    }
+
+    #[test]
+    fn bounds_default_small_and_are_checked() {
+        let parse = |extra: &str| {
+            config::parse("x.toml", &format!("{DP}[metrics]\n{extra}"))
+                .map(|c| c.metrics)
+                .map_err(|e| e.to_string())
+        };
+        let d = parse("").unwrap();
+        assert_eq!(d, config::Metrics::default());
+        assert_eq!(d.max_connections, 8);
+        assert_eq!(d.header_timeout, std::time::Duration::from_secs(5));
+        let m = parse("max_connections = 2\nheader_timeout = 0.5\nidle_timeout = 30\n").unwrap();
+        assert_eq!(m.max_connections, 2);
+        assert_eq!(m.header_timeout, std::time::Duration::from_millis(500));
+        assert_eq!(m.idle_timeout, std::time::Duration::from_secs(30));
+        let err = parse("max_connections = 0\n").unwrap_err();
+        assert!(
+            err.starts_with("x.toml:4:19: `max_connections` must be from 1 to 1024"),
+            "{err}"
+        );
+        let err = parse("header_timeout = 0\n").unwrap_err();
+        assert!(
+            err.starts_with("x.toml:4:18: `header_timeout` must be a number of seconds above 0"),
+            "{err}"
+        );
+        let err = parse("idle_timeout = -1\n").unwrap_err();
+        assert!(err.starts_with("x.toml:4:16: `idle_timeout`"), "{err}");
     }
 }

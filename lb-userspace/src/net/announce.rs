@@ -1,14 +1,19 @@
 //! Gratuitous ARP and unsolicited neighbour advertisements: after taking
 //! over a VIP, tell the link its new MAC so switches and neighbours stop
 //! sending to the old Master. Frames are built here (two fixed layouts, so
-//! a small builder beats a packet crate) and sent on an AF_PACKET socket.
+//! a small builder beats a packet crate) and sent on an AF_PACKET socket
+//! per interface, opened once and kept: closing a packet socket waits for
+//! the kernel's RCU grace period (8 to 24 ms measured), which a socket per
+//! burst paid on the VRRP thread.
 
 use anyhow::{Context, Result, bail};
 use std::{
+    collections::HashMap,
     ffi::CString,
     io,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
     os::fd::{AsRawFd, FromRawFd, OwnedFd},
+    sync::{Mutex, PoisonError},
 };
 
 const ETH_P_ARP: u16 = 0x0806;
@@ -23,25 +28,96 @@ const NA_ROUTER: u8 = 0x80;
 const NA_OVERRIDE: u8 = 0x20;
 const OPT_TARGET_LL_ADDR: u8 = 2;
 
-/// Sends one gratuitous ARP per IPv4 address and one unsolicited neighbour
-/// advertisement per IPv6 address out of `ifname`, from its MAC. Repeats
-/// and pacing (`garp_master_repeat`, `garp_interval`) are the caller's.
-pub fn announce(ifname: &str, addrs: &[IpAddr]) -> Result<()> {
-    let what = || format!("announcing {addrs:?} on {ifname}");
-    let socket = PacketSocket::open(ifname).with_context(what)?;
+/// The packet sockets announcements go out on, one per interface name,
+/// shared by every instance on it and usable from any thread. A socket is
+/// opened (in the caller's network namespace) on the first announcement
+/// on its interface and kept; it is opened again when the interface's
+/// index changed (deleted and created again) or a send failed.
+#[derive(Default)]
+pub struct Announcer {
+    sockets: Mutex<HashMap<String, PacketSocket>>,
+}
+
+impl Announcer {
+    pub fn new() -> Announcer {
+        Announcer::default()
+    }
+
+    /// Sends one gratuitous ARP per IPv4 address and one unsolicited
+    /// neighbour advertisement per IPv6 address out of `ifname`, from its
+    /// MAC. Repeats and pacing (`garp_master_repeat`, `garp_interval`) are
+    /// the caller's.
+    pub fn announce(&self, ifname: &str, addrs: &[IpAddr]) -> Result<()> {
+        let what = || format!("announcing {addrs:?} on {ifname}");
+        let mut sockets = self.sockets.lock().unwrap_or_else(PoisonError::into_inner);
+        let socket = match sockets.remove(ifname) {
+            Some(s) if s.current().with_context(what)? => s,
+            _ => PacketSocket::open(ifname).with_context(what)?,
+        };
+        let socket = match send_all(&socket, ifname, addrs) {
+            Ok(()) => socket,
+            // The interface changed under the socket: once more on a fresh one.
+            Err(Failure::Socket(_)) => {
+                drop(socket);
+                let fresh = PacketSocket::open(ifname).with_context(what)?;
+                send_all(&fresh, ifname, addrs).map_err(Failure::into_error)?;
+                fresh
+            }
+            Err(e) => {
+                sockets.insert(ifname.to_string(), socket);
+                return Err(e.into_error());
+            }
+        };
+        sockets.insert(ifname.to_string(), socket);
+        Ok(())
+    }
+
+    /// Closes the socket of `ifname` (an interface the agent deleted).
+    pub fn forget(&self, ifname: &str) {
+        self.sockets
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(ifname);
+    }
+}
+
+/// Why sending failed: the socket (worth reopening), or the moment (a full
+/// transmit queue: the frame is lost, the socket is fine).
+enum Failure {
+    Socket(anyhow::Error),
+    Busy(anyhow::Error),
+}
+
+impl Failure {
+    fn into_error(self) -> anyhow::Error {
+        match self {
+            Failure::Socket(e) | Failure::Busy(e) => e,
+        }
+    }
+}
+
+/// The frames for `addrs`, sent from the interface's current MAC.
+fn send_all(socket: &PacketSocket, ifname: &str, addrs: &[IpAddr]) -> Result<(), Failure> {
+    let mac = socket
+        .mac()
+        .with_context(|| format!("reading the MAC address of {ifname}"))
+        .map_err(Failure::Socket)?;
     // The router flag tells hosts they may keep using us as a router.
     let router = addrs.iter().any(IpAddr::is_ipv6) && ipv6_forwarding(ifname);
     for addr in addrs {
         let (frame, dst) = match addr {
-            IpAddr::V4(ip) => (garp(socket.mac, *ip).to_vec(), BROADCAST),
-            IpAddr::V6(ip) => (
-                unsolicited_na(socket.mac, *ip, router).to_vec(),
-                ALL_NODES_MAC,
-            ),
+            IpAddr::V4(ip) => (garp(mac, *ip).to_vec(), BROADCAST),
+            IpAddr::V6(ip) => (unsolicited_na(mac, *ip, router).to_vec(), ALL_NODES_MAC),
         };
-        socket
-            .send(&frame, dst)
-            .with_context(|| format!("announcing {addr} on {ifname}"))?;
+        if let Err(e) = socket.send(&frame, dst) {
+            let busy = matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::ENOBUFS));
+            let e = anyhow::Error::new(e).context(format!("announcing {addr} on {ifname}"));
+            return Err(if busy {
+                Failure::Busy(e)
+            } else {
+                Failure::Socket(e)
+            });
+        }
     }
     Ok(())
 }
@@ -114,12 +190,13 @@ fn icmpv6_checksum(src: Ipv6Addr, dst: Ipv6Addr, body: &[u8]) -> u16 {
     !(sum as u16)
 }
 
-/// An AF_PACKET socket bound to nothing (it never receives), with the
-/// interface's index and MAC.
+/// An AF_PACKET socket bound to one interface with protocol 0, so it
+/// receives nothing.
 struct PacketSocket {
     fd: OwnedFd,
     ifindex: i32,
-    mac: [u8; 6],
+    /// The interface's name as `ifreq` carries it (NUL-terminated).
+    name: [libc::c_char; libc::IFNAMSIZ],
 }
 
 impl PacketSocket {
@@ -135,20 +212,68 @@ impl PacketSocket {
         }
         // SAFETY: `raw` is a fresh descriptor that nothing else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        // SAFETY: ifreq is plain data; the name fits (checked above) and stays NUL-terminated.
-        let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-        for (dst, src) in req.ifr_name.iter_mut().zip(c_name.as_bytes()) {
+        // The name fits (checked above) and stays NUL-terminated.
+        let mut name = [0 as libc::c_char; libc::IFNAMSIZ];
+        for (dst, src) in name.iter_mut().zip(c_name.as_bytes()) {
             *dst = *src as libc::c_char;
         }
+        let mut socket = PacketSocket {
+            fd,
+            ifindex: 0,
+            name,
+        };
+        socket.ifindex = socket.index().context("no such interface")?;
+        // SAFETY: sockaddr_ll is plain data.
+        let mut at: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        at.sll_family = libc::AF_PACKET as u16;
+        at.sll_ifindex = socket.ifindex;
+        // SAFETY: `at` is a valid sockaddr_ll of the length given.
+        let rc = unsafe {
+            libc::bind(
+                socket.fd.as_raw_fd(),
+                (&raw const at).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
+        };
+        if rc < 0 {
+            return Err(io::Error::last_os_error()).context("binding to the interface");
+        }
+        socket.mac().context("reading its MAC address")?;
+        Ok(socket)
+    }
+
+    /// An `ifreq` naming the interface, for its ioctls.
+    fn request(&self) -> libc::ifreq {
+        // SAFETY: ifreq is plain data, valid all zero.
+        let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+        req.ifr_name = self.name;
+        req
+    }
+
+    /// The interface's index now (SIOCGIFINDEX: no socket opened for it).
+    fn index(&self) -> io::Result<i32> {
+        let mut req = self.request();
         // SAFETY: SIOCGIFINDEX fills ifr_ifindex of a valid ifreq.
-        if unsafe { libc::ioctl(fd.as_raw_fd(), libc::SIOCGIFINDEX, &mut req) } < 0 {
-            return Err(io::Error::last_os_error()).context("no such interface");
+        if unsafe { libc::ioctl(self.fd.as_raw_fd(), libc::SIOCGIFINDEX, &mut req) } < 0 {
+            return Err(io::Error::last_os_error());
         }
         // SAFETY: the union member the ioctl just wrote.
-        let ifindex = unsafe { req.ifr_ifru.ifru_ifindex };
+        Ok(unsafe { req.ifr_ifru.ifru_ifindex })
+    }
+
+    /// Whether the socket is still bound to the interface of that name:
+    /// false once it was deleted and created again (another index); an
+    /// error when no interface has the name.
+    fn current(&self) -> Result<bool> {
+        Ok(self.index().context("no such interface")? == self.ifindex)
+    }
+
+    /// The interface's MAC now (it can be changed while the socket stays).
+    fn mac(&self) -> Result<[u8; 6]> {
+        let mut req = self.request();
         // SAFETY: SIOCGIFHWADDR fills ifr_hwaddr of a valid ifreq.
-        if unsafe { libc::ioctl(fd.as_raw_fd(), libc::SIOCGIFHWADDR, &mut req) } < 0 {
-            return Err(io::Error::last_os_error()).context("reading its MAC address");
+        if unsafe { libc::ioctl(self.fd.as_raw_fd(), libc::SIOCGIFHWADDR, &mut req) } < 0 {
+            return Err(io::Error::last_os_error().into());
         }
         // SAFETY: the union member the ioctl just wrote.
         let hw = unsafe { req.ifr_ifru.ifru_hwaddr };
@@ -159,10 +284,12 @@ impl PacketSocket {
         for (dst, src) in mac.iter_mut().zip(hw.sa_data.iter()) {
             *dst = *src as u8;
         }
-        Ok(PacketSocket { fd, ifindex, mac })
+        Ok(mac)
     }
 
-    fn send(&self, frame: &[u8], dst: [u8; 6]) -> Result<()> {
+    /// Sends without waiting: a full transmit queue loses the frame rather
+    /// than stalling the caller (VRRP's thread).
+    fn send(&self, frame: &[u8], dst: [u8; 6]) -> io::Result<()> {
         // SAFETY: sockaddr_ll is plain data.
         let mut to: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
         to.sll_family = libc::AF_PACKET as u16;
@@ -176,16 +303,19 @@ impl PacketSocket {
                 self.fd.as_raw_fd(),
                 frame.as_ptr().cast(),
                 frame.len(),
-                0,
+                libc::MSG_DONTWAIT,
                 (&raw const to).cast(),
                 std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
             )
         };
         if sent < 0 {
-            return Err(io::Error::last_os_error().into());
+            return Err(io::Error::last_os_error());
         }
         if sent as usize != frame.len() {
-            bail!("sent {sent} of {} bytes", frame.len());
+            return Err(io::Error::other(format!(
+                "sent {sent} of {} bytes",
+                frame.len()
+            )));
         }
         Ok(())
     }

@@ -52,6 +52,7 @@ pub trait Net: Send + Sync + 'static {
 pub struct HostNet {
     handle: rtnetlink::Handle,
     no_accept: net::accept::NoAccept,
+    announcer: net::announce::Announcer,
 }
 
 impl HostNet {
@@ -62,6 +63,7 @@ impl HostNet {
         Ok(HostNet {
             handle,
             no_accept: net::accept::NoAccept::default(),
+            announcer: net::announce::Announcer::new(),
         })
     }
 }
@@ -169,7 +171,7 @@ impl Net for HostNet {
     }
 
     fn announce(&self, ifname: &str, addrs: &[IpAddr]) -> Result<()> {
-        net::announce::announce(ifname, addrs)
+        self.announcer.announce(ifname, addrs)
     }
 
     fn vmac_create<'a>(
@@ -187,6 +189,7 @@ impl Net for HostNet {
     }
 
     fn vmac_delete<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<()>> {
+        self.announcer.forget(name);
         Box::pin(net::vmac::delete(&self.handle, name))
     }
 

@@ -65,6 +65,8 @@ fn script_for(n: &Notify, state: State) -> Option<&Command> {
 #[derive(Clone)]
 pub struct Notifier {
     user: Option<RunAs>,
+    /// `enable_script_security`: each script is checked as it starts.
+    secure: bool,
     fifos: Arc<Mutex<Vec<FifoWriter>>>,
     alerts: Alerter,
     /// Where scripts run: off the VRRP thread (a fork must not delay adverts).
@@ -89,6 +91,7 @@ impl Notifier {
         }
         Ok(Notifier {
             user,
+            secure: global.enable_script_security,
             fifos: Arc::new(Mutex::new(fifos)),
             alerts,
             offload,
@@ -126,12 +129,12 @@ impl Notifier {
         if runs.is_empty() {
             return;
         }
-        let user = self.user;
+        let (user, secure) = (self.user, self.secure);
         let name = name.to_string();
         self.offload.spawn(async move {
             // In order, as keepalived runs them.
             for (cmd, args) in runs {
-                match script::run(&cmd, &args, user, SCRIPT_TIMEOUT).await {
+                match script::run(&cmd, &args, user, SCRIPT_TIMEOUT, secure).await {
                     Ok(o) if o.success() => {}
                     Ok(o) => warn!(%name, command = ?cmd.0, outcome = ?o, "notify script failed"),
                     Err(e) => {

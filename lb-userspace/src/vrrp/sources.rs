@@ -6,7 +6,7 @@
 use super::track;
 use crate::{
     config::vrrp::{TrackFileDef, TrackScriptDef, Vrrp},
-    script::{self, RunAs},
+    script::RunAs,
 };
 use anyhow::{Context, Result};
 use std::collections::{BTreeSet, HashMap};
@@ -25,10 +25,12 @@ impl<T, D> Drop for Source<T, D> {
     }
 }
 
-/// A `vrrp_script` ready to run: checked and its user looked up.
+/// A `vrrp_script` ready to run: its user looked up (script security was
+/// checked when the config was loaded, and is again at each run).
 pub struct Prepared {
     def: TrackScriptDef,
     user: Option<RunAs>,
+    secure: bool,
 }
 
 pub struct Sources {
@@ -50,8 +52,8 @@ impl Sources {
         }
     }
 
-    /// The scripts of `vrrp` that are new or changed, checked (script
-    /// security, users) before anything changes: an error leaves all running.
+    /// The scripts of `vrrp` that are new or changed, their users looked up
+    /// before anything changes: an error leaves all running.
     pub fn prepare(
         &self,
         vrrp: &Vrrp,
@@ -63,10 +65,6 @@ impl Sources {
             if self.scripts.get(&def.name).is_some_and(|s| s.def == *def) {
                 continue;
             }
-            if secure {
-                script::check_secure(&def.script)
-                    .with_context(|| format!("vrrp_script {}", def.name))?;
-            }
             let user = match &def.user {
                 Some(u) => {
                     Some(RunAs::lookup(u).with_context(|| format!("vrrp_script {}", def.name))?)
@@ -76,6 +74,7 @@ impl Sources {
             out.push(Prepared {
                 def: def.clone(),
                 user,
+                secure,
             });
         }
         Ok(out)
@@ -87,9 +86,11 @@ impl Sources {
         let mut renewed = BTreeSet::new();
         self.scripts
             .retain(|name, _| vrrp.scripts.iter().any(|d| &d.name == name));
-        for Prepared { def, user } in prepared {
+        for Prepared { def, user, secure } in prepared {
             let (tx, rx) = watch::channel(!def.init_fail);
-            let task = self.offload.spawn(track::run_script(def.clone(), user, tx));
+            let task = self
+                .offload
+                .spawn(track::run_script(def.clone(), user, secure, tx));
             renewed.insert(def.name.clone());
             self.scripts
                 .insert(def.name.clone(), Source { def, rx, task });

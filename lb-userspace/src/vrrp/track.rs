@@ -72,14 +72,20 @@ pub fn effective(base: u8, inputs: &[Input]) -> (u8, bool) {
     ((i64::from(base) + delta).clamp(1, 254) as u8, fault)
 }
 
-/// Runs a `vrrp_script` every `interval` forever, publishing whether it is up.
-pub async fn run_script(def: TrackScriptDef, user: Option<RunAs>, tx: watch::Sender<bool>) {
+/// Runs a `vrrp_script` every `interval` forever, publishing whether it is
+/// up; with `secure` (enable_script_security) each run is checked first.
+pub async fn run_script(
+    def: TrackScriptDef,
+    user: Option<RunAs>,
+    secure: bool,
+    tx: watch::Sender<bool>,
+) {
     let mut up = !def.init_fail;
     let (mut good, mut bad) = (0u32, 0u32);
     let mut tick = tokio::time::interval(def.interval);
     loop {
         tick.tick().await;
-        let ok = match script::run(&def.script, &[], user, def.timeout).await {
+        let ok = match script::run(&def.script, &[], user, def.timeout, secure).await {
             Ok(o) => o.success(),
             Err(e) => {
                 warn!(script = %def.name, error = %format!("{e:#}"), "vrrp_script did not run");

@@ -1,8 +1,10 @@
 //! Control-plane figures: Maglev table build time and disruption (the
 //! lb-userspace bench target `maglev`), the agent applying a large config
 //! (time from start to maps ready, its resident memory once applied, and the
-//! time it takes to apply one real's health change in that config), and the
-//! agent's load under 10,000 health checks (`checks_load.rs`).
+//! time it takes to apply one real's health change in that config), a pass
+//! over the next hops of 25,000 reals (start-up and refresh, with the
+//! neighbour table dumps each made), and the agent's load under 10,000
+//! health checks (`checks_load.rs`).
 
 use super::{
     Progress, checks_load,
@@ -30,6 +32,9 @@ pub struct Opts {
     pub apply: Vec<ApplySize>,
     /// Health changes timed in each applied config (half down, half up).
     pub flips: usize,
+    /// Refresh passes over the next hops of [`NEXT_HOP_REALS`] reals timed
+    /// (one every 5 s), after the start-up pass.
+    pub next_hop_refreshes: usize,
     pub checks: checks_load::Opts,
 }
 
@@ -57,6 +62,10 @@ pub fn run(
         bail!("interrupted");
     }
     rows.extend(apply(opts, xlb, progress, stop)?);
+    if stop.load(Ordering::SeqCst) {
+        bail!("interrupted");
+    }
+    rows.extend(next_hops(opts, xlb, progress, stop)?);
     if stop.load(Ordering::SeqCst) {
         bail!("interrupted");
     }
@@ -414,6 +423,165 @@ fn apply_size(
     Ok(rows)
 }
 
+/// Reals whose next hops the agent resolves in [`next_hops`].
+pub const NEXT_HOP_REALS: u32 = 25_000;
+const NEXT_HOP_METRICS: &str = "127.0.0.1:9477";
+
+/// Real `n` of the next-hop figure: 10.64.0.1 onwards, 250 per /24.
+fn next_hop_real(n: u32) -> std::net::Ipv4Addr {
+    std::net::Ipv4Addr::new(
+        10,
+        64 + (n / 62_500) as u8,
+        (n / 250 % 250) as u8,
+        (n % 250 + 1) as u8,
+    )
+}
+
+/// The next-hop config: [`NEXT_HOP_REALS`] distinct reals, 100 per service,
+/// reached through `n0`.
+fn next_hop_config(pin: &Path) -> String {
+    let services = NEXT_HOP_REALS.div_ceil(REALS_PER_SERVICE);
+    let mut s = format!(
+        "# Written by `cargo xtask bench`.\n[dataplane]\ninterfaces = [\"n0\"]\nxdp_mode = \"generic\"\n\
+         pin_path = \"{}\"\nmax_services = {}\nmax_reals = {}\nconntrack_size = 65536\n\n\
+         [metrics]\nlisten = \"{NEXT_HOP_METRICS}\"\n",
+        pin.display(),
+        services.next_power_of_two(),
+        (NEXT_HOP_REALS + 1).next_power_of_two(),
+    );
+    for i in 0..services {
+        let _ = write!(
+            s,
+            "\n[[service]]\nvip = \"10.203.{}.{}\"\nport = 80\nscheduler = \"rr\"\nmethod = \"dr\"\n",
+            i / 250,
+            i % 250 + 1
+        );
+        for r in i * REALS_PER_SERVICE..((i + 1) * REALS_PER_SERVICE).min(NEXT_HOP_REALS) {
+            let _ = write!(s, "[[service.real]]\naddress = \"{}\"\n", next_hop_real(r));
+        }
+    }
+    s
+}
+
+/// The agent's next-hop counters: passes, neighbour dumps, last pass in ms.
+fn next_hop_counters(ns: &Netns) -> Result<(u64, u64, f64)> {
+    let m = xlb_testbed::scrape::scrape(ns, NEXT_HOP_METRICS.parse()?)?;
+    let get = |k: &str| {
+        m.get(k)
+            .copied()
+            .with_context(|| format!("no {k} in the metrics"))
+    };
+    Ok((
+        get("xlb_next_hop_passes_total")? as u64,
+        get("xlb_neighbour_dumps_total")? as u64,
+        get("xlb_next_hop_last_pass_seconds")? * 1e3,
+    ))
+}
+
+/// One agent resolving the next hops of [`NEXT_HOP_REALS`] reals, each with
+/// a permanent neighbour entry: the start-up pass, then
+/// `opts.next_hop_refreshes` refresh passes, each timed by the agent
+/// (`xlb_next_hop_last_pass_seconds`) with the neighbour dumps it made.
+fn next_hops(
+    opts: &Opts,
+    xlb: &Path,
+    progress: &mut Progress,
+    stop: &AtomicBool,
+) -> Result<Vec<Row>> {
+    let what = format!("next hops of {NEXT_HOP_REALS} reals");
+    progress.step(
+        Section::Control,
+        &format!("{what}: namespace with their neighbour entries"),
+    );
+    let ns = Netns::create("hops")?;
+    ns.run(
+        "ip",
+        &["link", "add", "n0", "type", "veth", "peer", "name", "n1"],
+    )?;
+    for d in ["lo", "n0", "n1"] {
+        ns.run("ip", &["link", "set", d, "up"])?;
+    }
+    ns.run("ip", &["addr", "add", "10.64.255.254/15", "dev", "n0"])?;
+    let work = std::env::temp_dir().join(format!("xlb-bench-hops-{}", std::process::id()));
+    std::fs::create_dir_all(&work)?;
+    let pin = PathBuf::from(format!("/sys/fs/bpf/xlb-bench-{}-hops", std::process::id()));
+    let result = (|| -> Result<Vec<Row>> {
+        let mut batch = String::new();
+        for n in 0..NEXT_HOP_REALS {
+            let _ = writeln!(
+                batch,
+                "neigh replace {} lladdr 02:64:00:00:{:02x}:{:02x} dev n0 nud permanent",
+                next_hop_real(n),
+                n / 256 % 256,
+                n % 256
+            );
+        }
+        let batch_file = work.join("neigh.batch");
+        std::fs::write(&batch_file, batch)?;
+        ns.run("ip", &["-batch", &batch_file.to_string_lossy()])?;
+        let config = work.join("hops.toml");
+        std::fs::write(&config, next_hop_config(&pin))?;
+        progress.step(Section::Control, &format!("{what}: agent start"));
+        let agent = Agent::start_within(&ns, xlb, &config, &[], Duration::from_secs(300), stop)?;
+        let (passes, dumps, start_ms) = next_hop_counters(&ns)?;
+        ensure!(passes == 1, "{passes} passes before the first refresh");
+        progress.done(&format!(
+            "start-up pass {start_ms:.0} ms, {dumps} neighbour dumps"
+        ));
+        let mut refresh_ms = Vec::new();
+        let (mut seen, mut refresh_dumps) = (passes, 0);
+        let deadline =
+            Instant::now() + Duration::from_secs(10 * opts.next_hop_refreshes as u64 + 30);
+        while refresh_ms.len() < opts.next_hop_refreshes {
+            ensure!(
+                Instant::now() < deadline,
+                "the agent made no refresh pass in time"
+            );
+            if stop.load(Ordering::SeqCst) {
+                bail!("interrupted");
+            }
+            std::thread::sleep(Duration::from_millis(250));
+            let (p, d, ms) = next_hop_counters(&ns)?;
+            if p > seen {
+                // One pass per sample: refreshes are 5 s apart.
+                refresh_ms.push(ms);
+                refresh_dumps = d - dumps;
+                seen = p;
+            }
+        }
+        let refreshes = seen - passes;
+        progress.done(&format!(
+            "{} refresh passes, {:.0} ms median, {refresh_dumps} neighbour dumps",
+            refresh_ms.len(),
+            Summary::of(&refresh_ms).map_or(0.0, |s| s.median)
+        ));
+        agent.stop()?;
+        Ok(vec![
+            Row::measured(
+                Section::Control,
+                &format!("{what}, start-up pass"),
+                "ms",
+                Summary::of(&[start_ms]).expect("one value"),
+            )
+            .method(format!(
+                "permanent neighbour entries; {dumps} neighbour table dump(s); routes looked up per real, 64 in flight"
+            )),
+            Row::measured(
+                Section::Control,
+                &format!("{what}, refresh pass"),
+                "ms",
+                Summary::of(&refresh_ms).context("no refresh")?,
+            )
+            .method(format!(
+                "{refreshes} refreshes (every 5 s), {refresh_dumps} neighbour table dumps"
+            )),
+        ])
+    })();
+    remove_pin_dir(&pin);
+    let _ = std::fs::remove_dir_all(&work);
+    result
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -431,6 +599,22 @@ mod tests {
         let line = "2026-11-22T10:00:00.123456Z  INFO xlb::agent: real server health changed: data plane updated took_us=1234 services=1";
         assert_eq!(took_ms(line), Some(1.234));
         assert_eq!(took_ms("data plane updated"), None);
+    }
+
+    #[test]
+    fn next_hop_config_has_every_real_once() {
+        let c = next_hop_config(Path::new("/sys/fs/bpf/x"));
+        assert_eq!(
+            c.matches("[[service.real]]").count(),
+            NEXT_HOP_REALS as usize
+        );
+        let reals: std::collections::BTreeSet<_> = (0..NEXT_HOP_REALS).map(next_hop_real).collect();
+        assert_eq!(reals.len(), NEXT_HOP_REALS as usize);
+        assert!(
+            reals
+                .iter()
+                .all(|a| a.octets()[1] < 66 && a.octets()[3] != 0)
+        );
     }
 
     #[test]

@@ -106,6 +106,7 @@ impl Plan {
                         limit: Duration::from_secs(60),
                     }],
                     flips: 4,
+                    next_hop_refreshes: 1,
                     checks: checks_load::Opts {
                         windows: 3,
                         window: Duration::from_secs(2),
@@ -158,6 +159,7 @@ impl Plan {
                         },
                     ],
                     flips: 6,
+                    next_hop_refreshes: 3,
                     checks: checks_load::Opts {
                         windows: 5,
                         window: Duration::from_secs(4),

@@ -55,6 +55,12 @@ pub struct Metrics {
     pub listen: Option<Spanned<String>>,
     #[serde(default)]
     pub enabled: Option<Spanned<bool>>,
+    #[serde(default)]
+    pub max_connections: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub header_timeout: Option<Spanned<check::Seconds>>,
+    #[serde(default)]
+    pub idle_timeout: Option<Spanned<check::Seconds>>,
 }
 
 #[derive(Debug, Deserialize)]

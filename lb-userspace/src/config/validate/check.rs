@@ -2,7 +2,7 @@
 
 use super::Validator;
 use crate::config::{
-    Command,
+    Command, ScriptSite,
     check::{
         Check, CheckCommon, CheckKind, DnsType, HttpCheck, HttpProtocol, RealLifecycle,
         ServiceLifecycle, SorryServer, Url,
@@ -78,7 +78,16 @@ impl Validator<'_> {
             CommandText::Line(l) => shell_words::split(l).ok(),
         };
         match words {
-            Some(w) if w.first().is_some_and(|p| !p.is_empty()) => Some(Command(w)),
+            Some(w) if w.first().is_some_and(|p| !p.is_empty()) => {
+                let (line, col) = self.position(v.span().start);
+                self.scripts.push(ScriptSite {
+                    command: Command(w.clone()),
+                    file: self.file.to_string(),
+                    line,
+                    col,
+                });
+                Some(Command(w))
+            }
             Some(_) => {
                 self.error(v.span(), format!("`{what}` names no program"));
                 None

@@ -7,9 +7,9 @@ mod vrrp;
 
 use super::capacity::{self, MAX_MAGLEV_TABLE, capacity_problems, is_prime};
 use super::{
-    AgentFiles, Config, ConfigError, ConfigErrors, Dataplane, DataplaneKind, Method, NodestPolicy,
-    Persistence, Protocol, Real, SchedFlags, Scheduler, Service, ServiceId, Timeouts, Tunnel,
-    XdpMode, raw,
+    AgentFiles, Config, ConfigError, ConfigErrors, Dataplane, DataplaneKind, Method, Metrics,
+    NodestPolicy, Persistence, Protocol, Real, SchedFlags, Scheduler, ScriptSite, Service,
+    ServiceId, Timeouts, Tunnel, XdpMode, raw,
 };
 use lb_common::{conn, defaults};
 use std::{
@@ -33,20 +33,28 @@ const SCHED_FLAGS: [(&str, Scheduler); 4] = [
 const MAX_PERSISTENCE: i64 = 365 * 24 * 3600;
 /// keepalived's and IPVS's largest weight (INT32_MAX).
 const MAX_WEIGHT: i64 = i32::MAX as i64;
+/// Most metrics connections served at once: a scraper or two and a person
+/// need a handful; the cap is what keeps a flood from taking descriptors.
+const MAX_METRICS_CONNECTIONS: u32 = 1024;
 
 /// Parses and validates the text of a config file named `file`.
 pub fn parse(file: &str, text: &str) -> Result<Config, ConfigErrors> {
-    parse_with(file, text, false)
+    parse_sited(file, text, false).map(|(config, _)| config)
 }
 
-/// [`parse`], and with `on_host` what this host must offer too (the
-/// interfaces named, the address owner's addresses: `host.rs`), as
-/// `xlb check` and `xlb run` read a file.
-pub fn parse_with(file: &str, text: &str, on_host: bool) -> Result<Config, ConfigErrors> {
+/// As [`parse`], with where each script is written, and with `on_host`
+/// what this host must offer too (the interfaces named, the address
+/// owner's addresses: `host.rs`), as `xlb check` and `xlb run` read a file.
+pub fn parse_sited(
+    file: &str,
+    text: &str,
+    on_host: bool,
+) -> Result<(Config, Vec<ScriptSite>), ConfigErrors> {
     let mut v = Validator {
         file,
         text,
         errors: Vec::new(),
+        scripts: Vec::new(),
     };
     let raw: raw::File = match toml::from_str(text) {
         Ok(raw) => raw,
@@ -115,15 +123,18 @@ pub fn parse_with(file: &str, text: &str, on_host: bool) -> Result<Config, Confi
         v.host(&raw);
     }
     match dataplane {
-        Some(dataplane) if v.errors.is_empty() => Ok(Config {
-            global,
-            dataplane,
-            services: services.into_iter().map(|(s, _)| s).collect(),
-            vrrp,
-            static_net,
-            metrics,
-            agent,
-        }),
+        Some(dataplane) if v.errors.is_empty() => Ok((
+            Config {
+                global,
+                dataplane,
+                services: services.into_iter().map(|(s, _)| s).collect(),
+                vrrp,
+                static_net,
+                metrics,
+                agent,
+            },
+            v.scripts,
+        )),
         _ => Err(ConfigErrors(v.errors)),
     }
 }
@@ -132,6 +143,8 @@ struct Validator<'a> {
     file: &'a str,
     text: &'a str,
     errors: Vec<ConfigError>,
+    /// Where each command was written.
+    scripts: Vec<ScriptSite>,
 }
 
 impl Validator<'_> {
@@ -178,20 +191,43 @@ impl Validator<'_> {
         files
     }
 
-    /// `[metrics]`: on at the default address unless `enabled = false` or `listen = ""`.
-    fn metrics(&mut self, m: Option<&Spanned<raw::Metrics>>) -> Option<std::net::SocketAddr> {
-        let raw = m.map(|m| m.get_ref());
-        if raw
-            .and_then(|r| r.enabled.as_ref())
-            .is_some_and(|e| !*e.get_ref())
-        {
-            return None;
+    /// `[metrics]`: on at the default address unless `enabled = false` or
+    /// `listen = ""`; the connection cap and timeouts.
+    fn metrics(&mut self, m: Option<&Spanned<raw::Metrics>>) -> Metrics {
+        let mut out = Metrics::default();
+        let Some(raw) = m.map(|m| m.get_ref()) else {
+            return out;
+        };
+        if let Some(n) = &raw.max_connections {
+            match u32::try_from(*n.get_ref()) {
+                Ok(n @ 1..=MAX_METRICS_CONNECTIONS) => out.max_connections = n,
+                _ => self.error(
+                    n.span(),
+                    format!(
+                        "`max_connections` must be from 1 to {MAX_METRICS_CONNECTIONS} (each takes a descriptor of the agent)"
+                    ),
+                ),
+            }
         }
-        match raw.and_then(|r| r.listen.as_ref()) {
-            None => super::DEFAULT_METRICS_LISTEN.parse().ok(),
-            Some(l) if l.get_ref().is_empty() => None,
+        if let Some(t) = &raw.header_timeout
+            && let Some(d) = self.seconds(t, "header_timeout", true)
+        {
+            out.header_timeout = d;
+        }
+        if let Some(t) = &raw.idle_timeout
+            && let Some(d) = self.seconds(t, "idle_timeout", true)
+        {
+            out.idle_timeout = d;
+        }
+        if raw.enabled.as_ref().is_some_and(|e| !*e.get_ref()) {
+            out.listen = None;
+            return out;
+        }
+        match raw.listen.as_ref() {
+            None => {}
+            Some(l) if l.get_ref().is_empty() => out.listen = None,
             Some(l) => match l.get_ref().parse() {
-                Ok(a) => Some(a),
+                Ok(a) => out.listen = Some(a),
                 Err(_) => {
                     self.error(
                         l.span(),
@@ -200,10 +236,10 @@ impl Validator<'_> {
                             l.get_ref()
                         ),
                     );
-                    None
                 }
             },
         }
+        out
     }
 
     fn dataplane(&mut self, dp: &Spanned<raw::Dataplane>) -> Option<Dataplane> {

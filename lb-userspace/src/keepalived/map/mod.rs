@@ -102,7 +102,7 @@ pub fn config(nodes: &[Node], diag: &mut Diag, check_interfaces: bool) -> Config
         vrrp: Default::default(),
         static_net: Default::default(),
         // keepalived.conf has no such settings: TOML's defaults.
-        metrics: crate::config::DEFAULT_METRICS_LISTEN.parse().ok(),
+        metrics: Default::default(),
         agent: Default::default(),
     };
     let mut g = global::Extra::default();
@@ -459,6 +459,7 @@ impl Ctx<'_> {
             );
             return None;
         }
+        self.diag.script(&n.args[0].pos, &c);
         Some(c)
     }
 

@@ -1,17 +1,16 @@
 //! Running operator scripts (notify, vrrp_script, MISC_CHECK, quorum): argv
 //! without a shell, as a configured user, bounded by a timeout that kills
 //! the script's whole process group, and — with `enable_script_security` —
-//! refused when a non-root user could change what runs.
+//! checked again just before each run and refused when a non-root user
+//! could change what runs ([`security`]).
+
+pub mod security;
 
 use crate::config::Command;
 use anyhow::{Context, Result, bail};
 use nix::unistd::{Group, User};
-use std::{
-    os::unix::fs::MetadataExt,
-    path::{Path, PathBuf},
-    process::Stdio,
-    time::Duration,
-};
+use security::Exec;
+use std::{os::unix::process::CommandExt, path::PathBuf, process::Stdio, time::Duration};
 
 /// Who a script runs as.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,40 +75,30 @@ pub fn program(cmd: &Command) -> Result<PathBuf> {
         .with_context(|| format!("`{name}` not found on PATH"))
 }
 
-/// keepalived's script security: the program and every directory above it
-/// must belong to root and be writable by nobody else, or a user who can
-/// change it runs code as root.
-pub fn check_secure(cmd: &Command) -> Result<()> {
-    let prog = program(cmd)?;
-    let prog = prog
-        .canonicalize()
-        .with_context(|| format!("{}: cannot resolve", prog.display()))?;
-    let mut at: Option<&Path> = Some(&prog);
-    while let Some(p) = at {
-        let m = std::fs::metadata(p).with_context(|| format!("{}: cannot stat", p.display()))?;
-        let group_writable = m.mode() & 0o020 != 0 && m.gid() != 0;
-        if m.uid() != 0 || group_writable || m.mode() & 0o002 != 0 {
-            bail!(
-                "script {} is unsafe: {} can be changed by a non-root user (enable_script_security)",
-                prog.display(),
-                p.display()
-            );
-        }
-        at = p.parent();
-    }
-    Ok(())
-}
-
 /// Runs `cmd` with `args` appended, as `user`, for at most `timeout`.
-/// Output goes to /dev/null: scripts report through their exit code.
+/// Output goes to /dev/null: scripts report through their exit code. With
+/// `secure` (`enable_script_security`) the script is checked first and
+/// refused (an error saying why) if a non-root user could now change it;
+/// a root script then starts from the real path that passed.
 pub async fn run(
     cmd: &Command,
     args: &[String],
     user: Option<RunAs>,
     timeout: Duration,
+    secure: bool,
 ) -> Result<Outcome> {
-    let prog = program(cmd)?;
+    let exec = if secure {
+        security::check(cmd, user).context("refused")?
+    } else {
+        Exec::AsWritten
+    };
+    let prog = match exec {
+        Exec::Real(real) => real,
+        Exec::AsWritten => program(cmd)?,
+    };
     let mut c = tokio::process::Command::new(&prog);
+    // The name as written, for programs that act on it (multi-call binaries).
+    c.as_std_mut().arg0(&cmd.0[0]);
     c.args(&cmd.0[1..])
         .args(args)
         .stdin(Stdio::null())
@@ -164,17 +153,24 @@ mod tests {
     fn exit_codes_args_and_timeout() {
         let t = Duration::from_secs(5);
         assert_eq!(
-            block_on(run(&sh("exit 3"), &[], None, t)).unwrap(),
+            block_on(run(&sh("exit 3"), &[], None, t, false)).unwrap(),
             Outcome::Exited(3)
         );
         // Appended arguments reach the script as $1, $2 ($0 is "x").
         let args = ["x".to_string(), "7".to_string()];
         assert_eq!(
-            block_on(run(&sh("exit $1"), &args, None, t)).unwrap(),
+            block_on(run(&sh("exit $1"), &args, None, t, false)).unwrap(),
             Outcome::Exited(7)
         );
         assert_eq!(
-            block_on(run(&sh("sleep 30"), &[], None, Duration::from_millis(200))).unwrap(),
+            block_on(run(
+                &sh("sleep 30"),
+                &[],
+                None,
+                Duration::from_millis(200),
+                false
+            ))
+            .unwrap(),
             Outcome::TimedOut
         );
     }
@@ -188,7 +184,7 @@ mod tests {
             .unwrap();
         let out = dir.join("who");
         let cmd = sh(&format!("id -u > {}", out.display()));
-        let r = block_on(run(&cmd, &[], Some(nobody), Duration::from_secs(5))).unwrap();
+        let r = block_on(run(&cmd, &[], Some(nobody), Duration::from_secs(5), false)).unwrap();
         let uid = std::fs::read_to_string(&out).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
         assert!(r.success());
@@ -196,17 +192,38 @@ mod tests {
     }
 
     #[test]
-    fn unknown_user_and_unsafe_script_are_refused() {
+    fn unknown_users_are_refused() {
         assert!(RunAs::lookup("no-such-user-xlb").is_err());
-        let dir = std::env::temp_dir().join(format!("xlb-unsafe-{}", std::process::id()));
+    }
+
+    #[test]
+    fn a_script_that_became_unsafe_is_not_run() {
+        let dir = std::env::temp_dir().join(format!("xlb-script-sec-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let script = dir.join("s.sh");
-        std::fs::write(&script, "#!/bin/sh\nexit 0\n").unwrap();
-        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o757))
+        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))
             .unwrap();
-        let err = check_secure(&Command(vec![script.display().to_string()])).unwrap_err();
+        let marker = dir.join("ran");
+        let script = dir.join("s.sh");
+        std::fs::write(&script, format!("#!/bin/sh\ntouch {}\n", marker.display())).unwrap();
+        let mode = |m| {
+            std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(m))
+                .unwrap()
+        };
+        let cmd = Command(vec![script.display().to_string()]);
+        let t = Duration::from_secs(5);
+        mode(0o755);
+        assert!(block_on(run(&cmd, &[], None, t, true)).unwrap().success());
+        assert!(marker.exists());
+        std::fs::remove_file(&marker).unwrap();
+        mode(0o757);
+        let err = block_on(run(&cmd, &[], None, t, true)).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("is writable by everyone"),
+            "{err:#}"
+        );
+        assert!(!marker.exists(), "an unsafe script ran");
+        // Without script security it runs, as keepalived's would.
+        assert!(block_on(run(&cmd, &[], None, t, false)).unwrap().success());
         std::fs::remove_dir_all(&dir).unwrap();
-        assert!(err.to_string().contains("unsafe"), "{err}");
-        check_secure(&Command(vec!["/bin/sh".into()])).unwrap();
     }
 }
