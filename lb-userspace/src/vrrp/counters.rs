@@ -60,6 +60,9 @@ pub struct Counters {
     file: Option<PathBuf>,
     /// Wakes the publisher (a state changed).
     poke: Arc<tokio::sync::Notify>,
+    /// Held while the file is written or removed; `true` once the agent
+    /// stopped, so a late publish cannot bring the file back.
+    closed: Arc<Mutex<bool>>,
 }
 
 impl Counters {
@@ -69,6 +72,7 @@ impl Counters {
             inner: Default::default(),
             file,
             poke: Default::default(),
+            closed: Default::default(),
         }
     }
 
@@ -137,9 +141,13 @@ impl Counters {
         let Some(path) = &self.file else {
             return Ok(());
         };
+        let closed = self.closed.lock().unwrap_or_else(PoisonError::into_inner);
+        if *closed {
+            return Ok(());
+        }
         let snapshot = self.snapshot();
         if snapshot.instances.is_empty() {
-            self.remove_file();
+            let _ = std::fs::remove_file(path);
             return Ok(());
         }
         let json = serde_json::to_vec_pretty(&snapshot)?;
@@ -152,7 +160,10 @@ impl Counters {
     }
 
     /// Removes the status file (clean stop: no instance runs any more).
+    /// For good: later publishes write nothing.
     pub fn remove_file(&self) {
+        let mut closed = self.closed.lock().unwrap_or_else(PoisonError::into_inner);
+        *closed = true;
         if let Some(path) = &self.file {
             let _ = std::fs::remove_file(path);
         }
