@@ -13,7 +13,7 @@ mod common;
 
 use aya::maps::{Array, HashMap as BpfHashMap, Map, MapData};
 use common::xlb_bin;
-use lb_common::{ConnCounts, FlowKey, FlowState};
+use lb_common::{ConnCounts, FlowKey, FlowState, RealConns};
 use std::{
     collections::BTreeMap,
     net::Ipv4Addr,
@@ -60,32 +60,30 @@ fn flows(pin: &Path, client: Ipv4Addr) -> (BTreeMap<u16, u32>, usize) {
     (mine, total)
 }
 
-fn conn_counts(pin: &Path, name: &str) -> Array<MapData, ConnCounts> {
-    Map::from_map_data(MapData::from_pin(pin.join(name)).unwrap())
-        .unwrap()
-        .try_into()
-        .unwrap()
+fn conn_counts(pin: &Path) -> Vec<RealConns> {
+    let map: Array<MapData, RealConns> =
+        Map::from_map_data(MapData::from_pin(pin.join("REAL_CONNS")).unwrap())
+            .unwrap()
+            .try_into()
+            .unwrap();
+    map.iter().map(Result::unwrap).collect()
 }
 
-/// The connections the agent recorded as gone (expired or evicted), summed.
+fn sum(counts: impl Iterator<Item = ConnCounts>) -> u64 {
+    counts
+        .map(|c| c.active.wrapping_add(c.inactive))
+        .fold(0u64, u64::wrapping_add)
+}
+
+/// The connections that left the reals' counts (closed, expired or
+/// evicted), summed.
 fn gone_conns(pin: &Path) -> u64 {
-    conn_counts(pin, "REAL_CONNS_GONE")
-        .iter()
-        .map(|g| g.unwrap())
-        .map(|g| g.active.wrapping_add(g.inactive))
-        .fold(0u64, u64::wrapping_add)
+    sum(conn_counts(pin).into_iter().map(|c| c.left))
 }
 
-/// The reals' live connections (counted minus gone), summed.
+/// The reals' live connections, summed.
 fn live_conns(pin: &Path) -> u64 {
-    let counted = conn_counts(pin, "REAL_CONNS");
-    let gone = conn_counts(pin, "REAL_CONNS_GONE");
-    counted
-        .iter()
-        .zip(gone.iter())
-        .map(|(c, g)| c.unwrap().live(g.unwrap()))
-        .map(|l| l.active.wrapping_add(l.inactive))
-        .fold(0u64, u64::wrapping_add)
+    sum(conn_counts(pin).into_iter().map(|c| c.live))
 }
 
 /// A TCP SYN frame from `src`:`sport` to `dst`:`dport`, checksums set.

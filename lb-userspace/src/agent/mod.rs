@@ -1,6 +1,7 @@
 //! `xlb run`: config → next hops → data plane; then one loop that reacts to
 //! checker verdicts and VRRP mastership ([`Event`]), keeps next hops fresh
-//! and expires idle flows, until SIGTERM or SIGINT.
+//! and frees what the data plane's upkeep (its own thread) finds unused,
+//! until SIGTERM or SIGINT.
 
 pub mod desired;
 pub mod hops;
@@ -34,8 +35,6 @@ use tracing::{info, warn};
 const RESOLVE_WAIT: Duration = Duration::from_secs(3);
 /// How often next hops are looked up again (MAC changes, reals coming up).
 const REFRESH: Duration = Duration::from_secs(5);
-/// How often idle flows are expired: the precision of every flow timeout.
-const SWEEP: Duration = Duration::from_secs(2);
 /// Events waiting for the loop; senders wait when it is full.
 const EVENT_QUEUE: usize = 1024;
 /// How long a stopping agent waits for queued alerts to go out.
@@ -74,8 +73,6 @@ struct Forwarding {
     pending: bool,
     /// Where the metrics read Maglev churn (the plane stays with the loop).
     churn: metrics::maglev::ChurnBoard,
-    /// Where the metrics read the flows each sweep removed.
-    flows: metrics::flows::FlowCounters,
 }
 
 impl Forwarding {
@@ -216,6 +213,18 @@ impl Reactor {
     }
 }
 
+/// The upkeep's next report; never, without an upkeep (or once it ended).
+async fn upkeep_report(
+    reports: &mut Option<tokio::sync::watch::Receiver<Option<crate::dataplane::upkeep::Report>>>,
+) -> Option<crate::dataplane::upkeep::Report> {
+    if let Some(rx) = reports
+        && rx.changed().await.is_ok()
+    {
+        return rx.borrow_and_update().clone();
+    }
+    std::future::pending().await
+}
+
 pub async fn run(
     source: &config::Source,
     release: Release,
@@ -250,6 +259,15 @@ pub async fn run(
         return Err(e);
     }
     shared.maglev.set(plane.maglev_churn());
+    // The data plane's upkeep runs on a thread of its own; the loop only
+    // hears what each pass found.
+    let mut upkeep = match plane.start_upkeep() {
+        Ok(reports) => reports,
+        Err(e) => {
+            plane.shutdown(false)?;
+            return Err(e.context("starting the data plane's upkeep"));
+        }
+    };
     if let Some(addr) = config.metrics {
         let listener = match tokio::net::TcpListener::bind(addr).await {
             Ok(l) => l,
@@ -276,7 +294,6 @@ pub async fn run(
         desired,
         pending: false,
         churn: shared.maglev.clone(),
-        flows: shared.flows.clone(),
     };
 
     // Components (checkers, VRRP) get a clone of `events`; the loop owns the receiver.
@@ -319,8 +336,6 @@ pub async fn run(
 
     let mut tick = tokio::time::interval(REFRESH);
     tick.tick().await;
-    let mut sweep = tokio::time::interval(SWEEP);
-    sweep.tick().await;
     loop {
         tokio::select! {
             _ = sigterm.recv() => { info!("SIGTERM: stopping"); break; }
@@ -366,10 +381,9 @@ pub async fn run(
                 Err(e) => warn!(error = %format!("{e:#}"), "SIGUSR2: statistics dump failed"),
             },
             Some(event) = inbox.recv() => r.event(event, &config),
-            _ = sweep.tick() => {
-                match r.fwd.plane.maintain() {
-                    Ok(removed) => r.fwd.flows.add(removed),
-                    Err(e) => warn!(error = %format!("{e:#}"), "expiring idle flows failed; will retry"),
+            Some(report) = upkeep_report(&mut upkeep) => {
+                if let Err(e) = r.fwd.plane.upkept(&report) {
+                    warn!(error = %format!("{e:#}"), "freeing drained reals failed; will retry");
                 }
             }
             _ = tick.tick() => {

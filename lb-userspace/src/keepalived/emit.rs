@@ -465,6 +465,12 @@ impl Emitter {
             d.nodest.name().into(),
             d.nodest == NodestPolicy::Keep,
         );
+        num(
+            &mut t,
+            "conn_reuse_mode",
+            u32::from(d.conn_reuse_mode),
+            u32::from(crate::config::DEFAULT_CONN_REUSE_MODE),
+        );
         t
     }
 

@@ -228,8 +228,8 @@ fn load(services: &[Service], fib: &Fib) -> Ebpf {
         let s = Settings {
             tun_src_v4: addr_words(tun_src(false)),
             tun_src_v6: addr_words(tun_src(true)),
-            flags: SETTINGS_F_NAT,
-            ..Settings::default()
+            flags: SETTINGS_F_NAT | Settings::ipvs_defaults().flags,
+            ..Settings::ipvs_defaults()
         };
         m.set(0, s, 0).unwrap();
     }
