@@ -99,9 +99,6 @@ fn director(ctx: &XdpContext) -> (u32, Fate) {
         }
         _ if pkt.icmp_error => return (xdp_action::XDP_PASS, Fate::Pass),
         _ => {
-            // Whatever the entry held ends here, uncounted once by whoever
-            // claims it (before scheduling: the verifier then checks the
-            // scheduler once for all these cases).
             if let Some(e) = found {
                 // A flow whose real no longer serves the service: under
                 // nodest `expire` its packets end with it; else it is
@@ -116,7 +113,6 @@ fn director(ctx: &XdpContext) -> (u32, Fate) {
                     Known::Reused => stats::event(Event::Reused),
                     _ => {}
                 }
-                conntrack::release(e);
             }
             let Some((id, real)) = sched::pick(service, flow)
                 .and_then(|id| usable(id, service.id))
@@ -124,6 +120,15 @@ fn director(ctx: &XdpContext) -> (u32, Fate) {
             else {
                 return (xdp_action::XDP_DROP, Fate::Drop);
             };
+            // Whatever the entry held ends now, uncounted once by whoever
+            // claims it: after scheduling, so that lc/wlc still see the old
+            // connection when they choose, as IPVS (which expires it by
+            // timer). Looked up again rather than kept from above: the
+            // verifier then checks the scheduler once, not once with an
+            // entry and once without.
+            if let Some(e) = conntrack::lookup(flow) {
+                conntrack::release(e);
+            }
             let state = conn::first(flow.proto, flags_again(&pkt));
             if !conntrack::record(flow, service.id, id, state, now) {
                 return (xdp_action::XDP_ABORTED, Fate::Error);

@@ -6,8 +6,8 @@ use crate::config::{Method, Persistence, Protocol, Scheduler, SocketText};
 use anyhow::{Context, Result};
 use aya::maps::{Array, HashMap, Map, MapData, PerCpuArray};
 use lb_common::{
-    Affinity, ConnCounts, Counters, GlobalCounters, REAL_F_DRAINING, REAL_F_PRESENT,
-    REAL_F_REACHABLE, RealInfo, SERVICE_F_ACTIVE, SERVICE_F_FALLBACK, SERVICE_F_HASH_PORT,
+    Affinity, Counters, GlobalCounters, REAL_F_DRAINING, REAL_F_PRESENT, REAL_F_REACHABLE,
+    RealConns, RealInfo, SERVICE_F_ACTIVE, SERVICE_F_FALLBACK, SERVICE_F_HASH_PORT,
     SERVICE_F_PERSISTENT, ServiceAddr, ServiceInfo, ServiceKey, addr_ip, conn, map_names, upkeep,
 };
 use serde::Serialize;
@@ -282,7 +282,7 @@ impl Snapshot {
             open(dir, map_names::REAL_STATS)?.try_into()?;
         let global: PerCpuArray<MapData, GlobalCounters> =
             open(dir, map_names::GLOBAL_STATS)?.try_into()?;
-        let conns: Array<MapData, ConnCounts> = open(dir, map_names::REAL_CONNS)?.try_into()?;
+        let conns: Array<MapData, RealConns> = open(dir, map_names::REAL_CONNS)?.try_into()?;
         let upkeep: Array<MapData, upkeep::Summary> = open(dir, map_names::UPKEEP)?.try_into()?;
         let summary = upkeep.get(&0, 0)?;
 
@@ -316,7 +316,7 @@ impl Snapshot {
             mine.sort_by_key(|(_, r)| (addr_ip(r.addr, r.family), u16::from_be(r.port)));
             let mut reals = Vec::with_capacity(mine.len());
             for (id, r) in mine {
-                let live = conns.get(id, 0)?;
+                let live = conns.get(id, 0)?.live;
                 reals.push(RealStatus {
                     id: *id,
                     address: addr_ip(r.addr, r.family),

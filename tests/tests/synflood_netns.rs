@@ -16,13 +16,13 @@ use common::xlb_bin;
 use lb_common::{ConnCounts, FlowKey, FlowState, RealConns};
 use std::{
     collections::BTreeMap,
-    net::Ipv4Addr,
+    net::{Ipv4Addr, SocketAddrV4},
     path::Path,
     time::{Duration, Instant},
 };
 use xlb_testbed::{
     agent::Agent,
-    frames::{ETH_IPV4, checksum, eth},
+    frames::{ETH_IPV4, eth, tcp4},
     http::{HttpConn, Streamer},
     inject::FrameSender,
     lab::{DrLab, LabOptions},
@@ -88,29 +88,13 @@ fn live_conns(pin: &Path) -> u64 {
 
 /// A TCP SYN frame from `src`:`sport` to `dst`:`dport`, checksums set.
 fn syn(macs: ([u8; 6], [u8; 6]), src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16) -> Vec<u8> {
-    let mut tcp = vec![0u8; 20];
-    tcp[0..2].copy_from_slice(&sport.to_be_bytes());
-    tcp[2..4].copy_from_slice(&dport.to_be_bytes());
-    tcp[4..8].copy_from_slice(&u32::from(src).to_be_bytes()); // sequence number
-    tcp[12] = 5 << 4;
-    tcp[13] = 0x02; // SYN
-    tcp[14..16].copy_from_slice(&64240u16.to_be_bytes());
-    let pseudo: u32 = [src.octets(), dst.octets()]
-        .iter()
-        .flat_map(|o| {
-            [
-                u16::from_be_bytes([o[0], o[1]]),
-                u16::from_be_bytes([o[2], o[3]]),
-            ]
-        })
-        .map(u32::from)
-        .sum::<u32>()
-        + 6
-        + 20;
-    let c = checksum(pseudo, &tcp);
-    tcp[16..18].copy_from_slice(&c.to_be_bytes());
-    let ip = xlb_testbed::frames::ipv4(src, dst, 6, &tcp);
-    eth(macs.0, macs.1, ETH_IPV4, &ip)
+    let (from, to) = (SocketAddrV4::new(src, sport), SocketAddrV4::new(dst, dport));
+    eth(
+        macs.0,
+        macs.1,
+        ETH_IPV4,
+        &tcp4(from, to, 0x02, u32::from(src)),
+    )
 }
 
 fn mac_of(ns: &Netns, dev: &str) -> [u8; 6] {

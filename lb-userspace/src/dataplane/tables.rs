@@ -32,9 +32,9 @@ use aya::{
 };
 use lb_common::{
     ConnCounts, Counters, IfaceInfo, REAL_F_DRAINING, REAL_F_PRESENT, REAL_F_REACHABLE, REAL_NONE,
-    RealInfo, SERVICE_F_ACTIVE, SERVICE_F_FALLBACK, SERVICE_F_HASH_PORT, SERVICE_F_PERSISTENT,
-    SERVICE_F_TABLE_B, ServiceInfo, ServiceKey, Settings, addr_ip, addr_words, family_of,
-    map_names, sched_hash, sched_layout,
+    RealConns, RealInfo, SERVICE_F_ACTIVE, SERVICE_F_FALLBACK, SERVICE_F_HASH_PORT,
+    SERVICE_F_PERSISTENT, SERVICE_F_TABLE_B, ServiceInfo, ServiceKey, Settings, addr_ip,
+    addr_words, family_of, map_names, sched_hash, sched_layout,
 };
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -901,16 +901,25 @@ fn real_info(real: &Real, hop: Option<NextHop>, service_id: u32, d: &DesiredServ
 
 /// Connections the real has now (counted minus gone).
 fn live_conns(ebpf: &mut Ebpf, rid: u32) -> Result<ConnCounts> {
-    let m: Array<_, ConnCounts> = Array::try_from(map(ebpf, map_names::REAL_CONNS)?)?;
-    Ok(m.get(&rid, 0)?)
+    let m: Array<_, RealConns> = Array::try_from(map(ebpf, map_names::REAL_CONNS)?)?;
+    Ok(m.get(&rid, 0)?.live)
 }
 
 /// Makes the connection count of a newly allocated real id zero. (A flow
 /// still naming the id from a real freed under nodest `expire` or
 /// `reschedule` uncounts it when it ends: the maps cannot tell owners apart.)
 fn zero_conns(ebpf: &mut Ebpf, rid: u32) -> Result<()> {
-    let mut m: Array<_, ConnCounts> = Array::try_from(map(ebpf, map_names::REAL_CONNS)?)?;
-    m.set(rid, ConnCounts::default(), 0)?;
+    let mut m: Array<_, RealConns> = Array::try_from(map(ebpf, map_names::REAL_CONNS)?)?;
+    // `left` only grows: the reclaimer reads its change over a walk.
+    let left = m.get(&rid, 0)?.left;
+    m.set(
+        rid,
+        RealConns {
+            live: ConnCounts::default(),
+            left,
+        },
+        0,
+    )?;
     Ok(())
 }
 
