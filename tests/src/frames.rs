@@ -73,6 +73,38 @@ pub fn ipip(outer_src: Ipv4Addr, outer_dst: Ipv4Addr, inner: &[u8]) -> Vec<u8> {
     ipv4(outer_src, outer_dst, IPPROTO_IPIP, inner)
 }
 
+/// An IPv4 packet carrying a bare TCP segment (no options, no payload)
+/// with `flags` and sequence number `seq`, TCP checksum computed.
+pub fn tcp4(src: SocketAddrV4, dst: SocketAddrV4, flags: u8, seq: u32) -> Vec<u8> {
+    let mut t = vec![0u8; 20];
+    t[0..2].copy_from_slice(&src.port().to_be_bytes());
+    t[2..4].copy_from_slice(&dst.port().to_be_bytes());
+    t[4..8].copy_from_slice(&seq.to_be_bytes());
+    t[12] = 5 << 4;
+    t[13] = flags;
+    t[14..16].copy_from_slice(&64240u16.to_be_bytes());
+    let pseudo = pseudo_header(src, dst, IPPROTO_TCP, 20);
+    let c = checksum(pseudo, &t);
+    t[16..18].copy_from_slice(&c.to_be_bytes());
+    ipv4(*src.ip(), *dst.ip(), IPPROTO_TCP, &t)
+}
+
+/// The IPv4 pseudo-header's sum, for a TCP or UDP checksum.
+fn pseudo_header(src: SocketAddrV4, dst: SocketAddrV4, proto: u8, len: u16) -> u32 {
+    [src.ip().octets(), dst.ip().octets()]
+        .iter()
+        .flat_map(|a| {
+            [
+                u16::from_be_bytes([a[0], a[1]]),
+                u16::from_be_bytes([a[2], a[3]]),
+            ]
+        })
+        .map(u32::from)
+        .sum::<u32>()
+        + u32::from(proto)
+        + u32::from(len)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,36 +169,4 @@ mod tests {
         assert_eq!(&outer[20..], &inner[..]);
         assert_eq!(ones_sum(&outer[..20]), 0xffff);
     }
-}
-
-/// An IPv4 packet carrying a bare TCP segment (no options, no payload)
-/// with `flags` and sequence number `seq`, TCP checksum computed.
-pub fn tcp4(src: SocketAddrV4, dst: SocketAddrV4, flags: u8, seq: u32) -> Vec<u8> {
-    let mut t = vec![0u8; 20];
-    t[0..2].copy_from_slice(&src.port().to_be_bytes());
-    t[2..4].copy_from_slice(&dst.port().to_be_bytes());
-    t[4..8].copy_from_slice(&seq.to_be_bytes());
-    t[12] = 5 << 4;
-    t[13] = flags;
-    t[14..16].copy_from_slice(&64240u16.to_be_bytes());
-    let pseudo = pseudo_header(src, dst, IPPROTO_TCP, 20);
-    let c = checksum(pseudo, &t);
-    t[16..18].copy_from_slice(&c.to_be_bytes());
-    ipv4(*src.ip(), *dst.ip(), IPPROTO_TCP, &t)
-}
-
-/// The IPv4 pseudo-header's sum, for a TCP or UDP checksum.
-fn pseudo_header(src: SocketAddrV4, dst: SocketAddrV4, proto: u8, len: u16) -> u32 {
-    [src.ip().octets(), dst.ip().octets()]
-        .iter()
-        .flat_map(|a| {
-            [
-                u16::from_be_bytes([a[0], a[1]]),
-                u16::from_be_bytes([a[2], a[3]]),
-            ]
-        })
-        .map(u32::from)
-        .sum::<u32>()
-        + u32::from(proto)
-        + u32::from(len)
 }
