@@ -1,14 +1,16 @@
 //! Control-plane figures: Maglev table build time and disruption (the
 //! lb-userspace bench target `maglev`), the agent applying a large config
 //! (time from start to maps ready, its resident memory once applied, and the
-//! time it takes to apply one real's health change in that config), and the
-//! agent's load under 10,000 health checks (`checks_load.rs`).
+//! time it takes to apply one real's health change in that config), the
+//! agent's load under 10,000 health checks (`checks_load.rs`), and the flow
+//! table's upkeep over 1M flows (`upkeep.rs`).
 
 use super::{
     Progress, checks_load,
     live::remove_pin_dir,
     report::{Row, Section},
     stats::Summary,
+    upkeep,
 };
 use crate::build::root;
 use anyhow::{Context, Result, bail, ensure};
@@ -31,6 +33,7 @@ pub struct Opts {
     /// Health changes timed in each applied config (half down, half up).
     pub flips: usize,
     pub checks: checks_load::Opts,
+    pub upkeep: upkeep::Opts,
 }
 
 /// One apply figure: `services` services with `REALS_PER_SERVICE` reals each.
@@ -61,6 +64,10 @@ pub fn run(
         bail!("interrupted");
     }
     rows.extend(checks_load::run(&opts.checks, xlb, progress, stop)?);
+    if stop.load(Ordering::SeqCst) {
+        bail!("interrupted");
+    }
+    rows.extend(upkeep::run(&opts.upkeep, xlb, progress, stop)?);
     Ok(rows)
 }
 

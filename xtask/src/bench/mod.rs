@@ -2,7 +2,8 @@
 //! one run on this machine. Sections: per-packet cost (`pktcost.rs`), live
 //! forwarding on veth (`live.rs`, and in the qemu guest, IPVS against xlb:
 //! `guest.rs`), control plane (`control.rs`, with the health-check load in
-//! `checks_load.rs`), VRRP failover against keepalived (`failover.rs`);
+//! `checks_load.rs` and the flow table's upkeep in `upkeep.rs`), VRRP
+//! failover against keepalived (`failover.rs`);
 //! `report.rs`
 //! prints the table and writes `bench/results/<date>-<sha>.json`.
 //! Everything runs in namespaces the bench creates and removes, and every
@@ -17,6 +18,7 @@ mod live;
 mod pktcost;
 mod report;
 mod stats;
+mod upkeep;
 
 use crate::{build, setup::Need};
 use anyhow::{Context, Result};
@@ -99,6 +101,12 @@ impl Plan {
                         window: Duration::from_secs(2),
                         warmup: Duration::from_secs(3),
                     },
+                    upkeep: upkeep::Opts {
+                        flows: 1_000_000,
+                        expired: 50_000,
+                        passes: 2,
+                        scrapes: 10,
+                    },
                 },
                 failover: failover::Opts {
                     runs_v3: 5,
@@ -149,6 +157,12 @@ impl Plan {
                         windows: 5,
                         window: Duration::from_secs(4),
                         warmup: Duration::from_secs(5),
+                    },
+                    upkeep: upkeep::Opts {
+                        flows: 1_000_000,
+                        expired: 50_000,
+                        passes: 5,
+                        scrapes: 20,
                     },
                 },
                 failover: failover::Opts {
