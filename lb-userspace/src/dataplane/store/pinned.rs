@@ -167,9 +167,6 @@ impl<K: Pod, V: Pod> MapStore<K, V> for PinnedMap<K, V> {
     }
 }
 
-// SAFETY: the descriptor is usable from any thread.
-unsafe impl<K, V> Send for PinnedMap<K, V> {}
-
 trait Zeroed {
     fn zeroed() -> Self;
 }
