@@ -24,9 +24,9 @@ pub const OP_REAP: u32 = 1;
 /// [`Op::kind`]: subtract [`Op::counts`] from real [`Op::target`]'s
 /// `REAL_CONNS` (connections counted but evicted from the table by the LRU).
 pub const OP_UNCOUNT: u32 = 2;
-/// [`Op::kind`]: count the entries of the hash map [`Op::target`] (a `FILL_*`
-/// index) into [`Op::value`]; bounded maps only (the program walks it whole).
-pub const OP_COUNT: u32 = 3;
+
+/// The frame the program runs on: the number of ops (`u32`), padded.
+pub const RUN_FRAME: usize = 64;
 
 /// [`Op::outcome`] of a reap: no entry (or another CPU already claimed it).
 pub const GONE: u32 = 0;
@@ -36,11 +36,11 @@ pub const ALIVE: u32 = 1;
 /// [`Op::outcome`] of a reap: deleted and uncounted; [`Op::state`] and
 /// [`Op::target`] are the state and real it was counted under.
 pub const REAPED: u32 = 2;
-/// [`Op::outcome`] of the other kinds: done.
+/// [`Op::outcome`] of `OP_UNCOUNT`: done.
 pub const DONE: u32 = 3;
 
-/// `FILL_*`: the hash maps whose fill a pass reports, as indices of
-/// [`Summary::entries`] and targets of [`OP_COUNT`].
+/// `FILL_*`: the hash maps whose fill a pass reports (counted by walking
+/// them), as indices of [`Summary::entries`].
 pub const FILL_SERVICES: u32 = 0;
 pub const FILL_CONNTRACK: u32 = 1;
 pub const FILL_NAT_REPLIES: u32 = 2;
@@ -69,15 +69,12 @@ pub struct Op {
     pub kind: u32,
     /// Written by the program: `GONE`, `ALIVE`, `REAPED` or `DONE`.
     pub outcome: u32,
-    /// The real (`OP_UNCOUNT`; written back by `OP_REAP`), or the
-    /// `FILL_*` map (`OP_COUNT`).
+    /// The real (`OP_UNCOUNT`; written back by `OP_REAP`).
     pub target: u32,
     /// Written back by `OP_REAP`: the flow's `conn::*` state.
     pub state: u32,
     /// `OP_UNCOUNT`: the connections to subtract.
     pub counts: ConnCounts,
-    /// Written back by `OP_COUNT`: the entries counted.
-    pub value: u64,
     /// `OP_REAP`: the flow.
     pub flow: FlowKey,
 }
@@ -111,7 +108,7 @@ impl Summary {
     }
 }
 
-const _: () = assert!(size_of::<Op>() == 80 && align_of::<Op>() == 8);
+const _: () = assert!(size_of::<Op>() == 72 && align_of::<Op>() == 8);
 const _: () = assert!(size_of::<Summary>() == 200 && align_of::<Summary>() == 8);
 
 #[cfg(feature = "user")]

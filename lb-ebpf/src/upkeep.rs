@@ -7,16 +7,11 @@
 
 use crate::{
     conntrack,
-    maps::{CONNTRACK, IFACES, LBLC, LBLCR, NAT_REPLIES, PERSIST, REAL_CONNS, REALS, SERVICES},
-    maps::{SETTINGS, UPKEEP_OPS},
+    maps::{CONNTRACK, NAT_REPLIES, REAL_CONNS, REALS, SETTINGS, UPKEEP_OPS},
     sched::each::{Step, each},
 };
 use aya_ebpf::{
-    bindings::xdp_action,
-    cty::c_void,
-    helpers::{bpf_ktime_get_ns, generated::bpf_for_each_map_elem},
-    macros::xdp,
-    programs::XdpContext,
+    bindings::xdp_action, helpers::bpf_ktime_get_ns, macros::xdp, programs::XdpContext,
 };
 use core::intrinsics::{AtomicOrdering::Relaxed, atomic_cxchg, atomic_xadd};
 use lb_common::{Settings, conn, method, upkeep};
@@ -57,10 +52,6 @@ impl Step for Run {
             upkeep::OP_REAP => reap(op, self.now, &self.settings),
             upkeep::OP_UNCOUNT => {
                 uncount(op.target, op.counts.active, op.counts.inactive);
-                op.outcome = upkeep::DONE;
-            }
-            upkeep::OP_COUNT => {
-                op.value = entries(op.target);
                 op.outcome = upkeep::DONE;
             }
             _ => op.outcome = upkeep::DONE,
@@ -168,37 +159,4 @@ fn uncount(real_id: u32, active: u64, inactive: u64) {
         }
         unsafe { atomic_xadd::<u64, u64, { Relaxed }>(left, take) };
     }
-}
-
-unsafe extern "C" fn tally(
-    _map: *mut c_void,
-    _key: *mut c_void,
-    _value: *mut c_void,
-    n: *mut c_void,
-) -> i64 {
-    // SAFETY: `n` is the counter handed to bpf_for_each_map_elem below.
-    unsafe { *(n as *mut u64) += 1 };
-    0
-}
-
-/// Entries of the `FILL_*` map `which`, walked whole in the kernel: only
-/// the maps bounded by the config (the flow tables are counted by the
-/// reclaimer's walk instead).
-#[inline(always)]
-fn entries(which: u32) -> u64 {
-    let map: *mut c_void = match which {
-        upkeep::FILL_SERVICES => core::ptr::from_ref(&SERVICES).cast_mut().cast(),
-        upkeep::FILL_PERSIST => core::ptr::from_ref(&PERSIST).cast_mut().cast(),
-        upkeep::FILL_LBLC => core::ptr::from_ref(&LBLC).cast_mut().cast(),
-        upkeep::FILL_LBLCR => core::ptr::from_ref(&LBLCR).cast_mut().cast(),
-        upkeep::FILL_IFACES => core::ptr::from_ref(&IFACES).cast_mut().cast(),
-        _ => return 0,
-    };
-    let mut n: u64 = 0;
-    let f =
-        tally as unsafe extern "C" fn(*mut c_void, *mut c_void, *mut c_void, *mut c_void) -> i64;
-    unsafe {
-        bpf_for_each_map_elem(map, f as *mut c_void, (&raw mut n).cast(), 0);
-    }
-    n
 }

@@ -12,7 +12,7 @@ mod pinned;
 pub use memory::MemMap;
 pub use pinned::PinnedMap;
 
-use std::io;
+use std::{io, marker::PhantomData, ops::ControlFlow, time::Duration};
 
 /// Where a batch walk stands: at the start, between two batches, or over.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -65,4 +65,46 @@ pub trait MapStore<K, V>: Send {
 
     /// The map's capacity (`max_entries`).
     fn capacity(&self) -> io::Result<u64>;
+}
+
+/// A map whose entries can be counted, whatever its types: the fill of a
+/// hash map is its entries, and no syscall tells them.
+pub trait Countable: Send {
+    /// Walks the map in batches and counts its entries; `pace` is told how
+    /// long each batch took and may stop the walk (`Err` with `Interrupted`).
+    fn count(&self, pace: &mut dyn FnMut(Duration) -> ControlFlow<()>) -> io::Result<u64>;
+}
+
+/// A [`MapStore`] as a [`Countable`], walked in batches of about 256 KiB.
+pub struct Counted<K, V> {
+    store: Box<dyn MapStore<K, V>>,
+    _types: PhantomData<fn() -> (K, V)>,
+}
+
+impl<K, V> Counted<K, V> {
+    pub fn new(store: Box<dyn MapStore<K, V>>) -> Counted<K, V> {
+        Counted {
+            store,
+            _types: PhantomData,
+        }
+    }
+}
+
+impl<K, V> Countable for Counted<K, V> {
+    fn count(&self, pace: &mut dyn FnMut(Duration) -> ControlFlow<()>) -> io::Result<u64> {
+        let batch = (256 * 1024 / (size_of::<K>() + size_of::<V>())).max(16);
+        let mut cursor = Cursor::start();
+        let mut entries = Vec::with_capacity(batch);
+        let mut n = 0;
+        while !cursor.done() {
+            let work = std::time::Instant::now();
+            entries.clear();
+            self.store.lookup_batch(&mut cursor, batch, &mut entries)?;
+            n += entries.len() as u64;
+            if pace(work.elapsed()).is_break() {
+                return Err(io::ErrorKind::Interrupted.into());
+            }
+        }
+        Ok(n)
+    }
 }

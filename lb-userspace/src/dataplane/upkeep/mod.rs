@@ -8,7 +8,8 @@
 //!
 //! Cost per pass (docs/ARCHITECTURE.md, "Upkeep"): one batch lookup per
 //! `batch` flows and three syscalls per up to 2,048 expiries, whatever the
-//! flows' traffic; a scrape reads the summary, not the table.
+//! flows' traffic, and the other hash maps walked for their fill; a scrape
+//! reads the summary, not the tables.
 
 pub mod ops;
 pub mod reclaim;
@@ -16,10 +17,13 @@ pub mod reclaim;
 #[cfg(test)]
 mod model;
 
-use crate::dataplane::store::PinnedMap;
+use crate::dataplane::store::{Countable, Counted, PinnedMap};
 use anyhow::Result;
-use aya::programs::ProgramFd;
-use lb_common::map_names;
+use aya::{Pod, programs::ProgramFd};
+use lb_common::{
+    Affinity, FlowKey, IfaceInfo, ReplicaSet, ServiceAddr, ServiceInfo, ServiceKey, map_names,
+    upkeep,
+};
 use ops::ProgramRunner;
 use reclaim::{Maps, Pass, Reclaimer, Stopped};
 use std::{
@@ -86,12 +90,45 @@ pub fn monotonic_ns() -> u64 {
 /// The reclaimer over the maps pinned in `pin_dir`, running ops with the
 /// upkeep program `prog`.
 pub fn pinned(pin_dir: &Path, prog: ProgramFd, batch: usize) -> Result<Reclaimer> {
+    fn fill<K: Pod + 'static, V: Pod + 'static>(
+        dir: &Path,
+        name: &str,
+    ) -> Result<Box<dyn Countable>> {
+        Ok(Box::new(Counted::new(Box::new(PinnedMap::<K, V>::open(
+            dir, name,
+        )?))))
+    }
     let maps = Maps {
         flows: Box::new(PinnedMap::open(pin_dir, map_names::CONNTRACK)?),
-        replies: Box::new(PinnedMap::open(pin_dir, map_names::NAT_REPLIES)?),
         conns: Box::new(PinnedMap::open(pin_dir, map_names::REAL_CONNS)?),
         settings: Box::new(PinnedMap::open(pin_dir, map_names::SETTINGS)?),
         summary: Box::new(PinnedMap::open(pin_dir, map_names::UPKEEP)?),
+        fills: vec![
+            (
+                upkeep::FILL_NAT_REPLIES,
+                fill::<FlowKey, FlowKey>(pin_dir, map_names::NAT_REPLIES)?,
+            ),
+            (
+                upkeep::FILL_SERVICES,
+                fill::<ServiceKey, ServiceInfo>(pin_dir, map_names::SERVICES)?,
+            ),
+            (
+                upkeep::FILL_PERSIST,
+                fill::<ServiceAddr, Affinity>(pin_dir, map_names::PERSIST)?,
+            ),
+            (
+                upkeep::FILL_LBLC,
+                fill::<ServiceAddr, Affinity>(pin_dir, map_names::LBLC)?,
+            ),
+            (
+                upkeep::FILL_LBLCR,
+                fill::<ServiceAddr, ReplicaSet>(pin_dir, map_names::LBLCR)?,
+            ),
+            (
+                upkeep::FILL_IFACES,
+                fill::<u32, IfaceInfo>(pin_dir, map_names::IFACES)?,
+            ),
+        ],
     };
     let ops = Box::new(ProgramRunner::new(prog, pin_dir)?);
     Reclaimer::new(maps, ops, Box::new(monotonic_ns), batch)

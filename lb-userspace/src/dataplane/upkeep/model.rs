@@ -7,11 +7,11 @@ use super::{
     ops::OpRunner,
     reclaim::{Maps, Pass, Reclaimer, Stopped},
 };
-use crate::dataplane::store::{MapStore, MemMap};
+use crate::dataplane::store::{Counted, MapStore, MemMap};
 use anyhow::{Result, bail};
 use lb_common::{
-    ConnCounts, FAMILY_V4, FlowKey, FlowState, PROTO_TCP, RealConns, RealInfo, Settings, conn,
-    method,
+    Affinity, ConnCounts, FAMILY_V4, FlowKey, FlowState, PROTO_TCP, RealConns, RealInfo,
+    ServiceAddr, Settings, conn, method,
     upkeep::{self, Op, Summary},
 };
 use std::{
@@ -114,11 +114,6 @@ impl OpRunner for Program {
                     p.conns.put(&op.target, &c)?;
                     op.outcome = upkeep::DONE;
                 }
-                upkeep::OP_COUNT => {
-                    // The small maps hold a fixed number here: their index.
-                    op.value = u64::from(op.target) * 10;
-                    op.outcome = upkeep::DONE;
-                }
                 other => bail!("op kind {other}"),
             }
         }
@@ -182,18 +177,42 @@ impl Plane {
         key
     }
 
+    /// The reclaimer's view of the maps: the flows, counts, settings and
+    /// summary, and for fill the NAT replies and a persistence map holding
+    /// three templates.
+    fn maps(&self) -> Maps {
+        let persist: MemMap<ServiceAddr, Affinity> = MemMap::new(100);
+        for n in 0..3 {
+            let key = ServiceAddr {
+                service_id: 0,
+                addr: [n, 0, 0, 0],
+            };
+            persist.clone().put(&key, &Affinity::default()).unwrap();
+        }
+        Maps {
+            flows: Box::new(self.flows.clone()),
+            conns: Box::new(self.conns.clone()),
+            settings: Box::new(self.settings.clone()),
+            summary: Box::new(self.summary.clone()),
+            fills: vec![
+                (
+                    upkeep::FILL_NAT_REPLIES,
+                    Box::new(Counted::new(Box::new(self.replies.clone()))),
+                ),
+                (
+                    upkeep::FILL_PERSIST,
+                    Box::new(Counted::new(Box::new(persist))),
+                ),
+            ],
+        }
+    }
+
     fn conns(&self, real: u32) -> ConnCounts {
         self.conns.get(&real).unwrap().unwrap_or_default().live
     }
 
     fn reclaimer(&self, batch: usize, before_run: Option<Hook>) -> Reclaimer {
-        let maps = Maps {
-            flows: Box::new(self.flows.clone()),
-            replies: Box::new(self.replies.clone()),
-            conns: Box::new(self.conns.clone()),
-            settings: Box::new(self.settings.clone()),
-            summary: Box::new(self.summary.clone()),
-        };
+        let maps = self.maps();
         let program = Program {
             plane: self.clone(),
             before_run,
@@ -288,7 +307,7 @@ fn each_state_expires_after_its_own_timeout_and_is_uncounted_once() {
     assert_eq!(s.states[conn::ESTABLISHED as usize], 1);
     assert_eq!(s.states[conn::PICKUP as usize], 1);
     assert_eq!(s.entries[upkeep::FILL_CONNTRACK as usize], 5);
-    assert_eq!(s.entries[upkeep::FILL_LBLCR as usize], 50);
+    assert_eq!(s.entries[upkeep::FILL_PERSIST as usize], 3);
     assert_eq!(done.reals_with_flows.into_iter().collect::<Vec<_>>(), [1]);
     // Nothing more to do: a second pass changes nothing and counts on.
     let again = pass(&mut r);
@@ -438,13 +457,7 @@ fn a_failing_program_run_publishes_nothing() {
     let p = Plane::new(100);
     p.real(1, method::DR);
     p.open(1, 1, conn::CLOSE, 100);
-    let maps = Maps {
-        flows: Box::new(p.flows.clone()),
-        replies: Box::new(p.replies.clone()),
-        conns: Box::new(p.conns.clone()),
-        settings: Box::new(p.settings.clone()),
-        summary: Box::new(p.summary.clone()),
-    };
+    let maps = p.maps();
     let mut r = Reclaimer::new(maps, Box::new(Broken), Box::new(|| 20_000 * SEC), 10).unwrap();
     let err = r.pass(&mut go(ControlFlow::Continue(()))).unwrap_err();
     assert!(format!("{err:#}").contains("expiring flows"), "{err:#}");

@@ -7,7 +7,10 @@
 use crate::dataplane::store::{Cursor, MapStore, PinnedMap};
 use anyhow::{Context, Result, bail};
 use aya::programs::ProgramFd;
-use lb_common::{map_names, upkeep::Op};
+use lb_common::{
+    map_names,
+    upkeep::{self, Op},
+};
 use std::{
     io,
     os::fd::{AsFd, AsRawFd},
@@ -66,21 +69,9 @@ struct TestRunAttr {
 /// XDP_DROP: what the program returns when it ran its ops.
 const XDP_DROP: u32 = 1;
 
-impl OpRunner for ProgramRunner {
-    fn run(&mut self, ops: &mut [Op]) -> Result<()> {
-        if ops.is_empty() {
-            return Ok(());
-        }
-        if ops.len() > lb_common::upkeep::MAX_OPS as usize {
-            bail!("{} upkeep ops in one run", ops.len());
-        }
-        let entries: Vec<(u32, Op)> = (0u32..).zip(ops.iter().copied()).collect();
-        self.ops
-            .update_batch(&entries)
-            .context("writing UPKEEP_OPS")?;
-        // The frame: the op count, padded to a minimal Ethernet frame.
-        let mut frame = [0u8; 64];
-        frame[..4].copy_from_slice(&(ops.len() as u32).to_ne_bytes());
+impl ProgramRunner {
+    /// One run of the program on `frame`.
+    fn test_run(&self, frame: &[u8; upkeep::RUN_FRAME]) -> Result<()> {
         let mut attr = TestRunAttr {
             prog_fd: self.prog.as_fd().as_raw_fd() as u32,
             data_size_in: frame.len() as u32,
@@ -103,16 +94,42 @@ impl OpRunner for ProgramRunner {
         if attr.retval != XDP_DROP {
             bail!("the upkeep program returned {}", attr.retval);
         }
-        let mut done = Vec::with_capacity(ops.len());
+        Ok(())
+    }
+
+    /// The first `n` entries of `UPKEEP_OPS`.
+    fn read(&self, n: usize) -> Result<Vec<Op>> {
+        let mut done = Vec::with_capacity(n);
         let mut cursor = Cursor::start();
-        while done.len() < ops.len() && !cursor.done() {
+        while done.len() < n && !cursor.done() {
             self.ops
-                .lookup_batch(&mut cursor, ops.len() - done.len(), &mut done)
+                .lookup_batch(&mut cursor, n - done.len(), &mut done)
                 .context("reading UPKEEP_OPS")?;
         }
-        for (op, (_, result)) in ops.iter_mut().zip(done) {
-            *op = result;
+        Ok(done.into_iter().map(|(_, op)| op).collect())
+    }
+}
+
+impl OpRunner for ProgramRunner {
+    fn run(&mut self, ops: &mut [Op]) -> Result<()> {
+        if ops.len() > upkeep::MAX_OPS as usize {
+            bail!("{} upkeep ops in one run", ops.len());
         }
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let listed: Vec<(u32, Op)> = (0u32..).zip(ops.iter().copied()).collect();
+        self.ops
+            .update_batch(&listed)
+            .context("writing UPKEEP_OPS")?;
+        let mut frame = [0u8; upkeep::RUN_FRAME];
+        frame[..4].copy_from_slice(&(ops.len() as u32).to_ne_bytes());
+        self.test_run(&frame)?;
+        let done = self.read(ops.len())?;
+        if done.len() != ops.len() {
+            bail!("UPKEEP_OPS shorter than the run");
+        }
+        ops.copy_from_slice(&done);
         Ok(())
     }
 }

@@ -10,13 +10,13 @@
 //! evicted: the program subtracts it. That bound never takes a flow that
 //! ended or moved during the walk for an evicted one, however busy the
 //! director is; what it misses under churn the next passes find. Then the
-//! other hash maps' fill is counted and the [`Summary`] published in
-//! `UPKEEP`. A pass that fails half-way publishes nothing and corrects no
+//! other hash maps are walked for their fill (`NAT_REPLIES`, and the maps
+//! the config bounds) and the [`Summary`] published in `UPKEEP`. A pass that fails half-way publishes nothing and corrects no
 //! count (its tallies are incomplete); what it reaped stays reaped and is
 //! reported by the next pass.
 
 use super::ops::OpRunner;
-use crate::dataplane::store::{Cursor, MapStore};
+use crate::dataplane::store::{Countable, Cursor, MapStore};
 use anyhow::{Context, Result};
 use lb_common::{
     ConnCounts, FlowKey, FlowState, RealConns, Settings, conn,
@@ -31,10 +31,11 @@ use std::{
 /// The maps a pass reads and writes.
 pub struct Maps {
     pub flows: Box<dyn MapStore<FlowKey, FlowState>>,
-    pub replies: Box<dyn MapStore<FlowKey, FlowKey>>,
     pub conns: Box<dyn MapStore<u32, RealConns>>,
     pub settings: Box<dyn MapStore<u32, Settings>>,
     pub summary: Box<dyn MapStore<u32, Summary>>,
+    /// The other hash maps whose fill the summary reports, by `FILL_*` index.
+    pub fills: Vec<(u32, Box<dyn Countable>)>,
 }
 
 /// What one pass found, for the agent.
@@ -168,10 +169,18 @@ impl Reclaimer {
         // Reaped flows stay reaped whatever happens next: count them.
         self.expired += tally.expired;
         result?;
-        let replies = self.count_replies(pace)?;
-        let mut entries = self.count_small_maps()?;
+        let mut entries = [0; upkeep::FILLS];
         entries[upkeep::FILL_CONNTRACK as usize] = tally.walked - tally.expired;
-        entries[upkeep::FILL_NAT_REPLIES as usize] = replies;
+        for (fill, map) in &self.maps.fills {
+            entries[*fill as usize] = map.count(pace).map_err(|e| {
+                if e.kind() == std::io::ErrorKind::Interrupted {
+                    anyhow::Error::new(Stopped)
+                } else {
+                    anyhow::Error::new(e)
+                        .context(format!("walking {}", upkeep::FILL_MAPS[*fill as usize]))
+                }
+            })?;
+        }
         let evicted = self.correct_evictions(&tally)?;
         self.evicted += evicted;
         self.passes += 1;
@@ -249,51 +258,6 @@ impl Reclaimer {
             }
         }
         Ok(())
-    }
-
-    /// Entries in `NAT_REPLIES`, walked in batches like the flows.
-    fn count_replies(&mut self, pace: &mut dyn FnMut(Duration) -> ControlFlow<()>) -> Result<u64> {
-        let mut cursor = Cursor::start();
-        let mut batch = Vec::with_capacity(self.batch);
-        let mut n = 0;
-        while !cursor.done() {
-            let work = Instant::now();
-            batch.clear();
-            self.maps
-                .replies
-                .lookup_batch(&mut cursor, self.batch, &mut batch)
-                .context("walking NAT_REPLIES")?;
-            n += batch.len() as u64;
-            if pace(work.elapsed()).is_break() {
-                return Err(Stopped.into());
-            }
-        }
-        Ok(n)
-    }
-
-    /// The fill of the maps the config bounds, counted by the program.
-    fn count_small_maps(&mut self) -> Result<[u64; upkeep::FILLS]> {
-        let small = [
-            upkeep::FILL_SERVICES,
-            upkeep::FILL_PERSIST,
-            upkeep::FILL_LBLC,
-            upkeep::FILL_LBLCR,
-            upkeep::FILL_IFACES,
-        ];
-        let mut ops: Vec<Op> = small
-            .iter()
-            .map(|&target| Op {
-                kind: upkeep::OP_COUNT,
-                target,
-                ..Op::default()
-            })
-            .collect();
-        self.ops.run(&mut ops).context("counting map entries")?;
-        let mut entries = [0; upkeep::FILLS];
-        for (op, target) in ops.iter().zip(small) {
-            entries[target as usize] = op.value;
-        }
-        Ok(entries)
     }
 
     /// Every real's counts (`REAL_CONNS`) that ever counted, by real id.
