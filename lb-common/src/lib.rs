@@ -23,7 +23,6 @@ pub mod map_names {
     pub const GLOBAL_STATS: &str = "GLOBAL_STATS";
     pub const SETTINGS: &str = "SETTINGS";
     pub const REAL_CONNS: &str = "REAL_CONNS";
-    pub const REAL_CONNS_GONE: &str = "REAL_CONNS_GONE";
     pub const NAT_REPLIES: &str = "NAT_REPLIES";
     pub const SERVICE_REALS: &str = "SERVICE_REALS";
     pub const SCHED_CURSORS: &str = "SCHED_CURSORS";
@@ -31,8 +30,12 @@ pub mod map_names {
     pub const PERSIST: &str = "PERSIST";
     pub const LBLC: &str = "LBLC";
     pub const LBLCR: &str = "LBLCR";
+    /// The upkeep program's work list (`upkeep::Op`), written by the reclaimer.
+    pub const UPKEEP_OPS: &str = "UPKEEP_OPS";
+    /// One `upkeep::Summary`: what the reclaimer's last pass found.
+    pub const UPKEEP: &str = "UPKEEP";
     /// Every pinned map, in a stable order.
-    pub const ALL: [&str; 19] = [
+    pub const ALL: [&str; 20] = [
         SERVICES,
         REALS,
         MAGLEV,
@@ -44,7 +47,8 @@ pub mod map_names {
         GLOBAL_STATS,
         SETTINGS,
         REAL_CONNS,
-        REAL_CONNS_GONE,
+        UPKEEP_OPS,
+        UPKEEP,
         NAT_REPLIES,
         SERVICE_REALS,
         SCHED_CURSORS,
@@ -59,6 +63,9 @@ pub mod map_names {
 pub const PROG_DIRECTOR: &str = "xlb_director";
 /// Name of the XDP program that passes everything (for veth peers in labs).
 pub const PROG_PASS: &str = "xlb_pass";
+/// Name of the upkeep program: never attached, run by the agent's reclaimer
+/// through BPF_PROG_TEST_RUN on its work list (`upkeep`).
+pub const PROG_UPKEEP: &str = "xlb_upkeep";
 
 /// The benchmark's own XDP programs (`lb-ebpf/src/bin/bench_floor.rs`, object
 /// `bench-floor`), kept out of the production object; `cargo xtask bench` loads them.
@@ -404,96 +411,8 @@ pub struct FlowState {
     pub state: u64,
 }
 
-/// Connection states, as IPVS names them (its `IP_VS_TCP_S_*` numbering), and
-/// the transitions xlb applies. xlb sees the client's packets for every method
-/// (and the replies only in NAT), so it follows IPVS's input-only TCP table
-/// for all methods; NAT replies only refresh the timer.
-pub mod conn {
-    use super::Settings;
-
-    pub const NONE: u32 = 0;
-    pub const ESTABLISHED: u32 = 1;
-    pub const SYN_SENT: u32 = 2;
-    pub const SYN_RECV: u32 = 3;
-    pub const FIN_WAIT: u32 = 4;
-    pub const TIME_WAIT: u32 = 5;
-    pub const CLOSE: u32 = 6;
-    pub const CLOSE_WAIT: u32 = 7;
-    pub const LAST_ACK: u32 = 8;
-    pub const LISTEN: u32 = 9;
-    pub const SYNACK: u32 = 10;
-    /// Any UDP flow (IPVS's single UDP state).
-    pub const UDP: u32 = 11;
-    /// An entry already uncounted and about to be replaced; never counted.
-    pub const RELEASED: u32 = u32::MAX;
-
-    /// IPVS defaults (`ipvsadm --set 900 120 300`).
-    pub const DEFAULT_TCP_S: u32 = 900;
-    pub const DEFAULT_TCP_FIN_S: u32 = 120;
-    pub const DEFAULT_UDP_S: u32 = 300;
-
-    /// TCP flag bits as in the header's 13th byte.
-    pub const TCP_FIN: u8 = 0x01;
-    pub const TCP_SYN: u8 = 0x02;
-    pub const TCP_RST: u8 = 0x04;
-    pub const TCP_ACK: u8 = 0x10;
-
-    /// Counted as ActiveConn (IPVS since Linux 4.8 also counts the
-    /// handshake states as active); everything else is InActConn.
-    #[inline(always)]
-    pub fn is_active(state: u32) -> bool {
-        matches!(state, ESTABLISHED | SYN_SENT | SYN_RECV | SYNACK)
-    }
-
-    /// The state after a client packet with TCP `flags`, per IPVS's
-    /// input-only table (RST, then SYN, then FIN, then ACK decide).
-    #[inline(always)]
-    pub fn tcp_next(state: u32, flags: u8) -> u32 {
-        if flags & TCP_RST != 0 {
-            match state {
-                SYN_RECV | LAST_ACK | LISTEN | SYNACK => state,
-                _ => CLOSE,
-            }
-        } else if flags & TCP_SYN != 0 {
-            match state {
-                ESTABLISHED | SYN_SENT => ESTABLISHED,
-                _ => SYN_RECV,
-            }
-        } else if flags & TCP_FIN != 0 {
-            match state {
-                NONE => CLOSE,
-                ESTABLISHED => FIN_WAIT,
-                SYN_RECV | SYNACK => TIME_WAIT,
-                _ => state,
-            }
-        } else if flags & TCP_ACK != 0 {
-            match state {
-                NONE | SYN_RECV | SYNACK => ESTABLISHED,
-                LAST_ACK => CLOSE,
-                _ => state,
-            }
-        } else {
-            // IPVS: a segment with none of the four flags closes the entry.
-            CLOSE
-        }
-    }
-
-    /// Idle time after which a flow in `state` expires (IPVS's timeout table,
-    /// with the three values `ipvsadm --set` changes taken from `settings`).
-    #[inline(always)]
-    pub fn timeout_s(state: u32, settings: &Settings) -> u32 {
-        match state {
-            ESTABLISHED => settings.tcp_timeout_s,
-            FIN_WAIT => settings.tcp_fin_timeout_s,
-            UDP => settings.udp_timeout_s,
-            NONE => 2,
-            CLOSE => 10,
-            SYN_RECV | CLOSE_WAIT => 60,
-            LAST_ACK => 30,
-            _ => 120,
-        }
-    }
-}
+pub mod conn;
+pub mod upkeep;
 
 /// Value of `IFACES`, keyed by ifindex: what the data plane needs to send out of an interface.
 #[repr(C)]
@@ -513,7 +432,8 @@ pub struct Settings {
     pub tun_src_v4: Addr,
     /// Outer source address of IPv6 tunnels.
     pub tun_src_v6: Addr,
-    /// Idle timeouts in seconds (IPVS `--set tcp tcpfin udp`).
+    /// Idle timeouts in seconds (IPVS `--set tcp tcpfin udp`); never 0,
+    /// which would expire every flow in those states at once.
     pub tcp_timeout_s: u32,
     pub tcp_fin_timeout_s: u32,
     pub udp_timeout_s: u32,
@@ -522,6 +442,23 @@ pub struct Settings {
     /// [`MAP_LAYOUT_VERSION`] of the agent that created the maps: a restarted
     /// agent adopts pinned maps only when it matches its own.
     pub layout_version: u32,
+}
+
+impl Settings {
+    /// IPVS's defaults (timeouts, `conn_reuse_mode` 1) and nothing else
+    /// set: what a loader writes before the program runs (the agent then
+    /// writes its config's).
+    pub const fn ipvs_defaults() -> Settings {
+        Settings {
+            tun_src_v4: [0; 4],
+            tun_src_v6: [0; 4],
+            tcp_timeout_s: conn::DEFAULT_TCP_S,
+            tcp_fin_timeout_s: conn::DEFAULT_TCP_FIN_S,
+            udp_timeout_s: conn::DEFAULT_UDP_S,
+            flags: SETTINGS_F_CONN_REUSE,
+            layout_version: 0,
+        }
+    }
 }
 
 /// `Settings` flag: some service uses NAT, so traffic that is for no
@@ -533,18 +470,23 @@ pub const SETTINGS_F_NAT: u32 = 1;
 /// the flow deleted; without it the flow is scheduled anew (`reschedule`;
 /// under `keep` a removed real stays as `REAL_F_DRAINING` until its flows end).
 pub const SETTINGS_F_NODEST_EXPIRE: u32 = 2;
+/// `Settings` flag: IPVS's `conn_reuse_mode` bit 1 (any nonzero mode): a
+/// SYN on the ports of a flow in TIME_WAIT or CLOSE (or a pickup) opens a
+/// new connection, scheduled and counted, instead of reusing the flow
+/// (`conn::reused`).
+pub const SETTINGS_F_CONN_REUSE: u32 = 4;
+/// `Settings` flag: `conn_reuse_mode` bit 2: also for a FIN_WAIT flow whose
+/// replies the director does not see (DR, TUN), the last state it sees
+/// there after a close.
+pub const SETTINGS_F_CONN_REUSE_FIN_WAIT: u32 = 8;
 
 /// Version of the maps' layout and meaning, stamped into `SETTINGS`. Bump it
 /// whenever a map's key or value changes in meaning without changing size
 /// (sizes are compared separately), so a new agent never adopts maps it
 /// would misread.
-pub const MAP_LAYOUT_VERSION: u32 = 3;
+pub const MAP_LAYOUT_VERSION: u32 = 4;
 
 /// Connection counts of one real server, as ipvsadm's ActiveConn / InActConn.
-/// `REAL_CONNS` is counted by the data plane (atomic adds); `REAL_CONNS_GONE`
-/// is written by the agent alone, for connections that left the flow table
-/// without the data plane seeing it (expiry sweeps, LRU eviction). The live
-/// count is the difference, see [`ConnCounts::live`].
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ConnCounts {
@@ -553,16 +495,20 @@ pub struct ConnCounts {
     pub inactive: u64,
 }
 
-impl ConnCounts {
-    /// Connections still open: counted minus gone (wrapping, as both only grow
-    /// or are corrected together).
-    #[inline(always)]
-    pub fn live(self, gone: ConnCounts) -> ConnCounts {
-        ConnCounts {
-            active: self.active.wrapping_sub(gone.active),
-            inactive: self.inactive.wrapping_sub(gone.inactive),
-        }
-    }
+/// Value of `REAL_CONNS`: one real's connections, kept by atomic adds in
+/// the kernel only (the director as flows open, move and close; the upkeep
+/// program as the reclaimer expires flows and finds evicted ones), so a
+/// scheduler reads one entry per real.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RealConns {
+    /// Live connections (ActiveConn, InActConn).
+    pub live: ConnCounts,
+    /// How many ever left each class (closed, expired, moved to the other
+    /// class): only grows. The reclaimer tells a flow that ended during its
+    /// walk from one the LRU evicted by it; in the same cache line as
+    /// `live`, so its atomic add costs next to nothing.
+    pub left: ConnCounts,
 }
 
 /// The decapsulation program `xlb decap` attaches on real servers (a separate
@@ -665,6 +611,13 @@ pub struct GlobalCounters {
     /// Of `drop`: packets of flows whose real left the service, dropped
     /// (and the flow deleted) under `SETTINGS_F_NODEST_EXPIRE`.
     pub nodest_expired: u64,
+    /// TCP flows created from a packet that is not a SYN (`conn::PICKUP`).
+    pub pickups: u64,
+    /// SYNs on the ports of a closed flow that opened a new connection
+    /// (`conn_reuse_mode`).
+    pub reused: u64,
+    /// Flows found idle past their timeout on lookup, handled as gone.
+    pub stale: u64,
 }
 
 /// Summing the per-CPU copies of a counter set.
@@ -692,6 +645,9 @@ impl core::ops::Add for GlobalCounters {
             fragments: self.fragments + o.fragments,
             too_big: self.too_big + o.too_big,
             nodest_expired: self.nodest_expired + o.nodest_expired,
+            pickups: self.pickups + o.pickups,
+            reused: self.reused + o.reused,
+            stale: self.stale + o.stale,
         }
     }
 }
@@ -709,8 +665,9 @@ assert_layout!(FlowState, 32, 8);
 assert_layout!(IfaceInfo, 8, 2);
 assert_layout!(Settings, 52, 4);
 assert_layout!(ConnCounts, 16, 8);
+assert_layout!(RealConns, 32, 8);
 assert_layout!(Counters, 24, 8);
-assert_layout!(GlobalCounters, 72, 8);
+assert_layout!(GlobalCounters, 96, 8);
 assert_layout!(DecapVip, 20, 4);
 assert_layout!(ServiceAddr, 20, 4);
 assert_layout!(Affinity, 16, 8);
@@ -729,6 +686,7 @@ mod pod {
     unsafe impl aya::Pod for IfaceInfo {}
     unsafe impl aya::Pod for Settings {}
     unsafe impl aya::Pod for ConnCounts {}
+    unsafe impl aya::Pod for RealConns {}
     unsafe impl aya::Pod for Counters {}
     unsafe impl aya::Pod for GlobalCounters {}
     unsafe impl aya::Pod for DecapVip {}

@@ -1,4 +1,5 @@
-//! xlb's XDP director: parse → service → conntrack or scheduler → forward → stats.
+//! xlb's XDP director: parse → service → conntrack or scheduler → forward →
+//! stats; and the upkeep program the agent's reclaimer runs (`upkeep.rs`).
 #![no_std]
 #![no_main]
 // Atomic intrinsics: connection counts (conntrack.rs), the rr/wrr cursor (sched/table.rs).
@@ -15,6 +16,7 @@ mod parse;
 mod sched;
 mod stats;
 mod tun;
+mod upkeep;
 
 use aya_ebpf::{
     bindings::xdp_action, helpers::bpf_ktime_get_ns, macros::xdp, programs::XdpContext,
@@ -22,11 +24,13 @@ use aya_ebpf::{
 use aya_log_ebpf::debug;
 use lb_common::{
     FlowState, PROTO_TCP, REAL_F_DRAINING, REAL_F_REACHABLE, RealInfo, SERVICE_F_ACTIVE,
-    ServiceKey, conn, flow_hash, method,
+    SERVICE_F_PERSISTENT, ServiceInfo, ServiceKey, Settings,
+    conn::{self, Dir},
+    flow_hash, method,
 };
-use maps::{REALS, SERVICES};
+use maps::{REALS, SERVICES, SETTINGS};
 use parse::Skip;
-use stats::Fate;
+use stats::{Event, Fate};
 
 #[xdp]
 pub fn xlb_director(ctx: XdpContext) -> u32 {
@@ -68,35 +72,47 @@ fn director(ctx: &XdpContext) -> (u32, Fate) {
     if service.flags & SERVICE_F_ACTIVE == 0 {
         return (xdp_action::XDP_PASS, Fate::Pass);
     }
+    let Some(settings) = SETTINGS.get(0) else {
+        return (xdp_action::XDP_ABORTED, Fate::Error);
+    };
 
-    // An existing flow keeps its real while that real is still usable in this
-    // service. An ICMP error about a flow (say "fragmentation needed" from a
-    // router near the client) goes to the flow's real by the flow's method,
-    // through the same forwarding calls (one call site each keeps the
-    // verifier's work down); it never creates a flow or moves its state.
-    let entry = conntrack::lookup(flow);
-    // A bare SYN opens a new connection, even on a port an old flow used.
-    let syn = flow.proto == PROTO_TCP
-        && pkt.tcp_flags & (conn::TCP_SYN | conn::TCP_ACK | conn::TCP_RST) == conn::TCP_SYN;
-    let existing =
-        entry.and_then(|e| flow_real(e, service.id, syn).map(|(id, real)| (e, id, real)));
-    let (real_id, real, new_conn) = match existing {
-        Some((_, id, real)) if pkt.icmp_error => (id, real, false),
-        Some((e, id, real)) => {
-            conntrack::client_packet(e, flow.proto, pkt.tcp_flags, now);
-            (id, real, false)
+    // An existing flow keeps its real while it is live and that real is
+    // still usable in this service. An ICMP error about a flow (say
+    // "fragmentation needed" from a router near the client) goes to the
+    // flow's real by the flow's method, through the same forwarding calls
+    // (one call site each keeps the verifier's work down); it never creates
+    // a flow or moves its state. An entry idle past its timeout is gone, as
+    // in IPVS, whether or not the reclaimer deleted it yet.
+    let opens = flow.proto == PROTO_TCP && conn::opens(pkt.tcp_flags);
+    let found = conntrack::lookup(flow);
+    let known = match found {
+        Some(e) if conntrack::live(e, now, settings) => flow_real(e, service, opens, settings),
+        Some(_) => Known::Stale,
+        None => Known::None,
+    };
+    let (real_id, real, new_flow, new_conn) = match known {
+        Known::Keep(e, id, real) => {
+            if !pkt.icmp_error {
+                conntrack::client_packet(e, flow.proto, pkt.tcp_flags, dir(real), now);
+            }
+            (id, real, false, false)
         }
-        None if pkt.icmp_error => return (xdp_action::XDP_PASS, Fate::Pass),
-        None => {
-            // A flow whose real no longer serves the service: under nodest
-            // `expire` it ends here, else it is scheduled anew below (as is
-            // a new connection reusing its ports).
-            if let Some(e) = entry
-                && !syn
-                && conntrack::expire_nodest()
-            {
-                conntrack::forget(flow, e);
-                return (xdp_action::XDP_DROP, Fate::NodestExpired);
+        _ if pkt.icmp_error => return (xdp_action::XDP_PASS, Fate::Pass),
+        _ => {
+            if let Some(e) = found {
+                // A flow whose real no longer serves the service: under
+                // nodest `expire` its packets end with it; else it is
+                // scheduled anew below (as is a new connection on its ports).
+                if matches!(known, Known::Unusable) && !opens && conntrack::expire_nodest(settings)
+                {
+                    conntrack::forget(flow, e);
+                    return (xdp_action::XDP_DROP, Fate::NodestExpired);
+                }
+                match known {
+                    Known::Stale => stats::event(Event::Stale),
+                    Known::Reused => stats::event(Event::Reused),
+                    _ => {}
+                }
             }
             let Some((id, real)) = sched::pick(service, flow)
                 .and_then(|id| usable(id, service.id))
@@ -104,21 +120,33 @@ fn director(ctx: &XdpContext) -> (u32, Fate) {
             else {
                 return (xdp_action::XDP_DROP, Fate::Drop);
             };
-            if let Some(e) = entry {
+            // Whatever the entry held ends now, uncounted once by whoever
+            // claims it: after scheduling, so that lc/wlc still see the old
+            // connection when they choose, as IPVS (which expires it by
+            // timer). Looked up again rather than kept from above: the
+            // verifier then checks the scheduler once, not once with an
+            // entry and once without.
+            if let Some(e) = conntrack::lookup(flow) {
                 conntrack::release(e);
             }
-            if !conntrack::record(flow, service.id, id, pkt.tcp_flags, now) {
+            let state = conn::first(flow.proto, flags_again(&pkt));
+            if !conntrack::record(flow, service.id, id, state, now) {
                 return (xdp_action::XDP_ABORTED, Fate::Error);
             }
+            // A pickup is no new connection: the client opened it elsewhere.
+            let new_conn = state != conn::PICKUP;
+            if !new_conn {
+                stats::event(Event::Pickup);
+            }
             debug!(ctx, "new flow on service {} -> real {}", service.id, id);
-            (id, real, true)
+            (id, real, true, new_conn)
         }
     };
 
     let bytes = (ctx.data_end() - ctx.data()) as u64;
     let verdict = match real.method {
         method::DR => forward::direct_route(ctx, real),
-        method::NAT => nat::inbound(ctx, &pkt, real, new_conn),
+        method::NAT => nat::inbound(ctx, &pkt, real, new_flow),
         method::TUN => tun::encapsulate(ctx, real, flow.family, flow_hash(flow)),
         _ => (xdp_action::XDP_ABORTED, Fate::Error),
     };
@@ -128,22 +156,76 @@ fn director(ctx: &XdpContext) -> (u32, Fate) {
     verdict
 }
 
-/// The real a flow table entry names, if the entry was made for `service_id`
-/// and that real can still take its packets. A draining real (nodest policy
-/// `keep`) takes those of its flows, but not a `syn` opening a new
-/// connection on an old flow's ports.
+/// What the flow table entry means for the packet at hand.
+enum Known {
+    /// No entry.
+    None,
+    /// An entry idle past its timeout, or claimed by someone else: gone.
+    Stale,
+    /// The flow continues on this real.
+    Keep(*mut FlowState, u32, &'static RealInfo),
+    /// The entry names a real that cannot take its packets any more (gone,
+    /// unreachable, another service's), or a draining one a SYN may not
+    /// open a new connection on.
+    Unusable,
+    /// A SYN opens a new connection on a closed flow's ports (`conn_reuse_mode`).
+    Reused,
+}
+
+/// The packet's TCP flags read again, not the value `opens` was computed
+/// from: the verifier then does not follow the scheduler once with `opens`
+/// true and once false.
+#[inline(always)]
+fn flags_again(pkt: &parse::Packet) -> u8 {
+    // SAFETY: a plain read of a field of a live value.
+    unsafe { core::ptr::read_volatile(&pkt.tcp_flags) }
+}
+
+/// The IPVS table a client packet moves a flow by: NAT sees the replies too.
+#[inline(always)]
+fn dir(real: &RealInfo) -> Dir {
+    if real.method == method::NAT {
+        Dir::Input
+    } else {
+        Dir::InputOnly
+    }
+}
+
+/// What the live `entry` means for a packet of `service` (`opens`: a SYN
+/// without RST). A draining real (nodest policy `keep`) takes its flows'
+/// packets, but not a SYN opening a new connection on an old flow's ports;
+/// a SYN on a flow in TIME_WAIT or CLOSE (or FIN_WAIT, or a pickup) opens a
+/// new connection as IPVS's `conn_reuse_mode` decides, except in a
+/// persistent service (IPVS: the template controls the connection).
 #[inline(always)]
 fn flow_real(
     entry: *mut FlowState,
-    service_id: u32,
-    syn: bool,
-) -> Option<(u32, &'static RealInfo)> {
+    service: &ServiceInfo,
+    opens: bool,
+    settings: &Settings,
+) -> Known {
     // SAFETY: `entry` points into the flow table.
     let (flow_service, real_id) = unsafe { ((*entry).service_id, (*entry).real_id) };
-    if flow_service != service_id {
-        return None;
+    if flow_service != service.id {
+        return Known::Unusable;
     }
-    usable(real_id, service_id).filter(|(_, r)| !(syn && r.flags & REAL_F_DRAINING != 0))
+    let Some((id, real)) = usable(real_id, service.id) else {
+        return Known::Unusable;
+    };
+    if opens && real.flags & REAL_F_DRAINING != 0 {
+        return Known::Unusable;
+    }
+    if opens
+        && service.flags & SERVICE_F_PERSISTENT == 0
+        && conn::reused(
+            conntrack::state_of(entry),
+            settings.flags,
+            real.method != method::NAT,
+        )
+    {
+        return Known::Reused;
+    }
+    Known::Keep(entry, id, real)
 }
 
 /// The real server `id` if it belongs to `service_id` and can take packets.

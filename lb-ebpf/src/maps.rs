@@ -7,8 +7,9 @@ use aya_ebpf::{
     macros::btf_map,
 };
 use lb_common::{
-    Affinity, ConnCounts, Counters, FlowKey, FlowState, GlobalCounters, IfaceInfo, RealInfo,
-    ReplicaSet, ServiceAddr, ServiceInfo, ServiceKey, Settings, defaults, sizes,
+    Affinity, Counters, FlowKey, FlowState, GlobalCounters, IfaceInfo, RealConns, RealInfo,
+    ReplicaSet, ServiceAddr, ServiceInfo, ServiceKey, Settings, defaults, sched_layout, sizes,
+    upkeep,
 };
 
 const MAX_SERVICES: usize = defaults::MAX_SERVICES as usize;
@@ -61,13 +62,10 @@ pub static GLOBAL_STATS: PerCpuArray<GlobalCounters, 1> = PerCpuArray::new();
 #[btf_map]
 pub static SETTINGS: Array<Settings, 1> = Array::new();
 
-/// Real id → connections counted by the data plane (atomic adds, never written by the agent).
+/// Real id → live connections, kept by atomic adds here and in the upkeep
+/// program (the agent writes an entry only when it hands out the real id).
 #[btf_map]
-pub static REAL_CONNS: Array<ConnCounts, MAX_REALS> = Array::new();
-
-/// Real id → connections the agent saw leave the flow table (written by the agent only).
-#[btf_map]
-pub static REAL_CONNS_GONE: Array<ConnCounts, MAX_REALS> = Array::new();
+pub static REAL_CONNS: Array<RealConns, MAX_REALS> = Array::new();
 
 /// NAT replies: the 5-tuple a real server answers with → the client's flow
 /// (its `CONNTRACK` key), so the reply can be rewritten back to the VIP.
@@ -104,6 +102,14 @@ pub static LBLC: LruHashMap<ServiceAddr, Affinity, { defaults::AFFINITY_SIZE as 
 #[btf_map]
 pub static LBLCR: LruHashMap<ServiceAddr, ReplicaSet, { defaults::AFFINITY_SIZE as usize }> =
     LruHashMap::new();
+
+/// The upkeep program's work list, written by the agent's reclaimer.
+#[btf_map]
+pub static UPKEEP_OPS: Array<upkeep::Op, { upkeep::MAX_OPS as usize }> = Array::new();
+
+/// What the reclaimer's last pass found (one entry, written by the agent).
+#[btf_map]
+pub static UPKEEP: Array<upkeep::Summary, 1> = Array::new();
 
 /// Where a new lblcr set is built (too large for the 512-byte stack).
 #[btf_map]

@@ -190,13 +190,20 @@ pub fn reply(ctx: &XdpContext, pkt: &Packet, now: u64) -> (u32, Fate) {
     let Some(entry) = CONNTRACK.get_ptr_mut(client) else {
         return NOT_OURS;
     };
+    // An expired flow is gone (IPVS: no connection, the reply is not ours).
+    let Some(settings) = SETTINGS.get(0) else {
+        return (xdp_action::XDP_ABORTED, Fate::Error);
+    };
+    if !conntrack::live(entry, now, settings) {
+        return NOT_OURS;
+    }
     if pkt.icmp_error {
         let Some(dst) = icmp_nat::rewrite(ctx, Way::ToClient, &client.dst, client.dport) else {
             return (xdp_action::XDP_ABORTED, Fate::Error);
         };
         return route(ctx, pkt.flow.family, pkt.flow.proto, &client.dst, &dst);
     }
-    conntrack::reply_packet(entry, now);
+    conntrack::reply_packet(entry, pkt.flow.proto, pkt.tcp_flags, now);
     if rewrite(ctx, pkt, End::Src, &client.dst, client.dport).is_none() {
         return (xdp_action::XDP_ABORTED, Fate::Error);
     }

@@ -52,6 +52,30 @@ pub fn global(fate: Fate) {
     }
 }
 
+/// What happened to a flow, beyond its packet's fate.
+#[derive(Clone, Copy)]
+pub enum Event {
+    /// A TCP flow was created from a packet that is not a SYN.
+    Pickup,
+    /// A SYN on a closed flow's ports opened a new connection.
+    Reused,
+    /// A flow was found idle past its timeout and handled as gone.
+    Stale,
+}
+
+#[inline(always)]
+pub fn event(event: Event) {
+    let Some(c) = GLOBAL_STATS.get_ptr_mut(0) else {
+        return;
+    };
+    let c: &mut GlobalCounters = unsafe { &mut *c };
+    match event {
+        Event::Pickup => c.pickups += 1,
+        Event::Reused => c.reused += 1,
+        Event::Stale => c.stale += 1,
+    }
+}
+
 #[inline(always)]
 fn add<const N: usize>(map: &PerCpuArray<Counters, N>, index: u32, bytes: u64, new_conn: bool) {
     if let Some(c) = map.get_ptr_mut(index) {

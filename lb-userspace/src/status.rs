@@ -5,12 +5,10 @@
 use crate::config::{Method, Persistence, Protocol, Scheduler, SocketText};
 use anyhow::{Context, Result};
 use aya::maps::{Array, HashMap, Map, MapData, PerCpuArray};
-use aya::{Pod, maps::IterableMap};
 use lb_common::{
-    Affinity, ConnCounts, Counters, FlowKey, FlowState, GlobalCounters, IfaceInfo, REAL_F_DRAINING,
-    REAL_F_PRESENT, REAL_F_REACHABLE, RealInfo, ReplicaSet, SERVICE_F_ACTIVE, SERVICE_F_FALLBACK,
-    SERVICE_F_HASH_PORT, SERVICE_F_PERSISTENT, ServiceAddr, ServiceInfo, ServiceKey, addr_ip,
-    map_names,
+    Affinity, Counters, GlobalCounters, REAL_F_DRAINING, REAL_F_PRESENT, REAL_F_REACHABLE,
+    RealConns, RealInfo, SERVICE_F_ACTIVE, SERVICE_F_FALLBACK, SERVICE_F_HASH_PORT,
+    SERVICE_F_PERSISTENT, ServiceAddr, ServiceInfo, ServiceKey, addr_ip, conn, map_names, upkeep,
 };
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -166,6 +164,49 @@ pub struct PacketCounts {
     pub icmp_too_big: u64,
     /// Of `drop`: packets of flows whose real left (`nodest_policy = "expire"`).
     pub nodest_expired: u64,
+    /// TCP flows created mid-stream (from a packet that is not a SYN).
+    pub pickups: u64,
+    /// SYNs on a closed flow's ports that opened a new connection (`conn_reuse_mode`).
+    pub reused: u64,
+    /// Flows found idle past their timeout on lookup, handled as gone.
+    pub stale: u64,
+}
+
+/// What the flow table's upkeep found at its last pass (`UPKEEP`): the
+/// flows by state and what was removed, read without walking the table.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct FlowSummary {
+    /// Passes since the maps were created (0: none yet, the figures are empty).
+    pub passes: u64,
+    /// Seconds since the last pass started.
+    pub last_pass_age_s: f64,
+    /// How long the last pass took, pauses included, in milliseconds.
+    pub last_pass_ms: f64,
+    /// Flows in the table, not expired.
+    pub flows: u64,
+    /// Of those, per state (ipvsadm's names; `PICKUP` for mid-stream flows).
+    pub states: BTreeMap<String, u64>,
+    /// Flows deleted after their idle timeout, in all passes.
+    pub expired: u64,
+    /// Connections the full table's LRU evicted, in all passes.
+    pub evicted: u64,
+}
+
+impl FlowSummary {
+    fn of(s: &upkeep::Summary, now_ns: u64) -> FlowSummary {
+        FlowSummary {
+            passes: s.passes,
+            last_pass_age_s: now_ns.saturating_sub(s.pass_started_ns) as f64 / 1e9,
+            last_pass_ms: s.pass_ns as f64 / 1e6,
+            flows: s.flows(),
+            states: (0..conn::STATES as u32)
+                .filter(|&st| s.states[st as usize] != 0)
+                .map(|st| (conn::name(st).to_string(), s.states[st as usize]))
+                .collect(),
+            expired: s.expired,
+            evicted: s.evicted,
+        }
+    }
 }
 
 /// How full one map is.
@@ -176,12 +217,13 @@ pub struct MapFill {
     pub capacity: u64,
 }
 
-/// Which costly parts [`Snapshot::read`] reads: each walks a whole map.
+/// Which optional parts [`Snapshot::read`] reads.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Detail {
-    /// Persistence templates per real (walks `PERSIST`).
+    /// Persistence templates per real (walks `PERSIST`, bounded by its size).
     pub persistent_conns: bool,
-    /// Entries of every table (walks `CONNTRACK`, `NAT_REPLIES`, `PERSIST`, `LBLC`, `LBLCR`).
+    /// Entries of every hash map, as the upkeep's last pass counted them
+    /// (no walk: a read of `UPKEEP` and each map's capacity).
     pub map_fill: bool,
 }
 
@@ -197,7 +239,7 @@ pub enum Plane {
 
 /// Everything the data plane says, for `xlb status` (text and JSON), the
 /// state dumps and the metrics.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Snapshot {
     pub data_plane: Plane,
     /// Where the XDP maps are pinned; `None` for IPVS.
@@ -207,37 +249,25 @@ pub struct Snapshot {
     pub packets: PacketCounts,
     /// Empty unless [`Detail::map_fill`] was asked for.
     pub maps: Vec<MapFill>,
+    /// The flow table's upkeep; `None` for IPVS.
+    pub flows: Option<FlowSummary>,
 }
 
-/// Entries in the hash map `name` pinned under `dir`, and its capacity.
-fn fill<K: Pod, V: Pod>(dir: &Path, name: &str) -> Result<MapFill> {
-    let map: HashMap<MapData, K, V> = open(dir, name)?.try_into()?;
-    let capacity = u64::from(IterableMap::map(&map).info()?.max_entries());
-    // Keys only: the cheapest walk there is. Entries deleted under the walk
-    // (LRU eviction, expiry) may end it early or restart it; never count past the capacity.
-    let entries = map
-        .keys()
-        .take(capacity as usize)
-        .filter(Result::is_ok)
-        .count() as u64;
-    Ok(MapFill {
-        name: name.to_string(),
-        entries,
-        capacity,
-    })
-}
-
-/// The hash maps whose fill is worth watching (arrays are always full).
-fn map_fills(dir: &Path) -> Result<Vec<MapFill>> {
-    Ok(vec![
-        fill::<ServiceKey, ServiceInfo>(dir, map_names::SERVICES)?,
-        fill::<FlowKey, FlowState>(dir, map_names::CONNTRACK)?,
-        fill::<FlowKey, FlowKey>(dir, map_names::NAT_REPLIES)?,
-        fill::<ServiceAddr, Affinity>(dir, map_names::PERSIST)?,
-        fill::<ServiceAddr, Affinity>(dir, map_names::LBLC)?,
-        fill::<ServiceAddr, ReplicaSet>(dir, map_names::LBLCR)?,
-        fill::<u32, IfaceInfo>(dir, map_names::IFACES)?,
-    ])
+/// The hash maps whose fill is worth watching (arrays are always full), as
+/// the upkeep's last pass counted them; capacities from the maps.
+fn map_fills(dir: &Path, summary: &upkeep::Summary) -> Result<Vec<MapFill>> {
+    upkeep::FILL_MAPS
+        .iter()
+        .zip(summary.entries)
+        .map(|(&name, entries)| {
+            let capacity = u64::from(MapData::from_pin(dir.join(name))?.info()?.max_entries());
+            Ok(MapFill {
+                name: name.to_string(),
+                entries,
+                capacity,
+            })
+        })
+        .collect()
 }
 
 impl Snapshot {
@@ -252,8 +282,9 @@ impl Snapshot {
             open(dir, map_names::REAL_STATS)?.try_into()?;
         let global: PerCpuArray<MapData, GlobalCounters> =
             open(dir, map_names::GLOBAL_STATS)?.try_into()?;
-        let conns: Array<MapData, ConnCounts> = open(dir, map_names::REAL_CONNS)?.try_into()?;
-        let gone: Array<MapData, ConnCounts> = open(dir, map_names::REAL_CONNS_GONE)?.try_into()?;
+        let conns: Array<MapData, RealConns> = open(dir, map_names::REAL_CONNS)?.try_into()?;
+        let upkeep: Array<MapData, upkeep::Summary> = open(dir, map_names::UPKEEP)?.try_into()?;
+        let summary = upkeep.get(&0, 0)?;
 
         let mut svcs: Vec<(ServiceKey, ServiceInfo)> = services.iter().collect::<Result<_, _>>()?;
         svcs.sort_by_key(|(k, _)| {
@@ -285,7 +316,7 @@ impl Snapshot {
             mine.sort_by_key(|(_, r)| (addr_ip(r.addr, r.family), u16::from_be(r.port)));
             let mut reals = Vec::with_capacity(mine.len());
             for (id, r) in mine {
-                let live = conns.get(id, 0)?.live(gone.get(id, 0)?);
+                let live = conns.get(id, 0)?.live;
                 reals.push(RealStatus {
                     id: *id,
                     address: addr_ip(r.addr, r.family),
@@ -329,7 +360,7 @@ impl Snapshot {
         }
         let g = sum(&global.get(&0, 0)?);
         let maps = if detail.map_fill {
-            map_fills(dir)?
+            map_fills(dir, &summary)?
         } else {
             Vec::new()
         };
@@ -347,8 +378,12 @@ impl Snapshot {
                 fragments: g.fragments,
                 icmp_too_big: g.too_big,
                 nodest_expired: g.nodest_expired,
+                pickups: g.pickups,
+                reused: g.reused,
+                stale: g.stale,
             },
             maps,
+            flows: Some(FlowSummary::of(&summary, monotonic_ns())),
         })
     }
 }
@@ -498,7 +533,34 @@ pub fn render(dir: &Path, view: View) -> Result<String> {
         g.nodest_expired,
         g.error
     )?;
+    if let Some(f) = &snap.flows {
+        writeln!(out, "{}", flows_text(f, g))?;
+    }
     Ok(out)
+}
+
+/// The flow table's line: what the upkeep's last pass found and what the
+/// director did with flows.
+fn flows_text(f: &FlowSummary, g: PacketCounts) -> String {
+    let states: Vec<String> = f.states.iter().map(|(s, n)| format!("{s} {n}")).collect();
+    let pass = if f.passes == 0 {
+        "no upkeep pass yet".to_string()
+    } else {
+        format!(
+            "upkeep pass {} took {:.0} ms, {:.1} s ago",
+            f.passes, f.last_pass_ms, f.last_pass_age_s
+        )
+    };
+    format!(
+        "Flows: {} ({}) expired {} evicted {}; new: pickups {} reused {} stale {}; {pass}",
+        f.flows,
+        states.join(", "),
+        f.expired,
+        f.evicted,
+        g.pickups,
+        g.reused,
+        g.stale
+    )
 }
 
 /// `xlb status --json`: the whole [`Snapshot`], persistence and map fill included.

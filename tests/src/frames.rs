@@ -58,32 +58,13 @@ pub fn tcp_syn(
     dst: Ipv4Addr,
     dport: u16,
 ) -> Vec<u8> {
-    let mut tcp = vec![0u8; 20];
-    tcp[0..2].copy_from_slice(&sport.to_be_bytes());
-    tcp[2..4].copy_from_slice(&dport.to_be_bytes());
-    tcp[4..8].copy_from_slice(&u32::from(src).to_be_bytes());
-    tcp[12] = 5 << 4;
-    tcp[13] = 0x02; // SYN
-    tcp[14..16].copy_from_slice(&64240u16.to_be_bytes());
-    let c = checksum(pseudo_sum(src, dst, IPPROTO_TCP, 20), &tcp);
-    tcp[16..18].copy_from_slice(&c.to_be_bytes());
-    eth(macs.0, macs.1, ETH_IPV4, &ipv4(src, dst, IPPROTO_TCP, &tcp))
-}
-
-/// The partial sum of an IPv4 pseudo-header (TCP and UDP checksums).
-fn pseudo_sum(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, len: u16) -> u32 {
-    [src.octets(), dst.octets()]
-        .iter()
-        .flat_map(|a| {
-            [
-                u16::from_be_bytes([a[0], a[1]]),
-                u16::from_be_bytes([a[2], a[3]]),
-            ]
-        })
-        .map(u32::from)
-        .sum::<u32>()
-        + u32::from(proto)
-        + u32::from(len)
+    let (from, to) = (SocketAddrV4::new(src, sport), SocketAddrV4::new(dst, dport));
+    eth(
+        macs.0,
+        macs.1,
+        ETH_IPV4,
+        &tcp4(from, to, 0x02, u32::from(src)),
+    )
 }
 
 /// An IPv4 packet carrying a UDP datagram, with the UDP checksum computed over
@@ -96,7 +77,7 @@ pub fn udp4(src: SocketAddrV4, dst: SocketAddrV4, payload: &[u8]) -> Vec<u8> {
     u.extend_from_slice(&len.to_be_bytes());
     u.extend_from_slice(&[0, 0]);
     u.extend_from_slice(payload);
-    let pseudo = pseudo_sum(*src.ip(), *dst.ip(), IPPROTO_UDP, len);
+    let pseudo = pseudo_header(src, dst, IPPROTO_UDP, len);
     // A computed 0 is sent as 0xffff: 0 means "no checksum" in UDP over IPv4.
     let c = match checksum(pseudo, &u) {
         0 => 0xffff,
@@ -109,6 +90,38 @@ pub fn udp4(src: SocketAddrV4, dst: SocketAddrV4, payload: &[u8]) -> Vec<u8> {
 /// `inner` (an IPv4 packet) encapsulated in IPv4 (protocol 4), as LVS-TUN sends it.
 pub fn ipip(outer_src: Ipv4Addr, outer_dst: Ipv4Addr, inner: &[u8]) -> Vec<u8> {
     ipv4(outer_src, outer_dst, IPPROTO_IPIP, inner)
+}
+
+/// An IPv4 packet carrying a bare TCP segment (no options, no payload)
+/// with `flags` and sequence number `seq`, TCP checksum computed.
+pub fn tcp4(src: SocketAddrV4, dst: SocketAddrV4, flags: u8, seq: u32) -> Vec<u8> {
+    let mut t = vec![0u8; 20];
+    t[0..2].copy_from_slice(&src.port().to_be_bytes());
+    t[2..4].copy_from_slice(&dst.port().to_be_bytes());
+    t[4..8].copy_from_slice(&seq.to_be_bytes());
+    t[12] = 5 << 4;
+    t[13] = flags;
+    t[14..16].copy_from_slice(&64240u16.to_be_bytes());
+    let pseudo = pseudo_header(src, dst, IPPROTO_TCP, 20);
+    let c = checksum(pseudo, &t);
+    t[16..18].copy_from_slice(&c.to_be_bytes());
+    ipv4(*src.ip(), *dst.ip(), IPPROTO_TCP, &t)
+}
+
+/// The IPv4 pseudo-header's sum, for a TCP or UDP checksum.
+fn pseudo_header(src: SocketAddrV4, dst: SocketAddrV4, proto: u8, len: u16) -> u32 {
+    [src.ip().octets(), dst.ip().octets()]
+        .iter()
+        .flat_map(|a| {
+            [
+                u16::from_be_bytes([a[0], a[1]]),
+                u16::from_be_bytes([a[2], a[3]]),
+            ]
+        })
+        .map(u32::from)
+        .sum::<u32>()
+        + u32::from(proto)
+        + u32::from(len)
 }
 
 #[cfg(test)]

@@ -324,6 +324,22 @@ impl HttpConn {
         self.local
     }
 
+    /// Waits (bounded by the timeout) for the server to close first, as
+    /// after a `Connection: close` request, then closes: the server keeps
+    /// the TIME_WAIT, so the client may reuse its port at once.
+    pub fn close_after_server(mut self) -> Result<()> {
+        self.stream.set_read_timeout(Some(self.timeout))?;
+        let mut chunk = [0u8; 512];
+        loop {
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return Ok(()),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e).context("waiting for the server to close"),
+            }
+        }
+    }
+
     /// Sends one `GET /` (asking the server to close after it with `close`)
     /// and returns the trimmed body.
     pub fn request(&mut self, close: bool) -> Result<String> {

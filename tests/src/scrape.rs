@@ -68,3 +68,25 @@ pub fn sample(samples: &Samples, family: &str, labels: &[&str]) -> Option<f64> {
         .find(|(k, _)| k.split('{').next() == Some(family) && labels.iter().all(|l| k.contains(l)))
         .map(|(_, v)| *v)
 }
+
+/// A scrape that reflects the flow table as it is now: the map fill and
+/// flow figures come from the agent's upkeep, which publishes them once
+/// per pass, so this waits (bounded by `wait`) until a pass that started
+/// after the call has finished (`xlb_upkeep_passes_total` up by two).
+pub fn scrape_after_pass(ns: &Netns, addr: SocketAddr, wait: Duration) -> Result<Samples> {
+    let passes = |s: &Samples| total(s, "xlb_upkeep_passes_total", &[]);
+    let first = passes(&scrape(ns, addr)?);
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        let s = scrape(ns, addr)?;
+        if passes(&s) >= first + 2 {
+            return Ok(s);
+        }
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "no upkeep pass in {wait:?} (passes stuck at {})",
+            passes(&s)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -85,6 +85,9 @@ impl Director {
             .context("no director program")?
             .try_into()?;
         prog.load().context("the verifier refused the director")?;
+        let mut m: Array<_, Settings> =
+            Array::try_from(ebpf.map_mut(map_names::SETTINGS).context("SETTINGS")?)?;
+        m.set(0, Settings::ipvs_defaults(), 0)?;
         Ok(Director { ebpf })
     }
 
@@ -97,7 +100,7 @@ impl Director {
 
     /// Sets the outer sources of tunnels (an unset family stays zero).
     pub fn tunnel_sources(&mut self, sources: &[IpAddr]) -> Result<()> {
-        let mut s = Settings::default();
+        let mut s = Settings::ipvs_defaults();
         for a in sources {
             match a {
                 IpAddr::V4(_) => s.tun_src_v4 = addr_words(*a),

@@ -79,6 +79,10 @@ fn every_config_error_names_file_line_and_column() {
             "FILE:3:17: unknown nodest_policy `drop`, expected `keep`, `expire` or `reschedule`",
         ),
         (
+            "[dataplane]\ninterfaces = [\"eth0\"]\nconn_reuse_mode = 4\n",
+            "FILE:3:19: 4 is out of range (0..=3)",
+        ),
+        (
             "[dataplane]\ninterfaces = [\"eth0\"]\nbogus = 1\n",
             "FILE:3:1: unknown field `bogus`",
         ),

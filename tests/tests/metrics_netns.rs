@@ -59,7 +59,13 @@ fn scraped_counters_match_the_traffic_sent() {
         udp_ask(&lab.client, udp_target, TIMEOUT).unwrap();
     }
 
-    let m = scrape(&lab);
+    // Map fill is what the upkeep's next pass publishes.
+    let m = scrape::scrape_after_pass(
+        &lab.director,
+        LISTEN.parse().unwrap(),
+        Duration::from_secs(20),
+    )
+    .unwrap();
     let tcp_svc = "protocol=\"TCP\"";
     let udp_svc = "protocol=\"UDP\"";
     assert_eq!(total(&m, "xlb_dataplane_up", &[]), 1);

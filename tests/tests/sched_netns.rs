@@ -9,7 +9,7 @@ use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 use xlb_testbed::{
     agent::Agent,
     http::HttpConn,
-    lab::{DrLab, LabOptions},
+    lab::{DrLab, LabMethod, LabOptions},
 };
 
 const TIMEOUT: Duration = Duration::from_secs(3);
@@ -28,10 +28,21 @@ fn start_with(
     scheduler: &str,
     config: impl FnOnce(&DrLab) -> String,
 ) -> (DrLab, Agent, PathBuf) {
+    start_on(LabMethod::Dr, weights, scheduler, config)
+}
+
+/// As [`start_with`], on a lab built for `method`.
+fn start_on(
+    method: LabMethod,
+    weights: &[u32],
+    scheduler: &str,
+    config: impl FnOnce(&DrLab) -> String,
+) -> (DrLab, Agent, PathBuf) {
     xlb_testbed::require_root().unwrap();
     let lab = DrLab::build(&LabOptions {
         weights: weights.to_vec(),
         peer_xdp: common::peer_pass(),
+        method,
         ..LabOptions::default()
     })
     .unwrap();
@@ -335,4 +346,165 @@ fn weight_zero_takes_no_new_connections_under_every_scheduler() {
         finish(agent, dir);
         drop(lab);
     }
+}
+
+/// `n` connections in a row from one client port, each asking once with
+/// `Connection: close` (the real closes first, as behind a proxy): the
+/// name of the real that answered each.
+fn reuse_one_port(lab: &DrLab, port: u16, n: usize) -> Vec<String> {
+    let source = std::net::SocketAddr::new(lab.client_addr, port);
+    (0..n)
+        .map(|i| {
+            // The previous connection's socket may still be closing (LAST_ACK).
+            let mut conn = None;
+            for _ in 0..100 {
+                match HttpConn::open_bound(&lab.client, source, lab.vip_socket(), TIMEOUT) {
+                    Ok(c) => {
+                        conn = Some(c);
+                        break;
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+            let mut conn = conn.unwrap_or_else(|| panic!("connection {i} from port {port}"));
+            let name = conn.request(true).unwrap();
+            conn.close_after_server().unwrap();
+            name
+        })
+        .collect()
+}
+
+/// The Conns column (connections scheduled) of each of `lab`'s reals.
+fn scheduled(lab: &DrLab) -> Vec<u64> {
+    lab.reals
+        .iter()
+        .map(|r| real_columns(lab, r.addr)[6].parse().unwrap())
+        .collect()
+}
+
+/// A proxy's short connections from one client port (curl --local-port):
+/// each is a new connection, scheduled and counted, as IPVS's
+/// conn_reuse_mode decides. NAT sees both directions, so a connection the
+/// real closes ends in TIME_WAIT, which the default mode 1 reuses. DR sees
+/// only the client, whose close leaves the flow in FIN_WAIT: mode 1 keeps
+/// such a flow (every connection on the first one's real, one counted),
+/// mode 3 (bit 2, meant for DR) reuses it. With wlc the closed connection
+/// still counts when the next one is scheduled, as in IPVS, so two reals
+/// alternate.
+#[test]
+fn connections_from_one_client_port_are_each_scheduled_as_conn_reuse_mode_decides() {
+    let alternate: Vec<String> = (0..12).map(|i| format!("real{}", 1 + i % 2)).collect();
+    let (lab, agent, dir) = start_on(LabMethod::Nat, &[1, 1, 1], "wlc", |lab| {
+        lab.agent_config_with("wlc", "nat", "generic", "")
+    });
+    assert_eq!(reuse_one_port(&lab, 41233, 12), alternate);
+    assert_eq!(scheduled(&lab), [6, 6, 0]);
+    finish(agent, dir);
+    drop(lab);
+
+    let (lab, agent, dir) = start_with(&[1, 1, 1], "wlc", |lab| {
+        lab.agent_config_with("wlc", "dr", "generic", "").replacen(
+            "[dataplane]\n",
+            "[dataplane]\nconn_reuse_mode = 3\n",
+            1,
+        )
+    });
+    assert_eq!(reuse_one_port(&lab, 41234, 12), alternate);
+    assert_eq!(scheduled(&lab), [6, 6, 0]);
+    let status = lab.status(&xlb_bin()).unwrap();
+    assert!(status.contains("reused 11"), "{status}");
+    finish(agent, dir);
+    drop(lab);
+
+    let (lab, agent, dir) = start(&[1, 1, 1], "wlc", "");
+    let seen = reuse_one_port(&lab, 41235, 12);
+    assert_eq!(seen, vec!["real1".to_string(); 12]);
+    assert_eq!(scheduled(&lab), [1, 0, 0]);
+    finish(agent, dir);
+}
+
+/// 40 bare ACKs from spoofed sources become 40 pickups: forwarded, but no
+/// connections, so a real with uthreshold 30 still takes the legitimate
+/// client (with IPVS's sloppy_tcp they would be 40 established connections).
+#[test]
+fn spoofed_bare_acks_do_not_make_a_real_refuse_a_client() {
+    use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
+    use xlb_testbed::{
+        frames::{ETH_IPV4, eth, tcp4},
+        inject::FrameSender,
+    };
+    let (lab, agent, dir) = start_with(&[1], "wlc", |lab| {
+        lab.agent_config_with("wlc", "dr", "generic", "").replacen(
+            "weight = 1\n",
+            "weight = 1\nuthreshold = 30\n",
+            1,
+        )
+    });
+    let IpAddr::V4(vip) = lab.vip else {
+        panic!("an IPv4 lab")
+    };
+    let mac = lab
+        .director
+        .run("cat", &["/sys/class/net/eth0/address"])
+        .unwrap();
+    let director_mac: Vec<u8> = mac
+        .trim()
+        .split(':')
+        .map(|b| u8::from_str_radix(b, 16).unwrap())
+        .collect();
+    let director_mac: [u8; 6] = director_mac.try_into().unwrap();
+    let link = lab.director_peer_if().to_string();
+    lab.switch
+        .enter(move || {
+            let sender = FrameSender::open(&link).unwrap();
+            for i in 0..40u32 {
+                let src = SocketAddrV4::new(Ipv4Addr::from(0xc612_0000 + i), 40000);
+                let to = SocketAddrV4::new(vip, 80);
+                let frame = eth(
+                    director_mac,
+                    [0x02, 0x5f, 0x10, 0x0d, 0, 2],
+                    ETH_IPV4,
+                    &tcp4(src, to, 0x10, 1000 + i),
+                );
+                sender.send(&frame).unwrap();
+            }
+        })
+        .unwrap();
+    // Bounded wait for the director to have seen them all (forwarded or dropped).
+    let handled = |status: &str| -> u64 {
+        let packets = status
+            .lines()
+            .find(|l| l.starts_with("Packets:"))
+            .unwrap_or("");
+        let word = |w: &str| -> u64 {
+            packets
+                .split_whitespace()
+                .skip_while(|x| *x != w)
+                .nth(1)
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0)
+        };
+        word("tx") + word("drop")
+    };
+    let mut status = String::new();
+    for _ in 0..100 {
+        status = lab.status(&xlb_bin()).unwrap();
+        if handled(&status) >= 40 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(handled(&status) >= 40, "{status}");
+    let seen = lab.spread(3, TIMEOUT).unwrap();
+    assert_eq!(counts(&seen, &["real1"]), [3]);
+    // Forwarded all the same, as pickups that count for nothing: the real
+    // counts the client's 3 connections only.
+    assert!(status.contains("pickups 40"), "{status}");
+    let columns = real_columns(&lab, lab.reals[0].addr);
+    let total: u64 = columns[4..6]
+        .iter()
+        .map(|c| c.parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(total, 3, "{columns:?}");
+    finish(agent, dir);
 }

@@ -13,8 +13,9 @@ use aya::{
 use common::*;
 use lb_common::{
     ConnCounts, Counters, FAMILY_V4, FAMILY_V6, FlowKey, FlowState, GlobalCounters, IfaceInfo,
-    PROG_DIRECTOR, REAL_F_PRESENT, REAL_F_REACHABLE, RealInfo, SERVICE_F_ACTIVE, SETTINGS_F_NAT,
-    ServiceInfo, ServiceKey, Settings, globals, map_names, method, sched,
+    PROG_DIRECTOR, PROG_UPKEEP, REAL_F_PRESENT, REAL_F_REACHABLE, RealConns, RealInfo,
+    SERVICE_F_ACTIVE, SETTINGS_F_CONN_REUSE, SETTINGS_F_CONN_REUSE_FIN_WAIT, SETTINGS_F_NAT,
+    ServiceInfo, ServiceKey, Settings, globals, map_names, method, sched, upkeep,
 };
 use xlb_testbed::{netns::Netns, xdp};
 
@@ -67,7 +68,12 @@ impl Director {
             .expect("load object");
         let prog: &mut Xdp = ebpf.program_mut(PROG_DIRECTOR).unwrap().try_into().unwrap();
         prog.load().expect("verifier accepts the director");
+        let upkeep: &mut Xdp = ebpf.program_mut(PROG_UPKEEP).unwrap().try_into().unwrap();
+        upkeep.load().expect("verifier accepts the upkeep program");
         let mut d = Director { ebpf, other_if };
+        let mut s: Array<_, Settings> =
+            Array::try_from(d.ebpf.map_mut(map_names::SETTINGS).unwrap()).unwrap();
+        s.set(0, Settings::ipvs_defaults(), 0).unwrap();
         d.iface(LO, DIRECTOR_MAC);
         d.iface(other_if, EGRESS_MAC);
         let mut ports: DevMapHash<_> =
@@ -148,17 +154,19 @@ impl Director {
     fn nat_flag(&mut self, on: bool) {
         let mut m: Array<_, Settings> =
             Array::try_from(self.ebpf.map_mut(map_names::SETTINGS).unwrap()).unwrap();
-        let settings = Settings {
-            flags: if on { SETTINGS_F_NAT } else { 0 },
-            ..m.get(&0, 0).unwrap()
+        let mut settings = m.get(&0, 0).unwrap();
+        settings.flags = if on {
+            settings.flags | SETTINGS_F_NAT
+        } else {
+            settings.flags & !SETTINGS_F_NAT
         };
         m.set(0, settings, 0).unwrap();
     }
 
     fn conns(&self, real_id: u32) -> ConnCounts {
-        let m: Array<&MapData, ConnCounts> =
+        let m: Array<&MapData, RealConns> =
             Array::try_from(self.ebpf.map(map_names::REAL_CONNS).unwrap()).unwrap();
-        m.get(&real_id, 0).unwrap()
+        m.get(&real_id, 0).unwrap().live
     }
 
     fn nat_reply(&self, key: &FlowKey) -> Option<FlowKey> {
@@ -772,10 +780,14 @@ fn tcp_states_follow_ipvs_and_move_the_connection_counts() {
         d.run(&tcp4_flags(41001, RST), LO);
         assert_eq!(state(d, 41001), u64::from(conn::CLOSE));
         assert_eq!(counts(d), (0, 2));
-        // A flow first seen mid-stream (after a failover) is established at once.
+        // A flow first seen mid-stream (after a failover, or spoofed) is a
+        // pickup: forwarded, but no connection, and not a new one.
+        let new_before = d.counters(map_names::REAL_STATS, 1).new_conns;
         d.run(&tcp4_flags(41002, ACK), LO);
-        assert_eq!(state(d, 41002), u64::from(conn::ESTABLISHED));
-        assert_eq!(counts(d), (1, 2));
+        assert_eq!(state(d, 41002), u64::from(conn::PICKUP));
+        assert_eq!(counts(d), (0, 2));
+        assert_eq!(d.counters(map_names::REAL_STATS, 1).new_conns, new_before);
+        assert_eq!(d.global().pickups, 1);
         // UDP flows are inactive connections, as in IPVS.
         let u4 = eth(
             DIRECTOR_MAC,
@@ -800,7 +812,13 @@ fn a_flow_moved_off_a_vanished_real_is_uncounted_there() {
         d.table(0, 4);
         d.run(&tcp4_flags(42000, 0x10), LO);
         assert_eq!(d.conns(1).active, 0, "old real still counts the flow");
-        assert_eq!(d.conns(4).active, 1);
+        // A mid-stream packet made it a pickup there; a SYN counts.
+        assert_eq!(d.conns(4), ConnCounts::default());
+        d.real(4, 0, REAL_B_MAC, LO, false);
+        d.real(5, 0, REAL_C_MAC, LO, true);
+        d.table(0, 5);
+        d.run(&tcp4_flags(42000, 0x02), LO);
+        assert_eq!(d.conns(5).active, 1);
     });
 }
 
@@ -1680,7 +1698,462 @@ fn nodest_reschedule_moves_the_flow_to_the_table_s_real() {
         let state = d.conntrack(&flow_of_tcp4(45000, 80)).unwrap();
         assert_eq!(state.real_id, 4);
         assert_eq!(d.conns(1).active, 0);
-        assert_eq!(d.conns(4).active, 1);
+        // Moved mid-stream, the flow is a pickup on its new real: no
+        // connection until it proves itself.
+        assert_eq!(state.state, u64::from(lb_common::conn::PICKUP));
+        assert_eq!(d.conns(4), ConnCounts::default());
         assert_eq!(d.global().nodest_expired, 0);
+    });
+}
+
+// ---- Connection reuse, pickups and expiry on lookup ----
+
+const SYN: u8 = 0x02;
+const ACK: u8 = 0x10;
+const FIN_ACK: u8 = 0x11;
+const RST: u8 = 0x04;
+const SEC: u64 = 1_000_000_000;
+
+/// Moves flow `key`'s last packet `secs` seconds into the past, as if it
+/// had idled that long.
+fn age(d: &mut Director, key: &FlowKey, secs: u64) {
+    let mut ct: HashMap<_, FlowKey, FlowState> =
+        HashMap::try_from(d.ebpf.map_mut(map_names::CONNTRACK).unwrap()).unwrap();
+    let mut v = ct.get(key, 0).unwrap();
+    v.seen_ns -= secs * SEC;
+    ct.insert(*key, v, 0).unwrap();
+}
+
+/// `conn_reuse_mode` `mode` in SETTINGS, the other flags kept.
+fn reuse_mode(d: &mut Director, mode: u8) {
+    let mut m: Array<_, Settings> =
+        Array::try_from(d.ebpf.map_mut(map_names::SETTINGS).unwrap()).unwrap();
+    let mut s = m.get(&0, 0).unwrap();
+    s.flags = (s.flags & !(SETTINGS_F_CONN_REUSE | SETTINGS_F_CONN_REUSE_FIN_WAIT))
+        | lb_common::conn::reuse_flags(mode);
+    m.set(0, s, 0).unwrap();
+}
+
+/// The real (by MAC) a client segment from `sport` with `flags` went to.
+fn sent_to(d: &Director, sport: u16, flags: u8) -> [u8; 6] {
+    let (action, out) = d.run(&tcp4_flags(sport, flags), LO);
+    assert_eq!(action, XDP_TX, "port {sport} flags {flags:#x}");
+    out[0..6].try_into().unwrap()
+}
+
+fn state_of(d: &Director, sport: u16) -> u32 {
+    d.conntrack(&flow_of_tcp4(sport, 80)).unwrap().state as u32
+}
+
+#[test]
+fn a_syn_on_a_closed_flow_is_a_new_connection_as_conn_reuse_mode_decides() {
+    use lb_common::conn;
+    with_director(|d| {
+        standard(d);
+        d.real(4, 0, REAL_B_MAC, LO, true);
+        // Default mode 1. A connection reset once established: CLOSE.
+        assert_eq!(sent_to(d, 46000, SYN), REAL_A_MAC);
+        sent_to(d, 46000, ACK);
+        sent_to(d, 46000, RST);
+        assert_eq!(state_of(d, 46000), conn::CLOSE);
+        assert_eq!((d.conns(1).active, d.conns(1).inactive), (0, 1));
+        // The client reuses its port: scheduled anew (the table now says B)
+        // and counted there; the closed flow's count is gone.
+        d.table(0, 4);
+        assert_eq!(sent_to(d, 46000, SYN), REAL_B_MAC);
+        assert_eq!(state_of(d, 46000), conn::SYN_RECV);
+        assert_eq!(d.conns(1), ConnCounts::default());
+        assert_eq!((d.conns(4).active, d.conns(4).inactive), (1, 0));
+        assert_eq!(d.counters(map_names::REAL_STATS, 4).new_conns, 1);
+        assert_eq!(d.global().reused, 1);
+
+        // TIME_WAIT (a FIN during the handshake) is reused too.
+        sent_to(d, 46001, SYN);
+        sent_to(d, 46001, FIN_ACK);
+        assert_eq!(state_of(d, 46001), conn::TIME_WAIT);
+        d.table(0, 1);
+        assert_eq!(sent_to(d, 46001, SYN), REAL_A_MAC);
+        assert_eq!(d.global().reused, 2);
+
+        // ESTABLISHED is not: a SYN there stays with its connection.
+        sent_to(d, 46002, SYN);
+        sent_to(d, 46002, ACK);
+        d.table(0, 4);
+        assert_eq!(sent_to(d, 46002, SYN), REAL_A_MAC);
+        assert_eq!(state_of(d, 46002), conn::ESTABLISHED);
+        assert_eq!(d.global().reused, 2);
+
+        // DR's last state after a close is FIN_WAIT: mode 1 keeps it (the
+        // SYN moves it to SYN_RECV on the same real, not a new connection)...
+        d.table(0, 1);
+        sent_to(d, 46003, SYN);
+        sent_to(d, 46003, ACK);
+        sent_to(d, 46003, FIN_ACK);
+        assert_eq!(state_of(d, 46003), conn::FIN_WAIT);
+        d.table(0, 4);
+        let new_a = d.counters(map_names::REAL_STATS, 1).new_conns;
+        assert_eq!(sent_to(d, 46003, SYN), REAL_A_MAC);
+        assert_eq!(state_of(d, 46003), conn::SYN_RECV);
+        assert_eq!(d.counters(map_names::REAL_STATS, 1).new_conns, new_a);
+        // ...mode 2 (and 3) reuses it, for the methods whose replies bypass us.
+        reuse_mode(d, 2);
+        d.table(0, 1);
+        sent_to(d, 46004, SYN);
+        sent_to(d, 46004, ACK);
+        sent_to(d, 46004, FIN_ACK);
+        d.table(0, 4);
+        assert_eq!(sent_to(d, 46004, SYN), REAL_B_MAC);
+        assert_eq!(d.global().reused, 3);
+
+        // Mode 0: no special case; TIME_WAIT and CLOSE keep their real.
+        reuse_mode(d, 0);
+        d.table(0, 1);
+        sent_to(d, 46005, SYN);
+        sent_to(d, 46005, ACK);
+        sent_to(d, 46005, RST);
+        d.table(0, 4);
+        assert_eq!(sent_to(d, 46005, SYN), REAL_A_MAC);
+        assert_eq!(state_of(d, 46005), conn::SYN_RECV);
+        assert_eq!(d.global().reused, 3);
+    });
+}
+
+#[test]
+fn a_persistent_service_never_reuses_a_closed_flow() {
+    use lb_common::{SERVICE_F_PERSISTENT, conn};
+    with_director(|d| {
+        standard(d);
+        d.real(4, 0, REAL_B_MAC, LO, true);
+        let mut m: HashMap<_, ServiceKey, ServiceInfo> =
+            HashMap::try_from(d.ebpf.map_mut(map_names::SERVICES).unwrap()).unwrap();
+        let key = ServiceKey {
+            addr: addr4(VIP4),
+            port: 80u16.to_be(),
+            proto: IP_TCP,
+            family: FAMILY_V4,
+        };
+        let mut info = m.get(&key, 0).unwrap();
+        info.flags |= SERVICE_F_PERSISTENT;
+        info.persist_timeout_s = 300;
+        info.persist_mask = [u32::MAX, 0, 0, 0];
+        m.insert(key, info, 0).unwrap();
+        sent_to(d, 47000, SYN);
+        sent_to(d, 47000, ACK);
+        sent_to(d, 47000, RST);
+        assert_eq!(state_of(d, 47000), conn::CLOSE);
+        let new_a = d.counters(map_names::REAL_STATS, 1).new_conns;
+        // IPVS: the template controls the connection; no new one is made.
+        assert_eq!(sent_to(d, 47000, SYN), REAL_A_MAC);
+        assert_eq!(state_of(d, 47000), conn::SYN_RECV);
+        assert_eq!(d.counters(map_names::REAL_STATS, 1).new_conns, new_a);
+        assert_eq!(d.global().reused, 0);
+    });
+}
+
+#[test]
+fn a_bare_ack_is_a_pickup_that_counts_for_nothing_and_expires_soon() {
+    use lb_common::conn;
+    with_director(|d| {
+        standard(d);
+        // Forwarded (a Backup taking over keeps established connections),
+        // but no connection of its real, active or not, and no new one.
+        for _ in 0..3 {
+            assert_eq!(sent_to(d, 48000, ACK), REAL_A_MAC);
+        }
+        assert_eq!(state_of(d, 48000), conn::PICKUP);
+        assert_eq!(d.conns(1), ConnCounts::default());
+        assert_eq!(d.counters(map_names::REAL_STATS, 1).new_conns, 0);
+        assert_eq!(d.global().pickups, 1);
+        // 40 of them (spoofed) do not make a real with uthreshold 30 refuse
+        // a legitimate SYN.
+        let mut m: Array<_, RealInfo> =
+            Array::try_from(d.ebpf.map_mut(map_names::REALS).unwrap()).unwrap();
+        let mut a = m.get(&1, 0).unwrap();
+        a.u_threshold = 30;
+        m.set(1, a, 0).unwrap();
+        for p in 0..40 {
+            sent_to(d, 48100 + p, ACK);
+        }
+        assert_eq!(d.conns(1), ConnCounts::default());
+        assert_eq!(sent_to(d, 48200, SYN), REAL_A_MAC);
+        assert_eq!(d.conns(1).active, 1);
+        // Idle 59 s it is still the same flow; idle past 60 s it is gone,
+        // and its next packet makes a new pickup.
+        let key = flow_of_tcp4(48000, 80);
+        age(d, &key, 59);
+        let created = d.conntrack(&key).unwrap().created_ns;
+        sent_to(d, 48000, ACK);
+        assert_eq!(d.conntrack(&key).unwrap().created_ns, created);
+        assert_eq!(d.global().stale, 0);
+        age(d, &key, 61);
+        sent_to(d, 48000, ACK);
+        assert_ne!(d.conntrack(&key).unwrap().created_ns, created);
+        assert_eq!(d.global().stale, 1);
+        assert_eq!(state_of(d, 48000), conn::PICKUP);
+        // A SYN on a pickup's ports opens a real connection, counted.
+        d.real(4, 0, REAL_B_MAC, LO, true);
+        d.table(0, 4);
+        assert_eq!(sent_to(d, 48000, SYN), REAL_B_MAC);
+        assert_eq!(d.conns(4).active, 1);
+        assert_eq!(d.counters(map_names::REAL_STATS, 4).new_conns, 1);
+    });
+}
+
+#[test]
+fn an_entry_past_its_timeout_is_a_new_flow_on_lookup() {
+    use lb_common::conn;
+    with_director(|d| {
+        standard(d);
+        d.real(4, 0, REAL_B_MAC, LO, true);
+        sent_to(d, 49000, SYN);
+        sent_to(d, 49000, ACK);
+        sent_to(d, 49001, SYN);
+        sent_to(d, 49001, ACK);
+        assert_eq!(d.conns(1).active, 2);
+        d.table(0, 4);
+        // Idle 899 s: still the flow of real A.
+        age(d, &flow_of_tcp4(49000, 80), 899);
+        assert_eq!(sent_to(d, 49000, ACK), REAL_A_MAC);
+        // Idle 901 s (tcp_timeout 900): gone, uncounted once, and the
+        // packet is a new flow: mid-stream, a pickup on the table's real.
+        age(d, &flow_of_tcp4(49000, 80), 901);
+        assert_eq!(sent_to(d, 49000, ACK), REAL_B_MAC);
+        assert_eq!(state_of(d, 49000), conn::PICKUP);
+        assert_eq!(d.conns(1).active, 1);
+        assert_eq!(d.conns(4), ConnCounts::default());
+        assert_eq!(d.global().stale, 1);
+        // A SYN on an expired flow's ports is a new connection, counted.
+        age(d, &flow_of_tcp4(49001, 80), 901);
+        assert_eq!(sent_to(d, 49001, SYN), REAL_B_MAC);
+        assert_eq!(d.conns(1), ConnCounts::default());
+        assert_eq!(d.conns(4).active, 1);
+        // UDP after udp_timeout (300 s).
+        let q = eth(
+            DIRECTOR_MAC,
+            CLIENT_MAC,
+            ETH_IPV4,
+            &ipv4(CLIENT4, VIP4, IP_UDP, &[], 0, &udp(5353, 53, b"q")),
+        );
+        d.run(&q, LO);
+        assert_eq!(d.conns(2).inactive, 1);
+        let ukey = FlowKey {
+            proto: IP_UDP,
+            sport: 5353u16.to_be(),
+            dport: 53u16.to_be(),
+            ..flow_of_tcp4(0, 0)
+        };
+        age(d, &ukey, 301);
+        let created = d.conntrack(&ukey).unwrap().created_ns;
+        d.run(&q, LO);
+        assert_ne!(d.conntrack(&ukey).unwrap().created_ns, created);
+        assert_eq!(d.conns(2).inactive, 1, "uncounted once, counted once");
+        assert_eq!(d.global().stale, 3);
+        // An ICMP error about an expired flow is for no flow: it passes.
+        age(d, &flow_of_tcp4(49001, 80), 901);
+        let error = icmp_error4(3, 4, &tcp4_segment(VIP4, CLIENT4, 80, 49001));
+        assert_eq!(d.run(&error, LO).0, XDP_PASS);
+    });
+}
+
+#[test]
+fn a_nat_reply_proves_a_pickup_and_a_closed_nat_flow_is_reused() {
+    use lb_common::conn;
+    with_nat_director(|d, fa, fb| {
+        d.service_with(addr4(VIP4), FAMILY_V4, 80, IP_TCP, 0, method::NAT);
+        d.nat_real(1, 0, addr4(RIP4), FAMILY_V4, 8080);
+        d.table(0, 1);
+        let client = |sport: u16, flags: u8| {
+            let mut t = tcp(sport, 80);
+            t[13] = flags;
+            frame4(CLIENT4, VIP4, &t, IP_TCP, (DIRECTOR_MAC, CLIENT_MAC))
+        };
+        let real = |dport: u16, flags: u8| {
+            let mut t = tcp(8080, dport);
+            t[13] = flags;
+            frame4(RIP4, CLIENT4, &t, IP_TCP, (FA_MAC, REAL_A_MAC))
+        };
+        let state = |d: &Director, sport| d.conntrack(&flow_of_tcp4(sport, 80)).unwrap().state;
+        // A mid-stream ACK: a pickup, forwarded with its reply entry.
+        assert_eq!(d.run(&client(50000, ACK), fb).0, XDP_REDIRECT);
+        assert_eq!(state(d, 50000), u64::from(conn::PICKUP));
+        assert_eq!(d.conns(1), ConnCounts::default());
+        // The real answering with a RST does not prove it; answering with
+        // an ACK does: ESTABLISHED, an active connection.
+        assert_eq!(d.run(&real(50000, RST | ACK), fa).0, XDP_REDIRECT);
+        assert_eq!(state(d, 50000), u64::from(conn::PICKUP));
+        assert_eq!(d.run(&real(50000, ACK), fa).0, XDP_REDIRECT);
+        assert_eq!(state(d, 50000), u64::from(conn::ESTABLISHED));
+        assert_eq!(d.conns(1).active, 1);
+        // NAT follows both directions as IPVS does: the server closing
+        // first ends in TIME_WAIT, whose ports mode 1 reuses.
+        for (from_real, flags) in [
+            (false, SYN),
+            (true, SYN | ACK),
+            (false, ACK),
+            (true, FIN_ACK),
+            (false, ACK),
+            (false, FIN_ACK),
+            (true, ACK),
+        ] {
+            let f = if from_real {
+                real(50001, flags)
+            } else {
+                client(50001, flags)
+            };
+            d.run(&f, if from_real { fa } else { fb });
+        }
+        assert_eq!(state(d, 50001), u64::from(conn::TIME_WAIT));
+        let new_conns = d.counters(map_names::REAL_STATS, 1).new_conns;
+        assert_eq!(d.run(&client(50001, SYN), fb).0, XDP_REDIRECT);
+        assert_eq!(state(d, 50001), u64::from(conn::SYN_RECV));
+        assert_eq!(
+            d.counters(map_names::REAL_STATS, 1).new_conns,
+            new_conns + 1
+        );
+        assert_eq!(d.global().reused, 1);
+        // Mode 3 does not reuse a NAT flow in FIN_WAIT: IPVS sees its
+        // replies, so FIN_WAIT is not its last state.
+        reuse_mode(d, 3);
+        for f in [
+            client(50002, SYN),
+            client(50002, ACK),
+            client(50002, FIN_ACK),
+        ] {
+            d.run(&f, fb);
+        }
+        assert_eq!(state(d, 50002), u64::from(conn::CLOSE_WAIT));
+        d.run(&real(50002, FIN_ACK), fa);
+        d.run(&client(50003, SYN), fb);
+        d.run(&client(50003, ACK), fb);
+        d.run(&real(50003, FIN_ACK), fa);
+        assert_eq!(state(d, 50003), u64::from(conn::FIN_WAIT));
+        d.run(&client(50003, SYN), fb);
+        assert_eq!(d.global().reused, 1);
+        // An expired flow's reply is nobody's: it goes to the stack.
+        age(d, &flow_of_tcp4(50000, 80), 901);
+        let reply = real(50000, ACK);
+        assert_eq!(d.run(&reply, fa), (XDP_PASS, reply.clone()));
+    });
+}
+
+// ---- The upkeep program ----
+
+/// Runs `ops` through the upkeep program as the agent's reclaimer does
+/// (written to UPKEEP_OPS, the count in the frame) and returns them done.
+fn run_upkeep(d: &mut Director, ops: &[upkeep::Op]) -> Vec<upkeep::Op> {
+    {
+        let mut m: Array<_, upkeep::Op> =
+            Array::try_from(d.ebpf.map_mut(map_names::UPKEEP_OPS).unwrap()).unwrap();
+        for (i, op) in (0u32..).zip(ops) {
+            m.set(i, *op, 0).unwrap();
+        }
+    }
+    let prog: &Xdp = d.ebpf.program(PROG_UPKEEP).unwrap().try_into().unwrap();
+    let mut frame = vec![0u8; upkeep::RUN_FRAME];
+    frame[..4].copy_from_slice(&(ops.len() as u32).to_ne_bytes());
+    assert_eq!(xdp::test_run(prog, &frame, LO).unwrap().0, XDP_DROP);
+    let m: Array<&MapData, upkeep::Op> =
+        Array::try_from(d.ebpf.map(map_names::UPKEEP_OPS).unwrap()).unwrap();
+    (0..ops.len() as u32)
+        .map(|i| m.get(&i, 0).unwrap())
+        .collect()
+}
+
+fn reap(flow: FlowKey) -> upkeep::Op {
+    upkeep::Op {
+        kind: upkeep::OP_REAP,
+        flow,
+        ..upkeep::Op::default()
+    }
+}
+
+#[test]
+fn the_upkeep_program_reaps_only_what_expired_uncounting_it_once() {
+    use lb_common::conn;
+    with_nat_director(|d, _fa, fb| {
+        d.service_with(addr4(VIP4), FAMILY_V4, 80, IP_TCP, 0, method::NAT);
+        d.nat_real(1, 0, addr4(RIP4), FAMILY_V4, 8080);
+        d.table(0, 1);
+        let client = |sport: u16, flags: u8| {
+            let mut t = tcp(sport, 80);
+            t[13] = flags;
+            frame4(CLIENT4, VIP4, &t, IP_TCP, (DIRECTOR_MAC, CLIENT_MAC))
+        };
+        for p in [51000, 51001, 51002] {
+            d.run(&client(p, SYN), fb);
+            d.run(&client(p, ACK), fb);
+        }
+        d.run(&client(51003, ACK), fb);
+        assert_eq!(d.conns(1).active, 3);
+        let reply_of = |sport: u16| FlowKey {
+            src: addr4(RIP4),
+            dst: addr4(CLIENT4),
+            sport: 8080u16.to_be(),
+            dport: sport.to_be(),
+            proto: IP_TCP,
+            family: FAMILY_V4,
+            _pad: [0; 2],
+        };
+        // 51000 idled out; 51001 did not; 51003 is a pickup past 60 s; 51009 never was.
+        age(d, &flow_of_tcp4(51000, 80), 901);
+        age(d, &flow_of_tcp4(51001, 80), 100);
+        age(d, &flow_of_tcp4(51003, 80), 61);
+        let done = run_upkeep(
+            d,
+            &[
+                reap(flow_of_tcp4(51000, 80)),
+                reap(flow_of_tcp4(51001, 80)),
+                reap(flow_of_tcp4(51003, 80)),
+                reap(flow_of_tcp4(51009, 80)),
+                reap(flow_of_tcp4(51000, 80)),
+            ],
+        );
+        let outcome: Vec<(u32, u32, u32)> = done
+            .iter()
+            .map(|o| (o.outcome, o.state, o.target))
+            .collect();
+        assert_eq!(
+            outcome,
+            [
+                (upkeep::REAPED, conn::ESTABLISHED, 1),
+                (upkeep::ALIVE, conn::ESTABLISHED, 1),
+                (upkeep::REAPED, conn::PICKUP, 1),
+                (upkeep::GONE, 0, 0),
+                (upkeep::GONE, 0, 0),
+            ]
+        );
+        assert_eq!(d.conntrack(&flow_of_tcp4(51000, 80)), None);
+        assert_eq!(
+            d.nat_reply(&reply_of(51000)),
+            None,
+            "its NAT reply entry went too"
+        );
+        assert_eq!(d.nat_reply(&reply_of(51001)), Some(flow_of_tcp4(51001, 80)));
+        assert_eq!(
+            d.conns(1).active,
+            2,
+            "uncounted once; the pickup never counted"
+        );
+        let left = |d: &Director| {
+            let m: Array<&MapData, RealConns> =
+                Array::try_from(d.ebpf.map(map_names::REAL_CONNS).unwrap()).unwrap();
+            m.get(&1, 0).unwrap().left
+        };
+        assert_eq!(left(d).active, 1);
+        // Evicted connections are subtracted, never below zero; what left
+        // is recorded.
+        let uncount = upkeep::Op {
+            kind: upkeep::OP_UNCOUNT,
+            target: 1,
+            counts: ConnCounts {
+                active: 5,
+                inactive: 0,
+            },
+            ..upkeep::Op::default()
+        };
+        let done = run_upkeep(d, &[uncount]);
+        assert_eq!(done[0].outcome, upkeep::DONE);
+        assert_eq!(d.conns(1), ConnCounts::default());
+        assert_eq!(left(d).active, 6);
     });
 }

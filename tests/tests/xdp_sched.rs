@@ -14,9 +14,9 @@ use aya::{
 use common::*;
 use lb_common::{
     Affinity, ConnCounts, FAMILY_V4, IfaceInfo, PROG_DIRECTOR, REAL_F_PRESENT, REAL_F_REACHABLE,
-    RealInfo, SERVICE_F_ACTIVE, SERVICE_F_FALLBACK, SERVICE_F_HASH_PORT, SERVICE_F_PERSISTENT,
-    SERVICE_F_TABLE_B, ServiceAddr, ServiceInfo, ServiceKey, globals, map_names, sched, sched_hash,
-    sched_layout,
+    RealConns, RealInfo, SERVICE_F_ACTIVE, SERVICE_F_FALLBACK, SERVICE_F_HASH_PORT,
+    SERVICE_F_PERSISTENT, SERVICE_F_TABLE_B, ServiceAddr, ServiceInfo, ServiceKey, Settings,
+    globals, map_names, sched, sched_hash, sched_layout,
 };
 use xlb::{
     maglev,
@@ -71,6 +71,9 @@ impl Director {
             0,
         )
         .unwrap();
+        let mut s: Array<_, Settings> =
+            Array::try_from(ebpf.map_mut(map_names::SETTINGS).unwrap()).unwrap();
+        s.set(0, Settings::ipvs_defaults(), 0).unwrap();
         Director { ebpf }
     }
 
@@ -138,13 +141,17 @@ impl Director {
         m.insert(key, info, 0).unwrap();
     }
 
-    /// Writes the model's connection counts into REAL_CONNS (REAL_CONNS_GONE stays 0).
+    /// Writes the model's connection counts into REAL_CONNS.
     fn set_conns(&mut self, reals: &[Real]) {
-        let mut m = self.array::<ConnCounts>(map_names::REAL_CONNS);
+        let mut m = self.array::<RealConns>(map_names::REAL_CONNS);
         for (i, r) in reals.iter().enumerate() {
-            let c = ConnCounts {
+            let live = ConnCounts {
                 active: r.active.into(),
                 inactive: r.inactive.into(),
+            };
+            let c = RealConns {
+                live,
+                ..RealConns::default()
             };
             m.set(real_id(i), c, 0).unwrap();
         }

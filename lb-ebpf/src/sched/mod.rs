@@ -4,7 +4,7 @@
 //! per packet: the rr/wrr cursor, overload flags, persistence and locality
 //! entries.
 
-mod each;
+pub(crate) mod each;
 mod least;
 mod locality;
 mod persist;

@@ -2,22 +2,23 @@
 //! reachable, and its live connection counts.
 
 use super::threshold;
-use crate::maps::{REAL_CONNS, REAL_CONNS_GONE, REALS, SERVICE_REALS};
+use crate::maps::{REAL_CONNS, REALS, SERVICE_REALS};
 use core::ptr::read_volatile;
 use lb_common::{
     ConnCounts, REAL_F_DRAINING, REAL_F_REACHABLE, REAL_NONE, RealInfo, SERVICE_F_TABLE_B,
     ServiceInfo, sched_layout,
 };
 
-/// Active and inactive connections now: counted by the data plane, minus
-/// those the agent saw expire.
+/// Active and inactive connections now (`REAL_CONNS`, kept live by the
+/// director and the upkeep program).
 #[inline(always)]
 pub fn load(id: u32) -> ConnCounts {
     // Other CPUs add to these atomically; a volatile read sees a whole word.
-    let read = |p: Option<*mut ConnCounts>| {
-        p.map_or(ConnCounts::default(), |p| unsafe { read_volatile(p) })
-    };
-    read(REAL_CONNS.get_ptr_mut(id)).live(read(REAL_CONNS_GONE.get_ptr_mut(id)))
+    REAL_CONNS
+        .get_ptr_mut(id)
+        .map_or(ConnCounts::default(), |p| unsafe {
+            read_volatile(&raw const (*p).live)
+        })
 }
 
 /// Real `id` if it belongs to `service_id`, is reachable and not draining

@@ -2,10 +2,10 @@
 //! listener, VRRP sockets and scripts), then the data plane is started or
 //! adopted, then checkers and VRRP start; then one loop reacts to checker
 //! verdicts ([`Event`]) and VRRP mastership ([`crate::vrrp::Mastership`]),
-//! reloads all-or-nothing (`reload.rs`), keeps next hops fresh and expires
-//! idle flows, until SIGTERM or SIGINT, which are answered at any time,
-//! start-up included. VRRP itself runs on a thread of its own
-//! ([`crate::vrrp::thread`]).
+//! reloads all-or-nothing (`reload.rs`), keeps next hops fresh and frees
+//! what the data plane's upkeep (its own thread) finds unused, until
+//! SIGTERM or SIGINT, which are answered at any time, start-up included.
+//! VRRP itself runs on a thread of its own ([`crate::vrrp::thread`]).
 
 pub mod desired;
 pub mod hops;
@@ -49,8 +49,6 @@ use tracing::{info, warn};
 const RESOLVE_WAIT: Duration = Duration::from_secs(3);
 /// How often next hops are looked up again (MAC changes, reals coming up).
 const REFRESH: Duration = Duration::from_secs(5);
-/// How often idle flows are expired: the precision of every flow timeout.
-const SWEEP: Duration = Duration::from_secs(2);
 /// Events waiting for the loop; senders wait when it is full.
 const EVENT_QUEUE: usize = 1024;
 /// How long a stopping agent waits for queued alerts to go out.
@@ -81,8 +79,6 @@ struct Forwarding {
     pending: bool,
     /// Where the metrics read Maglev churn (the plane stays with the loop).
     churn: metrics::maglev::ChurnBoard,
-    /// Where the metrics read the flows each sweep removed.
-    flows: metrics::flows::FlowCounters,
 }
 
 impl Forwarding {
@@ -405,6 +401,18 @@ fn vrrp_fifo_reader(config: &Config) -> Result<Option<FifoReader>> {
     )))
 }
 
+/// The upkeep's next report; never, without an upkeep (or once it ended).
+async fn upkeep_report(
+    reports: &mut Option<tokio::sync::watch::Receiver<Option<crate::dataplane::upkeep::Report>>>,
+) -> Option<crate::dataplane::upkeep::Report> {
+    if let Some(rx) = reports
+        && rx.changed().await.is_ok()
+    {
+        return rx.borrow_and_update().clone();
+    }
+    std::future::pending().await
+}
+
 pub async fn run(
     source: &config::Source,
     release: Release,
@@ -467,6 +475,16 @@ pub async fn run(
         return Err(e);
     }
     shared.maglev.set(plane.maglev_churn());
+    // The data plane's upkeep runs on a thread of its own; the loop only
+    // hears what each pass found.
+    let mut upkeep = match plane.start_upkeep() {
+        Ok(reports) => reports,
+        Err(e) => {
+            plane.abandon()?;
+            vrrp.stop(false).await;
+            return Err(e.context("starting the data plane's upkeep"));
+        }
+    };
     if let Some(listener) = listener {
         let addr = listener.local_addr()?;
         let registry = Arc::new(metrics::registry(
@@ -484,7 +502,6 @@ pub async fn run(
         desired,
         pending: false,
         churn: shared.maglev.clone(),
-        flows: shared.flows.clone(),
     };
 
     // Checkers get a clone of `events`; the loop owns the receiver.
@@ -513,10 +530,6 @@ pub async fn run(
     let mut tick = tokio::time::interval(REFRESH);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     tick.tick().await;
-    let mut sweep = tokio::time::interval(SWEEP);
-    // A pass that overran is not followed at once by another.
-    sweep.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    sweep.tick().await;
     let mut reloads = reload::Outcome::default();
     loop {
         tokio::select! {
@@ -560,10 +573,9 @@ pub async fn run(
             },
             Some(m) = lp.masterships.recv() => lp.r.mastership(m, &config),
             Some(event) = lp.inbox.recv() => lp.r.event(event, &config),
-            _ = sweep.tick() => {
-                match lp.r.fwd.plane.maintain() {
-                    Ok(removed) => lp.r.fwd.flows.add(removed),
-                    Err(e) => warn!(error = %format!("{e:#}"), "expiring idle flows failed; will retry"),
+            Some(report) = upkeep_report(&mut upkeep) => {
+                if let Err(e) = lp.r.fwd.plane.upkept(&report) {
+                    warn!(error = %format!("{e:#}"), "freeing drained reals failed; will retry");
                 }
             }
             _ = tick.tick() => {

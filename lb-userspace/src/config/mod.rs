@@ -329,7 +329,13 @@ pub struct Dataplane {
     pub tunnel_source_v6: Option<Ipv6Addr>,
     /// What happens to flows pinned to a real that left its service.
     pub nodest: NodestPolicy,
+    /// IPVS's `conn_reuse_mode` (0–3): whether a SYN on the ports of a
+    /// closed flow opens a new connection (`lb_common::conn::reused`).
+    pub conn_reuse_mode: u8,
 }
+
+/// IPVS's default `conn_reuse_mode`: TIME_WAIT and CLOSE flows are reused.
+pub const DEFAULT_CONN_REUSE_MODE: u8 = 1;
 
 /// Flows whose real left the service (removed from the config, or taken
 /// out by a health check): IPVS's `expire_nodest_conn` and more.

@@ -270,11 +270,6 @@ impl DataPlane for IpvsDataPlane {
         Ok(())
     }
 
-    /// The kernel expires IPVS connections itself.
-    fn maintain(&mut self) -> Result<super::FlowsRemoved> {
-        Ok(super::FlowsRemoved::default())
-    }
-
     fn mastership(&mut self, instance: &str, master: bool) -> Result<()> {
         let Some(sync) = &self.sync else {
             return Ok(());

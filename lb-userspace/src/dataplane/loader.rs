@@ -7,7 +7,7 @@ use aya::{
     Ebpf, EbpfLoader,
     programs::{Xdp, xdp::XdpLinkId},
 };
-use lb_common::{PROG_DIRECTOR, globals, map_names, sizes};
+use lb_common::{PROG_DIRECTOR, PROG_UPKEEP, globals, map_names, sizes};
 use std::path::Path;
 use tracing::{info, warn};
 
@@ -24,7 +24,6 @@ pub fn map_sizes(dp: &config::Dataplane) -> Result<Vec<(&'static str, u32)>> {
         (map_names::REAL_STATS, dp.max_reals),
         (map_names::MAGLEV, maglev_entries),
         (map_names::REAL_CONNS, dp.max_reals),
-        (map_names::REAL_CONNS_GONE, dp.max_reals),
         (map_names::CONNTRACK, dp.conntrack_size),
         (map_names::NAT_REPLIES, dp.conntrack_size),
         (
@@ -37,7 +36,7 @@ pub fn map_sizes(dp: &config::Dataplane) -> Result<Vec<(&'static str, u32)>> {
 }
 
 /// Loads the embedded object sized for `dp`, with kernel-side logging enabled up to `log_level`
-/// (aya-log's numbering: 1 error … 5 trace), and verifies the director program.
+/// (aya-log's numbering: 1 error … 5 trace), and verifies the director and upkeep programs.
 /// With `adopt`, every map is the one pinned in that directory instead of a new one
 /// (the caller has checked they match, see `adopt.rs`).
 pub fn load(
@@ -67,6 +66,13 @@ pub fn load(
         .try_into()?;
     prog.load()
         .context("the kernel verifier rejected the director program")?;
+    let upkeep: &mut Xdp = ebpf
+        .program_mut(PROG_UPKEEP)
+        .context("the XDP object has no upkeep program")?
+        .try_into()?;
+    upkeep
+        .load()
+        .context("the kernel verifier rejected the upkeep program")?;
     Ok(ebpf)
 }
 

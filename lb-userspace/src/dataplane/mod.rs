@@ -9,8 +9,9 @@ pub mod ipvs;
 mod loader;
 mod mh_order;
 pub mod route_attach;
-mod sweep;
+pub mod store;
 mod tables;
+pub mod upkeep;
 mod xdp;
 
 pub use ipvs::IpvsDataPlane;
@@ -21,15 +22,6 @@ pub use xdp::{PinLock, XdpDataPlane};
 
 use crate::config::{Real, Service};
 use std::net::IpAddr;
-
-/// Flows one maintenance pass removed from the flow table.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct FlowsRemoved {
-    /// Idle past their state's timeout, deleted by the pass.
-    pub expired: u64,
-    /// Evicted by the full table's LRU since the last pass.
-    pub evicted: u64,
-}
 
 /// Where frames for a real server go on the wire.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,10 +73,21 @@ pub trait DataPlane {
         self.apply(services)
     }
 
-    /// Periodic housekeeping the data plane needs from the agent (XDP:
-    /// expiring idle flows and keeping connection counts true); returns the
-    /// flows it found gone, for metrics.
-    fn maintain(&mut self) -> anyhow::Result<FlowsRemoved>;
+    /// Starts the upkeep the data plane needs, off the caller's thread
+    /// (XDP: the flow table's reclaimer, `upkeep`); each pass's report
+    /// comes on the receiver. `None` where the kernel keeps its own tables
+    /// (IPVS). The upkeep stops with [`DataPlane::shutdown`].
+    fn start_upkeep(
+        &mut self,
+    ) -> anyhow::Result<Option<tokio::sync::watch::Receiver<Option<upkeep::Report>>>> {
+        Ok(None)
+    }
+
+    /// What the upkeep's latest pass found: frees what it shows unused
+    /// (XDP: draining reals whose flows are gone).
+    fn upkept(&mut self, _report: &upkeep::Report) -> anyhow::Result<()> {
+        Ok(())
+    }
 
     /// A VRRP instance became Master or stopped being Master (IPVS: the
     /// sync daemon follows the instance `lvs_sync_daemon` names).

@@ -32,13 +32,14 @@ use aya::{
 };
 use lb_common::{
     ConnCounts, Counters, IfaceInfo, REAL_F_DRAINING, REAL_F_PRESENT, REAL_F_REACHABLE, REAL_NONE,
-    RealInfo, SERVICE_F_ACTIVE, SERVICE_F_FALLBACK, SERVICE_F_HASH_PORT, SERVICE_F_PERSISTENT,
-    SERVICE_F_TABLE_B, ServiceInfo, ServiceKey, Settings, addr_ip, addr_words, family_of,
-    map_names, sched_hash, sched_layout,
+    RealConns, RealInfo, SERVICE_F_ACTIVE, SERVICE_F_FALLBACK, SERVICE_F_HASH_PORT,
+    SERVICE_F_PERSISTENT, SERVICE_F_TABLE_B, ServiceInfo, ServiceKey, Settings, addr_ip,
+    addr_words, family_of, map_names, sched_hash, sched_layout,
 };
 use std::{
     collections::{BTreeMap, BTreeSet},
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    time::Instant,
 };
 use tracing::{debug, info, warn};
 
@@ -83,6 +84,9 @@ pub struct Tables {
     maglev_churn: BTreeMap<ServiceId, MaglevChurn>,
     /// Nodest policy `keep`: removed reals drain instead of being freed.
     keep_draining: bool,
+    /// When each draining real began draining: a flow-table walk that
+    /// started earlier may have missed flows it took since.
+    draining_since: BTreeMap<u32, Instant>,
     /// Service ids not in use.
     service_ids: IdPool,
     /// Real ids not owned by an installed service (ids from 1: 0 is `REAL_NONE`).
@@ -141,6 +145,7 @@ impl Tables {
             written_sources: TunnelSources::default(),
             maglev_churn: BTreeMap::new(),
             keep_draining: false,
+            draining_since: BTreeMap::new(),
             service_ids: IdPool::new(0, max_services),
             real_ids: IdPool::new(1, max_reals),
             unswept: false,
@@ -154,24 +159,31 @@ impl Tables {
     }
 
     /// Frees draining reals whose flows have all ended: the live count
-    /// (`REAL_CONNS` − `REAL_CONNS_GONE`) is zero, or no flow in the table
-    /// names the real any more (`with_flows`, from a sweep walk that started
-    /// after the real began draining: the LRU evicts flows without counting
-    /// them gone). Returns how many were freed.
+    /// (`REAL_CONNS`) is zero, or no flow in the table names the real any
+    /// more (`with_flows`, from an upkeep pass that `walk_started` after the
+    /// real began draining: the LRU evicts flows without anyone uncounting
+    /// them). Returns how many were freed.
     pub fn release_drained(
         &mut self,
         ebpf: &mut Ebpf,
         with_flows: &BTreeSet<u32>,
+        walk_started: Instant,
     ) -> Result<usize> {
         let draining: Vec<(ServiceId, (IpAddr, u16), u32)> = self
             .services
             .iter()
             .flat_map(|(sid, s)| s.draining.iter().map(|(k, rid)| (*sid, *k, *rid)))
             .collect();
+        self.draining_since
+            .retain(|rid, _| draining.iter().any(|(_, _, r)| r == rid));
         let mut freed = 0;
         for (sid, k, rid) in draining {
             let live = live_conns(ebpf, rid)?;
-            if live.active + live.inactive != 0 && with_flows.contains(&rid) {
+            let walked = self
+                .draining_since
+                .get(&rid)
+                .is_some_and(|since| *since < walk_started);
+            if live.active + live.inactive != 0 && (!walked || with_flows.contains(&rid)) {
                 continue;
             }
             self.clear_real(ebpf, rid)?;
@@ -179,6 +191,7 @@ impl Tables {
                 s.draining.remove(&k);
             }
             self.real_ids.give(rid);
+            self.draining_since.remove(&rid);
             info!(service = %sid, real = %k.0, port = k.1, "drained real freed");
             freed += 1;
         }
@@ -277,6 +290,13 @@ impl Tables {
         let real_ids: BTreeSet<u32> = t.written_reals.keys().copied().collect();
         t.real_ids = IdPool::with_used(1, max_reals, &real_ids);
         t.unswept = true;
+        // Adopted draining reals: only walks from now on can tell they are empty.
+        let now = Instant::now();
+        t.draining_since = t
+            .services
+            .values()
+            .flat_map(|s| s.draining.values().map(|&rid| (rid, now)))
+            .collect();
         Ok(t)
     }
 
@@ -651,6 +671,7 @@ impl Tables {
             if self.keep_draining {
                 self.drain_real(ebpf, rid)?;
                 draining.insert(k, rid);
+                self.draining_since.insert(rid, Instant::now());
                 info!(service = %d.service.id, real = %k.0, port = k.1, "real draining: its flows continue");
             } else {
                 self.clear_real(ebpf, rid)?;
@@ -880,23 +901,25 @@ fn real_info(real: &Real, hop: Option<NextHop>, service_id: u32, d: &DesiredServ
 
 /// Connections the real has now (counted minus gone).
 fn live_conns(ebpf: &mut Ebpf, rid: u32) -> Result<ConnCounts> {
-    let counted = {
-        let m: Array<_, ConnCounts> = Array::try_from(map(ebpf, map_names::REAL_CONNS)?)?;
-        m.get(&rid, 0)?
-    };
-    let gone: Array<_, ConnCounts> = Array::try_from(map(ebpf, map_names::REAL_CONNS_GONE)?)?;
-    Ok(counted.live(gone.get(&rid, 0)?))
+    let m: Array<_, RealConns> = Array::try_from(map(ebpf, map_names::REAL_CONNS)?)?;
+    Ok(m.get(&rid, 0)?.live)
 }
 
-/// Makes the live connection count of a newly allocated real id zero: the
-/// agent may only write the "gone" side, so it sets that to what was counted.
+/// Makes the connection count of a newly allocated real id zero. (A flow
+/// still naming the id from a real freed under nodest `expire` or
+/// `reschedule` uncounts it when it ends: the maps cannot tell owners apart.)
 fn zero_conns(ebpf: &mut Ebpf, rid: u32) -> Result<()> {
-    let counted = {
-        let m: Array<_, ConnCounts> = Array::try_from(map(ebpf, map_names::REAL_CONNS)?)?;
-        m.get(&rid, 0)?
-    };
-    let mut gone: Array<_, ConnCounts> = Array::try_from(map(ebpf, map_names::REAL_CONNS_GONE)?)?;
-    gone.set(rid, counted, 0)?;
+    let mut m: Array<_, RealConns> = Array::try_from(map(ebpf, map_names::REAL_CONNS)?)?;
+    // `left` only grows: the reclaimer reads its change over a walk.
+    let left = m.get(&rid, 0)?.left;
+    m.set(
+        rid,
+        RealConns {
+            live: ConnCounts::default(),
+            left,
+        },
+        0,
+    )?;
     Ok(())
 }
 

@@ -4,8 +4,9 @@
 use super::{
     DataPlane, DesiredService,
     adopt::{self, Previous},
-    loader, sweep,
+    loader,
     tables::{Tables, TunnelSources},
+    upkeep::{self, Pacing, Report, Upkeep},
 };
 use crate::config::{self, NodestPolicy, XdpMode};
 use anyhow::{Context, Result, bail};
@@ -19,14 +20,16 @@ use aya::{
     },
 };
 use lb_common::{
-    MAP_LAYOUT_VERSION, PROG_DIRECTOR, SETTINGS_F_NAT, SETTINGS_F_NODEST_EXPIRE, Settings,
+    MAP_LAYOUT_VERSION, PROG_DIRECTOR, PROG_UPKEEP, SETTINGS_F_CONN_REUSE,
+    SETTINGS_F_CONN_REUSE_FIN_WAIT, SETTINGS_F_NAT, SETTINGS_F_NODEST_EXPIRE, Settings, conn,
     map_names,
 };
 use std::{
     fs::File,
     path::{Path, PathBuf},
 };
-use tracing::{debug, info, warn};
+use tokio::sync::watch;
+use tracing::{info, warn};
 
 pub struct XdpDataPlane {
     ebpf: Ebpf,
@@ -36,6 +39,8 @@ pub struct XdpDataPlane {
     settings: Settings,
     /// Taken over from a previous agent (a failed start leaves it running).
     adopted: bool,
+    /// The flow table's reclaimer, once started.
+    upkeep: Option<Upkeep>,
     /// Held for the agent's life: one agent per pin directory.
     _lock: File,
 }
@@ -116,6 +121,7 @@ impl XdpDataPlane {
             attached: Vec::new(),
             settings: Settings::default(),
             adopted: adopting,
+            upkeep: None,
             _lock: lock,
         };
         plane
@@ -202,12 +208,15 @@ impl XdpDataPlane {
             NodestPolicy::Expire => SETTINGS_F_NODEST_EXPIRE,
             NodestPolicy::Keep | NodestPolicy::Reschedule => 0,
         };
+        let reuse = conn::reuse_flags(dp.conn_reuse_mode);
+        let ours =
+            SETTINGS_F_NODEST_EXPIRE | SETTINGS_F_CONN_REUSE | SETTINGS_F_CONN_REUSE_FIN_WAIT;
         self.settings = Settings {
             tcp_timeout_s: dp.timeouts.tcp,
             tcp_fin_timeout_s: dp.timeouts.tcp_fin,
             udp_timeout_s: dp.timeouts.udp,
             // The NAT flag stays as the adopted maps have it until the first apply.
-            flags: (base.flags & !SETTINGS_F_NODEST_EXPIRE) | nodest,
+            flags: (base.flags & !ours) | nodest | reuse,
             layout_version: MAP_LAYOUT_VERSION,
             ..base
         };
@@ -301,7 +310,11 @@ impl XdpDataPlane {
 
     /// Stops forwarding: detaches and unpins, or with `keep` leaves the
     /// program attached (links pinned next to the maps) and the maps pinned.
+    /// The reclaimer stops first, between two batches.
     pub fn stop(mut self, keep: bool) -> Result<()> {
+        if let Some(u) = self.upkeep.take() {
+            u.stop();
+        }
         if !keep {
             self.release();
             loader::unpin_maps(&self.pin_dir)?;
@@ -376,28 +389,28 @@ impl DataPlane for XdpDataPlane {
         self.tables.apply_changed(&mut self.ebpf, services, changed)
     }
 
-    fn maintain(&mut self) -> Result<super::FlowsRemoved> {
-        let swept = sweep::sweep(&mut self.ebpf, &self.settings, sweep::monotonic_ns())?;
-        if swept.expired > 0 {
-            debug!(
-                expired = swept.expired,
-                live = swept.live,
-                "idle flows expired"
-            );
-        }
-        if swept.evicted > 0 {
-            warn!(
-                evicted = swept.evicted,
-                live = swept.live,
-                "flow table full: the LRU evicted the least recently used flows (a SYN flood, or conntrack_size too small)"
-            );
-        }
-        self.tables
-            .release_drained(&mut self.ebpf, &swept.reals_with_flows)?;
-        Ok(super::FlowsRemoved {
-            expired: swept.expired as u64,
-            evicted: swept.evicted,
-        })
+    fn start_upkeep(&mut self) -> Result<Option<watch::Receiver<Option<Report>>>> {
+        let prog: &Xdp = self
+            .ebpf
+            .program(PROG_UPKEEP)
+            .context("upkeep program missing")?
+            .try_into()?;
+        let fd = prog.fd()?.try_clone()?;
+        let pacing = Pacing::default();
+        let reclaimer = upkeep::pinned(&self.pin_dir, fd, pacing.batch)
+            .context("opening the maps for the flow table's upkeep")?;
+        let (handle, reports) = Upkeep::start(reclaimer, pacing)?;
+        self.upkeep = Some(handle);
+        Ok(Some(reports))
+    }
+
+    fn upkept(&mut self, report: &Report) -> Result<()> {
+        self.tables.release_drained(
+            &mut self.ebpf,
+            &report.pass.reals_with_flows,
+            report.started,
+        )?;
+        Ok(())
     }
 
     fn describe(&self) -> String {

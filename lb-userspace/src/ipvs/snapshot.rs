@@ -109,6 +109,7 @@ pub fn from_entries(mut listing: Vec<(ServiceEntry, Vec<DestEntry>)>) -> Snapsho
         services,
         packets: PacketCounts::default(),
         maps: Vec::new(),
+        flows: None,
     }
 }
 

@@ -550,6 +550,12 @@ impl Emitter {
             d.nodest.name().into(),
             d.nodest == NodestPolicy::Keep,
         );
+        num(
+            &mut t,
+            "conn_reuse_mode",
+            u32::from(d.conn_reuse_mode),
+            u32::from(crate::config::DEFAULT_CONN_REUSE_MODE),
+        );
         t
     }
 
@@ -990,5 +996,26 @@ impl Emitter {
             CheckKind::Tcp | CheckKind::Ping => {}
         }
         t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config;
+
+    const DP: &str = "[dataplane]\ninterfaces = [\"eth0\"]\n";
+
+    #[test]
+    fn conn_reuse_mode_round_trips_and_its_default_is_left_out() {
+        let c = config::parse("x.toml", &format!("{DP}conn_reuse_mode = 3\n")).unwrap();
+        assert_eq!(c.dataplane.conn_reuse_mode, 3);
+        let text = super::to_toml(&c, false);
+        assert!(text.contains("conn_reuse_mode = 3\n"), "{text}");
+        let again = config::parse("y.toml", &text).unwrap();
+        assert_eq!(again.dataplane.conn_reuse_mode, 3);
+        let default = config::parse("x.toml", DP).unwrap();
+        assert_eq!(default.dataplane.conn_reuse_mode, 1);
+        assert!(!super::to_toml(&default, false).contains("conn_reuse_mode"));
+        assert!(super::to_toml(&default, true).contains("conn_reuse_mode = 1\n"));
     }
 }

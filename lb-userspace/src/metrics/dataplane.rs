@@ -212,7 +212,8 @@ fn encode_snapshot(
     Ok(())
 }
 
-/// What only the XDP program counts: its fates per packet, and its maps' fill.
+/// What only the XDP program counts: its fates per packet, its maps' fill
+/// (as the upkeep last counted it) and the flow table's families.
 fn xdp_families(encoder: &mut DescriptorEncoder, snap: &Snapshot) -> Result<(), std::fmt::Error> {
     use MetricType::{Counter, Gauge};
     let p = snap.packets;
@@ -272,6 +273,9 @@ fn xdp_families(encoder: &mut DescriptorEncoder, snap: &Snapshot) -> Result<(), 
         Gauge,
         &capacity,
     )?;
+    if let Some(flows) = &snap.flows {
+        super::flows::encode(encoder, flows, p)?;
+    }
     Ok(())
 }
 
@@ -358,6 +362,15 @@ mod tests {
                 entries: 4,
                 capacity: 64,
             }],
+            flows: (data_plane == Plane::Xdp).then(|| crate::status::FlowSummary {
+                passes: 3,
+                last_pass_age_s: 1.5,
+                last_pass_ms: 2.0,
+                flows: 4,
+                states: [("ESTABLISHED".to_string(), 3), ("PICKUP".to_string(), 1)].into(),
+                expired: 5,
+                evicted: 1024,
+            }),
         }
     }
 
@@ -381,6 +394,7 @@ mod tests {
         }
         assert!(!text.contains("xlb_xdp_"), "{text}");
         assert!(!text.contains("xlb_map_"), "{text}");
+        assert!(!text.contains("xlb_flows"), "{text}");
     }
 
     #[test]
@@ -391,6 +405,11 @@ mod tests {
             r#"xlb_xdp_packets_total{fate="tx"} 5"#.to_string(),
             r#"xlb_map_entries{map="CONNTRACK"} 4"#.to_string(),
             r#"xlb_map_capacity{map="CONNTRACK"} 64"#.to_string(),
+            r#"xlb_flows{state="PICKUP"} 1"#.to_string(),
+            "xlb_flows_expired_total 5".to_string(),
+            "xlb_flows_evicted_total 1024".to_string(),
+            "xlb_upkeep_passes_total 3".to_string(),
+            "xlb_upkeep_last_pass_age_milliseconds 1500".to_string(),
         ] {
             assert!(text.contains(&format!("\n{line}\n")), "{line}\n{text}");
         }

@@ -1,95 +1,85 @@
-//! Flows the agent's sweep removed from the flow table: expired (idle past
-//! their state's timeout) and evicted (pushed out by the LRU when the table
-//! was full, as in a SYN flood). The agent loop adds each sweep's counts
-//! here; the collector reads them at scrape time.
+//! The flow table's families: what the upkeep's last pass found (flows by
+//! state, expired and evicted totals, the pass itself), read from `UPKEEP`
+//! with the rest of the snapshot, and what the director counted as it
+//! created flows (pickups, reused ports, stale entries). A scrape reads a
+//! summary of fixed size: it costs the same with 10 flows or 1M.
 
-use super::dataplane::family;
-use crate::dataplane::FlowsRemoved;
+use super::dataplane::{Labels, family};
+use crate::status::{FlowSummary, PacketCounts};
 use prometheus_client::{
-    collector::Collector, encoding::DescriptorEncoder, metrics::MetricType::Counter,
-};
-use std::sync::{
-    Arc,
-    atomic::{AtomicU64, Ordering},
+    encoding::DescriptorEncoder,
+    metrics::MetricType::{Counter, Gauge},
 };
 
-/// Totals since the agent started; cheap to clone.
-#[derive(Clone, Debug, Default)]
-pub struct FlowCounters(Arc<Totals>);
-
-#[derive(Debug, Default)]
-struct Totals {
-    expired: AtomicU64,
-    evicted: AtomicU64,
-}
-
-impl FlowCounters {
-    pub fn add(&self, removed: FlowsRemoved) {
-        self.0.expired.fetch_add(removed.expired, Ordering::Relaxed);
-        self.0.evicted.fetch_add(removed.evicted, Ordering::Relaxed);
+/// The families of `flows` and the director's flow counters `p`.
+pub fn encode(
+    encoder: &mut DescriptorEncoder,
+    flows: &FlowSummary,
+    p: PacketCounts,
+) -> Result<(), std::fmt::Error> {
+    let by_state: Vec<(Labels, u64)> = flows
+        .states
+        .iter()
+        .map(|(s, n)| (vec![("state", s.clone())], *n))
+        .collect();
+    family(
+        encoder,
+        "xlb_flows",
+        "Flows in the flow table by state, at the upkeep's last pass (PICKUP: first seen mid-stream)",
+        Gauge,
+        &by_state,
+    )?;
+    let counters = [
+        (
+            "xlb_flows_expired",
+            "Flows the upkeep removed from the flow table after idling past their state's timeout",
+            flows.expired,
+        ),
+        (
+            "xlb_flows_evicted",
+            "Flows the full flow table evicted (least recently used first) before they expired",
+            flows.evicted,
+        ),
+        (
+            "xlb_flows_pickup",
+            "TCP flows created from a packet that is not a SYN (counted as no connection until proven)",
+            p.pickups,
+        ),
+        (
+            "xlb_flows_reused",
+            "SYNs on a closed flow's ports that opened a new connection (conn_reuse_mode)",
+            p.reused,
+        ),
+        (
+            "xlb_flows_stale",
+            "Flows found idle past their timeout by a packet, which was handled as a new flow",
+            p.stale,
+        ),
+        (
+            "xlb_upkeep_passes",
+            "Passes of the flow table's upkeep over the whole table",
+            flows.passes,
+        ),
+    ];
+    for (name, help, value) in counters {
+        family(encoder, name, help, Counter, &[(Vec::new(), value)])?;
     }
-
-    fn get(&self) -> FlowsRemoved {
-        FlowsRemoved {
-            expired: self.0.expired.load(Ordering::Relaxed),
-            evicted: self.0.evicted.load(Ordering::Relaxed),
-        }
+    // Seconds as floating gauges would need another encoder path; whole
+    // milliseconds are precise enough to see a slow or stuck reclaimer.
+    let gauges = [
+        (
+            "xlb_upkeep_last_pass_milliseconds",
+            "How long the upkeep's last pass took, pauses included",
+            flows.last_pass_ms as u64,
+        ),
+        (
+            "xlb_upkeep_last_pass_age_milliseconds",
+            "Time since the upkeep's last pass started (grows without bound if it is stuck)",
+            (flows.last_pass_age_s * 1000.0) as u64,
+        ),
+    ];
+    for (name, help, value) in gauges {
+        family(encoder, name, help, Gauge, &[(Vec::new(), value)])?;
     }
-}
-
-#[derive(Debug)]
-pub struct FlowCollector {
-    counters: FlowCounters,
-}
-
-impl FlowCollector {
-    pub fn new(counters: FlowCounters) -> FlowCollector {
-        FlowCollector { counters }
-    }
-}
-
-impl Collector for FlowCollector {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let totals = self.counters.get();
-        let families = [
-            (
-                "xlb_flows_expired",
-                "Flows removed from the flow table after idling past their state's timeout",
-                totals.expired,
-            ),
-            (
-                "xlb_flows_evicted",
-                "Flows the full flow table evicted (least recently used first) before they expired",
-                totals.evicted,
-            ),
-        ];
-        for (name, help, value) in families {
-            family(&mut encoder, name, help, Counter, &[(Vec::new(), value)])?;
-        }
-        Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sweeps_add_up_and_are_exported_as_counters() {
-        let counters = FlowCounters::default();
-        counters.add(FlowsRemoved {
-            expired: 3,
-            evicted: 1000,
-        });
-        counters.add(FlowsRemoved {
-            expired: 2,
-            evicted: 24,
-        });
-        let mut registry = prometheus_client::registry::Registry::default();
-        registry.register_collector(Box::new(FlowCollector::new(counters)));
-        let text = crate::metrics::render(&registry).unwrap();
-        assert!(text.contains("# TYPE xlb_flows_evicted counter"), "{text}");
-        assert!(text.contains("\nxlb_flows_expired_total 5\n"), "{text}");
-        assert!(text.contains("\nxlb_flows_evicted_total 1024\n"), "{text}");
-    }
+    Ok(())
 }

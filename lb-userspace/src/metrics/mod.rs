@@ -31,15 +31,14 @@ pub struct Sources {
     pub vrrp: crate::vrrp::counters::Counters,
     pub checks: checks::CheckBoard,
     pub maglev: maglev::ChurnBoard,
-    pub flows: flows::FlowCounters,
     pub reloads: reloads::ReloadCounters,
     pub next_hops: crate::neigh::Counters,
 }
 
 /// A registry with every family: the data plane's, read where `plane`
 /// keeps its state (XDP: the maps pinned in `pin_dir`; IPVS: the kernel),
-/// and VRRP's, the checkers', Maglev churn, the sweep's removed flows and
-/// (XDP only) the next-hop passes from `sources`.
+/// (the flow table's families with them), and VRRP's, the checkers',
+/// Maglev churn, reloads and (XDP only) the next-hop passes from `sources`.
 pub fn registry(plane: Plane, pin_dir: &Path, sources: &Sources) -> Registry {
     let mut registry = Registry::default();
     registry.register_collector(Box::new(dataplane::DataplaneCollector::new(plane, pin_dir)));
@@ -50,7 +49,6 @@ pub fn registry(plane: Plane, pin_dir: &Path, sources: &Sources) -> Registry {
     registry.register_collector(Box::new(maglev::MaglevCollector::new(
         sources.maglev.clone(),
     )));
-    registry.register_collector(Box::new(flows::FlowCollector::new(sources.flows.clone())));
     registry.register_collector(Box::new(reloads::ReloadCollector::new(
         sources.reloads.clone(),
     )));

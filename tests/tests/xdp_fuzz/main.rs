@@ -23,13 +23,13 @@ mod model;
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, DevMapHash, HashMap},
+    maps::{Array, DevMapHash, HashMap, MapData},
     programs::Xdp,
 };
 use lb_common::{
-    IfaceInfo, PROG_DIRECTOR, REAL_F_PRESENT, REAL_F_REACHABLE, RealInfo, SERVICE_F_ACTIVE,
-    SERVICE_F_HASH_PORT, SETTINGS_F_NAT, ServiceInfo, ServiceKey, Settings, addr_words, family_of,
-    globals, map_names, method, sched, tun,
+    FlowKey, FlowState, IfaceInfo, PROG_DIRECTOR, REAL_F_PRESENT, REAL_F_REACHABLE, RealConns,
+    RealInfo, SERVICE_F_ACTIVE, SERVICE_F_HASH_PORT, SETTINGS_F_NAT, ServiceInfo, ServiceKey,
+    Settings, addr_words, family_of, globals, map_names, method, sched, tun,
 };
 use model::{FB_MAC, Fib, GW_MAC, ICMP, Method, Model, Real, Service, TABLE, TCP, UDP, tun_src};
 use std::net::{IpAddr, Ipv4Addr};
@@ -228,8 +228,8 @@ fn load(services: &[Service], fib: &Fib) -> Ebpf {
         let s = Settings {
             tun_src_v4: addr_words(tun_src(false)),
             tun_src_v6: addr_words(tun_src(true)),
-            flags: SETTINGS_F_NAT,
-            ..Settings::default()
+            flags: SETTINGS_F_NAT | Settings::ipvs_defaults().flags,
+            ..Settings::ipvs_defaults()
         };
         m.set(0, s, 0).unwrap();
     }
@@ -355,6 +355,52 @@ const PATHS: [&str; 11] = [
     "TUN GUE over IPv6",
 ];
 
+/// Where the director's flow table and counts differ from the model's
+/// after the run: every flow's state, every real's live counts.
+fn states_and_counts(ebpf: &Ebpf, model: &Model) -> Vec<String> {
+    let ct: HashMap<&MapData, FlowKey, FlowState> =
+        HashMap::try_from(ebpf.map(map_names::CONNTRACK).unwrap()).unwrap();
+    let mut differ = Vec::new();
+    let mut seen = 0;
+    for entry in ct.iter() {
+        let (k, v) = entry.unwrap();
+        seen += 1;
+        let flow = (
+            k.family,
+            k.proto,
+            lb_common::addr_ip(k.src, k.family),
+            lb_common::addr_ip(k.dst, k.family),
+            u16::from_be(k.sport),
+            u16::from_be(k.dport),
+        );
+        let want = model.flows.get(&flow).map(|&(state, real)| (state, real));
+        if want != Some((v.state as u32, v.real_id)) && differ.len() < 5 {
+            differ.push(format!(
+                "flow {flow:?}: director (state {}, real {}), model {want:?}",
+                lb_common::conn::name(v.state as u32),
+                v.real_id
+            ));
+        }
+    }
+    if seen != model.flows.len() {
+        differ.push(format!(
+            "{seen} flows in the director's table, {} in the model's",
+            model.flows.len()
+        ));
+    }
+    let conns: Array<&MapData, RealConns> =
+        Array::try_from(ebpf.map(map_names::REAL_CONNS).unwrap()).unwrap();
+    for (&real, &want) in &model.conns {
+        let got = conns.get(&real, 0).unwrap().live;
+        if got != want {
+            differ.push(format!(
+                "real {real}: director counts {got:?}, model {want:?}"
+            ));
+        }
+    }
+    differ
+}
+
 #[test]
 fn the_director_does_what_the_model_says_for_random_and_mutated_frames() {
     xlb_testbed::require_root().unwrap();
@@ -414,6 +460,7 @@ fn the_director_does_what_the_model_says_for_random_and_mutated_frames() {
                     }
                 }
             }
+            mismatches.extend(states_and_counts(&ebpf, &model));
             (model, kinds, checked, mismatches)
         })
         .unwrap();

@@ -2,12 +2,19 @@
 //! methods' definitions rather than from the program: the parse rules, the
 //! service and flow tables, the NAT reply table, the scheduler model from
 //! lb-userspace, a FIB of the test's namespace, and the rewrite each method
-//! makes (checksums updated per RFC 1624; see csum.rs).
+//! makes (checksums updated per RFC 1624; see csum.rs). It also follows
+//! every flow's connection state and every real's counts by IPVS's rules
+//! (`lb_common::conn`'s tables; pickups, `conn_reuse_mode` 1, NAT replies),
+//! which the test compares with the director's table and counts at the end.
 
 use crate::csum;
-use lb_common::{FAMILY_V4, FAMILY_V6, FlowKey, addr_words, family_of, flow_hash, sched_hash};
+use lb_common::{
+    ConnCounts, FAMILY_V4, FAMILY_V6, FlowKey, SETTINGS_F_CONN_REUSE, addr_words,
+    conn::{self, Dir},
+    family_of, flow_hash, sched_hash,
+};
 use std::{
-    collections::{BTreeMap, HashMap, HashSet},
+    collections::{BTreeMap, HashMap},
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
 };
 use xlb::sched::model;
@@ -285,7 +292,10 @@ impl Fib {
 pub struct Model {
     pub services: Vec<Service>,
     pub fib: Fib,
-    flows: HashSet<Flow>,
+    /// Each flow's connection state and real id.
+    pub flows: HashMap<Flow, (u32, u32)>,
+    /// Each real's live connection counts, by real id.
+    pub conns: BTreeMap<u32, ConnCounts>,
     /// A NAT flow's reply tuple (real → client) → the client's flow.
     nat_replies: HashMap<Flow, Flow>,
     /// How many frames took each path (coverage).
@@ -309,7 +319,8 @@ impl Model {
         Model {
             services,
             fib,
-            flows: HashSet::new(),
+            flows: HashMap::new(),
+            conns: BTreeMap::new(),
             nat_replies: HashMap::new(),
             paths: BTreeMap::new(),
             last: "",
@@ -336,7 +347,7 @@ impl Model {
             return self.reply(f, &p, ingress);
         };
         let svc = &self.services[si];
-        if !svc.active || (p.icmp_error && !self.flows.contains(&p.flow)) {
+        if !svc.active || (p.icmp_error && !self.flows.contains_key(&p.flow)) {
             self.took("for no flow or inactive service");
             return pass;
         }
@@ -351,8 +362,9 @@ impl Model {
             return (xdp::XDP_DROP, f.to_vec());
         };
         let (method, real) = (svc.method, &svc.reals[i]);
-        let (addr, rport, mac, gue) = (real.addr, real.port, real.mac, real.gue_port);
-        if !p.icmp_error && self.flows.insert(p.flow) && method == Method::Nat {
+        let (addr, rport, mac, gue, real_id) =
+            (real.addr, real.port, real.mac, real.gue_port, real.id);
+        if !p.icmp_error && self.client_packet(&p, f, real_id, method) && method == Method::Nat {
             self.nat_replies
                 .insert((family, proto, addr, src, rport, sport), p.flow);
         }
@@ -393,6 +405,66 @@ impl Model {
         }
     }
 
+    /// Adds `delta` (+1 or -1) to the real's count of `state`'s class.
+    fn count(&mut self, real_id: u32, state: u32, up: bool) {
+        if !conn::is_counted(state) {
+            return;
+        }
+        let c = self.conns.entry(real_id).or_default();
+        let field = if conn::is_active(state) {
+            &mut c.active
+        } else {
+            &mut c.inactive
+        };
+        *field = if up {
+            field.wrapping_add(1)
+        } else {
+            field.wrapping_sub(1)
+        };
+    }
+
+    /// Moves a flow to `new`, and its real's counts with it.
+    fn set_state(&mut self, flow: Flow, new: u32) {
+        let (old, real_id) = self.flows[&flow];
+        self.count(real_id, old, false);
+        self.count(real_id, new, true);
+        self.flows.insert(flow, (new, real_id));
+    }
+
+    /// A client packet (not an ICMP error) of a flow that goes to `real_id`
+    /// (with a fixed table, a flow never changes real here): a new flow,
+    /// a new connection on a closed flow's ports, or a state transition.
+    /// True when the director records a flow (and, for NAT, its reply entry).
+    fn client_packet(&mut self, p: &Parsed, f: &[u8], real_id: u32, method: Method) -> bool {
+        let flags = if p.proto == TCP { f[p.l4 + 13] } else { 0 };
+        let opens = p.proto == TCP && conn::opens(flags);
+        let dir = if method == Method::Nat {
+            Dir::Input
+        } else {
+            Dir::InputOnly
+        };
+        match self.flows.get(&p.flow).copied() {
+            Some((state, _))
+                if !(opens
+                    && conn::reused(state, SETTINGS_F_CONN_REUSE, dir == Dir::InputOnly)) =>
+            {
+                if p.proto == TCP {
+                    self.set_state(p.flow, conn::tcp_next(state, flags, dir));
+                }
+                false
+            }
+            old => {
+                if let Some((state, old_real)) = old {
+                    self.count(old_real, state, false);
+                }
+                let state = conn::first(p.proto, flags);
+                self.count(real_id, state, true);
+                self.flows.insert(p.flow, (state, real_id));
+                true
+            }
+        }
+    }
+
     /// A frame for no service: a NAT real's reply (or an ICMP error about a
     /// packet to the real) goes back to the client from the VIP; anything
     /// else passes.
@@ -401,6 +473,10 @@ impl Model {
             self.took("for no service");
             return (xdp::XDP_PASS, f.to_vec());
         };
+        if !p.icmp_error && p.proto == TCP {
+            let state = self.flows[&client].0;
+            self.set_state(client, conn::reply_next(state, f[p.l4 + 13]));
+        }
         let (_, _, csrc, vip, _, vport) = client;
         let mut out = f.to_vec();
         let to = if p.icmp_error {

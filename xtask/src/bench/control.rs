@@ -3,14 +3,16 @@
 //! (time from start to maps ready, its resident memory once applied, and the
 //! time it takes to apply one real's health change in that config), a pass
 //! over the next hops of 25,000 reals (start-up and refresh, with the
-//! neighbour table dumps each made), and the agent's load under 10,000
-//! health checks (`checks_load.rs`).
+//! neighbour table dumps each made), the agent's load under 10,000 health
+//! checks (`checks_load.rs`), and the flow table's upkeep over 1M flows
+//! (`upkeep.rs`).
 
 use super::{
     Progress, checks_load,
     live::remove_pin_dir,
     report::{Row, Section},
     stats::Summary,
+    upkeep,
 };
 use crate::build::root;
 use anyhow::{Context, Result, bail, ensure};
@@ -36,6 +38,7 @@ pub struct Opts {
     /// (one every 5 s), after the start-up pass.
     pub next_hop_refreshes: usize,
     pub checks: checks_load::Opts,
+    pub upkeep: upkeep::Opts,
 }
 
 /// One apply figure: `services` services with `REALS_PER_SERVICE` reals each.
@@ -70,6 +73,10 @@ pub fn run(
         bail!("interrupted");
     }
     rows.extend(checks_load::run(&opts.checks, xlb, progress, stop)?);
+    if stop.load(Ordering::SeqCst) {
+        bail!("interrupted");
+    }
+    rows.extend(upkeep::run(&opts.upkeep, xlb, progress, stop)?);
     Ok(rows)
 }
 

@@ -2,10 +2,10 @@
 //! one run on this machine. Sections: per-packet cost (`pktcost.rs`), live
 //! forwarding on veth (`live.rs`, and in the qemu guest, IPVS against xlb:
 //! `guest.rs`), control plane (`control.rs`, with the health-check load in
-//! `checks_load.rs`), VRRP failover against keepalived (`failover.rs`),
-//! VRRP under load and attack (`stress.rs`); `report.rs` prints the table
-//! and writes `bench/results/<date>-<sha>.json`, and `charts.rs` draws SVG
-//! charts from it.
+//! `checks_load.rs` and the flow table's upkeep in `upkeep.rs`), VRRP
+//! failover against keepalived (`failover.rs`), VRRP under load and attack
+//! (`stress.rs`); `report.rs` prints the table and writes
+//! `bench/results/<date>-<sha>.json`, and `charts.rs` draws SVG charts from it.
 //! Everything runs in namespaces the bench creates and removes, and every
 //! loop is bounded in packets and time.
 
@@ -20,6 +20,7 @@ mod pktcost;
 mod report;
 mod stats;
 mod stress;
+mod upkeep;
 
 use crate::{build, setup::Need};
 use anyhow::{Context, Result, bail};
@@ -112,6 +113,12 @@ impl Plan {
                         window: Duration::from_secs(2),
                         warmup: Duration::from_secs(3),
                     },
+                    upkeep: upkeep::Opts {
+                        flows: 1_000_000,
+                        expired: 50_000,
+                        passes: 2,
+                        scrapes: 10,
+                    },
                 },
                 failover: failover::Opts {
                     runs_v3: 5,
@@ -164,6 +171,12 @@ impl Plan {
                         windows: 5,
                         window: Duration::from_secs(4),
                         warmup: Duration::from_secs(5),
+                    },
+                    upkeep: upkeep::Opts {
+                        flows: 1_000_000,
+                        expired: 50_000,
+                        passes: 5,
+                        scrapes: 20,
                     },
                 },
                 failover: failover::Opts {

@@ -629,7 +629,7 @@ impl Director {
             0,
         )?;
         let mut settings: Array<_, Settings> = Array::try_from(self.map(map_names::SETTINGS)?)?;
-        let mut s = settings.get(&0, 0)?;
+        let mut s = Settings::ipvs_defaults();
         s.tun_src_v4 = addr_words(IpAddr::V4(TUN_SRC4));
         s.tun_src_v6 = addr_words(IpAddr::V6(TUN_SRC6));
         settings.set(0, s, 0)?;
@@ -784,7 +784,11 @@ impl Director {
     fn nat_flag(&mut self, on: bool) -> Result<()> {
         let mut m: Array<_, Settings> = Array::try_from(self.map(map_names::SETTINGS)?)?;
         let mut s = m.get(&0, 0)?;
-        s.flags = if on { SETTINGS_F_NAT } else { 0 };
+        s.flags = if on {
+            s.flags | SETTINGS_F_NAT
+        } else {
+            s.flags & !SETTINGS_F_NAT
+        };
         m.set(0, s, 0)?;
         Ok(())
     }

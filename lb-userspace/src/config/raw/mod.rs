@@ -92,6 +92,8 @@ pub struct Dataplane {
     pub tunnel_source_v6: Option<Spanned<String>>,
     #[serde(default)]
     pub nodest_policy: Option<Spanned<String>>,
+    #[serde(default)]
+    pub conn_reuse_mode: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize)]

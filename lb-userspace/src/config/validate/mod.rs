@@ -361,9 +361,15 @@ impl Validator<'_> {
                 }
             },
         };
+        let conn_reuse_mode = self.number(
+            &raw.conn_reuse_mode,
+            u32::from(super::DEFAULT_CONN_REUSE_MODE),
+            0..=3,
+        ) as u8;
         (self.errors.len() == before).then_some(Dataplane {
             kind,
             nodest,
+            conn_reuse_mode,
             interfaces,
             xdp_mode,
             pin_path,

@@ -81,6 +81,8 @@ fn dataplane(
         tunnel_source_v4: None,
         tunnel_source_v6: None,
         nodest: Default::default(),
+        // A sysctl (net.ipv4.vs.conn_reuse_mode), not a keepalived.conf keyword.
+        conn_reuse_mode: crate::config::DEFAULT_CONN_REUSE_MODE,
     }
 }
 
