@@ -8,8 +8,7 @@ use aya_ebpf::{
 };
 use lb_common::{
     Affinity, Counters, FlowKey, FlowState, GlobalCounters, IfaceInfo, RealConns, RealInfo,
-    ReplicaSet, ServiceAddr, ServiceInfo, ServiceKey, Settings, defaults, sched_layout, sizes,
-    upkeep,
+    ReplicaSet, ServiceAddr, ServiceInfo, ServiceKey, Settings, defaults, sizes, upkeep,
 };
 
 const MAX_SERVICES: usize = defaults::MAX_SERVICES as usize;

@@ -58,6 +58,20 @@ impl Agent {
         Agent::start_run(ns, xlb, extra, &run, ready, cancel)
     }
 
+    /// `xlb run --config CONFIG` in `ns`, returned as soon as its log shows
+    /// `marker` (a point in its start-up), whether or not it forwards yet.
+    pub fn start_until(
+        ns: &Netns,
+        xlb: &Path,
+        config: &Path,
+        marker: &'static str,
+        ready: Duration,
+    ) -> Result<Agent> {
+        let run: [&OsStr; 2] = ["--config".as_ref(), config.as_os_str()];
+        let never = AtomicBool::new(false);
+        Agent::start_run_until(ns, xlb, &[], &run, marker, ready, &never)
+    }
+
     /// `xlb GLOBAL... run RUN...` in `ns` (such as `--keepalived-conf FILE
     /// --pin-path DIR`), waiting up to `ready` until it forwards. Without a
     /// `--pid-file` in `run` the agent gets a private one ([`Agent::pid_file`]).
@@ -66,6 +80,19 @@ impl Agent {
         xlb: &Path,
         global: &[&str],
         run: &[&OsStr],
+        ready: Duration,
+        cancel: &AtomicBool,
+    ) -> Result<Agent> {
+        Agent::start_run_until(ns, xlb, global, run, "xlb forwarding", ready, cancel)
+    }
+
+    /// As [`Agent::start_run`], waiting for `marker` instead of forwarding.
+    fn start_run_until(
+        ns: &Netns,
+        xlb: &Path,
+        global: &[&str],
+        run: &[&OsStr],
+        marker: &'static str,
         ready: Duration,
         cancel: &AtomicBool,
     ) -> Result<Agent> {
@@ -88,7 +115,7 @@ impl Agent {
         if private {
             args.extend(["--pid-file".as_ref(), pid_file.as_os_str()]);
         }
-        let mut agent = Agent::spawn(ns, xlb, &args, "xlb forwarding", ready, cancel);
+        let mut agent = Agent::spawn(ns, xlb, &args, marker, ready, cancel);
         if let Ok(a) = &mut agent {
             a.pid_file = Some(pid_file);
             a.private_pid_file = private;
@@ -198,6 +225,15 @@ impl Agent {
             bail!("the agent exited with {st}");
         }
         Ok(())
+    }
+
+    /// As [`Agent::stop`], returning everything the agent logged.
+    pub fn stop_logged(mut self) -> Result<Vec<String>> {
+        let st = self.terminate()?;
+        if !st.success() {
+            bail!("the agent exited with {st}");
+        }
+        Ok(self.log())
     }
 
     /// SIGTERM, then waits up to `limit` for the agent to exit, polling

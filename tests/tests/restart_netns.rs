@@ -4,7 +4,8 @@
 //! Then the fallback: maps sized differently are not adopted, and the new
 //! agent says why and starts afresh. And a new agent that cannot start (its
 //! metrics port is taken) leaves the data plane it would have adopted
-//! exactly as it found it, forwarding.
+//! exactly as it found it, forwarding; so does one stopped by SIGTERM
+//! while it waits for next hops during start-up.
 
 mod common;
 
@@ -219,5 +220,77 @@ fn a_failed_start_leaves_the_adopted_data_plane_as_it_found_it() {
         agent.log()
     );
     agent.stop().unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// SIGTERM is answered during start-up too: here while the new agent, having
+/// adopted the data plane, waits (up to 3 s) for a real nobody answers ARP
+/// for. It stops at once and cleanly, and leaves the adopted data plane as
+/// it found it, still forwarding the held connections.
+#[test]
+fn sigterm_during_start_up_leaves_the_adopted_data_plane_forwarding() {
+    xlb_testbed::require_root().unwrap();
+    let lab = DrLab::build(&LabOptions {
+        weights: vec![1, 1],
+        peer_xdp: common::peer_pass(),
+        ..LabOptions::default()
+    })
+    .unwrap();
+    let dir = common::test_dir("termstart");
+    let config = dir.join("xlb.toml");
+    let base = lab.agent_config_with("mh", "dr", "native", "");
+    std::fs::write(&config, &base).unwrap();
+    let agent = Agent::start(&lab.director, &xlb_bin(), &config).unwrap();
+    let conns: Vec<(HttpConn, String)> = (0..10)
+        .map(|_| {
+            let mut c = HttpConn::open(&lab.client, lab.vip_socket(), TIMEOUT).unwrap();
+            let name = c.ask().unwrap();
+            (c, name)
+        })
+        .collect();
+    let streamer = Streamer::start(conns);
+    streamer.wait_rounds(ROUNDS);
+    agent.kill().unwrap();
+    xdp_prog_id(&lab).expect("XDP attached");
+    let (ct_id, flows_before) = flows(&lab.pin_path);
+    let pinned = pins(&lab.pin_path);
+
+    // The next config adds a service whose real (on the lab's link) is silent.
+    let silent = format!(
+        "{base}\n[[service]]\nvip = \"{}\"\nport = 8081\nprotocol = \"tcp\"\nscheduler = \"rr\"\nmethod = \"dr\"\n\n[[service.real]]\naddress = \"10.250.0.99\"\nport = 8081\n",
+        lab.vip
+    );
+    std::fs::write(&config, silent).unwrap();
+    let starting = Agent::start_until(
+        &lab.director,
+        &xlb_bin(),
+        &config,
+        "adopted the data plane",
+        Duration::from_secs(30),
+    )
+    .unwrap();
+    let log = starting
+        .stop_logged()
+        .expect("a clean exit on SIGTERM during start-up");
+    assert!(
+        log.iter().any(
+            |l| l.contains("during start-up: stopping; an adopted data plane keeps forwarding")
+        ),
+        "SIGTERM was not answered while waiting for next hops: {log:#?}"
+    );
+    assert!(
+        !log.iter().any(|l| l.contains("xlb forwarding")),
+        "the agent had finished starting: {log:#?}"
+    );
+    // Adopting swapped the new agent's program into the pinned link (same
+    // maps, same layout): still attached, and every flow as it was.
+    assert!(xdp_prog_id(&lab).is_some(), "XDP detached");
+    assert_eq!(pins(&lab.pin_path), pinned, "pins changed");
+    let (ct_id_after, flows_after) = flows(&lab.pin_path);
+    assert_eq!(ct_id_after, ct_id);
+    assert_eq!(flows_after, flows_before);
+    streamer.wait_rounds(ROUNDS);
+    let asked = streamer.finish().unwrap();
+    assert!(asked >= 10 * 2 * ROUNDS);
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -462,7 +462,7 @@ pub async fn run(
     let hops = tokio::select! {
         h = hops::resolve(resolve, &config, RESOLVE_WAIT, &none) => h,
         why = signals.stop() => {
-            info!("{why} during start-up: stopping; an adopted data plane is left as it was");
+            info!("{why} during start-up: stopping; an adopted data plane keeps forwarding");
             plane.abandon()?;
             vrrp.stop(false).await;
             return Ok(());

@@ -126,8 +126,10 @@ pub trait DataPlane {
     fn shutdown(self: Box<Self>, keep: bool) -> anyhow::Result<()>;
 
     /// A start that failed (or was stopped) after this plane started: one
-    /// adopted from a previous agent is left forwarding as it was found,
-    /// one this agent made is taken away. The default leaves it running.
+    /// adopted from a previous agent keeps forwarding with its maps and
+    /// flows (the program in its pinned links is this agent's, of the same
+    /// map layout); one this agent made is taken away. The default leaves
+    /// it running.
     fn abandon(self: Box<Self>) -> anyhow::Result<()> {
         self.shutdown(true)
     }

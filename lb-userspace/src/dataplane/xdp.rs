@@ -436,7 +436,9 @@ impl DataPlane for XdpDataPlane {
     fn abandon(self: Box<Self>) -> Result<()> {
         let adopted = self.adopted;
         if adopted {
-            info!("start-up failed: the adopted data plane is left forwarding as it was");
+            info!(
+                "start-up failed: the adopted data plane keeps forwarding, its maps and flows kept"
+            );
         }
         self.stop(adopted)
     }
