@@ -5,7 +5,8 @@
 //! more traffic, and comes back when it is repaired. The same file
 //! converted with `xlb convert` and run as TOML sends every client to the
 //! same real (mh hashes the client's address, so the Maglev tables must be
-//! the same).
+//! the same). And an LVS-only keepalived.conf (no VRRP, no interface)
+//! attaches where the kernel routes its reals.
 
 mod check_lab;
 mod common;
@@ -169,5 +170,97 @@ fn a_keepalived_conf_runs_as_it_is_and_converted_to_toml_alike() {
         converted, as_is,
         "the converted TOML chose other reals for the same clients"
     );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Whether XDP is attached to the director's eth0.
+fn xdp_attached(lab: &DrLab) -> bool {
+    lab.director
+        .run("ip", &["-d", "link", "show", "eth0"])
+        .unwrap()
+        .contains("prog/xdp id ")
+}
+
+/// An LVS-only keepalived.conf (virtual servers, no VRRP instance, no
+/// interface anywhere) runs as keepalived runs it: the director attaches
+/// where the kernel routes the reals (eth0 here) and balances over them. A
+/// real with no route at all is an error naming it, and nothing is attached.
+#[test]
+fn an_lvs_only_keepalived_conf_attaches_where_the_reals_are_routed() {
+    xlb_testbed::require_root().unwrap();
+    let lab = DrLab::build(&LabOptions {
+        weights: vec![1, 1],
+        peer_xdp: common::peer_pass(),
+        ..LabOptions::default()
+    })
+    .unwrap();
+    for c in clients() {
+        let cidr = format!("{c}/24");
+        lab.client
+            .run("ip", &["addr", "add", &cidr, "dev", "eth0"])
+            .unwrap();
+    }
+    let reals: String = lab
+        .reals
+        .iter()
+        .map(|r| {
+            format!(
+                "    real_server {} 80 {{\n        weight 1\n    }}\n",
+                r.addr
+            )
+        })
+        .collect();
+    let conf_text = |reals: &str| {
+        format!(
+            "global_defs {{\n    router_id xlb_test\n}}\n\nvirtual_server {vip} 80 {{\n    lb_algo mh\n    lb_kind DR\n    protocol TCP\n{reals}}}\n",
+            vip = lab.vip
+        )
+    };
+    let dir = common::test_dir("lvsonly");
+    let conf = dir.join("keepalived.conf");
+    let pin = lab.pin_path.clone();
+    let run: [&OsStr; 4] = [
+        "--keepalived-conf".as_ref(),
+        conf.as_os_str(),
+        "--pin-path".as_ref(),
+        pin.as_os_str(),
+    ];
+    let never = AtomicBool::new(false);
+
+    // A real the director has no route to: refused, named, nothing attached.
+    std::fs::write(
+        &conf,
+        conf_text(&format!("{reals}    real_server 192.0.2.7 80 {{\n    }}\n")),
+    )
+    .unwrap();
+    let err = Agent::start_run(&lab.director, &xlb_bin(), &[], &run, READY, &never)
+        .err()
+        .expect("a real without a route must stop the start");
+    assert!(
+        format!("{err:#}").contains("no route to real server 192.0.2.7"),
+        "{err:#}"
+    );
+    assert!(!xdp_attached(&lab), "XDP attached by a failed start");
+
+    std::fs::write(&conf, conf_text(&reals)).unwrap();
+    let agent = Agent::start_run(&lab.director, &xlb_bin(), &[], &run, READY, &never).unwrap();
+    assert!(
+        agent.log().iter().any(|l| l
+            .contains("attaching where the route to the real goes")
+            && l.contains("eth0")),
+        "{:#?}",
+        agent.log()
+    );
+    assert!(xdp_attached(&lab), "no XDP program on eth0");
+    let seen = choices(&lab);
+    for r in &lab.reals {
+        assert!(
+            seen.values().any(|n| *n == r.name),
+            "{} got no client: {seen:?}",
+            r.name
+        );
+    }
+    agent.stop().unwrap();
+    assert!(!xdp_attached(&lab), "XDP left attached after SIGTERM");
     let _ = std::fs::remove_dir_all(dir);
 }
