@@ -52,6 +52,7 @@ const PASSING: &[(&str, bool)] = &[
     ("004-lvs-master.conf", false),
     ("004-lvs-backup.conf", false),
     ("local-plain_services.conf", false),
+    ("local-repeated-keywords.conf", false),
 ];
 
 /// Fixtures kept as the documents wrote them, with a mistake keepalived

@@ -47,6 +47,10 @@ const CASES: &[(&str, &str)] = &[
         "global_defs {\n    vrrp_garp_master_delay 7\n    vrrp_garp_master_repeat 4\n    vrrp_lower_prio_no_advert\n}\nvrrp_instance VI_1 {\n    interface eth0\n    virtual_router_id 1\n    virtual_ipaddress {\n        10.0.0.1/24\n    }\n}\nvrrp_instance VI_2 {\n    interface eth0\n    virtual_router_id 2\n    garp_lower_prio_repeat 2\n    garp_lower_prio_delay 3\n    lower_prio_no_advert false\n    virtual_ipaddress {\n        10.0.0.2/24\n    }\n}\n",
     ),
     (
+        "repeated-keywords.conf",
+        "global_defs {\n    vrrp_version 2\n    vrrp_garp_master_repeat 2\n}\nglobal_defs {\n    vrrp_version 3\n    vrrp_garp_master_repeat 4\n    vrrp_garp_master_repeat 3\n}\nvrrp_instance VI_1 {\n    interface eth0\n    virtual_router_id 1\n    priority 100\n    advert_int 2\n    priority 50\n    advert_int 1\n    virtual_ipaddress {\n        10.0.0.1/24\n    }\n}\n",
+    ),
+    (
         "strict-min-garp.conf",
         "global_defs {\n    vrrp_strict\n    vrrp_min_garp\n}\nvrrp_instance VI_1 {\n    interface eth0\n    virtual_router_id 1\n    priority 120\n    virtual_ipaddress {\n        10.0.0.1/24\n    }\n}\n",
     ),

@@ -214,7 +214,7 @@ impl Area {
 }
 
 const TOP: &[Kw] = &[
-    block("global_defs", 0, 0),
+    multi(block("global_defs", 0, 0)),
     block("static_ipaddress", 0, 0),
     block("static_routes", 0, 0),
     block("static_rules", 0, 0),

@@ -107,10 +107,22 @@ pub fn config(nodes: &[Node], diag: &mut Diag, check_interfaces: bool) -> Config
         metrics: Default::default(),
         agent: Default::default(),
     };
-    let mut g = global::Extra::default();
-    for n in top.iter().filter(|n| n.name() == "global_defs") {
-        g = global::map(&mut cx, n, &mut config.global);
-    }
+    // keepalived reads every global_defs block as one (a later keyword wins).
+    let mut globals = top.iter().filter(|n| n.name() == "global_defs");
+    let g = match (globals.next(), globals.next()) {
+        (None, _) => global::Extra::default(),
+        (Some(n), None) => global::map(&mut cx, n, &mut config.global),
+        (Some(n), Some(_)) => {
+            let mut merged = (*n).clone();
+            merged.block = Some(
+                top.iter()
+                    .filter(|n| n.name() == "global_defs")
+                    .flat_map(|n| n.children().iter().cloned())
+                    .collect(),
+            );
+            global::map(&mut cx, &merged, &mut config.global)
+        }
+    };
     let mut sync_daemon_iface = None;
     let mut groups: HashMap<String, (Pos, Vec<lvs::GroupMember>)> = HashMap::new();
     for n in &top {
@@ -256,7 +268,7 @@ impl Ctx<'_> {
     /// and unsupported keywords are reported and left out.
     pub fn select<'n>(&mut self, area: Area, nodes: &'n [Node]) -> Vec<&'n Node> {
         let table = area.keywords();
-        let mut first: HashMap<&str, usize> = HashMap::new();
+        let mut first: HashMap<&str, (usize, usize)> = HashMap::new();
         let mut out = Vec::new();
         for n in nodes {
             let Some(kw) = table.iter().find(|k| k.name == n.name()) else {
@@ -307,14 +319,28 @@ impl Ctx<'_> {
                 ok = false;
             }
             if !kw.multi {
-                if let Some(line) = first.get(n.name()) {
-                    self.diag.error(
-                        n.pos(),
-                        format!("'{}' is already set at line {line}", n.name()),
-                    );
-                    ok = false;
-                } else {
-                    first.insert(kw.name, n.pos().line);
+                if let Some(&(line, at)) = first.get(n.name()) {
+                    if kw.block == Blk::Yes {
+                        self.diag.error(
+                            n.pos(),
+                            format!("'{}' is already set at line {line}", n.name()),
+                        );
+                        ok = false;
+                    } else if ok {
+                        // keepalived runs the keyword again: the last value wins.
+                        self.diag.warning(
+                            n.pos(),
+                            format!(
+                                "'{}' is set again (first at line {line}): this value wins, as in keepalived",
+                                n.name()
+                            ),
+                        );
+                        out[at] = n;
+                        first.insert(kw.name, (n.pos().line, at));
+                        continue;
+                    }
+                } else if ok {
+                    first.insert(kw.name, (n.pos().line, out.len()));
                 }
             }
             if ok {
