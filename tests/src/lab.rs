@@ -611,6 +611,9 @@ impl Drop for DrLab {
             r.server.stop();
             drop(r.udp.take());
         }
+        // Pins a killed agent left (pid numbers come round again: a later
+        // test process would adopt them).
+        let _ = std::fs::remove_dir_all(&self.pin_path);
     }
 }
 

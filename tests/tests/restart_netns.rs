@@ -294,3 +294,99 @@ fn sigterm_during_start_up_leaves_the_adopted_data_plane_forwarding() {
     assert!(asked >= 10 * 2 * ROUNDS);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Seen in the suite: an agent died, its interface was deleted and made
+/// anew (same name), and the next agent failed to start ("Link has been
+/// severed") on the pinned link the old interface took with it. It now
+/// drops that pin and attaches afresh, adopting the maps all the same.
+#[test]
+fn a_pinned_link_whose_interface_was_made_anew_is_attached_afresh() {
+    xlb_testbed::require_root().unwrap();
+    let ns = xlb_testbed::netns::Netns::create("severed").unwrap();
+    let veth = |ns: &xlb_testbed::netns::Netns| {
+        ns.run(
+            "ip",
+            &["link", "add", "x0", "type", "veth", "peer", "name", "x1"],
+        )
+        .unwrap();
+        for dev in ["x0", "x1"] {
+            ns.run("ip", &["link", "set", dev, "up"]).unwrap();
+        }
+    };
+    veth(&ns);
+    let pin = std::path::PathBuf::from(format!("/sys/fs/bpf/xlb-severed-{}", std::process::id()));
+    let dir = common::test_dir("severed");
+    let config = dir.join("xlb.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[dataplane]\ninterfaces = [\"x0\"]\nxdp_mode = \"generic\"\npin_path = \"{}\"\n\n[metrics]\nlisten = \"127.0.0.1:9477\"\n\n[[service]]\nvip = \"10.251.0.1\"\nport = 80\nscheduler = \"rr\"\nmethod = \"dr\"\n\n[[service.real]]\naddress = \"10.251.0.2\"\n",
+            pin.display()
+        ),
+    )
+    .unwrap();
+    ns.run(
+        "ip",
+        &[
+            "neigh",
+            "replace",
+            "10.251.0.2",
+            "lladdr",
+            "02:00:00:00:00:02",
+            "dev",
+            "x0",
+            "nud",
+            "permanent",
+        ],
+    )
+    .ok();
+    ns.run("ip", &["addr", "add", "10.251.0.254/24", "dev", "x0"])
+        .unwrap();
+    let attached = || {
+        ns.run("ip", &["-d", "link", "show", "x0"])
+            .unwrap()
+            .contains("prog/xdp id ")
+    };
+    Agent::start(&ns, &xlb_bin(), &config)
+        .unwrap()
+        .kill()
+        .unwrap();
+    assert!(attached(), "the killed agent's program left x0");
+
+    ns.run("ip", &["link", "del", "x0"]).unwrap();
+    veth(&ns);
+    ns.run("ip", &["addr", "add", "10.251.0.254/24", "dev", "x0"])
+        .unwrap();
+    ns.run(
+        "ip",
+        &[
+            "neigh",
+            "replace",
+            "10.251.0.2",
+            "lladdr",
+            "02:00:00:00:00:02",
+            "dev",
+            "x0",
+            "nud",
+            "permanent",
+        ],
+    )
+    .ok();
+    assert!(!attached());
+    let agent = Agent::start(&ns, &xlb_bin(), &config).unwrap();
+    let log = agent.log();
+    assert!(
+        log.iter()
+            .any(|l| l.contains("the pinned XDP link was severed")),
+        "{log:#?}"
+    );
+    assert!(
+        log.iter().any(|l| l.contains("adopted the data plane")),
+        "{log:#?}"
+    );
+    assert!(attached(), "no program on the new x0");
+    agent.stop().unwrap();
+    assert!(!attached(), "XDP left attached after SIGTERM");
+    let _ = std::fs::remove_dir_all(&pin);
+    let _ = std::fs::remove_dir_all(dir);
+}

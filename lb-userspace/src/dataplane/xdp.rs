@@ -166,9 +166,20 @@ impl XdpDataPlane {
                 .into();
             let old = XdpLink::try_from(fd)?;
             let prog = self.program().context("director program missing")?;
-            let id = prog
-                .attach_to_link(old)
-                .with_context(|| format!("replacing the XDP program on {ifname}"))?;
+            let id = match prog.attach_to_link(old) {
+                Ok(id) => id,
+                Err(e) if severed(&e) => {
+                    warn!(interface = %ifname, "the pinned XDP link was severed (its interface went away or was made anew): attaching afresh");
+                    std::fs::remove_file(&pin)
+                        .with_context(|| format!("removing {}", pin.display()))?;
+                    self.attach(ifname, dp.xdp_mode)?;
+                    continue;
+                }
+                Err(e) => {
+                    return Err(e)
+                        .with_context(|| format!("replacing the XDP program on {ifname}"));
+                }
+            };
             let link = prog.take_link(id)?;
             self.add_tx_port(ifname)?;
             info!(interface = %ifname, "XDP director replaced in place");
@@ -342,6 +353,15 @@ impl XdpDataPlane {
         info!(dir = %self.pin_dir.display(), "data plane kept running: XDP attached, maps and links pinned");
         Ok(())
     }
+}
+
+/// Whether replacing a link's program failed because the link lost its
+/// interface (ENOLINK): the interface was deleted since the link was pinned.
+fn severed(e: &(dyn std::error::Error + 'static)) -> bool {
+    std::iter::successors(Some(e), |e| e.source()).any(|e| {
+        e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.raw_os_error() == Some(libc::ENOLINK))
+    })
 }
 
 /// How many XDP bpf_links run program `prog_id`: tells a bpf_link attachment
