@@ -16,10 +16,12 @@
 //! standard deviations of the sum of its probabilities (a sum of
 //! independent-given-the-past choices: its variance is the sum of p(1−p)).
 //!
-//! xlb's XDP program is not run in this guest: it draws with
-//! `bpf_get_prandom_u32`, so it too can only be compared in distribution,
-//! which `xdp_sched.rs` does against the same model with the counts held
-//! fixed (BPF_PROG_TEST_RUN on the host's kernel); the model ties the two.
+//! xlb's XDP twos runs in the same kernel too (a second guest: `xlb run`
+//! with `kind = "xdp"` on a director namespace, NAT, generic mode), and its
+//! choices, read from which real received each client port, go through the
+//! same replay; `xdp_sched.rs` holds the program to the model with the
+//! counts held fixed (BPF_PROG_TEST_RUN on the host's kernel). The XDP list
+//! order is the configured one, IPVS's newest first (docs/SCHEDULERS.md).
 
 mod common;
 
