@@ -4,7 +4,8 @@
 //! files, loads modules, runs one shell script as init's job and powers off;
 //! [`Guest::run`] returns the script's stdout and exit status.
 //!
-//! The kernel is downloaded once into a cache (see [`kernel::cache_dir`]).
+//! The kernel is downloaded once into a cache (see [`kernel::cache_dir`]):
+//! Debian's release kernel by default, or a newer one ([`Guest::kernel`]).
 //! The guest has no network device: whatever a test sends stays inside it.
 
 mod initramfs;
@@ -40,6 +41,7 @@ pub struct Guest {
     files: Vec<(PathBuf, String)>,
     data: Vec<(String, Vec<u8>)>,
     modules: Vec<String>,
+    kernel: kernel::KernelChoice,
     memory_mib: u32,
     cpus: u32,
     timeout: Duration,
@@ -101,6 +103,7 @@ impl Guest {
             files: Vec::new(),
             data: Vec::new(),
             modules: Vec::new(),
+            kernel: kernel::KernelChoice::default(),
             memory_mib: 512,
             cpus: 1,
             timeout: Duration::from_secs(60),
@@ -133,6 +136,12 @@ impl Guest {
         self
     }
 
+    /// The kernel to boot (default: the release's, [`kernel::KernelChoice::Release`]).
+    pub fn kernel(mut self, choice: kernel::KernelChoice) -> Guest {
+        self.kernel = choice;
+        self
+    }
+
     pub fn memory_mib(mut self, mib: u32) -> Guest {
         self.memory_mib = mib;
         self
@@ -154,7 +163,7 @@ impl Guest {
     /// the script's end; a non-zero exit status is not an error here
     /// (see [`GuestOutput::success`]).
     pub fn run(&self) -> Result<GuestOutput> {
-        let kernel = kernel::Kernel::get()?;
+        let kernel = kernel::Kernel::choose(self.kernel)?;
         let modules = kernel.resolve_modules(&self.modules)?;
         let marker = Marker::new();
         let dir = RunDir::new()?;
@@ -170,7 +179,11 @@ impl Guest {
         fs.data("/init", init_script(&names, &marker).into_bytes(), true);
         let mut names_in_bin = Vec::new();
         for (name, path) in &modules {
-            fs.file(path, &format!("/lib/modules/{name}.ko"))?;
+            fs.data(
+                &format!("/lib/modules/{name}.ko"),
+                kernel::read_module(path)?,
+                false,
+            );
         }
         for p in &self.programs {
             let host = find_program(&p.to_string_lossy())?;

@@ -17,7 +17,8 @@ pub enum Need {
     /// Building plus the lab's and tests' tools (ethtool, bpftool).
     Lab,
     /// All of the above plus the qemu guest tests' qemu, busybox, ipvsadm
-    /// and guest kernel (Debian's, downloaded into the guest cache).
+    /// and guest kernels (Debian's release and backports ones, downloaded
+    /// into the guest cache).
     Test,
     /// The lab's needs plus the bench's peer (nftables).
     Bench,
@@ -129,18 +130,20 @@ pub fn ensure(need: Need) -> Result<()> {
     Ok(())
 }
 
-/// The guest tests' kernel, in their cache; apt's package lists are fetched
-/// first if they do not know it yet.
+/// The guest tests' kernels, in their cache: the release's (apt's package
+/// lists are fetched first if they do not know it yet) and bookworm-backports'
+/// (for twos_guest; fetched with the cache's own apt state).
 fn guest_kernel() -> Result<()> {
-    if xlb_testbed::qemu::kernel::Kernel::get().is_ok() {
-        return Ok(());
+    use xlb_testbed::qemu::kernel::{Kernel, KernelChoice};
+    if Kernel::get().is_err() {
+        if is_root() && is_debian_like() {
+            run(Command::new("apt-get").args(["update", "-qq"]))?;
+        }
+        Kernel::get().context("fetching the qemu guest tests' kernel")?;
     }
-    if is_root() && is_debian_like() {
-        run(Command::new("apt-get").args(["update", "-qq"]))?;
-    }
-    xlb_testbed::qemu::kernel::Kernel::get()
+    Kernel::choose(KernelChoice::Backports)
         .map(|_| ())
-        .context("fetching the qemu guest tests' kernel")
+        .context("fetching the qemu guest tests' backports kernel")
 }
 
 fn install(need: Need) -> Result<()> {
@@ -181,6 +184,8 @@ fn install(need: Need) -> Result<()> {
             ("ipvsadm", "ipvsadm"),
             // The IPVS guest tests send connections with it (busybox nc binds no source).
             ("socat", "socat"),
+            // The backports guest kernel is zstd-compressed.
+            ("zstd", "zstd"),
             // VRRP interop tests: the peer, the capture and its decoder.
             ("keepalived", "keepalived"),
             ("tcpdump", "tcpdump"),

@@ -1,6 +1,7 @@
 //! `cargo xtask vm-test`: only the qemu guest tests (the harness's own, the
 //! IPVS data plane's against a real kernel IPVS: services, health checks,
-//! sync daemons; and the XDP data plane on the guest's older kernel). `cargo xtask test`
+//! sync daemons; twos against the kernel's ip_vs_twos on bookworm-backports'
+//! 6.12; and the XDP data plane on the guest's older kernel). `cargo xtask test`
 //! runs them too, with the rest of the workspace's tests.
 
 use crate::{
@@ -30,6 +31,8 @@ pub fn run() -> Result<()> {
                 "ipvs_guest_health",
                 "--test",
                 "ipvs_guest_sync",
+                "--test",
+                "twos_guest",
                 "--test",
                 "xdp_guest",
             ])

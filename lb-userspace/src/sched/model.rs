@@ -148,6 +148,22 @@ pub fn twos_span(reals: &mut [Real]) -> u64 {
     sum + 1
 }
 
+/// twos's exact odds over `reals` as they are: how many of the
+/// [`twos_span`]² equally likely pairs of draws choose each real, and that
+/// number of pairs.
+pub fn twos_odds(reals: &mut [Real]) -> (Vec<u64>, u64) {
+    let span = twos_span(reals);
+    let mut odds = vec![0; reals.len()];
+    for r1 in 0..span {
+        for r2 in 0..span {
+            if let Some(i) = twos(reals, r1, r2) {
+                odds[i] += 1;
+            }
+        }
+    }
+    (odds, span * span)
+}
+
 /// rr/wrr: a sequence walked by a cursor; a real that cannot take the flow
 /// is passed over and its turn consumed.
 #[derive(Clone, Debug, Default)]
@@ -275,6 +291,8 @@ mod tests {
         let landing: Vec<Option<usize>> = (0..4).map(|d| twos(&mut r, d, d)).collect();
         // 0 and 1 land on A (the first real has one chance more), 2 and 3 on B.
         assert_eq!(landing, [Some(0), Some(0), Some(1), Some(1)]);
+        // All idle, the first draw always stays: half of the 16 pairs each.
+        assert_eq!(twos_odds(&mut r), (vec![8, 8, 0], 16));
         // A busy (1 active: overhead 256), B idle: B wins as second draw …
         let mut r = reals(&[(1, 1, 0), (2, 0, 0)]);
         assert_eq!(twos(&mut r, 0, 2), Some(1));

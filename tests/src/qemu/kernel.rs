@@ -1,6 +1,9 @@
 //! The guest's kernel: Debian's `linux-image-amd64` (which has IPVS and ipip
 //! as modules), downloaded with apt and unpacked once into a cache shared by
 //! every test process, plus module dependency resolution from its modules.dep.
+//! Two choices ([`KernelChoice`]): the machine's release's kernel (bookworm's
+//! 6.1) from the machine's apt sources, or bookworm-backports' newer one
+//! (6.12, with `ip_vs_twos`), fetched with a private apt state in the cache.
 
 use anyhow::{Context, Result, bail, ensure};
 use std::{
@@ -25,6 +28,27 @@ pub fn cache_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/var/cache/xlb-qemu"))
 }
 
+/// Which Debian kernel a guest boots.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum KernelChoice {
+    /// `linux-image-amd64` from the machine's apt sources (bookworm: 6.1).
+    #[default]
+    Release,
+    /// `linux-image-amd64` from bookworm-backports (6.12 when written), for
+    /// what 6.1 lacks (`ip_vs_twos`, Linux 6.2+). Its package lists live in
+    /// the cache ([`BACKPORTS_APT`]); the machine's apt configuration and
+    /// lists are neither read for sources nor changed. Fetched once: delete
+    /// the cache's `current-backports` to pick up a newer package.
+    Backports,
+}
+
+/// The backports archive, as an apt source line.
+const BACKPORTS_SOURCE: &str = "deb http://deb.debian.org/debian bookworm-backports main";
+/// The private apt state's directory under the cache.
+pub const BACKPORTS_APT: &str = "apt-backports";
+/// The file naming the backports package last resolved.
+const BACKPORTS_RECORD: &str = "current-backports";
+
 /// An unpacked kernel: the uncompressed `vmlinux` (qemu boots it through PVH,
 /// about twice as fast as the bzImage) and its module tree.
 pub struct Kernel {
@@ -34,26 +58,20 @@ pub struct Kernel {
 }
 
 impl Kernel {
-    /// The cached kernel, downloaded and unpacked first if the cache lacks it.
-    /// Concurrent callers serialise on a lock file; the cache entry appears by
-    /// an atomic rename, so a killed process never leaves a half-made one.
+    /// The cached release kernel ([`KernelChoice::Release`]).
     pub fn get() -> Result<Kernel> {
-        let cache = cache_dir();
-        if let Some(k) = recorded(&cache) {
-            return Ok(k);
+        Kernel::choose(KernelChoice::Release)
+    }
+
+    /// The cached kernel `choice`, downloaded and unpacked first if the cache
+    /// lacks it. Concurrent callers serialise on a lock file; the cache entry
+    /// appears by an atomic rename, so a killed process never leaves a
+    /// half-made one.
+    pub fn choose(choice: KernelChoice) -> Result<Kernel> {
+        match choice {
+            KernelChoice::Release => release(),
+            KernelChoice::Backports => backports(),
         }
-        let package = current_package()?;
-        let entry = cache.join(&package);
-        if Kernel::at(&entry).is_none() {
-            std::fs::create_dir_all(&cache)
-                .with_context(|| format!("creating {}", cache.display()))?;
-            let _lock = lock(&cache.join(".lock"))?;
-            if Kernel::at(&entry).is_none() {
-                fill(&cache, &package, &entry)?;
-            }
-        }
-        record(&cache, &package)?;
-        Kernel::at(&entry).with_context(|| format!("{} is incomplete", entry.display()))
     }
 
     fn at(entry: &Path) -> Option<Kernel> {
@@ -78,9 +96,91 @@ impl Kernel {
     }
 }
 
-/// Under the cache lock: unpacks `package` into a private directory, then
-/// renames it to `entry`.
-fn fill(cache: &Path, package: &str, entry: &Path) -> Result<()> {
+fn release() -> Result<Kernel> {
+    let cache = cache_dir();
+    if let Some(k) = recorded(&cache) {
+        return Ok(k);
+    }
+    let package = current_package(&[])?;
+    let entry = cache.join(&package);
+    if Kernel::at(&entry).is_none() {
+        std::fs::create_dir_all(&cache).with_context(|| format!("creating {}", cache.display()))?;
+        let _lock = lock(&cache.join(".lock"))?;
+        if Kernel::at(&entry).is_none() {
+            fill(&cache, &package, &entry, &[])?;
+        }
+    }
+    record(&cache, RECORD, &package)?;
+    Kernel::at(&entry).with_context(|| format!("{} is incomplete", entry.display()))
+}
+
+/// The backports kernel: the recorded one, else (under the cache lock) a
+/// private `apt-get update` of the backports source alone, the package its
+/// metapackage names, downloaded and unpacked like the release kernel's.
+fn backports() -> Result<Kernel> {
+    let cache = cache_dir();
+    let recorded = |cache: &Path| {
+        let package = std::fs::read_to_string(cache.join(BACKPORTS_RECORD)).ok()?;
+        Kernel::at(&cache.join(package.trim()))
+    };
+    if let Some(k) = recorded(&cache) {
+        return Ok(k);
+    }
+    std::fs::create_dir_all(&cache).with_context(|| format!("creating {}", cache.display()))?;
+    let _lock = lock(&cache.join(".lock"))?;
+    if let Some(k) = recorded(&cache) {
+        return Ok(k);
+    }
+    let apt = private_apt(&cache.join(BACKPORTS_APT), BACKPORTS_SOURCE)?;
+    let package = current_package(&apt)?;
+    let entry = cache.join(&package);
+    if Kernel::at(&entry).is_none() {
+        fill(&cache, &package, &entry, &apt)?;
+    }
+    record(&cache, BACKPORTS_RECORD, &package)?;
+    Kernel::at(&entry).with_context(|| format!("{} is incomplete", entry.display()))
+}
+
+/// apt options for a private apt state in `dir` knowing only `source`
+/// (its own source list, package lists and caches; the machine's dpkg
+/// status and keyrings are only read), after fetching its package lists.
+fn private_apt(dir: &Path, source: &str) -> Result<Vec<String>> {
+    let lists = dir.join("lists");
+    let parts = dir.join("sources.list.d");
+    let cache = dir.join("cache");
+    for d in [
+        &lists.join("partial"),
+        &parts,
+        &cache.join("archives/partial"),
+    ] {
+        std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+    }
+    let list = dir.join("sources.list");
+    std::fs::write(&list, format!("{source}\n"))
+        .with_context(|| format!("writing {}", list.display()))?;
+    let options: Vec<String> = [
+        ("Dir::Etc::SourceList", &list),
+        ("Dir::Etc::SourceParts", &parts),
+        ("Dir::State::Lists", &lists),
+        ("Dir::Cache", &cache),
+    ]
+    .iter()
+    .flat_map(|(key, path)| ["-o".to_string(), format!("{key}={}", path.display())])
+    .collect();
+    eprintln!(
+        "qemu: fetching the package lists of `{source}` into {}",
+        dir.display()
+    );
+    run(Command::new("apt-get")
+        .args(["update", "-qq", "-o", "APT::Sandbox::User=root"])
+        .args(&options))
+    .with_context(|| format!("fetching the package lists of `{source}`"))?;
+    Ok(options)
+}
+
+/// Under the cache lock: unpacks `package` (found with apt `options`) into
+/// a private directory, then renames it to `entry`.
+fn fill(cache: &Path, package: &str, entry: &Path, options: &[String]) -> Result<()> {
     // Holding the lock, any build directory is a killed process's leftover.
     for e in std::fs::read_dir(cache)?.flatten() {
         if e.file_name().to_string_lossy().starts_with(".build-") {
@@ -89,7 +189,7 @@ fn fill(cache: &Path, package: &str, entry: &Path) -> Result<()> {
         }
     }
     let build = cache.join(format!(".build-{}", std::process::id()));
-    let result = unpack(package, &build).and_then(|ready| {
+    let result = unpack(package, &build, options).and_then(|ready| {
         std::fs::rename(&ready, entry)
             .with_context(|| format!("renaming {} to {}", ready.display(), entry.display()))
     });
@@ -115,17 +215,19 @@ fn recorded(cache: &Path) -> Option<Kernel> {
     Kernel::at(&cache.join(package.trim()))
 }
 
-/// Notes `package` as the current kernel (atomically, like the cache entries).
-fn record(cache: &Path, package: &str) -> Result<()> {
-    let tmp = cache.join(format!(".{RECORD}-{}", std::process::id()));
+/// Notes `package` in the record file `name` (atomically, like the cache entries).
+fn record(cache: &Path, name: &str, package: &str) -> Result<()> {
+    let tmp = cache.join(format!(".{name}-{}", std::process::id()));
     std::fs::write(&tmp, package)?;
-    std::fs::rename(&tmp, cache.join(RECORD))?;
+    std::fs::rename(&tmp, cache.join(name))?;
     Ok(())
 }
 
-/// The kernel package `linux-image-amd64` depends on, e.g. `linux-image-6.1.0-56-amd64`.
-fn current_package() -> Result<String> {
+/// The kernel package `linux-image-amd64` depends on (apt `options`), e.g.
+/// `linux-image-6.1.0-56-amd64`.
+fn current_package(options: &[String]) -> Result<String> {
     let out = Command::new("apt-cache")
+        .args(options)
         .args(["depends", META_PACKAGE])
         .stderr(Stdio::null())
         .output()
@@ -170,12 +272,14 @@ fn run(cmd: &mut Command) -> Result<()> {
 
 /// Downloads and unpacks `package` under `build`; returns the directory that
 /// holds `vmlinux` and `modules/`.
-fn unpack(package: &str, build: &Path) -> Result<PathBuf> {
+fn unpack(package: &str, build: &Path, options: &[String]) -> Result<PathBuf> {
     eprintln!("qemu: downloading {package} into {}", build.display());
     std::fs::create_dir_all(build)?;
     // apt's download sandbox user cannot write a root-owned directory; we are root anyway.
     run(Command::new("apt-get")
-        .args(["download", "-qq", "-o", "APT::Sandbox::User=root", package])
+        .args(["download", "-qq", "-o", "APT::Sandbox::User=root"])
+        .args(options)
+        .arg(package)
         .current_dir(build))?;
     let deb = std::fs::read_dir(build)?
         .flatten()
@@ -202,7 +306,7 @@ fn unpack(package: &str, build: &Path) -> Result<PathBuf> {
     std::fs::create_dir(&ready)?;
     let bzimage = std::fs::read(root.join(format!("boot/vmlinuz-{version}")))
         .context("the package has no boot/vmlinuz")?;
-    let vmlinux = decompress(xz_payload(&bzimage)?)?;
+    let vmlinux = decompress(payload(&bzimage)?)?;
     ensure!(
         vmlinux.starts_with(b"\x7fELF"),
         "the decompressed kernel is no ELF file"
@@ -215,10 +319,18 @@ fn unpack(package: &str, build: &Path) -> Result<PathBuf> {
     Ok(ready)
 }
 
+/// How a kernel or module is compressed: bookworm's 6.1 with xz, the 6.12
+/// from backports with zstd (its modules with xz).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Compression {
+    Xz,
+    Zstd,
+}
+
 /// The compressed kernel inside a bzImage, located by the setup header
 /// (boot protocol 2.08+: payload_offset at 0x248 and payload_length at 0x24c,
 /// counted from the protected-mode code after the setup sectors).
-fn xz_payload(bzimage: &[u8]) -> Result<&[u8]> {
+fn payload(bzimage: &[u8]) -> Result<(Compression, &[u8])> {
     ensure!(
         bzimage.len() > 0x250 && &bzimage[0x202..0x206] == b"HdrS",
         "not a bzImage"
@@ -237,23 +349,46 @@ fn xz_payload(bzimage: &[u8]) -> Result<&[u8]> {
     let payload = bzimage
         .get(start..start + word(0x24c))
         .context("the bzImage payload lies outside the file")?;
-    ensure!(
-        payload.starts_with(b"\xfd7zXZ\0"),
-        "the kernel payload is not xz-compressed"
-    );
-    Ok(payload)
+    if payload.starts_with(b"\xfd7zXZ\0") {
+        Ok((Compression::Xz, payload))
+    } else if payload.starts_with(b"\x28\xb5\x2f\xfd") {
+        // The build appends the decompressed size (4 bytes) after the frame.
+        let frame = payload
+            .get(..payload.len().saturating_sub(4))
+            .context("the kernel payload is too short")?;
+        Ok((Compression::Zstd, frame))
+    } else {
+        bail!("the kernel payload is neither xz- nor zstd-compressed")
+    }
 }
 
-/// xz-decompresses `data` with the system's `xz` (xz-utils is part of every
-/// Debian install; one call per cache fill does not justify a crate).
-fn decompress(data: &[u8]) -> Result<Vec<u8>> {
-    let mut child = Command::new("xz")
-        .args(["-dc", "--single-stream"])
+/// A module file's contents, decompressed if it is a `.ko.xz` (the 6.12
+/// package's; the guest's busybox insmod takes plain ELF).
+pub fn read_module(path: &Path) -> Result<Vec<u8>> {
+    let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    if path.extension().is_some_and(|e| e == "xz") {
+        decompress((Compression::Xz, &data))
+            .with_context(|| format!("decompressing {}", path.display()))
+    } else {
+        Ok(data)
+    }
+}
+
+/// Decompresses `data` with the system's `xz` or `zstd` (xz-utils is part of
+/// every Debian install, zstd is one package; a few calls per cache fill or
+/// guest do not justify a crate).
+fn decompress((compression, data): (Compression, &[u8])) -> Result<Vec<u8>> {
+    let (program, args): (&str, &[&str]) = match compression {
+        Compression::Xz => ("xz", &["-dc", "--single-stream"]),
+        Compression::Zstd => ("zstd", &["-dcq"]),
+    };
+    let mut child = Command::new(program)
+        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .context("running xz")?;
+        .with_context(|| format!("running {program}"))?;
     let mut stdin = child.stdin.take().expect("piped");
     let data = data.to_vec();
     let writer = std::thread::spawn(move || stdin.write_all(&data));
@@ -261,15 +396,17 @@ fn decompress(data: &[u8]) -> Result<Vec<u8>> {
     writer.join().expect("writer thread")?;
     ensure!(
         out.status.success(),
-        "xz failed: {}",
+        "{program} failed: {}",
         String::from_utf8_lossy(&out.stderr).trim()
     );
     Ok(out.stdout)
 }
 
-/// `kernel/net/ipv4/ipip.ko` → `ipip`; `crc32c-intel.ko` → `crc32c_intel`.
+/// `kernel/net/ipv4/ipip.ko` → `ipip`; `crc32c-intel.ko` → `crc32c_intel`;
+/// `ip_vs_twos.ko.xz` → `ip_vs_twos`.
 fn module_name(path: &str) -> String {
     let file = path.rsplit('/').next().unwrap_or(path);
+    let file = file.strip_suffix(".xz").unwrap_or(file);
     file.strip_suffix(".ko").unwrap_or(file).replace('-', "_")
 }
 
@@ -369,6 +506,24 @@ kernel/net/ipv4/ip_tunnel.ko:
     }
 
     #[test]
+    fn compressed_modules_are_named_without_their_suffixes() {
+        assert_eq!(
+            module_name("kernel/net/netfilter/ipvs/ip_vs_twos.ko.xz"),
+            "ip_vs_twos"
+        );
+        let deps = "kernel/net/netfilter/ipvs/ip_vs_twos.ko.xz: kernel/net/netfilter/ipvs/ip_vs.ko.xz\n\
+                    kernel/net/netfilter/ipvs/ip_vs.ko.xz:\n";
+        let order = load_order(deps, &["ip_vs_twos".into()]).unwrap();
+        assert_eq!(
+            order,
+            [
+                "kernel/net/netfilter/ipvs/ip_vs.ko.xz",
+                "kernel/net/netfilter/ipvs/ip_vs_twos.ko.xz"
+            ]
+        );
+    }
+
+    #[test]
     fn an_unknown_module_is_an_error() {
         let e = load_order(DEPS, &["ip_vs_nope".into()]).unwrap_err();
         assert!(e.to_string().contains("no module ip_vs_nope"), "{e}");
@@ -376,6 +531,6 @@ kernel/net/ipv4/ip_tunnel.ko:
 
     #[test]
     fn a_bzimage_without_header_is_refused() {
-        assert!(xz_payload(&[0u8; 4096]).is_err());
+        assert!(payload(&[0u8; 4096]).is_err());
     }
 }
