@@ -312,6 +312,24 @@ fn a_pinned_link_whose_interface_was_made_anew_is_attached_afresh() {
         for dev in ["x0", "x1"] {
             ns.run("ip", &["link", "set", dev, "up"]).unwrap();
         }
+        ns.run("ip", &["addr", "add", "10.251.0.254/24", "dev", "x0"])
+            .unwrap();
+        // The real's next hop (nobody answers ARP behind x1).
+        ns.run(
+            "ip",
+            &[
+                "neigh",
+                "replace",
+                "10.251.0.2",
+                "lladdr",
+                "02:00:00:00:00:02",
+                "dev",
+                "x0",
+                "nud",
+                "permanent",
+            ],
+        )
+        .unwrap();
     };
     veth(&ns);
     let pin = std::path::PathBuf::from(format!("/sys/fs/bpf/xlb-severed-{}", std::process::id()));
@@ -325,23 +343,6 @@ fn a_pinned_link_whose_interface_was_made_anew_is_attached_afresh() {
         ),
     )
     .unwrap();
-    ns.run(
-        "ip",
-        &[
-            "neigh",
-            "replace",
-            "10.251.0.2",
-            "lladdr",
-            "02:00:00:00:00:02",
-            "dev",
-            "x0",
-            "nud",
-            "permanent",
-        ],
-    )
-    .ok();
-    ns.run("ip", &["addr", "add", "10.251.0.254/24", "dev", "x0"])
-        .unwrap();
     let attached = || {
         ns.run("ip", &["-d", "link", "show", "x0"])
             .unwrap()
@@ -355,23 +356,6 @@ fn a_pinned_link_whose_interface_was_made_anew_is_attached_afresh() {
 
     ns.run("ip", &["link", "del", "x0"]).unwrap();
     veth(&ns);
-    ns.run("ip", &["addr", "add", "10.251.0.254/24", "dev", "x0"])
-        .unwrap();
-    ns.run(
-        "ip",
-        &[
-            "neigh",
-            "replace",
-            "10.251.0.2",
-            "lladdr",
-            "02:00:00:00:00:02",
-            "dev",
-            "x0",
-            "nud",
-            "permanent",
-        ],
-    )
-    .ok();
     assert!(!attached());
     let agent = Agent::start(&ns, &xlb_bin(), &config).unwrap();
     let log = agent.log();
