@@ -29,7 +29,9 @@ pub enum Command {
     /// --keep-dataplane) is adopted: flows and counters are kept. Signals:
     /// SIGHUP re-reads the config (as `xlb reload`), SIGUSR1 writes the state
     /// to [agent] state_dump (/run/xlb/xlb.data), SIGUSR2 the statistics to
-    /// [agent] stats_dump (/run/xlb/xlb.stats), SIGTERM/SIGINT detach and unpin.
+    /// [agent] stats_dump (/run/xlb/xlb.stats), SIGTERM/SIGINT detach and unpin,
+    /// SIGQUIT stops leaving the data plane forwarding for the next agent to
+    /// adopt (as --keep-dataplane; the unit's RestartKillSignal).
     Run {
         #[command(flatten)]
         source: SourceArgs,

@@ -258,6 +258,8 @@ impl Reactor {
 struct Signals {
     term: Signal,
     int: Signal,
+    /// Stop leaving the data plane forwarding (the unit's RestartKillSignal).
+    quit: Signal,
     hup: Signal,
     usr1: Signal,
     usr2: Signal,
@@ -268,25 +270,33 @@ impl Signals {
         Ok(Signals {
             term: signal(SignalKind::terminate())?,
             int: signal(SignalKind::interrupt())?,
+            quit: signal(SignalKind::quit())?,
             hup: signal(SignalKind::hangup())?,
             usr1: signal(SignalKind::user_defined1())?,
             usr2: signal(SignalKind::user_defined2())?,
         })
     }
 
-    /// The next SIGTERM or SIGINT; its name.
+    /// The next SIGTERM, SIGINT or SIGQUIT; its name.
     async fn stop(&mut self) -> &'static str {
-        stop_signal(&mut self.term, &mut self.int).await
+        stop_signal(&mut self.term, &mut self.int, &mut self.quit).await
     }
 }
 
-/// The next of SIGTERM (`term`) or SIGINT (`int`); its name.
-async fn stop_signal(term: &mut Signal, int: &mut Signal) -> &'static str {
+/// The next of SIGTERM (`term`), SIGINT (`int`) or SIGQUIT (`quit`); its name.
+async fn stop_signal(term: &mut Signal, int: &mut Signal, quit: &mut Signal) -> &'static str {
     tokio::select! {
         _ = term.recv() => "SIGTERM",
         _ = int.recv() => "SIGINT",
+        _ = quit.recv() => KEEP_SIGNAL,
     }
 }
+
+/// The stop signal after which the data plane stays (XDP attached, maps
+/// pinned) for the next agent to adopt: `systemctl restart` sends it
+/// (packaging/xlb.service's RestartKillSignal), so a restart or an upgrade
+/// loses no connection while `systemctl stop` still takes everything away.
+const KEEP_SIGNAL: &str = "SIGQUIT";
 
 /// The loop's parts that serve events while the agent waits for something
 /// (a reload's steps, VRRP stopping): mastership and checker verdicts are
@@ -531,9 +541,9 @@ pub async fn run(
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     tick.tick().await;
     let mut reloads = reload::Outcome::default();
-    loop {
+    let why = loop {
         tokio::select! {
-            why = stop_signal(&mut signals.term, &mut signals.int) => { info!("{why}: stopping"); break; }
+            why = stop_signal(&mut signals.term, &mut signals.int, &mut signals.quit) => break why,
             _ = signals.hup.recv() => {
                 info!("SIGHUP: reloading {source}");
                 sdnotify::reloading();
@@ -589,6 +599,12 @@ pub async fn run(
                 }
             }
         }
+    };
+    let keep_dataplane = !release.dataplane || why == KEEP_SIGNAL;
+    if why == KEEP_SIGNAL {
+        info!("{why}: stopping; the data plane stays for the next agent to adopt");
+    } else {
+        info!("{why}: stopping");
     }
     sdnotify::stopping();
     // Instances leaving Master wait for the data plane: keep serving events until they are done.
@@ -606,7 +622,7 @@ pub async fn run(
         warn!("stopping with alerts not yet delivered");
     }
     reload::remove_outcome();
-    r.fwd.plane.shutdown(!release.dataplane)
+    r.fwd.plane.shutdown(keep_dataplane)
 }
 
 /// The next tick of `interval`, or never without one.
