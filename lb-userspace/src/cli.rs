@@ -17,6 +17,10 @@ pub struct Cli {
     /// Log filter (error, warn, info, debug, trace, or a tracing directive); RUST_LOG overrides it.
     #[arg(long, global = true, default_value = "info")]
     pub log_level: String,
+    /// Log lines as text (key=value fields) or as one JSON object each. Under
+    /// systemd (JOURNAL_STREAM) each line starts with its syslog priority.
+    #[arg(long, global = true, value_enum, default_value_t)]
+    pub log_format: crate::logging::LogFormat,
     #[command(subcommand)]
     pub command: Command,
 }

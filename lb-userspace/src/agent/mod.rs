@@ -86,7 +86,7 @@ impl Forwarding {
     /// a failure is logged and retried at the next refresh.
     fn update(&mut self, config: &Config, runtime: &Runtime, hops: &Hops, why: &str) {
         if let Err(e) = self.try_update(config, runtime, hops, why) {
-            warn!(error = %format!("{e:#}"), "{why}: updating maps failed; will retry");
+            warn!(error = %crate::logging::chain(&e), "{why}: updating maps failed; will retry");
         }
     }
 
@@ -133,7 +133,7 @@ impl Forwarding {
             }
             Err(e) => {
                 self.pending = true;
-                warn!(error = %format!("{e:#}"), "{why}: failed; will retry");
+                warn!(error = %crate::logging::chain(&e), "{why}: failed; will retry");
             }
         }
     }
@@ -189,7 +189,7 @@ impl Forwarding {
                     self.desired[i] = d;
                 }
                 self.pending = true;
-                warn!(error = %format!("{e:#}"), "{why}: updating maps failed; will retry");
+                warn!(error = %crate::logging::chain(&e), "{why}: updating maps failed; will retry");
             }
         }
     }
@@ -246,7 +246,7 @@ impl Reactor {
             "VRRP mastership changed",
         );
         if let Err(e) = self.fwd.plane.mastership(&instance, master) {
-            warn!(error = %format!("{e:#}"), "data plane did not follow the mastership change");
+            warn!(error = %crate::logging::chain(&e), "data plane did not follow the mastership change");
         }
         self.checkers.set_masters(&self.runtime.masters);
         // The instance may have stopped waiting; nothing to undo then.
@@ -563,7 +563,7 @@ pub async fn run(
                 };
                 shared.reloads.count(reloads.ok);
                 if let Err(e) = reload::write_outcome(&reloads) {
-                    warn!(error = %format!("{e:#}"), "recording the reload's outcome failed");
+                    warn!(error = %crate::logging::chain(&e), "recording the reload's outcome failed");
                 }
                 let status = status_line(&config, &lp.r.fwd);
                 sdnotify::ready(&if reloads.ok {
@@ -575,17 +575,17 @@ pub async fn run(
             _ = tick_opt(&mut watchdog) => sdnotify::watchdog(),
             _ = signals.usr1.recv() => match dump::write_state(&config, &lp.r.fwd.desired, lp.r.fwd.plane.as_mut()) {
                 Ok(()) => info!(file = %config.agent.state_dump.display(), "SIGUSR1: state dumped"),
-                Err(e) => warn!(error = %format!("{e:#}"), "SIGUSR1: state dump failed"),
+                Err(e) => warn!(error = %crate::logging::chain(&e), "SIGUSR1: state dump failed"),
             },
             _ = signals.usr2.recv() => match dump::write_stats(&config, lp.r.fwd.plane.as_mut()) {
                 Ok(()) => info!(file = %config.agent.stats_dump.display(), "SIGUSR2: statistics dumped"),
-                Err(e) => warn!(error = %format!("{e:#}"), "SIGUSR2: statistics dump failed"),
+                Err(e) => warn!(error = %crate::logging::chain(&e), "SIGUSR2: statistics dump failed"),
             },
             Some(m) = lp.masterships.recv() => lp.r.mastership(m, &config),
             Some(event) = lp.inbox.recv() => lp.r.event(event, &config),
             Some(report) = upkeep_report(&mut upkeep) => {
                 if let Err(e) = lp.r.fwd.plane.upkept(&report) {
-                    warn!(error = %format!("{e:#}"), "freeing drained reals failed; will retry");
+                    warn!(error = %crate::logging::chain(&e), "freeing drained reals failed; will retry");
                 }
             }
             _ = tick.tick() => {

@@ -83,7 +83,7 @@ impl Collector for DataplaneCollector {
         let snap = match self.read() {
             Ok(s) => Some(s),
             Err(e) => {
-                warn!(error = %format!("{e:#}"), "metrics: reading the data plane failed");
+                warn!(error = %crate::logging::chain(&e), "metrics: reading the data plane failed");
                 None
             }
         };

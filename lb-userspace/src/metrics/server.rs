@@ -130,8 +130,8 @@ async fn connection(stream: TcpStream, registry: Arc<Registry>, limits: &Metrics
         };
         if wait.is_zero() {
             debug!(
-                "metrics: closing a connection idle for {:?}",
-                limits.idle_timeout
+                idle_s = limits.idle_timeout.as_secs_f64(),
+                "metrics: closing an idle connection"
             );
             return;
         }
