@@ -409,7 +409,7 @@ mod tests {
             "xlb_flows_expired_total 5".to_string(),
             "xlb_flows_evicted_total 1024".to_string(),
             "xlb_upkeep_passes_total 3".to_string(),
-            "xlb_upkeep_last_pass_age_milliseconds 1500".to_string(),
+            "xlb_upkeep_last_pass_age_seconds 1.5".to_string(),
         ] {
             assert!(text.contains(&format!("\n{line}\n")), "{line}\n{text}");
         }
