@@ -41,7 +41,8 @@ pub enum Command {
         source: SourceArgs,
         /// On exit leave XDP attached and the maps pinned (forwarding continues;
         /// the next `xlb run` adopts them).
-        #[arg(long, visible_alias = "dont-release-dataplane")]
+        /// keepalived's --dont-release-ipvs is the same for the IPVS data plane.
+        #[arg(long, visible_aliases = ["dont-release-dataplane", "dont-release-ipvs"])]
         keep_dataplane: bool,
         /// On exit leave VRRP's virtual and static addresses, routes and rules
         /// in place and send no priority-0 advert (keepalived's --dont-release-vrrp).

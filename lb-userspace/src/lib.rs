@@ -3,6 +3,7 @@
 
 pub mod agent;
 pub mod alert;
+pub mod caps;
 pub mod check;
 pub mod cli;
 pub mod config;

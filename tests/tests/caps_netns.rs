@@ -1,7 +1,7 @@
 //! The capabilities packaging/xlb.service grants are the ones the agent
 //! needs: with exactly that bounding set it starts, forwards, and after a
 //! SIGKILL a new agent adopts the data plane; without each capability the
-//! unit marks required it fails to start, saying what the kernel refused.
+//! unit marks required it fails to start, naming the capability.
 //! Scripts with a `script_user` (a MISC_CHECK, a notify_up) run as that
 //! user under the unit's set, and one past its timeout is killed.
 
@@ -17,12 +17,9 @@ use xlb_testbed::{
 const TIMEOUT: Duration = Duration::from_secs(3);
 /// Required capabilities and what fails without each.
 const REQUIRED: [(&str, &str); 3] = [
-    ("net_admin", "failed to create map `TX_PORTS`"),
-    ("bpf", "failed to create map"),
-    (
-        "perfmon",
-        "the kernel verifier rejected the director program",
-    ),
+    ("net_admin", "xlb run needs CAP_NET_ADMIN ("),
+    ("bpf", "xlb run needs CAP_BPF ("),
+    ("perfmon", "xlb run needs CAP_PERFMON ("),
 ];
 
 /// The unit's `CapabilityBoundingSet`, as setpriv names them.

@@ -431,6 +431,7 @@ pub async fn run(
     // First: SIGTERM and SIGINT are answered from here on, start-up included.
     let mut signals = Signals::new()?;
     let mut config = Arc::new(overrides.apply(config::load_from(source)?));
+    crate::caps::require(&config)?;
     let Prepared {
         lock,
         resolver,
