@@ -6,6 +6,8 @@ use std::{net::IpAddr, path::PathBuf};
 
 /// The config file when `--config` is not given.
 pub const DEFAULT_CONFIG: &str = "/etc/xlb/xlb.toml";
+/// `[dataplane] pin_path` when the config does not set it.
+pub const DEFAULT_PIN_PATH: &str = "/sys/fs/bpf/xlb";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -89,9 +91,13 @@ pub enum Command {
     },
     /// Print services, real servers, weights and counters from the running data plane.
     Status {
-        /// Directory the agent pinned its maps in.
-        #[arg(long, default_value = "/sys/fs/bpf/xlb")]
-        pin_path: PathBuf,
+        /// Directory the agent pinned its maps in (default: the config's
+        /// `[dataplane] pin_path`).
+        #[arg(long)]
+        pin_path: Option<PathBuf>,
+        /// The agent's config, for its pin_path (default /etc/xlb/xlb.toml, when it exists).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
         /// Show persistence templates per real (ipvsadm's --persistent-conn).
         #[arg(long, conflicts_with = "json")]
         persistent_conn: bool,
@@ -119,6 +125,32 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "auto")]
         xdp_mode: Mode,
     },
+}
+
+/// The pin directory `xlb status` and `xlb ipvsadm` read: `--pin-path`,
+/// else the pin_path of `--config` (or of /etc/xlb/xlb.toml when it exists,
+/// as the agent reads it), else the default.
+pub fn pin_path(
+    pin: Option<&std::path::Path>,
+    config: Option<&std::path::Path>,
+) -> anyhow::Result<PathBuf> {
+    use anyhow::Context;
+    if let Some(p) = pin {
+        return Ok(p.to_path_buf());
+    }
+    let default = std::path::Path::new(DEFAULT_CONFIG);
+    let file = match config {
+        Some(c) => c,
+        None if default.exists() => default,
+        None => return Ok(PathBuf::from(DEFAULT_PIN_PATH)),
+    };
+    let config = crate::config::load(file).with_context(|| {
+        format!(
+            "reading the pin path from {} (--pin-path skips it)",
+            file.display()
+        )
+    })?;
+    Ok(config.dataplane.pin_path)
 }
 
 /// Where the configuration comes from: `-c FILE.toml` or `--keepalived-conf FILE`.

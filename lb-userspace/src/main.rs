@@ -62,14 +62,18 @@ fn main() -> ExitCode {
             .map(|c| print!("{}", xlb::keepalived::emit::to_toml(&c, true))),
         Command::Status {
             pin_path,
+            config,
             json: true,
             ..
-        } => status::render_json(&pin_path).map(|s| println!("{s}")),
+        } => xlb::cli::pin_path(pin_path.as_deref(), config.as_deref())
+            .and_then(|p| status::render_json(&p))
+            .map(|s| println!("{s}")),
         Command::Status {
             pin_path,
+            config,
             persistent_conn,
             json: false,
-        } => {
+        } => xlb::cli::pin_path(pin_path.as_deref(), config.as_deref()).and_then(|pin_path| {
             let view = if persistent_conn {
                 status::View::PersistentConn
             } else {
@@ -83,7 +87,7 @@ fn main() -> ExitCode {
                 }
                 Ok(())
             })
-        }
+        }),
         Command::Ipvsadm(args) => ipvsadm::run(&args).map(|s| print!("{s}")),
         Command::Run {
             source,

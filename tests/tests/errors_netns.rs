@@ -183,3 +183,44 @@ fn dont_release_ipvs_is_keepalived_s_spelling_of_keep_dataplane() {
     assert!(!err.contains("dont-release-vrrp"), "{err}");
     assert!(!err.contains("unexpected argument"), "{err}");
 }
+
+#[test]
+fn status_and_ipvsadm_read_the_pin_path_of_the_config() {
+    use xlb_testbed::lab::{DrLab, LabOptions};
+    xlb_testbed::require_root().unwrap();
+    let lab = DrLab::build(&LabOptions::default()).unwrap();
+    let dir = common::test_dir("errors-status");
+    let config = dir.join("xlb.toml");
+    std::fs::write(&config, lab.agent_config("wrr", "dr", "generic")).unwrap();
+    let agent = xlb_testbed::agent::Agent::start(&lab.director, &xlb_bin(), &config).unwrap();
+    let vip = format!("{}:{}", lab.vip, lab.port);
+    for args in [&["status"][..], &["ipvsadm", "-Ln"][..]] {
+        let out = Command::new(xlb_bin())
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && text.contains(&vip),
+            "xlb {args:?} --config: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // A config that does not load is said, with how to skip it.
+    let bad = dir.join("bad.toml");
+    std::fs::write(&bad, "[dataplane\n").unwrap();
+    let (ok, err) = finish(
+        Command::new(xlb_bin())
+            .args(["status", "--config"])
+            .arg(&bad),
+    );
+    assert!(!ok);
+    assert!(
+        err.contains("bad.toml") && err.contains("--pin-path"),
+        "{err}"
+    );
+    agent.stop().unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+}
