@@ -15,6 +15,7 @@ pub mod ipvsadm;
 pub mod keepalived;
 pub mod logging;
 pub mod maglev;
+pub mod manpage;
 pub mod metrics;
 pub mod neigh;
 pub mod net;

@@ -6,6 +6,7 @@
 //! `systemctl`, `deb-systemd-helper` and `deb-systemd-invoke` there are
 //! stand-ins that record their arguments: the test checks what the scripts
 //! ask of systemd, not systemd itself (upgrade_netns.rs plays the restart).
+//! `systemd-analyze verify` checks the installed unit with its man pages.
 
 mod common;
 
@@ -130,6 +131,15 @@ fn dpkg_installs_upgrades_and_removes_the_package_in_an_empty_root() {
     ] {
         assert_eq!(mode(f), 0o644, "{f}");
     }
+    // The daemon's pages in section 8, the files' in section 5.
+    for page in [
+        "usr/share/man/man8/xlb.8.gz",
+        "usr/share/man/man8/xlb-run.8.gz",
+        "usr/share/man/man5/xlb.toml.5.gz",
+        "usr/share/man/man5/xlb-keepalived.5.gz",
+    ] {
+        assert_eq!(mode(page), 0o644, "{page}");
+    }
     let pages: Vec<PathBuf> = glob_pages(&root);
     assert!(!pages.is_empty(), "no man pages installed");
     for p in &pages {
@@ -141,6 +151,28 @@ fn dpkg_installs_upgrades_and_removes_the_package_in_an_empty_root() {
     }
     let unit = std::fs::read_to_string(root.join("lib/systemd/system/xlb.service")).unwrap();
     assert!(unit.contains("ExecStart=/usr/sbin/xlb run"), "{unit}");
+    // systemd-analyze verify, man pages included: every page the unit's
+    // Documentation= names is installed (the agent's path pointed into the root).
+    let verify_unit = dir.join("xlb.service");
+    std::fs::write(
+        &verify_unit,
+        unit.replace(
+            "/usr/sbin/xlb",
+            &root.join("usr/sbin/xlb").display().to_string(),
+        ),
+    )
+    .unwrap();
+    let verify = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&verify_unit)
+        .env("MANPATH", root.join("usr/share/man"))
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success() && verify.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
     let conffiles = std::fs::read_to_string(root.join("var/lib/dpkg/info/xlb.conffiles")).unwrap();
     assert_eq!(conffiles.trim(), "/etc/xlb/xlb.toml");
     let version = Command::new(root.join("usr/sbin/xlb"))
