@@ -6,6 +6,8 @@ use std::{net::IpAddr, path::PathBuf};
 
 /// The config file when `--config` is not given.
 pub const DEFAULT_CONFIG: &str = "/etc/xlb/xlb.toml";
+/// `[dataplane] pin_path` when the config does not set it.
+pub const DEFAULT_PIN_PATH: &str = "/sys/fs/bpf/xlb";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -17,6 +19,10 @@ pub struct Cli {
     /// Log filter (error, warn, info, debug, trace, or a tracing directive); RUST_LOG overrides it.
     #[arg(long, global = true, default_value = "info")]
     pub log_level: String,
+    /// Log lines as text (key=value fields) or as one JSON object each. Under
+    /// systemd (JOURNAL_STREAM) each line starts with its syslog priority.
+    #[arg(long, global = true, value_enum, default_value_t)]
+    pub log_format: crate::logging::LogFormat,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -29,13 +35,16 @@ pub enum Command {
     /// --keep-dataplane) is adopted: flows and counters are kept. Signals:
     /// SIGHUP re-reads the config (as `xlb reload`), SIGUSR1 writes the state
     /// to [agent] state_dump (/run/xlb/xlb.data), SIGUSR2 the statistics to
-    /// [agent] stats_dump (/run/xlb/xlb.stats), SIGTERM/SIGINT detach and unpin.
+    /// [agent] stats_dump (/run/xlb/xlb.stats), SIGTERM/SIGINT detach and unpin,
+    /// SIGQUIT stops leaving the data plane forwarding for the next agent to
+    /// adopt (as --keep-dataplane; the unit's RestartKillSignal).
     Run {
         #[command(flatten)]
         source: SourceArgs,
         /// On exit leave XDP attached and the maps pinned (forwarding continues;
         /// the next `xlb run` adopts them).
-        #[arg(long, visible_alias = "dont-release-dataplane")]
+        /// keepalived's --dont-release-ipvs is the same for the IPVS data plane.
+        #[arg(long, visible_aliases = ["dont-release-dataplane", "dont-release-ipvs"])]
         keep_dataplane: bool,
         /// On exit leave VRRP's virtual and static addresses, routes and rules
         /// in place and send no priority-0 advert (keepalived's --dont-release-vrrp).
@@ -82,9 +91,13 @@ pub enum Command {
     },
     /// Print services, real servers, weights and counters from the running data plane.
     Status {
-        /// Directory the agent pinned its maps in.
-        #[arg(long, default_value = "/sys/fs/bpf/xlb")]
-        pin_path: PathBuf,
+        /// Directory the agent pinned its maps in (default: the config's
+        /// `[dataplane] pin_path`).
+        #[arg(long)]
+        pin_path: Option<PathBuf>,
+        /// The agent's config, for its pin_path (default /etc/xlb/xlb.toml, when it exists).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
         /// Show persistence templates per real (ipvsadm's --persistent-conn).
         #[arg(long, conflicts_with = "json")]
         persistent_conn: bool,
@@ -112,6 +125,32 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "auto")]
         xdp_mode: Mode,
     },
+}
+
+/// The pin directory `xlb status` and `xlb ipvsadm` read: `--pin-path`,
+/// else the pin_path of `--config` (or of /etc/xlb/xlb.toml when it exists,
+/// as the agent reads it), else the default.
+pub fn pin_path(
+    pin: Option<&std::path::Path>,
+    config: Option<&std::path::Path>,
+) -> anyhow::Result<PathBuf> {
+    use anyhow::Context;
+    if let Some(p) = pin {
+        return Ok(p.to_path_buf());
+    }
+    let default = std::path::Path::new(DEFAULT_CONFIG);
+    let file = match config {
+        Some(c) => c,
+        None if default.exists() => default,
+        None => return Ok(PathBuf::from(DEFAULT_PIN_PATH)),
+    };
+    let config = crate::config::load(file).with_context(|| {
+        format!(
+            "reading the pin path from {} (--pin-path skips it)",
+            file.display()
+        )
+    })?;
+    Ok(config.dataplane.pin_path)
 }
 
 /// Where the configuration comes from: `-c FILE.toml` or `--keepalived-conf FILE`.

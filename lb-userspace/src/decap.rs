@@ -76,7 +76,8 @@ fn sync(
             .with_context(|| format!("adding VIP {new} (at most {})", decap::MAX_VIPS))?;
     }
     if have != want {
-        info!(vips = ?want, "decapsulating for");
+        let vips: Vec<String> = want.iter().map(|v| v.to_string()).collect();
+        info!(vips = %vips.join(","), "decapsulating for");
     }
     *have = want.clone();
     Ok(())
@@ -116,7 +117,8 @@ pub async fn run(opts: &Options) -> Result<()> {
         if want.is_empty() {
             warn!("no VIP yet: add the VIPs to `lo` (or pass --vip); nothing is unwrapped until then");
         }
-        info!(interface = %opts.iface, mode = ?mode, gue_port = ?opts.gue_port, "xlb decapsulating");
+        let gue = opts.gue_port.map_or_else(|| "none".to_string(), |p| p.to_string());
+        info!(interface = %opts.iface, %mode, gue_port = %gue, "xlb decapsulating");
         let mut tick = tokio::time::interval(REFRESH);
         tick.tick().await;
         loop {
@@ -126,7 +128,7 @@ pub async fn run(opts: &Options) -> Result<()> {
                 _ = tick.tick(), if from_lo => {
                     match lo_addresses(&handle).await {
                         Ok(want) => sync(&mut map, &mut have, &want)?,
-                        Err(e) => warn!(error = %format!("{e:#}"), "reading lo's addresses failed; will retry"),
+                        Err(e) => warn!(error = %crate::logging::chain(&e), "reading lo's addresses failed; will retry"),
                     }
                 }
             }

@@ -3,6 +3,7 @@
 
 pub mod agent;
 pub mod alert;
+pub mod caps;
 pub mod check;
 pub mod cli;
 pub mod config;
@@ -14,6 +15,7 @@ pub mod ipvsadm;
 pub mod keepalived;
 pub mod logging;
 pub mod maglev;
+pub mod manpage;
 pub mod metrics;
 pub mod neigh;
 pub mod net;

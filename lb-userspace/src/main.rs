@@ -31,6 +31,9 @@ fn reload_agent(
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Kept to the end: errors are then reported through the log, and
+    // dropping it flushes what is queued.
+    let mut log_guard = None;
     let result = match cli.command {
         Command::Check { coverage: true, .. } => {
             print!("{}", xlb::keepalived::coverage::render());
@@ -59,14 +62,18 @@ fn main() -> ExitCode {
             .map(|c| print!("{}", xlb::keepalived::emit::to_toml(&c, true))),
         Command::Status {
             pin_path,
+            config,
             json: true,
             ..
-        } => status::render_json(&pin_path).map(|s| println!("{s}")),
+        } => xlb::cli::pin_path(pin_path.as_deref(), config.as_deref())
+            .and_then(|p| status::render_json(&p))
+            .map(|s| println!("{s}")),
         Command::Status {
             pin_path,
+            config,
             persistent_conn,
             json: false,
-        } => {
+        } => xlb::cli::pin_path(pin_path.as_deref(), config.as_deref()).and_then(|pin_path| {
             let view = if persistent_conn {
                 status::View::PersistentConn
             } else {
@@ -80,7 +87,7 @@ fn main() -> ExitCode {
                 }
                 Ok(())
             })
-        }
+        }),
         Command::Ipvsadm(args) => ipvsadm::run(&args).map(|s| print!("{s}")),
         Command::Run {
             source,
@@ -90,7 +97,12 @@ fn main() -> ExitCode {
             pin_path,
         } => source.source().and_then(|source| {
             let source = source.on_this_host();
-            let _log = logging::init(&cli.log_level)?;
+            log_guard = Some(logging::init(&cli.log_level, cli.log_format)?);
+            tracing::info!(
+                version = env!("CARGO_PKG_VERSION"),
+                config = %source,
+                "xlb starting"
+            );
             let overrides = config::Overrides { pin_path, pid_file };
             // VRRP runs on a thread of its own (vrrp::thread); the rest
             // (data plane, checkers, metrics, scripts) shares these two workers.
@@ -114,7 +126,8 @@ fn main() -> ExitCode {
             vips,
             gue_port,
             xdp_mode,
-        } => logging::init(&cli.log_level).and_then(|_log| {
+        } => logging::init(&cli.log_level, cli.log_format).and_then(|guard| {
+            log_guard = Some(guard);
             let opts = decap::Options {
                 iface,
                 vips,
@@ -127,16 +140,34 @@ fn main() -> ExitCode {
                 .block_on(decap::run(&opts))
         }),
     };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        // Config errors already start with file:line:col, like a compiler's.
-        Err(e) if e.is::<config::ConfigErrors>() => {
-            eprintln!("{e}");
-            ExitCode::FAILURE
+    let Err(e) = result else {
+        return ExitCode::SUCCESS;
+    };
+    // Config errors already start with file:line:col, like a compiler's.
+    let text = if e.is::<config::ConfigErrors>() {
+        e.to_string()
+    } else {
+        format!("xlb: {}", logging::chain(&e))
+    };
+    match (log_guard, cli.log_format) {
+        (Some(guard), logging::LogFormat::Json) => {
+            for line in text.lines() {
+                tracing::error!("{line}");
+            }
+            drop(guard);
         }
-        Err(e) => {
-            eprintln!("xlb: {e:#}");
-            ExitCode::FAILURE
+        (guard, _) => {
+            // What the log still holds goes first.
+            let journal = guard.is_some() && logging::under_journal();
+            drop(guard);
+            for line in text.lines() {
+                if journal {
+                    eprintln!("<3>{line}");
+                } else {
+                    eprintln!("{line}");
+                }
+            }
         }
     }
+    ExitCode::FAILURE
 }

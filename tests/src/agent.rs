@@ -257,6 +257,22 @@ impl Agent {
         Ok(None)
     }
 
+    /// Sends `signal` and waits for the agent to exit (SIGKILL after 10 s);
+    /// its exit status.
+    pub fn stop_with(mut self, signal: i32) -> Result<std::process::ExitStatus> {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as i32, signal) };
+        for _ in 0..1000 {
+            if let Some(st) = self.child.try_wait()? {
+                return Ok(st);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.child.kill()?;
+        self.child.wait()?;
+        bail!("the agent did not exit within 10 s of signal {signal}")
+    }
+
     /// SIGKILL and wait: the agent gets no chance to clean up, as in a crash.
     pub fn kill(mut self) -> Result<()> {
         self.child.kill()?;

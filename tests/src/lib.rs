@@ -16,6 +16,7 @@ pub mod inject;
 pub mod lab;
 pub mod netns;
 pub mod procfs;
+pub mod promtool;
 pub mod qemu;
 pub mod run_files;
 pub mod scrape;

@@ -74,7 +74,7 @@ fn auto_mode_falls_back_to_generic_and_says_why() {
         log.contains("native XDP unavailable, using generic mode"),
         "{log}"
     );
-    assert!(log.contains("br0 (Generic)"), "{log}");
+    assert!(log.contains("br0 (generic)"), "{log}");
     agent.stop().unwrap();
     assert!(
         !s.link("br0").contains("xdp"),

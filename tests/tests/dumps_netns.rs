@@ -62,7 +62,7 @@ fn sigusr1_dumps_the_state_and_sigusr2_the_statistics() {
         "{state}"
     );
     assert!(
-        state.contains(" data plane = XDP on eth0 (Native)"),
+        state.contains(" data plane = XDP on eth0 (native)"),
         "{state}"
     );
     assert!(

@@ -46,7 +46,16 @@ pub fn plan(prefix: &Path, bin: &Path, docs: &Path, root: &Path) -> Result<Vec<I
     pages.sort();
     for page in pages {
         let name = page.file_name().context("page name")?.to_owned();
-        items.push(item(page, prefix.join("share/man/man1").join(name), 0o644));
+        // The section is the page's extension: xlb.8, xlb.toml.5.
+        let section = page
+            .extension()
+            .and_then(|e| e.to_str())
+            .context("a man page's name ends in its section")?;
+        items.push(item(
+            page.clone(),
+            prefix.join(format!("share/man/man{section}")).join(name),
+            0o644,
+        ));
     }
     // Debian's zsh reads vendor-completions under /usr, site-functions elsewhere.
     let zsh = if prefix == Path::new("/usr") {
@@ -130,7 +139,7 @@ mod tests {
     fn docs() -> PathBuf {
         let d = std::env::temp_dir().join(format!("xtask-install-{}", std::process::id()));
         std::fs::create_dir_all(d.join("man")).unwrap();
-        for p in ["xlb.1", "xlb-run.1"] {
+        for p in ["xlb.8", "xlb-run.8", "xlb.toml.5"] {
             std::fs::write(d.join("man").join(p), "").unwrap();
         }
         d
@@ -151,8 +160,9 @@ mod tests {
             dsts("/usr"),
             [
                 "/usr/sbin/xlb",
-                "/usr/share/man/man1/xlb-run.1",
-                "/usr/share/man/man1/xlb.1",
+                "/usr/share/man/man8/xlb-run.8",
+                "/usr/share/man/man8/xlb.8",
+                "/usr/share/man/man5/xlb.toml.5",
                 "/usr/share/bash-completion/completions/xlb",
                 "/usr/share/zsh/vendor-completions/_xlb",
                 "/usr/share/fish/vendor_completions.d/xlb.fish",

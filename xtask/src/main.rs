@@ -6,6 +6,7 @@ mod fuzz;
 mod install;
 mod lab;
 mod man;
+mod package;
 mod setup;
 mod test;
 mod vm_test;
@@ -60,6 +61,8 @@ enum Cmd {
     Man,
     /// Build and install the agent, man pages, completions, systemd unit and an example config.
     Install(install::Args),
+    /// Build the Debian package (target/release/xlb_VERSION_ARCH.deb) with dpkg-deb.
+    Package(package::Args),
     /// Differential fuzz of the XDP director (10^5 frames), then the cargo-fuzz targets.
     Fuzz(fuzz::Args),
     /// Inside the bench's qemu guest only (bench/guest.rs).
@@ -80,6 +83,7 @@ fn main() -> ExitCode {
         Cmd::Bench(args) => bench::run(&args),
         Cmd::Man => man::generate().map(|p| println!("{}", p.display())),
         Cmd::Install(args) => install::run(&args),
+        Cmd::Package(args) => package::run(&args),
         Cmd::Fuzz(args) => fuzz::run(&args),
         Cmd::BenchGuestInner(args) => bench::guest::inner(&args),
     };

@@ -1,14 +1,12 @@
 //! `cargo xtask man`: man pages and shell completions generated from the
 //! agent's clap definitions (lb-userspace/examples/docs.rs), written to
-//! `target/release/xlb-docs/` where `install` and the Debian package take them.
+//! `target/release/xlb-docs/` where `install` and `package` take them.
 
 use crate::{build, setup};
 use anyhow::Result;
 use std::{path::PathBuf, process::Command};
 
-/// Where the generated pages and completions go. Under target/release so
-/// that cargo-deb, which maps `target/release/` to the real target directory,
-/// finds them.
+/// Where the generated pages and completions go, next to the agent's binary.
 pub fn out_dir() -> PathBuf {
     build::root().join("target/release/xlb-docs")
 }

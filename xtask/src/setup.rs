@@ -1,6 +1,6 @@
 //! `cargo xtask setup`: installs what building the XDP side needs, and the
-//! tools the lab and tests use (the qemu guest tests' kernel included), when
-//! missing. Idempotent; where it cannot install (not root, not Debian/Ubuntu)
+//! tools the lab and tests use (the qemu guest tests' kernel and promtool
+//! included), when missing. Idempotent; where it cannot install (not root, not Debian/Ubuntu)
 //! it prints the commands to run.
 
 use anyhow::{Context, Result, bail};
@@ -126,6 +126,8 @@ pub fn ensure(need: Need) -> Result<()> {
     install(need)?;
     if need == Need::Test {
         guest_kernel()?;
+        // tests/tests/metrics_exposition_netns.rs checks the endpoint with it.
+        xlb_testbed::promtool::path()?;
     }
     Ok(())
 }

@@ -3,6 +3,7 @@
 
 use crate::{
     build::{self, root, run_checked},
+    package,
     setup::{self, Need},
 };
 use anyhow::Result;
@@ -56,8 +57,10 @@ pub fn run(args: &Args) -> Result<()> {
 
     eprintln!("== tests");
     let xlb = build::agent()?;
+    // tests/tests/package_root.rs installs it.
+    let deb = package::build(None)?;
     let mut test = cargo(&["test", "--workspace"]);
-    test.env("XLB_BIN", &xlb).arg("--");
+    test.env("XLB_BIN", &xlb).env("XLB_DEB", &deb).arg("--");
     if let Some(f) = &args.filter {
         test.arg(f);
     }

@@ -30,6 +30,16 @@ pub enum Health {
     Down,
 }
 
+impl std::fmt::Display for Health {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Health::Up { weight: None } => f.write_str("up"),
+            Health::Up { weight: Some(w) } => write!(f, "up with weight {w}"),
+            Health::Down => f.write_str("down"),
+        }
+    }
+}
+
 /// What the agent knows at run time beside the config.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Runtime {

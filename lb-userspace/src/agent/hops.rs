@@ -82,7 +82,7 @@ pub async fn resolve(
         Ok(r) => r,
         Err(e) => {
             // A transient netlink failure must not take every real out.
-            warn!(error = %format!("{e:#}"), "next hops not refreshed; keeping the previous ones");
+            warn!(error = %crate::logging::chain(&e), "next hops not refreshed; keeping the previous ones");
             return before.clone();
         }
     };
@@ -97,7 +97,7 @@ pub async fn resolve(
             }
             Err(e) => {
                 if was_reachable != Some(false) {
-                    warn!(real = %key.address, error = %format!("{e:#}"), "real server unreachable, left out of scheduling");
+                    warn!(real = %key.address, error = %crate::logging::chain(&e), "real server unreachable, left out of scheduling");
                 }
                 None
             }

@@ -86,7 +86,7 @@ impl Forwarding {
     /// a failure is logged and retried at the next refresh.
     fn update(&mut self, config: &Config, runtime: &Runtime, hops: &Hops, why: &str) {
         if let Err(e) = self.try_update(config, runtime, hops, why) {
-            warn!(error = %format!("{e:#}"), "{why}: updating maps failed; will retry");
+            warn!(error = %crate::logging::chain(&e), "{why}: updating maps failed; will retry");
         }
     }
 
@@ -133,7 +133,7 @@ impl Forwarding {
             }
             Err(e) => {
                 self.pending = true;
-                warn!(error = %format!("{e:#}"), "{why}: failed; will retry");
+                warn!(error = %crate::logging::chain(&e), "{why}: failed; will retry");
             }
         }
     }
@@ -189,7 +189,7 @@ impl Forwarding {
                     self.desired[i] = d;
                 }
                 self.pending = true;
-                warn!(error = %format!("{e:#}"), "{why}: updating maps failed; will retry");
+                warn!(error = %crate::logging::chain(&e), "{why}: updating maps failed; will retry");
             }
         }
     }
@@ -246,7 +246,7 @@ impl Reactor {
             "VRRP mastership changed",
         );
         if let Err(e) = self.fwd.plane.mastership(&instance, master) {
-            warn!(error = %format!("{e:#}"), "data plane did not follow the mastership change");
+            warn!(error = %crate::logging::chain(&e), "data plane did not follow the mastership change");
         }
         self.checkers.set_masters(&self.runtime.masters);
         // The instance may have stopped waiting; nothing to undo then.
@@ -258,6 +258,8 @@ impl Reactor {
 struct Signals {
     term: Signal,
     int: Signal,
+    /// Stop leaving the data plane forwarding (the unit's RestartKillSignal).
+    quit: Signal,
     hup: Signal,
     usr1: Signal,
     usr2: Signal,
@@ -268,25 +270,33 @@ impl Signals {
         Ok(Signals {
             term: signal(SignalKind::terminate())?,
             int: signal(SignalKind::interrupt())?,
+            quit: signal(SignalKind::quit())?,
             hup: signal(SignalKind::hangup())?,
             usr1: signal(SignalKind::user_defined1())?,
             usr2: signal(SignalKind::user_defined2())?,
         })
     }
 
-    /// The next SIGTERM or SIGINT; its name.
+    /// The next SIGTERM, SIGINT or SIGQUIT; its name.
     async fn stop(&mut self) -> &'static str {
-        stop_signal(&mut self.term, &mut self.int).await
+        stop_signal(&mut self.term, &mut self.int, &mut self.quit).await
     }
 }
 
-/// The next of SIGTERM (`term`) or SIGINT (`int`); its name.
-async fn stop_signal(term: &mut Signal, int: &mut Signal) -> &'static str {
+/// The next of SIGTERM (`term`), SIGINT (`int`) or SIGQUIT (`quit`); its name.
+async fn stop_signal(term: &mut Signal, int: &mut Signal, quit: &mut Signal) -> &'static str {
     tokio::select! {
         _ = term.recv() => "SIGTERM",
         _ = int.recv() => "SIGINT",
+        _ = quit.recv() => KEEP_SIGNAL,
     }
 }
+
+/// The stop signal after which the data plane stays (XDP attached, maps
+/// pinned) for the next agent to adopt: `systemctl restart` sends it
+/// (packaging/xlb.service's RestartKillSignal), so a restart or an upgrade
+/// loses no connection while `systemctl stop` still takes everything away.
+const KEEP_SIGNAL: &str = "SIGQUIT";
 
 /// The loop's parts that serve events while the agent waits for something
 /// (a reload's steps, VRRP stopping): mastership and checker verdicts are
@@ -421,6 +431,7 @@ pub async fn run(
     // First: SIGTERM and SIGINT are answered from here on, start-up included.
     let mut signals = Signals::new()?;
     let mut config = Arc::new(overrides.apply(config::load_from(source)?));
+    crate::caps::require(&config)?;
     let Prepared {
         lock,
         resolver,
@@ -531,9 +542,9 @@ pub async fn run(
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     tick.tick().await;
     let mut reloads = reload::Outcome::default();
-    loop {
+    let why = loop {
         tokio::select! {
-            why = stop_signal(&mut signals.term, &mut signals.int) => { info!("{why}: stopping"); break; }
+            why = stop_signal(&mut signals.term, &mut signals.int, &mut signals.quit) => break why,
             _ = signals.hup.recv() => {
                 info!("SIGHUP: reloading {source}");
                 sdnotify::reloading();
@@ -553,7 +564,7 @@ pub async fn run(
                 };
                 shared.reloads.count(reloads.ok);
                 if let Err(e) = reload::write_outcome(&reloads) {
-                    warn!(error = %format!("{e:#}"), "recording the reload's outcome failed");
+                    warn!(error = %crate::logging::chain(&e), "recording the reload's outcome failed");
                 }
                 let status = status_line(&config, &lp.r.fwd);
                 sdnotify::ready(&if reloads.ok {
@@ -565,17 +576,17 @@ pub async fn run(
             _ = tick_opt(&mut watchdog) => sdnotify::watchdog(),
             _ = signals.usr1.recv() => match dump::write_state(&config, &lp.r.fwd.desired, lp.r.fwd.plane.as_mut()) {
                 Ok(()) => info!(file = %config.agent.state_dump.display(), "SIGUSR1: state dumped"),
-                Err(e) => warn!(error = %format!("{e:#}"), "SIGUSR1: state dump failed"),
+                Err(e) => warn!(error = %crate::logging::chain(&e), "SIGUSR1: state dump failed"),
             },
             _ = signals.usr2.recv() => match dump::write_stats(&config, lp.r.fwd.plane.as_mut()) {
                 Ok(()) => info!(file = %config.agent.stats_dump.display(), "SIGUSR2: statistics dumped"),
-                Err(e) => warn!(error = %format!("{e:#}"), "SIGUSR2: statistics dump failed"),
+                Err(e) => warn!(error = %crate::logging::chain(&e), "SIGUSR2: statistics dump failed"),
             },
             Some(m) = lp.masterships.recv() => lp.r.mastership(m, &config),
             Some(event) = lp.inbox.recv() => lp.r.event(event, &config),
             Some(report) = upkeep_report(&mut upkeep) => {
                 if let Err(e) = lp.r.fwd.plane.upkept(&report) {
-                    warn!(error = %format!("{e:#}"), "freeing drained reals failed; will retry");
+                    warn!(error = %crate::logging::chain(&e), "freeing drained reals failed; will retry");
                 }
             }
             _ = tick.tick() => {
@@ -589,6 +600,12 @@ pub async fn run(
                 }
             }
         }
+    };
+    let keep_dataplane = !release.dataplane || why == KEEP_SIGNAL;
+    if why == KEEP_SIGNAL {
+        info!("{why}: stopping; the data plane stays for the next agent to adopt");
+    } else {
+        info!("{why}: stopping");
     }
     sdnotify::stopping();
     // Instances leaving Master wait for the data plane: keep serving events until they are done.
@@ -606,7 +623,7 @@ pub async fn run(
         warn!("stopping with alerts not yet delivered");
     }
     reload::remove_outcome();
-    r.fwd.plane.shutdown(!release.dataplane)
+    r.fwd.plane.shutdown(keep_dataplane)
 }
 
 /// The next tick of `interval`, or never without one.

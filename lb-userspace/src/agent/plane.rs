@@ -17,7 +17,7 @@ pub fn start(config: &Config, lock: PinLock) -> Result<Box<dyn DataPlane>> {
         DataplaneKind::Xdp => xdp(config, lock),
         DataplaneKind::Ipvs => ipvs(config),
         DataplaneKind::Auto => xdp(config, lock).or_else(|e| {
-            warn!(reason = %format!("{e:#}"), "XDP data plane unavailable; falling back to the kernel's IPVS");
+            warn!(reason = %crate::logging::chain(&e), "XDP data plane unavailable; falling back to the kernel's IPVS");
             ipvs(config)
         }),
     }

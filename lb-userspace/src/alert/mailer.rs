@@ -211,7 +211,7 @@ async fn deliver(queue: Arc<Queue>, envelope: Envelope, policy: Policy) {
                 }
             }
             Err(e) => {
-                error!(subject = %message.subject, error = %format!("{e:#}"), "alert dropped");
+                error!(subject = %message.subject, error = %crate::logging::chain(&e), "alert dropped");
                 queue.failed.fetch_add(1, Ordering::SeqCst);
             }
         }
@@ -240,10 +240,10 @@ async fn send_with_retries(
             Err(_) => format!("no answer within {:?}", envelope.timeout),
         };
         if first.elapsed() + pause > policy.give_up_after {
-            error!(subject = %message.subject, %server, error = %why, "alert dropped: not delivered within {:?}", policy.give_up_after);
+            error!(subject = %message.subject, %server, error = %why, given_up_after_s = policy.give_up_after.as_secs_f64(), "alert dropped: not delivered in time");
             return false;
         }
-        warn!(subject = %message.subject, %server, error = %why, "sending alert failed; retrying in {pause:?}");
+        warn!(subject = %message.subject, %server, error = %why, retry_in_s = pause.as_secs_f64(), "sending alert failed; retrying");
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(policy.max_retry);
     }

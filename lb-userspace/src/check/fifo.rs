@@ -90,12 +90,12 @@ impl FifoReader {
         let (stop, stopped) = oneshot::channel::<()>();
         let fifo = path.display().to_string();
         let task = tokio::spawn(async move {
-            info!(script = ?cmd.0, %fifo, "FIFO script started");
+            info!(script = %cmd, %fifo, "FIFO script started");
             let args = [fifo.clone()];
             tokio::select! {
                 r = script::run(&cmd, &args, user, Duration::MAX, secure) => match r {
-                    Ok(outcome) => warn!(script = ?cmd.0, %fifo, ?outcome, "FIFO script ended"),
-                    Err(e) => warn!(script = ?cmd.0, error = %format!("{e:#}"), "FIFO script did not run"),
+                    Ok(outcome) => warn!(script = %cmd, %fifo, %outcome, "FIFO script ended"),
+                    Err(e) => warn!(script = %cmd, error = %crate::logging::chain(&e), "FIFO script did not run"),
                 },
                 // Dropping the run kills the script.
                 _ = stopped => {}

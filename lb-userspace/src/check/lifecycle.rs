@@ -117,8 +117,10 @@ impl Announcer {
 async fn run(cmd: &Command, user: Option<RunAs>, secure: bool) {
     match script::run(cmd, &[], user, NOTIFY_TIMEOUT, secure).await {
         Ok(o) if o.success() => {}
-        Ok(o) => warn!(script = ?cmd.0, outcome = ?o, "notify script failed"),
-        Err(e) => warn!(script = ?cmd.0, error = %format!("{e:#}"), "notify script did not run"),
+        Ok(o) => warn!(script = %cmd, outcome = %o, "notify script failed"),
+        Err(e) => {
+            warn!(script = %cmd, error = %crate::logging::chain(&e), "notify script did not run")
+        }
     }
 }
 

@@ -256,7 +256,23 @@ impl Job {
             return;
         }
         real.reported = combined;
-        info!(real = %self.target.addr, service = %real.key.service, verdict = ?combined, "real server health changed");
+        // Why it went down, at the level operators read: the failure that decided it.
+        match why.filter(|_| combined == Health::Down) {
+            Some(why) => info!(
+                real = %self.target.addr,
+                service = %real.key.service,
+                verdict = %combined,
+                check = crate::metrics::checks::kind_name(&self.check.kind),
+                reason = %why,
+                "real server health changed"
+            ),
+            None => info!(
+                real = %self.target.addr,
+                service = %real.key.service,
+                verdict = %combined,
+                "real server health changed"
+            ),
+        }
         // The agent is stopping when the loop is gone; nothing to tell then.
         let _ = events
             .send(Event::Health {

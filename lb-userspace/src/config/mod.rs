@@ -32,6 +32,16 @@ pub enum XdpMode {
     Auto,
 }
 
+impl fmt::Display for XdpMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            XdpMode::Native => "native",
+            XdpMode::Generic => "generic",
+            XdpMode::Auto => "auto",
+        })
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Protocol {
     Tcp,
@@ -248,6 +258,28 @@ pub struct ScriptSite {
 /// the command names one (`/bin/sh -c "…"`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Command(pub Vec<String>);
+
+/// The argv as a shell would read it back: words with spaces, quotes or
+/// backslashes in double quotes (for logs).
+impl fmt::Display for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, word) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(" ")?;
+            }
+            if !word.is_empty()
+                && !word
+                    .chars()
+                    .any(|c| c.is_whitespace() || matches!(c, '"' | '\'' | '\\'))
+            {
+                f.write_str(word)?;
+            } else {
+                write!(f, "{word:?}")?;
+            }
+        }
+        Ok(())
+    }
+}
 
 /// Which data plane forwards (`[dataplane] kind`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -266,7 +266,15 @@ impl DataPlane for IpvsDataPlane {
 
     fn apply(&mut self, services: &[DesiredService]) -> Result<()> {
         let c = self.reconcile(services)?;
-        debug!(?c, "IPVS reconciled");
+        debug!(
+            services_added = c.services_added,
+            services_changed = c.services_changed,
+            services_removed = c.services_removed,
+            dests_added = c.dests_added,
+            dests_changed = c.dests_changed,
+            dests_removed = c.dests_removed,
+            "IPVS reconciled"
+        );
         Ok(())
     }
 
@@ -303,7 +311,7 @@ impl DataPlane for IpvsDataPlane {
             return Ok(());
         }
         if let Err(e) = self.clear() {
-            warn!(error = %format!("{e:#}"), "removing the IPVS services failed");
+            warn!(error = %crate::logging::chain(&e), "removing the IPVS services failed");
             return Err(e);
         }
         info!("IPVS services removed");

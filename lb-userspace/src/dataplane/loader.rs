@@ -133,6 +133,19 @@ fn is_bpffs(path: &Path) -> bool {
     unsafe { libc::statfs(c.as_ptr(), &mut st) == 0 && st.f_type as i64 == BPF_FS_MAGIC }
 }
 
+/// Whether this process may have a mount namespace of its own: not known
+/// to share PID 1's (whose namespace is unreadable in some containers,
+/// which then counts as private).
+fn private_mount_namespace() -> bool {
+    match (
+        std::fs::read_link("/proc/self/ns/mnt"),
+        std::fs::read_link("/proc/1/ns/mnt"),
+    ) {
+        (Ok(mine), Ok(init)) => mine != init,
+        _ => true,
+    }
+}
+
 /// Makes sure `dir` can live on bpffs: mounts bpffs at /sys/fs/bpf when the
 /// pin path is under it and nothing is mounted there yet (as bpftool does).
 pub fn ensure_bpffs(dir: &Path) -> Result<()> {
@@ -152,11 +165,24 @@ pub fn ensure_bpffs(dir: &Path) -> Result<()> {
     };
     if rc != 0 {
         bail!(
-            "mounting bpffs at {BPF_FS_ROOT}: {}",
+            "{BPF_FS_ROOT} is not a bpffs mount and mounting one failed ({}): mount it with \
+             `mount -t bpf bpf {BPF_FS_ROOT}` (systemd does at boot), or set pin_path to a \
+             directory on a bpffs mount",
             std::io::Error::last_os_error()
         );
     }
-    info!("mounted bpffs at {BPF_FS_ROOT}");
+    if private_mount_namespace() {
+        // As under `ip netns exec`, which gives each command its own /sys:
+        // the maps pinned here are invisible from the host's shells.
+        warn!(
+            pin_path = %dir.display(),
+            "mounted a bpffs at {BPF_FS_ROOT} private to this mount namespace (as under \
+             `ip netns exec`): the pinned maps are visible only here, so run `xlb status` \
+             the same way (`ip netns exec NS xlb status`), or mount bpffs before starting"
+        );
+    } else {
+        info!("mounted bpffs at {BPF_FS_ROOT}");
+    }
     Ok(())
 }
 

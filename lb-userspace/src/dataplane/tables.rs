@@ -460,7 +460,12 @@ impl Tables {
         settings.tun_src_v4 = sources.v4.map_or([0; 4], |a| addr_words(a.into()));
         settings.tun_src_v6 = sources.v6.map_or([0; 4], |a| addr_words(a.into()));
         m.set(0, settings, 0)?;
-        info!(v4 = ?sources.v4, v6 = ?sources.v6, "tunnel sources");
+        let none = || "none".to_string();
+        info!(
+            v4 = %sources.v4.map_or_else(none, |a| a.to_string()),
+            v6 = %sources.v6.map_or_else(none, |a| a.to_string()),
+            "tunnel sources"
+        );
         let tunnels = |v6: bool| {
             desired.iter().any(|d| {
                 d.service.method == Method::Tun

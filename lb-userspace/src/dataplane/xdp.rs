@@ -273,7 +273,7 @@ impl XdpDataPlane {
             warn!(interface = %ifname, "XDP attached through netlink (no bpf_link): a restarted agent cannot adopt it");
             AttachedLink::Netlink(id)
         };
-        info!(interface = %ifname, mode = ?mode, "XDP director attached");
+        info!(interface = %ifname, %mode, "XDP director attached");
         self.attached.push(Attached {
             ifname: ifname.to_string(),
             mode,
@@ -436,7 +436,7 @@ impl DataPlane for XdpDataPlane {
     fn describe(&self) -> String {
         let attached: Vec<String> = self
             .attachments()
-            .map(|(i, m)| format!("{i} ({m:?})"))
+            .map(|(i, m)| format!("{i} ({m})"))
             .collect();
         format!("XDP on {}", attached.join(", "))
     }

@@ -48,9 +48,13 @@ pub struct IpvsadmArgs {
     /// The sync daemons instead of the services (the kernel's IPVS only).
     #[arg(long)]
     pub daemon: bool,
-    /// Where the XDP data plane's maps are pinned; without maps there, the kernel's IPVS is listed.
-    #[arg(long, default_value = "/sys/fs/bpf/xlb")]
-    pub pin_path: PathBuf,
+    /// Where the XDP data plane's maps are pinned (default: the config's
+    /// `[dataplane] pin_path`); without maps there, the kernel's IPVS is listed.
+    #[arg(long)]
+    pub pin_path: Option<PathBuf>,
+    /// The agent's config, for its pin_path (default /etc/xlb/xlb.toml, when it exists).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
 }
 
 /// Which columns the listing has.

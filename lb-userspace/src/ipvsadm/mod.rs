@@ -21,13 +21,14 @@ pub struct Listing {
 
 /// The text `xlb ipvsadm ARGS` prints.
 pub fn run(args: &IpvsadmArgs) -> Result<String> {
+    let pin = crate::cli::pin_path(args.pin_path.as_deref(), args.config.as_deref())?;
     if args.timeout {
-        return Ok(render::timeouts(source::timeouts(&args.pin_path)?));
+        return Ok(render::timeouts(source::timeouts(&pin)?));
     }
     if args.daemon {
-        return Ok(render::daemons(&source::daemons(&args.pin_path)?));
+        return Ok(render::daemons(&source::daemons(&pin)?));
     }
-    let listing = source::read(&args.pin_path)?;
+    let listing = source::read(&pin)?;
     let format = render::Format {
         view: args.view(),
         exact: args.exact,

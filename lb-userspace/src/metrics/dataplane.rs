@@ -83,7 +83,7 @@ impl Collector for DataplaneCollector {
         let snap = match self.read() {
             Ok(s) => Some(s),
             Err(e) => {
-                warn!(error = %format!("{e:#}"), "metrics: reading the data plane failed");
+                warn!(error = %crate::logging::chain(&e), "metrics: reading the data plane failed");
                 None
             }
         };
@@ -409,7 +409,7 @@ mod tests {
             "xlb_flows_expired_total 5".to_string(),
             "xlb_flows_evicted_total 1024".to_string(),
             "xlb_upkeep_passes_total 3".to_string(),
-            "xlb_upkeep_last_pass_age_milliseconds 1500".to_string(),
+            "xlb_upkeep_last_pass_age_seconds 1.5".to_string(),
         ] {
             assert!(text.contains(&format!("\n{line}\n")), "{line}\n{text}");
         }

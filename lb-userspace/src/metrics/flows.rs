@@ -64,22 +64,25 @@ pub fn encode(
     for (name, help, value) in counters {
         family(encoder, name, help, Counter, &[(Vec::new(), value)])?;
     }
-    // Seconds as floating gauges would need another encoder path; whole
-    // milliseconds are precise enough to see a slow or stuck reclaimer.
+    // Seconds, Prometheus' base unit (promtool warns on milliseconds).
     let gauges = [
         (
-            "xlb_upkeep_last_pass_milliseconds",
+            "xlb_upkeep_last_pass_seconds",
             "How long the upkeep's last pass took, pauses included",
-            flows.last_pass_ms as u64,
+            flows.last_pass_ms / 1000.0,
         ),
         (
-            "xlb_upkeep_last_pass_age_milliseconds",
+            "xlb_upkeep_last_pass_age_seconds",
             "Time since the upkeep's last pass started (grows without bound if it is stuck)",
-            (flows.last_pass_age_s * 1000.0) as u64,
+            flows.last_pass_age_s,
         ),
     ];
     for (name, help, value) in gauges {
-        family(encoder, name, help, Gauge, &[(Vec::new(), value)])?;
+        let metric = encoder.encode_descriptor(name, help, None, Gauge)?;
+        prometheus_client::encoding::EncodeMetric::encode(
+            &prometheus_client::metrics::gauge::ConstGauge::new(value),
+            metric,
+        )?;
     }
     Ok(())
 }

@@ -12,9 +12,11 @@
 
 pub mod checks;
 pub mod dataplane;
+pub mod exposition;
 pub mod flows;
 pub mod maglev;
 pub mod next_hops;
+pub mod process;
 pub mod reloads;
 mod server;
 pub mod vrrp;
@@ -41,6 +43,7 @@ pub struct Sources {
 /// Maglev churn, reloads and (XDP only) the next-hop passes from `sources`.
 pub fn registry(plane: Plane, pin_dir: &Path, sources: &Sources) -> Registry {
     let mut registry = Registry::default();
+    registry.register_collector(Box::new(process::ProcessCollector));
     registry.register_collector(Box::new(dataplane::DataplaneCollector::new(plane, pin_dir)));
     registry.register_collector(Box::new(vrrp::VrrpCollector::new(sources.vrrp.clone())));
     registry.register_collector(Box::new(checks::CheckCollector::new(

@@ -47,8 +47,6 @@ use tokio::{
 };
 use tracing::{debug, warn};
 
-/// The content type of the text exposition format that prometheus-client writes.
-const TEXT_FORMAT: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 /// What a connection over the cap gets before it is closed.
 const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 21\r\nConnection: close\r\n\r\ntoo many connections\n";
 /// Refusals are logged at most this often (with how many there were).
@@ -130,8 +128,8 @@ async fn connection(stream: TcpStream, registry: Arc<Registry>, limits: &Metrics
         };
         if wait.is_zero() {
             debug!(
-                "metrics: closing a connection idle for {:?}",
-                limits.idle_timeout
+                idle_s = limits.idle_timeout.as_secs_f64(),
+                "metrics: closing an idle connection"
             );
             return;
         }
@@ -152,10 +150,20 @@ async fn respond<B>(
     req: &Request<B>,
     activity: &Activity,
 ) -> Response<Full<Bytes>> {
+    let openmetrics = super::exposition::wants_openmetrics(
+        req.headers()
+            .get(hyper::header::ACCEPT)
+            .and_then(|a| a.to_str().ok()),
+    );
+    let format = if openmetrics {
+        super::exposition::OPENMETRICS
+    } else {
+        super::exposition::PLAIN
+    };
     let reply = |status, body: String| {
         Response::builder()
             .status(status)
-            .header(CONTENT_TYPE, TEXT_FORMAT)
+            .header(CONTENT_TYPE, format)
             .body(Full::new(Bytes::from(body)))
             .expect("static response parts are valid")
     };
@@ -167,7 +175,8 @@ async fn respond<B>(
     let text = tokio::task::spawn_blocking(move || super::render(&registry)).await;
     activity.set_rendering(false);
     match text {
-        Ok(Ok(text)) => reply(StatusCode::OK, text),
+        Ok(Ok(text)) if openmetrics => reply(StatusCode::OK, text),
+        Ok(Ok(text)) => reply(StatusCode::OK, super::exposition::to_plain(&text)),
         _ => reply(
             StatusCode::INTERNAL_SERVER_ERROR,
             "encoding the metrics failed\n".into(),

@@ -56,6 +56,16 @@ pub enum Outcome {
     TimedOut,
 }
 
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Outcome::Exited(code) => write!(f, "exit status {code}"),
+            Outcome::Signalled => f.write_str("killed by a signal"),
+            Outcome::TimedOut => f.write_str("timed out (killed)"),
+        }
+    }
+}
+
 impl Outcome {
     pub fn success(self) -> bool {
         self == Outcome::Exited(0)

@@ -92,7 +92,7 @@ impl Counters {
                 _ = self.poke.notified() => {}
             }
             if let Err(e) = self.publish() {
-                tracing::warn!(error = %format!("{e:#}"), "writing the VRRP status file failed");
+                tracing::warn!(error = %crate::logging::chain(&e), "writing the VRRP status file failed");
             }
         }
     }

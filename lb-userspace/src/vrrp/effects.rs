@@ -138,7 +138,7 @@ impl Net for HostNet {
             let mut first: Option<anyhow::Error> = None;
             let mut note = |r: Result<()>| {
                 if let Err(e) = r {
-                    debug!(error = %format!("{e:#}"), "removing a VRRP entry failed");
+                    debug!(error = %crate::logging::chain(&e), "removing a VRRP entry failed");
                     first.get_or_insert(e);
                 }
             };

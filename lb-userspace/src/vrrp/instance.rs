@@ -98,7 +98,7 @@ impl Prepared {
         if let Some(v) = &self.wire.created_vmac
             && let Err(e) = net.vmac_delete(v).await
         {
-            warn!(instance = %self.inst.name, error = %format!("{e:#}"), "deleting the VMAC failed");
+            warn!(instance = %self.inst.name, error = %crate::logging::chain(&e), "deleting the VMAC failed");
         }
     }
 }
@@ -189,7 +189,7 @@ pub fn start(
     let task = tokio::spawn(async move {
         let name = inst.name.clone();
         if let Err(e) = run(inst, shared, wire, track, group, stopped, updated).await {
-            warn!(instance = %name, error = %format!("{e:#}"), "VRRP instance stopped on an error");
+            warn!(instance = %name, error = %crate::logging::chain(&e), "VRRP instance stopped on an error");
         }
     });
     Handle {
@@ -258,7 +258,7 @@ async fn run(
                 Ok(Err(why)) => Input::NotVrrp(why),
                 Err(e) => {
                     // The interface may be going away; tracking puts us in Fault meanwhile.
-                    warn!(instance = %shell.name(), error = %format!("{e:#}"), "receiving adverts failed");
+                    warn!(instance = %shell.name(), error = %crate::logging::chain(&e), "receiving adverts failed");
                     tokio::time::sleep(RECV_RETRY).await;
                     continue;
                 }
@@ -299,7 +299,7 @@ async fn run(
         && let Some(v) = &shell.core.instance().vmac
         && let Err(e) = shell.shared.net.vmac_delete(&v.name).await
     {
-        warn!(instance = %shell.name(), error = %format!("{e:#}"), "deleting the VMAC failed");
+        warn!(instance = %shell.name(), error = %crate::logging::chain(&e), "deleting the VMAC failed");
     }
     Ok(())
 }
@@ -402,13 +402,13 @@ impl Shell {
                 Effect::Up => {
                     let start = std::time::Instant::now();
                     if let Err(e) = self.shared.net.up(self.core.instance()).await {
-                        warn!(instance = %self.name(), error = %format!("{e:#}"), "adding the virtual addresses failed");
+                        warn!(instance = %self.name(), error = %crate::logging::chain(&e), "adding the virtual addresses failed");
                     }
-                    debug!(instance = %self.name(), took = ?start.elapsed(), "taking over: addresses added");
+                    debug!(instance = %self.name(), took_us = start.elapsed().as_micros() as u64, "taking over: addresses added");
                 }
                 Effect::Down => {
                     if let Err(e) = self.shared.net.down(self.core.instance()).await {
-                        warn!(instance = %self.name(), error = %format!("{e:#}"), "removing the virtual addresses failed");
+                        warn!(instance = %self.name(), error = %crate::logging::chain(&e), "removing the virtual addresses failed");
                     }
                 }
                 Effect::RemoveStale => {
@@ -418,7 +418,7 @@ impl Shell {
                             warn!(instance = %self.name(), removed = n, "starting as Backup: removed virtual addresses a previous agent left")
                         }
                         Err(e) => {
-                            warn!(instance = %self.name(), error = %format!("{e:#}"), "removing stale virtual addresses failed")
+                            warn!(instance = %self.name(), error = %crate::logging::chain(&e), "removing stale virtual addresses failed")
                         }
                     }
                 }
@@ -434,7 +434,7 @@ impl Shell {
                         .map(|a| a.address)
                         .collect();
                     if let Err(e) = self.shared.net.announce(&self.announce_on, &addrs) {
-                        warn!(interface = %self.announce_on, error = %format!("{e:#}"), "announcing the virtual addresses failed");
+                        warn!(interface = %self.announce_on, error = %crate::logging::chain(&e), "announcing the virtual addresses failed");
                     }
                 }
                 Effect::Entered {
@@ -457,7 +457,7 @@ impl Shell {
         for dst in &self.wire.dsts {
             let msg = packet::encode(&adv, self.wire.sock.src, *dst);
             if let Err(e) = self.wire.sock.send(&msg, *dst).await {
-                warn!(instance = %self.name(), error = %format!("{e:#}"), "sending an advert failed");
+                warn!(instance = %self.name(), error = %crate::logging::chain(&e), "sending an advert failed");
                 return;
             }
         }

@@ -207,7 +207,7 @@ impl Vrrp {
         if p.static_added != StaticNet::default()
             && let Err(e) = self.net.remove_static(&p.static_added).await
         {
-            warn!(error = %format!("{e:#}"), "undoing static entries of a failed reload failed");
+            warn!(error = %crate::logging::chain(&e), "undoing static entries of a failed reload failed");
         }
     }
 
@@ -267,7 +267,7 @@ impl Vrrp {
         if static_gone != StaticNet::default()
             && let Err(e) = self.net.remove_static(&static_gone).await
         {
-            warn!(error = %format!("{e:#}"), "removing static addresses failed");
+            warn!(error = %crate::logging::chain(&e), "removing static addresses failed");
         }
 
         // Groups whose members stay keep their links; their notify follows the new definition.
@@ -411,7 +411,7 @@ impl Vrrp {
         }
         self.groups.clear();
         if release && let Err(e) = self.net.remove_static(&self.config.static_net).await {
-            warn!(error = %format!("{e:#}"), "removing the static addresses failed");
+            warn!(error = %crate::logging::chain(&e), "removing the static addresses failed");
         }
         self.counters.remove_file();
     }

@@ -136,9 +136,9 @@ impl Notifier {
             for (cmd, args) in runs {
                 match script::run(&cmd, &args, user, SCRIPT_TIMEOUT, secure).await {
                     Ok(o) if o.success() => {}
-                    Ok(o) => warn!(%name, command = ?cmd.0, outcome = ?o, "notify script failed"),
+                    Ok(o) => warn!(%name, command = %cmd, outcome = %o, "notify script failed"),
                     Err(e) => {
-                        warn!(%name, command = ?cmd.0, error = %format!("{e:#}"), "notify script did not run")
+                        warn!(%name, command = %cmd, error = %crate::logging::chain(&e), "notify script did not run")
                     }
                 }
             }

@@ -88,7 +88,7 @@ pub async fn run_script(
         let ok = match script::run(&def.script, &[], user, def.timeout, secure).await {
             Ok(o) => o.success(),
             Err(e) => {
-                warn!(script = %def.name, error = %format!("{e:#}"), "vrrp_script did not run");
+                warn!(script = %def.name, error = %crate::logging::chain(&e), "vrrp_script did not run");
                 false
             }
         };
@@ -149,7 +149,7 @@ pub async fn run_link(ifname: String, tx: watch::Sender<bool>) {
                 warn!(%ifname, "link events ended; watching again");
             }
             Err(e) => {
-                warn!(%ifname, error = %format!("{e:#}"), "watching the tracked interface failed")
+                warn!(%ifname, error = %crate::logging::chain(&e), "watching the tracked interface failed")
             }
         }
         publish(false);

@@ -166,7 +166,7 @@ impl Upkeep {
                         // Once per run of failures: a pass every period would flood the log.
                         Err(e) if !failing => {
                             failing = true;
-                            warn!(error = %format!("{e:#}"), "flow table upkeep failed; will retry every pass");
+                            warn!(error = %crate::logging::chain(&e), "flow table upkeep failed; will retry every pass");
                         }
                         Err(_) => {}
                     }

@@ -48,12 +48,12 @@ pub async fn reconfigure(net: &dyn Net, old: &Instance, new: &Instance) {
     if !is_empty(&gone)
         && let Err(e) = net.down(&gone).await
     {
-        warn!(instance = %new.name, error = %format!("{e:#}"), "reload: removing virtual addresses failed");
+        warn!(instance = %new.name, error = %crate::logging::chain(&e), "reload: removing virtual addresses failed");
     }
     let added = lacking(new, old);
     if !is_empty(&added)
         && let Err(e) = net.up(&added).await
     {
-        warn!(instance = %new.name, error = %format!("{e:#}"), "reload: adding virtual addresses failed");
+        warn!(instance = %new.name, error = %crate::logging::chain(&e), "reload: adding virtual addresses failed");
     }
 }
