@@ -54,7 +54,6 @@ fn director(ctx: &XdpContext) -> (u32, Fate) {
         Err(Skip::Fragment) => return (xdp_action::XDP_PASS, Fate::Fragment),
     };
     let flow = &pkt.flow;
-    let now = unsafe { bpf_ktime_get_ns() };
     let key = ServiceKey {
         addr: flow.dst,
         port: flow.dport,
@@ -67,7 +66,7 @@ fn director(ctx: &XdpContext) -> (u32, Fate) {
         if !nat::configured() {
             return (xdp_action::XDP_PASS, Fate::Pass);
         }
-        return nat::reply(ctx, &pkt, now);
+        return nat::reply(ctx, &pkt);
     };
     if service.flags & SERVICE_F_ACTIVE == 0 {
         return (xdp_action::XDP_PASS, Fate::Pass);
@@ -75,6 +74,8 @@ fn director(ctx: &XdpContext) -> (u32, Fate) {
     let Some(settings) = SETTINGS.get(0) else {
         return (xdp_action::XDP_ABORTED, Fate::Error);
     };
+    // Read only now: traffic for no service needs no timestamp.
+    let now = unsafe { bpf_ktime_get_ns() };
 
     // An existing flow keeps its real while it is live and that real is
     // still usable in this service. An ICMP error about a flow (say

@@ -14,7 +14,7 @@ use crate::{
 };
 use aya_ebpf::{
     bindings::{BPF_FIB_LKUP_RET_SUCCESS, bpf_fib_lookup, xdp_action},
-    helpers::bpf_fib_lookup as fib_lookup,
+    helpers::{bpf_fib_lookup as fib_lookup, bpf_ktime_get_ns},
     programs::XdpContext,
 };
 use core::mem::size_of;
@@ -181,7 +181,7 @@ pub fn configured() -> bool {
 /// not move the flow's state.
 // Not inlined, as `inbound`.
 #[inline(never)]
-pub fn reply(ctx: &XdpContext, pkt: &Packet, now: u64) -> (u32, Fate) {
+pub fn reply(ctx: &XdpContext, pkt: &Packet) -> (u32, Fate) {
     const NOT_OURS: (u32, Fate) = (xdp_action::XDP_PASS, Fate::Pass);
     let Some(client) = (unsafe { NAT_REPLIES.get(pkt.flow) }) else {
         return NOT_OURS;
@@ -194,6 +194,8 @@ pub fn reply(ctx: &XdpContext, pkt: &Packet, now: u64) -> (u32, Fate) {
     let Some(settings) = SETTINGS.get(0) else {
         return (xdp_action::XDP_ABORTED, Fate::Error);
     };
+    // Read only for a reply: traffic that is no flow's needs no timestamp.
+    let now = unsafe { bpf_ktime_get_ns() };
     if !conntrack::live(entry, now, settings) {
         return NOT_OURS;
     }
