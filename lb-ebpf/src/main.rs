@@ -62,8 +62,9 @@ fn director(ctx: &XdpContext) -> (u32, Fate) {
     };
     let Some(service) = (unsafe { SERVICES.get(key) }) else {
         // Not for a service; perhaps a real server's reply to a NAT flow,
-        // if there are NAT services (else the reply lookup is saved).
-        if !nat::configured() {
+        // if there are NAT services and a NAT real uses its source port
+        // (else the reply lookup is saved).
+        if !nat::configured() || !nat::may_be_reply(flow.sport) {
             return (xdp_action::XDP_PASS, Fate::Pass);
         }
         return nat::reply(ctx, &pkt);

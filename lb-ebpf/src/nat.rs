@@ -8,7 +8,7 @@ use crate::{
     conntrack, csum,
     forward::send,
     icmp_nat::{self, Way},
-    maps::{CONNTRACK, NAT_REPLIES, SETTINGS},
+    maps::{CONNTRACK, NAT_REPLIES, NAT_REPLY_PORTS, SETTINGS},
     parse::{self, Packet, ptr_at},
     stats::Fate,
 };
@@ -17,8 +17,11 @@ use aya_ebpf::{
     helpers::{bpf_fib_lookup as fib_lookup, bpf_ktime_get_ns},
     programs::XdpContext,
 };
-use core::mem::size_of;
-use lb_common::{FAMILY_V4, PROTO_TCP, PROTO_UDP, RealInfo, SETTINGS_F_NAT};
+use core::{
+    intrinsics::{AtomicOrdering::Relaxed, atomic_or},
+    mem::size_of,
+};
+use lb_common::{FAMILY_V4, PROTO_TCP, PROTO_UDP, RealInfo, SETTINGS_F_NAT, nat_ports};
 
 const AF_INET: u8 = 2;
 const AF_INET6: u8 = 10;
@@ -153,6 +156,9 @@ pub fn inbound(ctx: &XdpContext, pkt: &Packet, real: &RealInfo, new_flow: bool) 
     {
         return (xdp_action::XDP_ABORTED, Fate::Error);
     }
+    if new_flow {
+        reply_port(real.port);
+    }
     if rewrite(ctx, pkt, End::Dst, &real.addr, real.port).is_none() {
         return (xdp_action::XDP_ABORTED, Fate::Error);
     }
@@ -163,6 +169,31 @@ pub fn inbound(ctx: &XdpContext, pkt: &Packet, real: &RealInfo, new_flow: bool) 
         &pkt.flow.src,
         &real.addr,
     )
+}
+
+/// Marks `port` (network order) as one NAT replies come from. Atomic: other
+/// CPUs set other bits of the same word.
+#[inline(always)]
+fn reply_port(port: u16) {
+    let (word, bit) = nat_ports::bit(port);
+    let Some(w) = NAT_REPLY_PORTS.get_ptr_mut(word) else {
+        return;
+    };
+    // SAFETY: the map value lives as long as the map. Read first: the
+    // common case (already set) then writes nothing to a shared line.
+    unsafe {
+        if *w & bit == 0 {
+            atomic_or::<u64, u64, { Relaxed }>(w, bit);
+        }
+    }
+}
+
+/// Whether traffic for no service from `sport` (network order) may be a
+/// NAT reply: some NAT real has had a flow with that source port.
+#[inline(always)]
+pub fn may_be_reply(sport: u16) -> bool {
+    let (word, bit) = nat_ports::bit(sport);
+    NAT_REPLY_PORTS.get(word).is_some_and(|w| w & bit != 0)
 }
 
 /// Whether the agent has NAT services (`SETTINGS_F_NAT`): only then can
