@@ -51,8 +51,8 @@ struct Inner {
     df: bool,
 }
 
-/// Encapsulates the frame (of a flow of `family` with `flow_hash` `hash`)
-/// for `real` and sends it to the real's next hop, or answers the client with
+/// Encapsulates the frame (of a flow of `family` with `flow_hash` `hash`,
+/// which only an IPv6 outer header and GUE use) for `real` and sends it to the real's next hop, or answers the client with
 /// ICMP when it would not fit the egress MTU.
 // A BPF-to-BPF call: its locals get their own stack frame instead of adding
 // to the director's (BPF allows 512 bytes per frame). The caller hashes the
@@ -62,7 +62,9 @@ struct Inner {
 // each frame up to 32 bytes, an empty one included).
 #[inline(never)]
 pub fn encapsulate(ctx: &XdpContext, real: &RealInfo, family: u8, hash: u32) -> (u32, Fate) {
-    let Some(mtu) = (unsafe { IFACES.get(real.ifindex) }).map(|i| i.mtu as usize) else {
+    // One lookup of the egress interface for its MTU and, when sending, its MAC.
+    let Some((mtu, mac)) = (unsafe { IFACES.get(real.ifindex) }).map(|i| (i.mtu as usize, i.mac))
+    else {
         return (xdp_action::XDP_ABORTED, Fate::Error);
     };
     let Some(l3) = l3_offset(ctx) else {
@@ -105,7 +107,7 @@ pub fn encapsulate(ctx: &XdpContext, real: &RealInfo, family: u8, hash: u32) -> 
         }
     });
     match built {
-        Some(()) => forward::to_next_hop(ctx, real),
+        Some(()) => forward::send(ctx, real.ifindex, mac, real.mac),
         None => (xdp_action::XDP_ABORTED, Fate::Error),
     }
 }
@@ -219,11 +221,7 @@ fn outer_v4(
         src_addr: src.to_ne_bytes(),
         dst_addr: real.addr[0].to_ne_bytes(),
     };
-    hdr.check = csum::finish(csum::add(
-        &hdr as *const Ipv4Hdr as *const u8,
-        Ipv4Hdr::LEN as u32,
-        0,
-    ));
+    hdr.check = csum::ipv4_header(&hdr);
     let ip: *mut Ipv4Hdr = ptr_at(ctx, l3)?;
     unsafe { *ip = hdr };
     Some(())

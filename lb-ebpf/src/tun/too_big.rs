@@ -121,11 +121,7 @@ fn build4(ctx: &XdpContext, l3: usize, mtu: u16) -> Option<()> {
         src_addr: vip,
         dst_addr: client,
     };
-    hdr.check = csum::finish(csum::add(
-        &hdr as *const Ipv4Hdr as *const u8,
-        Ipv4Hdr::LEN as u32,
-        0,
-    ));
+    hdr.check = csum::ipv4_header(&hdr);
     let ip: *mut Ipv4Hdr = ptr_at(ctx, l3)?;
     unsafe { *ip = hdr };
 
