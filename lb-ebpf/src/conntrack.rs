@@ -10,6 +10,7 @@
 //! `RELEASED` atomically, so exactly one of them uncounts it.
 
 use crate::maps::{CONNTRACK, REAL_CONNS};
+use aya_ebpf::helpers::bpf_ktime_get_coarse_ns;
 // The BPF target declares no atomic types, but BPF has atomic add, exchange
 // and compare-exchange instructions (cpu v3); the intrinsics emit them.
 use core::intrinsics::{AtomicOrdering::Relaxed, atomic_cxchg, atomic_xadd, atomic_xchg};
@@ -17,6 +18,18 @@ use lb_common::{
     FlowKey, FlowState, PROTO_UDP, SETTINGS_F_NODEST_EXPIRE, Settings,
     conn::{self, Dir},
 };
+
+/// The time flows are stamped and judged with: the coarse monotonic clock
+/// (CLOCK_MONOTONIC_COARSE, behind CLOCK_MONOTONIC by at most a tick). Half
+/// the cost of `bpf_ktime_get_ns` on every packet of a service, and timeouts
+/// are whole seconds: a tick early or late does not matter. The agent's
+/// reclaimer and the upkeep program judge with the fine clock; an entry looks
+/// at most a tick older to them.
+#[inline(always)]
+pub fn now() -> u64 {
+    // SAFETY: a helper without arguments.
+    unsafe { bpf_ktime_get_coarse_ns() }
+}
 
 /// The entry of `flow`, whichever service it was recorded for.
 #[inline(always)]

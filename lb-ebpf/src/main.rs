@@ -18,9 +18,7 @@ mod stats;
 mod tun;
 mod upkeep;
 
-use aya_ebpf::{
-    bindings::xdp_action, helpers::bpf_ktime_get_ns, macros::xdp, programs::XdpContext,
-};
+use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use aya_log_ebpf::debug;
 use lb_common::{
     FAMILY_V6, FlowKey, FlowState, PROTO_TCP, REAL_F_DRAINING, REAL_F_REACHABLE, RealInfo,
@@ -76,7 +74,7 @@ fn director(ctx: &XdpContext) -> (u32, Fate) {
         return (xdp_action::XDP_ABORTED, Fate::Error);
     };
     // Read only now: traffic for no service needs no timestamp.
-    let now = unsafe { bpf_ktime_get_ns() };
+    let now = conntrack::now();
 
     // An existing flow keeps its real while it is live and that real is
     // still usable in this service. An ICMP error about a flow (say

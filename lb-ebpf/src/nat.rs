@@ -14,7 +14,7 @@ use crate::{
 };
 use aya_ebpf::{
     bindings::{BPF_FIB_LKUP_RET_SUCCESS, bpf_fib_lookup, xdp_action},
-    helpers::{bpf_fib_lookup as fib_lookup, bpf_ktime_get_ns},
+    helpers::bpf_fib_lookup as fib_lookup,
     programs::XdpContext,
 };
 use core::{
@@ -226,7 +226,7 @@ pub fn reply(ctx: &XdpContext, pkt: &Packet) -> (u32, Fate) {
         return (xdp_action::XDP_ABORTED, Fate::Error);
     };
     // Read only for a reply: traffic that is no flow's needs no timestamp.
-    let now = unsafe { bpf_ktime_get_ns() };
+    let now = conntrack::now();
     if !conntrack::live(entry, now, settings) {
         return NOT_OURS;
     }
