@@ -1714,13 +1714,16 @@ const FIN_ACK: u8 = 0x11;
 const RST: u8 = 0x04;
 const SEC: u64 = 1_000_000_000;
 
-/// Moves flow `key`'s last packet `secs` seconds into the past, as if it
-/// had idled that long.
+/// Moves flow `key`'s creation and last packet `secs` seconds into the
+/// past, as if it had idled that long.
 fn age(d: &mut Director, key: &FlowKey, secs: u64) {
     let mut ct: HashMap<_, FlowKey, FlowState> =
         HashMap::try_from(d.ebpf.map_mut(map_names::CONNTRACK).unwrap()).unwrap();
     let mut v = ct.get(key, 0).unwrap();
+    // Creation too: a new entry's `created_ns` (now) then differs from the
+    // old one's even within one tick of the director's coarse clock.
     v.seen_ns -= secs * SEC;
+    v.created_ns -= secs * SEC;
     ct.insert(*key, v, 0).unwrap();
 }
 
