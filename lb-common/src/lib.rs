@@ -9,6 +9,7 @@
 use core::mem::{align_of, size_of};
 
 pub mod hsiphash;
+pub mod probe;
 
 /// Names of the maps the agent pins under its pin directory (default `/sys/fs/bpf/xlb`).
 pub mod map_names {

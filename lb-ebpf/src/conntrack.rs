@@ -27,6 +27,7 @@ use lb_common::{
 /// at most a tick older to them.
 #[inline(always)]
 pub fn now() -> u64 {
+    crate::probe::hit(lb_common::probe::KTIME_COARSE);
     // SAFETY: a helper without arguments.
     unsafe { bpf_ktime_get_coarse_ns() }
 }
@@ -34,6 +35,7 @@ pub fn now() -> u64 {
 /// The entry of `flow`, whichever service it was recorded for.
 #[inline(always)]
 pub fn lookup(flow: &FlowKey) -> Option<*mut FlowState> {
+    crate::probe::hit(lb_common::probe::CONNTRACK);
     CONNTRACK.get_ptr_mut(flow)
 }
 
@@ -45,6 +47,7 @@ pub fn count(real_id: u32, state: u32, delta: u64) {
     if !conn::is_counted(state) {
         return;
     }
+    crate::probe::hit(lb_common::probe::REAL_CONNS);
     let Some(c) = REAL_CONNS.get_ptr_mut(real_id) else {
         return;
     };
@@ -91,6 +94,7 @@ pub fn record(flow: &FlowKey, service_id: u32, real_id: u32, state: u32, now: u6
         seen_ns: now,
         state: state as u64,
     };
+    crate::probe::hit(lb_common::probe::CONNTRACK_UPDATE);
     if CONNTRACK.insert(flow, entry, 0).is_err() {
         return false;
     }
@@ -169,5 +173,6 @@ pub fn expire_nodest(settings: &Settings) -> bool {
 #[inline(always)]
 pub fn forget(flow: &FlowKey, entry: *mut FlowState) {
     release(entry);
+    crate::probe::hit(lb_common::probe::CONNTRACK_UPDATE);
     let _ = CONNTRACK.remove(flow);
 }

@@ -13,6 +13,7 @@ mod icmp_nat;
 mod maps;
 mod nat;
 mod parse;
+mod probe;
 mod sched;
 mod stats;
 mod tun;
@@ -58,6 +59,7 @@ fn director(ctx: &XdpContext) -> (u32, Fate) {
         proto: flow.proto,
         family: flow.family,
     };
+    crate::probe::hit(lb_common::probe::SERVICES);
     let Some(service) = (unsafe { SERVICES.get(key) }) else {
         // Not for a service; perhaps a real server's reply to a NAT flow,
         // if there are NAT services and a NAT real uses its source port
@@ -70,6 +72,7 @@ fn director(ctx: &XdpContext) -> (u32, Fate) {
     if service.flags & SERVICE_F_ACTIVE == 0 {
         return (xdp_action::XDP_PASS, Fate::Pass);
     }
+    crate::probe::hit(lb_common::probe::SETTINGS);
     let Some(settings) = SETTINGS.get(0) else {
         return (xdp_action::XDP_ABORTED, Fate::Error);
     };
@@ -242,6 +245,7 @@ fn flow_real(
 /// The real server `id` if it belongs to `service_id` and can take packets.
 #[inline(always)]
 fn usable(id: u32, service_id: u32) -> Option<(u32, &'static RealInfo)> {
+    crate::probe::hit(lb_common::probe::REALS);
     let real = REALS.get(id)?;
     (real.flags & REAL_F_REACHABLE != 0 && real.service_id == service_id).then_some((id, real))
 }

@@ -122,6 +122,7 @@ fn route(ctx: &XdpContext, family: u8, proto: u8, src: &[u32; 4], dst: &[u32; 4]
         params.__bindgen_anon_3.ipv6_src = *src;
         params.__bindgen_anon_4.ipv6_dst = *dst;
     }
+    crate::probe::hit(lb_common::probe::FIB_LOOKUP);
     let rc = unsafe {
         fib_lookup(
             ctx.ctx as *mut _,
@@ -148,6 +149,9 @@ pub fn inbound(ctx: &XdpContext, pkt: &Packet, real: &RealInfo, new_flow: bool) 
             return (xdp_action::XDP_ABORTED, Fate::Error);
         };
         return route(ctx, pkt.flow.family, pkt.flow.proto, &src, &real.addr);
+    }
+    if new_flow {
+        crate::probe::hit(lb_common::probe::NAT_REPLIES_UPDATE);
     }
     if new_flow
         && NAT_REPLIES
@@ -176,6 +180,7 @@ pub fn inbound(ctx: &XdpContext, pkt: &Packet, real: &RealInfo, new_flow: bool) 
 #[inline(always)]
 fn reply_port(port: u16) {
     let (word, bit) = nat_ports::bit(port);
+    crate::probe::hit(lb_common::probe::NAT_REPLY_PORTS);
     let Some(w) = NAT_REPLY_PORTS.get_ptr_mut(word) else {
         return;
     };
@@ -193,6 +198,7 @@ fn reply_port(port: u16) {
 #[inline(always)]
 pub fn may_be_reply(sport: u16) -> bool {
     let (word, bit) = nat_ports::bit(sport);
+    crate::probe::hit(lb_common::probe::NAT_REPLY_PORTS);
     NAT_REPLY_PORTS.get(word).is_some_and(|w| w & bit != 0)
 }
 
@@ -200,6 +206,7 @@ pub fn may_be_reply(sport: u16) -> bool {
 /// traffic for no service be a NAT reply.
 #[inline(always)]
 pub fn configured() -> bool {
+    crate::probe::hit(lb_common::probe::SETTINGS);
     SETTINGS
         .get(0)
         .is_some_and(|s| s.flags & SETTINGS_F_NAT != 0)
@@ -214,14 +221,17 @@ pub fn configured() -> bool {
 #[inline(never)]
 pub fn reply(ctx: &XdpContext, pkt: &Packet) -> (u32, Fate) {
     const NOT_OURS: (u32, Fate) = (xdp_action::XDP_PASS, Fate::Pass);
+    crate::probe::hit(lb_common::probe::NAT_REPLIES);
     let Some(client) = (unsafe { NAT_REPLIES.get(pkt.flow) }) else {
         return NOT_OURS;
     };
     let client = *client;
+    crate::probe::hit(lb_common::probe::CONNTRACK);
     let Some(entry) = CONNTRACK.get_ptr_mut(client) else {
         return NOT_OURS;
     };
     // An expired flow is gone (IPVS: no connection, the reply is not ours).
+    crate::probe::hit(lb_common::probe::SETTINGS);
     let Some(settings) = SETTINGS.get(0) else {
         return (xdp_action::XDP_ABORTED, Fate::Error);
     };

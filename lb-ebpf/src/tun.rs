@@ -63,6 +63,7 @@ struct Inner {
 #[inline(never)]
 pub fn encapsulate(ctx: &XdpContext, real: &RealInfo, family: u8, hash: u32) -> (u32, Fate) {
     // One lookup of the egress interface for its MTU and, when sending, its MAC.
+    crate::probe::hit(lb_common::probe::IFACES);
     let Some((mtu, mac)) = (unsafe { IFACES.get(real.ifindex) }).map(|i| (i.mtu as usize, i.mac))
     else {
         return (xdp_action::XDP_ABORTED, Fate::Error);
@@ -159,6 +160,7 @@ fn prepend(ctx: &XdpContext, l3: usize, overhead: usize) -> Option<()> {
         let vlan: *const VlanHdr = ptr_at(ctx, EthHdr::LEN)?;
         unsafe { (*vlan).tci }
     };
+    crate::probe::hit(lb_common::probe::ADJUST);
     if unsafe { bpf_xdp_adjust_head(ctx.ctx, -(overhead as i32)) } != 0 {
         return None;
     }
@@ -204,6 +206,7 @@ fn outer_v4(
     inner: &Inner,
     overhead: usize,
 ) -> Option<()> {
+    crate::probe::hit(lb_common::probe::SETTINGS);
     let src = SETTINGS.get(0)?.tun_src_v4[0];
     if src == 0 {
         return None;
@@ -236,6 +239,7 @@ fn outer_v6(
     overhead: usize,
     hash: u32,
 ) -> Option<()> {
+    crate::probe::hit(lb_common::probe::SETTINGS);
     let src = SETTINGS.get(0)?.tun_src_v6;
     if src == [0; 4] {
         return None;

@@ -10,6 +10,7 @@ use network_types::ip::Ipv4Hdr;
 /// readable by the caller) to the partial sum `seed`.
 #[inline(always)]
 pub fn add(ptr: *const u8, len: u32, seed: u32) -> u32 {
+    crate::probe::hit(lb_common::probe::CSUM_DIFF);
     let sum = unsafe { bpf_csum_diff(core::ptr::null_mut(), 0, ptr as *mut u32, len, seed) };
     sum as u32
 }
