@@ -9,6 +9,7 @@
 use core::mem::{align_of, size_of};
 
 pub mod hsiphash;
+pub mod probe;
 
 /// Names of the maps the agent pins under its pin directory (default `/sys/fs/bpf/xlb`).
 pub mod map_names {
@@ -24,6 +25,8 @@ pub mod map_names {
     pub const SETTINGS: &str = "SETTINGS";
     pub const REAL_CONNS: &str = "REAL_CONNS";
     pub const NAT_REPLIES: &str = "NAT_REPLIES";
+    /// Bitmap of the source ports NAT replies may come from (`nat_ports`).
+    pub const NAT_REPLY_PORTS: &str = "NAT_REPLY_PORTS";
     pub const SERVICE_REALS: &str = "SERVICE_REALS";
     pub const SCHED_CURSORS: &str = "SCHED_CURSORS";
     pub const REAL_OVERLOAD: &str = "REAL_OVERLOAD";
@@ -35,7 +38,7 @@ pub mod map_names {
     /// One `upkeep::Summary`: what the reclaimer's last pass found.
     pub const UPKEEP: &str = "UPKEEP";
     /// Every pinned map, in a stable order.
-    pub const ALL: [&str; 20] = [
+    pub const ALL: [&str; 21] = [
         SERVICES,
         REALS,
         MAGLEV,
@@ -50,6 +53,7 @@ pub mod map_names {
         UPKEEP_OPS,
         UPKEEP,
         NAT_REPLIES,
+        NAT_REPLY_PORTS,
         SERVICE_REALS,
         SCHED_CURSORS,
         REAL_OVERLOAD,
@@ -480,11 +484,24 @@ pub const SETTINGS_F_CONN_REUSE: u32 = 4;
 /// there after a close.
 pub const SETTINGS_F_CONN_REUSE_FIN_WAIT: u32 = 8;
 
+/// The NAT reply port bitmap (`map_names::NAT_REPLY_PORTS`): bit `port % 64`
+/// of word `port / 64`, for a port as it sits in the packet (network order).
+pub mod nat_ports {
+    /// Words of 64 bits: one bit per port.
+    pub const WORDS: u32 = 65536 / 64;
+
+    /// The word and the bit of `port` (network order, as in `FlowKey`).
+    #[inline(always)]
+    pub const fn bit(port: u16) -> (u32, u64) {
+        ((port >> 6) as u32, 1 << (port & 63))
+    }
+}
+
 /// Version of the maps' layout and meaning, stamped into `SETTINGS`. Bump it
 /// whenever a map's key or value changes in meaning without changing size
 /// (sizes are compared separately), so a new agent never adopts maps it
 /// would misread.
-pub const MAP_LAYOUT_VERSION: u32 = 4;
+pub const MAP_LAYOUT_VERSION: u32 = 5;
 
 /// Connection counts of one real server, as ipvsadm's ActiveConn / InActConn.
 #[repr(C)]

@@ -10,6 +10,7 @@
 //! `RELEASED` atomically, so exactly one of them uncounts it.
 
 use crate::maps::{CONNTRACK, REAL_CONNS};
+use aya_ebpf::helpers::bpf_ktime_get_coarse_ns;
 // The BPF target declares no atomic types, but BPF has atomic add, exchange
 // and compare-exchange instructions (cpu v3); the intrinsics emit them.
 use core::intrinsics::{AtomicOrdering::Relaxed, atomic_cxchg, atomic_xadd, atomic_xchg};
@@ -18,9 +19,23 @@ use lb_common::{
     conn::{self, Dir},
 };
 
+/// The time flows are stamped and judged with: the coarse monotonic clock
+/// (CLOCK_MONOTONIC_COARSE, behind CLOCK_MONOTONIC by at most a tick). Half
+/// the cost of `bpf_ktime_get_ns` on every packet of a service, and timeouts
+/// are whole seconds: a tick early or late does not matter. The agent's
+/// reclaimer and the upkeep program judge with the fine clock; an entry looks
+/// at most a tick older to them.
+#[inline(always)]
+pub fn now() -> u64 {
+    crate::probe::hit(lb_common::probe::KTIME_COARSE);
+    // SAFETY: a helper without arguments.
+    unsafe { bpf_ktime_get_coarse_ns() }
+}
+
 /// The entry of `flow`, whichever service it was recorded for.
 #[inline(always)]
 pub fn lookup(flow: &FlowKey) -> Option<*mut FlowState> {
+    crate::probe::hit(lb_common::probe::CONNTRACK);
     CONNTRACK.get_ptr_mut(flow)
 }
 
@@ -32,6 +47,7 @@ pub fn count(real_id: u32, state: u32, delta: u64) {
     if !conn::is_counted(state) {
         return;
     }
+    crate::probe::hit(lb_common::probe::REAL_CONNS);
     let Some(c) = REAL_CONNS.get_ptr_mut(real_id) else {
         return;
     };
@@ -78,6 +94,7 @@ pub fn record(flow: &FlowKey, service_id: u32, real_id: u32, state: u32, now: u6
         seen_ns: now,
         state: state as u64,
     };
+    crate::probe::hit(lb_common::probe::CONNTRACK_UPDATE);
     if CONNTRACK.insert(flow, entry, 0).is_err() {
         return false;
     }
@@ -156,5 +173,6 @@ pub fn expire_nodest(settings: &Settings) -> bool {
 #[inline(always)]
 pub fn forget(flow: &FlowKey, entry: *mut FlowState) {
     release(entry);
+    crate::probe::hit(lb_common::probe::CONNTRACK_UPDATE);
     let _ = CONNTRACK.remove(flow);
 }

@@ -24,6 +24,7 @@ pub fn send(ctx: &XdpContext, ifindex: u32, src: [u8; 6], dst: [u8; 6]) -> (u32,
     if ifindex == ctx.ingress_ifindex() as u32 {
         return (xdp_action::XDP_TX, Fate::Tx);
     }
+    crate::probe::hit(lb_common::probe::REDIRECT);
     match TX_PORTS.redirect(ifindex, 0) {
         Ok(action) => (action, Fate::Redirect),
         Err(_) => (xdp_action::XDP_ABORTED, Fate::Error),
@@ -43,6 +44,7 @@ pub fn direct_route(ctx: &XdpContext, real: &RealInfo) -> (u32, Fate) {
 /// XDP_REDIRECT through `TX_PORTS`.
 #[inline(always)]
 pub fn to_next_hop(ctx: &XdpContext, real: &RealInfo) -> (u32, Fate) {
+    crate::probe::hit(lb_common::probe::IFACES);
     let Some(iface) = (unsafe { IFACES.get(real.ifindex) }) else {
         return (xdp_action::XDP_ABORTED, Fate::Error);
     };

@@ -13,18 +13,17 @@ mod icmp_nat;
 mod maps;
 mod nat;
 mod parse;
+mod probe;
 mod sched;
 mod stats;
 mod tun;
 mod upkeep;
 
-use aya_ebpf::{
-    bindings::xdp_action, helpers::bpf_ktime_get_ns, macros::xdp, programs::XdpContext,
-};
+use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use aya_log_ebpf::debug;
 use lb_common::{
-    FlowState, PROTO_TCP, REAL_F_DRAINING, REAL_F_REACHABLE, RealInfo, SERVICE_F_ACTIVE,
-    SERVICE_F_PERSISTENT, ServiceInfo, ServiceKey, Settings,
+    FAMILY_V6, FlowKey, FlowState, PROTO_TCP, REAL_F_DRAINING, REAL_F_REACHABLE, RealInfo,
+    SERVICE_F_ACTIVE, SERVICE_F_PERSISTENT, ServiceInfo, ServiceKey, Settings,
     conn::{self, Dir},
     flow_hash, method,
 };
@@ -54,27 +53,31 @@ fn director(ctx: &XdpContext) -> (u32, Fate) {
         Err(Skip::Fragment) => return (xdp_action::XDP_PASS, Fate::Fragment),
     };
     let flow = &pkt.flow;
-    let now = unsafe { bpf_ktime_get_ns() };
     let key = ServiceKey {
         addr: flow.dst,
         port: flow.dport,
         proto: flow.proto,
         family: flow.family,
     };
+    crate::probe::hit(lb_common::probe::SERVICES);
     let Some(service) = (unsafe { SERVICES.get(key) }) else {
         // Not for a service; perhaps a real server's reply to a NAT flow,
-        // if there are NAT services (else the reply lookup is saved).
-        if !nat::configured() {
+        // if there are NAT services and a NAT real uses its source port
+        // (else the reply lookup is saved).
+        if !nat::configured() || !nat::may_be_reply(flow.sport) {
             return (xdp_action::XDP_PASS, Fate::Pass);
         }
-        return nat::reply(ctx, &pkt, now);
+        return nat::reply(ctx, &pkt);
     };
     if service.flags & SERVICE_F_ACTIVE == 0 {
         return (xdp_action::XDP_PASS, Fate::Pass);
     }
+    crate::probe::hit(lb_common::probe::SETTINGS);
     let Some(settings) = SETTINGS.get(0) else {
         return (xdp_action::XDP_ABORTED, Fate::Error);
     };
+    // Read only now: traffic for no service needs no timestamp.
+    let now = conntrack::now();
 
     // An existing flow keeps its real while it is live and that real is
     // still usable in this service. An ICMP error about a flow (say
@@ -147,13 +150,24 @@ fn director(ctx: &XdpContext) -> (u32, Fate) {
     let verdict = match real.method {
         method::DR => forward::direct_route(ctx, real),
         method::NAT => nat::inbound(ctx, &pkt, real, new_flow),
-        method::TUN => tun::encapsulate(ctx, real, flow.family, flow_hash(flow)),
+        method::TUN => tun::encapsulate(ctx, real, flow.family, tun_hash(flow, real)),
         _ => (xdp_action::XDP_ABORTED, Fate::Error),
     };
     if matches!(verdict.1, Fate::Tx | Fate::Redirect) {
         stats::forwarded(service.id, real_id, bytes, new_conn);
     }
     verdict
+}
+
+/// The flow hash a tunnel carries (IPv6 flow label, GUE source port), or 0
+/// for IPv4 IPIP, whose header has no place for it: hashing costs ~20 ns.
+#[inline(always)]
+fn tun_hash(flow: &FlowKey, real: &RealInfo) -> u32 {
+    if real.family == FAMILY_V6 || real.tun_type == lb_common::tun::GUE {
+        flow_hash(flow)
+    } else {
+        0
+    }
 }
 
 /// What the flow table entry means for the packet at hand.
@@ -231,6 +245,7 @@ fn flow_real(
 /// The real server `id` if it belongs to `service_id` and can take packets.
 #[inline(always)]
 fn usable(id: u32, service_id: u32) -> Option<(u32, &'static RealInfo)> {
+    crate::probe::hit(lb_common::probe::REALS);
     let real = REALS.get(id)?;
     (real.flags & REAL_F_REACHABLE != 0 && real.service_id == service_id).then_some((id, real))
 }

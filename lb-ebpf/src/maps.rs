@@ -8,7 +8,7 @@ use aya_ebpf::{
 };
 use lb_common::{
     Affinity, Counters, FlowKey, FlowState, GlobalCounters, IfaceInfo, RealConns, RealInfo,
-    ReplicaSet, ServiceAddr, ServiceInfo, ServiceKey, Settings, defaults, sizes, upkeep,
+    ReplicaSet, ServiceAddr, ServiceInfo, ServiceKey, Settings, defaults, nat_ports, sizes, upkeep,
 };
 
 const MAX_SERVICES: usize = defaults::MAX_SERVICES as usize;
@@ -71,6 +71,13 @@ pub static REAL_CONNS: Array<RealConns, MAX_REALS> = Array::new();
 #[btf_map]
 pub static NAT_REPLIES: LruHashMap<FlowKey, FlowKey, { defaults::CONNTRACK_SIZE as usize }> =
     LruHashMap::new();
+/// The source ports of every NAT real that has had a flow since the maps
+/// were made (`nat_ports::bit`): traffic for no service from any other
+/// port cannot be a NAT reply and passes without the `NAT_REPLIES` lookup.
+/// Set by the director when it records a flow's reply entry; never
+/// cleared (a stale bit only costs that lookup), pinned with `NAT_REPLIES`.
+#[btf_map]
+pub static NAT_REPLY_PORTS: Array<u64, { nat_ports::WORDS as usize }> = Array::new();
 /// Each service's reals in configured order (IPVS's list order), two buffers
 /// per service, ended by `REAL_NONE`: slot `(id × 2 + buffer) × 256 + i`.
 #[btf_map]

@@ -8,7 +8,7 @@ use crate::{
     conntrack, csum,
     forward::send,
     icmp_nat::{self, Way},
-    maps::{CONNTRACK, NAT_REPLIES, SETTINGS},
+    maps::{CONNTRACK, NAT_REPLIES, NAT_REPLY_PORTS, SETTINGS},
     parse::{self, Packet, ptr_at},
     stats::Fate,
 };
@@ -17,8 +17,11 @@ use aya_ebpf::{
     helpers::bpf_fib_lookup as fib_lookup,
     programs::XdpContext,
 };
-use core::mem::size_of;
-use lb_common::{FAMILY_V4, PROTO_TCP, PROTO_UDP, RealInfo, SETTINGS_F_NAT};
+use core::{
+    intrinsics::{AtomicOrdering::Relaxed, atomic_or},
+    mem::size_of,
+};
+use lb_common::{FAMILY_V4, PROTO_TCP, PROTO_UDP, RealInfo, SETTINGS_F_NAT, nat_ports};
 
 const AF_INET: u8 = 2;
 const AF_INET6: u8 = 10;
@@ -119,6 +122,7 @@ fn route(ctx: &XdpContext, family: u8, proto: u8, src: &[u32; 4], dst: &[u32; 4]
         params.__bindgen_anon_3.ipv6_src = *src;
         params.__bindgen_anon_4.ipv6_dst = *dst;
     }
+    crate::probe::hit(lb_common::probe::FIB_LOOKUP);
     let rc = unsafe {
         fib_lookup(
             ctx.ctx as *mut _,
@@ -146,12 +150,18 @@ pub fn inbound(ctx: &XdpContext, pkt: &Packet, real: &RealInfo, new_flow: bool) 
         };
         return route(ctx, pkt.flow.family, pkt.flow.proto, &src, &real.addr);
     }
+    if new_flow {
+        crate::probe::hit(lb_common::probe::NAT_REPLIES_UPDATE);
+    }
     if new_flow
         && NAT_REPLIES
             .insert(pkt.flow.nat_reply(real), pkt.flow, 0)
             .is_err()
     {
         return (xdp_action::XDP_ABORTED, Fate::Error);
+    }
+    if new_flow {
+        reply_port(real.port);
     }
     if rewrite(ctx, pkt, End::Dst, &real.addr, real.port).is_none() {
         return (xdp_action::XDP_ABORTED, Fate::Error);
@@ -165,10 +175,38 @@ pub fn inbound(ctx: &XdpContext, pkt: &Packet, real: &RealInfo, new_flow: bool) 
     )
 }
 
+/// Marks `port` (network order) as one NAT replies come from. Atomic: other
+/// CPUs set other bits of the same word.
+#[inline(always)]
+fn reply_port(port: u16) {
+    let (word, bit) = nat_ports::bit(port);
+    crate::probe::hit(lb_common::probe::NAT_REPLY_PORTS);
+    let Some(w) = NAT_REPLY_PORTS.get_ptr_mut(word) else {
+        return;
+    };
+    // SAFETY: the map value lives as long as the map. Read first: the
+    // common case (already set) then writes nothing to a shared line.
+    unsafe {
+        if *w & bit == 0 {
+            atomic_or::<u64, u64, { Relaxed }>(w, bit);
+        }
+    }
+}
+
+/// Whether traffic for no service from `sport` (network order) may be a
+/// NAT reply: some NAT real has had a flow with that source port.
+#[inline(always)]
+pub fn may_be_reply(sport: u16) -> bool {
+    let (word, bit) = nat_ports::bit(sport);
+    crate::probe::hit(lb_common::probe::NAT_REPLY_PORTS);
+    NAT_REPLY_PORTS.get(word).is_some_and(|w| w & bit != 0)
+}
+
 /// Whether the agent has NAT services (`SETTINGS_F_NAT`): only then can
 /// traffic for no service be a NAT reply.
 #[inline(always)]
 pub fn configured() -> bool {
+    crate::probe::hit(lb_common::probe::SETTINGS);
     SETTINGS
         .get(0)
         .is_some_and(|s| s.flags & SETTINGS_F_NAT != 0)
@@ -181,19 +219,24 @@ pub fn configured() -> bool {
 /// not move the flow's state.
 // Not inlined, as `inbound`.
 #[inline(never)]
-pub fn reply(ctx: &XdpContext, pkt: &Packet, now: u64) -> (u32, Fate) {
+pub fn reply(ctx: &XdpContext, pkt: &Packet) -> (u32, Fate) {
     const NOT_OURS: (u32, Fate) = (xdp_action::XDP_PASS, Fate::Pass);
+    crate::probe::hit(lb_common::probe::NAT_REPLIES);
     let Some(client) = (unsafe { NAT_REPLIES.get(pkt.flow) }) else {
         return NOT_OURS;
     };
     let client = *client;
+    crate::probe::hit(lb_common::probe::CONNTRACK);
     let Some(entry) = CONNTRACK.get_ptr_mut(client) else {
         return NOT_OURS;
     };
     // An expired flow is gone (IPVS: no connection, the reply is not ours).
+    crate::probe::hit(lb_common::probe::SETTINGS);
     let Some(settings) = SETTINGS.get(0) else {
         return (xdp_action::XDP_ABORTED, Fate::Error);
     };
+    // Read only for a reply: traffic that is no flow's needs no timestamp.
+    let now = conntrack::now();
     if !conntrack::live(entry, now, settings) {
         return NOT_OURS;
     }

@@ -23,6 +23,7 @@ pub enum Fate {
 
 #[inline(always)]
 pub fn global(fate: Fate) {
+    crate::probe::hit(lb_common::probe::STATS);
     let Some(c) = GLOBAL_STATS.get_ptr_mut(0) else {
         return;
     };
@@ -65,6 +66,7 @@ pub enum Event {
 
 #[inline(always)]
 pub fn event(event: Event) {
+    crate::probe::hit(lb_common::probe::STATS);
     let Some(c) = GLOBAL_STATS.get_ptr_mut(0) else {
         return;
     };
@@ -78,6 +80,7 @@ pub fn event(event: Event) {
 
 #[inline(always)]
 fn add<const N: usize>(map: &PerCpuArray<Counters, N>, index: u32, bytes: u64, new_conn: bool) {
+    crate::probe::hit(lb_common::probe::STATS);
     if let Some(c) = map.get_ptr_mut(index) {
         let c = unsafe { &mut *c };
         c.packets += 1;

@@ -51,8 +51,8 @@ struct Inner {
     df: bool,
 }
 
-/// Encapsulates the frame (of a flow of `family` with `flow_hash` `hash`)
-/// for `real` and sends it to the real's next hop, or answers the client with
+/// Encapsulates the frame (of a flow of `family` with `flow_hash` `hash`,
+/// which only an IPv6 outer header and GUE use) for `real` and sends it to the real's next hop, or answers the client with
 /// ICMP when it would not fit the egress MTU.
 // A BPF-to-BPF call: its locals get their own stack frame instead of adding
 // to the director's (BPF allows 512 bytes per frame). The caller hashes the
@@ -62,7 +62,10 @@ struct Inner {
 // each frame up to 32 bytes, an empty one included).
 #[inline(never)]
 pub fn encapsulate(ctx: &XdpContext, real: &RealInfo, family: u8, hash: u32) -> (u32, Fate) {
-    let Some(mtu) = (unsafe { IFACES.get(real.ifindex) }).map(|i| i.mtu as usize) else {
+    // One lookup of the egress interface for its MTU and, when sending, its MAC.
+    crate::probe::hit(lb_common::probe::IFACES);
+    let Some((mtu, mac)) = (unsafe { IFACES.get(real.ifindex) }).map(|i| (i.mtu as usize, i.mac))
+    else {
         return (xdp_action::XDP_ABORTED, Fate::Error);
     };
     let Some(l3) = l3_offset(ctx) else {
@@ -105,7 +108,7 @@ pub fn encapsulate(ctx: &XdpContext, real: &RealInfo, family: u8, hash: u32) -> 
         }
     });
     match built {
-        Some(()) => forward::to_next_hop(ctx, real),
+        Some(()) => forward::send(ctx, real.ifindex, mac, real.mac),
         None => (xdp_action::XDP_ABORTED, Fate::Error),
     }
 }
@@ -157,6 +160,7 @@ fn prepend(ctx: &XdpContext, l3: usize, overhead: usize) -> Option<()> {
         let vlan: *const VlanHdr = ptr_at(ctx, EthHdr::LEN)?;
         unsafe { (*vlan).tci }
     };
+    crate::probe::hit(lb_common::probe::ADJUST);
     if unsafe { bpf_xdp_adjust_head(ctx.ctx, -(overhead as i32)) } != 0 {
         return None;
     }
@@ -202,6 +206,7 @@ fn outer_v4(
     inner: &Inner,
     overhead: usize,
 ) -> Option<()> {
+    crate::probe::hit(lb_common::probe::SETTINGS);
     let src = SETTINGS.get(0)?.tun_src_v4[0];
     if src == 0 {
         return None;
@@ -219,11 +224,7 @@ fn outer_v4(
         src_addr: src.to_ne_bytes(),
         dst_addr: real.addr[0].to_ne_bytes(),
     };
-    hdr.check = csum::finish(csum::add(
-        &hdr as *const Ipv4Hdr as *const u8,
-        Ipv4Hdr::LEN as u32,
-        0,
-    ));
+    hdr.check = csum::ipv4_header(&hdr);
     let ip: *mut Ipv4Hdr = ptr_at(ctx, l3)?;
     unsafe { *ip = hdr };
     Some(())
@@ -238,6 +239,7 @@ fn outer_v6(
     overhead: usize,
     hash: u32,
 ) -> Option<()> {
+    crate::probe::hit(lb_common::probe::SETTINGS);
     let src = SETTINGS.get(0)?.tun_src_v6;
     if src == [0; 4] {
         return None;

@@ -15,7 +15,7 @@ use lb_common::{
     ConnCounts, Counters, FAMILY_V4, FAMILY_V6, FlowKey, FlowState, GlobalCounters, IfaceInfo,
     PROG_DIRECTOR, PROG_UPKEEP, REAL_F_PRESENT, REAL_F_REACHABLE, RealConns, RealInfo,
     SERVICE_F_ACTIVE, SETTINGS_F_CONN_REUSE, SETTINGS_F_CONN_REUSE_FIN_WAIT, SETTINGS_F_NAT,
-    ServiceInfo, ServiceKey, Settings, globals, map_names, method, sched, upkeep,
+    ServiceInfo, ServiceKey, Settings, globals, map_names, method, nat_ports, sched, upkeep,
 };
 use xlb_testbed::{netns::Netns, xdp};
 
@@ -1042,6 +1042,68 @@ fn without_nat_services_replies_are_not_looked_up() {
 }
 
 #[test]
+fn only_source_ports_nat_reals_answer_from_are_looked_up_as_replies() {
+    with_nat_director(|d, fa, fb| {
+        d.service_with(addr4(VIP4), FAMILY_V4, 80, IP_TCP, 0, method::NAT);
+        d.nat_real(1, 0, addr4(RIP4), FAMILY_V4, 8080);
+        d.table(0, 1);
+        let ports: Array<&MapData, u64> =
+            Array::try_from(d.ebpf.map(map_names::NAT_REPLY_PORTS).unwrap()).unwrap();
+        let (word, bit) = nat_ports::bit(8080u16.to_be());
+        assert_eq!(ports.get(&word, 0).unwrap() & bit, 0);
+        let syn = frame4(
+            CLIENT4,
+            VIP4,
+            &tcp(40000, 80),
+            IP_TCP,
+            (DIRECTOR_MAC, CLIENT_MAC),
+        );
+        assert_eq!(d.run(&syn, fb).0, XDP_REDIRECT);
+        // The flow marked its real's port, and only that one.
+        let ports: Array<&MapData, u64> =
+            Array::try_from(d.ebpf.map(map_names::NAT_REPLY_PORTS).unwrap()).unwrap();
+        let marked: u32 = (0..nat_ports::WORDS)
+            .map(|w| ports.get(&w, 0).unwrap().count_ones())
+            .sum();
+        assert_eq!((ports.get(&word, 0).unwrap() & bit, marked), (bit, 1));
+        // A reply entry for another source port (as if it were stale, or
+        // made by anything but a flow) is never consulted: that traffic
+        // passes without the NAT_REPLIES lookup.
+        let from_9090 = FlowKey {
+            src: addr4(RIP4),
+            dst: addr4(CLIENT4),
+            sport: 9090u16.to_be(),
+            dport: 40000u16.to_be(),
+            proto: IP_TCP,
+            family: FAMILY_V4,
+            _pad: [0; 2],
+        };
+        let mut replies: HashMap<_, FlowKey, FlowKey> =
+            HashMap::try_from(d.ebpf.map_mut(map_names::NAT_REPLIES).unwrap()).unwrap();
+        replies
+            .insert(from_9090, flow_of_tcp4(40000, 80), 0)
+            .unwrap();
+        let other = frame4(
+            RIP4,
+            CLIENT4,
+            &tcp(9090, 40000),
+            IP_TCP,
+            (FA_MAC, REAL_A_MAC),
+        );
+        assert_eq!(d.run(&other, fa), (XDP_PASS, other.clone()));
+        // The real's own port is still a reply.
+        let reply = frame4(
+            RIP4,
+            CLIENT4,
+            &tcp(8080, 40000),
+            IP_TCP,
+            (FA_MAC, REAL_A_MAC),
+        );
+        assert_eq!(d.run(&reply, fa).0, XDP_REDIRECT);
+    });
+}
+
+#[test]
 fn nat_over_ipv6_udp_rewrites_both_directions() {
     with_nat_director(|d, fa, fb| {
         d.service_with(addr6(VIP6), FAMILY_V6, 53, IP_UDP, 0, method::NAT);
@@ -1714,13 +1776,16 @@ const FIN_ACK: u8 = 0x11;
 const RST: u8 = 0x04;
 const SEC: u64 = 1_000_000_000;
 
-/// Moves flow `key`'s last packet `secs` seconds into the past, as if it
-/// had idled that long.
+/// Moves flow `key`'s creation and last packet `secs` seconds into the
+/// past, as if it had idled that long.
 fn age(d: &mut Director, key: &FlowKey, secs: u64) {
     let mut ct: HashMap<_, FlowKey, FlowState> =
         HashMap::try_from(d.ebpf.map_mut(map_names::CONNTRACK).unwrap()).unwrap();
     let mut v = ct.get(key, 0).unwrap();
+    // Creation too: a new entry's `created_ns` (now) then differs from the
+    // old one's even within one tick of the director's coarse clock.
     v.seen_ns -= secs * SEC;
+    v.created_ns -= secs * SEC;
     ct.insert(*key, v, 0).unwrap();
 }
 

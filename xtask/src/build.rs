@@ -48,6 +48,31 @@ pub fn ebpf(need: Need) -> Result<PathBuf> {
     Ok(ebpf_object())
 }
 
+/// The director built with lb-ebpf's `count` feature (profile `count`, its
+/// own output directory): every map access and helper call counted per site
+/// in `PROBES`, for the bench's per-path explanation. Never shipped.
+pub fn ebpf_counting() -> Result<PathBuf> {
+    let major = setup::nightly_llvm_major()?;
+    run_checked(
+        Command::new("cargo")
+            .args([
+                "+nightly",
+                "build",
+                "--profile",
+                "count",
+                "--features",
+                "count",
+            ])
+            .args(["--bin", "lb-ebpf", "--target-dir"])
+            .arg(root().join("target/ebpf"))
+            .current_dir(root().join("lb-ebpf"))
+            .env("PATH", setup::build_path(major))
+            .env_remove("RUSTFLAGS")
+            .env_remove("RUSTC_WORKSPACE_WRAPPER"),
+    )?;
+    Ok(root().join("target/ebpf/bpfel-unknown-none/count/lb-ebpf"))
+}
+
 /// The agent binary (release), with the object embedded.
 pub fn agent() -> Result<PathBuf> {
     run_checked(

@@ -19,6 +19,7 @@ unsafe extern "C" fn call<S: Step>(i: u64, ctx: *mut c_void) -> i64 {
 pub fn each<S: Step>(n: u32, s: &mut S) {
     // The callback must reach the kernel as a function reference (BPF_PSEUDO_FUNC).
     let f = call::<S> as unsafe extern "C" fn(u64, *mut c_void) -> i64;
+    crate::probe::hit(lb_common::probe::LOOP);
     unsafe {
         bpf_loop(n, f as *mut c_void, s as *mut S as *mut c_void, 0);
     }

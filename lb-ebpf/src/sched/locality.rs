@@ -66,7 +66,9 @@ fn key(service: &ServiceInfo, flow: &FlowKey) -> ServiceAddr {
 #[inline(always)]
 pub fn lblc(service: &ServiceInfo, flow: &FlowKey) -> Option<u32> {
     let key = key(service, flow);
+    crate::probe::hit(lb_common::probe::KTIME);
     let now = unsafe { bpf_ktime_get_ns() };
+    crate::probe::hit(lb_common::probe::LOCALITY);
     if let Some(entry) = LBLC.get_ptr_mut(key) {
         let entry = unsafe { &mut *entry };
         if now.wrapping_sub(entry.last_ns) < LOCALITY_EXPIRE_NS {
@@ -85,6 +87,7 @@ pub fn lblc(service: &ServiceInfo, flow: &FlowKey) -> Option<u32> {
         _pad: 0,
         last_ns: now,
     };
+    crate::probe::hit(lb_common::probe::AFFINITY_UPDATE);
     let _ = LBLC.insert(key, entry, 0);
     Some(id)
 }
@@ -202,7 +205,9 @@ impl Step for Contains {
 #[inline(always)]
 pub fn lblcr(service: &ServiceInfo, flow: &FlowKey) -> Option<u32> {
     let key = key(service, flow);
+    crate::probe::hit(lb_common::probe::KTIME);
     let now = unsafe { bpf_ktime_get_ns() };
+    crate::probe::hit(lb_common::probe::LOCALITY);
     if let Some(set) = LBLCR.get_ptr_mut(key) {
         let set = unsafe { &mut *set };
         if now.wrapping_sub(set.last_ns) < LOCALITY_EXPIRE_NS {
@@ -246,12 +251,14 @@ pub fn lblcr(service: &ServiceInfo, flow: &FlowKey) -> Option<u32> {
         }
     }
     let id = least::pick(service, sched::WLC)?;
+    crate::probe::hit(lb_common::probe::SCHED_STATE);
     let fresh = LBLCR_SCRATCH.get_ptr_mut(0)?;
     let fresh = unsafe { &mut *fresh };
     fresh.last_ns = now;
     fresh.modified_ns = now;
     fresh.len = 1;
     fresh.reals[0] = id;
+    crate::probe::hit(lb_common::probe::AFFINITY_UPDATE);
     let _ = LBLCR.insert(key, fresh, 0);
     Some(id)
 }

@@ -13,18 +13,27 @@ mod table;
 mod threshold;
 mod twos;
 
-use lb_common::{FlowKey, SERVICE_F_PERSISTENT, ServiceInfo, sched};
+use lb_common::{FlowKey, REAL_NONE, SERVICE_F_PERSISTENT, ServiceInfo, sched};
 
 /// The real id for a new `flow` of `service`, or `None` if no real can take it.
-// A BPF-to-BPF call: its locals get their own stack frame instead of adding
-// to the director's (BPF allows 512 bytes per frame).
-#[inline(never)]
+#[inline(always)]
 pub fn pick(service: &ServiceInfo, flow: &FlowKey) -> Option<u32> {
+    Some(pick_id(service, flow)).filter(|&id| id != REAL_NONE)
+}
+
+/// `pick` as a plain id (`REAL_NONE` for none).
+// A BPF-to-BPF call: its locals get their own stack frame instead of adding
+// to the director's (BPF allows 512 bytes per frame). It returns a scalar:
+// an `Option` may come back through the caller's stack, with the pointer
+// left in R0, which the verifier refuses ("cannot return stack pointer").
+#[inline(never)]
+fn pick_id(service: &ServiceInfo, flow: &FlowKey) -> u32 {
     if service.flags & SERVICE_F_PERSISTENT != 0 {
         persist::pick(service, flow)
     } else {
         schedule(service, flow)
     }
+    .unwrap_or(REAL_NONE)
 }
 
 /// The scheduler's own choice, persistence aside.

@@ -21,8 +21,10 @@ pub fn pick(service: &ServiceInfo, flow: &FlowKey) -> Option<u32> {
             flow.src[3] & m[3],
         ],
     };
+    crate::probe::hit(lb_common::probe::KTIME);
     let now = unsafe { bpf_ktime_get_ns() };
     let timeout = service.persist_timeout_s as u64 * 1_000_000_000;
+    crate::probe::hit(lb_common::probe::PERSIST);
     if let Some(entry) = PERSIST.get_ptr_mut(key) {
         let entry = unsafe { &mut *entry };
         let fresh = now.wrapping_sub(entry.last_ns) < timeout;
@@ -42,6 +44,7 @@ pub fn pick(service: &ServiceInfo, flow: &FlowKey) -> Option<u32> {
     };
     // A full map evicts its least recently used template; a failed insert
     // only costs this client its persistence.
+    crate::probe::hit(lb_common::probe::AFFINITY_UPDATE);
     let _ = PERSIST.insert(key, entry, 0);
     Some(id)
 }

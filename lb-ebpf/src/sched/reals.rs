@@ -28,6 +28,7 @@ pub fn member(id: u32, service_id: u32) -> Option<(&'static RealInfo, ConnCounts
     if id == REAL_NONE {
         return None;
     }
+    crate::probe::hit(lb_common::probe::REALS);
     let real = REALS.get(id)?;
     if real.service_id != service_id
         || real.flags & (REAL_F_REACHABLE | REAL_F_DRAINING) != REAL_F_REACHABLE
@@ -57,6 +58,7 @@ pub fn nth(base: u32, i: u32) -> Option<u32> {
     if i >= sched_layout::MAX_REALS_PER_SERVICE {
         return None;
     }
+    crate::probe::hit(lb_common::probe::SCHED_TABLES);
     let id = *SERVICE_REALS.get(base + i)?;
     (id != REAL_NONE).then_some(id)
 }

@@ -18,6 +18,7 @@ const PROBES: u32 = sched_layout::MAX_REALS_PER_SERVICE;
 
 #[inline(always)]
 fn slot(index: u32) -> u32 {
+    crate::probe::hit(lb_common::probe::SCHED_TABLES);
     MAGLEV.get(index).copied().unwrap_or(REAL_NONE)
 }
 
@@ -180,6 +181,7 @@ pub fn sequence(service: &ServiceInfo) -> Option<u32> {
     if len == 0 || len > size / 2 {
         return None;
     }
+    crate::probe::hit(lb_common::probe::SCHED_STATE);
     let cursor = SCHED_CURSORS.get_ptr_mut(service.id)?;
     // An atomic add that returns the old value (BPF_FETCH): the BPF target
     // has no compare-and-swap, so core's atomic types lack fetch_add. SeqCst,

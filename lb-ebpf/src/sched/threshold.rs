@@ -10,6 +10,7 @@ use lb_common::{ConnCounts, RealInfo};
 /// Whether real `id` is overloaded now; keeps the flag between the thresholds.
 #[inline(always)]
 pub fn overloaded(id: u32, real: &RealInfo, load: ConnCounts) -> bool {
+    crate::probe::hit(lb_common::probe::SCHED_STATE);
     let Some(flag) = REAL_OVERLOAD.get_ptr_mut(id) else {
         return false;
     };

@@ -87,6 +87,8 @@ pub fn pick(service: &ServiceInfo) -> Option<u32> {
             .checked_rem(span)
             .unwrap_or(0) as i64
     };
+    crate::probe::hit(lb_common::probe::PRANDOM);
+    crate::probe::hit(lb_common::probe::PRANDOM);
     let mut d = Draw {
         base,
         service_id: service.id,

@@ -76,12 +76,15 @@ fn read_link(ctx: &XdpContext, l3: usize) -> Option<Link> {
 /// `len`: the client's packet then starts `head` bytes further in.
 #[inline(always)]
 fn reshape(ctx: &XdpContext, head: usize, len: usize) -> Option<()> {
+    crate::probe::hit(lb_common::probe::ADJUST);
     if unsafe { bpf_xdp_adjust_head(ctx.ctx, -(head as i32)) } != 0 {
         return None;
     }
     // The helper, not data_end - data: the verifier forbids arithmetic on data_end.
+    crate::probe::hit(lb_common::probe::BUFF_LEN);
     let now = unsafe { bpf_xdp_get_buff_len(ctx.ctx) };
     let delta = len as i64 - now as i64;
+    crate::probe::hit(lb_common::probe::ADJUST);
     (unsafe { bpf_xdp_adjust_tail(ctx.ctx, delta as i32) } == 0).then_some(())
 }
 
@@ -121,11 +124,7 @@ fn build4(ctx: &XdpContext, l3: usize, mtu: u16) -> Option<()> {
         src_addr: vip,
         dst_addr: client,
     };
-    hdr.check = csum::finish(csum::add(
-        &hdr as *const Ipv4Hdr as *const u8,
-        Ipv4Hdr::LEN as u32,
-        0,
-    ));
+    hdr.check = csum::ipv4_header(&hdr);
     let ip: *mut Ipv4Hdr = ptr_at(ctx, l3)?;
     unsafe { *ip = hdr };
 

@@ -10,6 +10,7 @@ pub const ETH_IPV4: u16 = 0x0800;
 pub const ETH_IPV6: u16 = 0x86dd;
 pub const TCP: u8 = lb_common::PROTO_TCP;
 pub const UDP: u8 = lb_common::PROTO_UDP;
+pub const ICMP: u8 = 1;
 
 /// A TCP header (SYN, no options) or a UDP header with `payload`.
 pub fn l4(proto: u8, sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {

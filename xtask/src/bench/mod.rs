@@ -202,6 +202,15 @@ pub fn run(args: &Args) -> Result<()> {
     xlb_testbed::require_root().context("cargo xtask bench")?;
     let xlb_object = build::ebpf(Need::Bench)?;
     let floor_object = build::bench_floor_object();
+    // The per-path call counts are an explanation, not a figure: without
+    // the counting build the rows go on without them.
+    let counting_object = if args.only.as_deref().is_none_or(|o| o == "pktcost") {
+        build::ebpf_counting()
+            .inspect_err(|e| eprintln!("bench: no per-path call counts: {e:#}"))
+            .ok()
+    } else {
+        None
+    };
     let xlb = build::agent()?;
     let stop = crate::interrupt_flag()?;
     xlb_testbed::sweep_stale()?;
@@ -218,6 +227,7 @@ pub fn run(args: &Args) -> Result<()> {
                 &plan.pktcost,
                 &xlb_object,
                 &floor_object,
+                counting_object.as_deref(),
                 &mut progress,
                 &stop,
             ),

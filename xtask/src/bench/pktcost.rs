@@ -30,7 +30,8 @@ use aya::{
 use lb_common::{
     Counters, FAMILY_V4, FAMILY_V6, FlowKey, FlowState, GlobalCounters, IfaceInfo, PROG_DIRECTOR,
     REAL_F_PRESENT, REAL_F_REACHABLE, RealInfo, SERVICE_F_ACTIVE, SETTINGS_F_NAT, ServiceInfo,
-    ServiceKey, Settings, addr_words, bench, globals, map_names, method, sched, sched_layout, tun,
+    ServiceKey, Settings, addr_words, bench, globals, map_names, method, probe, sched,
+    sched_layout, tun,
 };
 use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
@@ -135,6 +136,10 @@ pub enum FlowPath {
     NewFlow,
     /// A NAT flow exists (made untimed); the frames are its real's replies.
     Reply,
+    /// The flow exists (made untimed); the frames are ICMP errors about it
+    /// (fragmentation needed, from a router near the client), which go to
+    /// the flow's real.
+    IcmpError,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -214,6 +219,16 @@ pub const CASES: &[Case] = &[
         nat_flag: true,
     },
     Case {
+        name: "xlb DR: ICMP error to a flow, IPv4",
+        program: Program::Director,
+        service: Some(DR4),
+        timing: Timing::Repeat,
+        path: FlowPath::IcmpError,
+        action: XDP_TX,
+        floor: false,
+        nat_flag: true,
+    },
+    Case {
         name: "xlb DR: existing flow, IPv4",
         program: Program::Director,
         service: Some(DR4),
@@ -241,6 +256,16 @@ pub const CASES: &[Case] = &[
         path: FlowPath::Stateless,
         action: XDP_TX,
         floor: true,
+        nat_flag: true,
+    },
+    Case {
+        name: "xlb: not a service, 1/call (XDP_PASS)",
+        program: Program::Director,
+        service: None,
+        timing: Timing::PerCall,
+        path: FlowPath::Stateless,
+        action: XDP_PASS,
+        floor: false,
         nat_flag: true,
     },
     per_call(
@@ -274,7 +299,48 @@ pub const CASES: &[Case] = &[
         dr4(sched::LBLC),
         FlowPath::NewFlow,
     ),
+    per_call(
+        "xlb DR: new flow, lblcr, IPv4, 1/call",
+        dr4(sched::LBLCR),
+        FlowPath::NewFlow,
+    ),
+    per_call(
+        "xlb DR: new flow, dh, IPv4, 1/call",
+        dr4(sched::DH),
+        FlowPath::NewFlow,
+    ),
+    per_call(
+        "xlb DR: new flow, lc, IPv4, 1/call",
+        dr4(sched::LC),
+        FlowPath::NewFlow,
+    ),
+    per_call(
+        "xlb DR: new flow, sed, IPv4, 1/call",
+        dr4(sched::SED),
+        FlowPath::NewFlow,
+    ),
+    per_call(
+        "xlb DR: new flow, nq, IPv4, 1/call",
+        dr4(sched::NQ),
+        FlowPath::NewFlow,
+    ),
+    per_call(
+        "xlb DR: new flow, fo, IPv4, 1/call",
+        dr4(sched::FO),
+        FlowPath::NewFlow,
+    ),
+    per_call(
+        "xlb DR: new flow, ovf, IPv4, 1/call",
+        dr4(sched::OVF),
+        FlowPath::NewFlow,
+    ),
+    per_call(
+        "xlb DR: new flow, twos, IPv4, 1/call",
+        dr4(sched::TWOS),
+        FlowPath::NewFlow,
+    ),
     per_call("xlb NAT: new flow, IPv4, 1/call", NAT4, FlowPath::NewFlow),
+    per_call("xlb NAT: new flow, IPv6, 1/call", NAT6, FlowPath::NewFlow),
     per_call(
         "xlb NAT: existing flow, IPv4, 1/call",
         NAT4,
@@ -287,6 +353,16 @@ pub const CASES: &[Case] = &[
         FlowPath::ExistingFlow,
     ),
     per_call("xlb NAT: reply, IPv6, 1/call", NAT6, FlowPath::Reply),
+    per_call(
+        "xlb NAT: ICMP error to a flow, IPv4, 1/call",
+        NAT4,
+        FlowPath::IcmpError,
+    ),
+    per_call(
+        "xlb TUN: IPIP, new flow, mh, IPv4, 1/call",
+        IPIP4,
+        FlowPath::NewFlow,
+    ),
     per_call(
         "xlb TUN: IPIP, existing flow, IPv4, 1/call",
         IPIP4,
@@ -328,16 +404,22 @@ pub struct Opts {
     pub calls: u32,
 }
 
+/// Times every case with `xlb_object`; with `counting_object` (the
+/// director built with lb-ebpf's `count` feature) also runs each director
+/// case's frame once through it and notes on the row which map accesses and
+/// helper calls the path made.
 pub fn run(
     opts: &Opts,
     xlb_object: &Path,
     floor_object: &Path,
+    counting_object: Option<&Path>,
     progress: &mut Progress,
     stop: &AtomicBool,
 ) -> Result<Vec<Row>> {
     let ns = Netns::create("pkt")?;
     wire(&ns)?;
-    let measured: Vec<(Case, Summary)> = ns.enter(|| -> Result<Vec<(Case, Summary)>> {
+    type Measured = Vec<(Case, Summary, Option<String>)>;
+    let measured: Measured = ns.enter(|| -> Result<Measured> {
         let name = std::ffi::CString::new(WIRE)?;
         // SAFETY: a NUL-terminated name.
         let ingress = unsafe { libc::if_nametoindex(name.as_ptr()) };
@@ -351,6 +433,13 @@ pub fn run(
                 .try_into()?;
             p.load().with_context(|| format!("verifier on {name}"))?;
         }
+        // Loaded first so that a failure shows at once; without it the rows
+        // go on without their call counts.
+        let mut counting = counting_object.and_then(|object| {
+            Director::load(object, ingress)
+                .inspect_err(|e| eprintln!("bench: no per-path call counts: {e:#}"))
+                .ok()
+        });
         let mut director = Director::load(xlb_object, ingress)?;
         let mut out = Vec::new();
         for case in CASES {
@@ -372,7 +461,14 @@ pub fn run(
                 Program::Director => director.measure(case, opts)?,
             };
             progress.done(&format!("{:.2} ns/pkt", summary.median));
-            out.push((*case, summary));
+            out.push((*case, summary, None));
+        }
+        if let Some(counting) = counting.as_mut() {
+            for (case, _, calls) in out.iter_mut() {
+                if case.program == Program::Director {
+                    *calls = Some(counting.calls(case)?);
+                }
+            }
         }
         Ok(out)
     })??;
@@ -380,12 +476,12 @@ pub fn run(
     let floor_of = |timing: Timing| {
         measured
             .iter()
-            .find(|(c, _)| c.floor && c.timing == timing)
-            .map(|(_, s)| s.median)
+            .find(|(c, _, _)| c.floor && c.timing == timing)
+            .map(|(_, s, _)| s.median)
     };
     Ok(measured
         .iter()
-        .map(|(case, summary)| {
+        .map(|(case, summary, calls)| {
             let how = match case.timing {
                 Timing::Repeat => format!("{} runs x {} repeats", opts.runs, opts.repeat),
                 Timing::PerCall => format!("{} runs x {} calls of 1 packet", opts.runs, opts.calls),
@@ -394,9 +490,13 @@ pub fn run(
                 Timing::Repeat => "MAC-swap floor",
                 Timing::PerCall => "1/call floor",
             };
-            Row::measured(Section::PktCost, case.name, "ns/pkt", summary.clone())
+            let row = Row::measured(Section::PktCost, case.name, "ns/pkt", summary.clone())
                 .method(how)
-                .ratio_to(floor, floor_of(case.timing))
+                .ratio_to(floor, floor_of(case.timing));
+            match calls {
+                Some(calls) => row.note(calls.clone()),
+                None => row,
+            }
         })
         .collect())
 }
@@ -474,6 +574,28 @@ fn frame(src: IpAddr, dst: IpAddr, sport: u16, dport: u16) -> Vec<u8> {
         ),
         _ => unreachable!("one family per frame"),
     }
+}
+
+/// An ICMP "fragmentation needed" (MTU 1400) from a router near the client
+/// (`OTHER4`) to the VIP, quoting the start of the VIP's reply to the client
+/// on the flow `client`:`sport` → `vip`:`dport` (the quote's checksums are 0:
+/// nothing on the path reads them).
+fn icmp_error(client: IpAddr, vip: IpAddr, sport: u16, dport: u16) -> Vec<u8> {
+    let (IpAddr::V4(client), IpAddr::V4(vip)) = (client, vip) else {
+        unreachable!("the ICMP error rows are IPv4")
+    };
+    let quoted_l4 = &frames::l4(TCP, dport, sport, &[])[..8];
+    let quoted = frames::ipv4(vip, client, TCP, quoted_l4);
+    let mut icmp = vec![3, 4, 0, 0, 0, 0, 0x05, 0x78];
+    icmp.extend_from_slice(&quoted);
+    let c = xlb_testbed::frames::checksum(0, &icmp);
+    icmp[2..4].copy_from_slice(&c.to_be_bytes());
+    frames::eth(
+        DIRECTOR_MAC,
+        CLIENT_MAC,
+        ETH_IPV4,
+        &frames::ipv4(OTHER4, vip, frames::ICMP, &icmp),
+    )
 }
 
 /// The client's and the VIP's address for a service of family `v6`.
@@ -657,7 +779,15 @@ impl Director {
                 mac: REAL_MAC,
                 tun_type: svc.tun,
                 ifindex: ingress,
-                weight: 1,
+                // ovf takes a real only while its active connections are
+                // within its weight, and the new-flow rows count one per call
+                // (their entries are deleted without uncounting): weight
+                // enough for every call of a full run.
+                weight: if svc.sched == sched::OVF {
+                    1_000_000
+                } else {
+                    1
+                },
                 service_id: id,
                 flags: REAL_F_PRESENT | REAL_F_REACHABLE,
                 tun_port: if svc.tun == tun::GUE {
@@ -761,6 +891,10 @@ impl Director {
                 call(prog, &fixed, self.ingress, 1)?;
                 Ok((fixed, Vec::new()))
             }
+            FlowPath::IcmpError => {
+                call(prog, &fixed, self.ingress, 1)?;
+                Ok((icmp_error(client, vip, CLIENT_PORT, port), Vec::new()))
+            }
             FlowPath::Reply => {
                 call(prog, &fixed, self.ingress, 1)?;
                 let flow = self
@@ -791,6 +925,67 @@ impl Director {
         };
         m.set(0, s, 0)?;
         Ok(())
+    }
+
+    /// What `case`'s path does per packet, from one run of its frame through
+    /// the counting build: hash-map work and helper calls by name, array
+    /// reads (inlined by the verifier) as a number.
+    fn calls(&mut self, case: &Case) -> Result<String> {
+        self.nat_flag(case.nat_flag)?;
+        let prog: &Xdp = self
+            .ebpf
+            .program(PROG_DIRECTOR)
+            .context("director")?
+            .try_into()?;
+        let (fixed, fresh) = self.frames(prog, case)?;
+        let before = self.probes()?;
+        let (action, _) = call(prog, fresh.first().unwrap_or(&fixed), self.ingress, 1)?;
+        ensure!(
+            action == case.action,
+            "{} (counting build): action {action}, expected {}",
+            case.name,
+            case.action
+        );
+        let after = self.probes()?;
+        if let (FlowPath::NewFlow, Some(svc)) = (case.path, case.service) {
+            let port = VIP_PORT + self.service_id(svc) as u16;
+            self.conntrack
+                .remove(&flow_key(ends(svc.v6).1, CLIENT_PORT + 1, port))
+                .with_context(|| format!("{} (counting build): no new flow", case.name))?;
+        }
+        let mut named = Vec::new();
+        let mut arrays = 0;
+        for (kind_wanted, label) in [(probe::Kind::Hash, "hash"), (probe::Kind::Helper, "calls")] {
+            let mut these = Vec::new();
+            for &(slot, kind, name) in probe::SITES {
+                let n = after[slot as usize] - before[slot as usize];
+                if kind == probe::Kind::Array {
+                    if kind_wanted == probe::Kind::Hash {
+                        arrays += n;
+                    }
+                } else if kind == kind_wanted && n > 0 {
+                    these.push(if n == 1 {
+                        name.to_string()
+                    } else {
+                        format!("{name} x{n}")
+                    });
+                }
+            }
+            if !these.is_empty() {
+                named.push(format!("{label}: {}", these.join(", ")));
+            }
+        }
+        named.push(format!("{arrays} array reads"));
+        Ok(named.join("; "))
+    }
+
+    /// `PROBES` summed over the CPUs, by slot.
+    fn probes(&self) -> Result<Vec<u64>> {
+        let m: PerCpuArray<&MapData, u64> =
+            PerCpuArray::try_from(self.ebpf.map(probe::MAP).context("no PROBES map")?)?;
+        (0..probe::COUNT)
+            .map(|slot| Ok(m.get(&slot, 0)?.iter().sum()))
+            .collect()
     }
 
     fn measure(&mut self, case: &Case, opts: &Opts) -> Result<Summary> {
@@ -834,7 +1029,7 @@ impl Director {
         );
         let want = match case.path {
             FlowPath::Stateless => (0, 0, 0, packets),
-            FlowPath::ExistingFlow => (packets, 0, packets, 0),
+            FlowPath::ExistingFlow | FlowPath::IcmpError => (packets, 0, packets, 0),
             FlowPath::NewFlow => (packets, packets, packets, 0),
             // Replies are counted globally, not per service.
             FlowPath::Reply => (0, 0, packets, 0),

@@ -66,6 +66,8 @@ pub struct Row {
     /// Failover rows: when each probe reply arrived, in ms from the Master
     /// going away, in the run whose figure is the median (for the charts).
     pub timeline_ms: Option<Vec<f64>>,
+    /// Printed under the row (pktcost: the path's map accesses and helper calls).
+    pub note: Option<String>,
 }
 
 impl Row {
@@ -80,6 +82,7 @@ impl Row {
             },
             method: String::new(),
             timeline_ms: None,
+            note: None,
         }
     }
 
@@ -91,11 +94,17 @@ impl Row {
             outcome: Outcome::NotMeasured(why.into()),
             method: String::new(),
             timeline_ms: None,
+            note: None,
         }
     }
 
     pub fn method(mut self, method: impl Into<String>) -> Row {
         self.method = method.into();
+        self
+    }
+
+    pub fn note(mut self, note: impl Into<String>) -> Row {
+        self.note = Some(note.into());
         self
     }
 
@@ -220,6 +229,9 @@ pub fn table(rows: &[Row]) -> String {
             r.section.name(),
             r.case
         );
+        if let Some(note) = &r.note {
+            let _ = writeln!(out, "{:<8}   {note}", "");
+        }
     }
     out
 }
@@ -248,6 +260,9 @@ pub fn json(facts: &Facts, rows: &[Row]) -> Value {
             }
             if let Some(t) = &r.timeline_ms {
                 v["timeline_ms"] = json!(t);
+            }
+            if let Some(n) = &r.note {
+                v["note"] = json!(n);
             }
             v
         })
