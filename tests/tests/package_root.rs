@@ -124,7 +124,7 @@ fn dpkg_installs_upgrades_and_removes_the_package_in_an_empty_root() {
     assert_eq!(mode("usr/sbin/xlb"), 0o755);
     for f in [
         "lib/systemd/system/xlb.service",
-        "etc/xlb/xlb.toml",
+        "etc/xlb/xlb.toml.example",
         "usr/share/doc/xlb/changelog.gz",
         "usr/share/doc/xlb/copyright",
         "usr/share/bash-completion/completions/xlb",
@@ -174,7 +174,14 @@ fn dpkg_installs_upgrades_and_removes_the_package_in_an_empty_root() {
         String::from_utf8_lossy(&verify.stderr)
     );
     let conffiles = std::fs::read_to_string(root.join("var/lib/dpkg/info/xlb.conffiles")).unwrap();
-    assert_eq!(conffiles.trim(), "/etc/xlb/xlb.toml");
+    assert_eq!(conffiles.trim(), "/etc/xlb/xlb.toml.example");
+    // Enabled, yet it starts only once the operator has written a config.
+    assert!(!root.join("etc/xlb/xlb.toml").exists());
+    let unit = std::fs::read_to_string(root.join("lib/systemd/system/xlb.service")).unwrap();
+    assert!(
+        unit.contains("\nConditionPathExists=/etc/xlb/xlb.toml\n"),
+        "{unit}"
+    );
     let version = Command::new(root.join("usr/sbin/xlb"))
         .arg("--version")
         .output()
@@ -199,7 +206,7 @@ fn dpkg_installs_upgrades_and_removes_the_package_in_an_empty_root() {
 
     // Upgrade (the same package again): the operator's config is kept, a
     // running agent restarted (handing its data plane over), nothing stopped.
-    let config = root.join("etc/xlb/xlb.toml");
+    let config = root.join("etc/xlb/xlb.toml.example");
     let edited = format!(
         "{}\n# edited by the operator\n",
         std::fs::read_to_string(&config).unwrap()

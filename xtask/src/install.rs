@@ -1,7 +1,8 @@
 //! `cargo xtask install [--prefix DIR] [--destdir DIR]`: builds the agent,
 //! its man pages and completions, and installs them with the systemd unit
-//! and, unless one exists, an example config at /etc/xlb/xlb.toml (the
-//! agent's default). `--destdir` stages everything under another root, as
+//! and, unless one exists, an example config at /etc/xlb/xlb.toml.example
+//! (never at /etc/xlb/xlb.toml, the agent's default: an enabled unit starts
+//! only once the operator has written that). `--destdir` stages everything under another root, as
 //! packagers do.
 
 use crate::{build, man};
@@ -88,7 +89,7 @@ pub fn plan(prefix: &Path, bin: &Path, docs: &Path, root: &Path) -> Result<Vec<I
     ));
     items.push(Item {
         src: root.join("examples/dr.toml"),
-        dst: PathBuf::from("/etc/xlb/xlb.toml"),
+        dst: PathBuf::from("/etc/xlb/xlb.toml.example"),
         mode: 0o644,
         replace: false,
     });
@@ -167,7 +168,7 @@ mod tests {
                 "/usr/share/zsh/vendor-completions/_xlb",
                 "/usr/share/fish/vendor_completions.d/xlb.fish",
                 "/lib/systemd/system/xlb.service",
-                "/etc/xlb/xlb.toml",
+                "/etc/xlb/xlb.toml.example",
             ]
         );
         let local = dsts("/usr/local");

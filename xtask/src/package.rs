@@ -29,7 +29,7 @@ pub struct Args {
 const DEPENDS: &str = "init-system-helpers (>= 1.54~)";
 const RECOMMENDS: &str = "nftables";
 const SUGGESTS: &str = "bpftool, ipvsadm";
-const CONFFILES: [&str; 1] = ["/etc/xlb/xlb.toml"];
+const CONFFILES: [&str; 1] = ["/etc/xlb/xlb.toml.example"];
 
 /// The version in packaging/debian/changelog's first entry.
 pub fn changelog_version(changelog: &str) -> Result<String> {
@@ -104,7 +104,8 @@ pub fn control(version: &str, arch: &str, depends: &str, installed_kib: u64) -> 
          An XDP load balancer for director nodes: LVS DR, NAT and TUN with the\n \
          LVS schedulers, health checks and VRRP, programmed from\n \
          /etc/xlb/xlb.toml or an existing keepalived.conf. The unit is enabled\n \
-         on install but not started: edit the config, then systemctl start xlb.\n"
+         on install and starts only once /etc/xlb/xlb.toml exists: copy and\n \
+         edit /etc/xlb/xlb.toml.example, then systemctl start xlb.\n"
     )
 }
 
