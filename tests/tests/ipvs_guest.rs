@@ -439,7 +439,8 @@ fn ipvs_metrics(text: &str, rules: &BTreeSet<String>, conns: &[u64]) {
         .lines()
         .filter(|l| !l.starts_with('#'))
         .filter_map(|l| l.rsplit_once(' '))
-        .map(|(series, v)| (series, v.parse().unwrap()))
+        // Process metrics (CPU seconds, start time) are not whole numbers.
+        .map(|(series, v)| (series, v.parse::<f64>().unwrap() as u64))
         .collect();
     let series: BTreeSet<&str> = samples.iter().map(|(s, _)| *s).collect();
     assert_eq!(series.len(), samples.len(), "a series twice\n{text}");
