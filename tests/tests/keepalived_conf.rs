@@ -539,9 +539,15 @@ fn run_and_check_share_the_loader_and_refuse_before_touching_anything() {
         &["run", "--keepalived-conf", "003-unicast-master.conf"],
     );
     assert_eq!((check.code, run.code), (Some(1), Some(1)));
-    assert_eq!(check.stderr, run.stderr);
+    // The agent first says what it is and what it reads; then the same refusal.
+    let (start, refusal) = run.stderr.split_once('\n').unwrap();
+    assert!(
+        start.contains("xlb starting version=") && start.contains("config=003-unicast-master.conf"),
+        "{start}"
+    );
+    assert_eq!(check.stderr, refusal);
     assert_eq!(
-        run.stderr,
+        refusal,
         "003-unicast-master.conf:14:29: unknown keyword 'laber' in virtual_ipaddress (did you mean 'label'?)\n"
     );
     // --config-id and --lenient belong to keepalived.conf.
