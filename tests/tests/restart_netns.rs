@@ -158,12 +158,21 @@ fn pins(pin: &Path) -> Vec<String> {
     v
 }
 
-/// Seen once: after a SIGKILL, the next agent adopted the data plane, then
-/// failed on a busy metrics port and detached XDP and unpinned the maps
-/// (under Restart=on-failure, an attach/detach loop). Every listener is now
-/// bound before an adopted data plane is touched.
-#[test]
-fn a_failed_start_leaves_the_adopted_data_plane_as_it_found_it() {
+/// A DR lab whose agent was SIGKILLed while 10 keep-alive connections
+/// stream through it (they go on streaming), and what it left pinned.
+struct Crashed {
+    lab: DrLab,
+    dir: std::path::PathBuf,
+    config: std::path::PathBuf,
+    /// The config the killed agent ran.
+    base: String,
+    streamer: Streamer,
+    ct_id: u32,
+    flows_before: BTreeMap<u16, (u32, u64)>,
+    pinned: Vec<String>,
+}
+
+fn crashed_while_streaming(name: &str) -> Crashed {
     xlb_testbed::require_root().unwrap();
     let lab = DrLab::build(&LabOptions {
         weights: vec![1, 1],
@@ -171,9 +180,10 @@ fn a_failed_start_leaves_the_adopted_data_plane_as_it_found_it() {
         ..LabOptions::default()
     })
     .unwrap();
-    let dir = common::test_dir("failstart");
+    let dir = common::test_dir(name);
     let config = dir.join("xlb.toml");
-    std::fs::write(&config, lab.agent_config_with("mh", "dr", "native", "")).unwrap();
+    let base = lab.agent_config_with("mh", "dr", "native", "");
+    std::fs::write(&config, &base).unwrap();
     let agent = Agent::start(&lab.director, &xlb_bin(), &config).unwrap();
     let conns: Vec<(HttpConn, String)> = (0..10)
         .map(|_| {
@@ -185,9 +195,38 @@ fn a_failed_start_leaves_the_adopted_data_plane_as_it_found_it() {
     let streamer = Streamer::start(conns);
     streamer.wait_rounds(ROUNDS);
     agent.kill().unwrap();
-    let prog = xdp_prog_id(&lab).expect("XDP attached");
+    xdp_prog_id(&lab).expect("XDP attached");
     let (ct_id, flows_before) = flows(&lab.pin_path);
     let pinned = pins(&lab.pin_path);
+    Crashed {
+        lab,
+        dir,
+        config,
+        base,
+        streamer,
+        ct_id,
+        flows_before,
+        pinned,
+    }
+}
+
+/// Seen once: after a SIGKILL, the next agent adopted the data plane, then
+/// failed on a busy metrics port and detached XDP and unpinned the maps
+/// (under Restart=on-failure, an attach/detach loop). Every listener is now
+/// bound before an adopted data plane is touched.
+#[test]
+fn a_failed_start_leaves_the_adopted_data_plane_as_it_found_it() {
+    let Crashed {
+        lab,
+        dir,
+        config,
+        streamer,
+        ct_id,
+        flows_before,
+        pinned,
+        ..
+    } = crashed_while_streaming("failstart");
+    let prog = xdp_prog_id(&lab).expect("XDP attached");
 
     // Something else holds the metrics port (the default, 127.0.0.1:9477).
     let squatter = lab
@@ -229,31 +268,16 @@ fn a_failed_start_leaves_the_adopted_data_plane_as_it_found_it() {
 /// it found it, still forwarding the held connections.
 #[test]
 fn sigterm_during_start_up_leaves_the_adopted_data_plane_forwarding() {
-    xlb_testbed::require_root().unwrap();
-    let lab = DrLab::build(&LabOptions {
-        weights: vec![1, 1],
-        peer_xdp: common::peer_pass(),
-        ..LabOptions::default()
-    })
-    .unwrap();
-    let dir = common::test_dir("termstart");
-    let config = dir.join("xlb.toml");
-    let base = lab.agent_config_with("mh", "dr", "native", "");
-    std::fs::write(&config, &base).unwrap();
-    let agent = Agent::start(&lab.director, &xlb_bin(), &config).unwrap();
-    let conns: Vec<(HttpConn, String)> = (0..10)
-        .map(|_| {
-            let mut c = HttpConn::open(&lab.client, lab.vip_socket(), TIMEOUT).unwrap();
-            let name = c.ask().unwrap();
-            (c, name)
-        })
-        .collect();
-    let streamer = Streamer::start(conns);
-    streamer.wait_rounds(ROUNDS);
-    agent.kill().unwrap();
-    xdp_prog_id(&lab).expect("XDP attached");
-    let (ct_id, flows_before) = flows(&lab.pin_path);
-    let pinned = pins(&lab.pin_path);
+    let Crashed {
+        lab,
+        dir,
+        config,
+        base,
+        streamer,
+        ct_id,
+        flows_before,
+        pinned,
+    } = crashed_while_streaming("termstart");
 
     // The next config adds a service whose real (on the lab's link) is silent.
     let silent = format!(
