@@ -29,7 +29,7 @@ use std::{fmt::Write, path::Path, time::Duration};
 use xlb::sched::model::{self, Real};
 use xlb_testbed::qemu::{
     Guest,
-    job::{UNTIL_OK, WAIT_AGENT},
+    job::{UNTIL_OK, WAIT_AGENT, client_director_real},
     kernel::KernelChoice,
 };
 
@@ -241,24 +241,9 @@ fn xdp_script() -> String {
             "echo ==sources-{i}; awk '$1 ~ /^{XDP_CLIENT}:/ {{ print $1 }}' /tmp/{i}.out"
         );
     }
+    let topology = client_director_real(XDP_CLIENT);
     format!(
-        r#"{WAIT_AGENT}{UNTIL_OK}
-mount -t bpf bpf /sys/fs/bpf
-in_c() {{ nsenter --net=/run/netns/c "$@"; }}
-in_d() {{ nsenter --net=/run/netns/d "$@"; }}
-in_r() {{ nsenter --net=/run/netns/r "$@"; }}
-ip netns add c; ip netns add d; ip netns add r
-ip link add c0 netns c type veth peer name d1 netns d
-ip link add d0 netns d type veth peer name r0 netns r
-for n in c d r; do in_$n ip link set lo up; done
-in_c ip addr add {XDP_CLIENT}/24 dev c0
-in_c ip link set c0 up
-in_c ip route add default via 10.81.0.1
-in_d ip addr add 10.81.0.1/24 dev d1
-in_d ip addr add 10.80.0.1/24 dev d0
-in_d ip link set d1 up
-in_d ip link set d0 up
-in_d sh -c 'echo 1 > /proc/sys/net/ipv4/ip_forward'
+        r#"{WAIT_AGENT}{UNTIL_OK}{topology}
 in_r ip link set r0 up
 in_c ethtool -K c0 tx off >/dev/null
 {receivers}

@@ -1,5 +1,6 @@
 //! Pieces of guest job scripts shared by the guest tests: shell functions
-//! that wait (bounded) for the agent or for a condition, and the parser for
+//! that wait (bounded) for the agent or for a condition, the client, director
+//! and real namespaces of the XDP guest tests, and the parser for
 //! output split into `==NAME` sections.
 
 use std::collections::BTreeMap;
@@ -31,6 +32,34 @@ pub const UNTIL_OK: &str = r#"until_ok() {
     echo "timed out waiting for $label" >&2; return 1
 }
 "#;
+
+/// The guest's three namespaces for XDP through a director: client `c`
+/// (`c0`, at `client` in 10.81.0.0/24, routed through the director),
+/// director `d` (`d1` 10.81.0.1, `d0` 10.80.0.1, forwarding) and real `r`
+/// (`r0`, not yet addressed or up), with bpffs mounted and `in_c`, `in_d`,
+/// `in_r` to run a command in each. nsenter keeps the mount namespace (ip
+/// netns exec would remount /sys and hide bpffs).
+pub fn client_director_real(client: &str) -> String {
+    format!(
+        r#"mount -t bpf bpf /sys/fs/bpf
+in_c() {{ nsenter --net=/run/netns/c "$@"; }}
+in_d() {{ nsenter --net=/run/netns/d "$@"; }}
+in_r() {{ nsenter --net=/run/netns/r "$@"; }}
+ip netns add c; ip netns add d; ip netns add r
+ip link add c0 netns c type veth peer name d1 netns d
+ip link add d0 netns d type veth peer name r0 netns r
+for n in c d r; do in_$n ip link set lo up; done
+in_c ip addr add {client}/24 dev c0
+in_c ip link set c0 up
+in_c ip route add default via 10.81.0.1
+in_d ip addr add 10.81.0.1/24 dev d1
+in_d ip addr add 10.80.0.1/24 dev d0
+in_d ip link set d1 up
+in_d ip link set d0 up
+in_d sh -c 'echo 1 > /proc/sys/net/ipv4/ip_forward'
+"#
+    )
+}
 
 /// The guest's stdout split at lines `==NAME`: each section's text by name.
 /// Text before the first marker is dropped.
