@@ -108,15 +108,19 @@ pub fn config(nodes: &[Node], diag: &mut Diag, check_interfaces: bool) -> Config
         agent: Default::default(),
     };
     // keepalived reads every global_defs block as one (a later keyword wins).
-    let mut globals = top.iter().filter(|n| n.name() == "global_defs");
-    let g = match (globals.next(), globals.next()) {
-        (None, _) => global::Extra::default(),
-        (Some(n), None) => global::map(&mut cx, n, &mut config.global),
-        (Some(n), Some(_)) => {
-            let mut merged = (*n).clone();
+    let globals: Vec<&Node> = top
+        .iter()
+        .copied()
+        .filter(|n| n.name() == "global_defs")
+        .collect();
+    let g = match globals.as_slice() {
+        [] => global::Extra::default(),
+        [n] => global::map(&mut cx, n, &mut config.global),
+        [first, ..] => {
+            let mut merged = (*first).clone();
             merged.block = Some(
-                top.iter()
-                    .filter(|n| n.name() == "global_defs")
+                globals
+                    .iter()
                     .flat_map(|n| n.children().iter().cloned())
                     .collect(),
             );
