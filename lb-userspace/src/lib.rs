@@ -25,6 +25,7 @@ pub mod sched;
 pub mod script;
 pub mod sdnotify;
 pub mod status;
+pub mod vocab;
 pub mod vrrp;
 
 /// Where the XDP object built by `cargo xtask build-ebpf` was read from at compile time.

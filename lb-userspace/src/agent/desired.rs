@@ -3,42 +3,12 @@
 //! cached next hops. Pure, so every rule is unit-tested here.
 
 use super::hops::Hops;
+use crate::vocab::{Health, Notice, RealKey};
 use crate::{
-    config::{Command, Config, Real, Service, ServiceId},
+    config::{Config, Real, Service, ServiceId},
     dataplane::{DesiredReal, DesiredService},
 };
-use std::{
-    collections::{HashMap, HashSet},
-    net::IpAddr,
-};
-
-/// A real server of one service (the same address may serve several).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct RealKey {
-    pub service: ServiceId,
-    pub address: IpAddr,
-    pub port: u16,
-}
-
-/// A checker's verdict on a real server.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Health {
-    /// Up; `weight` overrides the configured one (MISC_CHECK `misc_dynamic`).
-    Up {
-        weight: Option<u32>,
-    },
-    Down,
-}
-
-impl std::fmt::Display for Health {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Health::Up { weight: None } => f.write_str("up"),
-            Health::Up { weight: Some(w) } => write!(f, "up with weight {w}"),
-            Health::Down => f.write_str("down"),
-        }
-    }
-}
+use std::collections::{HashMap, HashSet};
 
 /// What the agent knows at run time beside the config.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -55,23 +25,12 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    /// The VRRP instance that owns `vip`, if any instance lists it.
-    pub fn owner(config: &Config, vip: IpAddr) -> Option<&str> {
-        config.vrrp.instances.iter().find_map(|i| {
-            i.virtual_ipaddress
-                .iter()
-                .chain(&i.virtual_ipaddress_excluded)
-                .any(|a| a.address == vip)
-                .then_some(i.name.as_str())
-        })
-    }
-
     /// Whether the data plane should forward `svc`'s packets: a VIP that a
     /// VRRP instance owns is forwarded only while that instance is Master,
     /// so a Backup that still receives packets (stale ARP caches) leaves
     /// them to its stack instead of forwarding them a second time.
     pub fn service_active(&self, config: &Config, svc: &Service) -> bool {
-        let owner = svc.id.addr().and_then(|(vip, ..)| Self::owner(config, vip));
+        let owner = svc.id.addr().and_then(|(vip, ..)| config.vip_owner(vip));
         svc.active && owner.is_none_or(|name| self.masters.contains(name))
     }
 
@@ -82,11 +41,10 @@ impl Runtime {
             address: real.address,
             port: real.port,
         };
-        match self.health.get(&key) {
-            Some(h) => *h,
-            None if real.lifecycle.checks.iter().any(|c| c.common.alpha) => Health::Down,
-            None => Health::Up { weight: None },
-        }
+        self.health
+            .get(&key)
+            .copied()
+            .unwrap_or_else(|| Health::initial(real))
     }
 }
 
@@ -142,23 +100,6 @@ fn live_reals(svc: &Service, runtime: &Runtime, hops: &Hops) -> Vec<DesiredReal>
         }
     }
     out
-}
-
-/// Something the agent must announce (scripts, notify FIFO) after a change.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Notice {
-    /// A real server went up or down (`notify_up` / `notify_down`, FIFO `RS` line).
-    Real {
-        key: RealKey,
-        up: bool,
-        command: Option<Command>,
-    },
-    /// A service gained or lost its quorum (`quorum_up` / `quorum_down`, FIFO `VS` line).
-    Quorum {
-        service: ServiceId,
-        up: bool,
-        command: Option<Command>,
-    },
 }
 
 impl Runtime {
@@ -245,6 +186,7 @@ impl Runtime {
                 service: svc.id,
                 up: quorum,
                 command: if quorum { &l.quorum_up } else { &l.quorum_down }.clone(),
+                weight_sum: sum,
             });
         }
         notices
@@ -281,6 +223,7 @@ impl Runtime {
                     service: svc.id,
                     up: false,
                     command: svc.lifecycle.quorum_down.clone(),
+                    weight_sum: self.weight_sum(svc),
                 });
             }
         }
@@ -342,7 +285,7 @@ pub fn owned_by(config: &Config, instance: &str) -> Vec<usize> {
         .enumerate()
         .filter(|(_, s)| {
             s.id.addr()
-                .and_then(|(vip, ..)| Runtime::owner(config, vip))
+                .and_then(|(vip, ..)| config.vip_owner(vip))
                 .is_some_and(|owner| owner == instance)
         })
         .map(|(i, _)| i)
@@ -353,11 +296,11 @@ pub fn owned_by(config: &Config, instance: &str) -> Vec<usize> {
 mod tests {
     use super::*;
     use crate::config::{
-        self,
+        self, Command,
         check::{Check, CheckCommon, CheckKind, SorryServer},
         vrrp::{Instance, VirtualAddress},
     };
-    use std::time::Duration;
+    use std::{net::IpAddr, time::Duration};
 
     fn config() -> Config {
         config::parse(
@@ -593,7 +536,8 @@ weight = 2
             Notice::Quorum {
                 service: c.services[0].id,
                 up: false,
-                command: cmd("down")
+                command: cmd("down"),
+                weight_sum: 0,
             }
         );
         // Same verdict again: nothing to say.
@@ -608,7 +552,8 @@ weight = 2
             Notice::Quorum {
                 service: c.services[0].id,
                 up: true,
-                command: cmd("up")
+                command: cmd("up"),
+                weight_sum: 5,
             }
         );
         // A dynamic weight can lose the quorum without a real going down.

@@ -1,7 +1,7 @@
 //! `xlb run`: everything that can fail is prepared first (config, metrics
 //! listener, VRRP sockets and scripts), then the data plane is started or
 //! adopted, then checkers and VRRP start; then one loop reacts to checker
-//! verdicts ([`Event`]) and VRRP mastership ([`crate::vrrp::Mastership`]),
+//! verdicts ([`crate::check::Verdict`]) and VRRP mastership ([`crate::vrrp::Mastership`]),
 //! reloads all-or-nothing (`reload.rs`), keeps next hops fresh and frees
 //! what the data plane's upkeep (its own thread) finds unused, until
 //! SIGTERM or SIGINT, which are answered at any time, start-up included.
@@ -14,6 +14,7 @@ mod plane;
 use crate::{
     alert::Alerter,
     check::{
+        Verdict,
         fifo::{FIFO_READER_GRACE, FifoReader},
         lifecycle::Announcer,
         runner::Checkers,
@@ -32,7 +33,7 @@ use crate::{
     },
 };
 use anyhow::{Context, Result};
-use desired::{Health, RealKey, Runtime};
+use desired::Runtime;
 use hops::Hops;
 use std::{
     sync::Arc,
@@ -53,13 +54,6 @@ const REFRESH: Duration = Duration::from_secs(5);
 const EVENT_QUEUE: usize = 1024;
 /// How long a stopping agent waits for queued alerts to go out.
 const ALERT_FLUSH: Duration = Duration::from_secs(3);
-
-/// What the checkers tell the loop.
-#[derive(Debug)]
-pub enum Event {
-    /// A checker's verdict on a real server changed.
-    Health { key: RealKey, health: Health },
-}
 
 /// What a stopping agent takes away (both by default).
 #[derive(Clone, Copy, Debug)]
@@ -207,22 +201,18 @@ struct Reactor {
 }
 
 impl Reactor {
-    fn event(&mut self, event: Event, config: &Config) {
-        match event {
-            Event::Health { key, health } => {
-                let notices = self.runtime.set_health(config, key, health);
-                // A virtual_server_group's services share the verdict.
-                self.fwd.update_services(
-                    config,
-                    &self.runtime,
-                    &self.hops,
-                    &desired::group_of(config, key.service),
-                    "real server health changed",
-                );
-                self.alerts.quorum_changes(config, &self.runtime, &notices);
-                self.announcer.announce(notices);
-            }
-        }
+    fn verdict(&mut self, Verdict { key, health }: Verdict, config: &Config) {
+        let notices = self.runtime.set_health(config, key, health);
+        // A virtual_server_group's services share the verdict.
+        self.fwd.update_services(
+            config,
+            &self.runtime,
+            &self.hops,
+            &desired::group_of(config, key.service),
+            "real server health changed",
+        );
+        self.alerts.quorum_changes(config, &notices);
+        self.announcer.announce(notices);
     }
 
     /// A VRRP instance gained or lost mastership: its services follow, then
@@ -304,7 +294,7 @@ const KEEP_SIGNAL: &str = "SIGQUIT";
 struct Loop {
     r: Reactor,
     masterships: mpsc::UnboundedReceiver<Mastership>,
-    inbox: mpsc::Receiver<Event>,
+    inbox: mpsc::Receiver<Verdict>,
 }
 
 impl Loop {
@@ -315,7 +305,7 @@ impl Loop {
             tokio::select! {
                 out = &mut work => return out,
                 Some(m) = self.masterships.recv() => self.r.mastership(m, config),
-                Some(event) = self.inbox.recv() => self.r.event(event, config),
+                Some(verdict) = self.inbox.recv() => self.r.verdict(verdict, config),
             }
         }
     }
@@ -516,7 +506,7 @@ pub async fn run(
     };
 
     // Checkers get a clone of `events`; the loop owns the receiver.
-    let (events, inbox) = mpsc::channel::<Event>(EVENT_QUEUE);
+    let (events, inbox) = mpsc::channel::<Verdict>(EVENT_QUEUE);
     let checkers = Checkers::start(&config, events.clone(), &alerts, &shared.checks);
     if !checkers.is_empty() {
         info!(checks = checkers.len(), "health checks started");
@@ -583,7 +573,7 @@ pub async fn run(
                 Err(e) => warn!(error = %crate::logging::chain(&e), "SIGUSR2: statistics dump failed"),
             },
             Some(m) = lp.masterships.recv() => lp.r.mastership(m, &config),
-            Some(event) = lp.inbox.recv() => lp.r.event(event, &config),
+            Some(verdict) = lp.inbox.recv() => lp.r.verdict(verdict, &config),
             Some(report) = upkeep_report(&mut upkeep) => {
                 if let Err(e) = lp.r.fwd.plane.upkept(&report) {
                     warn!(error = %crate::logging::chain(&e), "freeing drained reals failed; will retry");
@@ -656,7 +646,7 @@ struct Reload<'a> {
     overrides: &'a config::Overrides,
     resolve: Option<&'a Resolver>,
     vrrp: &'a VrrpThread,
-    events: &'a mpsc::Sender<Event>,
+    events: &'a mpsc::Sender<Verdict>,
     shared: &'a metrics::Sources,
 }
 

@@ -3,9 +3,8 @@
 //! that mail filters written for keepalived keep working.
 
 use crate::{
-    agent::desired::RealKey,
-    check::fifo::{service_text, trio},
     config::check::CheckKind,
+    vocab::{RealKey, service_text, trio},
 };
 
 /// One alert, before it is addressed.

@@ -13,12 +13,12 @@ pub mod message;
 pub use message::VrrpState;
 
 use crate::{
-    agent::desired::{Notice, RealKey, Runtime},
     config::{
         Config, Real,
         check::{Check, CheckKind},
         global::Global,
     },
+    vocab::{Notice, RealKey},
 };
 use anyhow::{Context, Result};
 use mailer::{Envelope, Mailer, Policy, Stats};
@@ -151,11 +151,17 @@ impl Alerter {
     }
 
     /// Mails the quorum changes among `notices` (what
-    /// `Runtime::set_health` returned; `runtime` is after the change).
-    pub fn quorum_changes(&self, config: &Config, runtime: &Runtime, notices: &[Notice]) {
+    /// `Runtime::set_health` returned).
+    pub fn quorum_changes(&self, config: &Config, notices: &[Notice]) {
         let Some(i) = &self.inner else { return };
         for n in notices {
-            let Notice::Quorum { service, up, .. } = n else {
+            let Notice::Quorum {
+                service,
+                up,
+                weight_sum,
+                ..
+            } = n
+            else {
                 continue;
             };
             let Some(svc) = config.services.iter().find(|s| s.id == *service) else {
@@ -175,7 +181,7 @@ impl Alerter {
                 quorum: l.quorum,
                 hysteresis: l.hysteresis,
                 threshold,
-                weight_sum: runtime.weight_sum(svc),
+                weight_sum: *weight_sum,
             };
             i.mailer
                 .send(message::quorum(&i.router_id, service, *up, q));

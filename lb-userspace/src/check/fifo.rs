@@ -5,15 +5,14 @@
 //! argument, as keepalived's `notify_fifo_script`.
 
 use crate::{
-    agent::desired::RealKey,
     config::{Command, ServiceId},
     script::{self, RunAs},
+    vocab::{RealKey, service_text, trio},
 };
 use anyhow::{Context, Result};
 use std::{
     fs::{File, OpenOptions},
     io::{ErrorKind, Write},
-    net::IpAddr,
     os::{
         fd::AsRawFd,
         unix::fs::{FileTypeExt, OpenOptionsExt},
@@ -117,21 +116,6 @@ impl FifoReader {
 }
 
 /// `[addr]:proto:port`, keepalived's `inet_sockaddrtotrio`.
-pub(crate) fn trio(addr: IpAddr, protocol: &str, port: u16) -> String {
-    format!("[{addr}]:{protocol}:{port}")
-}
-
-pub(crate) fn service_text(service: ServiceId) -> String {
-    match service {
-        ServiceId::Addr {
-            vip,
-            port,
-            protocol,
-        } => trio(vip, &protocol.to_string().to_lowercase(), port),
-        ServiceId::Fwmark { mark, .. } => format!("FWM {mark}"),
-    }
-}
-
 fn state(up: bool) -> &'static str {
     if up { "UP" } else { "DOWN" }
 }

@@ -5,9 +5,9 @@
 
 use super::fifo::{FIFO_READER_GRACE, FifoReader, FifoWriter, rs_line, vs_line};
 use crate::{
-    agent::desired::Notice,
     config::{Command, Config, global::Global},
     script::{self, RunAs},
+    vocab::Notice,
 };
 use anyhow::{Context, Result};
 use std::time::Duration;
@@ -100,6 +100,7 @@ impl Announcer {
                     service,
                     up,
                     command,
+                    ..
                 } => {
                     info!(%service, "{} quorum", if up { "gained" } else { "lost" });
                     (vs_line(service, up), command)
@@ -128,8 +129,8 @@ async fn run(cmd: &Command, user: Option<RunAs>, secure: bool) {
 mod tests {
     use super::*;
     use crate::{
-        agent::desired::RealKey,
         config::{Protocol, ServiceId, global::Fifo},
+        vocab::RealKey,
     };
 
     #[test]
@@ -181,6 +182,7 @@ mod tests {
                         service,
                         up: false,
                         command: None,
+                        weight_sum: 0,
                     },
                 ]);
                 // stop() closes the FIFO: the script reads the lines, then EOF, and exits.

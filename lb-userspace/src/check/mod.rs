@@ -4,6 +4,7 @@
 //! probes and reports verdict changes to the agent, [`lifecycle`] runs the
 //! notify scripts and writes the notify FIFO.
 
+pub mod board;
 pub mod dns;
 pub mod fifo;
 pub mod http;
@@ -15,13 +16,23 @@ pub mod smtp;
 pub mod tcp;
 pub mod udp;
 
-use crate::config::check::{Check, CheckCommon, CheckKind};
+use crate::{
+    config::check::{Check, CheckCommon, CheckKind},
+    vocab::{Health, RealKey},
+};
 use socket2::SockRef;
 use std::{
     io,
     net::{IpAddr, SocketAddr},
 };
 use tokio::net::{TcpSocket, TcpStream, UdpSocket};
+
+/// What the checkers tell the agent: their verdict on a real changed.
+#[derive(Debug)]
+pub struct Verdict {
+    pub key: RealKey,
+    pub health: Health,
+}
 
 /// What one attempt found.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -12,18 +12,18 @@
 //! Each attempt is bounded by its timeout and at most [`CONCURRENCY`]
 //! attempts run at once, so a hung real server delays no other check.
 
-use super::{Env, Probe, Target, probe, self_bounded};
+use super::{
+    Env, Probe, Target, Verdict,
+    board::{CheckBoard, CheckKey},
+    probe, self_bounded,
+};
 use crate::{
-    agent::{
-        Event,
-        desired::{Health, RealKey, Runtime},
-    },
     alert::Alerter,
     config::{
         Config,
         check::{Check, CheckKind},
     },
-    metrics::checks::{CheckBoard, CheckKey},
+    vocab::{Health, RealKey},
 };
 use std::{collections::HashSet, net::SocketAddr, sync::Arc, time::Duration};
 use tokio::{
@@ -73,7 +73,7 @@ impl Checkers {
     /// attempts are recorded on `board` (emptied first).
     pub fn start(
         config: &Config,
-        events: mpsc::Sender<Event>,
+        events: mpsc::Sender<Verdict>,
         alerts: &Alerter,
         board: &CheckBoard,
     ) -> Checkers {
@@ -81,7 +81,6 @@ impl Checkers {
         let (masters, _) = watch::channel(HashSet::new());
         let limit = Arc::new(Semaphore::new(CONCURRENCY));
         let mut tasks = JoinSet::new();
-        let runtime = Runtime::default();
         // keepalived checks the reals of a virtual_server_group once: the
         // group's first service runs the checks, the agent applies the
         // verdict to every member (`Runtime::set_health`).
@@ -102,11 +101,11 @@ impl Checkers {
                 .ha_suspend
                 .then(|| svc.id.addr())
                 .flatten()
-                .and_then(|(vip, ..)| Runtime::owner(config, vip))
+                .and_then(|(vip, ..)| config.vip_owner(vip))
                 .map(str::to_string);
             for real in svc.reals.iter().filter(|r| !r.lifecycle.checks.is_empty()) {
                 // The verdict the data plane starts with (down under `alpha`).
-                let initial = runtime.health_of(svc, real);
+                let initial = Health::initial(real);
                 let key = RealKey {
                     service: svc.id,
                     address: real.address,
@@ -165,7 +164,7 @@ impl Job {
     async fn run(
         self,
         limit: Arc<Semaphore>,
-        events: mpsc::Sender<Event>,
+        events: mpsc::Sender<Verdict>,
         mut masters: watch::Receiver<HashSet<String>>,
     ) {
         let common = &self.check.common;
@@ -241,7 +240,7 @@ impl Job {
     /// Records this check's verdict (mailing it, as keepalived does for every
     /// checker change) and tells the agent when the real's combined verdict
     /// changed (under the lock, so reports stay in order). `why`: the failure.
-    async fn report(&self, state: Health, why: Option<&str>, events: &mpsc::Sender<Event>) {
+    async fn report(&self, state: Health, why: Option<&str>, events: &mpsc::Sender<Verdict>) {
         let mut real = self.real.lock().await;
         let before = std::mem::replace(&mut real.checks[self.slot], state);
         let combined = combine(&real.checks);
@@ -262,7 +261,7 @@ impl Job {
                 real = %self.target.addr,
                 service = %real.key.service,
                 verdict = %combined,
-                check = crate::metrics::checks::kind_name(&self.check.kind),
+                check = self.check.kind.name(),
                 reason = %why,
                 "real server health changed"
             ),
@@ -275,7 +274,7 @@ impl Job {
         }
         // The agent is stopping when the loop is gone; nothing to tell then.
         let _ = events
-            .send(Event::Health {
+            .send(Verdict {
                 key: real.key,
                 health: combined,
             })

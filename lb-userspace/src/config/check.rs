@@ -164,6 +164,22 @@ pub enum CheckKind {
     },
 }
 
+impl CheckKind {
+    /// keepalived.conf's name of the checker.
+    pub fn name(&self) -> &'static str {
+        match self {
+            CheckKind::Tcp => "TCP_CHECK",
+            CheckKind::Http(h) if h.tls => "SSL_GET",
+            CheckKind::Http(_) => "HTTP_GET",
+            CheckKind::Smtp { .. } => "SMTP_CHECK",
+            CheckKind::Dns { .. } => "DNS_CHECK",
+            CheckKind::Udp { .. } => "UDP_CHECK",
+            CheckKind::Ping => "PING_CHECK",
+            CheckKind::Misc { .. } => "MISC_CHECK",
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Check {
     pub kind: CheckKind,

@@ -243,6 +243,19 @@ pub struct Config {
     pub agent: AgentFiles,
 }
 
+impl Config {
+    /// The VRRP instance that owns `vip`, if any instance lists it.
+    pub fn vip_owner(&self, vip: IpAddr) -> Option<&str> {
+        self.vrrp.instances.iter().find_map(|i| {
+            i.virtual_ipaddress
+                .iter()
+                .chain(&i.virtual_ipaddress_excluded)
+                .any(|a| a.address == vip)
+                .then_some(i.name.as_str())
+        })
+    }
+}
+
 /// Where a script is written in the config, so that what is checked after
 /// parsing (script security, on the host's files) can point at it.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,9 +1,9 @@
 //! The health checkers' families: per check of a real, its verdict, the
-//! duration of its last attempt, and its attempts and failures. The check
-//! tasks record into a [`CheckBoard`] as they go; the collector reads it.
+//! duration of its last attempt, and its attempts and failures, read from
+//! the [`CheckBoard`] the check tasks record into.
 
 use super::dataplane::{Labels, family};
-use crate::{agent::desired::RealKey, config::check::CheckKind};
+use crate::check::board::{CheckBoard, CheckKey, CheckStat};
 use prometheus_client::{
     collector::Collector,
     encoding::{DescriptorEncoder, EncodeMetric},
@@ -12,91 +12,6 @@ use prometheus_client::{
         gauge::ConstGauge,
     },
 };
-use std::{
-    collections::BTreeMap,
-    sync::{Arc, Mutex, PoisonError},
-    time::Duration,
-};
-
-/// One check of one real: the real and the check's place in its list.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct CheckKey {
-    pub real: RealKey,
-    pub slot: usize,
-}
-
-/// What is known about one check.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct CheckStat {
-    /// `TCP_CHECK`, `HTTP_GET`, ... as keepalived.conf names it.
-    pub kind: &'static str,
-    /// The check's verdict (after retries), as the data plane uses it.
-    pub up: bool,
-    pub attempts: u64,
-    pub failures: u64,
-    /// How long the last attempt took (to its answer, failure or timeout).
-    pub last_duration: Option<Duration>,
-}
-
-/// keepalived.conf's name of a checker.
-pub fn kind_name(kind: &CheckKind) -> &'static str {
-    match kind {
-        CheckKind::Tcp => "TCP_CHECK",
-        CheckKind::Http(h) if h.tls => "SSL_GET",
-        CheckKind::Http(_) => "HTTP_GET",
-        CheckKind::Smtp { .. } => "SMTP_CHECK",
-        CheckKind::Dns { .. } => "DNS_CHECK",
-        CheckKind::Udp { .. } => "UDP_CHECK",
-        CheckKind::Ping => "PING_CHECK",
-        CheckKind::Misc { .. } => "MISC_CHECK",
-    }
-}
-
-/// Every check's numbers; cheap to clone, shared by the check tasks.
-#[derive(Clone, Debug, Default)]
-pub struct CheckBoard(Arc<Mutex<BTreeMap<CheckKey, CheckStat>>>);
-
-impl CheckBoard {
-    /// Forgets every check (the checkers restart with a new config).
-    pub fn clear(&self) {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clear();
-    }
-
-    /// A check starting with verdict `up`.
-    pub fn register(&self, key: CheckKey, kind: &CheckKind, up: bool) {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(
-                key,
-                CheckStat {
-                    kind: kind_name(kind),
-                    up,
-                    ..CheckStat::default()
-                },
-            );
-    }
-
-    /// One attempt's outcome and the verdict after it.
-    pub fn attempt(&self, key: CheckKey, passed: bool, took: Duration, up: bool) {
-        let mut m = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        let s = m.entry(key).or_default();
-        s.attempts += 1;
-        s.failures += u64::from(!passed);
-        s.last_duration = Some(took);
-        s.up = up;
-    }
-
-    pub fn snapshot(&self) -> BTreeMap<CheckKey, CheckStat> {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-    }
-}
 
 #[derive(Debug)]
 pub struct CheckCollector {

@@ -31,7 +31,7 @@ use std::path::Path;
 #[derive(Clone, Default)]
 pub struct Sources {
     pub vrrp: crate::vrrp::counters::Counters,
-    pub checks: checks::CheckBoard,
+    pub checks: crate::check::board::CheckBoard,
     pub maglev: maglev::ChurnBoard,
     pub reloads: reloads::ReloadCounters,
     pub next_hops: crate::neigh::Counters,
