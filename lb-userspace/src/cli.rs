@@ -4,11 +4,6 @@
 use clap::{Parser, Subcommand, ValueEnum};
 use std::{net::IpAddr, path::PathBuf};
 
-/// The config file when `--config` is not given.
-pub const DEFAULT_CONFIG: &str = "/etc/xlb/xlb.toml";
-/// `[dataplane] pin_path` when the config does not set it.
-pub const DEFAULT_PIN_PATH: &str = "/sys/fs/bpf/xlb";
-
 #[derive(Debug, Parser)]
 #[command(
     name = "xlb",
@@ -127,32 +122,6 @@ pub enum Command {
     },
 }
 
-/// The pin directory `xlb status` and `xlb ipvsadm` read: `--pin-path`,
-/// else the pin_path of `--config` (or of /etc/xlb/xlb.toml when it exists,
-/// as the agent reads it), else the default.
-pub fn pin_path(
-    pin: Option<&std::path::Path>,
-    config: Option<&std::path::Path>,
-) -> anyhow::Result<PathBuf> {
-    use anyhow::Context;
-    if let Some(p) = pin {
-        return Ok(p.to_path_buf());
-    }
-    let default = std::path::Path::new(DEFAULT_CONFIG);
-    let file = match config {
-        Some(c) => c,
-        None if default.exists() => default,
-        None => return Ok(PathBuf::from(DEFAULT_PIN_PATH)),
-    };
-    let config = crate::config::load(file).with_context(|| {
-        format!(
-            "reading the pin path from {} (--pin-path skips it)",
-            file.display()
-        )
-    })?;
-    Ok(config.dataplane.pin_path)
-}
-
 /// Where the configuration comes from: `-c FILE.toml` or `--keepalived-conf FILE`.
 #[derive(Debug, clap::Args)]
 #[group(skip)]
@@ -195,8 +164,8 @@ impl KeepalivedArgs {
 }
 
 impl SourceArgs {
-    pub fn source(&self) -> anyhow::Result<crate::config::Source> {
-        use crate::config::Source;
+    pub fn source(&self) -> anyhow::Result<crate::load::Source> {
+        use crate::load::Source;
         match (&self.config, &self.keepalived_conf) {
             (Some(c), None) if self.keepalived.config_id.is_none() && !self.keepalived.lenient => {
                 Ok(Source::Toml {
@@ -209,7 +178,7 @@ impl SourceArgs {
             }
             (None, None) if self.keepalived.config_id.is_none() && !self.keepalived.lenient => {
                 Ok(Source::Toml {
-                    path: DEFAULT_CONFIG.into(),
+                    path: crate::config::defaults::CONFIG_FILE.into(),
                     on_host: false,
                 })
             }

@@ -10,7 +10,7 @@
 use crate::{
     config::{Config, SocketText},
     dataplane::{DataPlane, DesiredService},
-    status::{Detail, Plane, Snapshot},
+    snapshot::{Detail, Plane, Snapshot},
 };
 use anyhow::{Context, Result};
 use std::{

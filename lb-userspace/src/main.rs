@@ -3,7 +3,7 @@ use std::process::ExitCode;
 use xlb::{
     agent,
     cli::{Cli, Command},
-    config, decap, ipvsadm, logging, pidfile, reload, status,
+    config, decap, ipvsadm, load, logging, pidfile, reload, status,
 };
 
 /// How long `xlb reload` waits for the agent to report its reload.
@@ -15,7 +15,7 @@ fn reload_agent(
     pid_file: Option<std::path::PathBuf>,
     config: Option<std::path::PathBuf>,
 ) -> anyhow::Result<()> {
-    let checked = config.as_deref().map(config::load).transpose()?;
+    let checked = config.as_deref().map(load::load).transpose()?;
     let path = pid_file
         .or_else(|| checked.map(|c| c.agent.pid_file))
         .unwrap_or_else(|| config::AgentFiles::default().pid_file);
@@ -41,7 +41,7 @@ fn main() -> ExitCode {
         }
         Command::Check { source, .. } => source.source().and_then(|source| {
             let source = source.on_this_host();
-            let c = config::load_from(&source)?;
+            let c = load::load_from(&source)?;
             let reals: usize = c.services.iter().map(|s| s.reals.len()).sum();
             println!(
                 "{}: ok, {} services, {reals} real servers, {} VRRP instances",
@@ -51,21 +51,21 @@ fn main() -> ExitCode {
             );
             Ok(())
         }),
-        Command::Convert { file, keepalived } => config::load_from(&config::Source::Keepalived {
+        Command::Convert { file, keepalived } => load::load_from(&load::Source::Keepalived {
             path: file,
             options: keepalived.options(),
         })
         .map(|c| print!("{}", xlb::keepalived::emit::to_toml(&c, false))),
         Command::DumpConfig { source } => source
             .source()
-            .and_then(|s| config::load_from(&s))
+            .and_then(|s| load::load_from(&s))
             .map(|c| print!("{}", xlb::keepalived::emit::to_toml(&c, true))),
         Command::Status {
             pin_path,
             config,
             json: true,
             ..
-        } => xlb::cli::pin_path(pin_path.as_deref(), config.as_deref())
+        } => xlb::snapshot::pin_dir(pin_path.as_deref(), config.as_deref())
             .and_then(|p| status::render_json(&p))
             .map(|s| println!("{s}")),
         Command::Status {
@@ -73,7 +73,7 @@ fn main() -> ExitCode {
             config,
             persistent_conn,
             json: false,
-        } => xlb::cli::pin_path(pin_path.as_deref(), config.as_deref()).and_then(|pin_path| {
+        } => xlb::snapshot::pin_dir(pin_path.as_deref(), config.as_deref()).and_then(|pin_path| {
             let view = if persistent_conn {
                 status::View::PersistentConn
             } else {

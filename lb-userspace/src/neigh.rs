@@ -5,7 +5,6 @@
 //! address), instead of once per real: 25,000 reals against a table of
 //! 25,000 entries were 625 million entries read per pass.
 
-use crate::dataplane::NextHop;
 use anyhow::{Context, Result, anyhow, bail};
 use futures::{StreamExt, TryStreamExt, stream};
 use netlink_packet_route::{
@@ -24,6 +23,22 @@ use std::{
     time::{Duration, Instant},
 };
 use tracing::debug;
+
+/// Where frames for a real server go on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NextHop {
+    /// Interface the real server is reached through.
+    pub ifindex: u32,
+    /// The real server's MAC address.
+    pub mac: [u8; 6],
+    /// The MAC address of that interface, the frame's new source.
+    pub src_mac: [u8; 6],
+    /// That interface's MTU.
+    pub mtu: u16,
+    /// The source address the kernel picks towards the real (its route's
+    /// preferred source): the default outer source of tunnels.
+    pub source: Option<IpAddr>,
+}
 
 /// Route lookups kept in flight at once on the netlink socket.
 const ROUTES_IN_FLIGHT: usize = 64;

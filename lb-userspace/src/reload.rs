@@ -5,7 +5,10 @@
 //! and keeps the running ones. Each reload's outcome is written where
 //! `xlb reload` waits for it, so the command's exit status is the reload's.
 
-use crate::config::{self, Config, Overrides, Source};
+use crate::{
+    config::{self, Config, Overrides},
+    load::{self, Source},
+};
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use std::{
@@ -17,7 +20,7 @@ use tracing::warn;
 /// The config from `source` (with the command line's `overrides`), or the
 /// errors (each `file:line:col: message`) that leave the running config in force.
 pub fn reread(source: &Source, overrides: &Overrides, running: &Config) -> Result<Config> {
-    let mut fresh = overrides.apply(config::load_from(source)?);
+    let mut fresh = overrides.apply(load::load_from(source)?);
     // No interfaces named: the agent attached where the routes to the reals went.
     if fresh.dataplane.interfaces.is_empty() {
         fresh.dataplane.interfaces = running.dataplane.interfaces.clone();

@@ -414,13 +414,13 @@ async fn upkeep_report(
 }
 
 pub async fn run(
-    source: &config::Source,
+    source: &crate::load::Source,
     release: Release,
     overrides: &config::Overrides,
 ) -> Result<()> {
     // First: SIGTERM and SIGINT are answered from here on, start-up included.
     let mut signals = Signals::new()?;
-    let mut config = Arc::new(overrides.apply(config::load_from(source)?));
+    let mut config = Arc::new(overrides.apply(crate::load::load_from(source)?));
     crate::caps::require(&config)?;
     let Prepared {
         lock,
@@ -642,7 +642,7 @@ fn status_line(config: &Config, fwd: &Forwarding) -> String {
 /// fails, what the earlier ones did is undone and the running config stays
 /// in force in full.
 struct Reload<'a> {
-    source: &'a config::Source,
+    source: &'a crate::load::Source,
     overrides: &'a config::Overrides,
     resolve: Option<&'a Resolver>,
     vrrp: &'a VrrpThread,

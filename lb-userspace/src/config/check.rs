@@ -232,20 +232,3 @@ pub struct ServiceLifecycle {
     /// `smtp_alert_checker`, else `smtp_alert`, else no).
     pub smtp_alert: Option<bool>,
 }
-
-impl Default for ServiceLifecycle {
-    fn default() -> Self {
-        ServiceLifecycle {
-            delay_loop: super::defaults::DELAY_LOOP,
-            omega: false,
-            quorum: 1,
-            hysteresis: 0,
-            quorum_up: None,
-            quorum_down: None,
-            sorry_server: None,
-            ha_suspend: false,
-            virtualhost: None,
-            smtp_alert: None,
-        }
-    }
-}

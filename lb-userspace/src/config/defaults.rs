@@ -6,8 +6,13 @@
 //! value recorded from that source (tests/fixtures/keepalived-2.2.7/defaults).
 //! Defaults of a single field live in the model's `Default` impls.
 
-use super::check::CheckKind;
+use super::check::{CheckKind, ServiceLifecycle};
 use std::time::Duration;
+
+/// The config file when `--config` is not given.
+pub const CONFIG_FILE: &str = "/etc/xlb/xlb.toml";
+/// `[dataplane] pin_path` when the config does not set it.
+pub const PIN_PATH: &str = "/sys/fs/bpf/xlb";
 
 /// `delay_loop` of a virtual server (check_data.h `KEEPALIVED_DEFAULT_DELAY`).
 pub const DELAY_LOOP: Duration = Duration::from_secs(60);
@@ -50,4 +55,21 @@ pub fn warmup(delay_loop: Duration) -> Duration {
 /// A MISC_CHECK's `misc_timeout` when unset: its `delay_loop` (check_misc.c).
 pub fn misc_timeout(delay_loop: Duration) -> Duration {
     delay_loop
+}
+
+impl Default for ServiceLifecycle {
+    fn default() -> Self {
+        ServiceLifecycle {
+            delay_loop: DELAY_LOOP,
+            omega: false,
+            quorum: 1,
+            hysteresis: 0,
+            quorum_up: None,
+            quorum_down: None,
+            sorry_server: None,
+            ha_suspend: false,
+            virtualhost: None,
+            smtp_alert: None,
+        }
+    }
 }

@@ -296,13 +296,13 @@ impl DataPlane for IpvsDataPlane {
         "kernel IPVS (generic netlink)".to_string()
     }
 
-    fn plane(&self) -> crate::status::Plane {
-        crate::status::Plane::Ipvs
+    fn plane(&self) -> crate::snapshot::Plane {
+        crate::snapshot::Plane::Ipvs
     }
 
-    fn snapshot(&mut self, _detail: crate::status::Detail) -> Result<crate::status::Snapshot> {
+    fn snapshot(&mut self, _detail: crate::snapshot::Detail) -> Result<crate::snapshot::Snapshot> {
         // The kernel's dump carries every part (persistence counts included) at once.
-        crate::ipvs::snapshot::read(&mut self.ipvs)
+        crate::snapshot::ipvs::read(&mut self.ipvs)
     }
 
     fn shutdown(mut self: Box<Self>, keep: bool) -> Result<()> {

@@ -17,27 +17,11 @@ mod xdp;
 pub use ipvs::IpvsDataPlane;
 pub use tables::MaglevChurn;
 
+pub use crate::neigh::NextHop;
 pub use loader::attach_program;
 pub use xdp::{PinLock, XdpDataPlane};
 
 use crate::config::{Real, Service};
-use std::net::IpAddr;
-
-/// Where frames for a real server go on the wire.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct NextHop {
-    /// Interface the real server is reached through.
-    pub ifindex: u32,
-    /// The real server's MAC address.
-    pub mac: [u8; 6],
-    /// The MAC address of that interface, the frame's new source.
-    pub src_mac: [u8; 6],
-    /// That interface's MTU.
-    pub mtu: u16,
-    /// The source address the kernel picks towards the real (its route's
-    /// preferred source): the default outer source of tunnels.
-    pub source: Option<IpAddr>,
-}
 
 /// A real server as the data plane must use it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -112,14 +96,14 @@ pub trait DataPlane {
 
     /// Which data plane this is (with `kind = "auto"`, the one that started),
     /// so the metrics read it where it keeps its state.
-    fn plane(&self) -> crate::status::Plane;
+    fn plane(&self) -> crate::snapshot::Plane;
 
     /// What the data plane holds now (services, reals, counters), for the
     /// SIGUSR1/SIGUSR2 dumps; `detail` chooses the costly parts.
     fn snapshot(
         &mut self,
-        detail: crate::status::Detail,
-    ) -> anyhow::Result<crate::status::Snapshot>;
+        detail: crate::snapshot::Detail,
+    ) -> anyhow::Result<crate::snapshot::Snapshot>;
 
     /// Stops forwarding, or with `keep` leaves the data plane running
     /// without the agent.

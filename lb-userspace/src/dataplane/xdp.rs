@@ -441,12 +441,12 @@ impl DataPlane for XdpDataPlane {
         format!("XDP on {}", attached.join(", "))
     }
 
-    fn plane(&self) -> crate::status::Plane {
-        crate::status::Plane::Xdp
+    fn plane(&self) -> crate::snapshot::Plane {
+        crate::snapshot::Plane::Xdp
     }
 
-    fn snapshot(&mut self, detail: crate::status::Detail) -> Result<crate::status::Snapshot> {
-        crate::status::Snapshot::read(&self.pin_dir, detail)
+    fn snapshot(&mut self, detail: crate::snapshot::Detail) -> Result<crate::snapshot::Snapshot> {
+        crate::snapshot::xdp::read(&self.pin_dir, detail)
     }
 
     fn shutdown(self: Box<Self>, keep: bool) -> Result<()> {

@@ -7,7 +7,6 @@
 //! IPVS messages themselves are typed in [`attr`].
 
 pub mod attr;
-pub mod snapshot;
 pub mod types;
 
 use anyhow::{Context, Result, bail};

@@ -386,6 +386,17 @@ impl Daemon {
     }
 }
 
+/// ipvsadm's name of a forwarding method.
+pub fn fwd_name(f: u32) -> &'static str {
+    match f {
+        fwd::MASQ => "Masq",
+        fwd::LOCALNODE => "Local",
+        fwd::TUNNEL => "Tunnel",
+        fwd::DROUTE => "Route",
+        _ => "(null)",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -21,7 +21,7 @@ pub struct Listing {
 
 /// The text `xlb ipvsadm ARGS` prints.
 pub fn run(args: &IpvsadmArgs) -> Result<String> {
-    let pin = crate::cli::pin_path(args.pin_path.as_deref(), args.config.as_deref())?;
+    let pin = crate::snapshot::pin_dir(args.pin_path.as_deref(), args.config.as_deref())?;
     if args.timeout {
         return Ok(render::timeouts(source::timeouts(&pin)?));
     }

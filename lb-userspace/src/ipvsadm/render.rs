@@ -5,7 +5,7 @@ use super::{Listing, args::View};
 use crate::config::ServiceId;
 use crate::ipvs::{
     Daemon, DestEntry, ServiceEntry, Timeouts,
-    types::{fwd, svc_flags},
+    types::{fwd_name, svc_flags},
 };
 use std::{cmp::Ordering, fmt::Write, net::IpAddr};
 
@@ -203,16 +203,6 @@ fn largenum(out: &mut String, i: u64, exact: bool) {
     } else {
         write!(out, "{:>8}T", i / 1_000_000_000_000)
     };
-}
-
-pub(crate) fn fwd_name(f: u32) -> &'static str {
-    match f {
-        fwd::MASQ => "Masq",
-        fwd::LOCALNODE => "Local",
-        fwd::TUNNEL => "Tunnel",
-        fwd::DROUTE => "Route",
-        _ => "(null)",
-    }
 }
 
 fn service(out: &mut String, (s, dests): &(ServiceEntry, Vec<DestEntry>), f: Format) {

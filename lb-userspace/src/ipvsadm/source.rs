@@ -7,7 +7,7 @@ use crate::ipvs::{
     Daemon, DestEntry, Ipvs, ServiceEntry, Stats, Timeouts,
     types::{self, fwd, svc_flags},
 };
-use crate::status::{self, ServiceStatus, Snapshot, open};
+use crate::snapshot::{self, Running, ServiceStatus, xdp::open};
 use anyhow::Result;
 use aya::maps::{Array, MapData};
 use lb_common::{Settings, map_names};
@@ -18,17 +18,12 @@ const IPVS_VERSION: u32 = 0x010201;
 /// The connection table size the XDP listing reports (IPVS's default).
 const XDP_TAB_SIZE: u32 = 4096;
 
-/// Whether `pin_dir` holds a running XDP data plane's maps.
-fn xdp(pin_dir: &Path) -> bool {
-    pin_dir.join(map_names::SERVICES).exists()
-}
-
 /// The timeouts: XDP's SETTINGS, else the kernel's IPVS's.
 pub fn timeouts(pin_dir: &Path) -> Result<Timeouts> {
-    if !xdp(pin_dir) {
+    let Running::Xdp(pin_dir) = Running::find(pin_dir) else {
         return Ipvs::connect()?.timeouts();
-    }
-    let settings: Array<MapData, Settings> = open(pin_dir, map_names::SETTINGS)?.try_into()?;
+    };
+    let settings: Array<MapData, Settings> = open(&pin_dir, map_names::SETTINGS)?.try_into()?;
     let s = settings.get(&0, 0)?;
     Ok(Timeouts {
         tcp: s.tcp_timeout_s,
@@ -39,18 +34,17 @@ pub fn timeouts(pin_dir: &Path) -> Result<Timeouts> {
 
 /// The sync daemons: the kernel's IPVS's (XDP has none).
 pub fn daemons(pin_dir: &Path) -> Result<Vec<Daemon>> {
-    if xdp(pin_dir) {
-        return Ok(Vec::new());
+    match Running::find(pin_dir) {
+        Running::Xdp(_) => Ok(Vec::new()),
+        Running::Ipvs => Ipvs::connect()?.daemons(),
     }
-    Ipvs::connect()?.daemons()
 }
 
 /// The XDP maps when `pin_dir` holds them, else the kernel's IPVS.
 pub fn read(pin_dir: &Path) -> Result<Listing> {
-    if xdp(pin_dir) {
-        from_maps(pin_dir)
-    } else {
-        from_kernel(&mut Ipvs::connect()?)
+    match Running::find(pin_dir) {
+        Running::Xdp(dir) => from_maps(&dir),
+        Running::Ipvs => from_kernel(&mut Ipvs::connect()?),
     }
 }
 
@@ -66,7 +60,7 @@ pub fn from_kernel(ipvs: &mut Ipvs) -> Result<Listing> {
 
 /// XDP counts packets and bytes towards the reals; replies bypass it (DR,
 /// TUN) or are not counted apart, and it keeps no rates.
-fn stats(c: status::Stats) -> Stats {
+fn stats(c: snapshot::Stats) -> Stats {
     Stats {
         conns: c.connections,
         inpkts: c.packets,
@@ -108,11 +102,11 @@ fn service_entry(s: &ServiceStatus) -> Option<ServiceEntry> {
 /// the maps `xlb status` prints. Draining reals (nodest `keep`) are not
 /// members, as IPVS lists no removed destination.
 pub fn from_maps(dir: &Path) -> Result<Listing> {
-    let detail = status::Detail {
+    let detail = snapshot::Detail {
         persistent_conns: true,
         map_fill: false,
     };
-    let snap = Snapshot::read(dir, detail)?;
+    let snap = snapshot::xdp::read(dir, detail)?;
     let mut out = Vec::new();
     for svc in &snap.services {
         let Some(entry) = service_entry(svc) else {

@@ -503,7 +503,7 @@ impl Emitter {
             &mut t,
             "pin_path",
             pin.clone().into(),
-            pin == "/sys/fs/bpf/xlb",
+            pin == crate::config::defaults::PIN_PATH,
         );
         let num = |t: &mut Table, k: &str, v: u32, def: u32| {
             self.put(t, k, i64::from(v).into(), v == def)

@@ -2,7 +2,7 @@
 //! duration of its last attempt, and its attempts and failures, read from
 //! the [`CheckBoard`] the check tasks record into.
 
-use super::dataplane::{Labels, family};
+use super::family::{Labels, family};
 use crate::check::board::{CheckBoard, CheckKey, CheckStat};
 use prometheus_client::{
     collector::Collector,

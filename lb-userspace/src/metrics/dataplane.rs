@@ -5,78 +5,38 @@
 //! only, the program's fates per packet and map fill levels (IPVS has
 //! neither, so those families are left out rather than sent as zeros).
 
-use crate::status::{Detail, Plane, RealStatus, ServiceStatus, Snapshot};
+use super::family::{Labels, family};
+use crate::snapshot::{Detail, Plane, RealStatus, Running, ServiceStatus, Snapshot};
 use prometheus_client::{
     collector::Collector,
-    encoding::{DescriptorEncoder, EncodeMetric, MetricEncoder},
-    metrics::{MetricType, counter::ConstCounter, gauge::ConstGauge},
+    encoding::DescriptorEncoder,
+    metrics::MetricType,
 };
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use tracing::warn;
 
 #[derive(Debug)]
 pub struct DataplaneCollector {
-    plane: Plane,
-    /// Where XDP's maps are pinned (unused under IPVS).
-    pin_dir: PathBuf,
+    source: Running,
 }
 
 impl DataplaneCollector {
     pub fn new(plane: Plane, pin_dir: &Path) -> DataplaneCollector {
         DataplaneCollector {
-            plane,
-            pin_dir: pin_dir.to_path_buf(),
+            source: Running::of(plane, pin_dir),
         }
     }
 
     fn read(&self) -> anyhow::Result<Snapshot> {
-        match self.plane {
-            Plane::Xdp => Snapshot::read(
-                &self.pin_dir,
-                Detail {
-                    persistent_conns: false,
-                    map_fill: true,
-                },
-            ),
-            // A socket per scrape rather than one kept behind a lock:
-            // concurrent scrapes never wait on each other, and a dump cut
-            // short by an error cannot leave replies for the next scrape to
-            // misread; it costs one family lookup per scrape.
-            Plane::Ipvs => crate::ipvs::Ipvs::connect()
-                .and_then(|mut ipvs| crate::ipvs::snapshot::read(&mut ipvs)),
-        }
+        self.source.read(Detail {
+            persistent_conns: false,
+            map_fill: true,
+        })
     }
 }
-
-pub(super) type Labels = Vec<(&'static str, String)>;
 
 /// A family read off each service or real: name, help, type, value.
 type Spec<'a, T> = (&'a str, &'a str, MetricType, &'a dyn Fn(&T) -> u64);
-
-/// One family: its samples, each a label set and a value.
-pub(super) fn family(
-    encoder: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    kind: MetricType,
-    samples: &[(Labels, u64)],
-) -> Result<(), std::fmt::Error> {
-    let value = |sample: MetricEncoder, value: u64| match kind {
-        MetricType::Counter => ConstCounter::new(value).encode(sample),
-        _ => ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX)).encode(sample),
-    };
-    let mut metric = encoder.encode_descriptor(name, help, None, kind)?;
-    // A lone unlabelled sample is written `name value`, not `name{} value`.
-    if let [(labels, v)] = samples
-        && labels.is_empty()
-    {
-        return value(metric, *v);
-    }
-    for (labels, v) in samples {
-        value(metric.encode_family(labels)?, *v)?;
-    }
-    Ok(())
-}
 
 impl Collector for DataplaneCollector {
     fn encode(&self, encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
@@ -282,7 +242,7 @@ fn xdp_families(encoder: &mut DescriptorEncoder, snap: &Snapshot) -> Result<(), 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::status::{MapFill, PacketCounts, Stats};
+    use crate::snapshot::{MapFill, PacketCounts, Stats};
     use prometheus_client::registry::Registry;
 
     /// A collector encoding a fixed snapshot, as the real one encodes what it read.
@@ -362,7 +322,7 @@ mod tests {
                 entries: 4,
                 capacity: 64,
             }],
-            flows: (data_plane == Plane::Xdp).then(|| crate::status::FlowSummary {
+            flows: (data_plane == Plane::Xdp).then(|| crate::snapshot::FlowSummary {
                 passes: 3,
                 last_pass_age_s: 1.5,
                 last_pass_ms: 2.0,

@@ -4,8 +4,8 @@
 //! created flows (pickups, reused ports, stale entries). A scrape reads a
 //! summary of fixed size: it costs the same with 10 flows or 1M.
 
-use super::dataplane::{Labels, family};
-use crate::status::{FlowSummary, PacketCounts};
+use super::family::{Labels, family};
+use crate::snapshot::{FlowSummary, PacketCounts};
 use prometheus_client::{
     encoding::DescriptorEncoder,
     metrics::MetricType::{Counter, Gauge},

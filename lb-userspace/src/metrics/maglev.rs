@@ -3,7 +3,7 @@
 //! [`crate::dataplane::DataPlane::maglev_churn`] here after each apply (the
 //! data plane itself belongs to the loop); the collector reads the copy.
 
-use super::dataplane::{Labels, family};
+use super::family::{Labels, family};
 use crate::{config::ServiceId, dataplane::MaglevChurn};
 use prometheus_client::{
     collector::Collector,

@@ -13,6 +13,7 @@
 pub mod checks;
 pub mod dataplane;
 pub mod exposition;
+pub mod family;
 pub mod flows;
 pub mod maglev;
 pub mod next_hops;
@@ -23,7 +24,7 @@ pub mod vrrp;
 
 pub use server::serve;
 
-use crate::status::Plane;
+use crate::snapshot::Plane;
 use prometheus_client::registry::Registry;
 use std::path::Path;
 

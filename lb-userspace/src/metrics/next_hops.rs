@@ -3,7 +3,7 @@
 //! made (one per pass unless a pass waited for missing entries), and how
 //! long the latest pass took. Read from the resolver's counters at scrape time.
 
-use super::dataplane::family;
+use super::family::family;
 use crate::neigh::Counters;
 use prometheus_client::{
     collector::Collector,

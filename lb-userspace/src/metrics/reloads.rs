@@ -1,7 +1,7 @@
 //! Reloads (SIGHUP, `xlb reload`) by outcome: a failed one left the
 //! previous config in force, which an operator wants to alert on.
 
-use super::dataplane::family;
+use super::family::family;
 use prometheus_client::{
     collector::Collector, encoding::DescriptorEncoder, metrics::MetricType::Counter,
 };

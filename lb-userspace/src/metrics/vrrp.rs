@@ -1,7 +1,7 @@
 //! VRRP's families, read at each scrape from the instances' shared counters
 //! ([`crate::vrrp::counters::Counters`], the same numbers `xlb status` shows).
 
-use super::dataplane::{Labels, family};
+use super::family::{Labels, family};
 use crate::vrrp::{counters::Counters, state::State};
 use prometheus_client::{
     collector::Collector,

@@ -68,7 +68,7 @@ fn dataplane(
         },
         interfaces,
         xdp_mode: XdpMode::Auto,
-        pin_path: PathBuf::from("/sys/fs/bpf/xlb"),
+        pin_path: PathBuf::from(crate::config::defaults::PIN_PATH),
         maglev_table_size: capacity::maglev_table_size(&list),
         max_services: capacity::max_services(&list),
         max_reals: capacity::max_reals(&list),

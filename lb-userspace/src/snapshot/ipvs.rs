@@ -1,14 +1,12 @@
-//! The kernel's IPVS as a [`status::Snapshot`], so `xlb status`, the
+//! The kernel's IPVS as a [`Snapshot`], so `xlb status`, the
 //! SIGUSR1/SIGUSR2 dumps and the IPVS data plane show the same listing the
 //! XDP maps give.
 
-use super::{
-    DestEntry, Ipvs, ServiceEntry,
-    types::{mask, svc_flags},
-};
+use super::{PacketCounts, PersistenceStatus, Plane, RealStatus, ServiceStatus, Snapshot};
 use crate::config::ServiceId;
-use crate::status::{
-    self, PacketCounts, PersistenceStatus, Plane, RealStatus, ServiceStatus, Snapshot,
+use crate::ipvs::{
+    DestEntry, Ipvs, ServiceEntry,
+    types::{fwd_name, mask, svc_flags},
 };
 use anyhow::Result;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -18,8 +16,8 @@ pub fn read(ipvs: &mut Ipvs) -> Result<Snapshot> {
     Ok(from_entries(ipvs.listing()?))
 }
 
-fn stats(s: super::Stats) -> status::Stats {
-    status::Stats {
+fn stats(s: crate::ipvs::Stats) -> super::Stats {
+    super::Stats {
         connections: s.conns,
         packets: s.inpkts,
         bytes: s.inbytes,
@@ -31,7 +29,7 @@ fn real(id: u32, d: &DestEntry) -> RealStatus {
         id,
         address: d.addr,
         port: d.port,
-        forward: crate::ipvsadm::render::fwd_name(d.fwd).to_string(),
+        forward: fwd_name(d.fwd).to_string(),
         weight: d.weight,
         // IPVS keeps no next hops and lists no removed destination.
         reachable: true,
@@ -240,7 +238,7 @@ mod tests {
         assert_eq!((r.inactive_conns, r.persistent_conns), (1, Some(2)));
         assert_eq!(
             r.stats,
-            status::Stats {
+            crate::snapshot::Stats {
                 connections: 7,
                 packets: 70,
                 bytes: 7000
@@ -249,7 +247,7 @@ mod tests {
         assert_eq!(snap.services[1].persistence, None);
         assert_eq!(
             snap.services[1].stats,
-            status::Stats {
+            crate::snapshot::Stats {
                 connections: 3,
                 packets: 4,
                 bytes: 5
