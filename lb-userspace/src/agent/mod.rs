@@ -16,7 +16,7 @@ use crate::{
     check::{
         Verdict,
         fifo::{FIFO_READER_GRACE, FifoReader},
-        lifecycle::Announcer,
+        lifecycle::Notifier,
         runner::Checkers,
     },
     config::{self, Config},
@@ -197,7 +197,7 @@ struct Reactor {
     hops: Hops,
     checkers: Checkers,
     alerts: Alerter,
-    announcer: Announcer,
+    notifier: Notifier,
 }
 
 impl Reactor {
@@ -212,7 +212,7 @@ impl Reactor {
             "real server health changed",
         );
         self.alerts.quorum_changes(config, &notices);
-        self.announcer.announce(notices);
+        self.notifier.announce(notices);
     }
 
     /// A VRRP instance gained or lost mastership: its services follow, then
@@ -315,7 +315,7 @@ impl Loop {
 struct Prepared {
     lock: PinLock,
     resolver: Resolver,
-    announcer: Announcer,
+    notifier: Notifier,
     alerts: Alerter,
     shared: metrics::Sources,
     listener: Option<tokio::net::TcpListener>,
@@ -332,7 +332,7 @@ async fn prepare(config: &mut Arc<Config>) -> Result<Prepared> {
     let lock = PinLock::take(&config.dataplane.pin_path)?;
     let resolver = Resolver::new()?;
     crate::dataplane::route_attach::fill_in(&resolver, Arc::make_mut(config)).await?;
-    let announcer = Announcer::new(config)?;
+    let notifier = Notifier::new(config)?;
     let alerts = Alerter::start(config)?;
     // What the metrics endpoint reads from the agent's parts.
     let shared = metrics::Sources {
@@ -366,7 +366,7 @@ async fn prepare(config: &mut Arc<Config>) -> Result<Prepared> {
     Ok(Prepared {
         lock,
         resolver,
-        announcer,
+        notifier,
         alerts,
         shared,
         listener,
@@ -377,7 +377,7 @@ async fn prepare(config: &mut Arc<Config>) -> Result<Prepared> {
 }
 
 /// `vrrp_notify_fifo`'s reader script (`notify_fifo` also gets LVS lines,
-/// so its reader belongs to the checkers' announcer); after the VRRP
+/// so its reader belongs to the checkers' notifier); after the VRRP
 /// thread created the FIFO.
 fn vrrp_fifo_reader(config: &Config) -> Result<Option<FifoReader>> {
     let g = &config.global;
@@ -425,7 +425,7 @@ pub async fn run(
     let Prepared {
         lock,
         resolver,
-        announcer,
+        notifier,
         alerts,
         shared,
         listener,
@@ -518,7 +518,7 @@ pub async fn run(
             hops,
             checkers,
             alerts,
-            announcer,
+            notifier,
         },
         masterships,
         inbox,
@@ -604,8 +604,8 @@ pub async fn run(
     r.checkers.stop().await;
     let stopping = r.runtime.stopping(&config);
     r.alerts.stopping(&config, &stopping);
-    r.announcer.announce_and_wait(stopping).await;
-    r.announcer.stop().await;
+    r.notifier.announce_and_wait(stopping).await;
+    r.notifier.stop().await;
     if let Some(f) = fifo_reader {
         f.stop(FIFO_READER_GRACE).await;
     }

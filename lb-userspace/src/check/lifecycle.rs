@@ -16,21 +16,21 @@ use tracing::{info, warn};
 /// Longest a notify script may run before it is killed.
 const NOTIFY_TIMEOUT: Duration = Duration::from_secs(60);
 
-pub struct Announcer {
+pub struct Notifier {
     fifos: Vec<FifoWriter>,
     readers: Vec<FifoReader>,
     user: Option<RunAs>,
     secure: bool,
 }
 
-impl Announcer {
+impl Notifier {
     /// Opens (creating) the LVS notify FIFOs and starts their scripts;
     /// needs the tokio runtime.
-    pub fn new(config: &Config) -> Result<Announcer> {
-        Announcer::for_global(&config.global)
+    pub fn new(config: &Config) -> Result<Notifier> {
+        Notifier::for_global(&config.global)
     }
 
-    pub fn for_global(g: &Global) -> Result<Announcer> {
+    pub fn for_global(g: &Global) -> Result<Notifier> {
         let user = g
             .script_user
             .as_deref()
@@ -47,7 +47,7 @@ impl Announcer {
                 readers.push(FifoReader::start(&f.path, cmd.clone(), user, secure));
             }
         }
-        Ok(Announcer {
+        Ok(Notifier {
             fifos,
             readers,
             user,
@@ -81,7 +81,7 @@ impl Announcer {
         }
     }
 
-    /// As [`Announcer::announce`], waiting for the scripts (at stop, `omega`).
+    /// As [`Notifier::announce`], waiting for the scripts (at stop, `omega`).
     pub async fn announce_and_wait(&mut self, notices: Vec<Notice>) {
         let scripts = self.lines_and_scripts(notices);
         let runs = scripts.iter().map(|cmd| run(cmd, self.user, self.secure));
@@ -171,7 +171,7 @@ mod tests {
             .build()
             .unwrap()
             .block_on(async {
-                let mut a = Announcer::for_global(&global).unwrap();
+                let mut a = Notifier::for_global(&global).unwrap();
                 a.announce(vec![
                     Notice::Real {
                         key,

@@ -9,20 +9,20 @@
 use std::{collections::BTreeMap, net::IpAddr};
 
 /// A real by address and port.
-pub type RealKey = (IpAddr, u16);
+pub type RealAddr = (IpAddr, u16);
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct MhOrder {
     /// Newest first, with each real's last weight.
-    dests: Vec<(RealKey, u32)>,
+    dests: Vec<(RealAddr, u32)>,
 }
 
 impl MhOrder {
     /// Follows a change of the service's reals to `reals` (configured order,
     /// current weights): reals gone leave the list, new ones go to its head
     /// one by one, and a nonzero weight becomes a real's last weight.
-    pub fn update(&mut self, reals: &[(RealKey, u32)]) {
-        let wanted: BTreeMap<RealKey, u32> = reals.iter().copied().collect();
+    pub fn update(&mut self, reals: &[(RealAddr, u32)]) {
+        let wanted: BTreeMap<RealAddr, u32> = reals.iter().copied().collect();
         self.dests.retain(|(k, _)| wanted.contains_key(k));
         for (k, last) in &mut self.dests {
             if wanted[k] != 0 {
@@ -37,7 +37,7 @@ impl MhOrder {
     }
 
     /// The reals in IPVS's list order, each with its last weight.
-    pub fn dests(&self) -> &[(RealKey, u32)] {
+    pub fn dests(&self) -> &[(RealAddr, u32)] {
         &self.dests
     }
 }
@@ -46,7 +46,7 @@ impl MhOrder {
 mod tests {
     use super::*;
 
-    fn key(n: u8) -> RealKey {
+    fn key(n: u8) -> RealAddr {
         (IpAddr::from([10, 0, 0, n]), 80)
     }
 

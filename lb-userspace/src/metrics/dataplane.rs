@@ -7,11 +7,7 @@
 
 use super::family::{Labels, family};
 use crate::snapshot::{Detail, Plane, RealStatus, Running, ServiceStatus, Snapshot};
-use prometheus_client::{
-    collector::Collector,
-    encoding::DescriptorEncoder,
-    metrics::MetricType,
-};
+use prometheus_client::{collector::Collector, encoding::DescriptorEncoder, metrics::MetricType};
 use std::path::Path;
 use tracing::warn;
 

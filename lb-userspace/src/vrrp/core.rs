@@ -14,7 +14,7 @@ pub mod ratelog;
 
 use super::{
     packet::{self, Advert, Discard, Expect, Received},
-    state::{Action, Event, Machine, Settings, State},
+    state::{Action, Event, Machine, Params, State},
 };
 use crate::config::vrrp::{InitialState, Instance};
 use announce::Schedule;
@@ -130,8 +130,8 @@ pub fn interval_cs(inst: &Instance) -> u16 {
     (inst.advert_int.as_millis() / 10).min(u128::from(packet::MAX_INTERVAL_CS)) as u16
 }
 
-fn settings(inst: &Instance, primary: IpAddr) -> Settings {
-    Settings {
+fn settings(inst: &Instance, primary: IpAddr) -> Params {
+    Params {
         version: inst.version,
         interval: inst.advert_int,
         preempt: inst.preempt,

@@ -1,7 +1,7 @@
 //! Per-instance state and counters, shared between the instance tasks and
 //! their readers: a JSON file that `xlb status` prints (written atomically
 //! on every change, so a reader never sees half a snapshot and the file
-//! outlives a crashed agent to show its last state), and [`Snapshot`] for
+//! outlives a crashed agent to show its last state), and [`VrrpStatus`] for
 //! the metrics endpoint.
 
 use super::{packet::Discard, state::State};
@@ -48,7 +48,7 @@ pub struct InstanceStatus {
 
 /// Everything, for `xlb status` and metrics.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Snapshot {
+pub struct VrrpStatus {
     pub pid: u32,
     pub instances: Vec<InstanceStatus>,
 }
@@ -127,9 +127,9 @@ impl Counters {
         });
     }
 
-    pub fn snapshot(&self) -> Snapshot {
+    pub fn snapshot(&self) -> VrrpStatus {
         let m = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        Snapshot {
+        VrrpStatus {
             pid: std::process::id(),
             instances: m.values().cloned().collect(),
         }
@@ -171,7 +171,7 @@ impl Counters {
 }
 
 /// Reads what a running agent published (for `xlb status`).
-pub fn read(pin_path: &Path) -> Result<Option<Snapshot>> {
+pub fn read(pin_path: &Path) -> Result<Option<VrrpStatus>> {
     let path = status_path(pin_path);
     match std::fs::read(&path) {
         Ok(b) => Ok(Some(
@@ -183,7 +183,7 @@ pub fn read(pin_path: &Path) -> Result<Option<Snapshot>> {
 }
 
 /// The VRRP part of `xlb status`: one line per instance, then its non-zero discards.
-pub fn render(s: &Snapshot) -> String {
+pub fn render(s: &VrrpStatus) -> String {
     let mut out =
         String::from("\nVRRP instance    State   Prio Base Transitions   Sent   Received\n");
     for i in &s.instances {
@@ -234,7 +234,7 @@ mod tests {
         c.discard("VI_1", Discard::AuthPass);
         c.discard("VI_1", Discard::AuthPass);
         c.publish().unwrap();
-        let back: Snapshot =
+        let back: VrrpStatus =
             serde_json::from_slice(&std::fs::read(dir.join("s.json")).unwrap()).unwrap();
         assert_eq!(back, c.snapshot());
         assert_eq!(back.instances[0].discards["auth_pass"], 2);

@@ -68,7 +68,7 @@ pub enum Action {
 
 /// Fixed settings of one instance.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Settings {
+pub struct Params {
     pub version: u8,
     /// Our Advertisement_Interval.
     pub interval: Duration,
@@ -91,7 +91,7 @@ pub struct Settings {
 
 #[derive(Clone, Debug)]
 pub struct Machine {
-    pub settings: Settings,
+    pub settings: Params,
     state: State,
     /// Effective priority (configured ± tracking); 255 = address owner.
     priority: u8,
@@ -105,7 +105,7 @@ pub struct Machine {
 }
 
 impl Machine {
-    pub fn new(settings: Settings, priority: u8) -> Machine {
+    pub fn new(settings: Params, priority: u8) -> Machine {
         Machine {
             settings,
             state: State::Initialize,
@@ -133,7 +133,7 @@ impl Machine {
 
     /// A reload's settings for a running machine (same version and source):
     /// a new interval is used from the next advert on, or at once if that is sooner.
-    pub fn retune(&mut self, settings: Settings, now: Instant) {
+    pub fn retune(&mut self, settings: Params, now: Instant) {
         self.settings = settings;
         if self.state == State::Master || settings.version == 2 {
             self.master_interval = settings.interval;
@@ -353,8 +353,8 @@ mod tests {
     const HIGH: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 9));
     const S: Duration = Duration::from_secs(1);
 
-    fn settings(version: u8) -> Settings {
-        Settings {
+    fn settings(version: u8) -> Params {
+        Params {
             version,
             interval: S,
             preempt: true,
@@ -378,7 +378,7 @@ mod tests {
         Duration::from_millis(n)
     }
 
-    fn started(s: Settings, prio: u8, t0: Instant) -> Machine {
+    fn started(s: Params, prio: u8, t0: Instant) -> Machine {
         let mut m = Machine::new(s, prio);
         m.handle(Event::Startup, t0);
         m
@@ -445,7 +445,7 @@ mod tests {
         m.handle(advert(HIGH, 50), t0 + S);
         assert_eq!(m.deadline(), Some(t0 + m.master_down_interval()));
         let mut n = started(
-            Settings {
+            Params {
                 preempt: false,
                 ..settings(2)
             },
@@ -463,7 +463,7 @@ mod tests {
     #[test]
     fn preempt_delay_runs_from_the_first_chance_to_preempt() {
         let t0 = Instant::now();
-        let s = Settings {
+        let s = Params {
             preempt_delay: S * 10,
             ..settings(2)
         };
@@ -483,7 +483,7 @@ mod tests {
     #[test]
     fn preempt_delay_restarts_when_a_chance_to_preempt_comes_back() {
         let t0 = Instant::now();
-        let s = Settings {
+        let s = Params {
             preempt_delay: S * 10,
             ..settings(2)
         };
@@ -582,7 +582,7 @@ mod tests {
     #[test]
     fn a_yielding_master_says_goodbye_with_higher_prio_send_advert() {
         let t0 = Instant::now();
-        let s = Settings {
+        let s = Params {
             higher_prio_send_advert: true,
             ..settings(2)
         };
@@ -598,7 +598,7 @@ mod tests {
     #[test]
     fn lower_prio_no_advert_stays_silent() {
         let t0 = Instant::now();
-        let s = Settings {
+        let s = Params {
             lower_prio_no_advert: true,
             ..settings(2)
         };
@@ -701,7 +701,7 @@ mod tests {
     fn master_hint_claims_after_one_interval() {
         let t0 = Instant::now();
         let m = started(
-            Settings {
+            Params {
                 master_hint: true,
                 ..settings(2)
             },
