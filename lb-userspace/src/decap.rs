@@ -89,7 +89,10 @@ pub async fn run(opts: &Options) -> Result<()> {
     let port_be = opts.gue_port.unwrap_or(0).to_be();
     let mut ebpf = EbpfLoader::new()
         .override_global(decap::GUE_PORT, &port_be, true)
-        .load(DECAP_OBJECT)
+        .load(crate::require_object(
+            DECAP_OBJECT,
+            crate::DECAP_OBJECT_PATH,
+        )?)
         .context("loading the decap XDP object into the kernel")?;
     let prog: &mut Xdp = ebpf
         .program_mut(decap::PROG)

@@ -55,11 +55,11 @@ fn main() -> ExitCode {
             path: file,
             options: keepalived.options(),
         })
-        .map(|c| print!("{}", xlb::keepalived::emit::to_toml(&c, false))),
+        .map(|c| print!("{}", xlb::config::emit::to_toml(&c, false))),
         Command::DumpConfig { source } => source
             .source()
             .and_then(|s| load::load_from(&s))
-            .map(|c| print!("{}", xlb::keepalived::emit::to_toml(&c, true))),
+            .map(|c| print!("{}", xlb::config::emit::to_toml(&c, true))),
         Command::Status {
             pin_path,
             config,

@@ -12,8 +12,8 @@ use std::{
     process::Command,
 };
 use xlb::{
-    config,
-    keepalived::{self, Options, emit},
+    config::{self, emit},
+    keepalived::{self, Options},
 };
 
 fn fixtures() -> PathBuf {

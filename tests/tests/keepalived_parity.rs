@@ -16,9 +16,10 @@ use xlb::{
     config::{
         self, Config, DataplaneKind, Method, Protocol, Scheduler, ServiceId, Tunnel,
         check::{CheckKind, HttpProtocol},
+        emit,
         vrrp::InitialState,
     },
-    keepalived::{self, Loaded, Options, emit},
+    keepalived::{self, Loaded, Options},
 };
 use xlb_testbed::netns::Netns;
 

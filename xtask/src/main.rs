@@ -49,7 +49,7 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// fmt, clippy, unit tests, XDP fixture tests and network-namespace integration tests.
+    /// fmt, clippy, then the tiers: unit (`--unit` alone: no root), XDP fixtures, namespaces, qemu guests.
     Test(test::Args),
     /// Only the qemu guest tests: the guest harness and the IPVS data plane against kernel IPVS.
     VmTest,

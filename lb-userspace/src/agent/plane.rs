@@ -2,7 +2,7 @@
 //! IPVS, or XDP falling back to IPVS with the reason logged.
 
 use crate::{
-    EBPF_OBJECT,
+    EBPF_OBJECT, EBPF_OBJECT_PATH,
     config::{Config, DataplaneKind},
     dataplane::{DataPlane, IpvsDataPlane, PinLock, XdpDataPlane},
     logging,
@@ -25,7 +25,7 @@ pub fn start(config: &Config, lock: PinLock) -> Result<Box<dyn DataPlane>> {
 
 fn xdp(config: &Config, lock: PinLock) -> Result<Box<dyn DataPlane>> {
     let mut plane = XdpDataPlane::start(
-        EBPF_OBJECT,
+        crate::require_object(EBPF_OBJECT, EBPF_OBJECT_PATH)?,
         &config.dataplane,
         logging::kernel_level(),
         lock,

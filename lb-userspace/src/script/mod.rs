@@ -207,6 +207,7 @@ mod tests {
     }
 
     #[test]
+    #[ignore = "root: owns files as other users (run by `cargo xtask test`'s root tier)"]
     fn a_script_that_became_unsafe_is_not_run() {
         let dir = std::env::temp_dir().join(format!("xlb-script-sec-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();

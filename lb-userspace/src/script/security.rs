@@ -302,6 +302,7 @@ mod tests {
     }
 
     #[test]
+    #[ignore = "root: owns files as other users (run by `cargo xtask test`'s root tier)"]
     fn root_scripts_need_every_component_safe() {
         let s = Scratch::new("perm");
         let ok = s.script("bin", "ok.sh");
@@ -332,6 +333,7 @@ mod tests {
     }
 
     #[test]
+    #[ignore = "root: owns files as other users (run by `cargo xtask test`'s root tier)"]
     fn a_symlink_is_checked_where_it_is_and_where_it_leads() {
         let s = Scratch::new("link");
         let target = s.script("bin", "real.sh");
@@ -356,6 +358,7 @@ mod tests {
     }
 
     #[test]
+    #[ignore = "root: owns files as other users (run by `cargo xtask test`'s root tier)"]
     fn scripts_of_other_users_are_not_protected_but_must_be_runnable() {
         let s = Scratch::new("user");
         let nobody = RunAs::lookup("nobody").unwrap();

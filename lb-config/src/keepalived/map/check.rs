@@ -5,11 +5,11 @@
 //! `validate_check_config` does.
 
 use super::Ctx;
-use crate::config::{
+use crate::keepalived::{include::Token, keywords::Area, tree::Node};
+use crate::{
     check::{Check, CheckCommon, CheckKind, DnsType, HttpCheck, HttpProtocol, Url},
     defaults,
 };
-use crate::keepalived::{include::Token, keywords::Area, tree::Node};
 use std::{net::IpAddr, time::Duration};
 
 const HOUR: f64 = 3600.0;

@@ -16,7 +16,7 @@ use super::{
     keywords::{Area, Blk, Status},
     tree::Node,
 };
-use crate::config::{
+use crate::{
     Command, Config, Dataplane, DataplaneKind, Service, ServiceId, Timeouts, XdpMode, capacity,
     vrrp::{StaticNet, Vrrp},
 };
@@ -68,7 +68,7 @@ fn dataplane(
         },
         interfaces,
         xdp_mode: XdpMode::Auto,
-        pin_path: PathBuf::from(crate::config::defaults::PIN_PATH),
+        pin_path: PathBuf::from(crate::defaults::PIN_PATH),
         maglev_table_size: capacity::maglev_table_size(&list),
         max_services: capacity::max_services(&list),
         max_reals: capacity::max_reals(&list),
@@ -82,7 +82,7 @@ fn dataplane(
         tunnel_source_v6: None,
         nodest: Default::default(),
         // A sysctl (net.ipv4.vs.conn_reuse_mode), not a keepalived.conf keyword.
-        conn_reuse_mode: crate::config::DEFAULT_CONN_REUSE_MODE,
+        conn_reuse_mode: crate::DEFAULT_CONN_REUSE_MODE,
     }
 }
 
@@ -183,7 +183,7 @@ pub fn config(nodes: &[Node], diag: &mut Diag, check_interfaces: bool) -> Config
     if let Some((iface, instance)) = sync_daemon_iface
         && config.global.lvs_sync_daemon.is_none()
     {
-        config.global.lvs_sync_daemon = Some(crate::config::global::SyncDaemon {
+        config.global.lvs_sync_daemon = Some(crate::global::SyncDaemon {
             interface: iface,
             instance,
             id: 0,

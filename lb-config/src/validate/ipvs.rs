@@ -2,7 +2,7 @@
 //! named by a firewall mark (`fwmark`, `family`) instead of vip/port.
 
 use super::{Validator, raw};
-use crate::config::{DataplaneKind, Protocol, ServiceId};
+use crate::{DataplaneKind, Protocol, ServiceId};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use toml::Spanned;
 
@@ -157,7 +157,7 @@ impl Validator<'_> {
 
 #[cfg(test)]
 mod tests {
-    use crate::config::{DataplaneKind, ServiceId, parse};
+    use crate::{DataplaneKind, ServiceId, parse};
 
     fn errors(text: &str) -> Vec<String> {
         parse("t.toml", text)

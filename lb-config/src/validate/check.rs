@@ -1,7 +1,7 @@
 //! Validation of health checks and the real-server / service lifecycle keys.
 
 use super::Validator;
-use crate::config::{
+use crate::{
     Command, ScriptSite,
     check::{
         Check, CheckCommon, CheckKind, DnsType, HttpCheck, HttpProtocol, RealLifecycle,
@@ -492,7 +492,7 @@ fn specific_keys(raw: &raw::check::Check) -> Vec<(&'static str, Range<usize>)> {
 
 #[cfg(test)]
 mod tests {
-    use crate::config::{
+    use crate::{
         Command, Config,
         check::{CheckKind, DnsType, HttpProtocol},
         parse,

@@ -3,7 +3,7 @@
 //! defaults filled in). Reading the output with the TOML front end gives
 //! the same model back.
 
-use crate::config::{
+use crate::{
     Command, Config, DataplaneKind, Method, Metrics, NodestPolicy, Service, ServiceId, Tunnel,
     XdpMode, capacity,
     check::{Check, CheckKind, DnsType, HttpProtocol, RealLifecycle, ServiceLifecycle},
@@ -503,7 +503,7 @@ impl Emitter {
             &mut t,
             "pin_path",
             pin.clone().into(),
-            pin == crate::config::defaults::PIN_PATH,
+            pin == crate::defaults::PIN_PATH,
         );
         let num = |t: &mut Table, k: &str, v: u32, def: u32| {
             self.put(t, k, i64::from(v).into(), v == def)
@@ -554,7 +554,7 @@ impl Emitter {
             &mut t,
             "conn_reuse_mode",
             u32::from(d.conn_reuse_mode),
-            u32::from(crate::config::DEFAULT_CONN_REUSE_MODE),
+            u32::from(crate::DEFAULT_CONN_REUSE_MODE),
         );
         t
     }
@@ -707,7 +707,7 @@ impl Emitter {
             } => {
                 t.insert("vip".into(), ip(vip));
                 t.insert("port".into(), i64::from(port).into());
-                let p = if protocol == crate::config::Protocol::Udp {
+                let p = if protocol == crate::Protocol::Udp {
                     "udp"
                 } else {
                     "tcp"
@@ -1001,7 +1001,7 @@ impl Emitter {
 
 #[cfg(test)]
 mod tests {
-    use crate::config;
+    use crate as config;
 
     const DP: &str = "[dataplane]\ninterfaces = [\"eth0\"]\n";
 

@@ -1,11 +1,11 @@
 //! `global_defs`.
 
 use super::Ctx;
-use crate::config::{
+use crate::keepalived::{keywords::Area, tree::Node};
+use crate::{
     Command, Timeouts,
     global::{Fifo, Global, SyncDaemon},
 };
-use crate::keepalived::{keywords::Area, tree::Node};
 use lb_common::conn;
 use std::{net::IpAddr, path::PathBuf, time::Duration};
 
@@ -73,7 +73,7 @@ pub fn map(cx: &mut Ctx, n: &Node, g: &mut Global) -> Extra {
             // keepalived: one GARP per transition, no second burst, no
             // refresh, for whatever is still at its default so far.
             "vrrp_min_garp" if cx.boolean(k) == Some(true) => {
-                let d = crate::config::vrrp::Garp::default();
+                let d = crate::vrrp::Garp::default();
                 if g.garp.master_repeat == d.master_repeat {
                     g.garp.master_repeat = 1;
                 }

@@ -5,7 +5,7 @@
 //! node has. Conversions and unit tests parse without it (`parse`).
 
 use super::{Validator, raw};
-use crate::config::host;
+use crate::host;
 use raw::vrrp::{AddressEntry, UseVmac};
 use std::net::IpAddr;
 use toml::Spanned;

@@ -9,12 +9,12 @@ use super::{
     check::{self, Inherited},
     hint,
 };
-use crate::config::{
+use crate::keepalived::{diag::Pos, include::Token, keywords::Area, tree::Node};
+use crate::{
     Method, Persistence, Protocol, Real, SchedFlags, Scheduler, Service, ServiceId, Tunnel,
     check::{RealLifecycle, ServiceLifecycle, SorryServer},
     defaults,
 };
-use crate::keepalived::{diag::Pos, include::Token, keywords::Area, tree::Node};
 use std::{
     collections::HashMap,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},

@@ -120,7 +120,7 @@ fn open_regular(path: &Path) -> Result<File, String> {
 
 /// The bytes of regular file `path`, at most [`MAX_FILE`] (also the TOML
 /// config's reader).
-pub(crate) fn read_regular(path: &Path) -> Result<Vec<u8>, String> {
+pub fn read_regular(path: &Path) -> Result<Vec<u8>, String> {
     let mut bytes = Vec::new();
     open_regular(path)?
         .take(MAX_FILE + 1)

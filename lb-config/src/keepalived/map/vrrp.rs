@@ -2,7 +2,8 @@
 //! and the cross-checks between them.
 
 use super::{Ctx, global::Extra, net};
-use crate::config::{
+use crate::keepalived::{keywords::Area, tree::Node};
+use crate::{
     Config,
     global::Global,
     vrrp::{
@@ -10,7 +11,6 @@ use crate::config::{
         TrackScriptDef, Vmac, Vrrp,
     },
 };
-use crate::keepalived::{keywords::Area, tree::Node};
 use std::{collections::HashMap, path::PathBuf, time::Duration};
 
 const DAY: f64 = 86400.0;
@@ -23,7 +23,7 @@ pub fn script(cx: &mut Ctx, n: &Node) -> Option<TrackScriptDef> {
     let mut timeout = None;
     let mut d = TrackScriptDef {
         name,
-        script: crate::config::Command(Vec::new()),
+        script: crate::Command(Vec::new()),
         interval,
         timeout: interval,
         weight: 0,

@@ -1,6 +1,6 @@
 //! Positions and the error/warning list every stage appends to.
 
-use crate::config::{Command, ConfigError, ConfigErrors, ScriptSite};
+use crate::{Command, ConfigError, ConfigErrors, ScriptSite};
 use std::{fmt, rc::Rc};
 
 /// Where a token starts: file (as named by the user or the include), 1-based line and column.
@@ -92,10 +92,7 @@ impl Diag {
 
     /// The model if nothing was wrong, else every error; each list in the
     /// order of the text (files in the order they were read).
-    pub fn finish(
-        mut self,
-        config: Option<crate::config::Config>,
-    ) -> Result<super::Loaded, ConfigErrors> {
+    pub fn finish(mut self, config: Option<crate::Config>) -> Result<super::Loaded, ConfigErrors> {
         sort(&mut self.errors);
         sort(&mut self.warnings);
         match config {

@@ -4,8 +4,8 @@
 //! loads fits from either.
 
 use super::{Dataplane, Scheduler, Service};
-use crate::sched::tables::wrr_len;
 use lb_common::{defaults, sched_layout, sizes::with_headroom};
+use lb_sched::tables::wrr_len;
 
 /// Largest Maglev table the agent accepts (tables are per service and preallocated).
 pub const MAX_MAGLEV_TABLE: u32 = 1_048_573;
@@ -58,10 +58,7 @@ pub fn maglev_table_size(services: &[&Service]) -> u32 {
 /// Where the services do not fit the data plane's preallocated maps: the
 /// index of the service at fault (`None`: the data plane as a whole) and
 /// the message. Shared with the keepalived.conf front end.
-pub(crate) fn capacity_problems(
-    dp: &Dataplane,
-    services: &[&Service],
-) -> Vec<(Option<usize>, String)> {
+pub fn capacity_problems(dp: &Dataplane, services: &[&Service]) -> Vec<(Option<usize>, String)> {
     let mut out = Vec::new();
     if services.len() > dp.max_services as usize {
         out.push((
@@ -119,7 +116,7 @@ pub(crate) fn capacity_problems(
     out
 }
 
-pub(crate) fn is_prime(n: u32) -> bool {
+pub fn is_prime(n: u32) -> bool {
     if n < 2 {
         return false;
     }

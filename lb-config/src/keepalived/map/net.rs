@@ -2,8 +2,8 @@
 //! `static_routes`, `virtual_rules` …), in `ip` command syntax.
 
 use super::{Ctx, hint};
-use crate::config::vrrp::{Route, RouteKind, Rule, RuleAction, Scope, VirtualAddress};
 use crate::keepalived::{include::Token, tree::Node};
+use crate::vrrp::{Route, RouteKind, Rule, RuleAction, Scope, VirtualAddress};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Options keepalived accepts on address lines that xlb does not apply, and

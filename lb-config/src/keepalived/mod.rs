@@ -7,7 +7,6 @@
 
 pub mod coverage;
 mod diag;
-pub mod emit;
 mod hint;
 mod include;
 pub mod keywords;
@@ -17,11 +16,11 @@ mod params;
 mod sequence;
 mod tree;
 
-use crate::config::{Config, ConfigError, ConfigErrors, ScriptSite};
+use crate::{Config, ConfigError, ConfigErrors, ScriptSite};
 use std::path::Path;
 
 pub use diag::Pos;
-pub(crate) use include::read_regular;
+pub use include::read_regular;
 
 /// How to read a keepalived.conf.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

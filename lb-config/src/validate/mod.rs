@@ -275,7 +275,7 @@ impl Validator<'_> {
             },
         };
         let pin_path = match raw.pin_path.as_ref() {
-            None => PathBuf::from(crate::config::defaults::PIN_PATH),
+            None => PathBuf::from(crate::defaults::PIN_PATH),
             Some(p) => {
                 let path = PathBuf::from(p.get_ref());
                 if !path.is_absolute() {

@@ -385,7 +385,7 @@ mod tests {
     fn wrr_sequence_skips_overloaded_reals_and_consumes_their_turn() {
         let mut r = reals(&[(4, 0, 0), (3, 0, 0), (2, 0, 0)]);
         let mut s = Sequence {
-            seq: crate::sched::tables::wrr_sequence(&[4, 3, 2]),
+            seq: crate::tables::wrr_sequence(&[4, 3, 2]),
             cursor: 0,
         };
         let picks: Vec<usize> = (0..9).map(|_| s.next(&mut r).unwrap()).collect();

@@ -10,7 +10,7 @@
 
 use super::Ctx;
 use crate::{
-    config::host,
+    host,
     keepalived::{include::Token, tree::Node},
 };
 use std::net::IpAddr;

@@ -2,7 +2,7 @@
 //! `notification_email`, `smtp_*` and `smtp_alert*`).
 
 use super::Validator;
-use crate::config::{
+use crate::{
     global::Global,
     raw::{alert::SmtpServer, vrrp as rv},
 };
@@ -115,12 +115,12 @@ impl Validator<'_> {
 
 #[cfg(test)]
 mod tests {
-    use crate::config::{ConfigErrors, parse};
+    use crate::{ConfigErrors, parse};
     use std::time::Duration;
 
     const HEAD: &str = "[dataplane]\ninterfaces = [\"eth0\"]\n";
 
-    fn ok(text: &str) -> crate::config::Config {
+    fn ok(text: &str) -> crate::Config {
         parse("t.toml", &format!("{HEAD}{text}")).unwrap()
     }
 

@@ -35,7 +35,7 @@ mod tests {
 
     #[test]
     fn only_what_is_given_replaces_the_files_value() {
-        let base = crate::config::parse(
+        let base = crate::parse(
             "x.toml",
             "[dataplane]\ninterfaces = [\"eth0\"]\npin_path = \"/sys/fs/bpf/a\"\n\n[agent]\npid_file = \"/run/a.pid\"\n",
         )

@@ -5,8 +5,10 @@
 pub mod capacity;
 pub mod check;
 pub mod defaults;
+pub mod emit;
 pub mod global;
 pub mod host;
+pub mod keepalived;
 mod overrides;
 mod raw;
 mod validate;

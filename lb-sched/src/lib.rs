@@ -3,5 +3,6 @@
 //! scheduler's choice, which the unit tests pin to IPVS's behaviour and the
 //! XDP fixtures compare the data plane against.
 
+pub mod maglev;
 pub mod model;
 pub mod tables;

@@ -3,7 +3,7 @@
 //! Method names carry a `vrrp_` prefix: other areas extend the same `Validator`.
 
 use super::Validator;
-use crate::config::{
+use crate::{
     global::{Fifo, Global, SyncDaemon},
     raw::{self, vrrp as r},
     vrrp::{
@@ -1032,7 +1032,7 @@ impl Validator<'_> {
 
 #[cfg(test)]
 mod tests {
-    use crate::config::{
+    use crate::{
         Config, parse,
         vrrp::{InitialState, RouteKind, RuleAction},
     };
