@@ -93,6 +93,45 @@ pub fn require(config: &Config) -> Result<()> {
     )
 }
 
+/// What `xlb status` and `xlb ipvsadm` lack (with why) to read the running
+/// data plane: its pinned maps need CAP_BPF (or CAP_SYS_ADMIN), the kernel's
+/// IPVS CAP_NET_ADMIN.
+fn reader_missing(have: u64) -> Vec<&'static str> {
+    let has = |cap: u32| have & (1 << cap) != 0;
+    let mut lacking = Vec::new();
+    if !has(CAP_BPF) && !has(CAP_SYS_ADMIN) {
+        lacking.push("CAP_BPF (the data plane's pinned maps)");
+    }
+    if !has(CAP_NET_ADMIN) {
+        lacking.push("CAP_NET_ADMIN (the kernel's IPVS)");
+    }
+    lacking
+}
+
+/// Fails with one line when this process cannot read the running data
+/// plane, as ipvsadm's "you must be root", rather than "no maps pinned"
+/// (a pin directory it may not search looks empty) or a netlink EPERM.
+pub fn require_reader(command: &str) -> Result<()> {
+    let Some(have) = effective() else {
+        return Ok(());
+    };
+    let lacking = reader_missing(have);
+    if lacking.is_empty() {
+        return Ok(());
+    }
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let who = if root {
+        "this process lacks"
+    } else {
+        "it is not running as root and lacks"
+    };
+    bail!(
+        "xlb {command} needs {}; {who} them: run it as root",
+        lacking.join(" and ")
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,6 +142,17 @@ mod tests {
             &format!("[dataplane]\ninterfaces = [\"eth0\"]\n{extra}"),
         )
         .unwrap()
+    }
+
+    #[test]
+    fn a_reader_needs_bpf_or_sys_admin_and_net_admin() {
+        assert!(reader_missing((1 << CAP_BPF) | (1 << CAP_NET_ADMIN)).is_empty());
+        assert!(reader_missing((1 << CAP_SYS_ADMIN) | (1 << CAP_NET_ADMIN)).is_empty());
+        assert_eq!(reader_missing(0).len(), 2);
+        assert_eq!(
+            reader_missing(1 << CAP_NET_ADMIN),
+            ["CAP_BPF (the data plane's pinned maps)"]
+        );
     }
 
     #[test]

@@ -65,7 +65,8 @@ fn main() -> ExitCode {
             config,
             json: true,
             ..
-        } => xlb::snapshot::pin_dir(pin_path.as_deref(), config.as_deref())
+        } => xlb::caps::require_reader("status")
+            .and_then(|()| xlb::snapshot::pin_dir(pin_path.as_deref(), config.as_deref()))
             .and_then(|p| status::render_json(&p))
             .map(|s| println!("{s}")),
         Command::Status {
@@ -73,22 +74,26 @@ fn main() -> ExitCode {
             config,
             persistent_conn,
             json: false,
-        } => xlb::snapshot::pin_dir(pin_path.as_deref(), config.as_deref()).and_then(|pin_path| {
-            let view = if persistent_conn {
-                status::View::PersistentConn
-            } else {
-                status::View::Default
-            };
-            status::render(&pin_path, view).and_then(|s| {
-                print!("{s}");
-                let vrrp = xlb::vrrp::counters::read(&pin_path)?;
-                if let Some(v) = vrrp {
-                    print!("{}", xlb::vrrp::counters::render(&v));
-                }
-                Ok(())
-            })
-        }),
-        Command::Ipvsadm(args) => ipvsadm::run(&args).map(|s| print!("{s}")),
+        } => xlb::caps::require_reader("status")
+            .and_then(|()| xlb::snapshot::pin_dir(pin_path.as_deref(), config.as_deref()))
+            .and_then(|pin_path| {
+                let view = if persistent_conn {
+                    status::View::PersistentConn
+                } else {
+                    status::View::Default
+                };
+                status::render(&pin_path, view).and_then(|s| {
+                    print!("{s}");
+                    let vrrp = xlb::vrrp::counters::read(&pin_path)?;
+                    if let Some(v) = vrrp {
+                        print!("{}", xlb::vrrp::counters::render(&v));
+                    }
+                    Ok(())
+                })
+            }),
+        Command::Ipvsadm(args) => xlb::caps::require_reader("ipvsadm")
+            .and_then(|()| ipvsadm::run(&args))
+            .map(|s| print!("{s}")),
         Command::Run {
             source,
             keep_dataplane,

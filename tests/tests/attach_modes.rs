@@ -222,3 +222,35 @@ fn a_real_that_comes_up_later_is_added() {
     assert!(filled, "table not filled");
     agent.stop().unwrap();
 }
+
+#[test]
+fn native_xdp_on_a_veth_warns_until_its_peer_has_a_program() {
+    use aya::programs::{Xdp, XdpMode};
+    let s = setup("vethpeer");
+    let config = s.config("\"v0\"", "native");
+    let agent = Agent::start(&s.ns, &xlb_bin(), &config).unwrap();
+    let log = agent.log().join("\n");
+    assert!(
+        log.contains("native XDP on veth v0: its peer (ifindex")
+            && log.contains("has no XDP program, so every frame sent back out is dropped"),
+        "{log}"
+    );
+    agent.stop().unwrap();
+
+    // The lab's pass program on the peer: nothing to warn about.
+    let mut ebpf = aya::Ebpf::load_file(xlb::EBPF_OBJECT_PATH).unwrap();
+    let pass: &mut Xdp = ebpf
+        .program_mut(lb_common::PROG_PASS)
+        .unwrap()
+        .try_into()
+        .unwrap();
+    pass.load().unwrap();
+    s.ns.enter(|| pass.attach("v1", XdpMode::Driver))
+        .unwrap()
+        .unwrap();
+    let agent = Agent::start(&s.ns, &xlb_bin(), &config).unwrap();
+    assert!(s.link("v0").contains("xdp"), "{}", s.link("v0"));
+    let log = agent.log().join("\n");
+    assert!(!log.contains("native XDP on veth"), "{log}");
+    agent.stop().unwrap();
+}

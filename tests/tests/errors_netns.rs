@@ -47,24 +47,33 @@ fn finish(cmd: &mut Command) -> (bool, String) {
 #[test]
 fn without_root_or_a_capability_one_line_names_it() {
     xlb_testbed::require_root().unwrap();
+    // In a namespace of its own: should a refusal ever not happen, the agent
+    // attaches to that namespace's `lo`, not the host's.
+    let ns = Netns::create("caps").unwrap();
     let dir = common::test_dir("errors-caps");
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     let config = config(&dir);
     std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
     let xlb = xlb_bin();
+    let in_ns = |args: &[&str]| {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", ns.name()]).args(args);
+        c
+    };
+    let nobody = [
+        "setpriv",
+        "--reuid",
+        "65534",
+        "--regid",
+        "65534",
+        "--clear-groups",
+        "--",
+    ];
 
     // Not root: as ipvsadm's "you must be root", not a lock file's EACCES.
     let (ok, err) = finish(
-        Command::new("setpriv")
-            .args([
-                "--reuid",
-                "65534",
-                "--regid",
-                "65534",
-                "--clear-groups",
-                "--",
-            ])
+        in_ns(&nobody)
             .arg(&xlb)
             .args(["run", "--config"])
             .arg(&config),
@@ -77,13 +86,32 @@ fn without_root_or_a_capability_one_line_names_it() {
     );
     assert!(!err.contains("Permission denied"), "{err}");
 
+    // The readers too: one line, not "no XDP maps pinned" (a pin directory
+    // nobody may not search looks empty) or a netlink EPERM.
+    for cmd in [&["status"][..], &["ipvsadm", "-Ln"]] {
+        let (ok, err) = finish(in_ns(&nobody).arg(&xlb).args(cmd));
+        assert!(!ok, "{cmd:?}");
+        assert_eq!(err.lines().count(), 1, "{cmd:?}: {err}");
+        assert!(
+            err.contains(&format!(
+                "xlb {} needs CAP_BPF (the data plane's pinned maps) and CAP_NET_ADMIN",
+                cmd[0]
+            )) && err.contains("not running as root"),
+            "{cmd:?}: {err}"
+        );
+    }
+
     // Root without CAP_PERFMON: named, not a verifier dump.
     let (ok, err) = finish(
-        Command::new("setpriv")
-            .args(["--bounding-set", &UNIT_CAPS.replace(",+perfmon", ""), "--"])
-            .arg(&xlb)
-            .args(["run", "--config"])
-            .arg(&config),
+        in_ns(&[
+            "setpriv",
+            "--bounding-set",
+            &UNIT_CAPS.replace(",+perfmon", ""),
+            "--",
+        ])
+        .arg(&xlb)
+        .args(["run", "--config"])
+        .arg(&config),
     );
     assert!(!ok);
     assert!(err.contains("xlb run needs CAP_PERFMON ("), "{err}");

@@ -9,7 +9,7 @@ use aya::{
 };
 use lb_common::{PROG_DIRECTOR, PROG_UPKEEP, globals, map_names, sizes};
 use std::path::Path;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 /// `max_entries` of every map whose size comes from the config.
 pub fn map_sizes(dp: &config::Dataplane) -> Result<Vec<(&'static str, u32)>> {
@@ -89,7 +89,7 @@ pub fn attach(ebpf: &mut Ebpf, ifname: &str, mode: XdpMode) -> Result<(XdpLinkId
 /// generic with the reason logged); returns the link and the mode in effect.
 pub fn attach_program(prog: &mut Xdp, ifname: &str, mode: XdpMode) -> Result<(XdpLinkId, XdpMode)> {
     use aya::programs::xdp::XdpMode as Flags;
-    match mode {
+    let attached = match mode {
         XdpMode::Native => prog
             .attach(ifname, Flags::Driver)
             .map(|l| (l, XdpMode::Native))
@@ -107,7 +107,17 @@ pub fn attach_program(prog: &mut Xdp, ifname: &str, mode: XdpMode) -> Result<(Xd
                     .with_context(|| format!("attaching XDP in generic mode to {ifname}"))
             }
         },
+    }?;
+    if attached.1 == XdpMode::Native {
+        match super::veth::peer_warning(ifname) {
+            Ok(Some(w)) => warn!(interface = ifname, "{w}"),
+            Ok(None) => {}
+            Err(e) => {
+                debug!(interface = ifname, error = %error_chain(e.as_ref()), "could not look at the link's peer")
+            }
+        }
     }
+    Ok(attached)
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

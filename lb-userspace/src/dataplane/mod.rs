@@ -12,6 +12,7 @@ pub mod route_attach;
 pub mod store;
 mod tables;
 pub mod upkeep;
+mod veth;
 mod xdp;
 
 pub use ipvs::IpvsDataPlane;
