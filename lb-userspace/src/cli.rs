@@ -100,7 +100,33 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// ipvsadm's listing (-L -n, --stats, --rate, --exact, --thresholds, --persistent-conn,
+    /// The running data plane's flow table, decoded: each connection (and
+    /// persistence template) with its client, service, real, state and time left.
+    Flows {
+        /// Directory the agent pinned its maps in (default: the config's
+        /// `[dataplane] pin_path`).
+        #[arg(long)]
+        pin_path: Option<PathBuf>,
+        /// The agent's config, for its pin_path (default /etc/xlb/xlb.toml, when it exists).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Only flows from this client address.
+        #[arg(long, value_name = "IP")]
+        client: Option<IpAddr>,
+        /// Only flows of this virtual service.
+        #[arg(long, value_name = "VIP:PORT")]
+        service: Option<std::net::SocketAddr>,
+        /// Only flows to this real server.
+        #[arg(long, value_name = "IP")]
+        real: Option<IpAddr>,
+        /// Only flows in this state (ESTABLISHED, FIN_WAIT, PICKUP, UDP, ...).
+        #[arg(long)]
+        state: Option<String>,
+        /// One JSON array of flows instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// ipvsadm's listing (-L -n, -c, --stats, --rate, --exact, --thresholds, --persistent-conn,
     /// -t/-u/-f) of the running data plane: the pinned XDP maps, else the kernel's IPVS.
     Ipvsadm(crate::ipvsadm::args::IpvsadmArgs),
     /// On a TUN real server: unwrap IPIP/IPv6/GUE tunnels for the local VIPs in XDP

@@ -91,6 +91,32 @@ fn main() -> ExitCode {
                     Ok(())
                 })
             }),
+        Command::Flows {
+            pin_path,
+            config,
+            client,
+            service,
+            real,
+            state,
+            json,
+        } => xlb::caps::require_reader("flows")
+            .and_then(|()| xlb::snapshot::pin_dir(pin_path.as_deref(), config.as_deref()))
+            .and_then(|pin| xlb::snapshot::Running::find(&pin).flows())
+            .and_then(|flows| {
+                let filter = xlb::snapshot::flows::Filter {
+                    client,
+                    service,
+                    real,
+                    state,
+                };
+                let kept: Vec<_> = flows.into_iter().filter(|f| filter.keeps(f)).collect();
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&kept)?);
+                } else {
+                    print!("{}", ipvsadm::render::connections(&kept, false));
+                }
+                Ok(())
+            }),
         Command::Ipvsadm(args) => xlb::caps::require_reader("ipvsadm")
             .and_then(|()| ipvsadm::run(&args))
             .map(|s| print!("{s}")),

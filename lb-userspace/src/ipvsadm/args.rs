@@ -12,6 +12,9 @@ pub struct IpvsadmArgs {
     /// Same as -L.
     #[arg(short = 'l', hide = true)]
     pub list_lower: bool,
+    /// The connections (the flow table) instead of the services.
+    #[arg(short = 'c', long = "connection")]
+    pub connection: bool,
     /// Numeric addresses and ports (xlb never resolves names).
     #[arg(short = 'n', long)]
     pub numeric: bool,

@@ -1,4 +1,4 @@
-//! `xlb ipvsadm`: ipvsadm's listing (`-L -n`, `--stats`, `--rate`,
+//! `xlb ipvsadm`: ipvsadm's listing (`-L -n`, `-c`, `--stats`, `--rate`,
 //! `--exact`, `--thresholds`, `--persistent-conn`, `-t/-u/-f`) of whichever
 //! data plane runs, printed exactly as ipvsadm 1.31 prints it.
 
@@ -27,6 +27,10 @@ pub fn run(args: &IpvsadmArgs) -> Result<String> {
     }
     if args.daemon {
         return Ok(render::daemons(&source::daemons(&pin)?));
+    }
+    if args.connection {
+        let flows = crate::snapshot::Running::find(&pin).flows()?;
+        return Ok(render::connections(&flows, true));
     }
     let listing = source::read(&pin)?;
     let format = render::Format {

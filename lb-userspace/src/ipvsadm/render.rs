@@ -332,6 +332,27 @@ fn cmp_dests(a: &DestEntry, b: &DestEntry) -> Ordering {
         .then(a.port.cmp(&b.port))
 }
 
+/// `ipvsadm -L -n -c`: the connection entries, as ipvsadm prints them
+/// (templates among them, with client port 0); `xlb flows` leaves out the
+/// title line.
+pub fn connections(flows: &[crate::snapshot::flows::Flow], title: bool) -> String {
+    let mut out = String::new();
+    if title {
+        out.push_str("IPVS connection entries\n");
+    }
+    // ipvsadm's "pro expire %-11s %-18s %-18s %s".
+    out.push_str("pro expire state       source             virtual            destination\n");
+    for f in flows {
+        let expire = format!("{:02}:{:02}", f.expires_s / 60, f.expires_s % 60);
+        let _ = writeln!(
+            out,
+            "{:<3} {:<6} {:<11} {:<18} {:<18} {}",
+            f.protocol, expire, f.state, f.client, f.virtual_addr, f.real
+        );
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     //! The goldens under `golden/` are what ipvsadm 1.31 printed inside the

@@ -4,6 +4,7 @@
 //! plane-neutral [`Snapshot`]. Which plane is running is decided here, once
 //! ([`Running::find`]).
 
+pub mod flows;
 pub mod ipvs;
 pub mod xdp;
 
@@ -70,6 +71,18 @@ impl Running {
     /// rather than one kept behind a lock: concurrent readers never wait on
     /// each other, and a dump cut short by an error cannot leave replies
     /// for the next read to misread; it costs one family lookup.
+    pub fn flows(&self) -> Result<Vec<flows::Flow>> {
+        match self {
+            Running::Xdp(dir) => flows::read(dir, xdp::monotonic_ns()),
+            Running::Ipvs => {
+                let path = "/proc/net/ip_vs_conn";
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {path} (is the ip_vs module loaded?)"))?;
+                flows::from_proc(&text)
+            }
+        }
+    }
+
     pub fn read(&self, detail: Detail) -> Result<Snapshot> {
         match self {
             Running::Xdp(dir) => xdp::read(dir, detail),

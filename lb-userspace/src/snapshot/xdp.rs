@@ -27,7 +27,7 @@ fn sum<T: Copy + Default + std::ops::Add<Output = T>>(values: &[T]) -> T {
 }
 
 /// CLOCK_MONOTONIC in ns, the clock of `bpf_ktime_get_ns()`.
-fn monotonic_ns() -> u64 {
+pub(crate) fn monotonic_ns() -> u64 {
     // SAFETY: clock_gettime writes into the timespec we own.
     let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
