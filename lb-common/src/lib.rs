@@ -363,6 +363,13 @@ pub struct RealInfo {
     /// Connection thresholds (IPVS `uthreshold` / `lthreshold`); 0 = none.
     pub u_threshold: u32,
     pub l_threshold: u32,
+    /// MAC address of the interface `ifindex`, the frame's new source: kept
+    /// with the real (rewritten when it changes, as the next hop is) so
+    /// forwarding needs no per-interface lookup.
+    pub src_mac: [u8; 6],
+    /// MTU of the interface `ifindex` (for "fragmentation needed" when
+    /// encapsulating).
+    pub mtu: u16,
 }
 
 /// Key of `CONNTRACK`: a flow's 5-tuple as the client sent it.
@@ -501,7 +508,7 @@ pub mod nat_ports {
 /// whenever a map's key or value changes in meaning without changing size
 /// (sizes are compared separately), so a new agent never adopts maps it
 /// would misread.
-pub const MAP_LAYOUT_VERSION: u32 = 5;
+pub const MAP_LAYOUT_VERSION: u32 = 6;
 
 /// Connection counts of one real server, as ipvsadm's ActiveConn / InActConn.
 #[repr(C)]
@@ -676,7 +683,7 @@ macro_rules! assert_layout {
 }
 assert_layout!(ServiceKey, 20, 4);
 assert_layout!(ServiceInfo, 36, 4);
-assert_layout!(RealInfo, 56, 4);
+assert_layout!(RealInfo, 64, 4);
 assert_layout!(FlowKey, 40, 4);
 assert_layout!(FlowState, 32, 8);
 assert_layout!(IfaceInfo, 8, 2);

@@ -2,11 +2,7 @@
 //! redirect through `TX_PORTS` to another one; a real server's next hop; LVS
 //! direct routing.
 
-use crate::{
-    maps::{IFACES, TX_PORTS},
-    parse::ptr_at,
-    stats::Fate,
-};
+use crate::{maps::TX_PORTS, parse::ptr_at, stats::Fate};
 use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
 use lb_common::RealInfo;
 use network_types::eth::EthHdr;
@@ -40,13 +36,10 @@ pub fn direct_route(ctx: &XdpContext, real: &RealInfo) -> (u32, Fate) {
 
 /// Sends the frame as it now stands to `real`'s next hop (its MAC, or for a
 /// routed tunnel the gateway's): destination MAC `real.mac`, source the
-/// egress interface's; XDP_TX if that is the ingress interface, else
+/// egress interface's (`real.src_mac`, kept with the real so no interface
+/// lookup is needed); XDP_TX if that is the ingress interface, else
 /// XDP_REDIRECT through `TX_PORTS`.
 #[inline(always)]
 pub fn to_next_hop(ctx: &XdpContext, real: &RealInfo) -> (u32, Fate) {
-    crate::probe::hit(lb_common::probe::IFACES);
-    let Some(iface) = (unsafe { IFACES.get(real.ifindex) }) else {
-        return (xdp_action::XDP_ABORTED, Fate::Error);
-    };
-    send(ctx, real.ifindex, iface.mac, real.mac)
+    send(ctx, real.ifindex, real.src_mac, real.mac)
 }

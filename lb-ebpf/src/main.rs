@@ -126,10 +126,8 @@ fn director(ctx: &XdpContext) -> (u32, Fate) {
             // Whatever the entry held ends now, uncounted once by whoever
             // claims it: after scheduling, so that lc/wlc still see the old
             // connection when they choose, as IPVS (which expires it by
-            // timer). Looked up again rather than kept from above: the
-            // verifier then checks the scheduler once, not once with an
-            // entry and once without.
-            if let Some(e) = conntrack::lookup(flow) {
+            // timer).
+            if let Some(e) = found {
                 conntrack::release(e);
             }
             let state = conn::first(flow.proto, flags_again(&pkt));

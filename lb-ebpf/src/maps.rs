@@ -40,7 +40,9 @@ pub static MAGLEV: Array<
 pub static CONNTRACK: LruHashMap<FlowKey, FlowState, { defaults::CONNTRACK_SIZE as usize }> =
     LruHashMap::new();
 
-/// Ifindex → what is needed to send from that interface (its MAC).
+/// Ifindex → the interface's MAC and MTU, as the agent last wrote them. The
+/// director reads neither from here: each real carries its egress
+/// interface's (`RealInfo::src_mac`, `mtu`), one lookup fewer per packet.
 #[btf_map]
 pub static IFACES: HashMap<u32, IfaceInfo, MAX_IFACES> = HashMap::new();
 

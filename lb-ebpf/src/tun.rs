@@ -14,7 +14,7 @@ mod too_big;
 
 use crate::{
     forward,
-    maps::{IFACES, SETTINGS},
+    maps::SETTINGS,
     parse::{l3_offset, ptr_at},
     stats::Fate,
 };
@@ -62,12 +62,8 @@ struct Inner {
 // each frame up to 32 bytes, an empty one included).
 #[inline(never)]
 pub fn encapsulate(ctx: &XdpContext, real: &RealInfo, family: u8, hash: u32) -> (u32, Fate) {
-    // One lookup of the egress interface for its MTU and, when sending, its MAC.
-    crate::probe::hit(lb_common::probe::IFACES);
-    let Some((mtu, mac)) = (unsafe { IFACES.get(real.ifindex) }).map(|i| (i.mtu as usize, i.mac))
-    else {
-        return (xdp_action::XDP_ABORTED, Fate::Error);
-    };
+    // The egress interface's MTU and MAC come with the real.
+    let mtu = real.mtu as usize;
     let Some(l3) = l3_offset(ctx) else {
         return (xdp_action::XDP_ABORTED, Fate::Error);
     };
@@ -108,7 +104,7 @@ pub fn encapsulate(ctx: &XdpContext, real: &RealInfo, family: u8, hash: u32) -> 
         }
     });
     match built {
-        Some(()) => forward::send(ctx, real.ifindex, mac, real.mac),
+        Some(()) => forward::to_next_hop(ctx, real),
         None => (xdp_action::XDP_ABORTED, Fate::Error),
     }
 }

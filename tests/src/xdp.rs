@@ -12,11 +12,11 @@ use aya::{
     programs::{TestRun, TestRunOptions, Xdp},
 };
 use lb_common::{
-    DecapVip, GlobalCounters, IfaceInfo, PROG_DIRECTOR, REAL_F_PRESENT, REAL_F_REACHABLE, RealInfo,
+    DecapVip, GlobalCounters, PROG_DIRECTOR, REAL_F_PRESENT, REAL_F_REACHABLE, RealInfo,
     SERVICE_F_ACTIVE, ServiceInfo, ServiceKey, Settings, addr_words, decap, family_of, globals,
     map_names, method, sched, tun,
 };
-use std::net::IpAddr;
+use std::{collections::BTreeMap, net::IpAddr};
 
 pub const XDP_ABORTED: u32 = 0;
 pub const XDP_DROP: u32 = 1;
@@ -70,6 +70,9 @@ pub struct TunReal {
 /// The director object, loaded with small maps.
 pub struct Director {
     pub ebpf: Ebpf,
+    /// Ifindex → the interface's MAC and MTU, which each real reached
+    /// through it carries (as the agent writes them).
+    ifaces: BTreeMap<u32, ([u8; 6], u16)>,
 }
 
 impl Director {
@@ -88,14 +91,16 @@ impl Director {
         let mut m: Array<_, Settings> =
             Array::try_from(ebpf.map_mut(map_names::SETTINGS).context("SETTINGS")?)?;
         m.set(0, Settings::ipvs_defaults(), 0)?;
-        Ok(Director { ebpf })
+        Ok(Director {
+            ebpf,
+            ifaces: BTreeMap::new(),
+        })
     }
 
-    pub fn iface(&mut self, ifindex: u32, mac: [u8; 6], mtu: u16) -> Result<()> {
-        let mut m: HashMap<_, u32, IfaceInfo> =
-            HashMap::try_from(self.ebpf.map_mut(map_names::IFACES).context("IFACES")?)?;
-        m.insert(ifindex, IfaceInfo { mac, mtu }, 0)?;
-        Ok(())
+    /// Interface `ifindex` has `mac` and `mtu`: reals written after this
+    /// and reached through it carry them.
+    pub fn iface(&mut self, ifindex: u32, mac: [u8; 6], mtu: u16) {
+        self.ifaces.insert(ifindex, (mac, mtu));
     }
 
     /// Sets the outer sources of tunnels (an unset family stays zero).
@@ -144,6 +149,10 @@ impl Director {
     /// Real `id` of service `service_id` as a tunnel endpoint, and the
     /// service's whole Maglev table pointing at it.
     pub fn tun_real(&mut self, id: u32, service_id: u32, real: &TunReal, port: u16) -> Result<()> {
+        let &(src_mac, mtu) = self
+            .ifaces
+            .get(&real.ifindex)
+            .with_context(|| format!("no interface {} set", real.ifindex))?;
         let info = RealInfo {
             addr: addr_words(real.addr),
             port: port.to_be(),
@@ -156,6 +165,8 @@ impl Director {
                 tun::IPIP
             },
             ifindex: real.ifindex,
+            src_mac,
+            mtu,
             weight: 1,
             service_id,
             flags: REAL_F_PRESENT | REAL_F_REACHABLE,
@@ -204,7 +215,7 @@ pub fn tun_output(
     frames: &[Vec<u8>],
 ) -> Result<Vec<(u32, Vec<u8>)>> {
     let mut d = Director::load(object)?;
-    d.iface(real.ifindex, director_mac, mtu)?;
+    d.iface(real.ifindex, director_mac, mtu);
     d.tunnel_sources(&[source])?;
     d.service(vip, port, proto, 0, method::TUN)?;
     d.tun_real(1, 0, real, port)?;

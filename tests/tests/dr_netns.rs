@@ -5,10 +5,11 @@ mod common;
 
 use aya::maps::{Array, Map, MapData};
 use common::xlb_bin;
+use lb_common::{REAL_F_PRESENT, RealInfo, map_names};
 use std::{
     path::{Path, PathBuf},
     process::Command,
-    time::Duration,
+    time::{Duration, Instant},
 };
 use xlb_testbed::{
     agent::Agent,
@@ -199,6 +200,69 @@ fn connections_through_the_vip_reach_every_real_and_stay_put() {
         !lab.pin_path.join("SERVICES").exists(),
         "maps still pinned after SIGTERM"
     );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The egress interface's MAC of every real in the pinned `REALS` map.
+fn real_src_macs(lab: &DrLab) -> Vec<[u8; 6]> {
+    let reals = MapData::from_pin(lab.pin_path.join(map_names::REALS)).unwrap();
+    let reals: Array<MapData, RealInfo> = Map::from_map_data(reals).unwrap().try_into().unwrap();
+    reals
+        .iter()
+        .map(Result::unwrap)
+        .filter(|r| r.flags & REAL_F_PRESENT != 0)
+        .map(|r| r.src_mac)
+        .collect()
+}
+
+/// The director's `eth0` MAC, as `ip` shows it in its namespace.
+fn director_mac(lab: &DrLab) -> [u8; 6] {
+    let text = lab
+        .director
+        .run("ip", &["-br", "link", "show", "dev", "eth0"])
+        .unwrap();
+    let mac = text.split_whitespace().nth(2).unwrap();
+    let bytes: Vec<u8> = mac
+        .split(':')
+        .map(|b| u8::from_str_radix(b, 16).unwrap())
+        .collect();
+    bytes.try_into().unwrap()
+}
+
+/// The frame's new source MAC travels with each real (`RealInfo::src_mac`,
+/// no per-packet interface lookup): a new MAC on the director's interface
+/// reaches every real at the agent's next next-hop pass, and connections
+/// keep flowing.
+#[test]
+fn a_new_mac_on_the_director_reaches_every_real() {
+    let lab = lab(false);
+    let dir = common::test_dir("mac");
+    let config = write_config(&lab, &dir, "native");
+    let agent = Agent::start(&lab.director, &xlb_bin(), &config).unwrap();
+    let old = director_mac(&lab);
+    assert_eq!(real_src_macs(&lab), vec![old; 3]);
+
+    let new = [0x02, 0x5a, 0x00, 0x00, 0x00, 0x01];
+    lab.director
+        .run(
+            "ip",
+            &["link", "set", "dev", "eth0", "address", "02:5a:00:00:00:01"],
+        )
+        .unwrap();
+    assert_eq!(director_mac(&lab), new);
+    // Next hops are looked up again every 5 s.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while real_src_macs(&lab) != vec![new; 3] {
+        assert!(
+            Instant::now() < deadline,
+            "reals still carry {:02x?} after 30 s",
+            real_src_macs(&lab)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let seen = lab.spread(30, TIMEOUT).unwrap();
+    assert_eq!(seen.values().sum::<usize>(), 30);
+    agent.stop().unwrap();
     let _ = std::fs::remove_dir_all(dir);
 }
 

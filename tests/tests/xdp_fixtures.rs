@@ -12,10 +12,10 @@ use aya::{
 };
 use common::*;
 use lb_common::{
-    ConnCounts, Counters, FAMILY_V4, FAMILY_V6, FlowKey, FlowState, GlobalCounters, IfaceInfo,
-    PROG_DIRECTOR, PROG_UPKEEP, REAL_F_PRESENT, REAL_F_REACHABLE, RealConns, RealInfo,
-    SERVICE_F_ACTIVE, SETTINGS_F_CONN_REUSE, SETTINGS_F_CONN_REUSE_FIN_WAIT, SETTINGS_F_NAT,
-    ServiceInfo, ServiceKey, Settings, globals, map_names, method, nat_ports, sched, upkeep,
+    ConnCounts, Counters, FAMILY_V4, FAMILY_V6, FlowKey, FlowState, GlobalCounters, PROG_DIRECTOR,
+    PROG_UPKEEP, REAL_F_PRESENT, REAL_F_REACHABLE, RealConns, RealInfo, SERVICE_F_ACTIVE,
+    SETTINGS_F_CONN_REUSE, SETTINGS_F_CONN_REUSE_FIN_WAIT, SETTINGS_F_NAT, ServiceInfo, ServiceKey,
+    Settings, globals, map_names, method, nat_ports, sched, upkeep,
 };
 use xlb_testbed::{netns::Netns, xdp};
 
@@ -74,18 +74,20 @@ impl Director {
         let mut s: Array<_, Settings> =
             Array::try_from(d.ebpf.map_mut(map_names::SETTINGS).unwrap()).unwrap();
         s.set(0, Settings::ipvs_defaults(), 0).unwrap();
-        d.iface(LO, DIRECTOR_MAC);
-        d.iface(other_if, EGRESS_MAC);
         let mut ports: DevMapHash<_> =
             DevMapHash::try_from(d.ebpf.map_mut(map_names::TX_PORTS).unwrap()).unwrap();
         ports.insert(other_if, other_if, None, 0).unwrap();
         d
     }
 
-    fn iface(&mut self, ifindex: u32, mac: [u8; 6]) {
-        let mut m: HashMap<_, u32, IfaceInfo> =
-            HashMap::try_from(self.ebpf.map_mut(map_names::IFACES).unwrap()).unwrap();
-        m.insert(ifindex, IfaceInfo { mac, mtu: 1500 }, 0).unwrap();
+    /// The MAC of interface `ifindex` (`LO` or the other one), which the
+    /// agent writes into each real it reaches through it.
+    fn iface_mac(&self, ifindex: u32) -> [u8; 6] {
+        if ifindex == self.other_if {
+            EGRESS_MAC
+        } else {
+            DIRECTOR_MAC
+        }
     }
 
     fn service(&mut self, addr: [u32; 4], family: u8, port: u16, proto: u8, id: u32, active: bool) {
@@ -180,6 +182,8 @@ impl Director {
             method: method::DR,
             mac,
             ifindex,
+            src_mac: self.iface_mac(ifindex),
+            mtu: 1500,
             weight: 1,
             service_id,
             flags: REAL_F_PRESENT | if reachable { REAL_F_REACHABLE } else { 0 },

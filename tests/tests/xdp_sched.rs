@@ -13,10 +13,10 @@ use aya::{
 };
 use common::*;
 use lb_common::{
-    Affinity, ConnCounts, FAMILY_V4, IfaceInfo, PROG_DIRECTOR, REAL_F_PRESENT, REAL_F_REACHABLE,
-    RealConns, RealInfo, SERVICE_F_ACTIVE, SERVICE_F_FALLBACK, SERVICE_F_HASH_PORT,
-    SERVICE_F_PERSISTENT, SERVICE_F_TABLE_B, ServiceAddr, ServiceInfo, ServiceKey, Settings,
-    globals, map_names, sched, sched_hash, sched_layout,
+    Affinity, ConnCounts, FAMILY_V4, PROG_DIRECTOR, REAL_F_PRESENT, REAL_F_REACHABLE, RealConns,
+    RealInfo, SERVICE_F_ACTIVE, SERVICE_F_FALLBACK, SERVICE_F_HASH_PORT, SERVICE_F_PERSISTENT,
+    SERVICE_F_TABLE_B, ServiceAddr, ServiceInfo, ServiceKey, Settings, globals, map_names, sched,
+    sched_hash, sched_layout,
 };
 use xlb::{
     maglev,
@@ -60,17 +60,6 @@ impl Director {
             .expect("load object");
         let prog: &mut Xdp = ebpf.program_mut(PROG_DIRECTOR).unwrap().try_into().unwrap();
         prog.load().expect("verifier accepts the director");
-        let mut m: HashMap<_, u32, IfaceInfo> =
-            HashMap::try_from(ebpf.map_mut(map_names::IFACES).unwrap()).unwrap();
-        m.insert(
-            LO,
-            IfaceInfo {
-                mac: DIRECTOR_MAC,
-                mtu: 1500,
-            },
-            0,
-        )
-        .unwrap();
         let mut s: Array<_, Settings> =
             Array::try_from(ebpf.map_mut(map_names::SETTINGS).unwrap()).unwrap();
         s.set(0, Settings::ipvs_defaults(), 0).unwrap();
@@ -92,6 +81,8 @@ impl Director {
                     method: lb_common::method::DR,
                     mac: mac_of(real_id(i)),
                     ifindex: LO,
+                    src_mac: DIRECTOR_MAC,
+                    mtu: 1500,
                     weight: r.weight,
                     service_id: SERVICE,
                     flags: REAL_F_PRESENT | if r.reachable { REAL_F_REACHABLE } else { 0 },

@@ -167,7 +167,7 @@ fn with_director(outer: Fam, gue: bool, mtu: u16, f: impl FnOnce(&mut Director) 
     let ns = Netns::create("tun").unwrap();
     ns.enter(|| {
         let mut d = Director::load(xlb::EBPF_OBJECT).unwrap();
-        d.iface(LO, DIRECTOR_MAC, mtu).unwrap();
+        d.iface(LO, DIRECTOR_MAC, mtu);
         d.tunnel_sources(&[IpAddr::from(SRC4), IpAddr::from(SRC6)])
             .unwrap();
         let r = real(outer, gue);
@@ -229,7 +229,7 @@ fn without_a_tunnel_source_nothing_is_sent() {
     let ns = Netns::create("tun").unwrap();
     ns.enter(|| {
         let mut d = Director::load(xlb::EBPF_OBJECT).unwrap();
-        d.iface(LO, DIRECTOR_MAC, MTU).unwrap();
+        d.iface(LO, DIRECTOR_MAC, MTU);
         d.service(IpAddr::from(VIP4), PORT, IP_TCP, 0, method::TUN)
             .unwrap();
         d.tun_real(1, 0, &real(Fam::V4, false), PORT).unwrap();

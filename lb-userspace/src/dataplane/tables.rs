@@ -893,6 +893,8 @@ fn real_info(real: &Real, hop: Option<NextHop>, service_id: u32, d: &DesiredServ
         tun_type: tunnel.code(),
         tun_port: tunnel.port_be(),
         mac: hop.map_or([0; 6], |h| h.mac),
+        src_mac: hop.map_or([0; 6], |h| h.src_mac),
+        mtu: hop.map_or(0, |h| h.mtu),
         ifindex: hop.map_or(0, |h| h.ifindex),
         weight: real.weight,
         service_id,

@@ -27,9 +27,9 @@ use aya::{
     programs::Xdp,
 };
 use lb_common::{
-    FlowKey, FlowState, IfaceInfo, PROG_DIRECTOR, REAL_F_PRESENT, REAL_F_REACHABLE, RealConns,
-    RealInfo, SERVICE_F_ACTIVE, SERVICE_F_HASH_PORT, SETTINGS_F_NAT, ServiceInfo, ServiceKey,
-    Settings, addr_words, family_of, globals, map_names, method, sched, tun,
+    FlowKey, FlowState, PROG_DIRECTOR, REAL_F_PRESENT, REAL_F_REACHABLE, RealConns, RealInfo,
+    SERVICE_F_ACTIVE, SERVICE_F_HASH_PORT, SETTINGS_F_NAT, ServiceInfo, ServiceKey, Settings,
+    addr_words, family_of, globals, map_names, method, sched, tun,
 };
 use model::{FB_MAC, Fib, GW_MAC, ICMP, Method, Model, Real, Service, TABLE, TCP, UDP, tun_src};
 use std::net::{IpAddr, Ipv4Addr};
@@ -204,19 +204,6 @@ fn load(services: &[Service], fib: &Fib) -> Ebpf {
     let prog: &mut Xdp = ebpf.program_mut(PROG_DIRECTOR).unwrap().try_into().unwrap();
     prog.load().unwrap();
     {
-        let mut m: HashMap<_, u32, IfaceInfo> =
-            HashMap::try_from(ebpf.map_mut(map_names::IFACES).unwrap()).unwrap();
-        m.insert(
-            fib.fb,
-            IfaceInfo {
-                mac: FB_MAC,
-                mtu: TUN_MTU,
-            },
-            0,
-        )
-        .unwrap();
-    }
-    {
         let mut ports: DevMapHash<_> =
             DevMapHash::try_from(ebpf.map_mut(map_names::TX_PORTS).unwrap()).unwrap();
         ports.insert(fib.fa, fib.fa, None, 0).unwrap();
@@ -256,6 +243,8 @@ fn load(services: &[Service], fib: &Fib) -> Ebpf {
                     },
                     tun_port: r.gue_port.unwrap_or(0).to_be(),
                     ifindex: fib.fb,
+                    src_mac: FB_MAC,
+                    mtu: TUN_MTU,
                     weight: 1,
                     service_id: s.id,
                     flags: REAL_F_PRESENT | REAL_F_REACHABLE,

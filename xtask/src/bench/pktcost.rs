@@ -28,7 +28,7 @@ use aya::{
     programs::{TestRun, TestRunOptions, Xdp},
 };
 use lb_common::{
-    Counters, FAMILY_V4, FAMILY_V6, FlowKey, FlowState, GlobalCounters, IfaceInfo, PROG_DIRECTOR,
+    Counters, FAMILY_V4, FAMILY_V6, FlowKey, FlowState, GlobalCounters, PROG_DIRECTOR,
     REAL_F_PRESENT, REAL_F_REACHABLE, RealInfo, SERVICE_F_ACTIVE, SETTINGS_F_NAT, ServiceInfo,
     ServiceKey, Settings, addr_words, bench, globals, map_names, method, probe, sched,
     sched_layout, tun,
@@ -734,22 +734,11 @@ impl Director {
             .with_context(|| format!("no map {name}"))
     }
 
-    /// The egress interface and the tunnels' sources, then every service:
-    /// service `i` on port `VIP_PORT + i` with reals `1 + 10 i ..`; Maglev
-    /// tables and the other schedulers' tables dealt round-robin (a lookup
-    /// costs the same whoever fills the slot).
+    /// The tunnels' sources, then every service: service `i` on port
+    /// `VIP_PORT + i` with reals `1 + 10 i ..`; Maglev tables and the other
+    /// schedulers' tables dealt round-robin (a lookup costs the same whoever
+    /// fills the slot).
     fn program(&mut self) -> Result<()> {
-        let ingress = self.ingress;
-        let mut ifaces: HashMap<_, u32, IfaceInfo> =
-            HashMap::try_from(self.map(map_names::IFACES)?)?;
-        ifaces.insert(
-            ingress,
-            IfaceInfo {
-                mac: DIRECTOR_MAC,
-                mtu: 1500,
-            },
-            0,
-        )?;
         let mut settings: Array<_, Settings> = Array::try_from(self.map(map_names::SETTINGS)?)?;
         let mut s = Settings::ipvs_defaults();
         s.tun_src_v4 = addr_words(IpAddr::V4(TUN_SRC4));
@@ -779,6 +768,8 @@ impl Director {
                 mac: REAL_MAC,
                 tun_type: svc.tun,
                 ifindex: ingress,
+                src_mac: DIRECTOR_MAC,
+                mtu: 1500,
                 // ovf takes a real only while its active connections are
                 // within its weight, and the new-flow rows count one per call
                 // (their entries are deleted without uncounting): weight
