@@ -8,9 +8,11 @@
 //! following it); a reader never sees half a dump.
 
 use crate::{
+    check::board::CheckState,
     config::{Config, SocketText},
     dataplane::{DataPlane, DesiredService},
     snapshot::{Detail, Plane, Snapshot},
+    vrrp::counters::VrrpStatus,
 };
 use anyhow::{Context, Result};
 use std::{
@@ -27,13 +29,22 @@ fn mac_text(m: [u8; 6]) -> String {
         .join(":")
 }
 
-/// The state dump: data plane, then each service with its config, and each
-/// real with its next hop and what the maps say (weight, connections).
+/// What the agent itself runs, for the state dump (keepalived's dump has
+/// its VRRP instances and checkers too).
+pub struct AgentState {
+    pub vrrp: VrrpStatus,
+    pub checks: Vec<CheckState>,
+}
+
+/// The state dump: data plane, VRRP instances, then each service with its
+/// config, and each real with its next hop, what the maps say (weight,
+/// connections) and its checks.
 pub fn state_text(
     config: &Config,
     desired: &[DesiredService],
     plane: &str,
     snap: &Snapshot,
+    agent: &AgentState,
 ) -> Result<String> {
     let mut o = String::new();
     writeln!(o, "------< xlb data plane >------")?;
@@ -51,6 +62,30 @@ pub fn state_text(
     match config.metrics.listen {
         Some(a) => writeln!(o, " metrics = http://{a}/metrics")?,
         None => writeln!(o, " metrics = off")?,
+    }
+    if !agent.vrrp.instances.is_empty() {
+        writeln!(o, "------< VRRP Topology >------")?;
+    }
+    for i in &agent.vrrp.instances {
+        writeln!(o, " VRRP Instance = {}", i.name)?;
+        writeln!(o, "   State = {}", i.state)?;
+        writeln!(
+            o,
+            "   Priority = {} (configured {})",
+            i.priority, i.base_priority
+        )?;
+        match i.master {
+            Some(m) => writeln!(o, "   Master = {m}")?,
+            None => writeln!(o, "   Master = unknown")?,
+        }
+        if let Some(g) = &i.sync_group {
+            writeln!(o, "   Sync group = {g}")?;
+        }
+        writeln!(
+            o,
+            "   Transitions = {}, adverts sent = {}, received = {}",
+            i.transitions, i.adverts_sent, i.adverts_received
+        )?;
     }
     writeln!(o, "------< Virtual servers >------")?;
     for d in desired {
@@ -115,6 +150,24 @@ pub fn state_text(
                     "     real id = {}, ActiveConn = {}, InActConn = {}",
                     m.id, m.active_conns, m.inactive_conns
                 )?;
+            }
+            let at = std::net::SocketAddr::new(r.real.address, r.real.port);
+            for c in agent
+                .checks
+                .iter()
+                .filter(|c| c.real == at && c.service == s.id.to_string())
+            {
+                write!(
+                    o,
+                    "     {} #{} = {}",
+                    c.check,
+                    c.slot,
+                    if c.up { "up" } else { "down" }
+                )?;
+                match &c.last_failure {
+                    Some(why) => writeln!(o, ", last failure: {why}")?,
+                    None => writeln!(o)?,
+                }
             }
         }
     }
@@ -229,6 +282,7 @@ pub fn write_state(
     config: &Config,
     desired: &[DesiredService],
     plane: &mut dyn DataPlane,
+    agent: &AgentState,
 ) -> Result<()> {
     let detail = Detail {
         persistent_conns: true,
@@ -237,7 +291,7 @@ pub fn write_state(
     let snap = plane.snapshot(detail)?;
     write(
         &config.agent.state_dump,
-        &state_text(config, desired, &plane.describe(), &snap)?,
+        &state_text(config, desired, &plane.describe(), &snap, agent)?,
     )
 }
 

@@ -19,6 +19,7 @@ pub mod neigh;
 pub mod net;
 pub mod pidfile;
 pub mod reload;
+pub mod runfiles;
 pub mod script;
 pub mod sdnotify;
 pub mod snapshot;

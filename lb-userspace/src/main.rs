@@ -84,10 +84,7 @@ fn main() -> ExitCode {
                 };
                 status::render(&pin_path, view).and_then(|s| {
                     print!("{s}");
-                    let vrrp = xlb::vrrp::counters::read(&pin_path)?;
-                    if let Some(v) = vrrp {
-                        print!("{}", xlb::vrrp::counters::render(&v));
-                    }
+                    print!("{}", status::render_agent(&pin_path)?);
                     Ok(())
                 })
             }),

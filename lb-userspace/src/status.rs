@@ -194,5 +194,26 @@ pub fn render_json(dir: &Path) -> Result<String> {
             map_fill: true,
         },
     )?;
-    Ok(serde_json::to_string_pretty(&snap)?)
+    let mut json = serde_json::to_value(&snap)?;
+    // The agent's own state beside the data plane's: null without VRRP
+    // instances or checks (or without an agent).
+    json["vrrp"] = serde_json::to_value(crate::vrrp::counters::read(dir)?)?;
+    json["checks"] = serde_json::to_value(crate::check::board::read(dir)?)?;
+    Ok(serde_json::to_string_pretty(&json)?)
+}
+
+/// The agent's VRRP instances and checks as `xlb status` prints them after
+/// the data plane (nothing for what the agent does not run).
+pub fn render_agent(dir: &Path) -> Result<String> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut out = String::new();
+    if let Some(v) = crate::vrrp::counters::read(dir)? {
+        out.push_str(&crate::vrrp::counters::render(&v, now));
+    }
+    if let Some(c) = crate::check::board::read(dir)? {
+        out.push_str(&crate::check::board::render(&c, now));
+    }
+    Ok(out)
 }

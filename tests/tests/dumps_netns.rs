@@ -30,6 +30,26 @@ fn dump(agent: &Agent, signal: i32, file: &Path) -> String {
     std::fs::read_to_string(file).unwrap()
 }
 
+/// The lab's config with a TCP_CHECK on every real (after each real's
+/// `weight` line, the last of its table) and a lone VRRP instance (on an
+/// address of its own, so the services stay active).
+fn with_checks(config: &str) -> String {
+    let mut out = String::new();
+    for line in config.lines() {
+        out.push_str(line);
+        out.push('\n');
+        if line.starts_with("weight = ") {
+            out.push_str("\n[[service.real.check]]\ntype = \"tcp\"\ndelay_loop = 1\n");
+        }
+    }
+    out.push_str(
+        "\n[[vrrp_instance]]\nname = \"VI_DUMP\"\ninterface = \"eth0\"\nvirtual_router_id = 77\n\
+         priority = 100\nstate = \"MASTER\"\nversion = 3\nadvert_int = 0.1\n\
+         virtual_ipaddress = [\"192.0.2.77/32\"]\n",
+    );
+    out
+}
+
 #[test]
 fn sigusr1_dumps_the_state_and_sigusr2_the_statistics() {
     xlb_testbed::require_root().unwrap();
@@ -46,7 +66,7 @@ fn sigusr1_dumps_the_state_and_sigusr2_the_statistics() {
         &config,
         format!(
             "{}\n[agent]\npid_file = \"{}\"\nstate_dump = \"{}\"\nstats_dump = \"{}\"\n",
-            lab.agent_config("wrr", "dr", "native"),
+            with_checks(&lab.agent_config("wrr", "dr", "native")),
             dir.join("xlb.pid").display(),
             data.display(),
             stats.display()
@@ -55,6 +75,12 @@ fn sigusr1_dumps_the_state_and_sigusr2_the_statistics() {
     .unwrap();
     let agent = Agent::start(&lab.director, &xlb_bin(), &config).unwrap();
     let seen = lab.spread(REQUESTS, TIMEOUT).unwrap();
+    // The lone instance is Master after one interval (state MASTER hint).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !agent.log().iter().any(|l| l.contains("to=MASTER")) {
+        assert!(Instant::now() < deadline, "{:#?}", agent.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
 
     let state = dump(&agent, libc::SIGUSR1, &data);
     assert!(
@@ -85,6 +111,76 @@ fn sigusr1_dumps_the_state_and_sigusr2_the_statistics() {
         );
     }
     assert!(state.contains("ActiveConn = 0, InActConn = "), "{state}");
+    // The agent's own state, as keepalived's dump has it: the instance and
+    // every real's check.
+    assert!(
+        state.contains(" VRRP Instance = VI_DUMP\n   State = MASTER\n"),
+        "{state}"
+    );
+    assert!(state.contains("   Master = "), "{state}");
+    assert_eq!(
+        state.matches("     TCP_CHECK #0 = up").count(),
+        lab.reals.len(),
+        "{state}"
+    );
+
+    // xlb status shows the same agent state: VRRP instances and checks,
+    // in the text and in --json (the checks' file is written within a second).
+    let pin = lab.pin_path.display().to_string();
+    let status = |json: bool| {
+        let mut args = vec!["status", "--pin-path", pin.as_str()];
+        if json {
+            args.push("--json");
+        }
+        let out = std::process::Command::new(xlb_bin())
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let json: serde_json::Value = loop {
+        let v: serde_json::Value = serde_json::from_str(&status(true)).unwrap();
+        if v["checks"].is_array() && v["vrrp"]["instances"][0]["state"] == "MASTER" {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "{v:#}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let vi = &json["vrrp"]["instances"][0];
+    assert_eq!(vi["name"], "VI_DUMP", "{json:#}");
+    assert!(
+        vi["master"].is_string(),
+        "its own address while Master: {json:#}"
+    );
+    assert!(
+        vi["last_transition_unix_s"].as_u64().unwrap() > 0,
+        "{json:#}"
+    );
+    let checks = json["checks"].as_array().unwrap();
+    assert_eq!(checks.len(), lab.reals.len(), "{json:#}");
+    assert!(
+        checks
+            .iter()
+            .all(|c| c["check"] == "TCP_CHECK" && c["up"] == true),
+        "{json:#}"
+    );
+    let text = status(false);
+    assert!(
+        text.contains("\nVRRP instance ") && text.contains("VI_DUMP"),
+        "{text}"
+    );
+    assert!(text.contains("  master "), "{text}");
+    assert_eq!(
+        text.matches(" TCP_CHECK #0: up").count(),
+        lab.reals.len(),
+        "{text}"
+    );
 
     let text = dump(&agent, libc::SIGUSR2, &stats);
     assert!(

@@ -340,6 +340,9 @@ async fn prepare(config: &mut Arc<Config>) -> Result<Prepared> {
             &config.dataplane.pin_path,
         ))),
         next_hops: resolver.counters(),
+        checks: crate::check::board::CheckBoard::with_file(crate::check::board::status_path(
+            &config.dataplane.pin_path,
+        )),
         ..Default::default()
     };
     let listener = match config.metrics.listen {
@@ -508,6 +511,7 @@ pub async fn run(
     // Checkers get a clone of `events`; the loop owns the receiver.
     let (events, inbox) = mpsc::channel::<Verdict>(EVENT_QUEUE);
     let checkers = Checkers::start(&config, events.clone(), &alerts, &shared.checks);
+    tokio::spawn(shared.checks.clone().publisher());
     if !checkers.is_empty() {
         info!(checks = checkers.len(), "health checks started");
     }
@@ -564,7 +568,7 @@ pub async fn run(
                 });
             }
             _ = tick_opt(&mut watchdog) => sdnotify::watchdog(),
-            _ = signals.usr1.recv() => match dump::write_state(&config, &lp.r.fwd.desired, lp.r.fwd.plane.as_mut()) {
+            _ = signals.usr1.recv() => match dump::write_state(&config, &lp.r.fwd.desired, lp.r.fwd.plane.as_mut(), &dump::AgentState { vrrp: shared.vrrp.snapshot(), checks: shared.checks.states() }) {
                 Ok(()) => info!(file = %config.agent.state_dump.display(), "SIGUSR1: state dumped"),
                 Err(e) => warn!(error = %crate::logging::chain(&e), "SIGUSR1: state dump failed"),
             },
@@ -602,6 +606,7 @@ pub async fn run(
     lp.serving(&config, vrrp.stop(release.vrrp)).await;
     let mut r = lp.r;
     r.checkers.stop().await;
+    shared.checks.remove_file();
     let stopping = r.runtime.stopping(&config);
     r.alerts.stopping(&config, &stopping);
     r.notifier.announce_and_wait(stopping).await;

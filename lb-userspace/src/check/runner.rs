@@ -197,20 +197,19 @@ impl Job {
             if let Probe::Fail(why) = &result {
                 debug!(real = %self.target.addr, failures, "check failed: {why}");
             }
-            let passed = matches!(result, Probe::Pass { .. });
+            let failure = match &result {
+                Probe::Fail(why) => Some(why.as_str()),
+                Probe::Pass { .. } => None,
+            };
             self.board.attempt(
                 self.board_key,
-                passed,
+                failure,
                 took,
                 matches!(next, Health::Up { .. }),
             );
             if next != state {
                 state = next;
-                let why = match &result {
-                    Probe::Fail(why) => Some(why.as_str()),
-                    Probe::Pass { .. } => None,
-                };
-                self.report(state, why, &events).await;
+                self.report(state, failure, &events).await;
             }
             tokio::time::sleep(pause).await;
         }

@@ -63,11 +63,7 @@ enum AttachedLink {
 
 /// Lock file guarding a pin directory; kept outside bpffs, which holds no regular files.
 fn lock_path(pin_dir: &Path) -> PathBuf {
-    let flat = pin_dir
-        .to_string_lossy()
-        .trim_matches('/')
-        .replace('/', "_");
-    PathBuf::from("/run/xlb").join(format!("{flat}.lock"))
+    crate::runfiles::for_pins(pin_dir, "", ".lock")
 }
 
 fn link_pin(pin_dir: &Path, ifname: &str) -> PathBuf {

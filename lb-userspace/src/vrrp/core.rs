@@ -103,6 +103,8 @@ pub struct Stats {
     pub discards: BTreeMap<Discard, u64>,
     /// Valid adverts with a lower priority heard as Master.
     pub lower_priority: u64,
+    /// Where the last valid advert came from.
+    pub last_from: Option<IpAddr>,
 }
 
 pub struct Core {
@@ -208,6 +210,11 @@ impl Core {
 
     pub fn stats(&self) -> &Stats {
         &self.stats
+    }
+
+    /// The address this instance's adverts come from.
+    pub fn primary(&self) -> IpAddr {
+        self.machine.settings.primary
     }
 
     /// The advert this instance sends, at `priority`.
@@ -346,6 +353,7 @@ impl Core {
             }
         };
         self.stats.adverts_received += 1;
+        self.stats.last_from = Some(rx.src);
         let actions = self.machine.handle(
             Event::Advert {
                 src: rx.src,

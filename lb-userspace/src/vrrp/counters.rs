@@ -9,6 +9,7 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::{
     collections::BTreeMap,
+    net::IpAddr,
     path::{Path, PathBuf},
     sync::{Arc, Mutex, PoisonError},
 };
@@ -16,11 +17,7 @@ use std::{
 /// Where the agent with maps pinned at `pin_path` keeps its VRRP status
 /// (bpffs holds no regular files, so the path is derived instead).
 pub fn status_path(pin_path: &Path) -> PathBuf {
-    let flat = pin_path
-        .to_string_lossy()
-        .trim_matches('/')
-        .replace('/', "_");
-    PathBuf::from("/run/xlb").join(format!("vrrp-{flat}.json"))
+    crate::runfiles::for_pins(pin_path, "vrrp-", ".json")
 }
 
 /// How often the status file is rewritten with fresh counters.
@@ -44,6 +41,16 @@ pub struct InstanceStatus {
     pub lower_priority: u64,
     /// Dropped adverts by reason ([`Discard::name`]).
     pub discards: BTreeMap<String, u64>,
+    /// The sync group it belongs to.
+    #[serde(default)]
+    pub sync_group: Option<String>,
+    /// The Master as this instance knows it: its own address while Master,
+    /// else where the last valid advert came from (none heard yet: null).
+    #[serde(default)]
+    pub master: Option<IpAddr>,
+    /// When it last changed state, in seconds since the epoch.
+    #[serde(default)]
+    pub last_transition_unix_s: Option<u64>,
 }
 
 /// Everything, for `xlb status` and metrics.
@@ -151,12 +158,8 @@ impl Counters {
             return Ok(());
         }
         let json = serde_json::to_vec_pretty(&snapshot)?;
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        }
-        let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, json).with_context(|| format!("writing {}", tmp.display()))?;
-        std::fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))
+        crate::runfiles::write_atomic(path, &json)
+            .with_context(|| format!("writing {}", path.display()))
     }
 
     /// Removes the status file (clean stop: no instance runs any more).
@@ -182,8 +185,9 @@ pub fn read(pin_path: &Path) -> Result<Option<VrrpStatus>> {
     }
 }
 
-/// The VRRP part of `xlb status`: one line per instance, then its non-zero discards.
-pub fn render(s: &VrrpStatus) -> String {
+/// The VRRP part of `xlb status`: one line per instance, then who it knows
+/// as Master, its sync group and its last change, then its non-zero discards.
+pub fn render(s: &VrrpStatus, now_unix_s: u64) -> String {
     let mut out =
         String::from("\nVRRP instance    State   Prio Base Transitions   Sent   Received\n");
     for i in &s.instances {
@@ -197,6 +201,20 @@ pub fn render(s: &VrrpStatus) -> String {
             i.adverts_sent,
             i.adverts_received
         ));
+        let mut about = vec![format!(
+            "master {}",
+            i.master.map_or("unknown".to_string(), |m| m.to_string())
+        )];
+        if let Some(g) = &i.sync_group {
+            about.push(format!("sync group {g}"));
+        }
+        if let Some(t) = i.last_transition_unix_s {
+            about.push(format!(
+                "last change {} s ago",
+                now_unix_s.saturating_sub(t)
+            ));
+        }
+        out.push_str(&format!("  {}\n", about.join(", ")));
         let dropped: Vec<String> = i
             .discards
             .iter()

@@ -377,6 +377,9 @@ impl Shell {
             .update(&self.core.instance().name, |s| {
                 s.adverts_received = stats.adverts_received;
                 s.lower_priority = stats.lower_priority;
+                if s.state != State::Master.name() {
+                    s.master = stats.last_from;
+                }
                 s.priority = priority;
                 for (why, n) in &stats.discards {
                     s.discards.insert(why.name().to_string(), *n);
@@ -469,10 +472,16 @@ impl Shell {
     fn entered(&self, to: State, priority: u8, followed: bool) {
         let name = &self.core.instance().name;
         info!(instance = %name, to = to.name(), priority, "VRRP state change");
+        let primary = self.core.primary();
         self.shared.counters.update(name, |s| {
             s.state = to.name().to_string();
             s.priority = priority;
             s.transitions += 1;
+            s.master = (to == State::Master).then_some(primary);
+            s.last_transition_unix_s = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .ok()
+                .map(|d| d.as_secs());
             if to == State::Master {
                 s.became_master += 1;
             }

@@ -373,12 +373,11 @@ impl Vrrp {
                 continue;
             };
             let track = track.unwrap_or_else(|| combiner.rx.clone());
-            let link = self
-                .groups
-                .values()
-                .find(|g| g.def.members.contains(name))
-                .map(|g| g.group.link());
+            let group = self.groups.values().find(|g| g.def.members.contains(name));
+            let link = group.map(|g| g.group.link());
             let handle = instance::start(prepared, self.shared.clone(), track, link);
+            let group_name = group.map(|g| g.def.name.clone());
+            self.counters.update(name, |s| s.sync_group = group_name);
             self.members
                 .insert(name.clone(), Member { handle, combiner });
         }
