@@ -90,15 +90,7 @@ pub fn state_text(
     writeln!(o, "------< Virtual servers >------")?;
     for d in desired {
         let s = &d.service;
-        let in_maps = snap.services.iter().find(|m| match s.id.addr() {
-            Some((vip, port, protocol)) => {
-                m.fwmark.is_none()
-                    && m.vip == vip
-                    && m.port == port
-                    && m.protocol == protocol.to_string()
-            }
-            None => m.fwmark.is_some_and(|mark| s.id == fwmark_id(mark, m.vip)),
-        });
+        let in_maps = snap.services.iter().find(|m| m.is(&s.id));
         writeln!(o, " VS = {}", s.id)?;
         writeln!(
             o,
@@ -172,14 +164,6 @@ pub fn state_text(
         }
     }
     Ok(o)
-}
-
-/// The [`crate::config::ServiceId`] of an FWM service of the snapshot.
-fn fwmark_id(mark: u32, vip: std::net::IpAddr) -> crate::config::ServiceId {
-    crate::config::ServiceId::Fwmark {
-        mark,
-        ipv6: vip.is_ipv6(),
-    }
 }
 
 /// The statistics dump: per service and real, the XDP fates, map fill.

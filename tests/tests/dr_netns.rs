@@ -167,8 +167,15 @@ fn connections_through_the_vip_reach_every_real_and_stay_put() {
         .output()
         .unwrap();
     let listing = String::from_utf8(out.stdout).unwrap();
-    let mut want = String::from(
-        "IP Virtual Server version 1.2.1 (size=4096)\n\
+    // The header's size is the flow table's capacity, as IPVS's is its
+    // connection table's.
+    let size = MapData::from_pin(lab.pin_path.join(map_names::CONNTRACK))
+        .unwrap()
+        .info()
+        .unwrap()
+        .max_entries();
+    let mut want = format!(
+        "IP Virtual Server version 1.2.1 (size={size})\n\
          Prot LocalAddress:Port Scheduler Flags\n  \
          -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n\
          TCP  10.250.0.100:80 mh (mh-port)\n",
@@ -192,6 +199,45 @@ fn connections_through_the_vip_reach_every_real_and_stay_put() {
         ));
     }
     assert_eq!(listing, want, "{}", String::from_utf8_lossy(&out.stderr));
+
+    // --tun-info: DR reals have no tunnel; -Z zeroes the counters.
+    let ipvsadm = |args: &[&str]| {
+        let out = std::process::Command::new(xlb_bin())
+            .arg("ipvsadm")
+            .args(args)
+            .arg("--pin-path")
+            .arg(&lab.pin_path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let tun = ipvsadm(&["-Ln", "--tun-info"]);
+    assert!(
+        tun.contains(
+            "  -> RemoteAddress:Port           Forward TunnelInfo    Weight ActiveConn InActConn\n"
+        ),
+        "{tun}"
+    );
+    assert_eq!(
+        tun.matches(" Route   n/a           ").count(),
+        lab.reals.len(),
+        "{tun}"
+    );
+    let svc_conns = |stats: &str| -> u64 {
+        let line = stats
+            .lines()
+            .find(|l| l.starts_with("TCP  10.250.0.100:80"))
+            .unwrap();
+        line.split_whitespace().nth(2).unwrap().parse().unwrap()
+    };
+    assert!(svc_conns(&ipvsadm(&["-Ln", "--stats"])) > 0);
+    assert_eq!(ipvsadm(&["-Z"]), "");
+    assert_eq!(svc_conns(&ipvsadm(&["-Ln", "--stats", "--exact"])), 0);
 
     drop(conns);
     agent.stop().unwrap();

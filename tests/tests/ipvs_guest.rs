@@ -199,6 +199,8 @@ fn xlb_programs_ipvs_as_ipvsadm_reads_it_and_reconciles_changes() {
         ("rate", "-Ln --rate"),
         ("thresholds", "-Ln --thresholds"),
         ("pconn", "-Ln --persistent-conn"),
+        ("tuninfo", "-Ln --tun-info"),
+        ("sort", "-Ln --sort"),
         ("tcp", "-Ln -t 10.10.3.2:80"),
         ("udp", "-Ln -u 10.30.0.1:80"),
         ("fwmark", "-Ln -f 1000"),
@@ -234,6 +236,8 @@ while [ $i -lt 40 ] && ! ipvsadm -Ln --stats --exact -u 10.30.0.1:80 | grep -q "
     sleep 0.25; i=$((i+1))
 done
 echo ==stats-a; ipvsadm -Ln --stats -u 10.30.0.1:80
+echo ==ipvsadm-conns; ipvsadm -Lnc
+echo ==xlb-conns; xlb ipvsadm -Lnc
 kill $pid; wait $pid
 /usr/local/bin/xlb run -c /etc/xlb/b.toml 2>/tmp/b.log &
 pid=$!
@@ -254,6 +258,9 @@ while [ $i -lt 40 ] && ! {{ [ -s /run/xlb/xlb.data ] && [ -s /run/xlb/xlb.stats 
 done
 echo ==state-b; cat /run/xlb/xlb.data
 echo ==statsdump-b; cat /run/xlb/xlb.stats
+# -Z zeroes one service's counters.
+xlb ipvsadm -Z -u 10.30.0.1:80 || exit 1
+echo ==zeroed; ipvsadm -Ln --stats --exact -u 10.30.0.1:80
 kill $pid; wait $pid
 echo ==after-stop; ipvsadm -Ln
 # kind = "auto": XDP cannot attach to an interface that does not exist, so IPVS forwards.
@@ -332,6 +339,44 @@ echo ==xlb-daemon; xlb ipvsadm -L --daemon
         out.console
     );
 
+    // The connection listing: the same entries; the seconds left may have
+    // moved by one between the two commands.
+    let rows = |text: &str| -> Vec<(Vec<String>, u64)> {
+        text.lines()
+            .skip(2)
+            .map(|l| {
+                let mut w: Vec<String> = l.split_whitespace().map(str::to_string).collect();
+                let (m, sec) = w
+                    .remove(1)
+                    .split_once(':')
+                    .map(|(m, s)| (m.to_string(), s.to_string()))
+                    .unwrap();
+                (
+                    w,
+                    m.parse::<u64>().unwrap() * 60 + sec.parse::<u64>().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let (theirs, ours) = (rows(&s["ipvsadm-conns"]), rows(&s["xlb-conns"]));
+    assert_eq!(
+        s["xlb-conns"].lines().take(2).collect::<Vec<_>>(),
+        s["ipvsadm-conns"].lines().take(2).collect::<Vec<_>>()
+    );
+    assert!(
+        !theirs.is_empty() && theirs.len() == ours.len(),
+        "{}\n{}",
+        s["ipvsadm-conns"],
+        s["xlb-conns"]
+    );
+    for ((tw, te), (ow, oe)) in theirs.iter().zip(&ours) {
+        assert!(
+            tw == ow && te.abs_diff(*oe) <= 1,
+            "{}\n{}",
+            s["ipvsadm-conns"],
+            s["xlb-conns"]
+        );
+    }
     let got_b = rules("rules-b");
     assert!(
         got_b == rules_b,
@@ -342,6 +387,8 @@ echo ==xlb-daemon; xlb ipvsadm -L --daemon
     assert_eq!(conns(&s["stats-b"]), before, "{}", s["stats-b"]);
     assert_eq!(s["ipvsadm-list-b"], s["xlb-list-b"]);
     ipvs_status_and_dumps(&s, &got_b, before[0]);
+    // After -Z, the service and its reals count nothing.
+    assert_eq!(conns(&s["zeroed"]), vec![0, 0, 0], "{}", s["zeroed"]);
     ipvs_metrics(&s["metrics-b"], &got_b, &before);
     // Stopping without --keep-dataplane removes every service.
     assert_eq!(

@@ -26,6 +26,7 @@ pub mod cmd {
     pub const GET_CONFIG: u8 = 13;
     pub const SET_INFO: u8 = 14;
     pub const GET_INFO: u8 = 15;
+    pub const ZERO: u8 = 16;
     pub const FLUSH: u8 = 17;
 }
 

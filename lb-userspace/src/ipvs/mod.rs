@@ -231,6 +231,12 @@ impl Ipvs {
     }
 
     /// Removes every service.
+    /// Zeroes the counters of service `only`, or of every service.
+    pub fn zero(&mut self, only: Option<&ServiceId>) -> Result<()> {
+        let attrs = only.map_or_else(Vec::new, |id| vec![Attr::Service(types::key_attrs(id))]);
+        self.act(cmd::ZERO, attrs)
+    }
+
     pub fn flush(&mut self) -> Result<()> {
         self.act(cmd::FLUSH, vec![])
     }

@@ -12,6 +12,10 @@ pub struct IpvsadmArgs {
     /// Same as -L.
     #[arg(short = 'l', hide = true)]
     pub list_lower: bool,
+    /// Zero the packet, byte and connection counters (of the -t/-u/-f
+    /// service, or of all) instead of listing.
+    #[arg(short = 'Z', long = "zero")]
+    pub zero: bool,
     /// The connections (the flow table) instead of the services.
     #[arg(short = 'c', long = "connection")]
     pub connection: bool,
@@ -33,6 +37,12 @@ pub struct IpvsadmArgs {
     /// Persistence templates per real server.
     #[arg(long = "persistent-conn")]
     pub persistent_conn: bool,
+    /// The tunnel of each real server (ipip, or gue:PORT:checksum flags).
+    #[arg(long = "tun-info")]
+    pub tun_info: bool,
+    /// Sorted output (the default; accepted as ipvsadm accepts it).
+    #[arg(long)]
+    pub sort: bool,
     /// Only this TCP service (VIP:PORT).
     #[arg(short = 't', long = "tcp-service", value_name = "VIP:PORT")]
     pub tcp: Option<SocketAddr>,
@@ -68,10 +78,12 @@ pub enum View {
     Rate,
     Thresholds,
     PersistentConn,
+    TunInfo,
 }
 
 impl IpvsadmArgs {
-    /// ipvsadm's precedence when several are given: stats, rate, thresholds, persistent-conn.
+    /// ipvsadm's precedence when several are given: stats, rate, thresholds,
+    /// persistent-conn, tun-info.
     pub fn view(&self) -> View {
         if self.stats {
             View::Stats
@@ -81,6 +93,8 @@ impl IpvsadmArgs {
             View::Thresholds
         } else if self.persistent_conn {
             View::PersistentConn
+        } else if self.tun_info {
+            View::TunInfo
         } else {
             View::Default
         }

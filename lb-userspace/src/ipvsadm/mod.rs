@@ -1,10 +1,11 @@
-//! `xlb ipvsadm`: ipvsadm's listing (`-L -n`, `-c`, `--stats`, `--rate`,
+//! `xlb ipvsadm`: ipvsadm's listing (`-L -n`, `-c`, `-Z`, `--stats`, `--rate`,
 //! `--exact`, `--thresholds`, `--persistent-conn`, `-t/-u/-f`) of whichever
 //! data plane runs, printed exactly as ipvsadm 1.31 prints it.
 
 pub mod args;
 pub mod render;
 pub mod source;
+pub mod zero;
 
 use crate::ipvs::{DestEntry, ServiceEntry};
 use anyhow::{Result, bail};
@@ -27,6 +28,10 @@ pub fn run(args: &IpvsadmArgs) -> Result<String> {
     }
     if args.daemon {
         return Ok(render::daemons(&source::daemons(&pin)?));
+    }
+    if args.zero {
+        zero::zero(&pin, args.filter().as_ref())?;
+        return Ok(String::new());
     }
     if args.connection {
         let flows = crate::snapshot::Running::find(&pin).flows()?;

@@ -5,7 +5,7 @@ use super::{Listing, args::View};
 use crate::config::ServiceId;
 use crate::ipvs::{
     Daemon, DestEntry, ServiceEntry, Timeouts,
-    types::{fwd_name, svc_flags},
+    types::{fwd, fwd_name, svc_flags},
 };
 use std::{cmp::Ordering, fmt::Write, net::IpAddr};
 
@@ -104,11 +104,39 @@ fn title(out: &mut String, view: View) {
             "{head:<33} {:<9} {:<11} {:<10} {:<10}\n  -> RemoteAddress:Port",
             "Weight", "PersistConn", "ActiveConn", "InActConn"
         ),
+        View::TunInfo => writeln!(
+            out,
+            "Prot LocalAddress:Port Scheduler Flags\n  -> RemoteAddress:Port           Forward TunnelInfo    Weight ActiveConn InActConn"
+        ),
         View::Default => writeln!(
             out,
             "Prot LocalAddress:Port Scheduler Flags\n  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn"
         ),
     };
+}
+
+/// ipvsadm's TunnelInfo: `ipip`, or `gue:PORT:` and the checksum flag
+/// (`-c` none, `+c` checksum, `r+c` remote checksum); `n/a` for reals that
+/// are not tunnelled.
+fn tun_info(d: &DestEntry) -> String {
+    const IPIP: u8 = 0;
+    const GUE: u8 = 1;
+    if d.fwd != fwd::TUNNEL {
+        return "n/a".to_string();
+    }
+    match d.tun_type {
+        IPIP => "ipip".to_string(),
+        GUE => {
+            let flags = match d.tun_flags {
+                0 => "-c",
+                1 => "+c",
+                2 => "r+c",
+                _ => return "n/a".to_string(),
+            };
+            format!("gue:{}:{flags}", d.tun_port)
+        }
+        _ => "n/a".to_string(),
+    }
 }
 
 /// `addr:port`, IPv6 in brackets.
@@ -258,6 +286,15 @@ fn service(out: &mut String, (s, dests): &(ServiceEntry, Vec<DestEntry>), f: For
                 out,
                 "  -> {dname:<28} {:<9} {:<11} {:<10} {:<10}",
                 d.weight, d.persistent, d.active, d.inactive
+            ),
+            View::TunInfo => writeln!(
+                out,
+                "  -> {dname:<28} {:<7} {:<13} {:<6} {:<10} {:<10}",
+                fwd_name(d.fwd),
+                tun_info(d),
+                d.weight as i32,
+                d.active,
+                d.inactive
             ),
             View::Default => writeln!(
                 out,

@@ -15,8 +15,6 @@ use std::path::Path;
 
 /// IPVS's version code for 1.2.1, what ipvsadm prints for every kernel since 2.6.
 const IPVS_VERSION: u32 = 0x010201;
-/// The connection table size the XDP listing reports (IPVS's default).
-const XDP_TAB_SIZE: u32 = 4096;
 
 /// The timeouts: XDP's SETTINGS, else the kernel's IPVS's.
 pub fn timeouts(pin_dir: &Path) -> Result<Timeouts> {
@@ -140,7 +138,11 @@ pub fn from_maps(dir: &Path) -> Result<Listing> {
     }
     Ok(Listing {
         version: IPVS_VERSION,
-        conn_tab_size: XDP_TAB_SIZE,
+        // The header's size: the flow table's capacity, as IPVS's is its
+        // connection table's.
+        conn_tab_size: MapData::from_pin(dir.join(map_names::CONNTRACK))?
+            .info()?
+            .max_entries(),
         services: out,
     })
 }

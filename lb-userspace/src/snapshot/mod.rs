@@ -166,6 +166,26 @@ pub struct ServiceStatus {
     pub reals: Vec<RealStatus>,
 }
 
+impl ServiceStatus {
+    /// Whether this is the configured service `id`.
+    pub fn is(&self, id: &crate::config::ServiceId) -> bool {
+        match id.addr() {
+            Some((vip, port, protocol)) => {
+                self.fwmark.is_none()
+                    && self.vip == vip
+                    && self.port == port
+                    && self.protocol == protocol.to_string()
+            }
+            None => match (*id, self.fwmark) {
+                (crate::config::ServiceId::Fwmark { mark, ipv6 }, Some(m)) => {
+                    m == mark && self.vip.is_ipv6() == ipv6
+                }
+                _ => false,
+            },
+        }
+    }
+}
+
 /// What the XDP program did with every packet (`GLOBAL_STATS`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct PacketCounts {
@@ -235,7 +255,7 @@ pub struct MapFill {
     pub capacity: u64,
 }
 
-/// Which optional parts [`Snapshot::read`] reads.
+/// Which optional parts a read of the data plane reads.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Detail {
     /// Persistence templates per real (walks `PERSIST`, bounded by its size).
