@@ -1,7 +1,8 @@
 //! The flow table, decoded: after clients connect through the XDP director,
 //! `xlb ipvsadm -Lnc` lists each connection as ipvsadm does (protocol,
 //! expire, state, source, virtual, destination), persistence templates
-//! among them, and `xlb flows` gives the same flows as JSON with filters.
+//! among them, and `xlb flows` gives the same flows as JSON with filters;
+//! `xlb ipvsadm --rate` shows the agent's estimate of the traffic.
 
 mod common;
 
@@ -127,6 +128,32 @@ fn connections_are_listed_as_ipvsadm_lists_them_and_filtered_as_json() {
     assert_eq!(other.as_array().unwrap().len(), 0, "{other:#}");
     let table = xlb(&["flows", "--pin-path", &pin, "--state", "NONE"]);
     assert_eq!(table.lines().count(), 2, "header and the template: {table}");
+
+    // --rate: the agent's estimator saw the connections (sampled every 2 s).
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let rate = xlb(&["ipvsadm", "-Ln", "--rate", "--pin-path", &pin]);
+        let line = rate
+            .lines()
+            .find(|l| l.starts_with("TCP  "))
+            .unwrap()
+            .to_string();
+        let cols: Vec<u64> = line
+            .split_whitespace()
+            .skip(2)
+            .map(|c| c.parse().unwrap())
+            .collect();
+        // CPS, InPPS, OutPPS, InBPS, OutBPS: XDP sees no replies in DR.
+        if cols[0] > 0 && cols[1] > 0 && cols[3] > 0 {
+            assert_eq!((cols[2], cols[4]), (0, 0), "{rate}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no rate estimated: {rate}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
     agent.stop().unwrap();
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -489,6 +489,13 @@ pub async fn run(
             return Err(e.context("starting the data plane's upkeep"));
         }
     };
+    // ipvsadm --rate under XDP: the kernel estimates IPVS's rates, the
+    // agent estimates XDP's the same way.
+    let rates = (plane.plane() == crate::snapshot::Plane::Xdp).then(|| {
+        tokio::spawn(crate::snapshot::rates::sampler(
+            config.dataplane.pin_path.clone(),
+        ))
+    });
     if let Some(listener) = listener {
         let addr = listener.local_addr()?;
         let registry = Arc::new(metrics::registry(
@@ -607,6 +614,12 @@ pub async fn run(
     let mut r = lp.r;
     r.checkers.stop().await;
     shared.checks.remove_file();
+    if let Some(task) = rates {
+        // Stopped at an await, so no write can land after the removal.
+        task.abort();
+        let _ = task.await;
+        crate::snapshot::rates::remove(&config.dataplane.pin_path);
+    }
     let stopping = r.runtime.stopping(&config);
     r.alerts.stopping(&config, &stopping);
     r.notifier.announce_and_wait(stopping).await;

@@ -7,7 +7,7 @@ use crate::ipvs::{
     Daemon, DestEntry, Ipvs, ServiceEntry, Stats, Timeouts,
     types::{self, fwd, svc_flags},
 };
-use crate::snapshot::{self, Running, ServiceStatus, xdp::open};
+use crate::snapshot::{self, Running, ServiceStatus, rates::Rates, xdp::open};
 use anyhow::Result;
 use aya::maps::{Array, MapData};
 use lb_common::{Settings, map_names};
@@ -57,17 +57,23 @@ pub fn from_kernel(ipvs: &mut Ipvs) -> Result<Listing> {
 }
 
 /// XDP counts packets and bytes towards the reals; replies bypass it (DR,
-/// TUN) or are not counted apart, and it keeps no rates.
-fn stats(c: snapshot::Stats) -> Stats {
+/// TUN) or are not counted apart. Its rates are the agent's estimates
+/// (zero without an agent running).
+fn stats(c: snapshot::Stats, r: Rates) -> Stats {
     Stats {
         conns: c.connections,
         inpkts: c.packets,
         inbytes: c.bytes,
+        cps: r.cps,
+        inpps: r.inpps,
+        outpps: r.outpps,
+        inbps: r.inbps,
+        outbps: r.outbps,
         ..Stats::default()
     }
 }
 
-fn service_entry(s: &ServiceStatus) -> Option<ServiceEntry> {
+fn service_entry(s: &ServiceStatus, rates: Rates) -> Option<ServiceEntry> {
     let protocol = [Protocol::Tcp, Protocol::Udp]
         .into_iter()
         .find(|p| p.to_string() == s.protocol)?;
@@ -92,7 +98,7 @@ fn service_entry(s: &ServiceStatus) -> Option<ServiceEntry> {
         timeout: s.persistence.map_or(0, |p| p.timeout_s),
         netmask: types::netmask(s.persistence.map(|p| p.mask), s.vip.is_ipv6()),
         pe_name: None,
-        stats: stats(s.stats),
+        stats: stats(s.stats, rates),
     })
 }
 
@@ -105,9 +111,13 @@ pub fn from_maps(dir: &Path) -> Result<Listing> {
         map_fill: false,
     };
     let snap = snapshot::xdp::read(dir, detail)?;
+    let rates = snapshot::rates::read(dir)?;
     let mut out = Vec::new();
     for svc in &snap.services {
-        let Some(entry) = service_entry(svc) else {
+        let Some(entry) = service_entry(
+            svc,
+            rates.services.get(&svc.id).copied().unwrap_or_default(),
+        ) else {
             continue;
         };
         let dests = svc
@@ -128,7 +138,7 @@ pub fn from_maps(dir: &Path) -> Result<Listing> {
                 active: r.active_conns as u32,
                 inactive: r.inactive_conns as u32,
                 persistent: r.persistent_conns.unwrap_or(0) as u32,
-                stats: stats(r.stats),
+                stats: stats(r.stats, rates.reals.get(&r.id).copied().unwrap_or_default()),
                 tun_type: r.tun_type,
                 tun_port: r.tun_port,
                 tun_flags: 0,

@@ -6,6 +6,7 @@
 
 pub mod flows;
 pub mod ipvs;
+pub mod rates;
 pub mod xdp;
 
 use crate::config::defaults;
