@@ -604,3 +604,37 @@ fn config_id_defaults_to_the_host_name() {
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     assert!(out.stdout.contains("priority = 150"), "{}", out.stdout);
 }
+
+#[test]
+fn a_block_given_twice_is_added_to_the_first_as_keepalived_reads_it() {
+    let l = load(
+        "vrrp_instance VI_1 {\n    interface eth0\n    virtual_router_id 1\n    version 2\n\
+         virtual_ipaddress {\n        10.0.0.1/24\n    }\n\
+         authentication {\n        auth_type PASS\n        auth_pass one\n    }\n\
+         virtual_ipaddress {\n        10.0.0.2/24\n        10.0.0.3/24\n    }\n\
+         authentication {\n        auth_pass two\n    }\n}\n",
+    );
+    let i = &l.config.vrrp.instances[0];
+    let vips: Vec<String> = i
+        .virtual_ipaddress
+        .iter()
+        .map(|a| a.address.to_string())
+        .collect();
+    assert_eq!(vips, ["10.0.0.1", "10.0.0.2", "10.0.0.3"]);
+    assert_eq!(
+        i.auth.as_ref().map(|a| a.pass.as_str()),
+        Some("two"),
+        "{i:?}"
+    );
+    assert!(
+        warned(&l, "'virtual_ipaddress' appears again (first at line 5)"),
+        "{:?}",
+        l.warnings
+    );
+    assert!(
+        warned(&l, "'authentication' appears again (first at line 8)"),
+        "{:?}",
+        l.warnings
+    );
+    round_trips(&l.config);
+}

@@ -86,7 +86,7 @@ pub fn check(cx: &mut Ctx, n: &Node, inh: &Inherited) -> Vec<Check> {
     let (mut payload, mut require_reply) = (Vec::new(), None);
     let (mut misc_path, mut misc_timeout, mut misc_dynamic, mut user) = (None, None, false, None);
     let mut misc_given = false;
-    for k in cx.select(area, n.children()) {
+    for k in &cx.select(area, n.children()) {
         if common(cx, k, &mut conn, &mut t) {
             continue;
         }
@@ -108,7 +108,7 @@ pub fn check(cx: &mut Ctx, n: &Node, inh: &Inherited) -> Vec<Check> {
             "helo_name" => helo_name = Some(a().text.clone()),
             "host" => {
                 let mut h = Conn::default();
-                for hk in cx.select(Area::SmtpHost, k.children()) {
+                for hk in &cx.select(Area::SmtpHost, k.children()) {
                     common(cx, hk, &mut h, &mut t);
                 }
                 hosts.push(h);
@@ -292,7 +292,7 @@ fn url(cx: &mut Ctx, n: &Node) -> Option<Url> {
         virtualhost: None,
     };
     let mut has_path = false;
-    for k in cx.select(Area::Url, n.children()) {
+    for k in &cx.select(Area::Url, n.children()) {
         match k.name() {
             "path" => {
                 u.path = k.args[0].text.clone();

@@ -31,7 +31,8 @@ pub fn map(cx: &mut Ctx, n: &Node, g: &mut Global) -> Extra {
     let mut fifo_scripts: Vec<(&str, Command, &Node)> = Vec::new();
     let mut interval: Option<(Duration, &Node)> = None;
     let (mut lower_prio_repeat, mut lower_prio_delay) = (None, None);
-    for k in cx.select(Area::Global, n.children()) {
+    let selected = cx.select(Area::Global, n.children());
+    for k in &selected {
         let a = || &k.args[0];
         match k.name() {
             "router_id" | "lvs_id" => g.router_id = Some(a().text.clone()),

@@ -21,7 +21,10 @@ use crate::{
     vrrp::{StaticNet, Vrrp},
 };
 use lb_common::{conn, defaults};
-use std::{collections::HashMap, net::IpAddr, ops::RangeInclusive, path::PathBuf, time::Duration};
+use std::{
+    borrow::Cow, collections::HashMap, net::IpAddr, ops::RangeInclusive, path::PathBuf,
+    time::Duration,
+};
 
 pub struct Ctx<'d> {
     pub diag: &'d mut Diag,
@@ -88,7 +91,8 @@ fn dataplane(
 
 pub fn config(nodes: &[Node], diag: &mut Diag, check_interfaces: bool) -> Config {
     let mut cx = Ctx { diag };
-    let top = cx.select(Area::Top, nodes);
+    let selected = cx.select(Area::Top, nodes);
+    let top: Vec<&Node> = selected.iter().map(|n| &**n).collect();
     if check_interfaces {
         ifaces::check(&mut cx, &top);
     }
@@ -270,10 +274,15 @@ fn sync_daemon_needs_ipvs(cx: &mut Ctx, top: &[&Node], config: &mut Config) {
 impl Ctx<'_> {
     /// The nodes of a block that xlb maps: unknown keywords, wrong shapes
     /// and unsupported keywords are reported and left out.
-    pub fn select<'n>(&mut self, area: Area, nodes: &'n [Node]) -> Vec<&'n Node> {
+    ///
+    /// A block keyword that may appear once but appears again is read as
+    /// keepalived reads it: the later block's contents are added to the
+    /// first (list items append, a repeated setting takes its last value),
+    /// with a warning. Such a merged block is an owned copy.
+    pub fn select<'n>(&mut self, area: Area, nodes: &'n [Node]) -> Vec<Cow<'n, Node>> {
         let table = area.keywords();
         let mut first: HashMap<&str, (usize, usize)> = HashMap::new();
-        let mut out = Vec::new();
+        let mut out: Vec<Cow<'n, Node>> = Vec::new();
         for n in nodes {
             let Some(kw) = table.iter().find(|k| k.name == n.name()) else {
                 let hint = hint::closest(n.name(), table.iter().map(|k| k.name))
@@ -325,11 +334,21 @@ impl Ctx<'_> {
             if !kw.multi {
                 if let Some(&(line, at)) = first.get(n.name()) {
                     if kw.block == Blk::Yes {
-                        self.diag.error(
-                            n.pos(),
-                            format!("'{}' is already set at line {line}", n.name()),
-                        );
-                        ok = false;
+                        if ok {
+                            self.diag.warning(
+                                n.pos(),
+                                format!(
+                                    "'{}' appears again (first at line {line}): its contents are added to the first block's, as in keepalived",
+                                    n.name()
+                                ),
+                            );
+                            let first: &mut Node = out[at].to_mut();
+                            first
+                                .block
+                                .get_or_insert_with(Vec::new)
+                                .extend(n.children().iter().cloned());
+                        }
+                        continue;
                     } else if ok {
                         // keepalived runs the keyword again: the last value wins.
                         self.diag.warning(
@@ -339,7 +358,7 @@ impl Ctx<'_> {
                                 n.name()
                             ),
                         );
-                        out[at] = n;
+                        out[at] = Cow::Borrowed(n);
                         first.insert(kw.name, (n.pos().line, at));
                         continue;
                     }
@@ -348,7 +367,7 @@ impl Ctx<'_> {
                 }
             }
             if ok {
-                out.push(n);
+                out.push(Cow::Borrowed(n));
             }
         }
         out

@@ -33,7 +33,7 @@ pub fn script(cx: &mut Ctx, n: &Node) -> Option<TrackScriptDef> {
         init_fail: false,
         user: None,
     };
-    for k in cx.select(Area::VrrpScript, n.children()) {
+    for k in &cx.select(Area::VrrpScript, n.children()) {
         if k.name() == "init_fail" {
             d.init_fail = true;
             continue;
@@ -99,7 +99,7 @@ pub fn track_file(cx: &mut Ctx, n: &Node) -> Option<TrackFileDef> {
         init: None,
     };
     let mut file = false;
-    for k in cx.select(Area::TrackFile, n.children()) {
+    for k in &cx.select(Area::TrackFile, n.children()) {
         match k.name() {
             "file" => {
                 d.path = PathBuf::from(&k.args[0].text);
@@ -260,7 +260,7 @@ pub fn sync_group(cx: &mut Ctx, n: &Node) -> Option<SyncGroup> {
         files: Vec::new(),
     };
     let mut has_group = false;
-    for k in cx.select(Area::SyncGroup, n.children()) {
+    for k in &cx.select(Area::SyncGroup, n.children()) {
         if k.name() == "group" {
             has_group = true;
             for l in k.children() {
@@ -754,7 +754,8 @@ fn derive(cx: &mut Ctx, i: &mut Instance, d: Derive) {
 fn authentication(cx: &mut Ctx, k: &Node, version: u8) -> Option<Auth> {
     let mut kind = None;
     let mut pass = None;
-    for a in cx.select(Area::Auth, k.children()) {
+    let selected = cx.select(Area::Auth, k.children());
+    for a in &selected {
         let v = &a.args[0];
         if a.name() == "auth_type" {
             match v.text.as_str() {
