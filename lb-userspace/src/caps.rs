@@ -76,7 +76,15 @@ pub fn require(config: &Config) -> Result<()> {
     let Some(have) = effective() else {
         return Ok(());
     };
-    let lacking = missing(config, have);
+    refuse(
+        "run",
+        &missing(config, have).join(", "),
+        " (packaging/xlb.service grants them)",
+    )
+}
+
+/// Fails with one line naming what `xlb COMMAND` lacks, unless nothing.
+fn refuse(command: &str, lacking: &str, hint: &str) -> Result<()> {
     if lacking.is_empty() {
         return Ok(());
     }
@@ -87,10 +95,7 @@ pub fn require(config: &Config) -> Result<()> {
     } else {
         "it is not running as root and lacks"
     };
-    bail!(
-        "xlb run needs {}; {who} them: run it as root (packaging/xlb.service grants them)",
-        lacking.join(", ")
-    )
+    bail!("xlb {command} needs {lacking}; {who} them: run it as root{hint}")
 }
 
 /// What `xlb status` and `xlb ipvsadm` lack (with why) to read the running
@@ -115,21 +120,7 @@ pub fn require_reader(command: &str) -> Result<()> {
     let Some(have) = effective() else {
         return Ok(());
     };
-    let lacking = reader_missing(have);
-    if lacking.is_empty() {
-        return Ok(());
-    }
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    let who = if root {
-        "this process lacks"
-    } else {
-        "it is not running as root and lacks"
-    };
-    bail!(
-        "xlb {command} needs {}; {who} them: run it as root",
-        lacking.join(" and ")
-    )
+    refuse(command, &reader_missing(have).join(" and "), "")
 }
 
 #[cfg(test)]

@@ -201,21 +201,9 @@ fn connections_through_the_vip_reach_every_real_and_stay_put() {
     assert_eq!(listing, want, "{}", String::from_utf8_lossy(&out.stderr));
 
     // --tun-info: DR reals have no tunnel; -Z zeroes the counters.
-    let ipvsadm = |args: &[&str]| {
-        let out = std::process::Command::new(xlb_bin())
-            .arg("ipvsadm")
-            .args(args)
-            .arg("--pin-path")
-            .arg(&lab.pin_path)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    };
+    let pin = lab.pin_path.display().to_string();
+    let ipvsadm =
+        |args: &[&str]| common::xlb(&[&["ipvsadm"], args, &["--pin-path", &pin]].concat());
     let tun = ipvsadm(&["-Ln", "--tun-info"]);
     assert!(
         tun.contains(

@@ -132,16 +132,7 @@ fn sigusr1_dumps_the_state_and_sigusr2_the_statistics() {
         if json {
             args.push("--json");
         }
-        let out = std::process::Command::new(xlb_bin())
-            .args(&args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        common::xlb(&args)
     };
     let deadline = Instant::now() + Duration::from_secs(10);
     let json: serde_json::Value = loop {

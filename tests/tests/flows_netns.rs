@@ -6,8 +6,8 @@
 
 mod common;
 
-use common::xlb_bin;
-use std::{collections::BTreeMap, process::Command, time::Duration};
+use common::{xlb, xlb_bin};
+use std::{collections::BTreeMap, time::Duration};
 use xlb_testbed::{
     agent::Agent,
     lab::{DrLab, LabOptions},
@@ -15,16 +15,6 @@ use xlb_testbed::{
 
 const TIMEOUT: Duration = Duration::from_secs(3);
 const REQUESTS: usize = 6;
-
-fn xlb(args: &[&str]) -> String {
-    let out = Command::new(xlb_bin()).args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "xlb {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
 
 #[test]
 fn connections_are_listed_as_ipvsadm_lists_them_and_filtered_as_json() {

@@ -188,14 +188,7 @@ impl CheckBoard {
 /// The checks' state the agent with maps at `pin_path` keeps; `None` when
 /// it keeps none (no checks, or no agent).
 pub fn read(pin_path: &Path) -> Result<Option<Vec<CheckState>>> {
-    let path = status_path(pin_path);
-    match std::fs::read(&path) {
-        Ok(b) => Ok(Some(
-            serde_json::from_slice(&b).with_context(|| format!("parsing {}", path.display()))?,
-        )),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
-    }
+    crate::runfiles::read_json(&status_path(pin_path))
 }
 
 /// The checks' part of `xlb status`: one line per check.

@@ -6,7 +6,7 @@
 //! results in /run/xlb for readers, as IPVS keeps them in the kernel.
 
 use super::xdp::open;
-use anyhow::{Context, Result};
+use anyhow::Result;
 use aya::maps::{Array, HashMap, MapData, PerCpuArray};
 use lb_common::{Counters, REAL_F_PRESENT, RealInfo, ServiceInfo, ServiceKey, map_names};
 use serde::{Deserialize, Serialize};
@@ -89,12 +89,7 @@ pub fn path(pin_path: &Path) -> PathBuf {
 /// The rates the agent keeps for `pin_path`; empty without an agent (or
 /// before its first period).
 pub fn read(pin_path: &Path) -> Result<RateFile> {
-    let path = path(pin_path);
-    match std::fs::read(&path) {
-        Ok(b) => serde_json::from_slice(&b).with_context(|| format!("parsing {}", path.display())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(RateFile::default()),
-        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
-    }
+    Ok(crate::runfiles::read_json(&path(pin_path))?.unwrap_or_default())
 }
 
 /// Every service's and present real's counters, summed over the CPUs.

@@ -175,14 +175,7 @@ impl Counters {
 
 /// Reads what a running agent published (for `xlb status`).
 pub fn read(pin_path: &Path) -> Result<Option<VrrpStatus>> {
-    let path = status_path(pin_path);
-    match std::fs::read(&path) {
-        Ok(b) => Ok(Some(
-            serde_json::from_slice(&b).with_context(|| format!("parsing {}", path.display()))?,
-        )),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
-    }
+    crate::runfiles::read_json(&status_path(pin_path))
 }
 
 /// The VRRP part of `xlb status`: one line per instance, then who it knows

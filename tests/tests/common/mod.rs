@@ -31,6 +31,26 @@ pub fn xlb_bin() -> PathBuf {
     p
 }
 
+/// Runs `cmd` to its end, fails the test with its stderr unless it
+/// succeeded, and returns its stdout.
+#[track_caller]
+pub fn succeed(cmd: &mut std::process::Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{:?}: {}",
+        cmd,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// `xlb ARGS` from this process, which must succeed: its stdout.
+#[track_caller]
+pub fn xlb(args: &[&str]) -> String {
+    succeed(std::process::Command::new(xlb_bin()).args(args))
+}
+
 /// An 802.1Q-tagged frame.
 pub fn eth_vlan(dst: [u8; 6], src: [u8; 6], vid: u16, ethertype: u16, payload: &[u8]) -> Vec<u8> {
     let mut inner = vid.to_be_bytes().to_vec();
