@@ -9,6 +9,7 @@ pub mod ipvs;
 mod loader;
 mod mh_order;
 pub mod route_attach;
+mod slots;
 pub mod store;
 mod tables;
 pub mod upkeep;

@@ -18,7 +18,12 @@
 //! built), ids come from pools instead of scans, and
 //! [`Tables::apply_changed`] visits only the services the caller names.
 
-use super::{DesiredService, NextHop, batch, ids::IdPool, mh_order::MhOrder};
+use super::{
+    DesiredService, NextHop, batch,
+    ids::IdPool,
+    mh_order::MhOrder,
+    slots::{MappedSlots, Window},
+};
 use crate::{
     config::{Method, Protocol, Real, Scheduler, Service, ServiceId, Tunnel},
     maglev,
@@ -39,6 +44,7 @@ use lb_common::{
 use std::{
     collections::{BTreeMap, BTreeSet},
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    sync::atomic::Ordering::Relaxed,
     time::Instant,
 };
 use tracing::{debug, info, warn};
@@ -49,8 +55,9 @@ struct Installed {
     info: ServiceInfo,
     /// (address, port) → real id.
     reals: BTreeMap<(IpAddr, u16), u32>,
-    /// The service's slice of `MAGLEV` as last written (real ids); empty
-    /// when unknown, so the next write covers every slot.
+    /// The service's slice of `MAGLEV` as last written (real ids), kept
+    /// only where the map cannot be mapped (elsewhere the map itself is the
+    /// record); empty when unknown, so the next write covers every slot.
     table: Vec<u32>,
     /// The live real list and rr/wrr/dh/sh table (double-buffered).
     sched: SchedState,
@@ -74,6 +81,9 @@ struct SchedState {
 
 pub struct Tables {
     table_size: u32,
+    /// `MAGLEV` mapped into the agent; `None` for maps pinned by an agent
+    /// that made them unmappable (written through syscalls then).
+    mapped: Option<MappedSlots>,
     services: BTreeMap<ServiceId, Installed>,
     written_reals: BTreeMap<u32, RealInfo>,
     ifaces: BTreeSet<u32>,
@@ -135,9 +145,20 @@ fn map<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut aya::maps::Map> {
 }
 
 impl Tables {
-    pub fn new(table_size: u32, max_services: u32, max_reals: u32) -> Tables {
-        Tables {
+    /// The record for maps made just now (empty).
+    pub fn new(
+        ebpf: &mut Ebpf,
+        table_size: u32,
+        max_services: u32,
+        max_reals: u32,
+    ) -> Result<Tables> {
+        let mapped = match map(ebpf, map_names::MAGLEV)? {
+            aya::maps::Map::Array(data) => MappedSlots::of(data).context("examining MAGLEV")?,
+            _ => None,
+        };
+        Ok(Tables {
             table_size,
+            mapped,
             services: BTreeMap::new(),
             written_reals: BTreeMap::new(),
             ifaces: BTreeSet::new(),
@@ -149,7 +170,7 @@ impl Tables {
             service_ids: IdPool::new(0, max_services),
             real_ids: IdPool::new(1, max_reals),
             unswept: false,
-        }
+        })
     }
 
     /// Whether reals leaving a service keep their flows until these end
@@ -213,7 +234,7 @@ impl Tables {
         max_services: u32,
         max_reals: u32,
     ) -> Result<Tables> {
-        let mut t = Tables::new(table_size, max_services, max_reals);
+        let mut t = Tables::new(ebpf, table_size, max_services, max_reals)?;
         let mut reals_of: BTreeMap<u32, BTreeMap<(IpAddr, u16), u32>> = BTreeMap::new();
         let mut draining_of: BTreeMap<u32, BTreeMap<(IpAddr, u16), u32>> = BTreeMap::new();
         {
@@ -249,12 +270,20 @@ impl Tables {
             };
             let table_b = info.flags & SERVICE_F_TABLE_B != 0;
             let list = read_list(ebpf, info.id, table_b)?;
-            let table = read_table(ebpf, info.id, table_size)?;
+            let table = match &t.mapped {
+                Some(_) => t.current_table(info.id, None)?.unwrap_or_default(),
+                None => read_table(ebpf, info.id, table_size)?,
+            };
             let sched_table = if info.sched == Scheduler::Mh.code() {
                 Vec::new()
             } else {
                 let base = sched_layout::table_base(0, table_size, table_b) as usize;
                 table[base..base + info.table_len as usize].to_vec()
+            };
+            let table = if t.mapped.is_some() {
+                Vec::new()
+            } else {
+                table
             };
             // IPVS's order is not pinned: take it as a fresh start would
             // leave it, the listed reals added in list order, their current
@@ -495,7 +524,7 @@ impl Tables {
         };
         let table_b = inst.info.flags & SERVICE_F_TABLE_B != 0;
         inst.written
-            && inst.table.len() == self.table_size as usize
+            && (self.mapped.is_some() || inst.table.len() == self.table_size as usize)
             && inst.reals.len() == d.reals.len()
             && inst.sched.list.len() == d.reals.len()
             && d.reals.iter().zip(&inst.sched.list).all(|(r, &rid)| {
@@ -528,7 +557,10 @@ impl Tables {
                 self.real_ids.give(rid);
             }
             match self.services.get_mut(&d.service.id) {
-                Some(s) => s.table.clear(),
+                Some(s) => {
+                    s.table.clear();
+                    s.written = false;
+                }
                 None => self.service_ids.give(id),
             }
         }
@@ -551,7 +583,7 @@ impl Tables {
         let old_info = existing.map(|i| i.info);
         let mut old_reals = existing.map(|i| i.reals.clone()).unwrap_or_default();
         let mut draining = existing.map(|i| i.draining.clone()).unwrap_or_default();
-        let old_table = existing.map(|i| i.table.clone()).unwrap_or_default();
+        let old_table = self.current_table(id, existing)?;
         let existing_sched = existing.map(|i| i.sched.clone());
         let mut mh_order = existing.map(|i| i.mh_order.clone()).unwrap_or_default();
         let desired_weights: Vec<((IpAddr, u16), u32)> = d
@@ -609,15 +641,17 @@ impl Tables {
         let old_sched = existing_sched.unwrap_or_default();
         let (table, sched, table_b) = if d.service.scheduler == Scheduler::Mh {
             let table = self.maglev_table(d, key.family, &reals, &mh_order);
-            if old_table.len() == table.len() && old_table != table {
-                let moved = old_table.iter().zip(&table).filter(|(a, b)| a != b).count() as u64;
+            if let Some(old) = old_table.as_ref().filter(|_| !is_new)
+                && *old != table
+            {
+                let moved = old.iter().zip(&table).filter(|(a, b)| a != b).count() as u64;
                 let churn = self.maglev_churn.entry(d.service.id).or_default();
                 churn.changes += 1;
                 churn.slots_moved += moved;
                 churn.last_moved = moved;
                 debug!(service = %d.service.id, moved, of = table.len(), "Maglev table entries moved");
             }
-            self.write_table(ebpf, id, &old_table, &table)?;
+            self.write_table(ebpf, id, old_table.as_deref(), &table)?;
             let sched = SchedState {
                 list,
                 table: Vec::new(),
@@ -638,20 +672,18 @@ impl Tables {
                 // Fill the idle buffer completely before the flip below.
                 let idle = !was_b;
                 self.write_list(ebpf, id, idle, &sched.list)?;
-                let mut image = if old_table.len() == self.table_size as usize {
-                    old_table.clone()
-                } else {
-                    vec![REAL_NONE; self.table_size as usize]
-                };
+                let mut image = old_table
+                    .clone()
+                    .unwrap_or_else(|| vec![REAL_NONE; self.table_size as usize]);
                 let base = sched_layout::table_base(0, self.table_size, idle) as usize;
                 let half = (self.table_size / 2) as usize;
                 for (i, slot) in image[base..base + half].iter_mut().enumerate() {
                     *slot = sched.table.get(i).copied().unwrap_or(REAL_NONE);
                 }
-                self.write_table(ebpf, id, &old_table, &image)?;
+                self.write_table(ebpf, id, old_table.as_deref(), &image)?;
                 (image, sched, idle)
             } else {
-                (old_table.clone(), sched, was_b)
+                (old_table.unwrap_or_default(), sched, was_b)
             }
         };
 
@@ -692,7 +724,11 @@ impl Tables {
                 id,
                 info,
                 reals,
-                table,
+                table: if self.mapped.is_some() {
+                    Vec::new()
+                } else {
+                    table
+                },
                 sched,
                 draining,
                 mh_order,
@@ -748,8 +784,48 @@ impl Tables {
         Ok(())
     }
 
-    /// Writes the slots of `new` that differ from `old`, in one batch when the kernel can.
-    fn write_table(&self, ebpf: &mut Ebpf, id: u32, old: &[u32], new: &[u32]) -> Result<()> {
+    /// Service `id`'s slots as the maps hold them: read through the
+    /// mapping, or the record `existing` keeps; `None` when unknown.
+    fn current_table(&self, id: u32, existing: Option<&Installed>) -> Result<Option<Vec<u32>>> {
+        match &self.mapped {
+            Some(_) => {
+                let w = self.window(id)?;
+                Ok(Some(w.slots().iter().map(|s| s.load(Relaxed)).collect()))
+            }
+            None => Ok(existing
+                .map(|i| i.table.clone())
+                .filter(|t| t.len() == self.table_size as usize)),
+        }
+    }
+
+    /// Service `id`'s slots mapped (only with [`Tables::mapped`]).
+    fn window(&self, id: u32) -> Result<Window> {
+        let mapped = self.mapped.as_ref().context("MAGLEV is not mapped")?;
+        mapped
+            .window(id * self.table_size, self.table_size)
+            .with_context(|| format!("mapping the Maglev slots of service id {id}"))
+    }
+
+    /// Writes the slots of `new` that differ from what the maps hold: in
+    /// place through the mapping, or else those differing from `old` (all
+    /// when `None`) in one batch when the kernel can.
+    fn write_table(
+        &self,
+        ebpf: &mut Ebpf,
+        id: u32,
+        old: Option<&[u32]>,
+        new: &[u32],
+    ) -> Result<()> {
+        if self.mapped.is_some() {
+            let w = self.window(id)?;
+            for (slot, &rid) in w.slots().iter().zip(new) {
+                if slot.load(Relaxed) != rid {
+                    slot.store(rid, Relaxed);
+                }
+            }
+            return Ok(());
+        }
+        let old = old.unwrap_or_default();
         let base = id * self.table_size;
         let (slots, rids): (Vec<u32>, Vec<u32>) = new
             .iter()
@@ -808,10 +884,11 @@ impl Tables {
                 HashMap::try_from(map(ebpf, map_names::SERVICES)?)?;
             m.remove(&service_key(id)?)?;
         }
+        let old = (inst.table.len() == self.table_size as usize).then_some(&*inst.table);
         self.write_table(
             ebpf,
             inst.id,
-            &inst.table,
+            old,
             &vec![REAL_NONE; self.table_size as usize],
         )?;
         for buffer in [false, true] {

@@ -112,7 +112,12 @@ impl XdpDataPlane {
             )
             .context("reading the adopted maps")?
         } else {
-            Tables::new(dp.maglev_table_size, dp.max_services, dp.max_reals)
+            Tables::new(
+                &mut ebpf,
+                dp.maglev_table_size,
+                dp.max_services,
+                dp.max_reals,
+            )?
         };
         let mut plane = XdpDataPlane {
             ebpf,

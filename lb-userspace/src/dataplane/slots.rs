@@ -1,0 +1,116 @@
+//! `MAGLEV` through a memory mapping: the map is made `BPF_F_MMAPABLE`, so
+//! the agent reads and writes a service's slots with loads and stores
+//! instead of a syscall (or a batch entry copied on its own) per slot. A
+//! fresh start of 1,000 services writes ten million slots; a health change
+//! compares one service's slots with the new table in place.
+//!
+//! Maps pinned by an older agent were made without the flag: [`MappedSlots::of`]
+//! says so, and the caller writes through syscalls as before.
+
+use aya::maps::MapData;
+use std::{
+    io,
+    os::fd::{AsFd, AsRawFd, OwnedFd},
+    ptr::NonNull,
+    sync::atomic::AtomicU32,
+};
+
+/// `BPF_F_MMAPABLE` (uapi `linux/bpf.h`).
+const BPF_F_MMAPABLE: u32 = 1 << 10;
+
+/// A mappable `u32` array map (its own descriptor, so it outlives borrows of the map).
+pub struct MappedSlots {
+    fd: OwnedFd,
+    entries: u32,
+}
+
+impl MappedSlots {
+    /// `None` when `map` cannot be mapped (made without `BPF_F_MMAPABLE`).
+    pub fn of(map: &MapData) -> io::Result<Option<MappedSlots>> {
+        let info = map.info().map_err(io::Error::other)?;
+        if info.map_flags() & BPF_F_MMAPABLE == 0 || info.value_size() != 4 {
+            return Ok(None);
+        }
+        Ok(Some(MappedSlots {
+            fd: map.fd().as_fd().try_clone_to_owned()?,
+            entries: info.max_entries(),
+        }))
+    }
+
+    /// Slots `first..first + len`, mapped until the window drops (mapped
+    /// pages count in the agent's RSS only while mapped).
+    pub fn window(&self, first: u32, len: u32) -> io::Result<Window> {
+        if u64::from(first) + u64::from(len) > u64::from(self.entries) || len == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "slots {first}..{} outside the map's {}",
+                    u64::from(first) + u64::from(len),
+                    self.entries
+                ),
+            ));
+        }
+        let page = page_size();
+        let start = first as usize * 4;
+        let offset = start - start % page;
+        let skip = start - offset;
+        let length = skip + len as usize * 4;
+        // SAFETY: a shared mapping of the map's value area at a page-aligned
+        // offset inside it (the kernel checks the range); nothing else is
+        // mapped at the address the kernel picks.
+        let addr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                length,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                self.fd.as_raw_fd(),
+                offset as libc::off_t,
+            )
+        };
+        if addr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let addr = NonNull::new(addr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap at 0"))?;
+        Ok(Window {
+            addr,
+            length,
+            skip,
+            len: len as usize,
+        })
+    }
+}
+
+fn page_size() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    usize::try_from(n).unwrap_or(4096)
+}
+
+/// Mapped slots of a [`MappedSlots`]; unmapped on drop.
+pub struct Window {
+    addr: NonNull<u8>,
+    length: usize,
+    skip: usize,
+    len: usize,
+}
+
+impl Window {
+    /// The slots, atomics because the director reads them while they change
+    /// (each slot is read and written whole).
+    pub fn slots(&self) -> &[AtomicU32] {
+        // SAFETY: the mapping holds `skip + len * 4` bytes, `skip` is a
+        // multiple of 4 from a page-aligned address, and it lives as long as
+        // `self`; AtomicU32 has u32's layout and allows shared mutation.
+        unsafe { std::slice::from_raw_parts(self.addr.as_ptr().add(self.skip).cast(), self.len) }
+    }
+}
+
+impl Drop for Window {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `MappedSlots::window`, no longer borrowed.
+        unsafe {
+            libc::munmap(self.addr.as_ptr().cast(), self.length);
+        }
+    }
+}
