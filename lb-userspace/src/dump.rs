@@ -54,7 +54,7 @@ pub fn state_text(
     }
     writeln!(o, "------< Virtual servers >------")?;
     for d in desired {
-        let s = &d.service;
+        let s = d;
         let in_maps = snap.services.iter().find(|m| match s.id.addr() {
             Some((vip, port, protocol)) => {
                 m.fwmark.is_none()
@@ -92,13 +92,13 @@ pub fn state_text(
             let mapped = in_maps.and_then(|m| {
                 m.reals
                     .iter()
-                    .find(|x| x.address == r.real.address && x.port == r.real.port)
+                    .find(|x| x.address == r.address && x.port == r.port)
             });
             writeln!(
                 o,
                 "   RS = {}, weight = {}",
-                SocketText(r.real.address, r.real.port),
-                r.real.weight
+                SocketText(r.address, r.port),
+                r.effective_weight
             )?;
             match r.next_hop {
                 Some(h) => writeln!(

@@ -155,7 +155,7 @@ impl Forwarding {
                 config
                     .services
                     .get(i)
-                    .is_some_and(|s| s.id == self.desired[i].service.id)
+                    .is_some_and(|s| s.id == self.desired[i].id)
             });
         if !in_step {
             // The plane still holds another config (an apply after a reload failed).

@@ -19,13 +19,13 @@
 //! [`Tables::apply_changed`] visits only the services the caller names.
 
 use super::{
-    DesiredService, NextHop, batch,
+    DesiredReal, DesiredService, NextHop, batch,
     ids::IdPool,
     mh_order::MhOrder,
     slots::{MappedSlots, Window},
 };
 use crate::{
-    config::{Method, Protocol, Real, Scheduler, Service, ServiceId, Tunnel},
+    config::{Method, Protocol, Scheduler, ServiceId, Tunnel},
     maglev,
     sched::tables as sched_tables,
 };
@@ -360,7 +360,7 @@ impl Tables {
             let touched = || changed.iter().filter_map(|&i| desired.get(i));
             self.write_ifaces(ebpf, touched())?;
             // A tunnel real coming or going may change the source the kernel would pick.
-            if touched().any(|d| d.service.method == Method::Tun) {
+            if touched().any(|d| d.method == Method::Tun) {
                 self.write_tunnel_sources(ebpf, desired)?;
             }
             touched().try_for_each(|d| self.sync_service(ebpf, d))
@@ -372,7 +372,7 @@ impl Tables {
         self.write_ifaces(ebpf, desired.iter())?;
         // Before any real is written, so a tunnel never starts without its source.
         self.write_tunnel_sources(ebpf, desired)?;
-        let wanted: BTreeSet<ServiceId> = desired.iter().map(|d| d.service.id).collect();
+        let wanted: BTreeSet<ServiceId> = desired.iter().map(|d| d.id).collect();
         // Removals first, so their ids are free for what is added.
         let gone: Vec<ServiceId> = self
             .services
@@ -466,9 +466,9 @@ impl Tables {
         let routed = |v6: bool| {
             desired
                 .iter()
-                .filter(|d| d.service.method == Method::Tun)
+                .filter(|d| d.method == Method::Tun)
                 .flat_map(|d| d.reals.iter())
-                .filter(|r| r.real.address.is_ipv6() == v6)
+                .filter(|r| r.address.is_ipv6() == v6)
                 .find_map(|r| r.next_hop.and_then(|h| h.source))
         };
         let sources = TunnelSources {
@@ -497,8 +497,7 @@ impl Tables {
         );
         let tunnels = |v6: bool| {
             desired.iter().any(|d| {
-                d.service.method == Method::Tun
-                    && d.reals.iter().any(|r| r.real.address.is_ipv6() == v6)
+                d.method == Method::Tun && d.reals.iter().any(|r| r.address.is_ipv6() == v6)
             })
         };
         if sources.v4.is_none() && tunnels(false) {
@@ -519,7 +518,7 @@ impl Tables {
     /// order and entries, and the same service entry. Costs a comparison
     /// per real; what the tables hold follows from these.
     fn unchanged(&self, d: &DesiredService) -> bool {
-        let Some(inst) = self.services.get(&d.service.id) else {
+        let Some(inst) = self.services.get(&d.id) else {
             return false;
         };
         let table_b = inst.info.flags & SERVICE_F_TABLE_B != 0;
@@ -528,11 +527,10 @@ impl Tables {
             && inst.reals.len() == d.reals.len()
             && inst.sched.list.len() == d.reals.len()
             && d.reals.iter().zip(&inst.sched.list).all(|(r, &rid)| {
-                inst.reals.get(&(r.real.address, r.real.port)) == Some(&rid)
-                    && self.written_reals.get(&rid)
-                        == Some(&real_info(&r.real, r.next_hop, inst.id, d))
+                inst.reals.get(&(r.address, r.port)) == Some(&rid)
+                    && self.written_reals.get(&rid) == Some(&real_info(r, inst.id, d))
             })
-            && service_info(&d.service, inst.id, table_b, &inst.sched) == inst.info
+            && service_info(d, inst.id, table_b, &inst.sched) == inst.info
     }
 
     /// Writes `d` unless the maps hold it already. On failure the ids it
@@ -542,7 +540,7 @@ impl Tables {
         if self.unchanged(d) {
             return Ok(());
         }
-        let existing = self.services.get(&d.service.id).map(|i| i.id);
+        let existing = self.services.get(&d.id).map(|i| i.id);
         let id = match existing {
             Some(id) => id,
             None => self
@@ -556,7 +554,7 @@ impl Tables {
             for rid in taken {
                 self.real_ids.give(rid);
             }
-            match self.services.get_mut(&d.service.id) {
+            match self.services.get_mut(&d.id) {
                 Some(s) => {
                     s.table.clear();
                     s.written = false;
@@ -576,9 +574,9 @@ impl Tables {
         id: u32,
         taken: &mut Vec<u32>,
     ) -> Result<()> {
-        let key = service_key(&d.service.id)?;
+        let key = service_key(&d.id)?;
         // The record of what is installed is replaced only once every write succeeded.
-        let existing = self.services.get(&d.service.id);
+        let existing = self.services.get(&d.id);
         let is_new = existing.is_none();
         let old_info = existing.map(|i| i.info);
         let mut old_reals = existing.map(|i| i.reals.clone()).unwrap_or_default();
@@ -589,7 +587,7 @@ impl Tables {
         let desired_weights: Vec<((IpAddr, u16), u32)> = d
             .reals
             .iter()
-            .map(|r| ((r.real.address, r.real.port), r.real.weight))
+            .map(|r| ((r.address, r.port), r.effective_weight))
             .collect();
         mh_order.update(&desired_weights);
         if is_new {
@@ -599,7 +597,7 @@ impl Tables {
         // 1. Reals: keep ids of reals that stay, allocate new ones.
         let mut reals: BTreeMap<(IpAddr, u16), u32> = BTreeMap::new();
         for r in &d.reals {
-            let k = (r.real.address, r.real.port);
+            let k = (r.address, r.port);
             // A draining real that comes back keeps its id, flows and counts.
             let rid = match old_reals.remove(&k).or_else(|| draining.remove(&k)) {
                 Some(rid) => rid,
@@ -615,7 +613,7 @@ impl Tables {
                 }
             };
             reals.insert(k, rid);
-            let info = real_info(&r.real, r.next_hop, id, d);
+            let info = real_info(r, id, d);
             let before = self.written_reals.get(&rid);
             if before.is_none_or(|b| {
                 (b.u_threshold, b.l_threshold) != (info.u_threshold, info.l_threshold)
@@ -635,21 +633,21 @@ impl Tables {
         let list: Vec<u32> = d
             .reals
             .iter()
-            .map(|r| reals[&(r.real.address, r.real.port)])
+            .map(|r| reals[&(r.address, r.port)])
             .collect();
         let was_b = old_info.is_some_and(|i| i.flags & SERVICE_F_TABLE_B != 0);
         let old_sched = existing_sched.unwrap_or_default();
-        let (table, sched, table_b) = if d.service.scheduler == Scheduler::Mh {
+        let (table, sched, table_b) = if d.scheduler == Scheduler::Mh {
             let table = self.maglev_table(d, key.family, &reals, &mh_order);
             if let Some(old) = old_table.as_ref().filter(|_| !is_new)
                 && *old != table
             {
                 let moved = old.iter().zip(&table).filter(|(a, b)| a != b).count() as u64;
-                let churn = self.maglev_churn.entry(d.service.id).or_default();
+                let churn = self.maglev_churn.entry(d.id).or_default();
                 churn.changes += 1;
                 churn.slots_moved += moved;
                 churn.last_moved = moved;
-                debug!(service = %d.service.id, moved, of = table.len(), "Maglev table entries moved");
+                debug!(service = %d.id, moved, of = table.len(), "Maglev table entries moved");
             }
             self.write_table(ebpf, id, old_table.as_deref(), &table)?;
             let sched = SchedState {
@@ -688,13 +686,13 @@ impl Tables {
         };
 
         // 3. The service entry last: a new service becomes visible complete.
-        let info = service_info(&d.service, id, table_b, &sched);
+        let info = service_info(d, id, table_b, &sched);
         if old_info != Some(info) {
             let mut m: HashMap<_, ServiceKey, ServiceInfo> =
                 HashMap::try_from(map(ebpf, map_names::SERVICES)?)?;
             m.insert(key, info, 0)?;
         }
-        if matches!(d.service.scheduler, Scheduler::Rr | Scheduler::Wrr)
+        if matches!(d.scheduler, Scheduler::Rr | Scheduler::Wrr)
             && (is_new || sched.table != old_sched.table)
         {
             // A new sequence starts from its beginning, as IPVS restarts wrr.
@@ -709,7 +707,7 @@ impl Tables {
                 self.drain_real(ebpf, rid)?;
                 draining.insert(k, rid);
                 self.draining_since.insert(rid, Instant::now());
-                info!(service = %d.service.id, real = %k.0, port = k.1, "real draining: its flows continue");
+                info!(service = %d.id, real = %k.0, port = k.1, "real draining: its flows continue");
             } else {
                 self.clear_real(ebpf, rid)?;
                 freed.push(rid);
@@ -719,7 +717,7 @@ impl Tables {
             self.real_ids.give(rid);
         }
         self.services.insert(
-            d.service.id,
+            d.id,
             Installed {
                 id,
                 info,
@@ -751,7 +749,7 @@ impl Tables {
             .reals
             .iter()
             .filter(|r| r.next_hop.is_some())
-            .map(|r| (r.real.address, r.real.port))
+            .map(|r| (r.address, r.port))
             .collect();
         let (ids, backends): (Vec<u32>, Vec<maglev::Backend>) = order
             .dests()
@@ -909,11 +907,11 @@ fn sched_table(d: &DesiredService, ids: &BTreeMap<(IpAddr, u16), u32>) -> Vec<u3
         .reals
         .iter()
         .filter(|r| r.next_hop.is_some())
-        .map(|r| (ids[&(r.real.address, r.real.port)], r.real.weight))
+        .map(|r| (ids[&(r.address, r.port)], r.effective_weight))
         .collect();
     let weights: Vec<u32> = up.iter().map(|&(_, w)| w).collect();
     let by_position = |i: usize| up[i].0;
-    match d.service.scheduler {
+    match d.scheduler {
         Scheduler::Wrr => sched_tables::wrr_sequence(&weights)
             .into_iter()
             .map(by_position)
@@ -935,7 +933,7 @@ fn sched_table(d: &DesiredService, ids: &BTreeMap<(IpAddr, u16), u32>) -> Vec<u3
 }
 
 /// The `SERVICES` value: flags, scheduler, persistence and the live buffer.
-fn service_info(s: &Service, id: u32, table_b: bool, sched: &SchedState) -> ServiceInfo {
+fn service_info(s: &DesiredService, id: u32, table_b: bool, sched: &SchedState) -> ServiceInfo {
     let mut flags = 0;
     for (on, bit) in [
         (s.active, SERVICE_F_ACTIVE),
@@ -960,18 +958,19 @@ fn service_info(s: &Service, id: u32, table_b: bool, sched: &SchedState) -> Serv
     }
 }
 
-fn real_info(real: &Real, hop: Option<NextHop>, service_id: u32, d: &DesiredService) -> RealInfo {
-    let tunnel = d.service.tunnel.unwrap_or(Tunnel::Ipip);
+fn real_info(real: &DesiredReal, service_id: u32, d: &DesiredService) -> RealInfo {
+    let hop = real.next_hop;
+    let tunnel = d.tunnel.unwrap_or(Tunnel::Ipip);
     RealInfo {
         addr: addr_words(real.address),
         port: real.port.to_be(),
         family: family_of(real.address),
-        method: d.service.method.code(),
+        method: d.method.code(),
         tun_type: tunnel.code(),
         tun_port: tunnel.port_be(),
         mac: hop.map_or([0; 6], |h| h.mac),
         ifindex: hop.map_or(0, |h| h.ifindex),
-        weight: real.weight,
+        weight: real.effective_weight,
         service_id,
         // An unreachable real stays listed (for status) but takes no packets.
         flags: REAL_F_PRESENT | if hop.is_some() { REAL_F_REACHABLE } else { 0 },
