@@ -101,6 +101,9 @@ pub struct Tables {
     service_ids: IdPool,
     /// Real ids not owned by an installed service (ids from 1: 0 is `REAL_NONE`).
     real_ids: IdPool,
+    /// Real ids from here on were never written since the maps were made
+    /// (their counters, connection counts and overload flag are zero).
+    pristine_reals: u32,
     /// A write failed since the last sweep: real slots may be left that no
     /// service owns.
     unswept: bool,
@@ -169,6 +172,7 @@ impl Tables {
             draining_since: BTreeMap::new(),
             service_ids: IdPool::new(0, max_services),
             real_ids: IdPool::new(1, max_reals),
+            pristine_reals: 1,
             unswept: false,
         })
     }
@@ -318,6 +322,8 @@ impl Tables {
         // frees those no adopted service owns.
         let real_ids: BTreeSet<u32> = t.written_reals.keys().copied().collect();
         t.real_ids = IdPool::with_used(1, max_reals, &real_ids);
+        // A previous agent may have used any id.
+        t.pristine_reals = max_reals;
         t.unswept = true;
         // Adopted draining reals: only walks from now on can tell they are empty.
         let now = Instant::now();
@@ -596,38 +602,52 @@ impl Tables {
 
         // 1. Reals: keep ids of reals that stay, allocate new ones.
         let mut reals: BTreeMap<(IpAddr, u16), u32> = BTreeMap::new();
+        let (mut overload_ids, mut info_ids, mut infos) = (Vec::new(), Vec::new(), Vec::new());
         for r in &d.reals {
             let k = (r.address, r.port);
             // A draining real that comes back keeps its id, flows and counts.
-            let rid = match old_reals.remove(&k).or_else(|| draining.remove(&k)) {
-                Some(rid) => rid,
+            let (rid, pristine) = match old_reals.remove(&k).or_else(|| draining.remove(&k)) {
+                Some(rid) => (rid, false),
                 None => {
                     let rid = self
                         .real_ids
                         .take()
                         .context("no free real server slot (raise max_reals)")?;
                     taken.push(rid);
-                    reset_counters(ebpf, map_names::REAL_STATS, rid)?;
-                    zero_conns(ebpf, rid)?;
-                    rid
+                    // An id never written since the maps were made holds zeros.
+                    let pristine = rid >= self.pristine_reals;
+                    self.pristine_reals = self.pristine_reals.max(rid + 1);
+                    if !pristine {
+                        reset_counters(ebpf, map_names::REAL_STATS, rid)?;
+                        zero_conns(ebpf, rid)?;
+                    }
+                    (rid, pristine)
                 }
             };
             reals.insert(k, rid);
             let info = real_info(r, id, d);
             let before = self.written_reals.get(&rid);
-            if before.is_none_or(|b| {
-                (b.u_threshold, b.l_threshold) != (info.u_threshold, info.l_threshold)
-            }) {
+            if !pristine
+                && before.is_none_or(|b| {
+                    (b.u_threshold, b.l_threshold) != (info.u_threshold, info.l_threshold)
+                })
+            {
                 // New thresholds start from "not overloaded", as IPVS clears the flag on edit.
-                let mut m: Array<_, u32> = Array::try_from(map(ebpf, map_names::REAL_OVERLOAD)?)?;
-                m.set(rid, 0, 0)?;
+                overload_ids.push(rid);
             }
             if before != Some(&info) {
-                let mut m: Array<_, RealInfo> = Array::try_from(map(ebpf, map_names::REALS)?)?;
-                m.set(rid, info, 0)?;
-                self.written_reals.insert(rid, info);
+                info_ids.push(rid);
+                infos.push(info);
             }
         }
+        set_entries(
+            ebpf,
+            map_names::REAL_OVERLOAD,
+            &overload_ids,
+            &vec![0u32; overload_ids.len()],
+        )?;
+        set_entries(ebpf, map_names::REALS, &info_ids, &infos)?;
+        self.written_reals.extend(info_ids.into_iter().zip(infos));
 
         // 2. Scheduler state: the real list and the scheduler's table.
         let list: Vec<u32> = d
@@ -772,14 +792,15 @@ impl Tables {
 
     /// Writes a real list, ended by `REAL_NONE`, into one buffer of the service.
     fn write_list(&self, ebpf: &mut Ebpf, id: u32, table_b: bool, list: &[u32]) -> Result<()> {
-        let mut m: Array<_, u32> = Array::try_from(map(ebpf, map_names::SERVICE_REALS)?)?;
         let base = sched_layout::reals_base(id, table_b);
-        for (i, &rid) in list.iter().chain([REAL_NONE].iter()).enumerate() {
-            if i < sched_layout::MAX_REALS_PER_SERVICE as usize {
-                m.set(base + i as u32, rid, 0)?;
-            }
-        }
-        Ok(())
+        let values: Vec<u32> = list
+            .iter()
+            .copied()
+            .chain([REAL_NONE])
+            .take(sched_layout::MAX_REALS_PER_SERVICE as usize)
+            .collect();
+        let slots: Vec<u32> = (base..).take(values.len()).collect();
+        set_entries(ebpf, map_names::SERVICE_REALS, &slots, &values)
     }
 
     /// Service `id`'s slots as the maps hold them: read through the
@@ -978,6 +999,29 @@ fn real_info(real: &DesiredReal, service_id: u32, d: &DesiredService) -> RealInf
         l_threshold: real.l_threshold,
         ..RealInfo::default()
     }
+}
+
+/// Sets `keys[i]` to `values[i]` in the array map `name`: one batch
+/// syscall where the kernel can, one per entry otherwise.
+fn set_entries<V: aya::Pod>(ebpf: &mut Ebpf, name: &str, keys: &[u32], values: &[V]) -> Result<()> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let m = map(ebpf, name)?;
+    if let aya::maps::Map::Array(data) = &*m {
+        use std::os::fd::AsFd;
+        let fd = data.fd().as_fd();
+        match batch::update(fd, batch::bytes(keys), batch::bytes(values), keys.len()) {
+            Ok(()) => return Ok(()),
+            Err((e, _)) if e.kind() == std::io::ErrorKind::Unsupported => {}
+            Err((e, _)) => return Err(e).with_context(|| format!("batch update of {name}")),
+        }
+    }
+    let mut m: Array<_, V> = Array::try_from(m)?;
+    for (&k, v) in keys.iter().zip(values) {
+        m.set(k, *v, 0)?;
+    }
+    Ok(())
 }
 
 /// Connections the real has now (counted minus gone).
