@@ -4,6 +4,10 @@
 //! fresh start of 1,000 services writes ten million slots; a health change
 //! compares one service's slots with the new table in place.
 //!
+//! An array map keeps each value in 8 bytes (`round_up(value_size, 8)`),
+//! so a `u32` slot is the low half, in this little-endian layout, of an
+//! 8-byte element whose high half stays zero.
+//!
 //! Maps pinned by an older agent were made without the flag: [`MappedSlots::of`]
 //! says so, and the caller writes through syscalls as before.
 
@@ -12,8 +16,11 @@ use std::{
     io,
     os::fd::{AsFd, AsRawFd, OwnedFd},
     ptr::NonNull,
-    sync::atomic::AtomicU32,
+    sync::atomic::{AtomicU64, Ordering::Relaxed},
 };
+
+/// Bytes per element of an array map of `u32` (the kernel's `elem_size`).
+const ELEM: usize = 8;
 
 /// `BPF_F_MMAPABLE` (uapi `linux/bpf.h`).
 const BPF_F_MMAPABLE: u32 = 1 << 10;
@@ -51,10 +58,10 @@ impl MappedSlots {
             ));
         }
         let page = page_size();
-        let start = first as usize * 4;
+        let start = first as usize * ELEM;
         let offset = start - start % page;
         let skip = start - offset;
-        let length = skip + len as usize * 4;
+        let length = skip + len as usize * ELEM;
         // SAFETY: a shared mapping of the map's value area at a page-aligned
         // offset inside it (the kernel checks the range); nothing else is
         // mapped at the address the kernel picks.
@@ -96,13 +103,30 @@ pub struct Window {
 }
 
 impl Window {
-    /// The slots, atomics because the director reads them while they change
-    /// (each slot is read and written whole).
-    pub fn slots(&self) -> &[AtomicU32] {
-        // SAFETY: the mapping holds `skip + len * 4` bytes, `skip` is a
-        // multiple of 4 from a page-aligned address, and it lives as long as
-        // `self`; AtomicU32 has u32's layout and allows shared mutation.
+    /// The elements, atomics because the director reads them while they
+    /// change (each is read and written whole).
+    fn elements(&self) -> &[AtomicU64] {
+        // SAFETY: the mapping holds `skip + len * 8` bytes, `skip` is a
+        // multiple of 8 from a page-aligned address, and it lives as long as
+        // `self`; AtomicU64 has u64's layout and allows shared mutation.
         unsafe { std::slice::from_raw_parts(self.addr.as_ptr().add(self.skip).cast(), self.len) }
+    }
+
+    /// The slots' values, in order.
+    pub fn read(&self) -> Vec<u32> {
+        self.elements()
+            .iter()
+            .map(|e| e.load(Relaxed) as u32)
+            .collect()
+    }
+
+    /// Stores `new[i]` in slot `i` where it differs.
+    pub fn write(&self, new: &[u32]) {
+        for (e, &v) in self.elements().iter().zip(new) {
+            if e.load(Relaxed) as u32 != v {
+                e.store(u64::from(v), Relaxed);
+            }
+        }
     }
 }
 

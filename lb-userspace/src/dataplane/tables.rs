@@ -44,7 +44,6 @@ use lb_common::{
 use std::{
     collections::{BTreeMap, BTreeSet},
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
-    sync::atomic::Ordering::Relaxed,
     time::Instant,
 };
 use tracing::{debug, info, warn};
@@ -809,7 +808,7 @@ impl Tables {
         match &self.mapped {
             Some(_) => {
                 let w = self.window(id)?;
-                Ok(Some(w.slots().iter().map(|s| s.load(Relaxed)).collect()))
+                Ok(Some(w.read()))
             }
             None => Ok(existing
                 .map(|i| i.table.clone())
@@ -836,12 +835,7 @@ impl Tables {
         new: &[u32],
     ) -> Result<()> {
         if self.mapped.is_some() {
-            let w = self.window(id)?;
-            for (slot, &rid) in w.slots().iter().zip(new) {
-                if slot.load(Relaxed) != rid {
-                    slot.store(rid, Relaxed);
-                }
-            }
+            self.window(id)?.write(new);
             return Ok(());
         }
         let old = old.unwrap_or_default();
