@@ -138,3 +138,46 @@ impl Drop for Window {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aya::maps::{Array, Map};
+
+    /// A standalone array of `u32` (needs CAP_BPF, as the agent does).
+    fn array(entries: u32, flags: u32) -> MapData {
+        let obj = aya_obj::Map::new_from_params(
+            aya_obj::generated::bpf_map_type::BPF_MAP_TYPE_ARRAY as u32,
+            4,
+            4,
+            entries,
+            flags,
+        );
+        MapData::create(obj, "xlb_slots_test", None).expect("creating a BPF array (root?)")
+    }
+
+    #[test]
+    fn slots_written_through_the_mapping_are_what_the_kernel_reads() {
+        // 3,000 slots span several pages; the window starts mid-page.
+        let data = array(3000, BPF_F_MMAPABLE);
+        let mapped = MappedSlots::of(&data).unwrap().expect("mappable");
+        let values: Vec<u32> = (1..=1200).collect();
+        {
+            let w = mapped.window(700, 1200).unwrap();
+            assert_eq!(w.read(), vec![0; 1200]);
+            w.write(&values);
+            assert_eq!(w.read(), values);
+        }
+        assert!(mapped.window(2000, 1001).is_err(), "past the map's end");
+        let kernel: Array<MapData, u32> = Array::try_from(Map::Array(data)).unwrap();
+        for i in 0..3000u32 {
+            let want = if (700..1900).contains(&i) { i - 699 } else { 0 };
+            assert_eq!(kernel.get(&i, 0).unwrap(), want, "slot {i}");
+        }
+    }
+
+    #[test]
+    fn a_map_made_without_the_flag_is_not_mapped() {
+        assert!(MappedSlots::of(&array(16, 0)).unwrap().is_none());
+    }
+}
