@@ -3,6 +3,7 @@
 
 use aya_ebpf::{
     Global,
+    bindings::BPF_F_MMAPABLE,
     btf_maps::{Array, DevMapHash, HashMap, LruHashMap, PerCpuArray},
     macros::btf_map,
 };
@@ -29,10 +30,12 @@ pub static SERVICES: HashMap<ServiceKey, ServiceInfo, MAX_SERVICES> = HashMap::n
 pub static REALS: Array<RealInfo, MAX_REALS> = Array::new();
 
 /// Maglev tables of all services back to back: slot `id * size + hash % size` holds a real id.
+/// Mappable, so the agent writes millions of slots with stores instead of syscalls.
 #[btf_map]
 pub static MAGLEV: Array<
     u32,
     { sizes::maglev(defaults::MAX_SERVICES, defaults::MAGLEV_TABLE_SIZE) as usize },
+    { BPF_F_MMAPABLE as usize },
 > = Array::new();
 
 /// 5-tuple → the real server the flow was sent to. LRU, so idle flows age out under pressure.

@@ -75,32 +75,74 @@ pub fn walks(backends: &[Backend], size: u32) -> Vec<Walk> {
 /// Fills a table of `size` slots (a prime) with the index of the walk that
 /// owns each slot, as IPVS's `ip_vs_mh_populate`. `None` if no walk has a
 /// turn (IPVS then empties the table).
+///
+/// Walking a permutation until a free slot costs `size / free` probes a
+/// turn, so the last few hundred free slots would cost half the probes.
+/// From there on a turn finds its slot directly instead: the free slot a
+/// walk reaches first is the one with the smallest step count
+/// `(slot - offset) / skip (mod size)`, the same slot the walk would
+/// have probed its way to.
 pub fn populate(walks: &[Walk], size: u32) -> Option<Vec<u32>> {
     if walks.iter().all(|w| w.turns == 0) {
         return None;
     }
-    const FREE: u32 = u32::MAX;
-    let mut table = vec![FREE; size as usize];
+    let mut table = vec![0u32; size as usize];
+    let mut taken = vec![0u64; (size as usize).div_ceil(64)];
+    let is_taken = |taken: &[u64], s: u32| taken[(s / 64) as usize] & (1 << (s % 64)) != 0;
     let mut next: Vec<u32> = walks.iter().map(|w| w.offset).collect();
-    let mut filled = 0;
+    let mut free = size;
+    // Probing costs about size / free loads a turn, scanning `free` steps.
+    let scan_below = (size / 4).isqrt().max(1);
+    // The free slots and each walk's inverse stride, once scanning.
+    let mut scan: Option<(Vec<u32>, Vec<u64>)> = None;
     loop {
-        for (i, w) in walks.iter().enumerate() {
+        for (i, (w, at)) in walks.iter().zip(next.iter_mut()).enumerate() {
             for _ in 0..w.turns {
-                // A stride below a prime size visits every slot, so this ends.
-                while table[next[i] as usize] != FREE {
-                    next[i] += w.skip;
-                    if next[i] >= size {
-                        next[i] -= size;
+                if free > scan_below {
+                    // A stride below a prime size visits every slot, so this ends.
+                    while is_taken(&taken, *at) {
+                        *at += w.skip;
+                        if *at >= size {
+                            *at -= size;
+                        }
                     }
+                    taken[(*at / 64) as usize] |= 1 << (*at % 64);
+                    table[*at as usize] = i as u32;
+                } else {
+                    let (slots, inverses) = scan.get_or_insert_with(|| {
+                        let slots = (0..size).filter(|&s| !is_taken(&taken, s)).collect();
+                        let inverses = walks
+                            .iter()
+                            .map(|w| u64::from(inverse(w.skip, size)))
+                            .collect();
+                        (slots, inverses)
+                    });
+                    let steps =
+                        |s: u32| (u64::from(s + size - w.offset) * inverses[i]) % u64::from(size);
+                    let nearest = (0..slots.len())
+                        .min_by_key(|&j| steps(slots[j]))
+                        .expect("a free slot while any is free");
+                    table[slots.swap_remove(nearest) as usize] = i as u32;
                 }
-                table[next[i] as usize] = i as u32;
-                filled += 1;
-                if filled == size {
+                free -= 1;
+                if free == 0 {
                     return Some(table);
                 }
             }
         }
     }
+}
+
+/// `x`'s inverse modulo the prime `p` (extended Euclid).
+fn inverse(x: u32, p: u32) -> u32 {
+    let (mut a, mut b) = (i64::from(x), i64::from(p));
+    let (mut u, mut v) = (1i64, 0i64);
+    while b != 0 {
+        let q = a / b;
+        (a, b) = (b, a - q * b);
+        (u, v) = (v, u - q * v);
+    }
+    u.rem_euclid(i64::from(p)) as u32
 }
 
 /// The table for `backends` in IPVS's list order: each slot holds the
@@ -112,6 +154,55 @@ pub fn build(backends: &[Backend], size: u32) -> Option<Vec<u32>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `ip_vs_mh_populate` as the kernel writes it, slot by slot: what
+    /// [`populate`] must equal.
+    fn populate_as_ipvs(walks: &[Walk], size: u32) -> Option<Vec<u32>> {
+        if walks.iter().all(|w| w.turns == 0) {
+            return None;
+        }
+        const FREE: u32 = u32::MAX;
+        let mut table = vec![FREE; size as usize];
+        let mut next: Vec<u32> = walks.iter().map(|w| w.offset).collect();
+        let mut filled = 0;
+        loop {
+            for (i, w) in walks.iter().enumerate() {
+                for _ in 0..w.turns {
+                    while table[next[i] as usize] != FREE {
+                        next[i] += w.skip;
+                        if next[i] >= size {
+                            next[i] -= size;
+                        }
+                    }
+                    table[next[i] as usize] = i as u32;
+                    filled += 1;
+                    if filled == size {
+                        return Some(table);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn populate_equals_ipvs_slot_for_slot() {
+        for (weights, size) in [
+            (vec![1; 1], 7),
+            (vec![1; 3], 251),
+            (vec![5, 0, 1, 9, 2], 4093),
+            ((0..100).map(|i| i % 7).collect(), 10007),
+            (vec![1; 1000], 65537),
+            ((0..1000).map(|i| i * 37 % 1000 + 1).collect(), 65537),
+        ] {
+            let ws = walks(&backends(&weights), size);
+            assert_eq!(
+                populate(&ws, size),
+                populate_as_ipvs(&ws, size),
+                "{} reals, size {size}",
+                weights.len()
+            );
+        }
+    }
 
     fn backends(weights: &[u32]) -> Vec<Backend> {
         weights

@@ -89,7 +89,7 @@ pub fn state_text(
     }
     writeln!(o, "------< Virtual servers >------")?;
     for d in desired {
-        let s = &d.service;
+        let s = d;
         let in_maps = snap.services.iter().find(|m| m.is(&s.id));
         writeln!(o, " VS = {}", s.id)?;
         writeln!(
@@ -119,13 +119,13 @@ pub fn state_text(
             let mapped = in_maps.and_then(|m| {
                 m.reals
                     .iter()
-                    .find(|x| x.address == r.real.address && x.port == r.real.port)
+                    .find(|x| x.address == r.address && x.port == r.port)
             });
             writeln!(
                 o,
                 "   RS = {}, weight = {}",
-                SocketText(r.real.address, r.real.port),
-                r.real.weight
+                SocketText(r.address, r.port),
+                r.effective_weight
             )?;
             match r.next_hop {
                 Some(h) => writeln!(
@@ -143,7 +143,7 @@ pub fn state_text(
                     m.id, m.active_conns, m.inactive_conns
                 )?;
             }
-            let at = std::net::SocketAddr::new(r.real.address, r.real.port);
+            let at = std::net::SocketAddr::new(r.address, r.port);
             for c in agent
                 .checks
                 .iter()

@@ -68,10 +68,11 @@ fn live_reals(svc: &Service, runtime: &Runtime, hops: &Hops) -> Vec<DesiredReal>
                 Health::Down => return None,
             };
             Some(DesiredReal {
-                real: Real {
-                    weight,
-                    ..real.clone()
-                },
+                address: real.address,
+                port: real.port,
+                effective_weight: weight,
+                u_threshold: real.u_threshold,
+                l_threshold: real.l_threshold,
                 next_hop: hops.get(real.address, svc.method),
             })
         })
@@ -82,19 +83,16 @@ fn live_reals(svc: &Service, runtime: &Runtime, hops: &Hops) -> Vec<DesiredReal>
         let weight = u32::from(sorry_active);
         match out
             .iter_mut()
-            .find(|d| d.real.address == s.address && d.real.port == s.port)
+            .find(|d| d.address == s.address && d.port == s.port)
         {
             // A sorry server that is also a real keeps one entry.
-            Some(d) => d.real.weight = d.real.weight.max(weight),
+            Some(d) => d.effective_weight = d.effective_weight.max(weight),
             None => out.push(DesiredReal {
-                real: Real {
-                    address: s.address,
-                    port: s.port,
-                    weight,
-                    u_threshold: 0,
-                    l_threshold: 0,
-                    lifecycle: Default::default(),
-                },
+                address: s.address,
+                port: s.port,
+                effective_weight: weight,
+                u_threshold: 0,
+                l_threshold: 0,
                 next_hop: hops.get(s.address, svc.method),
             }),
         }
@@ -268,10 +266,13 @@ pub fn compose_service(
     svc: &Service,
 ) -> DesiredService {
     DesiredService {
-        service: Service {
-            active: runtime.service_active(config, svc),
-            ..svc.clone()
-        },
+        id: svc.id,
+        scheduler: svc.scheduler,
+        method: svc.method,
+        tunnel: svc.tunnel,
+        active: runtime.service_active(config, svc),
+        flags: svc.flags,
+        persistence: svc.persistence,
         reals: live_reals(svc, runtime, hops),
     }
 }
@@ -348,7 +349,7 @@ weight = 2
     fn weights(d: &[DesiredService]) -> Vec<(IpAddr, u32)> {
         d[0].reals
             .iter()
-            .map(|r| (r.real.address, r.real.weight))
+            .map(|r| (r.address, r.effective_weight))
             .collect()
     }
 
@@ -395,7 +396,7 @@ weight = 2
         let d = compose(&c, &rt, &Hops::default());
         let first = c.services[0].reals[0].address;
         for (i, s) in d.iter().enumerate() {
-            let has = s.reals.iter().any(|r| r.real.address == first);
+            let has = s.reals.iter().any(|r| r.address == first);
             assert_eq!(
                 has,
                 i == 2,
@@ -471,7 +472,7 @@ weight = 2
         let mut rt = Runtime::default();
         c.vrrp.instances.push(instance.clone());
         assert!(
-            compose(&c, &rt, &Hops::default())[0].service.active,
+            compose(&c, &rt, &Hops::default())[0].active,
             "VIP of no instance"
         );
         assert!(owned_by(&c, "VI_1").is_empty());
@@ -484,11 +485,11 @@ weight = 2
             label: None,
         });
         c.vrrp.instances[0] = instance;
-        assert!(!compose(&c, &rt, &Hops::default())[0].service.active);
+        assert!(!compose(&c, &rt, &Hops::default())[0].active);
         assert_eq!(owned_by(&c, "VI_1"), vec![0]);
         assert!(owned_by(&c, "VI_2").is_empty());
         rt.masters.insert("VI_1".into());
-        assert!(compose(&c, &rt, &Hops::default())[0].service.active);
+        assert!(compose(&c, &rt, &Hops::default())[0].active);
         assert_eq!(
             compose_service(&c, &rt, &Hops::default(), &c.services[0]),
             compose(&c, &rt, &Hops::default())[0]

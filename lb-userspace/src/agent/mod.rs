@@ -149,7 +149,7 @@ impl Forwarding {
                 config
                     .services
                     .get(i)
-                    .is_some_and(|s| s.id == self.desired[i].service.id)
+                    .is_some_and(|s| s.id == self.desired[i].id)
             });
         if !in_step {
             // The plane still holds another config (an apply after a reload failed).
@@ -404,6 +404,17 @@ fn vrrp_fifo_reader(config: &Config) -> Result<Option<FifoReader>> {
     )))
 }
 
+/// Hands the memory start-up freed (the parsed config's document, the
+/// first composition) back to the kernel: glibc keeps freed pages of its
+/// heap otherwise, and the agent would hold its start-up peak for life.
+fn release_start_up_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only returns free heap pages to the kernel.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// The upkeep's next report; never, without an upkeep (or once it ended).
 async fn upkeep_report(
     reports: &mut Option<tokio::sync::watch::Receiver<Option<crate::dataplane::upkeep::Report>>>,
@@ -508,6 +519,7 @@ pub async fn run(
     }
     let reals: usize = desired.iter().map(|d| d.reals.len()).sum();
     info!(services = desired.len(), reals, data_plane = %plane.describe(), "xlb forwarding");
+    release_start_up_memory();
     let fwd = Forwarding {
         plane,
         desired,

@@ -115,7 +115,7 @@ fn is_running(have: &Daemon, want: &Daemon) -> bool {
 
 /// The kernel's view of a desired service and its destinations.
 pub fn entries(d: &DesiredService) -> (ServiceEntry, Vec<DestEntry>) {
-    let s = &d.service;
+    let s = d;
     let mut flags = svc_flags::of(s.flags);
     if s.persistence.is_some() {
         flags |= svc_flags::PERSISTENT;
@@ -139,12 +139,12 @@ pub fn entries(d: &DesiredService) -> (ServiceEntry, Vec<DestEntry>) {
         .reals
         .iter()
         .map(|r| DestEntry {
-            addr: r.real.address,
-            port: r.real.port,
+            addr: r.address,
+            port: r.port,
             fwd,
-            weight: r.real.weight,
-            u_threshold: r.real.u_threshold,
-            l_threshold: r.real.l_threshold,
+            weight: r.effective_weight,
+            u_threshold: r.u_threshold,
+            l_threshold: r.l_threshold,
             active: 0,
             inactive: 0,
             persistent: 0,
@@ -191,10 +191,8 @@ pub struct Changes {
 impl IpvsDataPlane {
     /// Makes the kernel's services equal to `services`, touching only what differs.
     pub fn reconcile(&mut self, services: &[DesiredService]) -> Result<Changes> {
-        let want: BTreeMap<ServiceId, (ServiceEntry, Vec<DestEntry>)> = services
-            .iter()
-            .map(|d| (d.service.id, entries(d)))
-            .collect();
+        let want: BTreeMap<ServiceId, (ServiceEntry, Vec<DestEntry>)> =
+            services.iter().map(|d| (d.id, entries(d))).collect();
         let have: BTreeMap<ServiceId, ServiceEntry> = self
             .ipvs
             .services()?
@@ -330,15 +328,25 @@ mod tests {
         c.services
             .into_iter()
             .map(|s| DesiredService {
+                id: s.id,
+                scheduler: s.scheduler,
+                method: s.method,
+                tunnel: s.tunnel,
+                active: s.active,
+                flags: s.flags,
+                persistence: s.persistence,
                 reals: s
                     .reals
                     .iter()
                     .map(|r| DesiredReal {
-                        real: r.clone(),
+                        address: r.address,
+                        port: r.port,
+                        effective_weight: r.weight,
+                        u_threshold: r.u_threshold,
+                        l_threshold: r.l_threshold,
                         next_hop: None,
                     })
                     .collect(),
-                service: s,
             })
             .collect()
     }

@@ -9,6 +9,7 @@ pub mod ipvs;
 mod loader;
 mod mh_order;
 pub mod route_attach;
+mod slots;
 pub mod store;
 mod tables;
 pub mod upkeep;
@@ -22,21 +23,41 @@ pub use crate::neigh::NextHop;
 pub use loader::attach_program;
 pub use xdp::{PinLock, XdpDataPlane};
 
-use crate::config::{Real, Service};
+use crate::config::{Method, Persistence, SchedFlags, Scheduler, ServiceId, Tunnel};
+use std::net::IpAddr;
 
-/// A real server as the data plane must use it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A real server as the data plane must forward to it: where, how much,
+/// and through which next hop. Its checks and scripts stay with the agent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DesiredReal {
-    pub real: Real,
+    pub address: IpAddr,
+    pub port: u16,
+    /// The weight it is scheduled with now: the configured weight, a
+    /// MISC_CHECK's dynamic one, or 0 while inhibited (`inhibit_on_failure`)
+    /// or as a sorry server at rest.
+    pub effective_weight: u32,
+    pub u_threshold: u32,
+    pub l_threshold: u32,
     /// `None` while the real cannot be reached (no route, no neighbour entry):
     /// it is then left out of scheduling.
     pub next_hop: Option<NextHop>,
 }
 
-/// A service as the data plane must forward it.
+/// A service as the data plane must forward it: its key, how it schedules
+/// and forwards, and its live reals. Checks, scripts and quorum stay with
+/// the agent.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DesiredService {
-    pub service: Service,
+    pub id: ServiceId,
+    pub scheduler: Scheduler,
+    pub method: Method,
+    /// With `method = "tun"`: IPIP (`None`) or GUE.
+    pub tunnel: Option<Tunnel>,
+    /// Forwarded now: configured active and, for a VIP a VRRP instance
+    /// owns, that instance is Master.
+    pub active: bool,
+    pub flags: SchedFlags,
+    pub persistence: Option<Persistence>,
     pub reals: Vec<DesiredReal>,
 }
 

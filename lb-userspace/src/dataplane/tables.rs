@@ -18,9 +18,14 @@
 //! built), ids come from pools instead of scans, and
 //! [`Tables::apply_changed`] visits only the services the caller names.
 
-use super::{DesiredService, NextHop, batch, ids::IdPool, mh_order::MhOrder};
+use super::{
+    DesiredReal, DesiredService, NextHop, batch,
+    ids::IdPool,
+    mh_order::MhOrder,
+    slots::{MappedSlots, Window},
+};
 use crate::{
-    config::{Method, Protocol, Real, Scheduler, Service, ServiceId, Tunnel},
+    config::{Method, Protocol, Scheduler, ServiceId, Tunnel},
     maglev,
     sched::tables as sched_tables,
 };
@@ -49,8 +54,9 @@ struct Installed {
     info: ServiceInfo,
     /// (address, port) → real id.
     reals: BTreeMap<(IpAddr, u16), u32>,
-    /// The service's slice of `MAGLEV` as last written (real ids); empty
-    /// when unknown, so the next write covers every slot.
+    /// The service's slice of `MAGLEV` as last written (real ids), kept
+    /// only where the map cannot be mapped (elsewhere the map itself is the
+    /// record); empty when unknown, so the next write covers every slot.
     table: Vec<u32>,
     /// The live real list and rr/wrr/dh/sh table (double-buffered).
     sched: SchedState,
@@ -74,6 +80,9 @@ struct SchedState {
 
 pub struct Tables {
     table_size: u32,
+    /// `MAGLEV` mapped into the agent; `None` for maps pinned by an agent
+    /// that made them unmappable (written through syscalls then).
+    mapped: Option<MappedSlots>,
     services: BTreeMap<ServiceId, Installed>,
     written_reals: BTreeMap<u32, RealInfo>,
     ifaces: BTreeSet<u32>,
@@ -91,6 +100,9 @@ pub struct Tables {
     service_ids: IdPool,
     /// Real ids not owned by an installed service (ids from 1: 0 is `REAL_NONE`).
     real_ids: IdPool,
+    /// Real ids from here on were never written since the maps were made
+    /// (their counters, connection counts and overload flag are zero).
+    pristine_reals: u32,
     /// A write failed since the last sweep: real slots may be left that no
     /// service owns.
     unswept: bool,
@@ -135,9 +147,20 @@ fn map<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut aya::maps::Map> {
 }
 
 impl Tables {
-    pub fn new(table_size: u32, max_services: u32, max_reals: u32) -> Tables {
-        Tables {
+    /// The record for maps made just now (empty).
+    pub fn new(
+        ebpf: &mut Ebpf,
+        table_size: u32,
+        max_services: u32,
+        max_reals: u32,
+    ) -> Result<Tables> {
+        let mapped = match map(ebpf, map_names::MAGLEV)? {
+            aya::maps::Map::Array(data) => MappedSlots::of(data).context("examining MAGLEV")?,
+            _ => None,
+        };
+        Ok(Tables {
             table_size,
+            mapped,
             services: BTreeMap::new(),
             written_reals: BTreeMap::new(),
             ifaces: BTreeSet::new(),
@@ -148,8 +171,9 @@ impl Tables {
             draining_since: BTreeMap::new(),
             service_ids: IdPool::new(0, max_services),
             real_ids: IdPool::new(1, max_reals),
+            pristine_reals: 1,
             unswept: false,
-        }
+        })
     }
 
     /// Whether reals leaving a service keep their flows until these end
@@ -213,7 +237,7 @@ impl Tables {
         max_services: u32,
         max_reals: u32,
     ) -> Result<Tables> {
-        let mut t = Tables::new(table_size, max_services, max_reals);
+        let mut t = Tables::new(ebpf, table_size, max_services, max_reals)?;
         let mut reals_of: BTreeMap<u32, BTreeMap<(IpAddr, u16), u32>> = BTreeMap::new();
         let mut draining_of: BTreeMap<u32, BTreeMap<(IpAddr, u16), u32>> = BTreeMap::new();
         {
@@ -249,12 +273,20 @@ impl Tables {
             };
             let table_b = info.flags & SERVICE_F_TABLE_B != 0;
             let list = read_list(ebpf, info.id, table_b)?;
-            let table = read_table(ebpf, info.id, table_size)?;
+            let table = match &t.mapped {
+                Some(_) => t.current_table(info.id, None)?.unwrap_or_default(),
+                None => read_table(ebpf, info.id, table_size)?,
+            };
             let sched_table = if info.sched == Scheduler::Mh.code() {
                 Vec::new()
             } else {
                 let base = sched_layout::table_base(0, table_size, table_b) as usize;
                 table[base..base + info.table_len as usize].to_vec()
+            };
+            let table = if t.mapped.is_some() {
+                Vec::new()
+            } else {
+                table
             };
             // IPVS's order is not pinned: take it as a fresh start would
             // leave it, the listed reals added in list order, their current
@@ -289,6 +321,8 @@ impl Tables {
         // frees those no adopted service owns.
         let real_ids: BTreeSet<u32> = t.written_reals.keys().copied().collect();
         t.real_ids = IdPool::with_used(1, max_reals, &real_ids);
+        // A previous agent may have used any id.
+        t.pristine_reals = max_reals;
         t.unswept = true;
         // Adopted draining reals: only walks from now on can tell they are empty.
         let now = Instant::now();
@@ -331,7 +365,7 @@ impl Tables {
             let touched = || changed.iter().filter_map(|&i| desired.get(i));
             self.write_ifaces(ebpf, touched())?;
             // A tunnel real coming or going may change the source the kernel would pick.
-            if touched().any(|d| d.service.method == Method::Tun) {
+            if touched().any(|d| d.method == Method::Tun) {
                 self.write_tunnel_sources(ebpf, desired)?;
             }
             touched().try_for_each(|d| self.sync_service(ebpf, d))
@@ -343,7 +377,7 @@ impl Tables {
         self.write_ifaces(ebpf, desired.iter())?;
         // Before any real is written, so a tunnel never starts without its source.
         self.write_tunnel_sources(ebpf, desired)?;
-        let wanted: BTreeSet<ServiceId> = desired.iter().map(|d| d.service.id).collect();
+        let wanted: BTreeSet<ServiceId> = desired.iter().map(|d| d.id).collect();
         // Removals first, so their ids are free for what is added.
         let gone: Vec<ServiceId> = self
             .services
@@ -437,9 +471,9 @@ impl Tables {
         let routed = |v6: bool| {
             desired
                 .iter()
-                .filter(|d| d.service.method == Method::Tun)
+                .filter(|d| d.method == Method::Tun)
                 .flat_map(|d| d.reals.iter())
-                .filter(|r| r.real.address.is_ipv6() == v6)
+                .filter(|r| r.address.is_ipv6() == v6)
                 .find_map(|r| r.next_hop.and_then(|h| h.source))
         };
         let sources = TunnelSources {
@@ -468,8 +502,7 @@ impl Tables {
         );
         let tunnels = |v6: bool| {
             desired.iter().any(|d| {
-                d.service.method == Method::Tun
-                    && d.reals.iter().any(|r| r.real.address.is_ipv6() == v6)
+                d.method == Method::Tun && d.reals.iter().any(|r| r.address.is_ipv6() == v6)
             })
         };
         if sources.v4.is_none() && tunnels(false) {
@@ -490,20 +523,19 @@ impl Tables {
     /// order and entries, and the same service entry. Costs a comparison
     /// per real; what the tables hold follows from these.
     fn unchanged(&self, d: &DesiredService) -> bool {
-        let Some(inst) = self.services.get(&d.service.id) else {
+        let Some(inst) = self.services.get(&d.id) else {
             return false;
         };
         let table_b = inst.info.flags & SERVICE_F_TABLE_B != 0;
         inst.written
-            && inst.table.len() == self.table_size as usize
+            && (self.mapped.is_some() || inst.table.len() == self.table_size as usize)
             && inst.reals.len() == d.reals.len()
             && inst.sched.list.len() == d.reals.len()
             && d.reals.iter().zip(&inst.sched.list).all(|(r, &rid)| {
-                inst.reals.get(&(r.real.address, r.real.port)) == Some(&rid)
-                    && self.written_reals.get(&rid)
-                        == Some(&real_info(&r.real, r.next_hop, inst.id, d))
+                inst.reals.get(&(r.address, r.port)) == Some(&rid)
+                    && self.written_reals.get(&rid) == Some(&real_info(r, inst.id, d))
             })
-            && service_info(&d.service, inst.id, table_b, &inst.sched) == inst.info
+            && service_info(d, inst.id, table_b, &inst.sched) == inst.info
     }
 
     /// Writes `d` unless the maps hold it already. On failure the ids it
@@ -513,7 +545,7 @@ impl Tables {
         if self.unchanged(d) {
             return Ok(());
         }
-        let existing = self.services.get(&d.service.id).map(|i| i.id);
+        let existing = self.services.get(&d.id).map(|i| i.id);
         let id = match existing {
             Some(id) => id,
             None => self
@@ -527,8 +559,11 @@ impl Tables {
             for rid in taken {
                 self.real_ids.give(rid);
             }
-            match self.services.get_mut(&d.service.id) {
-                Some(s) => s.table.clear(),
+            match self.services.get_mut(&d.id) {
+                Some(s) => {
+                    s.table.clear();
+                    s.written = false;
+                }
                 None => self.service_ids.give(id),
             }
         }
@@ -544,20 +579,20 @@ impl Tables {
         id: u32,
         taken: &mut Vec<u32>,
     ) -> Result<()> {
-        let key = service_key(&d.service.id)?;
+        let key = service_key(&d.id)?;
         // The record of what is installed is replaced only once every write succeeded.
-        let existing = self.services.get(&d.service.id);
+        let existing = self.services.get(&d.id);
         let is_new = existing.is_none();
         let old_info = existing.map(|i| i.info);
         let mut old_reals = existing.map(|i| i.reals.clone()).unwrap_or_default();
         let mut draining = existing.map(|i| i.draining.clone()).unwrap_or_default();
-        let old_table = existing.map(|i| i.table.clone()).unwrap_or_default();
+        let old_table = self.current_table(id, existing)?;
         let existing_sched = existing.map(|i| i.sched.clone());
         let mut mh_order = existing.map(|i| i.mh_order.clone()).unwrap_or_default();
         let desired_weights: Vec<((IpAddr, u16), u32)> = d
             .reals
             .iter()
-            .map(|r| ((r.real.address, r.real.port), r.real.weight))
+            .map(|r| ((r.address, r.port), r.effective_weight))
             .collect();
         mh_order.update(&desired_weights);
         if is_new {
@@ -566,58 +601,74 @@ impl Tables {
 
         // 1. Reals: keep ids of reals that stay, allocate new ones.
         let mut reals: BTreeMap<(IpAddr, u16), u32> = BTreeMap::new();
+        let (mut overload_ids, mut info_ids, mut infos) = (Vec::new(), Vec::new(), Vec::new());
         for r in &d.reals {
-            let k = (r.real.address, r.real.port);
+            let k = (r.address, r.port);
             // A draining real that comes back keeps its id, flows and counts.
-            let rid = match old_reals.remove(&k).or_else(|| draining.remove(&k)) {
-                Some(rid) => rid,
+            let (rid, pristine) = match old_reals.remove(&k).or_else(|| draining.remove(&k)) {
+                Some(rid) => (rid, false),
                 None => {
                     let rid = self
                         .real_ids
                         .take()
                         .context("no free real server slot (raise max_reals)")?;
                     taken.push(rid);
-                    reset_counters(ebpf, map_names::REAL_STATS, rid)?;
-                    zero_conns(ebpf, rid)?;
-                    rid
+                    // An id never written since the maps were made holds zeros.
+                    let pristine = rid >= self.pristine_reals;
+                    self.pristine_reals = self.pristine_reals.max(rid + 1);
+                    if !pristine {
+                        reset_counters(ebpf, map_names::REAL_STATS, rid)?;
+                        zero_conns(ebpf, rid)?;
+                    }
+                    (rid, pristine)
                 }
             };
             reals.insert(k, rid);
-            let info = real_info(&r.real, r.next_hop, id, d);
+            let info = real_info(r, id, d);
             let before = self.written_reals.get(&rid);
-            if before.is_none_or(|b| {
-                (b.u_threshold, b.l_threshold) != (info.u_threshold, info.l_threshold)
-            }) {
+            if !pristine
+                && before.is_none_or(|b| {
+                    (b.u_threshold, b.l_threshold) != (info.u_threshold, info.l_threshold)
+                })
+            {
                 // New thresholds start from "not overloaded", as IPVS clears the flag on edit.
-                let mut m: Array<_, u32> = Array::try_from(map(ebpf, map_names::REAL_OVERLOAD)?)?;
-                m.set(rid, 0, 0)?;
+                overload_ids.push(rid);
             }
             if before != Some(&info) {
-                let mut m: Array<_, RealInfo> = Array::try_from(map(ebpf, map_names::REALS)?)?;
-                m.set(rid, info, 0)?;
-                self.written_reals.insert(rid, info);
+                info_ids.push(rid);
+                infos.push(info);
             }
         }
+        set_entries(
+            ebpf,
+            map_names::REAL_OVERLOAD,
+            &overload_ids,
+            &vec![0u32; overload_ids.len()],
+        )?;
+        set_entries(ebpf, map_names::REALS, &info_ids, &infos)?;
+        self.written_reals.extend(info_ids.into_iter().zip(infos));
 
         // 2. Scheduler state: the real list and the scheduler's table.
         let list: Vec<u32> = d
             .reals
             .iter()
-            .map(|r| reals[&(r.real.address, r.real.port)])
+            .map(|r| reals[&(r.address, r.port)])
             .collect();
         let was_b = old_info.is_some_and(|i| i.flags & SERVICE_F_TABLE_B != 0);
         let old_sched = existing_sched.unwrap_or_default();
-        let (table, sched, table_b) = if d.service.scheduler == Scheduler::Mh {
+        let (table, sched, table_b) = if d.scheduler == Scheduler::Mh {
             let table = self.maglev_table(d, key.family, &reals, &mh_order);
-            if old_table.len() == table.len() && old_table != table {
-                let moved = old_table.iter().zip(&table).filter(|(a, b)| a != b).count() as u64;
-                let churn = self.maglev_churn.entry(d.service.id).or_default();
+            if let Some(old) = old_table.as_ref().filter(|_| !is_new)
+                && *old != table
+            {
+                let moved = old.iter().zip(&table).filter(|(a, b)| a != b).count() as u64;
+                let churn = self.maglev_churn.entry(d.id).or_default();
                 churn.changes += 1;
                 churn.slots_moved += moved;
                 churn.last_moved = moved;
-                debug!(service = %d.service.id, moved, of = table.len(), "Maglev table entries moved");
+                debug!(service = %d.id, moved, of = table.len(), "Maglev table entries moved");
             }
-            self.write_table(ebpf, id, &old_table, &table)?;
+            self.write_table(ebpf, id, old_table.as_deref(), &table)?;
             let sched = SchedState {
                 list,
                 table: Vec::new(),
@@ -638,31 +689,29 @@ impl Tables {
                 // Fill the idle buffer completely before the flip below.
                 let idle = !was_b;
                 self.write_list(ebpf, id, idle, &sched.list)?;
-                let mut image = if old_table.len() == self.table_size as usize {
-                    old_table.clone()
-                } else {
-                    vec![REAL_NONE; self.table_size as usize]
-                };
+                let mut image = old_table
+                    .clone()
+                    .unwrap_or_else(|| vec![REAL_NONE; self.table_size as usize]);
                 let base = sched_layout::table_base(0, self.table_size, idle) as usize;
                 let half = (self.table_size / 2) as usize;
                 for (i, slot) in image[base..base + half].iter_mut().enumerate() {
                     *slot = sched.table.get(i).copied().unwrap_or(REAL_NONE);
                 }
-                self.write_table(ebpf, id, &old_table, &image)?;
+                self.write_table(ebpf, id, old_table.as_deref(), &image)?;
                 (image, sched, idle)
             } else {
-                (old_table.clone(), sched, was_b)
+                (old_table.unwrap_or_default(), sched, was_b)
             }
         };
 
         // 3. The service entry last: a new service becomes visible complete.
-        let info = service_info(&d.service, id, table_b, &sched);
+        let info = service_info(d, id, table_b, &sched);
         if old_info != Some(info) {
             let mut m: HashMap<_, ServiceKey, ServiceInfo> =
                 HashMap::try_from(map(ebpf, map_names::SERVICES)?)?;
             m.insert(key, info, 0)?;
         }
-        if matches!(d.service.scheduler, Scheduler::Rr | Scheduler::Wrr)
+        if matches!(d.scheduler, Scheduler::Rr | Scheduler::Wrr)
             && (is_new || sched.table != old_sched.table)
         {
             // A new sequence starts from its beginning, as IPVS restarts wrr.
@@ -677,7 +726,7 @@ impl Tables {
                 self.drain_real(ebpf, rid)?;
                 draining.insert(k, rid);
                 self.draining_since.insert(rid, Instant::now());
-                info!(service = %d.service.id, real = %k.0, port = k.1, "real draining: its flows continue");
+                info!(service = %d.id, real = %k.0, port = k.1, "real draining: its flows continue");
             } else {
                 self.clear_real(ebpf, rid)?;
                 freed.push(rid);
@@ -687,12 +736,16 @@ impl Tables {
             self.real_ids.give(rid);
         }
         self.services.insert(
-            d.service.id,
+            d.id,
             Installed {
                 id,
                 info,
                 reals,
-                table,
+                table: if self.mapped.is_some() {
+                    Vec::new()
+                } else {
+                    table
+                },
                 sched,
                 draining,
                 mh_order,
@@ -715,7 +768,7 @@ impl Tables {
             .reals
             .iter()
             .filter(|r| r.next_hop.is_some())
-            .map(|r| (r.real.address, r.real.port))
+            .map(|r| (r.address, r.port))
             .collect();
         let (ids, backends): (Vec<u32>, Vec<maglev::Backend>) = order
             .dests()
@@ -738,18 +791,54 @@ impl Tables {
 
     /// Writes a real list, ended by `REAL_NONE`, into one buffer of the service.
     fn write_list(&self, ebpf: &mut Ebpf, id: u32, table_b: bool, list: &[u32]) -> Result<()> {
-        let mut m: Array<_, u32> = Array::try_from(map(ebpf, map_names::SERVICE_REALS)?)?;
         let base = sched_layout::reals_base(id, table_b);
-        for (i, &rid) in list.iter().chain([REAL_NONE].iter()).enumerate() {
-            if i < sched_layout::MAX_REALS_PER_SERVICE as usize {
-                m.set(base + i as u32, rid, 0)?;
-            }
-        }
-        Ok(())
+        let values: Vec<u32> = list
+            .iter()
+            .copied()
+            .chain([REAL_NONE])
+            .take(sched_layout::MAX_REALS_PER_SERVICE as usize)
+            .collect();
+        let slots: Vec<u32> = (base..).take(values.len()).collect();
+        set_entries(ebpf, map_names::SERVICE_REALS, &slots, &values)
     }
 
-    /// Writes the slots of `new` that differ from `old`, in one batch when the kernel can.
-    fn write_table(&self, ebpf: &mut Ebpf, id: u32, old: &[u32], new: &[u32]) -> Result<()> {
+    /// Service `id`'s slots as the maps hold them: read through the
+    /// mapping, or the record `existing` keeps; `None` when unknown.
+    fn current_table(&self, id: u32, existing: Option<&Installed>) -> Result<Option<Vec<u32>>> {
+        match &self.mapped {
+            Some(_) => {
+                let w = self.window(id)?;
+                Ok(Some(w.read()))
+            }
+            None => Ok(existing
+                .map(|i| i.table.clone())
+                .filter(|t| t.len() == self.table_size as usize)),
+        }
+    }
+
+    /// Service `id`'s slots mapped (only with [`Tables::mapped`]).
+    fn window(&self, id: u32) -> Result<Window> {
+        let mapped = self.mapped.as_ref().context("MAGLEV is not mapped")?;
+        mapped
+            .window(id * self.table_size, self.table_size)
+            .with_context(|| format!("mapping the Maglev slots of service id {id}"))
+    }
+
+    /// Writes the slots of `new` that differ from what the maps hold: in
+    /// place through the mapping, or else those differing from `old` (all
+    /// when `None`) in one batch when the kernel can.
+    fn write_table(
+        &self,
+        ebpf: &mut Ebpf,
+        id: u32,
+        old: Option<&[u32]>,
+        new: &[u32],
+    ) -> Result<()> {
+        if self.mapped.is_some() {
+            self.window(id)?.write(new);
+            return Ok(());
+        }
+        let old = old.unwrap_or_default();
         let base = id * self.table_size;
         let (slots, rids): (Vec<u32>, Vec<u32>) = new
             .iter()
@@ -808,10 +897,11 @@ impl Tables {
                 HashMap::try_from(map(ebpf, map_names::SERVICES)?)?;
             m.remove(&service_key(id)?)?;
         }
+        let old = (inst.table.len() == self.table_size as usize).then_some(&*inst.table);
         self.write_table(
             ebpf,
             inst.id,
-            &inst.table,
+            old,
             &vec![REAL_NONE; self.table_size as usize],
         )?;
         for buffer in [false, true] {
@@ -832,11 +922,11 @@ fn sched_table(d: &DesiredService, ids: &BTreeMap<(IpAddr, u16), u32>) -> Vec<u3
         .reals
         .iter()
         .filter(|r| r.next_hop.is_some())
-        .map(|r| (ids[&(r.real.address, r.real.port)], r.real.weight))
+        .map(|r| (ids[&(r.address, r.port)], r.effective_weight))
         .collect();
     let weights: Vec<u32> = up.iter().map(|&(_, w)| w).collect();
     let by_position = |i: usize| up[i].0;
-    match d.service.scheduler {
+    match d.scheduler {
         Scheduler::Wrr => sched_tables::wrr_sequence(&weights)
             .into_iter()
             .map(by_position)
@@ -858,7 +948,7 @@ fn sched_table(d: &DesiredService, ids: &BTreeMap<(IpAddr, u16), u32>) -> Vec<u3
 }
 
 /// The `SERVICES` value: flags, scheduler, persistence and the live buffer.
-fn service_info(s: &Service, id: u32, table_b: bool, sched: &SchedState) -> ServiceInfo {
+fn service_info(s: &DesiredService, id: u32, table_b: bool, sched: &SchedState) -> ServiceInfo {
     let mut flags = 0;
     for (on, bit) in [
         (s.active, SERVICE_F_ACTIVE),
@@ -883,20 +973,21 @@ fn service_info(s: &Service, id: u32, table_b: bool, sched: &SchedState) -> Serv
     }
 }
 
-fn real_info(real: &Real, hop: Option<NextHop>, service_id: u32, d: &DesiredService) -> RealInfo {
-    let tunnel = d.service.tunnel.unwrap_or(Tunnel::Ipip);
+fn real_info(real: &DesiredReal, service_id: u32, d: &DesiredService) -> RealInfo {
+    let hop = real.next_hop;
+    let tunnel = d.tunnel.unwrap_or(Tunnel::Ipip);
     RealInfo {
         addr: addr_words(real.address),
         port: real.port.to_be(),
         family: family_of(real.address),
-        method: d.service.method.code(),
+        method: d.method.code(),
         tun_type: tunnel.code(),
         tun_port: tunnel.port_be(),
         mac: hop.map_or([0; 6], |h| h.mac),
         src_mac: hop.map_or([0; 6], |h| h.src_mac),
         mtu: hop.map_or(0, |h| h.mtu),
         ifindex: hop.map_or(0, |h| h.ifindex),
-        weight: real.weight,
+        weight: real.effective_weight,
         service_id,
         // An unreachable real stays listed (for status) but takes no packets.
         flags: REAL_F_PRESENT | if hop.is_some() { REAL_F_REACHABLE } else { 0 },
@@ -904,6 +995,29 @@ fn real_info(real: &Real, hop: Option<NextHop>, service_id: u32, d: &DesiredServ
         l_threshold: real.l_threshold,
         ..RealInfo::default()
     }
+}
+
+/// Sets `keys[i]` to `values[i]` in the array map `name`: one batch
+/// syscall where the kernel can, one per entry otherwise.
+fn set_entries<V: aya::Pod>(ebpf: &mut Ebpf, name: &str, keys: &[u32], values: &[V]) -> Result<()> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let m = map(ebpf, name)?;
+    if let aya::maps::Map::Array(data) = &*m {
+        use std::os::fd::AsFd;
+        let fd = data.fd().as_fd();
+        match batch::update(fd, batch::bytes(keys), batch::bytes(values), keys.len()) {
+            Ok(()) => return Ok(()),
+            Err((e, _)) if e.kind() == std::io::ErrorKind::Unsupported => {}
+            Err((e, _)) => return Err(e).with_context(|| format!("batch update of {name}")),
+        }
+    }
+    let mut m: Array<_, V> = Array::try_from(m)?;
+    for (&k, v) in keys.iter().zip(values) {
+        m.set(k, *v, 0)?;
+    }
+    Ok(())
 }
 
 /// Connections the real has now (counted minus gone).

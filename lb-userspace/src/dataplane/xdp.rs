@@ -108,7 +108,12 @@ impl XdpDataPlane {
             )
             .context("reading the adopted maps")?
         } else {
-            Tables::new(dp.maglev_table_size, dp.max_services, dp.max_reals)
+            Tables::new(
+                &mut ebpf,
+                dp.maglev_table_size,
+                dp.max_services,
+                dp.max_reals,
+            )?
         };
         let mut plane = XdpDataPlane {
             ebpf,
@@ -387,9 +392,7 @@ impl DataPlane for XdpDataPlane {
         // The data plane looks up NAT replies only under SETTINGS_F_NAT: it
         // goes up before the first NAT service is written and down after the
         // last one is removed.
-        let nat = services
-            .iter()
-            .any(|d| d.service.method == config::Method::Nat);
+        let nat = services.iter().any(|d| d.method == config::Method::Nat);
         if nat {
             self.set_nat_flag(true)?;
         }
