@@ -29,6 +29,60 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
+/// A JSON file an agent keeps for readers until it stops: once removed at
+/// the stop, later publishes write nothing, so a late publisher cannot
+/// bring the file back. Cheap to clone.
+#[derive(Clone, Debug, Default)]
+pub struct StateFile {
+    path: Option<PathBuf>,
+    /// Held while the file is written or removed; `true` once removed.
+    closed: std::sync::Arc<std::sync::Mutex<bool>>,
+}
+
+impl StateFile {
+    /// A file at `path`; `None` keeps none (publishes do nothing).
+    pub fn new(path: Option<PathBuf>) -> StateFile {
+        StateFile {
+            path,
+            closed: Default::default(),
+        }
+    }
+
+    /// Writes `value` (whole or not at all), or removes the file when there
+    /// is nothing to show (`empty`), so readers show no section then.
+    pub fn publish<T: serde::Serialize>(&self, value: &T, empty: bool) -> anyhow::Result<()> {
+        use anyhow::Context;
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        let closed = self
+            .closed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if *closed {
+            return Ok(());
+        }
+        if empty {
+            let _ = std::fs::remove_file(path);
+            return Ok(());
+        }
+        let json = serde_json::to_vec_pretty(value)?;
+        write_atomic(path, &json).with_context(|| format!("writing {}", path.display()))
+    }
+
+    /// Removes the file for good (the agent stops).
+    pub fn remove(&self) {
+        let mut closed = self
+            .closed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *closed = true;
+        if let Some(path) = &self.path {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
 /// The JSON file at `path` an agent keeps, or `None` when there is none.
 pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<Option<T>> {
     use anyhow::Context;

@@ -5,8 +5,8 @@
 //! (verdicts and failures) from a file the agent keeps in /run/xlb,
 //! rewritten at most once a second and only when it changed.
 
-use crate::{config::check::CheckKind, vocab::RealKey};
-use anyhow::{Context, Result};
+use crate::{config::check::CheckKind, runfiles::StateFile, vocab::RealKey};
+use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use std::{
     collections::BTreeMap,
@@ -65,17 +65,14 @@ pub fn status_path(pin_path: &Path) -> PathBuf {
 pub struct CheckBoard {
     checks: Arc<Mutex<BTreeMap<CheckKey, CheckStat>>>,
     /// The state file, if the agent keeps one.
-    file: Option<PathBuf>,
-    /// `true` once the agent stopped, so a late publish cannot bring the
-    /// file back; held while the file is written or removed.
-    closed: Arc<Mutex<bool>>,
+    file: StateFile,
 }
 
 impl CheckBoard {
     /// A board whose state is also kept in `file` ([`CheckBoard::publisher`]).
     pub fn with_file(file: PathBuf) -> CheckBoard {
         CheckBoard {
-            file: Some(file),
+            file: StateFile::new(Some(file)),
             ..CheckBoard::default()
         }
     }
@@ -159,29 +156,12 @@ impl CheckBoard {
     }
 
     fn publish(&self, states: &[CheckState]) -> Result<()> {
-        let Some(path) = &self.file else {
-            return Ok(());
-        };
-        let closed = self.closed.lock().unwrap_or_else(PoisonError::into_inner);
-        if *closed {
-            return Ok(());
-        }
-        if states.is_empty() {
-            let _ = std::fs::remove_file(path);
-            return Ok(());
-        }
-        let json = serde_json::to_vec_pretty(states)?;
-        crate::runfiles::write_atomic(path, &json)
-            .with_context(|| format!("writing {}", path.display()))
+        self.file.publish(&states, states.is_empty())
     }
 
     /// Removes the state file for good (the agent stops).
     pub fn remove_file(&self) {
-        let mut closed = self.closed.lock().unwrap_or_else(PoisonError::into_inner);
-        *closed = true;
-        if let Some(path) = &self.file {
-            let _ = std::fs::remove_file(path);
-        }
+        self.file.remove();
     }
 }
 

@@ -5,7 +5,8 @@
 //! the metrics endpoint.
 
 use super::{packet::Discard, state::State};
-use anyhow::{Context, Result};
+use crate::runfiles::StateFile;
+use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use std::{
     collections::BTreeMap,
@@ -64,12 +65,9 @@ pub struct VrrpStatus {
 #[derive(Clone, Debug, Default)]
 pub struct Counters {
     inner: Arc<Mutex<BTreeMap<String, InstanceStatus>>>,
-    file: Option<PathBuf>,
+    file: StateFile,
     /// Wakes the publisher (a state changed).
     poke: Arc<tokio::sync::Notify>,
-    /// Held while the file is written or removed; `true` once the agent
-    /// stopped, so a late publish cannot bring the file back.
-    closed: Arc<Mutex<bool>>,
 }
 
 impl Counters {
@@ -77,9 +75,8 @@ impl Counters {
     pub fn new(file: Option<PathBuf>) -> Counters {
         Counters {
             inner: Default::default(),
-            file,
+            file: StateFile::new(file),
             poke: Default::default(),
-            closed: Default::default(),
         }
     }
 
@@ -145,31 +142,14 @@ impl Counters {
     /// Writes the snapshot to the status file (temp file + rename); without
     /// instances there is no file, so `xlb status` shows no VRRP section.
     pub fn publish(&self) -> Result<()> {
-        let Some(path) = &self.file else {
-            return Ok(());
-        };
-        let closed = self.closed.lock().unwrap_or_else(PoisonError::into_inner);
-        if *closed {
-            return Ok(());
-        }
         let snapshot = self.snapshot();
-        if snapshot.instances.is_empty() {
-            let _ = std::fs::remove_file(path);
-            return Ok(());
-        }
-        let json = serde_json::to_vec_pretty(&snapshot)?;
-        crate::runfiles::write_atomic(path, &json)
-            .with_context(|| format!("writing {}", path.display()))
+        self.file.publish(&snapshot, snapshot.instances.is_empty())
     }
 
     /// Removes the status file (clean stop: no instance runs any more).
     /// For good: later publishes write nothing.
     pub fn remove_file(&self) {
-        let mut closed = self.closed.lock().unwrap_or_else(PoisonError::into_inner);
-        *closed = true;
-        if let Some(path) = &self.file {
-            let _ = std::fs::remove_file(path);
-        }
+        self.file.remove();
     }
 }
 
