@@ -456,11 +456,18 @@ impl FailoverLab {
 }
 
 /// Removes an agent's pin directory and the files in /run/xlb named after
-/// it (VRRP status, data-plane lock), which outlive a killed agent.
+/// it (VRRP status, checks' state, rates, data-plane lock), which outlive a
+/// killed agent.
 pub fn remove_pins(pin: &Path) {
     let _ = std::fs::remove_dir_all(pin);
     let flat = pin.to_string_lossy().trim_matches('/').replace('/', "_");
-    for name in [format!("vrrp-{flat}.json"), format!("{flat}.lock")] {
+    let names = [
+        format!("vrrp-{flat}.json"),
+        format!("checks-{flat}.json"),
+        format!("rates-{flat}.json"),
+        format!("{flat}.lock"),
+    ];
+    for name in names {
         let _ = std::fs::remove_file(Path::new("/run/xlb").join(name));
     }
 }

@@ -1,6 +1,6 @@
 //! Files in /run/xlb that agents of dead test runs left behind: a killed
-//! agent cannot remove its lock (`<pin path>.lock`) or VRRP status file
-//! (`vrrp-<pin path>.json`), and test pin paths carry the test process's
+//! agent cannot remove its lock (`<pin path>.lock`) or its state files
+//! (`vrrp-`, `checks-`, `rates-<pin path>.json`), and test pin paths carry the test process's
 //! pid (`/sys/fs/bpf/xlb-<role>-<pid>…`), so every killed agent would
 //! leave one more file for good.
 
@@ -16,7 +16,10 @@ fn owner_pid(name: &str) -> Option<libc::pid_t> {
     let stem = name
         .strip_suffix(".lock")
         .or_else(|| name.strip_suffix(".json"))?;
-    let pin = stem.strip_prefix("vrrp-").unwrap_or(stem);
+    let pin = ["vrrp-", "checks-", "rates-"]
+        .iter()
+        .find_map(|p| stem.strip_prefix(p))
+        .unwrap_or(stem);
     let rest = pin.strip_prefix("sys_fs_bpf_xlb-")?;
     // The first all-digit segment after the role (`vrrp`, `dp-lab`, …).
     let mut parts = rest.split('-');
@@ -53,6 +56,12 @@ mod tests {
     fn only_test_pin_paths_name_an_owner() {
         assert_eq!(owner_pid("sys_fs_bpf_xlb-vrrp-9852-27.lock"), Some(9852));
         assert_eq!(owner_pid("sys_fs_bpf_xlb-test-1442.lock"), Some(1442));
+        assert_eq!(owner_pid("rates-sys_fs_bpf_xlb-test-1442.json"), Some(1442));
+        assert_eq!(
+            owner_pid("checks-sys_fs_bpf_xlb-vrrp-9852-27.json"),
+            Some(9852)
+        );
+        assert_eq!(owner_pid("rates-sys_fs_bpf_xlb.json"), None);
         assert_eq!(owner_pid("sys_fs_bpf_xlb-dp-lab-13497.lock"), Some(13497));
         assert_eq!(
             owner_pid("sys_fs_bpf_xlb-bench-13716-chk.lock"),
