@@ -5,7 +5,7 @@
 //! average that moves a quarter of the way each time), then keeps the
 //! results in /run/xlb for readers, as IPVS keeps them in the kernel.
 
-use super::xdp::open;
+use super::xdp::{open, sum};
 use anyhow::Result;
 use aya::maps::{Array, HashMap, MapData, PerCpuArray};
 use lb_common::{Counters, REAL_F_PRESENT, RealInfo, ServiceInfo, ServiceKey, map_names};
@@ -94,13 +94,6 @@ pub fn read(pin_path: &Path) -> Result<RateFile> {
 
 /// Every service's and present real's counters, summed over the CPUs.
 fn counters(dir: &Path) -> Result<(BTreeMap<u32, Counters>, BTreeMap<u32, Counters>)> {
-    let sum = |v: &[Counters]| {
-        v.iter().fold(Counters::default(), |a, c| Counters {
-            packets: a.packets + c.packets,
-            bytes: a.bytes + c.bytes,
-            new_conns: a.new_conns + c.new_conns,
-        })
-    };
     let services: HashMap<MapData, ServiceKey, ServiceInfo> =
         open(dir, map_names::SERVICES)?.try_into()?;
     let svc_stats: PerCpuArray<MapData, Counters> =

@@ -22,7 +22,8 @@ pub(crate) fn open(dir: &Path, name: &str) -> Result<Map> {
     Ok(Map::from_map_data(data)?)
 }
 
-fn sum<T: Copy + Default + std::ops::Add<Output = T>>(values: &[T]) -> T {
+/// A per-CPU value summed over the CPUs.
+pub(super) fn sum<T: Copy + Default + std::ops::Add<Output = T>>(values: &[T]) -> T {
     values.iter().fold(T::default(), |a, c| a + *c)
 }
 
