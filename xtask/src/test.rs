@@ -40,10 +40,11 @@ pub enum Tier {
 }
 
 /// The crates whose tests need neither root nor the XDP object.
-const UNIT_CRATES: [&str; 5] = [
+const UNIT_CRATES: [&str; 6] = [
     "lb-common",
     "lb-config",
     "lb-sched",
+    "lb-sync",
     "lb-userspace",
     "xtask",
 ];
