@@ -38,7 +38,8 @@ in_m ipvsadm --start-daemon master --mcast-interface vm --syncid 5
 # One datagram of m's sync daemon, caught in b (bounded: 60 s).
 in_b timeout 60 socat -u UDP4-RECVFROM:8848,reuseaddr,ip-add-membership=224.0.0.81:vb OPEN:/tmp/kernel.bin,creat,trunc &
 catcher=$!
-sleep 1
+# Bound to port 8848 (0x2290) before any flow starts.
+until_ok "the catcher" sh -c '/usr/local/bin/ip netns exec b grep -q ":2290 " /proc/net/udp'
 # IPVS syncs a UDP flow at its third packet, then every 50th.
 for i in 1 2 3 4; do echo x | in_m socat -u - UDP-SENDTO:10.70.0.100:80,bind=10.71.0.9:5555; done
 wait $catcher
