@@ -70,7 +70,8 @@ pub struct SyncConn {
     pub dport: u16,
     /// [`flags`]: the forwarding method, INACTIVE, TEMPLATE...
     pub flags: u32,
-    /// IPVS's protocol state (`IP_VS_TCP_S_*`; 0 for UDP and templates).
+    /// IPVS's protocol state (`lb_common::conn`'s numbers up to `SYNACK`;
+    /// 0 for UDP and templates).
     pub state: u16,
     /// The firewall mark of a fwmark service, else 0.
     pub fwmark: u32,

@@ -9,7 +9,7 @@ use crate::conn::{
     Addrs, HEADER_LEN, OPT_F_PARAM, OPT_PE_DATA, OPT_PE_NAME, OPT_SEQ_DATA, PE_NAME_MAX, PeData,
     SEQ_OPT_LEN, SeqAdjust, SyncConn, TYPE_INET6, V4_LEN, V6_LEN, flags,
 };
-use crate::policy::tcp_state;
+use lb_common::{PROTO_TCP, PROTO_UDP, conn};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// What a datagram held.
@@ -237,12 +237,13 @@ fn usable(c: SyncConn) -> Result<SyncConn, Skipped> {
     if c.is_template() {
         return Ok(c);
     }
-    let states = match c.protocol {
-        6 => tcp_state::COUNT,
-        17 => 1,
+    // IPVS numbers TCP's states from NONE to SYNACK; UDP has one, 0.
+    let last = match c.protocol {
+        PROTO_TCP => conn::SYNACK,
+        PROTO_UDP => 0,
         p => return Err(Skipped::Protocol(p)),
     };
-    if c.state >= states {
+    if u32::from(c.state) > last {
         return Err(Skipped::State {
             protocol: c.protocol,
             state: c.state,

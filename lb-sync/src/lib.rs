@@ -19,7 +19,7 @@ mod policy;
 pub use conn::{Addrs, PeData, SeqAdjust, SyncConn, flags};
 pub use decode::{Decoded, Dropped, Skipped, decode};
 pub use pack::Packer;
-pub use policy::{Policy, needed, tcp_state};
+pub use policy::{Policy, needed};
 
 /// The kernel's multicast group for IPv4 sync (`IP_VS_SYNC_GROUP`).
 pub const GROUP_V4: std::net::Ipv4Addr = std::net::Ipv4Addr::new(224, 0, 0, 81);

@@ -2,24 +2,10 @@
 //! its defaults for the settings xlb does not expose (`sync_refresh_period`
 //! 0, `sync_persist_mode` 0). A TCP connection is sent when it reaches a
 //! state worth keeping and then every `period` packets; a change to a
-//! closing state is sent at once.
+//! closing state is sent at once. States are IPVS's numbers
+//! (`lb_common::conn`, which the data plane keeps too).
 
-/// IPVS's TCP states (`IP_VS_TCP_S_*`), the numbers a message carries.
-pub mod tcp_state {
-    pub const NONE: u16 = 0;
-    pub const ESTABLISHED: u16 = 1;
-    pub const SYN_SENT: u16 = 2;
-    pub const SYN_RECV: u16 = 3;
-    pub const FIN_WAIT: u16 = 4;
-    pub const TIME_WAIT: u16 = 5;
-    pub const CLOSE: u16 = 6;
-    pub const CLOSE_WAIT: u16 = 7;
-    pub const LAST_ACK: u16 = 8;
-    pub const LISTEN: u16 = 9;
-    pub const SYNACK: u16 = 10;
-    /// How many states there are (`IP_VS_TCP_S_LAST`).
-    pub const COUNT: u16 = 11;
-}
+use lb_common::conn::{CLOSE, CLOSE_WAIT, ESTABLISHED, FIN_WAIT, TIME_WAIT};
 
 /// `net.ipv4.vs.sync_threshold`: the packet count at which a connection is
 /// first sent, and then every `period` packets.
@@ -46,12 +32,11 @@ pub fn needed(
     p: &Policy,
     protocol: u8,
     template: bool,
-    state: u16,
-    old_state: u16,
+    state: u32,
+    old_state: u32,
     pkts: u32,
 ) -> bool {
-    if !template && protocol == 6 {
-        use tcp_state::*;
+    if !template && protocol == lb_common::PROTO_TCP {
         if !matches!(
             state,
             ESTABLISHED | FIN_WAIT | CLOSE | CLOSE_WAIT | TIME_WAIT

@@ -1,9 +1,10 @@
 //! The sync codec against byte layouts written out from the kernel's
 //! structs (ip_vs_sync.c), and its packing and refusals.
 
+use lb_common::conn;
 use lb_sync::{
     Addrs, Decoded, Dropped, Packer, PeData, Policy, SeqAdjust, Skipped, SyncConn, decode, flags,
-    needed, tcp_state,
+    needed,
 };
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -19,7 +20,7 @@ fn v4(client: [u8; 4], cport: u16) -> SyncConn {
         vport: 80,
         dport: 8080,
         flags: flags::DROUTE,
-        state: tcp_state::ESTABLISHED,
+        state: conn::ESTABLISHED as u16,
         fwmark: 0,
         timeout: 900,
         seq: None,
@@ -254,7 +255,7 @@ fn version_0_messages_are_read() {
 #[test]
 fn the_send_rule_is_the_kernels() {
     let p = Policy::default();
-    use tcp_state::*;
+    use conn::{ESTABLISHED, FIN_WAIT, NONE, SYN_RECV};
     // An embryonic connection is never sent.
     assert!(!needed(&p, 6, false, SYN_RECV, NONE, 3));
     // Established: at the threshold, then every period.
