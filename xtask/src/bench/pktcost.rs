@@ -17,7 +17,6 @@
 
 use super::{
     Progress,
-    frames::{self, ETH_IPV4, ETH_IPV6, TCP},
     report::{Row, Section},
     stats::{Summary, mean},
 };
@@ -38,7 +37,11 @@ use std::{
     path::Path,
     sync::atomic::{AtomicBool, Ordering},
 };
-use xlb_testbed::{netns::Netns, xdp::xdp_md};
+use xlb_testbed::{
+    frames::{self, ETH_IPV4, ETH_IPV6, IP_TCP},
+    netns::Netns,
+    xdp::xdp_md,
+};
 
 pub const XDP_DROP: u32 = 1;
 pub const XDP_PASS: u32 = 2;
@@ -558,19 +561,19 @@ fn mac_text(m: [u8; 6]) -> String {
 
 /// A TCP SYN from `src`:`sport` to `dst`:`dport`, as it arrives at the director.
 fn frame(src: IpAddr, dst: IpAddr, sport: u16, dport: u16) -> Vec<u8> {
-    let l4 = frames::l4(TCP, sport, dport, &[]);
+    let l4 = frames::tcp(sport, dport);
     match (src, dst) {
         (IpAddr::V4(s), IpAddr::V4(d)) => frames::eth(
             DIRECTOR_MAC,
             CLIENT_MAC,
             ETH_IPV4,
-            &frames::ipv4(s, d, TCP, &l4),
+            &frames::ipv4(s, d, IP_TCP, &[], 0, &l4),
         ),
         (IpAddr::V6(s), IpAddr::V6(d)) => frames::eth(
             DIRECTOR_MAC,
             CLIENT_MAC,
             ETH_IPV6,
-            &frames::ipv6(s, d, TCP, &l4),
+            &frames::ipv6(s, d, IP_TCP, &l4),
         ),
         _ => unreachable!("one family per frame"),
     }
@@ -584,17 +587,13 @@ fn icmp_error(client: IpAddr, vip: IpAddr, sport: u16, dport: u16) -> Vec<u8> {
     let (IpAddr::V4(client), IpAddr::V4(vip)) = (client, vip) else {
         unreachable!("the ICMP error rows are IPv4")
     };
-    let quoted_l4 = &frames::l4(TCP, dport, sport, &[])[..8];
-    let quoted = frames::ipv4(vip, client, TCP, quoted_l4);
-    let mut icmp = vec![3, 4, 0, 0, 0, 0, 0x05, 0x78];
-    icmp.extend_from_slice(&quoted);
-    let c = xlb_testbed::frames::checksum(0, &icmp);
-    icmp[2..4].copy_from_slice(&c.to_be_bytes());
+    let quoted = frames::ipv4(vip, client, IP_TCP, &[], 0, &frames::tcp(dport, sport)[..8]);
+    let icmp = frames::icmp4(3, 4, [0, 0, 0x05, 0x78], &quoted);
     frames::eth(
         DIRECTOR_MAC,
         CLIENT_MAC,
         ETH_IPV4,
-        &frames::ipv4(OTHER4, vip, frames::ICMP, &icmp),
+        &frames::ipv4(OTHER4, vip, frames::IP_ICMP, &[], 0, &icmp),
     )
 }
 
@@ -618,7 +617,7 @@ fn flow_key(dst: IpAddr, sport: u16, dport: u16) -> FlowKey {
         dst: addr_words(dst),
         sport: sport.to_be(),
         dport: dport.to_be(),
-        proto: TCP,
+        proto: IP_TCP,
         family,
         ..FlowKey::default()
     }
@@ -818,7 +817,7 @@ impl Director {
         let key = ServiceKey {
             addr: addr_words(ends(svc.v6).1),
             port: (VIP_PORT + id as u16).to_be(),
-            proto: TCP,
+            proto: IP_TCP,
             family: if svc.v6 { FAMILY_V6 } else { FAMILY_V4 },
         };
         let info = ServiceInfo {
