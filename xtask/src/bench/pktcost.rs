@@ -38,6 +38,7 @@ use std::{
     sync::atomic::{AtomicBool, Ordering},
 };
 use xlb_testbed::{
+    fixtures::{self, CLIENT_MAC, DIRECTOR_MAC, REAL_A_MAC},
     frames::{self, ETH_IPV4, ETH_IPV6, IP_TCP},
     netns::Netns,
     xdp::xdp_md,
@@ -55,14 +56,14 @@ const REALS_PER_SERVICE: u32 = 10;
 /// hit one cache-hot Maglev slot.
 const NEW_FLOW_PORTS: u16 = 1024;
 
-const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xcc];
-const DIRECTOR_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
-const REAL_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0a];
-const CLIENT4: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
-const VIP4: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 100);
-const OTHER4: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 99);
-const CLIENT6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1);
-const VIP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 0x100);
+// The fixture table's addresses and MACs (xlb_testbed::fixtures), so a
+// bench frame is the frame of the row for its path.
+const REAL_MAC: [u8; 6] = REAL_A_MAC;
+const CLIENT4: Ipv4Addr = Ipv4Addr::from_octets(fixtures::CLIENT4);
+const VIP4: Ipv4Addr = Ipv4Addr::from_octets(fixtures::VIP4);
+const OTHER4: Ipv4Addr = Ipv4Addr::from_octets(fixtures::OTHER4);
+const CLIENT6: Ipv6Addr = Ipv6Addr::from_octets(fixtures::CLIENT6);
+const VIP6: Ipv6Addr = Ipv6Addr::from_octets(fixtures::VIP6);
 /// Service `i` listens on `VIP_PORT + i`.
 const VIP_PORT: u16 = 80;
 const CLIENT_PORT: u16 = 40000;
@@ -1083,6 +1084,15 @@ mod tests {
         names.sort();
         names.dedup();
         assert_eq!(names.len(), CASES.len());
+    }
+
+    #[test]
+    fn the_dr_frame_is_the_fixture_rows_input() {
+        let row = fixtures::dr::rows()
+            .into_iter()
+            .find(|c| c.name == "DR TCP/IPv4")
+            .expect("the fixture table's DR TCP/IPv4 row");
+        assert_eq!(frame(IpAddr::V4(CLIENT4), V4, 40000, 80), row.input);
     }
 
     #[test]
