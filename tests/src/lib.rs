@@ -10,6 +10,7 @@ pub mod advert_watch;
 pub mod agent;
 pub mod capture;
 pub mod failover;
+pub mod fixtures;
 pub mod frames;
 pub mod http;
 pub mod inject;

@@ -27,7 +27,7 @@ pub const XDP_REDIRECT: u32 = 4;
 /// `lo`: present in every namespace, so a fine ingress device for test runs.
 pub const LO: u32 = 1;
 /// Maglev table size of the loaded director (small: fixtures fill it whole).
-const TABLE: u32 = 13;
+pub const TABLE: u32 = 13;
 
 /// The `struct xdp_md` BPF_PROG_TEST_RUN takes as context for a frame of
 /// `len` bytes arriving on `ingress`: data, data_end, data_meta,

@@ -201,7 +201,7 @@ mod tests {
         let f = frame_to_real(DIRECTOR, &[0x45; 20]);
         assert_eq!(&f[0..6], &REAL_MAC);
         assert_eq!(&f[12..14], &frames::ETH_IPV4.to_be_bytes());
-        assert_eq!(f[14 + 9], frames::IPPROTO_IPIP);
+        assert_eq!(f[14 + 9], frames::IP_IPIP);
         assert_eq!(&f[14 + 16..14 + 20], &REAL.octets());
     }
 }

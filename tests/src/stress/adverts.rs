@@ -188,7 +188,7 @@ mod tests {
         pseudo.extend_from_slice(&m);
         assert_eq!(checksum(0, &pseudo), 0, "the checksum verifies");
         // As the watcher on the wire reads it.
-        let ip = frames::ipv4(src, GROUP, PROTO_VRRP, &m);
+        let ip = frames::ipv4(src, GROUP, PROTO_VRRP, &[], 0, &m);
         let frame = frames::eth([1, 0, 0x5e, 0, 0, 0x12], [2; 6], frames::ETH_IPV4, &ip);
         let heard = advert_watch::parse(&frame).unwrap();
         assert_eq!(

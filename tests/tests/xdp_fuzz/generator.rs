@@ -1,5 +1,7 @@
 //! Frames from a grammar of what reaches a director, from both sides, with
-//! correct checksums most of the time, mutated now and then.
+//! correct checksums most of the time, mutated now and then. IP headers
+//! come from the shared builder (`xlb_testbed::frames`) with random fields;
+//! transport headers and ICMP messages are random bytes by design.
 
 use crate::{
     csum,
@@ -10,6 +12,7 @@ use std::{
     collections::HashMap,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
 };
+use xlb_testbed::frames;
 
 const MAX_FRAME: usize = 1600;
 
@@ -120,28 +123,29 @@ impl Generator {
             5
         };
         let ihl = words as usize * 4;
-        let mut h = vec![0x40 | words, self.rng.u8(..)];
-        let total = if self.rng.u8(0..30) == 0 {
-            self.rng.u16(..)
-        } else {
-            (ihl + payload.len()) as u16
-        };
-        h.extend_from_slice(&total.to_be_bytes());
-        h.extend_from_slice(&self.rng.u16(..).to_be_bytes());
+        let tos = self.rng.u8(..);
+        let bad_total = (self.rng.u8(0..30) == 0).then(|| self.rng.u16(..));
+        let id = self.rng.u16(..);
         let frag: u16 = match self.rng.u8(0..25) {
             0 => 0x2000,
             1 => self.rng.u16(1..0x2000),
             2..=12 => 0x4000, // DF only
             _ => 0,
         };
-        h.extend_from_slice(&frag.to_be_bytes());
-        h.extend_from_slice(&[64, proto, 0, 0]);
-        h.extend_from_slice(&src.octets());
-        h.extend_from_slice(&dst.octets());
-        h.extend((20..ihl).map(|_| 1u8)); // NOP options
-        let c = xlb_testbed::frames::checksum(0, &h);
-        h[10..12].copy_from_slice(&c.to_be_bytes());
-        h.extend_from_slice(payload);
+        let mut h = frames::Ipv4 {
+            tos,
+            id,
+            frag,
+            options: vec![1; ihl - 20], // NOP options
+            ..frames::Ipv4::new(src, dst, proto)
+        }
+        .packet(payload);
+        if let Some(total) = bad_total {
+            h[2..4].copy_from_slice(&total.to_be_bytes());
+            h[10..12].copy_from_slice(&[0, 0]);
+            let c = frames::checksum(0, &h[..ihl]);
+            h[10..12].copy_from_slice(&c.to_be_bytes());
+        }
         h
     }
 
@@ -170,14 +174,8 @@ impl Generator {
         }
         let first = chain.first().copied().unwrap_or(proto);
         let tc = self.rng.u8(..);
-        let mut h = vec![0x60 | tc >> 4, tc << 4, 0, 0];
-        h.extend_from_slice(&((ext.len() + payload.len()) as u16).to_be_bytes());
-        h.extend_from_slice(&[first, 64]);
-        h.extend_from_slice(&src.octets());
-        h.extend_from_slice(&dst.octets());
-        h.extend(ext);
-        h.extend_from_slice(payload);
-        h
+        ext.extend_from_slice(payload);
+        frames::ipv6_tc(tc, 0, first, src, dst, &ext)
     }
 
     /// An IP packet carrying `payload`, whose checksum is made right seven

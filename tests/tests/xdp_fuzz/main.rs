@@ -20,6 +20,7 @@
 mod csum;
 mod generator;
 mod model;
+mod rows;
 
 use aya::{
     Ebpf, EbpfLoader,
@@ -100,6 +101,7 @@ fn services() -> Vec<Service> {
                             port: rport,
                             mac: [0x02, 0xee, 0, 0, id as u8, i as u8],
                             gue_port,
+                            egress: None,
                         }
                     })
                     .collect();

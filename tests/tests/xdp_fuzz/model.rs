@@ -62,6 +62,9 @@ pub struct Real {
     pub mac: [u8; 6],
     /// TUN with GUE: the real's GUE port.
     pub gue_port: Option<u16>,
+    /// DR and TUN: the interface the real is reached through and its MAC;
+    /// `None`: the client side (`fb`), as the fuzzer's reals are.
+    pub egress: Option<(u32, [u8; 6])>,
 }
 
 pub struct Service {
@@ -302,6 +305,8 @@ pub struct Model {
     pub paths: BTreeMap<&'static str, usize>,
     /// The path the last frame took.
     pub last: &'static str,
+    /// Outer sources of tunnels: IPv4, IPv6.
+    pub tun_sources: (IpAddr, IpAddr),
 }
 
 fn send(out: &mut [u8], (egress, dmac, smac): (u32, [u8; 6], [u8; 6]), ingress: u32) -> u32 {
@@ -324,6 +329,7 @@ impl Model {
             nat_replies: HashMap::new(),
             paths: BTreeMap::new(),
             last: "",
+            tun_sources: (tun_src(false), tun_src(true)),
         }
     }
 
@@ -355,7 +361,7 @@ impl Model {
         // choice for it, which the model computes either way.
         let port = if svc.hash_port { sport } else { 0 };
         let fold = sched_hash::fold(family, &addr_words(src));
-        let first = (sched_hash::mh(fold, port, 0) % TABLE) as usize;
+        let first = (sched_hash::mh(fold, port, 0) % svc.table.len() as u32) as usize;
         let mut reals: Vec<model::Real> = svc.reals.iter().map(|_| model::Real::new(1)).collect();
         let Some(i) = model::hashed(&svc.table, &mut reals, false, first, |_| 0) else {
             self.took("dropped: no real");
@@ -364,6 +370,7 @@ impl Model {
         let (method, real) = (svc.method, &svc.reals[i]);
         let (addr, rport, mac, gue, real_id) =
             (real.addr, real.port, real.mac, real.gue_port, real.id);
+        let (egress, egress_mac) = real.egress.unwrap_or((self.fib.fb, FB_MAC));
         if !p.icmp_error && self.client_packet(&p, f, real_id, method) && method == Method::Nat {
             self.nat_replies
                 .insert((family, proto, addr, src, rport, sport), p.flow);
@@ -372,7 +379,7 @@ impl Model {
             Method::Dr => {
                 self.took(if p.icmp_error { "DR ICMP error" } else { "DR" });
                 let mut out = f.to_vec();
-                let action = send(&mut out, (self.fib.fb, mac, FB_MAC), ingress);
+                let action = send(&mut out, (egress, mac, egress_mac), ingress);
                 (action, out)
             }
             Method::Nat => {
@@ -394,9 +401,9 @@ impl Model {
                     (None, false) => "TUN IPIP over IPv4",
                     (None, true) => "TUN IPIP over IPv6",
                 });
-                match encapsulate(f, &p, addr, gue) {
+                match encapsulate(f, &p, (self.tun_sources, addr), gue) {
                     Some(mut out) => {
-                        let action = send(&mut out, (self.fib.fb, mac, FB_MAC), ingress);
+                        let action = send(&mut out, (egress, mac, egress_mac), ingress);
                         (action, out)
                     }
                     None => pass,
@@ -590,7 +597,12 @@ fn icmp_nat(out: &mut [u8], p: &Parsed, to_real: bool, addr: IpAddr, port: u16) 
 /// inner packet and always set over an IPv6 one; an IPv6 outer header's
 /// flow label is the flow hash. `None`: the inner packet's declared length
 /// runs past the frame (it goes to the stack).
-fn encapsulate(f: &[u8], p: &Parsed, real: IpAddr, gue_port: Option<u16>) -> Option<Vec<u8>> {
+fn encapsulate(
+    f: &[u8],
+    p: &Parsed,
+    ((src4, src6), real): ((IpAddr, IpAddr), IpAddr),
+    gue_port: Option<u16>,
+) -> Option<Vec<u8>> {
     let l3 = p.l3;
     let inner_v6 = p.flow.0 == FAMILY_V6;
     let (len, tos, id, df, inner_proto) = if inner_v6 {
@@ -641,7 +653,7 @@ fn encapsulate(f: &[u8], p: &Parsed, real: IpAddr, gue_port: Option<u16>) -> Opt
         ]);
         out.extend_from_slice(&((udp_len + len) as u16).to_be_bytes());
         out.extend_from_slice(&[outer_proto, 64]);
-        out.extend_from_slice(&octets(tun_src(true)));
+        out.extend_from_slice(&octets(src6));
         out.extend_from_slice(&octets(real));
     } else {
         out.extend_from_slice(&[0x08, 0x00]);
@@ -649,7 +661,7 @@ fn encapsulate(f: &[u8], p: &Parsed, real: IpAddr, gue_port: Option<u16>) -> Opt
         h.extend_from_slice(&((20 + udp_len + len) as u16).to_be_bytes());
         h.extend_from_slice(&id);
         h.extend_from_slice(&[if df { 0x40 } else { 0 }, 0, 64, outer_proto, 0, 0]);
-        h.extend_from_slice(&octets(tun_src(false)));
+        h.extend_from_slice(&octets(src4));
         h.extend_from_slice(&octets(real));
         let c = csum::ipv4_header(&h);
         h[10..12].copy_from_slice(&c.to_be_bytes());

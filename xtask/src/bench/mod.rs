@@ -13,7 +13,6 @@ mod charts;
 mod checks_load;
 mod control;
 mod failover;
-mod frames;
 pub mod guest;
 mod live;
 mod pktcost;

@@ -17,7 +17,6 @@
 
 use super::{
     Progress,
-    frames::{self, ETH_IPV4, ETH_IPV6, TCP},
     report::{Row, Section},
     stats::{Summary, mean},
 };
@@ -38,7 +37,12 @@ use std::{
     path::Path,
     sync::atomic::{AtomicBool, Ordering},
 };
-use xlb_testbed::{netns::Netns, xdp::xdp_md};
+use xlb_testbed::{
+    fixtures::{self, CLIENT_MAC, DIRECTOR_MAC, REAL_A_MAC},
+    frames::{self, ETH_IPV4, ETH_IPV6, IP_TCP},
+    netns::Netns,
+    xdp::xdp_md,
+};
 
 pub const XDP_DROP: u32 = 1;
 pub const XDP_PASS: u32 = 2;
@@ -52,14 +56,14 @@ const REALS_PER_SERVICE: u32 = 10;
 /// hit one cache-hot Maglev slot.
 const NEW_FLOW_PORTS: u16 = 1024;
 
-const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xcc];
-const DIRECTOR_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
-const REAL_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0a];
-const CLIENT4: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
-const VIP4: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 100);
-const OTHER4: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 99);
-const CLIENT6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1);
-const VIP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 0x100);
+// The fixture table's addresses and MACs (xlb_testbed::fixtures), so a
+// bench frame is the frame of the row for its path.
+const REAL_MAC: [u8; 6] = REAL_A_MAC;
+const CLIENT4: Ipv4Addr = Ipv4Addr::from_octets(fixtures::CLIENT4);
+const VIP4: Ipv4Addr = Ipv4Addr::from_octets(fixtures::VIP4);
+const OTHER4: Ipv4Addr = Ipv4Addr::from_octets(fixtures::OTHER4);
+const CLIENT6: Ipv6Addr = Ipv6Addr::from_octets(fixtures::CLIENT6);
+const VIP6: Ipv6Addr = Ipv6Addr::from_octets(fixtures::VIP6);
 /// Service `i` listens on `VIP_PORT + i`.
 const VIP_PORT: u16 = 80;
 const CLIENT_PORT: u16 = 40000;
@@ -558,19 +562,19 @@ fn mac_text(m: [u8; 6]) -> String {
 
 /// A TCP SYN from `src`:`sport` to `dst`:`dport`, as it arrives at the director.
 fn frame(src: IpAddr, dst: IpAddr, sport: u16, dport: u16) -> Vec<u8> {
-    let l4 = frames::l4(TCP, sport, dport, &[]);
+    let l4 = frames::tcp(sport, dport);
     match (src, dst) {
         (IpAddr::V4(s), IpAddr::V4(d)) => frames::eth(
             DIRECTOR_MAC,
             CLIENT_MAC,
             ETH_IPV4,
-            &frames::ipv4(s, d, TCP, &l4),
+            &frames::ipv4(s, d, IP_TCP, &[], 0, &l4),
         ),
         (IpAddr::V6(s), IpAddr::V6(d)) => frames::eth(
             DIRECTOR_MAC,
             CLIENT_MAC,
             ETH_IPV6,
-            &frames::ipv6(s, d, TCP, &l4),
+            &frames::ipv6(s, d, IP_TCP, &l4),
         ),
         _ => unreachable!("one family per frame"),
     }
@@ -584,17 +588,13 @@ fn icmp_error(client: IpAddr, vip: IpAddr, sport: u16, dport: u16) -> Vec<u8> {
     let (IpAddr::V4(client), IpAddr::V4(vip)) = (client, vip) else {
         unreachable!("the ICMP error rows are IPv4")
     };
-    let quoted_l4 = &frames::l4(TCP, dport, sport, &[])[..8];
-    let quoted = frames::ipv4(vip, client, TCP, quoted_l4);
-    let mut icmp = vec![3, 4, 0, 0, 0, 0, 0x05, 0x78];
-    icmp.extend_from_slice(&quoted);
-    let c = xlb_testbed::frames::checksum(0, &icmp);
-    icmp[2..4].copy_from_slice(&c.to_be_bytes());
+    let quoted = frames::ipv4(vip, client, IP_TCP, &[], 0, &frames::tcp(dport, sport)[..8]);
+    let icmp = frames::icmp4(3, 4, [0, 0, 0x05, 0x78], &quoted);
     frames::eth(
         DIRECTOR_MAC,
         CLIENT_MAC,
         ETH_IPV4,
-        &frames::ipv4(OTHER4, vip, frames::ICMP, &icmp),
+        &frames::ipv4(OTHER4, vip, frames::IP_ICMP, &[], 0, &icmp),
     )
 }
 
@@ -618,7 +618,7 @@ fn flow_key(dst: IpAddr, sport: u16, dport: u16) -> FlowKey {
         dst: addr_words(dst),
         sport: sport.to_be(),
         dport: dport.to_be(),
-        proto: TCP,
+        proto: IP_TCP,
         family,
         ..FlowKey::default()
     }
@@ -818,7 +818,7 @@ impl Director {
         let key = ServiceKey {
             addr: addr_words(ends(svc.v6).1),
             port: (VIP_PORT + id as u16).to_be(),
-            proto: TCP,
+            proto: IP_TCP,
             family: if svc.v6 { FAMILY_V6 } else { FAMILY_V4 },
         };
         let info = ServiceInfo {
@@ -1084,6 +1084,15 @@ mod tests {
         names.sort();
         names.dedup();
         assert_eq!(names.len(), CASES.len());
+    }
+
+    #[test]
+    fn the_dr_frame_is_the_fixture_rows_input() {
+        let row = fixtures::dr::rows()
+            .into_iter()
+            .find(|c| c.name == "DR TCP/IPv4")
+            .expect("the fixture table's DR TCP/IPv4 row");
+        assert_eq!(frame(IpAddr::V4(CLIENT4), V4, 40000, 80), row.input);
     }
 
     #[test]

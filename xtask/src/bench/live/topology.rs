@@ -17,7 +17,6 @@
 //! own maps.
 
 use super::cpu_time::{self, Ksoftirqd};
-use crate::bench::frames::{self, ETH_IPV4, UDP};
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use aya::{
     Ebpf,
@@ -38,7 +37,12 @@ use std::{
     },
     time::{Duration, Instant},
 };
-use xlb_testbed::{agent::Agent, inject::FrameSender, netns::Netns};
+use xlb_testbed::{
+    agent::Agent,
+    frames::{self, ETH_IPV4, IP_UDP},
+    inject::FrameSender,
+    netns::Netns,
+};
 
 /// What a live measurement needs from the build.
 pub struct Artefacts<'a> {
@@ -101,8 +105,10 @@ pub fn gen_frame() -> Vec<u8> {
         &frames::ipv4(
             GEN_IP,
             VIP,
-            UDP,
-            &frames::l4(UDP, SPORT_BASE, bench::PORT, &[0; 18]),
+            IP_UDP,
+            &[],
+            0,
+            &frames::udp(SPORT_BASE, bench::PORT, &[0; 18]),
         ),
     )
 }
@@ -621,7 +627,7 @@ mod tests {
             u16::from_be_bytes([f[SPORT_AT + 2], f[SPORT_AT + 3]]),
             bench::PORT
         );
-        assert_eq!(f[23], UDP, "IPv4 protocol");
+        assert_eq!(f[23], IP_UDP, "IPv4 protocol");
     }
 
     #[test]
