@@ -3,7 +3,9 @@
 //! `ENOMEM`, `EBUSY`, `ENOBUFS`...) passes, while a refusal (`EPERM`,
 //! `EINVAL`, a full map, a missing map, a layout mismatch) comes back the
 //! same until something changes. Each seam's error type says which it is
-//! ([`Classify`]); [`kind_of`] finds the answer in any error's chain.
+//! ([`Classify`]); [`kind_of`] finds the answer in any error's chain, given
+//! the seams' types by whoever sits above them all (the agent's
+//! `retry.rs`), so this module imports none of them.
 
 use std::{error::Error, io};
 
@@ -48,11 +50,11 @@ pub fn of_io(e: &io::Error) -> Kind {
     }
 }
 
-/// The kind of `e`: decided by the outermost error in its chain that is a
-/// seam's typed error (see [`typed`]), or else by the first I/O error.
-/// An error with neither is retried, as every failure was before errors
-/// were typed.
-pub fn kind_of(e: &anyhow::Error) -> Kind {
+/// The kind of `e`: decided by the outermost error in its chain that
+/// `typed` knows (a seam's error), or else by the first I/O error. An
+/// error with neither is retried, as every failure was before errors were
+/// typed.
+pub fn kind_of(e: &anyhow::Error, typed: impl Fn(&(dyn Error + 'static)) -> Option<Kind>) -> Kind {
     let chain = || e.chain();
     chain()
         .find_map(typed)
@@ -60,13 +62,9 @@ pub fn kind_of(e: &anyhow::Error) -> Kind {
         .unwrap_or(Kind::Retryable)
 }
 
-/// The kind of `e` if it is one of the seams' typed errors.
-fn typed(e: &(dyn Error + 'static)) -> Option<Kind> {
-    use crate::dataplane::{StoreError, TableError};
-    if let Some(e) = e.downcast_ref::<TableError>() {
-        return Some(e.kind());
-    }
-    e.downcast_ref::<StoreError>().map(Classify::kind)
+/// The kind of `e` if it is a `T`: one entry of a `typed` list for [`kind_of`].
+pub fn as_a<T: Classify + Error + 'static>(e: &(dyn Error + 'static)) -> Option<Kind> {
+    e.downcast_ref::<T>().map(Classify::kind)
 }
 
 #[cfg(test)]
@@ -92,14 +90,18 @@ mod tests {
 
     #[test]
     fn the_chain_is_searched_below_context() {
+        let untyped = |_: &(dyn Error + 'static)| None;
         let busy: anyhow::Error = io::Error::from_raw_os_error(libc::EBUSY).into();
-        assert_eq!(
-            kind_of(&busy.context("IPVS: adding a service")),
-            Kind::Retryable
-        );
+        let busy = busy.context("IPVS: adding a service");
+        assert_eq!(kind_of(&busy, untyped), Kind::Retryable);
         let denied: Result<(), io::Error> = Err(io::Error::from_raw_os_error(libc::EPERM));
         let denied = denied.context("netlink: adding a route").unwrap_err();
-        assert_eq!(kind_of(&denied), Kind::Fatal);
-        assert_eq!(kind_of(&anyhow::anyhow!("no cause")), Kind::Retryable);
+        assert_eq!(kind_of(&denied, untyped), Kind::Fatal);
+        assert_eq!(
+            kind_of(&anyhow::anyhow!("no cause"), untyped),
+            Kind::Retryable
+        );
+        // A typed error decides before the errno under it.
+        assert_eq!(kind_of(&busy, |_| Some(Kind::Fatal)), Kind::Fatal);
     }
 }

@@ -82,10 +82,14 @@ struct Forwarding {
 impl Forwarding {
     /// Recomposes the whole desired state and applies it when it changed;
     /// a failure is logged, and retried after a backoff if it may pass.
+    /// A state the plane refused is not applied again (it was reported
+    /// then); a reload applies whatever it composes.
     fn update(&mut self, config: &Config, runtime: &Runtime, hops: &Hops, why: &str) {
-        if let Err(e) = self.try_update(config, runtime, hops, why)
-            && !e.is::<AlreadyRefused>()
-        {
+        let fresh = desired::compose(config, runtime, hops);
+        if self.refused.as_ref() == Some(&fresh) {
+            return;
+        }
+        if let Err(e) = self.apply(fresh, why) {
             self.report(&e, why);
         }
     }
@@ -116,14 +120,15 @@ impl Forwarding {
         hops: &Hops,
         why: &str,
     ) -> Result<()> {
+        self.apply(desired::compose(config, runtime, hops), why)
+    }
+
+    /// Has the plane forward `fresh` unless it does already.
+    fn apply(&mut self, fresh: Vec<DesiredService>, why: &str) -> Result<()> {
         let started = Instant::now();
-        let fresh = desired::compose(config, runtime, hops);
         // After a failed apply the plane may hold anything: write it all again.
         if fresh == self.desired && !self.retry.pending() {
             return Ok(());
-        }
-        if self.refused.as_ref() == Some(&fresh) {
-            return Err(AlreadyRefused.into());
         }
         match self.plane.apply(&fresh) {
             Ok(()) => {
@@ -217,11 +222,6 @@ impl Forwarding {
         }
     }
 }
-
-/// The state to apply is one the data plane refused already (reported then).
-#[derive(Debug, thiserror::Error)]
-#[error("the data plane refused this state already")]
-struct AlreadyRefused;
 
 /// What handles the components' events: the data plane, what the agent
 /// learned so far, and who is told about changes.
@@ -720,10 +720,10 @@ impl Reload<'_> {
     async fn run(&self, lp: &mut Loop, config: &mut Arc<Config>) -> Result<(), String> {
         let fresh = reload::reread(self.source, self.overrides, config)
             .map(Arc::new)
-            .map_err(|e| format!("the config has errors:\n{e:#}"))?;
+            .map_err(|e| format!("the config has errors:\n{}", crate::logging::chain(&e)))?;
         lp.serving(config, self.vrrp.prepare(fresh.clone()))
             .await
-            .map_err(|e| format!("VRRP: {e:#}"))?;
+            .map_err(|e| format!("VRRP: {}", crate::logging::chain(&e)))?;
         let before = lp.r.hops.clone();
         let hops = lp
             .serving(
@@ -740,7 +740,7 @@ impl Reload<'_> {
             lp.r.fwd
                 .restore("reload failed: the previous config's services written back");
             lp.serving(config, self.vrrp.abort()).await;
-            return Err(format!("data plane: {e:#}"));
+            return Err(format!("data plane: {}", crate::logging::chain(&e)));
         }
         // Checkers follow the new reals; verdicts of reals that stay are kept.
         if fresh.services != config.services {

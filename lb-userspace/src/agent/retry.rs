@@ -6,8 +6,16 @@
 //! so the next attempt waits for a new one (a reload, a health or
 //! mastership change, new next hops).
 
-use crate::fault::{self, Kind};
-use std::time::{Duration, Instant};
+use crate::{
+    dataplane::{LoadError, StoreError, TableError},
+    fault::{self, Kind, as_a},
+    ipvs::IpvsError,
+    net::NetlinkError,
+};
+use std::{
+    error::Error,
+    time::{Duration, Instant},
+};
 
 /// The first wait after a retryable failure: the loop's refresh.
 pub const FIRST_BACKOFF: Duration = Duration::from_secs(5);
@@ -43,7 +51,7 @@ impl Retry {
 
     /// The apply failed with `e` at `now`.
     pub fn failed(&mut self, e: &anyhow::Error, now: Instant) -> Told {
-        match fault::kind_of(e) {
+        match fault::kind_of(e, seam) {
             Kind::Fatal => {
                 *self = Retry::Refused;
                 Told::Refused
@@ -72,6 +80,15 @@ impl Retry {
     pub fn due(&self, now: Instant) -> bool {
         matches!(self, Retry::Backoff { at, .. } if *at <= now)
     }
+}
+
+/// The kind of `e` if it is the typed error of a seam below the agent.
+fn seam(e: &(dyn Error + 'static)) -> Option<Kind> {
+    as_a::<TableError>(e)
+        .or_else(|| as_a::<StoreError>(e))
+        .or_else(|| as_a::<LoadError>(e))
+        .or_else(|| as_a::<IpvsError>(e))
+        .or_else(|| as_a::<NetlinkError>(e))
 }
 
 #[cfg(test)]
@@ -107,6 +124,34 @@ mod tests {
             r.failed(&os(libc::ENOMEM), now),
             Told::RetryIn(FIRST_BACKOFF)
         );
+    }
+
+    #[test]
+    fn each_seams_error_is_read_under_context() {
+        let t0 = Instant::now();
+        let store = |errno| StoreError {
+            map: lb_common::map_names::REALS,
+            op: "writing",
+            source: io::Error::from_raw_os_error(errno),
+        };
+        let table = |errno| anyhow::Error::from(TableError::from(store(errno))).context("apply");
+        let mut r = Retry::default();
+        assert!(matches!(
+            r.failed(&table(libc::EAGAIN), t0),
+            Told::RetryIn(_)
+        ));
+        assert_eq!(r.failed(&table(libc::EPERM), t0), Told::Refused);
+        let full = TableError::Full {
+            what: "real server",
+            setting: "max_reals",
+        };
+        assert_eq!(r.failed(&full.into(), t0), Told::Refused);
+        let ipvs = IpvsError::Refused(io::Error::from_raw_os_error(libc::ENOMEM));
+        assert!(matches!(r.failed(&ipvs.into(), t0), Told::RetryIn(_)));
+        let netlink = NetlinkError::Refused(io::Error::from_raw_os_error(libc::EINVAL));
+        assert_eq!(r.failed(&netlink.into(), t0), Told::Refused);
+        let load = LoadError::MissingProgram("xlb_director");
+        assert_eq!(r.failed(&load.into(), t0), Told::Refused);
     }
 
     #[test]

@@ -22,7 +22,7 @@ pub use maps::StoreError;
 pub use tables::{MaglevChurn, TableError};
 
 pub use crate::neigh::NextHop;
-pub use loader::attach_program;
+pub use loader::{LoadError, attach_program};
 pub use xdp::{PinLock, XdpDataPlane};
 
 use crate::config::{Method, Persistence, SchedFlags, Scheduler, ServiceId, Tunnel};

@@ -663,26 +663,3 @@ fn a_refused_write_is_fatal_and_a_full_map_says_what_to_raise() {
     assert_eq!(f.services.len(), 3);
     assert_eq!(stray_reals(&f), Vec::<u32>::new());
 }
-
-#[test]
-fn the_loop_retries_a_passing_failure_and_not_a_refusal() {
-    use crate::agent::retry::{Retry, Told};
-    let f = Fake::new();
-    let mut t = f.tables();
-    let now = Instant::now();
-    let mut retry = Retry::default();
-    // As the agent sees it: through the DataPlane seam, as anyhow.
-    let mut apply = |t: &mut Tables| t.apply(&before()).map_err(anyhow::Error::from);
-    f.maglev.fail_writes_after(0, libc::ENOMEM);
-    let e = apply(&mut t).unwrap_err();
-    assert!(matches!(retry.failed(&e, now), Told::RetryIn(_)), "{e:#}");
-    assert!(retry.due(now + crate::agent::retry::MAX_BACKOFF));
-    f.maglev.fail_writes_after(0, libc::EINVAL);
-    let e = apply(&mut t).unwrap_err();
-    assert_eq!(retry.failed(&e, now), Told::Refused, "{e:#}");
-    assert!(!retry.due(now + crate::agent::retry::MAX_BACKOFF * 100));
-    f.maglev.heal();
-    apply(&mut t).unwrap();
-    retry.succeeded();
-    assert!(!retry.pending());
-}
