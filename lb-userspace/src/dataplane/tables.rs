@@ -799,7 +799,7 @@ impl Tables {
         }
     }
 
-    /// Service `id`'s slots mapped (only with [`Tables::mapped`]).
+    /// Service `id`'s slots mapped (only with `Maps::maglev_mapped`).
     fn window(&self, id: u32) -> Result<Window> {
         let unmapped = || io::Error::new(io::ErrorKind::Unsupported, "MAGLEV is not mapped");
         self.maps
