@@ -9,6 +9,7 @@ pub mod cli;
 pub mod dataplane;
 pub mod decap;
 pub mod dump;
+pub mod fault;
 pub mod ipvs;
 pub mod ipvsadm;
 pub mod load;

@@ -187,7 +187,11 @@ impl Resolver {
         let mut links: HashMap<u32, Result<([u8; 6], u16), String>> = HashMap::new();
         for (route, _) in plans.iter().flatten() {
             if let std::collections::hash_map::Entry::Vacant(slot) = links.entry(route.ifindex) {
-                slot.insert(self.link(route.ifindex).await.map_err(|e| format!("{e:#}")));
+                slot.insert(
+                    self.link(route.ifindex)
+                        .await
+                        .map_err(|e| crate::logging::chain(&e).to_string()),
+                );
             }
         }
         let missing = |table: &Neighbours| -> Vec<IpAddr> {

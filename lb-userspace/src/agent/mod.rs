@@ -10,6 +10,7 @@
 pub mod desired;
 pub mod hops;
 mod plane;
+pub(crate) mod retry;
 
 use crate::{
     alert::Alerter,
@@ -35,6 +36,7 @@ use crate::{
 use anyhow::{Context, Result};
 use desired::Runtime;
 use hops::Hops;
+use retry::Retry;
 use std::{
     sync::Arc,
     time::{Duration, Instant},
@@ -44,7 +46,7 @@ use tokio::{
     sync::mpsc,
     time::MissedTickBehavior,
 };
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 /// How long start-up waits for a real server's neighbour entry.
 const RESOLVE_WAIT: Duration = Duration::from_secs(3);
@@ -69,23 +71,48 @@ struct Forwarding {
     plane: Box<dyn DataPlane>,
     /// One entry per configured service, in config order.
     desired: Vec<DesiredService>,
-    /// The last apply failed: the next full update retries it.
-    pending: bool,
+    /// Whether and when a failed apply is tried again.
+    retry: Retry,
+    /// The state the plane refused (a fatal failure): not applied again as it is.
+    refused: Option<Vec<DesiredService>>,
     /// Where the metrics read Maglev churn (the plane stays with the loop).
     churn: metrics::maglev::ChurnBoard,
 }
 
 impl Forwarding {
     /// Recomposes the whole desired state and applies it when it changed;
-    /// a failure is logged and retried at the next refresh.
+    /// a failure is logged, and retried after a backoff if it may pass.
+    /// A state the plane refused is not applied again (it was reported
+    /// then); a reload applies whatever it composes.
     fn update(&mut self, config: &Config, runtime: &Runtime, hops: &Hops, why: &str) {
-        if let Err(e) = self.try_update(config, runtime, hops, why) {
-            warn!(error = %crate::logging::chain(&e), "{why}: updating maps failed; will retry");
+        let fresh = desired::compose(config, runtime, hops);
+        if self.refused.as_ref() == Some(&fresh) {
+            return;
+        }
+        if let Err(e) = self.apply(fresh, why) {
+            self.report(&e, why);
+        }
+    }
+
+    /// Logs the failure `retry` recorded: a warning with the next attempt,
+    /// or an error, once, for a refusal.
+    fn report(&self, e: &anyhow::Error, why: &str) {
+        let error = crate::logging::chain(e);
+        match &self.retry {
+            Retry::Backoff { at, .. } => {
+                let retry_in_s = at.saturating_duration_since(Instant::now()).as_secs();
+                warn!(%error, retry_in_s, "{why}: updating maps failed; will retry");
+            }
+            _ => error!(
+                %error,
+                "{why}: the data plane refused the update; not retried until the services, their health or the next hops change"
+            ),
         }
     }
 
     /// [`Forwarding::update`], returning the failure (the plane keeps what
-    /// it was last given as `desired`, and retries at the next refresh).
+    /// it was last given as `desired`; [`Forwarding::retry`] says when to
+    /// try again).
     fn try_update(
         &mut self,
         config: &Config,
@@ -93,10 +120,14 @@ impl Forwarding {
         hops: &Hops,
         why: &str,
     ) -> Result<()> {
+        self.apply(desired::compose(config, runtime, hops), why)
+    }
+
+    /// Has the plane forward `fresh` unless it does already.
+    fn apply(&mut self, fresh: Vec<DesiredService>, why: &str) -> Result<()> {
         let started = Instant::now();
-        let fresh = desired::compose(config, runtime, hops);
         // After a failed apply the plane may hold anything: write it all again.
-        if fresh == self.desired && !self.pending {
+        if fresh == self.desired && !self.retry.pending() {
             return Ok(());
         }
         match self.plane.apply(&fresh) {
@@ -106,12 +137,15 @@ impl Forwarding {
                     "{why}: data plane updated"
                 );
                 self.desired = fresh;
-                self.pending = false;
+                self.retry.succeeded();
+                self.refused = None;
                 self.churn.set(self.plane.maglev_churn());
                 Ok(())
             }
             Err(e) => {
-                self.pending = true;
+                if self.retry.failed(&e, Instant::now()) == retry::Told::Refused {
+                    self.refused = Some(fresh);
+                }
                 Err(e)
             }
         }
@@ -122,12 +156,12 @@ impl Forwarding {
     fn restore(&mut self, why: &str) {
         match self.plane.apply(&self.desired) {
             Ok(()) => {
-                self.pending = false;
+                self.retry.succeeded();
                 info!("{why}");
             }
             Err(e) => {
-                self.pending = true;
-                warn!(error = %crate::logging::chain(&e), "{why}: failed; will retry");
+                self.retry.failed(&e, Instant::now());
+                self.report(&e, why);
             }
         }
     }
@@ -182,8 +216,8 @@ impl Forwarding {
                 for (i, d) in changed.into_iter().zip(before) {
                     self.desired[i] = d;
                 }
-                self.pending = true;
-                warn!(error = %crate::logging::chain(&e), "{why}: updating maps failed; will retry");
+                self.retry.failed(&e, Instant::now());
+                self.report(&e, why);
             }
         }
     }
@@ -523,7 +557,8 @@ pub async fn run(
     let fwd = Forwarding {
         plane,
         desired,
-        pending: false,
+        retry: Retry::default(),
+        refused: None,
         churn: shared.maglev.clone(),
     };
 
@@ -605,8 +640,8 @@ pub async fn run(
             _ = tick.tick() => {
                 let fresh = hops::resolve(resolve, &config, Duration::ZERO, &lp.r.hops).await;
                 // Events applied everything else already: without new hops or
-                // a failed apply to retry, composing again would find no change.
-                if fresh != lp.r.hops || lp.r.fwd.pending {
+                // a failed apply due for a retry, composing again would find no change.
+                if fresh != lp.r.hops || lp.r.fwd.retry.due(Instant::now()) {
                     let why = if fresh != lp.r.hops { "next hops changed" } else { "retrying" };
                     lp.r.hops = fresh;
                     lp.r.fwd.update(&config, &lp.r.runtime, &lp.r.hops, why);
@@ -685,10 +720,10 @@ impl Reload<'_> {
     async fn run(&self, lp: &mut Loop, config: &mut Arc<Config>) -> Result<(), String> {
         let fresh = reload::reread(self.source, self.overrides, config)
             .map(Arc::new)
-            .map_err(|e| format!("the config has errors:\n{e:#}"))?;
+            .map_err(|e| format!("the config has errors:\n{}", crate::logging::chain(&e)))?;
         lp.serving(config, self.vrrp.prepare(fresh.clone()))
             .await
-            .map_err(|e| format!("VRRP: {e:#}"))?;
+            .map_err(|e| format!("VRRP: {}", crate::logging::chain(&e)))?;
         let before = lp.r.hops.clone();
         let hops = lp
             .serving(
@@ -705,7 +740,7 @@ impl Reload<'_> {
             lp.r.fwd
                 .restore("reload failed: the previous config's services written back");
             lp.serving(config, self.vrrp.abort()).await;
-            return Err(format!("data plane: {e:#}"));
+            return Err(format!("data plane: {}", crate::logging::chain(&e)));
         }
         // Checkers follow the new reals; verdicts of reals that stay are kept.
         if fresh.services != config.services {

@@ -18,11 +18,11 @@ pub async fn probe(
 ) -> Probe {
     let run_as = match user.map(RunAs::lookup).transpose() {
         Ok(u) => u,
-        Err(e) => return Probe::fail(format!("script user: {e:#}")),
+        Err(e) => return Probe::fail(format!("script user: {}", crate::logging::chain(&e))),
     };
     match script::run(cmd, &[], run_as, timeout, secure).await {
         Ok(outcome) => verdict(outcome, dynamic),
-        Err(e) => Probe::fail(format!("{e:#}")),
+        Err(e) => Probe::fail(crate::logging::chain(&e).to_string()),
     }
 }
 

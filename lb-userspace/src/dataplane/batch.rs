@@ -5,20 +5,19 @@
 //! bucket at a time), so a batch is as consistent as single operations.
 //!
 //! A fresh start writes every Maglev slot of every service, millions of
-//! them ([`update_u32`]); the upkeep reclaimer walks the flow table in
-//! bounded batches (`store::PinnedMap`).
+//! them, and the upkeep reclaimer walks the flow table in bounded batches:
+//! both through `store::PinnedMap`.
 
-use aya::maps::MapData;
 use std::{
     io,
-    os::fd::{AsFd, AsRawFd, BorrowedFd},
+    os::fd::{AsRawFd, BorrowedFd},
 };
 
 const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
 const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
 const BPF_MAP_DELETE_BATCH: libc::c_long = 27;
-/// Slots per call of [`update_u32`]: bounds the kernel's copy of keys and values.
-const CHUNK: usize = 1 << 16;
+/// Entries per update call: bounds the kernel's copy of keys and values.
+pub const CHUNK: usize = 1 << 16;
 
 /// The `batch` member of `union bpf_attr`; the kernel zero-fills the rest.
 #[repr(C)]
@@ -124,17 +123,6 @@ pub fn delete(fd: BorrowedFd<'_>, keys: &[u8], count: usize) -> Result<(), (io::
         (Ok(()), _) => Ok(()),
         (Err(e), n) => Err((e, n)),
     }
-}
-
-/// Sets `keys[i]` to `values[i]` in the `u32` array `map`. `Err` with
-/// `Unsupported` when the kernel has no batch updates for it.
-pub fn update_u32(map: &MapData, keys: &[u32], values: &[u32]) -> io::Result<()> {
-    assert_eq!(keys.len(), values.len());
-    let fd = map.fd().as_fd();
-    for (k, v) in keys.chunks(CHUNK).zip(values.chunks(CHUNK)) {
-        update(fd, bytes(k), bytes(v), k.len()).map_err(|(e, _)| e)?;
-    }
-    Ok(())
 }
 
 /// The bytes of a slice of plain values.

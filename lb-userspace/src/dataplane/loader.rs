@@ -57,23 +57,38 @@ pub fn load(
             loader.map_pin_path(name, dir.join(name));
         }
     }
-    let mut ebpf = loader
-        .load(object)
-        .context("loading the XDP object into the kernel")?;
-    let prog: &mut Xdp = ebpf
-        .program_mut(PROG_DIRECTOR)
-        .context("the XDP object has no director program")?
-        .try_into()?;
-    prog.load()
-        .context("the kernel verifier rejected the director program")?;
-    let upkeep: &mut Xdp = ebpf
-        .program_mut(PROG_UPKEEP)
-        .context("the XDP object has no upkeep program")?
-        .try_into()?;
-    upkeep
-        .load()
-        .context("the kernel verifier rejected the upkeep program")?;
+    let mut ebpf = loader.load(object).map_err(LoadError::Object)?;
+    for name in [PROG_DIRECTOR, PROG_UPKEEP] {
+        let prog: &mut Xdp = ebpf
+            .program_mut(name)
+            .ok_or(LoadError::MissingProgram(name))?
+            .try_into()?;
+        prog.load()
+            .map_err(|source| LoadError::Verifier { name, source })?;
+    }
     Ok(ebpf)
+}
+
+/// Loading the object failed: nothing here passes with time (a map the
+/// kernel cannot make, a program it refuses), so each is fatal.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("loading the XDP object into the kernel")]
+    Object(#[source] aya::EbpfError),
+    #[error("the XDP object has no program {0}")]
+    MissingProgram(&'static str),
+    #[error("the kernel verifier rejected the program {name}")]
+    Verifier {
+        name: &'static str,
+        #[source]
+        source: aya::programs::ProgramError,
+    },
+}
+
+impl crate::fault::Classify for LoadError {
+    fn kind(&self) -> crate::fault::Kind {
+        crate::fault::Kind::Fatal
+    }
 }
 
 /// Attaches the director to `ifname` in `mode`; returns the link and the mode in effect.

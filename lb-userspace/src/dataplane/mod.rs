@@ -7,6 +7,7 @@ mod batch;
 mod ids;
 pub mod ipvs;
 mod loader;
+mod maps;
 mod mh_order;
 pub mod route_attach;
 mod slots;
@@ -17,10 +18,11 @@ mod veth;
 mod xdp;
 
 pub use ipvs::IpvsDataPlane;
-pub use tables::MaglevChurn;
+pub use maps::StoreError;
+pub use tables::{MaglevChurn, TableError};
 
 pub use crate::neigh::NextHop;
-pub use loader::attach_program;
+pub use loader::{LoadError, attach_program};
 pub use xdp::{PinLock, XdpDataPlane};
 
 use crate::config::{Method, Persistence, SchedFlags, Scheduler, ServiceId, Tunnel};

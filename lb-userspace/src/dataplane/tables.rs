@@ -17,36 +17,76 @@
 //! settings are as installed is skipped after a comparison (no table is
 //! built), ids come from pools instead of scans, and
 //! [`Tables::apply_changed`] visits only the services the caller names.
+//!
+//! Every write goes through the map-store port ([`Maps`]), so all of this
+//! runs on in-memory maps in the host tests (`tables/tests.rs`).
 
 use super::{
-    DesiredReal, DesiredService, NextHop, batch,
+    DesiredReal, DesiredService, NextHop,
     ids::IdPool,
+    maps::{Maps, StoreError},
     mh_order::MhOrder,
-    slots::{MappedSlots, Window},
+    slots::Window,
 };
 use crate::{
     config::{Method, Protocol, Scheduler, ServiceId, Tunnel},
+    fault::{self, Classify, Kind},
     maglev,
     sched::tables as sched_tables,
 };
-use anyhow::{Context, Result};
-use aya::{
-    Ebpf,
-    maps::{Array, HashMap, MapData, PerCpuArray, PerCpuValues, xdp::DevMapHash},
-    util::nr_cpus,
-};
 use lb_common::{
-    ConnCounts, Counters, IfaceInfo, REAL_F_DRAINING, REAL_F_PRESENT, REAL_F_REACHABLE, REAL_NONE,
-    RealConns, RealInfo, SERVICE_F_ACTIVE, SERVICE_F_FALLBACK, SERVICE_F_HASH_PORT,
-    SERVICE_F_PERSISTENT, SERVICE_F_TABLE_B, ServiceInfo, ServiceKey, Settings, addr_ip,
-    addr_words, family_of, map_names, sched_hash, sched_layout,
+    ConnCounts, IfaceInfo, REAL_F_DRAINING, REAL_F_PRESENT, REAL_F_REACHABLE, REAL_NONE, RealConns,
+    RealInfo, SERVICE_F_ACTIVE, SERVICE_F_FALLBACK, SERVICE_F_HASH_PORT, SERVICE_F_PERSISTENT,
+    SERVICE_F_TABLE_B, ServiceInfo, ServiceKey, addr_ip, addr_words, family_of, sched_hash,
+    sched_layout,
 };
 use std::{
     collections::{BTreeMap, BTreeSet},
+    io,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
     time::Instant,
 };
 use tracing::{debug, info, warn};
+
+#[cfg(test)]
+mod tests;
+
+/// Why the table writer failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TableError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("no free {what} slot (raise {setting})")]
+    Full {
+        what: &'static str,
+        setting: &'static str,
+    },
+    #[error("{0}: the XDP data plane cannot see firewall marks")]
+    Fwmark(ServiceId),
+    #[error("a pinned service has protocol {0}, which xlb does not forward")]
+    Protocol(u8),
+    #[error("mapping the Maglev slots of service id {id}")]
+    Mapping {
+        id: u32,
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl Classify for TableError {
+    fn kind(&self) -> Kind {
+        match self {
+            TableError::Store(e) => e.kind(),
+            TableError::Mapping { source, .. } => fault::of_io(source),
+            // The config (or the maps adopted) must change first.
+            TableError::Full { .. } | TableError::Fwmark(_) | TableError::Protocol(_) => {
+                Kind::Fatal
+            }
+        }
+    }
+}
+
+type Result<T, E = TableError> = std::result::Result<T, E>;
 
 /// What the maps hold for one service.
 struct Installed {
@@ -79,10 +119,8 @@ struct SchedState {
 }
 
 pub struct Tables {
+    maps: Maps,
     table_size: u32,
-    /// `MAGLEV` mapped into the agent; `None` for maps pinned by an agent
-    /// that made them unmappable (written through syscalls then).
-    mapped: Option<MappedSlots>,
     services: BTreeMap<ServiceId, Installed>,
     written_reals: BTreeMap<u32, RealInfo>,
     ifaces: BTreeSet<u32>,
@@ -130,9 +168,7 @@ pub struct TunnelSources {
 /// The `SERVICES` key of an address service; fwmark services have none
 /// (the config refuses them with the XDP data plane).
 pub fn service_key(id: &ServiceId) -> Result<ServiceKey> {
-    let (vip, port, protocol) = id
-        .addr()
-        .with_context(|| format!("{id}: the XDP data plane cannot see firewall marks"))?;
+    let (vip, port, protocol) = id.addr().ok_or(TableError::Fwmark(*id))?;
     Ok(ServiceKey {
         addr: addr_words(vip),
         port: port.to_be(),
@@ -141,26 +177,12 @@ pub fn service_key(id: &ServiceId) -> Result<ServiceKey> {
     })
 }
 
-fn map<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut aya::maps::Map> {
-    ebpf.map_mut(name)
-        .with_context(|| format!("map {name} missing from the object"))
-}
-
 impl Tables {
     /// The record for maps made just now (empty).
-    pub fn new(
-        ebpf: &mut Ebpf,
-        table_size: u32,
-        max_services: u32,
-        max_reals: u32,
-    ) -> Result<Tables> {
-        let mapped = match map(ebpf, map_names::MAGLEV)? {
-            aya::maps::Map::Array(data) => MappedSlots::of(data).context("examining MAGLEV")?,
-            _ => None,
-        };
-        Ok(Tables {
+    pub fn new(maps: Maps, table_size: u32, max_services: u32, max_reals: u32) -> Tables {
+        Tables {
+            maps,
             table_size,
-            mapped,
             services: BTreeMap::new(),
             written_reals: BTreeMap::new(),
             ifaces: BTreeSet::new(),
@@ -173,7 +195,12 @@ impl Tables {
             real_ids: IdPool::new(1, max_reals),
             pristine_reals: 1,
             unswept: false,
-        })
+        }
+    }
+
+    /// The maps, for the data plane's own entries (`SETTINGS`, `TX_PORTS`).
+    pub fn maps_mut(&mut self) -> &mut Maps {
+        &mut self.maps
     }
 
     /// Whether reals leaving a service keep their flows until these end
@@ -189,7 +216,6 @@ impl Tables {
     /// them). Returns how many were freed.
     pub fn release_drained(
         &mut self,
-        ebpf: &mut Ebpf,
         with_flows: &BTreeSet<u32>,
         walk_started: Instant,
     ) -> Result<usize> {
@@ -202,7 +228,7 @@ impl Tables {
             .retain(|rid, _| draining.iter().any(|(_, _, r)| r == rid));
         let mut freed = 0;
         for (sid, k, rid) in draining {
-            let live = live_conns(ebpf, rid)?;
+            let live = self.live_conns(rid)?;
             let walked = self
                 .draining_since
                 .get(&rid)
@@ -210,7 +236,7 @@ impl Tables {
             if live.active + live.inactive != 0 && (!walked || with_flows.contains(&rid)) {
                 continue;
             }
-            self.clear_real(ebpf, rid)?;
+            self.clear_real(rid)?;
             if let Some(s) = self.services.get_mut(&sid) {
                 s.draining.remove(&k);
             }
@@ -231,19 +257,13 @@ impl Tables {
     /// agent left pinned (`SERVICES`, `REALS`, `SERVICE_REALS`, `MAGLEV`), so
     /// the next apply keeps every service's id, every real's id and the
     /// scheduler state, and writes only what the config changes.
-    pub fn adopt(
-        ebpf: &mut Ebpf,
-        table_size: u32,
-        max_services: u32,
-        max_reals: u32,
-    ) -> Result<Tables> {
-        let mut t = Tables::new(ebpf, table_size, max_services, max_reals)?;
+    pub fn adopt(maps: Maps, table_size: u32, max_services: u32, max_reals: u32) -> Result<Tables> {
+        let mut t = Tables::new(maps, table_size, max_services, max_reals);
         let mut reals_of: BTreeMap<u32, BTreeMap<(IpAddr, u16), u32>> = BTreeMap::new();
         let mut draining_of: BTreeMap<u32, BTreeMap<(IpAddr, u16), u32>> = BTreeMap::new();
         {
-            let m: Array<_, RealInfo> = Array::try_from(map(ebpf, map_names::REALS)?)?;
             for rid in 0..max_reals {
-                let info = m.get(&rid, 0)?;
+                let info = t.maps.reals.get(&rid)?.unwrap_or_default();
                 if info.flags & REAL_F_PRESENT != 0 {
                     let addr = addr_ip(info.addr, info.family);
                     let of = if info.flags & REAL_F_DRAINING != 0 {
@@ -258,24 +278,20 @@ impl Tables {
                 }
             }
         }
-        let services: Vec<(ServiceKey, ServiceInfo)> = {
-            let m: HashMap<_, ServiceKey, ServiceInfo> =
-                HashMap::try_from(map(ebpf, map_names::SERVICES)?)?;
-            m.iter().collect::<Result<_, _>>()?
-        };
+        let services = t.maps.services.entries(256)?;
         for (key, info) in services {
-            let protocol = Protocol::from_number(key.proto)
-                .with_context(|| format!("pinned service with protocol {}", key.proto))?;
+            let protocol =
+                Protocol::from_number(key.proto).ok_or(TableError::Protocol(key.proto))?;
             let id = ServiceId::Addr {
                 vip: addr_ip(key.addr, key.family),
                 port: u16::from_be(key.port),
                 protocol,
             };
             let table_b = info.flags & SERVICE_F_TABLE_B != 0;
-            let list = read_list(ebpf, info.id, table_b)?;
-            let table = match &t.mapped {
+            let list = t.read_list(info.id, table_b)?;
+            let table = match &t.maps.maglev_mapped {
                 Some(_) => t.current_table(info.id, None)?.unwrap_or_default(),
-                None => read_table(ebpf, info.id, table_size)?,
+                None => t.read_table(info.id)?,
             };
             let sched_table = if info.sched == Scheduler::Mh.code() {
                 Vec::new()
@@ -283,7 +299,7 @@ impl Tables {
                 let base = sched_layout::table_base(0, table_size, table_b) as usize;
                 table[base..base + info.table_len as usize].to_vec()
             };
-            let table = if t.mapped.is_some() {
+            let table = if t.maps.maglev_mapped.is_some() {
                 Vec::new()
             } else {
                 table
@@ -347,36 +363,31 @@ impl Tables {
     /// Makes the maps forward exactly `desired`: services not listed are
     /// removed, and of the others only those that differ from what is
     /// installed are written.
-    pub fn apply(&mut self, ebpf: &mut Ebpf, desired: &[DesiredService]) -> Result<()> {
-        let result = self.apply_all(ebpf, desired);
-        self.settle(ebpf, result)
+    pub fn apply(&mut self, desired: &[DesiredService]) -> Result<()> {
+        let result = self.apply_all(desired);
+        self.settle(result)
     }
 
     /// As [`Tables::apply`] when `desired` lists the services of the
     /// previous apply and only those at the indices `changed` may differ
     /// (a checker verdict, a mastership change): the others are not visited.
-    pub fn apply_changed(
-        &mut self,
-        ebpf: &mut Ebpf,
-        desired: &[DesiredService],
-        changed: &[usize],
-    ) -> Result<()> {
+    pub fn apply_changed(&mut self, desired: &[DesiredService], changed: &[usize]) -> Result<()> {
         let result = (|| {
             let touched = || changed.iter().filter_map(|&i| desired.get(i));
-            self.write_ifaces(ebpf, touched())?;
+            self.write_ifaces(touched())?;
             // A tunnel real coming or going may change the source the kernel would pick.
             if touched().any(|d| d.method == Method::Tun) {
-                self.write_tunnel_sources(ebpf, desired)?;
+                self.write_tunnel_sources(desired)?;
             }
-            touched().try_for_each(|d| self.sync_service(ebpf, d))
+            touched().try_for_each(|d| self.sync_service(d))
         })();
-        self.settle(ebpf, result)
+        self.settle(result)
     }
 
-    fn apply_all(&mut self, ebpf: &mut Ebpf, desired: &[DesiredService]) -> Result<()> {
-        self.write_ifaces(ebpf, desired.iter())?;
+    fn apply_all(&mut self, desired: &[DesiredService]) -> Result<()> {
+        self.write_ifaces(desired.iter())?;
         // Before any real is written, so a tunnel never starts without its source.
-        self.write_tunnel_sources(ebpf, desired)?;
+        self.write_tunnel_sources(desired)?;
         let wanted: BTreeSet<ServiceId> = desired.iter().map(|d| d.id).collect();
         // Removals first, so their ids are free for what is added.
         let gone: Vec<ServiceId> = self
@@ -386,20 +397,20 @@ impl Tables {
             .copied()
             .collect();
         for id in gone {
-            self.remove_service(ebpf, &id)?;
+            self.remove_service(&id)?;
         }
-        desired.iter().try_for_each(|d| self.sync_service(ebpf, d))
+        desired.iter().try_for_each(|d| self.sync_service(d))
     }
 
     /// After an apply: a failure leaves real slots to sweep at the next
     /// apply that succeeds.
-    fn settle(&mut self, ebpf: &mut Ebpf, result: Result<()>) -> Result<()> {
+    fn settle(&mut self, result: Result<()>) -> Result<()> {
         if result.is_err() {
             self.unswept = true;
             return result;
         }
         if self.unswept {
-            self.sweep_reals(ebpf)?;
+            self.sweep_reals()?;
             self.unswept = false;
         }
         Ok(())
@@ -407,7 +418,7 @@ impl Tables {
 
     /// Clears real slots no service owns (left by an apply that failed half
     /// way, or by the agent a pinned data plane was adopted from).
-    fn sweep_reals(&mut self, ebpf: &mut Ebpf) -> Result<()> {
+    fn sweep_reals(&mut self) -> Result<()> {
         let owned: BTreeSet<u32> = self
             .services
             .values()
@@ -420,7 +431,7 @@ impl Tables {
             .copied()
             .collect();
         for rid in stray {
-            self.clear_real(ebpf, rid)?;
+            self.clear_real(rid)?;
             self.real_ids.give(rid);
         }
         Ok(())
@@ -428,33 +439,22 @@ impl Tables {
 
     fn write_ifaces<'a>(
         &mut self,
-        ebpf: &mut Ebpf,
         desired: impl Iterator<Item = &'a DesiredService>,
     ) -> Result<()> {
         let hops: BTreeMap<u32, NextHop> = desired
             .flat_map(|d| d.reals.iter().filter_map(|r| r.next_hop))
             .map(|h| (h.ifindex, h))
             .collect();
-        {
-            let mut ifaces: HashMap<_, u32, IfaceInfo> =
-                HashMap::try_from(map(ebpf, map_names::IFACES)?)?;
-            for (ifindex, hop) in &hops {
-                ifaces.insert(
-                    ifindex,
-                    IfaceInfo {
-                        mac: hop.src_mac,
-                        mtu: hop.mtu,
-                    },
-                    0,
-                )?;
-            }
+        for (ifindex, hop) in &hops {
+            let info = IfaceInfo {
+                mac: hop.src_mac,
+                mtu: hop.mtu,
+            };
+            self.maps.ifaces.put(ifindex, &info)?;
         }
-        let mut ports: DevMapHash<_> = DevMapHash::try_from(map(ebpf, map_names::TX_PORTS)?)?;
         for ifindex in hops.keys() {
             if !self.ifaces.contains(ifindex) {
-                ports
-                    .insert(*ifindex, *ifindex, None, 0)
-                    .with_context(|| format!("adding ifindex {ifindex} to TX_PORTS"))?;
+                self.maps.tx_ports.add(*ifindex)?;
             }
         }
         // Interfaces no longer used by any real stay in IFACES/TX_PORTS: harmless, and a
@@ -467,7 +467,7 @@ impl Tables {
     /// as they are. Unconfigured, a family's source is the one the kernel
     /// picks towards the first reachable tunnel real of that family (the
     /// route's preferred source), as IPVS's tunnels get it from the route.
-    fn write_tunnel_sources(&mut self, ebpf: &mut Ebpf, desired: &[DesiredService]) -> Result<()> {
+    fn write_tunnel_sources(&mut self, desired: &[DesiredService]) -> Result<()> {
         let routed = |v6: bool| {
             desired
                 .iter()
@@ -489,11 +489,10 @@ impl Tables {
         if sources == self.written_sources {
             return Ok(());
         }
-        let mut m: Array<_, Settings> = Array::try_from(map(ebpf, map_names::SETTINGS)?)?;
-        let mut settings = m.get(&0, 0)?;
+        let mut settings = self.maps.settings.get(&0)?.unwrap_or_default();
         settings.tun_src_v4 = sources.v4.map_or([0; 4], |a| addr_words(a.into()));
         settings.tun_src_v6 = sources.v6.map_or([0; 4], |a| addr_words(a.into()));
-        m.set(0, settings, 0)?;
+        self.maps.settings.put(&0, &settings)?;
         let none = || "none".to_string();
         info!(
             v4 = %sources.v4.map_or_else(none, |a| a.to_string()),
@@ -528,7 +527,7 @@ impl Tables {
         };
         let table_b = inst.info.flags & SERVICE_F_TABLE_B != 0;
         inst.written
-            && (self.mapped.is_some() || inst.table.len() == self.table_size as usize)
+            && (self.maps.maglev_mapped.is_some() || inst.table.len() == self.table_size as usize)
             && inst.reals.len() == d.reals.len()
             && inst.sched.list.len() == d.reals.len()
             && d.reals.iter().zip(&inst.sched.list).all(|(r, &rid)| {
@@ -541,20 +540,20 @@ impl Tables {
     /// Writes `d` unless the maps hold it already. On failure the ids it
     /// took are free again and its table is rewritten in full next time
     /// (some slots may hold what was being written).
-    fn sync_service(&mut self, ebpf: &mut Ebpf, d: &DesiredService) -> Result<()> {
+    fn sync_service(&mut self, d: &DesiredService) -> Result<()> {
         if self.unchanged(d) {
             return Ok(());
         }
         let existing = self.services.get(&d.id).map(|i| i.id);
         let id = match existing {
             Some(id) => id,
-            None => self
-                .service_ids
-                .take()
-                .context("no free service slot (raise max_services)")?,
+            None => self.service_ids.take().ok_or(TableError::Full {
+                what: "service",
+                setting: "max_services",
+            })?,
         };
         let mut taken = Vec::new();
-        let result = self.upsert_service(ebpf, d, id, &mut taken);
+        let result = self.upsert_service(d, id, &mut taken);
         if result.is_err() {
             for rid in taken {
                 self.real_ids.give(rid);
@@ -572,13 +571,7 @@ impl Tables {
 
     /// Writes service `d` as service id `id`; real ids it allocates are
     /// pushed on `taken`.
-    fn upsert_service(
-        &mut self,
-        ebpf: &mut Ebpf,
-        d: &DesiredService,
-        id: u32,
-        taken: &mut Vec<u32>,
-    ) -> Result<()> {
+    fn upsert_service(&mut self, d: &DesiredService, id: u32, taken: &mut Vec<u32>) -> Result<()> {
         let key = service_key(&d.id)?;
         // The record of what is installed is replaced only once every write succeeded.
         let existing = self.services.get(&d.id);
@@ -596,29 +589,29 @@ impl Tables {
             .collect();
         mh_order.update(&desired_weights);
         if is_new {
-            reset_counters(ebpf, map_names::SERVICE_STATS, id)?;
+            self.maps.service_stats.zero(id)?;
         }
 
         // 1. Reals: keep ids of reals that stay, allocate new ones.
         let mut reals: BTreeMap<(IpAddr, u16), u32> = BTreeMap::new();
-        let (mut overload_ids, mut info_ids, mut infos) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut overloads, mut infos) = (Vec::new(), Vec::new());
         for r in &d.reals {
             let k = (r.address, r.port);
             // A draining real that comes back keeps its id, flows and counts.
             let (rid, pristine) = match old_reals.remove(&k).or_else(|| draining.remove(&k)) {
                 Some(rid) => (rid, false),
                 None => {
-                    let rid = self
-                        .real_ids
-                        .take()
-                        .context("no free real server slot (raise max_reals)")?;
+                    let rid = self.real_ids.take().ok_or(TableError::Full {
+                        what: "real server",
+                        setting: "max_reals",
+                    })?;
                     taken.push(rid);
                     // An id never written since the maps were made holds zeros.
                     let pristine = rid >= self.pristine_reals;
                     self.pristine_reals = self.pristine_reals.max(rid + 1);
                     if !pristine {
-                        reset_counters(ebpf, map_names::REAL_STATS, rid)?;
-                        zero_conns(ebpf, rid)?;
+                        self.maps.real_stats.zero(rid)?;
+                        self.zero_conns(rid)?;
                     }
                     (rid, pristine)
                 }
@@ -632,21 +625,15 @@ impl Tables {
                 })
             {
                 // New thresholds start from "not overloaded", as IPVS clears the flag on edit.
-                overload_ids.push(rid);
+                overloads.push((rid, 0));
             }
             if before != Some(&info) {
-                info_ids.push(rid);
-                infos.push(info);
+                infos.push((rid, info));
             }
         }
-        set_entries(
-            ebpf,
-            map_names::REAL_OVERLOAD,
-            &overload_ids,
-            &vec![0u32; overload_ids.len()],
-        )?;
-        set_entries(ebpf, map_names::REALS, &info_ids, &infos)?;
-        self.written_reals.extend(info_ids.into_iter().zip(infos));
+        self.maps.real_overload.put_all(&overloads)?;
+        self.maps.reals.put_all(&infos)?;
+        self.written_reals.extend(infos);
 
         // 2. Scheduler state: the real list and the scheduler's table.
         let list: Vec<u32> = d
@@ -668,13 +655,13 @@ impl Tables {
                 churn.last_moved = moved;
                 debug!(service = %d.id, moved, of = table.len(), "Maglev table entries moved");
             }
-            self.write_table(ebpf, id, old_table.as_deref(), &table)?;
+            self.write_table(id, old_table.as_deref(), &table)?;
             let sched = SchedState {
                 list,
                 table: Vec::new(),
             };
             let table_b = if sched.list != old_sched.list {
-                self.write_list(ebpf, id, !was_b, &sched.list)?;
+                self.write_list(id, !was_b, &sched.list)?;
                 !was_b
             } else {
                 was_b
@@ -688,7 +675,7 @@ impl Tables {
             if sched != old_sched || is_new {
                 // Fill the idle buffer completely before the flip below.
                 let idle = !was_b;
-                self.write_list(ebpf, id, idle, &sched.list)?;
+                self.write_list(id, idle, &sched.list)?;
                 let mut image = old_table
                     .clone()
                     .unwrap_or_else(|| vec![REAL_NONE; self.table_size as usize]);
@@ -697,7 +684,7 @@ impl Tables {
                 for (i, slot) in image[base..base + half].iter_mut().enumerate() {
                     *slot = sched.table.get(i).copied().unwrap_or(REAL_NONE);
                 }
-                self.write_table(ebpf, id, old_table.as_deref(), &image)?;
+                self.write_table(id, old_table.as_deref(), &image)?;
                 (image, sched, idle)
             } else {
                 (old_table.unwrap_or_default(), sched, was_b)
@@ -707,28 +694,25 @@ impl Tables {
         // 3. The service entry last: a new service becomes visible complete.
         let info = service_info(d, id, table_b, &sched);
         if old_info != Some(info) {
-            let mut m: HashMap<_, ServiceKey, ServiceInfo> =
-                HashMap::try_from(map(ebpf, map_names::SERVICES)?)?;
-            m.insert(key, info, 0)?;
+            self.maps.services.put(&key, &info)?;
         }
         if matches!(d.scheduler, Scheduler::Rr | Scheduler::Wrr)
             && (is_new || sched.table != old_sched.table)
         {
             // A new sequence starts from its beginning, as IPVS restarts wrr.
-            let mut m: Array<_, u64> = Array::try_from(map(ebpf, map_names::SCHED_CURSORS)?)?;
-            m.set(id, 0, 0)?;
+            self.maps.sched_cursors.put(&id, &0)?;
         }
 
         // 4. Reals no longer listed: nothing in the table points at them now.
         let mut freed = Vec::new();
         for (k, rid) in old_reals {
             if self.keep_draining {
-                self.drain_real(ebpf, rid)?;
+                self.drain_real(rid)?;
                 draining.insert(k, rid);
                 self.draining_since.insert(rid, Instant::now());
                 info!(service = %d.id, real = %k.0, port = k.1, "real draining: its flows continue");
             } else {
-                self.clear_real(ebpf, rid)?;
+                self.clear_real(rid)?;
                 freed.push(rid);
             }
         }
@@ -741,7 +725,7 @@ impl Tables {
                 id,
                 info,
                 reals,
-                table: if self.mapped.is_some() {
+                table: if self.maps.maglev_mapped.is_some() {
                     Vec::new()
                 } else {
                     table
@@ -790,125 +774,98 @@ impl Tables {
     }
 
     /// Writes a real list, ended by `REAL_NONE`, into one buffer of the service.
-    fn write_list(&self, ebpf: &mut Ebpf, id: u32, table_b: bool, list: &[u32]) -> Result<()> {
+    fn write_list(&mut self, id: u32, table_b: bool, list: &[u32]) -> Result<()> {
         let base = sched_layout::reals_base(id, table_b);
-        let values: Vec<u32> = list
-            .iter()
-            .copied()
-            .chain([REAL_NONE])
+        let entries: Vec<(u32, u32)> = (base..)
+            .zip(list.iter().copied().chain([REAL_NONE]))
             .take(sched_layout::MAX_REALS_PER_SERVICE as usize)
             .collect();
-        let slots: Vec<u32> = (base..).take(values.len()).collect();
-        set_entries(ebpf, map_names::SERVICE_REALS, &slots, &values)
+        Ok(self.maps.service_reals.put_all(&entries)?)
     }
 
     /// Service `id`'s slots as the maps hold them: read through the
-    /// mapping, or the record `existing` keeps; `None` when unknown.
+    /// mapping, or the record `existing` keeps, or (the record dropped
+    /// after a failed write) read through the store; `None` for a new service.
     fn current_table(&self, id: u32, existing: Option<&Installed>) -> Result<Option<Vec<u32>>> {
-        match &self.mapped {
-            Some(_) => {
-                let w = self.window(id)?;
-                Ok(Some(w.read()))
-            }
-            None => Ok(existing
-                .map(|i| i.table.clone())
-                .filter(|t| t.len() == self.table_size as usize)),
+        if self.maps.maglev_mapped.is_some() {
+            return Ok(Some(self.window(id)?.read()));
+        }
+        match existing {
+            Some(i) if i.table.len() == self.table_size as usize => Ok(Some(i.table.clone())),
+            // Not a blank guess: the live buffer of a double-buffered
+            // service is rewritten from this before its flip.
+            Some(_) => self.read_table(id).map(Some),
+            None => Ok(None),
         }
     }
 
-    /// Service `id`'s slots mapped (only with [`Tables::mapped`]).
+    /// Service `id`'s slots mapped (only with `Maps::maglev_mapped`).
     fn window(&self, id: u32) -> Result<Window> {
-        let mapped = self.mapped.as_ref().context("MAGLEV is not mapped")?;
-        mapped
-            .window(id * self.table_size, self.table_size)
-            .with_context(|| format!("mapping the Maglev slots of service id {id}"))
+        let unmapped = || io::Error::new(io::ErrorKind::Unsupported, "MAGLEV is not mapped");
+        self.maps
+            .maglev_mapped
+            .as_ref()
+            .ok_or_else(unmapped)
+            .and_then(|m| m.window(id * self.table_size, self.table_size))
+            .map_err(|source| TableError::Mapping { id, source })
     }
 
     /// Writes the slots of `new` that differ from what the maps hold: in
     /// place through the mapping, or else those differing from `old` (all
     /// when `None`) in one batch when the kernel can.
-    fn write_table(
-        &self,
-        ebpf: &mut Ebpf,
-        id: u32,
-        old: Option<&[u32]>,
-        new: &[u32],
-    ) -> Result<()> {
-        if self.mapped.is_some() {
+    fn write_table(&mut self, id: u32, old: Option<&[u32]>, new: &[u32]) -> Result<()> {
+        if self.maps.maglev_mapped.is_some() {
             self.window(id)?.write(new);
             return Ok(());
         }
         let old = old.unwrap_or_default();
         let base = id * self.table_size;
-        let (slots, rids): (Vec<u32>, Vec<u32>) = new
+        let slots: Vec<(u32, u32)> = new
             .iter()
             .enumerate()
             .filter(|&(slot, rid)| old.get(slot) != Some(rid))
             .map(|(slot, &rid)| (base + slot as u32, rid))
-            .unzip();
-        if slots.is_empty() {
-            return Ok(());
-        }
-        let m = map(ebpf, map_names::MAGLEV)?;
-        if let aya::maps::Map::Array(data) = &*m {
-            match batch::update_u32(data, &slots, &rids) {
-                Ok(()) => return Ok(()),
-                Err(e) if e.kind() == std::io::ErrorKind::Unsupported => {}
-                Err(e) => return Err(e).context("batch update of MAGLEV"),
-            }
-        }
-        let mut m: Array<_, u32> = Array::try_from(m)?;
-        for (slot, rid) in slots.into_iter().zip(rids) {
-            m.set(slot, rid, 0)?;
-        }
-        Ok(())
+            .collect();
+        Ok(self.maps.maglev.put_all(&slots)?)
     }
 
     /// Marks a real draining: existing flows still find it, new ones never.
-    fn drain_real(&mut self, ebpf: &mut Ebpf, rid: u32) -> Result<()> {
+    fn drain_real(&mut self, rid: u32) -> Result<()> {
         let Some(mut info) = self.written_reals.get(&rid).copied() else {
             return Ok(());
         };
         info.flags |= REAL_F_DRAINING;
-        let mut m: Array<_, RealInfo> = Array::try_from(map(ebpf, map_names::REALS)?)?;
-        m.set(rid, info, 0)?;
+        self.maps.reals.put(&rid, &info)?;
         self.written_reals.insert(rid, info);
         Ok(())
     }
 
-    fn clear_real(&mut self, ebpf: &mut Ebpf, rid: u32) -> Result<()> {
-        let mut m: Array<_, RealInfo> = Array::try_from(map(ebpf, map_names::REALS)?)?;
-        m.set(rid, RealInfo::default(), 0)?;
+    fn clear_real(&mut self, rid: u32) -> Result<()> {
+        self.maps.reals.put(&rid, &RealInfo::default())?;
         self.written_reals.remove(&rid);
         Ok(())
     }
 
-    fn remove_service(&mut self, ebpf: &mut Ebpf, id: &ServiceId) -> Result<()> {
-        let Some(inst) = self.services.remove(id) else {
+    fn remove_service(&mut self, id: &ServiceId) -> Result<()> {
+        if !self.services.contains_key(id) {
             return Ok(());
-        };
+        }
+        // The entry first, and forgotten only once it is gone: an entry
+        // left behind would forward with whatever takes its id next.
+        self.maps.services.delete(&service_key(id)?)?;
+        let inst = self.services.remove(id).expect("checked above");
         // Free from here on: a write failing below leaves stray slots to the sweep.
         self.service_ids.give(inst.id);
         for rid in inst.reals.values().chain(inst.draining.values()) {
             self.real_ids.give(*rid);
         }
-        {
-            let mut m: HashMap<_, ServiceKey, ServiceInfo> =
-                HashMap::try_from(map(ebpf, map_names::SERVICES)?)?;
-            m.remove(&service_key(id)?)?;
-        }
         let old = (inst.table.len() == self.table_size as usize).then_some(&*inst.table);
-        self.write_table(
-            ebpf,
-            inst.id,
-            old,
-            &vec![REAL_NONE; self.table_size as usize],
-        )?;
+        self.write_table(inst.id, old, &vec![REAL_NONE; self.table_size as usize])?;
         for buffer in [false, true] {
-            self.write_list(ebpf, inst.id, buffer, &[])?;
+            self.write_list(inst.id, buffer, &[])?;
         }
         for rid in inst.reals.into_values().chain(inst.draining.into_values()) {
-            self.clear_real(ebpf, rid)?;
+            self.clear_real(rid)?;
         }
         Ok(())
     }
@@ -997,83 +954,48 @@ fn real_info(real: &DesiredReal, service_id: u32, d: &DesiredService) -> RealInf
     }
 }
 
-/// Sets `keys[i]` to `values[i]` in the array map `name`: one batch
-/// syscall where the kernel can, one per entry otherwise.
-fn set_entries<V: aya::Pod>(ebpf: &mut Ebpf, name: &str, keys: &[u32], values: &[V]) -> Result<()> {
-    if keys.is_empty() {
-        return Ok(());
+impl Tables {
+    /// Connections the real has now (counted minus gone).
+    fn live_conns(&self, rid: u32) -> Result<ConnCounts> {
+        Ok(self.maps.real_conns.get(&rid)?.unwrap_or_default().live)
     }
-    let m = map(ebpf, name)?;
-    if let aya::maps::Map::Array(data) = &*m {
-        use std::os::fd::AsFd;
-        let fd = data.fd().as_fd();
-        match batch::update(fd, batch::bytes(keys), batch::bytes(values), keys.len()) {
-            Ok(()) => return Ok(()),
-            Err((e, _)) if e.kind() == std::io::ErrorKind::Unsupported => {}
-            Err((e, _)) => return Err(e).with_context(|| format!("batch update of {name}")),
-        }
-    }
-    let mut m: Array<_, V> = Array::try_from(m)?;
-    for (&k, v) in keys.iter().zip(values) {
-        m.set(k, *v, 0)?;
-    }
-    Ok(())
-}
 
-/// Connections the real has now (counted minus gone).
-fn live_conns(ebpf: &mut Ebpf, rid: u32) -> Result<ConnCounts> {
-    let m: Array<_, RealConns> = Array::try_from(map(ebpf, map_names::REAL_CONNS)?)?;
-    Ok(m.get(&rid, 0)?.live)
-}
-
-/// Makes the connection count of a newly allocated real id zero. (A flow
-/// still naming the id from a real freed under nodest `expire` or
-/// `reschedule` uncounts it when it ends: the maps cannot tell owners apart.)
-fn zero_conns(ebpf: &mut Ebpf, rid: u32) -> Result<()> {
-    let mut m: Array<_, RealConns> = Array::try_from(map(ebpf, map_names::REAL_CONNS)?)?;
-    // `left` only grows: the reclaimer reads its change over a walk.
-    let left = m.get(&rid, 0)?.left;
-    m.set(
-        rid,
-        RealConns {
+    /// Makes the connection count of a newly allocated real id zero. (A flow
+    /// still naming the id from a real freed under nodest `expire` or
+    /// `reschedule` uncounts it when it ends: the maps cannot tell owners apart.)
+    fn zero_conns(&mut self, rid: u32) -> Result<()> {
+        // `left` only grows: the reclaimer reads its change over a walk.
+        let left = self.maps.real_conns.get(&rid)?.unwrap_or_default().left;
+        let conns = RealConns {
             live: ConnCounts::default(),
             left,
-        },
-        0,
-    )?;
-    Ok(())
-}
-
-fn reset_counters(ebpf: &mut Ebpf, name: &str, index: u32) -> Result<()> {
-    let cpus = nr_cpus().map_err(|(_, e)| e).context("counting CPUs")?;
-    let mut m: PerCpuArray<&mut MapData, Counters> = PerCpuArray::try_from(map(ebpf, name)?)?;
-    m.set(
-        index,
-        PerCpuValues::try_from(vec![Counters::default(); cpus])?,
-        0,
-    )?;
-    Ok(())
-}
-
-/// One buffer of a service's real list, up to its `REAL_NONE`.
-fn read_list(ebpf: &mut Ebpf, id: u32, table_b: bool) -> Result<Vec<u32>> {
-    let m: Array<_, u32> = Array::try_from(map(ebpf, map_names::SERVICE_REALS)?)?;
-    let base = sched_layout::reals_base(id, table_b);
-    let mut list = Vec::new();
-    for i in 0..sched_layout::MAX_REALS_PER_SERVICE {
-        match m.get(&(base + i), 0)? {
-            REAL_NONE => break,
-            rid => list.push(rid),
-        }
+        };
+        Ok(self.maps.real_conns.put(&rid, &conns)?)
     }
-    Ok(list)
-}
 
-/// A service's slice of `MAGLEV`.
-fn read_table(ebpf: &mut Ebpf, id: u32, table_size: u32) -> Result<Vec<u32>> {
-    let m: Array<_, u32> = Array::try_from(map(ebpf, map_names::MAGLEV)?)?;
-    let base = id * table_size;
-    (base..base + table_size)
-        .map(|slot| Ok(m.get(&slot, 0)?))
-        .collect()
+    /// One buffer of a service's real list, up to its `REAL_NONE`.
+    fn read_list(&self, id: u32, table_b: bool) -> Result<Vec<u32>> {
+        let base = sched_layout::reals_base(id, table_b);
+        let mut list = Vec::new();
+        for i in 0..sched_layout::MAX_REALS_PER_SERVICE {
+            match self
+                .maps
+                .service_reals
+                .get(&(base + i))?
+                .unwrap_or(REAL_NONE)
+            {
+                REAL_NONE => break,
+                rid => list.push(rid),
+            }
+        }
+        Ok(list)
+    }
+
+    /// A service's slice of `MAGLEV`, read through the store.
+    fn read_table(&self, id: u32) -> Result<Vec<u32>> {
+        let base = id * self.table_size;
+        (base..base + self.table_size)
+            .map(|slot| Ok(self.maps.maglev.get(&slot)?.unwrap_or_default()))
+            .collect()
+    }
 }

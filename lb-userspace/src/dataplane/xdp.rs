@@ -5,12 +5,12 @@ use super::{
     DataPlane, DesiredService,
     adopt::{self, Previous},
     loader,
+    maps::Maps,
     tables::{Tables, TunnelSources},
     upkeep::{self, Pacing, Report, Upkeep},
 };
 use crate::config::{self, NodestPolicy, XdpMode};
 use anyhow::{Context, Result, bail};
-use aya::maps::{Array, xdp::DevMapHash};
 use aya::{
     Ebpf,
     programs::{
@@ -22,7 +22,6 @@ use aya::{
 use lb_common::{
     MAP_LAYOUT_VERSION, PROG_DIRECTOR, PROG_UPKEEP, SETTINGS_F_CONN_REUSE,
     SETTINGS_F_CONN_REUSE_FIN_WAIT, SETTINGS_F_NAT, SETTINGS_F_NODEST_EXPIRE, Settings, conn,
-    map_names,
 };
 use std::{
     fs::File,
@@ -98,22 +97,13 @@ impl XdpDataPlane {
         if !adopting {
             clear_stale(&dp.pin_path)?;
         }
-        let mut ebpf = loader::load(object, dp, log_level, adopting.then_some(&*dp.pin_path))?;
+        let ebpf = loader::load(object, dp, log_level, adopting.then_some(&*dp.pin_path))?;
+        let maps = Maps::of(&ebpf)?;
+        let (table_size, services, reals) = (dp.maglev_table_size, dp.max_services, dp.max_reals);
         let tables = if adopting {
-            Tables::adopt(
-                &mut ebpf,
-                dp.maglev_table_size,
-                dp.max_services,
-                dp.max_reals,
-            )
-            .context("reading the adopted maps")?
+            Tables::adopt(maps, table_size, services, reals).context("reading the adopted maps")?
         } else {
-            Tables::new(
-                &mut ebpf,
-                dp.maglev_table_size,
-                dp.max_services,
-                dp.max_reals,
-            )?
+            Tables::new(maps, table_size, services, reals)
         };
         let mut plane = XdpDataPlane {
             ebpf,
@@ -206,13 +196,9 @@ impl XdpDataPlane {
     /// Writes the timeouts and layout version into `SETTINGS`; adopting,
     /// the tunnel sources already there stay until the first apply.
     fn write_settings(&mut self, dp: &config::Dataplane, adopting: bool) -> Result<()> {
-        let mut m: Array<_, Settings> = Array::try_from(
-            self.ebpf
-                .map_mut(map_names::SETTINGS)
-                .context("SETTINGS map missing")?,
-        )?;
+        let m = &mut self.tables.maps_mut().settings;
         let base = if adopting {
-            m.get(&0, 0)?
+            m.get(&0)?.unwrap_or_default()
         } else {
             Settings::default()
         };
@@ -232,7 +218,7 @@ impl XdpDataPlane {
             layout_version: MAP_LAYOUT_VERSION,
             ..base
         };
-        m.set(0, self.settings, 0)?;
+        m.put(&0, &self.settings)?;
         Ok(())
     }
 
@@ -240,13 +226,10 @@ impl XdpDataPlane {
     /// through the client side, which need not hold any real server.
     fn add_tx_port(&mut self, ifname: &str) -> Result<()> {
         let ifindex = ifindex(ifname)?;
-        let mut ports: DevMapHash<_> = DevMapHash::try_from(
-            self.ebpf
-                .map_mut(map_names::TX_PORTS)
-                .context("TX_PORTS map missing")?,
-        )?;
-        ports
-            .insert(ifindex, ifindex, None, 0)
+        self.tables
+            .maps_mut()
+            .tx_ports
+            .add(ifindex)
             .with_context(|| format!("adding {ifname} to TX_PORTS"))?;
         Ok(())
     }
@@ -396,7 +379,7 @@ impl DataPlane for XdpDataPlane {
         if nat {
             self.set_nat_flag(true)?;
         }
-        self.tables.apply(&mut self.ebpf, services)?;
+        self.tables.apply(services)?;
         if !nat {
             self.set_nat_flag(false)?;
         }
@@ -405,7 +388,7 @@ impl DataPlane for XdpDataPlane {
 
     fn apply_changed(&mut self, services: &[DesiredService], changed: &[usize]) -> Result<()> {
         // The same services as before, so the same methods: the NAT flag stands.
-        self.tables.apply_changed(&mut self.ebpf, services, changed)
+        Ok(self.tables.apply_changed(services, changed)?)
     }
 
     fn start_upkeep(&mut self) -> Result<Option<watch::Receiver<Option<Report>>>> {
@@ -424,11 +407,8 @@ impl DataPlane for XdpDataPlane {
     }
 
     fn upkept(&mut self, report: &Report) -> Result<()> {
-        self.tables.release_drained(
-            &mut self.ebpf,
-            &report.pass.reals_with_flows,
-            report.started,
-        )?;
+        self.tables
+            .release_drained(&report.pass.reals_with_flows, report.started)?;
         Ok(())
     }
 
@@ -475,14 +455,10 @@ impl XdpDataPlane {
         if flags == self.settings.flags {
             return Ok(());
         }
-        let mut m: Array<_, Settings> = Array::try_from(
-            self.ebpf
-                .map_mut(map_names::SETTINGS)
-                .context("SETTINGS map missing")?,
-        )?;
-        let mut current = m.get(&0, 0)?;
+        let m = &mut self.tables.maps_mut().settings;
+        let mut current = m.get(&0)?.unwrap_or_default();
         current.flags = flags;
-        m.set(0, current, 0)?;
+        m.put(&0, &current)?;
         self.settings.flags = flags;
         Ok(())
     }

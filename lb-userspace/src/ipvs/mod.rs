@@ -25,6 +25,22 @@ pub use types::{Daemon, DestEntry, ServiceEntry, Stats, Timeouts};
 
 use crate::config::ServiceId;
 
+/// IPVS refusing a request over generic netlink (its errno says whether
+/// a retry can help: EBUSY or ENOMEM pass, EEXIST or EINVAL do not).
+#[derive(Debug, thiserror::Error)]
+pub enum IpvsError {
+    #[error(transparent)]
+    Refused(std::io::Error),
+}
+
+impl crate::fault::Classify for IpvsError {
+    fn kind(&self) -> crate::fault::Kind {
+        match self {
+            IpvsError::Refused(e) => crate::fault::of_io(e),
+        }
+    }
+}
+
 /// An open generic netlink socket with the IPVS family resolved.
 pub struct Ipvs {
     socket: Socket,
@@ -110,7 +126,7 @@ impl Ipvs {
                     NetlinkPayload::Done(_) => return Ok(out),
                     NetlinkPayload::Error(e) => match e.code {
                         None => return Ok(out),
-                        Some(_) => return Err(e.to_io().into()),
+                        Some(_) => return Err(IpvsError::Refused(e.to_io()).into()),
                     },
                     _ => {}
                 }

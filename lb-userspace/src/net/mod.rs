@@ -20,6 +20,35 @@ use futures::TryStreamExt;
 use netlink_packet_route::{address::AddressScope, link::LinkMessage, route::RouteScope};
 use rtnetlink::Handle;
 
+/// A failed rtnetlink request: the kernel's refusal (its errno says
+/// whether a retry can help), or the request not getting through.
+#[derive(Debug, thiserror::Error)]
+pub enum NetlinkError {
+    #[error(transparent)]
+    Refused(std::io::Error),
+    #[error(transparent)]
+    Transport(rtnetlink::Error),
+}
+
+impl crate::fault::Classify for NetlinkError {
+    fn kind(&self) -> crate::fault::Kind {
+        match self {
+            NetlinkError::Refused(e) => crate::fault::of_io(e),
+            // The socket or its task, not the request: worth another try.
+            NetlinkError::Transport(_) => crate::fault::Kind::Retryable,
+        }
+    }
+}
+
+impl From<rtnetlink::Error> for NetlinkError {
+    fn from(e: rtnetlink::Error) -> NetlinkError {
+        match errno(&e) {
+            Some(n) => NetlinkError::Refused(std::io::Error::from_raw_os_error(n)),
+            None => NetlinkError::Transport(e),
+        }
+    }
+}
+
 /// The errno of a kernel refusal, if `e` is one.
 fn errno(e: &rtnetlink::Error) -> Option<i32> {
     match e {
@@ -45,10 +74,7 @@ async fn request(
     match req.await {
         Ok(()) => Ok(Change::Done),
         Err(e) if errno(&e).is_some_and(|n| already.contains(&n)) => Ok(Change::AlreadySo),
-        Err(e) => Err(match errno(&e) {
-            Some(n) => std::io::Error::from_raw_os_error(n).into(),
-            None => anyhow::Error::new(e),
-        }),
+        Err(e) => Err(NetlinkError::from(e).into()),
     }
 }
 

@@ -27,7 +27,7 @@ pub async fn apply(handle: &Handle, net: &StaticNet) -> Result<()> {
                 Added::Rule(r) => rule::remove(handle, r).await,
             };
             if let Err(e) = undone {
-                tracing::warn!("undoing static network setup: {e:#}");
+                tracing::warn!(error = %crate::logging::chain(&e), "undoing static network setup failed");
             }
         }
     }
@@ -66,17 +66,17 @@ pub async fn remove(handle: &Handle, net: &StaticNet) -> Result<()> {
     let mut failures = Vec::new();
     for r in net.rules.iter().rev() {
         if let Err(e) = rule::remove(handle, r).await {
-            failures.push(format!("{e:#}"));
+            failures.push(crate::logging::chain(&e).to_string());
         }
     }
     for r in net.routes.iter().rev() {
         if let Err(e) = route::remove(handle, r, None).await {
-            failures.push(format!("{e:#}"));
+            failures.push(crate::logging::chain(&e).to_string());
         }
     }
     for a in net.addresses.iter().rev() {
         if let Err(e) = addr::remove(handle, a, "").await {
-            failures.push(format!("{e:#}"));
+            failures.push(crate::logging::chain(&e).to_string());
         }
     }
     if !failures.is_empty() {

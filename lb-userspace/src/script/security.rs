@@ -234,7 +234,7 @@ pub fn check_config(config: &Config, file: &str, sites: &[ScriptSite]) -> Result
                 .map_or((file.to_string(), 1, 1), |s| {
                     (s.file.clone(), s.line, s.col)
                 });
-            let message = format!("{what}: {e:#}");
+            let message = format!("{what}: {}", crate::logging::chain(&e));
             if !errors
                 .iter()
                 .any(|x: &ConfigError| x.line == line && x.col == col && x.file == file)

@@ -2,8 +2,10 @@
 //! has a stable order), a capacity, and failures injected on demand. A
 //! [`MemMap`] is a handle: clones share the entries, so a test can hold the
 //! same map as the code under test and look at it or change it under it.
+//! It also stands for per-CPU counters ([`Zeroing`]: one value for all
+//! CPUs) and the redirect map ([`Redirects`]: ifindex → ifindex).
 
-use super::{Cursor, MapStore};
+use super::{Cursor, MapStore, Redirects, Zeroing};
 use aya::Pod;
 use std::{
     collections::BTreeMap,
@@ -19,6 +21,11 @@ struct Inner<V> {
     batches_left: Option<usize>,
     /// Every batch call so far.
     batches: usize,
+    /// Writes (single or batched) that succeed before every later one
+    /// fails, and with which errno.
+    writes_left: Option<(usize, i32)>,
+    /// Every write call so far (failed ones included).
+    writes: usize,
 }
 
 /// An in-memory map of `K` → `V`.
@@ -56,6 +63,8 @@ impl<K: Pod, V: Pod> MemMap<K, V> {
                 capacity,
                 batches_left: None,
                 batches: 0,
+                writes_left: None,
+                writes: 0,
             })),
             _keys: PhantomData,
         }
@@ -70,9 +79,22 @@ impl<K: Pod, V: Pod> MemMap<K, V> {
         self.lock().batches_left = Some(n);
     }
 
-    /// Batch calls succeed again.
+    /// Every write (put, delete, or a batch of either) after the next `n`
+    /// fails with `errno` (until [`MemMap::heal`]); a failing batch writes nothing.
+    pub fn fail_writes_after(&self, n: usize, errno: i32) {
+        self.lock().writes_left = Some((n, errno));
+    }
+
+    /// Batch calls and writes succeed again.
     pub fn heal(&self) {
-        self.lock().batches_left = None;
+        let mut inner = self.lock();
+        inner.batches_left = None;
+        inner.writes_left = None;
+    }
+
+    /// How many write calls were made (failed ones included).
+    pub fn write_calls(&self) -> usize {
+        self.lock().writes
     }
 
     /// How many batch calls were made (failed ones included).
@@ -97,6 +119,30 @@ impl<K: Pod, V: Pod> MemMap<K, V> {
         self.len() == 0
     }
 
+    /// Counts a write call; `Err` if it is one of those set to fail.
+    fn write_call(&self) -> io::Result<()> {
+        let mut inner = self.lock();
+        inner.writes += 1;
+        match &mut inner.writes_left {
+            Some((0, errno)) => Err(io::Error::from_raw_os_error(*errno)),
+            Some((n, _)) => {
+                *n -= 1;
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+
+    fn insert(&self, key: &K, value: &V) -> io::Result<()> {
+        let mut inner = self.lock();
+        let k = key_bytes(key);
+        if !inner.entries.contains_key(&k) && inner.entries.len() as u64 >= inner.capacity {
+            return Err(io::Error::from_raw_os_error(libc::E2BIG));
+        }
+        inner.entries.insert(k, *value);
+        Ok(())
+    }
+
     /// Counts a batch call; `Err` if it is one of those set to fail.
     fn batch_call(&self) -> io::Result<()> {
         let mut inner = self.lock();
@@ -118,16 +164,12 @@ impl<K: Pod, V: Pod + Send> MapStore<K, V> for MemMap<K, V> {
     }
 
     fn put(&mut self, key: &K, value: &V) -> io::Result<()> {
-        let mut inner = self.lock();
-        let k = key_bytes(key);
-        if !inner.entries.contains_key(&k) && inner.entries.len() as u64 >= inner.capacity {
-            return Err(io::Error::from_raw_os_error(libc::E2BIG));
-        }
-        inner.entries.insert(k, *value);
-        Ok(())
+        self.write_call()?;
+        self.insert(key, value)
     }
 
     fn delete(&mut self, key: &K) -> io::Result<bool> {
+        self.write_call()?;
         Ok(self.lock().entries.remove(&key_bytes(key)).is_some())
     }
 
@@ -168,14 +210,16 @@ impl<K: Pod, V: Pod + Send> MapStore<K, V> for MemMap<K, V> {
 
     fn update_batch(&mut self, entries: &[(K, V)]) -> io::Result<()> {
         self.batch_call()?;
+        self.write_call()?;
         for (k, v) in entries {
-            self.put(k, v)?;
+            self.insert(k, v)?;
         }
         Ok(())
     }
 
     fn delete_batch(&mut self, keys: &[K]) -> io::Result<usize> {
         self.batch_call()?;
+        self.write_call()?;
         let mut inner = self.lock();
         Ok(keys
             .iter()
@@ -185,6 +229,18 @@ impl<K: Pod, V: Pod + Send> MapStore<K, V> for MemMap<K, V> {
 
     fn capacity(&self) -> io::Result<u64> {
         Ok(self.lock().capacity)
+    }
+}
+
+impl<V: Pod + Default + Send> Zeroing for MemMap<u32, V> {
+    fn zero(&mut self, index: u32) -> io::Result<()> {
+        self.put(&index, &V::default())
+    }
+}
+
+impl Redirects for MemMap<u32, u32> {
+    fn add(&mut self, ifindex: u32) -> io::Result<()> {
+        self.put(&ifindex, &ifindex)
     }
 }
 

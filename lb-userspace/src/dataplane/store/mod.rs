@@ -3,8 +3,10 @@
 //! implementations: [`PinnedMap`], a map pinned on bpffs, through the
 //! `bpf(2)` syscalls; and [`MemMap`], an in-memory map with failures on
 //! demand, so code written against [`MapStore`] is tested without a kernel.
-//! The upkeep reclaimer is the first user; table writes, adoption and
-//! draining can move onto it too.
+//! Two kinds of map are not plain entries and get a one-method port each:
+//! per-CPU counters ([`Zeroing`]: reset on every CPU) and the redirect
+//! device map ([`Redirects`]). The table writer (`tables.rs`, through
+//! `maps::Maps`), adoption, draining and the upkeep reclaimer use them.
 
 mod memory;
 mod pinned;
@@ -65,6 +67,19 @@ pub trait MapStore<K, V>: Send {
 
     /// The map's capacity (`max_entries`).
     fn capacity(&self) -> io::Result<u64>;
+}
+
+/// A per-CPU array of counters: the agent only ever zeroes an entry (a
+/// slot handed to a new service or real), on every CPU at once.
+pub trait Zeroing: Send {
+    /// Sets entry `index` to zeros on every CPU.
+    fn zero(&mut self, index: u32) -> io::Result<()>;
+}
+
+/// The device map XDP redirects through: interface index → itself.
+pub trait Redirects: Send {
+    /// Makes `ifindex` a redirect target (again: adding twice is harmless).
+    fn add(&mut self, ifindex: u32) -> io::Result<()>;
 }
 
 /// A map whose entries can be counted, whatever its types: the fill of a

@@ -1,11 +1,16 @@
 //! [`MapStore`] over a BPF map (pinned, or any map fd): single entries
 //! through `BPF_MAP_{LOOKUP,UPDATE,DELETE}_ELEM`, batches through
-//! `dataplane::batch`.
+//! `dataplane::batch`. Per-CPU counters and the redirect map go through
+//! aya's handles ([`Zeroing`], [`Redirects`]).
 
-use super::{Cursor, MapStore};
+use super::{Cursor, MapStore, Redirects, Zeroing};
 use crate::dataplane::batch;
 use anyhow::{Context, Result};
-use aya::{Pod, maps::MapData};
+use aya::{
+    Pod,
+    maps::{MapData, PerCpuArray, PerCpuValues, xdp::DevMapHash},
+    util::nr_cpus,
+};
 use std::{
     io,
     marker::PhantomData,
@@ -40,12 +45,16 @@ impl<K: Pod, V: Pod> PinnedMap<K, V> {
         let path = dir.join(name);
         let map =
             MapData::from_pin(&path).with_context(|| format!("opening {}", path.display()))?;
+        Self::of(map).with_context(|| path.display().to_string())
+    }
+
+    /// `map`, checked as [`PinnedMap::open`] checks a pinned one.
+    pub fn of(map: MapData) -> Result<PinnedMap<K, V>> {
         let info = map.info()?;
         anyhow::ensure!(
             info.key_size() as usize == size_of::<K>()
                 && info.value_size() as usize == size_of::<V>(),
-            "{}: {}-byte keys and {}-byte values, expected {} and {}",
-            path.display(),
+            "{}-byte keys and {}-byte values, expected {} and {}",
             info.key_size(),
             info.value_size(),
             size_of::<K>(),
@@ -133,15 +142,20 @@ impl<K: Pod, V: Pod> MapStore<K, V> for PinnedMap<K, V> {
         if entries.is_empty() {
             return Ok(());
         }
-        let keys: Vec<K> = entries.iter().map(|(k, _)| *k).collect();
-        let values: Vec<V> = entries.iter().map(|(_, v)| *v).collect();
-        batch::update(
-            self.map.fd().as_fd(),
-            batch::bytes(&keys),
-            batch::bytes(&values),
-            keys.len(),
-        )
-        .map_err(|(e, _)| e)
+        // Chunks bound the kernel's copy of keys and values (a fresh
+        // start writes millions of Maglev slots).
+        for chunk in entries.chunks(batch::CHUNK) {
+            let keys: Vec<K> = chunk.iter().map(|(k, _)| *k).collect();
+            let values: Vec<V> = chunk.iter().map(|(_, v)| *v).collect();
+            batch::update(
+                self.map.fd().as_fd(),
+                batch::bytes(&keys),
+                batch::bytes(&values),
+                keys.len(),
+            )
+            .map_err(|(e, _)| e)?;
+        }
+        Ok(())
     }
 
     fn delete_batch(&mut self, keys: &[K]) -> io::Result<usize> {
@@ -164,6 +178,32 @@ impl<K: Pod, V: Pod> MapStore<K, V> for PinnedMap<K, V> {
     fn capacity(&self) -> io::Result<u64> {
         let info = self.map.info().map_err(io::Error::other)?;
         Ok(u64::from(info.max_entries()))
+    }
+}
+
+impl<V: Pod + Default + Send> Zeroing for PerCpuArray<MapData, V> {
+    fn zero(&mut self, index: u32) -> io::Result<()> {
+        let cpus = nr_cpus().map_err(|(_, e)| e)?;
+        let zeros = PerCpuValues::try_from(vec![V::default(); cpus])?;
+        self.set(index, zeros, 0).map_err(errno_of)
+    }
+}
+
+impl Redirects for DevMapHash<MapData> {
+    fn add(&mut self, ifindex: u32) -> io::Result<()> {
+        self.insert(ifindex, ifindex, None, 0).map_err(|e| match e {
+            aya::maps::xdp::XdpMapError::MapError(e) => errno_of(e),
+            e => io::Error::other(e),
+        })
+    }
+}
+
+/// aya's error as the syscall's own (its errno tells a retryable failure
+/// from a fatal one), or wrapped when it is not a syscall's.
+fn errno_of(e: aya::maps::MapError) -> io::Error {
+    match e {
+        aya::maps::MapError::SyscallError(s) => s.io_error,
+        e => io::Error::other(e),
     }
 }
 
