@@ -418,13 +418,13 @@ pub(crate) fn to_table(b: &Bgp, full: bool) -> Table {
         &mut t,
         "control_socket",
         text(&b.control_socket),
-        b.control_socket == PathBuf::from(DEFAULT_CONTROL_SOCKET),
+        b.control_socket.as_path() == std::path::Path::new(DEFAULT_CONTROL_SOCKET),
     );
     put(
         &mut t,
         "include",
         text(&b.include),
-        b.include == PathBuf::from(DEFAULT_INCLUDE),
+        b.include.as_path() == std::path::Path::new(DEFAULT_INCLUDE),
     );
     put(
         &mut t,
@@ -558,6 +558,14 @@ med = 10
             let again = crate::parse("t.toml", &crate::emit::to_toml(&c, full)).unwrap();
             assert_eq!(again.bgp, c.bgp, "full = {full}");
         }
+    }
+
+    #[test]
+    fn the_example_reads() {
+        let c = crate::parse("ecmp.toml", include_str!("../../examples/ecmp.toml")).unwrap();
+        let b = c.bgp.unwrap();
+        assert_eq!(b.vips[0].communities, vec![(65000, 100)]);
+        assert_eq!(b.vips[0].med, Some(10));
     }
 
     #[test]

@@ -1,0 +1,368 @@
+//! Scale-out over BGP (issue 19) with real bird2 daemons: the director's
+//! bird (driven by `xlb run` through the generated include and its control
+//! socket) peers with a router bird in the client's namespace, and the
+//! test reads what the router learned. Announcements follow the reals'
+//! health; a reload that adds a VIP reconfigures bird without resetting
+//! the BGP session or the unchanged VIP; `xlb drain` withdraws before the
+//! agent stops and established flows keep forwarding meanwhile; a killed
+//! agent leaves the routes announced, and SIGTERM withdraws them.
+
+mod check_lab;
+mod common;
+
+use check_lab::{TIMEOUT, wait_for};
+use common::xlb_bin;
+use std::{
+    net::{IpAddr, Ipv4Addr, SocketAddr},
+    path::{Path, PathBuf},
+    process::Command,
+};
+use xlb_testbed::{
+    agent::Agent,
+    bird::Bird,
+    http::{HttpConn, get_name, serve_name},
+    lab::{DrLab, LabOptions},
+    scrape,
+};
+
+/// A second VIP the reload adds (announced only; no client uses it).
+const VIP2: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 2);
+
+fn lab() -> DrLab {
+    xlb_testbed::require_root().unwrap();
+    DrLab::build(&LabOptions {
+        weights: vec![1, 1],
+        peer_xdp: common::peer_pass(),
+        ..LabOptions::default()
+    })
+    .unwrap()
+}
+
+/// A BGP session with fast retries (the defaults wait seconds to minutes).
+fn session(name: &str, local: IpAddr, las: u32, peer: IpAddr, pas: u32, channel: &str) -> String {
+    format!(
+        "protocol bgp {name} {{\n  local {local} as {las};\n  neighbor {peer} as {pas};\n  \
+         connect delay time 1;\n  connect retry time 1;\n  error wait time 1, 2;\n  \
+         ipv4 {{ {channel} }};\n}}\n"
+    )
+}
+
+/// The router: learns every route, sends none, touches no kernel table.
+fn start_router(lab: &DrLab, dir: &Path) -> Bird {
+    let conf = format!(
+        "log stderr all;\nrouter id {c};\nprotocol device {{}}\n{}",
+        session(
+            "director",
+            lab.client_addr,
+            65000,
+            lab.director_addr,
+            65001,
+            "import all; export none;"
+        ),
+        c = lab.client_addr,
+    );
+    Bird::start(&lab.client, &dir.join("router"), &conf).unwrap()
+}
+
+/// The director's bird as docs tell an operator to write it: the include
+/// (holding a filter that rejects everything until the agent fills it) and an export of the agent's protocols.
+fn start_director_bird(lab: &DrLab, dir: &Path) -> (Bird, PathBuf) {
+    let bdir = dir.join("director");
+    std::fs::create_dir_all(&bdir).unwrap();
+    let include = bdir.join("xlb-vips.conf");
+    std::fs::write(&include, xlb::bgp::include::EMPTY).unwrap();
+    let conf = format!(
+        "log stderr all;\nrouter id {d};\nprotocol device {{}}\ninclude \"{}\";\n{}",
+        include.display(),
+        session(
+            "uplink",
+            lab.director_addr,
+            65001,
+            lab.client_addr,
+            65000,
+            "import none; export filter xlb_export;"
+        ),
+        d = lab.director_addr,
+    );
+    (Bird::start(&lab.director, &bdir, &conf).unwrap(), include)
+}
+
+/// The lab's DR service with a TCP check per real, `extra_services`, and `[bgp]`.
+fn config(lab: &DrLab, bird: &Bird, include: &Path, extra_services: &str, bgp: &str) -> String {
+    let check = "[[service.real.check]]\ntype = \"tcp\"\nconnect_timeout = 0.5\nretry = 1\ndelay_before_retry = 0.2\n";
+    let reals: Vec<(IpAddr, String)> = lab
+        .reals
+        .iter()
+        .map(|r| (r.addr, check.to_string()))
+        .collect();
+    let mut s = check_lab::config(lab, "", &reals);
+    s.push_str(extra_services);
+    s.push_str(&format!(
+        "\n[bgp]\ncontrol_socket = \"{}\"\ninclude = \"{}\"\ndrain_time = 4\n\
+         [[bgp.vip]]\naddress = \"{}\"\ncommunities = [\"65000:100\"]\nmed = 10\n{bgp}",
+        bird.socket().display(),
+        include.display(),
+        lab.vip
+    ));
+    s
+}
+
+fn has_route(router: &Bird, vip: impl std::fmt::Display) -> bool {
+    let want = format!("{vip}/32");
+    router.routes().unwrap().contains(&want)
+}
+
+/// `show protocols` of `name`: its state (4th word) and since (5th).
+fn since(bird: &Bird, name: &str) -> String {
+    bird.protocol(name).unwrap()[4].clone()
+}
+
+fn established(router: &Bird) -> bool {
+    router
+        .protocol("director")
+        .is_ok_and(|w| w.get(5).is_some_and(|s| s == "Established"))
+}
+
+fn bgp_status(lab: &DrLab) -> xlb::bgp::Status {
+    xlb::bgp::read(&lab.pin_path)
+        .unwrap()
+        .expect("no BGP status file")
+}
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit_once(") ")
+            .is_some_and(|(_, r)| !r.starts_with('Z'))
+    })
+}
+
+#[test]
+fn announcements_follow_health_a_reload_keeps_the_session_and_drain_withdraws_first() {
+    let mut lab = lab();
+    let dir = common::test_dir("bgp-health");
+    let router = start_router(&lab, &dir);
+    let (bird, include) = start_director_bird(&lab, &dir);
+    let path = dir.join("xlb.toml");
+    std::fs::write(&path, config(&lab, &bird, &include, "", "")).unwrap();
+    let agent = Agent::start(&lab.director, &xlb_bin(), &path).unwrap();
+
+    wait_for("the BGP session", || established(&router));
+    wait_for("the VIP's route at the router", || {
+        has_route(&router, lab.vip)
+    });
+    let all = router.birdc(&["show", "route", "all"]).unwrap();
+    assert!(all.contains("BGP.community: (65000,100)"), "{all}");
+    assert!(all.contains("BGP.med: 10"), "{all}");
+    // The generated include is valid bird2 syntax, inside the operator's config.
+    let parsed = Command::new("bird")
+        .args(["-p", "-c"])
+        .arg(bird.dir().join("bird.conf"))
+        .output()
+        .unwrap();
+    assert!(
+        parsed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&parsed.stderr)
+    );
+    // And so is the README's example bird.conf around it.
+    let example = include_str!("../../examples/bird-ecmp.conf")
+        .replace("/etc/bird/xlb-vips.conf", &include.display().to_string());
+    let example_path = dir.join("bird-ecmp.conf");
+    std::fs::write(&example_path, example).unwrap();
+    let parsed = Command::new("bird")
+        .arg("-p")
+        .arg("-c")
+        .arg(&example_path)
+        .output()
+        .unwrap();
+    assert!(
+        parsed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&parsed.stderr)
+    );
+    wait_for("the status to show the VIP announced", || {
+        bgp_status(&lab).vips.first().is_some_and(|v| v.announced)
+    });
+    let status = lab.status(&xlb_bin()).unwrap();
+    assert!(status.contains("announced"), "{status}");
+    assert!(status.contains("session uplink"), "{status}");
+    assert!(status.contains("Established"), "{status}");
+    let metrics: SocketAddr = "127.0.0.1:9477".parse().unwrap();
+    let samples = scrape::scrape(&lab.director, metrics).unwrap();
+    let vip = lab.vip.to_string();
+    assert_eq!(
+        scrape::sample(&samples, "xlb_bgp_vip_announced", &[&vip, "healthy"]),
+        Some(1.0)
+    );
+    assert_eq!(
+        scrape::sample(&samples, "xlb_bgp_session_established", &["uplink"]),
+        Some(1.0)
+    );
+    let session_since = since(&router, "director");
+
+    // Every real's server dies: the checks take them out and the VIP is withdrawn.
+    for r in &mut lab.reals {
+        r.server.stop();
+    }
+    wait_for("the route withdrawn", || !has_route(&router, lab.vip));
+    let s = bgp_status(&lab);
+    assert!(!s.vips[0].announced && !s.vips[0].wanted, "{s:?}");
+    assert_eq!(s.vips[0].why.word(), "no-usable-real", "{s:?}");
+    let samples = scrape::scrape(&lab.director, metrics).unwrap();
+    assert_eq!(
+        scrape::sample(&samples, "xlb_bgp_vip_announced", &[&vip, "no-usable-real"]),
+        Some(0.0)
+    );
+
+    // One comes back: announced again.
+    let bind = SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), lab.port);
+    lab.reals[0].server = serve_name(&lab.reals[0].ns, bind, &lab.reals[0].name).unwrap();
+    wait_for("the route back", || has_route(&router, lab.vip));
+    assert_eq!(
+        since(&router, "director"),
+        session_since,
+        "withdrawing and announcing reset the BGP session"
+    );
+
+    // A reload adds a VIP: bird is reconfigured (a new protocol), and
+    // neither the session nor the first VIP's protocol restarts.
+    let first = xlb::bgp::include::protocol_name(lab.vip);
+    let first_since = since(&bird, &first);
+    let second = format!(
+        "\n[[service]]\nvip = \"{VIP2}\"\nport = 80\nmethod = \"dr\"\n[[service.real]]\naddress = \"{}\"\n",
+        lab.reals[0].addr
+    );
+    std::fs::write(
+        &path,
+        config(
+            &lab,
+            &bird,
+            &include,
+            &second,
+            &format!("[[bgp.vip]]\naddress = \"{VIP2}\"\n"),
+        ),
+    )
+    .unwrap();
+    common::succeed(
+        Command::new(xlb_bin())
+            .arg("reload")
+            .arg("--pid-file")
+            .arg(agent.pid_file().unwrap()),
+    );
+    wait_for("the second VIP's route", || has_route(&router, VIP2));
+    assert!(has_route(&router, lab.vip));
+    assert_eq!(
+        since(&router, "director"),
+        session_since,
+        "configure reset the session"
+    );
+    assert_eq!(
+        since(&bird, &first),
+        first_since,
+        "configure restarted an unchanged VIP"
+    );
+
+    // Drain: the routes go while the agent still runs and still forwards
+    // an established connection, then the agent stops by itself.
+    let mut held = HttpConn::open(&lab.client, lab.vip_socket(), TIMEOUT).unwrap();
+    assert_eq!(held.request(false).unwrap(), lab.reals[0].name);
+    let pid = agent.pid();
+    let pid_file = agent.pid_file().unwrap().to_path_buf();
+    let drain = std::thread::spawn(move || {
+        Command::new(xlb_bin())
+            .arg("drain")
+            .arg("--pid-file")
+            .arg(pid_file)
+            .output()
+            .unwrap()
+    });
+    wait_for("both routes withdrawn", || {
+        !has_route(&router, lab.vip) && !has_route(&router, VIP2)
+    });
+    assert!(
+        alive(pid),
+        "the agent stopped before the routes were withdrawn"
+    );
+    assert_eq!(bgp_status(&lab).vips[0].why.word(), "draining");
+    assert_eq!(
+        held.request(false).unwrap(),
+        lab.reals[0].name,
+        "the held connection broke during the drain"
+    );
+    assert_eq!(
+        get_name(&lab.client, lab.vip_socket(), TIMEOUT).unwrap(),
+        lab.reals[0].name,
+        "the draining director stopped forwarding"
+    );
+    let out = drain.join().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("drained and stopped"));
+    let log = agent.stop_logged().unwrap();
+    let withdrawn = log
+        .iter()
+        .position(|l| l.contains("every VIP withdrawn from BGP"));
+    let draining = log
+        .iter()
+        .position(|l| l.contains("draining: forwarding established flows"));
+    assert!(withdrawn.is_some() && withdrawn < draining, "{log:#?}");
+    assert_eq!(
+        since(&router, "director"),
+        session_since,
+        "the drain reset the session"
+    );
+    // What bird reads next keeps them withdrawn.
+    let text = std::fs::read_to_string(&include).unwrap();
+    assert_eq!(text.matches("disabled yes;").count(), 2, "{text}");
+    drop((bird, router));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_killed_agent_leaves_the_routes_and_sigterm_withdraws_them() {
+    let lab = lab();
+    let dir = common::test_dir("bgp-kill");
+    let router = start_router(&lab, &dir);
+    let (bird, include) = start_director_bird(&lab, &dir);
+    let path = dir.join("xlb.toml");
+    std::fs::write(&path, config(&lab, &bird, &include, "", "")).unwrap();
+    let agent = Agent::start(&lab.director, &xlb_bin(), &path).unwrap();
+    wait_for("the VIP's route at the router", || {
+        has_route(&router, lab.vip)
+    });
+
+    // SIGKILL: nobody withdraws; bird keeps announcing what the surviving
+    // data plane forwards.
+    agent.kill().unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert!(has_route(&router, lab.vip), "the killed agent's route went");
+    // The surviving data plane still forwards what bird announces.
+    assert!(
+        get_name(&lab.client, lab.vip_socket(), TIMEOUT).is_ok(),
+        "the killed agent's data plane stopped forwarding"
+    );
+
+    // The next agent adopts the data plane and announces on; SIGTERM
+    // (on_sigterm = "withdraw", the default) withdraws before it stops.
+    let agent = Agent::start(&lab.director, &xlb_bin(), &path).unwrap();
+    wait_for("the status to show the VIP announced", || {
+        xlb::bgp::read(&lab.pin_path)
+            .ok()
+            .flatten()
+            .is_some_and(|s| s.vips.first().is_some_and(|v| v.announced))
+    });
+    assert!(has_route(&router, lab.vip));
+    agent.stop().unwrap();
+    wait_for("the route withdrawn", || !has_route(&router, lab.vip));
+    let text = std::fs::read_to_string(&include).unwrap();
+    assert!(text.contains("disabled yes;"), "{text}");
+    assert!(
+        xlb::bgp::read(&lab.pin_path).unwrap().is_none(),
+        "the stopped agent left its BGP status file"
+    );
+    drop((bird, router));
+    let _ = std::fs::remove_dir_all(dir);
+}
