@@ -366,3 +366,167 @@ fn a_killed_agent_leaves_the_routes_and_sigterm_withdraws_them() {
     drop((bird, router));
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// keepalived.conf has no BGP: `--bgp-config` adds `[bgp]` from a TOML
+/// file beside it. The VIP belongs to a VRRP instance, so it is announced
+/// only while that instance is Master: a track file putting it in Fault
+/// withdraws the route, and clearing it announces it again.
+#[test]
+fn a_keepalived_conf_with_a_bgp_file_announces_only_as_vrrp_master() {
+    let lab = lab();
+    let dir = common::test_dir("bgp-vrrp");
+    let router = start_router(&lab, &dir);
+    let (bird, include) = start_director_bird(&lab, &dir);
+    // VRRP, not the lab, puts the VIP on the director.
+    let vip = format!("{}/32", lab.vip);
+    lab.director
+        .run("ip", &["addr", "del", &vip, "dev", "eth0"])
+        .unwrap();
+    let track = dir.join("fault");
+    std::fs::write(&track, "0\n").unwrap();
+    let reals: String = lab
+        .reals
+        .iter()
+        .map(|r| {
+            format!(
+                "    real_server {} 80 {{\n        weight 1\n    }}\n",
+                r.addr
+            )
+        })
+        .collect();
+    let conf = dir.join("keepalived.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "global_defs {{\n    router_id xlb_test\n    vrrp_version 3\n}}\n\
+             vrrp_track_file tf {{\n    file \"{}\"\n    weight 0\n}}\n\
+             vrrp_instance VI_1 {{\n    state BACKUP\n    interface eth0\n    virtual_router_id 51\n    \
+             priority 150\n    advert_int 0.2\n    virtual_ipaddress {{\n        {}\n    }}\n    \
+             track_file {{\n        tf\n    }}\n}}\n\
+             virtual_server {} 80 {{\n    lb_algo mh\n    lb_kind DR\n    protocol TCP\n{reals}}}\n",
+            track.display(),
+            lab.vip,
+            lab.vip
+        ),
+    )
+    .unwrap();
+    let bgp = dir.join("bgp.toml");
+    std::fs::write(
+        &bgp,
+        format!(
+            "[bgp]\ncontrol_socket = \"{}\"\ninclude = \"{}\"\n[[bgp.vip]]\naddress = \"{}\"\n",
+            bird.socket().display(),
+            include.display(),
+            lab.vip
+        ),
+    )
+    .unwrap();
+    let pin = lab.pin_path.clone();
+    let run: [&std::ffi::OsStr; 6] = [
+        "--keepalived-conf".as_ref(),
+        conf.as_os_str(),
+        "--bgp-config".as_ref(),
+        bgp.as_os_str(),
+        "--pin-path".as_ref(),
+        pin.as_os_str(),
+    ];
+    let never = std::sync::atomic::AtomicBool::new(false);
+    let agent = Agent::start_run(
+        &lab.director,
+        &xlb_bin(),
+        &[],
+        &run,
+        std::time::Duration::from_secs(30),
+        &never,
+    )
+    .unwrap();
+    wait_for("the VIP's route while VI_1 is Master", || {
+        has_route(&router, lab.vip)
+    });
+
+    std::fs::write(&track, "1\n").unwrap();
+    wait_for("the route withdrawn when VI_1 left Master", || {
+        !has_route(&router, lab.vip)
+    });
+    let s = bgp_status(&lab);
+    assert_eq!(
+        s.vips[0].why,
+        xlb::bgp::decide::Why::NotMaster {
+            instance: "VI_1".into()
+        },
+        "{s:?}"
+    );
+
+    std::fs::write(&track, "0\n").unwrap();
+    wait_for("the route back with VI_1 Master again", || {
+        has_route(&router, lab.vip)
+    });
+    agent.stop().unwrap();
+    wait_for("the route withdrawn at SIGTERM", || {
+        !has_route(&router, lab.vip)
+    });
+    drop((bird, router));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Bad `[bgp]` input is refused by `xlb check` with its position and exit
+/// status 1, in xlb's TOML and in the extra file beside a keepalived.conf.
+#[test]
+fn bgp_mistakes_are_refused_with_their_position() {
+    let dir = common::test_dir("bgp-check");
+    let toml = dir.join("nat.toml");
+    std::fs::write(
+        &toml,
+        "[dataplane]\ninterfaces = [\"lo\"]\n\n[[service]]\nvip = \"192.0.2.1\"\nport = 80\nmethod = \"nat\"\n\
+         [[service.real]]\naddress = \"198.51.100.1\"\n\n[bgp]\n[[bgp.vip]]\naddress = \"192.0.2.1\"\n",
+    )
+    .unwrap();
+    let out = Command::new(xlb_bin())
+        .arg("check")
+        .arg("--config")
+        .arg(&toml)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.starts_with(&format!(
+            "{}:13:11: service TCP 192.0.2.1:80 forwards with NAT",
+            toml.display()
+        )),
+        "{err}"
+    );
+
+    let conf = dir.join("keepalived.conf");
+    std::fs::write(
+        &conf,
+        "virtual_server 192.0.2.1 80 {\n    lb_algo mh\n    lb_kind DR\n    protocol TCP\n    real_server 198.51.100.1 80 {\n    }\n}\n",
+    )
+    .unwrap();
+    let extra = dir.join("bgp.toml");
+    std::fs::write(
+        &extra,
+        "[bgp]\non_sigterm = \"later\"\n[[bgp.vip]]\naddress = \"192.0.2.9\"\n",
+    )
+    .unwrap();
+    let out = Command::new(xlb_bin())
+        .arg("check")
+        .arg("--keepalived-conf")
+        .arg(&conf)
+        .arg("--bgp-config")
+        .arg(&extra)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let e = extra.display();
+    assert!(
+        err.contains(&format!("{e}:2:14: `on_sigterm = \"later\"`")),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("{e}:4:11: no service has VIP 192.0.2.9")),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
