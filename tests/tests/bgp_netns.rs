@@ -530,3 +530,167 @@ fn bgp_mistakes_are_refused_with_their_position() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// ECMP in miniature: the client's namespace is the router (its bird puts
+/// the BGP routes into its kernel table as one multipath route, hashing
+/// L4 ports), two directors run xlb and bird with the same config (mh over
+/// the client's port, so each connection has its own real). Held
+/// connections keep their real when a second director joins (the router
+/// moves some of them to it, which picks them up mid-stream and finds the
+/// same real in the same Maglev table) and when the first one drains away.
+#[test]
+fn held_connections_keep_their_real_when_a_director_joins_and_one_drains() {
+    xlb_testbed::require_root().unwrap();
+    let lab = DrLab::build(&LabOptions {
+        weights: vec![1, 1, 1],
+        peer_xdp: common::peer_pass(),
+        standby_directors: 1,
+        ..LabOptions::default()
+    })
+    .unwrap();
+    let dir = common::test_dir("bgp-ecmp");
+    let b = &lab.standby[0];
+    lab.client
+        .sysctl("net.ipv4.fib_multipath_hash_policy", "1")
+        .unwrap();
+    let router_conf = format!(
+        "log stderr all;\nrouter id {c};\nprotocol device {{}}\n\
+         protocol kernel {{\n  merge paths on;\n  ipv4 {{ import none; export all; }};\n}}\n{}{}",
+        session(
+            "dir_a",
+            lab.client_addr,
+            65000,
+            lab.director_addr,
+            65001,
+            "import all; export none;"
+        ),
+        session(
+            "dir_b",
+            lab.client_addr,
+            65000,
+            b.addr,
+            65001,
+            "import all; export none;"
+        ),
+        c = lab.client_addr,
+    );
+    let router = Bird::start(&lab.client, &dir.join("router"), &router_conf).unwrap();
+    let director_bird = |ns: &xlb_testbed::netns::Netns, addr: IpAddr, name: &str| {
+        let bdir = dir.join(name);
+        std::fs::create_dir_all(&bdir).unwrap();
+        let include = bdir.join("xlb-vips.conf");
+        std::fs::write(&include, xlb::bgp::include::EMPTY).unwrap();
+        let conf = format!(
+            "log stderr all;\nrouter id {addr};\nprotocol device {{}}\ninclude \"{}\";\n{}",
+            include.display(),
+            session(
+                "uplink",
+                addr,
+                65001,
+                lab.client_addr,
+                65000,
+                "import none; export filter xlb_export;"
+            ),
+        );
+        (Bird::start(ns, &bdir, &conf).unwrap(), include)
+    };
+    let (bird_a, include_a) = director_bird(&lab.director, lab.director_addr, "dir-a");
+    let (bird_b, include_b) = director_bird(&b.ns, b.addr, "dir-b");
+    let pin_b = PathBuf::from(format!("{}-b", lab.pin_path.display()));
+    let config = |pin: &Path, bird: &Bird, include: &Path| {
+        let mut s = lab.agent_config_pinned(pin, "mh", "dr", "generic");
+        s = s.replace(
+            "method = \"dr\"\n",
+            "method = \"dr\"\nscheduler_flags = [\"mh-port\"]\n",
+        );
+        s.push_str(&format!(
+            "\n[bgp]\ncontrol_socket = \"{}\"\ninclude = \"{}\"\ndrain_time = 3\n[[bgp.vip]]\naddress = \"{}\"\n",
+            bird.socket().display(),
+            include.display(),
+            lab.vip
+        ));
+        s
+    };
+    let path_a = dir.join("a.toml");
+    std::fs::write(&path_a, config(&lab.pin_path, &bird_a, &include_a)).unwrap();
+    let path_b = dir.join("b.toml");
+    std::fs::write(&path_b, config(&pin_b, &bird_b, &include_b)).unwrap();
+    let next_hops = || {
+        lab.client
+            .run("ip", &["-4", "route", "show", &format!("{}/32", lab.vip)])
+            .unwrap()
+            .matches(" via ")
+            .count()
+    };
+
+    let agent_a = Agent::start(&lab.director, &xlb_bin(), &path_a).unwrap();
+    wait_for("the route through director A", || next_hops() == 1);
+    let mut held: Vec<(HttpConn, String)> = (0..40)
+        .map(|_| {
+            let mut c = HttpConn::open(&lab.client, lab.vip_socket(), TIMEOUT).unwrap();
+            let real = c.request(false).unwrap();
+            (c, real)
+        })
+        .collect();
+    let reals: std::collections::BTreeSet<&String> = held.iter().map(|h| &h.1).collect();
+    assert!(reals.len() > 1, "mh-port sent every connection to one real");
+    let ask_all = |held: &mut Vec<(HttpConn, String)>, when: &str| {
+        for (i, (c, real)) in held.iter_mut().enumerate() {
+            let now = c
+                .request(false)
+                .unwrap_or_else(|e| panic!("{when}: connection {i} broke: {e:#}"));
+            assert_eq!(&now, real, "{when}: connection {i} moved to another real");
+        }
+    };
+
+    // B joins: two next hops, and some held connections now go through B.
+    let agent_b = Agent::start(&b.ns, &xlb_bin(), &path_b).unwrap();
+    wait_for("the multipath route through both directors", || {
+        next_hops() == 2
+    });
+    ask_all(&mut held, "after B joined");
+    let metrics: SocketAddr = "127.0.0.1:9477".parse().unwrap();
+    let through_b = scrape::total(
+        &scrape::scrape(&b.ns, metrics).unwrap(),
+        "xlb_service_packets_total",
+        &[],
+    );
+    assert!(
+        through_b > 0,
+        "the router sent no held connection through B"
+    );
+
+    // A drains: its route goes while it still runs, every connection
+    // continues through B, and after A stopped too.
+    let pid_file = agent_a.pid_file().unwrap().to_path_buf();
+    let drain = std::thread::spawn(move || {
+        Command::new(xlb_bin())
+            .arg("drain")
+            .arg("--pid-file")
+            .arg(pid_file)
+            .output()
+            .unwrap()
+    });
+    let route = || {
+        lab.client
+            .run("ip", &["-4", "route", "show", &format!("{}/32", lab.vip)])
+            .unwrap()
+    };
+    wait_for("only B's next hop left", || {
+        let r = route();
+        next_hops() == 1 && r.contains(&format!("via {} ", b.addr))
+    });
+    assert!(alive(agent_a.pid()), "A stopped before its route went");
+    ask_all(&mut held, "while A drained");
+    let drain = drain.join().unwrap();
+    assert!(
+        drain.status.success(),
+        "{}",
+        String::from_utf8_lossy(&drain.stderr)
+    );
+    ask_all(&mut held, "after A stopped");
+    agent_a.stop().unwrap();
+    agent_b.stop().unwrap();
+    drop((bird_a, bird_b, router));
+    let _ = std::fs::remove_dir_all(dir);
+}
