@@ -13,7 +13,7 @@ use toml::{Spanned, Table, Value};
 /// bird2's control socket as Debian's package starts it.
 pub const DEFAULT_CONTROL_SOCKET: &str = "/run/bird/bird.ctl";
 /// The include the agent writes; the operator's bird.conf includes it.
-pub const DEFAULT_INCLUDE: &str = "/etc/bird/xlb-vips.conf";
+pub const DEFAULT_INCLUDE: &str = "/var/lib/xlb/bird-vips.conf";
 /// How long a drain keeps forwarding after the withdrawal.
 pub const DEFAULT_DRAIN_TIME: Duration = Duration::from_secs(30);
 /// Longest drain accepted (one hour).

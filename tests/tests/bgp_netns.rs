@@ -165,8 +165,10 @@ fn announcements_follow_health_a_reload_keeps_the_session_and_drain_withdraws_fi
         String::from_utf8_lossy(&parsed.stderr)
     );
     // And so is the README's example bird.conf around it.
-    let example = include_str!("../../examples/bird-ecmp.conf")
-        .replace("/etc/bird/xlb-vips.conf", &include.display().to_string());
+    let example = include_str!("../../examples/bird-ecmp.conf").replace(
+        "/var/lib/xlb/bird-vips.conf",
+        &include.display().to_string(),
+    );
     let example_path = dir.join("bird-ecmp.conf");
     std::fs::write(&example_path, example).unwrap();
     let parsed = Command::new("bird")
@@ -187,6 +189,15 @@ fn announcements_follow_health_a_reload_keeps_the_session_and_drain_withdraws_fi
     assert!(status.contains("announced"), "{status}");
     assert!(status.contains("session uplink"), "{status}");
     assert!(status.contains("Established"), "{status}");
+    let json = common::succeed(
+        Command::new(xlb_bin())
+            .args(["status", "--json", "--pin-path"])
+            .arg(&lab.pin_path),
+    );
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(json["bgp"]["vips"][0]["announced"], true, "{json}");
+    assert_eq!(json["bgp"]["vips"][0]["reason"], "healthy", "{json}");
+    assert_eq!(json["bgp"]["sessions"][0]["name"], "uplink", "{json}");
     let metrics: SocketAddr = "127.0.0.1:9477".parse().unwrap();
     let samples = scrape::scrape(&lab.director, metrics).unwrap();
     let vip = lab.vip.to_string();
