@@ -95,13 +95,16 @@ impl Bird {
         .context("bird did not answer in time")?
     }
 
-    /// `enable NAME` / `disable NAME`: true when bird changed its state,
-    /// false when it already was so.
-    pub async fn set_enabled(&mut self, protocol: &str, on: bool) -> Result<bool> {
+    /// `enable NAME` / `disable NAME` (bird answers 0011 enabled or 0010
+    /// already enabled, 0009 disabled or 0008 already disabled).
+    pub async fn set_enabled(&mut self, protocol: &str, on: bool) -> Result<()> {
         let verb = if on { "enable" } else { "disable" };
         let reply = self.command(&format!("{verb} {protocol}")).await?;
-        // 0011 enabled / 0010 already enabled; 0009 disabled / 0008 already disabled.
-        Ok(reply.iter().any(|l| l.code == 11 || l.code == 9))
+        let (done, already) = if on { (11, 10) } else { (9, 8) };
+        if !reply.iter().any(|l| l.code == done || l.code == already) {
+            bail!("bird did not confirm `{verb} {protocol}`: {reply:?}");
+        }
+        Ok(())
     }
 
     /// `configure`: bird reads its config (and our include) again; unchanged

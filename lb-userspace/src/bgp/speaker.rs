@@ -242,11 +242,9 @@ impl State {
                 .with_context(|| format!("writing {}", bgp.include.display()))?;
             self.written = Some(text.to_string());
         }
-        if self.bird.is_none() {
-            self.bird = Some(Bird::connect(&bgp.control_socket).await?);
-        }
-        let Some(bird) = &mut self.bird else {
-            unreachable!("connected above")
+        let bird = match &mut self.bird {
+            Some(b) => b,
+            None => self.bird.insert(Bird::connect(&bgp.control_socket).await?),
         };
         let mut rows = bird.protocols().await?;
         let expected: HashSet<String> = decisions
