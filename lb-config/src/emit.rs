@@ -43,6 +43,9 @@ pub fn to_toml(config: &Config, full: bool) -> String {
     if !m.is_empty() {
         root.insert("metrics".into(), Value::Table(m));
     }
+    if let Some(b) = &config.bgp {
+        root.insert("bgp".into(), Value::Table(crate::bgp::to_table(b, full)));
+    }
     let v = &config.vrrp;
     e.list(
         &mut root,

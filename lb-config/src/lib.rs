@@ -2,6 +2,7 @@
 //! Every error names `file:line:col`; a file with any error yields no model,
 //! so nothing is ever half-applied.
 
+pub mod bgp;
 pub mod capacity;
 pub mod check;
 pub mod defaults;
@@ -243,6 +244,8 @@ pub struct Config {
     pub metrics: Metrics,
     /// `[agent]`: the agent's own files.
     pub agent: AgentFiles,
+    /// `[bgp]`: VIPs announced through bird2 (ECMP scale-out); `None`: no BGP.
+    pub bgp: Option<bgp::Bgp>,
 }
 
 impl Config {

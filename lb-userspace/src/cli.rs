@@ -1,4 +1,4 @@
-//! Command line: `xlb run`, `xlb reload`, `xlb check`, `xlb convert`,
+//! Command line: `xlb run`, `xlb drain`, `xlb reload`, `xlb check`, `xlb convert`,
 //! `xlb dump-config`, `xlb status`, `xlb ipvsadm`, `xlb decap`.
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -52,6 +52,20 @@ pub enum Command {
         /// (default /sys/fs/bpf/xlb); a keepalived.conf has no such setting.
         #[arg(long)]
         pin_path: Option<PathBuf>,
+    },
+    /// Drain this director: withdraw every VIP from BGP, keep forwarding the
+    /// flows it holds for `[bgp] drain_time` while routers send new flows to
+    /// the other directors, then stop (as SIGTERM). Waits for the agent to exit.
+    Drain {
+        /// The agent's pid file (default: the config's `[agent] pid_file`, else /run/xlb.pid).
+        #[arg(long)]
+        pid_file: Option<PathBuf>,
+        /// The agent's config, for its `[agent] pid_file`.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Give up waiting for the agent's exit after this many seconds (it drains on).
+        #[arg(long, default_value_t = 3700)]
+        wait: u64,
     },
     /// Make the running agent re-read its config (SIGHUP): only what changed is applied.
     Reload {
@@ -158,6 +172,10 @@ pub struct SourceArgs {
     /// A keepalived.conf instead of TOML.
     #[arg(long)]
     keepalived_conf: Option<PathBuf>,
+    /// With --keepalived-conf: a TOML file holding `[bgp]` (keepalived.conf
+    /// has no BGP); in xlb's TOML write `[bgp]` in the file itself.
+    #[arg(long, requires = "keepalived_conf")]
+    bgp_config: Option<PathBuf>,
     #[command(flatten)]
     keepalived: KeepalivedArgs,
 }
@@ -211,6 +229,7 @@ impl SourceArgs {
             (None, Some(k)) => Ok(Source::Keepalived {
                 path: k.clone(),
                 options: self.keepalived.options(),
+                bgp: self.bgp_config.clone(),
             }),
             _ => anyhow::bail!("give exactly one of --config and --keepalived-conf"),
         }

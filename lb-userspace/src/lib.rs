@@ -3,6 +3,7 @@
 
 pub mod agent;
 pub mod alert;
+pub mod bgp;
 pub mod caps;
 pub mod check;
 pub mod cli;

@@ -80,6 +80,8 @@ pub enum Source {
     Keepalived {
         path: PathBuf,
         options: crate::keepalived::Options,
+        /// An extra TOML file holding `[bgp]` (keepalived.conf has no BGP).
+        bgp: Option<PathBuf>,
     },
 }
 
@@ -114,13 +116,25 @@ impl Source {
 pub fn load_from(source: &Source) -> anyhow::Result<Config> {
     match source {
         Source::Toml { path, on_host } => load_with(path, *on_host),
-        Source::Keepalived { path, options } => {
-            let loaded = crate::keepalived::load(path, options)?;
+        Source::Keepalived { path, options, bgp } => {
+            let mut loaded = crate::keepalived::load(path, options)?;
             for w in &loaded.warnings {
                 eprintln!("{}:{}:{}: warning: {}", w.file, w.line, w.col, w.message);
             }
             let shown = path.display().to_string();
             crate::script::security::check_config(&loaded.config, &shown, &loaded.scripts)?;
+            if let Some(extra) = bgp {
+                let bytes = crate::keepalived::read_regular(extra)
+                    .map_err(|e| anyhow::anyhow!("{}: cannot read config: {e}", extra.display()))?;
+                let text = String::from_utf8(bytes)
+                    .map_err(|e| anyhow::anyhow!("{}: cannot read config: {e}", extra.display()))?;
+                let section = crate::config::bgp::parse_extra(
+                    &extra.display().to_string(),
+                    &text,
+                    &loaded.config,
+                )?;
+                loaded.config.bgp = Some(section);
+            }
             Ok(loaded.config)
         }
     }

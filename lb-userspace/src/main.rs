@@ -29,6 +29,36 @@ fn reload_agent(
     Ok(())
 }
 
+/// `xlb drain`: signal the agent to drain, then wait for it to exit.
+fn drain_agent(
+    pid_file: Option<std::path::PathBuf>,
+    config: Option<std::path::PathBuf>,
+    wait: std::time::Duration,
+) -> anyhow::Result<()> {
+    let checked = config.as_deref().map(load::load).transpose()?;
+    let path = pid_file
+        .or_else(|| checked.map(|c| c.agent.pid_file))
+        .unwrap_or_else(|| config::AgentFiles::default().pid_file);
+    let pid = pidfile::signal(&path, agent::drain_signal())?;
+    println!("xlb: agent {pid} is draining");
+    let until = std::time::Instant::now() + wait;
+    // Gone, or a zombie its parent has not reaped yet.
+    let running = || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+            s.rsplit_once(") ")
+                .is_some_and(|(_, rest)| !rest.starts_with('Z'))
+        })
+    };
+    while running() {
+        if std::time::Instant::now() > until {
+            anyhow::bail!("agent {pid} still runs after {}s", wait.as_secs());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    println!("xlb: agent {pid} drained and stopped");
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // Kept to the end: errors are then reported through the log, and
@@ -52,6 +82,7 @@ fn main() -> ExitCode {
             Ok(())
         }),
         Command::Convert { file, keepalived } => load::load_from(&load::Source::Keepalived {
+            bgp: None,
             path: file,
             options: keepalived.options(),
         })
@@ -149,6 +180,11 @@ fn main() -> ExitCode {
                 ))
         }),
         Command::Reload { pid_file, config } => reload_agent(pid_file, config),
+        Command::Drain {
+            pid_file,
+            config,
+            wait,
+        } => drain_agent(pid_file, config, std::time::Duration::from_secs(wait)),
         Command::Decap {
             iface,
             vips,

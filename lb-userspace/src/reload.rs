@@ -43,6 +43,11 @@ pub fn reread(source: &Source, overrides: &Overrides, running: &Config) -> Resul
         warn!("reload: [metrics] changed; it takes effect at the next restart");
         fresh.metrics = running.metrics.clone();
     }
+    // The speaker starts with the agent; within [bgp] everything reloads.
+    if fresh.bgp.is_some() != running.bgp.is_some() {
+        warn!("reload: [bgp] added or removed; it takes effect at the next restart");
+        fresh.bgp = running.bgp.clone();
+    }
     if fresh.agent != running.agent {
         warn!("reload: [agent] changed; it takes effect at the next restart");
         fresh.agent = running.agent.clone();

@@ -199,6 +199,7 @@ pub fn render_json(dir: &Path) -> Result<String> {
     // instances or checks (or without an agent).
     json["vrrp"] = serde_json::to_value(crate::vrrp::counters::read(dir)?)?;
     json["checks"] = serde_json::to_value(crate::check::board::read(dir)?)?;
+    json["bgp"] = serde_json::to_value(crate::bgp::read(dir)?)?;
     Ok(serde_json::to_string_pretty(&json)?)
 }
 
@@ -214,6 +215,9 @@ pub fn render_agent(dir: &Path) -> Result<String> {
     }
     if let Some(c) = crate::check::board::read(dir)? {
         out.push_str(&crate::check::board::render(&c, now));
+    }
+    if let Some(b) = crate::bgp::read(dir)? {
+        out.push_str(&crate::bgp::render(&b));
     }
     Ok(out)
 }

@@ -716,7 +716,7 @@ fn attach_peer_xdp(
     Ok(ebpf)
 }
 
-fn in_path(program: &str) -> bool {
+pub(crate) fn in_path(program: &str) -> bool {
     let Some(path) = std::env::var_os("PATH") else {
         return false;
     };

@@ -8,6 +8,7 @@
 
 pub mod advert_watch;
 pub mod agent;
+pub mod bird;
 pub mod capture;
 pub mod failover;
 pub mod fixtures;

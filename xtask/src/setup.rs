@@ -96,6 +96,49 @@ fn bpf_linker_ok(major: u32) -> bool {
     entry.contains(&format!("\"llvm-{major}\""))
 }
 
+/// While bird2 or frr is installed: a policy-rc.d that refuses to start
+/// services (when the host has none of its own), and afterwards their units
+/// disabled, so no routing daemon runs in the host's namespace, now or at boot.
+struct RoutingDaemonsStayDown {
+    policy: Option<PathBuf>,
+    units: Vec<&'static str>,
+}
+
+impl RoutingDaemonsStayDown {
+    fn new(apt: &[String]) -> Result<RoutingDaemonsStayDown> {
+        let units: Vec<&'static str> = [("bird2", "bird.service"), ("frr", "frr.service")]
+            .into_iter()
+            .filter(|(pkg, _)| apt.iter().any(|p| p == pkg))
+            .map(|(_, unit)| unit)
+            .collect();
+        let path = PathBuf::from("/usr/sbin/policy-rc.d");
+        let policy = if units.is_empty() || path.exists() {
+            None
+        } else {
+            std::fs::write(
+                &path,
+                "#!/bin/sh\n# cargo xtask setup: no service starts while it installs\nexit 101\n",
+            )?;
+            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+            Some(path)
+        };
+        Ok(RoutingDaemonsStayDown { policy, units })
+    }
+
+    fn finish(self) {
+        if let Some(p) = &self.policy {
+            let _ = std::fs::remove_file(p);
+        }
+        if !self.units.is_empty() && Path::new("/run/systemd/system").is_dir() {
+            let _ = Command::new("systemctl")
+                .arg("disable")
+                .arg("--now")
+                .args(&self.units)
+                .status();
+        }
+    }
+}
+
 fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
@@ -178,6 +221,8 @@ fn install(need: Need) -> Result<()> {
     let mut tools = Vec::new();
     if need != Need::Build {
         tools.extend([("ethtool", "ethtool"), ("bpftool", "bpftool")]);
+        // BGP scale-out: bird2 beside each director, FRR as the ECMP lab's router.
+        tools.extend([("bird", "bird2"), ("vtysh", "frr")]);
     }
     if need == Need::Test {
         tools.extend([
@@ -221,10 +266,14 @@ fn install(need: Need) -> Result<()> {
     }
     if !apt.is_empty() {
         run(Command::new("apt-get").args(["update", "-qq"]))?;
+        // Routing daemons started on the host by their packages would peer
+        // and route in the host's namespace: tests and labs run their own.
+        let quiet = RoutingDaemonsStayDown::new(&apt)?;
         run(Command::new("apt-get")
             .args(["install", "-y", "-qq", "--no-install-recommends"])
             .args(&apt)
             .env("DEBIAN_FRONTEND", "noninteractive"))?;
+        quiet.finish();
     }
     if !rust_src {
         run(Command::new("rustup").args([

@@ -35,6 +35,9 @@ pub struct File {
     pub metrics: Option<Spanned<Metrics>>,
     #[serde(default)]
     pub agent: Option<Spanned<Agent>>,
+    /// `[bgp]` (config/bgp.rs).
+    #[serde(default)]
+    pub bgp: Option<Spanned<crate::bgp::RawBgp>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -119,6 +119,12 @@ pub fn parse_sited(
     }
     let metrics = v.metrics(raw.metrics.as_ref());
     let agent = v.agent_files(raw.agent.as_ref());
+    let bgp = raw.bgp.as_ref().and_then(|b| {
+        let list: Vec<Service> = services.iter().map(|(s, _)| s.clone()).collect();
+        crate::bgp::validate(file, text, b, &list, &vrrp)
+            .map_err(|e| v.errors.extend(e))
+            .ok()
+    });
     if on_host {
         v.host(&raw);
     }
@@ -132,6 +138,7 @@ pub fn parse_sited(
                 static_net,
                 metrics,
                 agent,
+                bgp,
             },
             v.scripts,
         )),

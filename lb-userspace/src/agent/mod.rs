@@ -14,6 +14,7 @@ pub(crate) mod retry;
 
 use crate::{
     alert::Alerter,
+    bgp::{self, Speaker},
     check::{
         Verdict,
         fifo::{FIFO_READER_GRACE, FifoReader},
@@ -232,9 +233,26 @@ struct Reactor {
     checkers: Checkers,
     alerts: Alerter,
     notifier: Notifier,
+    /// Announces the VIPs through bird (`[bgp]`).
+    bgp: Option<Speaker>,
 }
 
 impl Reactor {
+    /// Tells the BGP speaker what the services can serve and who is Master now.
+    fn tell_bgp(&self) {
+        if let Some(s) = &self.bgp {
+            let services =
+                bgp::decide::service_facts(&self.fwd.desired, self.fwd.plane.uses_next_hops());
+            let masters = &self.runtime.masters;
+            s.update_if(|i| {
+                let changed = i.services != services || &i.masters != masters;
+                i.services = services;
+                i.masters = masters.clone();
+                changed
+            });
+        }
+    }
+
     fn verdict(&mut self, Verdict { key, health }: Verdict, config: &Config) {
         let notices = self.runtime.set_health(config, key, health);
         // A virtual_server_group's services share the verdict.
@@ -245,6 +263,7 @@ impl Reactor {
             &desired::group_of(config, key.service),
             "real server health changed",
         );
+        self.tell_bgp();
         self.alerts.quorum_changes(config, &notices);
         self.notifier.announce(notices);
     }
@@ -273,6 +292,7 @@ impl Reactor {
             warn!(error = %crate::logging::chain(&e), "data plane did not follow the mastership change");
         }
         self.checkers.set_masters(&self.runtime.masters);
+        self.tell_bgp();
         // The instance may have stopped waiting; nothing to undo then.
         let _ = applied.send(());
     }
@@ -287,7 +307,20 @@ struct Signals {
     hup: Signal,
     usr1: Signal,
     usr2: Signal,
+    /// `xlb drain`.
+    drain: Signal,
 }
+
+/// The signal `xlb drain` sends: the first real-time signal glibc leaves
+/// to programs, plus one (every classic signal already has a meaning here).
+pub fn drain_signal() -> i32 {
+    libc::SIGRTMIN() + 1
+}
+
+/// The stop reason of `xlb drain`.
+const DRAIN: &str = "drain";
+/// How long a withdrawal waits for bird to confirm before the agent goes on.
+const WITHDRAW_WAIT: Duration = Duration::from_secs(5);
 
 impl Signals {
     fn new() -> Result<Signals> {
@@ -298,6 +331,7 @@ impl Signals {
             hup: signal(SignalKind::hangup())?,
             usr1: signal(SignalKind::user_defined1())?,
             usr2: signal(SignalKind::user_defined2())?,
+            drain: signal(SignalKind::from_raw(drain_signal()))?,
         })
     }
 
@@ -377,6 +411,11 @@ async fn prepare(config: &mut Arc<Config>) -> Result<Prepared> {
         checks: crate::check::board::CheckBoard::with_file(crate::check::board::status_path(
             &config.dataplane.pin_path,
         )),
+        bgp: if config.bgp.is_some() {
+            bgp::Board::with_file(bgp::status_path(&config.dataplane.pin_path))
+        } else {
+            bgp::Board::default()
+        },
         ..Default::default()
     };
     let listener = match config.metrics.listen {
@@ -569,6 +608,20 @@ pub async fn run(
     if !checkers.is_empty() {
         info!(checks = checkers.len(), "health checks started");
     }
+    // After the first apply: only what the data plane serves is announced.
+    let speaker = config.bgp.as_ref().map(|_| {
+        Speaker::start(
+            bgp::Inputs {
+                config: config.clone(),
+                services: bgp::decide::service_facts(&fwd.desired, fwd.plane.uses_next_hops()),
+                masters: runtime.masters.clone(),
+                draining: false,
+                stopping: false,
+            },
+            fwd.plane.plane() == crate::snapshot::Plane::Xdp,
+            shared.bgp.clone(),
+        )
+    });
     let mut lp = Loop {
         r: Reactor {
             fwd,
@@ -577,6 +630,7 @@ pub async fn run(
             checkers,
             alerts,
             notifier,
+            bgp: speaker,
         },
         masterships,
         inbox,
@@ -593,6 +647,7 @@ pub async fn run(
     let why = loop {
         tokio::select! {
             why = stop_signal(&mut signals.term, &mut signals.int, &mut signals.quit) => break why,
+            _ = signals.drain.recv() => break DRAIN,
             _ = signals.hup.recv() => {
                 info!("SIGHUP: reloading {source}");
                 sdnotify::reloading();
@@ -645,6 +700,7 @@ pub async fn run(
                     let why = if fresh != lp.r.hops { "next hops changed" } else { "retrying" };
                     lp.r.hops = fresh;
                     lp.r.fwd.update(&config, &lp.r.runtime, &lp.r.hops, why);
+                    lp.r.tell_bgp();
                 }
             }
         }
@@ -656,11 +712,16 @@ pub async fn run(
         info!("{why}: stopping");
     }
     sdnotify::stopping();
+    withdraw_at_stop(&mut lp, &config, why, keep_dataplane, &mut signals).await;
     // Instances leaving Master wait for the data plane: keep serving events until they are done.
     lp.serving(&config, vrrp.stop(release.vrrp)).await;
     let mut r = lp.r;
     r.checkers.stop().await;
     shared.checks.remove_file();
+    if let Some(s) = r.bgp.take() {
+        s.stop().await;
+    }
+    shared.bgp.remove_file();
     if let Some(task) = rates {
         // Stopped at an await, so no write can land after the removal.
         task.abort();
@@ -679,6 +740,54 @@ pub async fn run(
     }
     reload::remove_outcome();
     r.fwd.plane.shutdown(keep_dataplane)
+}
+
+/// What stopping does to the BGP announcements: `xlb drain` (and SIGTERM
+/// under `on_sigterm = "drain"`) withdraws every VIP and forwards for
+/// `drain_time` while serving events (a second stop signal ends the wait);
+/// `withdraw` withdraws and goes on; a stop that keeps the data plane
+/// (SIGQUIT, `--keep-dataplane`) or `keep` leaves bird announcing, since
+/// the data plane still forwards. A crash never gets here: bird keeps the routes.
+async fn withdraw_at_stop(
+    lp: &mut Loop,
+    config: &Arc<Config>,
+    why: &str,
+    keep_dataplane: bool,
+    signals: &mut Signals,
+) {
+    let (Some(speaker), Some(b)) = (lp.r.bgp.as_mut(), config.bgp.as_ref()) else {
+        return;
+    };
+    use crate::config::bgp::OnSigterm;
+    let drain = why == DRAIN || (b.on_sigterm == OnSigterm::Drain && !keep_dataplane);
+    if !drain && (keep_dataplane || b.on_sigterm == OnSigterm::Keep) {
+        info!("stopping with the VIPs still announced: the data plane keeps forwarding");
+        return;
+    }
+    let generation = speaker.update(|i| {
+        i.draining = drain;
+        i.stopping = !drain;
+    });
+    if speaker.settled(generation, WITHDRAW_WAIT).await {
+        info!("every VIP withdrawn from BGP");
+    } else {
+        warn!("bird did not confirm the withdrawal in time; going on");
+    }
+    if drain {
+        info!(
+            drain_s = b.drain_time.as_secs_f64(),
+            "draining: forwarding established flows while routers move new ones away"
+        );
+        let wait = async {
+            tokio::select! {
+                _ = tokio::time::sleep(b.drain_time) => None,
+                w = signals.stop() => Some(w),
+            }
+        };
+        if let Some(w) = lp.serving(config, wait).await {
+            info!("{w} during the drain: stopping now");
+        }
+    }
 }
 
 /// The next tick of `interval`, or never without one.
@@ -754,6 +863,11 @@ impl Reload<'_> {
             lp.r.checkers.set_masters(&lp.r.runtime.masters);
         }
         *config = fresh;
+        if let Some(s) = &lp.r.bgp {
+            let c = config.clone();
+            s.update(|i| i.config = c);
+        }
+        lp.r.tell_bgp();
         // After the data plane: a VIP an instance gains is forwarded before
         // it is added. Instances leaving Master wait for the data plane.
         lp.serving(config, self.vrrp.commit()).await;

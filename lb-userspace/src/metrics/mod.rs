@@ -10,6 +10,7 @@
 //!
 //! Names start with `xlb_`; counters end in `_total`.
 
+pub mod bgp;
 pub mod checks;
 pub mod dataplane;
 pub mod exposition;
@@ -36,6 +37,7 @@ pub struct Sources {
     pub maglev: maglev::ChurnBoard,
     pub reloads: reloads::ReloadCounters,
     pub next_hops: crate::neigh::Counters,
+    pub bgp: crate::bgp::Board,
 }
 
 /// A registry with every family: the data plane's, read where `plane`
@@ -56,6 +58,7 @@ pub fn registry(plane: Plane, pin_dir: &Path, sources: &Sources) -> Registry {
     registry.register_collector(Box::new(reloads::ReloadCollector::new(
         sources.reloads.clone(),
     )));
+    registry.register_collector(Box::new(bgp::BgpCollector::new(sources.bgp.clone())));
     // Under IPVS the kernel routes to the reals: no next hops are kept.
     if plane == Plane::Xdp {
         registry.register_collector(Box::new(next_hops::NextHopCollector::new(

@@ -110,6 +110,8 @@ pub fn config(nodes: &[Node], diag: &mut Diag, check_interfaces: bool) -> Config
         // keepalived.conf has no such settings: TOML's defaults.
         metrics: Default::default(),
         agent: Default::default(),
+        // BGP comes from an extra TOML file (`xlb run --bgp-config`).
+        bgp: None,
     };
     // keepalived reads every global_defs block as one (a later keyword wins).
     let globals: Vec<&Node> = top
