@@ -7,10 +7,12 @@ pub mod check;
 pub mod defaults;
 pub mod emit;
 pub mod global;
+mod hint;
 pub mod host;
 pub mod keepalived;
 mod overrides;
 mod raw;
+pub mod semantic;
 mod validate;
 pub mod vrrp;
 
