@@ -8,7 +8,7 @@
 mod services;
 mod vrrp;
 
-use crate::{Config, ConfigError};
+use crate::{Config, ConfigError, capacity};
 use std::{collections::HashMap, fmt};
 
 /// Where a part of the model was written: file, 1-based line and column.
@@ -91,6 +91,102 @@ fn parent(path: &str) -> &str {
     }
 }
 
+/// Each rule of the semantic check. Tests hold every rule to a case
+/// written in both front ends' syntax (lb-config/tests/semantic_parity.rs),
+/// so no rule is enforced for one format only.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rule {
+    /// Two services with one address, port and protocol (or fwmark).
+    ServiceTwice,
+    /// A real of the other address family than its (untunnelled) service.
+    RealFamily,
+    /// `lthreshold` above `uthreshold`.
+    Thresholds,
+    /// A persistence mask of the other address family than the service.
+    PersistenceFamily,
+    /// Services of one group with different reals or checks.
+    GroupAlike,
+    /// A fwmark service on a data plane other than IPVS.
+    FwmarkNeedsIpvs,
+    /// Services that do not fit the XDP data plane's maps.
+    Capacity,
+    /// `lvs_sync_daemon` on a data plane other than IPVS.
+    SyncDaemonNeedsIpvs,
+    /// Two vrrp_scripts, track files, instances or sync groups of one name.
+    NameTwice,
+    /// One VRID twice on an interface and address family.
+    VridTwice,
+    /// A track list naming no defined script or file.
+    TrackUndefined,
+    /// A sync group naming no defined instance.
+    MemberUndefined,
+    /// An instance in two sync groups.
+    MemberTwice,
+    /// A sync group without members.
+    GroupEmpty,
+    /// `lvs_sync_daemon` naming no defined instance.
+    SyncDaemonInstance,
+}
+
+impl Rule {
+    pub const ALL: [Rule; 15] = [
+        Rule::ServiceTwice,
+        Rule::RealFamily,
+        Rule::Thresholds,
+        Rule::PersistenceFamily,
+        Rule::GroupAlike,
+        Rule::FwmarkNeedsIpvs,
+        Rule::Capacity,
+        Rule::SyncDaemonNeedsIpvs,
+        Rule::NameTwice,
+        Rule::VridTwice,
+        Rule::TrackUndefined,
+        Rule::MemberUndefined,
+        Rule::MemberTwice,
+        Rule::GroupEmpty,
+        Rule::SyncDaemonInstance,
+    ];
+
+    /// Whether `message` is one this rule writes (its messages are
+    /// recognisable, so a test can tell which rule refused a file).
+    pub fn wrote(self, m: &str) -> bool {
+        match self {
+            Rule::ServiceTwice => {
+                m.starts_with("service ") && m.contains(" is already defined at ")
+            }
+            Rule::RealFamily => {
+                m.starts_with("real server ") && m.ends_with(" is not of the VIP's address family")
+            }
+            Rule::Thresholds => m.starts_with("lthreshold ") && m.contains(" is above uthreshold "),
+            Rule::PersistenceFamily => {
+                m.starts_with("persistence_granularity is of the other address family")
+            }
+            Rule::GroupAlike => {
+                m.contains(" of group `") && m.contains(" lists other real servers")
+            }
+            Rule::FwmarkNeedsIpvs => m.starts_with("fwmark services need the IPVS data plane"),
+            Rule::Capacity => capacity::MESSAGES.iter().any(|f| m.contains(f)),
+            Rule::SyncDaemonNeedsIpvs => m.starts_with("`lvs_sync_daemon` needs `kind = \"ipvs\"`"),
+            Rule::NameTwice => m.starts_with("vrrp_") && m.contains(" is already defined at "),
+            Rule::VridTwice => {
+                m.starts_with("virtual_router_id ") && m.contains(" is already used by ")
+            }
+            Rule::TrackUndefined => {
+                (m.starts_with("track_script names ") || m.starts_with("track_file names "))
+                    && m.contains(", but no ")
+            }
+            Rule::MemberUndefined => {
+                m.starts_with("vrrp_sync_group ") && m.contains(", but no vrrp_instance ")
+            }
+            Rule::MemberTwice => m.contains(" is already in vrrp_sync_group "),
+            Rule::GroupEmpty => {
+                m.starts_with("vrrp_sync_group ") && m.ends_with(" names no instance")
+            }
+            Rule::SyncDaemonInstance => m.starts_with("lvs_sync_daemon names "),
+        }
+    }
+}
+
 /// The errors found so far, each placed through the sites.
 struct Found<'s> {
     sites: &'s Sites,
@@ -98,21 +194,23 @@ struct Found<'s> {
 }
 
 impl Found<'_> {
-    fn error(&mut self, path: &str, message: impl Into<String>) {
+    fn error(&mut self, rule: Rule, path: &str, message: impl Into<String>) {
+        let message = message.into();
+        debug_assert!(rule.wrote(&message), "{rule:?} cannot write {message:?}");
         let s = self.sites.at(path);
         self.errors.push(ConfigError {
             file: s.file,
             line: s.line,
             col: s.col,
-            message: message.into(),
+            message,
         });
     }
 
     /// "already defined at …" naming where the first one is.
-    fn again(&mut self, path: &str, first: &str, what: impl fmt::Display) {
+    fn again(&mut self, rule: Rule, path: &str, first: &str, what: impl fmt::Display) {
         let here = self.sites.at(path);
         let first = self.sites.at(first).seen_from(&here);
-        self.error(path, format!("{what} is already defined at {first}"));
+        self.error(rule, path, format!("{what} is already defined at {first}"));
     }
 }
 

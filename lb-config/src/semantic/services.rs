@@ -3,7 +3,7 @@
 //! group's services alike, what the data plane in use can forward, and
 //! what fits its maps.
 
-use super::Found;
+use super::{Found, Rule};
 use crate::{Config, DataplaneKind, Method, Service, ServiceId, capacity};
 use std::collections::HashMap;
 
@@ -12,7 +12,12 @@ pub(super) fn check(c: &Config, f: &mut Found) {
     for (i, s) in c.services.iter().enumerate() {
         let at = format!("services[{i}]");
         if let Some(j) = first.get(&s.id) {
-            f.again(&at, &format!("services[{j}]"), format!("service {}", s.id));
+            f.again(
+                Rule::ServiceTwice,
+                &at,
+                &format!("services[{j}]"),
+                format!("service {}", s.id),
+            );
             continue;
         }
         first.insert(s.id, i);
@@ -26,7 +31,7 @@ pub(super) fn check(c: &Config, f: &mut Found) {
                 ("IPv4", "a netmask, such as 255.255.255.0")
             };
             f.error(
-                &format!("{at}.persistence.mask"),
+                Rule::PersistenceFamily, &format!("{at}.persistence.mask"),
                 format!(
                     "persistence_granularity is of the other address family: {fam} service {} takes {takes}",
                     s.id
@@ -35,7 +40,7 @@ pub(super) fn check(c: &Config, f: &mut Found) {
         }
         if matches!(s.id, ServiceId::Fwmark { .. }) && c.dataplane.kind != DataplaneKind::Ipvs {
             f.error(
-                &format!("{at}.id"),
+                Rule::FwmarkNeedsIpvs, &format!("{at}.id"),
                 "fwmark services need the IPVS data plane (`[dataplane] kind = \"ipvs\"`): XDP sees packets before the firewall marks them",
             );
         }
@@ -46,14 +51,14 @@ pub(super) fn check(c: &Config, f: &mut Found) {
         let list: Vec<&Service> = c.services.iter().collect();
         for (at, message) in capacity::capacity_problems(&c.dataplane, &list) {
             let path = at.map_or_else(|| "dataplane".to_string(), |i| format!("services[{i}]"));
-            f.error(&path, message);
+            f.error(Rule::Capacity, &path, message);
         }
     }
     // IPVS's sync daemon exists under the IPVS data plane only: under XDP
     // (or auto, when XDP starts) it would never run.
     if c.global.lvs_sync_daemon.is_some() && c.dataplane.kind != DataplaneKind::Ipvs {
         f.error(
-            "global.lvs_sync_daemon",
+            Rule::SyncDaemonNeedsIpvs, "global.lvs_sync_daemon",
             "`lvs_sync_daemon` needs `kind = \"ipvs\"`: the XDP data plane has no connection sync yet",
         );
     }
@@ -66,6 +71,7 @@ fn reals(s: &Service, at: &str, f: &mut Found) {
         let real = format!("{at}.reals[{j}]");
         if s.method != Method::Tun && r.address.is_ipv6() != s.id.is_ipv6() {
             f.error(
+                Rule::RealFamily,
                 &format!("{real}.address"),
                 format!(
                     "real server {} is not of the VIP's address family",
@@ -75,7 +81,7 @@ fn reals(s: &Service, at: &str, f: &mut Found) {
         }
         if r.u_threshold != 0 && r.l_threshold > r.u_threshold {
             f.error(
-                &format!("{real}.l_threshold"),
+                Rule::Thresholds, &format!("{real}.l_threshold"),
                 format!(
                     "lthreshold {} is above uthreshold {}; the real would never take connections again",
                     r.l_threshold, r.u_threshold
@@ -104,7 +110,7 @@ fn groups_agree(c: &Config, f: &mut Found) {
             && shape(first) != shape(s)
         {
             f.error(
-                &format!("services[{i}]"),
+                Rule::GroupAlike, &format!("services[{i}]"),
                 format!(
                     "service {} of group `{group}` lists other real servers or checks than {} (a group's reals are checked once for all its services)",
                     s.id, first.id

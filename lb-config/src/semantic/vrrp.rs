@@ -3,7 +3,7 @@
 //! name a track list, sync group or `lvs_sync_daemon` gives defined; an
 //! instance in one sync group at most, and no sync group empty.
 
-use super::{Found, hint};
+use super::{Found, Rule, hint};
 use crate::{Config, vrrp::TrackRef};
 use std::collections::HashMap;
 
@@ -14,6 +14,7 @@ pub(super) fn check(c: &Config, f: &mut Found) {
         for (i, name) in list.into_iter().enumerate() {
             if let Some(j) = first.get(name) {
                 f.again(
+                    Rule::NameTwice,
                     &format!("{path}[{i}].name"),
                     &format!("{path}[{j}].name"),
                     format!("{kind} `{name}`"),
@@ -62,6 +63,7 @@ pub(super) fn check(c: &Config, f: &mut Found) {
                 .at(&format!("vrrp.instances[{j}].virtual_router_id"))
                 .seen_from(&here);
             f.error(
+                Rule::VridTwice,
                 &format!("{at}.virtual_router_id"),
                 format!(
                     "virtual_router_id {} on {} is already used by vrrp_instance `{}` at {first}",
@@ -93,6 +95,7 @@ pub(super) fn check(c: &Config, f: &mut Found) {
         let at = format!("vrrp.sync_groups[{i}]");
         if g.members.is_empty() {
             f.error(
+                Rule::GroupEmpty,
                 &format!("{at}.members"),
                 format!("vrrp_sync_group `{}` names no instance", g.name),
             );
@@ -102,7 +105,7 @@ pub(super) fn check(c: &Config, f: &mut Found) {
             if !instances.contains(&m.as_str()) {
                 let hint = hint(m, instances.iter().copied());
                 f.error(
-                    &path,
+                    Rule::MemberUndefined, &path,
                     format!(
                         "vrrp_sync_group `{}` names `{m}`, but no vrrp_instance `{m}` is defined{hint}",
                         g.name
@@ -110,6 +113,7 @@ pub(super) fn check(c: &Config, f: &mut Found) {
                 );
             } else if let Some(other) = member_of.insert(m, &g.name) {
                 f.error(
+                    Rule::MemberTwice,
                     &path,
                     format!("vrrp_instance `{m}` is already in vrrp_sync_group `{other}`"),
                 );
@@ -137,6 +141,7 @@ pub(super) fn check(c: &Config, f: &mut Found) {
     {
         let hint = hint(&sd.instance, instances.iter().copied());
         f.error(
+            Rule::SyncDaemonInstance,
             "global.lvs_sync_daemon.instance",
             format!(
                 "lvs_sync_daemon names `{}`, but no vrrp_instance `{}` is defined{hint}",
@@ -152,6 +157,7 @@ fn refs(list: &[TrackRef], key: &str, what: &str, defined: &[&str], path: &str, 
         if !defined.contains(&r.name.as_str()) {
             let hint = hint(&r.name, defined.iter().copied());
             f.error(
+                Rule::TrackUndefined,
                 &format!("{path}[{k}]"),
                 format!(
                     "{key} names `{}`, but no {what} `{}` is defined{hint}",

@@ -95,7 +95,8 @@ pub fn instance(sites: &mut Sites, i: usize, n: &Node) {
 pub fn sync_group(sites: &mut Sites, i: usize, n: &Node) {
     let path = format!("vrrp.sync_groups[{i}]");
     named(sites, "vrrp.sync_groups", i, n);
-    sites.set(format!("{path}.members"), n.pos().into());
+    let group = n.children().iter().find(|k| k.name() == "group");
+    sites.set(format!("{path}.members"), group.unwrap_or(n).pos().into());
     let words = n
         .children()
         .iter()
