@@ -250,7 +250,7 @@ impl Validator<'_> {
             }
         }
         let xdp_mode = match raw.xdp_mode.as_ref() {
-            None => XdpMode::Auto,
+            None => crate::defaults::XDP_MODE,
             Some(m) => match m.get_ref().as_str() {
                 "native" => XdpMode::Native,
                 "generic" => XdpMode::Generic,
@@ -337,7 +337,7 @@ impl Validator<'_> {
             }
         });
         let nodest = match raw.nodest_policy.as_ref() {
-            None => NodestPolicy::Keep,
+            None => crate::defaults::NODEST_POLICY,
             Some(m) => match m.get_ref().as_str() {
                 "keep" => NodestPolicy::Keep,
                 "expire" => NodestPolicy::Expire,
@@ -355,7 +355,7 @@ impl Validator<'_> {
         };
         let conn_reuse_mode = self.number(
             &raw.conn_reuse_mode,
-            u32::from(super::DEFAULT_CONN_REUSE_MODE),
+            u32::from(crate::defaults::CONN_REUSE_MODE),
             0..=3,
         ) as u8;
         (self.errors.len() == before).then_some(Dataplane {
@@ -439,7 +439,7 @@ impl Validator<'_> {
         let vip = ident.family_addr();
         let port = ident.port();
         let protocol = match raw.protocol.as_ref() {
-            None => Protocol::Tcp,
+            None => crate::defaults::PROTOCOL,
             Some(p) => match p.get_ref().as_str() {
                 "tcp" => Protocol::Tcp,
                 "udp" => Protocol::Udp,
@@ -453,7 +453,7 @@ impl Validator<'_> {
             },
         };
         let scheduler = match raw.scheduler.as_ref() {
-            None => Scheduler::Mh,
+            None => crate::defaults::SCHEDULER,
             Some(s) => Scheduler::from_name(s.get_ref()).unwrap_or_else(|| {
                 let names: Vec<&str> = Scheduler::ALL.iter().map(|e| e.1).collect();
                 self.error(
@@ -470,7 +470,7 @@ impl Validator<'_> {
         let flags = self.sched_flags(raw.scheduler_flags.as_ref(), scheduler);
         let persistence = self.persistence(raw, vip);
         let method = match raw.method.as_ref() {
-            None => Method::Dr,
+            None => crate::defaults::METHOD,
             Some(m) => match m.get_ref().as_str() {
                 "dr" => Method::Dr,
                 "nat" => Method::Nat,
@@ -499,7 +499,7 @@ impl Validator<'_> {
             let u_threshold = self.number(&rr.uthreshold, 0, 0..=i64::from(u32::MAX));
             let l_threshold = self.number(&rr.lthreshold, 0, 0..=i64::from(u32::MAX));
             let weight = match rr.weight.as_ref() {
-                None => 1,
+                None => crate::defaults::REAL_WEIGHT,
                 Some(w) if (0..=MAX_WEIGHT).contains(w.get_ref()) => *w.get_ref() as u32,
                 Some(w) => {
                     self.error(

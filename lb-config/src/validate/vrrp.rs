@@ -532,7 +532,9 @@ impl Validator<'_> {
     }
 
     fn vrrp_weight(&mut self, w: &Option<Spanned<i64>>) -> Option<i32> {
-        let Some(w) = w else { return Some(0) };
+        let Some(w) = w else {
+            return Some(crate::defaults::TRACK_WEIGHT);
+        };
         if !(-MAX_WEIGHT..=MAX_WEIGHT).contains(w.get_ref()) {
             self.error(
                 w.span(),
@@ -597,7 +599,6 @@ impl Validator<'_> {
 
     fn vrrp_sections(&mut self, file: &raw::File, global: &Global) -> Vrrp {
         let mut out = Vrrp::default();
-        let second = Duration::from_secs(1);
         let ms = Duration::from_millis(1);
         for s in &file.vrrp_scripts {
             let s = s.get_ref();
@@ -614,14 +615,14 @@ impl Validator<'_> {
                     }
                     ok
                 }),
-                None => Some(second),
+                None => Some(crate::defaults::SCRIPT_INTERVAL),
             };
             let timeout = match &s.timeout {
                 Some(t) => self.vrrp_seconds(t, ms, 86400.0).filter(|d| !d.is_zero()),
                 None => interval,
             };
             let count = |v: &mut Self, n: &Option<Spanned<i64>>| match n {
-                None => Some(1),
+                None => Some(crate::defaults::SCRIPT_RISE_FALL),
                 Some(n) => match u32::try_from(*n.get_ref()) {
                     Ok(c) if c >= 1 => Some(c),
                     _ => {
@@ -667,7 +668,7 @@ impl Validator<'_> {
                 continue;
             }
             let Some(weight) = (match &f.weight {
-                None => Some(1),
+                None => Some(crate::defaults::TRACK_FILE_WEIGHT),
                 w => self.vrrp_weight(w),
             }) else {
                 continue;
@@ -764,7 +765,8 @@ impl Validator<'_> {
             },
         };
         let initial_state = match i.state.as_ref().map(|s| (s, s.get_ref().as_str())) {
-            None | Some((_, "BACKUP")) => InitialState::Backup,
+            None => crate::defaults::INITIAL_STATE,
+            Some((_, "BACKUP")) => InitialState::Backup,
             Some((_, "MASTER")) => InitialState::Master,
             Some((s, other)) => {
                 self.error(
@@ -775,7 +777,7 @@ impl Validator<'_> {
             }
         };
         let advert_int = match &i.advert_int {
-            None => Duration::from_secs(1),
+            None => crate::defaults::ADVERT_INT,
             Some(a) if version == 2 => match self.vrrp_seconds(a, Duration::from_secs(1), 255.0) {
                 Some(d) if !d.is_zero() => d,
                 Some(_) => {

@@ -27,9 +27,6 @@ pub enum GroupMember {
     Fwmark(u32),
 }
 
-/// keepalived's default scheduler and forwarding method.
-const DEFAULT_SCHEDULER: Scheduler = Scheduler::Wlc;
-const DEFAULT_METHOD: Method = Method::Nat;
 /// Addresses one range line may expand to.
 const MAX_RANGE: u32 = 256;
 /// keepalived's largest weight (ip_vs.h `IPVS_WEIGHT_LIMIT`, INT32_MAX).
@@ -221,7 +218,7 @@ pub fn virtual_server(
             GroupMember::Addr(vip, port) => ServiceId::Addr {
                 vip,
                 port,
-                protocol: s.protocol.unwrap_or(Protocol::Udp),
+                protocol: s.protocol.unwrap_or(crate::defaults::keepalived::PROTOCOL),
             },
             GroupMember::Fwmark(mark) => ServiceId::Fwmark { mark, ipv6: s.ipv6 },
         };
@@ -312,8 +309,8 @@ struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Settings {
-            scheduler: DEFAULT_SCHEDULER,
-            method: DEFAULT_METHOD,
+            scheduler: crate::defaults::keepalived::SCHEDULER,
+            method: crate::defaults::keepalived::METHOD,
             tunnel: Tunnel::Ipip,
             protocol: None,
             protocol_pos: None,
@@ -331,7 +328,7 @@ impl Default for Settings {
             warmup: None,
             alpha: false,
             inhibit: false,
-            weight: 1,
+            weight: crate::defaults::REAL_WEIGHT,
         }
     }
 }

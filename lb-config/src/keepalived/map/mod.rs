@@ -17,8 +17,7 @@ use super::{
     tree::Node,
 };
 use crate::{
-    Command, Config, Dataplane, DataplaneKind, Service, ServiceId, Timeouts, XdpMode, capacity,
-    hint,
+    Command, Config, Dataplane, DataplaneKind, Service, ServiceId, Timeouts, capacity, hint,
     vrrp::{StaticNet, Vrrp},
 };
 use lb_common::{conn, defaults};
@@ -71,7 +70,7 @@ fn dataplane(
             DataplaneKind::Xdp
         },
         interfaces,
-        xdp_mode: XdpMode::Auto,
+        xdp_mode: crate::defaults::XDP_MODE,
         pin_path: PathBuf::from(crate::defaults::PIN_PATH),
         maglev_table_size: capacity::maglev_table_size(&list),
         max_services: capacity::max_services(&list),
@@ -86,7 +85,7 @@ fn dataplane(
         tunnel_source_v6: None,
         nodest: Default::default(),
         // A sysctl (net.ipv4.vs.conn_reuse_mode), not a keepalived.conf keyword.
-        conn_reuse_mode: crate::DEFAULT_CONN_REUSE_MODE,
+        conn_reuse_mode: crate::defaults::CONN_REUSE_MODE,
     }
 }
 

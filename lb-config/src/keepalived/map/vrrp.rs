@@ -19,17 +19,17 @@ pub fn script(cx: &mut Ctx, n: &Node) -> Option<TrackScriptDef> {
     let name = n.args[0].text.clone();
     let mut script = None;
     let mut script_given = false;
-    let mut interval = Duration::from_secs(1);
+    let mut interval = crate::defaults::SCRIPT_INTERVAL;
     let mut timeout = None;
     let mut d = TrackScriptDef {
         name,
         script: crate::Command(Vec::new()),
         interval,
         timeout: interval,
-        weight: 0,
+        weight: crate::defaults::TRACK_WEIGHT,
         weight_reverse: false,
-        rise: 1,
-        fall: 1,
+        rise: crate::defaults::SCRIPT_RISE_FALL,
+        fall: crate::defaults::SCRIPT_RISE_FALL,
         init_fail: false,
         user: None,
     };
@@ -95,7 +95,7 @@ pub fn track_file(cx: &mut Ctx, n: &Node) -> Option<TrackFileDef> {
     let mut d = TrackFileDef {
         name: n.args[0].text.clone(),
         path: PathBuf::new(),
-        weight: 1,
+        weight: crate::defaults::TRACK_FILE_WEIGHT,
         init: None,
     };
     let mut file = false;
@@ -294,9 +294,9 @@ pub fn instance(
         interface: String::new(),
         vrid: 0,
         version: global.vrrp_version,
-        priority: 100,
-        initial_state: InitialState::Backup,
-        advert_int: Duration::from_secs(1),
+        priority: crate::defaults::PRIORITY,
+        initial_state: crate::defaults::INITIAL_STATE,
+        advert_int: crate::defaults::ADVERT_INT,
         preempt: true,
         preempt_delay: Duration::ZERO,
         accept: !extra.strict,
