@@ -918,6 +918,12 @@ impl Validator<'_> {
             xmit_base: i.vmac_xmit_base.as_ref().is_some_and(|b| *b.get_ref()),
             ..v
         });
+        // keepalived.conf refuses it too: without a VMAC it would mean nothing.
+        if let (None, Some(x)) = (&vmac, &i.vmac_xmit_base)
+            && *x.get_ref()
+        {
+            self.error(x.span(), "`vmac_xmit_base` needs `use_vmac`");
+        }
         let garp = match &i.garp {
             Some(g) => self.vrrp_garp(g.get_ref(), global.garp),
             None => global.garp,
@@ -1143,6 +1149,10 @@ master_repeat = 3
         assert_eq!(
             errors(&instance("auth_pass = \"123456789\"\n")),
             ["6:13 `auth_pass` must be 1 to 8 bytes"]
+        );
+        assert_eq!(
+            errors(&instance("vmac_xmit_base = true\n")),
+            ["6:18 `vmac_xmit_base` needs `use_vmac`"]
         );
         assert_eq!(
             errors(&instance("track_script = [{ name = \"nope\" }]\n")),
