@@ -104,6 +104,8 @@ pub enum Rule {
     Thresholds,
     /// A persistence mask of the other address family than the service.
     PersistenceFamily,
+    /// A sorry server of the other address family than its service.
+    SorryFamily,
     /// Services of one group with different reals or checks.
     GroupAlike,
     /// A fwmark service on a data plane other than IPVS.
@@ -129,11 +131,12 @@ pub enum Rule {
 }
 
 impl Rule {
-    pub const ALL: [Rule; 15] = [
+    pub const ALL: [Rule; 16] = [
         Rule::ServiceTwice,
         Rule::RealFamily,
         Rule::Thresholds,
         Rule::PersistenceFamily,
+        Rule::SorryFamily,
         Rule::GroupAlike,
         Rule::FwmarkNeedsIpvs,
         Rule::Capacity,
@@ -156,6 +159,9 @@ impl Rule {
             }
             Rule::RealFamily => {
                 m.starts_with("real server ") && m.ends_with(" is not of the VIP's address family")
+            }
+            Rule::SorryFamily => {
+                m.starts_with("sorry server ") && m.ends_with(" is not of the VIP's address family")
             }
             Rule::Thresholds => m.starts_with("lthreshold ") && m.contains(" is above uthreshold "),
             Rule::PersistenceFamily => {

@@ -1,5 +1,6 @@
 //! Rules about services: each defined once, reals of the service's address
-//! family with sane thresholds, a persistence mask of the VIP's family, a
+//! family with sane thresholds, a persistence mask and a sorry server of
+//! the VIP's family, a
 //! group's services alike, what the data plane in use can forward, and
 //! what fits its maps.
 
@@ -35,6 +36,18 @@ pub(super) fn check(c: &Config, f: &mut Found) {
                 format!(
                     "persistence_granularity is of the other address family: {fam} service {} takes {takes}",
                     s.id
+                ),
+            );
+        }
+        if let Some(sorry) = &s.lifecycle.sorry_server
+            && sorry.address.is_ipv6() != s.id.is_ipv6()
+        {
+            f.error(
+                Rule::SorryFamily,
+                &format!("{at}.lifecycle.sorry_server"),
+                format!(
+                    "sorry server {} is not of the VIP's address family",
+                    sorry.address
                 ),
             );
         }

@@ -486,7 +486,13 @@ impl Validator<'_> {
         };
         let active = raw.active.as_ref().is_none_or(|a| *a.get_ref());
         let tunnel = self.tunnel(raw, method);
-        let lifecycle = self.service_lifecycle(raw, vip, port);
+        let lifecycle = self.service_lifecycle(raw, port);
+        if let Some(s) = &raw.sorry_server {
+            self.site(
+                format!("{at}.lifecycle.sorry_server"),
+                s.get_ref().address.span(),
+            );
+        }
 
         let mut reals: Vec<(Real, Range<usize>)> = Vec::new();
         for r in &raw.reals {

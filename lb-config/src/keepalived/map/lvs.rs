@@ -117,6 +117,7 @@ pub struct RealAt {
 pub struct ServiceAt {
     pub at: Pos,
     pub mask: Option<Pos>,
+    pub sorry: Option<Pos>,
     pub reals: Vec<RealAt>,
 }
 
@@ -271,6 +272,12 @@ pub fn virtual_server(
             ServiceAt {
                 at: n.pos().clone(),
                 mask: s.mask_pos.clone(),
+                sorry: n
+                    .children()
+                    .iter()
+                    .rfind(|k| k.name() == "sorry_server")
+                    .and_then(|k| k.args.first())
+                    .map(|a| a.pos.clone()),
                 reals: reals.iter().map(|(_, at)| at.clone()).collect(),
             },
         ));

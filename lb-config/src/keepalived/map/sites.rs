@@ -41,6 +41,9 @@ pub fn service(sites: &mut Sites, i: usize, at: &ServiceAt) {
     if let Some(m) = &at.mask {
         sites.set(format!("{path}.persistence.mask"), m.into());
     }
+    if let Some(s) = &at.sorry {
+        sites.set(format!("{path}.lifecycle.sorry_server"), s.into());
+    }
     for (j, r) in at.reals.iter().enumerate() {
         let real = format!("{path}.reals[{j}]");
         sites.set(real.clone(), (&r.at).into());
