@@ -2,8 +2,7 @@
 //! written once in TOML and once in keepalived.conf is refused by both,
 //! with one message, at the offending token of each file. Every rule of
 //! `semantic::Rule::ALL` must have a case here, so a rule enforced for one
-//! format only (as `lvs_sync_daemon` naming no instance was, TOML letting
-//! it through, and a sorry server of the other family, keepalived.conf
+//! format only (as a sorry server of the other family was, keepalived.conf
 //! letting it through) fails this test.
 
 use lb_config::{
@@ -216,21 +215,6 @@ fn cases() -> Vec<Case> {
                 (9, 5),
             )),
         },
-        Case {
-            rule: SyncDaemonInstance,
-            toml: leak(format!(
-                "[dataplane]\nkind = \"ipvs\"\ninterfaces = [\"eth0\"]\n[global]\nlvs_sync_daemon = {{ interface = \"eth0\", instance = \"VI_2\" }}\n{}",
-                instance("VI_1", 51, "")
-            )),
-            toml_at: (5, 52),
-            kconf: Ok((
-                leak(format!(
-                    "global_defs {{\n    lvs_sync_daemon eth0 VI_2\n}}\n{}virtual_server fwmark 7 {{\n    real_server 10.0.0.2 80 {{\n    }}\n}}\n",
-                    k_instance("VI_1", 51, "")
-                )),
-                (2, 26),
-            )),
-        },
     ]
 }
 
@@ -334,5 +318,24 @@ fn errors_in_an_included_file_name_it() {
     assert_eq!(
         e.message,
         format!("service TCP 10.0.0.1:80 is already defined at {main_name}:1:1")
+    );
+}
+
+/// The one deliberate difference: `lvs_sync_daemon` naming no instance is a
+/// master daemon in TOML (README, "IPVS data plane") and an error in
+/// keepalived.conf (keepalived's daemon always follows an instance), at
+/// the name.
+#[test]
+fn a_sync_daemon_of_no_instance_is_a_toml_master_and_a_keepalived_error() {
+    let toml = "[dataplane]\nkind = \"ipvs\"\ninterfaces = []\n[global]\nlvs_sync_daemon = { interface = \"eth0\", instance = \"VI_9\" }\n";
+    let c = lb_config::parse("x.toml", toml).unwrap();
+    assert_eq!(c.global.lvs_sync_daemon.unwrap().instance, "VI_9");
+    let kconf = "global_defs {\n    lvs_sync_daemon eth0 VI_2\n}\nvrrp_instance VI_1 {\n    interface eth0\n    virtual_router_id 51\n    virtual_ipaddress {\n        10.0.0.100/24\n    }\n}\nvirtual_server fwmark 7 {\n    real_server 10.0.0.2 80 {\n    }\n}\n";
+    let errors: Vec<String> = kconf_errors(kconf).iter().map(|e| e.to_string()).collect();
+    assert_eq!(
+        errors,
+        [
+            "k.conf:2:26: lvs_sync_daemon names 'VI_2', but no vrrp_instance 'VI_2' is defined (did you mean 'VI_1'?)"
+        ]
     );
 }

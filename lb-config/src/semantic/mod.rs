@@ -126,12 +126,10 @@ pub enum Rule {
     MemberTwice,
     /// A sync group without members.
     GroupEmpty,
-    /// `lvs_sync_daemon` naming no defined instance.
-    SyncDaemonInstance,
 }
 
 impl Rule {
-    pub const ALL: [Rule; 16] = [
+    pub const ALL: [Rule; 15] = [
         Rule::ServiceTwice,
         Rule::RealFamily,
         Rule::Thresholds,
@@ -147,7 +145,6 @@ impl Rule {
         Rule::MemberUndefined,
         Rule::MemberTwice,
         Rule::GroupEmpty,
-        Rule::SyncDaemonInstance,
     ];
 
     /// Whether `message` is one this rule writes (its messages are
@@ -188,7 +185,6 @@ impl Rule {
             Rule::GroupEmpty => {
                 m.starts_with("vrrp_sync_group ") && m.ends_with(" names no instance")
             }
-            Rule::SyncDaemonInstance => m.starts_with("lvs_sync_daemon names "),
         }
     }
 }

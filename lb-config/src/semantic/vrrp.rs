@@ -1,7 +1,9 @@
 //! Rules about VRRP: scripts, track files, instances and sync groups each
 //! named once; a VRID used once per interface and address family; every
-//! name a track list, sync group or `lvs_sync_daemon` gives defined; an
-//! instance in one sync group at most, and no sync group empty.
+//! name a track list or sync group gives defined; an instance in one sync
+//! group at most, and no sync group empty. (`lvs_sync_daemon` naming no
+//! instance is not one: TOML runs a master daemon then, keepalived.conf
+//! refuses it, `keepalived/map/vrrp.rs`.)
 
 use super::{Found, Rule, hint};
 use crate::{Config, vrrp::TrackRef};
@@ -134,19 +136,6 @@ pub(super) fn check(c: &Config, f: &mut Found) {
             &files,
             &format!("{at}.track_files"),
             f,
-        );
-    }
-    if let Some(sd) = &c.global.lvs_sync_daemon
-        && !instances.contains(&sd.instance.as_str())
-    {
-        let hint = hint(&sd.instance, instances.iter().copied());
-        f.error(
-            Rule::SyncDaemonInstance,
-            "global.lvs_sync_daemon.instance",
-            format!(
-                "lvs_sync_daemon names `{}`, but no vrrp_instance `{}` is defined{hint}",
-                sd.instance, sd.instance
-            ),
         );
     }
 }

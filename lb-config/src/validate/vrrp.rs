@@ -141,7 +141,6 @@ impl Validator<'_> {
     fn vrrp_sync_daemon(&mut self, d: &Spanned<r::SyncDaemon>) -> Option<SyncDaemon> {
         self.site("global.lvs_sync_daemon", d.span());
         let d = d.get_ref();
-        self.site("global.lvs_sync_daemon.instance", d.instance.span());
         let ifname = self.vrrp_ifname(&d.interface)?;
         let small = |v: &mut Self, x: &Option<Spanned<i64>>, max: i64| -> Option<Option<i64>> {
             match x {

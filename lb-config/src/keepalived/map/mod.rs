@@ -237,6 +237,7 @@ pub fn config(nodes: &[Node], diag: &mut Diag, check_interfaces: bool) -> Config
     }
     sites::sync_daemon(&mut sites, &top);
     vrrp::strict_checks(&mut cx, &top, &config, g.strict);
+    vrrp::sync_daemon_instance(&mut cx, &top, &config);
     vrrp::sync_members_start_backup(&mut cx, &top, &mut config.vrrp);
     config.dataplane = dataplane(&config.vrrp, &config.static_net, &config.services, &g);
     sync_daemon_needs_ipvs(&mut cx, &top, &mut config);

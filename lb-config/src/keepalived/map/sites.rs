@@ -122,9 +122,6 @@ pub fn sync_daemon(sites: &mut Sites, top: &[&Node]) {
         .rfind(|k| k.name() == "lvs_sync_daemon");
     if let Some(k) = global {
         sites.set("global.lvs_sync_daemon", k.pos().into());
-        if let Some(i) = k.args.get(1) {
-            sites.set("global.lvs_sync_daemon.instance", (&i.pos).into());
-        }
         return;
     }
     let old = top

@@ -814,6 +814,41 @@ pub fn sync_members_start_backup(cx: &mut Ctx, top: &[&Node], vrrp: &mut Vrrp) {
     }
 }
 
+/// keepalived's `lvs_sync_daemon` follows a VRRP instance, which must be
+/// defined (the TOML form runs a master daemon when it names none, so this
+/// is keepalived.conf's rule, not the semantic check's).
+pub fn sync_daemon_instance(cx: &mut Ctx, top: &[&Node], config: &Config) {
+    let Some(sd) = &config.global.lvs_sync_daemon else {
+        return;
+    };
+    let instances: Vec<&str> = top
+        .iter()
+        .filter(|n| n.name() == "vrrp_instance")
+        .map(|n| n.args[0].text.as_str())
+        .collect();
+    if instances.contains(&sd.instance.as_str()) {
+        return;
+    }
+    let at = top
+        .iter()
+        .filter(|n| n.name() == "global_defs")
+        .flat_map(|n| n.children())
+        .rfind(|k| k.name() == "lvs_sync_daemon")
+        .and_then(|k| k.args.get(1));
+    if let Some(t) = at {
+        let hint = crate::hint::closest(&t.text, instances.iter().copied())
+            .map(|h| format!(" (did you mean '{h}'?)"))
+            .unwrap_or_default();
+        cx.diag.error(
+            &t.pos,
+            format!(
+                "lvs_sync_daemon names '{}', but no vrrp_instance '{}' is defined{hint}",
+                t.text, t.text
+            ),
+        );
+    }
+}
+
 /// `vrrp_strict` (or an instance's `strict_mode`): what it forbids,
 /// checked once every block is read. The TOML form has no strict mode.
 pub fn strict_checks(cx: &mut Ctx, top: &[&Node], config: &Config, strict: bool) {
