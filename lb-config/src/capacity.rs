@@ -55,6 +55,15 @@ pub fn maglev_table_size(services: &[&Service]) -> u32 {
     n
 }
 
+/// A fragment of each message [`capacity_problems`] writes.
+pub const MESSAGES: [&str; 5] = [
+    "more services than `max_services`",
+    "do not fit `max_reals`",
+    "real servers; at most",
+    "but half a Maglev table holds",
+    "more than the Maglev table has slots",
+];
+
 /// Where the services do not fit the data plane's preallocated maps: the
 /// index of the service at fault (`None`: the data plane as a whole) and
 /// the message. Shared with the keepalived.conf front end.

@@ -4,8 +4,7 @@
 //! the same model back.
 
 use crate::{
-    Command, Config, DataplaneKind, Method, Metrics, NodestPolicy, Service, ServiceId, Tunnel,
-    XdpMode, capacity,
+    Command, Config, Method, Metrics, Service, ServiceId, Tunnel, capacity,
     check::{Check, CheckKind, DnsType, HttpProtocol, RealLifecycle, ServiceLifecycle},
     defaults as config_defaults,
     global::{Fifo, Global},
@@ -58,18 +57,34 @@ pub fn to_toml(config: &Config, full: bool) -> String {
                 &mut t,
                 "interval",
                 secs(s.interval),
-                s.interval == Duration::from_secs(1),
+                s.interval == config_defaults::SCRIPT_INTERVAL,
             );
             e.put(&mut t, "timeout", secs(s.timeout), s.timeout == s.interval);
-            e.put(&mut t, "weight", i64::from(s.weight).into(), s.weight == 0);
+            e.put(
+                &mut t,
+                "weight",
+                i64::from(s.weight).into(),
+                s.weight == config_defaults::TRACK_WEIGHT,
+            );
             e.put(
                 &mut t,
                 "weight_reverse",
                 s.weight_reverse.into(),
                 !s.weight_reverse,
             );
-            e.put(&mut t, "rise", i64::from(s.rise).into(), s.rise == 1);
-            e.put(&mut t, "fall", i64::from(s.fall).into(), s.fall == 1);
+            let rise_fall = config_defaults::SCRIPT_RISE_FALL;
+            e.put(
+                &mut t,
+                "rise",
+                i64::from(s.rise).into(),
+                s.rise == rise_fall,
+            );
+            e.put(
+                &mut t,
+                "fall",
+                i64::from(s.fall).into(),
+                s.fall == rise_fall,
+            );
             e.put(&mut t, "init_fail", s.init_fail.into(), !s.init_fail);
             opt(&mut t, "user", s.user.clone().map(Value::from));
             t
@@ -82,7 +97,12 @@ pub fn to_toml(config: &Config, full: bool) -> String {
             let mut t = Table::new();
             t.insert("name".into(), f.name.clone().into());
             t.insert("file".into(), f.path.display().to_string().into());
-            e.put(&mut t, "weight", i64::from(f.weight).into(), f.weight == 1);
+            e.put(
+                &mut t,
+                "weight",
+                i64::from(f.weight).into(),
+                f.weight == config_defaults::TRACK_FILE_WEIGHT,
+            );
             opt(&mut t, "init_file", f.init.map(Value::from));
             t
         }),
@@ -489,24 +509,24 @@ impl Emitter {
             "interfaces".into(),
             Value::Array(d.interfaces.iter().map(|i| i.clone().into()).collect()),
         );
-        let kind = match d.kind {
-            DataplaneKind::Xdp => "xdp",
-            DataplaneKind::Ipvs => "ipvs",
-            DataplaneKind::Auto => "auto",
-        };
-        self.put(&mut t, "kind", kind.into(), d.kind == DataplaneKind::Xdp);
-        let mode = match d.xdp_mode {
-            XdpMode::Native => "native",
-            XdpMode::Generic => "generic",
-            XdpMode::Auto => "auto",
-        };
-        self.put(&mut t, "xdp_mode", mode.into(), d.xdp_mode == XdpMode::Auto);
+        self.put(
+            &mut t,
+            "kind",
+            d.kind.name().into(),
+            d.kind == config_defaults::DATAPLANE_KIND,
+        );
+        self.put(
+            &mut t,
+            "xdp_mode",
+            d.xdp_mode.to_string().into(),
+            d.xdp_mode == config_defaults::XDP_MODE,
+        );
         let pin = d.pin_path.display().to_string();
         self.put(
             &mut t,
             "pin_path",
             pin.clone().into(),
-            pin == crate::defaults::PIN_PATH,
+            pin == config_defaults::PIN_PATH,
         );
         let num = |t: &mut Table, k: &str, v: u32, def: u32| {
             self.put(t, k, i64::from(v).into(), v == def)
@@ -551,13 +571,13 @@ impl Emitter {
             &mut t,
             "nodest_policy",
             d.nodest.name().into(),
-            d.nodest == NodestPolicy::Keep,
+            d.nodest == config_defaults::NODEST_POLICY,
         );
         num(
             &mut t,
             "conn_reuse_mode",
             u32::from(d.conn_reuse_mode),
-            u32::from(crate::DEFAULT_CONN_REUSE_MODE),
+            u32::from(config_defaults::CONN_REUSE_MODE),
         );
         t
     }
@@ -587,7 +607,12 @@ impl Emitter {
             .map(|i| {
                 let mut x = Table::new();
                 x.insert("name".into(), i.name.clone().into());
-                self.put(&mut x, "weight", i64::from(i.weight).into(), i.weight == 0);
+                self.put(
+                    &mut x,
+                    "weight",
+                    i64::from(i.weight).into(),
+                    i.weight == config_defaults::TRACK_WEIGHT,
+                );
                 self.put(&mut x, "reverse", i.reverse.into(), !i.reverse);
                 x
             })
@@ -612,7 +637,7 @@ impl Emitter {
             &mut t,
             "priority",
             i64::from(i.priority).into(),
-            i.priority == 100,
+            i.priority == config_defaults::PRIORITY,
         );
         let state = match i.initial_state {
             InitialState::Master => "MASTER",
@@ -622,13 +647,13 @@ impl Emitter {
             &mut t,
             "state",
             state.into(),
-            i.initial_state == InitialState::Backup,
+            i.initial_state == config_defaults::INITIAL_STATE,
         );
         self.put(
             &mut t,
             "advert_int",
             secs(i.advert_int),
-            i.advert_int == Duration::from_secs(1),
+            i.advert_int == config_defaults::ADVERT_INT,
         );
         self.put(&mut t, "preempt", i.preempt.into(), i.preempt);
         self.put(
@@ -715,7 +740,12 @@ impl Emitter {
                 } else {
                     "tcp"
                 };
-                self.put(&mut t, "protocol", p.into(), p == "tcp");
+                self.put(
+                    &mut t,
+                    "protocol",
+                    p.into(),
+                    protocol == config_defaults::PROTOCOL,
+                );
             }
             ServiceId::Fwmark { mark, ipv6 } => {
                 t.insert("fwmark".into(), i64::from(mark).into());

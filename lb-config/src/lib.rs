@@ -8,10 +8,12 @@ pub mod check;
 pub mod defaults;
 pub mod emit;
 pub mod global;
+mod hint;
 pub mod host;
 pub mod keepalived;
 mod overrides;
 mod raw;
+pub mod semantic;
 mod validate;
 pub mod vrrp;
 
@@ -300,14 +302,30 @@ impl fmt::Display for Command {
 }
 
 /// Which data plane forwards (`[dataplane] kind`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DataplaneKind {
-    #[default]
     Xdp,
     /// The kernel's IPVS over generic netlink.
     Ipvs,
     /// XDP, falling back to IPVS with a logged reason when attaching fails.
     Auto,
+}
+
+impl DataplaneKind {
+    /// The name `[dataplane] kind` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            DataplaneKind::Xdp => "xdp",
+            DataplaneKind::Ipvs => "ipvs",
+            DataplaneKind::Auto => "auto",
+        }
+    }
+}
+
+impl Default for DataplaneKind {
+    fn default() -> Self {
+        defaults::DATAPLANE_KIND
+    }
 }
 
 /// Files of the running agent (`[agent]`).
@@ -331,9 +349,6 @@ impl Default for AgentFiles {
     }
 }
 
-/// `[metrics] listen` when unset: loopback only, as metrics reveal the topology.
-pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9477";
-
 /// The Prometheus endpoint (`[metrics]`) and the bounds that keep a flood
 /// of clients from taking the agent's descriptors or time.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -354,7 +369,7 @@ pub struct Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Metrics {
-            listen: DEFAULT_METRICS_LISTEN.parse().ok(),
+            listen: defaults::METRICS_LISTEN.parse().ok(),
             max_connections: 8,
             header_timeout: std::time::Duration::from_secs(5),
             idle_timeout: std::time::Duration::from_secs(10),
@@ -384,22 +399,24 @@ pub struct Dataplane {
     pub conn_reuse_mode: u8,
 }
 
-/// IPVS's default `conn_reuse_mode`: TIME_WAIT and CLOSE flows are reused.
-pub const DEFAULT_CONN_REUSE_MODE: u8 = 1;
-
 /// Flows whose real left the service (removed from the config, or taken
 /// out by a health check): IPVS's `expire_nodest_conn` and more.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NodestPolicy {
     /// IPVS's default: existing flows continue to the removed real until
     /// they end; the real takes no new flows meanwhile (draining).
-    #[default]
     Keep,
     /// `expire_nodest_conn = 1`: the next packet of such a flow is dropped
     /// and the flow forgotten, so the client's next attempt is scheduled anew.
     Expire,
     /// The next packet of such a flow is scheduled to another real.
     Reschedule,
+}
+
+impl Default for NodestPolicy {
+    fn default() -> Self {
+        defaults::NODEST_POLICY
+    }
 }
 
 impl NodestPolicy {

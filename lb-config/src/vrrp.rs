@@ -21,11 +21,16 @@ pub struct Vrrp {
 
 /// The state an instance starts in (`state MASTER|BACKUP`). keepalived
 /// treats MASTER as a hint only: the election still decides.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum InitialState {
-    #[default]
     Backup,
     Master,
+}
+
+impl Default for InitialState {
+    fn default() -> Self {
+        crate::defaults::INITIAL_STATE
+    }
 }
 
 /// `authentication { auth_type PASS; auth_pass X }` (VRRPv2 only; AH is refused).

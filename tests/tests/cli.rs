@@ -134,7 +134,7 @@ fn every_config_error_names_file_line_and_column() {
         ),
         (
             &GOOD.replace("weight = 2", "weight = 2\nuthreshold = 10\nlthreshold = 20"),
-            "FILE:12:14: lthreshold 20 is above uthreshold 10; a real would never take connections again",
+            "FILE:12:14: lthreshold 20 is above uthreshold 10; the real would never take connections again",
         ),
         (
             &GOOD.replace("port = 80", "port = 80\nmethod = \"fullnat\""),

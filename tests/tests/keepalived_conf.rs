@@ -360,20 +360,20 @@ fn errors_are_exact_located_and_all_reported() {
         ),
         (
             &format!("{INSTANCE}{}", INSTANCE.replace("VI_1", "VI_2")),
-            "k.conf:9:1: virtual_router_id 1 is already used on eth0 by vrrp_instance 'VI_1' (line 1)\n",
+            "k.conf:11:23: virtual_router_id 1 on eth0 is already used by vrrp_instance `VI_1` at line 3\n",
         ),
         (
             &format!(
                 "vrrp_script chk_web {{\n    script /bin/true\n}}\n{}",
                 INSTANCE.replace("priority 100", "track_script {\n        chk_wbe\n    }")
             ),
-            "k.conf:8:9: track_script names 'chk_wbe', but no vrrp_script 'chk_wbe' is defined (did you mean 'chk_web'?)\n",
+            "k.conf:8:9: track_script names `chk_wbe`, but no vrrp_script `chk_wbe` is defined (did you mean `chk_web`?)\n",
         ),
         (
             &format!(
                 "vrrp_sync_group G {{\n    group {{\n        VI_1\n        VI_9\n    }}\n}}\n{INSTANCE}"
             ),
-            "k.conf:4:9: vrrp_sync_group 'G' names 'VI_9', but no vrrp_instance 'VI_9' is defined (did you mean 'VI_1'?)\n",
+            "k.conf:4:9: vrrp_sync_group `G` names `VI_9`, but no vrrp_instance `VI_9` is defined (did you mean `VI_1`?)\n",
         ),
         (
             &format!(

@@ -69,6 +69,11 @@ impl Diag {
         self.errors.push(at(pos, message.into()));
     }
 
+    /// An error placed already (by the semantic check).
+    pub fn push(&mut self, e: ConfigError) {
+        self.errors.push(e);
+    }
+
     /// A keyword keepalived accepts but xlb does not honour: an error, or
     /// with `lenient` a warning (the caller then ignores the keyword).
     pub fn unsupported(&mut self, pos: &Pos, what: &str, reason: &str) {

@@ -7,7 +7,6 @@
 
 pub mod coverage;
 mod diag;
-mod hint;
 mod include;
 pub mod keywords;
 mod lexer;

@@ -13,7 +13,7 @@ use crate::{
         check::{CommandText, Reply, Seconds, StatusCode},
     },
 };
-use std::{net::IpAddr, ops::Range, time::Duration};
+use std::{ops::Range, time::Duration};
 use toml::Spanned;
 
 /// Longest interval or timeout accepted (a day).
@@ -107,7 +107,6 @@ impl Validator<'_> {
     pub(super) fn service_lifecycle(
         &mut self,
         raw: &raw::Service,
-        vip: Option<IpAddr>,
         port: Option<u16>,
     ) -> ServiceLifecycle {
         let d = ServiceLifecycle::default();
@@ -134,13 +133,6 @@ impl Validator<'_> {
         let sorry_server = raw.sorry_server.as_ref().and_then(|s| {
             let r = s.get_ref();
             let address = self.address(&r.address, "sorry server address")?;
-            if vip.is_some_and(|v| v.is_ipv4() != address.is_ipv4()) {
-                self.error(
-                    r.address.span(),
-                    format!("sorry server {address} is not of the VIP's address family"),
-                );
-                return None;
-            }
             let port = match &r.port {
                 Some(p) => self.port(p)?,
                 None => port?,

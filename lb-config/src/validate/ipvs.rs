@@ -134,25 +134,6 @@ impl Validator<'_> {
         };
         Ident::Fwmark { mark, ipv6 }
     }
-
-    /// fwmark services need IPVS: XDP sees packets before netfilter marks them.
-    pub(super) fn fwmark_needs_ipvs(
-        &mut self,
-        kind: DataplaneKind,
-        services: &[Spanned<raw::Service>],
-    ) {
-        if kind == DataplaneKind::Ipvs {
-            return;
-        }
-        for s in services {
-            if let Some(f) = &s.get_ref().fwmark {
-                self.error(
-                    f.span(),
-                    "fwmark services need the IPVS data plane (`[dataplane] kind = \"ipvs\"`): XDP sees packets before the firewall marks them",
-                );
-            }
-        }
-    }
 }
 
 #[cfg(test)]

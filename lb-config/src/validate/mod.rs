@@ -5,15 +5,15 @@ mod check;
 mod host;
 mod vrrp;
 
-use super::capacity::{self, MAX_MAGLEV_TABLE, capacity_problems, is_prime};
+use super::capacity::{self, MAX_MAGLEV_TABLE, is_prime};
+use super::semantic::{self, Site, Sites};
 use super::{
-    AgentFiles, Config, ConfigError, ConfigErrors, Dataplane, DataplaneKind, Method, Metrics,
-    NodestPolicy, Persistence, Protocol, Real, SchedFlags, Scheduler, ScriptSite, Service,
-    ServiceId, Timeouts, Tunnel, XdpMode, raw,
+    AgentFiles, Config, ConfigError, ConfigErrors, Dataplane, Method, Metrics, NodestPolicy,
+    Persistence, Protocol, Real, SchedFlags, Scheduler, ScriptSite, Service, Timeouts, Tunnel,
+    XdpMode, raw,
 };
 use lb_common::{conn, defaults};
 use std::{
-    collections::HashMap,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
     ops::Range,
     path::PathBuf,
@@ -37,7 +37,9 @@ const MAX_WEIGHT: i64 = i32::MAX as i64;
 /// need a handful; the cap is what keeps a flood from taking descriptors.
 const MAX_METRICS_CONNECTIONS: u32 = 1024;
 
-/// Parses and validates the text of a config file named `file`.
+/// Parses and validates the text of a config file named `file`: the TOML
+/// front end's syntax and type checks here, then the one semantic check
+/// (`semantic::check`) on the model, placed through the spans recorded.
 pub fn parse(file: &str, text: &str) -> Result<Config, ConfigErrors> {
     parse_sited(file, text, false).map(|(config, _)| config)
 }
@@ -55,6 +57,7 @@ pub fn parse_sited(
         text,
         errors: Vec::new(),
         scripts: Vec::new(),
+        sites: Sites::new(file),
     };
     let raw: raw::File = match toml::from_str(text) {
         Ok(raw) => raw,
@@ -64,26 +67,16 @@ pub fn parse_sited(
         }
     };
     let mut dataplane = v.dataplane(&raw.dataplane);
-    let mut services: Vec<(Service, Range<usize>)> = Vec::new();
-    let mut seen: HashMap<ServiceId, usize> = HashMap::new();
+    v.site("dataplane", raw.dataplane.span());
+    let mut services: Vec<Service> = Vec::new();
     for svc in &raw.services {
-        if let Some(s) = v.service(svc) {
-            if let Some(first) = seen.get(&s.id) {
-                let line = v.position(*first).0;
-                v.error(
-                    svc.span(),
-                    format!("service {} is already defined at line {line}", s.id),
-                );
-            } else {
-                seen.insert(s.id, svc.span().start);
-                services.push((s, svc.span()));
-            }
+        if let Some(s) = v.service(svc, services.len()) {
+            services.push(s);
         }
     }
-    v.groups_agree(&services);
     if let Some(dp) = &mut dataplane {
         // Sizes the file leaves out fit its services, with headroom.
-        let list: Vec<&Service> = services.iter().map(|(s, _)| s).collect();
+        let list: Vec<&Service> = services.iter().collect();
         let d = raw.dataplane.get_ref();
         if d.max_services.is_none() {
             dp.max_services = capacity::max_services(&list);
@@ -95,33 +88,11 @@ pub fn parse_sited(
             dp.maglev_table_size = capacity::maglev_table_size(&list);
         }
     }
-    if let Some(dp) = &dataplane {
-        v.fwmark_needs_ipvs(dp.kind, &raw.services);
-        // The map sizes bound XDP only; the kernel's IPVS grows as needed.
-        if dp.kind != DataplaneKind::Ipvs {
-            v.capacity(dp, raw.dataplane.span(), &services);
-        }
-    }
     let (global, static_net, vrrp) = v.vrrp_all(&raw);
-    // IPVS's sync daemon exists under the IPVS data plane only: under XDP
-    // (or auto, when XDP starts) it would never run.
-    if let (Some(dp), Some(d)) = (
-        &dataplane,
-        raw.global
-            .as_ref()
-            .and_then(|g| g.get_ref().lvs_sync_daemon.as_ref()),
-    ) && dp.kind != DataplaneKind::Ipvs
-    {
-        v.error(
-            d.span(),
-            "`lvs_sync_daemon` needs `kind = \"ipvs\"`: the XDP data plane has no connection sync yet",
-        );
-    }
     let metrics = v.metrics(raw.metrics.as_ref());
     let agent = v.agent_files(raw.agent.as_ref());
     let bgp = raw.bgp.as_ref().and_then(|b| {
-        let list: Vec<Service> = services.iter().map(|(s, _)| s.clone()).collect();
-        crate::bgp::validate(file, text, b, &list, &vrrp)
+        crate::bgp::validate(file, text, b, &services, &vrrp)
             .map_err(|e| v.errors.extend(e))
             .ok()
     });
@@ -129,19 +100,24 @@ pub fn parse_sited(
         v.host(&raw);
     }
     match dataplane {
-        Some(dataplane) if v.errors.is_empty() => Ok((
-            Config {
+        Some(dataplane) if v.errors.is_empty() => {
+            let config = Config {
                 global,
                 dataplane,
-                services: services.into_iter().map(|(s, _)| s).collect(),
+                services,
                 vrrp,
                 static_net,
                 metrics,
                 agent,
                 bgp,
-            },
-            v.scripts,
-        )),
+            };
+            let errors = semantic::check(&config, &v.sites);
+            if errors.is_empty() {
+                Ok((config, v.scripts))
+            } else {
+                Err(ConfigErrors(errors))
+            }
+        }
         _ => Err(ConfigErrors(v.errors)),
     }
 }
@@ -152,6 +128,8 @@ struct Validator<'a> {
     errors: Vec<ConfigError>,
     /// Where each command was written.
     scripts: Vec<ScriptSite>,
+    /// Where each part of the model was written, for the semantic check.
+    sites: Sites,
 }
 
 impl Validator<'_> {
@@ -161,6 +139,19 @@ impl Validator<'_> {
         let line = before.matches('\n').count() + 1;
         let line_start = before.rfind('\n').map_or(0, |i| i + 1);
         (line, before[line_start..].chars().count() + 1)
+    }
+
+    /// Notes that model path `path` was written at `span`.
+    fn site(&mut self, path: impl Into<String>, span: Range<usize>) {
+        let (line, col) = self.position(span.start);
+        self.sites.set(
+            path,
+            Site {
+                file: self.file.to_string(),
+                line,
+                col,
+            },
+        );
     }
 
     fn error(&mut self, span: Range<usize>, message: impl Into<String>) {
@@ -265,7 +256,7 @@ impl Validator<'_> {
             }
         }
         let xdp_mode = match raw.xdp_mode.as_ref() {
-            None => XdpMode::Auto,
+            None => crate::defaults::XDP_MODE,
             Some(m) => match m.get_ref().as_str() {
                 "native" => XdpMode::Native,
                 "generic" => XdpMode::Generic,
@@ -352,7 +343,7 @@ impl Validator<'_> {
             }
         });
         let nodest = match raw.nodest_policy.as_ref() {
-            None => NodestPolicy::Keep,
+            None => crate::defaults::NODEST_POLICY,
             Some(m) => match m.get_ref().as_str() {
                 "keep" => NodestPolicy::Keep,
                 "expire" => NodestPolicy::Expire,
@@ -370,7 +361,7 @@ impl Validator<'_> {
         };
         let conn_reuse_mode = self.number(
             &raw.conn_reuse_mode,
-            u32::from(super::DEFAULT_CONN_REUSE_MODE),
+            u32::from(crate::defaults::CONN_REUSE_MODE),
             0..=3,
         ) as u8;
         (self.errors.len() == before).then_some(Dataplane {
@@ -438,14 +429,23 @@ impl Validator<'_> {
         }
     }
 
-    fn service(&mut self, svc: &Spanned<raw::Service>) -> Option<Service> {
+    /// Service `index` of the model, if it has no error.
+    fn service(&mut self, svc: &Spanned<raw::Service>, index: usize) -> Option<Service> {
         let raw = svc.get_ref();
         let before = self.errors.len();
+        let at = format!("services[{index}]");
+        self.site(at.clone(), svc.span());
+        if let Some(f) = &raw.fwmark {
+            self.site(format!("{at}.id"), f.span());
+        }
+        if let Some(g) = &raw.persistence_granularity {
+            self.site(format!("{at}.persistence.mask"), g.span());
+        }
         let ident = self.ident(raw, svc.span());
         let vip = ident.family_addr();
         let port = ident.port();
         let protocol = match raw.protocol.as_ref() {
-            None => Protocol::Tcp,
+            None => crate::defaults::PROTOCOL,
             Some(p) => match p.get_ref().as_str() {
                 "tcp" => Protocol::Tcp,
                 "udp" => Protocol::Udp,
@@ -459,7 +459,7 @@ impl Validator<'_> {
             },
         };
         let scheduler = match raw.scheduler.as_ref() {
-            None => Scheduler::Mh,
+            None => crate::defaults::SCHEDULER,
             Some(s) => Scheduler::from_name(s.get_ref()).unwrap_or_else(|| {
                 let names: Vec<&str> = Scheduler::ALL.iter().map(|e| e.1).collect();
                 self.error(
@@ -476,7 +476,7 @@ impl Validator<'_> {
         let flags = self.sched_flags(raw.scheduler_flags.as_ref(), scheduler);
         let persistence = self.persistence(raw, vip);
         let method = match raw.method.as_ref() {
-            None => Method::Dr,
+            None => crate::defaults::METHOD,
             Some(m) => match m.get_ref().as_str() {
                 "dr" => Method::Dr,
                 "nat" => Method::Nat,
@@ -492,7 +492,13 @@ impl Validator<'_> {
         };
         let active = raw.active.as_ref().is_none_or(|a| *a.get_ref());
         let tunnel = self.tunnel(raw, method);
-        let lifecycle = self.service_lifecycle(raw, vip, port);
+        let lifecycle = self.service_lifecycle(raw, port);
+        if let Some(s) = &raw.sorry_server {
+            self.site(
+                format!("{at}.lifecycle.sorry_server"),
+                s.get_ref().address.span(),
+            );
+        }
 
         let mut reals: Vec<(Real, Range<usize>)> = Vec::new();
         for r in &raw.reals {
@@ -504,17 +510,8 @@ impl Validator<'_> {
             };
             let u_threshold = self.number(&rr.uthreshold, 0, 0..=i64::from(u32::MAX));
             let l_threshold = self.number(&rr.lthreshold, 0, 0..=i64::from(u32::MAX));
-            if let Some(l) = &rr.lthreshold
-                && u_threshold != 0
-                && l_threshold > u_threshold
-            {
-                self.error(
-                    l.span(),
-                    format!("lthreshold {l_threshold} is above uthreshold {u_threshold}; a real would never take connections again"),
-                );
-            }
             let weight = match rr.weight.as_ref() {
-                None => 1,
+                None => crate::defaults::REAL_WEIGHT,
                 Some(w) if (0..=MAX_WEIGHT).contains(w.get_ref()) => *w.get_ref() as u32,
                 Some(w) => {
                     self.error(
@@ -526,19 +523,11 @@ impl Validator<'_> {
             };
             let alpha = raw.alpha.as_ref().is_some_and(|a| *a.get_ref());
             let real_lifecycle = self.real_lifecycle(rr, &lifecycle, alpha);
-            let (Some(address), Some(real_port), Some(vip), Some(port)) =
+            let (Some(address), Some(real_port), Some(_), Some(port)) =
                 (address, real_port, vip, port)
             else {
                 continue;
             };
-            // A tunnel may cross families (IPv4 in IPv6 and back); DR cannot.
-            if method != Method::Tun && address.is_ipv4() != vip.is_ipv4() {
-                self.error(
-                    rr.address.span(),
-                    format!("real server {address} is not of the VIP's address family"),
-                );
-                continue;
-            }
             if matches!(method, Method::Dr | Method::Tun) && real_port != port && !ident.is_fwmark()
             {
                 let span = rr.port.as_ref().map_or(r.span(), |p| p.span());
@@ -564,6 +553,12 @@ impl Validator<'_> {
                     ),
                 );
                 continue;
+            }
+            let real = format!("{at}.reals[{}]", reals.len());
+            self.site(real.clone(), r.span());
+            self.site(format!("{real}.address"), rr.address.span());
+            if let Some(l) = &rr.lthreshold {
+                self.site(format!("{real}.l_threshold"), l.span());
             }
             reals.push((
                 Real {
@@ -643,49 +638,6 @@ impl Validator<'_> {
             }
         }
     }
-
-    /// Services of one `group` list the same reals (addresses, weights and
-    /// checks; a real's port may follow each member's): each real is checked
-    /// once for all of them.
-    fn groups_agree(&mut self, services: &[(Service, Range<usize>)]) {
-        let shape = |s: &Service| -> Vec<_> {
-            s.reals
-                .iter()
-                .map(|r| (r.address, r.weight, r.lifecycle.clone()))
-                .collect()
-        };
-        for (i, (s, span)) in services.iter().enumerate() {
-            let Some(group) = &s.group else { continue };
-            let first = services[..i]
-                .iter()
-                .find(|(o, _)| o.group.as_ref() == Some(group));
-            if let Some((first, _)) = first
-                && shape(first) != shape(s)
-            {
-                self.error(
-                    span.clone(),
-                    format!(
-                        "service {} of group `{group}` lists other real servers or checks than {} (a group's reals are checked once for all its services)",
-                        s.id, first.id
-                    ),
-                );
-            }
-        }
-    }
-
-    /// Checks that the services fit the data plane's preallocated maps.
-    fn capacity(
-        &mut self,
-        dp: &Dataplane,
-        dp_span: Range<usize>,
-        services: &[(Service, Range<usize>)],
-    ) {
-        let list: Vec<&Service> = services.iter().map(|(s, _)| s).collect();
-        for (at, message) in capacity_problems(dp, &list) {
-            let span = at.map_or(dp_span.clone(), |i| services[i].1.clone());
-            self.error(span, message);
-        }
-    }
 }
 
 impl Validator<'_> {
@@ -740,10 +692,12 @@ impl Validator<'_> {
         } else {
             IpAddr::V6(Ipv6Addr::from(u128::MAX))
         };
+        // A netmask makes an IPv4 mask, a prefix length an IPv6 one, whatever
+        // the VIP: the semantic check says when it is of the other family.
         let mask = match raw.persistence_granularity.as_ref() {
             None => full,
-            Some(g) => match (g.get_ref(), vip) {
-                (raw::Granularity::Netmask(m), IpAddr::V4(_)) => match m.parse::<Ipv4Addr>() {
+            Some(g) => match g.get_ref() {
+                raw::Granularity::Netmask(m) => match m.parse::<Ipv4Addr>() {
                     Ok(a) if u32::from(a).leading_ones() == u32::from(a).count_ones() => {
                         IpAddr::V4(a)
                     }
@@ -754,27 +708,13 @@ impl Validator<'_> {
                         full
                     }
                 },
-                (raw::Granularity::Prefix(p), IpAddr::V6(_)) if (1..=128).contains(p) => {
+                raw::Granularity::Prefix(p) if (1..=128).contains(p) => {
                     IpAddr::V6(Ipv6Addr::from(u128::MAX << (128 - *p as u32)))
                 }
-                (raw::Granularity::Prefix(p), IpAddr::V6(_)) => {
+                raw::Granularity::Prefix(p) => {
                     self.error(
                         g.span(),
                         format!("prefix length {p} is out of range (1..=128)"),
-                    );
-                    full
-                }
-                (_, IpAddr::V4(_)) => {
-                    self.error(
-                        g.span(),
-                        "an IPv4 service takes a netmask here, such as \"255.255.255.0\"",
-                    );
-                    full
-                }
-                (_, IpAddr::V6(_)) => {
-                    self.error(
-                        g.span(),
-                        "an IPv6 service takes a prefix length here, such as 64",
                     );
                     full
                 }

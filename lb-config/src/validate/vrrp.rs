@@ -13,7 +13,7 @@ use crate::{
     },
 };
 use std::{
-    collections::{HashMap, HashSet},
+    collections::HashSet,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
     path::PathBuf,
     time::Duration,
@@ -139,6 +139,7 @@ impl Validator<'_> {
     }
 
     fn vrrp_sync_daemon(&mut self, d: &Spanned<r::SyncDaemon>) -> Option<SyncDaemon> {
+        self.site("global.lvs_sync_daemon", d.span());
         let d = d.get_ref();
         let ifname = self.vrrp_ifname(&d.interface)?;
         let small = |v: &mut Self, x: &Option<Spanned<i64>>, max: i64| -> Option<Option<i64>> {
@@ -530,7 +531,9 @@ impl Validator<'_> {
     }
 
     fn vrrp_weight(&mut self, w: &Option<Spanned<i64>>) -> Option<i32> {
-        let Some(w) = w else { return Some(0) };
+        let Some(w) = w else {
+            return Some(crate::defaults::TRACK_WEIGHT);
+        };
         if !(-MAX_WEIGHT..=MAX_WEIGHT).contains(w.get_ref()) {
             self.error(
                 w.span(),
@@ -552,21 +555,14 @@ impl Validator<'_> {
         }
     }
 
-    /// Track lists: every name must be defined (`known`).
-    fn vrrp_refs(
-        &mut self,
-        refs: &[Spanned<r::TrackRef>],
-        known: &HashSet<String>,
-        what: &str,
-    ) -> Vec<TrackRef> {
+    /// A track list, model path `path` (its names are checked to be
+    /// defined by the semantic check).
+    fn vrrp_refs(&mut self, refs: &[Spanned<r::TrackRef>], path: &str) -> Vec<TrackRef> {
         let mut out = Vec::new();
         for t in refs {
             let t = t.get_ref();
             let name = t.name.get_ref();
-            if !known.contains(name) {
-                self.error(t.name.span(), format!("no {what} named `{name}`"));
-                continue;
-            }
+            self.site(format!("{path}[{}]", out.len()), t.name.span());
             let weight = match &t.weight {
                 Some(_) => self.vrrp_weight(&t.weight),
                 None => None,
@@ -602,27 +598,13 @@ impl Validator<'_> {
 
     fn vrrp_sections(&mut self, file: &raw::File, global: &Global) -> Vrrp {
         let mut out = Vrrp::default();
-        let mut seen: HashMap<String, usize> = HashMap::new();
-        let mut unique = |v: &mut Self, n: &Spanned<String>, what: &str| -> bool {
-            let key = format!("{what}:{}", n.get_ref());
-            if let Some(first) = seen.get(&key) {
-                let line = v.position(*first).0;
-                v.error(
-                    n.span(),
-                    format!("{what} `{}` is already defined at line {line}", n.get_ref()),
-                );
-                return false;
-            }
-            seen.insert(key, n.span().start);
-            true
-        };
-        let second = Duration::from_secs(1);
         let ms = Duration::from_millis(1);
         for s in &file.vrrp_scripts {
             let s = s.get_ref();
-            if !unique(self, &s.name, "vrrp_script") {
-                continue;
-            }
+            self.site(
+                format!("vrrp.scripts[{}].name", out.scripts.len()),
+                s.name.span(),
+            );
             let script = self.command(&s.script, "script");
             let interval = match &s.interval {
                 Some(i) => self.vrrp_seconds(i, ms, 86400.0).filter(|d| {
@@ -632,14 +614,14 @@ impl Validator<'_> {
                     }
                     ok
                 }),
-                None => Some(second),
+                None => Some(crate::defaults::SCRIPT_INTERVAL),
             };
             let timeout = match &s.timeout {
                 Some(t) => self.vrrp_seconds(t, ms, 86400.0).filter(|d| !d.is_zero()),
                 None => interval,
             };
             let count = |v: &mut Self, n: &Option<Spanned<i64>>| match n {
-                None => Some(1),
+                None => Some(crate::defaults::SCRIPT_RISE_FALL),
                 Some(n) => match u32::try_from(*n.get_ref()) {
                     Ok(c) if c >= 1 => Some(c),
                     _ => {
@@ -675,16 +657,17 @@ impl Validator<'_> {
         }
         for f in &file.vrrp_track_files {
             let f = f.get_ref();
-            if !unique(self, &f.name, "vrrp_track_file") {
-                continue;
-            }
+            self.site(
+                format!("vrrp.track_files[{}].name", out.track_files.len()),
+                f.name.span(),
+            );
             let path = PathBuf::from(f.file.get_ref());
             if !path.is_absolute() {
                 self.error(f.file.span(), "`file` must be an absolute path");
                 continue;
             }
             let Some(weight) = (match &f.weight {
-                None => Some(1),
+                None => Some(crate::defaults::TRACK_FILE_WEIGHT),
                 w => self.vrrp_weight(w),
             }) else {
                 continue;
@@ -696,72 +679,21 @@ impl Validator<'_> {
                 init: f.init_file.as_ref().map(|v| *v.get_ref()),
             });
         }
-        let scripts_named: HashSet<String> = file
-            .vrrp_scripts
-            .iter()
-            .map(|s| s.get_ref().name.get_ref().clone())
-            .collect();
-        let files_named: HashSet<String> = file
-            .vrrp_track_files
-            .iter()
-            .map(|s| s.get_ref().name.get_ref().clone())
-            .collect();
-        let mut routers: HashMap<(String, u8, bool), usize> = HashMap::new();
         for i in &file.vrrp_instances {
-            if !unique(self, &i.get_ref().name, "vrrp_instance") {
-                continue;
-            }
-            if let Some(inst) = self.vrrp_instance(i, global, &scripts_named, &files_named) {
-                let key = (
-                    inst.interface.clone(),
-                    inst.vrid,
-                    inst.virtual_ipaddress
-                        .first()
-                        .is_some_and(|a| a.address.is_ipv6()),
-                );
-                let at = i.get_ref().virtual_router_id.span();
-                if let Some(first) = routers.get(&key) {
-                    let line = self.position(*first).0;
-                    self.error(
-                        at,
-                        format!(
-                            "virtual_router_id {} on {} is already used at line {line}",
-                            inst.vrid, inst.interface
-                        ),
-                    );
-                    continue;
-                }
-                routers.insert(key, at.start);
+            let index = out.instances.len();
+            if let Some(inst) = self.vrrp_instance(i, global, index) {
                 out.instances.push(inst);
             }
         }
-        let mut member_of: HashMap<String, String> = HashMap::new();
         for g in &file.vrrp_sync_groups {
             let g = g.get_ref();
-            if !unique(self, &g.name, "vrrp_sync_group") {
-                continue;
-            }
+            let at = format!("vrrp.sync_groups[{}]", out.sync_groups.len());
+            self.site(format!("{at}.name"), g.name.span());
+            self.site(format!("{at}.members"), g.group.span());
             let mut members = Vec::new();
             for m in g.group.get_ref() {
-                let name = m.get_ref();
-                if !file
-                    .vrrp_instances
-                    .iter()
-                    .any(|i| i.get_ref().name.get_ref() == name)
-                {
-                    self.error(m.span(), format!("no vrrp_instance named `{name}`"));
-                } else if let Some(other) = member_of.insert(name.clone(), g.name.get_ref().clone())
-                {
-                    self.error(
-                        m.span(),
-                        format!("`{name}` is already in sync group `{other}`"),
-                    );
-                } else {
-                    members.push(name.clone());
-                }
-            }
-            if g.group.get_ref().is_empty() {
-                self.error(g.group.span(), "a sync group needs members");
+                self.site(format!("{at}.members[{}]", members.len()), m.span());
+                members.push(m.get_ref().clone());
             }
             let notify = self.vrrp_notify([
                 &g.notify_master,
@@ -775,24 +707,31 @@ impl Validator<'_> {
                 members,
                 notify,
                 track_interfaces: self.vrrp_track_interfaces(&g.track_interface),
-                track_scripts: self.vrrp_refs(&g.track_script, &scripts_named, "vrrp_script"),
-                track_files: self.vrrp_refs(&g.track_file, &files_named, "vrrp_track_file"),
+                track_scripts: self.vrrp_refs(&g.track_script, &format!("{at}.track_scripts")),
+                track_files: self.vrrp_refs(&g.track_file, &format!("{at}.track_files")),
                 smtp_alert: g.smtp_alert.as_ref().map(|b| *b.get_ref()),
             });
         }
         out
     }
 
+    /// Instance `index` of the model, if it has no error.
     fn vrrp_instance(
         &mut self,
         i: &Spanned<r::Instance>,
         global: &Global,
-        scripts: &HashSet<String>,
-        files: &HashSet<String>,
+        index: usize,
     ) -> Option<Instance> {
         let before = self.errors.len();
         let span = i.span();
         let i = i.get_ref();
+        let at = format!("vrrp.instances[{index}]");
+        self.site(at.clone(), span.clone());
+        self.site(format!("{at}.name"), i.name.span());
+        self.site(
+            format!("{at}.virtual_router_id"),
+            i.virtual_router_id.span(),
+        );
         let interface = self.vrrp_ifname(&i.interface);
         let vrid = match u8::try_from(*i.virtual_router_id.get_ref()) {
             Ok(v) if v >= 1 => v,
@@ -825,7 +764,8 @@ impl Validator<'_> {
             },
         };
         let initial_state = match i.state.as_ref().map(|s| (s, s.get_ref().as_str())) {
-            None | Some((_, "BACKUP")) => InitialState::Backup,
+            None => crate::defaults::INITIAL_STATE,
+            Some((_, "BACKUP")) => InitialState::Backup,
             Some((_, "MASTER")) => InitialState::Master,
             Some((s, other)) => {
                 self.error(
@@ -836,7 +776,7 @@ impl Validator<'_> {
             }
         };
         let advert_int = match &i.advert_int {
-            None => Duration::from_secs(1),
+            None => crate::defaults::ADVERT_INT,
             Some(a) if version == 2 => match self.vrrp_seconds(a, Duration::from_secs(1), 255.0) {
                 Some(d) if !d.is_zero() => d,
                 Some(_) => {
@@ -958,8 +898,8 @@ impl Validator<'_> {
             .filter_map(|x| self.vrrp_rule(x))
             .collect();
         let track_interfaces = self.vrrp_track_interfaces(&i.track_interface);
-        let track_scripts = self.vrrp_refs(&i.track_script, scripts, "vrrp_script");
-        let track_files = self.vrrp_refs(&i.track_file, files, "vrrp_track_file");
+        let track_scripts = self.vrrp_refs(&i.track_script, &format!("{at}.track_scripts"));
+        let track_files = self.vrrp_refs(&i.track_file, &format!("{at}.track_files"));
         let vmac = match i.use_vmac.as_ref().map(|v| (v, v.get_ref())) {
             None | Some((_, r::UseVmac::Default(false))) => None,
             Some((_, r::UseVmac::Default(true))) => Some(Vmac {
@@ -977,6 +917,12 @@ impl Validator<'_> {
             xmit_base: i.vmac_xmit_base.as_ref().is_some_and(|b| *b.get_ref()),
             ..v
         });
+        // keepalived.conf refuses it too: without a VMAC it would mean nothing.
+        if let (None, Some(x)) = (&vmac, &i.vmac_xmit_base)
+            && *x.get_ref()
+        {
+            self.error(x.span(), "`vmac_xmit_base` needs `use_vmac`");
+        }
         let garp = match &i.garp {
             Some(g) => self.vrrp_garp(g.get_ref(), global.garp),
             None => global.garp,
@@ -1204,8 +1150,12 @@ master_repeat = 3
             ["6:13 `auth_pass` must be 1 to 8 bytes"]
         );
         assert_eq!(
+            errors(&instance("vmac_xmit_base = true\n")),
+            ["6:18 `vmac_xmit_base` needs `use_vmac`"]
+        );
+        assert_eq!(
             errors(&instance("track_script = [{ name = \"nope\" }]\n")),
-            ["6:26 no vrrp_script named `nope`"]
+            ["6:26 track_script names `nope`, but no vrrp_script `nope` is defined"]
         );
         assert_eq!(
             errors(&instance("check_unicast_src = true\n")),
@@ -1239,7 +1189,7 @@ master_repeat = 3
         let two = format!("{}{}", instance(""), instance("").replace("VI_1", "VI_2"));
         assert_eq!(
             errors(&two),
-            ["9:21 virtual_router_id 51 on eth0 is already used at line 6"]
+            ["9:21 virtual_router_id 51 on eth0 is already used by vrrp_instance `VI_1` at line 6"]
         );
         let same = format!("{}{}", instance(""), instance("").replace("51", "52"));
         assert_eq!(
@@ -1254,7 +1204,12 @@ master_repeat = 3
             "{}[[vrrp_sync_group]]\nname = \"G\"\ngroup = [\"VI_1\", \"VI_9\"]\n",
             instance("")
         );
-        assert_eq!(errors(&body), ["8:18 no vrrp_instance named `VI_9`"]);
+        assert_eq!(
+            errors(&body),
+            [
+                "8:18 vrrp_sync_group `G` names `VI_9`, but no vrrp_instance `VI_9` is defined (did you mean `VI_1`?)"
+            ]
+        );
         assert_eq!(
             errors_top("static_routes = [{ to = \"10.0.0.0/33\" }]\n"),
             ["1:25 `10.0.0.0/33`: the prefix must be 0..=32"]

@@ -89,7 +89,7 @@ mod tests {
 
     #[test]
     fn on_at_loopback_by_default_and_off_two_ways() {
-        let default = Some(config::DEFAULT_METRICS_LISTEN.parse().unwrap());
+        let default = Some(config::defaults::METRICS_LISTEN.parse().unwrap());
         assert_eq!(listen(""), Ok(default));
         assert_eq!(listen("[metrics]\n"), Ok(default));
         assert_eq!(

@@ -234,7 +234,7 @@ fn sync_daemon(cx: &mut Ctx, k: &Node) -> Option<SyncDaemon> {
             "group" => d.group = Some(cx.ip(v, "group")?),
             _ => {
                 let hint =
-                    super::hint::closest(&key.text, ["id", "maxlen", "port", "ttl", "group"])
+                    crate::hint::closest(&key.text, ["id", "maxlen", "port", "ttl", "group"])
                         .map(|h| format!(" (did you mean '{h}'?)"))
                         .unwrap_or_default();
                 cx.diag.error(
@@ -267,7 +267,7 @@ fn timeouts(cx: &mut Ctx, k: &Node) -> Option<Timeouts> {
             "tcpfin" => t.tcp_fin = cx.uint(v, "tcpfin", 1..=MONTH)?,
             "udp" => t.udp = cx.uint(v, "udp", 1..=MONTH)?,
             _ => {
-                let hint = super::hint::closest(&key.text, ["tcp", "tcpfin", "udp"])
+                let hint = crate::hint::closest(&key.text, ["tcp", "tcpfin", "udp"])
                     .map(|h| format!(" (did you mean '{h}'?)"))
                     .unwrap_or_default();
                 cx.diag.error(

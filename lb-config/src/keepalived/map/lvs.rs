@@ -27,9 +27,6 @@ pub enum GroupMember {
     Fwmark(u32),
 }
 
-/// keepalived's default scheduler and forwarding method.
-const DEFAULT_SCHEDULER: Scheduler = Scheduler::Wlc;
-const DEFAULT_METHOD: Method = Method::Nat;
 /// Addresses one range line may expand to.
 const MAX_RANGE: u32 = 256;
 /// keepalived's largest weight (ip_vs.h `IPVS_WEIGHT_LIMIT`, INT32_MAX).
@@ -108,12 +105,28 @@ fn range(cx: &mut Ctx, t: &Token) -> Vec<IpAddr> {
     }
 }
 
+/// Where a real server's parts were written, for the semantic check.
+#[derive(Clone)]
+pub struct RealAt {
+    pub at: Pos,
+    pub address: Pos,
+    pub l_threshold: Option<Pos>,
+}
+
+/// Where a service's parts were written, for the semantic check.
+pub struct ServiceAt {
+    pub at: Pos,
+    pub mask: Option<Pos>,
+    pub sorry: Option<Pos>,
+    pub reals: Vec<RealAt>,
+}
+
 /// One `virtual_server` block: one service, or one per group member.
 pub fn virtual_server(
     cx: &mut Ctx,
     n: &Node,
     groups: &HashMap<String, (Pos, Vec<GroupMember>)>,
-) -> Vec<(Service, Pos)> {
+) -> Vec<(Service, ServiceAt)> {
     let errors = cx.diag.error_count();
     let members: Vec<GroupMember> = match n.args.as_slice() {
         [f, mark] if f.text == "fwmark" => cx
@@ -165,10 +178,10 @@ pub fn virtual_server(
         GroupMember::Fwmark(_) => 0,
     };
     let inherited = s.inherited();
-    let mut reals: Vec<(Real, Pos)> = Vec::new();
+    let mut reals: Vec<(Real, RealAt)> = Vec::new();
     let mut seen: HashMap<(IpAddr, u16), usize> = HashMap::new();
     for k in selected.iter().filter(|k| k.name() == "real_server") {
-        if let Some(r) = real_server(cx, k, vs_port, &s, &inherited) {
+        if let Some((r, at)) = real_server(cx, k, vs_port, &s, &inherited) {
             if let Some(line) = seen.get(&(r.address, r.port)) {
                 cx.diag.warning(
                     k.pos(),
@@ -179,7 +192,7 @@ pub fn virtual_server(
                 );
             } else {
                 seen.insert((r.address, r.port), k.pos().line);
-                reals.push((r, k.pos().clone()));
+                reals.push((r, at));
             }
         }
     }
@@ -195,13 +208,18 @@ pub fn virtual_server(
     }
     let mut lifecycle = s.lifecycle.clone();
     s.quorum_fits(cx, n, &reals, &mut lifecycle);
+    // keepalived takes a fwmark service's family from its first real
+    // unless `ip_family` says it.
+    if !s.family_given {
+        s.ipv6 = reals[0].0.address.is_ipv6();
+    }
     let mut out = Vec::new();
     for m in members {
         let id = match m {
             GroupMember::Addr(vip, port) => ServiceId::Addr {
                 vip,
                 port,
-                protocol: s.protocol.unwrap_or(Protocol::Udp),
+                protocol: s.protocol.unwrap_or(crate::defaults::keepalived::PROTOCOL),
             },
             GroupMember::Fwmark(mark) => ServiceId::Fwmark { mark, ipv6: s.ipv6 },
         };
@@ -213,31 +231,11 @@ pub fn virtual_server(
                 IpAddr::V4(Ipv4Addr::BROADCAST)
             }),
         });
-        if let Some(p) = &persistence
-            && p.mask.is_ipv6() != id.is_ipv6()
-        {
-            cx.diag.error(
-                n.pos(),
-                format!("service {id}: persistence_granularity is of the other address family"),
-            );
-            continue;
-        }
-        let mut ok = true;
         let mut members_reals = Vec::new();
-        for (r, pos) in &reals {
+        for (r, at) in &reals {
+            let pos = &at.at;
             let mut r = r.clone();
-            if let Some((vip, port, _)) = id.addr() {
-                // A tunnel may cross families (IPv4 in IPv6 and back); DR and NAT cannot.
-                if s.method != Method::Tun && r.address.is_ipv4() != vip.is_ipv4() {
-                    cx.diag.error(
-                        pos,
-                        format!(
-                            "real server {} is not of the VIP's address family",
-                            r.address
-                        ),
-                    );
-                    ok = false;
-                }
+            if let Some((_, port, _)) = id.addr() {
                 if r.port == 0 {
                     // A group's reals without a port take each member's.
                     r.port = port;
@@ -251,9 +249,6 @@ pub fn virtual_server(
                 }
             }
             members_reals.push(r);
-        }
-        if !ok {
-            continue;
         }
         let mut lifecycle = lifecycle.clone();
         if let (Some(sorry), Some((_, port, _))) = (&mut lifecycle.sorry_server, id.addr())
@@ -274,7 +269,17 @@ pub fn virtual_server(
                 lifecycle,
                 group: None,
             },
-            n.pos().clone(),
+            ServiceAt {
+                at: n.pos().clone(),
+                mask: s.mask_pos.clone(),
+                sorry: n
+                    .children()
+                    .iter()
+                    .rfind(|k| k.name() == "sorry_server")
+                    .and_then(|k| k.args.first())
+                    .map(|a| a.pos.clone()),
+                reals: reals.iter().map(|(_, at)| at.clone()).collect(),
+            },
         ));
     }
     out
@@ -288,10 +293,14 @@ struct Settings {
     protocol: Option<Protocol>,
     protocol_pos: Option<Pos>,
     ipv6: bool,
+    /// `ip_family` was given (else a fwmark service takes its first real's).
+    family_given: bool,
     flags: SchedFlags,
     /// `flag-1` / `flag-2`: IPVS's scheduler flags, whatever the scheduler.
     raw_flags: Vec<(String, Pos)>,
     persistence: Option<(u32, Option<IpAddr>)>,
+    /// Where `persistence_granularity` was written.
+    mask_pos: Option<Pos>,
     lifecycle: ServiceLifecycle,
     ha_suspend_pos: Option<Pos>,
     // Handed down to the reals.
@@ -307,15 +316,17 @@ struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Settings {
-            scheduler: DEFAULT_SCHEDULER,
-            method: DEFAULT_METHOD,
+            scheduler: crate::defaults::keepalived::SCHEDULER,
+            method: crate::defaults::keepalived::METHOD,
             tunnel: Tunnel::Ipip,
             protocol: None,
             protocol_pos: None,
             ipv6: false,
+            family_given: false,
             flags: SchedFlags::default(),
             raw_flags: Vec::new(),
             persistence: None,
+            mask_pos: None,
             lifecycle: ServiceLifecycle::default(),
             ha_suspend_pos: None,
             connect_timeout: defaults::CONNECT_TIMEOUT,
@@ -324,7 +335,7 @@ impl Default for Settings {
             warmup: None,
             alpha: false,
             inhibit: false,
-            weight: 1,
+            weight: crate::defaults::REAL_WEIGHT,
         }
     }
 }
@@ -499,6 +510,7 @@ impl Settings {
                 };
                 match mask {
                     Some(m) => {
+                        self.mask_pos = Some(t.pos.clone());
                         let timeout = self.persistence.map(|p| p.0);
                         self.persistence = Some((timeout.unwrap_or(0), Some(m)));
                     }
@@ -568,8 +580,8 @@ impl Settings {
                 }
             }
             "ip_family" => match a().text.as_str() {
-                "inet" => self.ipv6 = false,
-                "inet6" => self.ipv6 = true,
+                "inet" => (self.ipv6, self.family_given) = (false, true),
+                "inet6" => (self.ipv6, self.family_given) = (true, true),
                 _ => cx.diag.error(
                     &a().pos,
                     format!(
@@ -676,7 +688,13 @@ impl Settings {
 
     /// keepalived lowers a quorum the reals' weights cannot reach, and a
     /// hysteresis that is not below the quorum.
-    fn quorum_fits(&self, cx: &mut Ctx, n: &Node, reals: &[(Real, Pos)], l: &mut ServiceLifecycle) {
+    fn quorum_fits(
+        &self,
+        cx: &mut Ctx,
+        n: &Node,
+        reals: &[(Real, RealAt)],
+        l: &mut ServiceLifecycle,
+    ) {
         let sum = reals
             .iter()
             .map(|(r, _)| u64::from(r.weight))
@@ -712,7 +730,7 @@ fn real_server(
     vs_port: u16,
     vs: &Settings,
     from_vs: &Inherited,
-) -> Option<Real> {
+) -> Option<(Real, RealAt)> {
     let errors = cx.diag.error_count();
     let address = cx.ip(&n.args[0], "real_server");
     let port = match n.args.get(1) {
@@ -778,17 +796,10 @@ fn real_server(
     for k in selected.iter().filter(|k| Area::check(k.name()).is_some()) {
         r.lifecycle.checks.extend(check::check(cx, k, &inh));
     }
-    if let Some(t) = lthreshold
-        && r.u_threshold != 0
-        && r.l_threshold > r.u_threshold
-    {
-        cx.diag.error(
-            &t.pos,
-            format!(
-                "lthreshold {} is above uthreshold {}; the real would never take connections again",
-                r.l_threshold, r.u_threshold
-            ),
-        );
-    }
-    (cx.diag.error_count() == errors).then_some(r)
+    let at = RealAt {
+        at: n.pos().clone(),
+        address: n.args[0].pos.clone(),
+        l_threshold: lthreshold.map(|t| t.pos.clone()),
+    };
+    (cx.diag.error_count() == errors).then_some((r, at))
 }

@@ -7,17 +7,17 @@ mod global;
 mod ifaces;
 mod lvs;
 mod net;
+mod sites;
 mod vrrp;
 
 use super::{
     diag::{Diag, Pos},
-    hint,
     include::Token,
     keywords::{Area, Blk, Status},
     tree::Node,
 };
 use crate::{
-    Command, Config, Dataplane, DataplaneKind, Service, ServiceId, Timeouts, XdpMode, capacity,
+    Command, Config, Dataplane, DataplaneKind, Service, ServiceId, Timeouts, capacity, hint,
     vrrp::{StaticNet, Vrrp},
 };
 use lb_common::{conn, defaults};
@@ -70,7 +70,7 @@ fn dataplane(
             DataplaneKind::Xdp
         },
         interfaces,
-        xdp_mode: XdpMode::Auto,
+        xdp_mode: crate::defaults::XDP_MODE,
         pin_path: PathBuf::from(crate::defaults::PIN_PATH),
         maglev_table_size: capacity::maglev_table_size(&list),
         max_services: capacity::max_services(&list),
@@ -85,12 +85,13 @@ fn dataplane(
         tunnel_source_v6: None,
         nodest: Default::default(),
         // A sysctl (net.ipv4.vs.conn_reuse_mode), not a keepalived.conf keyword.
-        conn_reuse_mode: crate::DEFAULT_CONN_REUSE_MODE,
+        conn_reuse_mode: crate::defaults::CONN_REUSE_MODE,
     }
 }
 
 pub fn config(nodes: &[Node], diag: &mut Diag, check_interfaces: bool) -> Config {
     let mut cx = Ctx { diag };
+    let mut sites = sites::new(nodes.first());
     let selected = cx.select(Area::Top, nodes);
     let top: Vec<&Node> = selected.iter().map(|n| &**n).collect();
     if check_interfaces {
@@ -157,16 +158,31 @@ pub fn config(nodes: &[Node], diag: &mut Diag, check_interfaces: bool) -> Config
                     .iter()
                     .filter_map(|l| net::rule(&mut cx, l, "static_rules")),
             ),
-            "vrrp_script" => config.vrrp.scripts.extend(vrrp::script(&mut cx, n)),
-            "vrrp_track_file" | "track_file" => {
-                config.vrrp.track_files.extend(vrrp::track_file(&mut cx, n))
+            "vrrp_script" => {
+                if let Some(s) = vrrp::script(&mut cx, n) {
+                    sites::named(&mut sites, "vrrp.scripts", config.vrrp.scripts.len(), n);
+                    config.vrrp.scripts.push(s);
+                }
             }
-            "vrrp_sync_group" => config.vrrp.sync_groups.extend(vrrp::sync_group(&mut cx, n)),
+            "vrrp_track_file" | "track_file" => {
+                if let Some(f) = vrrp::track_file(&mut cx, n) {
+                    let i = config.vrrp.track_files.len();
+                    sites::named(&mut sites, "vrrp.track_files", i, n);
+                    config.vrrp.track_files.push(f);
+                }
+            }
+            "vrrp_sync_group" => {
+                if let Some(s) = vrrp::sync_group(&mut cx, n) {
+                    sites::sync_group(&mut sites, config.vrrp.sync_groups.len(), n);
+                    config.vrrp.sync_groups.push(s);
+                }
+            }
             "vrrp_instance" => {
                 if let Some((i, sd)) = vrrp::instance(&mut cx, n, &config.global, &g) {
                     if let Some(sd) = sd {
                         sync_daemon_iface = Some(sd);
                     }
+                    sites::instance(&mut sites, config.vrrp.instances.len(), n);
                     config.vrrp.instances.push(i);
                 }
             }
@@ -199,8 +215,6 @@ pub fn config(nodes: &[Node], diag: &mut Diag, check_interfaces: bool) -> Config
             group: None,
         });
     }
-    let mut seen: HashMap<ServiceId, Pos> = HashMap::new();
-    let mut service_pos: Vec<Pos> = Vec::new();
     // Each `virtual_server group NAME` block is one group of services (a
     // second block naming the same group, say for UDP, is another).
     let mut group_uses: HashMap<String, usize> = HashMap::new();
@@ -217,28 +231,22 @@ pub fn config(nodes: &[Node], diag: &mut Diag, check_interfaces: bool) -> Config
             }
             _ => None,
         };
-        for (mut s, pos) in lvs::virtual_server(&mut cx, n, &groups) {
+        for (mut s, at) in lvs::virtual_server(&mut cx, n, &groups) {
             s.group = group.clone();
-            if let Some(first) = seen.get(&s.id) {
-                cx.diag.error(
-                    &pos,
-                    format!("service {} is already defined at {first}", s.id),
-                );
-            } else {
-                seen.insert(s.id, pos.clone());
-                service_pos.push(pos);
-                config.services.push(s);
-            }
+            sites::service(&mut sites, config.services.len(), &at);
+            config.services.push(s);
         }
     }
-    vrrp::cross_check(&mut cx, &top, &config, g.strict);
+    sites::sync_daemon(&mut sites, &top);
+    vrrp::strict_checks(&mut cx, &top, &config, g.strict);
+    vrrp::sync_daemon_instance(&mut cx, &top, &config);
     vrrp::sync_members_start_backup(&mut cx, &top, &mut config.vrrp);
     config.dataplane = dataplane(&config.vrrp, &config.static_net, &config.services, &g);
     sync_daemon_needs_ipvs(&mut cx, &top, &mut config);
-    let services: Vec<&Service> = config.services.iter().collect();
-    for (at, message) in capacity::capacity_problems(&config.dataplane, &services) {
-        if let Some(pos) = at.and_then(|i| service_pos.get(i)).or(service_pos.first()) {
-            cx.diag.error(pos, message);
+    // The model's own rules, once this front end's checks passed.
+    if cx.diag.error_count() == 0 {
+        for e in crate::semantic::check(&config, &sites) {
+            cx.diag.push(e);
         }
     }
     config

@@ -11,7 +11,7 @@ use crate::{
         TrackScriptDef, Vmac, Vrrp,
     },
 };
-use std::{collections::HashMap, path::PathBuf, time::Duration};
+use std::{path::PathBuf, time::Duration};
 
 const DAY: f64 = 86400.0;
 
@@ -19,17 +19,17 @@ pub fn script(cx: &mut Ctx, n: &Node) -> Option<TrackScriptDef> {
     let name = n.args[0].text.clone();
     let mut script = None;
     let mut script_given = false;
-    let mut interval = Duration::from_secs(1);
+    let mut interval = crate::defaults::SCRIPT_INTERVAL;
     let mut timeout = None;
     let mut d = TrackScriptDef {
         name,
         script: crate::Command(Vec::new()),
         interval,
         timeout: interval,
-        weight: 0,
+        weight: crate::defaults::TRACK_WEIGHT,
         weight_reverse: false,
-        rise: 1,
-        fall: 1,
+        rise: crate::defaults::SCRIPT_RISE_FALL,
+        fall: crate::defaults::SCRIPT_RISE_FALL,
         init_fail: false,
         user: None,
     };
@@ -95,7 +95,7 @@ pub fn track_file(cx: &mut Ctx, n: &Node) -> Option<TrackFileDef> {
     let mut d = TrackFileDef {
         name: n.args[0].text.clone(),
         path: PathBuf::new(),
-        weight: 1,
+        weight: crate::defaults::TRACK_FILE_WEIGHT,
         init: None,
     };
     let mut file = false;
@@ -187,7 +187,7 @@ fn track_weight(cx: &mut Ctx, line: &Node) -> Option<(i32, bool)> {
             cx.int(v, "weight", -254..=254).map(|w| (w as i32, reverse))
         }
         [w, ..] => {
-            let hint = super::hint::closest(&w.text, ["weight"])
+            let hint = crate::hint::closest(&w.text, ["weight"])
                 .map(|h| format!(" (did you mean '{h}'?)"))
                 .unwrap_or_default();
             cx.diag.error(
@@ -259,10 +259,8 @@ pub fn sync_group(cx: &mut Ctx, n: &Node) -> Option<SyncGroup> {
         scripts: Vec::new(),
         files: Vec::new(),
     };
-    let mut has_group = false;
     for k in &cx.select(Area::SyncGroup, n.children()) {
         if k.name() == "group" {
-            has_group = true;
             for l in k.children() {
                 for w in l.words() {
                     g.members.push(w.text.clone());
@@ -273,16 +271,6 @@ pub fn sync_group(cx: &mut Ctx, n: &Node) -> Option<SyncGroup> {
         } else if !notify(cx, k, &mut g.notify) {
             tracks(cx, k, &mut t);
         }
-    }
-    if !has_group || g.members.is_empty() {
-        cx.diag.error(
-            n.pos(),
-            format!(
-                "vrrp_sync_group '{}' names no instance (add 'group {{ VI_1 … }}')",
-                g.name
-            ),
-        );
-        return None;
     }
     g.track_interfaces = t.interfaces;
     g.track_scripts = t.scripts;
@@ -306,9 +294,9 @@ pub fn instance(
         interface: String::new(),
         vrid: 0,
         version: global.vrrp_version,
-        priority: 100,
-        initial_state: InitialState::Backup,
-        advert_int: Duration::from_secs(1),
+        priority: crate::defaults::PRIORITY,
+        initial_state: crate::defaults::INITIAL_STATE,
+        advert_int: crate::defaults::ADVERT_INT,
         preempt: true,
         preempt_delay: Duration::ZERO,
         accept: !extra.strict,
@@ -826,85 +814,49 @@ pub fn sync_members_start_backup(cx: &mut Ctx, top: &[&Node], vrrp: &mut Vrrp) {
     }
 }
 
-/// References between blocks, checked once everything is read.
-pub fn cross_check(cx: &mut Ctx, top: &[&Node], config: &Config, strict: bool) {
-    let vrrp = &config.vrrp;
-    let mut names: HashMap<String, usize> = HashMap::new();
-    for n in top.iter() {
-        let kind = n.name();
-        if ![
-            "vrrp_instance",
-            "vrrp_script",
-            "vrrp_sync_group",
-            "vrrp_track_file",
-        ]
-        .contains(&kind)
-        {
-            continue;
-        }
-        let name = &n.args[0].text;
-        if let Some(line) = names.get(&format!("{kind} {name}")) {
-            cx.diag.error(
-                n.pos(),
-                format!("{kind} '{name}' is already defined at line {line}"),
-            );
-        } else {
-            names.insert(format!("{kind} {name}"), n.pos().line);
-        }
-    }
-    // Names count as defined even when their block had errors (already
-    // reported), so one mistake is not reported again at every reference.
-    let defined = |kind: &str| -> Vec<&str> {
-        top.iter()
-            .filter(|n| n.name() == kind)
-            .map(|n| n.args[0].text.as_str())
-            .collect()
+/// keepalived's `lvs_sync_daemon` follows a VRRP instance, which must be
+/// defined (the TOML form runs a master daemon when it names none, so this
+/// is keepalived.conf's rule, not the semantic check's).
+pub fn sync_daemon_instance(cx: &mut Ctx, top: &[&Node], config: &Config) {
+    let Some(sd) = &config.global.lvs_sync_daemon else {
+        return;
     };
-    // VRIDs are per interface and address family.
-    let mut vrids: HashMap<(&str, u8, bool), (&str, usize)> = HashMap::new();
+    let instances: Vec<&str> = top
+        .iter()
+        .filter(|n| n.name() == "vrrp_instance")
+        .map(|n| n.args[0].text.as_str())
+        .collect();
+    if instances.contains(&sd.instance.as_str()) {
+        return;
+    }
+    let at = top
+        .iter()
+        .filter(|n| n.name() == "global_defs")
+        .flat_map(|n| n.children())
+        .rfind(|k| k.name() == "lvs_sync_daemon")
+        .and_then(|k| k.args.get(1));
+    if let Some(t) = at {
+        let hint = crate::hint::closest(&t.text, instances.iter().copied())
+            .map(|h| format!(" (did you mean '{h}'?)"))
+            .unwrap_or_default();
+        cx.diag.error(
+            &t.pos,
+            format!(
+                "lvs_sync_daemon names '{}', but no vrrp_instance '{}' is defined{hint}",
+                t.text, t.text
+            ),
+        );
+    }
+}
+
+/// `vrrp_strict` (or an instance's `strict_mode`): what it forbids,
+/// checked once every block is read. The TOML form has no strict mode.
+pub fn strict_checks(cx: &mut Ctx, top: &[&Node], config: &Config, strict: bool) {
+    let vrrp = &config.vrrp;
     for n in top.iter().filter(|n| n.name() == "vrrp_instance") {
         let Some(i) = vrrp.instances.iter().find(|i| i.name == n.args[0].text) else {
             continue;
         };
-        let ipv6 = i
-            .virtual_ipaddress
-            .first()
-            .is_some_and(|a| a.address.is_ipv6());
-        if let Some((other, line)) = vrids.get(&(i.interface.as_str(), i.vrid, ipv6)) {
-            cx.diag.error(n.pos(), format!(
-                "virtual_router_id {} is already used on {} by vrrp_instance '{other}' (line {line})",
-                i.vrid, i.interface
-            ));
-        } else {
-            vrids.insert(
-                (i.interface.as_str(), i.vrid, ipv6),
-                (&i.name, n.pos().line),
-            );
-        }
-        for k in n.children() {
-            let what = match k.name() {
-                "track_script" => "vrrp_script",
-                "track_file" => "vrrp_track_file",
-                _ => continue,
-            };
-            let defined = defined(what);
-            for l in k.children() {
-                if !defined.contains(&l.name()) {
-                    let hint = super::hint::closest(l.name(), defined.iter().copied())
-                        .map(|h| format!(" (did you mean '{h}'?)"))
-                        .unwrap_or_default();
-                    cx.diag.error(
-                        l.pos(),
-                        format!(
-                            "{} names '{}', but no {what} '{}' is defined{hint}",
-                            k.name(),
-                            l.name(),
-                            l.name()
-                        ),
-                    );
-                }
-            }
-        }
         let strict = strict
             || n.children().iter().any(|k| {
                 k.name() == "strict_mode"
@@ -940,51 +892,6 @@ pub fn cross_check(cx: &mut Ctx, top: &[&Node], config: &Config, strict: bool) {
                     ),
                 );
             }
-        }
-    }
-    let instances = defined("vrrp_instance");
-    let mut member_of: HashMap<String, String> = HashMap::new();
-    for n in top.iter().filter(|n| n.name() == "vrrp_sync_group") {
-        let group = &n.args[0].text;
-        for l in n
-            .children()
-            .iter()
-            .filter(|k| k.name() == "group")
-            .flat_map(|k| k.children())
-        {
-            for w in l.words() {
-                if !instances.contains(&w.text.as_str()) {
-                    let hint = super::hint::closest(&w.text, instances.iter().copied())
-                        .map(|h| format!(" (did you mean '{h}'?)"))
-                        .unwrap_or_default();
-                    cx.diag.error(&w.pos, format!("vrrp_sync_group '{group}' names '{}', but no vrrp_instance '{}' is defined{hint}", w.text, w.text));
-                } else if let Some(other) = member_of.insert(w.text.clone(), group.clone()) {
-                    cx.diag.error(
-                        &w.pos,
-                        format!(
-                            "vrrp_instance '{}' is already in vrrp_sync_group '{other}'",
-                            w.text
-                        ),
-                    );
-                }
-            }
-        }
-    }
-    if let Some(sd) = &config.global.lvs_sync_daemon
-        && !instances.contains(&sd.instance.as_str())
-    {
-        let pos = top
-            .iter()
-            .find(|n| n.name() == "global_defs")
-            .map(|n| n.pos().clone());
-        if let Some(pos) = pos {
-            cx.diag.error(
-                &pos,
-                format!(
-                    "lvs_sync_daemon names vrrp_instance '{}', which is not defined",
-                    sd.instance
-                ),
-            );
         }
     }
 }
