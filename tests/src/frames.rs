@@ -347,6 +347,11 @@ pub fn tcp4(src: SocketAddrV4, dst: SocketAddrV4, flags: u8, seq: u32) -> Vec<u8
 /// An IPv4 packet (no options) with its TCP/UDP checksum computed.
 fn with_l4_checksum(packet: &[u8]) -> Vec<u8> {
     let mut f = eth([0; 6], [0; 6], ETH_IPV4, packet);
+    // A UDP checksum of 0 says "none", which `fix_l4_checksum` keeps:
+    // mark it present so that it is computed.
+    if packet[9] == IP_UDP {
+        f[14 + 20 + 6..14 + 20 + 8].copy_from_slice(&[0xff, 0xff]);
+    }
     fix_l4_checksum(&mut f);
     f.split_off(14)
 }
