@@ -55,6 +55,9 @@ pub fn parse_sited(
     let mut v = Validator {
         file,
         text,
+        line_starts: std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect(),
         errors: Vec::new(),
         scripts: Vec::new(),
         sites: Sites::new(file),
@@ -125,6 +128,8 @@ pub fn parse_sited(
 struct Validator<'a> {
     file: &'a str,
     text: &'a str,
+    /// Byte offset of each line's start, for [`Validator::position`].
+    line_starts: Vec<usize>,
     errors: Vec<ConfigError>,
     /// Where each command was written.
     scripts: Vec<ScriptSite>,
@@ -135,10 +140,12 @@ struct Validator<'a> {
 impl Validator<'_> {
     /// 1-based line and column (in characters) of byte `offset`.
     fn position(&self, offset: usize) -> (usize, usize) {
-        let before = &self.text[..offset.min(self.text.len())];
-        let line = before.matches('\n').count() + 1;
-        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-        (line, before[line_start..].chars().count() + 1)
+        let offset = offset.min(self.text.len());
+        // Every model path records its site, so this runs for each field of
+        // each real: a search in the line index, not a scan of the file.
+        let line = self.line_starts.partition_point(|&s| s <= offset);
+        let line_start = self.line_starts[line - 1];
+        (line, self.text[line_start..offset].chars().count() + 1)
     }
 
     /// Notes that model path `path` was written at `span`.
