@@ -9,12 +9,14 @@ mod services;
 mod vrrp;
 
 use crate::{Config, ConfigError, capacity};
-use std::{collections::HashMap, fmt};
+use std::{collections::HashMap, fmt, rc::Rc};
 
 /// Where a part of the model was written: file, 1-based line and column.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Site {
-    pub file: String,
+    /// Shared by every site of one file (a site is recorded per field of
+    /// every real, so a copied name would cost a string each).
+    pub file: Rc<str>,
     pub line: usize,
     pub col: usize,
 }
@@ -52,7 +54,7 @@ impl Sites {
         s.set(
             "",
             Site {
-                file: file.to_string(),
+                file: file.into(),
                 line: 1,
                 col: 1,
             },
@@ -73,7 +75,7 @@ impl Sites {
             }
             if p.is_empty() {
                 return Site {
-                    file: String::new(),
+                    file: "".into(),
                     line: 1,
                     col: 1,
                 };
@@ -201,7 +203,7 @@ impl Found<'_> {
         debug_assert!(rule.wrote(&message), "{rule:?} cannot write {message:?}");
         let s = self.sites.at(path);
         self.errors.push(ConfigError {
-            file: s.file,
+            file: s.file.to_string(),
             line: s.line,
             col: s.col,
             message,
@@ -266,6 +268,6 @@ mod tests {
         s.set("services[2]", at(7));
         assert_eq!(s.at("services[2].reals[0].l_threshold"), at(7));
         assert_eq!(s.at("services[1]").line, 1);
-        assert_eq!(s.at("vrrp.instances[0]").file, "x.toml");
+        assert_eq!(&*s.at("vrrp.instances[0]").file, "x.toml");
     }
 }

@@ -55,6 +55,7 @@ pub fn parse_sited(
     let mut v = Validator {
         file,
         text,
+        file_name: file.into(),
         line_starts: std::iter::once(0)
             .chain(text.match_indices('\n').map(|(i, _)| i + 1))
             .collect(),
@@ -130,6 +131,8 @@ struct Validator<'a> {
     text: &'a str,
     /// Byte offset of each line's start, for [`Validator::position`].
     line_starts: Vec<usize>,
+    /// `file`, shared by every site recorded.
+    file_name: std::rc::Rc<str>,
     errors: Vec<ConfigError>,
     /// Where each command was written.
     scripts: Vec<ScriptSite>,
@@ -154,7 +157,7 @@ impl Validator<'_> {
         self.sites.set(
             path,
             Site {
-                file: self.file.to_string(),
+                file: self.file_name.clone(),
                 line,
                 col,
             },

@@ -11,7 +11,7 @@ use crate::{
 impl From<&Pos> for Site {
     fn from(p: &Pos) -> Site {
         Site {
-            file: p.file.to_string(),
+            file: p.file.clone(),
             line: p.line,
             col: p.col,
         }
